@@ -1,0 +1,3 @@
+//! Pure computation over stored telemetry: SLIs, dynamic baselines, baseline-vs-candidate
+//! comparisons, flame graphs, goroutine leaks. It takes values and returns values: no
+//! sockets, no files, no clocks (Architecture Invariant, checked in CI).

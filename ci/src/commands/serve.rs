@@ -1,0 +1,136 @@
+//! `slo-gate serve`: configuration from defaults, then `--config FILE`, then flags and
+//! `SLO_GATE_*` environment variables; runs until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use collector::config::{Config, Durability};
+use collector::{Collector, RunningCollector};
+use slo_contracts::HumanDuration;
+
+/// Flags of `slo-gate serve`; each overrides the same key of the config file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; flags and environment variables override its keys.
+    #[arg(long, env = "SLO_GATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
+    #[arg(long, env = "SLO_GATE_OTLP_GRPC")]
+    pub otlp_grpc: Option<SocketAddr>,
+    /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
+    #[arg(long, env = "SLO_GATE_OTLP_HTTP")]
+    pub otlp_http: Option<SocketAddr>,
+    /// Query API listen address [default: 127.0.0.1:4040].
+    #[arg(long, env = "SLO_GATE_API")]
+    pub api: Option<SocketAddr>,
+    /// Data directory for the write-ahead log and Parquet parts [default: ./data].
+    #[arg(long, env = "SLO_GATE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Delete data older than this, e.g. 14d, 36h [default: 14d].
+    #[arg(long, env = "SLO_GATE_RETENTION")]
+    pub retention: Option<HumanDuration>,
+    /// When a request is acknowledged: fsync (each request), group (shared fsync), none.
+    #[arg(long, env = "SLO_GATE_DURABILITY", value_parser = parse_durability)]
+    pub durability: Option<Durability>,
+    /// Group-commit window with --durability group [default: 5ms].
+    #[arg(long, env = "SLO_GATE_GROUP_COMMIT_INTERVAL")]
+    pub group_commit_interval: Option<HumanDuration>,
+    /// Write the in-memory head to Parquet parts at least this often [default: 30s].
+    #[arg(long, env = "SLO_GATE_FLUSH_INTERVAL")]
+    pub flush_interval: Option<HumanDuration>,
+    /// ... or when it holds this many bytes of encoded OTLP [default: 33554432].
+    #[arg(long, env = "SLO_GATE_MAX_HEAD_BYTES")]
+    pub max_head_bytes: Option<u64>,
+    /// Largest request body, after decompression [default: 16777216].
+    #[arg(long, env = "SLO_GATE_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Items with more attributes are rejected [default: 128].
+    #[arg(long, env = "SLO_GATE_MAX_ATTRIBUTES_PER_ITEM")]
+    pub max_attributes_per_item: Option<usize>,
+    /// Export requests processed at once; more get 503 [default: 1024].
+    #[arg(long, env = "SLO_GATE_MAX_INFLIGHT_REQUESTS")]
+    pub max_inflight_requests: Option<usize>,
+}
+
+fn parse_durability(s: &str) -> Result<Durability, String> {
+    match s {
+        "fsync" => Ok(Durability::Fsync),
+        "group" => Ok(Durability::Group),
+        "none" => Ok(Durability::None),
+        other => Err(format!("{other:?} is not a durability; use fsync, group or none")),
+    }
+}
+
+impl ServeArgs {
+    /// The configuration these flags describe.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut cfg = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        macro_rules! set {
+            ($($flag:ident => $($field:ident).+),* $(,)?) => {
+                $(if let Some(v) = self.$flag.clone() { cfg.$($field).+ = v; })*
+            };
+        }
+        set!(
+            otlp_grpc => otlp_grpc,
+            otlp_http => otlp_http,
+            api => api,
+            data_dir => data_dir,
+            retention => retention,
+            durability => storage.durability,
+            group_commit_interval => storage.group_commit_interval,
+            flush_interval => storage.flush_interval,
+            max_head_bytes => storage.max_head_bytes,
+            max_request_bytes => limits.max_request_bytes,
+            max_attributes_per_item => limits.max_attributes_per_item,
+            max_inflight_requests => limits.max_inflight_requests,
+        );
+        Ok(cfg)
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("slo-gate")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let data_dir = config.data_dir.clone();
+        let running: RunningCollector = Collector::start(config).await?;
+        // One line on stdout with the bound addresses, for people and for scripts that start
+        // the collector on port 0.
+        println!(
+            "slo-gate listening otlp-grpc={} otlp-http={} api={} data-dir={}",
+            running.otlp_grpc,
+            running.otlp_http,
+            running.api,
+            data_dir.display()
+        );
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        running.stop(Duration::from_secs(10)).await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

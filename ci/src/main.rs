@@ -1,0 +1,18 @@
+//! The `slo-gate` binary. Exit codes: 0 success, 2 error (as `slo-gate check` will use: 1 is
+//! reserved for a failed gate).
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLO_GATE_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match ci::run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("slo-gate: error: {err:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Failures of the collector and the one mapping from each to an HTTP status and a gRPC code.
+//!
+//! The OTLP specification fixes which failures a client may retry: malformed or invalid data
+//! never (HTTP 400 / `INVALID_ARGUMENT`), overload always (HTTP 429 or 503 with `Retry-After`
+//! / `UNAVAILABLE`). Both receivers and the query API call [`ErrorKind::http_status`] and
+//! [`ErrorKind::grpc_code`], so a failure is answered alike whatever transport it came on.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// How a failure is reported to a client; the taxonomy both transports share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request could not be decoded or its content is invalid; retrying will not help.
+    BadRequest,
+    /// The request body is larger than the configured limit.
+    TooLarge,
+    /// The body's content type or encoding is not one the endpoint accepts.
+    UnsupportedMediaType,
+    /// No such endpoint or object.
+    NotFound,
+    /// The collector is temporarily unable to take the request; retry after a pause.
+    Overloaded,
+    /// Storage failed (for example a full disk); nothing was acknowledged; retryable.
+    Unavailable,
+}
+
+impl ErrorKind {
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn grpc_code(self) -> tonic::Code {
+        match self {
+            ErrorKind::BadRequest | ErrorKind::UnsupportedMediaType => tonic::Code::InvalidArgument,
+            ErrorKind::TooLarge => tonic::Code::ResourceExhausted,
+            ErrorKind::NotFound => tonic::Code::NotFound,
+            ErrorKind::Overloaded | ErrorKind::Unavailable => tonic::Code::Unavailable,
+        }
+    }
+
+    /// How long a client should wait before retrying, for the retryable kinds.
+    pub fn retry_after(self) -> Option<Duration> {
+        match self {
+            ErrorKind::Overloaded => Some(Duration::from_secs(1)),
+            ErrorKind::Unavailable => Some(Duration::from_secs(5)),
+            _ => None,
+        }
+    }
+}
+
+/// Why an export request was refused as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("malformed {format} body: {detail}")]
+    Malformed { format: &'static str, detail: String },
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("request body is {size} bytes; the limit is {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("unsupported {what} {value:?}; {expected}")]
+    UnsupportedMediaType { what: &'static str, value: String, expected: &'static str },
+    #[error("{0}")]
+    Tenant(#[from] crate::tenant::TenantError),
+    #[error("collector is overloaded: {0}; retry later")]
+    Overloaded(String),
+    #[error("storage unavailable: {0}; nothing from this request was stored")]
+    Storage(String),
+}
+
+impl IngestError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            IngestError::Malformed { .. } | IngestError::Invalid(_) | IngestError::Tenant(_) => {
+                ErrorKind::BadRequest
+            }
+            IngestError::TooLarge { .. } => ErrorKind::TooLarge,
+            IngestError::UnsupportedMediaType { .. } => ErrorKind::UnsupportedMediaType,
+            IngestError::Overloaded(_) => ErrorKind::Overloaded,
+            IngestError::Storage(_) => ErrorKind::Unavailable,
+        }
+    }
+
+    /// The gRPC status for this failure, with `Retry-After` carried as metadata for the
+    /// retryable kinds (OTLP/gRPC clients read the standard `RetryInfo` detail; most fall
+    /// back to exponential backoff, which `UNAVAILABLE` asks for).
+    pub fn to_grpc_status(&self) -> tonic::Status {
+        tonic::Status::new(self.kind().grpc_code(), self.to_string())
+    }
+}
+
+/// Why a query was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("bad query: {0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Tenant(#[from] crate::tenant::TenantError),
+    #[error("storage read failed: {0}")]
+    Storage(String),
+}
+
+impl QueryError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            QueryError::BadRequest(_) | QueryError::Tenant(_) => ErrorKind::BadRequest,
+            QueryError::NotFound(_) => ErrorKind::NotFound,
+            QueryError::Storage(_) => ErrorKind::Unavailable,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_kinds_are_the_ones_otlp_names() {
+        // OTLP/HTTP: 429, 502, 503, 504 are retryable; everything else is not.
+        for kind in [
+            ErrorKind::BadRequest,
+            ErrorKind::TooLarge,
+            ErrorKind::UnsupportedMediaType,
+            ErrorKind::NotFound,
+            ErrorKind::Overloaded,
+            ErrorKind::Unavailable,
+        ] {
+            let retryable = matches!(kind.http_status().as_u16(), 429 | 502 | 503 | 504);
+            assert_eq!(retryable, kind.retry_after().is_some(), "{kind:?}");
+            assert_eq!(
+                retryable,
+                matches!(kind.grpc_code(), tonic::Code::Unavailable),
+                "{kind:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The slo-gate collector: receives OTLP telemetry, makes it durable, and answers queries.
+//!
+//! The pipeline reads top to bottom in the folder names:
+//!
+//! * [`receive`] — the OTLP/gRPC and OTLP/HTTP receivers: decode, validate, enforce limits;
+//! * [`model`] — the storage rows each signal is converted to (one row per span, metric
+//!   point, log record or profile sample), and the way back to OTLP;
+//! * [`store`] — write-ahead log, in-memory head, Parquet parts and retention;
+//! * [`query`] — the read API served on `--api`.
+//!
+//! [`server`] wires them together; [`error`] holds the one mapping from failures to HTTP and
+//! gRPC status codes, so both transports answer the same failure the same way.
+
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod query;
+pub mod receive;
+pub mod server;
+pub mod signal;
+pub mod store;
+pub mod telemetry;
+pub mod tenant;
+
+pub use config::Config;
+pub use server::{Collector, RunningCollector};

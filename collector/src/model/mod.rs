@@ -1,0 +1,166 @@
+//! Storage rows: the flat, columnar-friendly form of each signal.
+//!
+//! An OTLP request is a tree (resource → scope → items). Storage flattens it to one row per
+//! item (span, metric data point, log record, profile sample), carrying the resource and
+//! scope along. Values that are the same for every item of a resource (its attributes, the
+//! service name and version) are shared `Arc<str>`s, so a 512-span request holds one copy.
+//!
+//! Attributes, events, links, exemplars and the other nested parts are kept as their OTLP/JSON
+//! text: lossless (types, arrays, maps and bytes survive), readable by any Parquet reader, and
+//! turned back into OTLP by [`attrs::decode`]. The attributes queries filter and group on
+//! every day (`service.name`, `service.version`, `deployment.environment.name`, `http.route`,
+//! `http.response.status_code`) are also first-class columns.
+
+pub mod attrs;
+pub mod log;
+pub mod metric;
+pub mod profile;
+pub mod span;
+
+use std::sync::Arc;
+
+pub use log::LogRow;
+pub use metric::MetricRow;
+pub use profile::ProfileRow;
+pub use span::SpanRow;
+
+use crate::signal::Signal;
+
+/// The rows of one accepted request, all of one signal.
+#[derive(Debug, Clone)]
+pub enum Rows {
+    Spans(Vec<SpanRow>),
+    Metrics(Vec<MetricRow>),
+    Logs(Vec<LogRow>),
+    Profiles(Vec<ProfileRow>),
+}
+
+impl Rows {
+    pub fn signal(&self) -> Signal {
+        match self {
+            Rows::Spans(_) => Signal::Traces,
+            Rows::Metrics(_) => Signal::Metrics,
+            Rows::Logs(_) => Signal::Logs,
+            Rows::Profiles(_) => Signal::Profiles,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Spans(r) => r.len(),
+            Rows::Metrics(r) => r.len(),
+            Rows::Logs(r) => r.len(),
+            Rows::Profiles(r) => r.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Calls `f` with the time and service of every row.
+    pub fn for_each_key(&self, mut f: impl FnMut(&RowKey<'_>)) {
+        fn each<R: Row>(rows: &[R], f: &mut impl FnMut(&RowKey<'_>)) {
+            for r in rows {
+                f(&r.key())
+            }
+        }
+        match self {
+            Rows::Spans(r) => each(r, &mut f),
+            Rows::Metrics(r) => each(r, &mut f),
+            Rows::Logs(r) => each(r, &mut f),
+            Rows::Profiles(r) => each(r, &mut f),
+        }
+    }
+}
+
+/// What every row can say about itself: when it happened and which service sent it.
+#[derive(Debug)]
+pub struct RowKey<'a> {
+    pub time_unix_nano: u64,
+    pub service_name: Option<&'a Arc<str>>,
+    pub service_version: Option<&'a Arc<str>>,
+}
+
+/// A storage row of one signal.
+pub trait Row: Sized + Send + Sync + 'static {
+    fn key(&self) -> RowKey<'_>;
+}
+
+/// The attributes every row of a resource shares, computed once per resource.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceColumns {
+    pub service_name: Option<Arc<str>>,
+    pub service_version: Option<Arc<str>>,
+    pub deployment_environment: Option<Arc<str>>,
+    /// OTLP/JSON of the resource attributes.
+    pub attributes: Arc<str>,
+    pub dropped_attributes_count: u32,
+    pub schema_url: Arc<str>,
+}
+
+impl ResourceColumns {
+    pub fn from_otlp(
+        resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>,
+        schema_url: &str,
+    ) -> ResourceColumns {
+        let Some(resource) = resource else {
+            return ResourceColumns { schema_url: Arc::from(schema_url), ..Default::default() };
+        };
+        let attrs = &resource.attributes;
+        let text = |key: &str| attrs::find(attrs, key).and_then(attrs::as_text).map(Arc::from);
+        ResourceColumns {
+            service_name: text("service.name"),
+            service_version: text("service.version"),
+            deployment_environment: text("deployment.environment.name")
+                .or_else(|| text("deployment.environment")),
+            attributes: Arc::from(attrs::encode(attrs)),
+            dropped_attributes_count: resource.dropped_attributes_count,
+            schema_url: Arc::from(schema_url),
+        }
+    }
+
+    pub fn to_otlp(&self) -> opentelemetry_proto::tonic::resource::v1::Resource {
+        opentelemetry_proto::tonic::resource::v1::Resource {
+            attributes: attrs::decode_lossy(&self.attributes),
+            dropped_attributes_count: self.dropped_attributes_count,
+            entity_refs: Vec::new(),
+        }
+    }
+}
+
+/// The instrumentation scope shared by the rows of one scope block.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScopeColumns {
+    pub name: Arc<str>,
+    pub version: Arc<str>,
+    /// OTLP/JSON of the scope attributes.
+    pub attributes: Arc<str>,
+    pub schema_url: Arc<str>,
+}
+
+impl ScopeColumns {
+    pub fn from_otlp(
+        scope: Option<&opentelemetry_proto::tonic::common::v1::InstrumentationScope>,
+        schema_url: &str,
+    ) -> ScopeColumns {
+        match scope {
+            None => ScopeColumns { schema_url: Arc::from(schema_url), ..Default::default() },
+            Some(s) => ScopeColumns {
+                name: Arc::from(s.name.as_str()),
+                version: Arc::from(s.version.as_str()),
+                attributes: Arc::from(attrs::encode(&s.attributes)),
+                schema_url: Arc::from(schema_url),
+            },
+        }
+    }
+
+    pub fn to_otlp(&self) -> opentelemetry_proto::tonic::common::v1::InstrumentationScope {
+        opentelemetry_proto::tonic::common::v1::InstrumentationScope {
+            name: self.name.to_string(),
+            version: self.version.to_string(),
+            attributes: attrs::decode_lossy(&self.attributes),
+            dropped_attributes_count: 0,
+        }
+    }
+}

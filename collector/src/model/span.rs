@@ -1,0 +1,176 @@
+//! Spans as rows, and rows back to OTLP traces.
+
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, TracesData};
+
+use super::{ResourceColumns, Row, RowKey, ScopeColumns, attrs};
+
+/// One span. Ids are raw bytes; `parent_span_id` is `None` for a root span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanRow {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    pub trace_state: String,
+    pub flags: u32,
+    pub name: String,
+    /// OTLP `SpanKind` number (2 = SERVER).
+    pub kind: i32,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    /// OTLP `Status.code` number (2 = ERROR).
+    pub status_code: i32,
+    pub status_message: String,
+    pub http_route: Option<String>,
+    pub http_status_code: Option<i64>,
+    /// OTLP/JSON of the span attributes.
+    pub attributes: String,
+    pub dropped_attributes_count: u32,
+    /// OTLP/JSON of the events.
+    pub events: String,
+    pub dropped_events_count: u32,
+    /// OTLP/JSON of the links.
+    pub links: String,
+    pub dropped_links_count: u32,
+    pub resource: Arc<ResourceColumns>,
+    pub scope: Arc<ScopeColumns>,
+}
+
+impl SpanRow {
+    pub fn duration_nano(&self) -> u64 {
+        self.end_unix_nano.saturating_sub(self.start_unix_nano)
+    }
+}
+
+impl Row for SpanRow {
+    fn key(&self) -> RowKey<'_> {
+        RowKey {
+            time_unix_nano: self.start_unix_nano,
+            service_name: self.resource.service_name.as_ref(),
+            service_version: self.resource.service_version.as_ref(),
+        }
+    }
+}
+
+/// Flattens a validated request (ids of the right length) into rows.
+pub fn rows_from_request(request: ExportTraceServiceRequest) -> Vec<SpanRow> {
+    let mut rows = Vec::new();
+    for rs in request.resource_spans {
+        let resource = Arc::new(ResourceColumns::from_otlp(rs.resource.as_ref(), &rs.schema_url));
+        for ss in rs.scope_spans {
+            let scope = Arc::new(ScopeColumns::from_otlp(ss.scope.as_ref(), &ss.schema_url));
+            rows.reserve(ss.spans.len());
+            for span in ss.spans {
+                rows.push(row_from_span(span, &resource, &scope));
+            }
+        }
+    }
+    rows
+}
+
+fn row_from_span(span: Span, resource: &Arc<ResourceColumns>, scope: &Arc<ScopeColumns>) -> SpanRow {
+    let http_route = attrs::find(&span.attributes, "http.route")
+        .and_then(attrs::as_text)
+        .map(str::to_string);
+    let http_status_code = attrs::find(&span.attributes, "http.response.status_code")
+        .or_else(|| attrs::find(&span.attributes, "http.status_code"))
+        .and_then(attrs::as_i64);
+    let (status_code, status_message) = match span.status {
+        Some(s) => (s.code, s.message),
+        None => (0, String::new()),
+    };
+    SpanRow {
+        trace_id: span.trace_id.as_slice().try_into().unwrap_or([0; 16]),
+        span_id: span.span_id.as_slice().try_into().unwrap_or([0; 8]),
+        parent_span_id: span.parent_span_id.as_slice().try_into().ok(),
+        trace_state: span.trace_state,
+        flags: span.flags,
+        name: span.name,
+        kind: span.kind,
+        start_unix_nano: span.start_time_unix_nano,
+        end_unix_nano: span.end_time_unix_nano,
+        status_code,
+        status_message,
+        http_route,
+        http_status_code,
+        attributes: attrs::encode(&span.attributes),
+        dropped_attributes_count: span.dropped_attributes_count,
+        events: attrs::encode_json(&span.events),
+        dropped_events_count: span.dropped_events_count,
+        links: attrs::encode_json(&span.links),
+        dropped_links_count: span.dropped_links_count,
+        resource: Arc::clone(resource),
+        scope: Arc::clone(scope),
+    }
+}
+
+/// Rows back to OTLP, grouped by resource and scope, spans ordered by start time then id so
+/// the answer is deterministic whichever storage tier each span came from.
+pub fn to_traces_data<'a>(rows: impl IntoIterator<Item = &'a SpanRow>) -> TracesData {
+    let mut rows: Vec<&SpanRow> = rows.into_iter().collect();
+    rows.sort_by(|a, b| {
+        (a.start_unix_nano, a.span_id).cmp(&(b.start_unix_nano, b.span_id))
+    });
+    let mut out: Vec<ResourceSpans> = Vec::new();
+    for row in rows {
+        let resource = row.resource.to_otlp();
+        let rs = match out
+            .iter_mut()
+            .find(|rs| rs.resource.as_ref() == Some(&resource) && rs.schema_url == *row.resource.schema_url)
+        {
+            Some(rs) => rs,
+            None => {
+                out.push(ResourceSpans {
+                    resource: Some(resource),
+                    scope_spans: Vec::new(),
+                    schema_url: row.resource.schema_url.to_string(),
+                });
+                out.last_mut().expect("just pushed")
+            }
+        };
+        let scope = row.scope.to_otlp();
+        let ss = match rs
+            .scope_spans
+            .iter_mut()
+            .find(|ss| ss.scope.as_ref() == Some(&scope) && ss.schema_url == *row.scope.schema_url)
+        {
+            Some(ss) => ss,
+            None => {
+                rs.scope_spans.push(ScopeSpans {
+                    scope: Some(scope),
+                    spans: Vec::new(),
+                    schema_url: row.scope.schema_url.to_string(),
+                });
+                rs.scope_spans.last_mut().expect("just pushed")
+            }
+        };
+        ss.spans.push(span_from_row(row));
+    }
+    TracesData { resource_spans: out }
+}
+
+fn span_from_row(row: &SpanRow) -> Span {
+    Span {
+        trace_id: row.trace_id.to_vec(),
+        span_id: row.span_id.to_vec(),
+        trace_state: row.trace_state.clone(),
+        parent_span_id: row.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
+        flags: row.flags,
+        name: row.name.clone(),
+        kind: row.kind,
+        start_time_unix_nano: row.start_unix_nano,
+        end_time_unix_nano: row.end_unix_nano,
+        attributes: attrs::decode_lossy(&row.attributes),
+        dropped_attributes_count: row.dropped_attributes_count,
+        events: attrs::decode_json(&row.events).unwrap_or_default(),
+        dropped_events_count: row.dropped_events_count,
+        links: attrs::decode_json(&row.links).unwrap_or_default(),
+        dropped_links_count: row.dropped_links_count,
+        status: (row.status_code != 0 || !row.status_message.is_empty()).then(|| Status {
+            message: row.status_message.clone(),
+            code: row.status_code,
+        }),
+    }
+}

@@ -1,0 +1,40 @@
+//! The read side, served on `--api`: the native API (`/api/v1/...`) and the collector's own
+//! `/metrics`, `/healthz`, `/readyz`. Later Grafana-compatible APIs live beside [`native`].
+
+pub mod native;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{StatusCode, header};
+
+use crate::store::Store;
+
+/// Everything the API handlers share.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub store: Arc<Store>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(|| async { "ready\n" }))
+        .merge(native::router())
+        .fallback(|uri: http::Uri| async move {
+            (StatusCode::NOT_FOUND, format!("no endpoint at {}\n", uri.path()))
+        })
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.store.telemetry().render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,246 @@
+//! The native read API: `/api/v1/traces/{id}`, `/api/v1/stats`, `/api/v1/services`, and row
+//! listings of metric points, log records and profile samples.
+//!
+//! Every handler reads the tenant from `X-Scope-OrgID` and sees only that tenant's data.
+//! Answers are sorted, so the same data always gives the same bytes.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiState;
+use crate::error::QueryError;
+use crate::model::{Rows, attrs, span};
+use crate::signal::Signal;
+use crate::tenant::{TENANT_HEADER, Tenant};
+
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/api/v1/traces/{trace_id}", get(trace))
+        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/services", get(services))
+        .route("/api/v1/metrics/points", get(metric_points))
+        .route("/api/v1/logs", get(logs))
+        .route("/api/v1/profiles/samples", get(profile_samples))
+}
+
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        let kind = self.kind();
+        (kind.http_status(), Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+fn tenant(headers: &HeaderMap) -> Result<Tenant, QueryError> {
+    Ok(Tenant::from_header(headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok()))?)
+}
+
+/// Runs a store scan off the async workers (part reads are blocking file I/O).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, QueryError> + Send + 'static) -> Result<T, QueryError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| QueryError::Storage(format!("query task failed: {e}")))?
+}
+
+async fn trace(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, QueryError> {
+    let tenant = tenant(&headers)?;
+    let mut trace_id = [0u8; 16];
+    hex::decode_to_slice(id.trim(), &mut trace_id)
+        .map_err(|_| QueryError::BadRequest(format!("trace id {id:?} is not 32 hex digits")))?;
+    let data = blocking(move || {
+        let snapshot = state.store.snapshot(&tenant, Signal::Traces);
+        let mut found = Vec::new();
+        state
+            .store
+            .scan(&snapshot, |rows| {
+                if let Rows::Spans(spans) = rows {
+                    found.extend(spans.iter().filter(|s| s.trace_id == trace_id).cloned());
+                }
+            })
+            .map_err(|e| QueryError::Storage(e.to_string()))?;
+        if found.is_empty() {
+            return Err(QueryError::NotFound(format!("trace {id} not found")));
+        }
+        Ok(span::to_traces_data(&found))
+    })
+    .await?;
+    Ok(Json(data).into_response())
+}
+
+async fn stats(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, QueryError> {
+    let tenant = tenant(&headers)?;
+    let signals: BTreeMap<&str, _> =
+        state.store.stats(&tenant).into_iter().map(|(signal, s)| (signal.as_str(), s)).collect();
+    Ok(Json(json!({ "tenant": tenant.as_str(), "signals": signals })))
+}
+
+async fn services(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, QueryError> {
+    let tenant = tenant(&headers)?;
+    let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, version) in state.store.services(&tenant) {
+        let versions = by_name.entry(name).or_default();
+        if let Some(v) = version {
+            versions.push(v);
+        }
+    }
+    let services: Vec<Value> =
+        by_name.into_iter().map(|(name, versions)| json!({ "name": name, "versions": versions })).collect();
+    Ok(Json(json!({ "tenant": tenant.as_str(), "services": services })))
+}
+
+/// Filters shared by the row listings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RowFilter {
+    /// `service.name` of the rows.
+    service: Option<String>,
+    /// Metric name (metric points only).
+    name: Option<String>,
+    /// Hex trace id (log records only).
+    trace_id: Option<String>,
+    /// At most this many rows (default 10000).
+    limit: Option<usize>,
+}
+
+const DEFAULT_LIMIT: usize = 10_000;
+
+fn service_matches(filter: &Option<String>, service: &Option<std::sync::Arc<str>>) -> bool {
+    filter.as_deref().is_none_or(|f| service.as_deref() == Some(f))
+}
+
+/// Scans one signal of one tenant, turning matching rows into JSON objects.
+async fn list(
+    state: ApiState,
+    headers: HeaderMap,
+    signal: Signal,
+    filter: RowFilter,
+    key: &'static str,
+    mut to_json: impl FnMut(&RowFilter, &Rows, &mut Vec<Value>) + Send + 'static,
+) -> Result<Json<Value>, QueryError> {
+    let tenant = tenant(&headers)?;
+    let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
+    let tenant_name = tenant.as_str().to_string();
+    let mut rows = blocking(move || {
+        let snapshot = state.store.snapshot(&tenant, signal);
+        let mut out = Vec::new();
+        state.store.scan(&snapshot, |rows| to_json(&filter, rows, &mut out)).map_err(|e| QueryError::Storage(e.to_string()))?;
+        Ok(out)
+    })
+    .await?;
+    rows.sort_by_key(|v| v.to_string());
+    let truncated = rows.len() > limit;
+    rows.truncate(limit);
+    Ok(Json(json!({ "tenant": tenant_name, key: rows, "truncated": truncated })))
+}
+
+async fn metric_points(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(filter): Query<RowFilter>,
+) -> Result<Json<Value>, QueryError> {
+    list(state, headers, Signal::Metrics, filter, "points", |f, rows, out| {
+        let Rows::Metrics(points) = rows else { return };
+        for p in points {
+            if !service_matches(&f.service, &p.resource.service_name)
+                || f.name.as_deref().is_some_and(|n| n != &*p.metric.name)
+            {
+                continue;
+            }
+            out.push(json!({
+                "service_name": p.resource.service_name.as_deref(),
+                "service_version": p.resource.service_version.as_deref(),
+                "name": &*p.metric.name,
+                "description": &*p.metric.description,
+                "unit": &*p.metric.unit,
+                "kind": p.kind.as_str(),
+                "temporality": p.temporality,
+                "is_monotonic": p.is_monotonic,
+                "start_time_unix_nano": p.start_unix_nano,
+                "time_unix_nano": p.time_unix_nano,
+                "attributes": attrs::plain_text(&p.attributes),
+                "value": p.value,
+                "value_int": p.value_int,
+                "count": p.count,
+                "sum": p.sum,
+                "min": p.min,
+                "max": p.max,
+                "detail": if p.detail.is_empty() { Value::Null } else { serde_json::from_str(&p.detail).unwrap_or(Value::Null) },
+                "exemplars": attrs::decode_json::<Value>(&p.exemplars).unwrap_or_default(),
+                "resource": attrs::plain_text(&p.resource.attributes),
+            }));
+        }
+    })
+    .await
+}
+
+async fn logs(State(state): State<ApiState>, headers: HeaderMap, Query(filter): Query<RowFilter>) -> Result<Json<Value>, QueryError> {
+    list(state, headers, Signal::Logs, filter, "logs", |f, rows, out| {
+        let Rows::Logs(records) = rows else { return };
+        for r in records {
+            let trace_hex = r.trace_id.map(hex::encode);
+            if !service_matches(&f.service, &r.resource.service_name)
+                || f.trace_id.as_deref().is_some_and(|t| trace_hex.as_deref() != Some(t))
+            {
+                continue;
+            }
+            let body = if r.body.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&r.body).map(|b| attrs::plain_value(&b)).unwrap_or(Value::Null)
+            };
+            out.push(json!({
+                "service_name": r.resource.service_name.as_deref(),
+                "service_version": r.resource.service_version.as_deref(),
+                "time_unix_nano": r.time_unix_nano,
+                "observed_time_unix_nano": r.observed_unix_nano,
+                "severity_number": r.severity_number,
+                "severity_text": r.severity_text,
+                "body": body,
+                "attributes": attrs::plain_text(&r.attributes),
+                "trace_id": trace_hex,
+                "span_id": r.span_id.map(hex::encode),
+                "event_name": r.event_name,
+                "scope_name": &*r.scope.name,
+                "resource": attrs::plain_text(&r.resource.attributes),
+            }));
+        }
+    })
+    .await
+}
+
+async fn profile_samples(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(filter): Query<RowFilter>,
+) -> Result<Json<Value>, QueryError> {
+    list(state, headers, Signal::Profiles, filter, "samples", |f, rows, out| {
+        let Rows::Profiles(samples) = rows else { return };
+        for s in samples {
+            if !service_matches(&f.service, &s.resource.service_name) {
+                continue;
+            }
+            out.push(json!({
+                "service_name": s.resource.service_name.as_deref(),
+                "service_version": s.resource.service_version.as_deref(),
+                "time_unix_nano": s.time_unix_nano,
+                "profile_id": hex::encode(s.profile_id),
+                "sample_type": &*s.sample_type,
+                "sample_unit": &*s.sample_unit,
+                "period_type": &*s.period_type,
+                "period_unit": &*s.period_unit,
+                "period": s.period,
+                "value": s.value,
+                "stack": serde_json::from_str::<Value>(&s.stack).unwrap_or(Value::Null),
+                "attributes": attrs::plain_text(&s.attributes),
+                "trace_id": s.trace_id.map(hex::encode),
+                "span_id": s.span_id.map(hex::encode),
+            }));
+        }
+    })
+    .await
+}

@@ -1,0 +1,220 @@
+//! OTLP receivers. Both transports hand a decoded export request to [`Ingest::export`], which
+//! is the one place that validates, enforces limits, stores and builds the OTLP answer.
+//!
+//! * [`otlp_grpc`] — the four OTLP/gRPC services (tonic);
+//! * [`otlp_http`] — `POST /v1/{traces,metrics,logs}` and `/v1development/profiles`, protobuf
+//!   or JSON, optionally gzip;
+//! * [`validate`] — per-signal checks that reject single items (partial success) rather than
+//!   whole requests.
+
+pub mod otlp_grpc;
+pub mod otlp_http;
+pub mod rpc_status;
+pub mod validate;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::profiles::v1development::{
+    ExportProfilesPartialSuccess, ExportProfilesServiceRequest, ExportProfilesServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use tokio::sync::Semaphore;
+
+use crate::config::Limits;
+use crate::error::IngestError;
+use crate::model::{self, Rows};
+use crate::signal::Signal;
+use crate::store::Store;
+use crate::telemetry::Telemetry;
+use crate::tenant::Tenant;
+
+pub use validate::Rejections;
+
+/// An OTLP export request type: what the ingest path needs to know of each signal.
+pub trait ExportRequest:
+    Message + Default + serde::de::DeserializeOwned + Send + Sized + 'static
+{
+    const SIGNAL: Signal;
+    type Response: Message + serde::Serialize + Default + Send + 'static;
+
+    /// Items (spans, data points, log records, profiles) in the request.
+    fn item_count(&self) -> u64;
+    /// Removes invalid items, returning how many and why.
+    fn validate(&mut self, limits: &Limits) -> Rejections;
+    fn into_rows(self) -> Rows;
+    fn response(rejections: &Rejections) -> Self::Response;
+}
+
+fn partial<T>(r: &Rejections, make: impl FnOnce(i64, String) -> T) -> Option<T> {
+    (r.items > 0 || !r.warnings.is_empty()).then(|| make(r.items as i64, r.message()))
+}
+
+impl ExportRequest for ExportTraceServiceRequest {
+    const SIGNAL: Signal = Signal::Traces;
+    type Response = ExportTraceServiceResponse;
+    fn item_count(&self) -> u64 {
+        validate::count_spans(self)
+    }
+    fn validate(&mut self, limits: &Limits) -> Rejections {
+        validate::traces(self, limits)
+    }
+    fn into_rows(self) -> Rows {
+        Rows::Spans(model::span::rows_from_request(self))
+    }
+    fn response(r: &Rejections) -> Self::Response {
+        ExportTraceServiceResponse {
+            partial_success: partial(r, |rejected_spans, error_message| ExportTracePartialSuccess {
+                rejected_spans,
+                error_message,
+            }),
+        }
+    }
+}
+
+impl ExportRequest for ExportMetricsServiceRequest {
+    const SIGNAL: Signal = Signal::Metrics;
+    type Response = ExportMetricsServiceResponse;
+    fn item_count(&self) -> u64 {
+        validate::count_points(self)
+    }
+    fn validate(&mut self, limits: &Limits) -> Rejections {
+        validate::metrics(self, limits)
+    }
+    fn into_rows(self) -> Rows {
+        Rows::Metrics(model::metric::rows_from_request(self))
+    }
+    fn response(r: &Rejections) -> Self::Response {
+        ExportMetricsServiceResponse {
+            partial_success: partial(r, |rejected_data_points, error_message| ExportMetricsPartialSuccess {
+                rejected_data_points,
+                error_message,
+            }),
+        }
+    }
+}
+
+impl ExportRequest for ExportLogsServiceRequest {
+    const SIGNAL: Signal = Signal::Logs;
+    type Response = ExportLogsServiceResponse;
+    fn item_count(&self) -> u64 {
+        validate::count_logs(self)
+    }
+    fn validate(&mut self, limits: &Limits) -> Rejections {
+        validate::logs(self, limits)
+    }
+    fn into_rows(self) -> Rows {
+        Rows::Logs(model::log::rows_from_request(self))
+    }
+    fn response(r: &Rejections) -> Self::Response {
+        ExportLogsServiceResponse {
+            partial_success: partial(r, |rejected_log_records, error_message| ExportLogsPartialSuccess {
+                rejected_log_records,
+                error_message,
+            }),
+        }
+    }
+}
+
+impl ExportRequest for ExportProfilesServiceRequest {
+    const SIGNAL: Signal = Signal::Profiles;
+    type Response = ExportProfilesServiceResponse;
+    fn item_count(&self) -> u64 {
+        validate::count_profiles(self)
+    }
+    fn validate(&mut self, limits: &Limits) -> Rejections {
+        validate::profiles(self, limits)
+    }
+    fn into_rows(self) -> Rows {
+        Rows::Profiles(model::profile::rows_from_request(self))
+    }
+    fn response(r: &Rejections) -> Self::Response {
+        ExportProfilesServiceResponse {
+            partial_success: partial(r, |rejected_profiles, error_message| ExportProfilesPartialSuccess {
+                rejected_profiles,
+                error_message,
+            }),
+        }
+    }
+}
+
+/// Decodes a stored WAL payload back into rows (replay).
+pub fn decode_rows(signal: Signal, payload: &[u8]) -> Result<Rows, prost::DecodeError> {
+    Ok(match signal {
+        Signal::Traces => ExportTraceServiceRequest::decode(payload)?.into_rows(),
+        Signal::Metrics => ExportMetricsServiceRequest::decode(payload)?.into_rows(),
+        Signal::Logs => ExportLogsServiceRequest::decode(payload)?.into_rows(),
+        Signal::Profiles => ExportProfilesServiceRequest::decode(payload)?.into_rows(),
+    })
+}
+
+/// The shared ingest path of both receivers.
+#[derive(Debug)]
+pub struct Ingest {
+    store: Arc<Store>,
+    limits: Limits,
+    telemetry: Arc<Telemetry>,
+    inflight: Semaphore,
+}
+
+impl Ingest {
+    pub fn new(store: Arc<Store>, limits: Limits, telemetry: Arc<Telemetry>) -> Ingest {
+        let inflight = Semaphore::new(limits.max_inflight_requests.max(1));
+        Ingest { store, limits, telemetry, inflight }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// Validates, stores and answers one request. `raw` is the request's protobuf encoding
+    /// when the caller has it, so a fully valid request is logged without re-encoding.
+    pub async fn export<R: ExportRequest>(
+        &self,
+        tenant: Tenant,
+        mut request: R,
+        raw: Option<Bytes>,
+    ) -> Result<R::Response, IngestError> {
+        let _permit = self.inflight.try_acquire().map_err(|_| {
+            IngestError::Overloaded(format!(
+                "{} export requests are already in progress",
+                self.limits.max_inflight_requests
+            ))
+        })?;
+        self.store.check_capacity()?;
+        let total = request.item_count();
+        self.telemetry.received(R::SIGNAL, total);
+        let rejections = request.validate(&self.limits);
+        self.telemetry.refused(R::SIGNAL, rejections.items);
+        if rejections.items > 0 && rejections.items >= total {
+            return Err(IngestError::Invalid(rejections.message()));
+        }
+        if total == 0 {
+            return Ok(R::response(&rejections));
+        }
+        let payload = match raw {
+            Some(raw) if rejections.items == 0 => raw,
+            _ => Bytes::from(request.encode_to_vec()),
+        };
+        let rows = request.into_rows();
+        let accepted = total - rejections.items;
+        if let Err(err) = self.store.append(tenant, payload, rows).await {
+            self.telemetry.refused(R::SIGNAL, accepted);
+            return Err(err);
+        }
+        Ok(R::response(&rejections))
+    }
+}

@@ -1,0 +1,313 @@
+//! Per-item validation. An invalid item is removed from the request and counted; the rest of
+//! the request is stored (OTLP partial success). Each message says which item, where, and why,
+//! e.g. `resource 0, scope 1, span 3: trace_id is 15 bytes; must be 16 and not all zero`.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::profiles::v1development::ExportProfilesServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use opentelemetry_proto::tonic::profiles::v1development::{Profile, ProfilesDictionary};
+
+use crate::config::Limits;
+
+/// The reasons the first few rejected items were rejected; every rejection is counted.
+const KEPT_REASONS: usize = 3;
+
+/// What validation removed from a request.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Rejections {
+    pub items: u64,
+    /// What kind of item (`spans`, `data points`, ...), for the message.
+    pub noun: &'static str,
+    pub reasons: Vec<String>,
+    /// Problems that did not reject anything but the client should hear about.
+    pub warnings: Vec<String>,
+}
+
+impl Rejections {
+    fn new(noun: &'static str) -> Rejections {
+        Rejections { noun, ..Default::default() }
+    }
+
+    fn reject(&mut self, items: u64, reason: impl FnOnce() -> String) {
+        self.items += items;
+        if self.reasons.len() < KEPT_REASONS {
+            self.reasons.push(reason());
+        }
+    }
+
+    /// The human message for the partial-success or 400 answer.
+    pub fn message(&self) -> String {
+        if self.items == 0 {
+            return self.warnings.join("; ");
+        }
+        let mut msg = format!("{} {} rejected: {}", self.items, self.noun, self.reasons.join("; "));
+        if self.items as usize > self.reasons.len() {
+            msg.push_str("; ...");
+        }
+        msg
+    }
+}
+
+fn id_problem(name: &str, id: &[u8], len: usize, optional: bool) -> Option<String> {
+    if optional && id.is_empty() {
+        return None;
+    }
+    if id.len() != len {
+        return Some(format!("{name} is {} bytes; must be {len}", id.len()));
+    }
+    if !optional && id.iter().all(|b| *b == 0) {
+        return Some(format!("{name} is all zero"));
+    }
+    None
+}
+
+fn too_many_attributes(n: usize, limits: &Limits) -> Option<String> {
+    (n > limits.max_attributes_per_item)
+        .then(|| format!("{n} attributes; the limit is {}", limits.max_attributes_per_item))
+}
+
+pub fn count_spans(r: &ExportTraceServiceRequest) -> u64 {
+    r.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len() as u64).sum()
+}
+
+pub fn traces(r: &mut ExportTraceServiceRequest, limits: &Limits) -> Rejections {
+    let mut rej = Rejections::new("spans");
+    for (ri, rs) in r.resource_spans.iter_mut().enumerate() {
+        for (si, ss) in rs.scope_spans.iter_mut().enumerate() {
+            let mut index = 0;
+            ss.spans.retain(|span| {
+                let i = index;
+                index += 1;
+                let problem = id_problem("trace_id", &span.trace_id, 16, false)
+                    .or_else(|| id_problem("span_id", &span.span_id, 8, false))
+                    .or_else(|| id_problem("parent_span_id", &span.parent_span_id, 8, true))
+                    .or_else(|| too_many_attributes(span.attributes.len(), limits));
+                match problem {
+                    None => true,
+                    Some(p) => {
+                        rej.reject(1, || format!("resource {ri}, scope {si}, span {i}: {p}"));
+                        false
+                    }
+                }
+            });
+        }
+    }
+    rej
+}
+
+pub fn count_points(r: &ExportMetricsServiceRequest) -> u64 {
+    r.resource_metrics
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .map(|m| points(m.data.as_ref()).max(1))
+        .sum()
+}
+
+fn points(data: Option<&Data>) -> u64 {
+    (match data {
+        None => 0,
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+    }) as u64
+}
+
+pub fn metrics(r: &mut ExportMetricsServiceRequest, limits: &Limits) -> Rejections {
+    let mut rej = Rejections::new("data points");
+    for (ri, rm) in r.resource_metrics.iter_mut().enumerate() {
+        for (si, sm) in rm.scope_metrics.iter_mut().enumerate() {
+            sm.metrics.retain_mut(|m| {
+                let at = format!("resource {ri}, scope {si}, metric {:?}", m.name);
+                if m.name.is_empty() {
+                    rej.reject(points(m.data.as_ref()).max(1), || format!("{at}: metric name is empty"));
+                    return false;
+                }
+                let attr_check = |attrs: usize, i: usize, rej: &mut Rejections| match too_many_attributes(attrs, limits) {
+                    Some(p) => {
+                        rej.reject(1, || format!("{at}, point {i}: {p}"));
+                        false
+                    }
+                    None => true,
+                };
+                match m.data.as_mut() {
+                    None => {
+                        // Counted as one item so the client hears about it (the metric had no
+                        // points to count).
+                        rej.reject(1, || format!("{at}: metric has no data (gauge, sum, histogram, exponential histogram or summary)"));
+                        return false;
+                    }
+                    Some(Data::Gauge(g)) => {
+                        let mut i = 0;
+                        g.data_points.retain(|p| { i += 1; attr_check(p.attributes.len(), i - 1, &mut rej) });
+                    }
+                    Some(Data::Sum(s)) => {
+                        let mut i = 0;
+                        s.data_points.retain(|p| { i += 1; attr_check(p.attributes.len(), i - 1, &mut rej) });
+                    }
+                    Some(Data::Histogram(h)) => {
+                        let mut i = 0;
+                        h.data_points.retain(|p| {
+                            i += 1;
+                            if !p.bucket_counts.is_empty() && p.bucket_counts.len() != p.explicit_bounds.len() + 1 {
+                                rej.reject(1, || format!(
+                                    "{at}, point {}: {} bucket counts for {} explicit bounds; must be one more",
+                                    i - 1, p.bucket_counts.len(), p.explicit_bounds.len()
+                                ));
+                                return false;
+                            }
+                            attr_check(p.attributes.len(), i - 1, &mut rej)
+                        });
+                    }
+                    Some(Data::ExponentialHistogram(h)) => {
+                        let mut i = 0;
+                        h.data_points.retain(|p| { i += 1; attr_check(p.attributes.len(), i - 1, &mut rej) });
+                    }
+                    Some(Data::Summary(s)) => {
+                        let mut i = 0;
+                        s.data_points.retain(|p| {
+                            i += 1;
+                            if let Some(q) = p.quantile_values.iter().find(|q| !(0.0..=1.0).contains(&q.quantile)) {
+                                rej.reject(1, || format!("{at}, point {}: quantile {} is outside [0, 1]", i - 1, q.quantile));
+                                return false;
+                            }
+                            attr_check(p.attributes.len(), i - 1, &mut rej)
+                        });
+                    }
+                }
+                points(m.data.as_ref()) > 0
+            });
+        }
+    }
+    rej
+}
+
+pub fn count_logs(r: &ExportLogsServiceRequest) -> u64 {
+    r.resource_logs.iter().flat_map(|rl| &rl.scope_logs).map(|sl| sl.log_records.len() as u64).sum()
+}
+
+pub fn logs(r: &mut ExportLogsServiceRequest, limits: &Limits) -> Rejections {
+    let mut rej = Rejections::new("log records");
+    for (ri, rl) in r.resource_logs.iter_mut().enumerate() {
+        for (si, sl) in rl.scope_logs.iter_mut().enumerate() {
+            let mut index = 0;
+            sl.log_records.retain(|rec| {
+                let i = index;
+                index += 1;
+                let problem = id_problem("trace_id", &rec.trace_id, 16, true)
+                    .or_else(|| id_problem("span_id", &rec.span_id, 8, true))
+                    .or_else(|| too_many_attributes(rec.attributes.len(), limits));
+                match problem {
+                    None => true,
+                    Some(p) => {
+                        rej.reject(1, || format!("resource {ri}, scope {si}, log record {i}: {p}"));
+                        false
+                    }
+                }
+            });
+        }
+    }
+    rej
+}
+
+pub fn count_profiles(r: &ExportProfilesServiceRequest) -> u64 {
+    r.resource_profiles.iter().flat_map(|rp| &rp.scope_profiles).map(|sp| sp.profiles.len() as u64).sum()
+}
+
+fn index_ok(i: i32, len: usize) -> bool {
+    usize::try_from(i).is_ok_and(|i| i < len)
+}
+
+/// Every dictionary reference of a profile must resolve.
+fn profile_problem(p: &Profile, d: &ProfilesDictionary, limits: &Limits) -> Option<String> {
+    let strings = d.string_table.len();
+    for vt in [&p.sample_type, &p.period_type].into_iter().flatten() {
+        if !index_ok(vt.type_strindex, strings) || !index_ok(vt.unit_strindex, strings) {
+            return Some("sample or period type names a string outside the string table".into());
+        }
+    }
+    if let Some(bad) = p.attribute_indices.iter().find(|&&a| !index_ok(a, d.attribute_table.len())) {
+        return Some(format!("attribute index {bad} is outside the attribute table ({} entries)", d.attribute_table.len()));
+    }
+    if let Some(p) = too_many_attributes(p.attribute_indices.len(), limits) {
+        return Some(p);
+    }
+    for (si, s) in p.samples.iter().enumerate() {
+        if !index_ok(s.stack_index, d.stack_table.len()) {
+            return Some(format!("sample {si}: stack index {} is outside the stack table ({} entries)", s.stack_index, d.stack_table.len()));
+        }
+        if s.link_index != 0 && !index_ok(s.link_index, d.link_table.len()) {
+            return Some(format!("sample {si}: link index {} is outside the link table", s.link_index));
+        }
+        if let Some(bad) = s.attribute_indices.iter().find(|&&a| !index_ok(a, d.attribute_table.len())) {
+            return Some(format!("sample {si}: attribute index {bad} is outside the attribute table"));
+        }
+        if !s.timestamps_unix_nano.is_empty() && s.timestamps_unix_nano.len() != s.values.len() {
+            return Some(format!(
+                "sample {si}: {} timestamps for {} values; must be as many",
+                s.timestamps_unix_nano.len(),
+                s.values.len()
+            ));
+        }
+    }
+    None
+}
+
+/// Checks the dictionary itself once: every stack, location, line, function and attribute
+/// reference resolves. A broken dictionary rejects every profile, since all share it.
+fn dictionary_problem(d: &ProfilesDictionary) -> Option<String> {
+    let strings = d.string_table.len();
+    for (i, stack) in d.stack_table.iter().enumerate() {
+        if let Some(bad) = stack.location_indices.iter().find(|&&l| !index_ok(l, d.location_table.len())) {
+            return Some(format!("dictionary stack {i}: location index {bad} is outside the location table ({} entries)", d.location_table.len()));
+        }
+    }
+    for (i, loc) in d.location_table.iter().enumerate() {
+        if loc.mapping_index != 0 && !index_ok(loc.mapping_index, d.mapping_table.len()) {
+            return Some(format!("dictionary location {i}: mapping index {} is outside the mapping table", loc.mapping_index));
+        }
+        if let Some(line) = loc.lines.iter().find(|l| !index_ok(l.function_index, d.function_table.len())) {
+            return Some(format!("dictionary location {i}: function index {} is outside the function table", line.function_index));
+        }
+    }
+    for (i, f) in d.function_table.iter().enumerate() {
+        if ![f.name_strindex, f.system_name_strindex, f.filename_strindex].iter().all(|&s| index_ok(s, strings)) {
+            return Some(format!("dictionary function {i} names a string outside the string table ({strings} entries)"));
+        }
+    }
+    for (i, a) in d.attribute_table.iter().enumerate() {
+        if !index_ok(a.key_strindex, strings) || !index_ok(a.unit_strindex, strings) {
+            return Some(format!("dictionary attribute {i} names a string outside the string table"));
+        }
+    }
+    None
+}
+
+pub fn profiles(r: &mut ExportProfilesServiceRequest, limits: &Limits) -> Rejections {
+    let mut rej = Rejections::new("profiles");
+    let dict = r.dictionary.take().unwrap_or_default();
+    let dict_problem = dictionary_problem(&dict);
+    for (ri, rp) in r.resource_profiles.iter_mut().enumerate() {
+        for (si, sp) in rp.scope_profiles.iter_mut().enumerate() {
+            let mut index = 0;
+            sp.profiles.retain(|p| {
+                let i = index;
+                index += 1;
+                let problem = dict_problem.clone().or_else(|| profile_problem(p, &dict, limits));
+                match problem {
+                    None => true,
+                    Some(why) => {
+                        rej.reject(1, || format!("resource {ri}, scope {si}, profile {i}: {why}"));
+                        false
+                    }
+                }
+            });
+        }
+    }
+    r.dictionary = Some(dict);
+    rej
+}

@@ -1,0 +1,334 @@
+//! Durable storage: write-ahead log → in-memory head → Parquet parts, with retention.
+//!
+//! ```text
+//! request ─▶ log writer thread ─ append + fsync (group commit) ─▶ head.active ─▶ ack
+//!                 │ cut: seal segment N, freeze head block as "ends at N"
+//!                 ▼
+//!            flusher thread ─ write parts ─▶ checkpoint = N ─▶ delete segments ≤ N
+//! ```
+//!
+//! One thread owns the log and inserts into the head in log order, right after the records
+//! are durable; a cut happens between two batches on that same thread. So a head block always
+//! holds exactly the rows of the segments it is tagged with, and deleting those segments
+//! after its parts are durable can neither lose nor duplicate a row.
+//!
+//! Queries see the head (active and frozen blocks) and the parts catalog together, taken
+//! under one lock, so a block moving from the head to parts is seen exactly once.
+
+pub mod head;
+pub mod parts;
+pub mod wal;
+
+mod flush;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::config::{Durability, StorageConfig};
+use crate::error::IngestError;
+use crate::model::Rows;
+use crate::signal::Signal;
+use crate::telemetry::Telemetry;
+use crate::tenant::Tenant;
+
+use head::{Chunk, Head};
+use parts::PartMeta;
+
+/// Failures opening the store.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("data directory {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Part(#[from] parts::PartError),
+}
+
+/// Storage settings the store needs.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub durability: Durability,
+    pub group_commit_interval: Duration,
+    pub flush_interval: Duration,
+    pub max_head_bytes: u64,
+    pub retention: Duration,
+    pub retention_interval: Duration,
+}
+
+impl StoreSettings {
+    pub fn new(storage: &StorageConfig, retention: Duration) -> StoreSettings {
+        StoreSettings {
+            durability: storage.durability,
+            group_commit_interval: storage.group_commit_interval.0,
+            flush_interval: storage.flush_interval.0,
+            max_head_bytes: storage.max_head_bytes,
+            retention,
+            retention_interval: storage.retention_interval.0,
+        }
+    }
+}
+
+/// What queries see and the writer and flusher change.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub head: Head,
+    pub parts: Vec<Arc<PartMeta>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub state: RwLock<State>,
+    pub settings: StoreSettings,
+    pub parts_root: PathBuf,
+    pub wal: wal::WalDir,
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl Shared {
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+    pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The storage engine of one collector process.
+#[derive(Debug)]
+pub struct Store {
+    shared: Arc<Shared>,
+    writer: SyncSender<writer::Op>,
+    flusher: SyncSender<flush::Request>,
+    threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The rows of one tenant and signal visible at one moment: head chunks and part files.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub chunks: Vec<Arc<Chunk>>,
+    pub parts: Vec<Arc<PartMeta>>,
+}
+
+/// Items, time range and services of one tenant's signal.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SignalStats {
+    pub items: u64,
+    pub oldest_unix_nano: Option<u64>,
+    pub newest_unix_nano: Option<u64>,
+    pub in_head: u64,
+    pub in_parts: u64,
+    pub parts: u64,
+}
+
+const WRITER_QUEUE: usize = 4096;
+
+impl Store {
+    /// Opens (or creates) the store under `data_dir`: deletes parts of unfinished flushes,
+    /// loads the parts catalog, replays the WAL into the head, and starts the log writer and
+    /// flusher threads.
+    pub fn open(data_dir: &Path, settings: StoreSettings, telemetry: Arc<Telemetry>) -> Result<Store, OpenError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| OpenError::Io { path, source }
+        };
+        std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+        let wal_dir = data_dir.join("wal");
+        let parts_root = data_dir.join("parts");
+        let wal = wal::WalDir::open(wal_dir.clone()).map_err(io(&wal_dir))?;
+        let checkpoint = wal.checkpoint().map_err(io(&wal_dir))?;
+
+        let mut state = State::default();
+        for (tenant, signal, _hour, seq, path) in parts::list_parts(&parts_root).map_err(io(&parts_root))? {
+            if seq > checkpoint {
+                // Written by a flush that never reached its checkpoint: its rows are still in
+                // the WAL and are replayed below.
+                tracing::warn!(path = %path.display(), seq, checkpoint, "deleting part of an unfinished flush");
+                std::fs::remove_file(&path).map_err(io(&path))?;
+                continue;
+            }
+            state.parts.push(Arc::new(parts::read_meta(&path, tenant, signal, seq)?));
+        }
+
+        let mut last_seq = checkpoint;
+        for seq in wal.segments().map_err(io(&wal_dir))? {
+            last_seq = last_seq.max(seq);
+            if seq <= checkpoint {
+                std::fs::remove_file(wal.segment_path(seq)).map_err(io(&wal.segment_path(seq)))?;
+                continue;
+            }
+            let scan = wal.replay_segment(seq).map_err(io(&wal.segment_path(seq)))?;
+            if let Some(damage) = &scan.damage {
+                tracing::warn!(segment = seq, %damage, kept = scan.records.len(), "WAL segment damaged; dropped its tail");
+                telemetry.wal_damaged_segments.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            for record in scan.records {
+                let bytes = record.payload.len() as u64;
+                match crate::receive::decode_rows(record.signal, &record.payload) {
+                    Ok(rows) => state.head.active.push(Arc::new(Chunk::new(record.tenant, rows, bytes))),
+                    Err(err) => tracing::error!(segment = seq, %err, "WAL record does not decode; skipped"),
+                }
+                telemetry.wal_replayed_records.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let segment = wal.create_segment(last_seq + 1).map_err(io(&wal_dir))?;
+
+        let shared = Arc::new(Shared { state: RwLock::new(state), settings, parts_root, wal, telemetry });
+        let (writer_tx, writer_rx) = mpsc::sync_channel(WRITER_QUEUE);
+        let (flush_tx, flush_rx) = mpsc::sync_channel(16);
+        let writer_thread = {
+            let shared = Arc::clone(&shared);
+            let flush_tx = flush_tx.clone();
+            std::thread::Builder::new()
+                .name("slo-gate-wal".into())
+                .spawn(move || writer::run(shared, segment, writer_rx, flush_tx))
+                .map_err(io(data_dir))?
+        };
+        let flush_thread = {
+            let shared = Arc::clone(&shared);
+            let writer_tx = writer_tx.clone();
+            std::thread::Builder::new()
+                .name("slo-gate-flush".into())
+                .spawn(move || flush::run(shared, writer_tx, flush_rx))
+                .map_err(io(data_dir))?
+        };
+        Ok(Store { shared, writer: writer_tx, flusher: flush_tx, threads: std::sync::Mutex::new(vec![writer_thread, flush_thread]) })
+    }
+
+    /// Refuses new data while the head is far over its size (the flusher is behind or failing).
+    pub fn check_capacity(&self) -> Result<(), IngestError> {
+        let head_bytes = self.shared.read().head.bytes();
+        let limit = self.shared.settings.max_head_bytes.saturating_mul(4);
+        if head_bytes > limit {
+            return Err(IngestError::Overloaded(format!(
+                "{head_bytes} bytes wait to be written to parts (limit {limit})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Makes one request's data durable and visible; returns once it may be acknowledged.
+    pub async fn append(&self, tenant: Tenant, payload: Bytes, rows: Rows) -> Result<(), IngestError> {
+        let chunk = Arc::new(Chunk::new(tenant.clone(), rows, payload.len() as u64));
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let op = writer::Op::Append { tenant, signal: chunk.rows.signal(), payload, chunk, done };
+        match self.writer.try_send(op) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(IngestError::Overloaded("write-ahead log queue is full".into()));
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(IngestError::Storage("write-ahead log writer has stopped".into()));
+            }
+        }
+        wait.await.map_err(|_| IngestError::Storage("write-ahead log writer has stopped".into()))?
+    }
+
+    /// Writes the whole head to parts now and waits for it (tests, shutdown).
+    pub fn flush(&self) -> Result<(), String> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.flusher.send(flush::Request::Now(tx)).map_err(|_| "flusher has stopped".to_string())?;
+        rx.recv().map_err(|_| "flusher has stopped".to_string())?
+    }
+
+    /// Runs retention now (tests).
+    pub fn apply_retention(&self, now_unix_nano: u64) -> Result<usize, String> {
+        flush::apply_retention(&self.shared, now_unix_nano)
+    }
+
+    pub fn snapshot(&self, tenant: &Tenant, signal: Signal) -> Snapshot {
+        let state = self.shared.read();
+        Snapshot {
+            chunks: state.head.chunks(tenant, signal),
+            parts: state.parts.iter().filter(|p| &p.tenant == tenant && p.signal == signal).cloned().collect(),
+        }
+    }
+
+    /// Counts and time range per signal for one tenant.
+    pub fn stats(&self, tenant: &Tenant) -> Vec<(Signal, SignalStats)> {
+        Signal::ALL
+            .into_iter()
+            .map(|signal| {
+                let snap = self.snapshot(tenant, signal);
+                let mut s = SignalStats::default();
+                let mut widen = |min: u64, max: u64| {
+                    s.oldest_unix_nano = Some(s.oldest_unix_nano.map_or(min, |o| o.min(min)));
+                    s.newest_unix_nano = Some(s.newest_unix_nano.map_or(max, |n| n.max(max)));
+                };
+                let mut in_head = 0;
+                for c in &snap.chunks {
+                    if !c.rows.is_empty() {
+                        widen(c.min_time, c.max_time);
+                        in_head += c.rows.len() as u64;
+                    }
+                }
+                let mut in_parts = 0;
+                for p in &snap.parts {
+                    widen(p.min_time, p.max_time);
+                    in_parts += p.rows;
+                }
+                s.in_head = in_head;
+                s.in_parts = in_parts;
+                s.items = in_head + in_parts;
+                s.parts = snap.parts.len() as u64;
+                (signal, s)
+            })
+            .collect()
+    }
+
+    /// `(service.name, service.version)` pairs seen in any signal of one tenant.
+    pub fn services(&self, tenant: &Tenant) -> std::collections::BTreeSet<(String, Option<String>)> {
+        let mut out = std::collections::BTreeSet::new();
+        for signal in Signal::ALL {
+            let snap = self.snapshot(tenant, signal);
+            for c in &snap.chunks {
+                out.extend(c.services.iter().cloned());
+            }
+            for p in &snap.parts {
+                out.extend(p.services.iter().cloned());
+            }
+        }
+        out
+    }
+
+    /// Reads every row of a snapshot, head first, then parts; `f` sees each batch once. A
+    /// part deleted by retention since the snapshot was taken is skipped.
+    pub fn scan(&self, snapshot: &Snapshot, mut f: impl FnMut(&Rows)) -> Result<(), parts::PartError> {
+        for chunk in &snapshot.chunks {
+            f(&chunk.rows);
+        }
+        for part in &snapshot.parts {
+            match parts::read_part(&part.path, part.signal) {
+                Ok(rows) => f(&rows),
+                Err(parts::PartError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.shared.telemetry
+    }
+
+    /// Stops the threads after the log writer has finished what it was given. The head is
+    /// not flushed: the WAL holds it and the next start replays it.
+    pub fn close(&self) {
+        let _ = self.writer.send(writer::Op::Shutdown);
+        let _ = self.flusher.send(flush::Request::Shutdown);
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

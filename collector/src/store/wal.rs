@@ -1,0 +1,302 @@
+//! The write-ahead log: numbered segment files of checksummed records.
+//!
+//! ```text
+//! segment := "SLOGWAL1" record*
+//! record  := len:u32le crc32:u32le body[len]
+//! body    := signal:u8 tenant_len:u8 tenant[tenant_len] payload   (payload: OTLP protobuf)
+//! ```
+//!
+//! A record is written whole before its request is acknowledged (and `fsync`ed first, with the
+//! `fsync` and `group` durabilities). A crash can leave the last record of the newest segment
+//! torn; replay detects that by length or checksum, keeps everything before it and drops the
+//! rest, never failing start-up. Segments are deleted only after the Parquet parts that hold
+//! their data are durable and the checkpoint names them (see `store::flush`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::signal::Signal;
+use crate::tenant::Tenant;
+
+const MAGIC: &[u8; 8] = b"SLOGWAL1";
+const RECORD_HEADER: usize = 8;
+const CHECKPOINT: &str = "checkpoint";
+
+/// One decoded record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub tenant: Tenant,
+    pub signal: Signal,
+    pub payload: Bytes,
+}
+
+/// Appends the framed record to `buf`.
+pub fn encode_record(buf: &mut Vec<u8>, tenant: &Tenant, signal: Signal, payload: &[u8]) {
+    let tenant = tenant.as_str().as_bytes();
+    // Tenant ids are at most 150 bytes (tenant.rs), so the length fits a byte.
+    let body_len = 2 + tenant.len() + payload.len();
+    let start = buf.len();
+    buf.extend_from_slice(&(body_len as u32).to_le_bytes());
+    buf.extend_from_slice(&[0; 4]);
+    buf.push(signal.wal_code());
+    buf.push(tenant.len() as u8);
+    buf.extend_from_slice(tenant);
+    buf.extend_from_slice(payload);
+    let crc = crc32fast::hash(&buf[start + RECORD_HEADER..]);
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// What replaying one segment found.
+#[derive(Debug, Default)]
+pub struct SegmentScan {
+    pub records: Vec<Record>,
+    /// Byte offset after the last good record.
+    pub valid_len: u64,
+    /// Why reading stopped early, if it did (a torn or corrupt tail).
+    pub damage: Option<String>,
+}
+
+/// Parses a segment's bytes, stopping at the first damaged record.
+pub fn scan_segment(data: &[u8]) -> SegmentScan {
+    let mut scan = SegmentScan::default();
+    if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
+        scan.damage = Some("segment header missing or not a slo-gate WAL segment".into());
+        return scan;
+    }
+    let mut at = MAGIC.len();
+    scan.valid_len = at as u64;
+    while at < data.len() {
+        let rest = &data[at..];
+        if rest.len() < RECORD_HEADER {
+            scan.damage = Some(format!("torn record header at byte {at}"));
+            break;
+        }
+        let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+        if rest.len() < RECORD_HEADER + len {
+            scan.damage = Some(format!("torn record at byte {at}: {len} bytes announced, {} present", rest.len() - RECORD_HEADER));
+            break;
+        }
+        let body = &data[at + RECORD_HEADER..at + RECORD_HEADER + len];
+        if crc32fast::hash(body) != crc {
+            scan.damage = Some(format!("checksum mismatch in record at byte {at}"));
+            break;
+        }
+        match decode_body(body) {
+            Ok(record) => scan.records.push(record),
+            Err(why) => {
+                scan.damage = Some(format!("record at byte {at}: {why}"));
+                break;
+            }
+        }
+        at += RECORD_HEADER + len;
+        scan.valid_len = at as u64;
+    }
+    scan
+}
+
+fn decode_body(body: &[u8]) -> Result<Record, String> {
+    if body.len() < 2 {
+        return Err("body shorter than its header".into());
+    }
+    let signal = Signal::from_wal_code(body[0]).ok_or_else(|| format!("unknown signal code {}", body[0]))?;
+    let tenant_len = body[1] as usize;
+    let tenant_bytes = body.get(2..2 + tenant_len).ok_or("tenant runs past the record")?;
+    let tenant = std::str::from_utf8(tenant_bytes)
+        .map_err(|_| "tenant is not UTF-8".to_string())
+        .and_then(|t| Tenant::parse(t).map_err(|e| e.to_string()))?;
+    Ok(Record { tenant, signal, payload: Bytes::copy_from_slice(&body[2 + tenant_len..]) })
+}
+
+/// The log directory: segment naming, the checkpoint, and the segment being appended to.
+#[derive(Debug)]
+pub struct WalDir {
+    dir: PathBuf,
+}
+
+impl WalDir {
+    pub fn open(dir: PathBuf) -> io::Result<WalDir> {
+        fs::create_dir_all(&dir)?;
+        Ok(WalDir { dir })
+    }
+
+    pub fn segment_path(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!("{seq:020}.wal"))
+    }
+
+    /// Sequence numbers of the segments present, ascending.
+    pub fn segments(&self) -> io::Result<Vec<u64>> {
+        let mut seqs = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(seq) = name.strip_suffix(".wal").and_then(|s| s.parse::<u64>().ok()) {
+                seqs.push(seq);
+            }
+        }
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    /// The highest segment whose data is durable in parts (0 when none is).
+    pub fn checkpoint(&self) -> io::Result<u64> {
+        match fs::read_to_string(self.dir.join(CHECKPOINT)) {
+            Ok(text) => text.trim().parse().map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("WAL checkpoint file holds {text:?}, not a number"))
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records durably that segments up to `seq` are in parts (write, fsync, rename, fsync dir).
+    pub fn set_checkpoint(&self, seq: u64) -> io::Result<()> {
+        let tmp = self.dir.join("checkpoint.tmp");
+        let mut f = File::create(&tmp)?;
+        f.write_all(seq.to_string().as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, self.dir.join(CHECKPOINT))?;
+        sync_dir(&self.dir)
+    }
+
+    /// Deletes the segments numbered up to `seq`.
+    pub fn remove_through(&self, seq: u64) -> io::Result<()> {
+        for s in self.segments()? {
+            if s <= seq {
+                fs::remove_file(self.segment_path(s))?;
+            }
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Creates segment `seq` with its header, durably.
+    pub fn create_segment(&self, seq: u64) -> io::Result<Segment> {
+        let path = self.segment_path(seq);
+        let mut file = OpenOptions::new().create_new(true).write(true).open(&path)?;
+        file.write_all(MAGIC)?;
+        file.sync_all()?;
+        sync_dir(&self.dir)?;
+        Ok(Segment { seq, file, len: MAGIC.len() as u64 })
+    }
+
+    /// Reads segment `seq` and, when its tail is damaged, cuts the file back to its last good
+    /// record so that the damage is reported once.
+    pub fn replay_segment(&self, seq: u64) -> io::Result<SegmentScan> {
+        let path = self.segment_path(seq);
+        let data = fs::read(&path)?;
+        let scan = scan_segment(&data);
+        if scan.damage.is_some() && (scan.valid_len as usize) < data.len() && scan.valid_len > 0 {
+            OpenOptions::new().write(true).open(&path)?.set_len(scan.valid_len)?;
+        }
+        Ok(scan)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// The segment being appended to.
+#[derive(Debug)]
+pub struct Segment {
+    pub seq: u64,
+    file: File,
+    len: u64,
+}
+
+impl Segment {
+    /// Writes a batch of framed records. On failure the segment is cut back to where it was,
+    /// so a half-written batch never sits in front of later records.
+    pub fn append(&mut self, batch: &[u8]) -> io::Result<()> {
+        match self.file.write_all(batch) {
+            Ok(()) => {
+                self.len += batch.len() as u64;
+                Ok(())
+            }
+            Err(err) => {
+                if let Err(trunc) = self.file.set_len(self.len) {
+                    tracing::error!(%trunc, seq = self.seq, "cannot cut WAL segment back after a failed write");
+                }
+                use std::io::Seek;
+                let _ = self.file.seek(io::SeekFrom::Start(self.len));
+                Err(err)
+            }
+        }
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len <= MAGIC.len() as u64
+    }
+}
+
+/// Makes a directory's entries (new, renamed or removed files) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment_with(records: &[(&str, Signal, &[u8])]) -> Vec<u8> {
+        let mut data = MAGIC.to_vec();
+        for (tenant, signal, payload) in records {
+            encode_record(&mut data, &Tenant::parse(tenant).unwrap(), *signal, payload);
+        }
+        data
+    }
+
+    #[test]
+    fn round_trip() {
+        let data = segment_with(&[("a", Signal::Traces, b"one"), ("b", Signal::Logs, b"")]);
+        let scan = scan_segment(&data);
+        assert_eq!(scan.damage, None);
+        assert_eq!(scan.valid_len as usize, data.len());
+        assert_eq!(scan.records.len(), 2);
+        assert_eq!(scan.records[0].payload.as_ref(), b"one");
+        assert_eq!(scan.records[1].tenant.as_str(), "b");
+        assert_eq!(scan.records[1].signal, Signal::Logs);
+    }
+
+    #[test]
+    fn torn_tail_keeps_the_records_before_it() {
+        let whole = segment_with(&[("a", Signal::Traces, b"first"), ("a", Signal::Traces, b"second")]);
+        let first_end = scan_segment(&segment_with(&[("a", Signal::Traces, b"first")])).valid_len;
+        // Every cut inside the second record loses exactly that record.
+        for cut in first_end as usize + 1..whole.len() {
+            let scan = scan_segment(&whole[..cut]);
+            assert_eq!(scan.records.len(), 1, "cut at {cut}");
+            assert_eq!(scan.valid_len, first_end);
+            assert!(scan.damage.unwrap().contains("torn"));
+        }
+    }
+
+    #[test]
+    fn flipped_bit_is_caught_by_the_checksum() {
+        let mut data = segment_with(&[("a", Signal::Metrics, b"payload")]);
+        let last = data.len() - 1;
+        data[last] ^= 1;
+        let scan = scan_segment(&data);
+        assert!(scan.records.is_empty());
+        assert!(scan.damage.unwrap().contains("checksum"));
+    }
+
+    #[test]
+    fn garbage_is_not_a_segment() {
+        let scan = scan_segment(b"not a wal");
+        assert!(scan.records.is_empty());
+        assert_eq!(scan.valid_len, 0);
+        assert!(scan.damage.is_some());
+    }
+}

@@ -1,0 +1,106 @@
+//! The collector's own metrics, served on `/metrics` in the Prometheus text format.
+//!
+//! Plain atomics and one small map: counting must cost nothing next to the work counted.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::signal::Signal;
+
+/// Counters and gauges of one collector process.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    /// Export requests answered, by (transport, signal, outcome).
+    requests: Mutex<BTreeMap<(&'static str, Signal, &'static str), u64>>,
+    received_items: [AtomicU64; 4],
+    refused_items: [AtomicU64; 4],
+    stored_items: [AtomicU64; 4],
+    pub wal_records: AtomicU64,
+    pub wal_bytes: AtomicU64,
+    pub wal_fsyncs: AtomicU64,
+    pub wal_write_errors: AtomicU64,
+    pub wal_replayed_records: AtomicU64,
+    pub wal_damaged_segments: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_failures: AtomicU64,
+    pub flush_nanos: AtomicU64,
+    pub parts_written: AtomicU64,
+    pub parts_deleted_by_retention: AtomicU64,
+    pub head_bytes: AtomicU64,
+    pub head_items: AtomicU64,
+}
+
+fn idx(signal: Signal) -> usize {
+    signal as usize
+}
+
+impl Telemetry {
+    pub fn request(&self, transport: &'static str, signal: Signal, outcome: &'static str) {
+        let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry((transport, signal, outcome)).or_default() += 1;
+    }
+
+    /// Items that arrived in well-formed requests (accepted or refused).
+    pub fn received(&self, signal: Signal, n: u64) {
+        self.received_items[idx(signal)].fetch_add(n, Relaxed);
+    }
+
+    /// Items refused: rejected by validation or dropped with a failed request.
+    pub fn refused(&self, signal: Signal, n: u64) {
+        self.refused_items[idx(signal)].fetch_add(n, Relaxed);
+    }
+
+    /// Items written to Parquet parts.
+    pub fn stored(&self, signal: Signal, n: u64) {
+        self.stored_items[idx(signal)].fetch_add(n, Relaxed);
+    }
+
+    /// The Prometheus text exposition of every figure.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            name.to_string()
+        };
+        let requests_name = family("slo_gate_export_requests_total", "counter", "OTLP export requests answered, by transport, signal and outcome.");
+        let mut body = String::new();
+        for ((transport, signal, outcome), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(body, "{requests_name}{{transport=\"{transport}\",signal=\"{signal}\",outcome=\"{outcome}\"}} {n}");
+        }
+        out.push_str(&body);
+        for (name, help, values) in [
+            ("slo_gate_received_items_total", "Items (spans, data points, log records, profiles) received in well-formed requests.", &self.received_items),
+            ("slo_gate_refused_items_total", "Items refused by validation or with a failed request.", &self.refused_items),
+            ("slo_gate_stored_items_total", "Items written to Parquet parts.", &self.stored_items),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for signal in Signal::ALL {
+                let _ = writeln!(out, "{name}{{signal=\"{signal}\"}} {}", values[idx(signal)].load(Relaxed));
+            }
+        }
+        for (name, kind, help, value) in [
+            ("slo_gate_wal_records_total", "counter", "Records appended to the write-ahead log.", &self.wal_records),
+            ("slo_gate_wal_bytes_total", "counter", "Bytes appended to the write-ahead log.", &self.wal_bytes),
+            ("slo_gate_wal_fsyncs_total", "counter", "fsync calls on write-ahead-log segments.", &self.wal_fsyncs),
+            ("slo_gate_wal_write_errors_total", "counter", "Failed write-ahead-log writes (nothing of those requests was acknowledged).", &self.wal_write_errors),
+            ("slo_gate_wal_replayed_records_total", "counter", "Records replayed from the write-ahead log at start-up.", &self.wal_replayed_records),
+            ("slo_gate_wal_damaged_segments_total", "counter", "Segments whose tail was torn or corrupt at start-up (the damaged tail was dropped).", &self.wal_damaged_segments),
+            ("slo_gate_flushes_total", "counter", "Head blocks written to Parquet parts.", &self.flushes),
+            ("slo_gate_flush_failures_total", "counter", "Failed flushes (retried; the data stays in the WAL and the head).", &self.flush_failures),
+            ("slo_gate_parts_written_total", "counter", "Parquet parts written.", &self.parts_written),
+            ("slo_gate_retention_deleted_parts_total", "counter", "Parquet parts deleted by retention.", &self.parts_deleted_by_retention),
+            ("slo_gate_head_bytes", "gauge", "Encoded bytes held in the in-memory head.", &self.head_bytes),
+            ("slo_gate_head_items", "gauge", "Items held in the in-memory head.", &self.head_items),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Relaxed));
+        }
+        let secs = self.flush_nanos.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(
+            out,
+            "# HELP slo_gate_flush_seconds_total Time spent writing parts.\n# TYPE slo_gate_flush_seconds_total counter\nslo_gate_flush_seconds_total {secs}"
+        );
+        out
+    }
+}

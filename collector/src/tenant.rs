@@ -1,0 +1,96 @@
+//! Tenants: every stored item belongs to one, named by the `X-Scope-OrgID` header (HTTP) or
+//! metadata key (gRPC), as in Grafana's Mimir, Loki, Tempo and Pyroscope.
+//!
+//! The tenant becomes a directory name under the data directory, so the allowed characters
+//! are the ones Grafana's stack allows (letters, digits and `!-_.*'()`), at most 150 bytes,
+//! and never `.` or `..`.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The header (and gRPC metadata key) that selects the tenant.
+pub const TENANT_HEADER: &str = "x-scope-orgid";
+/// The tenant of requests that name none.
+pub const DEFAULT_TENANT: &str = "anonymous";
+const MAX_LEN: usize = 150;
+
+/// A validated tenant id; cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tenant(Arc<str>);
+
+/// Why a tenant id was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TenantError {
+    #[error("tenant id is empty")]
+    Empty,
+    #[error("tenant id is {0} bytes long; at most {MAX_LEN} are allowed")]
+    TooLong(usize),
+    #[error("tenant id {0:?} is not allowed")]
+    Reserved(String),
+    #[error("tenant id {id:?} contains {ch:?}; only letters, digits and !-_.*'() are allowed")]
+    BadChar { id: String, ch: char },
+}
+
+impl Tenant {
+    pub fn parse(id: &str) -> Result<Tenant, TenantError> {
+        if id.is_empty() {
+            return Err(TenantError::Empty);
+        }
+        if id.len() > MAX_LEN {
+            return Err(TenantError::TooLong(id.len()));
+        }
+        if id == "." || id == ".." {
+            return Err(TenantError::Reserved(id.to_string()));
+        }
+        if let Some(ch) = id
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "!-_.*'()".contains(*c)))
+        {
+            return Err(TenantError::BadChar { id: id.to_string(), ch });
+        }
+        Ok(Tenant(Arc::from(id)))
+    }
+
+    /// The tenant named by an optional header value; absent means [`DEFAULT_TENANT`].
+    pub fn from_header(value: Option<&str>) -> Result<Tenant, TenantError> {
+        match value {
+            None => Ok(Tenant::default()),
+            Some(v) => Tenant::parse(v.trim()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Tenant {
+    fn default() -> Self {
+        Tenant(Arc::from(DEFAULT_TENANT))
+    }
+}
+
+impl fmt::Display for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_ids() {
+        assert_eq!(Tenant::from_header(None).unwrap().as_str(), "anonymous");
+        assert_eq!(Tenant::parse("team-a_1.prod").unwrap().as_str(), "team-a_1.prod");
+        assert_eq!(Tenant::parse(""), Err(TenantError::Empty));
+        assert_eq!(Tenant::parse(".."), Err(TenantError::Reserved("..".into())));
+        // A path separator would let a tenant write outside its own directory.
+        assert_eq!(
+            Tenant::parse("a/../b"),
+            Err(TenantError::BadChar { id: "a/../b".into(), ch: '/' })
+        );
+        assert_eq!(Tenant::parse(&"x".repeat(151)), Err(TenantError::TooLong(151)));
+    }
+}

@@ -1,0 +1,148 @@
+//! Support for the end-to-end tests: start the real `slo-gate` binary on free loopback ports
+//! with its own data directory, read its API, kill it, start it again.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `slo-gate` binary built beside this test binary (`cargo test --workspace` and
+/// `cargo nextest run --workspace` build it first).
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> -> target/<profile>/slo-gate
+    let dir = exe.parent().and_then(Path::parent).expect("target profile directory");
+    let bin = dir.join("slo-gate");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p ci` (cargo nextest run --workspace builds it)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `slo-gate serve` process.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub api: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Starts the collector on `data_dir` with ports chosen by the OS, and waits until
+    /// `/readyz` answers.
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> Server {
+        let mut child = Command::new(binary())
+            .args(["serve", "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra_args)
+            .env("SLO_GATE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start slo-gate serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let addr = |key: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in the collector's first line: {line:?}"))
+        };
+        let server = Server {
+            grpc: addr("otlp-grpc="),
+            http: addr("otlp-http="),
+            api: addr("api="),
+            child,
+            data_dir: data_dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::blocking::get(server.api_url("/readyz")) {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "collector not ready within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    pub fn api_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.api, path)
+    }
+
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// GET on the API as `tenant` (no header when `None`); the status and the JSON body.
+    pub fn get(&self, path: &str, tenant: Option<&str>) -> (u16, Value) {
+        let mut req = reqwest::blocking::Client::new().get(self.api_url(path));
+        if let Some(t) = tenant {
+            req = req.header("X-Scope-OrgID", t);
+        }
+        let resp = req.send().expect("API request");
+        let status = resp.status().as_u16();
+        let text = resp.text().expect("API body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, body)
+    }
+
+    /// Items stored for one signal of one tenant, from `/api/v1/stats`.
+    pub fn items(&self, signal: &str, tenant: Option<&str>) -> u64 {
+        let (status, stats) = self.get("/api/v1/stats", tenant);
+        assert_eq!(status, 200, "{stats}");
+        stats["signals"][signal]["items"].as_u64().unwrap_or_else(|| panic!("no items for {signal}: {stats}"))
+    }
+
+    /// Kills the process with SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops the process with SIGTERM and waits for it to exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.child.wait().expect("wait for slo-gate")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns `Some`, for at most `timeout`.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
