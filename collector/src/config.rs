@@ -103,11 +103,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_request_bytes: 16 << 20,
-            max_attributes_per_item: 128,
-            max_inflight_requests: 1024,
-        }
+        Limits { max_request_bytes: 16 << 20, max_attributes_per_item: 128, max_inflight_requests: 1024 }
     }
 }
 
@@ -123,8 +119,8 @@ pub enum ConfigError {
 impl Config {
     /// Reads a TOML file; keys it does not set keep their defaults, unknown keys are errors.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Config::from_toml(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })
     }
 

@@ -79,9 +79,7 @@ pub enum IngestError {
 impl IngestError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            IngestError::Malformed { .. } | IngestError::Invalid(_) | IngestError::Tenant(_) => {
-                ErrorKind::BadRequest
-            }
+            IngestError::Malformed { .. } | IngestError::Invalid(_) | IngestError::Tenant(_) => ErrorKind::BadRequest,
             IngestError::TooLarge { .. } => ErrorKind::TooLarge,
             IngestError::UnsupportedMediaType { .. } => ErrorKind::UnsupportedMediaType,
             IngestError::Overloaded(_) => ErrorKind::Overloaded,
@@ -137,11 +135,7 @@ mod tests {
         ] {
             let retryable = matches!(kind.http_status().as_u16(), 429 | 502 | 503 | 504);
             assert_eq!(retryable, kind.retry_after().is_some(), "{kind:?}");
-            assert_eq!(
-                retryable,
-                matches!(kind.grpc_code(), tonic::Code::Unavailable),
-                "{kind:?}"
-            );
+            assert_eq!(retryable, matches!(kind.grpc_code(), tonic::Code::Unavailable), "{kind:?}");
         }
     }
 }

@@ -66,9 +66,10 @@ impl Collector {
         let settings = StoreSettings::new(&config.storage, config.retention.0);
         let data_dir = config.data_dir.clone();
         let store_telemetry = Arc::clone(&telemetry);
-        let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, settings, store_telemetry))
-            .await
-            .map_err(|e| crate::store::OpenError::Io { path: config.data_dir.clone(), source: std::io::Error::other(e) })??;
+        let store =
+            tokio::task::spawn_blocking(move || Store::open(&data_dir, settings, store_telemetry)).await.map_err(
+                |e| crate::store::OpenError::Io { path: config.data_dir.clone(), source: std::io::Error::other(e) },
+            )??;
         let store = Arc::new(store);
         let ingest = Arc::new(Ingest::new(Arc::clone(&store), config.limits.clone(), telemetry));
 

@@ -64,15 +64,30 @@ impl Telemetry {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             name.to_string()
         };
-        let requests_name = family("slo_gate_export_requests_total", "counter", "OTLP export requests answered, by transport, signal and outcome.");
+        let requests_name = family(
+            "slo_gate_export_requests_total",
+            "counter",
+            "OTLP export requests answered, by transport, signal and outcome.",
+        );
         let mut body = String::new();
         for ((transport, signal, outcome), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(body, "{requests_name}{{transport=\"{transport}\",signal=\"{signal}\",outcome=\"{outcome}\"}} {n}");
+            let _ = writeln!(
+                body,
+                "{requests_name}{{transport=\"{transport}\",signal=\"{signal}\",outcome=\"{outcome}\"}} {n}"
+            );
         }
         out.push_str(&body);
         for (name, help, values) in [
-            ("slo_gate_received_items_total", "Items (spans, data points, log records, profiles) received in well-formed requests.", &self.received_items),
-            ("slo_gate_refused_items_total", "Items refused by validation or with a failed request.", &self.refused_items),
+            (
+                "slo_gate_received_items_total",
+                "Items (spans, data points, log records, profiles) received in well-formed requests.",
+                &self.received_items,
+            ),
+            (
+                "slo_gate_refused_items_total",
+                "Items refused by validation or with a failed request.",
+                &self.refused_items,
+            ),
             ("slo_gate_stored_items_total", "Items written to Parquet parts.", &self.stored_items),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -84,13 +99,38 @@ impl Telemetry {
             ("slo_gate_wal_records_total", "counter", "Records appended to the write-ahead log.", &self.wal_records),
             ("slo_gate_wal_bytes_total", "counter", "Bytes appended to the write-ahead log.", &self.wal_bytes),
             ("slo_gate_wal_fsyncs_total", "counter", "fsync calls on write-ahead-log segments.", &self.wal_fsyncs),
-            ("slo_gate_wal_write_errors_total", "counter", "Failed write-ahead-log writes (nothing of those requests was acknowledged).", &self.wal_write_errors),
-            ("slo_gate_wal_replayed_records_total", "counter", "Records replayed from the write-ahead log at start-up.", &self.wal_replayed_records),
-            ("slo_gate_wal_damaged_segments_total", "counter", "Segments whose tail was torn or corrupt at start-up (the damaged tail was dropped).", &self.wal_damaged_segments),
+            (
+                "slo_gate_wal_write_errors_total",
+                "counter",
+                "Failed write-ahead-log writes (nothing of those requests was acknowledged).",
+                &self.wal_write_errors,
+            ),
+            (
+                "slo_gate_wal_replayed_records_total",
+                "counter",
+                "Records replayed from the write-ahead log at start-up.",
+                &self.wal_replayed_records,
+            ),
+            (
+                "slo_gate_wal_damaged_segments_total",
+                "counter",
+                "Segments whose tail was torn or corrupt at start-up (the damaged tail was dropped).",
+                &self.wal_damaged_segments,
+            ),
             ("slo_gate_flushes_total", "counter", "Head blocks written to Parquet parts.", &self.flushes),
-            ("slo_gate_flush_failures_total", "counter", "Failed flushes (retried; the data stays in the WAL and the head).", &self.flush_failures),
+            (
+                "slo_gate_flush_failures_total",
+                "counter",
+                "Failed flushes (retried; the data stays in the WAL and the head).",
+                &self.flush_failures,
+            ),
             ("slo_gate_parts_written_total", "counter", "Parquet parts written.", &self.parts_written),
-            ("slo_gate_retention_deleted_parts_total", "counter", "Parquet parts deleted by retention.", &self.parts_deleted_by_retention),
+            (
+                "slo_gate_retention_deleted_parts_total",
+                "counter",
+                "Parquet parts deleted by retention.",
+                &self.parts_deleted_by_retention,
+            ),
             ("slo_gate_head_bytes", "gauge", "Encoded bytes held in the in-memory head.", &self.head_bytes),
             ("slo_gate_head_items", "gauge", "Items held in the in-memory head.", &self.head_items),
         ] {

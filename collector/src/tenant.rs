@@ -42,10 +42,7 @@ impl Tenant {
         if id == "." || id == ".." {
             return Err(TenantError::Reserved(id.to_string()));
         }
-        if let Some(ch) = id
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || "!-_.*'()".contains(*c)))
-        {
+        if let Some(ch) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || "!-_.*'()".contains(*c))) {
             return Err(TenantError::BadChar { id: id.to_string(), ch });
         }
         Ok(Tenant(Arc::from(id)))
@@ -87,10 +84,7 @@ mod tests {
         assert_eq!(Tenant::parse(""), Err(TenantError::Empty));
         assert_eq!(Tenant::parse(".."), Err(TenantError::Reserved("..".into())));
         // A path separator would let a tenant write outside its own directory.
-        assert_eq!(
-            Tenant::parse("a/../b"),
-            Err(TenantError::BadChar { id: "a/../b".into(), ch: '/' })
-        );
+        assert_eq!(Tenant::parse("a/../b"), Err(TenantError::BadChar { id: "a/../b".into(), ch: '/' }));
         assert_eq!(Tenant::parse(&"x".repeat(151)), Err(TenantError::TooLong(151)));
     }
 }

@@ -56,9 +56,7 @@ impl FromStr for HumanDuration {
             if digits == 0 {
                 return Err(DurationError::ExpectedNumber { text: text.to_string(), at });
             }
-            let number: u64 = rest[..digits]
-                .parse()
-                .map_err(|_| DurationError::Overflow(text.to_string()))?;
+            let number: u64 = rest[..digits].parse().map_err(|_| DurationError::Overflow(text.to_string()))?;
             rest = &rest[digits..];
             let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
             let unit = &rest[..unit_len];
@@ -69,10 +67,7 @@ impl FromStr for HumanDuration {
                 .iter()
                 .find(|(name, _)| *name == unit)
                 .map(|(_, scale)| *scale)
-                .ok_or_else(|| DurationError::UnknownUnit {
-                    text: text.to_string(),
-                    unit: unit.to_string(),
-                })?;
+                .ok_or_else(|| DurationError::UnknownUnit { text: text.to_string(), unit: unit.to_string() })?;
             total = number
                 .checked_mul(scale)
                 .and_then(|n| total.checked_add(n))

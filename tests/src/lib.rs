@@ -1,6 +1,8 @@
 //! Support for the end-to-end tests: start the real `slo-gate` binary on free loopback ports
 //! with its own data directory, read its API, kill it, start it again.
 
+pub mod otlp;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,7 @@ pub fn binary() -> PathBuf {
     let bin = dir.join("slo-gate");
     assert!(
         bin.exists(),
-        "{} is missing: build it with `cargo build -p ci` (cargo nextest run --workspace builds it)",
+        "{} is missing: build it with `cargo build --workspace --bins` (scripts/test does)",
         bin.display()
     );
     bin

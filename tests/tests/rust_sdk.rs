@@ -10,7 +10,7 @@ use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider 
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::{Link, Span as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::{LogExporter, MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_otlp::{LogExporter, MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
@@ -69,7 +69,12 @@ fn send(exporters: Exporters, service: &str, version: &str) -> Sent {
                 KeyValue::new("http.response.status_code", 200i64),
                 KeyValue::new("order.index", i as i64),
             ])
-            .with_links(first_span.iter().map(|sc: &opentelemetry::trace::SpanContext| Link::with_context(sc.clone())).collect())
+            .with_links(
+                first_span
+                    .iter()
+                    .map(|sc: &opentelemetry::trace::SpanContext| Link::with_context(sc.clone()))
+                    .collect(),
+            )
             .start(&tracer);
         root.add_event("cache.miss", vec![KeyValue::new("cache.key", format!("order-{i}"))]);
         let root_cx = root.span_context().clone();
@@ -78,7 +83,8 @@ fn send(exporters: Exporters, service: &str, version: &str) -> Sent {
             first_span = Some(root_cx.clone());
         }
         let cx = Context::current_with_span(root);
-        let mut child = tracer.span_builder("load order").with_kind(SpanKind::Internal).start_with_context(&tracer, &cx);
+        let mut child =
+            tracer.span_builder("load order").with_kind(SpanKind::Internal).start_with_context(&tracer, &cx);
         child.set_attribute(KeyValue::new("db.system", "postgresql"));
         // A log record inside the child span carries its trace context.
         let mut record = logger.create_log_record();
@@ -128,11 +134,7 @@ fn send(exporters: Exporters, service: &str, version: &str) -> Sent {
 }
 
 fn attr<'a>(attrs: &'a Value, key: &str) -> &'a Value {
-    attrs
-        .as_array()
-        .and_then(|a| a.iter().find(|kv| kv["key"] == key))
-        .map(|kv| &kv["value"])
-        .unwrap_or(&Value::Null)
+    attrs.as_array().and_then(|a| a.iter().find(|kv| kv["key"] == key)).map(|kv| &kv["value"]).unwrap_or(&Value::Null)
 }
 
 /// Reads everything back and checks it.
@@ -147,7 +149,8 @@ fn check(server: &Server, sent: &Sent, service: &str, version: &str, tenant: Opt
         assert_eq!(attr(resource, "service.name")["stringValue"], service);
         assert_eq!(attr(resource, "service.version")["stringValue"], version);
         assert_eq!(attr(resource, "host.name")["stringValue"], "test-host");
-        let spans: Vec<&Value> = rs[0]["scopeSpans"].as_array().unwrap().iter().flat_map(|ss| ss["spans"].as_array().unwrap()).collect();
+        let spans: Vec<&Value> =
+            rs[0]["scopeSpans"].as_array().unwrap().iter().flat_map(|ss| ss["spans"].as_array().unwrap()).collect();
         assert_eq!(rs[0]["scopeSpans"][0]["scope"]["name"], "e2e-tracer");
         assert_eq!(spans.len(), 2, "{body}");
         let root = spans.iter().find(|s| s["name"] == "GET /orders/{id}").expect("root span");
@@ -259,7 +262,12 @@ fn rust_sdk_grpc_exporters_round_trip() {
     let _guard = rt.enter();
     let endpoint = server.grpc_url();
     let exporters = Exporters {
-        spans: SpanExporter::builder().with_tonic().with_endpoint(&endpoint).with_timeout(Duration::from_secs(10)).build().unwrap(),
+        spans: SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(&endpoint)
+            .with_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
         metrics: MetricExporter::builder().with_tonic().with_endpoint(&endpoint).build().unwrap(),
         logs: LogExporter::builder().with_tonic().with_endpoint(&endpoint).build().unwrap(),
     };
@@ -284,9 +292,24 @@ fn rust_sdk_http_exporters_round_trip() {
     let server = Server::start(dir.path(), &[]);
     let tenant = HashMap::from([("X-Scope-OrgID".to_string(), "team-http".to_string())]);
     let exporters = Exporters {
-        spans: SpanExporter::builder().with_http().with_endpoint(server.http_url("/v1/traces")).with_headers(tenant.clone()).build().unwrap(),
-        metrics: MetricExporter::builder().with_http().with_endpoint(server.http_url("/v1/metrics")).with_headers(tenant.clone()).build().unwrap(),
-        logs: LogExporter::builder().with_http().with_endpoint(server.http_url("/v1/logs")).with_headers(tenant.clone()).build().unwrap(),
+        spans: SpanExporter::builder()
+            .with_http()
+            .with_endpoint(server.http_url("/v1/traces"))
+            .with_headers(tenant.clone())
+            .build()
+            .unwrap(),
+        metrics: MetricExporter::builder()
+            .with_http()
+            .with_endpoint(server.http_url("/v1/metrics"))
+            .with_headers(tenant.clone())
+            .build()
+            .unwrap(),
+        logs: LogExporter::builder()
+            .with_http()
+            .with_endpoint(server.http_url("/v1/logs"))
+            .with_headers(tenant.clone())
+            .build()
+            .unwrap(),
     };
     let sent = send(exporters, "checkout-http", "2.0.0");
     // Everything went to tenant team-http: the default tenant sees none of it.

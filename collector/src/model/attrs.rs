@@ -119,16 +119,8 @@ mod tests {
             kv("d", Value::DoubleValue(1.0)),
             kv("b", Value::BoolValue(true)),
             kv("bytes", Value::BytesValue(vec![0, 255])),
-            kv(
-                "arr",
-                Value::ArrayValue(ArrayValue {
-                    values: vec![AnyValue { value: Some(Value::IntValue(1)) }],
-                }),
-            ),
-            kv(
-                "map",
-                Value::KvlistValue(KeyValueList { values: vec![kv("k", Value::BoolValue(false))] }),
-            ),
+            kv("arr", Value::ArrayValue(ArrayValue { values: vec![AnyValue { value: Some(Value::IntValue(1)) }] })),
+            kv("map", Value::KvlistValue(KeyValueList { values: vec![kv("k", Value::BoolValue(false))] })),
         ];
         let text = encode(&attrs);
         assert_eq!(decode(&text).unwrap(), attrs, "{text}");

@@ -44,19 +44,11 @@ pub fn rows_from_request(request: ExportLogsServiceRequest) -> Vec<LogRow> {
             let scope = Arc::new(ScopeColumns::from_otlp(sl.scope.as_ref(), &sl.schema_url));
             for r in sl.log_records {
                 rows.push(LogRow {
-                    time_unix_nano: if r.time_unix_nano != 0 {
-                        r.time_unix_nano
-                    } else {
-                        r.observed_time_unix_nano
-                    },
+                    time_unix_nano: if r.time_unix_nano != 0 { r.time_unix_nano } else { r.observed_time_unix_nano },
                     observed_unix_nano: r.observed_time_unix_nano,
                     severity_number: r.severity_number,
                     severity_text: r.severity_text,
-                    body: r
-                        .body
-                        .as_ref()
-                        .map(|b| serde_json::to_string(b).unwrap_or_default())
-                        .unwrap_or_default(),
+                    body: r.body.as_ref().map(|b| serde_json::to_string(b).unwrap_or_default()).unwrap_or_default(),
                     attributes: attrs::encode(&r.attributes),
                     dropped_attributes_count: r.dropped_attributes_count,
                     flags: r.flags,

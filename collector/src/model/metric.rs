@@ -171,8 +171,7 @@ pub fn rows_from_request(request: ExportMetricsServiceRequest) -> Vec<MetricRow>
                     }
                     Some(Data::ExponentialHistogram(h)) => {
                         for p in h.data_points {
-                            let mut row =
-                                base(MetricKind::ExponentialHistogram, h.aggregation_temporality, false);
+                            let mut row = base(MetricKind::ExponentialHistogram, h.aggregation_temporality, false);
                             row.start_unix_nano = p.start_time_unix_nano;
                             row.time_unix_nano = p.time_unix_nano;
                             row.attributes = attrs::encode(&p.attributes);
@@ -181,11 +180,13 @@ pub fn rows_from_request(request: ExportMetricsServiceRequest) -> Vec<MetricRow>
                             row.sum = p.sum;
                             row.min = p.min;
                             row.max = p.max;
-                            let buckets = |b: &Option<_>| match b {
+                            let buckets = |b: &Option<_>| {
+                                match b {
                                 Some(opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets { offset, bucket_counts }) => {
                                     serde_json::json!({"offset": offset, "bucketCounts": bucket_counts})
                                 }
                                 None => serde_json::Value::Null,
+                            }
                             };
                             row.detail = json(serde_json::json!({
                                 "scale": p.scale,

@@ -112,8 +112,7 @@ impl ResourceColumns {
         ResourceColumns {
             service_name: text("service.name"),
             service_version: text("service.version"),
-            deployment_environment: text("deployment.environment.name")
-                .or_else(|| text("deployment.environment")),
+            deployment_environment: text("deployment.environment.name").or_else(|| text("deployment.environment")),
             attributes: Arc::from(attrs::encode(attrs)),
             dropped_attributes_count: resource.dropped_attributes_count,
             schema_url: Arc::from(schema_url),

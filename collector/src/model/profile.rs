@@ -65,11 +65,7 @@ struct Dict<'a>(&'a ProfilesDictionary);
 
 impl Dict<'_> {
     fn string(&self, index: i32) -> &str {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| self.0.string_table.get(i))
-            .map(String::as_str)
-            .unwrap_or("")
+        usize::try_from(index).ok().and_then(|i| self.0.string_table.get(i)).map(String::as_str).unwrap_or("")
     }
 
     fn attributes(&self, indices: &[i32]) -> Vec<KeyValue> {
@@ -80,7 +76,9 @@ impl Dict<'_> {
                 key: self.string(a.key_strindex).to_string(),
                 value: a.value.clone().map(|mut v| {
                     // Resolve dictionary string references so stored values stand alone.
-                    if let Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValueStrindex(s)) = v.value {
+                    if let Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValueStrindex(s)) =
+                        v.value
+                    {
                         v.value = Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
                             self.string(s).to_string(),
                         ));

@@ -71,9 +71,7 @@ pub fn rows_from_request(request: ExportTraceServiceRequest) -> Vec<SpanRow> {
 }
 
 fn row_from_span(span: Span, resource: &Arc<ResourceColumns>, scope: &Arc<ScopeColumns>) -> SpanRow {
-    let http_route = attrs::find(&span.attributes, "http.route")
-        .and_then(attrs::as_text)
-        .map(str::to_string);
+    let http_route = attrs::find(&span.attributes, "http.route").and_then(attrs::as_text).map(str::to_string);
     let http_status_code = attrs::find(&span.attributes, "http.response.status_code")
         .or_else(|| attrs::find(&span.attributes, "http.status_code"))
         .and_then(attrs::as_i64);
@@ -110,9 +108,7 @@ fn row_from_span(span: Span, resource: &Arc<ResourceColumns>, scope: &Arc<ScopeC
 /// the answer is deterministic whichever storage tier each span came from.
 pub fn to_traces_data<'a>(rows: impl IntoIterator<Item = &'a SpanRow>) -> TracesData {
     let mut rows: Vec<&SpanRow> = rows.into_iter().collect();
-    rows.sort_by(|a, b| {
-        (a.start_unix_nano, a.span_id).cmp(&(b.start_unix_nano, b.span_id))
-    });
+    rows.sort_by(|a, b| (a.start_unix_nano, a.span_id).cmp(&(b.start_unix_nano, b.span_id)));
     let mut out: Vec<ResourceSpans> = Vec::new();
     for row in rows {
         let resource = row.resource.to_otlp();
@@ -168,9 +164,7 @@ fn span_from_row(row: &SpanRow) -> Span {
         dropped_events_count: row.dropped_events_count,
         links: attrs::decode_json(&row.links).unwrap_or_default(),
         dropped_links_count: row.dropped_links_count,
-        status: (row.status_code != 0 || !row.status_message.is_empty()).then(|| Status {
-            message: row.status_message.clone(),
-            code: row.status_code,
-        }),
+        status: (row.status_code != 0 || !row.status_message.is_empty())
+            .then(|| Status { message: row.status_message.clone(), code: row.status_code }),
     }
 }

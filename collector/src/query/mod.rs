@@ -25,16 +25,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
         .merge(native::router())
-        .fallback(|uri: http::Uri| async move {
-            (StatusCode::NOT_FOUND, format!("no endpoint at {}\n", uri.path()))
-        })
+        .fallback(|uri: http::Uri| async move { (StatusCode::NOT_FOUND, format!("no endpoint at {}\n", uri.path())) })
         .with_state(state)
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.store.telemetry().render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.store.telemetry().render())
         .into_response()
 }

@@ -43,11 +43,17 @@ fn tenant(headers: &HeaderMap) -> Result<Tenant, QueryError> {
 }
 
 /// Runs a store scan off the async workers (part reads are blocking file I/O).
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, QueryError> + Send + 'static) -> Result<T, QueryError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
+) -> Result<T, QueryError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| QueryError::Storage(format!("query task failed: {e}")))?
 }
 
-async fn trace(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, QueryError> {
+async fn trace(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, QueryError> {
     let tenant = tenant(&headers)?;
     let mut trace_id = [0u8; 16];
     hex::decode_to_slice(id.trim(), &mut trace_id)
@@ -128,7 +134,10 @@ async fn list(
     let mut rows = blocking(move || {
         let snapshot = state.store.snapshot(&tenant, signal);
         let mut out = Vec::new();
-        state.store.scan(&snapshot, |rows| to_json(&filter, rows, &mut out)).map_err(|e| QueryError::Storage(e.to_string()))?;
+        state
+            .store
+            .scan(&snapshot, |rows| to_json(&filter, rows, &mut out))
+            .map_err(|e| QueryError::Storage(e.to_string()))?;
         Ok(out)
     })
     .await?;
@@ -178,7 +187,11 @@ async fn metric_points(
     .await
 }
 
-async fn logs(State(state): State<ApiState>, headers: HeaderMap, Query(filter): Query<RowFilter>) -> Result<Json<Value>, QueryError> {
+async fn logs(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(filter): Query<RowFilter>,
+) -> Result<Json<Value>, QueryError> {
     list(state, headers, Signal::Logs, filter, "logs", |f, rows, out| {
         let Rows::Logs(records) = rows else { return };
         for r in records {

@@ -41,9 +41,7 @@ use crate::tenant::Tenant;
 pub use validate::Rejections;
 
 /// An OTLP export request type: what the ingest path needs to know of each signal.
-pub trait ExportRequest:
-    Message + Default + serde::de::DeserializeOwned + Send + Sized + 'static
-{
+pub trait ExportRequest: Message + Default + serde::de::DeserializeOwned + Send + Sized + 'static {
     const SIGNAL: Signal;
     type Response: Message + serde::Serialize + Default + Send + 'static;
 

@@ -75,7 +75,9 @@ fn format_of(headers: &HeaderMap) -> Result<Format, IngestError> {
 
 /// Reads the body within the size limit, undoing `Content-Encoding: gzip`.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, IngestError> {
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(len) =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
+    {
         if len > limit {
             return Err(IngestError::TooLarge { size: len, limit });
         }
@@ -105,10 +107,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 pub fn gunzip(data: &[u8], limit: usize) -> Result<Bytes, IngestError> {
     let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit));
     let mut decoder = flate2::read::GzDecoder::new(data).take(limit as u64 + 1);
-    decoder.read_to_end(&mut out).map_err(|e| IngestError::Malformed {
-        format: "gzip",
-        detail: e.to_string(),
-    })?;
+    decoder.read_to_end(&mut out).map_err(|e| IngestError::Malformed { format: "gzip", detail: e.to_string() })?;
     if out.len() > limit {
         return Err(IngestError::TooLarge { size: out.len(), limit });
     }
@@ -171,7 +170,14 @@ pub fn outcome_err(err: &IngestError) -> &'static str {
 fn encode<T: Message + serde::Serialize>(status: StatusCode, format: Format, message: &T) -> Response {
     let (content_type, body) = match format {
         Format::Protobuf => (PROTOBUF, message.encode_to_vec()),
-        Format::Json => (JSON, serde_json::to_vec(message).unwrap_or_default()),
+        Format::Json => {
+            // Proto3 JSON omits unset message fields; serde writes them as `null`.
+            let mut value = serde_json::to_value(message).unwrap_or_default();
+            if let serde_json::Value::Object(map) = &mut value {
+                map.retain(|_, v| !v.is_null());
+            }
+            (JSON, serde_json::to_vec(&value).unwrap_or_default())
+        }
     };
     (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
 }

@@ -127,7 +127,8 @@ pub fn metrics(r: &mut ExportMetricsServiceRequest, limits: &Limits) -> Rejectio
                     rej.reject(points(m.data.as_ref()).max(1), || format!("{at}: metric name is empty"));
                     return false;
                 }
-                let attr_check = |attrs: usize, i: usize, rej: &mut Rejections| match too_many_attributes(attrs, limits) {
+                let attr_check = |attrs: usize, i: usize, rej: &mut Rejections| match too_many_attributes(attrs, limits)
+                {
                     Some(p) => {
                         rej.reject(1, || format!("{at}, point {i}: {p}"));
                         false
@@ -138,26 +139,40 @@ pub fn metrics(r: &mut ExportMetricsServiceRequest, limits: &Limits) -> Rejectio
                     None => {
                         // Counted as one item so the client hears about it (the metric had no
                         // points to count).
-                        rej.reject(1, || format!("{at}: metric has no data (gauge, sum, histogram, exponential histogram or summary)"));
+                        rej.reject(1, || {
+                            format!(
+                                "{at}: metric has no data (gauge, sum, histogram, exponential histogram or summary)"
+                            )
+                        });
                         return false;
                     }
                     Some(Data::Gauge(g)) => {
                         let mut i = 0;
-                        g.data_points.retain(|p| { i += 1; attr_check(p.attributes.len(), i - 1, &mut rej) });
+                        g.data_points.retain(|p| {
+                            i += 1;
+                            attr_check(p.attributes.len(), i - 1, &mut rej)
+                        });
                     }
                     Some(Data::Sum(s)) => {
                         let mut i = 0;
-                        s.data_points.retain(|p| { i += 1; attr_check(p.attributes.len(), i - 1, &mut rej) });
+                        s.data_points.retain(|p| {
+                            i += 1;
+                            attr_check(p.attributes.len(), i - 1, &mut rej)
+                        });
                     }
                     Some(Data::Histogram(h)) => {
                         let mut i = 0;
                         h.data_points.retain(|p| {
                             i += 1;
                             if !p.bucket_counts.is_empty() && p.bucket_counts.len() != p.explicit_bounds.len() + 1 {
-                                rej.reject(1, || format!(
-                                    "{at}, point {}: {} bucket counts for {} explicit bounds; must be one more",
-                                    i - 1, p.bucket_counts.len(), p.explicit_bounds.len()
-                                ));
+                                rej.reject(1, || {
+                                    format!(
+                                        "{at}, point {}: {} bucket counts for {} explicit bounds; must be one more",
+                                        i - 1,
+                                        p.bucket_counts.len(),
+                                        p.explicit_bounds.len()
+                                    )
+                                });
                                 return false;
                             }
                             attr_check(p.attributes.len(), i - 1, &mut rej)
@@ -165,14 +180,19 @@ pub fn metrics(r: &mut ExportMetricsServiceRequest, limits: &Limits) -> Rejectio
                     }
                     Some(Data::ExponentialHistogram(h)) => {
                         let mut i = 0;
-                        h.data_points.retain(|p| { i += 1; attr_check(p.attributes.len(), i - 1, &mut rej) });
+                        h.data_points.retain(|p| {
+                            i += 1;
+                            attr_check(p.attributes.len(), i - 1, &mut rej)
+                        });
                     }
                     Some(Data::Summary(s)) => {
                         let mut i = 0;
                         s.data_points.retain(|p| {
                             i += 1;
                             if let Some(q) = p.quantile_values.iter().find(|q| !(0.0..=1.0).contains(&q.quantile)) {
-                                rej.reject(1, || format!("{at}, point {}: quantile {} is outside [0, 1]", i - 1, q.quantile));
+                                rej.reject(1, || {
+                                    format!("{at}, point {}: quantile {} is outside [0, 1]", i - 1, q.quantile)
+                                });
                                 return false;
                             }
                             attr_check(p.attributes.len(), i - 1, &mut rej)
@@ -231,14 +251,21 @@ fn profile_problem(p: &Profile, d: &ProfilesDictionary, limits: &Limits) -> Opti
         }
     }
     if let Some(bad) = p.attribute_indices.iter().find(|&&a| !index_ok(a, d.attribute_table.len())) {
-        return Some(format!("attribute index {bad} is outside the attribute table ({} entries)", d.attribute_table.len()));
+        return Some(format!(
+            "attribute index {bad} is outside the attribute table ({} entries)",
+            d.attribute_table.len()
+        ));
     }
     if let Some(p) = too_many_attributes(p.attribute_indices.len(), limits) {
         return Some(p);
     }
     for (si, s) in p.samples.iter().enumerate() {
         if !index_ok(s.stack_index, d.stack_table.len()) {
-            return Some(format!("sample {si}: stack index {} is outside the stack table ({} entries)", s.stack_index, d.stack_table.len()));
+            return Some(format!(
+                "sample {si}: stack index {} is outside the stack table ({} entries)",
+                s.stack_index,
+                d.stack_table.len()
+            ));
         }
         if s.link_index != 0 && !index_ok(s.link_index, d.link_table.len()) {
             return Some(format!("sample {si}: link index {} is outside the link table", s.link_index));
@@ -263,20 +290,31 @@ fn dictionary_problem(d: &ProfilesDictionary) -> Option<String> {
     let strings = d.string_table.len();
     for (i, stack) in d.stack_table.iter().enumerate() {
         if let Some(bad) = stack.location_indices.iter().find(|&&l| !index_ok(l, d.location_table.len())) {
-            return Some(format!("dictionary stack {i}: location index {bad} is outside the location table ({} entries)", d.location_table.len()));
+            return Some(format!(
+                "dictionary stack {i}: location index {bad} is outside the location table ({} entries)",
+                d.location_table.len()
+            ));
         }
     }
     for (i, loc) in d.location_table.iter().enumerate() {
         if loc.mapping_index != 0 && !index_ok(loc.mapping_index, d.mapping_table.len()) {
-            return Some(format!("dictionary location {i}: mapping index {} is outside the mapping table", loc.mapping_index));
+            return Some(format!(
+                "dictionary location {i}: mapping index {} is outside the mapping table",
+                loc.mapping_index
+            ));
         }
         if let Some(line) = loc.lines.iter().find(|l| !index_ok(l.function_index, d.function_table.len())) {
-            return Some(format!("dictionary location {i}: function index {} is outside the function table", line.function_index));
+            return Some(format!(
+                "dictionary location {i}: function index {} is outside the function table",
+                line.function_index
+            ));
         }
     }
     for (i, f) in d.function_table.iter().enumerate() {
         if ![f.name_strindex, f.system_name_strindex, f.filename_strindex].iter().all(|&s| index_ok(s, strings)) {
-            return Some(format!("dictionary function {i} names a string outside the string table ({strings} entries)"));
+            return Some(format!(
+                "dictionary function {i} names a string outside the string table ({strings} entries)"
+            ));
         }
     }
     for (i, a) in d.attribute_table.iter().enumerate() {

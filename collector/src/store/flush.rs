@@ -16,6 +16,8 @@ use super::head::{Block, Chunk};
 use super::parts::{self, PartMeta};
 use super::writer::Op;
 
+const RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub(crate) enum Request {
     /// The head is over its size.
     Full,
@@ -27,7 +29,14 @@ pub(crate) enum Request {
 pub(crate) fn run(shared: Arc<Shared>, writer: SyncSender<Op>, rx: Receiver<Request>) {
     let mut last_retention = Instant::now() - shared.settings.retention_interval;
     loop {
-        let request = match rx.recv_timeout(shared.settings.flush_interval) {
+        // Blocks left frozen by a failed flush are retried every second, not every interval:
+        // while they wait, the head only grows and the receivers start refusing data.
+        let wait = if shared.read().head.frozen.is_empty() {
+            shared.settings.flush_interval
+        } else {
+            shared.settings.flush_interval.min(RETRY_INTERVAL)
+        };
+        let request = match rx.recv_timeout(wait) {
             Ok(Request::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
             Ok(r) => Some(r),
             Err(RecvTimeoutError::Timeout) => None,

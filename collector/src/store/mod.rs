@@ -196,7 +196,12 @@ impl Store {
                 .spawn(move || flush::run(shared, writer_tx, flush_rx))
                 .map_err(io(data_dir))?
         };
-        Ok(Store { shared, writer: writer_tx, flusher: flush_tx, threads: std::sync::Mutex::new(vec![writer_thread, flush_thread]) })
+        Ok(Store {
+            shared,
+            writer: writer_tx,
+            flusher: flush_tx,
+            threads: std::sync::Mutex::new(vec![writer_thread, flush_thread]),
+        })
     }
 
     /// Refuses new data while the head is far over its size (the flusher is behind or failing).

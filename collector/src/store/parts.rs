@@ -262,23 +262,43 @@ fn frame(mut columns: Vec<Column>, common: Vec<Column>, n: usize) -> PolarsResul
 fn to_frame(signal: Signal, chunks: &[&Rows]) -> PolarsResult<DataFrame> {
     match signal {
         Signal::Traces => {
-            let rows: Vec<&SpanRow> =
-                chunks.iter().flat_map(|r| match r { Rows::Spans(v) => v.as_slice(), _ => &[] }).collect();
+            let rows: Vec<&SpanRow> = chunks
+                .iter()
+                .flat_map(|r| match r {
+                    Rows::Spans(v) => v.as_slice(),
+                    _ => &[],
+                })
+                .collect();
             spans_frame(&rows)
         }
         Signal::Metrics => {
-            let rows: Vec<&MetricRow> =
-                chunks.iter().flat_map(|r| match r { Rows::Metrics(v) => v.as_slice(), _ => &[] }).collect();
+            let rows: Vec<&MetricRow> = chunks
+                .iter()
+                .flat_map(|r| match r {
+                    Rows::Metrics(v) => v.as_slice(),
+                    _ => &[],
+                })
+                .collect();
             metrics_frame(&rows)
         }
         Signal::Logs => {
-            let rows: Vec<&LogRow> =
-                chunks.iter().flat_map(|r| match r { Rows::Logs(v) => v.as_slice(), _ => &[] }).collect();
+            let rows: Vec<&LogRow> = chunks
+                .iter()
+                .flat_map(|r| match r {
+                    Rows::Logs(v) => v.as_slice(),
+                    _ => &[],
+                })
+                .collect();
             logs_frame(&rows)
         }
         Signal::Profiles => {
-            let rows: Vec<&ProfileRow> =
-                chunks.iter().flat_map(|r| match r { Rows::Profiles(v) => v.as_slice(), _ => &[] }).collect();
+            let rows: Vec<&ProfileRow> = chunks
+                .iter()
+                .flat_map(|r| match r {
+                    Rows::Profiles(v) => v.as_slice(),
+                    _ => &[],
+                })
+                .collect();
             profiles_frame(&rows)
         }
     }
@@ -496,7 +516,8 @@ fn from_frame(signal: Signal, df: &DataFrame) -> PolarsResult<Rows> {
     Ok(match signal {
         Signal::Traces => {
             let (trace_id, span_id, parent) = (c.str("trace_id")?, c.str("span_id")?, c.str("parent_span_id")?);
-            let (trace_state, flags, name, kind) = (c.str("trace_state")?, c.u32("flags")?, c.str("name")?, c.i32("kind")?);
+            let (trace_state, flags, name, kind) =
+                (c.str("trace_state")?, c.u32("flags")?, c.str("name")?, c.i32("kind")?);
             let (start, end) = (c.u64("start_time_unix_nano")?, c.u64("end_time_unix_nano")?);
             let (status_code, status_message) = (c.i32("status_code")?, c.str("status_message")?);
             let (route, http_status) = (c.str("http_route")?, c.i64("http_response_status_code")?);
@@ -595,7 +616,8 @@ fn from_frame(signal: Signal, df: &DataFrame) -> PolarsResult<Rows> {
         Signal::Logs => {
             let (time, observed) = (c.u64("time_unix_nano")?, c.u64("observed_time_unix_nano")?);
             let (sev, sev_text, body) = (c.i32("severity_number")?, c.str("severity_text")?, c.str("body")?);
-            let (attributes, dropped, flags) = (c.str("attributes")?, c.u32("dropped_attributes_count")?, c.u32("flags")?);
+            let (attributes, dropped, flags) =
+                (c.str("attributes")?, c.u32("dropped_attributes_count")?, c.u32("flags")?);
             let (trace_id, span_id, event_name) = (c.str("trace_id")?, c.str("span_id")?, c.str("event_name")?);
             Rows::Logs(
                 (0..n)
@@ -621,9 +643,11 @@ fn from_frame(signal: Signal, df: &DataFrame) -> PolarsResult<Rows> {
             )
         }
         Signal::Profiles => {
-            let (time, ptime, duration) = (c.u64("time_unix_nano")?, c.u64("profile_time_unix_nano")?, c.u64("duration_nano")?);
+            let (time, ptime, duration) =
+                (c.u64("time_unix_nano")?, c.u64("profile_time_unix_nano")?, c.u64("duration_nano")?);
             let profile_id = c.str("profile_id")?;
-            let (st, su, pt, pu) = (c.str("sample_type")?, c.str("sample_unit")?, c.str("period_type")?, c.str("period_unit")?);
+            let (st, su, pt, pu) =
+                (c.str("sample_type")?, c.str("sample_unit")?, c.str("period_type")?, c.str("period_unit")?);
             let (period, value, stack) = (c.i64("period")?, c.i64("value")?, c.str("stack")?);
             let (attributes, trace_id, span_id) = (c.str("attributes")?, c.str("trace_id")?, c.str("span_id")?);
             Rows::Profiles(

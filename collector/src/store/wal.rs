@@ -77,7 +77,10 @@ pub fn scan_segment(data: &[u8]) -> SegmentScan {
         let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
         if rest.len() < RECORD_HEADER + len {
-            scan.damage = Some(format!("torn record at byte {at}: {len} bytes announced, {} present", rest.len() - RECORD_HEADER));
+            scan.damage = Some(format!(
+                "torn record at byte {at}: {len} bytes announced, {} present",
+                rest.len() - RECORD_HEADER
+            ));
             break;
         }
         let body = &data[at + RECORD_HEADER..at + RECORD_HEADER + len];

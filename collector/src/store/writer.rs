@@ -33,7 +33,9 @@ pub(crate) enum Op {
     },
     /// Seal the current segment and freeze the head as ending at it; answers the sealed
     /// segment's number, or `None` when there was nothing to cut.
-    Cut { done: std::sync::mpsc::SyncSender<Result<Option<u64>, String>> },
+    Cut {
+        done: std::sync::mpsc::SyncSender<Result<Option<u64>, String>>,
+    },
     Shutdown,
 }
 
