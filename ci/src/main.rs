@@ -1,6 +1,9 @@
 //! The `slo-gate` binary. Exit codes: 0 success, 2 error (as `slo-gate check` will use: 1 is
 //! reserved for a failed gate).
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SLO_GATE_LOG").unwrap_or_else(|_| "info".into()))

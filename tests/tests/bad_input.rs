@@ -135,7 +135,7 @@ fn otlp_http_answers() {
     assert_eq!(server.items("traces", None), 14);
     let (_, metrics) = server.get("/metrics", None);
     let text = metrics.as_str().unwrap();
-    assert!(text.contains("slo_gate_refused_items_total{signal=\"traces\"} 5"), "{text}");
+    assert!(text.contains("slo_gate_refused_items_total{signal=\"traces\"} 4"), "{text}");
     assert!(
         text.contains("slo_gate_export_requests_total{transport=\"http\",signal=\"traces\",outcome=\"too_large\"} 2"),
         "{text}"

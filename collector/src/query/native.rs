@@ -59,7 +59,7 @@ async fn trace(
     hex::decode_to_slice(id.trim(), &mut trace_id)
         .map_err(|_| QueryError::BadRequest(format!("trace id {id:?} is not 32 hex digits")))?;
     let data = blocking(move || {
-        let snapshot = state.store.snapshot(&tenant, Signal::Traces);
+        let snapshot = state.store.trace_snapshot(&tenant, &trace_id);
         let mut found = Vec::new();
         state
             .store

@@ -129,7 +129,8 @@ fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<Vec<PartMeta>
         }
         shared.telemetry.parts_written.fetch_add(1, Relaxed);
         shared.telemetry.stored(signal, n);
-        metas.push(PartMeta { path, tenant, signal, seq, rows: n, min_time, max_time, services });
+        let trace_keys = parts::trace_keys(rows.iter().copied());
+        metas.push(PartMeta { path, tenant, signal, seq, rows: n, min_time, max_time, services, trace_keys });
     }
     Ok(metas)
 }

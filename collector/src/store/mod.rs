@@ -204,10 +204,11 @@ impl Store {
         })
     }
 
-    /// Refuses new data while the head is far over its size (the flusher is behind or failing).
+    /// Refuses new data while the head holds twice its flush size (the flusher is behind or
+    /// failing): memory stays bounded and clients back off and retry.
     pub fn check_capacity(&self) -> Result<(), IngestError> {
         let head_bytes = self.shared.read().head.bytes();
-        let limit = self.shared.settings.max_head_bytes.saturating_mul(4);
+        let limit = self.shared.settings.max_head_bytes.saturating_mul(2);
         if head_bytes > limit {
             return Err(IngestError::Overloaded(format!(
                 "{head_bytes} bytes wait to be written to parts (limit {limit})"
@@ -251,6 +252,13 @@ impl Store {
             chunks: state.head.chunks(tenant, signal),
             parts: state.parts.iter().filter(|p| &p.tenant == tenant && p.signal == signal).cloned().collect(),
         }
+    }
+
+    /// The head chunks and the parts that may hold spans of one trace.
+    pub fn trace_snapshot(&self, tenant: &Tenant, trace_id: &[u8; 16]) -> Snapshot {
+        let mut snapshot = self.snapshot(tenant, Signal::Traces);
+        snapshot.parts.retain(|p| p.may_hold_trace(trace_id));
+        snapshot
     }
 
     /// Counts and time range per signal for one tenant.
@@ -335,5 +343,123 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receive::ExportRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+
+    const HOUR: u64 = 3_600_000_000_000;
+
+    fn settings() -> StoreSettings {
+        StoreSettings {
+            durability: Durability::Group,
+            group_commit_interval: Duration::from_millis(1),
+            flush_interval: Duration::from_secs(3600),
+            max_head_bytes: 1 << 30,
+            retention: Duration::from_secs(2 * 86_400),
+            retention_interval: Duration::from_secs(3600),
+        }
+    }
+
+    /// One span per start time, trace ids numbered from `first`.
+    fn request(first: u8, starts: &[u64]) -> ExportTraceServiceRequest {
+        let spans = starts
+            .iter()
+            .enumerate()
+            .map(|(i, &start)| Span {
+                trace_id: vec![first + i as u8; 16],
+                span_id: vec![1; 8],
+                name: "op".into(),
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + 10,
+                ..Default::default()
+            })
+            .collect();
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn append(store: &Store, tenant: &str, req: ExportTraceServiceRequest) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let payload = Bytes::from(req.encode_to_vec());
+        rt.block_on(store.append(Tenant::parse(tenant).unwrap(), payload, req.into_rows())).unwrap();
+    }
+
+    fn span_ids(store: &Store, tenant: &str) -> Vec<u8> {
+        let snap = store.snapshot(&Tenant::parse(tenant).unwrap(), Signal::Traces);
+        let mut ids = Vec::new();
+        store
+            .scan(&snap, |rows| {
+                if let Rows::Spans(s) = rows {
+                    ids.extend(s.iter().map(|s| s.trace_id[0]));
+                }
+            })
+            .unwrap();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn head_and_parts_answer_alike_and_retention_drops_old_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        // Retention runs on the wall clock, so the data is recent.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let store = Store::open(dir.path(), settings(), Arc::default()).unwrap();
+        // Three hours of data in one request (split into three parts), and another tenant.
+        append(&store, "a", request(1, &[now - 30 * HOUR, now - 2 * HOUR, now]));
+        append(&store, "b", request(9, &[now]));
+        let before = span_ids(&store, "a");
+        assert_eq!(before, vec![1, 2, 3]);
+        store.flush().unwrap();
+        assert_eq!(span_ids(&store, "a"), before, "parts answer like the head did");
+        assert_eq!(span_ids(&store, "b"), vec![9]);
+        let stats = store.stats(&Tenant::parse("a").unwrap());
+        let traces = &stats[0].1;
+        assert_eq!((traces.items, traces.in_head, traces.parts), (3, 0, 3));
+        assert_eq!(traces.oldest_unix_nano, Some(now - 30 * HOUR));
+
+        // 20 hours from now, two days of retention reach back 28 hours: the part of 30 hours
+        // ago goes, and only it.
+        assert_eq!(store.apply_retention(now + 20 * HOUR).unwrap(), 1);
+        assert_eq!(span_ids(&store, "a"), vec![2, 3]);
+        assert_eq!(span_ids(&store, "b"), vec![9]);
+        store.close();
+
+        // A restart reads the catalog back from the part files.
+        let store = Store::open(dir.path(), settings(), Arc::default()).unwrap();
+        assert_eq!(span_ids(&store, "a"), vec![2, 3]);
+        assert!(store.trace_snapshot(&Tenant::parse("a").unwrap(), &[2; 16]).parts.len() == 1);
+        assert!(store.trace_snapshot(&Tenant::parse("a").unwrap(), &[7; 16]).parts.is_empty());
+    }
+
+    #[test]
+    fn parts_of_an_unfinished_flush_are_replaced_by_the_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let store = Store::open(dir.path(), settings(), Arc::default()).unwrap();
+        append(&store, "a", request(1, &[now]));
+        store.flush().unwrap();
+        append(&store, "a", request(2, &[now]));
+        store.close();
+        // A part numbered past the checkpoint, as a crash between writing parts and writing
+        // the checkpoint leaves: a copy of the flushed part under the next segment's number.
+        let part = std::fs::read_dir(dir.path().join("parts/a/traces").join(parts::hour_dir(now)))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        std::fs::copy(part.path(), part.path().with_file_name(format!("{:020}.parquet", 999))).unwrap();
+        let store = Store::open(dir.path(), settings(), Arc::default()).unwrap();
+        assert_eq!(span_ids(&store, "a"), vec![1, 2], "no duplicate from the orphan part");
     }
 }

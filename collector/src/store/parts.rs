@@ -37,6 +37,36 @@ pub struct PartMeta {
     pub min_time: u64,
     pub max_time: u64,
     pub services: BTreeSet<(String, Option<String>)>,
+    /// Traces parts: the first 8 bytes of every trace id in the part, sorted, so a lookup by
+    /// trace id opens only the parts that may hold it.
+    pub trace_keys: Vec<u64>,
+}
+
+impl PartMeta {
+    /// Whether the part may hold spans of `trace_id` (false positives are possible).
+    pub fn may_hold_trace(&self, trace_id: &[u8; 16]) -> bool {
+        self.signal != Signal::Traces || self.trace_keys.binary_search(&trace_key(trace_id)).is_ok()
+    }
+}
+
+/// The lookup key of a trace id in [`PartMeta::trace_keys`].
+pub fn trace_key(trace_id: &[u8; 16]) -> u64 {
+    u64::from_be_bytes(trace_id[..8].try_into().expect("8 bytes"))
+}
+
+/// Sorted, deduplicated trace keys of the spans in `rows`.
+pub fn trace_keys<'a>(rows: impl IntoIterator<Item = &'a Rows>) -> Vec<u64> {
+    let mut keys: Vec<u64> = rows
+        .into_iter()
+        .flat_map(|r| match r {
+            Rows::Spans(spans) => spans.as_slice(),
+            _ => &[],
+        })
+        .map(|s| trace_key(&s.trace_id))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
 }
 
 /// Failures reading or writing parts.
@@ -143,7 +173,10 @@ pub fn read_part(path: &Path, signal: Signal) -> Result<Rows, PartError> {
 pub fn read_meta(path: &Path, tenant: Tenant, signal: Signal, seq: u64) -> Result<PartMeta, PartError> {
     let polars_err = |source| PartError::Polars { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(|source| PartError::Io { path: path.to_path_buf(), source })?;
-    let columns = vec![time_column(signal).to_string(), "service_name".into(), "service_version".into()];
+    let mut columns = vec![time_column(signal).to_string(), "service_name".into(), "service_version".into()];
+    if signal == Signal::Traces {
+        columns.push("trace_id".into());
+    }
     let df = ParquetReader::new(file).with_columns(Some(columns)).finish().map_err(polars_err)?;
     let times = df.column(time_column(signal)).and_then(|c| c.u64()).map_err(polars_err)?;
     let names = df.column("service_name").and_then(|c| c.str()).map_err(polars_err)?;
@@ -154,7 +187,15 @@ pub fn read_meta(path: &Path, tenant: Tenant, signal: Signal, seq: u64) -> Resul
             services.insert((name.to_string(), version.map(str::to_string)));
         }
     }
+    let mut trace_keys = Vec::new();
+    if signal == Signal::Traces {
+        let ids = df.column("trace_id").and_then(|c| c.str()).map_err(polars_err)?;
+        trace_keys = ids.iter().filter_map(|t| id::<16>(t)).map(|t| trace_key(&t)).collect();
+        trace_keys.sort_unstable();
+        trace_keys.dedup();
+    }
     Ok(PartMeta {
+        trace_keys,
         path: path.to_path_buf(),
         tenant,
         signal,
@@ -208,8 +249,17 @@ where
     Column::new(name.into(), values)
 }
 
+/// Lowercase hex of an id; `hex::encode` goes through `char`s and was a visible share of
+/// flush time.
 fn hex_id(id: &[u8]) -> String {
-    hex::encode(id)
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(id.len() * 2);
+    for b in id {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 15)]);
+    }
+    // Only ASCII hex digits were pushed.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn opt_str(v: &Option<Arc<str>>) -> Option<&str> {
@@ -683,6 +733,12 @@ fn from_frame(signal: Signal, df: &DataFrame) -> PolarsResult<Rows> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_ids_match_the_hex_crate() {
+        let id = [0u8, 1, 0x7f, 0x80, 0xab, 0xff];
+        assert_eq!(hex_id(&id), hex::encode(id));
+    }
 
     #[test]
     fn hour_dirs_round_trip() {
