@@ -68,10 +68,8 @@ impl Server {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = reqwest::blocking::get(server.api_url("/readyz")) {
-                if r.status().is_success() {
-                    break;
-                }
+            if reqwest::blocking::get(server.api_url("/readyz")).is_ok_and(|r| r.status().is_success()) {
+                break;
             }
             assert!(Instant::now() < deadline, "collector not ready within 30 s");
             std::thread::sleep(Duration::from_millis(50));

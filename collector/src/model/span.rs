@@ -108,7 +108,7 @@ fn row_from_span(span: Span, resource: &Arc<ResourceColumns>, scope: &Arc<ScopeC
 /// the answer is deterministic whichever storage tier each span came from.
 pub fn to_traces_data<'a>(rows: impl IntoIterator<Item = &'a SpanRow>) -> TracesData {
     let mut rows: Vec<&SpanRow> = rows.into_iter().collect();
-    rows.sort_by(|a, b| (a.start_unix_nano, a.span_id).cmp(&(b.start_unix_nano, b.span_id)));
+    rows.sort_by_key(|r| (r.start_unix_nano, r.span_id));
     let mut out: Vec<ResourceSpans> = Vec::new();
     for row in rows {
         let resource = row.resource.to_otlp();

@@ -91,10 +91,10 @@ impl OtlpGrpc {
 
 fn status_of(err: &IngestError) -> Status {
     let mut status = err.to_grpc_status();
-    if let Some(after) = err.kind().retry_after() {
-        if let Ok(v) = after.as_secs().to_string().parse() {
-            status.metadata_mut().insert("retry-after", v);
-        }
+    if let Some(after) = err.kind().retry_after()
+        && let Ok(v) = after.as_secs().to_string().parse()
+    {
+        status.metadata_mut().insert("retry-after", v);
     }
     status
 }

@@ -77,10 +77,9 @@ fn format_of(headers: &HeaderMap) -> Result<Format, IngestError> {
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, IngestError> {
     if let Some(len) =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
+        && len > limit
     {
-        if len > limit {
-            return Err(IngestError::TooLarge { size: len, limit });
-        }
+        return Err(IngestError::TooLarge { size: len, limit });
     }
     let collected = http_body_util::Limited::new(body, limit).collect().await.map_err(|err| {
         if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {

@@ -86,6 +86,9 @@ fn flush(shared: &Shared, writer: &SyncSender<Op>) -> Result<(), String> {
     }
 }
 
+/// Rows to write, by tenant, signal and hour directory, with the chunk each came from.
+type Groups<'a> = BTreeMap<(Tenant, Signal, String), Vec<(&'a Rows, &'a Chunk)>>;
+
 /// Groups a block's rows by tenant, signal and hour and writes one part per group.
 fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<Vec<PartMeta>, String> {
     // Chunks whose rows all fall in one hour are written as they are; the others are split.
@@ -104,7 +107,7 @@ fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<Vec<PartMeta>
             }
         }
     }
-    let mut groups: BTreeMap<(Tenant, Signal, String), Vec<(&Rows, &Chunk)>> = BTreeMap::new();
+    let mut groups: Groups<'_> = BTreeMap::new();
     for (key, chunks) in &whole {
         groups.entry(key.clone()).or_default().extend(chunks.iter().map(|c| (&c.rows, &***c)));
     }

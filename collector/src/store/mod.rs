@@ -143,7 +143,7 @@ impl Store {
         let checkpoint = wal.checkpoint().map_err(io(&wal_dir))?;
 
         let mut state = State::default();
-        for (tenant, signal, _hour, seq, path) in parts::list_parts(&parts_root).map_err(io(&parts_root))? {
+        for parts::PartFile { tenant, signal, seq, path } in parts::list_parts(&parts_root).map_err(io(&parts_root))? {
             if seq > checkpoint {
                 // Written by a flush that never reached its checkpoint: its rows are still in
                 // the WAL and are replayed below.

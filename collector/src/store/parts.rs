@@ -96,7 +96,7 @@ pub fn hour_start(dir: &str) -> Option<u64> {
     let d: u32 = it.next()?.parse().ok()?;
     let h: u64 = hour.parse().ok()?;
     let days = days_from_civil(y, m, d);
-    u64::try_from(days).ok().map(|days| (days as u64 * 24 + h) * HOUR_NANOS)
+    u64::try_from(days).ok().map(|days| (days * 24 + h) * HOUR_NANOS)
 }
 
 // Howard Hinnant's proleptic Gregorian calendar algorithms ("chrono-Compatible Low-Level Date
@@ -207,9 +207,18 @@ pub fn read_meta(path: &Path, tenant: Tenant, signal: Signal, seq: u64) -> Resul
     })
 }
 
-/// Lists every part under `root` as `(tenant, signal, hour dir, seq, path)`; removes leftover
-/// temporary files of interrupted writes as it goes.
-pub fn list_parts(root: &Path) -> io::Result<Vec<(Tenant, Signal, String, u64, PathBuf)>> {
+/// A part file found on disk.
+#[derive(Debug)]
+pub struct PartFile {
+    pub tenant: Tenant,
+    pub signal: Signal,
+    pub seq: u64,
+    pub path: PathBuf,
+}
+
+/// Lists every part under `root`, sorted by path; removes leftover temporary files of
+/// interrupted writes as it goes.
+pub fn list_parts(root: &Path) -> io::Result<Vec<PartFile>> {
     let mut out = Vec::new();
     if !root.exists() {
         return Ok(out);
@@ -222,20 +231,19 @@ pub fn list_parts(root: &Path) -> io::Result<Vec<(Tenant, Signal, String, u64, P
             let Some(signal) = Signal::parse(&signal_entry.file_name().to_string_lossy()) else { continue };
             for hour_entry in fs::read_dir(signal_entry.path())? {
                 let hour_entry = hour_entry?;
-                let hour = hour_entry.file_name().to_string_lossy().into_owned();
                 for file in fs::read_dir(hour_entry.path())? {
                     let path = file?.path();
                     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                     if name.ends_with(".tmp") {
                         fs::remove_file(&path)?;
                     } else if let Some(seq) = name.strip_suffix(".parquet").and_then(|s| s.parse().ok()) {
-                        out.push((tenant.clone(), signal, hour.clone(), seq, path));
+                        out.push(PartFile { tenant: tenant.clone(), signal, seq, path });
                     }
                 }
             }
         }
     }
-    out.sort_by(|a, b| a.4.cmp(&b.4));
+    out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
@@ -524,10 +532,10 @@ impl<'a> Common<'a> {
     }
 
     fn at(&mut self, i: usize) -> (Arc<ResourceColumns>, Arc<ScopeColumns>) {
-        if let Some((j, r, s)) = &self.last {
-            if self.same(*j, i) {
-                return (Arc::clone(r), Arc::clone(s));
-            }
+        if let Some((j, r, s)) = &self.last
+            && self.same(*j, i)
+        {
+            return (Arc::clone(r), Arc::clone(s));
         }
         let arc = |v: Option<&str>| Arc::<str>::from(v.unwrap_or(""));
         let resource = Arc::new(ResourceColumns {
