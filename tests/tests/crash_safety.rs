@@ -31,6 +31,11 @@ fn load(
                     let body = spans_request("crashy", batch, SPANS_PER_BATCH).encode_to_vec();
                     match client.post(&url).header("content-type", "application/x-protobuf").body(body).send() {
                         Ok(r) if r.status().is_success() => acked.push(batch),
+                        // Backpressure: retry the same batch, as OTLP exporters do.
+                        Ok(r) if matches!(r.status().as_u16(), 429 | 503) => {
+                            std::thread::sleep(Duration::from_millis(50));
+                            continue;
+                        }
                         Ok(r) => panic!("unexpected status {}", r.status()),
                         Err(_) => break, // the server is gone
                     }

@@ -129,6 +129,8 @@ fn otlp_profiles_over_grpc_and_http() {
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(err.message().contains("location index 99 is outside the location table"), "{}", err.message());
     });
+    // Close the client's connection now: an idle HTTP/2 connection holds a graceful shutdown.
+    drop(rt);
     check_samples(&server, "prof-grpc");
 
     let resp = reqwest::blocking::Client::new()
