@@ -43,6 +43,9 @@ pub use validate::Rejections;
 /// An OTLP export request type: what the ingest path needs to know of each signal.
 pub trait ExportRequest: Message + Default + serde::de::DeserializeOwned + Send + Sized + 'static {
     const SIGNAL: Signal;
+    /// The gRPC service name and the path of its `Export` method.
+    const GRPC_SERVICE: &'static str;
+    const GRPC_EXPORT_PATH: &'static str;
     type Response: Message + serde::Serialize + Default + Send + 'static;
 
     /// Items (spans, data points, log records, profiles) in the request.
@@ -59,6 +62,8 @@ fn partial<T>(r: &Rejections, make: impl FnOnce(i64, String) -> T) -> Option<T> 
 
 impl ExportRequest for ExportTraceServiceRequest {
     const SIGNAL: Signal = Signal::Traces;
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const GRPC_EXPORT_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
     type Response = ExportTraceServiceResponse;
     fn item_count(&self) -> u64 {
         validate::count_spans(self)
@@ -81,6 +86,8 @@ impl ExportRequest for ExportTraceServiceRequest {
 
 impl ExportRequest for ExportMetricsServiceRequest {
     const SIGNAL: Signal = Signal::Metrics;
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const GRPC_EXPORT_PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
     type Response = ExportMetricsServiceResponse;
     fn item_count(&self) -> u64 {
         validate::count_points(self)
@@ -103,6 +110,8 @@ impl ExportRequest for ExportMetricsServiceRequest {
 
 impl ExportRequest for ExportLogsServiceRequest {
     const SIGNAL: Signal = Signal::Logs;
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const GRPC_EXPORT_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
     type Response = ExportLogsServiceResponse;
     fn item_count(&self) -> u64 {
         validate::count_logs(self)
@@ -125,6 +134,9 @@ impl ExportRequest for ExportLogsServiceRequest {
 
 impl ExportRequest for ExportProfilesServiceRequest {
     const SIGNAL: Signal = Signal::Profiles;
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.profiles.v1development.ProfilesService";
+    const GRPC_EXPORT_PATH: &'static str =
+        "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export";
     type Response = ExportProfilesServiceResponse;
     fn item_count(&self) -> u64 {
         validate::count_profiles(self)
