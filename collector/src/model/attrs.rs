@@ -229,6 +229,17 @@ mod tests {
         assert_eq!(encode(&nan), serde_json::to_string(&nan).unwrap());
     }
 
+    proptest::proptest! {
+        /// The hand-written encoder and serde agree on any key, string, integer and double.
+        #[test]
+        fn fast_path_equals_serde(key in ".{0,12}", s in ".{0,24}", i in proptest::num::i64::ANY, d in proptest::num::f64::NORMAL) {
+            let attrs = vec![kv(&key, Value::StringValue(s)), kv("i", Value::IntValue(i)), kv("d", Value::DoubleValue(d))];
+            let text = encode(&attrs);
+            proptest::prop_assert_eq!(&text, &serde_json::to_string(&attrs).unwrap());
+            proptest::prop_assert_eq!(decode(&text).unwrap(), attrs);
+        }
+    }
+
     #[test]
     fn round_trip_keeps_every_type() {
         let attrs = vec![
