@@ -462,4 +462,164 @@ mod tests {
         let store = Store::open(dir.path(), settings(), Arc::default()).unwrap();
         assert_eq!(span_ids(&store, "a"), vec![1, 2], "no duplicate from the orphan part");
     }
+
+    /// Every signal, every metric point type: what the head answers before a flush, the parts
+    /// answer after it, field for field.
+    #[test]
+    fn every_signal_round_trips_through_parquet() {
+        use crate::receive::ExportRequest;
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        use opentelemetry_proto::tonic::metrics::v1::{
+            ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint, Metric,
+            NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
+            exponential_histogram_data_point, metric::Data, number_data_point, summary_data_point,
+        };
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let kv = |k: &str, v: &str| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
+            key_strindex: 0,
+        };
+        let resource = Some(Resource {
+            attributes: vec![kv("service.name", "rt"), kv("service.version", "9")],
+            ..Default::default()
+        });
+        let number = |v| NumberDataPoint {
+            attributes: vec![kv("host", "a")],
+            time_unix_nano: now,
+            value: Some(v),
+            ..Default::default()
+        };
+        let metric =
+            |name: &str, data| Metric { name: name.into(), unit: "1".into(), data: Some(data), ..Default::default() };
+        let metrics = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: resource.clone(),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![
+                        metric(
+                            "g",
+                            Data::Gauge(Gauge { data_points: vec![number(number_data_point::Value::AsDouble(0.1))] }),
+                        ),
+                        metric(
+                            "s",
+                            Data::Sum(Sum {
+                                data_points: vec![number(number_data_point::Value::AsInt(-3))],
+                                aggregation_temporality: 1,
+                                is_monotonic: false,
+                            }),
+                        ),
+                        metric(
+                            "h",
+                            Data::Histogram(Histogram {
+                                data_points: vec![HistogramDataPoint {
+                                    time_unix_nano: now,
+                                    count: 3,
+                                    sum: Some(6.5),
+                                    bucket_counts: vec![1, 2],
+                                    explicit_bounds: vec![2.0],
+                                    min: Some(0.5),
+                                    max: Some(4.0),
+                                    ..Default::default()
+                                }],
+                                aggregation_temporality: 2,
+                            }),
+                        ),
+                        metric(
+                            "e",
+                            Data::ExponentialHistogram(ExponentialHistogram {
+                                data_points: vec![ExponentialHistogramDataPoint {
+                                    time_unix_nano: now,
+                                    count: 4,
+                                    scale: 3,
+                                    zero_count: 1,
+                                    positive: Some(exponential_histogram_data_point::Buckets {
+                                        offset: -2,
+                                        bucket_counts: vec![1, 2],
+                                    }),
+                                    ..Default::default()
+                                }],
+                                aggregation_temporality: 2,
+                            }),
+                        ),
+                        metric(
+                            "q",
+                            Data::Summary(Summary {
+                                data_points: vec![SummaryDataPoint {
+                                    time_unix_nano: now,
+                                    count: 10,
+                                    sum: 55.0,
+                                    quantile_values: vec![summary_data_point::ValueAtQuantile {
+                                        quantile: 0.99,
+                                        value: 9.5,
+                                    }],
+                                    ..Default::default()
+                                }],
+                            }),
+                        ),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let logs = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource,
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord {
+                        time_unix_nano: now,
+                        severity_number: 17,
+                        severity_text: "ERROR".into(),
+                        body: Some(AnyValue { value: Some(any_value::Value::StringValue("boom".into())) }),
+                        trace_id: vec![3; 16],
+                        span_id: vec![4; 8],
+                        attributes: vec![kv("k", "v")],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), settings(), Arc::default()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let tenant = Tenant::parse("rt").unwrap();
+        let m = Bytes::from(metrics.encode_to_vec());
+        rt.block_on(store.append(tenant.clone(), m, metrics.into_rows())).unwrap();
+        let l = Bytes::from(logs.encode_to_vec());
+        rt.block_on(store.append(tenant.clone(), l, logs.into_rows())).unwrap();
+
+        let dump = |signal| {
+            let snap = store.snapshot(&tenant, signal);
+            let mut out = Vec::new();
+            store
+                .scan(&snap, |rows| match rows {
+                    Rows::Metrics(r) => out.extend(r.iter().map(|x| format!("{x:?}"))),
+                    Rows::Logs(r) => out.extend(r.iter().map(|x| format!("{x:?}"))),
+                    _ => {}
+                })
+                .unwrap();
+            out.sort();
+            out
+        };
+        let (metrics_head, logs_head) = (dump(Signal::Metrics), dump(Signal::Logs));
+        assert_eq!(metrics_head.len(), 5);
+        assert!(
+            metrics_head.iter().any(|r| r.contains("ExponentialHistogram") && r.contains("\\\"offset\\\":-2")),
+            "{metrics_head:?}"
+        );
+        store.flush().unwrap();
+        let stats = store.stats(&tenant);
+        assert!(stats.iter().all(|(_, s)| s.in_head == 0));
+        assert_eq!(dump(Signal::Metrics), metrics_head);
+        assert_eq!(dump(Signal::Logs), logs_head);
+    }
 }
