@@ -82,7 +82,7 @@ impl Default for StorageConfig {
             durability: Durability::Group,
             group_commit_interval: HumanDuration(Duration::from_millis(5)),
             flush_interval: HumanDuration(Duration::from_secs(30)),
-            max_head_bytes: 16 << 20,
+            max_head_bytes: 12 << 20,
             retention_interval: HumanDuration(Duration::from_secs(300)),
         }
     }

@@ -190,6 +190,12 @@ impl Ingest {
         &self.telemetry
     }
 
+    /// Whether a request may be taken at all. The receivers ask before reading or decoding a
+    /// body, so refusing under overload costs next to nothing.
+    pub fn admit(&self) -> Result<(), IngestError> {
+        self.store.check_capacity()
+    }
+
     /// Validates, stores and answers one request. `raw` is the request's protobuf encoding
     /// when the caller has it, so a fully valid request is logged without re-encoding.
     pub async fn export<R: ExportRequest>(

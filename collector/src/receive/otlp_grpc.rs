@@ -154,6 +154,10 @@ impl<R: ExportRequest> tower::Service<http::Request<tonic::body::Body>> for Expo
                 let status = Status::unimplemented(format!("no method {}", req.uri().path()));
                 return Ok(status.into_http());
             }
+            if let Err(err) = service.ingest.admit() {
+                service.ingest.telemetry().request("grpc", R::SIGNAL, outcome_err(&err));
+                return Ok(status_of(&err).into_http());
+            }
             let limit = service.ingest.limits().max_request_bytes;
             let mut grpc = Grpc::new(RawCodec::<R>::default())
                 .accept_compressed(CompressionEncoding::Gzip)

@@ -132,6 +132,7 @@ async fn export<R: ExportRequest>(State(ingest): State<Arc<Ingest>>, headers: He
     let result = async {
         let format = format?;
         let tenant = Tenant::from_header(headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok()))?;
+        ingest.admit()?;
         let body = read_body(&headers, body, ingest.limits().max_request_bytes).await?;
         let (request, raw) = decode::<R>(format, body)?;
         ingest.export(tenant, request, raw).await
