@@ -196,6 +196,11 @@ impl Store {
                 .spawn(move || flush::run(shared, writer_tx, flush_rx))
                 .map_err(io(data_dir))?
         };
+        // A large replayed head is flushed at once rather than after the first interval, so
+        // that the receivers do not refuse data meanwhile.
+        if shared.read().head.active.bytes >= shared.settings.max_head_bytes {
+            let _ = flush_tx.try_send(flush::Request::Full);
+        }
         Ok(Store {
             shared,
             writer: writer_tx,
@@ -461,6 +466,26 @@ mod tests {
         std::fs::copy(part.path(), part.path().with_file_name(format!("{:020}.parquet", 999))).unwrap();
         let store = Store::open(dir.path(), settings(), Arc::default()).unwrap();
         assert_eq!(span_ids(&store, "a"), vec![1, 2], "no duplicate from the orphan part");
+    }
+
+    /// Regression test: a replayed head over the flush size used to wait a whole flush
+    /// interval before being written, refusing data meanwhile.
+    #[test]
+    fn a_large_replayed_head_is_flushed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let small = StoreSettings { max_head_bytes: 1, ..settings() };
+        // A head of one byte flushes as soon as anything arrives; keep the first store from
+        // flushing by giving it the default size, then reopen with the small one.
+        let store = Store::open(dir.path(), settings(), Arc::default()).unwrap();
+        append(&store, "a", request(1, &[now, now]));
+        store.close();
+        let store = Store::open(dir.path(), small, Arc::default()).unwrap();
+        let flushed = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            store.stats(&Tenant::parse("a").unwrap())[0].1.in_parts == 2
+        });
+        assert!(flushed, "replayed head not flushed at start");
     }
 
     /// Every signal, every metric point type: what the head answers before a flush, the parts
