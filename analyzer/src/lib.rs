@@ -1,3 +1,5 @@
 //! Pure computation over stored telemetry: SLIs, dynamic baselines, baseline-vs-candidate
 //! comparisons, flame graphs, goroutine leaks. It takes values and returns values: no
 //! sockets, no files, no clocks (Architecture Invariant, checked in CI).
+
+pub mod pprof;

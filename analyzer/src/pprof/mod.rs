@@ -1,0 +1,442 @@
+//! pprof profiles: decoding `profile.proto` (gzipped or not) into a resolved domain [`Profile`].
+//!
+//! Design: the wire types in [`proto`] mirror the spec and are read only here. [`decode`] resolves
+//! every string index and id once, so the rest of the analyzer works on plain values (function
+//! names, stacks of [`Frame`]s, labels) and never meets a dangling id: a bad reference is a
+//! [`DecodeError`] naming the sample or location, never a panic. Stacks are expanded the way
+//! `go tool pprof` does: a location with several lines (inlined calls) becomes several frames,
+//! innermost first. Only `profile.proto` is read; the legacy text and binary formats that predate
+//! it are recognised and rejected with [`DecodeError::Legacy`].
+
+mod profile_type;
+pub mod proto;
+mod top;
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use prost::Message;
+
+pub use profile_type::{profile_name, profile_type_id};
+pub use top::{SampleIndexOutOfRange, flat_and_cum};
+
+/// Largest decompressed size [`decode`] accepts, so a small gzip bomb cannot exhaust memory.
+pub const MAX_DECOMPRESSED_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Why bytes could not be decoded as a pprof profile.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The input has no bytes at all.
+    #[error("empty input: a profile has at least a string table")]
+    Empty,
+    /// The input starts like gzip but does not gunzip.
+    #[error("gzip stream is corrupt: {0}")]
+    Gzip(#[source] std::io::Error),
+    /// The gunzipped profile is larger than the limit.
+    #[error("decompressed profile exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The input is one of the formats that predate `profile.proto`.
+    #[error("legacy (pre-proto) profile format is not supported ({format}); convert it with `go tool pprof -proto`")]
+    Legacy {
+        /// What the input looks like.
+        format: &'static str,
+    },
+    /// The input is not a protobuf `perftools.profiles.Profile`.
+    #[error("not a valid profile.proto message: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    /// The string table does not start with the empty string.
+    #[error("string_table[0] must be the empty string, found {found:?}")]
+    StringTableStart {
+        /// The first entry found.
+        found: String,
+    },
+    /// A string index is outside the string table.
+    #[error("{what} refers to string index {index}, but the string table has {len} entries")]
+    StringIndex {
+        /// Which field holds the index, e.g. `function 3 name`.
+        what: String,
+        /// The index.
+        index: i64,
+        /// Size of the string table.
+        len: usize,
+    },
+    /// A mapping, location or function has id 0 (reserved for "none") or repeats an id.
+    #[error("{table} id {id} is {problem}")]
+    BadId {
+        /// `mapping`, `location` or `function`.
+        table: &'static str,
+        /// The id.
+        id: u64,
+        /// `reserved` or `duplicated`.
+        problem: &'static str,
+    },
+    /// A sample refers to a location id that is not in the location table.
+    #[error("sample {sample} refers to location id {location_id}, which is not in the location table")]
+    MissingLocation {
+        /// Index of the sample in the profile.
+        sample: usize,
+        /// The unknown id.
+        location_id: u64,
+    },
+    /// A location refers to a function id that is not in the function table.
+    #[error(
+        "location {location_id} line {line} refers to function id {function_id}, which is not in the function table"
+    )]
+    MissingFunction {
+        /// The location's id.
+        location_id: u64,
+        /// Index of the line within the location.
+        line: usize,
+        /// The unknown id.
+        function_id: u64,
+    },
+    /// A location refers to a mapping id that is not in the mapping table.
+    #[error("location {location_id} refers to mapping id {mapping_id}, which is not in the mapping table")]
+    MissingMapping {
+        /// The location's id.
+        location_id: u64,
+        /// The unknown id.
+        mapping_id: u64,
+    },
+    /// A sample has a different number of values than the profile has sample types.
+    #[error("sample {sample} has {values} values, but the profile declares {sample_types} sample types")]
+    ValueCount {
+        /// Index of the sample in the profile.
+        sample: usize,
+        /// Number of values of the sample.
+        values: usize,
+        /// Number of sample types.
+        sample_types: usize,
+    },
+}
+
+/// A decoded profile with every string and id resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Profile {
+    /// What each entry of [`Sample::values`] measures, in order.
+    pub sample_types: Vec<ValueType>,
+    /// The type (`ValueType::kind`) a viewer shows by default, when the profile names one.
+    pub default_sample_type: Option<String>,
+    /// What an event of the sampling period is.
+    pub period_type: Option<ValueType>,
+    /// Number of `period_type` events between samples.
+    pub period: i64,
+    /// Time of collection, unix nanoseconds (0 when unknown).
+    pub time_nanos: i64,
+    /// Duration of the collection, nanoseconds (0 when unknown).
+    pub duration_nanos: i64,
+    /// Regular expression of frames the producer wants dropped, with their callees.
+    pub drop_frames: Option<String>,
+    /// Regular expression of frames kept despite `drop_frames`.
+    pub keep_frames: Option<String>,
+    /// Free-form comments.
+    pub comments: Vec<String>,
+    /// Documentation URL for the profile's type.
+    pub doc_url: Option<String>,
+    /// The samples, in file order.
+    pub samples: Vec<Sample>,
+}
+
+impl Profile {
+    /// Index of the sample type a viewer shows by default: the last one named
+    /// `default_sample_type`, else the last sample type (as `go tool pprof` chooses).
+    pub fn default_sample_index(&self) -> Option<usize> {
+        if let Some(default) = &self.default_sample_type
+            && let Some(i) = self.sample_types.iter().rposition(|t| &t.kind == default)
+        {
+            return Some(i);
+        }
+        self.sample_types.len().checked_sub(1)
+    }
+}
+
+/// A measured quantity, e.g. `cpu` in `nanoseconds`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ValueType {
+    /// What is measured (`cpu`, `alloc_space`, `goroutine`, ...).
+    pub kind: String,
+    /// Its unit (`nanoseconds`, `bytes`, `count`, ...).
+    pub unit: String,
+}
+
+/// One sample: a stack and one value per sample type.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Sample {
+    /// The stack, innermost frame first.
+    pub stack: Vec<Frame>,
+    /// One value per [`Profile::sample_types`].
+    pub values: Vec<i64>,
+    /// String labels, `(key, value)`, in file order.
+    pub labels: Vec<(String, String)>,
+    /// Numeric labels, in file order.
+    pub numeric_labels: Vec<NumericLabel>,
+}
+
+/// A numeric sample label such as `bytes = 1024`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NumericLabel {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: i64,
+    /// The unit, empty when not given.
+    pub unit: String,
+}
+
+/// One frame of a stack.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Frame {
+    /// Function name; empty when the profile is not symbolized.
+    pub function: String,
+    /// Source file name; empty when unknown.
+    pub file: String,
+    /// Source line; 0 when unknown.
+    pub line: i64,
+    /// Instruction address of the location (shared by all frames of an inlined location).
+    pub address: u64,
+    /// File name of the mapping (binary or library) holding the address; empty when unknown.
+    pub mapping: String,
+}
+
+impl Frame {
+    /// The name `go tool pprof` shows for this frame at function granularity: the function
+    /// name, else `[binary]` (the base name of the mapping), else `<unknown>`.
+    pub fn display_name(&self) -> String {
+        if !self.function.is_empty() {
+            self.function.clone()
+        } else if !self.mapping.is_empty() {
+            let trimmed = self.mapping.trim_end_matches('/');
+            let base = trimmed.rsplit('/').next().unwrap_or(trimmed);
+            format!("[{}]", if base.is_empty() { "/" } else { base })
+        } else {
+            "<unknown>".to_string()
+        }
+    }
+}
+
+/// Decodes a pprof profile, gzipped or plain `profile.proto`, with the default size limit
+/// [`MAX_DECOMPRESSED_BYTES`].
+pub fn decode(bytes: &[u8]) -> Result<Profile, DecodeError> {
+    decode_with_limit(bytes, MAX_DECOMPRESSED_BYTES)
+}
+
+/// Decodes like [`decode`], refusing more than `max_decompressed` bytes after gunzip.
+pub fn decode_with_limit(bytes: &[u8], max_decompressed: u64) -> Result<Profile, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let gunzipped;
+    let raw = if bytes.starts_with(&[0x1f, 0x8b]) {
+        gunzipped = gunzip(bytes, max_decompressed)?;
+        gunzipped.as_slice()
+    } else {
+        bytes
+    };
+    let wire = match proto::Profile::decode(raw) {
+        Ok(wire) => wire,
+        Err(err) => {
+            return Err(match legacy_format(raw) {
+                Some(format) => DecodeError::Legacy { format },
+                None => DecodeError::Protobuf(err),
+            });
+        }
+    };
+    resolve(&wire)
+}
+
+fn gunzip(bytes: &[u8], limit: u64) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(DecodeError::Gzip)?;
+    if out.len() as u64 > limit {
+        return Err(DecodeError::TooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// Recognises the formats `go tool pprof` reads besides `profile.proto`. Called only once the
+/// bytes failed to decode as protobuf, so a valid profile is never mistaken for one of them.
+fn legacy_format(raw: &[u8]) -> Option<&'static str> {
+    const TEXT_HEADERS: &[(&str, &str)] = &[
+        ("heap profile:", "Go or gperftools heap profile, text"),
+        ("heap_v2/", "gperftools heap profile, text"),
+        ("--- contention", "contentionz profile, text"),
+        ("--- heapz", "Java heapz profile, text"),
+        ("--- threadz", "threadz profile, text"),
+        ("threadcreate profile:", "Go threadcreate profile, text"),
+        ("goroutine profile:", "Go goroutine profile, text"),
+        ("--- ", "legacy text profile"),
+        ("# ", "legacy text profile"),
+    ];
+    for (prefix, format) in TEXT_HEADERS {
+        if raw.starts_with(prefix.as_bytes()) {
+            return Some(format);
+        }
+    }
+    // The legacy binary CPU format (Go runtime/pprof before proto, gperftools, Java) starts with
+    // the header words 0 and 3, 32 or 64 bits wide, in either byte order. A protobuf message never
+    // starts with a zero byte (field number 0 does not exist).
+    for width in [4, 8] {
+        if let (Some(first), Some(second)) = (raw.get(..width), raw.get(width..2 * width))
+            && first.iter().all(|&b| b == 0)
+            && (second.first() == Some(&3) || second.last() == Some(&3))
+            && second.iter().filter(|&&b| b != 0).count() == 1
+        {
+            return Some("legacy CPU profile, binary");
+        }
+    }
+    let head = &raw[..raw.len().min(4096)];
+    let printable = head.iter().all(|&b| b == b'\n' || b == b'\r' || b == b'\t' || (0x20..0x7f).contains(&b));
+    printable.then_some("text that is not a protobuf")
+}
+
+/// Resolves ids and string indices of a wire profile.
+fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
+    let strings = Strings(&wire.string_table);
+    if let Some(first) = wire.string_table.first()
+        && !first.is_empty()
+    {
+        return Err(DecodeError::StringTableStart { found: first.clone() });
+    }
+
+    let mut mappings: HashMap<u64, &str> = HashMap::new();
+    for m in &wire.mapping {
+        check_id("mapping", m.id, mappings.contains_key(&m.id))?;
+        mappings.insert(m.id, strings.get(m.filename, || format!("mapping {} filename", m.id))?);
+    }
+    let mut functions: HashMap<u64, (&str, &str)> = HashMap::new();
+    for f in &wire.function {
+        check_id("function", f.id, functions.contains_key(&f.id))?;
+        let name = strings.get(f.name, || format!("function {} name", f.id))?;
+        let file = strings.get(f.filename, || format!("function {} filename", f.id))?;
+        strings.get(f.system_name, || format!("function {} system_name", f.id))?;
+        functions.insert(f.id, (name, file));
+    }
+    let mut locations: HashMap<u64, Vec<Frame>> = HashMap::new();
+    for loc in &wire.location {
+        check_id("location", loc.id, locations.contains_key(&loc.id))?;
+        let mapping = match loc.mapping_id {
+            0 => "",
+            id => {
+                mappings.get(&id).copied().ok_or(DecodeError::MissingMapping { location_id: loc.id, mapping_id: id })?
+            }
+        };
+        let frame = |function: &str, file: &str, line: i64| Frame {
+            function: function.to_string(),
+            file: file.to_string(),
+            line,
+            address: loc.address,
+            mapping: mapping.to_string(),
+        };
+        let mut frames = Vec::with_capacity(loc.line.len().max(1));
+        for (i, line) in loc.line.iter().enumerate() {
+            let (function, file) = match line.function_id {
+                0 => ("", ""),
+                id => functions.get(&id).copied().ok_or(DecodeError::MissingFunction {
+                    location_id: loc.id,
+                    line: i,
+                    function_id: id,
+                })?,
+            };
+            frames.push(frame(function, file, line.line));
+        }
+        if frames.is_empty() {
+            frames.push(frame("", "", 0));
+        }
+        locations.insert(loc.id, frames);
+    }
+
+    let mut samples = Vec::with_capacity(wire.sample.len());
+    for (i, s) in wire.sample.iter().enumerate() {
+        if s.value.len() != wire.sample_type.len() {
+            return Err(DecodeError::ValueCount {
+                sample: i,
+                values: s.value.len(),
+                sample_types: wire.sample_type.len(),
+            });
+        }
+        let mut stack = Vec::with_capacity(s.location_id.len());
+        for &id in &s.location_id {
+            let frames = locations.get(&id).ok_or(DecodeError::MissingLocation { sample: i, location_id: id })?;
+            stack.extend(frames.iter().cloned());
+        }
+        let mut labels = Vec::new();
+        let mut numeric_labels = Vec::new();
+        for l in &s.label {
+            let key = strings.get(l.key, || format!("sample {i} label key"))?.to_string();
+            if l.str != 0 {
+                let value = strings.get(l.str, || format!("sample {i} label {key:?} value"))?.to_string();
+                labels.push((key, value));
+            } else {
+                let unit = strings.get(l.num_unit, || format!("sample {i} label {key:?} unit"))?.to_string();
+                numeric_labels.push(NumericLabel { key, value: l.num, unit });
+            }
+        }
+        samples.push(Sample { stack, values: s.value.clone(), labels, numeric_labels });
+    }
+
+    let value_type = |v: &proto::ValueType, what: &str| -> Result<ValueType, DecodeError> {
+        Ok(ValueType {
+            kind: strings.get(v.r#type, || format!("{what} type"))?.to_string(),
+            unit: strings.get(v.unit, || format!("{what} unit"))?.to_string(),
+        })
+    };
+    let optional = |index: i64, what: &str| -> Result<Option<String>, DecodeError> {
+        let s = strings.get(index, || what.to_string())?;
+        Ok((!s.is_empty()).then(|| s.to_string()))
+    };
+    Ok(Profile {
+        sample_types: wire
+            .sample_type
+            .iter()
+            .enumerate()
+            .map(|(i, v)| value_type(v, &format!("sample_type {i}")))
+            .collect::<Result<_, _>>()?,
+        default_sample_type: optional(wire.default_sample_type, "default_sample_type")?,
+        period_type: wire.period_type.as_ref().map(|v| value_type(v, "period_type")).transpose()?,
+        period: wire.period,
+        time_nanos: wire.time_nanos,
+        duration_nanos: wire.duration_nanos,
+        drop_frames: optional(wire.drop_frames, "drop_frames")?,
+        keep_frames: optional(wire.keep_frames, "keep_frames")?,
+        comments: wire
+            .comment
+            .iter()
+            .map(|&c| strings.get(c, || "comment".to_string()).map(str::to_string))
+            .collect::<Result<_, _>>()?,
+        doc_url: optional(wire.doc_url, "doc_url")?,
+        samples,
+    })
+}
+
+fn check_id(table: &'static str, id: u64, seen: bool) -> Result<(), DecodeError> {
+    match (id, seen) {
+        (0, _) => Err(DecodeError::BadId { table, id, problem: "reserved" }),
+        (_, true) => Err(DecodeError::BadId { table, id, problem: "duplicated" }),
+        _ => Ok(()),
+    }
+}
+
+/// The string table; index 0 is `""` even when the table is empty (an empty profile).
+struct Strings<'a>(&'a [String]);
+
+impl<'a> Strings<'a> {
+    fn get(&self, index: i64, what: impl FnOnce() -> String) -> Result<&'a str, DecodeError> {
+        if index == 0 {
+            return Ok("");
+        }
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map(String::as_str)
+            .ok_or_else(|| DecodeError::StringIndex { what: what(), index, len: self.0.len() })
+    }
+}
+
+#[cfg(test)]
+mod tests;
