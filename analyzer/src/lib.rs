@@ -2,4 +2,5 @@
 //! comparisons, flame graphs, goroutine leaks. It takes values and returns values: no
 //! sockets, no files, no clocks (Architecture Invariant, checked in CI).
 
+pub mod flame;
 pub mod pprof;

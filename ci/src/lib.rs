@@ -17,6 +17,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the collector: OTLP receivers, embedded storage and the query API.
     Serve(commands::serve::ServeArgs),
+    /// Flame graphs and function-level regressions from pprof files.
+    #[command(subcommand)]
+    Flame(commands::flame::FlameCommand),
 }
 
 /// Parses the command line and runs the subcommand; the exit code is the caller's to map.
@@ -24,5 +27,6 @@ pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => commands::serve::run(args),
+        Command::Flame(command) => commands::flame::run(command),
     }
 }

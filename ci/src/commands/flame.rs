@@ -1,0 +1,299 @@
+//! `slo-gate flame`: flame graphs and function-level regressions from pprof files.
+//!
+//! Reads and writes the files; folding, rendering and the statistics are `analyzer::flame`'s.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use analyzer::flame::{self, Metric, Regression, RegressionOptions, svg};
+use analyzer::pprof::{self, Profile};
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+
+/// Subcommands of `slo-gate flame`.
+#[derive(Debug, Subcommand)]
+pub enum FlameCommand {
+    /// Merge profiles of one type and draw them as one flame graph (or write folded stacks).
+    Render(RenderArgs),
+    /// Compare baseline and candidate profiles: differential flame graph and regressed functions.
+    Diff(DiffArgs),
+}
+
+/// Flags of `slo-gate flame render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// pprof files (gzipped or plain profile.proto), all of one type.
+    #[arg(required = true)]
+    pub profiles: Vec<PathBuf>,
+    /// Output file: SVG, or folded stacks with --folded.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Write folded stacks (`root;child;leaf value`) instead of an SVG.
+    #[arg(long)]
+    pub folded: bool,
+    /// Sample type to draw (cpu, alloc_space, inuse_space, ...) [default: the profile's default].
+    #[arg(long = "type")]
+    pub sample_type: Option<String>,
+    /// Title of the SVG [default: the sample type].
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// Flags of `slo-gate flame diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Baseline pprof files (several runs make the significance test stronger).
+    #[arg(long, required = true, num_args = 1..)]
+    pub baseline: Vec<PathBuf>,
+    /// Candidate pprof files.
+    #[arg(long, required = true, num_args = 1..)]
+    pub candidate: Vec<PathBuf>,
+    /// Differential flame graph SVG to write (red: larger share in the candidate).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Write differential folded stacks (`stack before after`) to this file.
+    #[arg(long)]
+    pub folded: Option<PathBuf>,
+    /// Sample type to compare [default: the profile's default].
+    #[arg(long = "type")]
+    pub sample_type: Option<String>,
+    /// Show at most this many regressed functions.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Smallest increase of a function's share worth reporting, in percentage points.
+    #[arg(long, default_value_t = 1.0)]
+    pub min_change: f64,
+    /// Smallest confidence that the share grew (0..1).
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Judge functions on their own code (self) or with their callees (total).
+    #[arg(long, value_enum, default_value_t = MetricArg::SelfShare)]
+    pub metric: MetricArg,
+    /// Print the regressions as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--metric` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricArg {
+    /// The function's own code.
+    #[value(name = "self")]
+    SelfShare,
+    /// The function and its callees.
+    #[value(name = "total")]
+    TotalShare,
+}
+
+impl From<MetricArg> for Metric {
+    fn from(m: MetricArg) -> Self {
+        match m {
+            MetricArg::SelfShare => Metric::SelfShare,
+            MetricArg::TotalShare => Metric::TotalShare,
+        }
+    }
+}
+
+/// Runs `slo-gate flame ...`.
+pub fn run(command: FlameCommand) -> anyhow::Result<()> {
+    match command {
+        FlameCommand::Render(args) => render(args),
+        FlameCommand::Diff(args) => diff(args, &mut std::io::stdout().lock()),
+    }
+}
+
+fn read_profiles(paths: &[PathBuf]) -> anyhow::Result<Vec<Profile>> {
+    paths
+        .iter()
+        .map(|path| {
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            pprof::decode(&bytes).with_context(|| format!("cannot decode {}", path.display()))
+        })
+        .collect()
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn unit_of(profiles: &[Profile], sample_type: Option<&str>) -> String {
+    profiles
+        .first()
+        .and_then(|p| flame::sample_index(p, sample_type, 0).ok().and_then(|i| p.sample_types.get(i)))
+        .map(|t| if t.unit.is_empty() { t.kind.clone() } else { t.unit.clone() })
+        .unwrap_or_else(|| "samples".to_string())
+}
+
+fn render(args: RenderArgs) -> anyhow::Result<()> {
+    let profiles = read_profiles(&args.profiles)?;
+    let folded = flame::merge(&profiles, args.sample_type.as_deref()).context("cannot merge the profiles")?;
+    let mut out = Vec::new();
+    if args.folded {
+        folded.write_folded(&mut out).context("cannot write folded stacks")?;
+    } else {
+        if folded.lines().is_empty() {
+            bail!("the profiles have no samples with a positive value: nothing to draw");
+        }
+        let options = svg::SvgOptions {
+            title: args
+                .title
+                .unwrap_or_else(|| format!("{} flame graph", args.sample_type.as_deref().unwrap_or("profile"))),
+            count_name: unit_of(&profiles, args.sample_type.as_deref()),
+        };
+        svg::render(&folded, &options, &mut out).context("cannot render the flame graph")?;
+    }
+    write_file(&args.output, &out)
+}
+
+fn diff(args: DiffArgs, stdout: &mut impl Write) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.confidence) {
+        bail!("--confidence must be between 0 and 1, got {}", args.confidence);
+    }
+    let baseline = read_profiles(&args.baseline)?;
+    let candidate = read_profiles(&args.candidate)?;
+    let kind = args.sample_type.as_deref();
+    let options = RegressionOptions {
+        sample_type: args.sample_type.clone(),
+        min_change_pp: args.min_change,
+        min_confidence: args.confidence,
+        metric: args.metric.into(),
+        ..Default::default()
+    };
+    let mut found =
+        flame::detect_regressions(&baseline, &candidate, &options).context("cannot compare the profiles")?;
+    found.truncate(args.top);
+
+    if args.output.is_some() || args.folded.is_some() {
+        let base = flame::merge(&baseline, kind).context("cannot merge the baseline")?;
+        let cand = flame::merge(&candidate, kind).context("cannot merge the candidate")?;
+        let lines = flame::differential(&base, &cand);
+        if let Some(path) = &args.folded {
+            let mut text = lines.join("\n");
+            text.push('\n');
+            write_file(path, text.as_bytes())?;
+        }
+        if let Some(path) = &args.output {
+            if lines.is_empty() {
+                bail!("the profiles have no samples with a positive value: nothing to draw");
+            }
+            let options = svg::SvgOptions {
+                title: "Differential flame graph (baseline normalised to the candidate total)".to_string(),
+                count_name: unit_of(&candidate, kind),
+            };
+            let mut out = Vec::new();
+            svg::render_lines(lines.iter().map(String::as_str), &options, &mut out)
+                .context("cannot render the differential flame graph")?;
+            write_file(path, &out)?;
+        }
+    }
+
+    if args.json {
+        let json = serde_json::Value::Array(found.iter().map(|r| to_json(r, options.metric)).collect());
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&json)?)?;
+    } else {
+        write_table(stdout, &found, options.metric)?;
+    }
+    Ok(())
+}
+
+fn to_json(r: &Regression, metric: Metric) -> serde_json::Value {
+    let share = |s: &flame::Share| {
+        serde_json::json!({
+            "baseline_pct": s.baseline_pct,
+            "candidate_pct": s.candidate_pct,
+            "change_pp": s.change_pp,
+            "confidence": s.confidence,
+        })
+    };
+    serde_json::json!({
+        "function": r.function,
+        "metric": match metric { Metric::SelfShare => "self", Metric::TotalShare => "total" },
+        "change_pp": r.share(metric).change_pp,
+        "confidence": r.confidence,
+        "self": share(&r.self_share),
+        "total": share(&r.total_share),
+        "hottest_path": r.hottest_path,
+    })
+}
+
+fn write_table(out: &mut impl Write, found: &[Regression], metric: Metric) -> std::io::Result<()> {
+    let what = match metric {
+        Metric::SelfShare => "self",
+        Metric::TotalShare => "total",
+    };
+    if found.is_empty() {
+        return writeln!(out, "no function's {what} share grew significantly");
+    }
+    writeln!(
+        out,
+        "{:>4}  {:>8} {:>8} {:>9} {:>10}  function / hottest path",
+        "rank", "before", "after", "change", "confidence"
+    )?;
+    for (i, r) in found.iter().enumerate() {
+        let s = r.share(metric);
+        writeln!(
+            out,
+            "{:>4}  {:>7.1}% {:>7.1}% {:>+6.1} pp {:>9.1}%  {} ({what})",
+            i + 1,
+            s.baseline_pct,
+            s.candidate_pct,
+            s.change_pp,
+            r.confidence * 100.0,
+            r.function
+        )?;
+        writeln!(out, "{:>50}{}", "", r.hottest_path.join(" → "))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus(run: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/go-dev").join(run).join("cpu-10s.pb.gz")
+    }
+
+    #[test]
+    fn diff_prints_sanitize_labels_first_and_writes_valid_svg() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let svg_path = dir.path().join("diff.svg");
+        let args = DiffArgs {
+            baseline: vec![corpus("fast"), corpus("fast-rerun")],
+            candidate: vec![corpus("slow")],
+            output: Some(svg_path.clone()),
+            folded: None,
+            sample_type: Some("cpu".into()),
+            top: 5,
+            min_change: 1.0,
+            confidence: 0.95,
+            metric: MetricArg::SelfShare,
+            json: false,
+        };
+        let mut out = Vec::new();
+        diff(args, &mut out).expect("diff");
+        let text = String::from_utf8(out).expect("utf-8");
+        let first = text.lines().nth(1).expect("a row");
+        assert!(first.contains("main.sanitizeLabels"), "{text}");
+        let svg = std::fs::read_to_string(svg_path).expect("svg");
+        assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn unreadable_file_is_an_error_naming_it() {
+        let args = DiffArgs {
+            baseline: vec![PathBuf::from("/nonexistent/a.pb.gz")],
+            candidate: vec![corpus("slow")],
+            output: None,
+            folded: None,
+            sample_type: None,
+            top: 5,
+            min_change: 1.0,
+            confidence: 0.95,
+            metric: MetricArg::SelfShare,
+            json: true,
+        };
+        let err = diff(args, &mut Vec::new()).expect_err("missing file");
+        assert!(format!("{err:#}").contains("/nonexistent/a.pb.gz"));
+    }
+}
