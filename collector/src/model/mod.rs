@@ -14,6 +14,7 @@
 pub mod attrs;
 pub mod log;
 pub mod metric;
+pub mod pprof;
 pub mod profile;
 pub mod span;
 

@@ -1,5 +1,7 @@
 //! The read side, served on `--api`: the native API (`/api/v1/...`) and the collector's own
 //! `/metrics`, `/healthz`, `/readyz`. Later Grafana-compatible APIs live beside [`native`].
+//! Pyroscope's push endpoints ([`pprof_push`]) are merged in too, since Pyroscope's agents
+//! push to the same port its API is served on.
 
 pub mod native;
 
@@ -11,15 +13,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{StatusCode, header};
 
+use crate::receive::{Ingest, pprof_push};
 use crate::store::Store;
 
 /// Everything the API handlers share.
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub store: Arc<Store>,
+    /// The ingest path, for the push endpoints served on the API listener.
+    pub ingest: Arc<Ingest>,
 }
 
 pub fn router(state: ApiState) -> Router {
+    let ingest = Arc::clone(&state.ingest);
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -27,6 +33,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(native::router())
         .fallback(|uri: http::Uri| async move { (StatusCode::NOT_FOUND, format!("no endpoint at {}\n", uri.path())) })
         .with_state(state)
+        .merge(pprof_push::router(ingest))
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {

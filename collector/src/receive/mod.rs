@@ -4,11 +4,14 @@
 //! * [`otlp_grpc`] — the four OTLP/gRPC services (tonic);
 //! * [`otlp_http`] — `POST /v1/{traces,metrics,logs}` and `/v1development/profiles`, protobuf
 //!   or JSON, optionally gzip;
+//! * [`pprof_push`] — Pyroscope-compatible pprof push (`/ingest`, connect `PusherService/Push`),
+//!   served on the API listener and converted to OTLP profiles;
 //! * [`validate`] — per-signal checks that reject single items (partial success) rather than
 //!   whole requests.
 
 pub mod otlp_grpc;
 pub mod otlp_http;
+pub mod pprof_push;
 pub mod rpc_status;
 pub mod validate;
 
