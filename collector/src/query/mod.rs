@@ -3,6 +3,7 @@
 //! Pyroscope's push endpoints ([`pprof_push`]) are merged in too, since Pyroscope's agents
 //! push to the same port its API is served on.
 
+pub mod flamegraph;
 pub mod native;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(|| async { "ready\n" }))
         .merge(native::router())
+        .merge(flamegraph::router())
         .fallback(|uri: http::Uri| async move { (StatusCode::NOT_FOUND, format!("no endpoint at {}\n", uri.path())) })
         .with_state(state)
         .merge(pprof_push::router(ingest))

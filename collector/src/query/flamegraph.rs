@@ -1,0 +1,660 @@
+//! The profile query API: `/api/v1/profile-types`, `/api/v1/flamegraph` and
+//! `/api/v1/flamegraph/diff`, in Pyroscope's vocabulary (profile type ids
+//! `name:sample_type:unit:period_type:period_unit`, label selectors `{service_name="x"}`).
+//!
+//! Design: stored profile rows carry one sample value each with its resolved stack (innermost
+//! first), so a flame graph needs no pprof decoding: matching rows are folded straight into
+//! [`analyzer::flame::Folded`] (root-first function names, summed values), and every output —
+//! Grafana's nested JSON, folded text, inferno's SVG — is rendered from that one map, sorted, so
+//! the same data always gives the same bytes. The regression comparison needs the individual
+//! profiles of each side (its significance test uses the spread between profiles), so for the
+//! diff the rows are grouped by `profile_id` back into one [`analyzer::pprof::Profile`] per
+//! pushed profile and handed to [`analyzer::flame::detect_regressions`] unchanged.
+//!
+//! The profile name is the `__name__` attribute Pyroscope pushes carry; for profiles without it
+//! (OTLP pushes) it is derived from the sample type as `analyzer::pprof::profile_name` does.
+//! Selectors accept only `=` matchers; `service_name` and `service_version` match the resource,
+//! every other label the sample's and profile's attributes. Every handler is scoped by the
+//! `X-Scope-OrgID` tenant.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderMap, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiState;
+use crate::error::QueryError;
+use crate::model::profile::Frame;
+use crate::model::{ProfileRow, Rows, attrs};
+use crate::signal::Signal;
+use crate::tenant::{TENANT_HEADER, Tenant};
+use analyzer::flame::{self, Folded, Regression, RegressionOptions, Share};
+
+/// The attribute Pyroscope pushes name the profile with.
+const NAME_LABEL: &str = "__name__";
+
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/api/v1/profile-types", get(profile_types))
+        .route("/api/v1/flamegraph", get(flamegraph))
+        .route("/api/v1/flamegraph/diff", get(flamegraph_diff))
+}
+
+fn tenant(headers: &HeaderMap) -> Result<Tenant, QueryError> {
+    Ok(Tenant::from_header(headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok()))?)
+}
+
+/// Runs a store scan off the async workers (part reads are blocking file I/O).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
+) -> Result<T, QueryError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| QueryError::Storage(format!("query task failed: {e}")))?
+}
+
+/// Scans the tenant's profile rows, calling `f` on each.
+fn scan_profiles(state: &ApiState, tenant: &Tenant, mut f: impl FnMut(&ProfileRow)) -> Result<(), QueryError> {
+    let snapshot = state.store.snapshot(tenant, Signal::Profiles);
+    state
+        .store
+        .scan(&snapshot, |rows| {
+            if let Rows::Profiles(rows) = rows {
+                rows.iter().for_each(&mut f);
+            }
+        })
+        .map_err(|e| QueryError::Storage(e.to_string()))
+}
+
+/// Pyroscope's profile name for a sample type, when the profile does not carry `__name__`.
+fn derived_name(sample_type: &str) -> String {
+    match sample_type {
+        "cpu" => "process_cpu".to_string(),
+        t if t.starts_with("alloc_") || t.starts_with("inuse_") => "memory".to_string(),
+        "goroutine" | "goroutines" => "goroutine".to_string(),
+        t => t.to_string(),
+    }
+}
+
+/// The profile type id of a row and its decoded attributes.
+fn type_id(row: &ProfileRow, attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue]) -> String {
+    let name = attrs::find(attributes, NAME_LABEL)
+        .and_then(attrs::as_text)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| derived_name(&row.sample_type));
+    format!("{name}:{}:{}:{}:{}", row.sample_type, row.sample_unit, row.period_type, row.period_unit)
+}
+
+async fn profile_types(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, QueryError> {
+    let tenant = tenant(&headers)?;
+    let tenant_name = tenant.as_str().to_string();
+    let types = blocking(move || {
+        let mut types: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        // Rows of one profile share their attributes text; decode each distinct text once.
+        let mut cache: HashMap<String, String> = HashMap::new();
+        scan_profiles(&state, &tenant, |row| {
+            let key = format!(
+                "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
+                row.sample_type, row.sample_unit, row.period_type, row.period_unit, row.attributes
+            );
+            let id = cache.entry(key).or_insert_with(|| type_id(row, &attrs::decode_lossy(&row.attributes))).clone();
+            let services = types.entry(id).or_default();
+            if let Some(s) = row.resource.service_name.as_deref() {
+                services.insert(s.to_string());
+            }
+        })?;
+        Ok(types)
+    })
+    .await?;
+    let list: Vec<Value> = types
+        .into_iter()
+        .map(|(id, services)| {
+            let mut parts = id.splitn(5, ':');
+            let mut next = || parts.next().unwrap_or("").to_string();
+            let (name, sample_type, sample_unit, period_type, period_unit) = (next(), next(), next(), next(), next());
+            json!({
+                "id": id,
+                "name": name,
+                "sample_type": sample_type,
+                "sample_unit": sample_unit,
+                "period_type": period_type,
+                "period_unit": period_unit,
+                "services": services,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "tenant": tenant_name, "profile_types": list })))
+}
+
+/// A parsed `name:sample_type:unit:period_type:period_unit`.
+#[derive(Debug, Clone)]
+struct TypeId {
+    name: String,
+    sample_type: String,
+    sample_unit: String,
+    period_type: String,
+    period_unit: String,
+}
+
+fn parse_type(id: Option<&str>) -> Result<TypeId, QueryError> {
+    let id = id.map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| {
+        QueryError::BadRequest(
+            "parameter `type` is required (name:sample_type:unit:period_type:period_unit, see /api/v1/profile-types)"
+                .into(),
+        )
+    })?;
+    let parts: Vec<&str> = id.split(':').collect();
+    if parts.len() != 5 || parts[..3].iter().any(|p| p.is_empty()) {
+        return Err(QueryError::BadRequest(format!(
+            "parameter `type` {id:?} is not name:sample_type:unit:period_type:period_unit"
+        )));
+    }
+    Ok(TypeId {
+        name: parts[0].to_string(),
+        sample_type: parts[1].to_string(),
+        sample_unit: parts[2].to_string(),
+        period_type: parts[3].to_string(),
+        period_unit: parts[4].to_string(),
+    })
+}
+
+/// `=` label matchers of a selector.
+type Selector = Vec<(String, String)>;
+
+/// Parses `{key="value",key2="value2"}` (`=` matchers only). `param` names the parameter in errors.
+fn parse_selector(param: &str, text: Option<&str>) -> Result<Selector, QueryError> {
+    let text = text.map(str::trim).unwrap_or("");
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let bad = |why: &str| {
+        QueryError::BadRequest(format!(
+            "parameter `{param}` {:?} is not a selector like {{service_name=\"x\"}}: {why}",
+            text.chars().take(200).collect::<String>()
+        ))
+    };
+    let inner = text
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .ok_or_else(|| bad("it must start with `{` and end with `}`"))?;
+    let mut out = Vec::new();
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                key.push(c);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        if key.is_empty() || key.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(bad("expected a label name"));
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next() != Some('=') {
+            return Err(bad("expected `=` after a label name"));
+        }
+        match chars.peek() {
+            Some('~') => return Err(bad("only `=` matchers are supported")),
+            Some('=') => return Err(bad("`==` is not a matcher; use `=`")),
+            _ => {}
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next() != Some('"') {
+            return Err(bad("expected a double-quoted value"));
+        }
+        let mut value = String::new();
+        loop {
+            match chars.next() {
+                None => return Err(bad("unterminated quoted value")),
+                Some('"') => break,
+                Some('\\') => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some('t') => value.push('\t'),
+                    Some(c) => value.push(c),
+                    None => return Err(bad("unterminated quoted value")),
+                },
+                Some(c) => value.push(c),
+            }
+        }
+        out.push((key, value));
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        match chars.next() {
+            None => break,
+            Some(',') => {}
+            Some(_) => return Err(bad("expected `,` between matchers")),
+        }
+    }
+    Ok(out)
+}
+
+/// Unix seconds (fractions allowed) or RFC 3339, as unix nanoseconds.
+fn parse_time(param: &str, text: Option<&str>) -> Result<Option<u64>, QueryError> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else { return Ok(None) };
+    let bad = || {
+        QueryError::BadRequest(format!(
+            "parameter `{param}` {:?} is neither unix seconds nor an RFC 3339 time",
+            text.chars().take(100).collect::<String>()
+        ))
+    };
+    if let Ok(secs) = text.parse::<u64>() {
+        return secs.checked_mul(1_000_000_000).map(Some).ok_or_else(bad);
+    }
+    if let Ok(secs) = text.parse::<f64>() {
+        if secs.is_finite() && (0.0..1.8e10).contains(&secs) {
+            return Ok(Some((secs * 1e9) as u64));
+        }
+        return Err(bad());
+    }
+    rfc3339(text).map(Some).ok_or_else(bad)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` as unix nanoseconds (from 1970 on).
+fn rfc3339(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || !s.is_ascii() {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+    };
+    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos: i64 = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let digits = &s[start..i];
+        if digits.is_empty() {
+            return None;
+        }
+        let padded: String = digits.chars().chain(std::iter::repeat('0')).take(9).collect();
+        nanos = padded.parse().ok()?;
+    }
+    let offset = match s.get(i..)? {
+        "Z" | "z" => 0,
+        rest if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
+            let h = num(i + 1..i + 3)?;
+            let m = num(i + 4..i + 6)?;
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            sign * (h * 3600 + m * 60)
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    u64::try_from(secs).ok()?.checked_mul(1_000_000_000)?.checked_add(u64::try_from(nanos).ok()?)
+}
+
+#[derive(Debug, Deserialize)]
+struct FlameParams {
+    #[serde(rename = "type")]
+    profile_type: Option<String>,
+    selector: Option<String>,
+    baseline: Option<String>,
+    candidate: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    format: Option<String>,
+}
+
+/// What a scan keeps of a matching row.
+struct Matched {
+    profile_id: [u8; 16],
+    value: i64,
+    /// Function names, innermost first.
+    stack: Vec<String>,
+}
+
+/// Everything that decides whether a row matches, besides the selector.
+#[derive(Debug, Clone)]
+struct Filter {
+    kind: TypeId,
+    from: Option<u64>,
+    to: Option<u64>,
+}
+
+/// The rows of `tenant` matching `filter` and each of `selectors`, one list per selector.
+fn collect(
+    state: &ApiState,
+    tenant: &Tenant,
+    filter: &Filter,
+    selectors: &[Selector],
+) -> Result<Vec<Vec<Matched>>, QueryError> {
+    let mut out: Vec<Vec<Matched>> = selectors.iter().map(|_| Vec::new()).collect();
+    let mut stacks: HashMap<String, Vec<String>> = HashMap::new();
+    let mut decoded: HashMap<String, Vec<opentelemetry_proto::tonic::common::v1::KeyValue>> = HashMap::new();
+    scan_profiles(state, tenant, |row| {
+        let k = &filter.kind;
+        if *row.sample_type != *k.sample_type
+            || *row.sample_unit != *k.sample_unit
+            || *row.period_type != *k.period_type
+            || *row.period_unit != *k.period_unit
+            || filter.from.is_some_and(|f| row.time_unix_nano < f)
+            || filter.to.is_some_and(|t| row.time_unix_nano > t)
+        {
+            return;
+        }
+        let attributes = decoded.entry(row.attributes.clone()).or_insert_with(|| attrs::decode_lossy(&row.attributes));
+        if type_id(row, attributes).split(':').next() != Some(k.name.as_str()) {
+            return;
+        }
+        for (selector, out) in selectors.iter().zip(out.iter_mut()) {
+            let matches = selector.iter().all(|(key, want)| match key.as_str() {
+                "service_name" | "service.name" => row.resource.service_name.as_deref() == Some(want.as_str()),
+                "service_version" | "service.version" => row.resource.service_version.as_deref() == Some(want.as_str()),
+                _ => attrs::find(attributes, key).and_then(attrs::as_text) == Some(want.as_str()),
+            });
+            if !matches {
+                continue;
+            }
+            let stack = stacks
+                .entry(row.stack.clone())
+                .or_insert_with(|| {
+                    serde_json::from_str::<Vec<Frame>>(&row.stack)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|f| if f.function.is_empty() { "<unknown>".to_string() } else { f.function })
+                        .collect()
+                })
+                .clone();
+            out.push(Matched { profile_id: row.profile_id, value: row.value, stack });
+        }
+    })?;
+    Ok(out)
+}
+
+/// The folded format cannot carry `;` or line breaks inside a frame name.
+fn clean(name: &str) -> String {
+    name.replace(';', ":").replace(['\n', '\r'], " ")
+}
+
+fn fold(rows: &[Matched]) -> Folded {
+    let mut folded = Folded::new();
+    for r in rows {
+        if r.value == 0 {
+            continue;
+        }
+        let mut stack: Vec<String> = r.stack.iter().rev().map(|n| clean(n)).collect();
+        if stack.is_empty() {
+            stack.push("<unknown>".to_string());
+        }
+        folded.add(stack, r.value);
+    }
+    folded
+}
+
+/// One pprof profile per stored `profile_id`, with the one sample type of `kind`.
+fn profiles(rows: &[Matched], kind: &TypeId) -> Vec<analyzer::pprof::Profile> {
+    let mut by_id: BTreeMap<[u8; 16], Vec<&Matched>> = BTreeMap::new();
+    for r in rows {
+        by_id.entry(r.profile_id).or_default().push(r);
+    }
+    let value_type = |kind: &str, unit: &str| analyzer::pprof::ValueType { kind: kind.into(), unit: unit.into() };
+    by_id
+        .into_values()
+        .map(|rows| analyzer::pprof::Profile {
+            sample_types: vec![value_type(&kind.sample_type, &kind.sample_unit)],
+            period_type: Some(value_type(&kind.period_type, &kind.period_unit)),
+            samples: rows
+                .into_iter()
+                .map(|r| analyzer::pprof::Sample {
+                    stack: r
+                        .stack
+                        .iter()
+                        .map(|f| analyzer::pprof::Frame { function: f.clone(), ..Default::default() })
+                        .collect(),
+                    values: vec![r.value],
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// A node of Grafana's nested flame graph JSON.
+#[derive(Default)]
+struct Node {
+    value: i64,
+    self_value: i64,
+    children: BTreeMap<String, Node>,
+}
+
+impl Node {
+    fn to_json(&self, name: &str) -> Value {
+        let children: Vec<Value> = self.children.iter().map(|(n, c)| c.to_json(n)).collect();
+        json!({ "name": name, "value": self.value, "self": self.self_value, "children": children })
+    }
+}
+
+fn tree(folded: &Folded) -> Value {
+    let mut root = Node::default();
+    for (stack, &value) in folded.stacks() {
+        root.value = root.value.saturating_add(value);
+        let mut node = &mut root;
+        for name in stack {
+            node = node.children.entry(name.clone()).or_default();
+            node.value = node.value.saturating_add(value);
+        }
+        node.self_value = node.self_value.saturating_add(value);
+    }
+    // The root is "total": it has no code of its own.
+    root.self_value = 0;
+    root.to_json("total")
+}
+
+fn svg_response(lines: &[String], title: String, count_name: &str) -> Response {
+    let options = flame::svg::SvgOptions { title, count_name: count_name.to_string() };
+    let mut out = Vec::new();
+    let rendered = flame::svg::render_lines(lines.iter().map(String::as_str), &options, &mut out);
+    if rendered.is_err() && out.is_empty() {
+        // Nothing to draw: an empty but valid picture.
+        out = br#"<?xml version="1.0" standalone="no"?><svg xmlns="http://www.w3.org/2000/svg" width="1200" height="60"><text x="600" y="30" text-anchor="middle">no samples</text></svg>"#.to_vec();
+    }
+    ([(header::CONTENT_TYPE, "image/svg+xml")], out).into_response()
+}
+
+fn format_param(format: Option<&str>, allowed: &[&str]) -> Result<String, QueryError> {
+    let format = format.map(str::trim).filter(|f| !f.is_empty()).unwrap_or("json");
+    if allowed.contains(&format) {
+        Ok(format.to_string())
+    } else {
+        Err(QueryError::BadRequest(format!(
+            "parameter `format` {:?} is not one of {}",
+            format.chars().take(50).collect::<String>(),
+            allowed.join(", ")
+        )))
+    }
+}
+
+fn filter(params: &FlameParams) -> Result<Filter, QueryError> {
+    let kind = parse_type(params.profile_type.as_deref())?;
+    let from = parse_time("from", params.from.as_deref())?;
+    let to = parse_time("to", params.to.as_deref())?;
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        return Err(QueryError::BadRequest("parameter `from` is after `to`".into()));
+    }
+    Ok(Filter { kind, from, to })
+}
+
+async fn flamegraph(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Query<FlameParams>,
+) -> Result<Response, QueryError> {
+    let tenant = tenant(&headers)?;
+    let filter = filter(&params)?;
+    let selector = parse_selector("selector", params.selector.as_deref())?;
+    let format = format_param(params.format.as_deref(), &["json", "folded", "svg"])?;
+    let unit = filter.kind.sample_unit.clone();
+    let title = format!("{} {}", filter.kind.name, filter.kind.sample_type);
+    let folded = blocking(move || {
+        let rows = collect(&state, &tenant, &filter, &[selector])?;
+        Ok(rows.first().map(|r| fold(r)).unwrap_or_default())
+    })
+    .await?;
+    Ok(match format.as_str() {
+        "folded" => {
+            let mut text = folded.lines().join("\n");
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
+        "svg" => svg_response(&folded.lines(), title, &unit),
+        _ => Json(tree(&folded)).into_response(),
+    })
+}
+
+fn share_json(s: &Share) -> Value {
+    json!({
+        "baseline_pct": s.baseline_pct,
+        "candidate_pct": s.candidate_pct,
+        "change_pp": s.change_pp,
+        "z": s.z,
+        "noise_inflation": s.noise_inflation,
+        "confidence": s.confidence,
+    })
+}
+
+fn regression_json(r: &Regression) -> Value {
+    json!({
+        "function": r.function,
+        "self_share": share_json(&r.self_share),
+        "total_share": share_json(&r.total_share),
+        "hottest_path": r.hottest_path,
+        "confidence": r.confidence,
+    })
+}
+
+async fn flamegraph_diff(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Query<FlameParams>,
+) -> Result<Response, QueryError> {
+    let tenant = tenant(&headers)?;
+    let filter = filter(&params)?;
+    let baseline = parse_selector("baseline", params.baseline.as_deref())?;
+    let candidate = parse_selector("candidate", params.candidate.as_deref())?;
+    let format = format_param(params.format.as_deref(), &["json", "svg"])?;
+    let kind = filter.kind.clone();
+    let sides = blocking(move || collect(&state, &tenant, &filter, &[baseline, candidate])).await?;
+    let (base_rows, cand_rows) = match sides.as_slice() {
+        [b, c] => (b, c),
+        _ => return Err(QueryError::Storage("query returned no sides".into())),
+    };
+    let (base_folded, cand_folded) = (fold(base_rows), fold(cand_rows));
+    if format == "svg" {
+        let lines = flame::differential(&base_folded, &cand_folded);
+        let title = format!("{} {}: baseline → candidate", kind.name, kind.sample_type);
+        return Ok(svg_response(&lines, title, &kind.sample_unit));
+    }
+    let regressions: Vec<Value> = if base_rows.is_empty() || cand_rows.is_empty() {
+        Vec::new()
+    } else {
+        let options = RegressionOptions { sample_type: Some(kind.sample_type.clone()), ..RegressionOptions::default() };
+        let (b, c) = (profiles(base_rows, &kind), profiles(cand_rows, &kind));
+        flame::detect_regressions(&b, &c, &options)
+            .map_err(|e| QueryError::BadRequest(e.to_string()))?
+            .iter()
+            .map(regression_json)
+            .collect()
+    };
+    Ok(Json(json!({
+        "regressions": regressions,
+        "baseline_total": base_folded.total(),
+        "candidate_total": cand_folded.total(),
+    }))
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_parse_and_reject() {
+        let s = parse_selector("selector", Some(r#"{service_name="x", service_version="a\"b"}"#)).unwrap();
+        assert_eq!(s, vec![("service_name".into(), "x".into()), ("service_version".into(), "a\"b".into())]);
+        assert!(parse_selector("selector", Some("{}")).unwrap().is_empty());
+        assert!(parse_selector("selector", None).unwrap().is_empty());
+        for bad in [r#"service_name="x""#, r#"{service_name=~"x"}"#, r#"{service_name="x"#, "{a=b}", r#"{="x"}"#] {
+            let e = parse_selector("selector", Some(bad)).unwrap_err().to_string();
+            assert!(e.contains("`selector`"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn times_parse() {
+        assert_eq!(parse_time("from", Some("1700000000")).unwrap(), Some(1_700_000_000_000_000_000));
+        assert_eq!(parse_time("from", Some("2023-11-14T22:13:20Z")).unwrap(), Some(1_700_000_000_000_000_000));
+        assert_eq!(parse_time("from", Some("2023-11-14T23:13:20.5+01:00")).unwrap(), Some(1_700_000_000_500_000_000));
+        assert!(parse_time("to", Some("yesterday")).unwrap_err().to_string().contains("`to`"));
+        assert!(parse_time("to", Some("-5")).is_err());
+    }
+
+    #[test]
+    fn types_parse_and_names_derive() {
+        let t = parse_type(Some("process_cpu:cpu:nanoseconds:cpu:nanoseconds")).unwrap();
+        assert_eq!((t.name.as_str(), t.sample_type.as_str()), ("process_cpu", "cpu"));
+        assert!(parse_type(Some("cpu")).unwrap_err().to_string().contains("`type`"));
+        assert!(parse_type(None).is_err());
+        assert_eq!(derived_name("alloc_space"), "memory");
+        assert_eq!(derived_name("wall"), "wall");
+    }
+
+    #[test]
+    fn tree_sums_and_sorts() {
+        let mut f = Folded::new();
+        f.add(vec!["main".into(), "b".into()], 3);
+        f.add(vec!["main".into(), "a".into()], 2);
+        f.add(vec!["main".into()], 1);
+        let t = tree(&f);
+        assert_eq!(t["value"], 6);
+        assert_eq!(t["self"], 0);
+        assert_eq!(t["children"][0]["name"], "main");
+        assert_eq!(t["children"][0]["self"], 1);
+        assert_eq!(t["children"][0]["children"][0]["name"], "a");
+        assert_eq!(tree(&Folded::new())["value"], 0);
+    }
+}

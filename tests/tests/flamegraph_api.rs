@@ -1,0 +1,171 @@
+//! The profile query API against the real collector: three corpus CPU profiles pushed through
+//! Pyroscope's legacy `/ingest` (versions fast, fast, slow) come back as the profile type
+//! `process_cpu:cpu:nanoseconds:cpu:nanoseconds`, as a flame graph whose total is the sum of the
+//! files' cpu values (JSON, folded text and SVG), and as a diff that ranks `main.sanitizeLabels`
+//! (the function the slow build makes slower) first; bad parameters get 400 naming the parameter.
+
+use std::collections::BTreeMap;
+
+use e2e::Server;
+use serde_json::Value;
+
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/go-dev");
+const CPU_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Pushes the three corpus profiles; returns them decoded.
+fn push_corpus(server: &Server) -> Vec<analyzer::pprof::Profile> {
+    let mut decoded = Vec::new();
+    for (dir, version) in [("fast", "fast"), ("fast-rerun", "fast"), ("slow", "slow")] {
+        let path = format!("{CORPUS}/{dir}/cpu-10s.pb.gz");
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        decoded.push(analyzer::pprof::decode(&bytes).expect("corpus profile decodes"));
+        let name = enc(&format!("jsonsvc.cpu{{service_version={version}}}"));
+        let resp = reqwest::blocking::Client::new()
+            .post(server.api_url(&format!("/ingest?name={name}&format=pprof")))
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .expect("push");
+        let status = resp.status().as_u16();
+        assert_eq!(status, 200, "{dir}: {}", resp.text().unwrap_or_default());
+    }
+    decoded
+}
+
+fn get_text(server: &Server, path: &str) -> (u16, String) {
+    let resp = reqwest::blocking::Client::new().get(server.api_url(path)).send().expect("API request");
+    (resp.status().as_u16(), resp.text().unwrap_or_default())
+}
+
+fn cpu_index(p: &analyzer::pprof::Profile) -> usize {
+    p.sample_types.iter().position(|t| t.kind == "cpu").expect("cpu sample type")
+}
+
+#[test]
+fn profile_types_flamegraph_and_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let profiles = push_corpus(&server);
+
+    // Profile types.
+    let (status, body) = server.get("/api/v1/profile-types", None);
+    assert_eq!(status, 200, "{body}");
+    let types = body["profile_types"].as_array().expect("profile_types");
+    let cpu = types.iter().find(|t| t["id"] == CPU_TYPE).unwrap_or_else(|| panic!("{CPU_TYPE} missing: {body}"));
+    assert_eq!(cpu["services"], serde_json::json!(["jsonsvc"]));
+    let (_, other) = server.get("/api/v1/profile-types", Some("someone-else"));
+    assert_eq!(other["profile_types"], serde_json::json!([]), "another tenant's types are visible");
+
+    // JSON flame graph: the total is the sum of the cpu values of the three files.
+    let expected_total: i64 = profiles
+        .iter()
+        .map(|p| {
+            let i = cpu_index(p);
+            p.samples.iter().map(|s| s.values[i]).sum::<i64>()
+        })
+        .sum();
+    let (status, tree) = server.get(&format!("/api/v1/flamegraph?type={}", enc(CPU_TYPE)), None);
+    assert_eq!(status, 200, "{tree}");
+    assert_eq!(tree["name"], "total");
+    assert_eq!(tree["value"].as_i64(), Some(expected_total), "flame graph total");
+    let children = tree["children"].as_array().unwrap();
+    let child_sum: i64 = children.iter().map(|c| c["value"].as_i64().unwrap()).sum();
+    assert_eq!(child_sum, expected_total);
+    let names: Vec<&str> = children.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "children sorted by name");
+
+    // One version only: the selector narrows to the slow profile.
+    let slow = &profiles[2];
+    let slow_total: i64 = slow.samples.iter().map(|s| s.values[cpu_index(slow)]).sum();
+    let path = format!(
+        "/api/v1/flamegraph?type={}&selector={}&from=0&to=4000000000",
+        enc(CPU_TYPE),
+        enc(r#"{service_name="jsonsvc",service_version="slow"}"#)
+    );
+    let (status, tree) = server.get(&path, None);
+    assert_eq!(status, 200, "{tree}");
+    assert_eq!(tree["value"].as_i64(), Some(slow_total));
+
+    // Folded: the function with the largest flat value of the merged files is the top leaf.
+    let mut flat: BTreeMap<String, i64> = BTreeMap::new();
+    for p in &profiles {
+        for (name, (f, _)) in analyzer::pprof::flat_and_cum(p, cpu_index(p)).unwrap() {
+            *flat.entry(name).or_default() += f;
+        }
+    }
+    let top = flat.iter().max_by_key(|(n, v)| (**v, std::cmp::Reverse((*n).clone()))).unwrap().0.clone();
+    let (status, text) = get_text(&server, &format!("/api/v1/flamegraph?type={}&format=folded", enc(CPU_TYPE)));
+    assert_eq!(status, 200, "{text}");
+    let mut leaves: BTreeMap<String, i64> = BTreeMap::new();
+    let mut folded_total = 0i64;
+    for line in text.lines() {
+        let (stack, value) = line.rsplit_once(' ').expect("folded line");
+        let value: i64 = value.parse().expect("folded value");
+        folded_total += value;
+        *leaves.entry(stack.rsplit(';').next().unwrap().to_string()).or_default() += value;
+    }
+    assert_eq!(folded_total, expected_total);
+    let folded_top = leaves.iter().max_by_key(|(n, v)| (**v, std::cmp::Reverse((*n).clone()))).unwrap().0;
+    assert_eq!(folded_top, &top, "top self function");
+    assert_eq!(leaves[&top], flat[&top]);
+
+    // SVG.
+    let (status, svg) = get_text(&server, &format!("/api/v1/flamegraph?type={}&format=svg", enc(CPU_TYPE)));
+    assert_eq!(status, 200);
+    assert!(svg.starts_with("<?xml") || svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+
+    // Diff: the slow build's regression is ranked first.
+    let diff = format!(
+        "/api/v1/flamegraph/diff?type={}&baseline={}&candidate={}",
+        enc(CPU_TYPE),
+        enc(r#"{service_version="fast"}"#),
+        enc(r#"{service_version="slow"}"#)
+    );
+    let (status, body) = server.get(&diff, None);
+    assert_eq!(status, 200, "{body}");
+    let regressions = body["regressions"].as_array().expect("regressions");
+    assert_eq!(regressions.first().map(|r| &r["function"]), Some(&Value::from("main.sanitizeLabels")), "{body}");
+    assert_eq!(body["candidate_total"].as_i64(), Some(slow_total));
+    assert_eq!(body["baseline_total"].as_i64().unwrap() + slow_total, expected_total);
+    let (status, svg) = get_text(&server, &format!("{diff}&format=svg"));
+    assert_eq!(status, 200);
+    assert!(svg.starts_with("<?xml") || svg.starts_with("<svg"));
+
+    // No data: an empty tree.
+    let (status, tree) = server.get(
+        &format!("/api/v1/flamegraph?type={}&selector={}", enc(CPU_TYPE), enc(r#"{service_name="nobody"}"#)),
+        None,
+    );
+    assert_eq!(status, 200, "{tree}");
+    assert_eq!(tree["value"], 0);
+    assert_eq!(tree["children"], serde_json::json!([]));
+
+    // Bad parameters: 400 naming the parameter.
+    for (query, needle) in [
+        (format!("/api/v1/flamegraph?type={}&selector={}", enc(CPU_TYPE), enc("{service_name=x")), "selector"),
+        (format!("/api/v1/flamegraph?type={}&selector={}", enc(CPU_TYPE), enc(r#"{a=~"x"}"#)), "selector"),
+        ("/api/v1/flamegraph?type=cpu".to_string(), "type"),
+        ("/api/v1/flamegraph".to_string(), "type"),
+        (format!("/api/v1/flamegraph?type={}&from=yesterday", enc(CPU_TYPE)), "from"),
+        (format!("/api/v1/flamegraph?type={}&format=png", enc(CPU_TYPE)), "format"),
+        (format!("/api/v1/flamegraph/diff?type={}&baseline={}", enc(CPU_TYPE), enc("nope")), "baseline"),
+    ] {
+        let (status, body) = server.get(&query, None);
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body["error"].as_str().unwrap_or("").contains(needle), "{query}: {body}");
+    }
+}
