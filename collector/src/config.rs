@@ -3,6 +3,7 @@
 //!
 //! Every field's doc comment is its user documentation.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,6 +29,9 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Request limits.
     pub limits: Limits,
+    /// Go pprof endpoints to pull profiles from, one `[[scrape]]` table each (like Parca's
+    /// scrape configs). Scraped profiles are stored exactly like a Pyroscope push.
+    pub scrape: Vec<ScrapeConfig>,
 }
 
 impl Default for Config {
@@ -40,6 +44,7 @@ impl Default for Config {
             retention: HumanDuration(Duration::from_secs(14 * 86_400)),
             storage: StorageConfig::default(),
             limits: Limits::default(),
+            scrape: Vec::new(),
         }
     }
 }
@@ -107,6 +112,133 @@ impl Default for Limits {
     }
 }
 
+/// The profiles a Go program serves under `/debug/pprof/`.
+pub const SCRAPE_PROFILES: [&str; 6] = ["profile", "heap", "allocs", "goroutine", "mutex", "block"];
+
+/// One `[[scrape]]` table: Go `net/http/pprof` endpoints pulled on an interval.
+///
+/// ```toml
+/// [[scrape]]
+/// targets = ["127.0.0.1:6060", "http://10.0.0.7:8080/"]
+/// labels = { service_name = "checkout", service_version = "1.4.2" }
+/// interval = "15s"
+/// profiles = ["profile", "heap", "goroutine"]
+/// cpu_seconds = 10
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "RawScrapeConfig", into = "RawScrapeConfig")]
+pub struct ScrapeConfig {
+    /// `host:port` or base URLs (`http://host:port` or `http://host:port/prefix`); the
+    /// profiles are fetched from `<base>/debug/pprof/<profile>`.
+    pub targets: Vec<String>,
+    /// Labels of every profile scraped here: `service_name` becomes the service, and
+    /// `service_version` its version; others are stored as profile attributes.
+    pub labels: BTreeMap<String, String>,
+    /// How often each profile of each target is fetched. Default `15s`.
+    pub interval: HumanDuration,
+    /// Which profiles to fetch: any of `profile` (CPU, `/debug/pprof/profile?seconds=N`),
+    /// `heap`, `allocs`, `goroutine`, `mutex`, `block`. Default: all of them.
+    pub profiles: Vec<String>,
+    /// Length of a CPU profile in seconds (`?seconds=`). Default 10; must be shorter than
+    /// `interval`.
+    pub cpu_seconds: u64,
+    /// How long one fetch may take. Default: `interval` (for the CPU profile,
+    /// `cpu_seconds` plus this).
+    pub timeout: Option<HumanDuration>,
+    /// Tenant the profiles are stored under. Default `anonymous`.
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScrapeConfig {
+    targets: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default = "default_scrape_interval")]
+    interval: HumanDuration,
+    #[serde(default = "default_scrape_profiles")]
+    profiles: Vec<String>,
+    #[serde(default = "default_cpu_seconds")]
+    cpu_seconds: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout: Option<HumanDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
+}
+
+fn default_scrape_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(15))
+}
+
+fn default_scrape_profiles() -> Vec<String> {
+    SCRAPE_PROFILES.iter().map(|p| p.to_string()).collect()
+}
+
+fn default_cpu_seconds() -> u64 {
+    10
+}
+
+impl TryFrom<RawScrapeConfig> for ScrapeConfig {
+    type Error = String;
+
+    fn try_from(raw: RawScrapeConfig) -> Result<Self, String> {
+        if raw.targets.is_empty() {
+            return Err("scrape: `targets` is empty".to_string());
+        }
+        if let Some(t) = raw.targets.iter().find(|t| t.trim().is_empty()) {
+            return Err(format!("scrape: empty target {t:?}"));
+        }
+        if let Some(bad) = raw.profiles.iter().find(|p| !SCRAPE_PROFILES.contains(&p.as_str())) {
+            return Err(format!("scrape: unknown profile {bad:?}; expected one of {}", SCRAPE_PROFILES.join(", ")));
+        }
+        if raw.interval.0.is_zero() {
+            return Err("scrape: `interval` must be longer than 0s".to_string());
+        }
+        if raw.profiles.iter().any(|p| p == "profile") {
+            if raw.cpu_seconds == 0 {
+                return Err("scrape: `cpu_seconds` must be at least 1".to_string());
+            }
+            if Duration::from_secs(raw.cpu_seconds) >= raw.interval.0 {
+                return Err(format!(
+                    "scrape: `cpu_seconds` ({}) must be shorter than `interval` ({}s)",
+                    raw.cpu_seconds,
+                    raw.interval.0.as_secs_f64()
+                ));
+            }
+        }
+        if raw.timeout.is_some_and(|t| t.0.is_zero()) {
+            return Err("scrape: `timeout` must be longer than 0s".to_string());
+        }
+        if let Some(tenant) = &raw.tenant {
+            crate::tenant::Tenant::parse(tenant).map_err(|e| format!("scrape: tenant {tenant:?}: {e}"))?;
+        }
+        Ok(ScrapeConfig {
+            targets: raw.targets,
+            labels: raw.labels,
+            interval: raw.interval,
+            profiles: raw.profiles,
+            cpu_seconds: raw.cpu_seconds,
+            timeout: raw.timeout,
+            tenant: raw.tenant,
+        })
+    }
+}
+
+impl From<ScrapeConfig> for RawScrapeConfig {
+    fn from(c: ScrapeConfig) -> Self {
+        RawScrapeConfig {
+            targets: c.targets,
+            labels: c.labels,
+            interval: c.interval,
+            profiles: c.profiles,
+            cpu_seconds: c.cpu_seconds,
+            timeout: c.timeout,
+            tenant: c.tenant,
+        }
+    }
+}
+
 /// Why a configuration file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -148,5 +280,34 @@ mod tests {
         assert!(err.to_string().contains("unknown field `max_request_byte`"), "{err}");
         let err = Config::from_toml("retention = \"14 days\"\n").unwrap_err();
         assert!(err.to_string().contains("unknown unit"), "{err}");
+    }
+
+    #[test]
+    fn scrape_tables_parse_with_defaults_and_are_validated() {
+        let cfg = Config::from_toml(
+            "[[scrape]]\ntargets = [\"127.0.0.1:6060\"]\nlabels = { service_name = \"api\" }\n\
+             [[scrape]]\ntargets = [\"http://h:1/x\"]\ninterval = \"2s\"\ncpu_seconds = 1\n\
+             profiles = [\"profile\", \"goroutine\"]\ntimeout = \"5s\"\ntenant = \"team-a\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.scrape.len(), 2);
+        let first = &cfg.scrape[0];
+        assert_eq!(first.interval.0, Duration::from_secs(15));
+        assert_eq!(first.cpu_seconds, 10);
+        assert_eq!(first.profiles, SCRAPE_PROFILES.to_vec());
+        assert_eq!(first.labels.get("service_name").map(String::as_str), Some("api"));
+        assert_eq!(first.tenant, None);
+        let second = &cfg.scrape[1];
+        assert_eq!(second.profiles, ["profile", "goroutine"]);
+        assert_eq!(second.timeout.map(|t| t.0), Some(Duration::from_secs(5)));
+        assert_eq!(second.tenant.as_deref(), Some("team-a"));
+
+        let err = Config::from_toml("[[scrape]]\ntargets = [\"a:1\"]\nprofiles = [\"cpu\"]\n").unwrap_err();
+        assert!(err.to_string().contains("unknown profile \"cpu\""), "{err}");
+        let err =
+            Config::from_toml("[[scrape]]\ntargets = [\"a:1\"]\ninterval = \"5s\"\ncpu_seconds = 5\n").unwrap_err();
+        assert!(err.to_string().contains("`cpu_seconds` (5) must be shorter than `interval`"), "{err}");
+        let err = Config::from_toml("[[scrape]]\ntargets = [\"a:1\"]\nintervall = \"5s\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `intervall`"), "{err}");
     }
 }

@@ -120,6 +120,8 @@ impl Collector {
                 }
             }));
         }
+        // pprof scraping: one task per (target, profile), stopped by `shutdown`.
+        tasks.extend(crate::receive::pprof_scrape::start(&config.scrape, Arc::clone(&ingest), &shutdown));
         Ok(RunningCollector { otlp_grpc, otlp_http, api, store, shutdown, tasks })
     }
 }

@@ -14,6 +14,8 @@ use crate::signal::Signal;
 pub struct Telemetry {
     /// Export requests answered, by (transport, signal, outcome).
     requests: Mutex<BTreeMap<(&'static str, Signal, &'static str), u64>>,
+    /// pprof scrapes, by (target, profile, outcome).
+    scrapes: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
     received_items: [AtomicU64; 4],
     refused_items: [AtomicU64; 4],
     stored_items: [AtomicU64; 4],
@@ -40,6 +42,13 @@ impl Telemetry {
     pub fn request(&self, transport: &'static str, signal: Signal, outcome: &'static str) {
         let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         *map.entry((transport, signal, outcome)).or_default() += 1;
+    }
+
+    /// One pprof scrape of `target`'s `profile` ended with `outcome` (`ok`, `http_error`,
+    /// `timeout`, `connect`, `decode`, `store`).
+    pub fn scrape(&self, target: &str, profile: &'static str, outcome: &'static str) {
+        let mut map = self.scrapes.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry((target.to_string(), profile, outcome)).or_default() += 1;
     }
 
     /// Items that arrived in well-formed requests (accepted or refused).
@@ -77,6 +86,17 @@ impl Telemetry {
             );
         }
         out.push_str(&body);
+        let scrapes = self.scrapes.lock().unwrap_or_else(|e| e.into_inner());
+        if !scrapes.is_empty() {
+            let name = "slo_gate_scrapes_total";
+            let _ =
+                writeln!(out, "# HELP {name} pprof scrapes, by target, profile and outcome.\n# TYPE {name} counter");
+            for ((target, profile, outcome), n) in scrapes.iter() {
+                let target = escape_label(target);
+                let _ = writeln!(out, "{name}{{target=\"{target}\",profile=\"{profile}\",outcome=\"{outcome}\"}} {n}");
+            }
+        }
+        drop(scrapes);
         for (name, help, values) in [
             (
                 "slo_gate_received_items_total",
@@ -143,4 +163,9 @@ impl Telemetry {
         );
         out
     }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

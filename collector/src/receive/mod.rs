@@ -6,12 +6,14 @@
 //!   or JSON, optionally gzip;
 //! * [`pprof_push`] — Pyroscope-compatible pprof push (`/ingest`, connect `PusherService/Push`),
 //!   served on the API listener and converted to OTLP profiles;
+//! * [`pprof_scrape`] — pulls Go `/debug/pprof/` endpoints (`[[scrape]]`) into the same path;
 //! * [`validate`] — per-signal checks that reject single items (partial success) rather than
 //!   whole requests.
 
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod pprof_push;
+pub mod pprof_scrape;
 pub mod rpc_status;
 pub mod validate;
 

@@ -1,0 +1,225 @@
+//! Pull ingestion of Go `net/http/pprof` endpoints, configured by `[[scrape]]` tables (like
+//! Parca's scrape configs).
+//!
+//! Design: one tokio task per (target, profile kind), each on its own interval. A target that
+//! hangs or refuses connections therefore only delays its own tasks, never another target's
+//! or another profile's (a 10 s CPU profile does not hold back the heap profile). All tasks
+//! share one hyper client (and so its connection pool); every fetch is bounded by a timeout.
+//! A fetched body (a gzipped pprof) takes exactly the Pyroscope push path: decoded by
+//! `analyzer::pprof`, converted by [`crate::model::pprof::to_otlp`] with the configured labels
+//! plus `__name__` (Pyroscope's profile name) and `instance` (the target), and stored through
+//! [`Ingest::export`]. Each scrape's outcome is logged on failure and counted in
+//! `slo_gate_scrapes_total{target, profile, outcome}`. Tasks end when the server's shutdown
+//! signal is raised. Only plain `http://` targets are supported.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use super::Ingest;
+use crate::config::{SCRAPE_PROFILES, ScrapeConfig};
+use crate::model::pprof::{Fallback, SeriesLabels, to_otlp};
+use crate::tenant::Tenant;
+
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// How one scrape ended; the `outcome` label of `slo_gate_scrapes_total`.
+#[derive(Debug)]
+enum Failure {
+    HttpError(String),
+    Timeout,
+    Connect(String),
+    Decode(String),
+    Store(String),
+}
+
+impl Failure {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Failure::HttpError(_) => "http_error",
+            Failure::Timeout => "timeout",
+            Failure::Connect(_) => "connect",
+            Failure::Decode(_) => "decode",
+            Failure::Store(_) => "store",
+        }
+    }
+
+    fn reason(&self) -> String {
+        match self {
+            Failure::Timeout => "timed out".to_string(),
+            Failure::HttpError(r) | Failure::Connect(r) | Failure::Decode(r) | Failure::Store(r) => r.clone(),
+        }
+    }
+}
+
+/// One (target, profile) to scrape.
+struct Job {
+    target: String,
+    profile: &'static str,
+    uri: Result<Uri, String>,
+    interval: Duration,
+    timeout: Duration,
+    cpu_seconds: u64,
+    labels: Vec<(String, String)>,
+    tenant: Tenant,
+}
+
+/// The base URL of a target: `host:port` gets `http://`; a trailing `/` is dropped.
+fn base_url(target: &str) -> String {
+    let target = target.trim().trim_end_matches('/');
+    if target.contains("://") { target.to_string() } else { format!("http://{target}") }
+}
+
+fn profile_uri(target: &str, profile: &str, cpu_seconds: u64) -> Result<Uri, String> {
+    let base = base_url(target);
+    let url = if profile == "profile" {
+        format!("{base}/debug/pprof/profile?seconds={cpu_seconds}")
+    } else {
+        format!("{base}/debug/pprof/{profile}")
+    };
+    url.parse::<Uri>().map_err(|e| format!("bad URL {url:?}: {e}"))
+}
+
+/// Starts one task per (target, profile) of every scrape config; they stop when `shutdown`
+/// becomes `true`.
+pub fn start(configs: &[ScrapeConfig], ingest: Arc<Ingest>, shutdown: &watch::Sender<bool>) -> Vec<JoinHandle<()>> {
+    if configs.is_empty() {
+        return Vec::new();
+    }
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let mut tasks = Vec::new();
+    for config in configs {
+        let tenant = config.tenant.as_deref().and_then(|t| Tenant::parse(t).ok()).unwrap_or_default();
+        for target in &config.targets {
+            for profile in &config.profiles {
+                let Some(profile) = SCRAPE_PROFILES.iter().copied().find(|p| p == profile) else {
+                    continue;
+                };
+                let base_timeout = config.timeout.map(|t| t.0).unwrap_or(config.interval.0);
+                let timeout = if profile == "profile" {
+                    base_timeout + Duration::from_secs(config.cpu_seconds)
+                } else {
+                    base_timeout
+                };
+                let mut labels: Vec<(String, String)> =
+                    config.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                if !labels.iter().any(|(k, _)| k == "instance") {
+                    labels.push(("instance".to_string(), target.clone()));
+                }
+                let job = Job {
+                    target: target.clone(),
+                    profile,
+                    uri: profile_uri(target, profile, config.cpu_seconds),
+                    interval: config.interval.0,
+                    timeout,
+                    cpu_seconds: config.cpu_seconds,
+                    labels,
+                    tenant: tenant.clone(),
+                };
+                let (client, ingest, mut stop) = (client.clone(), Arc::clone(&ingest), shutdown.subscribe());
+                tasks.push(tokio::spawn(async move {
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => {}
+                        _ = run(job, client, ingest) => {}
+                    }
+                }));
+            }
+        }
+    }
+    tracing::info!(tasks = tasks.len(), "pprof scraping started");
+    tasks
+}
+
+async fn run(job: Job, client: HttpClient, ingest: Arc<Ingest>) {
+    let mut ticker = tokio::time::interval(job.interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let outcome = match scrape_once(&job, &client, &ingest).await {
+            Ok(()) => "ok",
+            Err(failure) => {
+                tracing::warn!(target = %job.target, profile = job.profile, outcome = failure.outcome(),
+                    reason = %failure.reason(), "pprof scrape failed");
+                failure.outcome()
+            }
+        };
+        ingest.telemetry().scrape(&job.target, job.profile, outcome);
+    }
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// An error and its sources, `: `-separated (hyper's own message alone says little).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+async fn fetch(job: &Job, client: &HttpClient, max_bytes: usize) -> Result<Bytes, Failure> {
+    let uri = job.uri.clone().map_err(Failure::Connect)?;
+    let response = client.get(uri).await.map_err(|e| {
+        if e.is_connect() { Failure::Connect(error_chain(&e)) } else { Failure::HttpError(error_chain(&e)) }
+    })?;
+    let status = response.status();
+    if status != StatusCode::OK {
+        let body = Limited::new(response.into_body(), 512).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        return Err(Failure::HttpError(format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim())));
+    }
+    Limited::new(response.into_body(), max_bytes)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|e| Failure::HttpError(format!("reading the body: {e}")))
+}
+
+async fn scrape_once(job: &Job, client: &HttpClient, ingest: &Ingest) -> Result<(), Failure> {
+    let started = now_nanos();
+    let max_bytes = ingest.limits().max_request_bytes;
+    let body =
+        tokio::time::timeout(job.timeout, fetch(job, client, max_bytes)).await.map_err(|_| Failure::Timeout)??;
+    let profile = analyzer::pprof::decode_with_limit(&body, max_bytes as u64)
+        .map_err(|e| Failure::Decode(format!("not a pprof profile: {e}")))?;
+    let mut labels = job.labels.clone();
+    labels.retain(|(k, _)| k != "__name__");
+    labels.push(("__name__".to_string(), analyzer::pprof::profile_name(&profile)));
+    let labels = SeriesLabels::new(None, labels);
+    let duration_nano = if job.profile == "profile" { job.cpu_seconds.saturating_mul(1_000_000_000) } else { 0 };
+    let request = to_otlp(&profile, &labels, Fallback { time_unix_nano: started, duration_nano }, &body);
+    ingest.export(job.tenant.clone(), request, None).await.map_err(|e| Failure::Store(e.to_string()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_from_targets() {
+        assert_eq!(
+            profile_uri("127.0.0.1:6060", "heap", 10).unwrap().to_string(),
+            "http://127.0.0.1:6060/debug/pprof/heap"
+        );
+        assert_eq!(
+            profile_uri("http://h:1/app/", "profile", 3).unwrap().to_string(),
+            "http://h:1/app/debug/pprof/profile?seconds=3"
+        );
+        assert!(profile_uri("bad host:1", "heap", 1).is_err());
+    }
+}

@@ -1,0 +1,182 @@
+//! Pull ingestion against a real Go program: a tiny `net/http/pprof` server (built here with
+//! `go build`, standard library only) burns CPU in `main.burn`; the collector scrapes it
+//! (`[[scrape]]`, CPU profile, goroutines, heap) together with a target on a closed port. The
+//! CPU and goroutine profile types appear for the service, the CPU flame graph contains
+//! `main.burn`, and `/metrics` counts `ok` scrapes of the live target and `connect` failures of
+//! the dead one (which never stalls the live one).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use e2e::{Server, eventually};
+
+const CPU_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+const GOROUTINE_TYPE: &str = "goroutine:goroutine:count:goroutine:count";
+
+const GO_MAIN: &str = r#"package main
+
+import (
+	"flag"
+	"log"
+	"net/http"
+	_ "net/http/pprof"
+)
+
+var sink uint64
+
+//go:noinline
+func burn() {
+	x := uint64(1)
+	for {
+		for i := 0; i < 1000000; i++ {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+		sink = x
+	}
+}
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	flag.Parse()
+	go burn()
+	log.Fatal(http.ListenAndServe(*addr, nil))
+}
+"#;
+
+/// Kills the Go program when the test ends, whichever way.
+struct GoProcess(Child);
+
+impl Drop for GoProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+fn build_go(dir: &Path) -> std::path::PathBuf {
+    let go_available = Command::new("go").arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    assert!(
+        go_available.is_ok_and(|s| s.success()),
+        "the `go` toolchain is needed for this test: apt-get install -y golang-go"
+    );
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("go.mod"), "module scrapetest\n\ngo 1.19\n").unwrap();
+    std::fs::write(src.join("main.go"), GO_MAIN).unwrap();
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let bin = dir.join("scrapetest");
+    let out = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .current_dir(&src)
+        .env("HOME", &home)
+        .env("GOCACHE", home.join("gocache"))
+        .env("GOPATH", home.join("gopath"))
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "")
+        .env("CGO_ENABLED", "0")
+        .output()
+        .expect("run go build");
+    assert!(out.status.success(), "go build failed: {}", String::from_utf8_lossy(&out.stderr));
+    bin
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn get_text(server: &Server, path: &str) -> (u16, String) {
+    match reqwest::blocking::Client::new().get(server.api_url(path)).send() {
+        Ok(resp) => (resp.status().as_u16(), resp.text().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+#[test]
+fn scrapes_a_go_pprof_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = build_go(dir.path());
+
+    let live: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let dead: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let child = Command::new(&bin)
+        .arg("-addr")
+        .arg(live.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the Go program");
+    let _go = GoProcess(child);
+    eventually(Duration::from_secs(20), || TcpStream::connect(live).ok()).expect("the Go program listens");
+
+    let config = dir.path().join("slo-gate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[scrape]]\ntargets = [\"{live}\", \"http://{dead}/\"]\nlabels = {{ service_name = \"scrapetest\", service_version = \"1.0.0\" }}\ninterval = \"2s\"\ncpu_seconds = 1\nprofiles = [\"profile\", \"goroutine\", \"heap\"]\ntimeout = \"5s\"\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let config_arg = config.to_string_lossy().into_owned();
+    let server = Server::start(&data, &["--config", &config_arg]);
+
+    let types = eventually(Duration::from_secs(60), || {
+        let (status, body) = server.get("/api/v1/profile-types", None);
+        if status != 200 {
+            return None;
+        }
+        let types = body["profile_types"].as_array()?.clone();
+        let has = |id: &str| {
+            types
+                .iter()
+                .any(|t| t["id"] == id && t["services"].as_array().is_some_and(|s| s.iter().any(|s| s == "scrapetest")))
+        };
+        (has(CPU_TYPE) && has(GOROUTINE_TYPE)).then_some(body)
+    });
+    let (_, last) = server.get("/api/v1/profile-types", None);
+    assert!(types.is_some(), "profile types never appeared: {last}");
+
+    let path = format!(
+        "/api/v1/flamegraph?type={}&format=folded&selector={}",
+        enc(CPU_TYPE),
+        enc("{service_name=\"scrapetest\"}")
+    );
+    let folded = eventually(Duration::from_secs(30), || {
+        let (status, body) = get_text(&server, &path);
+        (status == 200 && body.contains("main.burn")).then_some(body)
+    });
+    let (status, body) = get_text(&server, &path);
+    assert!(folded.is_some(), "main.burn not in the CPU flame graph ({status}): {body}");
+
+    let live_ok = format!("target=\"{live}\",profile=\"profile\",outcome=\"ok\"");
+    let dead_connect = "outcome=\"connect\"";
+    let metrics = eventually(Duration::from_secs(30), || {
+        let resp = reqwest::blocking::Client::new().get(server.api_url("/metrics")).send().ok()?;
+        let text = resp.text().ok()?;
+        let dead_line = text.lines().any(|l| {
+            l.starts_with("slo_gate_scrapes_total") && l.contains(&dead.to_string()) && l.contains(dead_connect)
+        });
+        (text.contains(&live_ok) && dead_line).then_some(text)
+    });
+    assert!(metrics.is_some(), "scrape counters missing in /metrics");
+    server.kill();
+}
