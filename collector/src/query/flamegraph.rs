@@ -28,12 +28,12 @@ use http::{HeaderMap, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ApiState;
+use super::{ApiState, blocking, tenant};
 use crate::error::QueryError;
 use crate::model::profile::Frame;
 use crate::model::{ProfileRow, Rows, attrs};
 use crate::signal::Signal;
-use crate::tenant::{TENANT_HEADER, Tenant};
+use crate::tenant::Tenant;
 use analyzer::flame::{self, Folded, Regression, RegressionOptions, Share};
 
 /// The attribute Pyroscope pushes name the profile with.
@@ -44,17 +44,6 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/profile-types", get(profile_types))
         .route("/api/v1/flamegraph", get(flamegraph))
         .route("/api/v1/flamegraph/diff", get(flamegraph_diff))
-}
-
-fn tenant(headers: &HeaderMap) -> Result<Tenant, QueryError> {
-    Ok(Tenant::from_header(headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok()))?)
-}
-
-/// Runs a store scan off the async workers (part reads are blocking file I/O).
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
-) -> Result<T, QueryError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| QueryError::Storage(format!("query task failed: {e}")))?
 }
 
 /// Scans the tenant's profile rows, calling `f` on each.

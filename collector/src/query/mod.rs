@@ -14,8 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{StatusCode, header};
 
+use crate::error::QueryError;
 use crate::receive::{Ingest, pprof_push};
 use crate::store::Store;
+use crate::tenant::{TENANT_HEADER, Tenant};
 
 /// Everything the API handlers share.
 #[derive(Debug, Clone)]
@@ -36,6 +38,18 @@ pub fn router(state: ApiState) -> Router {
         .fallback(|uri: http::Uri| async move { (StatusCode::NOT_FOUND, format!("no endpoint at {}\n", uri.path())) })
         .with_state(state)
         .merge(pprof_push::router(ingest))
+}
+
+/// The tenant a query reads, from `X-Scope-OrgID` (default `anonymous`).
+pub(crate) fn tenant(headers: &http::HeaderMap) -> Result<Tenant, QueryError> {
+    Ok(Tenant::from_header(headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok()))?)
+}
+
+/// Runs a store scan off the async workers (part reads are blocking file I/O).
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
+) -> Result<T, QueryError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| QueryError::Storage(format!("query task failed: {e}")))?
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {

@@ -15,11 +15,10 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ApiState;
+use super::{ApiState, blocking, tenant};
 use crate::error::QueryError;
 use crate::model::{Rows, attrs, span};
 use crate::signal::Signal;
-use crate::tenant::{TENANT_HEADER, Tenant};
 
 pub fn router() -> Router<ApiState> {
     Router::new()
@@ -36,17 +35,6 @@ impl IntoResponse for QueryError {
         let kind = self.kind();
         (kind.http_status(), Json(json!({ "error": self.to_string() }))).into_response()
     }
-}
-
-fn tenant(headers: &HeaderMap) -> Result<Tenant, QueryError> {
-    Ok(Tenant::from_header(headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok()))?)
-}
-
-/// Runs a store scan off the async workers (part reads are blocking file I/O).
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
-) -> Result<T, QueryError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| QueryError::Storage(format!("query task failed: {e}")))?
 }
 
 async fn trace(
