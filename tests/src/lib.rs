@@ -102,6 +102,15 @@ impl Server {
         (status, body)
     }
 
+    /// GET on the API as the default tenant; the status and the body as text (status 0 and
+    /// the error when the request could not be sent).
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        match reqwest::blocking::Client::new().get(self.api_url(path)).send() {
+            Ok(resp) => (resp.status().as_u16(), resp.text().unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
     /// Items stored for one signal of one tenant, from `/api/v1/stats`.
     pub fn items(&self, signal: &str, tenant: Option<&str>) -> u64 {
         let (status, stats) = self.get("/api/v1/stats", tenant);
@@ -131,6 +140,19 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Percent-encodes a query parameter value (unreserved characters stay as they are).
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// Polls `f` until it returns `Some`, for at most `timeout`.

@@ -12,18 +12,6 @@ use serde_json::Value;
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/go-dev");
 const CPU_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// Pushes the three corpus profiles; returns them decoded.
 fn push_corpus(server: &Server) -> Vec<analyzer::pprof::Profile> {
     let mut decoded = Vec::new();
@@ -31,7 +19,7 @@ fn push_corpus(server: &Server) -> Vec<analyzer::pprof::Profile> {
         let path = format!("{CORPUS}/{dir}/cpu-10s.pb.gz");
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
         decoded.push(analyzer::pprof::decode(&bytes).expect("corpus profile decodes"));
-        let name = enc(&format!("jsonsvc.cpu{{service_version={version}}}"));
+        let name = e2e::url_encode(&format!("jsonsvc.cpu{{service_version={version}}}"));
         let resp = reqwest::blocking::Client::new()
             .post(server.api_url(&format!("/ingest?name={name}&format=pprof")))
             .header("content-type", "application/octet-stream")
@@ -42,11 +30,6 @@ fn push_corpus(server: &Server) -> Vec<analyzer::pprof::Profile> {
         assert_eq!(status, 200, "{dir}: {}", resp.text().unwrap_or_default());
     }
     decoded
-}
-
-fn get_text(server: &Server, path: &str) -> (u16, String) {
-    let resp = reqwest::blocking::Client::new().get(server.api_url(path)).send().expect("API request");
-    (resp.status().as_u16(), resp.text().unwrap_or_default())
 }
 
 fn cpu_index(p: &analyzer::pprof::Profile) -> usize {
@@ -76,7 +59,7 @@ fn profile_types_flamegraph_and_diff() {
             p.samples.iter().map(|s| s.values[i]).sum::<i64>()
         })
         .sum();
-    let (status, tree) = server.get(&format!("/api/v1/flamegraph?type={}", enc(CPU_TYPE)), None);
+    let (status, tree) = server.get(&format!("/api/v1/flamegraph?type={}", e2e::url_encode(CPU_TYPE)), None);
     assert_eq!(status, 200, "{tree}");
     assert_eq!(tree["name"], "total");
     assert_eq!(tree["value"].as_i64(), Some(expected_total), "flame graph total");
@@ -93,8 +76,8 @@ fn profile_types_flamegraph_and_diff() {
     let slow_total: i64 = slow.samples.iter().map(|s| s.values[cpu_index(slow)]).sum();
     let path = format!(
         "/api/v1/flamegraph?type={}&selector={}&from=0&to=4000000000",
-        enc(CPU_TYPE),
-        enc(r#"{service_name="jsonsvc",service_version="slow"}"#)
+        e2e::url_encode(CPU_TYPE),
+        e2e::url_encode(r#"{service_name="jsonsvc",service_version="slow"}"#)
     );
     let (status, tree) = server.get(&path, None);
     assert_eq!(status, 200, "{tree}");
@@ -108,7 +91,8 @@ fn profile_types_flamegraph_and_diff() {
         }
     }
     let top = flat.iter().max_by_key(|(n, v)| (**v, std::cmp::Reverse((*n).clone()))).unwrap().0.clone();
-    let (status, text) = get_text(&server, &format!("/api/v1/flamegraph?type={}&format=folded", enc(CPU_TYPE)));
+    let (status, text) =
+        server.get_text(&format!("/api/v1/flamegraph?type={}&format=folded", e2e::url_encode(CPU_TYPE)));
     assert_eq!(status, 200, "{text}");
     let mut leaves: BTreeMap<String, i64> = BTreeMap::new();
     let mut folded_total = 0i64;
@@ -124,16 +108,16 @@ fn profile_types_flamegraph_and_diff() {
     assert_eq!(leaves[&top], flat[&top]);
 
     // SVG.
-    let (status, svg) = get_text(&server, &format!("/api/v1/flamegraph?type={}&format=svg", enc(CPU_TYPE)));
+    let (status, svg) = server.get_text(&format!("/api/v1/flamegraph?type={}&format=svg", e2e::url_encode(CPU_TYPE)));
     assert_eq!(status, 200);
     assert!(svg.starts_with("<?xml") || svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
 
     // Diff: the slow build's regression is ranked first.
     let diff = format!(
         "/api/v1/flamegraph/diff?type={}&baseline={}&candidate={}",
-        enc(CPU_TYPE),
-        enc(r#"{service_version="fast"}"#),
-        enc(r#"{service_version="slow"}"#)
+        e2e::url_encode(CPU_TYPE),
+        e2e::url_encode(r#"{service_version="fast"}"#),
+        e2e::url_encode(r#"{service_version="slow"}"#)
     );
     let (status, body) = server.get(&diff, None);
     assert_eq!(status, 200, "{body}");
@@ -141,13 +125,17 @@ fn profile_types_flamegraph_and_diff() {
     assert_eq!(regressions.first().map(|r| &r["function"]), Some(&Value::from("main.sanitizeLabels")), "{body}");
     assert_eq!(body["candidate_total"].as_i64(), Some(slow_total));
     assert_eq!(body["baseline_total"].as_i64().unwrap() + slow_total, expected_total);
-    let (status, svg) = get_text(&server, &format!("{diff}&format=svg"));
+    let (status, svg) = server.get_text(&format!("{diff}&format=svg"));
     assert_eq!(status, 200);
     assert!(svg.starts_with("<?xml") || svg.starts_with("<svg"));
 
     // No data: an empty tree.
     let (status, tree) = server.get(
-        &format!("/api/v1/flamegraph?type={}&selector={}", enc(CPU_TYPE), enc(r#"{service_name="nobody"}"#)),
+        &format!(
+            "/api/v1/flamegraph?type={}&selector={}",
+            e2e::url_encode(CPU_TYPE),
+            e2e::url_encode(r#"{service_name="nobody"}"#)
+        ),
         None,
     );
     assert_eq!(status, 200, "{tree}");
@@ -156,13 +144,30 @@ fn profile_types_flamegraph_and_diff() {
 
     // Bad parameters: 400 naming the parameter.
     for (query, needle) in [
-        (format!("/api/v1/flamegraph?type={}&selector={}", enc(CPU_TYPE), enc("{service_name=x")), "selector"),
-        (format!("/api/v1/flamegraph?type={}&selector={}", enc(CPU_TYPE), enc(r#"{a=~"x"}"#)), "selector"),
+        (
+            format!(
+                "/api/v1/flamegraph?type={}&selector={}",
+                e2e::url_encode(CPU_TYPE),
+                e2e::url_encode("{service_name=x")
+            ),
+            "selector",
+        ),
+        (
+            format!(
+                "/api/v1/flamegraph?type={}&selector={}",
+                e2e::url_encode(CPU_TYPE),
+                e2e::url_encode(r#"{a=~"x"}"#)
+            ),
+            "selector",
+        ),
         ("/api/v1/flamegraph?type=cpu".to_string(), "type"),
         ("/api/v1/flamegraph".to_string(), "type"),
-        (format!("/api/v1/flamegraph?type={}&from=yesterday", enc(CPU_TYPE)), "from"),
-        (format!("/api/v1/flamegraph?type={}&format=png", enc(CPU_TYPE)), "format"),
-        (format!("/api/v1/flamegraph/diff?type={}&baseline={}", enc(CPU_TYPE), enc("nope")), "baseline"),
+        (format!("/api/v1/flamegraph?type={}&from=yesterday", e2e::url_encode(CPU_TYPE)), "from"),
+        (format!("/api/v1/flamegraph?type={}&format=png", e2e::url_encode(CPU_TYPE)), "format"),
+        (
+            format!("/api/v1/flamegraph/diff?type={}&baseline={}", e2e::url_encode(CPU_TYPE), e2e::url_encode("nope")),
+            "baseline",
+        ),
     ] {
         let (status, body) = server.get(&query, None);
         assert_eq!(status, 400, "{query}: {body}");

@@ -91,25 +91,6 @@ fn build_go(dir: &Path) -> std::path::PathBuf {
     bin
 }
 
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn get_text(server: &Server, path: &str) -> (u16, String) {
-    match reqwest::blocking::Client::new().get(server.api_url(path)).send() {
-        Ok(resp) => (resp.status().as_u16(), resp.text().unwrap_or_default()),
-        Err(e) => (0, e.to_string()),
-    }
-}
-
 #[test]
 fn scrapes_a_go_pprof_endpoint() {
     let dir = tempfile::tempdir().unwrap();
@@ -157,14 +138,14 @@ fn scrapes_a_go_pprof_endpoint() {
 
     let path = format!(
         "/api/v1/flamegraph?type={}&format=folded&selector={}",
-        enc(CPU_TYPE),
-        enc("{service_name=\"scrapetest\"}")
+        e2e::url_encode(CPU_TYPE),
+        e2e::url_encode("{service_name=\"scrapetest\"}")
     );
     let folded = eventually(Duration::from_secs(30), || {
-        let (status, body) = get_text(&server, &path);
+        let (status, body) = server.get_text(&path);
         (status == 200 && body.contains("main.burn")).then_some(body)
     });
-    let (status, body) = get_text(&server, &path);
+    let (status, body) = server.get_text(&path);
     assert!(folded.is_some(), "main.burn not in the CPU flame graph ({status}): {body}");
 
     let live_ok = format!("target=\"{live}\",profile=\"profile\",outcome=\"ok\"");
