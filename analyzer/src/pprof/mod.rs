@@ -5,11 +5,13 @@
 //! names, stacks of [`Frame`]s, labels) and never meets a dangling id: a bad reference is a
 //! [`DecodeError`] naming the sample or location, never a panic. Stacks are expanded the way
 //! `go tool pprof` does: a location with several lines (inlined calls) becomes several frames,
-//! innermost first. Only `profile.proto` is read; the legacy text and binary formats that predate
+//! innermost first, and the profile's `drop_frames`/`keep_frames` are applied as pprof applies
+//! them. Only `profile.proto` is read; the legacy text and binary formats that predate
 //! it are recognised and rejected with [`DecodeError::Legacy`].
 
 mod profile_type;
 pub mod proto;
+mod prune;
 mod top;
 
 use std::collections::HashMap;
@@ -101,6 +103,16 @@ pub enum DecodeError {
         /// The unknown id.
         mapping_id: u64,
     },
+    /// `drop_frames` or `keep_frames` is not a valid regular expression.
+    #[error("{field} {pattern:?} is not a valid regular expression: {reason}")]
+    FrameRegex {
+        /// `drop_frames` or `keep_frames`.
+        field: &'static str,
+        /// The pattern.
+        pattern: String,
+        /// What the regular-expression compiler said.
+        reason: String,
+    },
     /// A sample has a different number of values than the profile has sample types.
     #[error("sample {sample} has {values} values, but the profile declares {sample_types} sample types")]
     ValueCount {
@@ -128,7 +140,8 @@ pub struct Profile {
     pub time_nanos: i64,
     /// Duration of the collection, nanoseconds (0 when unknown).
     pub duration_nanos: i64,
-    /// Regular expression of frames the producer wants dropped, with their callees.
+    /// Regular expression of frames the producer wants dropped, with their callees; already
+    /// applied to [`Profile::samples`] by [`decode`], as `go tool pprof` applies it.
     pub drop_frames: Option<String>,
     /// Regular expression of frames kept despite `drop_frames`.
     pub keep_frames: Option<String>,
@@ -304,6 +317,11 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
         return Err(DecodeError::StringTableStart { found: first.clone() });
     }
 
+    let optional = |index: i64, what: &str| -> Result<Option<String>, DecodeError> {
+        let s = strings.get(index, || what.to_string())?;
+        Ok((!s.is_empty()).then(|| s.to_string()))
+    };
+
     let mut mappings: HashMap<u64, &str> = HashMap::new();
     for m in &wire.mapping {
         check_id("mapping", m.id, mappings.contains_key(&m.id))?;
@@ -317,7 +335,10 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
         strings.get(f.system_name, || format!("function {} system_name", f.id))?;
         functions.insert(f.id, (name, file));
     }
-    let mut locations: HashMap<u64, Vec<Frame>> = HashMap::new();
+    let drop_frames = optional(wire.drop_frames, "drop_frames")?;
+    let keep_frames = optional(wire.keep_frames, "keep_frames")?;
+    let mut pruner = prune::Pruner::new(drop_frames.as_deref(), keep_frames.as_deref())?;
+    let mut locations: HashMap<u64, (Vec<Frame>, prune::LocationCut)> = HashMap::new();
     for loc in &wire.location {
         check_id("location", loc.id, locations.contains_key(&loc.id))?;
         let mapping = match loc.mapping_id {
@@ -348,7 +369,11 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
         if frames.is_empty() {
             frames.push(frame("", "", 0));
         }
-        locations.insert(loc.id, frames);
+        let cut = match pruner.as_mut() {
+            Some(p) => p.cut_location(&mut frames),
+            None => prune::LocationCut::Keep,
+        };
+        locations.insert(loc.id, (frames, cut));
     }
 
     let mut samples = Vec::with_capacity(wire.sample.len());
@@ -360,10 +385,13 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
                 sample_types: wire.sample_type.len(),
             });
         }
-        let mut stack = Vec::with_capacity(s.location_id.len());
-        for &id in &s.location_id {
-            let frames = locations.get(&id).ok_or(DecodeError::MissingLocation { sample: i, location_id: id })?;
-            stack.extend(frames.iter().cloned());
+        if let Some(&id) = s.location_id.iter().find(|id| !locations.contains_key(id)) {
+            return Err(DecodeError::MissingLocation { sample: i, location_id: id });
+        }
+        let kept = prune::cut_stack(&s.location_id, |id| locations[&id].1);
+        let mut stack = Vec::with_capacity(kept.len());
+        for id in kept {
+            stack.extend(locations[id].0.iter().cloned());
         }
         let mut labels = Vec::new();
         let mut numeric_labels = Vec::new();
@@ -386,10 +414,6 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
             unit: strings.get(v.unit, || format!("{what} unit"))?.to_string(),
         })
     };
-    let optional = |index: i64, what: &str| -> Result<Option<String>, DecodeError> {
-        let s = strings.get(index, || what.to_string())?;
-        Ok((!s.is_empty()).then(|| s.to_string()))
-    };
     Ok(Profile {
         sample_types: wire
             .sample_type
@@ -402,8 +426,8 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
         period: wire.period,
         time_nanos: wire.time_nanos,
         duration_nanos: wire.duration_nanos,
-        drop_frames: optional(wire.drop_frames, "drop_frames")?,
-        keep_frames: optional(wire.keep_frames, "keep_frames")?,
+        drop_frames,
+        keep_frames,
         comments: wire
             .comment
             .iter()

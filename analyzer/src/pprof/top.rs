@@ -5,11 +5,7 @@
 //! `<unknown>`, see [`Frame::display_name`]). A sample adds its value to the *flat* total of its
 //! innermost frame and to the *cum* total of every distinct node on its stack, once per sample
 //! even when the function recurses. Nodes whose flat and cum are both zero are not shown.
-//!
-//! `go tool pprof` also prunes stacks with the profile's `drop_frames`/`keep_frames` regular
-//! expressions (`RemoveUninteresting`). Go's runtime never writes them and no profile of the
-//! corpus has them, so they are not applied here (that needs a regular-expression engine);
-//! they stay available on [`Profile`] for when a producer sets them.
+//! The profile's `drop_frames`/`keep_frames` are already applied by the decoder.
 
 use std::collections::{BTreeMap, HashSet};
 
