@@ -1,6 +1,7 @@
 //! The `slo-gate` command line. `main.rs` only calls [`run`]; each subcommand lives in its own
 //! module under `commands/` and calls into the library crates.
 
+pub mod collector_client;
 pub mod commands;
 
 use clap::{Parser, Subcommand};

@@ -1,6 +1,7 @@
 //! Support for the end-to-end tests: start the real `slo-gate` binary on free loopback ports
 //! with its own data directory, read its API, kill it, start it again.
 
+pub mod go;
 pub mod otlp;
 
 use std::io::{BufRead, BufReader};
@@ -167,4 +168,17 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Compares `actual` with the golden file `tests/data/<name>`; `UPDATE_EXPECT=1` rewrites it.
+pub fn check_golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(name);
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::create_dir_all(path.parent().expect("golden dir")).expect("create golden dir");
+        std::fs::write(&path, actual).expect("write golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}; create it with UPDATE_EXPECT=1", path.display()));
+    assert!(expected == actual, "{name} differs from the golden file; rerun with UPDATE_EXPECT=1 to accept:\n{actual}");
 }

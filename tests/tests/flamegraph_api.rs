@@ -82,6 +82,8 @@ fn profile_types_flamegraph_and_diff() {
     let (status, tree) = server.get(&path, None);
     assert_eq!(status, 200, "{tree}");
     assert_eq!(tree["value"].as_i64(), Some(slow_total));
+    // The whole answer, byte for byte: nested nodes sorted by name, as Grafana's flame graph reads.
+    e2e::check_golden("flamegraph/slow-cpu.json", &(serde_json::to_string_pretty(&tree).unwrap() + "\n"));
 
     // Folded: the function with the largest flat value of the merged files is the top leaf.
     let mut flat: BTreeMap<String, i64> = BTreeMap::new();
@@ -125,6 +127,21 @@ fn profile_types_flamegraph_and_diff() {
     assert_eq!(regressions.first().map(|r| &r["function"]), Some(&Value::from("main.sanitizeLabels")), "{body}");
     assert_eq!(body["candidate_total"].as_i64(), Some(slow_total));
     assert_eq!(body["baseline_total"].as_i64().unwrap() + slow_total, expected_total);
+    assert_eq!((body["baseline_profiles"].as_u64(), body["candidate_profiles"].as_u64()), (Some(2), Some(1)));
+    // The differential tree: `value`/`self` are the baseline's, `valueRight`/`selfRight` the
+    // candidate's; its root totals are the sides' totals.
+    assert_eq!(body["flamegraph"]["value"], body["baseline_total"]);
+    assert_eq!(body["flamegraph"]["valueRight"], body["candidate_total"]);
+    let mut summary = body.clone();
+    summary.as_object_mut().unwrap().remove("flamegraph");
+    e2e::check_golden("flamegraph/diff-fast-vs-slow.json", &(serde_json::to_string_pretty(&summary).unwrap() + "\n"));
+    // Thresholds are parameters: a 20 pp minimum change leaves nothing to report.
+    let (status, strict) = server.get(&format!("{diff}&min_change=20&metric=total&confidence=0.5"), None);
+    assert_eq!(status, 200, "{strict}");
+    assert_eq!(
+        (strict["regressions"].clone(), strict["metric"].clone()),
+        (serde_json::json!([]), Value::from("total"))
+    );
     let (status, svg) = server.get_text(&format!("{diff}&format=svg"));
     assert_eq!(status, 200);
     assert!(svg.starts_with("<?xml") || svg.starts_with("<svg"));
@@ -168,6 +185,9 @@ fn profile_types_flamegraph_and_diff() {
             format!("/api/v1/flamegraph/diff?type={}&baseline={}", e2e::url_encode(CPU_TYPE), e2e::url_encode("nope")),
             "baseline",
         ),
+        (format!("/api/v1/flamegraph/diff?type={}&confidence=2", e2e::url_encode(CPU_TYPE)), "confidence"),
+        (format!("/api/v1/flamegraph/diff?type={}&min_change=-1", e2e::url_encode(CPU_TYPE)), "min_change"),
+        (format!("/api/v1/flamegraph/diff?type={}&metric=flat", e2e::url_encode(CPU_TYPE)), "metric"),
     ] {
         let (status, body) = server.get(&query, None);
         assert_eq!(status, 400, "{query}: {body}");

@@ -5,11 +5,10 @@
 //! `main.burn`, and `/metrics` counts `ok` scrapes of the live target and `connect` failures of
 //! the dead one (which never stalls the live one).
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use e2e::go::{self, GoProcess};
 use e2e::{Server, eventually};
 
 const CPU_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
@@ -45,68 +44,13 @@ func main() {
 }
 "#;
 
-/// Kills the Go program when the test ends, whichever way.
-struct GoProcess(Child);
-
-impl Drop for GoProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
-}
-
-fn build_go(dir: &Path) -> std::path::PathBuf {
-    let go_available = Command::new("go").arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status();
-    assert!(
-        go_available.is_ok_and(|s| s.success()),
-        "the `go` toolchain is needed for this test: apt-get install -y golang-go"
-    );
-    let src = dir.join("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("go.mod"), "module scrapetest\n\ngo 1.19\n").unwrap();
-    std::fs::write(src.join("main.go"), GO_MAIN).unwrap();
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).unwrap();
-    let bin = dir.join("scrapetest");
-    let out = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&bin)
-        .arg(".")
-        .current_dir(&src)
-        .env("HOME", &home)
-        .env("GOCACHE", home.join("gocache"))
-        .env("GOPATH", home.join("gopath"))
-        .env("GOTOOLCHAIN", "local")
-        .env("GOPROXY", "off")
-        .env("GOFLAGS", "")
-        .env("CGO_ENABLED", "0")
-        .output()
-        .expect("run go build");
-    assert!(out.status.success(), "go build failed: {}", String::from_utf8_lossy(&out.stderr));
-    bin
-}
-
 #[test]
 fn scrapes_a_go_pprof_endpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = build_go(dir.path());
-
-    let live: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let dead: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let child = Command::new(&bin)
-        .arg("-addr")
-        .arg(live.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the Go program");
-    let _go = GoProcess(child);
-    eventually(Duration::from_secs(20), || TcpStream::connect(live).ok()).expect("the Go program listens");
+    let bin = go::build(dir.path(), "scrapetest", GO_MAIN);
+    let program = GoProcess::start(&bin, &[]);
+    let live = program.addr;
+    let dead: SocketAddr = ([127, 0, 0, 1], go::free_port()).into();
 
     let config = dir.path().join("slo-gate.toml");
     std::fs::write(

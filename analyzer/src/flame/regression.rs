@@ -14,8 +14,15 @@
 //! - the observed between-profile variance divided by the number of profiles (when the side has at
 //!   least two), which makes a function that moves as much between baseline runs as between the
 //!   sides noise, and
-//! - the sampling variance of a share, `p(1-p)/n` over the side's `n` sampled events (a CPU
+//! - the sampling variance of a share, `D·p(1-p)/n` over the side's `n` sampled events (a CPU
 //!   profile at 100 Hz has about 100 events a second), which is what one profile can tell us.
+//!   `D ≥ 1` is the side's over-dispersion: on a busy machine samples come in bursts (a thread
+//!   that was descheduled resumes and a run of samples lands in one function), and shares then
+//!   vary between a side's profiles several times more than independent draws would (we measured
+//!   `D` ≈ 3–5 for three CPU-bound programs on two cores). With two or more profiles, `D` is
+//!   measured on the side itself, pooled over all its functions (a ratio of sums of variances, so
+//!   it rests on many functions even when each one's own variance has a single degree of
+//!   freedom); a side with one profile borrows the other side's.
 //!
 //! CPU samples are not independent draws (work comes in bursts, runs differ in scheduling and
 //! cache state): between the corpus' A/A runs the changes are about 1.4 times (2 in variance)
@@ -149,8 +156,8 @@ pub fn compare_functions(
     }
     let base_shares: Vec<FunctionShares> = base.iter().map(FunctionShares::of).collect();
     let cand_shares: Vec<FunctionShares> = cand.iter().map(FunctionShares::of).collect();
-    let base_events: f64 = base.iter().map(|p| p.events).sum();
-    let cand_events: f64 = cand.iter().map(|p| p.events).sum();
+    let base_events: Vec<f64> = base.iter().map(|p| p.events).collect();
+    let cand_events: Vec<f64> = cand.iter().map(|p| p.events).collect();
     let mut candidate_merged = Folded::new();
     for p in &cand {
         candidate_merged.merge_from(&p.folded);
@@ -158,13 +165,28 @@ pub fn compare_functions(
 
     let functions: BTreeSet<&str> =
         base_shares.iter().chain(&cand_shares).flat_map(|s| s.shares.keys().map(String::as_str)).collect();
-    let mut out: Vec<Regression> = Vec::with_capacity(functions.len());
-    for function in functions {
-        let pick = |sides: &[FunctionShares], total: bool| -> Vec<f64> {
-            sides.iter().map(|s| s.shares.get(function).map_or(0.0, |&(sf, tt)| if total { tt } else { sf })).collect()
+    let pick = |sides: &[FunctionShares], function: &str, total: bool| -> Vec<f64> {
+        sides.iter().map(|s| s.shares.get(function).map_or(0.0, |&(sf, tt)| if total { tt } else { sf })).collect()
+    };
+    // Over-dispersion per side and share kind, pooled over functions; a side with one profile
+    // borrows the other side's (the two run on the same kind of machine), else assumes none.
+    let dispersion = |total: bool| -> (f64, f64) {
+        let of = |side: &[FunctionShares], events: &[f64]| {
+            overdispersion(functions.iter().map(|f| pick(side, f, total)), events)
         };
+        let (b, c) = (of(&base_shares, &base_events), of(&cand_shares, &cand_events));
+        (b.or(c).unwrap_or(1.0), c.or(b).unwrap_or(1.0))
+    };
+    let (self_dispersion, total_dispersion) = (dispersion(false), dispersion(true));
+    let (base_total, cand_total) = (base_events.iter().sum::<f64>(), cand_events.iter().sum::<f64>());
+    let mut out: Vec<Regression> = Vec::with_capacity(functions.len());
+    for &function in &functions {
         let share = |total: bool| {
-            compare_shares(&pick(&base_shares, total), base_events, &pick(&cand_shares, total), cand_events)
+            let (db, dc) = if total { total_dispersion } else { self_dispersion };
+            compare_shares(
+                Side { shares: &pick(&base_shares, function, total), events: base_total, dispersion: db },
+                Side { shares: &pick(&cand_shares, function, total), events: cand_total, dispersion: dc },
+            )
         };
         let self_share = share(false);
         out.push(Regression {
@@ -188,16 +210,26 @@ pub fn compare_functions(
 /// Median of the χ²₁ distribution, what the median of `z²` is when the model's variance is right.
 const CHI2_1_MEDIAN: f64 = 0.454_936_4;
 
+/// Fewest functions large enough to reach `min_change_pp` for genomic control to apply.
+///
+/// Shares add up to one, so when one function grows every other one shrinks a little: in a
+/// program with five busy functions, a real +8 pp regression moves the other four by about
+/// -2 pp each, the median `z²` is theirs, and the "correction" would erase the regression (it did,
+/// on `tests/go/cpuregress`). With twenty or more functions most of them are far from the change
+/// and the median measures noise, as the method assumes (the corpus service has 23 at 1 pp).
+const MIN_FUNCTIONS_FOR_GENOMIC_CONTROL: usize = 20;
+
 /// Genomic control: how much larger the observed `z²` are than the model predicts, estimated as
-/// `median(z²) / 0.4549` over the functions large enough to reach `min_change_pp` (at least 5 of
-/// them, else 1). It is a median, so the few functions that really changed do not move it.
+/// `median(z²) / 0.4549` over the functions large enough to reach `min_change_pp` (at least
+/// [`MIN_FUNCTIONS_FOR_GENOMIC_CONTROL`] of them, else 1). It is a median, so the few functions
+/// that really changed do not move it.
 fn noise_inflation<'a>(shares: impl Iterator<Item = &'a Share>, min_change_pp: f64) -> f64 {
     let mut z2: Vec<f64> = shares
         .filter(|s| s.baseline_pct.max(s.candidate_pct) >= min_change_pp.max(0.5))
         .map(|s| s.z * s.z)
         .filter(|z2| z2.is_finite())
         .collect();
-    if z2.len() < 5 {
+    if z2.len() < MIN_FUNCTIONS_FOR_GENOMIC_CONTROL {
         return 1.0;
     }
     z2.sort_by(f64::total_cmp);
@@ -298,9 +330,19 @@ impl FunctionShares {
     }
 }
 
-fn compare_shares(base: &[f64], base_events: f64, cand: &[f64], cand_events: f64) -> Share {
-    let (mb, vb) = mean_and_variance_of_mean(base, base_events);
-    let (mc, vc) = mean_and_variance_of_mean(cand, cand_events);
+/// The profiles of one side for one function.
+struct Side<'a> {
+    /// The function's share in each profile.
+    shares: &'a [f64],
+    /// Sampled events of all the side's profiles together.
+    events: f64,
+    /// The side's over-dispersion (at least 1).
+    dispersion: f64,
+}
+
+fn compare_shares(base: Side<'_>, cand: Side<'_>) -> Share {
+    let (mb, vb) = mean_and_variance_of_mean(&base);
+    let (mc, vc) = mean_and_variance_of_mean(&cand);
     let diff = mc - mb;
     let sd = (vb + vc).sqrt();
     // `vb + vc` is never 0 (the sampling variance has a floor); guard anyway.
@@ -315,19 +357,43 @@ fn compare_shares(base: &[f64], base_events: f64, cand: &[f64], cand_events: f64
     }
 }
 
-/// Mean of the shares and the variance of that mean (see the module docs).
-fn mean_and_variance_of_mean(shares: &[f64], events: f64) -> (f64, f64) {
-    let k = shares.len() as f64;
-    if shares.is_empty() {
+/// Mean of the shares and the variance of that mean: the larger of the function's own
+/// between-profile variance and the over-dispersed sampling variance (see the module docs).
+fn mean_and_variance_of_mean(side: &Side<'_>) -> (f64, f64) {
+    let k = side.shares.len() as f64;
+    if side.shares.is_empty() {
         return (0.0, 0.0);
     }
-    let mean = shares.iter().sum::<f64>() / k;
-    let between =
-        if shares.len() >= 2 { shares.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (k - 1.0) / k } else { 0.0 };
+    let mean = side.shares.iter().sum::<f64>() / k;
+    let between = if side.shares.len() >= 2 {
+        side.shares.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (k - 1.0) / k
+    } else {
+        0.0
+    };
     // At least one event, so a share of 0 or 1 still has some uncertainty.
+    let n = side.events.max(1.0);
     let p = mean.clamp(0.0, 1.0);
-    let sampling = (p * (1.0 - p)).max(1.0 / events.max(1.0)) / events.max(1.0);
+    let sampling = side.dispersion * (p * (1.0 - p)).max(1.0 / n) / n;
     (mean, between.max(sampling))
+}
+
+/// How many times more the shares vary between a side's profiles than binomial sampling of
+/// their events predicts: `Σ_f s²_f / Σ_f E[s²_f]` over the functions `f` (each item is one
+/// function's share in every profile), at least 1; `None` with fewer than two profiles, where
+/// nothing can be measured. A ratio of sums, so the large functions, whose variances are
+/// measured best, dominate.
+fn overdispersion(functions: impl Iterator<Item = Vec<f64>>, events: &[f64]) -> Option<f64> {
+    if events.len() < 2 {
+        return None;
+    }
+    let k = events.len() as f64;
+    let (mut observed, mut expected) = (0.0, 0.0);
+    for shares in functions {
+        let mean = shares.iter().sum::<f64>() / k;
+        observed += shares.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (k - 1.0);
+        expected += events.iter().map(|&n| mean * (1.0 - mean) / n.max(1.0)).sum::<f64>() / k;
+    }
+    (expected > 0.0).then(|| (observed / expected).max(1.0))
 }
 
 /// The heaviest root-first path that ends in `function` (at its outermost occurrence), summing

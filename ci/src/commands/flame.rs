@@ -1,14 +1,21 @@
 //! `slo-gate flame`: flame graphs and function-level regressions from pprof files.
 //!
 //! Reads and writes the files; folding, rendering and the statistics are `analyzer::flame`'s.
+//! With `--collector`, `flame diff` asks a running collector to compare two versions of a service
+//! from its stored profiles, with the same statistics.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use analyzer::flame::{self, Metric, Regression, RegressionOptions, svg};
 use analyzer::pprof::{self, Profile};
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use slo_contracts::HumanDuration;
+
+use crate::collector_client::{CollectorClient, selector};
 
 /// Subcommands of `slo-gate flame`.
 #[derive(Debug, Subcommand)]
@@ -16,7 +23,7 @@ pub enum FlameCommand {
     /// Merge profiles of one type and draw them as one flame graph (or write folded stacks).
     Render(RenderArgs),
     /// Compare baseline and candidate profiles: differential flame graph and regressed functions.
-    Diff(DiffArgs),
+    Diff(Box<DiffArgs>),
 }
 
 /// Flags of `slo-gate flame render`.
@@ -43,18 +50,45 @@ pub struct RenderArgs {
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     /// Baseline pprof files (several runs make the significance test stronger).
-    #[arg(long, required = true, num_args = 1..)]
+    #[arg(long, num_args = 1.., required_unless_present = "collector", conflicts_with = "collector")]
     pub baseline: Vec<PathBuf>,
     /// Candidate pprof files.
-    #[arg(long, required = true, num_args = 1..)]
+    #[arg(long, num_args = 1.., required_unless_present = "collector", conflicts_with = "collector")]
     pub candidate: Vec<PathBuf>,
+    /// Compare profiles stored in a running collector (its --api URL, e.g. http://127.0.0.1:4040)
+    /// instead of files; needs --service, --baseline-version and --candidate-version.
+    #[arg(long, requires_all = ["service", "baseline_version", "candidate_version"])]
+    pub collector: Option<String>,
+    /// Collector mode: the service (`service.name`).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Collector mode: the baseline build (`service.version`).
+    #[arg(long)]
+    pub baseline_version: Option<String>,
+    /// Collector mode: the candidate build (`service.version`).
+    #[arg(long)]
+    pub candidate_version: Option<String>,
+    /// Collector mode: tenant (sent as X-Scope-OrgID).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Collector mode: only profiles from the last DURATION (e.g. 30m, 2h).
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub since: Option<HumanDuration>,
+    /// Collector mode: start of the window (unix seconds or RFC 3339).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Collector mode: end of the window (unix seconds or RFC 3339).
+    #[arg(long)]
+    pub to: Option<String>,
     /// Differential flame graph SVG to write (red: larger share in the candidate).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// Write differential folded stacks (`stack before after`) to this file.
-    #[arg(long)]
+    /// Write differential folded stacks (`stack before after`) to this file (files only).
+    #[arg(long, conflicts_with = "collector")]
     pub folded: Option<PathBuf>,
-    /// Sample type to compare [default: the profile's default].
+    /// Sample type to compare (cpu, alloc_space, ...) [default: the profile's default]; against a
+    /// collector, a profile type id such as process_cpu:cpu:nanoseconds:cpu:nanoseconds, or a
+    /// sample type that the service has exactly one profile type for [default: cpu].
     #[arg(long = "type")]
     pub sample_type: Option<String>,
     /// Show at most this many regressed functions.
@@ -98,7 +132,7 @@ impl From<MetricArg> for Metric {
 pub fn run(command: FlameCommand) -> anyhow::Result<()> {
     match command {
         FlameCommand::Render(args) => render(args),
-        FlameCommand::Diff(args) => diff(args, &mut std::io::stdout().lock()),
+        FlameCommand::Diff(args) => diff(*args, &mut std::io::stdout().lock()),
     }
 }
 
@@ -149,6 +183,9 @@ fn diff(args: DiffArgs, stdout: &mut impl Write) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.confidence) {
         bail!("--confidence must be between 0 and 1, got {}", args.confidence);
     }
+    if let Some(url) = &args.collector {
+        return diff_collector(url, &args, stdout);
+    }
     let baseline = read_profiles(&args.baseline)?;
     let candidate = read_profiles(&args.candidate)?;
     let kind = args.sample_type.as_deref();
@@ -187,13 +224,133 @@ fn diff(args: DiffArgs, stdout: &mut impl Write) -> anyhow::Result<()> {
         }
     }
 
-    if args.json {
-        let json = serde_json::Value::Array(found.iter().map(|r| to_json(r, options.metric)).collect());
+    print_regressions(stdout, &found, options.metric, args.json, (baseline.len(), candidate.len()))
+}
+
+fn print_regressions(
+    stdout: &mut impl Write,
+    found: &[Regression],
+    metric: Metric,
+    json: bool,
+    (baseline, candidate): (usize, usize),
+) -> anyhow::Result<()> {
+    if json {
+        let json = serde_json::Value::Array(found.iter().map(|r| to_json(r, metric)).collect());
         writeln!(stdout, "{}", serde_json::to_string_pretty(&json)?)?;
     } else {
-        write_table(stdout, &found, options.metric)?;
+        writeln!(stdout, "compared {baseline} baseline profile(s) with {candidate} candidate profile(s)")?;
+        write_table(stdout, found, metric)?;
     }
     Ok(())
+}
+
+/// `flame diff --collector`: the collector compares the stored profiles of the two versions
+/// (`/api/v1/flamegraph/diff`, the same statistics as for files) and draws the SVG.
+fn diff_collector(url: &str, args: &DiffArgs, stdout: &mut impl Write) -> anyhow::Result<()> {
+    let client = CollectorClient::new(url, args.tenant.clone())?;
+    // clap's `requires_all` guarantees these in collector mode.
+    let service = args.service.as_deref().unwrap_or_default();
+    let (base_version, cand_version) =
+        (args.baseline_version.as_deref().unwrap_or_default(), args.candidate_version.as_deref().unwrap_or_default());
+    let profile_type = resolve_profile_type(&client, service, args.sample_type.as_deref().unwrap_or("cpu"))?;
+    let mut query = vec![
+        ("type", profile_type.clone()),
+        ("baseline", selector(&[("service_name", service), ("service_version", base_version)])),
+        ("candidate", selector(&[("service_name", service), ("service_version", cand_version)])),
+    ];
+    if let Some(since) = args.since {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).context("system clock before 1970")?;
+        query.push(("from", now.saturating_sub(since.0).as_secs().to_string()));
+    }
+    query.extend(args.from.clone().map(|f| ("from", f)));
+    query.extend(args.to.clone().map(|t| ("to", t)));
+    let mut diff_query = query.clone();
+    diff_query.push(("format", "json".into()));
+    diff_query.push(("min_change", args.min_change.to_string()));
+    diff_query.push(("confidence", args.confidence.to_string()));
+    diff_query.push(("metric", if args.metric == MetricArg::TotalShare { "total" } else { "self" }.into()));
+    let answer = client.get_json("/api/v1/flamegraph/diff", &diff_query)?;
+
+    let count = |side: &str| answer[format!("{side}_profiles")].as_u64().unwrap_or(0) as usize;
+    let (base_count, cand_count) = (count("baseline"), count("candidate"));
+    for (side, version, n) in [("baseline", base_version, base_count), ("candidate", cand_version, cand_count)] {
+        if n == 0 {
+            bail!(
+                "the collector at {} has no {profile_type} profiles of service {service:?} version {version:?} \
+                 in the window: nothing to compare as the {side}",
+                client.base_url()
+            );
+        }
+    }
+    let mut found: Vec<Regression> = answer["regressions"]
+        .as_array()
+        .context("the collector's diff has no `regressions` list")?
+        .iter()
+        .map(regression_from_json)
+        .collect::<Option<_>>()
+        .context("the collector's diff has a malformed regression")?;
+    found.truncate(args.top);
+
+    if let Some(path) = &args.output {
+        query.push(("format", "svg".into()));
+        let svg = client.get("/api/v1/flamegraph/diff", &query)?;
+        write_file(path, &svg)?;
+    }
+    print_regressions(stdout, &found, args.metric.into(), args.json, (base_count, cand_count))
+}
+
+/// The profile type id for `wanted`: itself when it is an id (`a:b:c:d:e`), else the one type of
+/// the service whose sample type is `wanted`.
+fn resolve_profile_type(client: &CollectorClient, service: &str, wanted: &str) -> anyhow::Result<String> {
+    if wanted.contains(':') {
+        return Ok(wanted.to_string());
+    }
+    let types = client.get_json("/api/v1/profile-types", &[])?;
+    let of_service: Vec<&serde_json::Value> = types["profile_types"]
+        .as_array()
+        .map(|list| {
+            list.iter().filter(|t| t["services"].as_array().is_some_and(|s| s.iter().any(|s| s == service))).collect()
+        })
+        .unwrap_or_default();
+    let matching: Vec<&str> =
+        of_service.iter().filter(|t| t["sample_type"] == wanted).filter_map(|t| t["id"].as_str()).collect();
+    match matching.as_slice() {
+        [one] => Ok(one.to_string()),
+        [] => {
+            let known: Vec<&str> = of_service.iter().filter_map(|t| t["id"].as_str()).collect();
+            bail!(
+                "service {service:?} has no profiles with sample type {wanted:?} at {}; it has: {}",
+                client.base_url(),
+                if known.is_empty() { "no profiles at all".to_string() } else { known.join(", ") }
+            )
+        }
+        many => bail!("sample type {wanted:?} is ambiguous for service {service:?}; give one of: {}", many.join(", ")),
+    }
+}
+
+/// A regression of the collector's diff answer (see `collector::query::flamegraph`).
+fn regression_from_json(v: &serde_json::Value) -> Option<Regression> {
+    let share = |s: &serde_json::Value| -> Option<flame::Share> {
+        Some(flame::Share {
+            baseline_pct: s["baseline_pct"].as_f64()?,
+            candidate_pct: s["candidate_pct"].as_f64()?,
+            change_pp: s["change_pp"].as_f64()?,
+            z: s["z"].as_f64()?,
+            noise_inflation: s["noise_inflation"].as_f64()?,
+            confidence: s["confidence"].as_f64()?,
+        })
+    };
+    Some(Regression {
+        function: v["function"].as_str()?.to_string(),
+        self_share: share(&v["self_share"])?,
+        total_share: share(&v["total_share"])?,
+        hottest_path: v["hottest_path"]
+            .as_array()?
+            .iter()
+            .map(|f| f.as_str().map(str::to_string))
+            .collect::<Option<_>>()?,
+        confidence: v["confidence"].as_f64()?,
+    })
 }
 
 fn to_json(r: &Regression, metric: Metric) -> serde_json::Value {
@@ -261,6 +418,14 @@ mod tests {
         let args = DiffArgs {
             baseline: vec![corpus("fast"), corpus("fast-rerun")],
             candidate: vec![corpus("slow")],
+            collector: None,
+            service: None,
+            baseline_version: None,
+            candidate_version: None,
+            tenant: None,
+            since: None,
+            from: None,
+            to: None,
             output: Some(svg_path.clone()),
             folded: None,
             sample_type: Some("cpu".into()),
@@ -273,7 +438,8 @@ mod tests {
         let mut out = Vec::new();
         diff(args, &mut out).expect("diff");
         let text = String::from_utf8(out).expect("utf-8");
-        let first = text.lines().nth(1).expect("a row");
+        assert!(text.starts_with("compared 2 baseline profile(s) with 1 candidate profile(s)\n"), "{text}");
+        let first = text.lines().nth(2).expect("a row");
         assert!(first.contains("main.sanitizeLabels"), "{text}");
         let svg = std::fs::read_to_string(svg_path).expect("svg");
         assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
@@ -284,6 +450,14 @@ mod tests {
         let args = DiffArgs {
             baseline: vec![PathBuf::from("/nonexistent/a.pb.gz")],
             candidate: vec![corpus("slow")],
+            collector: None,
+            service: None,
+            baseline_version: None,
+            candidate_version: None,
+            tenant: None,
+            since: None,
+            from: None,
+            to: None,
             output: None,
             folded: None,
             sample_type: None,

@@ -34,7 +34,7 @@ use crate::model::profile::Frame;
 use crate::model::{ProfileRow, Rows, attrs};
 use crate::signal::Signal;
 use crate::tenant::Tenant;
-use analyzer::flame::{self, Folded, Regression, RegressionOptions, Share};
+use analyzer::flame::{self, Folded, Metric, Regression, RegressionOptions, Share};
 
 /// The attribute Pyroscope pushes name the profile with.
 const NAME_LABEL: &str = "__name__";
@@ -322,12 +322,21 @@ struct FlameParams {
     from: Option<String>,
     to: Option<String>,
     format: Option<String>,
+    /// Diff only: smallest share increase worth reporting, in percentage points.
+    min_change: Option<f64>,
+    /// Diff only: smallest confidence (0..1) that a share grew.
+    confidence: Option<f64>,
+    /// Diff only: `self` or `total` share.
+    metric: Option<String>,
 }
 
 /// What a scan keeps of a matching row.
 struct Matched {
     profile_id: [u8; 16],
     value: i64,
+    /// The profile's sampling period, in the sample type's unit when [`Filter::kind`] has
+    /// `sample_unit == period_unit` (CPU time), else 0.
+    period: i64,
     /// Function names, innermost first.
     stack: Vec<String>,
 }
@@ -384,7 +393,8 @@ fn collect(
                         .collect()
                 })
                 .clone();
-            out.push(Matched { profile_id: row.profile_id, value: row.value, stack });
+            let period = if k.sample_unit == k.period_unit { row.period.max(0) } else { 0 };
+            out.push(Matched { profile_id: row.profile_id, value: row.value, period, stack });
         }
     })?;
     Ok(out)
@@ -411,6 +421,12 @@ fn fold(rows: &[Matched]) -> Folded {
 }
 
 /// One pprof profile per stored `profile_id`, with the one sample type of `kind`.
+///
+/// The significance test needs the number of sampled events behind each profile
+/// ([`analyzer::flame::detect_regressions`] reads it from a `count` sample type). Stored rows keep
+/// one sample type each, so when the values are measured in the period's unit (CPU nanoseconds
+/// sampled every 10 ms) the count is restored as `value / period`, rounded up; otherwise the
+/// analyzer falls back to the number of sample records, which is fewer and so more cautious.
 fn profiles(rows: &[Matched], kind: &TypeId) -> Vec<analyzer::pprof::Profile> {
     let mut by_id: BTreeMap<[u8; 16], Vec<&Matched>> = BTreeMap::new();
     for r in rows {
@@ -419,22 +435,33 @@ fn profiles(rows: &[Matched], kind: &TypeId) -> Vec<analyzer::pprof::Profile> {
     let value_type = |kind: &str, unit: &str| analyzer::pprof::ValueType { kind: kind.into(), unit: unit.into() };
     by_id
         .into_values()
-        .map(|rows| analyzer::pprof::Profile {
-            sample_types: vec![value_type(&kind.sample_type, &kind.sample_unit)],
-            period_type: Some(value_type(&kind.period_type, &kind.period_unit)),
-            samples: rows
-                .into_iter()
-                .map(|r| analyzer::pprof::Sample {
-                    stack: r
-                        .stack
-                        .iter()
-                        .map(|f| analyzer::pprof::Frame { function: f.clone(), ..Default::default() })
-                        .collect(),
-                    values: vec![r.value],
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
+        .map(|rows| {
+            let counted = rows.iter().all(|r| r.period > 0);
+            let mut sample_types = vec![value_type(&kind.sample_type, &kind.sample_unit)];
+            if counted {
+                sample_types.push(value_type("samples", "count"));
+            }
+            analyzer::pprof::Profile {
+                sample_types,
+                period_type: Some(value_type(&kind.period_type, &kind.period_unit)),
+                samples: rows
+                    .into_iter()
+                    .map(|r| analyzer::pprof::Sample {
+                        stack: r
+                            .stack
+                            .iter()
+                            .map(|f| analyzer::pprof::Frame { function: f.clone(), ..Default::default() })
+                            .collect(),
+                        values: if counted {
+                            vec![r.value, (r.value.max(0) + r.period - 1) / r.period]
+                        } else {
+                            vec![r.value]
+                        },
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }
         })
         .collect()
 }
@@ -467,6 +494,57 @@ fn tree(folded: &Folded) -> Value {
     }
     // The root is "total": it has no code of its own.
     root.self_value = 0;
+    root.to_json("total")
+}
+
+/// A node of the nested differential flame graph: `value`/`self` are the baseline's, and
+/// `valueRight`/`selfRight` the candidate's, as Grafana's diff flame-graph frame names them.
+#[derive(Default)]
+struct DiffNode {
+    left: (i64, i64),
+    right: (i64, i64),
+    children: BTreeMap<String, DiffNode>,
+}
+
+impl DiffNode {
+    fn add(&mut self, stack: &[String], value: i64, right: bool) {
+        let mut node = self;
+        let bump = |n: &mut DiffNode, is_self: bool| {
+            let side = if right { &mut n.right } else { &mut n.left };
+            side.0 = side.0.saturating_add(value);
+            if is_self {
+                side.1 = side.1.saturating_add(value);
+            }
+        };
+        bump(node, false);
+        for name in stack {
+            node = node.children.entry(name.clone()).or_default();
+            bump(node, false);
+        }
+        bump(node, !stack.is_empty());
+    }
+
+    fn to_json(&self, name: &str) -> Value {
+        let children: Vec<Value> = self.children.iter().map(|(n, c)| c.to_json(n)).collect();
+        json!({
+            "name": name,
+            "value": self.left.0,
+            "self": self.left.1,
+            "valueRight": self.right.0,
+            "selfRight": self.right.1,
+            "children": children,
+        })
+    }
+}
+
+fn diff_tree(baseline: &Folded, candidate: &Folded) -> Value {
+    let mut root = DiffNode::default();
+    for (stack, &value) in baseline.stacks() {
+        root.add(stack, value, false);
+    }
+    for (stack, &value) in candidate.stacks() {
+        root.add(stack, value, true);
+    }
     root.to_json("total")
 }
 
@@ -567,6 +645,7 @@ async fn flamegraph_diff(
     let candidate = parse_selector("candidate", params.candidate.as_deref())?;
     let format = format_param(params.format.as_deref(), &["json", "svg"])?;
     let kind = filter.kind.clone();
+    let options = regression_options(&params, &kind)?;
     let sides = blocking(move || collect(&state, &tenant, &filter, &[baseline, candidate])).await?;
     let (base_rows, cand_rows) = match sides.as_slice() {
         [b, c] => (b, c),
@@ -578,23 +657,60 @@ async fn flamegraph_diff(
         let title = format!("{} {}: baseline → candidate", kind.name, kind.sample_type);
         return Ok(svg_response(&lines, title, &kind.sample_unit));
     }
+    let (base_profiles, cand_profiles) = (profiles(base_rows, &kind), profiles(cand_rows, &kind));
     let regressions: Vec<Value> = if base_rows.is_empty() || cand_rows.is_empty() {
         Vec::new()
     } else {
-        let options = RegressionOptions { sample_type: Some(kind.sample_type.clone()), ..RegressionOptions::default() };
-        let (b, c) = (profiles(base_rows, &kind), profiles(cand_rows, &kind));
-        flame::detect_regressions(&b, &c, &options)
+        flame::detect_regressions(&base_profiles, &cand_profiles, &options)
             .map_err(|e| QueryError::BadRequest(e.to_string()))?
             .iter()
             .map(regression_json)
             .collect()
     };
     Ok(Json(json!({
+        "metric": match options.metric { Metric::SelfShare => "self", Metric::TotalShare => "total" },
+        "min_change_pp": options.min_change_pp,
+        "min_confidence": options.min_confidence,
         "regressions": regressions,
+        "baseline_profiles": base_profiles.len(),
+        "candidate_profiles": cand_profiles.len(),
         "baseline_total": base_folded.total(),
         "candidate_total": cand_folded.total(),
+        "flamegraph": diff_tree(&base_folded, &cand_folded),
     }))
     .into_response())
+}
+
+/// The regression thresholds of a diff request; defaults are [`RegressionOptions::default`]'s.
+fn regression_options(params: &FlameParams, kind: &TypeId) -> Result<RegressionOptions, QueryError> {
+    let mut options = RegressionOptions { sample_type: Some(kind.sample_type.clone()), ..RegressionOptions::default() };
+    if let Some(min_change) = params.min_change {
+        if !(min_change.is_finite() && min_change >= 0.0) {
+            return Err(QueryError::BadRequest(format!(
+                "parameter `min_change` must be a non-negative number of percentage points, got {min_change}"
+            )));
+        }
+        options.min_change_pp = min_change;
+    }
+    if let Some(confidence) = params.confidence {
+        if !(0.0..=1.0).contains(&confidence) {
+            return Err(QueryError::BadRequest(format!(
+                "parameter `confidence` must be between 0 and 1, got {confidence}"
+            )));
+        }
+        options.min_confidence = confidence;
+    }
+    options.metric = match params.metric.as_deref().map(str::trim) {
+        None | Some("") | Some("self") => Metric::SelfShare,
+        Some("total") => Metric::TotalShare,
+        Some(other) => {
+            return Err(QueryError::BadRequest(format!(
+                "parameter `metric` {:?} is not one of self, total",
+                other.chars().take(50).collect::<String>()
+            )));
+        }
+    };
+    Ok(options)
 }
 
 #[cfg(test)]

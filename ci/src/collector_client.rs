@@ -1,0 +1,107 @@
+//! A blocking client of a running collector's HTTP API, for the commands that take
+//! `--collector URL` (`flame diff`, `check`).
+//!
+//! Every failure says which collector and which request: an unreachable collector and an error
+//! answer are different messages, and an error answer carries the collector's own `error` text
+//! (its 400s name the bad parameter).
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// How long one request may take, connection included: a CI step must not hang on a dead host.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The HTTP API of one collector, for one tenant.
+#[derive(Debug)]
+pub struct CollectorClient {
+    agent: ureq::Agent,
+    base: String,
+    tenant: Option<String>,
+}
+
+impl CollectorClient {
+    /// A client of the collector at `url` (`http://host:port`, the `--api` address), scoped to
+    /// `tenant` (sent as `X-Scope-OrgID`) when given.
+    pub fn new(url: &str, tenant: Option<String>) -> anyhow::Result<Self> {
+        let base = url.trim().trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            bail!("--collector {url:?} must be an http:// or https:// URL, e.g. http://127.0.0.1:4040");
+        }
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(TIMEOUT)).build().into();
+        Ok(Self { agent, base, tenant })
+    }
+
+    /// The collector's base URL, as given.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET path?query`, returning the body of a 2xx answer.
+    pub fn get(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<Vec<u8>> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.agent.get(&url);
+        for (key, value) in query {
+            request = request.query(*key, value);
+        }
+        if let Some(tenant) = &self.tenant {
+            request = request.header("X-Scope-OrgID", tenant);
+        }
+        let mut response = request.call().with_context(|| format!("cannot reach the collector at {url}"))?;
+        let status = response.status();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .with_context(|| format!("cannot read the answer of {url}"))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or_else(|| text.chars().take(500).collect());
+            bail!("the collector answered {path} with {status}: {message}");
+        }
+        Ok(body)
+    }
+
+    /// `GET path?query`, parsing a 2xx answer as JSON.
+    pub fn get_json(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<serde_json::Value> {
+        let body = self.get(path, query)?;
+        serde_json::from_slice(&body).with_context(|| format!("the collector's answer to {path} is not JSON"))
+    }
+}
+
+/// A Pyroscope-style label selector `{k="v",...}` matching the given labels.
+pub fn selector(labels: &[(&str, &str)]) -> String {
+    let inner: Vec<String> =
+        labels.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_quote_values() {
+        assert_eq!(
+            selector(&[("service_name", "api"), ("service_version", "1.0 \"rc\"")]),
+            r#"{service_name="api",service_version="1.0 \"rc\""}"#
+        );
+    }
+
+    #[test]
+    fn unreachable_collector_names_the_url() {
+        // Port 1 on loopback: nothing listens there.
+        let client = CollectorClient::new("http://127.0.0.1:1/", None).expect("valid url");
+        let err = client.get("/api/v1/services", &[]).expect_err("refused");
+        assert!(
+            format!("{err:#}").contains("cannot reach the collector at http://127.0.0.1:1/api/v1/services"),
+            "{err:#}"
+        );
+        assert!(CollectorClient::new("127.0.0.1:4040", None).is_err(), "scheme required");
+    }
+}
