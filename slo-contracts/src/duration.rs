@@ -37,6 +37,11 @@ const UNITS: [(&str, u64); 9] = [
     ("w", 7 * 86_400 * 1_000_000_000),
 ];
 
+/// Nanoseconds in one `unit` (`ms`, `s`, ...), `None` for an unknown unit.
+pub(crate) fn unit_nanos(unit: &str) -> Option<u64> {
+    UNITS.iter().find(|(name, _)| *name == unit).map(|(_, scale)| *scale)
+}
+
 impl FromStr for HumanDuration {
     type Err = DurationError;
 

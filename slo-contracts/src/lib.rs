@@ -1,9 +1,36 @@
 //! The formats users write by hand, shared by every other crate: this is the leaf of the
-//! crate graph and does no I/O.
+//! crate graph and does no I/O (functions take a file name and its text and return values;
+//! the `slo-gate` binary reads the files).
 //!
-//! For now it holds the human duration syntax (`420ms`, `30s`, `14d`, `1h30m`) that both
-//! the collector's configuration and the SLO contracts use.
+//! - [`duration`]: human durations (`420ms`, `30s`, `14d`, `1h30m`), used by the collector's
+//!   configuration and by contracts.
+//! - SLO contracts (`apiVersion: slo-gate/v1`, `kind: Contract`; see `docs/contracts.md`):
+//!   [`parse`] / [`parse_many`] validate contract files and return the domain types of
+//!   [`model`] together with every problem found ([`Diagnostic`], with file, line, column
+//!   and a hint), never only the first; [`json_schema`] is the JSON Schema generated from the
+//!   wire types of [`wire`]; [`import_openslo`] converts OpenSLO v1 `SLO` documents into a
+//!   contract.
+//!
+//! Why the validator walks a YAML tree by hand instead of deserialising with serde, and how
+//! the schema is kept in step with it, is in `docs/adr/0003-contract-validation.md`.
 
+pub mod criterion;
+pub mod diagnostic;
 pub mod duration;
+mod emit;
+pub mod model;
+pub mod openslo;
+pub mod validate;
+pub mod wire;
+mod yaml;
 
+pub use criterion::{CriterionError, parse_criterion};
+pub use diagnostic::{Diagnostic, Location, Severity};
 pub use duration::{DurationError, HumanDuration};
+pub use model::{
+    Aggregation, Baseline, Bound, Contract, Criterion, GatePolicy, Indicator, MetricSelector, NoData, Objective,
+    OnViolation, Op, RatioOf, ScoreThresholds, Share, SpanSelector, Unit,
+};
+pub use openslo::import_openslo;
+pub use validate::{API_VERSION, parse, parse_many};
+pub use wire::json_schema;
