@@ -45,6 +45,11 @@ use parts::PartMeta;
 pub enum OpenError {
     #[error("data directory {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// Another process holds the data directory's lock: two writers would corrupt it.
+    #[error(
+        "data directory {path} is in use by another slo-gate process (it holds {path}/LOCK); stop it, or query it over its API"
+    )]
+    Locked { path: PathBuf },
     #[error(transparent)]
     Part(#[from] parts::PartError),
 }
@@ -105,6 +110,8 @@ pub struct Store {
     writer: SyncSender<writer::Op>,
     flusher: SyncSender<flush::Request>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// The data directory's exclusive lock, held until [`Store::close`].
+    lock: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 /// The rows of one tenant and signal visible at one moment: head chunks and part files.
@@ -127,6 +134,24 @@ pub struct SignalStats {
 
 const WRITER_QUEUE: usize = 4096;
 
+/// Takes the exclusive lock on `<data_dir>/LOCK` (an advisory `flock`, released when the process
+/// exits, however it exits), so a second collector or `slo-gate check --data-dir` on a directory
+/// in use fails instead of corrupting the WAL.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, OpenError> {
+    let path = data_dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| OpenError::Io { path: path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::Locked { path: data_dir.to_path_buf() }),
+        Err(std::fs::TryLockError::Error(source)) => Err(OpenError::Io { path, source }),
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store under `data_dir`: deletes parts of unfinished flushes,
     /// loads the parts catalog, replays the WAL into the head, and starts the log writer and
@@ -137,6 +162,7 @@ impl Store {
             move |source| OpenError::Io { path, source }
         };
         std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+        let lock = lock_data_dir(data_dir)?;
         let wal_dir = data_dir.join("wal");
         let parts_root = data_dir.join("parts");
         let wal = wal::WalDir::open(wal_dir.clone()).map_err(io(&wal_dir))?;
@@ -206,6 +232,7 @@ impl Store {
             writer: writer_tx,
             flusher: flush_tx,
             threads: std::sync::Mutex::new(vec![writer_thread, flush_thread]),
+            lock: std::sync::Mutex::new(Some(lock)),
         })
     }
 
@@ -342,6 +369,8 @@ impl Store {
         for t in threads {
             let _ = t.join();
         }
+        // Released only after the threads stopped writing.
+        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
 }
 
@@ -466,6 +495,17 @@ mod tests {
         std::fs::copy(part.path(), part.path().with_file_name(format!("{:020}.parquet", 999))).unwrap();
         let store = Store::open(dir.path(), settings(), Arc::default()).unwrap();
         assert_eq!(span_ids(&store, "a"), vec![1, 2], "no duplicate from the orphan part");
+    }
+
+    #[test]
+    fn a_data_dir_in_use_is_refused_until_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), settings(), Arc::default()).unwrap();
+        let err = Store::open(dir.path(), settings(), Arc::default()).expect_err("second writer");
+        assert!(matches!(err, OpenError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("in use by another slo-gate process"), "{err}");
+        store.close();
+        Store::open(dir.path(), settings(), Arc::default()).expect("free again after close");
     }
 
     /// Regression test: a replayed head over the flush size used to wait a whole flush
