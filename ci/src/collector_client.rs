@@ -57,14 +57,27 @@ impl CollectorClient {
             .read_to_vec()
             .with_context(|| format!("cannot read the answer of {url}"))?;
         if !status.is_success() {
-            let text = String::from_utf8_lossy(&body);
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                .unwrap_or_else(|| text.chars().take(500).collect());
-            bail!("the collector answered {path} with {status}: {message}");
+            bail!("the collector answered {path} with {status}: {}", error_message(&body));
         }
         Ok(body)
+    }
+
+    /// `POST path` with a JSON body, parsing a 2xx answer as JSON.
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.agent.post(&url).header("content-type", "application/json");
+        if let Some(tenant) = &self.tenant {
+            request = request.header("X-Scope-OrgID", tenant);
+        }
+        let mut response = request
+            .send(body.to_string().as_bytes())
+            .with_context(|| format!("cannot reach the collector at {url}"))?;
+        let status = response.status();
+        let bytes = response.body_mut().read_to_vec().with_context(|| format!("cannot read the answer of {url}"))?;
+        if !status.is_success() {
+            bail!("the collector answered {path} with {status}: {}", error_message(&bytes));
+        }
+        serde_json::from_slice(&bytes).with_context(|| format!("the collector's answer to {path} is not JSON"))
     }
 
     /// `GET path?query`, parsing a 2xx answer as JSON.
@@ -72,6 +85,14 @@ impl CollectorClient {
         let body = self.get(path, query)?;
         serde_json::from_slice(&body).with_context(|| format!("the collector's answer to {path} is not JSON"))
     }
+}
+
+/// The `error` of a JSON error answer, else the start of the body.
+fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(500).collect())
 }
 
 /// A Pyroscope-style label selector `{k="v",...}` matching the given labels.

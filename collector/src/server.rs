@@ -102,7 +102,15 @@ impl Collector {
         // OTLP/HTTP and the API
         for (listener, router) in [
             (http_listener, otlp_http::router(Arc::clone(&ingest))),
-            (api_listener, query::router(ApiState { store: Arc::clone(&store), ingest: Arc::clone(&ingest) })),
+            (
+                api_listener,
+                query::router(ApiState {
+                    store: Arc::clone(&store),
+                    ingest: Arc::clone(&ingest),
+                    data_dir: config.data_dir.clone(),
+                    runs_lock: Arc::default(),
+                }),
+            ),
         ] {
             let mut stop = shutdown.subscribe();
             tasks.push(tokio::spawn(async move {

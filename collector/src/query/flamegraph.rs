@@ -44,6 +44,7 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/profile-types", get(profile_types))
         .route("/api/v1/flamegraph", get(flamegraph))
         .route("/api/v1/flamegraph/diff", get(flamegraph_diff))
+        .route("/api/v1/gate/profiles", get(gate_profiles))
 }
 
 /// Scans the tenant's profile rows, calling `f` on each.
@@ -237,7 +238,7 @@ fn parse_selector(param: &str, text: Option<&str>) -> Result<Selector, QueryErro
 }
 
 /// Unix seconds (fractions allowed) or RFC 3339, as unix nanoseconds.
-fn parse_time(param: &str, text: Option<&str>) -> Result<Option<u64>, QueryError> {
+pub(crate) fn parse_time(param: &str, text: Option<&str>) -> Result<Option<u64>, QueryError> {
     let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else { return Ok(None) };
     let bad = || {
         QueryError::BadRequest(format!(
@@ -711,6 +712,35 @@ fn regression_options(params: &FlameParams, kind: &TypeId) -> Result<RegressionO
         }
     };
     Ok(options)
+}
+
+/// `GET /api/v1/gate/profiles?type=&selector=&from=&to=`: every stored profile of the type that
+/// matches, one per pushed or scraped profile, as the gate's CPU comparison reads them
+/// (`analyzer::flame::detect_regressions` needs the individual profiles of each side).
+async fn gate_profiles(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Query<FlameParams>,
+) -> Result<Json<Value>, QueryError> {
+    let tenant = tenant(&headers)?;
+    let filter = filter(&params)?;
+    let selector = parse_selector("selector", params.selector.as_deref())?;
+    let kind = filter.kind.clone();
+    let rows = blocking(move || collect(&state, &tenant, &filter, &[selector])).await?;
+    let rows = rows.into_iter().next().unwrap_or_default();
+    let list: Vec<Value> = profiles(&rows, &kind)
+        .iter()
+        .map(|p| {
+            json!({
+                "sample_types": p.sample_types.iter().map(|t| json!({ "type": t.kind, "unit": t.unit })).collect::<Vec<_>>(),
+                "samples": p.samples.iter().map(|s| json!({
+                    "stack": s.stack.iter().map(|f| f.function.as_str()).collect::<Vec<_>>(),
+                    "values": s.values,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "type": params.profile_type, "profiles": list })))
 }
 
 #[cfg(test)]

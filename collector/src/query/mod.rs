@@ -4,6 +4,7 @@
 //! push to the same port its API is served on.
 
 pub mod flamegraph;
+pub mod gate;
 pub mod native;
 
 use std::sync::Arc;
@@ -25,6 +26,10 @@ pub struct ApiState {
     pub store: Arc<Store>,
     /// The ingest path, for the push endpoints served on the API listener.
     pub ingest: Arc<Ingest>,
+    /// The data directory, where the gate's run history is kept.
+    pub data_dir: std::path::PathBuf,
+    /// Serialises appends to the run history.
+    pub runs_lock: Arc<std::sync::Mutex<()>>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -35,6 +40,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(|| async { "ready\n" }))
         .merge(native::router())
         .merge(flamegraph::router())
+        .merge(gate::router())
         .fallback(|uri: http::Uri| async move { (StatusCode::NOT_FOUND, format!("no endpoint at {}\n", uri.path())) })
         .with_state(state)
         .merge(pprof_push::router(ingest))

@@ -1,0 +1,411 @@
+//! What `slo-gate check` reads from a collector, and the history of its verdicts:
+//! `GET /api/v1/gate/spans`, `GET /api/v1/gate/metrics`, and `GET`/`POST /api/v1/gate/runs`
+//! (the profiles it compares come from `/api/v1/gate/profiles`, in [`super::flamegraph`]).
+//!
+//! Design: the gate's statistics need every span of a build (rank tests, percentiles with
+//! intervals, attribute correlation), not pre-aggregated series, so `spans` answers one compact
+//! record per SERVER span of one service version: start time, duration in seconds, name, route,
+//! whether it is an error (status `ERROR` or `http.response.status_code` >= 500, decided here
+//! once), and its resource and span attributes flattened to text. `runs` keeps one JSON line per
+//! gate run in `<data-dir>/gate/<tenant>/runs.jsonl`, appended and fsynced, so `last_passing`
+//! baselines and `consecutive_failures` survive restarts of both the collector and CI.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::routing::get;
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::flamegraph::parse_time;
+use super::{ApiState, blocking, tenant};
+use crate::error::QueryError;
+use crate::model::{ResourceColumns, Rows, attrs};
+use crate::signal::Signal;
+use crate::tenant::Tenant;
+
+/// OTLP `SpanKind::SPAN_KIND_SERVER`.
+const SPAN_KIND_SERVER: i32 = 2;
+/// OTLP `Status.code` `STATUS_CODE_ERROR`.
+const STATUS_CODE_ERROR: i32 = 2;
+/// Most spans one `spans` answer carries unless `limit` says otherwise.
+const DEFAULT_SPAN_LIMIT: usize = 500_000;
+/// Most runs one `runs` answer carries.
+const RUNS_LIMIT: usize = 200;
+
+pub fn router() -> Router<ApiState> {
+    Router::new()
+        .route("/api/v1/gate/spans", get(spans))
+        .route("/api/v1/gate/metrics", get(metrics))
+        .route("/api/v1/gate/runs", get(list_runs).post(record_run))
+}
+
+/// Which rows of one build a gate query reads.
+#[derive(Debug, Deserialize)]
+struct BuildParams {
+    service: Option<String>,
+    version: Option<String>,
+    environment: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    /// Metrics only: the metric name.
+    name: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The parsed [`BuildParams`].
+#[derive(Debug, Clone)]
+struct Build {
+    service: String,
+    version: String,
+    environment: Option<String>,
+    from: Option<u64>,
+    to: Option<u64>,
+}
+
+impl Build {
+    fn parse(params: &BuildParams) -> Result<Build, QueryError> {
+        let required = |name: &str, value: &Option<String>| {
+            value
+                .as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| QueryError::BadRequest(format!("parameter `{name}` is required")))
+        };
+        let from = parse_time("from", params.from.as_deref())?;
+        let to = parse_time("to", params.to.as_deref())?;
+        if let (Some(f), Some(t)) = (from, to)
+            && f > t
+        {
+            return Err(QueryError::BadRequest("parameter `from` is after `to`".into()));
+        }
+        Ok(Build {
+            service: required("service", &params.service)?,
+            version: required("version", &params.version)?,
+            environment: params.environment.as_deref().map(str::trim).filter(|e| !e.is_empty()).map(str::to_string),
+            from,
+            to,
+        })
+    }
+
+    fn matches(&self, resource: &ResourceColumns, time_unix_nano: u64) -> bool {
+        resource.service_name.as_deref() == Some(self.service.as_str())
+            && resource.service_version.as_deref() == Some(self.version.as_str())
+            && self.environment.as_deref().is_none_or(|e| resource.deployment_environment.as_deref() == Some(e))
+            && self.from.is_none_or(|f| time_unix_nano >= f)
+            && self.to.is_none_or(|t| time_unix_nano <= t)
+    }
+}
+
+/// Attributes as `key → text`: strings as they are, other scalars printed, arrays and maps as
+/// JSON. `resource` first, so a span attribute of the same name wins.
+fn flatten(
+    resource: &str,
+    span: &str,
+    cache: &mut BTreeMap<String, Vec<(String, String)>>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for text in [resource, span] {
+        let pairs = cache.entry(text.to_string()).or_insert_with(|| {
+            let Value::Object(map) = attrs::plain_text(text) else { return Vec::new() };
+            map.into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (k, v)
+                })
+                .collect()
+        });
+        out.extend(pairs.iter().cloned());
+    }
+    out
+}
+
+async fn spans(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Query<BuildParams>,
+) -> Result<Json<Value>, QueryError> {
+    let tenant = tenant(&headers)?;
+    let build = Build::parse(&params)?;
+    let limit = params.limit.unwrap_or(DEFAULT_SPAN_LIMIT);
+    let (mut records, routes) = blocking(move || {
+        let snapshot = state.store.snapshot(&tenant, Signal::Traces);
+        let mut records: Vec<(u64, Value)> = Vec::new();
+        let mut routes: BTreeMap<String, u64> = BTreeMap::new();
+        let mut cache = BTreeMap::new();
+        state
+            .store
+            .scan(&snapshot, |rows| {
+                let Rows::Spans(spans) = rows else { return };
+                for s in spans.iter().filter(|s| s.kind == SPAN_KIND_SERVER) {
+                    if !build.matches(&s.resource, s.start_unix_nano) {
+                        continue;
+                    }
+                    if let Some(route) = &s.http_route {
+                        *routes.entry(route.clone()).or_default() += 1;
+                    }
+                    let error = s.status_code == STATUS_CODE_ERROR || s.http_status_code.is_some_and(|c| c >= 500);
+                    records.push((
+                        s.start_unix_nano,
+                        json!({
+                            "time_unix_nano": s.start_unix_nano,
+                            "duration_seconds": s.duration_nano() as f64 / 1e9,
+                            "name": s.name,
+                            "route": s.http_route,
+                            "error": error,
+                            "attributes": flatten(&s.resource.attributes, &s.attributes, &mut cache),
+                        }),
+                    ));
+                }
+            })
+            .map_err(|e| QueryError::Storage(e.to_string()))?;
+        Ok((records, routes))
+    })
+    .await?;
+    records.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.to_string().cmp(&b.1.to_string())));
+    let total = records.len();
+    records.truncate(limit);
+    Ok(Json(json!({
+        "spans": records.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        "total": total,
+        "truncated": total > limit,
+        "routes": routes,
+    })))
+}
+
+async fn metrics(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Query<BuildParams>,
+) -> Result<Json<Value>, QueryError> {
+    let tenant = tenant(&headers)?;
+    let build = Build::parse(&params)?;
+    let name = params.name.clone().filter(|n| !n.is_empty());
+    let limit = params.limit.unwrap_or(DEFAULT_SPAN_LIMIT);
+    let mut samples = blocking(move || {
+        let snapshot = state.store.snapshot(&tenant, Signal::Metrics);
+        let mut out: Vec<(u64, Value)> = Vec::new();
+        state
+            .store
+            .scan(&snapshot, |rows| {
+                let Rows::Metrics(points) = rows else { return };
+                for p in points {
+                    if !build.matches(&p.resource, p.time_unix_nano)
+                        || name.as_deref().is_some_and(|n| n != &*p.metric.name)
+                    {
+                        continue;
+                    }
+                    out.push((
+                        p.time_unix_nano,
+                        json!({
+                            "name": &*p.metric.name,
+                            "kind": p.kind.as_str(),
+                            "temporality": p.temporality,
+                            "is_monotonic": p.is_monotonic,
+                            "start_time_unix_nano": p.start_unix_nano,
+                            "time_unix_nano": p.time_unix_nano,
+                            "labels": attrs::plain_text(&p.attributes),
+                            "value": p.value_int.map(|i| i as f64).or(p.value),
+                            "count": p.count,
+                            "sum": p.sum,
+                            "detail": if p.detail.is_empty() { Value::Null } else { serde_json::from_str(&p.detail).unwrap_or(Value::Null) },
+                        }),
+                    ));
+                }
+            })
+            .map_err(|e| QueryError::Storage(e.to_string()))?;
+        Ok(out)
+    })
+    .await?;
+    samples.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.to_string().cmp(&b.1.to_string())));
+    let total = samples.len();
+    samples.truncate(limit);
+    Ok(Json(json!({
+        "samples": samples.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        "total": total,
+        "truncated": total > limit,
+    })))
+}
+
+/// One gate run, as `slo-gate check` records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Run {
+    pub service: String,
+    #[serde(default)]
+    pub environment: Option<String>,
+    pub version: String,
+    pub time_unix_nano: u64,
+    /// `pass`, `warn`, `fail` or `inconclusive`: this build's outcome.
+    pub verdict: String,
+    /// Whether the release was blocked.
+    #[serde(default)]
+    pub blocked: bool,
+    /// Per objective: name and verdict.
+    #[serde(default)]
+    pub objectives: Vec<RunObjective>,
+}
+
+/// One objective's verdict in a [`Run`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunObjective {
+    pub name: String,
+    pub verdict: String,
+}
+
+const VERDICTS: [&str; 4] = ["pass", "warn", "fail", "inconclusive"];
+
+impl Run {
+    fn validate(&self) -> Result<(), QueryError> {
+        let bad = |what: String| Err(QueryError::BadRequest(what));
+        if self.service.trim().is_empty() || self.version.trim().is_empty() {
+            return bad("a run needs a non-empty `service` and `version`".into());
+        }
+        for verdict in std::iter::once(&self.verdict).chain(self.objectives.iter().map(|o| &o.verdict)) {
+            if !VERDICTS.contains(&verdict.as_str()) {
+                return bad(format!("verdict {verdict:?} is not one of {}", VERDICTS.join(", ")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn runs_file(data_dir: &Path, tenant: &Tenant) -> PathBuf {
+    data_dir.join("gate").join(tenant.as_str()).join("runs.jsonl")
+}
+
+/// Every run of `tenant` for `service` (and `environment`, when given), newest first.
+fn read_runs(path: &Path, service: &str, environment: Option<&str>) -> Result<Vec<Run>, QueryError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(QueryError::Storage(format!("cannot read {}: {e}", path.display()))),
+    };
+    let mut runs: Vec<Run> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        // A torn last line (a crash mid-append) is skipped, not fatal.
+        .filter_map(|l| serde_json::from_str::<Run>(l).ok())
+        .filter(|r| r.service == service && environment.is_none_or(|e| r.environment.as_deref() == Some(e)))
+        .collect();
+    runs.sort_by_key(|r| std::cmp::Reverse(r.time_unix_nano));
+    runs.truncate(RUNS_LIMIT);
+    Ok(runs)
+}
+
+#[derive(Debug, Deserialize)]
+struct RunsParams {
+    service: Option<String>,
+    environment: Option<String>,
+}
+
+async fn list_runs(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Query<RunsParams>,
+) -> Result<Json<Value>, QueryError> {
+    let tenant = tenant(&headers)?;
+    let service = params
+        .service
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| QueryError::BadRequest("parameter `service` is required".into()))?;
+    let environment = params.environment.filter(|e| !e.trim().is_empty());
+    let path = runs_file(&state.data_dir, &tenant);
+    let runs = blocking(move || read_runs(&path, &service, environment.as_deref())).await?;
+    Ok(Json(json!({ "runs": runs })))
+}
+
+async fn record_run(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, QueryError> {
+    let tenant = tenant(&headers)?;
+    let run: Run = serde_json::from_slice(&body)
+        .map_err(|e| QueryError::BadRequest(format!("the body is not a gate run: {e}")))?;
+    run.validate()?;
+    let path = runs_file(&state.data_dir, &tenant);
+    let lock = std::sync::Arc::clone(&state.runs_lock);
+    blocking(move || {
+        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let storage =
+            |e: std::io::Error| QueryError::Storage(format!("cannot record the run in {}: {e}", path.display()));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(storage)?;
+        }
+        let mut line = serde_json::to_string(&run).map_err(|e| QueryError::Storage(e.to_string()))?;
+        line.push('\n');
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(storage)?;
+        file.write_all(line.as_bytes()).map_err(storage)?;
+        file.sync_data().map_err(storage)?;
+        Ok(())
+    })
+    .await?;
+    Ok(Json(json!({ "recorded": true })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_filtered_and_newest_first_and_torn_lines_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.jsonl");
+        let run = |service: &str, env: Option<&str>, t: u64, verdict: &str| {
+            serde_json::to_string(&Run {
+                service: service.into(),
+                environment: env.map(str::to_string),
+                version: format!("v{t}"),
+                time_unix_nano: t,
+                verdict: verdict.into(),
+                blocked: false,
+                objectives: vec![],
+            })
+            .unwrap()
+        };
+        let text = [
+            run("a", None, 1, "pass"),
+            run("a", Some("prod"), 3, "fail"),
+            run("b", None, 2, "pass"),
+            run("a", None, 5, "warn"),
+        ]
+        .join("\n")
+            + "\n{\"service\":\"a\",\"vers";
+        std::fs::write(&path, text).unwrap();
+        let got = read_runs(&path, "a", None).unwrap();
+        assert_eq!(got.iter().map(|r| r.time_unix_nano).collect::<Vec<_>>(), vec![5, 3, 1]);
+        let prod = read_runs(&path, "a", Some("prod")).unwrap();
+        assert_eq!(prod.len(), 1);
+        assert!(read_runs(&dir.path().join("none.jsonl"), "a", None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn runs_are_validated() {
+        let mut run = Run {
+            service: "a".into(),
+            environment: None,
+            version: "1".into(),
+            time_unix_nano: 1,
+            verdict: "maybe".into(),
+            blocked: false,
+            objectives: vec![],
+        };
+        assert!(run.validate().unwrap_err().to_string().contains("\"maybe\""));
+        run.verdict = "pass".into();
+        run.objectives.push(RunObjective { name: "x".into(), verdict: "nope".into() });
+        assert!(run.validate().is_err());
+        run.objectives[0].verdict = "fail".into();
+        assert!(run.validate().is_ok());
+    }
+}
