@@ -5,4 +5,5 @@
 pub mod compare;
 pub mod correlate;
 pub mod flame;
+pub mod gate;
 pub mod pprof;

@@ -1,0 +1,114 @@
+//! `cpu_regression`: the flame-graph regression test of [`crate::flame::detect_regressions`]
+//! (ADR 0002) between the baseline's and the candidate's CPU profiles. Any function found
+//! makes the objective take its `on_violation` verdict; the findings name the top three with
+//! their shares before and after, the change, the confidence and the hottest call path.
+
+use slo_contracts::{Indicator, Objective, OnViolation, Share};
+
+use super::display::ValueUnit;
+use super::input::GateInput;
+use super::objective::ObjectiveResult;
+use crate::compare::Verdict;
+use crate::compare::format::trim_number;
+use crate::flame::{Metric, RegressionOptions, detect_regressions};
+use crate::pprof::Profile;
+use crate::pprof::profile_name;
+
+/// Regressions named in the findings.
+const TOP: usize = 3;
+
+/// Evaluates a `cpu_regression` objective.
+pub(crate) fn evaluate(objective: &Objective, input: &GateInput<'_>) -> ObjectiveResult {
+    let Indicator::CpuRegression { profile_type, min_change_pp, confidence, share } = &objective.indicator else {
+        unreachable!("cpu::evaluate is only called for cpu_regression");
+    };
+    let metric = match share {
+        Share::Flat => Metric::SelfShare,
+        Share::Cumulative => Metric::TotalShare,
+    };
+    let share_word = if metric == Metric::SelfShare { "self" } else { "total" };
+    let subject = format!("{share_word} CPU share growth ({profile_type})");
+    let mut result = ObjectiveResult::new(objective, subject, ValueUnit::PercentagePoints, "profiles");
+    // `name:sample_type:unit:period_type:period_unit`: profiles of that name with that sample type.
+    let mut parts = profile_type.split(':');
+    let (name, sample_type) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let matching = |profiles: &[Profile]| -> Vec<Profile> {
+        profiles
+            .iter()
+            .filter(|p| profile_name(p) == name && p.sample_types.iter().any(|t| t.kind == sample_type))
+            .cloned()
+            .collect()
+    };
+    let candidate = matching(&input.candidate.cpu_profiles);
+    let baseline = input.baseline.map(|b| matching(&b.cpu_profiles));
+    result.samples.candidate = candidate.len() as u64;
+    result.samples.baseline = baseline.as_ref().map(|b| b.len() as u64);
+    let baseline = match baseline {
+        _ if candidate.is_empty() => {
+            result.inconclusive(format!("the candidate has no {profile_type} profile"));
+            return result;
+        }
+        None => {
+            result.inconclusive("there is no baseline data to compare the CPU profiles with".into());
+            return result;
+        }
+        Some(b) if b.is_empty() => {
+            result.inconclusive(format!("the baseline has no {profile_type} profile"));
+            return result;
+        }
+        Some(b) => b,
+    };
+    let options = RegressionOptions {
+        sample_type: Some(sample_type.to_string()),
+        min_change_pp: *min_change_pp,
+        min_confidence: *confidence,
+        metric,
+        ..RegressionOptions::default()
+    };
+    let regressions = match detect_regressions(&baseline, &candidate, &options) {
+        Ok(r) => r,
+        Err(e) => {
+            result.inconclusive(format!("the CPU profiles cannot be compared: {e}"));
+            return result;
+        }
+    };
+    result.value = Some(regressions.first().map_or(0.0, |r| r.share(metric).change_pp));
+    if regressions.is_empty() {
+        result.verdict = Verdict::Pass;
+        result.findings.push(format!(
+            "no function's {share_word} share grew by {} pp or more at {}% confidence ({} vs {} profiles)",
+            trim_number(*min_change_pp),
+            trim_number(confidence * 100.0),
+            candidate.len(),
+            baseline.len()
+        ));
+    } else {
+        result.verdict = match objective.on_violation {
+            OnViolation::Fail => Verdict::Fail,
+            OnViolation::Warn => Verdict::Warn,
+        };
+        result.findings.push(format!(
+            "{} function{} got slower: {share_word} share grew by at least {} pp at {}% confidence ({} vs {} profiles)",
+            regressions.len(),
+            if regressions.len() == 1 { "" } else { "s" },
+            trim_number(*min_change_pp),
+            trim_number(confidence * 100.0),
+            candidate.len(),
+            baseline.len()
+        ));
+        for r in regressions.iter().take(TOP) {
+            let s = r.share(metric);
+            result.findings.push(format!(
+                "{} {share_word} share {:.1}% -> {:.1}% ({:+.1} pp, confidence {}), hottest path {}",
+                r.function,
+                s.baseline_pct,
+                s.candidate_pct,
+                s.change_pp,
+                crate::compare::format::share(r.confidence),
+                r.hottest_path.join(" > ")
+            ));
+        }
+    }
+    result.cpu_regressions = regressions;
+    result
+}
