@@ -4,6 +4,8 @@
 pub mod collector_client;
 pub mod commands;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 /// slo-gate: an observability pipeline that blocks releases which would breach their SLO.
@@ -21,13 +23,23 @@ pub enum Command {
     /// Flame graphs and function-level regressions from pprof files.
     #[command(subcommand)]
     Flame(commands::flame::FlameCommand),
+    /// The release gate: evaluate a service's SLO contract on a candidate build; exit code 0
+    /// pass, 1 release blocked, 2 error.
+    Check(Box<commands::check::CheckArgs>),
+    /// SLO contracts: validate them, print their JSON Schema, import OpenSLO.
+    #[command(subcommand)]
+    Contracts(commands::contracts::ContractsCommand),
 }
 
-/// Parses the command line and runs the subcommand; the exit code is the caller's to map.
-pub fn run() -> anyhow::Result<()> {
+/// Parses the command line and runs the subcommand: `Ok` with its exit code (0, or 1 for a
+/// blocked release), `Err` for an error (the caller exits with 2).
+pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    let success = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
-        Command::Serve(args) => commands::serve::run(args),
-        Command::Flame(command) => commands::flame::run(command),
+        Command::Serve(args) => success(commands::serve::run(args)),
+        Command::Flame(command) => success(commands::flame::run(command)),
+        Command::Check(args) => commands::check::run(*args),
+        Command::Contracts(command) => success(commands::contracts::run(command)),
     }
 }

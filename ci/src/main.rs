@@ -1,5 +1,4 @@
-//! The `slo-gate` binary. Exit codes: 0 success, 2 error (as `slo-gate check` will use: 1 is
-//! reserved for a failed gate).
+//! The `slo-gate` binary. Exit codes: 0 success, 1 release blocked (`slo-gate check`), 2 error.
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -10,7 +9,7 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match ci::run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("slo-gate: error: {err:#}");
             std::process::ExitCode::from(2)

@@ -1,4 +1,6 @@
 //! One module per subcommand.
 
+pub mod check;
+pub mod contracts;
 pub mod flame;
 pub mod serve;

@@ -1,0 +1,528 @@
+//! `slo-gate check`: the release gate. Reads the service's contract, loads the candidate's and
+//! the baseline's data from a collector's API (or from a data directory, through an in-process
+//! collector on loopback), evaluates with `analyzer::gate`, prints the report, writes the JSON,
+//! JUnit, Markdown and artifact files, records the run in the collector's history, and exits
+//! 0 (pass), 1 (release blocked) or 2 (error: bad contract, unreachable collector, no such
+//! service).
+//!
+//! Design: one data path. `--data-dir` does not read Parquet parts itself; it opens the store
+//! with the collector's own code (taking the data directory's lock, so it refuses a directory a
+//! running collector owns) and talks to it over the same HTTP API as `--collector`, so the two
+//! sources cannot disagree.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use analyzer::compare::Verdict;
+use analyzer::gate::{self, GateInput, GateReport, MetricSample, MetricValue, PastRun, SideData, SpanRecord};
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::{Value, json};
+use slo_contracts::{Contract, HumanDuration, Indicator};
+
+use crate::collector_client::{CollectorClient, selector};
+
+/// Flags of `slo-gate check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Contract files or folders (*.yaml, *.yml).
+    #[arg(long, required = true, num_args = 1..)]
+    pub contracts: Vec<PathBuf>,
+    /// The service to gate (`service.name`); its contract must be among --contracts.
+    #[arg(long)]
+    pub service: String,
+    /// The candidate build (`service.version`).
+    #[arg(long)]
+    pub candidate: String,
+    /// The baseline: a version, or `last-passing`; overrides the contract's `gate.baseline`.
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// The environment (`deployment.environment.name`); selects the contract and the data.
+    #[arg(long)]
+    pub environment: Option<String>,
+    /// Only data from the last DURATION (e.g. 30m).
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub since: Option<HumanDuration>,
+    /// Start of the window, unix seconds.
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// End of the window, unix seconds.
+    #[arg(long)]
+    pub to: Option<u64>,
+    /// Read from a running collector's API (its --api URL, e.g. http://127.0.0.1:4040).
+    #[arg(long, conflicts_with = "data_dir", required_unless_present = "data_dir")]
+    pub collector: Option<String>,
+    /// Read a collector's data directory directly (no collector may be running on it).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Tenant (X-Scope-OrgID).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the report as JUnit XML (one test case per objective) to this file.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Write the report as Markdown to this file (it is also appended to $GITHUB_STEP_SUMMARY
+    /// when that is set).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Write artifacts here: the differential flame graph, the slow-span correlation, the report.
+    #[arg(long)]
+    pub artifacts: Option<PathBuf>,
+    /// Do not record this run in the history (`last_passing`, `consecutive_failures`).
+    #[arg(long)]
+    pub no_record: bool,
+}
+
+/// Runs `slo-gate check`; `Ok` carries the exit code (0 pass, 1 blocked).
+pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let stderr = &mut std::io::stderr().lock();
+    let contracts = super::contracts::load(&args.contracts, stderr)?;
+    let contract = pick_contract(&contracts, &args.service, args.environment.as_deref())?;
+    let outcome = match (&args.collector, &args.data_dir) {
+        (Some(url), _) => {
+            let client = CollectorClient::new(url, args.tenant.clone())?;
+            gate_with(&client, &contract, &args)?
+        }
+        (None, Some(dir)) => with_local_collector(dir, |url| {
+            let client = CollectorClient::new(url, args.tenant.clone())?;
+            gate_with(&client, &contract, &args)
+        })?,
+        (None, None) => bail!("give --collector URL or --data-dir DIR"),
+    };
+    Ok(if outcome.blocked { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn pick_contract(contracts: &[Contract], service: &str, environment: Option<&str>) -> anyhow::Result<Contract> {
+    let of_service: Vec<&Contract> = contracts.iter().filter(|c| c.service == service).collect();
+    let exact = of_service.iter().find(|c| c.environment.as_deref() == environment);
+    let any_env = of_service.iter().find(|c| c.environment.is_none());
+    match exact.or(any_env) {
+        Some(c) => Ok((*c).clone()),
+        None if of_service.is_empty() => {
+            let known: Vec<&str> = contracts.iter().map(|c| c.service.as_str()).collect();
+            bail!("no contract for service {service:?} among the contracts given (they are for: {})", known.join(", "))
+        }
+        None => bail!(
+            "the contracts of service {service:?} are for environments {}, not {}",
+            of_service
+                .iter()
+                .map(|c| format!("{:?}", c.environment.as_deref().unwrap_or("any")))
+                .collect::<Vec<_>>()
+                .join(", "),
+            environment.map(|e| format!("{e:?}")).unwrap_or_else(|| "an unnamed one (give --environment)".into())
+        ),
+    }
+}
+
+/// Opens `dir` with an in-process collector on loopback ports, runs `f` with its API URL, and
+/// stops it.
+fn with_local_collector<T>(dir: &std::path::Path, f: impl FnOnce(&str) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = collector::config::Config {
+        data_dir: dir.to_path_buf(),
+        otlp_grpc: loopback,
+        otlp_http: loopback,
+        api: loopback,
+        ..Default::default()
+    };
+    let running = runtime
+        .block_on(collector::Collector::start(config))
+        .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
+    let url = format!("http://{}", running.api);
+    let result = f(&url);
+    runtime.block_on(running.stop(Duration::from_secs(5)));
+    result
+}
+
+/// What the command reports back to [`run`].
+struct Outcome {
+    blocked: bool,
+}
+
+fn gate_with(client: &CollectorClient, contract: &Contract, args: &CheckArgs) -> anyhow::Result<Outcome> {
+    let history = history(client, contract)?;
+    let explicit = args.baseline.as_deref().filter(|b| *b != "last-passing");
+    let mut policy = contract.gate.clone();
+    if args.baseline.as_deref() == Some("last-passing") {
+        policy.baseline = Some(slo_contracts::Baseline::LastPassing);
+    }
+    let baseline_versions = gate::baseline_versions(&policy, &history, explicit, &args.candidate)?;
+
+    let window = window(args)?;
+    let candidate = load_side(client, contract, std::slice::from_ref(&args.candidate), window)?;
+    if candidate.spans.is_empty() && candidate.metrics.is_empty() && candidate.cpu_profiles.is_empty() {
+        ensure_service_exists(client, &contract.service)?;
+    }
+    let baseline = if baseline_versions.is_empty() {
+        None
+    } else {
+        Some(load_side(client, contract, &baseline_versions, window)?)
+    };
+    let report =
+        gate::evaluate(&GateInput { contract, candidate: &candidate, baseline: baseline.as_ref(), history: &history });
+
+    let stdout = &mut std::io::stdout().lock();
+    stdout.write_all(gate::report::text(&report).as_bytes())?;
+    write_outputs(&report, args)?;
+    if let Some(dir) = &args.artifacts {
+        write_artifacts(client, contract, &report, dir, args)?;
+    }
+    if !args.no_record {
+        record(client, contract, &report, &args.candidate)?;
+    }
+    Ok(Outcome { blocked: report.blocked })
+}
+
+/// The evaluation window in unix nanoseconds; `None` ends mean "all data of the version".
+fn window(args: &CheckArgs) -> anyhow::Result<(Option<u64>, Option<u64>)> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).context("system clock before 1970")?;
+    let secs = |s: u64| s.saturating_mul(1_000_000_000);
+    Ok(match (args.since, args.from, args.to) {
+        (Some(since), _, _) => (Some(now.saturating_sub(since.0).as_nanos() as u64), None),
+        (None, from, to) => {
+            if let (Some(f), Some(t)) = (from, to)
+                && f > t
+            {
+                bail!("--from {f} is after --to {t}");
+            }
+            (from.map(secs), to.map(secs))
+        }
+    })
+}
+
+fn time_params(window: (Option<u64>, Option<u64>)) -> Vec<(&'static str, String)> {
+    // The API takes unix seconds (or RFC 3339); nanosecond precision is not needed here.
+    let mut out = Vec::new();
+    if let Some(f) = window.0 {
+        out.push(("from", (f / 1_000_000_000).to_string()));
+    }
+    if let Some(t) = window.1 {
+        out.push(("to", t.div_ceil(1_000_000_000).to_string()));
+    }
+    out
+}
+
+/// Loads the data of `versions` (aggregated) that the contract's objectives read.
+fn load_side(
+    client: &CollectorClient,
+    contract: &Contract,
+    versions: &[String],
+    window: (Option<u64>, Option<u64>),
+) -> anyhow::Result<SideData> {
+    let mut side = SideData { versions: versions.to_vec(), ..Default::default() };
+    let needs = |f: fn(&Indicator) -> bool| contract.objectives.iter().any(|o| f(&o.indicator));
+    let span_objectives =
+        needs(|i| matches!(i, Indicator::Latency { .. } | Indicator::ErrorRate { .. } | Indicator::Throughput { .. }));
+    let metric_names: Vec<String> = {
+        let mut names: Vec<String> = contract
+            .objectives
+            .iter()
+            .flat_map(|o| match &o.indicator {
+                Indicator::Metric { name, .. } => vec![name.clone()],
+                Indicator::MetricRatio { numerator, total, .. } => vec![numerator.name.clone(), total.name.clone()],
+                _ => Vec::new(),
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let cpu_types: Vec<String> = contract
+        .objectives
+        .iter()
+        .filter_map(|o| match &o.indicator {
+            Indicator::CpuRegression { profile_type, .. } => Some(profile_type.clone()),
+            _ => None,
+        })
+        .collect();
+
+    for version in versions {
+        let mut query = vec![("service", contract.service.clone()), ("version", version.clone())];
+        if let Some(env) = &contract.environment {
+            query.push(("environment", env.clone()));
+        }
+        query.extend(time_params(window));
+        if span_objectives {
+            let answer = client.get_json("/api/v1/gate/spans", &query)?;
+            if answer["truncated"].as_bool() == Some(true) {
+                tracing::warn!(version, total = %answer["total"], "more spans than one answer carries; the gate reads the first ones");
+            }
+            for s in answer["spans"].as_array().context("the collector's span answer has no `spans`")? {
+                side.spans.push(span_record(s).context("the collector's span answer has a malformed span")?);
+            }
+        }
+        for name in &metric_names {
+            let mut q = query.clone();
+            q.push(("name", name.clone()));
+            let answer = client.get_json("/api/v1/gate/metrics", &q)?;
+            for m in answer["samples"].as_array().context("the collector's metric answer has no `samples`")? {
+                if let Some(sample) = metric_sample(m) {
+                    side.metrics.push(sample);
+                }
+            }
+        }
+        for profile_type in &cpu_types {
+            let mut q = vec![
+                ("type", profile_type.clone()),
+                ("selector", selector(&[("service_name", &contract.service), ("service_version", version)])),
+            ];
+            q.extend(time_params(window));
+            let answer = client.get_json("/api/v1/gate/profiles", &q)?;
+            for p in answer["profiles"].as_array().context("the collector's profile answer has no `profiles`")? {
+                side.cpu_profiles.push(profile(p).context("the collector's profile answer has a malformed profile")?);
+            }
+        }
+    }
+    let times = side.spans.iter().map(|s| s.time_unix_nano).chain(side.metrics.iter().map(|m| m.time_unix_nano));
+    let (lo, hi) = times.fold((u64::MAX, 0), |(lo, hi), t| (lo.min(t), hi.max(t)));
+    side.window = (window.0.unwrap_or(if lo == u64::MAX { 0 } else { lo }), window.1.unwrap_or(hi));
+    if window.1.is_none() && window.0.is_some() {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(hi);
+        side.window.1 = now;
+    }
+    Ok(side)
+}
+
+fn span_record(v: &Value) -> Option<SpanRecord> {
+    Some(SpanRecord {
+        time_unix_nano: v["time_unix_nano"].as_u64()?,
+        duration_seconds: v["duration_seconds"].as_f64()?,
+        name: v["name"].as_str()?.to_string(),
+        route: v["route"].as_str().map(str::to_string),
+        error: v["error"].as_bool()?,
+        attributes: v["attributes"]
+            .as_object()?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .collect(),
+    })
+}
+
+/// A stored metric point as the gate reads it; kinds the gate does not aggregate (summaries,
+/// exponential histograms) are skipped.
+fn metric_sample(v: &Value) -> Option<MetricSample> {
+    let labels = v["labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let cumulative = v["temporality"].as_i64() == Some(2);
+    let value = match v["kind"].as_str()? {
+        "gauge" => MetricValue::Gauge(v["value"].as_f64()?),
+        "sum" if cumulative => {
+            MetricValue::Counter { value: v["value"].as_f64()?, monotonic: v["is_monotonic"].as_bool()? }
+        }
+        // A delta sum per interval reads like a gauge of per-interval increases.
+        "sum" => MetricValue::Gauge(v["value"].as_f64()?),
+        "histogram" => {
+            let detail = &v["detail"];
+            let bounds: Vec<f64> = detail["explicitBounds"].as_array()?.iter().filter_map(Value::as_f64).collect();
+            let counts: Vec<u64> = detail["bucketCounts"]
+                .as_array()?
+                .iter()
+                .filter_map(|c| c.as_u64().or_else(|| c.as_str().and_then(|s| s.parse().ok())))
+                .collect();
+            MetricValue::Histogram {
+                bounds,
+                counts,
+                count: v["count"].as_u64().unwrap_or(0),
+                sum: v["sum"].as_f64().unwrap_or(0.0),
+                cumulative,
+            }
+        }
+        _ => return None,
+    };
+    Some(MetricSample {
+        name: v["name"].as_str()?.to_string(),
+        labels,
+        time_unix_nano: v["time_unix_nano"].as_u64()?,
+        value,
+    })
+}
+
+fn profile(v: &Value) -> Option<analyzer::pprof::Profile> {
+    use analyzer::pprof::{Frame, Profile, Sample, ValueType};
+    Some(Profile {
+        sample_types: v["sample_types"]
+            .as_array()?
+            .iter()
+            .map(|t| Some(ValueType { kind: t["type"].as_str()?.to_string(), unit: t["unit"].as_str()?.to_string() }))
+            .collect::<Option<_>>()?,
+        samples: v["samples"]
+            .as_array()?
+            .iter()
+            .map(|s| {
+                Some(Sample {
+                    stack: s["stack"]
+                        .as_array()?
+                        .iter()
+                        .map(|f| Some(Frame { function: f.as_str()?.to_string(), ..Default::default() }))
+                        .collect::<Option<_>>()?,
+                    values: s["values"].as_array()?.iter().map(Value::as_i64).collect::<Option<_>>()?,
+                    ..Default::default()
+                })
+            })
+            .collect::<Option<_>>()?,
+        ..Default::default()
+    })
+}
+
+/// No data for the candidate: an unknown service is an error (exit 2), a known one is judged
+/// by the contract's `no_data` policy.
+fn ensure_service_exists(client: &CollectorClient, service: &str) -> anyhow::Result<()> {
+    let services = client.get_json("/api/v1/services", &[])?;
+    let known: Vec<String> = match &services["services"] {
+        Value::Array(list) => {
+            list.iter().filter_map(|s| s["name"].as_str().or(s.as_str()).map(str::to_string)).collect()
+        }
+        Value::Object(map) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
+    if known.iter().any(|s| s == service) {
+        return Ok(());
+    }
+    bail!(
+        "the collector at {} has no data of service {service:?} at all (it knows: {})",
+        client.base_url(),
+        if known.is_empty() { "no services".to_string() } else { known.join(", ") }
+    )
+}
+
+fn verdict_of(text: &str) -> Option<Verdict> {
+    match text {
+        "pass" => Some(Verdict::Pass),
+        "warn" => Some(Verdict::Warn),
+        "fail" => Some(Verdict::Fail),
+        "inconclusive" => Some(Verdict::Inconclusive),
+        _ => None,
+    }
+}
+
+fn history(client: &CollectorClient, contract: &Contract) -> anyhow::Result<Vec<PastRun>> {
+    let mut query = vec![("service", contract.service.clone())];
+    if let Some(env) = &contract.environment {
+        query.push(("environment", env.clone()));
+    }
+    let answer = client.get_json("/api/v1/gate/runs", &query)?;
+    let runs = answer["runs"].as_array().context("the collector's history answer has no `runs`")?;
+    Ok(runs
+        .iter()
+        .filter_map(|r| {
+            Some(PastRun {
+                version: r["version"].as_str()?.to_string(),
+                time_unix_nano: r["time_unix_nano"].as_u64()?,
+                verdict: verdict_of(r["verdict"].as_str()?)?,
+                objectives: r["objectives"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|o| Some((o["name"].as_str()?.to_string(), verdict_of(o["verdict"].as_str()?)?)))
+                    .collect(),
+            })
+        })
+        .collect())
+}
+
+fn record(client: &CollectorClient, contract: &Contract, report: &GateReport, candidate: &str) -> anyhow::Result<()> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).context("system clock before 1970")?;
+    let run = json!({
+        "service": contract.service,
+        "environment": contract.environment,
+        "version": candidate,
+        "time_unix_nano": now.as_nanos() as u64,
+        "verdict": report.verdict.as_str(),
+        "blocked": report.blocked,
+        "objectives": report.objectives.iter().map(|o| json!({ "name": o.name, "verdict": o.counted_as.as_str() })).collect::<Vec<_>>(),
+    });
+    client.post_json("/api/v1/gate/runs", &run).context("cannot record the run in the collector's history")?;
+    Ok(())
+}
+
+fn write_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_outputs(report: &GateReport, args: &CheckArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.json {
+        write_file(path, &(serde_json::to_string_pretty(&gate::report::json(report))? + "\n"))?;
+    }
+    if let Some(path) = &args.junit {
+        write_file(path, &gate::report::junit(report))?;
+    }
+    let markdown = gate::report::markdown(report);
+    if let Some(path) = &args.markdown {
+        write_file(path, &markdown)?;
+    }
+    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|s| !s.is_empty()) {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&summary)
+            .with_context(|| format!("cannot open $GITHUB_STEP_SUMMARY ({})", PathBuf::from(&summary).display()))?;
+        file.write_all(markdown.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn write_artifacts(
+    client: &CollectorClient,
+    contract: &Contract,
+    report: &GateReport,
+    dir: &std::path::Path,
+    args: &CheckArgs,
+) -> anyhow::Result<()> {
+    write_file(&dir.join("report.json"), &(serde_json::to_string_pretty(&gate::report::json(report))? + "\n"))?;
+    let correlation: Vec<Value> = report
+        .objectives
+        .iter()
+        .filter(|o| !o.correlation.is_empty())
+        .map(|o| {
+            json!({
+                "objective": o.name,
+                "findings": o.correlation.iter().map(|c| json!({
+                    "key": c.key, "value": c.value,
+                    "slow_pct": c.selection_pct, "others_pct": c.baseline_pct,
+                    "difference_pp": c.difference_pp, "adjusted_p_value": c.adjusted_p_value,
+                    "sentence": c.sentence(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    write_file(&dir.join("slow-span-correlation.json"), &(serde_json::to_string_pretty(&correlation)? + "\n"))?;
+    // The differential flame graph of each CPU objective, baseline against candidate.
+    if let Some(base) = report.baseline_versions.first() {
+        for o in &contract.objectives {
+            let Indicator::CpuRegression { profile_type, .. } = &o.indicator else { continue };
+            let mut q = vec![
+                ("type", profile_type.clone()),
+                ("baseline", selector(&[("service_name", &contract.service), ("service_version", base)])),
+                ("candidate", selector(&[("service_name", &contract.service), ("service_version", &args.candidate)])),
+                ("format", "svg".to_string()),
+            ];
+            q.extend(time_params(window(args)?));
+            let svg = client.get("/api/v1/flamegraph/diff", &q)?;
+            let name = format!(
+                "flamegraph-diff-{}.svg",
+                o.name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+            );
+            std::fs::write(dir.join(&name), svg)
+                .with_context(|| format!("cannot write {}", dir.join(&name).display()))?;
+        }
+    }
+    Ok(())
+}
