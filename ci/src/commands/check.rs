@@ -160,8 +160,22 @@ fn gate_with(client: &CollectorClient, contract: &Contract, args: &CheckArgs) ->
 
     let window = window(args)?;
     let candidate = load_side(client, contract, std::slice::from_ref(&args.candidate), window)?;
+    let stdout = &mut std::io::stdout().lock();
     if candidate.spans.is_empty() && candidate.metrics.is_empty() && candidate.cpu_profiles.is_empty() {
         ensure_service_exists(client, &contract.service)?;
+        writeln!(
+            stdout,
+            "no data found for service {:?} version {:?}{}: no SERVER spans, metric points or CPU profiles; \
+             the contract's no_data policy ({}) decides\n",
+            contract.service,
+            args.candidate,
+            contract.environment.as_deref().map(|e| format!(" in environment {e:?}")).unwrap_or_default(),
+            match contract.gate.no_data {
+                slo_contracts::NoData::Fail => "fail",
+                slo_contracts::NoData::Warn => "warn",
+                slo_contracts::NoData::Pass => "pass",
+            }
+        )?;
     }
     let baseline = if baseline_versions.is_empty() {
         None

@@ -1,0 +1,162 @@
+//! `slo-gate-spans`: writes a service's SERVER spans into a collector over OTLP/HTTP (protobuf),
+//! for the `slo-gate check` benchmark (`bench/run-check-bench.sh`). Loopback only.
+//!
+//! Each version gets `--spans` spans spread over four routes, log-normal durations (median
+//! 20–120 ms by route, sigma 0.4), eight hosts, 0.5% errors, start times over the last hour.
+//! Deterministic: the same flags send the same spans.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// The collector's OTLP/HTTP address.
+    #[arg(long)]
+    otlp_http: SocketAddr,
+    /// `service.name`.
+    #[arg(long, default_value = "bench-checkout")]
+    service: String,
+    /// Versions to write, comma-separated.
+    #[arg(long, default_value = "1.0.0,1.1.0", value_delimiter = ',')]
+    versions: Vec<String>,
+    /// Spans per version.
+    #[arg(long, default_value_t = 500_000)]
+    spans: usize,
+    /// Spans per request.
+    #[arg(long, default_value_t = 5_000)]
+    batch: usize,
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(Value::StringValue(value.into())) }), key_strindex: 0 }
+}
+
+fn kv_int(key: &str, value: i64) -> KeyValue {
+    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(Value::IntValue(value)) }), key_strindex: 0 }
+}
+
+/// SplitMix64.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn uniform(state: &mut u64) -> f64 {
+    (next(state) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// POSTs one protobuf body and checks for 200.
+fn post(stream: &mut TcpStream, addr: SocketAddr, body: &[u8]) -> anyhow::Result<()> {
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    // Read the status line and headers, then the body by Content-Length.
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            bail!("the collector closed the connection");
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .unwrap_or(0);
+    let mut rest = vec![0u8; length];
+    stream.read_exact(&mut rest)?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("the collector answered {}", head.lines().next().unwrap_or(""));
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if !args.otlp_http.ip().is_loopback() {
+        bail!("--otlp-http must be a loopback address");
+    }
+    let mut stream = TcpStream::connect(args.otlp_http).with_context(|| format!("connect {}", args.otlp_http))?;
+    stream.set_nodelay(true)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
+    let routes = [("/api/checkout", 120.0), ("/api/cart", 30.0), ("/api/search", 60.0), ("/api/health", 2.0)];
+    let mut state = 42u64;
+    let mut sent = 0usize;
+    for version in &args.versions {
+        let mut left = args.spans;
+        while left > 0 {
+            let n = left.min(args.batch);
+            left -= n;
+            let spans: Vec<Span> = (0..n)
+                .map(|_| {
+                    let (route, median_ms) = routes[(next(&mut state) % 4) as usize];
+                    let (u1, u2) = (uniform(&mut state).max(1e-12), uniform(&mut state));
+                    let normal = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+                    let ms = median_ms * (0.4 * normal).exp();
+                    let error = uniform(&mut state) < 0.005;
+                    let start = now - (next(&mut state) % 3_600_000_000_000);
+                    sent += 1;
+                    Span {
+                        trace_id: (sent as u128 + 1).to_be_bytes().to_vec(),
+                        span_id: (sent as u64 + 1).to_be_bytes().to_vec(),
+                        name: format!("GET {route}"),
+                        kind: 2,
+                        start_time_unix_nano: start,
+                        end_time_unix_nano: start + (ms * 1e6) as u64,
+                        attributes: vec![
+                            kv("http.route", route),
+                            kv("http.request.method", "GET"),
+                            kv_int("http.response.status_code", if error { 503 } else { 200 }),
+                            kv("host.name", &format!("node-{}", next(&mut state) % 8)),
+                        ],
+                        status: error.then(|| Status { code: 2, message: "failed".into() }),
+                        ..Default::default()
+                    }
+                })
+                .collect();
+            let request = ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: Some(Resource {
+                        attributes: vec![
+                            kv("service.name", &args.service),
+                            kv("service.version", version),
+                            kv("deployment.environment.name", "bench"),
+                        ],
+                        ..Default::default()
+                    }),
+                    scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                    ..Default::default()
+                }],
+            };
+            // The collector refuses with 429 while it flushes a full head: retry after a pause.
+            let body = request.encode_to_vec();
+            let mut attempts = 0;
+            while let Err(err) = post(&mut stream, args.otlp_http, &body) {
+                attempts += 1;
+                if attempts > 50 {
+                    return Err(err);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                stream = TcpStream::connect(args.otlp_http)?;
+                stream.set_nodelay(true)?;
+            }
+        }
+    }
+    println!("sent {sent} spans");
+    Ok(())
+}
