@@ -159,7 +159,7 @@ fn gate_with(client: &CollectorClient, contract: &Contract, args: &CheckArgs) ->
     let baseline_versions = gate::baseline_versions(&policy, &history, explicit, &args.candidate)?;
 
     let window = window(args)?;
-    let candidate = load_side(client, contract, std::slice::from_ref(&args.candidate), window)?;
+    let candidate = load_side(client, contract, std::slice::from_ref(&args.candidate), window, true)?;
     let stdout = &mut std::io::stdout().lock();
     if candidate.spans.is_empty() && candidate.metrics.is_empty() && candidate.cpu_profiles.is_empty() {
         ensure_service_exists(client, &contract.service)?;
@@ -180,7 +180,7 @@ fn gate_with(client: &CollectorClient, contract: &Contract, args: &CheckArgs) ->
     let baseline = if baseline_versions.is_empty() {
         None
     } else {
-        Some(load_side(client, contract, &baseline_versions, window)?)
+        Some(load_side(client, contract, &baseline_versions, window, false)?)
     };
     let report =
         gate::evaluate(&GateInput { contract, candidate: &candidate, baseline: baseline.as_ref(), history: &history });
@@ -226,12 +226,15 @@ fn time_params(window: (Option<u64>, Option<u64>)) -> Vec<(&'static str, String)
     out
 }
 
-/// Loads the data of `versions` (aggregated) that the contract's objectives read.
+/// Loads the data of `versions` (aggregated) that the contract's objectives read. Span
+/// attributes are kept only `with_attributes` (the candidate: attribute correlation looks at
+/// its slow spans), which halves the memory of a check over millions of spans.
 fn load_side(
     client: &CollectorClient,
     contract: &Contract,
     versions: &[String],
     window: (Option<u64>, Option<u64>),
+    with_attributes: bool,
 ) -> anyhow::Result<SideData> {
     let mut side = SideData { versions: versions.to_vec(), ..Default::default() };
     let needs = |f: fn(&Indicator) -> bool| contract.objectives.iter().any(|o| f(&o.indicator));
@@ -267,13 +270,13 @@ fn load_side(
         }
         query.extend(time_params(window));
         if span_objectives {
-            let answer = client.get_json("/api/v1/gate/spans", &query)?;
-            if answer["truncated"].as_bool() == Some(true) {
-                tracing::warn!(version, total = %answer["total"], "more spans than one answer carries; the gate reads the first ones");
+            let body = client.get("/api/v1/gate/spans", &query)?;
+            let columns: SpanColumns =
+                serde_json::from_slice(&body).context("the collector's span answer is not the expected columns")?;
+            if columns.truncated {
+                tracing::warn!(version, total = columns.total, "more spans than one answer carries; the gate reads the first ones");
             }
-            for s in answer["spans"].as_array().context("the collector's span answer has no `spans`")? {
-                side.spans.push(span_record(s).context("the collector's span answer has a malformed span")?);
-            }
+            columns.append_to(&mut side.spans, with_attributes).context("the collector's span answer is inconsistent")?;
         }
         for name in &metric_names {
             let mut q = query.clone();
@@ -307,19 +310,81 @@ fn load_side(
     Ok(side)
 }
 
-fn span_record(v: &Value) -> Option<SpanRecord> {
-    Some(SpanRecord {
-        time_unix_nano: v["time_unix_nano"].as_u64()?,
-        duration_seconds: v["duration_seconds"].as_f64()?,
-        name: v["name"].as_str()?.to_string(),
-        route: v["route"].as_str().map(str::to_string),
-        error: v["error"].as_bool()?,
-        attributes: v["attributes"]
-            .as_object()?
+/// The collector's `/api/v1/gate/spans` answer (`collector::query::gate::SpanColumns`).
+#[derive(Debug, serde::Deserialize)]
+struct SpanColumns {
+    total: usize,
+    truncated: bool,
+    names: Vec<String>,
+    route_values: Vec<String>,
+    attribute_sets: Vec<Vec<(String, String)>>,
+    time_unix_nano: Vec<u64>,
+    duration_seconds: Vec<f64>,
+    name: Vec<u32>,
+    route: Vec<Option<u32>>,
+    error: Vec<bool>,
+    attributes: Vec<u32>,
+}
+
+impl SpanColumns {
+    /// Appends the spans as records. With attributes, the keys whose value is the same in
+    /// every attribute set (service.name, the version, the environment...) are left out: they
+    /// cannot tell slow spans from fast ones, and leaving them out saves memory per span.
+    fn append_to(self, out: &mut Vec<SpanRecord>, with_attributes: bool) -> anyhow::Result<()> {
+        let n = self.time_unix_nano.len();
+        if [self.duration_seconds.len(), self.name.len(), self.route.len(), self.error.len(), self.attributes.len()]
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
-            .collect(),
-    })
+            .any(|&len| len != n)
+        {
+            bail!("its columns have different lengths");
+        }
+        let sets: Vec<Vec<(String, String)>> = if with_attributes {
+            let mut constant: std::collections::BTreeMap<&str, Option<&str>> = std::collections::BTreeMap::new();
+            for set in &self.attribute_sets {
+                for (k, v) in set {
+                    constant
+                        .entry(k.as_str())
+                        .and_modify(|c| {
+                            if *c != Some(v.as_str()) {
+                                *c = None;
+                            }
+                        })
+                        .or_insert(Some(v.as_str()));
+                }
+            }
+            let varying = |k: &str| {
+                self.attribute_sets.len() == 1
+                    || constant.get(k).is_some_and(|c| c.is_none())
+                    || self.attribute_sets.iter().any(|s| !s.iter().any(|(key, _)| key == k))
+            };
+            self.attribute_sets
+                .iter()
+                .map(|set| set.iter().filter(|(k, _)| varying(k)).cloned().collect())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        out.reserve(n);
+        for i in 0..n {
+            let lookup = |list: &[String], id: u32| list.get(id as usize).cloned();
+            out.push(SpanRecord {
+                time_unix_nano: self.time_unix_nano[i],
+                duration_seconds: self.duration_seconds[i],
+                name: lookup(&self.names, self.name[i]).context("a span names an unknown name")?,
+                route: match self.route[i] {
+                    Some(id) => Some(lookup(&self.route_values, id).context("a span names an unknown route")?),
+                    None => None,
+                },
+                error: self.error[i],
+                attributes: if with_attributes {
+                    sets.get(self.attributes[i] as usize).cloned().context("a span names an unknown attribute set")?
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A stored metric point as the gate reads it; kinds the gate does not aggregate (summaries,

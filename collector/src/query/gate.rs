@@ -4,19 +4,21 @@
 //!
 //! Design: the gate's statistics need every span of a build (rank tests, percentiles with
 //! intervals, attribute correlation), not pre-aggregated series, so `spans` answers one compact
-//! record per SERVER span of one service version: start time, duration in seconds, name, route,
+//! record per SERVER span of one service version — start time, duration in seconds, name, route,
 //! whether it is an error (status `ERROR` or `http.response.status_code` >= 500, decided here
-//! once), and its resource and span attributes flattened to text. `runs` keeps one JSON line per
+//! once), and its resource and span attributes flattened to text — sent column by column with
+//! dictionaries for the repeated strings ([`SpanColumns`]). `runs` keeps one JSON line per
 //! gate run in `<data-dir>/gate/<tenant>/runs.jsonl`, appended and fsynced, so `last_passing`
 //! baselines and `consecutive_failures` survive restarts of both the collector and CI.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
@@ -103,45 +105,88 @@ impl Build {
     }
 }
 
-/// Attributes as `key → text`: strings as they are, other scalars printed, arrays and maps as
-/// JSON. `resource` first, so a span attribute of the same name wins.
-fn flatten(
-    resource: &str,
-    span: &str,
-    cache: &mut BTreeMap<String, Vec<(String, String)>>,
-) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for text in [resource, span] {
-        let pairs = cache.entry(text.to_string()).or_insert_with(|| {
-            let Value::Object(map) = attrs::plain_text(text) else { return Vec::new() };
-            map.into_iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    };
-                    (k, v)
-                })
-                .collect()
-        });
-        out.extend(pairs.iter().cloned());
+/// Attributes as `(key, text)` pairs: strings as they are, other scalars printed, arrays and
+/// maps as JSON.
+fn flatten(text: &str) -> Vec<(String, String)> {
+    let Value::Object(map) = attrs::plain_text(text) else { return Vec::new() };
+    map.into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, v)
+        })
+        .collect()
+}
+
+/// Interns strings into a dictionary, so each distinct one is sent once.
+#[derive(Default)]
+struct Dictionary {
+    index: HashMap<String, u32>,
+    values: Vec<String>,
+}
+
+impl Dictionary {
+    fn id(&mut self, value: &str) -> u32 {
+        if let Some(&id) = self.index.get(value) {
+            return id;
+        }
+        let id = self.values.len() as u32;
+        self.index.insert(value.to_string(), id);
+        self.values.push(value.to_string());
+        id
     }
-    out
+}
+
+/// One matching span while scanning.
+struct SpanHit {
+    time: u64,
+    duration_nano: u64,
+    name: u32,
+    route: Option<u32>,
+    error: bool,
+    attributes: u32,
+}
+
+/// The `spans` answer, column by column: one array per field, one entry per span, and
+/// dictionaries for the repeated strings (names, routes, attribute sets — a resource's
+/// attributes and a span's own, merged, span attributes winning). A million spans are then tens
+/// of megabytes of numbers rather than a million JSON objects repeating the same keys.
+#[derive(Serialize)]
+struct SpanColumns {
+    total: usize,
+    truncated: bool,
+    /// Spans per `http.route` of the build, over all matching spans.
+    routes: BTreeMap<String, u64>,
+    names: Vec<String>,
+    route_values: Vec<String>,
+    attribute_sets: Vec<Vec<(String, String)>>,
+    time_unix_nano: Vec<u64>,
+    duration_seconds: Vec<f64>,
+    name: Vec<u32>,
+    route: Vec<Option<u32>>,
+    error: Vec<bool>,
+    attributes: Vec<u32>,
 }
 
 async fn spans(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Query(params): Query<BuildParams>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Response, QueryError> {
     let tenant = tenant(&headers)?;
     let build = Build::parse(&params)?;
     let limit = params.limit.unwrap_or(DEFAULT_SPAN_LIMIT);
-    let (mut records, routes) = blocking(move || {
+    let body = blocking(move || {
         let snapshot = state.store.snapshot(&tenant, Signal::Traces);
-        let mut records: Vec<(u64, Value)> = Vec::new();
+        let mut hits: Vec<SpanHit> = Vec::new();
         let mut routes: BTreeMap<String, u64> = BTreeMap::new();
-        let mut cache = BTreeMap::new();
+        let (mut names, mut route_values) = (Dictionary::default(), Dictionary::default());
+        // Attribute sets: resource text → id, span text → id, (resource id, span id) → set.
+        let (mut resources, mut span_attrs) = (Dictionary::default(), Dictionary::default());
+        let mut sets: HashMap<(u32, u32), u32> = HashMap::new();
+        let mut attribute_sets: Vec<Vec<(String, String)>> = Vec::new();
         state
             .store
             .scan(&snapshot, |rows| {
@@ -150,36 +195,53 @@ async fn spans(
                     if !build.matches(&s.resource, s.start_unix_nano) {
                         continue;
                     }
-                    if let Some(route) = &s.http_route {
-                        *routes.entry(route.clone()).or_default() += 1;
-                    }
-                    let error = s.status_code == STATUS_CODE_ERROR || s.http_status_code.is_some_and(|c| c >= 500);
-                    records.push((
-                        s.start_unix_nano,
-                        json!({
-                            "time_unix_nano": s.start_unix_nano,
-                            "duration_seconds": s.duration_nano() as f64 / 1e9,
-                            "name": s.name,
-                            "route": s.http_route,
-                            "error": error,
-                            "attributes": flatten(&s.resource.attributes, &s.attributes, &mut cache),
-                        }),
-                    ));
+                    let route = s.http_route.as_deref().map(|r| {
+                        *routes.entry(r.to_string()).or_default() += 1;
+                        route_values.id(r)
+                    });
+                    let key = (resources.id(&s.resource.attributes), span_attrs.id(&s.attributes));
+                    let attributes = *sets.entry(key).or_insert_with(|| {
+                        let mut merged: BTreeMap<String, String> = flatten(&s.resource.attributes).into_iter().collect();
+                        merged.extend(flatten(&s.attributes));
+                        attribute_sets.push(merged.into_iter().collect());
+                        attribute_sets.len() as u32 - 1
+                    });
+                    hits.push(SpanHit {
+                        time: s.start_unix_nano,
+                        duration_nano: s.duration_nano(),
+                        name: names.id(&s.name),
+                        route,
+                        error: s.status_code == STATUS_CODE_ERROR || s.http_status_code.is_some_and(|c| c >= 500),
+                        attributes,
+                    });
                 }
             })
             .map_err(|e| QueryError::Storage(e.to_string()))?;
-        Ok((records, routes))
+        // Time order; ties broken by the other fields so the same data gives the same bytes.
+        hits.sort_unstable_by(|a, b| {
+            (a.time, a.duration_nano, &names.values[a.name as usize], a.error, a.attributes)
+                .cmp(&(b.time, b.duration_nano, &names.values[b.name as usize], b.error, b.attributes))
+        });
+        let total = hits.len();
+        hits.truncate(limit);
+        let answer = SpanColumns {
+            total,
+            truncated: total > limit,
+            routes,
+            time_unix_nano: hits.iter().map(|h| h.time).collect(),
+            duration_seconds: hits.iter().map(|h| h.duration_nano as f64 / 1e9).collect(),
+            name: hits.iter().map(|h| h.name).collect(),
+            route: hits.iter().map(|h| h.route).collect(),
+            error: hits.iter().map(|h| h.error).collect(),
+            attributes: hits.iter().map(|h| h.attributes).collect(),
+            names: names.values,
+            route_values: route_values.values,
+            attribute_sets,
+        };
+        serde_json::to_vec(&answer).map_err(|e| QueryError::Storage(format!("cannot encode the spans: {e}")))
     })
     .await?;
-    records.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.to_string().cmp(&b.1.to_string())));
-    let total = records.len();
-    records.truncate(limit);
-    Ok(Json(json!({
-        "spans": records.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
-        "total": total,
-        "truncated": total > limit,
-        "routes": routes,
-    })))
+    Ok(([(http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn metrics(
