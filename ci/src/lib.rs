@@ -26,6 +26,9 @@ pub enum Command {
     /// The release gate: evaluate a service's SLO contract on a candidate build; exit code 0
     /// pass, 1 release blocked, 2 error.
     Check(Box<commands::check::CheckArgs>),
+    /// A blocked release in under a minute: an in-process collector, an instrumented service in
+    /// a baseline and a slower candidate build, and the gate.
+    Demo(commands::demo::DemoArgs),
     /// SLO contracts: validate them, print their JSON Schema, import OpenSLO.
     #[command(subcommand)]
     Contracts(commands::contracts::ContractsCommand),
@@ -40,6 +43,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Serve(args) => success(commands::serve::run(args)),
         Command::Flame(command) => success(commands::flame::run(command)),
         Command::Check(args) => commands::check::run(*args),
+        Command::Demo(args) => commands::demo::run(args),
         Command::Contracts(command) => success(commands::contracts::run(command)),
     }
 }

@@ -274,9 +274,15 @@ fn load_side(
             let columns: SpanColumns =
                 serde_json::from_slice(&body).context("the collector's span answer is not the expected columns")?;
             if columns.truncated {
-                tracing::warn!(version, total = columns.total, "more spans than one answer carries; the gate reads the first ones");
+                tracing::warn!(
+                    version,
+                    total = columns.total,
+                    "more spans than one answer carries; the gate reads the first ones"
+                );
             }
-            columns.append_to(&mut side.spans, with_attributes).context("the collector's span answer is inconsistent")?;
+            columns
+                .append_to(&mut side.spans, with_attributes)
+                .context("the collector's span answer is inconsistent")?;
         }
         for name in &metric_names {
             let mut q = query.clone();
@@ -357,10 +363,7 @@ impl SpanColumns {
                     || constant.get(k).is_some_and(|c| c.is_none())
                     || self.attribute_sets.iter().any(|s| !s.iter().any(|(key, _)| key == k))
             };
-            self.attribute_sets
-                .iter()
-                .map(|set| set.iter().filter(|(k, _)| varying(k)).cloned().collect())
-                .collect()
+            self.attribute_sets.iter().map(|set| set.iter().filter(|(k, _)| varying(k)).cloned().collect()).collect()
         } else {
             Vec::new()
         };

@@ -2,5 +2,6 @@
 
 pub mod check;
 pub mod contracts;
+pub mod demo;
 pub mod flame;
 pub mod serve;

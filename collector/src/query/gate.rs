@@ -201,7 +201,8 @@ async fn spans(
                     });
                     let key = (resources.id(&s.resource.attributes), span_attrs.id(&s.attributes));
                     let attributes = *sets.entry(key).or_insert_with(|| {
-                        let mut merged: BTreeMap<String, String> = flatten(&s.resource.attributes).into_iter().collect();
+                        let mut merged: BTreeMap<String, String> =
+                            flatten(&s.resource.attributes).into_iter().collect();
                         merged.extend(flatten(&s.attributes));
                         attribute_sets.push(merged.into_iter().collect());
                         attribute_sets.len() as u32 - 1
@@ -219,8 +220,13 @@ async fn spans(
             .map_err(|e| QueryError::Storage(e.to_string()))?;
         // Time order; ties broken by the other fields so the same data gives the same bytes.
         hits.sort_unstable_by(|a, b| {
-            (a.time, a.duration_nano, &names.values[a.name as usize], a.error, a.attributes)
-                .cmp(&(b.time, b.duration_nano, &names.values[b.name as usize], b.error, b.attributes))
+            (a.time, a.duration_nano, &names.values[a.name as usize], a.error, a.attributes).cmp(&(
+                b.time,
+                b.duration_nano,
+                &names.values[b.name as usize],
+                b.error,
+                b.attributes,
+            ))
         });
         let total = hits.len();
         hits.truncate(limit);

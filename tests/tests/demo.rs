@@ -1,0 +1,34 @@
+//! `slo-gate demo` end to end: the in-process collector, the instrumented service in its
+//! baseline and candidate builds (real OpenTelemetry SDK, real CPU profiles), and the gate. The
+//! candidate must be blocked (exit 1) for its slower checkout route, its errors and its
+//! CPU-heavier pricing function, with the reports written as artifacts.
+
+use std::process::Command;
+
+#[test]
+fn demo_blocks_the_candidate_with_its_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifacts = dir.path().join("artifacts");
+    let out = Command::new(e2e::binary())
+        .args(["demo", "--duration", "8s", "--artifacts"])
+        .arg(&artifacts)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("run slo-gate demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = format!("exit {:?}\n{stdout}\n{}", out.status.code(), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    for needle in [
+        "GATE FAILED: release blocked",
+        "checkout-latency (key objective) failed",
+        "checkout-errors failed",
+        "price_items",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?}: {report}");
+    }
+    assert!(stdout.contains("cart-latency            pass"), "the unchanged route passes: {report}");
+    for file in ["gate.json", "junit.xml", "gate.md", "slow-span-correlation.json", "flamegraph-diff-cpu.svg"] {
+        assert!(artifacts.join(file).exists(), "{file} missing: {report}");
+    }
+}
