@@ -48,7 +48,9 @@ pub mod verdict;
 pub use finding::{Finding, PValue, Unit};
 pub use multiple::holm_adjust;
 pub use percentile::{nearest_rank, order_statistic_ranks, percentile, percentile_ci, percentile_ci_min_samples};
-pub use proportion::{Counts, ProportionMethod, ProportionTest, rate_increase_test, wilson_interval};
+pub use proportion::{
+    Counts, ProportionMethod, ProportionTest, rate_increase_exact_test, rate_increase_test, wilson_interval,
+};
 pub use rank::{MannWhitney, PValueMethod, mann_whitney, u_null_distribution};
 pub use samples::{InsufficientSamples, require_min_samples};
 pub use shift::{Shift, hodges_lehmann, kth_pairwise_difference, median};

@@ -105,6 +105,18 @@ pub struct ProportionTest {
 
 /// One-sided test of "the candidate's event rate is higher than the baseline's".
 pub fn rate_increase_test(baseline: Counts, candidate: Counts) -> Result<ProportionTest, CompareError> {
+    rate_increase(baseline, candidate, MIN_EXPECTED)
+}
+
+/// [`rate_increase_test`] with Fisher's exact test at every count, for decisions that must not
+/// be liberal: the uncorrected z-test can be anti-conservative when one side has few events
+/// even though the pooled expected counts pass Cochran's rule, while Fisher's test keeps its
+/// level at every count (conservatively) and agrees with the z-test at large counts.
+pub fn rate_increase_exact_test(baseline: Counts, candidate: Counts) -> Result<ProportionTest, CompareError> {
+    rate_increase(baseline, candidate, f64::INFINITY)
+}
+
+fn rate_increase(baseline: Counts, candidate: Counts, min_expected: f64) -> Result<ProportionTest, CompareError> {
     baseline.check("baseline")?;
     candidate.check("candidate")?;
     let (nb, nc) = (baseline.total as f64, candidate.total as f64);
@@ -115,7 +127,7 @@ pub fn rate_increase_test(baseline: Counts, candidate: Counts) -> Result<Proport
     let variance = pooled * (1.0 - pooled) * (1.0 / nb + 1.0 / nc);
     let z = if variance > 0.0 { (pc - pb) / variance.sqrt() } else { 0.0 };
     let expected_min = nb.min(nc) * pooled.min(1.0 - pooled);
-    let (p_value, method) = if expected_min >= MIN_EXPECTED {
+    let (p_value, method) = if expected_min >= min_expected {
         (normal_sf(z), ProportionMethod::PooledZ)
     } else {
         // Given the margins, the candidate's events are hypergeometric: `events` marked among

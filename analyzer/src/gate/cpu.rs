@@ -105,10 +105,46 @@ pub(crate) fn evaluate(objective: &Objective, input: &GateInput<'_>) -> Objectiv
                 s.candidate_pct,
                 s.change_pp,
                 crate::compare::format::share(r.confidence),
-                r.hottest_path.join(" > ")
+                short_path(&r.hottest_path)
             ));
         }
     }
     result.cpu_regressions = regressions;
     result
+}
+
+/// For a latency objective that did not pass: the functions whose CPU share grew between the
+/// sides' CPU profiles (default thresholds of [`RegressionOptions`]), when both sides have some,
+/// so the report says where the extra time went as well as that it went.
+pub(crate) fn explain_latency(result: &mut ObjectiveResult, input: &GateInput<'_>) {
+    let Some(baseline) = input.baseline else { return };
+    let (base, cand) = (&baseline.cpu_profiles, &input.candidate.cpu_profiles);
+    if base.is_empty() || cand.is_empty() {
+        return;
+    }
+    let options = RegressionOptions { sample_type: Some("cpu".into()), ..RegressionOptions::default() };
+    // Profiles without a `cpu` sample type cannot say anything here; that is not an error.
+    let Ok(found) = detect_regressions(base, cand, &options) else { return };
+    for r in found.iter().take(TOP) {
+        let s = r.share(Metric::SelfShare);
+        result.findings.push(format!(
+            "CPU profiles: {} self share {:.1}% -> {:.1}% ({:+.1} pp, confidence {}), hottest path {}",
+            r.function,
+            s.baseline_pct,
+            s.candidate_pct,
+            s.change_pp,
+            crate::compare::format::share(r.confidence),
+            short_path(&r.hottest_path)
+        ));
+    }
+    result.cpu_regressions = found.into_iter().take(TOP).collect();
+}
+
+/// The last frames of a call path (`… > caller > function`): runtime and thread-start frames
+/// at the root say nothing in a report; the JSON keeps the whole path.
+fn short_path(path: &[String]) -> String {
+    const SHOWN: usize = 4;
+    let tail = &path[path.len().saturating_sub(SHOWN)..];
+    let prefix = if path.len() > SHOWN { "… > " } else { "" };
+    format!("{prefix}{}", tail.join(" > "))
 }

@@ -1,7 +1,8 @@
 //! `error_rate`: error spans over all selected spans with Wilson's interval, compared with the
 //! baseline by the one-sided two-proportion test (Fisher's exact test at small counts, where
-//! release gates usually are: 0 to 3 errors); relative limits use the same test against the
-//! baseline's error count moved by the allowed change (`margin_test`).
+//! release gates usually are: 0 to 3 errors); relative limits use Fisher's exact test at every
+//! count against the baseline's error count moved by the allowed change, rounded in the
+//! contract's favour (`margin_test`).
 
 use slo_contracts::{GatePolicy, Objective, Op, SpanSelector};
 
@@ -9,7 +10,9 @@ use super::display::ValueUnit;
 use super::input::GateInput;
 use super::objective::{Evidence, MarginTest, ObjectiveResult, Significance, apply};
 use super::select;
-use crate::compare::{Counts, Finding, PValue, Unit, rate_increase_test, require_min_samples, wilson_interval};
+use crate::compare::{
+    Counts, Finding, PValue, Unit, rate_increase_exact_test, rate_increase_test, require_min_samples, wilson_interval,
+};
 
 /// Evaluates an error-rate objective.
 pub(crate) fn evaluate(
@@ -79,22 +82,37 @@ pub(crate) fn evaluate(
     result
 }
 
-/// Relative error-rate limits: the one-sided two-proportion test (Fisher's exact test at small
-/// counts) of the candidate against the baseline with its errors multiplied by `1 + change`
-/// (rounded to the nearest whole error), so the test asks whether the candidate's rate is
-/// past the allowed one, not merely higher.
+/// Relative error-rate limits: Fisher's exact test (at every count) of the candidate against
+/// the baseline with its errors multiplied by `1 + change`, so the test asks whether the
+/// candidate's rate is past the allowed one, not merely higher.
+///
+/// Two choices keep the gate from being stricter than the contract at the small counts
+/// release gates see (`tests/gate_acceptance.rs` measures A/A false alarms: before, 5 of 500
+/// gates with `<= +10%` and 5 of 500 with `<= +5%`, all on error rates; after, 4 and 4):
+/// - the allowed count is rounded *away from the candidate* (up for an upper limit, down for
+///   a lower one), never to the nearest error: 4 errors × 1.10 = 4.4 rounded to 4 tested
+///   against no allowance at all. The gate may be more lenient than the contract by less
+///   than one baseline error, never stricter;
+/// - the pooled z-test is not used here even when Cochran's rule allows it: with few errors on
+///   one side it is liberal (the pooled expected counts pass the rule while the baseline has
+///   2 to 8 errors), and a limit that fails a release must keep its level.
 fn margin_test<'a>(base: Counts, candidate: Counts) -> MarginTest<'a> {
     Box::new(move |op: Op, change: f64| {
         let factor = 1.0 + change;
         if factor < 0.0 {
             return None;
         }
-        let events = ((base.events as f64 * factor).round() as u64).min(base.total);
+        // The product of a whole count and a factor written in percent is a whole number
+        // only up to rounding (10 × 1.1 = 11.000000000000002): snap it before rounding away.
+        let exact = base.events as f64 * factor;
+        let snapped = if (exact - exact.round()).abs() < 1e-9 { exact.round() } else { exact };
+        let allowed_events = if op.is_upper() { snapped.ceil() } else { snapped.floor() };
+        let events = (allowed_events as u64).min(base.total);
         let allowed = Counts::new(events, base.total);
         let test = if op.is_upper() {
-            rate_increase_test(allowed, candidate).ok()?
+            rate_increase_exact_test(allowed, candidate).ok()?
         } else {
-            rate_increase_test(candidate, allowed).ok()?
+            rate_increase_exact_test(candidate, allowed).ok()?
         };
         Some(Significance {
             test: format!("{} against the baseline's errors × {factor:.2}", test.method.name()),

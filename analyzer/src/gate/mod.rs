@@ -139,6 +139,11 @@ fn evaluate_objective(objective: &Objective, input: &GateInput<'_>) -> Objective
             r
         }
     };
+    if matches!(objective.indicator, Indicator::Latency { .. })
+        && matches!(result.verdict, Verdict::Fail | Verdict::Warn)
+    {
+        cpu::explain_latency(&mut result, input);
+    }
     result.count(policy);
     result
 }

@@ -18,6 +18,14 @@
 //! 10% on the safe side of an A/A comparison (5 in 400), and with the level shared among the
 //! relative limits the gate as a whole, not each objective, keeps its false alarms under 5%.
 //! A gate that fails an A/A comparison is a bug.
+//! `tests/gate_acceptance.rs` measures the targets on log-normal latencies: A/A gates
+//! (p95 and error rate, `<= +10%` or `<= +5%`, 200–5,000 spans a side) fail in 0.8% of 500
+//! seeds, all on error-rate flukes (an error-rate margin of +10% is less than one error at
+//! the counts gates see, so there the test runs at nearly its full per-limit level: the
+//! margin test rounds the allowance in the contract's favour and is exact, see `errors`); a
+//! +10% latency shift fails `<= +5%` in 98.5% of seeds at σ 0.3–0.4 with 2,000 spans a side,
+//! but only 86% at σ 0.5 and 70% at σ 0.6, where even the best test of "more than +5%" has
+//! 90% and 79%: that is the price of judging against the allowed change.
 //! A relative limit without a baseline value is inconclusive, never a pass.
 
 use slo_contracts::{Bound, Criterion, GatePolicy, Location, NoData, Objective, Op};

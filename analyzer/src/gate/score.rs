@@ -114,7 +114,8 @@ fn objective_reason(o: &ObjectiveResult) -> String {
         return format!("{}{key} is inconclusive, counted as {}: {reason}", o.name, o.counted_as);
     }
     let verb = if o.verdict == Verdict::Fail { "failed" } else { "warned" };
-    let mut text = format!("{}{key} {verb}: ", o.name);
+    // The subject names what was measured, e.g. "p95 latency of /api/checkout".
+    let mut text = format!("{}{key} {verb} ({}): ", o.name, o.subject);
     let violations: Vec<&str> = o.violations().collect();
     if !violations.is_empty() {
         text.push_str(&violations.join("; "));
@@ -130,6 +131,18 @@ fn objective_reason(o: &ObjectiveResult) -> String {
         && violations.iter().all(|n| !n.contains("baseline's"))
     {
         text.push_str(&format!(" (baseline {} -> {})", quantity(o.unit, b), quantity(o.unit, v)));
+    }
+    // Where the slow spans concentrate, when attribute correlation found something.
+    let significant: Vec<String> =
+        o.correlation.iter().filter(|c| c.significant).take(3).map(|c| c.sentence()).collect();
+    if !significant.is_empty() {
+        text.push_str(&format!("; {}", significant.join("; ")));
+    }
+    // A slow latency objective with CPU profiles on both sides: where the CPU time grew.
+    if o.indicator == "latency" && !o.cpu_regressions.is_empty() {
+        let grew: Vec<String> =
+            o.cpu_regressions.iter().map(|r| format!("{} ({:+.1} pp)", r.function, r.self_share.change_pp)).collect();
+        text.push_str(&format!("; CPU share grew in {}", grew.join(", ")));
     }
     text
 }

@@ -36,7 +36,11 @@ struct Args {
 }
 
 fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(Value::StringValue(value.into())) }), key_strindex: 0 }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(Value::StringValue(value.into())) }),
+        key_strindex: 0,
+    }
 }
 
 fn kv_int(key: &str, value: i64) -> KeyValue {

@@ -254,7 +254,7 @@ fn load_side(
         names.dedup();
         names
     };
-    let cpu_types: Vec<String> = contract
+    let mut cpu_types: Vec<String> = contract
         .objectives
         .iter()
         .filter_map(|o| match &o.indicator {
@@ -262,6 +262,13 @@ fn load_side(
             _ => None,
         })
         .collect();
+    // A failed latency objective names the functions whose CPU share grew, when there are CPU
+    // profiles: load them even without a cpu_regression objective.
+    if cpu_types.is_empty() && needs(|i| matches!(i, Indicator::Latency { .. })) {
+        cpu_types.push(slo_contracts::model::DEFAULT_CPU_PROFILE_TYPE.to_string());
+    }
+    cpu_types.sort();
+    cpu_types.dedup();
 
     for version in versions {
         let mut query = vec![("service", contract.service.clone()), ("version", version.clone())];
