@@ -7,7 +7,7 @@
 //! record per SERVER span of one service version — start time, duration in seconds, name, route,
 //! whether it is an error (status `ERROR` or `http.response.status_code` >= 500, decided here
 //! once), and its resource and span attributes flattened to text — sent column by column with
-//! dictionaries for the repeated strings ([`SpanColumns`]). `runs` keeps one JSON line per
+//! dictionaries for the repeated strings (`SpanColumns`). `runs` keeps one JSON line per
 //! gate run in `<data-dir>/gate/<tenant>/runs.jsonl`, appended and fsynced, so `last_passing`
 //! baselines and `consecutive_failures` survive restarts of both the collector and CI.
 
