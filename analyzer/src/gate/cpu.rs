@@ -97,16 +97,7 @@ pub(crate) fn evaluate(objective: &Objective, input: &GateInput<'_>) -> Objectiv
             baseline.len()
         ));
         for r in regressions.iter().take(TOP) {
-            let s = r.share(metric);
-            result.findings.push(format!(
-                "{} {share_word} share {:.1}% -> {:.1}% ({:+.1} pp, confidence {}), hottest path {}",
-                r.function,
-                s.baseline_pct,
-                s.candidate_pct,
-                s.change_pp,
-                crate::compare::format::share(r.confidence),
-                short_path(&r.hottest_path)
-            ));
+            result.findings.push(describe(r, metric));
         }
     }
     result.cpu_regressions = regressions;
@@ -126,18 +117,25 @@ pub(crate) fn explain_latency(result: &mut ObjectiveResult, input: &GateInput<'_
     // Profiles without a `cpu` sample type cannot say anything here; that is not an error.
     let Ok(found) = detect_regressions(base, cand, &options) else { return };
     for r in found.iter().take(TOP) {
-        let s = r.share(Metric::SelfShare);
-        result.findings.push(format!(
-            "CPU profiles: {} self share {:.1}% -> {:.1}% ({:+.1} pp, confidence {}), hottest path {}",
-            r.function,
-            s.baseline_pct,
-            s.candidate_pct,
-            s.change_pp,
-            crate::compare::format::share(r.confidence),
-            short_path(&r.hottest_path)
-        ));
+        result.findings.push(format!("CPU profiles: {}", describe(r, Metric::SelfShare)));
     }
     result.cpu_regressions = found.into_iter().take(TOP).collect();
+}
+
+/// One regressed function in a sentence: its share before and after, the change, the
+/// confidence and where it is called from.
+fn describe(r: &crate::flame::Regression, metric: Metric) -> String {
+    let s = r.share(metric);
+    let share_word = if metric == Metric::SelfShare { "self" } else { "total" };
+    format!(
+        "{} {share_word} share {:.1}% -> {:.1}% ({:+.1} pp, confidence {}), hottest path {}",
+        r.function,
+        s.baseline_pct,
+        s.candidate_pct,
+        s.change_pp,
+        crate::compare::format::share(r.confidence),
+        short_path(&r.hottest_path)
+    )
 }
 
 /// The last frames of a call path (`… > caller > function`): runtime and thread-start frames

@@ -119,9 +119,11 @@ fn pick_contract(contracts: &[Contract], service: &str, environment: Option<&str
     }
 }
 
-/// Opens `dir` with an in-process collector on loopback ports, runs `f` with its API URL, and
-/// stops it.
-fn with_local_collector<T>(dir: &std::path::Path, f: impl FnOnce(&str) -> anyhow::Result<T>) -> anyhow::Result<T> {
+/// A collector in this process on free loopback ports, storing under `data_dir`, with the
+/// runtime that serves it (used by `--data-dir` and by `slo-gate demo`).
+pub(crate) fn start_local_collector(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(tokio::runtime::Runtime, collector::RunningCollector)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -129,7 +131,7 @@ fn with_local_collector<T>(dir: &std::path::Path, f: impl FnOnce(&str) -> anyhow
         .context("cannot start the async runtime")?;
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let config = collector::config::Config {
-        data_dir: dir.to_path_buf(),
+        data_dir: data_dir.to_path_buf(),
         otlp_grpc: loopback,
         otlp_http: loopback,
         api: loopback,
@@ -137,7 +139,13 @@ fn with_local_collector<T>(dir: &std::path::Path, f: impl FnOnce(&str) -> anyhow
     };
     let running = runtime
         .block_on(collector::Collector::start(config))
-        .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
+        .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
+    Ok((runtime, running))
+}
+
+/// Opens `dir` with an in-process collector, runs `f` with its API URL, and stops it.
+fn with_local_collector<T>(dir: &std::path::Path, f: impl FnOnce(&str) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let (runtime, running) = start_local_collector(dir)?;
     let url = format!("http://{}", running.api);
     let result = f(&url);
     runtime.block_on(running.stop(Duration::from_secs(5)));

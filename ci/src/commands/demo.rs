@@ -34,20 +34,7 @@ pub struct DemoArgs {
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let temp = tempfile::tempdir().context("cannot create a temporary directory")?;
     let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().join("data"));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let config = collector::config::Config {
-        data_dir: data_dir.clone(),
-        otlp_grpc: loopback,
-        otlp_http: loopback,
-        api: loopback,
-        ..Default::default()
-    };
-    let running = runtime.block_on(collector::Collector::start(config)).context("cannot start the collector")?;
+    let (runtime, running) = super::check::start_local_collector(&data_dir)?;
     let out = &mut std::io::stdout().lock();
     writeln!(
         out,

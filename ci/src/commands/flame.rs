@@ -411,30 +411,43 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/go-dev").join(run).join("cpu-10s.pb.gz")
     }
 
+    /// `slo-gate flame` as the binary parses it.
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: FlameCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        <Cli as clap::Parser>::try_parse_from(["slo-gate", "diff"].iter().chain(args))
+    }
+
+    /// Parses a `slo-gate flame diff ...` command line.
+    fn diff_args(args: &[&str]) -> DiffArgs {
+        match parse(args).expect("valid command line").command {
+            FlameCommand::Diff(args) => *args,
+            FlameCommand::Render(_) => unreachable!("parsed `diff`"),
+        }
+    }
+
     #[test]
     fn diff_prints_sanitize_labels_first_and_writes_valid_svg() {
         let dir = tempfile::tempdir().expect("tempdir");
         let svg_path = dir.path().join("diff.svg");
-        let args = DiffArgs {
-            baseline: vec![corpus("fast"), corpus("fast-rerun")],
-            candidate: vec![corpus("slow")],
-            collector: None,
-            service: None,
-            baseline_version: None,
-            candidate_version: None,
-            tenant: None,
-            since: None,
-            from: None,
-            to: None,
-            output: Some(svg_path.clone()),
-            folded: None,
-            sample_type: Some("cpu".into()),
-            top: 5,
-            min_change: 1.0,
-            confidence: 0.95,
-            metric: MetricArg::SelfShare,
-            json: false,
-        };
+        let (fast, rerun, slow) = (corpus("fast"), corpus("fast-rerun"), corpus("slow"));
+        let args = diff_args(&[
+            "--baseline",
+            fast.to_str().unwrap(),
+            rerun.to_str().unwrap(),
+            "--candidate",
+            slow.to_str().unwrap(),
+            "-o",
+            svg_path.to_str().unwrap(),
+            "--type",
+            "cpu",
+            "--top",
+            "5",
+        ]);
         let mut out = Vec::new();
         diff(args, &mut out).expect("diff");
         let text = String::from_utf8(out).expect("utf-8");
@@ -447,27 +460,43 @@ mod tests {
 
     #[test]
     fn unreadable_file_is_an_error_naming_it() {
-        let args = DiffArgs {
-            baseline: vec![PathBuf::from("/nonexistent/a.pb.gz")],
-            candidate: vec![corpus("slow")],
-            collector: None,
-            service: None,
-            baseline_version: None,
-            candidate_version: None,
-            tenant: None,
-            since: None,
-            from: None,
-            to: None,
-            output: None,
-            folded: None,
-            sample_type: None,
-            top: 5,
-            min_change: 1.0,
-            confidence: 0.95,
-            metric: MetricArg::SelfShare,
-            json: true,
-        };
+        let slow = corpus("slow");
+        let args = diff_args(&["--baseline", "/nonexistent/a.pb.gz", "--candidate", slow.to_str().unwrap(), "--json"]);
         let err = diff(args, &mut Vec::new()).expect_err("missing file");
         assert!(format!("{err:#}").contains("/nonexistent/a.pb.gz"));
+    }
+
+    #[test]
+    fn collector_mode_needs_the_versions_and_excludes_files() {
+        assert!(parse(&["--collector", "http://127.0.0.1:4040", "--service", "s"]).is_err(), "versions missing");
+        assert!(
+            parse(&[
+                "--collector",
+                "http://x",
+                "--service",
+                "s",
+                "--baseline-version",
+                "1",
+                "--candidate-version",
+                "2",
+                "--baseline",
+                "a.pb"
+            ])
+            .is_err(),
+            "files and a collector at once"
+        );
+        assert!(
+            parse(&[
+                "--collector",
+                "http://x",
+                "--service",
+                "s",
+                "--baseline-version",
+                "1",
+                "--candidate-version",
+                "2"
+            ])
+            .is_ok()
+        );
     }
 }
