@@ -677,3 +677,38 @@ fn full_report_passing() {
     assert_eq!(report::outcome_line(&r), "GATE PASSED");
     check_all_forms("full-passing", &r);
 }
+
+#[test]
+fn a_slow_latency_objective_names_the_functions_whose_cpu_share_grew() {
+    // No cpu_regression objective: the latency objective alone, with CPU profiles on both sides.
+    let c = contract(&yaml(
+        BASELINE_142,
+        "  - name: checkout-latency\n    latency: { percentile: p95, route: /api/checkout }\n    fail: \"<= +10%\"\n",
+    ));
+    let cand = SideData {
+        cpu_profiles: vec![corpus_profile("slow")],
+        ..side("1.5.0", spans(&Load::new(5, 1000, "1.5.0", 130.0)))
+    };
+    let base = SideData {
+        cpu_profiles: vec![corpus_profile("fast"), corpus_profile("fast-rerun")],
+        ..side("1.4.2", spans(&Load::new(6, 1000, "1.4.2", 100.0)))
+    };
+    let r = run(&c, &cand, Some(&base), &[]);
+    let o = objective(&r, "checkout-latency");
+    assert_eq!(o.verdict, Verdict::Fail);
+    assert_eq!(o.cpu_regressions.first().map(|f| f.function.as_str()), Some("main.sanitizeLabels"));
+    assert!(
+        o.findings.iter().any(|f| f.starts_with("CPU profiles: main.sanitizeLabels self share")),
+        "{:#?}",
+        o.findings
+    );
+    assert!(r.reasons[0].contains("CPU share grew in main.sanitizeLabels"), "{:?}", r.reasons);
+
+    // A passing latency objective does not go looking.
+    let cand = SideData {
+        cpu_profiles: vec![corpus_profile("slow")],
+        ..side("1.5.0", spans(&Load::new(7, 1000, "1.5.0", 100.0)))
+    };
+    let r = run(&c, &cand, Some(&base), &[]);
+    assert!(objective(&r, "checkout-latency").cpu_regressions.is_empty());
+}
