@@ -6,4 +6,5 @@ pub mod compare;
 pub mod correlate;
 pub mod flame;
 pub mod gate;
+pub mod leaks;
 pub mod pprof;

@@ -1,0 +1,109 @@
+//! Stack normalisation and fingerprints. A normalised stack is the list of function names
+//! (and, if asked, `file:line`) with everything that varies between two goroutines parked at
+//! the same place removed: argument values, addresses, `+0x` offsets, goroutine ids, and the
+//! runtime's own parking frames at the top (`runtime.gopark`, `runtime.chanrecv2`, ...). The
+//! last matters because a `debug=2` dump hides those frames while a pprof profile keeps them:
+//! stripping them makes both forms of the same goroutine share one fingerprint. What they said
+//! is kept as the wait reason (`annotate.rs`) before they are dropped.
+//!
+//! The fingerprint is 64-bit FNV-1a over the normalised frames: stable across runs, platforms
+//! and Rust versions (unlike `std`'s `DefaultHasher`), so it can be stored and compared.
+
+use super::snapshot::StackFrame;
+
+/// A normalised frame.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NormalFrame {
+    /// Function name without arguments or generic type arguments' values.
+    pub function: String,
+    /// `file:line`, kept only when [`NormalizeOptions::keep_file_line`] is set.
+    pub location: Option<(String, u64)>,
+}
+
+/// How much of a frame identifies a stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NormalizeOptions {
+    /// Keep `file:line` in each frame (two blocking lines in one function stay apart).
+    pub keep_file_line: bool,
+}
+
+/// A stable 64-bit stack fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint(pub u64);
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Whether `function` belongs to the Go runtime proper (`runtime.`, not `runtime/pprof.`).
+pub fn is_runtime(function: &str) -> bool {
+    function.starts_with("runtime.")
+}
+
+/// Cleans one function name as written in a text dump or a profile: drops an argument list
+/// left on it, a `{...}`-style address suffix, and the `[...]` of generic instantiations
+/// (`main.f[...]` in tracebacks, `main.f[go.shape.int]` in profiles).
+pub fn normalize_function(function: &str) -> String {
+    let mut name = function.trim();
+    if name.ends_with(')') {
+        // An argument list is a final group that does not start a method receiver `(*T)`.
+        if let Some(open) = name.rfind('(')
+            && !name[open..].starts_with("(*")
+            && open > 0
+            && !name[..open].ends_with('.')
+        {
+            name = &name[..open];
+        }
+    }
+    let mut out = String::with_capacity(name.len());
+    let mut depth = 0usize;
+    for c in name.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Normalises a stack (innermost first): drops the runtime's parking frames at the top, cleans
+/// function names, keeps `file:line` if asked. A stack made only of runtime frames is kept
+/// whole (it is a runtime goroutine; `annotate.rs` recognises it by those frames).
+pub fn normalize(stack: &[StackFrame], options: NormalizeOptions) -> Vec<NormalFrame> {
+    let start = stack.iter().position(|f| !is_runtime(&f.function)).unwrap_or(0);
+    stack[start..]
+        .iter()
+        .map(|f| NormalFrame {
+            function: normalize_function(&f.function),
+            location: options.keep_file_line.then(|| (f.file.clone(), f.line)),
+        })
+        .collect()
+}
+
+/// FNV-1a (64-bit) of the normalised frames, with separators so `a.b|c` ≠ `a|b.c`.
+pub fn fingerprint(frames: &[NormalFrame]) -> Fingerprint {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h = OFFSET;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(PRIME);
+        }
+    };
+    for f in frames {
+        eat(f.function.as_bytes());
+        if let Some((file, line)) = &f.location {
+            eat(b"\x1f");
+            eat(file.as_bytes());
+            eat(b":");
+            eat(line.to_string().as_bytes());
+        }
+        eat(b"\x1e");
+    }
+    Fingerprint(h)
+}

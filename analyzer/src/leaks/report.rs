@@ -1,0 +1,62 @@
+//! The plain-text leak report: deterministic (fixed number formats, sorted input), so it is
+//! golden-tested and diffable between runs.
+
+use std::fmt::Write;
+
+use super::{ClusterSeries, LeakReport};
+
+/// Renders `report` as text: the findings with their series and a representative stack, then a
+/// one-line summary of every other cluster.
+pub fn text(report: &LeakReport) -> String {
+    let mut out = String::new();
+    let times: Vec<String> = report.times_s.iter().map(|t| format!("{t:.0}")).collect();
+    let _ = writeln!(out, "snapshots: {} at t = {} s", report.times_s.len(), times.join(", "));
+    let _ = writeln!(out, "goroutines: {}", join(&report.totals));
+    for note in &report.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    if report.findings.is_empty() {
+        let _ = writeln!(out, "leaks: none");
+    } else {
+        let _ = writeln!(out, "leaks: {}", report.findings.len());
+    }
+    for group in &report.related {
+        let ranks: Vec<String> = group.findings.iter().map(|i| format!("#{}", i + 1)).collect();
+        let _ = writeln!(out, "related: {} (same creator: {})", ranks.join(", "), group.created_by);
+    }
+    for (i, f) in report.findings.iter().enumerate() {
+        let _ = writeln!(out, "\n#{} {}", i + 1, f.key);
+        finding(&mut out, f);
+    }
+    let others: Vec<&ClusterSeries> = report.clusters.iter().filter(|c| !c.is_leak).collect();
+    if !others.is_empty() {
+        let _ = writeln!(out, "\nnot leaking:");
+        for c in others {
+            let rate = c.trend.map_or_else(|| "-".to_string(), |t| format!("{:+.1}/min", t.growth_per_minute));
+            let _ = writeln!(out, "  {}  counts {}  {rate}", c.key, join(&c.counts));
+        }
+    }
+    out
+}
+
+fn finding(out: &mut String, f: &ClusterSeries) {
+    let _ = writeln!(out, "  root cause: {}", f.root_cause);
+    let _ = writeln!(out, "  created by: {}", f.created_by.as_deref().unwrap_or("unknown"));
+    let _ = writeln!(out, "  counts: {}", join(&f.counts));
+    if let Some(t) = f.trend {
+        let _ = writeln!(
+            out,
+            "  growth: {:.1}/min for {:.0} s (Mann-Kendall S = {}, confidence {:.4})",
+            t.growth_per_minute, t.growing_for_seconds, t.s, t.confidence
+        );
+    }
+    let _ = writeln!(out, "  distinct stacks: {}", f.distinct_stacks);
+    let _ = writeln!(out, "  stack:");
+    for frame in &f.representative.stack {
+        let _ = writeln!(out, "    {} ({}:{})", frame.function, frame.file, frame.line);
+    }
+}
+
+fn join(values: &[u64]) -> String {
+    values.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
+}
