@@ -29,6 +29,9 @@ pub enum Command {
     /// A blocked release in under a minute: an in-process collector, an instrumented service in
     /// a baseline and a slower candidate build, and the gate.
     Demo(commands::demo::DemoArgs),
+    /// Goroutine leaks from goroutine profiles or text dumps taken over time; exit code 1 when
+    /// a leak is found.
+    Leaks(commands::leaks::LeaksArgs),
     /// SLO contracts: validate them, print their JSON Schema, import OpenSLO.
     #[command(subcommand)]
     Contracts(commands::contracts::ContractsCommand),
@@ -44,6 +47,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Flame(command) => success(commands::flame::run(command)),
         Command::Check(args) => commands::check::run(*args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Leaks(args) => commands::leaks::run(args),
         Command::Contracts(command) => success(commands::contracts::run(command)),
     }
 }

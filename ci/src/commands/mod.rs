@@ -4,4 +4,5 @@ pub mod check;
 pub mod contracts;
 pub mod demo;
 pub mod flame;
+pub mod leaks;
 pub mod serve;

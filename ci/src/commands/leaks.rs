@@ -1,0 +1,212 @@
+//! `slo-gate leaks FILE_OR_DIR...`: goroutine leaks from snapshot files, as `go tool pprof`
+//! works on files. Reads goroutine profiles (gzipped or plain `profile.proto`, e.g. from
+//! `/debug/pprof/goroutine`) or `debug=2` / `runtime.Stack(all=true)` text dumps, orders them by
+//! the time in each profile or else the file's modification time, and runs
+//! `analyzer::leaks::detect`. Exit code 1 when a leak is found (so a test job can fail on it),
+//! 0 when none, 2 on bad input.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::UNIX_EPOCH;
+
+use analyzer::leaks::{self, LeakOptions, Snapshot};
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::json;
+
+/// Flags of `slo-gate leaks`.
+#[derive(Debug, Args)]
+pub struct LeaksArgs {
+    /// Snapshot files, or folders of them (other files in a folder are skipped with a note).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Smallest growth that counts as a leak, goroutines per minute.
+    #[arg(long, default_value_t = 1.0)]
+    pub min_growth: f64,
+    /// Smallest confidence (0..1) that a cluster grows.
+    #[arg(long, default_value_t = 0.99)]
+    pub confidence: f64,
+    /// Ignore goroutines whose top function is this (repeatable), as goleak's IgnoreTopFunction.
+    #[arg(long = "ignore-top")]
+    pub ignore_top: Vec<String>,
+    /// Ignore goroutines with this function anywhere in their stack (repeatable).
+    #[arg(long = "ignore-any")]
+    pub ignore_any: Vec<String>,
+    /// Tell blocking sites apart by file:line, not only by function.
+    #[arg(long)]
+    pub keep_file_line: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The kinds of snapshot file; one run reads one kind, so the same moment is not counted twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Pprof,
+    Text,
+}
+
+/// Runs `slo-gate leaks`.
+pub fn run(args: LeaksArgs) -> anyhow::Result<ExitCode> {
+    if !(0.0..=1.0).contains(&args.confidence) {
+        bail!("--confidence must be between 0 and 1, got {}", args.confidence);
+    }
+    let stderr = &mut std::io::stderr().lock();
+    let mut snapshots: Vec<(Kind, PathBuf, Snapshot)> = Vec::new();
+    for path in &args.paths {
+        let is_dir = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.is_dir();
+        for file in files(path)? {
+            match read_snapshot(&file) {
+                Ok(Some((kind, snapshot))) => snapshots.push((kind, file, snapshot)),
+                // In a folder, other profiles and files are expected (a pprof folder has CPU
+                // and heap profiles too); named explicitly, they are an error.
+                Ok(None) if is_dir => writeln!(stderr, "skipping {}: not a goroutine snapshot", file.display())?,
+                Ok(None) => bail!("{} is not a goroutine profile or a goroutine text dump", file.display()),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    if snapshots.is_empty() {
+        bail!("no goroutine snapshots found");
+    }
+    if snapshots.iter().any(|s| s.0 == Kind::Pprof) && snapshots.iter().any(|s| s.0 == Kind::Text) {
+        bail!(
+            "both goroutine profiles and text dumps were given; they usually record the same moments, \
+             so read one kind per run (give the *.pb.gz files or the text dumps)"
+        );
+    }
+    let options = LeakOptions {
+        min_growth_per_minute: args.min_growth,
+        min_confidence: args.confidence,
+        ignore_top_functions: args.ignore_top.clone(),
+        ignore_any_functions: args.ignore_any.clone(),
+        keep_file_line: args.keep_file_line,
+    };
+    let report = leaks::detect(&snapshots.into_iter().map(|s| s.2).collect::<Vec<_>>(), &options);
+    let out = &mut std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&to_json(&report))?)?;
+    } else {
+        out.write_all(analyzer::leaks::report::text(&report).as_bytes())?;
+    }
+    Ok(if report.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `path` itself, or the files under it, sorted.
+fn files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))? {
+        let p = entry.with_context(|| format!("cannot list {}", path.display()))?.path();
+        if p.is_file() {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A goroutine snapshot from `file`, `None` when the file is another kind of file.
+fn read_snapshot(file: &Path) -> anyhow::Result<Option<(Kind, Snapshot)>> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mtime = std::fs::metadata(file)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i64);
+    if bytes.starts_with(b"goroutine ") {
+        let text = String::from_utf8_lossy(&bytes);
+        let mut snapshot =
+            leaks::parse_debug2(&text).with_context(|| format!("{} is not a valid goroutine dump", file.display()))?;
+        snapshot.time_unix_nano = mtime;
+        return Ok(Some((Kind::Text, snapshot)));
+    }
+    let Ok(profile) = analyzer::pprof::decode(&bytes) else { return Ok(None) };
+    if analyzer::pprof::profile_name(&profile) != "goroutine" {
+        return Ok(None);
+    }
+    let mut snapshot = leaks::from_pprof(&profile);
+    if profile.time_nanos == 0 {
+        snapshot.time_unix_nano = mtime;
+    }
+    Ok(Some((Kind::Pprof, snapshot)))
+}
+
+fn to_json(report: &leaks::LeakReport) -> serde_json::Value {
+    let series = |c: &leaks::ClusterSeries| {
+        json!({
+            "blocking_function": c.key.blocking_function,
+            "blocking_location": c.key.blocking_location.as_ref().map(|(f, l)| format!("{f}:{l}")),
+            "wait_reason": c.key.wait_reason.to_string(),
+            "root_cause": c.root_cause.to_string(),
+            "created_by": c.created_by,
+            "counts": c.counts,
+            "leak": c.is_leak,
+            "growth_per_minute": c.trend.as_ref().map(|t| t.growth_per_minute),
+            "growing_for_seconds": c.trend.as_ref().map(|t| t.growing_for_seconds),
+            "confidence": c.trend.as_ref().map(|t| t.confidence),
+            "distinct_stacks": c.distinct_stacks,
+            "representative_stack": c.representative.stack.iter().map(|f| {
+                if f.file.is_empty() { f.function.clone() } else { format!("{} ({}:{})", f.function, f.file, f.line) }
+            }).collect::<Vec<_>>(),
+        })
+    };
+    json!({
+        "judged": report.judged,
+        "times_s": report.times_s,
+        "totals": report.totals,
+        "findings": report.findings.iter().map(series).collect::<Vec<_>>(),
+        "related": report.related.iter().map(|r| json!({ "created_by": r.created_by, "findings": r.findings })).collect::<Vec<_>>(),
+        "notes": report.notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus(run: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/go-dev").join(run)
+    }
+
+    fn args(paths: Vec<PathBuf>) -> LeaksArgs {
+        LeaksArgs {
+            paths,
+            min_growth: 1.0,
+            confidence: 0.99,
+            ignore_top: Vec::new(),
+            ignore_any: Vec::new(),
+            keep_file_line: false,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn corpus_profiles_in_a_folder_find_the_two_leaks() {
+        // The folder holds CPU, heap and other profiles and the text dumps too: mixing kinds is
+        // refused, so give the goroutine profiles.
+        let dir = corpus("fast");
+        let profiles: Vec<PathBuf> = files(&dir)
+            .unwrap()
+            .into_iter()
+            .filter(|p| {
+                p.file_name().unwrap().to_string_lossy().starts_with("goroutine-t")
+                    && p.extension().is_some_and(|e| e == "gz")
+            })
+            .collect();
+        assert_eq!(profiles.len(), 9);
+        assert_eq!(run(args(profiles)).unwrap(), ExitCode::from(1));
+        let err = run(args(vec![dir])).expect_err("both kinds in one folder");
+        assert!(err.to_string().contains("both goroutine profiles and text dumps"), "{err}");
+    }
+
+    #[test]
+    fn a_named_non_goroutine_file_is_an_error() {
+        let err = run(args(vec![corpus("fast").join("cpu-10s.pb.gz")])).expect_err("cpu profile");
+        assert!(err.to_string().contains("not a goroutine profile"), "{err}");
+    }
+}
