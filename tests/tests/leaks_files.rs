@@ -1,9 +1,10 @@
 //! `slo-gate leaks` on snapshot files of a real Go program (`tests/go/leaky`, standard library
 //! only, built here with Debian's Go). One process per mode runs for 30 s while the test saves
 //! its goroutine profile (`/debug/pprof/goroutine`, gzipped proto) every 5 s — 7 snapshots, the
-//! issue's default span. Every leaking mode (1 goroutine/s) is one finding with its blocking
-//! function and root-cause tag; the worker pool (large but flat) and the allocation-heavy mode
-//! (busy GC workers) report nothing.
+//! issue's default span, and its `debug=2` text dump at the same moments. Every leaking mode
+//! (1 goroutine/s) is one finding with its blocking function and root-cause tag, from the
+//! profiles and from the dumps alike; the worker pool (large but flat) and the allocation-heavy
+//! mode (busy GC workers) report nothing.
 
 use std::path::Path;
 use std::process::Command;
@@ -44,17 +45,23 @@ fn every_leak_pattern_is_one_finding_and_healthy_modes_are_silent() {
             std::thread::sleep(wait);
         }
         for ((mode, _), program) in MODES.iter().zip(&programs) {
-            let url = format!("http://{}/debug/pprof/goroutine", program.addr);
-            let body = client.get(&url).send().and_then(|r| r.bytes()).unwrap_or_else(|e| panic!("{url}: {e}"));
-            let folder = dir.path().join(mode);
-            std::fs::create_dir_all(&folder).unwrap();
-            std::fs::write(folder.join(format!("goroutine-{i:02}.pb.gz")), &body).unwrap();
+            for (query, folder, name) in [
+                ("", *mode, format!("goroutine-{i:02}.pb.gz")),
+                ("?debug=2", &format!("{mode}-text"), format!("goroutine-{i:02}.txt")),
+            ] {
+                let url = format!("http://{}/debug/pprof/goroutine{query}", program.addr);
+                let body = client.get(&url).send().and_then(|r| r.bytes()).unwrap_or_else(|e| panic!("{url}: {e}"));
+                let folder = dir.path().join(folder);
+                std::fs::create_dir_all(&folder).unwrap();
+                // A dump's time is its file's modification time: written now, 5 s apart.
+                std::fs::write(folder.join(name), &body).unwrap();
+            }
         }
     }
     drop(programs);
 
-    for (mode, expected) in MODES {
-        let (code, report, stderr) = leaks_json(&dir.path().join(mode));
+    for (mode, expected) in MODES.iter().flat_map(|(m, e)| [(m.to_string(), *e), (format!("{m}-text"), *e)]) {
+        let (code, report, stderr) = leaks_json(&dir.path().join(&mode));
         let findings = report["findings"].as_array().unwrap();
         match expected {
             Some((function, tag)) => {
