@@ -206,7 +206,7 @@ fn gate_with(client: &CollectorClient, contract: &Contract, args: &CheckArgs) ->
     stdout.write_all(gate::report::text(&report).as_bytes())?;
     write_outputs(&report, args)?;
     if let Some(dir) = &args.artifacts {
-        write_artifacts(client, contract, &report, dir, args)?;
+        write_artifacts(client, contract, &report, dir, args, window)?;
     }
     if !args.no_record {
         record(client, contract, &report, &args.candidate)?;
@@ -591,6 +591,7 @@ fn write_artifacts(
     report: &GateReport,
     dir: &std::path::Path,
     args: &CheckArgs,
+    window: (Option<u64>, Option<u64>),
 ) -> anyhow::Result<()> {
     write_file(&dir.join("report.json"), &(serde_json::to_string_pretty(&gate::report::json(report))? + "\n"))?;
     let correlation: Vec<Value> = report
@@ -620,7 +621,8 @@ fn write_artifacts(
                 ("candidate", selector(&[("service_name", &contract.service), ("service_version", &args.candidate)])),
                 ("format", "svg".to_string()),
             ];
-            q.extend(time_params(window(args)?));
+            // The window the data was read in (`--since` is not re-evaluated a moment later).
+            q.extend(time_params(window));
             let svg = client.get("/api/v1/flamegraph/diff", &q)?;
             let name = format!(
                 "flamegraph-diff-{}.svg",

@@ -183,8 +183,17 @@ async fn spans(
         let mut hits: Vec<SpanHit> = Vec::new();
         let mut routes: BTreeMap<String, u64> = BTreeMap::new();
         let (mut names, mut route_values) = (Dictionary::default(), Dictionary::default());
-        // Attribute sets: resource text → id, span text → id, (resource id, span id) → set.
-        let (mut resources, mut span_attrs) = (Dictionary::default(), Dictionary::default());
+        // Attribute sets: resource text → id, span text → id, (resource id, span id) → set. Only
+        // the ids are needed here (the set holds the decoded pairs), so no copy of the texts.
+        let (mut resources, mut span_attrs): (HashMap<String, u32>, HashMap<String, u32>) = Default::default();
+        let intern = |map: &mut HashMap<String, u32>, text: &str| match map.get(text) {
+            Some(&id) => id,
+            None => {
+                let id = map.len() as u32;
+                map.insert(text.to_string(), id);
+                id
+            }
+        };
         let mut sets: HashMap<(u32, u32), u32> = HashMap::new();
         let mut attribute_sets: Vec<Vec<(String, String)>> = Vec::new();
         state
@@ -199,7 +208,7 @@ async fn spans(
                         *routes.entry(r.to_string()).or_default() += 1;
                         route_values.id(r)
                     });
-                    let key = (resources.id(&s.resource.attributes), span_attrs.id(&s.attributes));
+                    let key = (intern(&mut resources, &s.resource.attributes), intern(&mut span_attrs, &s.attributes));
                     let attributes = *sets.entry(key).or_insert_with(|| {
                         let mut merged: BTreeMap<String, String> =
                             flatten(&s.resource.attributes).into_iter().collect();
