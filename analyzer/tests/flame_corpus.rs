@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use analyzer::flame::{self, Metric, RegressionOptions, svg};
+use analyzer::flame::{self, Metric, RegressionOptions, Run, svg};
 use analyzer::pprof::{self, Profile};
 
 fn corpus() -> PathBuf {
@@ -15,6 +15,11 @@ fn profile(run: &str) -> Profile {
     let path = corpus().join(run).join("cpu-10s.pb.gz");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     pprof::decode(&bytes).unwrap_or_else(|e| panic!("decode {}: {e}", path.display()))
+}
+
+/// The corpus' run `name` (one process, one 10 s CPU profile) as a run of the comparison.
+fn run(name: &str) -> Run {
+    Run::new(name, vec![profile(name)])
 }
 
 /// Compares `actual` with the golden file `tests/data/flame/NAME`, or rewrites it with
@@ -91,11 +96,12 @@ fn svg_is_valid_xml_and_deterministic() {
 #[test]
 fn sanitize_labels_regression_ranks_first() {
     let found = flame::detect_regressions(
-        &[profile("fast"), profile("fast-rerun")],
-        &[profile("slow")],
+        &[run("fast")],
+        &[run("slow")],
         &RegressionOptions { sample_type: Some("cpu".into()), ..Default::default() },
     )
-    .expect("detect");
+    .expect("detect")
+    .functions;
     let first = found.first().expect("a regression");
     assert_eq!(first.function, "main.sanitizeLabels", "{found:#?}");
     assert!(first.self_share.change_pp > 5.0, "{first:#?}");
@@ -104,7 +110,28 @@ fn sanitize_labels_regression_ranks_first() {
         first.hottest_path.iter().rev().take(3).rev().map(String::as_str).collect::<Vec<_>>(),
         ["main.fetchBatch.func1", "main.encodeBatch", "main.sanitizeLabels"]
     );
-    check_golden("regressions-fast+rerun-vs-slow.txt", &table(&found));
+    check_golden("regressions-fast-vs-slow.txt", &table(&found));
+}
+
+/// Two baseline runs whose `main.sanitizeLabels` self shares are 5 pp apart (42% and 47% of
+/// their profiles) against one candidate run: the test over runs has one degree of freedom, and
+/// the +8 pp change, largest of all, is not significant at 95%. The comparison says so rather than
+/// trusting the profiles of each run as if they were independent runs.
+#[test]
+fn two_baseline_runs_against_one() {
+    let c = flame::compare_functions(&[run("fast"), run("fast-rerun")], &[run("slow")], &RegressionOptions::default())
+        .expect("compare");
+    assert_eq!((c.baseline.runs, c.candidate.runs, c.degrees_of_freedom), (2, 1, 1.0));
+    assert_eq!(c.warnings(), ["the candidate has one run: its run-to-run variation is taken from the baseline's runs"]);
+    let largest = c.functions.iter().max_by(|a, b| a.self_share.change_pp.total_cmp(&b.self_share.change_pp));
+    let s = largest.expect("functions");
+    assert_eq!(s.function, "main.sanitizeLabels");
+    assert!((7.0..10.0).contains(&s.self_share.change_pp), "{s:#?}");
+    assert!((0.6..0.95).contains(&s.self_share.confidence), "{s:#?}");
+    let found =
+        flame::detect_regressions(&[run("fast"), run("fast-rerun")], &[run("slow")], &RegressionOptions::default())
+            .expect("detect");
+    assert!(found.functions.is_empty(), "{:#?}", found.functions);
 }
 
 /// With one profile per side only the sampling model and the genomic-control correction judge the
@@ -113,23 +140,25 @@ fn sanitize_labels_regression_ranks_first() {
 /// profile is not enough on this noisy VM.
 #[test]
 fn regression_is_found_against_one_baseline_profile() {
-    let found = flame::detect_regressions(&[profile("fast")], &[profile("slow")], &RegressionOptions::default())
-        .expect("detect");
+    let found = flame::detect_regressions(&[run("fast")], &[run("slow")], &RegressionOptions::default())
+        .expect("detect")
+        .functions;
     assert_eq!(found.first().map(|r| r.function.as_str()), Some("main.sanitizeLabels"), "{found:#?}");
-    let weak = flame::compare_functions(&[profile("fast-rerun")], &[profile("slow")], &RegressionOptions::default())
-        .expect("compare");
-    let s = weak.iter().find(|r| r.function == "main.sanitizeLabels").expect("present");
+    let weak =
+        flame::compare_functions(&[run("fast-rerun")], &[run("slow")], &RegressionOptions::default()).expect("compare");
+    let s = weak.functions.iter().find(|r| r.function == "main.sanitizeLabels").expect("present");
     assert!(s.self_share.change_pp > 5.0 && s.self_share.confidence > 0.85, "{s:#?}");
 }
 
 #[test]
 fn a_a_comparison_reports_nothing() {
     for (base, cand) in [("fast", "fast-rerun"), ("fast-rerun", "fast")] {
-        let found = flame::detect_regressions(&[profile(base)], &[profile(cand)], &RegressionOptions::default())
-            .expect("detect");
+        let found = flame::detect_regressions(&[run(base)], &[run(cand)], &RegressionOptions::default())
+            .expect("detect")
+            .functions;
         assert!(found.is_empty(), "{base} -> {cand}: {found:#?}");
         let options = RegressionOptions { metric: Metric::TotalShare, ..Default::default() };
-        let found = flame::detect_regressions(&[profile(base)], &[profile(cand)], &options).expect("detect");
+        let found = flame::detect_regressions(&[run(base)], &[run(cand)], &options).expect("detect").functions;
         assert!(found.is_empty(), "{base} -> {cand}, total share: {found:#?}");
     }
 }

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use analyzer::compare::Verdict;
+use analyzer::flame::Run;
 use analyzer::gate::{
     self, GateError, GateInput, GateReport, MetricSample, MetricValue, PastRun, SideData, SpanRecord, report,
 };
@@ -112,7 +113,7 @@ fn side(version: &str, spans: Vec<SpanRecord>) -> SideData {
         window: (T0, T0 + 10 * MINUTE),
         spans,
         metrics: Vec::new(),
-        cpu_profiles: Vec::new(),
+        cpu_runs: Vec::new(),
     }
 }
 
@@ -456,6 +457,11 @@ fn metric_ratio_of_counters() {
 // ---------------------------------------------------------------------------------------
 // CPU profiles and goroutine leaks
 
+/// The corpus' run `name` (one process, one CPU profile) as a run of the CPU comparison.
+fn corpus_run(name: &str) -> Run {
+    Run::new(name, vec![corpus_profile(name)])
+}
+
 fn corpus_profile(run: &str) -> Profile {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/go-dev").join(run).join("cpu-10s.pb.gz");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -468,17 +474,16 @@ fn cpu_regression_names_the_slower_function() {
         BASELINE_142,
         "  - name: cpu\n    cpu_regression: { min_change: 2, confidence: 0.95, share: self }\n  - name: leaks\n    goroutine_leak: { max_growth_per_minute: 1, min_duration: 2m }\n    on_violation: warn\n",
     ));
-    let cand = SideData { cpu_profiles: vec![corpus_profile("slow")], ..side("1.5.0", Vec::new()) };
-    let base = SideData {
-        cpu_profiles: vec![corpus_profile("fast"), corpus_profile("fast-rerun")],
-        ..side("1.4.2", Vec::new())
-    };
+    let cand = SideData { cpu_runs: vec![corpus_run("slow")], ..side("1.5.0", Vec::new()) };
+    // One run per side, the corpus' designed pair (two baseline runs 5 pp apart against one
+    // candidate run are weak evidence: `flame_corpus::two_baseline_runs_against_one`).
+    let base = SideData { cpu_runs: vec![corpus_run("fast")], ..side("1.4.2", Vec::new()) };
     let r = run(&c, &cand, Some(&base), &[]);
     let cpu = objective(&r, "cpu");
     assert_eq!(cpu.verdict, Verdict::Fail);
     assert_eq!(cpu.cpu_regressions[0].function, "main.sanitizeLabels");
     assert!(
-        cpu.findings.iter().any(|f| f.starts_with("main.sanitizeLabels self share 45.0% -> 53.2%")),
+        cpu.findings.iter().any(|f| f.starts_with("main.sanitizeLabels self share 42.8% -> 53.2%")),
         "{:#?}",
         cpu.findings
     );
@@ -490,8 +495,8 @@ fn cpu_regression_names_the_slower_function() {
     check("cpu-regression", &r);
 
     // A/A: the two fast runs against each other find nothing.
-    let cand = SideData { cpu_profiles: vec![corpus_profile("fast-rerun")], ..side("1.5.0", Vec::new()) };
-    let base = SideData { cpu_profiles: vec![corpus_profile("fast")], ..side("1.4.2", Vec::new()) };
+    let cand = SideData { cpu_runs: vec![corpus_run("fast-rerun")], ..side("1.5.0", Vec::new()) };
+    let base = SideData { cpu_runs: vec![corpus_run("fast")], ..side("1.4.2", Vec::new()) };
     let r = run(&c, &cand, Some(&base), &[]);
     assert_eq!(objective(&r, "cpu").verdict, Verdict::Pass, "{:#?}", objective(&r, "cpu").findings);
 }
@@ -685,14 +690,10 @@ fn a_slow_latency_objective_names_the_functions_whose_cpu_share_grew() {
         BASELINE_142,
         "  - name: checkout-latency\n    latency: { percentile: p95, route: /api/checkout }\n    fail: \"<= +10%\"\n",
     ));
-    let cand = SideData {
-        cpu_profiles: vec![corpus_profile("slow")],
-        ..side("1.5.0", spans(&Load::new(5, 1000, "1.5.0", 130.0)))
-    };
-    let base = SideData {
-        cpu_profiles: vec![corpus_profile("fast"), corpus_profile("fast-rerun")],
-        ..side("1.4.2", spans(&Load::new(6, 1000, "1.4.2", 100.0)))
-    };
+    let cand =
+        SideData { cpu_runs: vec![corpus_run("slow")], ..side("1.5.0", spans(&Load::new(5, 1000, "1.5.0", 130.0))) };
+    let base =
+        SideData { cpu_runs: vec![corpus_run("fast")], ..side("1.4.2", spans(&Load::new(6, 1000, "1.4.2", 100.0))) };
     let r = run(&c, &cand, Some(&base), &[]);
     let o = objective(&r, "checkout-latency");
     assert_eq!(o.verdict, Verdict::Fail);
@@ -705,10 +706,8 @@ fn a_slow_latency_objective_names_the_functions_whose_cpu_share_grew() {
     assert!(r.reasons[0].contains("CPU share grew in main.sanitizeLabels"), "{:?}", r.reasons);
 
     // A passing latency objective does not go looking.
-    let cand = SideData {
-        cpu_profiles: vec![corpus_profile("slow")],
-        ..side("1.5.0", spans(&Load::new(7, 1000, "1.5.0", 100.0)))
-    };
+    let cand =
+        SideData { cpu_runs: vec![corpus_run("slow")], ..side("1.5.0", spans(&Load::new(7, 1000, "1.5.0", 100.0))) };
     let r = run(&c, &cand, Some(&base), &[]);
     assert!(objective(&r, "checkout-latency").cpu_regressions.is_empty());
 }

@@ -1,12 +1,15 @@
 //! Regression detection end to end through scraping. A real Go program of ours
-//! (`tests/go/cpuregress`, standard library only, built here with Debian's Go) runs three times:
-//! a fast build as version 1.0.0, the same fast build again as 1.0.0-rerun, and the slow mode,
-//! whose `main.checksum` does 30% more work, as 1.1.0 — all at once, so both comparisons see the
-//! same machine. The collector scrapes CPU profiles of all three; the test runs alone
-//! (`.config/nextest.toml`). (Two processes per version, tried to put the run-to-run spread into
-//! each side's variance, made the profiles of a side too noisy to find the regression reliably.) `slo-gate flame diff --collector` over several profiles per side ranks `main.checksum`
-//! first with high confidence for 1.0.0 → 1.1.0, reports nothing for the A/A pair 1.0.0 →
-//! 1.0.0-rerun, writes a valid differential SVG, and says clearly when a version has no profiles.
+//! (`tests/go/cpuregress`, standard library only, built here with Debian's Go) runs as nine
+//! processes at once, so every comparison sees the same machine: six of the fast build as version
+//! 1.0.0 (in two batches of three, labelled `batch = "a"` and `"b"`) and three of the slow mode,
+//! whose `main.checksum` does 30% more work, as 1.1.0. The collector scrapes CPU profiles of all
+//! nine; scraping labels each with its target (`instance`), so each process is one run, and runs,
+//! not profiles, are the replicates of the comparison (processes of one build differ by up to
+//! ~4 pp in a function's share on a busy 2-core machine; ADR 0002). `slo-gate flame diff
+//! --collector` at its defaults ranks `main.checksum` first with high confidence for 1.0.0 (six
+//! runs) → 1.1.0 (three), writes a valid differential SVG and says clearly when a version has no
+//! profiles; the diff API at the same defaults reports nothing between the two batches of the fast
+//! build (A/A, three runs against three). The test runs alone (`.config/nextest.toml`).
 
 use std::net::SocketAddr;
 use std::process::{Command, Output};
@@ -17,19 +20,12 @@ use e2e::{Server, eventually};
 use serde_json::Value;
 
 const CPU_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
-/// CPU profiles each version must have before comparing.
-const PROFILES_PER_SIDE: u64 = 12;
-
-/// The A/A comparison's smallest reported change, in percentage points. Runs of one build
-/// differ by up to ~3.5 pp in a function's share on a busy 2-core machine (seen here: fast runs
-/// apart by `main.render` +3.3, `main.decode` +3.5, `main.validate` +3.4 pp, each "significant"
-/// at the default 1 pp because the profiles of one run are not independent of the run; ADR 0002).
-/// At one threshold for both comparisons this machine does not separate them reliably: at 1 pp
-/// A/A reports such differences in about one run of three, at 4 pp the +6 pp regression was
-/// missed once in three. So the A/B comparison runs at the defaults and the A/A comparison shows
-/// that nothing beyond the run-to-run spread is reported. Separating them needs runs, not
-/// profiles, as the replicates (open, see ADR 0002).
-const A_A_MIN_CHANGE_PP: &str = "4";
+/// Processes (runs) per batch: 1.0.0 has two batches of the fast build, 1.1.0 one of the slow.
+const RUNS_PER_BATCH: usize = 3;
+/// CPU profiles each run must have before comparing. Each is 6 s long: nine processes share two
+/// cores, so a profile holds only about 130 samples (3 s profiles, about 60 samples, left the
+/// +30% regression at 90% confidence in three runs of four).
+const PROFILES_PER_RUN: u64 = 8;
 
 fn flame_diff(server: &Server, baseline: &str, candidate: &str, extra: &[&str]) -> Output {
     Command::new(e2e::binary())
@@ -50,12 +46,18 @@ fn stdout_json(out: &Output) -> Value {
 fn scraped_regression_ranks_first_and_a_a_is_silent() {
     let dir = tempfile::tempdir().unwrap();
     let bin = go::build(dir.path(), "cpuregress", &go::program("cpuregress"));
-    let builds = [("1.0.0", "fast"), ("1.1.0", "slow"), ("1.0.0-rerun", "fast")];
-    let addrs: Vec<SocketAddr> = builds.iter().map(|_| ([127, 0, 0, 1], go::free_port()).into()).collect();
+    // (version, mode, batch): two batches of the fast build make the A/A pair.
+    let builds = [("1.0.0", "fast", "a"), ("1.0.0", "fast", "b"), ("1.1.0", "slow", "a")];
+    let addrs: Vec<Vec<SocketAddr>> = builds
+        .iter()
+        .map(|_| (0..RUNS_PER_BATCH).map(|_| ([127, 0, 0, 1], go::free_port()).into()).collect())
+        .collect();
     let mut config = String::new();
-    for ((version, _), addr) in builds.iter().zip(&addrs) {
+    for ((version, _, batch), addrs) in builds.iter().zip(&addrs) {
+        let targets: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
         config.push_str(&format!(
-            "[[scrape]]\ntargets = [\"{addr}\"]\nlabels = {{ service_name = \"cpuregress\", service_version = \"{version}\" }}\ninterval = \"4s\"\ncpu_seconds = 3\nprofiles = [\"profile\"]\n\n"
+            "[[scrape]]\ntargets = [{}]\nlabels = {{ service_name = \"cpuregress\", service_version = \"{version}\", batch = \"{batch}\" }}\ninterval = \"7s\"\ncpu_seconds = 6\nprofiles = [\"profile\"]\n\n",
+            targets.join(", ")
         ));
     }
     let config_path = dir.path().join("slo-gate.toml");
@@ -63,28 +65,42 @@ fn scraped_regression_ranks_first_and_a_a_is_silent() {
     let config_arg = config_path.to_string_lossy().into_owned();
     let server = Server::start(&dir.path().join("data"), &["--config", &config_arg]);
 
-    // The number of CPU profiles stored per version (the diff answer counts them per side).
-    let profiles_of = |version: &str| -> u64 {
+    let selector = |version: &str, batch: &str| {
+        format!("{{service_name=\"cpuregress\",service_version=\"{version}\",batch=\"{batch}\"}}")
+    };
+    let diff_api = |baseline: &str, candidate: &str| -> Value {
         let path = format!(
             "/api/v1/flamegraph/diff?type={}&baseline={}&candidate={}",
             e2e::url_encode(CPU_TYPE),
-            e2e::url_encode(&format!("{{service_name=\"cpuregress\",service_version=\"{version}\"}}")),
-            e2e::url_encode("{service_name=\"none\"}"),
+            e2e::url_encode(baseline),
+            e2e::url_encode(candidate),
         );
-        server.get(&path, None).1["baseline_profiles"].as_u64().unwrap_or(0)
+        server.get(&path, None).1
     };
-    // Runs the given builds together until each has enough profiles, then stops them.
-    let run = |which: &[usize]| {
-        let programs: Vec<GoProcess> =
-            which.iter().map(|&i| GoProcess::start_on(&bin, addrs[i], &["-mode", builds[i].1])).collect();
-        let ready = eventually(Duration::from_secs(120), || {
-            which.iter().all(|&i| profiles_of(builds[i].0) >= PROFILES_PER_SIDE).then_some(())
-        });
-        let counts: Vec<(&str, u64)> = which.iter().map(|&i| (builds[i].0, profiles_of(builds[i].0))).collect();
-        assert!(ready.is_some(), "not enough CPU profiles scraped: {counts:?}");
-        drop(programs);
+    // The number of CPU profiles and runs stored per batch (the diff answer counts them per side).
+    let stored = |version: &str, batch: &str| -> (u64, u64) {
+        let answer = diff_api(&selector(version, batch), "{service_name=\"none\"}");
+        (answer["baseline_profiles"].as_u64().unwrap_or(0), answer["baseline_runs"].as_u64().unwrap_or(0))
     };
-    run(&[0, 1, 2]);
+    // All nine processes at once until every batch has enough profiles per run.
+    let programs: Vec<GoProcess> = builds
+        .iter()
+        .zip(&addrs)
+        .flat_map(|((_, mode, _), addrs)| addrs.iter().map(|&a| GoProcess::start_on(&bin, a, &["-mode", mode])))
+        .collect();
+    let enough = (PROFILES_PER_RUN * RUNS_PER_BATCH as u64, RUNS_PER_BATCH as u64);
+    let ready = eventually(Duration::from_secs(240), || {
+        builds
+            .iter()
+            .all(|(v, _, b)| {
+                let (profiles, runs) = stored(v, b);
+                profiles >= enough.0 && runs == enough.1
+            })
+            .then_some(())
+    });
+    let counts: Vec<(&str, &str, (u64, u64))> = builds.iter().map(|(v, _, b)| (*v, *b, stored(v, b))).collect();
+    assert!(ready.is_some(), "not enough CPU profiles scraped (profiles, runs): {counts:?}");
+    drop(programs);
 
     // The regression: main.checksum first, reported at the default 95% (Holm-corrected), with
     // a self share several points larger.
@@ -109,10 +125,18 @@ fn scraped_regression_ranks_first_and_a_a_is_silent() {
     let row = text.lines().find(|l| l.trim_start().starts_with("1 ")).unwrap_or_else(|| panic!("no rank 1: {text}"));
     assert!(row.contains("main.checksum"), "{text}");
 
-    // A/A: the same build on both sides reports nothing.
-    let same =
-        stdout_json(&flame_diff(&server, "1.0.0", "1.0.0-rerun", &["--json", "--min-change", A_A_MIN_CHANGE_PP]));
-    assert_eq!(same, serde_json::json!([]), "A/A comparison reported regressions");
+    let header = text.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("baseline profiles from 6 runs") && header.contains("candidate profiles from 3 runs"),
+        "{text}"
+    );
+    assert!(!text.contains("note:"), "several runs per side need no caveat: {text}");
+
+    // A/A at the same defaults: three processes of the fast build against three others.
+    let same = diff_api(&selector("1.0.0", "a"), &selector("1.0.0", "b"));
+    assert_eq!((same["baseline_runs"].as_u64(), same["candidate_runs"].as_u64()), (Some(3), Some(3)), "{same:#}");
+    assert_eq!(same["warnings"], serde_json::json!([]));
+    assert_eq!(same["regressions"], serde_json::json!([]), "A/A comparison reported regressions");
 
     // A version without profiles is an error that says so, with exit code 2.
     let none = flame_diff(&server, "1.0.0", "9.9.9", &[]);

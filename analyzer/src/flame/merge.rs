@@ -121,16 +121,13 @@ pub(crate) struct FoldedProfile {
 }
 
 /// Folds each profile separately for `kind`, checking that all measure the same thing.
-pub(crate) fn fold_each(
-    profiles: &[Profile],
+pub(crate) fn fold_each<'a>(
+    profiles: impl IntoIterator<Item = &'a Profile>,
     kind: Option<&str>,
     side: &'static str,
 ) -> Result<Vec<FoldedProfile>, FlameError> {
-    if profiles.is_empty() {
-        return Err(FlameError::NoProfiles { side });
-    }
-    let mut out: Vec<FoldedProfile> = Vec::with_capacity(profiles.len());
-    for (position, profile) in profiles.iter().enumerate() {
+    let mut out: Vec<FoldedProfile> = Vec::new();
+    for (position, profile) in profiles.into_iter().enumerate() {
         let index = sample_index(profile, kind, position)?;
         let t = &profile.sample_types[index];
         let type_name = format!("{}/{}", t.kind, t.unit);
@@ -146,6 +143,9 @@ pub(crate) fn fold_each(
         let mut folded = Folded::new();
         folded.add_profile(profile, index);
         out.push(FoldedProfile { folded, events: sampled_events(profile, index), type_name });
+    }
+    if out.is_empty() {
+        return Err(FlameError::NoProfiles { side });
     }
     Ok(out)
 }

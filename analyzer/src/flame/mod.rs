@@ -15,7 +15,8 @@ pub mod svg;
 
 pub use merge::{Folded, merge, sample_index};
 pub use regression::{
-    Metric, Regression, RegressionOptions, Share, compare_functions, detect_regressions, differential,
+    Comparison, Metric, Regression, RegressionOptions, Run, Share, SideSummary, compare_functions, detect_regressions,
+    differential,
 };
 
 /// Why profiles could not be folded or compared.

@@ -3,38 +3,66 @@
 //! Shares, not absolute values: every profile is divided by its own total, so a candidate that
 //! ran longer (or under more load) is not a regression. For each function we take its *self*
 //! share (samples where it is the leaf: where its own code runs) and *total* share (samples with
-//! it anywhere on the stack) in every profile, average them per side, and report the change in
-//! percentage points.
+//! it anywhere on the stack) in every profile, average them per run and over the runs of a side,
+//! and report the change in percentage points.
 //!
-//! Significance. A CI run has one to three profiles per side. With so few, the usual tests do not
-//! work: Welch's t-test estimates each side's variance with one degree of freedom or none, and an
-//! exact Mann-Whitney/permutation test over 2 + 1 profiles has only 3 orderings, so its smallest
-//! p-value is 1/3 and it could never reach 95%. We use a one-sided z-test on the difference of the
-//! means instead, where the variance of each side's mean is the larger of
-//! - the observed between-profile variance divided by the number of profiles (when the side has at
-//!   least two), which makes a function that moves as much between baseline runs as between the
-//!   sides noise, and
-//! - the sampling variance of a share, `D·p(1-p)/n` over the side's `n` sampled events (a CPU
-//!   profile at 100 Hz has about 100 events a second), which is what one profile can tell us.
-//!   `D ≥ 1` is the side's over-dispersion: on a busy machine samples come in bursts (a thread
-//!   that was descheduled resumes and a run of samples lands in one function), and shares then
-//!   vary between a side's profiles several times more than independent draws would (we measured
-//!   `D` ≈ 3–5 for three CPU-bound programs on two cores). With two or more profiles, `D` is
-//!   measured on the side itself, pooled over all its functions (a ratio of sums of variances, so
-//!   it rests on many functions even when each one's own variance has a single degree of
-//!   freedom); a side with one profile borrows the other side's.
+//! Replicates are runs, not profiles. A [`Run`] is one process of a build (a scrape target, a
+//! pushing process, a directory of profile files), profiled once or many times. The profiles of
+//! one run share its scheduling, cache and memory layout, so two runs of the same build differ by
+//! more than the profiles of one run differ from each other: two processes of one Go build on a
+//! busy 2-core machine were 3.5 pp apart in one function's share while each one's profiles agreed
+//! to about 1 pp. A test that takes the profiles as independent calls that difference a
+//! regression. So the share of a function in profile `i` of run `r` is modelled as
+//! `μ + a_r + e_ri`, a run effect plus a profile's own noise, and each side's mean is the mean of
+//! its runs' means, whose variance is `Σ_r (w_r + τ²) / R²` over its `R` runs:
 //!
-//! CPU samples are not independent draws (work comes in bursts, runs differ in scheduling and
-//! cache state): between the corpus' A/A runs the changes are about 1.4 times (2 in variance)
-//! what the sampling model predicts. Most functions do not change between the sides, so we measure
-//! that excess in each comparison, as genome-wide association studies do ("genomic control",
-//! Devlin and Roeder 1999): `λ = median(z²) / 0.4549` over the functions with a share of at least
-//! `min_change_pp`, and divide every `z` by `√λ` (never by less than 1).
+//! - `w_r`, the variance of run `r`'s mean from its profiles: the larger of the observed
+//!   between-profile variance over its `m_r` profiles divided by `m_r` (when it has at least two),
+//!   and the sampling variance of a share, `D·p(1-p)/n_r` over the run's `n_r` sampled events (a
+//!   CPU profile at 100 Hz has about 100 events a second). `D ≥ 1` is the over-dispersion of the
+//!   side's profiles within their runs: on a busy machine samples come in bursts (a thread that
+//!   was descheduled resumes and a run of samples lands in one function), and shares vary between
+//!   profiles several times more than independent draws would (`D` ≈ 3–5 for three CPU-bound
+//!   programs on two cores). It is pooled over all functions (a ratio of sums of variances, so it
+//!   rests on many functions even when each one's own variance has a single degree of freedom); a
+//!   side whose runs have one profile each borrows the other side's.
+//! - `τ² = T·p(1-p)`, the run-to-run variance. `T` is a method-of-moments estimate pooled over
+//!   functions and over both sides (the runs of both sides ran on the same kind of machine): the
+//!   observed variance between a side's run means less what their `w_r` explain, summed over
+//!   functions, divided by the summed `p(1-p)`, at least 0. Only sides with two or more runs can
+//!   measure it; a side with one run borrows it. When neither side has two runs it cannot be
+//!   measured, is taken as 0, and [`Comparison::warnings`] says so: such a comparison calls any
+//!   run-to-run difference a change.
 //!
-//! The confidence is `Φ(z)`, the probability that the share really grew. A function is reported
-//! when its chosen share ([`Metric`], self by default, because a slower function shows up in its
-//! own code while its callers only inherit the change) grew by at least `min_change_pp` with at
-//! least `min_confidence` after Holm's correction over the functions that grew by that much (the
+//! The test is Student's t (one-sided) on the difference of the side means, with the function's
+//! own variance between run means pooled over both sides and `R_b + R_c - 2` degrees of freedom —
+//! the two-sample t-test over runs — except that its variance is never taken below the model's
+//! above: with three runs per side a function's own variance has four degrees of freedom and is
+//! sometimes far too small by chance, while the model borrows the sampling noise and the typical
+//! run-to-run variance from all functions. With one run per side there is no own variance; the
+//! test is then a z-test on the model's variance. Measured on `tests/go/cpuregress` (six fast and
+//! three slow processes at once on two cores, eight 3 s CPU profiles each, three repetitions):
+//! three fast runs against three others reported a function in 1 of 60 comparisons (every split
+//! both ways), and three fast against the three slow found `main.checksum` in 12 of 12; with two
+//! runs per side, 0 of 15 A/A comparisons and 9 of 17 A/B. The alternatives tried on the same data
+//! reported 5–6 of 60 A/A comparisons: the pooled model alone with `T`'s degrees of freedom
+//! counted per function (functions' run effects are not independent: the shares sum to one), and
+//! the function's own variance moderated towards the model's (Smyth's moderated t).
+//!
+//! Why not Mann-Whitney over runs: 3 + 3 runs have twenty orderings, so its smallest one-sided
+//! p-value is 1/20 and, after Holm's correction, it could not reach 95%.
+//!
+//! CPU samples are not independent draws even so: between the corpus' A/A profiles the changes
+//! are about 1.4 times (2 in variance) what the sampling model predicts. Most functions do not
+//! change between the sides, so we measure that excess in each comparison, as genome-wide
+//! association studies do ("genomic control", Devlin and Roeder 1999): `λ = median(z²) / 0.4549`
+//! over the functions with a share of at least `min_change_pp`, and divide every `z` by `√λ`
+//! (never by less than 1).
+//!
+//! The confidence is the probability that the share really grew. A function is reported when its
+//! chosen share ([`Metric`], self by default, because a slower function shows up in its own code
+//! while its callers only inherit the change) grew by at least `min_change_pp` with at least
+//! `min_confidence` after Holm's correction over the functions that grew by that much (the
 //! effect-size filter screens first, so the family is small and a real regression keeps its
 //! power): with a hundred functions at 95% each, five would "regress" by chance; the corpus' A/A
 //! pair has `runtime.memclrNoHeapPointers` at +1.7 pp with 98.5% uncorrected. Leaf
@@ -45,6 +73,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::merge::{FoldedProfile, fold_each};
 use super::{FlameError, Folded};
+use crate::compare::special::student_t_cdf;
 use crate::pprof::Profile;
 
 /// Go's preemption frame, folded into its caller before comparing.
@@ -98,6 +127,8 @@ pub struct Share {
     pub change_pp: f64,
     /// The change divided by its standard error, after the noise correction.
     pub z: f64,
+    /// Degrees of freedom of the t-test on `z` (infinite: a z-test).
+    pub degrees_of_freedom: f64,
     /// Factor by which the run-to-run variance of this comparison exceeded the sampling model
     /// (genomic control, at least 1); the variance behind `z` includes it.
     pub noise_inflation: f64,
@@ -131,15 +162,100 @@ impl Regression {
     }
 }
 
+/// The profiles of one run: one process of a build, profiled once or more (see the module docs:
+/// runs are the replicates of a comparison).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// What identifies the run: a scrape target's `instance`, a directory, a file.
+    pub id: String,
+    /// Its profiles, in any order.
+    pub profiles: Vec<Profile>,
+}
+
+impl Run {
+    /// A run of `profiles`.
+    pub fn new(id: impl Into<String>, profiles: Vec<Profile>) -> Self {
+        Self { id: id.into(), profiles }
+    }
+
+    /// Groups `(run id, profile)` pairs into runs, in the order each id first appears.
+    pub fn group(items: impl IntoIterator<Item = (String, Profile)>) -> Vec<Run> {
+        let mut runs: Vec<Run> = Vec::new();
+        let mut index: BTreeMap<String, usize> = BTreeMap::new();
+        for (id, profile) in items {
+            let i = *index.entry(id.clone()).or_insert_with(|| {
+                runs.push(Run::new(id, Vec::new()));
+                runs.len() - 1
+            });
+            runs[i].profiles.push(profile);
+        }
+        runs
+    }
+}
+
+/// How many runs and profiles one side of a comparison had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SideSummary {
+    /// Runs with at least one profile.
+    pub runs: usize,
+    /// Profiles over all its runs.
+    pub profiles: usize,
+}
+
+/// Every compared function (or, from [`detect_regressions`], the regressed ones) and what the
+/// comparison rested on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// The functions, sorted by name from [`compare_functions`], by change from
+    /// [`detect_regressions`].
+    pub functions: Vec<Regression>,
+    /// The baseline's runs and profiles.
+    pub baseline: SideSummary,
+    /// The candidate's runs and profiles.
+    pub candidate: SideSummary,
+    /// Run-to-run variance of the self share as a multiple of `p(1-p)` (`T` of the module docs);
+    /// `None` when neither side had two runs to measure it.
+    pub run_variance: Option<f64>,
+    /// Degrees of freedom of the tests, `R_b + R_c - 2` (infinite for the z-test of one run per
+    /// side).
+    pub degrees_of_freedom: f64,
+}
+
+impl Comparison {
+    /// What a reader must know to trust the result: a side with a single run.
+    pub fn warnings(&self) -> Vec<String> {
+        let one = |side: &SideSummary| side.runs == 1;
+        let mut out = Vec::new();
+        match (one(&self.baseline), one(&self.candidate)) {
+            (true, true) => out.push(
+                "baseline and candidate have one run each: differences between runs of one build cannot be \
+                 measured and may be reported as changes; profile two or more processes (scrape targets or \
+                 directories of profiles) per side"
+                    .to_string(),
+            ),
+            (true, false) => out.push(
+                "the baseline has one run: its run-to-run variation is taken from the candidate's runs".to_string(),
+            ),
+            (false, true) => out.push(
+                "the candidate has one run: its run-to-run variation is taken from the baseline's runs".to_string(),
+            ),
+            (false, false) => {}
+        }
+        out
+    }
+}
+
 /// Every function of either side with its shares, sorted by name.
 pub fn compare_functions(
-    baseline: &[Profile],
-    candidate: &[Profile],
+    baseline: &[Run],
+    candidate: &[Run],
     options: &RegressionOptions,
-) -> Result<Vec<Regression>, FlameError> {
+) -> Result<Comparison, FlameError> {
     let kind = options.sample_type.as_deref();
-    let mut base = fold_each(baseline, kind, "baseline")?;
-    let mut cand = fold_each(candidate, kind, "candidate")?;
+    let base_runs: Vec<&Run> = baseline.iter().filter(|r| !r.profiles.is_empty()).collect();
+    let cand_runs: Vec<&Run> = candidate.iter().filter(|r| !r.profiles.is_empty()).collect();
+    let mut base = fold_each(base_runs.iter().flat_map(|r| &r.profiles), kind, "baseline")?;
+    let mut cand = fold_each(cand_runs.iter().flat_map(|r| &r.profiles), kind, "candidate")?;
     if let (Some(b), Some(c)) = (base.first(), cand.first())
         && b.type_name != c.type_name
     {
@@ -154,46 +270,24 @@ pub fn compare_functions(
             p.folded.fold_leaf_into_caller(name);
         }
     }
-    let base_shares: Vec<FunctionShares> = base.iter().map(FunctionShares::of).collect();
-    let cand_shares: Vec<FunctionShares> = cand.iter().map(FunctionShares::of).collect();
-    let base_events: Vec<f64> = base.iter().map(|p| p.events).collect();
-    let cand_events: Vec<f64> = cand.iter().map(|p| p.events).collect();
+    let base_side = SideShares::new(&base, base_runs.iter().map(|r| r.profiles.len()));
+    let cand_side = SideShares::new(&cand, cand_runs.iter().map(|r| r.profiles.len()));
     let mut candidate_merged = Folded::new();
     for p in &cand {
         candidate_merged.merge_from(&p.folded);
     }
 
-    let functions: BTreeSet<&str> =
-        base_shares.iter().chain(&cand_shares).flat_map(|s| s.shares.keys().map(String::as_str)).collect();
-    let pick = |sides: &[FunctionShares], function: &str, total: bool| -> Vec<f64> {
-        sides.iter().map(|s| s.shares.get(function).map_or(0.0, |&(sf, tt)| if total { tt } else { sf })).collect()
-    };
-    // Over-dispersion per side and share kind, pooled over functions; a side with one profile
-    // borrows the other side's (the two run on the same kind of machine), else assumes none.
-    let dispersion = |total: bool| -> (f64, f64) {
-        let of = |side: &[FunctionShares], events: &[f64]| {
-            overdispersion(functions.iter().map(|f| pick(side, f, total)), events)
-        };
-        let (b, c) = (of(&base_shares, &base_events), of(&cand_shares, &cand_events));
-        (b.or(c).unwrap_or(1.0), c.or(b).unwrap_or(1.0))
-    };
-    let (self_dispersion, total_dispersion) = (dispersion(false), dispersion(true));
-    let (base_total, cand_total) = (base_events.iter().sum::<f64>(), cand_events.iter().sum::<f64>());
+    let functions: BTreeSet<&str> = base_side.functions().chain(cand_side.functions()).collect();
+    let self_model = Model::fit(&functions, &base_side, &cand_side, false);
+    let total_model = Model::fit(&functions, &base_side, &cand_side, true);
     let mut out: Vec<Regression> = Vec::with_capacity(functions.len());
     for &function in &functions {
-        let share = |total: bool| {
-            let (db, dc) = if total { total_dispersion } else { self_dispersion };
-            compare_shares(
-                Side { shares: &pick(&base_shares, function, total), events: base_total, dispersion: db },
-                Side { shares: &pick(&cand_shares, function, total), events: cand_total, dispersion: dc },
-            )
-        };
-        let self_share = share(false);
+        let self_share = self_model.compare(&base_side, &cand_side, function);
         out.push(Regression {
             function: function.to_string(),
             confidence: self_share.confidence,
             self_share,
-            total_share: share(true),
+            total_share: total_model.compare(&base_side, &cand_side, function),
             hottest_path: hottest_path(&candidate_merged, function),
         });
     }
@@ -204,7 +298,16 @@ pub fn compare_functions(
         deflate(&mut r.total_share, total_inflation);
         r.confidence = r.self_share.confidence;
     }
-    Ok(out)
+    Ok(Comparison {
+        functions: out,
+        baseline: SideSummary { runs: base_side.runs.len(), profiles: base.len() },
+        candidate: SideSummary { runs: cand_side.runs.len(), profiles: cand.len() },
+        run_variance: self_model.run_variance,
+        degrees_of_freedom: match base_side.runs.len() + cand_side.runs.len() {
+            2 => f64::INFINITY,
+            runs => (runs - 2) as f64,
+        },
+    })
 }
 
 /// Median of the χ²₁ distribution, what the median of `z²` is when the model's variance is right.
@@ -240,21 +343,20 @@ fn noise_inflation<'a>(shares: impl Iterator<Item = &'a Share>, min_change_pp: f
 fn deflate(share: &mut Share, inflation: f64) {
     share.noise_inflation = inflation;
     share.z /= inflation.sqrt();
-    share.confidence = normal_cdf(share.z);
+    share.confidence = student_t_cdf(share.z, share.degrees_of_freedom);
 }
 
 /// The functions whose share grew by at least `min_change_pp` with at least `min_confidence`,
 /// largest change first (ties by name).
 pub fn detect_regressions(
-    baseline: &[Profile],
-    candidate: &[Profile],
+    baseline: &[Run],
+    candidate: &[Run],
     options: &RegressionOptions,
-) -> Result<Vec<Regression>, FlameError> {
-    let mut found: Vec<Regression> = compare_functions(baseline, candidate, options)?
-        .into_iter()
-        .filter(|r| r.share(options.metric).change_pp >= options.min_change_pp)
-        .collect();
-    holm_adjust(&mut found, options.metric);
+) -> Result<Comparison, FlameError> {
+    let mut comparison = compare_functions(baseline, candidate, options)?;
+    let found = &mut comparison.functions;
+    found.retain(|r| r.share(options.metric).change_pp >= options.min_change_pp);
+    holm_adjust(found, options.metric);
     found.retain(|r| r.confidence >= options.min_confidence);
     found.sort_by(|a, b| {
         b.share(options.metric)
@@ -262,7 +364,7 @@ pub fn detect_regressions(
             .total_cmp(&a.share(options.metric).change_pp)
             .then_with(|| a.function.cmp(&b.function))
     });
-    Ok(found)
+    Ok(comparison)
 }
 
 /// Holm's step-down correction over the functions in `family`: the `i`-th smallest p-value (from
@@ -301,7 +403,6 @@ pub fn differential(baseline: &Folded, candidate: &Folded) -> Vec<String> {
         .map(|(stack, (b, a))| format!("{} {} {}", stack.join(";"), b.max(0), a.max(0)))
         .collect()
 }
-
 /// Self and total share per function of one profile.
 struct FunctionShares {
     shares: BTreeMap<String, (f64, f64)>,
@@ -329,74 +430,208 @@ impl FunctionShares {
         Self { shares: values.into_iter().map(|(k, (s, t))| (k, (frac(s), frac(t)))).collect() }
     }
 }
-
-/// The profiles of one side for one function.
-struct Side<'a> {
-    /// The function's share in each profile.
-    shares: &'a [f64],
-    /// Sampled events of all the side's profiles together.
-    events: f64,
-    /// The side's over-dispersion (at least 1).
-    dispersion: f64,
+/// One side's profiles as function shares, grouped by run.
+struct SideShares {
+    runs: Vec<RunShares>,
 }
 
-fn compare_shares(base: Side<'_>, cand: Side<'_>) -> Share {
-    let (mb, vb) = mean_and_variance_of_mean(&base);
-    let (mc, vc) = mean_and_variance_of_mean(&cand);
-    let diff = mc - mb;
-    let sd = (vb + vc).sqrt();
-    // `vb + vc` is never 0 (the sampling variance has a floor); guard anyway.
-    let z = if sd > 0.0 { diff / sd } else { 0.0 };
-    Share {
-        baseline_pct: mb * 100.0,
-        candidate_pct: mc * 100.0,
-        change_pp: diff * 100.0,
-        z,
-        noise_inflation: 1.0,
-        confidence: normal_cdf(z),
+/// The profiles of one run as function shares.
+struct RunShares {
+    profiles: Vec<FunctionShares>,
+    /// Sampled events of each profile.
+    events: Vec<f64>,
+}
+
+impl SideShares {
+    /// Splits `folded` (the side's profiles, run after run) into runs of the given sizes.
+    fn new(folded: &[FoldedProfile], sizes: impl Iterator<Item = usize>) -> Self {
+        let mut rest = folded;
+        let runs = sizes
+            .map(|n| {
+                let (run, tail) = rest.split_at(n.min(rest.len()));
+                rest = tail;
+                RunShares {
+                    profiles: run.iter().map(FunctionShares::of).collect(),
+                    events: run.iter().map(|p| p.events).collect(),
+                }
+            })
+            .collect();
+        Self { runs }
+    }
+
+    fn functions(&self) -> impl Iterator<Item = &str> {
+        self.runs.iter().flat_map(|r| &r.profiles).flat_map(|p| p.shares.keys().map(String::as_str))
+    }
+
+    /// The function's share in each profile, run by run.
+    fn shares(&self, function: &str, total: bool) -> Vec<Vec<f64>> {
+        self.runs
+            .iter()
+            .map(|run| {
+                run.profiles
+                    .iter()
+                    .map(|p| p.shares.get(function).map_or(0.0, |&(sf, tt)| if total { tt } else { sf }))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Each run's mean share of the function and that mean's variance from its profiles (`w_r`).
+    fn run_estimates(&self, function: &str, total: bool, dispersion: f64) -> Vec<(f64, f64)> {
+        self.shares(function, total)
+            .iter()
+            .zip(&self.runs)
+            .map(|(shares, run)| run_mean_and_variance(shares, run.events.iter().sum(), dispersion))
+            .collect()
     }
 }
 
-/// Mean of the shares and the variance of that mean: the larger of the function's own
-/// between-profile variance and the over-dispersed sampling variance (see the module docs).
-fn mean_and_variance_of_mean(side: &Side<'_>) -> (f64, f64) {
-    let k = side.shares.len() as f64;
-    if side.shares.is_empty() {
+/// The variance model of one share kind (self or total), fitted to both sides (module docs).
+struct Model {
+    total: bool,
+    /// Within-run over-dispersion `D` of each side.
+    dispersion: (f64, f64),
+    /// `T`, when some side had two runs.
+    run_variance: Option<f64>,
+}
+
+impl Model {
+    fn fit(functions: &BTreeSet<&str>, base: &SideShares, cand: &SideShares, total: bool) -> Self {
+        let within = |side: &SideShares| {
+            let events: Vec<&[f64]> = side.runs.iter().map(|r| r.events.as_slice()).collect();
+            overdispersion(functions.iter().map(|f| side.shares(f, total)), &events)
+        };
+        let (b, c) = (within(base), within(cand));
+        let dispersion = (b.or(c).unwrap_or(1.0), c.or(b).unwrap_or(1.0));
+
+        let (mut excess, mut scale) = (0.0, 0.0);
+        for (side, d) in [(base, dispersion.0), (cand, dispersion.1)] {
+            let r = side.runs.len();
+            if r < 2 {
+                continue;
+            }
+            for f in functions {
+                let runs = side.run_estimates(f, total, d);
+                let (mean, between) = mean_and_variance(runs.iter().map(|&(m, _)| m));
+                let within = runs.iter().map(|&(_, w)| w).sum::<f64>() / r as f64;
+                let pq = mean * (1.0 - mean);
+                excess += (r - 1) as f64 * (between - within);
+                scale += (r - 1) as f64 * pq;
+            }
+        }
+        let run_variance = (scale > 0.0).then(|| (excess / scale).max(0.0));
+        Self { total, dispersion, run_variance }
+    }
+
+    /// The function's shares on both sides and the test of their difference: Student's t on the
+    /// run means, with the function's own between-run variance pooled over both sides and
+    /// `R_b + R_c - 2` degrees of freedom, where the variance is at least the model's (which
+    /// carries the sampling noise of the runs' profiles and the run-to-run variance `T` pooled
+    /// over functions, so a function whose few runs happen to agree is not taken as exact). With
+    /// one run per side there is no between-run variance to measure: the model's variance and a
+    /// z-test.
+    fn compare(&self, base: &SideShares, cand: &SideShares, function: &str) -> Share {
+        let b = self.side_estimate(base, function, self.dispersion.0);
+        let c = self.side_estimate(cand, function, self.dispersion.1);
+        let diff = c.mean - b.mean;
+        let own_df = (b.runs + c.runs).saturating_sub(2);
+        let (mut variance, mut degrees_of_freedom) = (b.variance + c.variance, f64::INFINITY);
+        if own_df > 0 {
+            let own = (b.squares + c.squares) / own_df as f64;
+            let own_variance = own * (1.0 / b.runs as f64 + 1.0 / c.runs as f64);
+            (variance, degrees_of_freedom) = (variance.max(own_variance), own_df as f64);
+        }
+        let sd = variance.sqrt();
+        // The variance is never 0 (the sampling variance has a floor); guard anyway.
+        let z = if sd > 0.0 { diff / sd } else { 0.0 };
+        Share {
+            baseline_pct: b.mean * 100.0,
+            candidate_pct: c.mean * 100.0,
+            change_pp: diff * 100.0,
+            z,
+            degrees_of_freedom,
+            noise_inflation: 1.0,
+            confidence: student_t_cdf(z, degrees_of_freedom),
+        }
+    }
+
+    /// A side's mean share (the mean of its runs' means), the model's variance of that mean,
+    /// `Σ (w_r + T·p(1-p)) / R²`, and the sum of squared deviations of the run means.
+    fn side_estimate(&self, side: &SideShares, function: &str, dispersion: f64) -> SideEstimate {
+        let runs = side.run_estimates(function, self.total, dispersion);
+        if runs.is_empty() {
+            return SideEstimate { mean: 0.0, variance: 0.0, squares: 0.0, runs: 0 };
+        }
+        let r = runs.len() as f64;
+        let (mean, between) = mean_and_variance(runs.iter().map(|&(m, _)| m));
+        let p = mean.clamp(0.0, 1.0);
+        let tau2 = self.run_variance.unwrap_or(0.0) * p * (1.0 - p);
+        let variance = runs.iter().map(|&(_, w)| w + tau2).sum::<f64>() / (r * r);
+        SideEstimate { mean, variance, squares: between * (r - 1.0), runs: runs.len() }
+    }
+}
+
+/// One side's estimate of a function's share.
+struct SideEstimate {
+    mean: f64,
+    variance: f64,
+    /// `Σ_r (x̄_r - mean)²` over the run means.
+    squares: f64,
+    runs: usize,
+}
+
+/// Mean and (n − 1) sample variance; variance 0 for fewer than two values.
+fn mean_and_variance(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let values: Vec<f64> = values.collect();
+    if values.is_empty() {
         return (0.0, 0.0);
     }
-    let mean = side.shares.iter().sum::<f64>() / k;
-    let between = if side.shares.len() >= 2 {
-        side.shares.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (k - 1.0) / k
-    } else {
-        0.0
-    };
-    // At least one event, so a share of 0 or 1 still has some uncertainty.
-    let n = side.events.max(1.0);
-    let p = mean.clamp(0.0, 1.0);
-    let sampling = side.dispersion * (p * (1.0 - p)).max(1.0 / n) / n;
-    (mean, between.max(sampling))
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let variance =
+        if values.len() < 2 { 0.0 } else { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) };
+    (mean, variance)
 }
 
-/// How many times more the shares vary between a side's profiles than binomial sampling of
-/// their events predicts: `Σ_f s²_f / Σ_f E[s²_f]` over the functions `f` (each item is one
-/// function's share in every profile), at least 1; `None` with fewer than two profiles, where
-/// nothing can be measured. A ratio of sums, so the large functions, whose variances are
-/// measured best, dominate.
-fn overdispersion(functions: impl Iterator<Item = Vec<f64>>, events: &[f64]) -> Option<f64> {
-    if events.len() < 2 {
+/// One run's mean share and the variance of that mean: the larger of the function's own
+/// between-profile variance and the over-dispersed sampling variance over the run's `events`.
+fn run_mean_and_variance(shares: &[f64], events: f64, dispersion: f64) -> (f64, f64) {
+    if shares.is_empty() {
+        return (0.0, 0.0);
+    }
+    let k = shares.len() as f64;
+    let (mean, variance) = mean_and_variance(shares.iter().copied());
+    // At least one event, so a share of 0 or 1 still has some uncertainty.
+    let n = events.max(1.0);
+    let p = mean.clamp(0.0, 1.0);
+    let sampling = dispersion * (p * (1.0 - p)).max(1.0 / n) / n;
+    (mean, (variance / k).max(sampling))
+}
+
+/// How many times more the shares vary between the profiles of a run than binomial sampling of
+/// their events predicts, pooled over the side's runs: `Σ (m - 1)·s² / Σ (m - 1)·E[s²]` over
+/// functions and runs with `m ≥ 2` profiles (each item is one function's shares, run by run), at
+/// least 1; `None` when no run has two profiles. A ratio of sums, so the large functions, whose
+/// variances are measured best, dominate.
+fn overdispersion(functions: impl Iterator<Item = Vec<Vec<f64>>>, events: &[&[f64]]) -> Option<f64> {
+    if events.iter().all(|e| e.len() < 2) {
         return None;
     }
-    let k = events.len() as f64;
     let (mut observed, mut expected) = (0.0, 0.0);
-    for shares in functions {
-        let mean = shares.iter().sum::<f64>() / k;
-        observed += shares.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (k - 1.0);
-        expected += events.iter().map(|&n| mean * (1.0 - mean) / n.max(1.0)).sum::<f64>() / k;
+    for runs in functions {
+        for (shares, events) in runs.iter().zip(events) {
+            if shares.len() < 2 {
+                continue;
+            }
+            let m = shares.len() as f64;
+            let mean = shares.iter().sum::<f64>() / m;
+            observed += shares.iter().map(|s| (s - mean).powi(2)).sum::<f64>();
+            expected += (m - 1.0) * events.iter().map(|&n| mean * (1.0 - mean) / n.max(1.0)).sum::<f64>() / m;
+        }
     }
     (expected > 0.0).then(|| (observed / expected).max(1.0))
 }
 
-/// The heaviest root-first path that ends in `function` (at its outermost occurrence), summing
 /// candidate stacks that share that path.
 fn hottest_path(folded: &Folded, function: &str) -> Vec<String> {
     let mut paths: BTreeMap<&[String], i64> = BTreeMap::new();
@@ -416,37 +651,9 @@ fn hottest_path(folded: &Folded, function: &str) -> Vec<String> {
     best.map(|(p, _)| p.to_vec()).unwrap_or_default()
 }
 
-/// Standard normal CDF via the complementary error function (Numerical Recipes' `erfc`
-/// approximation, relative error below 1.2e-7).
-fn normal_cdf(z: f64) -> f64 {
-    0.5 * erfc(-z / std::f64::consts::SQRT_2)
-}
-
-fn erfc(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t
-        * (-z * z - 1.26551223
-            + t * (1.00002368
-                + t * (0.37409196
-                    + t * (0.09678418
-                        + t * (-0.18628806
-                            + t * (0.27886807
-                                + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
-            .exp();
-    if x >= 0.0 { r } else { 2.0 - r }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn normal_cdf_known_values() {
-        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-6);
-        assert!((normal_cdf(1.959964) - 0.975).abs() < 1e-6);
-        assert!((normal_cdf(-1.644854) - 0.05).abs() < 1e-6);
-    }
 
     #[test]
     fn differential_scales_baseline_to_candidate_total() {
@@ -478,5 +685,93 @@ mod tests {
         f.add(vec!["main".into()], 1);
         f.fold_leaf_into_caller(ASYNC_PREEMPT);
         assert_eq!(f.lines(), vec!["main 4"]);
+    }
+    /// A CPU profile of `events` samples in which `main.f` is the leaf of `f_events` and
+    /// `main.g` of the rest, with a `samples/count` type so the sampling model knows `n`.
+    fn cpu_profile(f_events: i64, events: i64) -> Profile {
+        use crate::pprof::{Frame, Sample, ValueType};
+        let vt = |kind: &str, unit: &str| ValueType { kind: kind.into(), unit: unit.into() };
+        let sample = |leaf: &str, n: i64| Sample {
+            stack: [leaf, "main.main"]
+                .iter()
+                .map(|f| Frame { function: f.to_string(), ..Default::default() })
+                .collect(),
+            values: vec![n * 10_000_000, n],
+            ..Default::default()
+        };
+        Profile {
+            sample_types: vec![vt("cpu", "nanoseconds"), vt("samples", "count")],
+            samples: vec![sample("main.f", f_events), sample("main.g", events - f_events)],
+            ..Default::default()
+        }
+    }
+
+    /// Runs of four identical profiles each, with `main.f` at the given per-mille shares.
+    fn runs(per_mille: &[i64]) -> Vec<Run> {
+        per_mille.iter().enumerate().map(|(i, &f)| Run::new(format!("run{i}"), vec![cpu_profile(f, 1000); 4])).collect()
+    }
+
+    fn one_run(runs: Vec<Run>) -> Vec<Run> {
+        vec![Run::new("all", runs.into_iter().flat_map(|r| r.profiles).collect())]
+    }
+
+    #[test]
+    fn runs_not_profiles_are_the_replicates() {
+        // Two runs per side whose own profiles agree exactly, 4 pp apart within each side: the
+        // +3 pp between the sides is no more than the runs of one side differ.
+        let (base, cand) = (runs(&[300, 340]), runs(&[330, 370]));
+        let options = RegressionOptions::default();
+        let by_run = detect_regressions(&base, &cand, &options).unwrap();
+        assert!(by_run.functions.is_empty(), "{:#?}", by_run.functions);
+        assert_eq!((by_run.baseline.runs, by_run.candidate.runs, by_run.degrees_of_freedom), (2, 2, 2.0));
+        assert!(by_run.warnings().is_empty());
+        let f = compare_functions(&base, &cand, &options).unwrap();
+        let f = f.functions.iter().find(|r| r.function == "main.f").unwrap();
+        assert!((f.self_share.change_pp - 3.0).abs() < 1e-9, "{f:#?}");
+        assert!(f.self_share.confidence < 0.9, "{f:#?}");
+        // The same profiles taken as one run per side: the profiles agree, so only sampling noise
+        // is left and +3 pp over 8,000 events looks certain; the result says it could not tell.
+        let pooled = detect_regressions(&one_run(base), &one_run(cand), &options).unwrap();
+        assert_eq!(pooled.functions.first().map(|r| r.function.as_str()), Some("main.f"));
+        assert_eq!(pooled.degrees_of_freedom, f64::INFINITY);
+        assert!(
+            pooled.warnings()[0].starts_with("baseline and candidate have one run each"),
+            "{:?}",
+            pooled.warnings()
+        );
+    }
+
+    #[test]
+    fn a_change_larger_than_the_run_spread_is_found() {
+        let (base, cand) = (runs(&[300, 310, 305]), runs(&[380, 370, 390]));
+        let found = detect_regressions(&base, &cand, &RegressionOptions::default()).unwrap();
+        let f = &found.functions[0];
+        assert_eq!(f.function, "main.f");
+        assert!((f.self_share.change_pp - 7.5).abs() < 1e-9 && f.confidence > 0.99, "{f:#?}");
+        assert_eq!(f.self_share.degrees_of_freedom, 4.0);
+        // T measured from both sides' runs: positive, since the run means vary more than the
+        // identical profiles of each run explain.
+        assert!(found.run_variance.is_some_and(|t| t > 0.0), "{:?}", found.run_variance);
+    }
+
+    #[test]
+    fn one_run_per_side_borrows_the_other_sides_run_variance() {
+        let found = compare_functions(&runs(&[300, 340, 320]), &runs(&[330]), &RegressionOptions::default()).unwrap();
+        assert_eq!(
+            found.warnings(),
+            ["the candidate has one run: its run-to-run variation is taken from the baseline's runs"]
+        );
+        assert_eq!(found.degrees_of_freedom, 2.0);
+        let f = found.functions.iter().find(|r| r.function == "main.f").unwrap();
+        assert!(f.self_share.confidence < 0.9, "{f:#?}");
+    }
+
+    #[test]
+    fn runs_group_by_id_in_order_of_first_appearance() {
+        let p = cpu_profile(1, 2);
+        let items = ["b", "a", "b", "c", "a"].map(|id| (id.to_string(), p.clone()));
+        let grouped = Run::group(items);
+        let shape: Vec<(&str, usize)> = grouped.iter().map(|r| (r.id.as_str(), r.profiles.len())).collect();
+        assert_eq!(shape, [("b", 2), ("a", 2), ("c", 1)]);
     }
 }

@@ -10,8 +10,7 @@ use super::input::GateInput;
 use super::objective::ObjectiveResult;
 use crate::compare::Verdict;
 use crate::compare::format::trim_number;
-use crate::flame::{Metric, RegressionOptions, detect_regressions};
-use crate::pprof::Profile;
+use crate::flame::{Comparison, Metric, RegressionOptions, Run, detect_regressions};
 use crate::pprof::profile_name;
 
 /// Regressions named in the findings.
@@ -32,17 +31,25 @@ pub(crate) fn evaluate(objective: &Objective, input: &GateInput<'_>) -> Objectiv
     // `name:sample_type:unit:period_type:period_unit`: profiles of that name with that sample type.
     let mut parts = profile_type.split(':');
     let (name, sample_type) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let matching = |profiles: &[Profile]| -> Vec<Profile> {
-        profiles
-            .iter()
-            .filter(|p| profile_name(p) == name && p.sample_types.iter().any(|t| t.kind == sample_type))
-            .cloned()
+    let matching = |runs: &[Run]| -> Vec<Run> {
+        runs.iter()
+            .map(|run| {
+                let profiles = run
+                    .profiles
+                    .iter()
+                    .filter(|p| profile_name(p) == name && p.sample_types.iter().any(|t| t.kind == sample_type))
+                    .cloned()
+                    .collect();
+                Run::new(run.id.clone(), profiles)
+            })
+            .filter(|run| !run.profiles.is_empty())
             .collect()
     };
-    let candidate = matching(&input.candidate.cpu_profiles);
-    let baseline = input.baseline.map(|b| matching(&b.cpu_profiles));
-    result.samples.candidate = candidate.len() as u64;
-    result.samples.baseline = baseline.as_ref().map(|b| b.len() as u64);
+    let profile_count = |runs: &[Run]| runs.iter().map(|r| r.profiles.len()).sum::<usize>();
+    let candidate = matching(&input.candidate.cpu_runs);
+    let baseline = input.baseline.map(|b| matching(&b.cpu_runs));
+    result.samples.candidate = profile_count(&candidate) as u64;
+    result.samples.baseline = baseline.as_ref().map(|b| profile_count(b) as u64);
     let baseline = match baseline {
         _ if candidate.is_empty() => {
             result.inconclusive(format!("the candidate has no {profile_type} profile"));
@@ -65,22 +72,23 @@ pub(crate) fn evaluate(objective: &Objective, input: &GateInput<'_>) -> Objectiv
         metric,
         ..RegressionOptions::default()
     };
-    let regressions = match detect_regressions(&baseline, &candidate, &options) {
+    let comparison = match detect_regressions(&baseline, &candidate, &options) {
         Ok(r) => r,
         Err(e) => {
             result.inconclusive(format!("the CPU profiles cannot be compared: {e}"));
             return result;
         }
     };
+    let sides = sides(&comparison);
+    let notes: Vec<String> = comparison.warnings().into_iter().map(|w| format!("note: {w}")).collect();
+    let regressions = comparison.functions;
     result.value = Some(regressions.first().map_or(0.0, |r| r.share(metric).change_pp));
     if regressions.is_empty() {
         result.verdict = Verdict::Pass;
         result.findings.push(format!(
-            "no function's {share_word} share grew by {} pp or more at {}% confidence ({} vs {} profiles)",
+            "no function's {share_word} share grew by {} pp or more at {}% confidence ({sides})",
             trim_number(*min_change_pp),
             trim_number(confidence * 100.0),
-            candidate.len(),
-            baseline.len()
         ));
     } else {
         result.verdict = match objective.on_violation {
@@ -88,20 +96,32 @@ pub(crate) fn evaluate(objective: &Objective, input: &GateInput<'_>) -> Objectiv
             OnViolation::Warn => Verdict::Warn,
         };
         result.findings.push(format!(
-            "{} function{} got slower: {share_word} share grew by at least {} pp at {}% confidence ({} vs {} profiles)",
+            "{} function{} got slower: {share_word} share grew by at least {} pp at {}% confidence ({sides})",
             regressions.len(),
             if regressions.len() == 1 { "" } else { "s" },
             trim_number(*min_change_pp),
             trim_number(confidence * 100.0),
-            candidate.len(),
-            baseline.len()
         ));
         for r in regressions.iter().take(TOP) {
             result.findings.push(describe(r, metric));
         }
     }
+    result.findings.extend(notes);
     result.cpu_regressions = regressions;
     result
+}
+
+/// `candidate vs baseline` profiles and runs, as the findings quote them.
+fn sides(c: &Comparison) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    format!(
+        "{} vs {} profiles from {} vs {} run{}",
+        c.candidate.profiles,
+        c.baseline.profiles,
+        c.candidate.runs,
+        c.baseline.runs,
+        plural(c.baseline.runs.max(c.candidate.runs))
+    )
 }
 
 /// For a latency objective that did not pass: the functions whose CPU share grew between the
@@ -109,13 +129,13 @@ pub(crate) fn evaluate(objective: &Objective, input: &GateInput<'_>) -> Objectiv
 /// so the report says where the extra time went as well as that it went.
 pub(crate) fn explain_latency(result: &mut ObjectiveResult, input: &GateInput<'_>) {
     let Some(baseline) = input.baseline else { return };
-    let (base, cand) = (&baseline.cpu_profiles, &input.candidate.cpu_profiles);
+    let (base, cand) = (&baseline.cpu_runs, &input.candidate.cpu_runs);
     if base.is_empty() || cand.is_empty() {
         return;
     }
     let options = RegressionOptions { sample_type: Some("cpu".into()), ..RegressionOptions::default() };
     // Profiles without a `cpu` sample type cannot say anything here; that is not an error.
-    let Ok(found) = detect_regressions(base, cand, &options) else { return };
+    let Ok(Comparison { functions: found, .. }) = detect_regressions(base, cand, &options) else { return };
     for r in found.iter().take(TOP) {
         result.findings.push(format!("CPU profiles: {}", describe(r, Metric::SelfShare)));
     }

@@ -4,7 +4,7 @@
 
 use crate::compare::Verdict;
 use crate::correlate::Attributes;
-use crate::pprof::Profile;
+use crate::flame::Run;
 use slo_contracts::Contract;
 
 /// One SERVER span of the service, reduced to what the gate measures.
@@ -87,8 +87,9 @@ pub struct SideData {
     pub spans: Vec<SpanRecord>,
     /// Metric points.
     pub metrics: Vec<MetricSample>,
-    /// CPU profiles.
-    pub cpu_profiles: Vec<Profile>,
+    /// CPU profiles, grouped by the run (process) that produced them: runs are the replicates of
+    /// the CPU comparison (see [`crate::flame::regression`]).
+    pub cpu_runs: Vec<Run>,
 }
 
 /// A previous gate run of the same service and environment, as slo-gate's history keeps it.

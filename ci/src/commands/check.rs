@@ -16,7 +16,9 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use analyzer::compare::Verdict;
+use analyzer::flame::Run;
 use analyzer::gate::{self, GateInput, GateReport, MetricSample, MetricValue, PastRun, SideData, SpanRecord};
+use analyzer::pprof::Profile;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::{Value, json};
@@ -183,7 +185,7 @@ fn gate_with(client: &CollectorClient, contract: &Contract, args: &CheckArgs) ->
     let candidate = candidate?;
     let baseline = baseline.transpose()?;
     let stdout = &mut std::io::stdout().lock();
-    if candidate.spans.is_empty() && candidate.metrics.is_empty() && candidate.cpu_profiles.is_empty() {
+    if candidate.spans.is_empty() && candidate.metrics.is_empty() && candidate.cpu_runs.is_empty() {
         ensure_service_exists(client, &contract.service)?;
         writeln!(
             stdout,
@@ -325,9 +327,14 @@ fn load_side(
             ];
             q.extend(time_params(window));
             let answer = client.get_json("/api/v1/gate/profiles", &q)?;
-            for p in answer["profiles"].as_array().context("the collector's profile answer has no `profiles`")? {
-                side.cpu_profiles.push(profile(p).context("the collector's profile answer has a malformed profile")?);
+            let profiles = answer["profiles"].as_array().context("the collector's profile answer has no `profiles`")?;
+            let mut runs: Vec<(String, Profile)> = Vec::with_capacity(profiles.len());
+            for p in profiles {
+                // The same instance may have run several versions (`previous: N`): a run is both.
+                let run = format!("{version}/{}", p["run"].as_str().unwrap_or_default());
+                runs.push((run, profile(p).context("the collector's profile answer has a malformed profile")?));
             }
+            side.cpu_runs.extend(Run::group(runs));
         }
     }
     let times = side.spans.iter().map(|s| s.time_unix_nano).chain(side.metrics.iter().map(|m| m.time_unix_nano));
@@ -459,8 +466,8 @@ fn metric_sample(v: &Value) -> Option<MetricSample> {
     })
 }
 
-fn profile(v: &Value) -> Option<analyzer::pprof::Profile> {
-    use analyzer::pprof::{Frame, Profile, Sample, ValueType};
+fn profile(v: &Value) -> Option<Profile> {
+    use analyzer::pprof::{Frame, Sample, ValueType};
     Some(Profile {
         sample_types: v["sample_types"]
             .as_array()?

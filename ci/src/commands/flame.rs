@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use analyzer::flame::{self, Metric, Regression, RegressionOptions, svg};
+use analyzer::flame::{self, Metric, Regression, RegressionOptions, Run, svg};
 use analyzer::pprof::{self, Profile};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -49,10 +49,13 @@ pub struct RenderArgs {
 /// Flags of `slo-gate flame diff`.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// Baseline pprof files (several runs make the significance test stronger).
+    /// Baseline runs: a pprof file is one run (one process profiled once), a directory is one run
+    /// whose files are profiles of one process. Runs are the replicates of the significance test:
+    /// give two or more per side, or it cannot tell a change from the difference between two
+    /// processes of one build.
     #[arg(long, num_args = 1.., required_unless_present = "collector", conflicts_with = "collector")]
     pub baseline: Vec<PathBuf>,
-    /// Candidate pprof files.
+    /// Candidate runs: pprof files or directories of them, as for --baseline.
     #[arg(long, num_args = 1.., required_unless_present = "collector", conflicts_with = "collector")]
     pub candidate: Vec<PathBuf>,
     /// Compare profiles stored in a running collector (its --api URL, e.g. http://127.0.0.1:4040)
@@ -146,6 +149,32 @@ fn read_profiles(paths: &[PathBuf]) -> anyhow::Result<Vec<Profile>> {
         .collect()
 }
 
+/// Each path as one run: a file is a run of one profile, a directory a run of all its files
+/// (sorted by name).
+fn read_runs(paths: &[PathBuf]) -> anyhow::Result<Vec<Run>> {
+    paths
+        .iter()
+        .map(|path| {
+            let files = if path.is_dir() {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                    .with_context(|| format!("cannot list {}", path.display()))?
+                    .map(|e| e.map(|e| e.path()))
+                    .collect::<Result<_, _>>()
+                    .with_context(|| format!("cannot list {}", path.display()))?;
+                files.retain(|f| f.is_file());
+                files.sort();
+                if files.is_empty() {
+                    bail!("{} is a directory without profile files", path.display());
+                }
+                files
+            } else {
+                vec![path.clone()]
+            };
+            Ok(Run::new(path.display().to_string(), read_profiles(&files)?))
+        })
+        .collect()
+}
+
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
@@ -186,8 +215,8 @@ fn diff(args: DiffArgs, stdout: &mut impl Write) -> anyhow::Result<()> {
     if let Some(url) = &args.collector {
         return diff_collector(url, &args, stdout);
     }
-    let baseline = read_profiles(&args.baseline)?;
-    let candidate = read_profiles(&args.candidate)?;
+    let baseline_runs = read_runs(&args.baseline)?;
+    let candidate_runs = read_runs(&args.candidate)?;
     let kind = args.sample_type.as_deref();
     let options = RegressionOptions {
         sample_type: args.sample_type.clone(),
@@ -196,9 +225,11 @@ fn diff(args: DiffArgs, stdout: &mut impl Write) -> anyhow::Result<()> {
         metric: args.metric.into(),
         ..Default::default()
     };
-    let mut found =
-        flame::detect_regressions(&baseline, &candidate, &options).context("cannot compare the profiles")?;
-    found.truncate(args.top);
+    let mut comparison =
+        flame::detect_regressions(&baseline_runs, &candidate_runs, &options).context("cannot compare the profiles")?;
+    comparison.functions.truncate(args.top);
+    let all = |runs: Vec<Run>| runs.into_iter().flat_map(|r| r.profiles).collect::<Vec<Profile>>();
+    let (baseline, candidate) = (all(baseline_runs), all(candidate_runs));
 
     if args.output.is_some() || args.folded.is_some() {
         let base = flame::merge(&baseline, kind).context("cannot merge the baseline")?;
@@ -224,7 +255,19 @@ fn diff(args: DiffArgs, stdout: &mut impl Write) -> anyhow::Result<()> {
         }
     }
 
-    print_regressions(stdout, &found, options.metric, args.json, (baseline.len(), candidate.len()))
+    let summary = Summary {
+        baseline: (comparison.baseline.profiles, comparison.baseline.runs),
+        candidate: (comparison.candidate.profiles, comparison.candidate.runs),
+        warnings: comparison.warnings(),
+    };
+    print_regressions(stdout, &comparison.functions, options.metric, args.json, &summary)
+}
+
+/// What the comparison rested on: `(profiles, runs)` per side, and its caveats.
+struct Summary {
+    baseline: (usize, usize),
+    candidate: (usize, usize),
+    warnings: Vec<String>,
 }
 
 fn print_regressions(
@@ -232,13 +275,29 @@ fn print_regressions(
     found: &[Regression],
     metric: Metric,
     json: bool,
-    (baseline, candidate): (usize, usize),
+    summary: &Summary,
 ) -> anyhow::Result<()> {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     if json {
         let json = serde_json::Value::Array(found.iter().map(|r| to_json(r, metric)).collect());
         writeln!(stdout, "{}", serde_json::to_string_pretty(&json)?)?;
+        // The JSON is the regressions alone; the caveats go where a person sees them.
+        for w in &summary.warnings {
+            eprintln!("note: {w}");
+        }
     } else {
-        writeln!(stdout, "compared {baseline} baseline profile(s) with {candidate} candidate profile(s)")?;
+        let ((bp, br), (cp, cr)) = (summary.baseline, summary.candidate);
+        writeln!(
+            stdout,
+            "compared {} from {} with {} from {}",
+            plural(bp, "baseline profile"),
+            plural(br, "run"),
+            plural(cp, "candidate profile"),
+            plural(cr, "run")
+        )?;
+        for w in &summary.warnings {
+            writeln!(stdout, "note: {w}")?;
+        }
         write_table(stdout, found, metric)?;
     }
     Ok(())
@@ -271,8 +330,8 @@ fn diff_collector(url: &str, args: &DiffArgs, stdout: &mut impl Write) -> anyhow
     diff_query.push(("metric", if args.metric == MetricArg::TotalShare { "total" } else { "self" }.into()));
     let answer = client.get_json("/api/v1/flamegraph/diff", &diff_query)?;
 
-    let count = |side: &str| answer[format!("{side}_profiles")].as_u64().unwrap_or(0) as usize;
-    let (base_count, cand_count) = (count("baseline"), count("candidate"));
+    let count = |side: &str, what: &str| answer[format!("{side}_{what}")].as_u64().unwrap_or(0) as usize;
+    let (base_count, cand_count) = (count("baseline", "profiles"), count("candidate", "profiles"));
     for (side, version, n) in [("baseline", base_version, base_count), ("candidate", cand_version, cand_count)] {
         if n == 0 {
             bail!(
@@ -296,7 +355,15 @@ fn diff_collector(url: &str, args: &DiffArgs, stdout: &mut impl Write) -> anyhow
         let svg = client.get("/api/v1/flamegraph/diff", &query)?;
         write_file(path, &svg)?;
     }
-    print_regressions(stdout, &found, args.metric.into(), args.json, (base_count, cand_count))
+    let summary = Summary {
+        baseline: (base_count, count("baseline", "runs")),
+        candidate: (cand_count, count("candidate", "runs")),
+        warnings: answer["warnings"]
+            .as_array()
+            .map(|w| w.iter().filter_map(|w| w.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
+    };
+    print_regressions(stdout, &found, args.metric.into(), args.json, &summary)
 }
 
 /// The profile type id for `wanted`: itself when it is an id (`a:b:c:d:e`), else the one type of
@@ -336,6 +403,8 @@ fn regression_from_json(v: &serde_json::Value) -> Option<Regression> {
             candidate_pct: s["candidate_pct"].as_f64()?,
             change_pp: s["change_pp"].as_f64()?,
             z: s["z"].as_f64()?,
+            // `null` for a z-test: JSON has no infinity.
+            degrees_of_freedom: s["degrees_of_freedom"].as_f64().unwrap_or(f64::INFINITY),
             noise_inflation: s["noise_inflation"].as_f64()?,
             confidence: s["confidence"].as_f64()?,
         })
@@ -434,11 +503,10 @@ mod tests {
     fn diff_prints_sanitize_labels_first_and_writes_valid_svg() {
         let dir = tempfile::tempdir().expect("tempdir");
         let svg_path = dir.path().join("diff.svg");
-        let (fast, rerun, slow) = (corpus("fast"), corpus("fast-rerun"), corpus("slow"));
+        let (fast, slow) = (corpus("fast"), corpus("slow"));
         let args = diff_args(&[
             "--baseline",
             fast.to_str().unwrap(),
-            rerun.to_str().unwrap(),
             "--candidate",
             slow.to_str().unwrap(),
             "-o",
@@ -451,8 +519,11 @@ mod tests {
         let mut out = Vec::new();
         diff(args, &mut out).expect("diff");
         let text = String::from_utf8(out).expect("utf-8");
-        assert!(text.starts_with("compared 2 baseline profile(s) with 1 candidate profile(s)\n"), "{text}");
-        let first = text.lines().nth(2).expect("a row");
+        assert!(
+            text.starts_with("compared 1 baseline profile from 1 run with 1 candidate profile from 1 run\nnote: baseline and candidate have one run each"),
+            "{text}"
+        );
+        let first = text.lines().nth(3).expect("a row");
         assert!(first.contains("main.sanitizeLabels"), "{text}");
         let svg = std::fs::read_to_string(svg_path).expect("svg");
         assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));

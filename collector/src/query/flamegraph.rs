@@ -18,6 +18,7 @@
 //! `X-Scope-OrgID` tenant.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
@@ -329,7 +330,15 @@ struct FlameParams {
     confidence: Option<f64>,
     /// Diff only: `self` or `total` share.
     metric: Option<String>,
+    /// Diff and gate profiles: the label that tells runs (processes) apart; default
+    /// [`RUN_LABELS`].
+    run_label: Option<String>,
 }
+
+/// Labels that name the run (process) a profile came from, in the order they are tried: the
+/// scrape target (`instance`, which scraping adds), OpenTelemetry's `service.instance.id`, then
+/// what Pyroscope agents commonly tag. Profiles with none of them form one run.
+const RUN_LABELS: [&str; 5] = ["instance", "service.instance.id", "service_instance_id", "pod", "hostname"];
 
 /// What a scan keeps of a matching row.
 struct Matched {
@@ -340,6 +349,8 @@ struct Matched {
     period: i64,
     /// Function names, innermost first.
     stack: Vec<String>,
+    /// The run (process) the profile came from: the value of the run label, or empty.
+    run: Arc<str>,
 }
 
 /// Everything that decides whether a row matches, besides the selector.
@@ -348,6 +359,8 @@ struct Filter {
     kind: TypeId,
     from: Option<u64>,
     to: Option<u64>,
+    /// The label naming a profile's run, when the request chose one.
+    run_label: Option<String>,
 }
 
 /// The rows of `tenant` matching `filter` and each of `selectors`, one list per selector.
@@ -360,6 +373,11 @@ fn collect(
     let mut out: Vec<Vec<Matched>> = selectors.iter().map(|_| Vec::new()).collect();
     let mut stacks: HashMap<String, Vec<String>> = HashMap::new();
     let mut decoded: HashMap<String, Vec<opentelemetry_proto::tonic::common::v1::KeyValue>> = HashMap::new();
+    let mut resources: HashMap<Arc<str>, Vec<opentelemetry_proto::tonic::common::v1::KeyValue>> = HashMap::new();
+    let run_labels: Vec<&str> = match &filter.run_label {
+        Some(label) => vec![label.as_str()],
+        None => RUN_LABELS.to_vec(),
+    };
     scan_profiles(state, tenant, |row| {
         let k = &filter.kind;
         if *row.sample_type != *k.sample_type
@@ -395,7 +413,15 @@ fn collect(
                 })
                 .clone();
             let period = if k.sample_unit == k.period_unit { row.period.max(0) } else { 0 };
-            out.push(Matched { profile_id: row.profile_id, value: row.value, period, stack });
+            let resource = resources
+                .entry(row.resource.attributes.clone())
+                .or_insert_with(|| attrs::decode_lossy(&row.resource.attributes));
+            let run = run_labels
+                .iter()
+                .find_map(|key| attrs::find(attributes, key).or_else(|| attrs::find(resource, key)))
+                .and_then(attrs::as_text)
+                .map_or_else(|| Arc::from(""), Arc::from);
+            out.push(Matched { profile_id: row.profile_id, value: row.value, period, stack, run });
         }
     })?;
     Ok(out)
@@ -428,7 +454,7 @@ fn fold(rows: &[Matched]) -> Folded {
 /// one sample type each, so when the values are measured in the period's unit (CPU nanoseconds
 /// sampled every 10 ms) the count is restored as `value / period`, rounded up; otherwise the
 /// analyzer falls back to the number of sample records, which is fewer and so more cautious.
-fn profiles(rows: &[Matched], kind: &TypeId) -> Vec<analyzer::pprof::Profile> {
+fn profiles(rows: &[Matched], kind: &TypeId) -> Vec<(Arc<str>, analyzer::pprof::Profile)> {
     let mut by_id: BTreeMap<[u8; 16], Vec<&Matched>> = BTreeMap::new();
     for r in rows {
         by_id.entry(r.profile_id).or_default().push(r);
@@ -437,12 +463,13 @@ fn profiles(rows: &[Matched], kind: &TypeId) -> Vec<analyzer::pprof::Profile> {
     by_id
         .into_values()
         .map(|rows| {
+            let run = rows.first().map_or_else(|| Arc::from(""), |r| r.run.clone());
             let counted = rows.iter().all(|r| r.period > 0);
             let mut sample_types = vec![value_type(&kind.sample_type, &kind.sample_unit)];
             if counted {
                 sample_types.push(value_type("samples", "count"));
             }
-            analyzer::pprof::Profile {
+            let profile = analyzer::pprof::Profile {
                 sample_types,
                 period_type: Some(value_type(&kind.period_type, &kind.period_unit)),
                 samples: rows
@@ -462,7 +489,8 @@ fn profiles(rows: &[Matched], kind: &TypeId) -> Vec<analyzer::pprof::Profile> {
                     })
                     .collect(),
                 ..Default::default()
-            }
+            };
+            (run, profile)
         })
         .collect()
 }
@@ -582,7 +610,17 @@ fn filter(params: &FlameParams) -> Result<Filter, QueryError> {
     {
         return Err(QueryError::BadRequest("parameter `from` is after `to`".into()));
     }
-    Ok(Filter { kind, from, to })
+    let run_label = match params.run_label.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(label) if label.len() <= 256 && !label.contains(['{', '}', '"', '=']) => Some(label.to_string()),
+        Some(label) => {
+            return Err(QueryError::BadRequest(format!(
+                "parameter `run_label` {:?} is not a label name",
+                label.chars().take(50).collect::<String>()
+            )));
+        }
+    };
+    Ok(Filter { kind, from, to, run_label })
 }
 
 async fn flamegraph(
@@ -620,6 +658,8 @@ fn share_json(s: &Share) -> Value {
         "candidate_pct": s.candidate_pct,
         "change_pp": s.change_pp,
         "z": s.z,
+        // `null` for a z-test (one run per side): JSON has no infinity.
+        "degrees_of_freedom": s.degrees_of_freedom.is_finite().then_some(s.degrees_of_freedom),
         "noise_inflation": s.noise_inflation,
         "confidence": s.confidence,
     })
@@ -658,23 +698,26 @@ async fn flamegraph_diff(
         let title = format!("{} {}: baseline → candidate", kind.name, kind.sample_type);
         return Ok(svg_response(&lines, title, &kind.sample_unit));
     }
-    let (base_profiles, cand_profiles) = (profiles(base_rows, &kind), profiles(cand_rows, &kind));
-    let regressions: Vec<Value> = if base_rows.is_empty() || cand_rows.is_empty() {
-        Vec::new()
+    let runs = |rows: &[Matched]| flame::Run::group(profiles(rows, &kind).into_iter().map(|(r, p)| (r.to_string(), p)));
+    let (base_runs, cand_runs) = (runs(base_rows), runs(cand_rows));
+    let count = |runs: &[flame::Run]| runs.iter().map(|r| r.profiles.len()).sum::<usize>();
+    let (regressions, warnings): (Vec<Value>, Vec<String>) = if base_rows.is_empty() || cand_rows.is_empty() {
+        (Vec::new(), Vec::new())
     } else {
-        flame::detect_regressions(&base_profiles, &cand_profiles, &options)
-            .map_err(|e| QueryError::BadRequest(e.to_string()))?
-            .iter()
-            .map(regression_json)
-            .collect()
+        let comparison = flame::detect_regressions(&base_runs, &cand_runs, &options)
+            .map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        (comparison.functions.iter().map(regression_json).collect(), comparison.warnings())
     };
     Ok(Json(json!({
         "metric": match options.metric { Metric::SelfShare => "self", Metric::TotalShare => "total" },
         "min_change_pp": options.min_change_pp,
         "min_confidence": options.min_confidence,
         "regressions": regressions,
-        "baseline_profiles": base_profiles.len(),
-        "candidate_profiles": cand_profiles.len(),
+        "baseline_profiles": count(&base_runs),
+        "candidate_profiles": count(&cand_runs),
+        "baseline_runs": base_runs.len(),
+        "candidate_runs": cand_runs.len(),
+        "warnings": warnings,
         "baseline_total": base_folded.total(),
         "candidate_total": cand_folded.total(),
         "flamegraph": diff_tree(&base_folded, &cand_folded),
@@ -730,8 +773,9 @@ async fn gate_profiles(
     let rows = rows.into_iter().next().unwrap_or_default();
     let list: Vec<Value> = profiles(&rows, &kind)
         .iter()
-        .map(|p| {
+        .map(|(run, p)| {
             json!({
+                "run": run.as_ref(),
                 "sample_types": p.sample_types.iter().map(|t| json!({ "type": t.kind, "unit": t.unit })).collect::<Vec<_>>(),
                 "samples": p.samples.iter().map(|s| json!({
                     "stack": s.stack.iter().map(|f| f.function.as_str()).collect::<Vec<_>>(),
