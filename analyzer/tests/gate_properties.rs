@@ -66,7 +66,14 @@ fn side(seed: u64, n: usize, median: f64, sigma: f64, error_rate: f64, version: 
             ]
         })
         .collect();
-    SideData { versions: vec![version.into()], window: (T0, T0 + WINDOW), spans, metrics, cpu_runs: Vec::new() }
+    SideData {
+        versions: vec![version.into()],
+        window: (T0, T0 + WINDOW),
+        spans,
+        metrics,
+        cpu_runs: Vec::new(),
+        goroutine_runs: Vec::new(),
+    }
 }
 
 fn aa_contract() -> Contract {

@@ -114,6 +114,7 @@ fn side(version: &str, spans: Vec<SpanRecord>) -> SideData {
         spans,
         metrics: Vec::new(),
         cpu_runs: Vec::new(),
+        goroutine_runs: Vec::new(),
     }
 }
 
@@ -487,9 +488,10 @@ fn cpu_regression_names_the_slower_function() {
         "{:#?}",
         cpu.findings
     );
+    // No goroutine snapshots: the leak objective cannot judge growth.
     let leaks = objective(&r, "leaks");
-    assert!(leaks.skipped);
-    assert_eq!(leaks.findings, ["goroutine-leak detection is not implemented yet; this objective is not counted"]);
+    assert_eq!(leaks.verdict, Verdict::Inconclusive);
+    assert!(leaks.findings[0].starts_with("growth cannot be judged: the candidate has 0 goroutine snapshots"));
     assert_eq!(r.verdict, Verdict::Fail);
     assert!(r.reasons[0].contains("main.sanitizeLabels"), "{:?}", r.reasons);
     check("cpu-regression", &r);
@@ -501,16 +503,86 @@ fn cpu_regression_names_the_slower_function() {
     assert_eq!(objective(&r, "cpu").verdict, Verdict::Pass, "{:#?}", objective(&r, "cpu").findings);
 }
 
+/// Goroutine snapshots of the corpus' leaking program (`shared/corpus/go-dev/fast`: nine
+/// snapshots over 40 s; `main.closeWhenDone` and `main.collectResults` each leak about one
+/// goroutine a second), as one process.
+fn corpus_goroutines() -> Run {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/go-dev/fast");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with("goroutine-t") && p.extension().unwrap() == "gz"
+        })
+        .collect();
+    files.sort();
+    let profiles = files.iter().map(|f| pprof::decode(&std::fs::read(f).unwrap()).unwrap()).collect();
+    Run::new("fast", profiles)
+}
+
+/// A process whose only goroutines are a pool of `n` workers blocked in a channel receive,
+/// snapshotted every 20 s for three minutes: large and flat.
+fn flat_goroutines(n: i64) -> Run {
+    use analyzer::pprof::{Frame, Sample, ValueType};
+    let frame = |f: &str| Frame { function: f.to_string(), ..Default::default() };
+    let profiles = (0..10)
+        .map(|i| Profile {
+            time_nanos: T0 as i64 + i * 20_000_000_000,
+            sample_types: vec![ValueType { kind: "goroutine".into(), unit: "count".into() }],
+            samples: vec![Sample {
+                stack: ["runtime.gopark", "runtime.chanrecv", "runtime.chanrecv2", "main.worker"].map(frame).to_vec(),
+                values: vec![n],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .collect();
+    Run::new("pool", profiles)
+}
+
 #[test]
-fn skipped_objectives_do_not_count() {
+fn goroutine_leak_objective_finds_the_corpus_leak() {
+    let leak_contract = |min_duration: &str| {
+        contract(&yaml(
+            "  min_samples: 100\n",
+            &format!(
+                "  - name: leaks\n    goroutine_leak: {{ max_growth_per_minute: 10, min_duration: {min_duration} }}\n"
+            ),
+        ))
+    };
+    let cand = SideData { goroutine_runs: vec![corpus_goroutines()], ..side("1.5.0", Vec::new()) };
+    let r = run(&leak_contract("30s"), &cand, None, &[]);
+    let leaks = objective(&r, "leaks");
+    assert_eq!(leaks.verdict, Verdict::Fail, "{:#?}", leaks.findings);
+    assert_eq!(leaks.findings[0], "2 goroutine clusters are leaking faster than 10/min for 30s");
+    assert!(leaks.findings.iter().any(|f| f.contains("main.closeWhenDone")), "{:#?}", leaks.findings);
+    assert!(leaks.findings.iter().any(|f| f.contains("main.collectResults")), "{:#?}", leaks.findings);
+    assert!(leaks.value.is_some_and(|v| (40.0..90.0).contains(&v)), "{:?}", leaks.value);
+    check("goroutine-leak", &r);
+
+    // Forty seconds of snapshots cannot show two minutes of growth.
+    let r = run(&leak_contract("2m"), &cand, None, &[]);
+    let leaks = objective(&r, "leaks");
+    assert_eq!(leaks.verdict, Verdict::Inconclusive);
+    assert!(leaks.findings[0].starts_with("the candidate's goroutine snapshots span 40 s"), "{:#?}", leaks.findings);
+
+    // A large pool that stays flat passes.
+    let cand = SideData { goroutine_runs: vec![flat_goroutines(500)], ..side("1.5.0", Vec::new()) };
+    let r = run(&leak_contract("2m"), &cand, None, &[]);
+    assert_eq!(objective(&r, "leaks").verdict, Verdict::Pass, "{:#?}", objective(&r, "leaks").findings);
+}
+
+#[test]
+fn goroutine_leak_objective_without_snapshots_is_no_data() {
     let c = contract(&yaml(
         "  min_samples: 100\n  score: { pass: 90, warn: 75 }\n",
         "  - name: latency\n    latency: { percentile: p95 }\n    fail: \"<= 420ms\"\n  - name: leaks\n    goroutine_leak:\n",
     ));
     let r = run(&c, &side("1.5.0", spans(&Load::new(14, 500, "1.5.0", 100.0))), None, &[]);
-    assert_eq!(r.score, Some(100.0));
-    assert_eq!(r.verdict, Verdict::Pass);
-    check("goroutine-leak-skipped", &r);
+    assert_eq!(objective(&r, "leaks").verdict, Verdict::Inconclusive);
+    // The contract's `no_data` policy (fail by default) decides.
+    assert_eq!(r.verdict, Verdict::Fail);
+    check("goroutine-leak-no-data", &r);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -675,7 +747,11 @@ fn full_report_failing() {
 #[test]
 fn full_report_passing() {
     let load = |seed, version| Load { error_rate: 0.002, ..Load::new(seed, 3000, version, 100.0) };
-    let cand = SideData { metrics: metrics_side().metrics, ..side("1.5.0", spans(&load(22, "1.5.0"))) };
+    let cand = SideData {
+        metrics: metrics_side().metrics,
+        goroutine_runs: vec![flat_goroutines(200)],
+        ..side("1.5.0", spans(&load(22, "1.5.0")))
+    };
     let base = SideData { metrics: metrics_side().metrics, ..side("1.4.2", spans(&load(23, "1.4.2"))) };
     let r = run(&full_contract(), &cand, Some(&base), &[]);
     assert_eq!(r.verdict, Verdict::Pass, "{:?}", r.reasons);

@@ -324,3 +324,55 @@ fn python_pyroscope_agent_pushes() {
     assert_eq!(stored[0]["service_version"], "9.9.9", "{}", stored[0]);
     assert_eq!(stored[0]["sample_type"], "cpu", "{}", stored[0]);
 }
+
+/// Goroutine profiles pushed over time are judged for leaks on `GET /api/v1/leaks`: the corpus'
+/// leaking program (`go-dev/fast`, nine snapshots over 40 s) has two clusters that grow by about
+/// one goroutine a second; each process's series is judged on its own.
+#[test]
+fn pushed_goroutine_profiles_are_judged_for_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/go-dev/fast");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with("goroutine-t")
+                && p.to_string_lossy().ends_with(".pb.gz")
+        })
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 9, "{files:?}");
+    let name = "leaky.goroutines%7Bservice_version%3D1.0.0%2Cinstance%3Dpod-a%7D";
+    for file in &files {
+        let (status, body) = post(
+            &server,
+            &format!("/ingest?name={name}&format=pprof"),
+            "application/octet-stream",
+            None,
+            std::fs::read(file).unwrap(),
+        );
+        assert_eq!(status, 200, "{}: {body}", file.display());
+    }
+    let (status, answer) = server.get("/api/v1/leaks?service=leaky&version=1.0.0", None);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["leaks"], 2, "{answer:#}");
+    let run = &answer["runs"][0];
+    assert_eq!((run["run"].as_str(), run["snapshots"].as_u64()), (Some("pod-a"), Some(9)), "{answer:#}");
+    let mut leaking: Vec<&str> = run["report"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["blocking_function"].as_str().unwrap())
+        .collect();
+    leaking.sort();
+    assert_eq!(leaking, ["main.closeWhenDone", "main.collectResults"]);
+    // Every cluster carries its count series over the snapshot times, for a dashboard.
+    let times = run["report"]["times_s"].as_array().unwrap().len();
+    assert!(
+        run["report"]["clusters"].as_array().unwrap().iter().all(|c| c["counts"].as_array().unwrap().len() == times)
+    );
+
+    let (status, answer) = server.get("/api/v1/leaks?version=1.0.0", None);
+    assert_eq!(status, 400, "{answer}");
+}

@@ -17,6 +17,8 @@ pub enum ValueUnit {
     Raw,
     /// Percentage points of a CPU profile (the largest share growth).
     PercentagePoints,
+    /// Events per minute (goroutine growth).
+    PerMinute,
 }
 
 impl ValueUnit {
@@ -28,6 +30,7 @@ impl ValueUnit {
             ValueUnit::PerSecond => "per_second",
             ValueUnit::Raw => "raw",
             ValueUnit::PercentagePoints => "percentage_points",
+            ValueUnit::PerMinute => "per_minute",
         }
     }
 }
@@ -50,6 +53,7 @@ pub fn quantity(unit: ValueUnit, v: f64) -> String {
         ValueUnit::PerSecond => format!("{}/s", fixed(v, decimals_for(v))),
         ValueUnit::Raw => fixed(v, decimals_for(v)),
         ValueUnit::PercentagePoints => format!("{} pp", signed(v, 1)),
+        ValueUnit::PerMinute => format!("{}/min", fixed(v, decimals_for(v))),
     }
 }
 

@@ -90,6 +90,9 @@ pub struct SideData {
     /// CPU profiles, grouped by the run (process) that produced them: runs are the replicates of
     /// the CPU comparison (see [`crate::flame::regression`]).
     pub cpu_runs: Vec<Run>,
+    /// Goroutine profiles (snapshots over time), grouped by process: the `goroutine_leak`
+    /// objective judges each process's series on its own.
+    pub goroutine_runs: Vec<Run>,
 }
 
 /// A previous gate run of the same service and environment, as slo-gate's history keeps it.

@@ -38,6 +38,7 @@ mod errors;
 pub mod history;
 pub mod input;
 mod latency;
+mod leak;
 mod metric;
 pub mod objective;
 pub mod report;
@@ -131,13 +132,7 @@ fn evaluate_objective(objective: &Objective, input: &GateInput<'_>) -> Objective
         Indicator::Throughput { selector } => throughput::evaluate(objective, selector, policy, alpha, input),
         Indicator::Metric { .. } | Indicator::MetricRatio { .. } => metric::evaluate(objective, input),
         Indicator::CpuRegression { .. } => cpu::evaluate(objective, input),
-        Indicator::GoroutineLeak { .. } => {
-            let mut r = ObjectiveResult::new(objective, "goroutine growth".into(), ValueUnit::Raw, "profiles");
-            r.skipped = true;
-            r.verdict = Verdict::Inconclusive;
-            r.findings.push("goroutine-leak detection is not implemented yet; this objective is not counted".into());
-            r
-        }
+        Indicator::GoroutineLeak { .. } => leak::evaluate(objective, input),
     };
     if matches!(objective.indicator, Indicator::Latency { .. })
         && matches!(result.verdict, Verdict::Fail | Verdict::Warn)

@@ -60,3 +60,40 @@ fn finding(out: &mut String, f: &ClusterSeries) {
 fn join(values: &[u64]) -> String {
     values.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
 }
+
+/// `report` as JSON: the findings (leaking clusters, fastest growth first) and every cluster with
+/// its count series (for a dashboard: one series per cluster over `times_s`), plus the totals and
+/// the notes. Field names are stable; `growth_per_minute` and its kin are `null` for a cluster
+/// whose growth could not be judged.
+pub fn json(report: &LeakReport) -> serde_json::Value {
+    use serde_json::json;
+    let series = |c: &ClusterSeries| {
+        json!({
+            "cluster": c.key.to_string(),
+            "blocking_function": c.key.blocking_function,
+            "blocking_location": c.key.blocking_location.as_ref().map(|(f, l)| format!("{f}:{l}")),
+            "wait_reason": c.key.wait_reason.to_string(),
+            "root_cause": c.root_cause.to_string(),
+            "created_by": c.created_by,
+            "counts": c.counts,
+            "leak": c.is_leak,
+            "growth_per_minute": c.trend.as_ref().map(|t| t.growth_per_minute),
+            "growing_for_seconds": c.trend.as_ref().map(|t| t.growing_for_seconds),
+            "confidence": c.trend.as_ref().map(|t| t.confidence),
+            "distinct_stacks": c.distinct_stacks,
+            "representative_stack": c.representative.stack.iter().map(|f| {
+                if f.file.is_empty() { f.function.clone() } else { format!("{} ({}:{})", f.function, f.file, f.line) }
+            }).collect::<Vec<_>>(),
+        })
+    };
+    json!({
+        "judged": report.judged,
+        "times_s": report.times_s,
+        "totals": report.totals,
+        "runtime_owned": report.runtime_owned,
+        "findings": report.findings.iter().map(series).collect::<Vec<_>>(),
+        "related": report.related.iter().map(|r| json!({ "created_by": r.created_by, "findings": r.findings })).collect::<Vec<_>>(),
+        "clusters": report.clusters.iter().map(series).collect::<Vec<_>>(),
+        "notes": report.notes,
+    })
+}

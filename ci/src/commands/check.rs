@@ -288,6 +288,7 @@ fn load_side(
     }
     cpu_types.sort();
     cpu_types.dedup();
+    let leak_objective = needs(|i| matches!(i, Indicator::GoroutineLeak { .. }));
 
     for version in versions {
         let mut query = vec![("service", contract.service.clone()), ("version", version.clone())];
@@ -335,6 +336,21 @@ fn load_side(
                 runs.push((run, profile(p).context("the collector's profile answer has a malformed profile")?));
             }
             side.cpu_runs.extend(Run::group(runs));
+        }
+        if leak_objective {
+            let mut q = vec![
+                ("type", GOROUTINE_PROFILE_TYPE.to_string()),
+                ("selector", selector(&[("service_name", &contract.service), ("service_version", version)])),
+            ];
+            q.extend(time_params(window));
+            let answer = client.get_json("/api/v1/gate/profiles", &q)?;
+            let profiles = answer["profiles"].as_array().context("the collector's profile answer has no `profiles`")?;
+            let mut runs: Vec<(String, Profile)> = Vec::with_capacity(profiles.len());
+            for p in profiles {
+                let run = format!("{version}/{}", p["run"].as_str().unwrap_or_default());
+                runs.push((run, profile(p).context("the collector's profile answer has a malformed profile")?));
+            }
+            side.goroutine_runs.extend(Run::group(runs));
         }
     }
     let times = side.spans.iter().map(|s| s.time_unix_nano).chain(side.metrics.iter().map(|m| m.time_unix_nano));
@@ -466,9 +482,13 @@ fn metric_sample(v: &Value) -> Option<MetricSample> {
     })
 }
 
+/// The goroutine profile type the `goroutine_leak` objective reads.
+const GOROUTINE_PROFILE_TYPE: &str = "goroutine:goroutine:count:goroutine:count";
+
 fn profile(v: &Value) -> Option<Profile> {
     use analyzer::pprof::{Frame, Sample, ValueType};
     Some(Profile {
+        time_nanos: v["time_unix_nano"].as_i64().unwrap_or(0),
         sample_types: v["sample_types"]
             .as_array()?
             .iter()

@@ -46,6 +46,7 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/flamegraph", get(flamegraph))
         .route("/api/v1/flamegraph/diff", get(flamegraph_diff))
         .route("/api/v1/gate/profiles", get(gate_profiles))
+        .route("/api/v1/leaks", get(leaks))
 }
 
 /// Scans the tenant's profile rows, calling `f` on each.
@@ -351,6 +352,8 @@ struct Matched {
     stack: Vec<String>,
     /// The run (process) the profile came from: the value of the run label, or empty.
     run: Arc<str>,
+    /// When the profile was taken.
+    profile_time_unix_nano: u64,
 }
 
 /// Everything that decides whether a row matches, besides the selector.
@@ -421,7 +424,14 @@ fn collect(
                 .find_map(|key| attrs::find(attributes, key).or_else(|| attrs::find(resource, key)))
                 .and_then(attrs::as_text)
                 .map_or_else(|| Arc::from(""), Arc::from);
-            out.push(Matched { profile_id: row.profile_id, value: row.value, period, stack, run });
+            out.push(Matched {
+                profile_id: row.profile_id,
+                value: row.value,
+                period,
+                stack,
+                run,
+                profile_time_unix_nano: row.profile_time_unix_nano,
+            });
         }
     })?;
     Ok(out)
@@ -464,12 +474,14 @@ fn profiles(rows: &[Matched], kind: &TypeId) -> Vec<(Arc<str>, analyzer::pprof::
         .into_values()
         .map(|rows| {
             let run = rows.first().map_or_else(|| Arc::from(""), |r| r.run.clone());
+            let time_nanos = rows.first().map_or(0, |r| i64::try_from(r.profile_time_unix_nano).unwrap_or(i64::MAX));
             let counted = rows.iter().all(|r| r.period > 0);
             let mut sample_types = vec![value_type(&kind.sample_type, &kind.sample_unit)];
             if counted {
                 sample_types.push(value_type("samples", "count"));
             }
             let profile = analyzer::pprof::Profile {
+                time_nanos,
                 sample_types,
                 period_type: Some(value_type(&kind.period_type, &kind.period_unit)),
                 samples: rows
@@ -776,6 +788,7 @@ async fn gate_profiles(
         .map(|(run, p)| {
             json!({
                 "run": run.as_ref(),
+                "time_unix_nano": p.time_nanos,
                 "sample_types": p.sample_types.iter().map(|t| json!({ "type": t.kind, "unit": t.unit })).collect::<Vec<_>>(),
                 "samples": p.samples.iter().map(|s| json!({
                     "stack": s.stack.iter().map(|f| f.function.as_str()).collect::<Vec<_>>(),
@@ -785,6 +798,85 @@ async fn gate_profiles(
         })
         .collect();
     Ok(Json(json!({ "type": params.profile_type, "profiles": list })))
+}
+
+/// Query of `GET /api/v1/leaks`.
+#[derive(Debug, Deserialize)]
+struct LeakParams {
+    service: Option<String>,
+    version: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    /// The label that tells runs (processes) apart; default [`RUN_LABELS`].
+    run_label: Option<String>,
+}
+
+/// The goroutine profile type that leak detection reads.
+const GOROUTINE_TYPE: &str = "goroutine:goroutine:count:goroutine:count";
+
+/// `GET /api/v1/leaks?service=&version=&from=&to=`: goroutine leak detection
+/// ([`analyzer::leaks::detect`]) over the stored goroutine profiles of one service (and version),
+/// one report per run (process: counts of different processes are never added up), each with
+/// the leaking clusters and every cluster's count series over the snapshot times.
+async fn leaks(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Query<LeakParams>,
+) -> Result<Json<Value>, QueryError> {
+    let tenant = tenant(&headers)?;
+    let service = params
+        .service
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| QueryError::BadRequest("parameter `service` is required".into()))?
+        .to_string();
+    let flame = FlameParams {
+        profile_type: Some(GOROUTINE_TYPE.to_string()),
+        selector: None,
+        baseline: None,
+        candidate: None,
+        from: params.from.clone(),
+        to: params.to.clone(),
+        format: None,
+        min_change: None,
+        confidence: None,
+        metric: None,
+        run_label: params.run_label.clone(),
+    };
+    let filter = filter(&flame)?;
+    let kind = filter.kind.clone();
+    let mut selector: Selector = vec![("service_name".to_string(), service.clone())];
+    if let Some(version) = params.version.as_deref().filter(|v| !v.is_empty()) {
+        selector.push(("service_version".to_string(), version.to_string()));
+    }
+    let rows = blocking(move || collect(&state, &tenant, &filter, &[selector])).await?;
+    let rows = rows.into_iter().next().unwrap_or_default();
+    let runs = flame::Run::group(profiles(&rows, &kind).into_iter().map(|(r, p)| (r.to_string(), p)));
+    let options = analyzer::leaks::LeakOptions::default();
+    let reports: Vec<Value> = runs
+        .iter()
+        .map(|run| {
+            let snapshots: Vec<analyzer::leaks::Snapshot> =
+                run.profiles.iter().map(analyzer::leaks::from_pprof).collect();
+            let report = analyzer::leaks::detect(&snapshots, &options);
+            let start = snapshots.iter().map(|s| s.time_unix_nano).min().unwrap_or(0);
+            json!({
+                "run": run.id,
+                "snapshots": snapshots.len(),
+                "start_unix_nano": start,
+                "report": analyzer::leaks::report::json(&report),
+            })
+        })
+        .collect();
+    let findings: usize = reports.iter().map(|r| r["report"]["findings"].as_array().map_or(0, Vec::len)).sum();
+    Ok(Json(json!({
+        "service": service,
+        "version": params.version,
+        "type": GOROUTINE_TYPE,
+        "leaks": findings,
+        "runs": reports,
+    })))
 }
 
 #[cfg(test)]
