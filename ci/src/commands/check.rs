@@ -185,11 +185,15 @@ fn gate_with(client: &CollectorClient, contract: &Contract, args: &CheckArgs) ->
     let candidate = candidate?;
     let baseline = baseline.transpose()?;
     let stdout = &mut std::io::stdout().lock();
-    if candidate.spans.is_empty() && candidate.metrics.is_empty() && candidate.cpu_runs.is_empty() {
+    if candidate.spans.is_empty()
+        && candidate.metrics.is_empty()
+        && candidate.cpu_runs.is_empty()
+        && candidate.goroutine_runs.is_empty()
+    {
         ensure_service_exists(client, &contract.service)?;
         writeln!(
             stdout,
-            "no data found for service {:?} version {:?}{}: no SERVER spans, metric points or CPU profiles; \
+            "no data found for service {:?} version {:?}{}: no SERVER spans, metric points, CPU or goroutine profiles; \
              the contract's no_data policy ({}) decides\n",
             contract.service,
             args.candidate,
