@@ -524,7 +524,7 @@ fn corpus_goroutines() -> Run {
 /// snapshotted every 20 s for three minutes: large and flat.
 fn flat_goroutines(n: i64) -> Run {
     use analyzer::pprof::{Frame, Sample, ValueType};
-    let frame = |f: &str| Frame { function: f.to_string(), ..Default::default() };
+    let frame = |f: &str| Frame { function: f.into(), ..Default::default() };
     let profiles = (0..10)
         .map(|i| Profile {
             time_nanos: T0 as i64 + i * 20_000_000_000,

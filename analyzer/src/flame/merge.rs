@@ -7,8 +7,9 @@
 //! and a space. A sample with an empty stack is kept under a single `<unknown>` frame so totals
 //! still add up.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
+use std::sync::Arc;
 
 use super::FlameError;
 use crate::pprof::{Frame, Profile};
@@ -28,12 +29,37 @@ impl Folded {
     /// Adds the values at `sample_index` of every sample of `profile`. A sample without a value
     /// at that index (which [`crate::pprof::decode`] never produces) is skipped.
     pub fn add_profile(&mut self, profile: &Profile, sample_index: usize) {
+        // Samples through the same locations share their frames' `Arc<str>` names, so frames
+        // are told apart by pointer and each distinct frame and stack is named once per profile
+        // (a 10 s CPU profile has thousands of samples over a few hundred stacks).
+        let key = |f: &Frame| {
+            let mapping = if f.function.is_empty() { Arc::as_ptr(&f.mapping) as *const u8 as usize } else { 0 };
+            (Arc::as_ptr(&f.function) as *const u8 as usize, mapping)
+        };
+        let mut ids: HashMap<(usize, usize), u32> = HashMap::new();
+        let mut names: Vec<String> = Vec::new();
+        let mut stacks: HashMap<Vec<u32>, i64> = HashMap::new();
         for sample in &profile.samples {
             let Some(&value) = sample.values.get(sample_index) else { continue };
             if value == 0 {
                 continue;
             }
-            let mut stack: Vec<String> = sample.stack.iter().rev().map(frame_name).collect();
+            let stack: Vec<u32> = sample
+                .stack
+                .iter()
+                .rev()
+                .map(|f| {
+                    *ids.entry(key(f)).or_insert_with(|| {
+                        names.push(frame_name(f));
+                        (names.len() - 1) as u32
+                    })
+                })
+                .collect();
+            let entry = stacks.entry(stack).or_insert(0);
+            *entry = entry.saturating_add(value);
+        }
+        for (stack, value) in stacks {
+            let mut stack: Vec<String> = stack.iter().map(|&i| names[i as usize].clone()).collect();
             if stack.is_empty() {
                 stack.push("<unknown>".to_string());
             }
@@ -168,11 +194,58 @@ fn sampled_events(profile: &Profile, sample_index: usize) -> f64 {
 /// Merges `profiles` (all of one type) for the sample type `kind`, or each profile's default sample
 /// type when `None`.
 pub fn merge(profiles: &[Profile], kind: Option<&str>) -> Result<Folded, FlameError> {
-    let mut merged = Folded::new();
-    for p in fold_each(profiles, kind, "input")? {
-        merged.merge_from(&p.folded);
+    let mut merger = Merger::new(kind);
+    for p in profiles {
+        merger.add(p)?;
     }
-    Ok(merged)
+    merger.finish()
+}
+
+/// [`merge`] one profile at a time, so a caller can decode, add and drop each in turn and hold
+/// one decoded profile instead of all of them.
+#[derive(Debug, Default)]
+pub struct Merger {
+    kind: Option<String>,
+    folded: Folded,
+    /// `kind/unit` of the first profile.
+    type_name: Option<String>,
+    added: usize,
+}
+
+impl Merger {
+    /// A merger for the sample type `kind` (each profile's default when `None`).
+    pub fn new(kind: Option<&str>) -> Self {
+        Merger { kind: kind.map(str::to_string), ..Merger::default() }
+    }
+
+    /// Adds `profile`; it must measure the same type and unit as the first one.
+    pub fn add(&mut self, profile: &Profile) -> Result<(), FlameError> {
+        let index = sample_index(profile, self.kind.as_deref(), self.added)?;
+        let t = &profile.sample_types[index];
+        let type_name = format!("{}/{}", t.kind, t.unit);
+        match &self.type_name {
+            Some(first) if *first != type_name => {
+                return Err(FlameError::TypeMismatch {
+                    profile: self.added,
+                    expected: first.clone(),
+                    found: type_name,
+                });
+            }
+            Some(_) => {}
+            None => self.type_name = Some(type_name),
+        }
+        self.folded.add_profile(profile, index);
+        self.added += 1;
+        Ok(())
+    }
+
+    /// The merged stacks; an error when nothing was added.
+    pub fn finish(self) -> Result<Folded, FlameError> {
+        if self.added == 0 {
+            return Err(FlameError::NoProfiles { side: "input" });
+        }
+        Ok(self.folded)
+    }
 }
 
 #[cfg(test)]
@@ -189,7 +262,7 @@ mod tests {
             samples: samples
                 .iter()
                 .map(|(leaf_first, v)| Sample {
-                    stack: leaf_first.iter().map(|f| Frame { function: f.to_string(), ..Default::default() }).collect(),
+                    stack: leaf_first.iter().map(|f| Frame { function: (*f).into(), ..Default::default() }).collect(),
                     values: vec![1, *v],
                     ..Default::default()
                 })

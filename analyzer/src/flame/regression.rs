@@ -694,7 +694,7 @@ mod tests {
         let sample = |leaf: &str, n: i64| Sample {
             stack: [leaf, "main.main"]
                 .iter()
-                .map(|f| Frame { function: f.to_string(), ..Default::default() })
+                .map(|f| Frame { function: f.to_string().into(), ..Default::default() })
                 .collect(),
             values: vec![n * 10_000_000, n],
             ..Default::default()

@@ -66,8 +66,8 @@ pub fn from_pprof(profile: &Profile) -> Snapshot {
                 .stack
                 .iter()
                 .map(|f| StackFrame {
-                    function: f.function.clone(),
-                    file: f.file.clone(),
+                    function: f.function.to_string(),
+                    file: f.file.to_string(),
                     line: u64::try_from(f.line).unwrap_or(0),
                 })
                 .collect();

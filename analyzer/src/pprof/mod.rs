@@ -16,6 +16,7 @@ mod top;
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::Arc;
 
 use prost::Message;
 
@@ -202,16 +203,17 @@ pub struct NumericLabel {
 /// One frame of a stack.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Frame {
-    /// Function name; empty when the profile is not symbolized.
-    pub function: String,
+    /// Function name; empty when the profile is not symbolized. Shared (`Arc<str>`): every
+    /// sample through a location refers to the same name, so decoding allocates it once.
+    pub function: Arc<str>,
     /// Source file name; empty when unknown.
-    pub file: String,
+    pub file: Arc<str>,
     /// Source line; 0 when unknown.
     pub line: i64,
     /// Instruction address of the location (shared by all frames of an inlined location).
     pub address: u64,
     /// File name of the mapping (binary or library) holding the address; empty when unknown.
-    pub mapping: String,
+    pub mapping: Arc<str>,
 }
 
 impl Frame {
@@ -219,7 +221,7 @@ impl Frame {
     /// name, else `[binary]` (the base name of the mapping), else `<unknown>`.
     pub fn display_name(&self) -> String {
         if !self.function.is_empty() {
-            self.function.clone()
+            self.function.to_string()
         } else if !self.mapping.is_empty() {
             let trimmed = self.mapping.trim_end_matches('/');
             let base = trimmed.rsplit('/').next().unwrap_or(trimmed);
@@ -322,18 +324,19 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
         Ok((!s.is_empty()).then(|| s.to_string()))
     };
 
-    let mut mappings: HashMap<u64, &str> = HashMap::new();
+    let empty: Arc<str> = Arc::from("");
+    let mut mappings: HashMap<u64, Arc<str>> = HashMap::new();
     for m in &wire.mapping {
         check_id("mapping", m.id, mappings.contains_key(&m.id))?;
-        mappings.insert(m.id, strings.get(m.filename, || format!("mapping {} filename", m.id))?);
+        mappings.insert(m.id, Arc::from(strings.get(m.filename, || format!("mapping {} filename", m.id))?));
     }
-    let mut functions: HashMap<u64, (&str, &str)> = HashMap::new();
+    let mut functions: HashMap<u64, (Arc<str>, Arc<str>)> = HashMap::new();
     for f in &wire.function {
         check_id("function", f.id, functions.contains_key(&f.id))?;
         let name = strings.get(f.name, || format!("function {} name", f.id))?;
         let file = strings.get(f.filename, || format!("function {} filename", f.id))?;
         strings.get(f.system_name, || format!("function {} system_name", f.id))?;
-        functions.insert(f.id, (name, file));
+        functions.insert(f.id, (Arc::from(name), Arc::from(file)));
     }
     let drop_frames = optional(wire.drop_frames, "drop_frames")?;
     let keep_frames = optional(wire.keep_frames, "keep_frames")?;
@@ -342,23 +345,23 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
     for loc in &wire.location {
         check_id("location", loc.id, locations.contains_key(&loc.id))?;
         let mapping = match loc.mapping_id {
-            0 => "",
+            0 => empty.clone(),
             id => {
-                mappings.get(&id).copied().ok_or(DecodeError::MissingMapping { location_id: loc.id, mapping_id: id })?
+                mappings.get(&id).cloned().ok_or(DecodeError::MissingMapping { location_id: loc.id, mapping_id: id })?
             }
         };
-        let frame = |function: &str, file: &str, line: i64| Frame {
-            function: function.to_string(),
-            file: file.to_string(),
+        let frame = |function: &Arc<str>, file: &Arc<str>, line: i64| Frame {
+            function: function.clone(),
+            file: file.clone(),
             line,
             address: loc.address,
-            mapping: mapping.to_string(),
+            mapping: mapping.clone(),
         };
         let mut frames = Vec::with_capacity(loc.line.len().max(1));
         for (i, line) in loc.line.iter().enumerate() {
             let (function, file) = match line.function_id {
-                0 => ("", ""),
-                id => functions.get(&id).copied().ok_or(DecodeError::MissingFunction {
+                0 => (&empty, &empty),
+                id => functions.get(&id).map(|(name, file)| (name, file)).ok_or(DecodeError::MissingFunction {
                     location_id: loc.id,
                     line: i,
                     function_id: id,
@@ -367,7 +370,7 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
             frames.push(frame(function, file, line.line));
         }
         if frames.is_empty() {
-            frames.push(frame("", "", 0));
+            frames.push(frame(&empty, &empty, 0));
         }
         let cut = match pruner.as_mut() {
             Some(p) => p.cut_location(&mut frames),

@@ -137,7 +137,7 @@ mod tests {
     }
 
     fn frames(names: &[&str]) -> Vec<Frame> {
-        names.iter().map(|n| Frame { function: n.to_string(), ..Default::default() }).collect()
+        names.iter().map(|n| Frame { function: (*n).into(), ..Default::default() }).collect()
     }
 
     #[test]

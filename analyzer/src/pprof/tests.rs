@@ -54,7 +54,7 @@ fn check(wire: &proto::Profile, expect: &str) {
 #[test]
 fn inlined_locations_expand_innermost_first() {
     let profile = decode(&valid().encode_to_vec()).expect("valid");
-    let names: Vec<&str> = profile.samples[0].stack.iter().map(|f| f.function.as_str()).collect();
+    let names: Vec<&str> = profile.samples[0].stack.iter().map(|f| &*f.function).collect();
     assert_eq!(names, ["main.leaf", "main.caller", "main.main"]);
     let top = flat_and_cum(&profile, 0).expect("index 0");
     assert_eq!(top.get("main.leaf"), Some(&(7, 7)));

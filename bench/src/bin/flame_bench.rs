@@ -57,14 +57,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn merge(output: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
-    let profiles: Vec<pprof::Profile> = files
-        .iter()
-        .map(|f| {
-            let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
-            pprof::decode(&bytes).with_context(|| format!("cannot decode {}", f.display()))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let merged = flame::merge(&profiles, Some("cpu")).context("merge")?;
+    let mut merger = flame::Merger::new(Some("cpu"));
+    for f in files {
+        let bytes = std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let profile = pprof::decode(&bytes).with_context(|| format!("cannot decode {}", f.display()))?;
+        merger.add(&profile).with_context(|| format!("cannot merge {}", f.display()))?;
+    }
+    let merged = merger.finish().context("merge")?;
     let mut out = std::io::BufWriter::new(std::fs::File::create(output)?);
     merged.write_folded(&mut out)?;
     out.flush()?;

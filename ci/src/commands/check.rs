@@ -506,7 +506,7 @@ fn profile(v: &Value) -> Option<Profile> {
                     stack: s["stack"]
                         .as_array()?
                         .iter()
-                        .map(|f| Some(Frame { function: f.as_str()?.to_string(), ..Default::default() }))
+                        .map(|f| Some(Frame { function: f.as_str()?.into(), ..Default::default() }))
                         .collect::<Option<_>>()?,
                     values: s["values"].as_array()?.iter().map(Value::as_i64).collect::<Option<_>>()?,
                     ..Default::default()

@@ -188,8 +188,18 @@ fn unit_of(profiles: &[Profile], sample_type: Option<&str>) -> String {
 }
 
 fn render(args: RenderArgs) -> anyhow::Result<()> {
-    let profiles = read_profiles(&args.profiles)?;
-    let folded = flame::merge(&profiles, args.sample_type.as_deref()).context("cannot merge the profiles")?;
+    // One decoded profile at a time: a thousand profiles merge in the memory of one.
+    let mut merger = flame::Merger::new(args.sample_type.as_deref());
+    let mut first: Option<Profile> = None;
+    for path in &args.profiles {
+        let profile = read_profiles(std::slice::from_ref(path))?.remove(0);
+        merger.add(&profile).with_context(|| format!("cannot merge {}", path.display()))?;
+        if first.is_none() {
+            first = Some(profile);
+        }
+    }
+    let folded = merger.finish().context("cannot merge the profiles")?;
+    let profiles: Vec<Profile> = first.into_iter().collect();
     let mut out = Vec::new();
     if args.folded {
         folded.write_folded(&mut out).context("cannot write folded stacks")?;

@@ -230,7 +230,7 @@ impl DictBuilder {
     }
 
     fn location(&mut self, frame: &Frame) -> i32 {
-        let mapping_index = match frame.mapping.as_str() {
+        let mapping_index = match &*frame.mapping {
             "" => 0,
             file => {
                 let filename_strindex = self.string(file);
@@ -376,7 +376,7 @@ pub fn profile_from_folded(text: &str, kind: &FoldedKind) -> Result<Profile, Vec
             .split(';')
             .rev()
             .filter(|f| !f.is_empty())
-            .map(|f| Frame { function: f.to_string(), ..Default::default() })
+            .map(|f| Frame { function: f.to_string().into(), ..Default::default() })
             .collect();
         if stack.is_empty() {
             errors.push(FoldedError::Syntax { line: line_no, found: truncate(line) });
@@ -457,7 +457,7 @@ mod tests {
         assert_eq!(p.sample_types[0].kind, "cpu");
         assert_eq!(p.period, 10_000_000);
         assert_eq!(p.samples[0].values, vec![30_000_000]);
-        let names: Vec<_> = p.samples[0].stack.iter().map(|f| f.function.as_str()).collect();
+        let names: Vec<_> = p.samples[0].stack.iter().map(|f| &*f.function).collect();
         assert_eq!(names, ["hash", "work", "main"]);
     }
 

@@ -490,7 +490,7 @@ fn profiles(rows: &[Matched], kind: &TypeId) -> Vec<(Arc<str>, analyzer::pprof::
                         stack: r
                             .stack
                             .iter()
-                            .map(|f| analyzer::pprof::Frame { function: f.clone(), ..Default::default() })
+                            .map(|f| analyzer::pprof::Frame { function: f.as_str().into(), ..Default::default() })
                             .collect(),
                         values: if counted {
                             vec![r.value, (r.value.max(0) + r.period - 1) / r.period]
@@ -791,7 +791,7 @@ async fn gate_profiles(
                 "time_unix_nano": p.time_nanos,
                 "sample_types": p.sample_types.iter().map(|t| json!({ "type": t.kind, "unit": t.unit })).collect::<Vec<_>>(),
                 "samples": p.samples.iter().map(|s| json!({
-                    "stack": s.stack.iter().map(|f| f.function.as_str()).collect::<Vec<_>>(),
+                    "stack": s.stack.iter().map(|f| &*f.function).collect::<Vec<_>>(),
                     "values": s.values,
                 })).collect::<Vec<_>>(),
             })
