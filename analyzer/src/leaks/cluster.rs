@@ -8,6 +8,7 @@
 //! through long shared paths and split one point reached through paths of different depth.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::LeakOptions;
 use super::annotate::{self, RootCause, WaitReason};
@@ -84,6 +85,9 @@ pub struct Clustering {
 /// Whether the user's ignore rules drop a group: its top frame (after the runtime's parking
 /// frames, as goleak's `IgnoreTopFunction` sees it) or any frame is listed.
 fn ignored(group: &GoroutineGroup, options: &LeakOptions) -> bool {
+    if options.ignore_top_functions.is_empty() && options.ignore_any_functions.is_empty() {
+        return false;
+    }
     let top = group.stack.iter().find(|f| !normalize::is_runtime(&f.function)).or(group.stack.first());
     let top_hit =
         top.is_some_and(|f| options.ignore_top_functions.iter().any(|i| *i == normalize_function(&f.function)));
@@ -92,6 +96,50 @@ fn ignored(group: &GoroutineGroup, options: &LeakOptions) -> bool {
             .stack
             .iter()
             .any(|f| options.ignore_any_functions.iter().any(|i| *i == normalize_function(&f.function)))
+}
+
+/// The hasher of the per-snapshot maps: hashing whole stacks (every function and file name) with
+/// std's SipHash was the largest single cost of clustering many snapshots. This is rustc's
+/// FxHash, word at a time; it resists no deliberate collisions, which only a crafted local file
+/// could cause and which would cost time, not correctness.
+type FastHash = BuildHasherDefault<FxHasher>;
+
+#[derive(Debug, Default)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 56));
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// A stack as received, with its header state and creator.
@@ -128,10 +176,10 @@ pub fn cluster(snapshot: &Snapshot, options: &LeakOptions) -> Clustering {
     let mut out = Clustering::default();
     // A text dump repeats the same raw stack for every goroutine (a million goroutines over ten
     // thousand stacks): decide each raw stack once, then only count.
-    let mut by_raw: HashMap<RawKey<'_>, Outcome> = HashMap::new();
+    let mut by_raw: HashMap<RawKey<'_>, Outcome, FastHash> = HashMap::default();
     // (fingerprint, header state) → variant index; the header is part of it because a text dump
     // can show one stack both `running` and parked.
-    let mut by_fp: HashMap<(Fingerprint, Option<&str>), usize> = HashMap::new();
+    let mut by_fp: HashMap<(Fingerprint, Option<&str>), usize, FastHash> = HashMap::default();
     let mut variants: Vec<(StackVariant, Annotated)> = Vec::new();
     for group in &snapshot.goroutines {
         if group.count == 0 {
@@ -148,7 +196,7 @@ pub fn cluster(snapshot: &Snapshot, options: &LeakOptions) -> Clustering {
             if ignored(group, options) {
                 return Outcome::Ignored;
             }
-            let fp = normalize::fingerprint(&normalize::normalize(&group.stack, norm));
+            let fp = normalize::fingerprint_stack(&group.stack, norm);
             Outcome::Variant(*by_fp.entry((fp, group.wait_reason.as_deref())).or_insert_with(|| {
                 variants.push((
                     StackVariant {

@@ -9,6 +9,7 @@
 
 pub mod annotate;
 pub mod cluster;
+pub mod junit;
 pub mod normalize;
 pub mod report;
 pub mod snapshot;

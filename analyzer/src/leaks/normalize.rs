@@ -46,6 +46,13 @@ pub fn is_runtime(function: &str) -> bool {
 /// left on it, a `{...}`-style address suffix, and the `[...]` of generic instantiations
 /// (`main.f[...]` in tracebacks, `main.f[go.shape.int]` in profiles).
 pub fn normalize_function(function: &str) -> String {
+    let mut out = String::with_capacity(function.len());
+    normalize_function_into(function, &mut out);
+    out
+}
+
+/// [`normalize_function`] appended to `out`, so a caller normalising many names reuses one buffer.
+fn normalize_function_into(function: &str, out: &mut String) {
     let mut name = function.trim();
     if name.ends_with(')') {
         // An argument list is a final group that does not start a method receiver `(*T)`.
@@ -57,7 +64,10 @@ pub fn normalize_function(function: &str) -> String {
             name = &name[..open];
         }
     }
-    let mut out = String::with_capacity(name.len());
+    if !name.contains('[') && !name.contains(']') {
+        out.push_str(name);
+        return;
+    }
     let mut depth = 0usize;
     for c in name.chars() {
         match c {
@@ -67,7 +77,6 @@ pub fn normalize_function(function: &str) -> String {
             _ => {}
         }
     }
-    out
 }
 
 /// Normalises a stack (innermost first): drops the runtime's parking frames at the top, cleans
@@ -86,24 +95,79 @@ pub fn normalize(stack: &[StackFrame], options: NormalizeOptions) -> Vec<NormalF
 
 /// FNV-1a (64-bit) of the normalised frames, with separators so `a.b|c` ≠ `a|b.c`.
 pub fn fingerprint(frames: &[NormalFrame]) -> Fingerprint {
+    let mut h = Fnv::new();
+    for f in frames {
+        h.frame(&f.function, f.location.as_ref().map(|(file, line)| (file.as_str(), *line)));
+    }
+    Fingerprint(h.0)
+}
+
+/// `fingerprint(&normalize(stack, options))` without building the normalised stack: the
+/// clustering hot path, once per distinct stack of every snapshot.
+pub fn fingerprint_stack(stack: &[StackFrame], options: NormalizeOptions) -> Fingerprint {
+    let start = stack.iter().position(|f| !is_runtime(&f.function)).unwrap_or(0);
+    let mut h = Fnv::new();
+    let mut name = String::new();
+    for f in &stack[start..] {
+        name.clear();
+        normalize_function_into(&f.function, &mut name);
+        h.frame(&name, options.keep_file_line.then_some((f.file.as_str(), f.line)));
+    }
+    Fingerprint(h.0)
+}
+
+/// 64-bit FNV-1a over the frames as [`fingerprint`] defines them.
+struct Fnv(u64);
+
+impl Fnv {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h = OFFSET;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(PRIME);
-        }
-    };
-    for f in frames {
-        eat(f.function.as_bytes());
-        if let Some((file, line)) = &f.location {
-            eat(b"\x1f");
-            eat(file.as_bytes());
-            eat(b":");
-            eat(line.to_string().as_bytes());
-        }
-        eat(b"\x1e");
+
+    fn new() -> Self {
+        Fnv(Self::OFFSET)
     }
-    Fingerprint(h)
+
+    fn eat(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(Self::PRIME);
+        }
+    }
+
+    fn frame(&mut self, function: &str, location: Option<(&str, u64)>) {
+        self.eat(function.as_bytes());
+        if let Some((file, line)) = location {
+            self.eat(b"\x1f");
+            self.eat(file.as_bytes());
+            self.eat(b":");
+            self.eat(line.to_string().as_bytes());
+        }
+        self.eat(b"\x1e");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str, line: u64) -> StackFrame {
+        StackFrame { function: function.to_string(), file: "/app/main.go".to_string(), line }
+    }
+
+    #[test]
+    fn streamed_fingerprint_equals_the_fingerprint_of_the_normalised_stack() {
+        let stacks = [
+            vec![frame("runtime.gopark", 1), frame("runtime.chanrecv2", 2), frame("main.f(0x1, {0x2})", 3)],
+            vec![frame("main.(*T[...]).f", 4), frame(" main.g[go.shape.int] ", 5), frame("main.h.func1()", 6)],
+            vec![frame("runtime.gopark", 1), frame("runtime.gcBgMarkWorker", 2)],
+            vec![frame("pkg.(*T).m", 7), frame("pkg.(*T).m(...)", 7), frame("π.ünïcode[é]", 8)],
+            vec![],
+        ];
+        for stack in &stacks {
+            for keep_file_line in [false, true] {
+                let options = NormalizeOptions { keep_file_line };
+                assert_eq!(fingerprint_stack(stack, options), fingerprint(&normalize(stack, options)), "{stack:?}");
+            }
+        }
+    }
 }

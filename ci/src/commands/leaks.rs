@@ -39,6 +39,9 @@ pub struct LeaksArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as JUnit XML to this file (one test case per judged cluster).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 /// The kinds of snapshot file; one run reads one kind, so the same moment is not counted twice.
@@ -90,6 +93,10 @@ pub fn run(args: LeaksArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "{}", serde_json::to_string_pretty(&to_json(&report))?)?;
     } else {
         out.write_all(analyzer::leaks::report::text(&report).as_bytes())?;
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, leaks::junit::junit(&report))
+            .with_context(|| format!("cannot write the JUnit report to {}", path.display()))?;
     }
     Ok(if report.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -182,6 +189,7 @@ mod tests {
             ignore_any: Vec::new(),
             keep_file_line: false,
             json: false,
+            junit: None,
         }
     }
 
@@ -202,6 +210,32 @@ mod tests {
         assert_eq!(run(args(profiles)).unwrap(), ExitCode::from(1));
         let err = run(args(vec![dir])).expect_err("both kinds in one folder");
         assert!(err.to_string().contains("both goroutine profiles and text dumps"), "{err}");
+    }
+
+    #[test]
+    fn junit_report_has_the_two_corpus_leaks_as_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let junit = dir.path().join("leaks.xml");
+        let profiles: Vec<PathBuf> = files(&corpus("fast"))
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("goroutine-t"))
+            .filter(|p| p.extension().is_some_and(|e| e == "gz"))
+            .collect();
+        let exit = run(LeaksArgs { junit: Some(junit.clone()), ..args(profiles) }).unwrap();
+        assert_eq!(exit, ExitCode::from(1));
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        let mut failed: Vec<&str> = xml
+            .lines()
+            .filter(|l| l.trim_start().starts_with("<failure "))
+            .map(|l| l.split("message=\"").nth(1).and_then(|m| m.split(' ').next()).unwrap_or(""))
+            .collect();
+        failed.sort_unstable();
+        assert_eq!(failed, ["main.closeWhenDone", "main.collectResults"], "{xml}");
+        assert!(xml.contains("<testsuite name=\"goroutine leaks\""), "{xml}");
+        assert!(xml.contains(" failures=\"2\" errors=\"0\" skipped=\"0\">"), "{xml}");
+        assert_eq!(xml.matches("<failure ").count(), 2, "{xml}");
+        assert_eq!(xml.matches("</failure>").count(), 2, "{xml}");
     }
 
     #[test]
