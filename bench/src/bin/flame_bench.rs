@@ -17,6 +17,10 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use prost::Message;
 
+// The allocator the `slo-gate` binary links, so this times what `slo-gate flame` does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Flame-graph merge benchmark")]
 struct Cli {

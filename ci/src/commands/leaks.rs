@@ -13,7 +13,6 @@ use std::time::UNIX_EPOCH;
 use analyzer::leaks::{self, LeakOptions, Snapshot};
 use anyhow::{Context, bail};
 use clap::Args;
-use serde_json::json;
 
 /// Flags of `slo-gate leaks`.
 #[derive(Debug, Args)]
@@ -90,7 +89,7 @@ pub fn run(args: LeaksArgs) -> anyhow::Result<ExitCode> {
     let report = leaks::detect(&snapshots.into_iter().map(|s| s.2).collect::<Vec<_>>(), &options);
     let out = &mut std::io::stdout().lock();
     if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&to_json(&report))?)?;
+        writeln!(out, "{}", serde_json::to_string_pretty(&leaks::report::json(&report))?)?;
     } else {
         out.write_all(analyzer::leaks::report::text(&report).as_bytes())?;
     }
@@ -141,35 +140,6 @@ fn read_snapshot(file: &Path) -> anyhow::Result<Option<(Kind, Snapshot)>> {
         snapshot.time_unix_nano = mtime;
     }
     Ok(Some((Kind::Pprof, snapshot)))
-}
-
-fn to_json(report: &leaks::LeakReport) -> serde_json::Value {
-    let series = |c: &leaks::ClusterSeries| {
-        json!({
-            "blocking_function": c.key.blocking_function,
-            "blocking_location": c.key.blocking_location.as_ref().map(|(f, l)| format!("{f}:{l}")),
-            "wait_reason": c.key.wait_reason.to_string(),
-            "root_cause": c.root_cause.to_string(),
-            "created_by": c.created_by,
-            "counts": c.counts,
-            "leak": c.is_leak,
-            "growth_per_minute": c.trend.as_ref().map(|t| t.growth_per_minute),
-            "growing_for_seconds": c.trend.as_ref().map(|t| t.growing_for_seconds),
-            "confidence": c.trend.as_ref().map(|t| t.confidence),
-            "distinct_stacks": c.distinct_stacks,
-            "representative_stack": c.representative.stack.iter().map(|f| {
-                if f.file.is_empty() { f.function.clone() } else { format!("{} ({}:{})", f.function, f.file, f.line) }
-            }).collect::<Vec<_>>(),
-        })
-    };
-    json!({
-        "judged": report.judged,
-        "times_s": report.times_s,
-        "totals": report.totals,
-        "findings": report.findings.iter().map(series).collect::<Vec<_>>(),
-        "related": report.related.iter().map(|r| json!({ "created_by": r.created_by, "findings": r.findings })).collect::<Vec<_>>(),
-        "notes": report.notes,
-    })
 }
 
 #[cfg(test)]
