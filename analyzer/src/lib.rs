@@ -6,5 +6,6 @@ pub mod compare;
 pub mod correlate;
 pub mod flame;
 pub mod gate;
+mod hash;
 pub mod leaks;
 pub mod pprof;

@@ -12,6 +12,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use super::FlameError;
+use crate::hash::FastHash;
 use crate::pprof::{Frame, Profile};
 
 /// Root-first stacks of function names with their summed values for one sample type.
@@ -36,7 +37,7 @@ impl Folded {
             let mapping = if f.function.is_empty() { Arc::as_ptr(&f.mapping) as *const u8 as usize } else { 0 };
             (Arc::as_ptr(&f.function) as *const u8 as usize, mapping)
         };
-        let mut ids: HashMap<(usize, usize), u32> = HashMap::new();
+        let mut ids: HashMap<(usize, usize), u32, FastHash> = HashMap::default();
         let mut names: Vec<String> = Vec::new();
         let mut stacks: HashMap<Vec<u32>, i64> = HashMap::new();
         for sample in &profile.samples {

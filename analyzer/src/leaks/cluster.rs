@@ -7,8 +7,8 @@
 //! whole stacks (SimHash, edit distance) would instead merge distinct blocking points reached
 //! through long shared paths and split one point reached through paths of different depth.
 
+use crate::hash::FastHash;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use super::LeakOptions;
 use super::annotate::{self, RootCause, WaitReason};
@@ -96,50 +96,6 @@ fn ignored(group: &GoroutineGroup, options: &LeakOptions) -> bool {
             .stack
             .iter()
             .any(|f| options.ignore_any_functions.iter().any(|i| *i == normalize_function(&f.function)))
-}
-
-/// The hasher of the per-snapshot maps: hashing whole stacks (every function and file name) with
-/// std's SipHash was the largest single cost of clustering many snapshots. This is rustc's
-/// FxHash, word at a time; it resists no deliberate collisions, which only a crafted local file
-/// could cause and which would cost time, not correctness.
-type FastHash = BuildHasherDefault<FxHasher>;
-
-#[derive(Debug, Default)]
-struct FxHasher(u64);
-
-impl FxHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
-        }
-        let mut tail = [0u8; 8];
-        let rest = chunks.remainder();
-        tail[..rest.len()].copy_from_slice(rest);
-        self.add(u64::from_le_bytes(tail) ^ ((rest.len() as u64) << 56));
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 /// A stack as received, with its header state and creator.

@@ -311,6 +311,44 @@ fn legacy_format(raw: &[u8]) -> Option<&'static str> {
 }
 
 /// Resolves ids and string indices of a wire profile.
+/// Values by pprof id: a vector indexed by id when the ids are dense (every pprof writer numbers
+/// them 1, 2, 3, …), so the per-frame lookups of a sample are array reads; a hash map otherwise,
+/// so a profile with huge or scattered ids costs no more memory than its entries.
+enum ById<T> {
+    Dense(Vec<Option<T>>),
+    Sparse(HashMap<u64, T>),
+}
+
+impl<T> ById<T> {
+    fn new(ids: impl Iterator<Item = u64> + Clone) -> Self {
+        let count = ids.clone().count();
+        match ids.max() {
+            Some(max) if max <= 4 * count as u64 + 1024 => ById::Dense((0..=max).map(|_| None).collect()),
+            _ => ById::Sparse(HashMap::with_capacity(count)),
+        }
+    }
+
+    fn get(&self, id: u64) -> Option<&T> {
+        match self {
+            ById::Dense(v) => usize::try_from(id).ok().and_then(|i| v.get(i)).and_then(Option::as_ref),
+            ById::Sparse(m) => m.get(&id),
+        }
+    }
+
+    fn insert(&mut self, id: u64, value: T) {
+        match self {
+            ById::Dense(v) => {
+                if let Some(slot) = usize::try_from(id).ok().and_then(|i| v.get_mut(i)) {
+                    *slot = Some(value);
+                }
+            }
+            ById::Sparse(m) => {
+                m.insert(id, value);
+            }
+        }
+    }
+}
+
 fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
     let strings = Strings(&wire.string_table);
     if let Some(first) = wire.string_table.first()
@@ -341,9 +379,9 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
     let drop_frames = optional(wire.drop_frames, "drop_frames")?;
     let keep_frames = optional(wire.keep_frames, "keep_frames")?;
     let mut pruner = prune::Pruner::new(drop_frames.as_deref(), keep_frames.as_deref())?;
-    let mut locations: HashMap<u64, (Vec<Frame>, prune::LocationCut)> = HashMap::new();
+    let mut locations: ById<(Vec<Frame>, prune::LocationCut)> = ById::new(wire.location.iter().map(|l| l.id));
     for loc in &wire.location {
-        check_id("location", loc.id, locations.contains_key(&loc.id))?;
+        check_id("location", loc.id, locations.get(loc.id).is_some())?;
         let mapping = match loc.mapping_id {
             0 => empty.clone(),
             id => {
@@ -388,13 +426,14 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
                 sample_types: wire.sample_type.len(),
             });
         }
-        if let Some(&id) = s.location_id.iter().find(|id| !locations.contains_key(id)) {
+        if let Some(&id) = s.location_id.iter().find(|&&id| locations.get(id).is_none()) {
             return Err(DecodeError::MissingLocation { sample: i, location_id: id });
         }
-        let kept = prune::cut_stack(&s.location_id, |id| locations[&id].1);
+        let location = |id: u64| locations.get(id).expect("every location id was checked above");
+        let kept = prune::cut_stack(&s.location_id, |id| location(id).1);
         let mut stack = Vec::with_capacity(kept.len());
-        for id in kept {
-            stack.extend(locations[id].0.iter().cloned());
+        for &id in kept {
+            stack.extend(location(id).0.iter().cloned());
         }
         let mut labels = Vec::new();
         let mut numeric_labels = Vec::new();
