@@ -109,9 +109,28 @@ enum Outcome {
     Variant(usize),
 }
 
+#[derive(Debug, Clone)]
 struct Annotated {
     key: ClusterKey,
     root_cause: RootCause,
+}
+
+/// What [`cluster`] decided about a stack, kept across the snapshots of one series
+/// ([`ClusterMemo`]): a goroutine leak shows the same few hundred stacks in every snapshot.
+#[derive(Debug, Clone)]
+enum Decision {
+    RuntimeOwned,
+    Ignored,
+    Keep(Annotated),
+}
+
+/// Decisions by (fingerprint, header state, creator), shared by the snapshots of one series so
+/// each distinct stack is annotated once, not once per snapshot. The fingerprint covers the
+/// normalised function names (and `file:line` with `keep_file_line`), which with the header and
+/// the creator are everything the decision reads.
+#[derive(Debug, Default)]
+pub struct ClusterMemo<'a> {
+    decided: HashMap<(Fingerprint, Option<&'a str>, Option<&'a str>), Decision, FastHash>,
 }
 
 fn annotate_group(group: &GoroutineGroup, options: &LeakOptions) -> Annotated {
@@ -128,6 +147,11 @@ fn annotate_group(group: &GoroutineGroup, options: &LeakOptions) -> Annotated {
 
 /// Groups identical fingerprints, then merges them by blocking site.
 pub fn cluster(snapshot: &Snapshot, options: &LeakOptions) -> Clustering {
+    cluster_with(snapshot, options, &mut ClusterMemo::default())
+}
+
+/// [`cluster`], remembering each stack's decision in `memo` for the next snapshots of a series.
+pub fn cluster_with<'a>(snapshot: &'a Snapshot, options: &LeakOptions, memo: &mut ClusterMemo<'a>) -> Clustering {
     let norm = NormalizeOptions { keep_file_line: options.keep_file_line };
     let mut out = Clustering::default();
     // A text dump repeats the same raw stack for every goroutine (a million goroutines over ten
@@ -146,13 +170,24 @@ pub fn cluster(snapshot: &Snapshot, options: &LeakOptions) -> Clustering {
             if group.stack.is_empty() {
                 return Outcome::NoStack;
             }
-            if annotate::is_runtime_owned(group) {
-                return Outcome::RuntimeOwned;
-            }
-            if ignored(group, options) {
-                return Outcome::Ignored;
-            }
             let fp = normalize::fingerprint_stack(&group.stack, norm);
+            let decision = memo
+                .decided
+                .entry((fp, group.wait_reason.as_deref(), group.created_by.as_deref()))
+                .or_insert_with(|| {
+                    if annotate::is_runtime_owned(group) {
+                        Decision::RuntimeOwned
+                    } else if ignored(group, options) {
+                        Decision::Ignored
+                    } else {
+                        Decision::Keep(annotate_group(group, options))
+                    }
+                });
+            let annotated = match decision {
+                Decision::RuntimeOwned => return Outcome::RuntimeOwned,
+                Decision::Ignored => return Outcome::Ignored,
+                Decision::Keep(annotated) => annotated,
+            };
             Outcome::Variant(*by_fp.entry((fp, group.wait_reason.as_deref())).or_insert_with(|| {
                 variants.push((
                     StackVariant {
@@ -161,7 +196,7 @@ pub fn cluster(snapshot: &Snapshot, options: &LeakOptions) -> Clustering {
                         stack: group.stack.clone(),
                         created_by: group.created_by.clone(),
                     },
-                    annotate_group(group, options),
+                    annotated.clone(),
                 ));
                 variants.len() - 1
             }))

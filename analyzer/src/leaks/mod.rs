@@ -152,9 +152,10 @@ pub fn detect(snapshots: &[Snapshot], options: &LeakOptions) -> LeakReport {
         fingerprints: std::collections::BTreeSet<normalize::Fingerprint>,
     }
     let mut by_key: BTreeMap<ClusterKey, Acc> = BTreeMap::new();
+    let mut memo = cluster::ClusterMemo::default();
     for (slot, &i) in kept.iter().enumerate() {
         let snapshot = &snapshots[i];
-        let clustering = cluster::cluster(snapshot, options);
+        let clustering = cluster::cluster_with(snapshot, options, &mut memo);
         report.totals.push(snapshot.total());
         report.runtime_owned.push(clustering.runtime_owned);
         report.ignored.push(clustering.ignored);
