@@ -359,6 +359,12 @@ fn pushed_goroutine_profiles_are_judged_for_leaks() {
     assert_eq!(answer["leaks"], 2, "{answer:#}");
     let run = &answer["runs"][0];
     assert_eq!((run["run"].as_str(), run["snapshots"].as_u64()), (Some("pod-a"), Some(9)), "{answer:#}");
+    // The report says where its snapshots came from.
+    let source = &run["report"]["source"];
+    assert_eq!(
+        (&source["service"], &source["version"], &source["run"]),
+        (&"leaky".into(), &"1.0.0".into(), &"pod-a".into())
+    );
     let mut leaking: Vec<&str> = run["report"]["findings"]
         .as_array()
         .unwrap()

@@ -31,7 +31,19 @@ pub fn junit(report: &LeakReport) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let counts = format!("tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\"");
     let _ = writeln!(out, "<testsuites name=\"slo-gate leaks\" {counts}>");
-    let _ = writeln!(out, "  <testsuite name=\"{SUITE}\" {counts}>");
+    // A test name (test-time use) names the suite; every source label is a property.
+    let suite = match report.source.iter().find(|(k, _)| k == "test") {
+        Some((_, test)) => format!("{SUITE}: {test}"),
+        None => SUITE.to_string(),
+    };
+    let _ = writeln!(out, "  <testsuite name=\"{}\" {counts}>", escape(&suite));
+    if !report.source.is_empty() {
+        out.push_str("    <properties>\n");
+        for (k, v) in &report.source {
+            let _ = writeln!(out, "      <property name=\"{}\" value=\"{}\"/>", escape(k), escape(v));
+        }
+        out.push_str("    </properties>\n");
+    }
     for c in &judged {
         let _ = writeln!(out, "    <testcase classname=\"{SUITE}\" name=\"{}\">", escape(&c.key.to_string()));
         if c.is_leak {

@@ -103,6 +103,9 @@ pub struct LeakReport {
     pub judged: bool,
     /// What the caller should know about the input (reordering, duplicates, too few snapshots).
     pub notes: Vec<String>,
+    /// Where the snapshots came from, as the caller labels them (`service`, `version`, `test`,
+    /// a process's `instance`, any label): carried into every output form, empty by default.
+    pub source: Vec<(String, String)>,
 }
 
 impl LeakReport {

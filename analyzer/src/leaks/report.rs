@@ -9,6 +9,10 @@ use super::{ClusterSeries, LeakReport};
 /// one-line summary of every other cluster.
 pub fn text(report: &LeakReport) -> String {
     let mut out = String::new();
+    if !report.source.is_empty() {
+        let labels: Vec<String> = report.source.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "source: {}", labels.join(", "));
+    }
     let times: Vec<String> = report.times_s.iter().map(|t| format!("{t:.0}")).collect();
     let _ = writeln!(out, "snapshots: {} at t = {} s", report.times_s.len(), times.join(", "));
     let _ = writeln!(out, "goroutines: {}", join(&report.totals));
@@ -87,6 +91,7 @@ pub fn json(report: &LeakReport) -> serde_json::Value {
         })
     };
     json!({
+        "source": report.source.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))).collect::<serde_json::Map<_, _>>(),
         "judged": report.judged,
         "times_s": report.times_s,
         "totals": report.totals,

@@ -41,6 +41,18 @@ pub struct LeaksArgs {
     /// Also write the report as JUnit XML to this file (one test case per judged cluster).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Where the snapshots came from, carried into every output (JUnit properties, JSON
+    /// `source`): `service=checkout`, `version=1.5.0`, `test=TestCheckout` (which also names the
+    /// JUnit suite); repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
 }
 
 /// The kinds of snapshot file; one run reads one kind, so the same moment is not counted twice.
@@ -86,7 +98,8 @@ pub fn run(args: LeaksArgs) -> anyhow::Result<ExitCode> {
         ignore_any_functions: args.ignore_any.clone(),
         keep_file_line: args.keep_file_line,
     };
-    let report = leaks::detect(&snapshots.into_iter().map(|s| s.2).collect::<Vec<_>>(), &options);
+    let mut report = leaks::detect(&snapshots.into_iter().map(|s| s.2).collect::<Vec<_>>(), &options);
+    report.source = args.labels.clone();
     let out = &mut std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&leaks::report::json(&report))?)?;
@@ -160,6 +173,7 @@ mod tests {
             keep_file_line: false,
             json: false,
             junit: None,
+            labels: Vec::new(),
         }
     }
 
@@ -192,7 +206,9 @@ mod tests {
             .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("goroutine-t"))
             .filter(|p| p.extension().is_some_and(|e| e == "gz"))
             .collect();
-        let exit = run(LeaksArgs { junit: Some(junit.clone()), ..args(profiles) }).unwrap();
+        let labels =
+            vec![("test".to_string(), "TestFetchBatch".to_string()), ("version".to_string(), "1.0.0".to_string())];
+        let exit = run(LeaksArgs { junit: Some(junit.clone()), labels, ..args(profiles) }).unwrap();
         assert_eq!(exit, ExitCode::from(1));
         let xml = std::fs::read_to_string(&junit).unwrap();
         let mut failed: Vec<&str> = xml
@@ -202,7 +218,9 @@ mod tests {
             .collect();
         failed.sort_unstable();
         assert_eq!(failed, ["main.closeWhenDone", "main.collectResults"], "{xml}");
-        assert!(xml.contains("<testsuite name=\"goroutine leaks\""), "{xml}");
+        // The test name names the suite; every label is a property.
+        assert!(xml.contains("<testsuite name=\"goroutine leaks: TestFetchBatch\""), "{xml}");
+        assert!(xml.contains("<property name=\"version\" value=\"1.0.0\"/>"), "{xml}");
         assert!(xml.contains(" failures=\"2\" errors=\"0\" skipped=\"0\">"), "{xml}");
         assert_eq!(xml.matches("<failure ").count(), 2, "{xml}");
         assert_eq!(xml.matches("</failure>").count(), 2, "{xml}");

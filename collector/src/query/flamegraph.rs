@@ -859,7 +859,15 @@ async fn leaks(
         .map(|run| {
             let snapshots: Vec<analyzer::leaks::Snapshot> =
                 run.profiles.iter().map(analyzer::leaks::from_pprof).collect();
-            let report = analyzer::leaks::detect(&snapshots, &options);
+            let mut report = analyzer::leaks::detect(&snapshots, &options);
+            report.source = [
+                ("service", Some(service.as_str())),
+                ("version", params.version.as_deref()),
+                ("run", Some(run.id.as_str())),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.filter(|v| !v.is_empty()).map(|v| (k.to_string(), v.to_string())))
+            .collect();
             let start = snapshots.iter().map(|s| s.time_unix_nano).min().unwrap_or(0);
             json!({
                 "run": run.id,
