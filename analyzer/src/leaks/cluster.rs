@@ -9,6 +9,7 @@
 
 use crate::hash::FastHash;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use super::LeakOptions;
 use super::annotate::{self, RootCause, WaitReason};
@@ -41,8 +42,9 @@ impl std::fmt::Display for ClusterKey {
 pub struct StackVariant {
     pub fingerprint: Fingerprint,
     pub count: u64,
-    /// A full stack as received (innermost first).
-    pub stack: Vec<StackFrame>,
+    /// A full stack as received (innermost first), shared by the variant in every snapshot of a
+    /// series.
+    pub stack: Arc<[StackFrame]>,
     pub created_by: Option<String>,
 }
 
@@ -121,7 +123,7 @@ struct Annotated {
 enum Decision {
     RuntimeOwned,
     Ignored,
-    Keep(Annotated),
+    Keep(Annotated, Arc<[StackFrame]>),
 }
 
 /// Decisions by (fingerprint, header state, creator), shared by the snapshots of one series so
@@ -180,20 +182,20 @@ pub fn cluster_with<'a>(snapshot: &'a Snapshot, options: &LeakOptions, memo: &mu
                     } else if ignored(group, options) {
                         Decision::Ignored
                     } else {
-                        Decision::Keep(annotate_group(group, options))
+                        Decision::Keep(annotate_group(group, options), Arc::from(group.stack.as_slice()))
                     }
                 });
-            let annotated = match decision {
+            let (annotated, stack) = match decision {
                 Decision::RuntimeOwned => return Outcome::RuntimeOwned,
                 Decision::Ignored => return Outcome::Ignored,
-                Decision::Keep(annotated) => annotated,
+                Decision::Keep(annotated, stack) => (annotated, stack),
             };
             Outcome::Variant(*by_fp.entry((fp, group.wait_reason.as_deref())).or_insert_with(|| {
                 variants.push((
                     StackVariant {
                         fingerprint: fp,
                         count: 0,
-                        stack: group.stack.clone(),
+                        stack: stack.clone(),
                         created_by: group.created_by.clone(),
                     },
                     annotated.clone(),

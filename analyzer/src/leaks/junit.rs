@@ -100,7 +100,7 @@ fn details(report: &LeakReport, c: &ClusterSeries) -> String {
         "distinct stacks: {}; representative stack ({} goroutines):",
         c.distinct_stacks, c.representative.count
     );
-    for frame in &c.representative.stack {
+    for frame in c.representative.stack.iter() {
         if frame.file.is_empty() {
             let _ = writeln!(out, "  {}", frame.function);
         } else {

@@ -56,7 +56,7 @@ fn finding(out: &mut String, f: &ClusterSeries) {
     }
     let _ = writeln!(out, "  distinct stacks: {}", f.distinct_stacks);
     let _ = writeln!(out, "  stack:");
-    for frame in &f.representative.stack {
+    for frame in f.representative.stack.iter() {
         let _ = writeln!(out, "    {} ({}:{})", frame.function, frame.file, frame.line);
     }
 }
