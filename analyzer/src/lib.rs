@@ -9,3 +9,4 @@ pub mod gate;
 mod hash;
 pub mod leaks;
 pub mod pprof;
+mod xml;

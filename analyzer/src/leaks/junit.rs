@@ -12,6 +12,7 @@
 use std::fmt::Write;
 
 use super::{ClusterSeries, LeakReport};
+use crate::xml::escape;
 
 const SUITE: &str = "goroutine leaks";
 
@@ -129,26 +130,6 @@ fn skip_reason(report: &LeakReport) -> String {
 
 fn join(values: &[u64]) -> String {
     values.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
-}
-
-/// Escapes text for XML attributes and content; characters XML 1.0 cannot hold are dropped.
-/// The same rules as the gate's JUnit report (`gate/report/junit.rs`, private to the gate).
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
-            '\t' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -326,35 +326,16 @@ fn load_side(
             }
         }
         for profile_type in &cpu_types {
-            let mut q = vec![
-                ("type", profile_type.clone()),
-                ("selector", selector(&[("service_name", &contract.service), ("service_version", version)])),
-            ];
-            q.extend(time_params(window));
-            let answer = client.get_json("/api/v1/gate/profiles", &q)?;
-            let profiles = answer["profiles"].as_array().context("the collector's profile answer has no `profiles`")?;
-            let mut runs: Vec<(String, Profile)> = Vec::with_capacity(profiles.len());
-            for p in profiles {
-                // The same instance may have run several versions (`previous: N`): a run is both.
-                let run = format!("{version}/{}", p["run"].as_str().unwrap_or_default());
-                runs.push((run, profile(p).context("the collector's profile answer has a malformed profile")?));
-            }
-            side.cpu_runs.extend(Run::group(runs));
+            side.cpu_runs.extend(profile_runs(client, profile_type, &contract.service, version, window)?);
         }
         if leak_objective {
-            let mut q = vec![
-                ("type", GOROUTINE_PROFILE_TYPE.to_string()),
-                ("selector", selector(&[("service_name", &contract.service), ("service_version", version)])),
-            ];
-            q.extend(time_params(window));
-            let answer = client.get_json("/api/v1/gate/profiles", &q)?;
-            let profiles = answer["profiles"].as_array().context("the collector's profile answer has no `profiles`")?;
-            let mut runs: Vec<(String, Profile)> = Vec::with_capacity(profiles.len());
-            for p in profiles {
-                let run = format!("{version}/{}", p["run"].as_str().unwrap_or_default());
-                runs.push((run, profile(p).context("the collector's profile answer has a malformed profile")?));
-            }
-            side.goroutine_runs.extend(Run::group(runs));
+            side.goroutine_runs.extend(profile_runs(
+                client,
+                GOROUTINE_PROFILE_TYPE,
+                &contract.service,
+                version,
+                window,
+            )?);
         }
     }
     let times = side.spans.iter().map(|s| s.time_unix_nano).chain(side.metrics.iter().map(|m| m.time_unix_nano));
@@ -484,6 +465,31 @@ fn metric_sample(v: &Value) -> Option<MetricSample> {
         time_unix_nano: v["time_unix_nano"].as_u64()?,
         value,
     })
+}
+
+/// The stored profiles of `profile_type` of one version (`/api/v1/gate/profiles`), grouped into
+/// runs (processes).
+fn profile_runs(
+    client: &CollectorClient,
+    profile_type: &str,
+    service: &str,
+    version: &str,
+    window: (Option<u64>, Option<u64>),
+) -> anyhow::Result<Vec<Run>> {
+    let mut q = vec![
+        ("type", profile_type.to_string()),
+        ("selector", selector(&[("service_name", service), ("service_version", version)])),
+    ];
+    q.extend(time_params(window));
+    let answer = client.get_json("/api/v1/gate/profiles", &q)?;
+    let profiles = answer["profiles"].as_array().context("the collector's profile answer has no `profiles`")?;
+    let mut runs: Vec<(String, Profile)> = Vec::with_capacity(profiles.len());
+    for p in profiles {
+        // The same instance may have run several versions (`previous: N`): a run is both.
+        let run = format!("{version}/{}", p["run"].as_str().unwrap_or_default());
+        runs.push((run, profile(p).context("the collector's profile answer has a malformed profile")?));
+    }
+    Ok(Run::group(runs))
 }
 
 /// The goroutine profile type the `goroutine_leak` objective reads.
