@@ -212,3 +212,52 @@ fn table(found: &[flame::Regression]) -> String {
     }
     out
 }
+
+/// `merge_encoded` on several threads gives exactly the stacks of a sequential merge, and a bad
+/// input is reported by its position: the lowest failing one, whichever thread met it.
+#[test]
+fn parallel_merge_of_encoded_profiles() {
+    let files: Vec<Vec<u8>> = ["fast", "slow", "fast-rerun", "slow", "fast", "fast-rerun", "slow"]
+        .iter()
+        .map(|run| std::fs::read(corpus().join(run).join("cpu-10s.pb.gz")).expect("corpus file"))
+        .collect();
+    let decoded: Vec<Profile> = files.iter().map(|b| pprof::decode(b).expect("decode")).collect();
+    let sequential = flame::merge(&decoded, Some("cpu")).expect("merge");
+    let load = |bytes: &[Vec<u8>], i: usize| Ok::<_, std::io::Error>(bytes[i].clone());
+    for threads in [1, 2, 3, 16] {
+        let merger =
+            flame::merge_encoded(files.len(), Some("cpu"), threads, |i| load(&files, i)).expect("parallel merge");
+        assert_eq!(merger.sample_type().map(|t| t.unit.as_str()), Some("nanoseconds"));
+        assert_eq!(merger.finish().expect("profiles"), sequential, "{threads} threads");
+    }
+
+    // Corrupt bytes at positions 5 and 2, on different threads: position 2 is reported.
+    let mut bad = files.clone();
+    bad[5] = b"\x1f\x8b\x08\x00 not gzip".to_vec();
+    bad[2] = vec![0xff, 0xff, 0xff];
+    for threads in [1, 2, 4] {
+        let err = flame::merge_encoded(bad.len(), Some("cpu"), threads, |i| load(&bad, i)).expect_err("corrupt");
+        assert_eq!(err.position(), Some(2), "{threads} threads: {err}");
+        assert!(err.to_string().starts_with("profile 2: not a valid profile.proto message"), "{err}");
+    }
+
+    // A heap profile among CPU profiles: a type mismatch naming it.
+    let mut mixed = files.clone();
+    mixed[3] = std::fs::read(corpus().join("fast/heap.pb.gz")).expect("corpus file");
+    let err = flame::merge_encoded(mixed.len(), None, 2, |i| load(&mixed, i)).expect_err("mixed types");
+    assert_eq!(
+        err.to_string(),
+        "profile 3 measures inuse_space/bytes, but the first profile measures cpu/nanoseconds: merge profiles of one type"
+    );
+
+    // The loader's own error, with its position.
+    let err = flame::merge_encoded(files.len(), Some("cpu"), 2, |i| {
+        if i == 4 { Err(std::io::Error::other("disk on fire")) } else { load(&files, i) }
+    })
+    .expect_err("load error");
+    assert_eq!(err.to_string(), "profile 4: disk on fire");
+
+    // Nothing to merge.
+    let none = flame::merge_encoded(0, Some("cpu"), 2, |i| load(&files, i)).expect("no work");
+    assert!(none.finish().is_err());
+}

@@ -523,18 +523,18 @@ fn corpus_goroutines() -> Run {
 /// A process whose only goroutines are a pool of `n` workers blocked in a channel receive,
 /// snapshotted every 20 s for three minutes: large and flat.
 fn flat_goroutines(n: i64) -> Run {
-    use analyzer::pprof::{Frame, Sample, ValueType};
+    use analyzer::pprof::{Frame, ValueType};
     let frame = |f: &str| Frame { function: f.into(), ..Default::default() };
     let profiles = (0..10)
         .map(|i| Profile {
             time_nanos: T0 as i64 + i * 20_000_000_000,
-            sample_types: vec![ValueType { kind: "goroutine".into(), unit: "count".into() }],
-            samples: vec![Sample {
-                stack: ["runtime.gopark", "runtime.chanrecv", "runtime.chanrecv2", "main.worker"].map(frame).to_vec(),
-                values: vec![n],
-                ..Default::default()
-            }],
-            ..Default::default()
+            ..Profile::from_stacks(
+                vec![ValueType { kind: "goroutine".into(), unit: "count".into() }],
+                [(
+                    ["runtime.gopark", "runtime.chanrecv", "runtime.chanrecv2", "main.worker"].map(frame).to_vec(),
+                    vec![n],
+                )],
+            )
         })
         .collect();
     Run::new("pool", profiles)

@@ -68,21 +68,21 @@ fn cpu_profile_has_go_sample_types_names_price_items_and_pushes() {
     let in_price_items: i64 = decoded
         .samples
         .iter()
-        .filter(|s| s.stack.iter().any(|f| f.function.ends_with("price_items")))
+        .filter(|s| decoded.stack(s).any(|f| f.function.ends_with("price_items")))
         .map(|s| s.values[0])
         .sum();
-    let names: Vec<&str> = decoded.samples.iter().flat_map(|s| s.stack.iter().map(|f| &*f.function)).collect();
+    let names: Vec<&str> = decoded.samples.iter().flat_map(|s| decoded.stack(s).map(|f| &*f.function)).collect();
     assert!(samples > 10, "too few samples: {samples}");
     assert!(in_price_items > 0, "price_items not in the profile; frames: {names:?}");
     // The leaf of a price_items sample is price_items itself (self time), not only a caller.
     assert!(
-        decoded.samples.iter().any(|s| s.stack.first().is_some_and(|f| f.function.ends_with("price_items"))),
+        decoded.samples.iter().any(|s| decoded.leaf(s).is_some_and(|f| f.function.ends_with("price_items"))),
         "price_items has no self time"
     );
     // Whole stacks, not just leaves: price_items is seen under the checkout handler.
     assert!(
         decoded.samples.iter().any(|s| {
-            let names: Vec<&str> = s.stack.iter().map(|f| &*f.function).collect();
+            let names: Vec<&str> = decoded.stack(s).map(|f| &*f.function).collect();
             names.first().is_some_and(|f| f.ends_with("price_items"))
                 && names.iter().any(|f| f.starts_with("demo::service::checkout"))
         }),

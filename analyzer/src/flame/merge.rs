@@ -7,13 +7,13 @@
 //! and a space. A sample with an empty stack is kept under a single `<unknown>` frame so totals
 //! still add up.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
-use std::sync::Arc;
 
 use super::FlameError;
 use crate::hash::FastHash;
-use crate::pprof::{Frame, Profile};
+use crate::pprof::{DecodeError, Decoder, Frame, Profile, ValueType};
 
 /// Root-first stacks of function names with their summed values for one sample type.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,42 +30,9 @@ impl Folded {
     /// Adds the values at `sample_index` of every sample of `profile`. A sample without a value
     /// at that index (which [`crate::pprof::decode`] never produces) is skipped.
     pub fn add_profile(&mut self, profile: &Profile, sample_index: usize) {
-        // Samples through the same locations share their frames' `Arc<str>` names, so frames
-        // are told apart by pointer and each distinct frame and stack is named once per profile
-        // (a 10 s CPU profile has thousands of samples over a few hundred stacks).
-        let key = |f: &Frame| {
-            let mapping = if f.function.is_empty() { Arc::as_ptr(&f.mapping) as *const u8 as usize } else { 0 };
-            (Arc::as_ptr(&f.function) as *const u8 as usize, mapping)
-        };
-        let mut ids: HashMap<(usize, usize), u32, FastHash> = HashMap::default();
-        let mut names: Vec<String> = Vec::new();
-        let mut stacks: HashMap<Vec<u32>, i64> = HashMap::new();
-        for sample in &profile.samples {
-            let Some(&value) = sample.values.get(sample_index) else { continue };
-            if value == 0 {
-                continue;
-            }
-            let stack: Vec<u32> = sample
-                .stack
-                .iter()
-                .rev()
-                .map(|f| {
-                    *ids.entry(key(f)).or_insert_with(|| {
-                        names.push(frame_name(f));
-                        (names.len() - 1) as u32
-                    })
-                })
-                .collect();
-            let entry = stacks.entry(stack).or_insert(0);
-            *entry = entry.saturating_add(value);
-        }
-        for (stack, value) in stacks {
-            let mut stack: Vec<String> = stack.iter().map(|&i| names[i as usize].clone()).collect();
-            if stack.is_empty() {
-                stack.push("<unknown>".to_string());
-            }
-            self.add(stack, value);
-        }
+        let mut folder = Folder::default();
+        folder.add_profile(profile, sample_index);
+        folder.into_folded(self);
     }
 
     /// Adds `value` to one root-first stack.
@@ -119,8 +86,82 @@ impl Folded {
     }
 }
 
-fn frame_name(frame: &Frame) -> String {
-    frame.display_name().replace(';', ":").replace(['\n', '\r'], " ")
+/// Folding state of a merge: frame names and stacks interned as small integers, so the stacks
+/// of many profiles are summed by hashing `u32` sequences, and strings are built once per
+/// distinct name and, at the end, once per distinct stack.
+#[derive(Debug, Default)]
+struct Folder {
+    names: Vec<String>,
+    name_ids: HashMap<String, u32, FastHash>,
+    /// Root-first stacks of name ids with their summed values.
+    stacks: HashMap<Vec<u32>, i64, FastHash>,
+}
+
+impl Folder {
+    fn intern(&mut self, name: Cow<'_, str>) -> u32 {
+        if let Some(&id) = self.name_ids.get(name.as_ref()) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).expect("fewer than 2^32 distinct frame names");
+        self.names.push(name.to_string());
+        self.name_ids.insert(name.into_owned(), id);
+        id
+    }
+
+    fn add_profile(&mut self, profile: &Profile, sample_index: usize) {
+        // Each location's frames are named once per profile: `spans[l]` is the range of
+        // `location_names` holding location l's name ids, innermost first.
+        let mut spans: Vec<Option<(u32, u32)>> = vec![None; profile.locations.len()];
+        let mut location_names: Vec<u32> = Vec::new();
+        let mut key: Vec<u32> = Vec::new();
+        for sample in &profile.samples {
+            let Some(&value) = sample.values.get(sample_index) else { continue };
+            if value == 0 {
+                continue;
+            }
+            key.clear();
+            for &l in sample.locations.iter().rev() {
+                let Some(location) = profile.locations.get(l as usize) else { continue };
+                let (start, end) = match spans[l as usize] {
+                    Some(span) => span,
+                    None => {
+                        let start = location_names.len() as u32;
+                        for frame in &location.frames {
+                            let id = self.intern(frame_name(frame));
+                            location_names.push(id);
+                        }
+                        let span = (start, location_names.len() as u32);
+                        spans[l as usize] = Some(span);
+                        span
+                    }
+                };
+                key.extend(location_names[start as usize..end as usize].iter().rev());
+            }
+            if key.is_empty() {
+                key.push(self.intern(Cow::Borrowed("<unknown>")));
+            }
+            match self.stacks.get_mut(key.as_slice()) {
+                Some(sum) => *sum = sum.saturating_add(value),
+                None => {
+                    self.stacks.insert(key.clone(), value);
+                }
+            }
+        }
+    }
+
+    /// Adds the interned stacks to `folded`.
+    fn into_folded(self, folded: &mut Folded) {
+        for (stack, value) in self.stacks {
+            folded.add(stack.iter().map(|&i| self.names[i as usize].clone()).collect(), value);
+        }
+    }
+}
+
+/// The folded name of a frame: [`Frame::display_name`] without the folded format's separators.
+fn frame_name(frame: &Frame) -> Cow<'_, str> {
+    let name: Cow<'_, str> =
+        if frame.function.is_empty() { Cow::Owned(frame.display_name()) } else { Cow::Borrowed(&frame.function) };
+    if name.contains([';', '\n', '\r']) { Cow::Owned(name.replace(';', ":").replace(['\n', '\r'], " ")) } else { name }
 }
 
 /// The sample index of `kind` (e.g. `cpu`, `alloc_space`) in `profile`, or the profile's default
@@ -207,9 +248,9 @@ pub fn merge(profiles: &[Profile], kind: Option<&str>) -> Result<Folded, FlameEr
 #[derive(Debug, Default)]
 pub struct Merger {
     kind: Option<String>,
-    folded: Folded,
-    /// `kind/unit` of the first profile.
-    type_name: Option<String>,
+    folder: Folder,
+    /// The sample type of the first profile.
+    sample_type: Option<ValueType>,
     added: usize,
 }
 
@@ -221,23 +262,49 @@ impl Merger {
 
     /// Adds `profile`; it must measure the same type and unit as the first one.
     pub fn add(&mut self, profile: &Profile) -> Result<(), FlameError> {
-        let index = sample_index(profile, self.kind.as_deref(), self.added)?;
+        self.add_at(profile, self.added)
+    }
+
+    /// [`Merger::add`] naming the profile `position` in errors.
+    fn add_at(&mut self, profile: &Profile, position: usize) -> Result<(), FlameError> {
+        let index = sample_index(profile, self.kind.as_deref(), position)?;
         let t = &profile.sample_types[index];
-        let type_name = format!("{}/{}", t.kind, t.unit);
-        match &self.type_name {
-            Some(first) if *first != type_name => {
+        match &self.sample_type {
+            Some(first) if first != t => {
                 return Err(FlameError::TypeMismatch {
-                    profile: self.added,
-                    expected: first.clone(),
-                    found: type_name,
+                    profile: position,
+                    expected: format!("{}/{}", first.kind, first.unit),
+                    found: format!("{}/{}", t.kind, t.unit),
                 });
             }
             Some(_) => {}
-            None => self.type_name = Some(type_name),
+            None => self.sample_type = Some(t.clone()),
         }
-        self.folded.add_profile(profile, index);
+        self.folder.add_profile(profile, index);
         self.added += 1;
         Ok(())
+    }
+
+    /// The merged sample type, once a profile was added.
+    pub fn sample_type(&self) -> Option<&ValueType> {
+        self.sample_type.as_ref()
+    }
+
+    /// An empty merger expecting the same sample type as this one.
+    fn fork(&self) -> Merger {
+        Merger { kind: self.kind.clone(), sample_type: self.sample_type.clone(), ..Merger::default() }
+    }
+
+    /// Adds everything `other` (a [`Merger::fork`] of this one) merged.
+    fn absorb(&mut self, other: Merger) {
+        let Folder { names, stacks, .. } = other.folder;
+        let ids: Vec<u32> = names.into_iter().map(|n| self.folder.intern(Cow::Owned(n))).collect();
+        for (stack, value) in stacks {
+            let stack: Vec<u32> = stack.iter().map(|&i| ids[i as usize]).collect();
+            let sum = self.folder.stacks.entry(stack).or_insert(0);
+            *sum = sum.saturating_add(value);
+        }
+        self.added += other.added;
     }
 
     /// The merged stacks; an error when nothing was added.
@@ -245,31 +312,131 @@ impl Merger {
         if self.added == 0 {
             return Err(FlameError::NoProfiles { side: "input" });
         }
-        Ok(self.folded)
+        let mut folded = Folded::new();
+        self.folder.into_folded(&mut folded);
+        Ok(folded)
+    }
+}
+
+/// Why [`merge_encoded`] stopped, with the position of the profile.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodedMergeError<E: std::error::Error + 'static> {
+    /// The caller's loader failed for this profile.
+    #[error("profile {position}: {source}")]
+    Load {
+        /// Position of the profile.
+        position: usize,
+        /// The loader's error.
+        source: E,
+    },
+    /// The bytes are not a profile.
+    #[error("profile {position}: {source}")]
+    Decode {
+        /// Position of the profile.
+        position: usize,
+        /// Why decoding failed.
+        source: DecodeError,
+    },
+    /// The profile cannot be merged with the others (wrong or missing sample type).
+    #[error(transparent)]
+    Merge(#[from] FlameError),
+}
+
+impl<E: std::error::Error + 'static> EncodedMergeError<E> {
+    /// Position of the profile the error is about, when it is about one.
+    pub fn position(&self) -> Option<usize> {
+        match self {
+            EncodedMergeError::Load { position, .. } | EncodedMergeError::Decode { position, .. } => Some(*position),
+            EncodedMergeError::Merge(
+                FlameError::NoSuchSampleType { profile, .. }
+                | FlameError::NoSampleTypes { profile }
+                | FlameError::TypeMismatch { profile, .. },
+            ) => Some(*profile),
+            EncodedMergeError::Merge(FlameError::NoProfiles { .. }) => None,
+        }
+    }
+}
+
+/// Decodes and merges `count` encoded pprof profiles (gzipped or not) for the sample type `kind`
+/// (each profile's default when `None`) on up to `threads` threads. `load(i)` returns the bytes
+/// of profile `i`; the caller does the reading, so this stays free of I/O. Profile 0 fixes the
+/// sample type; each thread then decodes its share with its own [`Decoder`] into a fork of the
+/// merger, holding one decoded profile at a time, and the forks are added up at the end, which
+/// gives the same stacks as merging in order (sums are order-independent). On failure the error
+/// is the one of the lowest-numbered failing profile, as a sequential merge would report.
+/// Returns the merger, finished by the caller ([`Merger::finish`], [`Merger::sample_type`]).
+pub fn merge_encoded<E, L>(
+    count: usize,
+    kind: Option<&str>,
+    threads: usize,
+    load: L,
+) -> Result<Merger, EncodedMergeError<E>>
+where
+    E: std::error::Error + Send + 'static,
+    L: Fn(usize) -> Result<Vec<u8>, E> + Sync,
+{
+    let add = |merger: &mut Merger, decoder: &mut Decoder, position: usize| -> Result<(), EncodedMergeError<E>> {
+        let bytes = load(position).map_err(|source| EncodedMergeError::Load { position, source })?;
+        let profile = decoder.decode(&bytes).map_err(|source| EncodedMergeError::Decode { position, source })?;
+        drop(bytes);
+        Ok(merger.add_at(&profile, position)?)
+    };
+    let mut merger = Merger::new(kind);
+    if count == 0 {
+        return Ok(merger);
+    }
+    add(&mut merger, &mut Decoder::default(), 0)?;
+    let threads = threads.clamp(1, count);
+    let results: Vec<Result<Merger, EncodedMergeError<E>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let mut fork = merger.fork();
+                let add = &add;
+                scope.spawn(move || {
+                    let mut decoder = Decoder::default();
+                    for position in (1 + t..count).step_by(threads) {
+                        add(&mut fork, &mut decoder, position)?;
+                    }
+                    Ok(fork)
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    });
+    let mut first_error: Option<EncodedMergeError<E>> = None;
+    for result in results {
+        match result {
+            Ok(fork) => merger.absorb(fork),
+            Err(e) => {
+                if first_error.as_ref().is_none_or(|f| e.position() < f.position()) {
+                    first_error = Some(e);
+                }
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(merger),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pprof::{Sample, ValueType};
 
     fn profile(samples: &[(&[&str], i64)]) -> Profile {
-        Profile {
-            sample_types: vec![
+        Profile::from_stacks(
+            vec![
                 ValueType { kind: "samples".into(), unit: "count".into() },
                 ValueType { kind: "cpu".into(), unit: "nanoseconds".into() },
             ],
-            samples: samples
-                .iter()
-                .map(|(leaf_first, v)| Sample {
-                    stack: leaf_first.iter().map(|f| Frame { function: (*f).into(), ..Default::default() }).collect(),
-                    values: vec![1, *v],
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }
+            samples.iter().map(|(leaf_first, v)| {
+                (
+                    leaf_first.iter().map(|f| Frame { function: (*f).into(), ..Default::default() }).collect(),
+                    vec![1, *v],
+                )
+            }),
+        )
     }
 
     /// Folds `profiles` for `cpu` and compares the folded text with `expect`.

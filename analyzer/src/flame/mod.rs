@@ -13,7 +13,7 @@ pub mod merge;
 pub mod regression;
 pub mod svg;
 
-pub use merge::{Folded, Merger, merge, sample_index};
+pub use merge::{EncodedMergeError, Folded, Merger, merge, merge_encoded, sample_index};
 pub use regression::{
     Comparison, Metric, Regression, RegressionOptions, Run, Share, SideSummary, compare_functions, detect_regressions,
     differential,

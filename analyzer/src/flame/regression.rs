@@ -689,21 +689,16 @@ mod tests {
     /// A CPU profile of `events` samples in which `main.f` is the leaf of `f_events` and
     /// `main.g` of the rest, with a `samples/count` type so the sampling model knows `n`.
     fn cpu_profile(f_events: i64, events: i64) -> Profile {
-        use crate::pprof::{Frame, Sample, ValueType};
+        use crate::pprof::{Frame, ValueType};
         let vt = |kind: &str, unit: &str| ValueType { kind: kind.into(), unit: unit.into() };
-        let sample = |leaf: &str, n: i64| Sample {
-            stack: [leaf, "main.main"]
-                .iter()
-                .map(|f| Frame { function: f.to_string().into(), ..Default::default() })
-                .collect(),
-            values: vec![n * 10_000_000, n],
-            ..Default::default()
+        let sample = |leaf: &str, n: i64| {
+            let stack = [leaf, "main.main"].map(|f| Frame { function: f.into(), ..Default::default() });
+            (stack.to_vec(), vec![n * 10_000_000, n])
         };
-        Profile {
-            sample_types: vec![vt("cpu", "nanoseconds"), vt("samples", "count")],
-            samples: vec![sample("main.f", f_events), sample("main.g", events - f_events)],
-            ..Default::default()
-        }
+        Profile::from_stacks(
+            vec![vt("cpu", "nanoseconds"), vt("samples", "count")],
+            [sample("main.f", f_events), sample("main.g", events - f_events)],
+        )
     }
 
     /// Runs of four identical profiles each, with `main.f` at the given per-mille shares.

@@ -62,9 +62,8 @@ pub fn from_pprof(profile: &Profile) -> Snapshot {
             if count <= 0 {
                 return None;
             }
-            let stack = s
-                .stack
-                .iter()
+            let stack = profile
+                .stack(s)
                 .map(|f| StackFrame {
                     function: f.function.to_string(),
                     file: f.file.to_string(),

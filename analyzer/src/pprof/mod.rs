@@ -2,12 +2,15 @@
 //!
 //! Design: the wire types in [`proto`] mirror the spec and are read only here. [`decode`] resolves
 //! every string index and id once, so the rest of the analyzer works on plain values (function
-//! names, stacks of [`Frame`]s, labels) and never meets a dangling id: a bad reference is a
-//! [`DecodeError`] naming the sample or location, never a panic. Stacks are expanded the way
+//! names, [`Frame`]s, labels) and never meets a dangling id: a bad reference is a
+//! [`DecodeError`] naming the sample or location, never a panic. Locations are expanded the way
 //! `go tool pprof` does: a location with several lines (inlined calls) becomes several frames,
 //! innermost first, and the profile's `drop_frames`/`keep_frames` are applied as pprof applies
-//! them. Only `profile.proto` is read; the legacy text and binary formats that predate
-//! it are recognised and rejected with [`DecodeError::Legacy`].
+//! them. Each location's frames are built once; a sample is a list of location indices, and
+//! [`Profile::stack`] walks its frames (as pprof's own `Sample.Location` points at shared
+//! locations), so decoding costs per location, not per sample frame. Only `profile.proto` is
+//! read; the legacy text and binary formats that predate it are recognised and rejected with
+//! [`DecodeError::Legacy`].
 
 mod profile_type;
 pub mod proto;
@@ -21,6 +24,8 @@ use std::sync::Arc;
 use prost::Message;
 
 pub use profile_type::{profile_name, profile_type_id};
+
+use crate::hash::FastHash;
 pub use top::{SampleIndexOutOfRange, flat_and_cum};
 
 /// Largest decompressed size [`decode`] accepts, so a small gzip bomb cannot exhaust memory.
@@ -150,6 +155,9 @@ pub struct Profile {
     pub comments: Vec<String>,
     /// Documentation URL for the profile's type.
     pub doc_url: Option<String>,
+    /// The locations samples go through, each expanded into its frames. Samples refer to them by
+    /// index, so a location's frames are built once however many samples pass through it.
+    pub locations: Vec<Location>,
     /// The samples, in file order.
     pub samples: Vec<Sample>,
 }
@@ -165,6 +173,74 @@ impl Profile {
         }
         self.sample_types.len().checked_sub(1)
     }
+
+    /// The stack of `sample`, innermost frame first: the frames of its locations in order, each
+    /// location's inlined frames innermost first. A location index outside
+    /// [`Profile::locations`] (which [`decode`] never produces) contributes no frame.
+    pub fn stack<'a>(&'a self, sample: &'a Sample) -> impl DoubleEndedIterator<Item = &'a Frame> + Clone + 'a {
+        sample.locations.iter().flat_map(move |&i| self.locations.get(i as usize).map_or(&[][..], |l| &l.frames[..]))
+    }
+
+    /// The leaf (innermost frame) of `sample`'s stack.
+    pub fn leaf<'a>(&'a self, sample: &'a Sample) -> Option<&'a Frame> {
+        self.stack(sample).next()
+    }
+}
+
+/// A location: a program counter and the frames it stands for (several when calls were inlined
+/// into it), innermost first, after the profile's `drop_frames` cut. Never empty: an
+/// unsymbolized location has one frame without a function name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Location {
+    /// The frames, innermost first.
+    pub frames: Vec<Frame>,
+}
+
+/// Builds [`Profile::locations`] for profiles made from frames rather than decoded (folded text,
+/// stored rows, tests): each distinct frame becomes one location.
+#[derive(Debug, Default)]
+pub struct LocationTable {
+    locations: Vec<Location>,
+    index: HashMap<Frame, u32>,
+}
+
+impl LocationTable {
+    /// The location indices of `frames` (innermost first), adding the frames not seen yet.
+    pub fn stack(&mut self, frames: impl IntoIterator<Item = Frame>) -> Vec<u64> {
+        frames
+            .into_iter()
+            .map(|frame| match self.index.get(&frame) {
+                Some(&i) => u64::from(i),
+                None => {
+                    let i = u32::try_from(self.locations.len()).expect("fewer than 2^32 distinct frames");
+                    self.locations.push(Location { frames: vec![frame.clone()] });
+                    self.index.insert(frame, i);
+                    u64::from(i)
+                }
+            })
+            .collect()
+    }
+
+    /// The locations, for [`Profile::locations`].
+    pub fn finish(self) -> Vec<Location> {
+        self.locations
+    }
+}
+
+impl Profile {
+    /// A profile of `sample_types` whose samples are given as stacks of frames (innermost
+    /// first) with one value per sample type; the locations are built with [`LocationTable`].
+    pub fn from_stacks(
+        sample_types: Vec<ValueType>,
+        stacks: impl IntoIterator<Item = (Vec<Frame>, Vec<i64>)>,
+    ) -> Profile {
+        let mut table = LocationTable::default();
+        let samples = stacks
+            .into_iter()
+            .map(|(frames, values)| Sample { locations: table.stack(frames), values, ..Sample::default() })
+            .collect();
+        Profile { sample_types, locations: table.finish(), samples, ..Profile::default() }
+    }
 }
 
 /// A measured quantity, e.g. `cpu` in `nanoseconds`.
@@ -179,8 +255,10 @@ pub struct ValueType {
 /// One sample: a stack and one value per sample type.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Sample {
-    /// The stack, innermost frame first.
-    pub stack: Vec<Frame>,
+    /// The stack as indices into [`Profile::locations`], innermost first; [`Profile::stack`]
+    /// gives its frames. (`u64`, as the wire's location ids are: decoding turns the id list
+    /// into the index list in place.)
+    pub locations: Vec<u64>,
     /// One value per [`Profile::sample_types`].
     pub values: Vec<i64>,
     /// String labels, `(key, value)`, in file order.
@@ -201,10 +279,10 @@ pub struct NumericLabel {
 }
 
 /// One frame of a stack.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Frame {
     /// Function name; empty when the profile is not symbolized. Shared (`Arc<str>`): every
-    /// sample through a location refers to the same name, so decoding allocates it once.
+    /// location of a function refers to the same name, so decoding allocates it once.
     pub function: Arc<str>,
     /// Source file name; empty when unknown.
     pub file: Arc<str>,
@@ -235,43 +313,69 @@ impl Frame {
 /// Decodes a pprof profile, gzipped or plain `profile.proto`, with the default size limit
 /// [`MAX_DECOMPRESSED_BYTES`].
 pub fn decode(bytes: &[u8]) -> Result<Profile, DecodeError> {
-    decode_with_limit(bytes, MAX_DECOMPRESSED_BYTES)
+    Decoder::default().decode(bytes)
 }
 
 /// Decodes like [`decode`], refusing more than `max_decompressed` bytes after gunzip.
 pub fn decode_with_limit(bytes: &[u8], max_decompressed: u64) -> Result<Profile, DecodeError> {
-    if bytes.is_empty() {
-        return Err(DecodeError::Empty);
+    Decoder::with_limit(max_decompressed).decode(bytes)
+}
+
+/// Decodes profiles one after another, keeping the buffers of the last one (the gunzipped bytes
+/// and the wire tables) for the next, so a merge of many profiles does not grow them again for
+/// each. Each profile is decoded exactly as [`decode`] does.
+#[derive(Debug)]
+pub struct Decoder {
+    max_decompressed: u64,
+    gunzipped: Vec<u8>,
+    wire: proto::Profile,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::with_limit(MAX_DECOMPRESSED_BYTES)
     }
-    let gunzipped;
-    let raw = if bytes.starts_with(&[0x1f, 0x8b]) {
-        gunzipped = gunzip(bytes, max_decompressed)?;
-        gunzipped.as_slice()
-    } else {
-        bytes
-    };
-    let wire = match proto::Profile::decode(raw) {
-        Ok(wire) => wire,
-        Err(err) => {
+}
+
+impl Decoder {
+    /// A decoder refusing more than `max_decompressed` bytes after gunzip.
+    pub fn with_limit(max_decompressed: u64) -> Self {
+        Decoder { max_decompressed, gunzipped: Vec::new(), wire: proto::Profile::default() }
+    }
+
+    /// Decodes one gzipped or plain `profile.proto`.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Profile, DecodeError> {
+        if bytes.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        let raw = if bytes.starts_with(&[0x1f, 0x8b]) {
+            gunzip(bytes, self.max_decompressed, &mut self.gunzipped)?;
+            self.gunzipped.as_slice()
+        } else {
+            bytes
+        };
+        self.wire.clear();
+        if let Err(err) = self.wire.merge(raw) {
             return Err(match legacy_format(raw) {
                 Some(format) => DecodeError::Legacy { format },
                 None => DecodeError::Protobuf(err),
             });
         }
-    };
-    resolve(&wire)
+        resolve(&mut self.wire)
+    }
 }
 
-fn gunzip(bytes: &[u8], limit: u64) -> Result<Vec<u8>, DecodeError> {
-    let mut out = Vec::new();
+/// Gunzips `bytes` into `out` (cleared first), refusing more than `limit` bytes.
+fn gunzip(bytes: &[u8], limit: u64, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+    out.clear();
     flate2::read::MultiGzDecoder::new(bytes)
         .take(limit.saturating_add(1))
-        .read_to_end(&mut out)
+        .read_to_end(out)
         .map_err(DecodeError::Gzip)?;
     if out.len() as u64 > limit {
         return Err(DecodeError::TooLarge { limit });
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Recognises the formats `go tool pprof` reads besides `profile.proto`. Called only once the
@@ -349,7 +453,7 @@ impl<T> ById<T> {
     }
 }
 
-fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
+fn resolve(wire: &mut proto::Profile) -> Result<Profile, DecodeError> {
     let strings = Strings(&wire.string_table);
     if let Some(first) = wire.string_table.first()
         && !first.is_empty()
@@ -363,30 +467,42 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
     };
 
     let empty: Arc<str> = Arc::from("");
-    let mut mappings: HashMap<u64, Arc<str>> = HashMap::new();
+    let mut mappings: ById<Arc<str>> = ById::new(wire.mapping.iter().map(|m| m.id));
     for m in &wire.mapping {
-        check_id("mapping", m.id, mappings.contains_key(&m.id))?;
+        check_id("mapping", m.id, mappings.get(m.id).is_some())?;
         mappings.insert(m.id, Arc::from(strings.get(m.filename, || format!("mapping {} filename", m.id))?));
     }
-    let mut functions: HashMap<u64, (Arc<str>, Arc<str>)> = HashMap::new();
+    let mut functions: ById<(Arc<str>, Arc<str>)> = ById::new(wire.function.iter().map(|f| f.id));
+    // Many functions share a source file: one `Arc` per file name, by string index.
+    let mut files: HashMap<i64, Arc<str>, FastHash> = HashMap::default();
     for f in &wire.function {
-        check_id("function", f.id, functions.contains_key(&f.id))?;
+        check_id("function", f.id, functions.get(f.id).is_some())?;
         let name = strings.get(f.name, || format!("function {} name", f.id))?;
-        let file = strings.get(f.filename, || format!("function {} filename", f.id))?;
+        let file = match files.get(&f.filename) {
+            Some(file) => file.clone(),
+            None => {
+                let file: Arc<str> = Arc::from(strings.get(f.filename, || format!("function {} filename", f.id))?);
+                files.insert(f.filename, file.clone());
+                file
+            }
+        };
         strings.get(f.system_name, || format!("function {} system_name", f.id))?;
-        functions.insert(f.id, (Arc::from(name), Arc::from(file)));
+        functions.insert(f.id, (Arc::from(name), file));
     }
     let drop_frames = optional(wire.drop_frames, "drop_frames")?;
     let keep_frames = optional(wire.keep_frames, "keep_frames")?;
     let mut pruner = prune::Pruner::new(drop_frames.as_deref(), keep_frames.as_deref())?;
-    let mut locations: ById<(Vec<Frame>, prune::LocationCut)> = ById::new(wire.location.iter().map(|l| l.id));
+    // Location id → (index into `locations`, how pruning cuts stacks through it).
+    let mut location_index: ById<(u32, prune::LocationCut)> = ById::new(wire.location.iter().map(|l| l.id));
+    let mut locations = Vec::with_capacity(wire.location.len());
     for loc in &wire.location {
-        check_id("location", loc.id, locations.get(loc.id).is_some())?;
+        check_id("location", loc.id, location_index.get(loc.id).is_some())?;
         let mapping = match loc.mapping_id {
             0 => empty.clone(),
-            id => {
-                mappings.get(&id).cloned().ok_or(DecodeError::MissingMapping { location_id: loc.id, mapping_id: id })?
-            }
+            id => match mappings.get(id) {
+                Some(mapping) => mapping.clone(),
+                None => return Err(DecodeError::MissingMapping { location_id: loc.id, mapping_id: id }),
+            },
         };
         let frame = |function: &Arc<str>, file: &Arc<str>, line: i64| Frame {
             function: function.clone(),
@@ -399,11 +515,10 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
         for (i, line) in loc.line.iter().enumerate() {
             let (function, file) = match line.function_id {
                 0 => (&empty, &empty),
-                id => functions.get(&id).map(|(name, file)| (name, file)).ok_or(DecodeError::MissingFunction {
-                    location_id: loc.id,
-                    line: i,
-                    function_id: id,
-                })?,
+                id => match functions.get(id) {
+                    Some((name, file)) => (name, file),
+                    None => return Err(DecodeError::MissingFunction { location_id: loc.id, line: i, function_id: id }),
+                },
             };
             frames.push(frame(function, file, line.line));
         }
@@ -414,11 +529,13 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
             Some(p) => p.cut_location(&mut frames),
             None => prune::LocationCut::Keep,
         };
-        locations.insert(loc.id, (frames, cut));
+        let index = u32::try_from(locations.len()).expect("a profile under 256 MiB has fewer than 2^32 locations");
+        location_index.insert(loc.id, (index, cut));
+        locations.push(Location { frames });
     }
 
     let mut samples = Vec::with_capacity(wire.sample.len());
-    for (i, s) in wire.sample.iter().enumerate() {
+    for (i, s) in wire.sample.iter_mut().enumerate() {
         if s.value.len() != wire.sample_type.len() {
             return Err(DecodeError::ValueCount {
                 sample: i,
@@ -426,15 +543,22 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
                 sample_types: wire.sample_type.len(),
             });
         }
-        if let Some(&id) = s.location_id.iter().find(|&&id| locations.get(id).is_none()) {
-            return Err(DecodeError::MissingLocation { sample: i, location_id: id });
+        let kept = match pruner {
+            Some(_) => prune::cut_stack(s.location_id.len(), |at| {
+                location_index.get(s.location_id[at]).map_or(prune::LocationCut::Keep, |l| l.1)
+            }),
+            None => 0..s.location_id.len(),
+        };
+        // The wire's id list becomes the sample's index list in place.
+        let mut resolved = std::mem::take(&mut s.location_id);
+        for id in &mut resolved {
+            match location_index.get(*id) {
+                Some(&(index, _)) => *id = u64::from(index),
+                None => return Err(DecodeError::MissingLocation { sample: i, location_id: *id }),
+            }
         }
-        let location = |id: u64| locations.get(id).expect("every location id was checked above");
-        let kept = prune::cut_stack(&s.location_id, |id| location(id).1);
-        let mut stack = Vec::with_capacity(kept.len());
-        for &id in kept {
-            stack.extend(location(id).0.iter().cloned());
-        }
+        resolved.truncate(kept.end);
+        resolved.drain(..kept.start);
         let mut labels = Vec::new();
         let mut numeric_labels = Vec::new();
         for l in &s.label {
@@ -447,7 +571,7 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
                 numeric_labels.push(NumericLabel { key, value: l.num, unit });
             }
         }
-        samples.push(Sample { stack, values: s.value.clone(), labels, numeric_labels });
+        samples.push(Sample { locations: resolved, values: std::mem::take(&mut s.value), labels, numeric_labels });
     }
 
     let value_type = |v: &proto::ValueType, what: &str| -> Result<ValueType, DecodeError> {
@@ -476,6 +600,7 @@ fn resolve(wire: &proto::Profile) -> Result<Profile, DecodeError> {
             .map(|&c| strings.get(c, || "comment".to_string()).map(str::to_string))
             .collect::<Result<_, _>>()?,
         doc_url: optional(wire.doc_url, "doc_url")?,
+        locations,
         samples,
     })
 }

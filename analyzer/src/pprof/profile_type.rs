@@ -36,8 +36,8 @@ pub fn profile_name(profile: &Profile) -> String {
         "goroutine".to_string()
     } else if has(&["contentions", "delay"]) {
         let ends_in_unlock = profile.samples.iter().any(|s| {
-            s.stack
-                .first()
+            profile
+                .leaf(s)
                 .is_some_and(|leaf| leaf.function.ends_with(".Unlock") || leaf.function.ends_with(".RUnlock"))
         });
         if ends_in_unlock { "mutex" } else { "block" }.to_string()

@@ -84,18 +84,19 @@ impl Pruner {
     }
 }
 
-/// The part of a sample's location ids (innermost first) that stays.
-pub(super) fn cut_stack(ids: &[u64], cut: impl Fn(u64) -> LocationCut) -> &[u64] {
+/// The range of a sample's `len` locations (innermost first) that stays, given how pruning cuts
+/// the location at each position.
+pub(super) fn cut_stack(len: usize, cut: impl Fn(usize) -> LocationCut) -> std::ops::Range<usize> {
     let mut found_kept = false;
-    for i in (0..ids.len()).rev() {
-        match cut(ids[i]) {
+    for i in (0..len).rev() {
+        match cut(i) {
             LocationCut::Keep => found_kept = true,
             _ if !found_kept => {}
-            LocationCut::Whole => return &ids[i + 1..],
-            LocationCut::Beneath => return &ids[i..],
+            LocationCut::Whole => return i + 1..len,
+            LocationCut::Beneath => return i..len,
         }
     }
-    ids
+    0..len
 }
 
 /// The function name without a C++ argument list (see the module docs).
@@ -157,8 +158,9 @@ mod tests {
     #[test]
     fn stacks_are_cut_below_the_first_kept_frame() {
         use LocationCut::*;
-        let cuts =
-            |ids: &[u64], kinds: &[LocationCut]| -> Vec<u64> { cut_stack(ids, |id| kinds[id as usize]).to_vec() };
+        let cuts = |ids: &[usize], kinds: &[LocationCut]| -> Vec<usize> {
+            ids[cut_stack(ids.len(), |at| kinds[ids[at]])].to_vec()
+        };
         // ids are indices into `kinds`; stacks innermost first.
         let kinds = [Keep, Whole, Keep, Beneath, Whole];
         assert_eq!(cuts(&[0, 1, 2], &kinds), vec![2], "whole location and its callees go");

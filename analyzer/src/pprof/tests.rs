@@ -54,7 +54,7 @@ fn check(wire: &proto::Profile, expect: &str) {
 #[test]
 fn inlined_locations_expand_innermost_first() {
     let profile = decode(&valid().encode_to_vec()).expect("valid");
-    let names: Vec<&str> = profile.samples[0].stack.iter().map(|f| &*f.function).collect();
+    let names: Vec<&str> = profile.stack(&profile.samples[0]).map(|f| &*f.function).collect();
     assert_eq!(names, ["main.leaf", "main.caller", "main.main"]);
     let top = flat_and_cum(&profile, 0).expect("index 0");
     assert_eq!(top.get("main.leaf"), Some(&(7, 7)));
@@ -102,6 +102,23 @@ fn dangling_references_are_errors() {
     let mut w = valid();
     w.string_table[0] = "x".to_string();
     check(&w, "string_table[0] must be the empty string, found \"x\"");
+}
+
+/// A string table entry that is not UTF-8 (a label value here) fails the whole profile with
+/// prost's error naming the field; the push handler reports it and keeps the push's other
+/// profiles.
+#[test]
+fn strings_must_be_utf8() {
+    let mut w = valid();
+    w.string_table.push("k".into());
+    w.string_table.push("caf\u{e9}".into());
+    w.sample[0].label.push(proto::Label { key: 7, str: 8, ..Default::default() });
+    let mut bytes = w.encode_to_vec();
+    // "café" in UTF-8 ends in C3 A9; make it Latin-1 (E9) by rewriting the length and bytes.
+    let at = bytes.windows(5).position(|b| b == b"caf\xc3\xa9").expect("encoded string") - 1;
+    bytes.splice(at..at + 6, [4, b'c', b'a', b'f', 0xe9]);
+    let err = decode(&bytes).expect_err("not UTF-8").to_string();
+    assert!(err.contains("string_table") && err.contains("UTF-8"), "{err}");
 }
 
 #[test]

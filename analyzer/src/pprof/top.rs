@@ -39,13 +39,13 @@ pub fn flat_and_cum(
             continue;
         }
         seen.clear();
-        for name in sample.stack.iter().map(Frame::display_name) {
+        for name in profile.stack(sample).map(Frame::display_name) {
             if seen.insert(name.clone()) {
                 let entry = totals.entry(name).or_default();
                 entry.1 = entry.1.wrapping_add(value);
             }
         }
-        if let Some(leaf) = sample.stack.first() {
+        if let Some(leaf) = profile.leaf(sample) {
             let entry = totals.entry(leaf.display_name()).or_default();
             entry.0 = entry.0.wrapping_add(value);
         }

@@ -329,7 +329,7 @@ fn main() -> anyhow::Result<()> {
     let report = leaks::detect(std::slice::from_ref(&snapshot), &options);
     let total = start.elapsed();
     let peak = peak_rss_kib()?;
-    let frames: usize = profile.samples.iter().map(|s| s.stack.len()).sum();
+    let frames: usize = profile.samples.iter().map(|s| profile.stack(s).count()).sum();
     ensure!(report.totals == [args.goroutines], "the snapshot holds {:?} goroutines", report.totals);
     println!(
         "phase 1 profile: {} goroutines, {} stacks ({} frames), {} clusters; gzipped profile {} KiB",

@@ -496,30 +496,27 @@ fn profile_runs(
 const GOROUTINE_PROFILE_TYPE: &str = "goroutine:goroutine:count:goroutine:count";
 
 fn profile(v: &Value) -> Option<Profile> {
-    use analyzer::pprof::{Frame, Sample, ValueType};
+    use analyzer::pprof::{Frame, ValueType};
+    let sample_types = v["sample_types"]
+        .as_array()?
+        .iter()
+        .map(|t| Some(ValueType { kind: t["type"].as_str()?.to_string(), unit: t["unit"].as_str()?.to_string() }))
+        .collect::<Option<_>>()?;
+    let stacks: Vec<(Vec<Frame>, Vec<i64>)> = v["samples"]
+        .as_array()?
+        .iter()
+        .map(|s| {
+            let frames = s["stack"]
+                .as_array()?
+                .iter()
+                .map(|f| Some(Frame { function: f.as_str()?.into(), ..Default::default() }))
+                .collect::<Option<_>>()?;
+            Some((frames, s["values"].as_array()?.iter().map(Value::as_i64).collect::<Option<_>>()?))
+        })
+        .collect::<Option<_>>()?;
     Some(Profile {
         time_nanos: v["time_unix_nano"].as_i64().unwrap_or(0),
-        sample_types: v["sample_types"]
-            .as_array()?
-            .iter()
-            .map(|t| Some(ValueType { kind: t["type"].as_str()?.to_string(), unit: t["unit"].as_str()?.to_string() }))
-            .collect::<Option<_>>()?,
-        samples: v["samples"]
-            .as_array()?
-            .iter()
-            .map(|s| {
-                Some(Sample {
-                    stack: s["stack"]
-                        .as_array()?
-                        .iter()
-                        .map(|f| Some(Frame { function: f.as_str()?.into(), ..Default::default() }))
-                        .collect::<Option<_>>()?,
-                    values: s["values"].as_array()?.iter().map(Value::as_i64).collect::<Option<_>>()?,
-                    ..Default::default()
-                })
-            })
-            .collect::<Option<_>>()?,
-        ..Default::default()
+        ..Profile::from_stacks(sample_types, stacks)
     })
 }
 

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use analyzer::flame::{self, Metric, Regression, RegressionOptions, Run, svg};
-use analyzer::pprof::{self, Profile};
+use analyzer::pprof::{self, Profile, ValueType};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -140,11 +140,12 @@ pub fn run(command: FlameCommand) -> anyhow::Result<()> {
 }
 
 fn read_profiles(paths: &[PathBuf]) -> anyhow::Result<Vec<Profile>> {
+    let mut decoder = pprof::Decoder::default();
     paths
         .iter()
         .map(|path| {
             let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            pprof::decode(&bytes).with_context(|| format!("cannot decode {}", path.display()))
+            decoder.decode(&bytes).with_context(|| format!("cannot decode {}", path.display()))
         })
         .collect()
 }
@@ -183,23 +184,30 @@ fn unit_of(profiles: &[Profile], sample_type: Option<&str>) -> String {
     profiles
         .first()
         .and_then(|p| flame::sample_index(p, sample_type, 0).ok().and_then(|i| p.sample_types.get(i)))
-        .map(|t| if t.unit.is_empty() { t.kind.clone() } else { t.unit.clone() })
-        .unwrap_or_else(|| "samples".to_string())
+        .map_or_else(|| "samples".to_string(), count_name)
+}
+
+/// What a flame graph's values count: the sample type's unit, else its name.
+fn count_name(t: &ValueType) -> String {
+    if t.unit.is_empty() { t.kind.clone() } else { t.unit.clone() }
 }
 
 fn render(args: RenderArgs) -> anyhow::Result<()> {
-    // One decoded profile at a time: a thousand profiles merge in the memory of one.
-    let mut merger = flame::Merger::new(args.sample_type.as_deref());
-    let mut first: Option<Profile> = None;
-    for path in &args.profiles {
-        let profile = read_profiles(std::slice::from_ref(path))?.remove(0);
-        merger.add(&profile).with_context(|| format!("cannot merge {}", path.display()))?;
-        if first.is_none() {
-            first = Some(profile);
-        }
-    }
+    // Decoded and folded on every core, one decoded profile per thread at a time: a thousand
+    // profiles merge in the memory of a few.
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let paths = &args.profiles;
+    let merger = flame::merge_encoded(paths.len(), args.sample_type.as_deref(), threads, |i| std::fs::read(&paths[i]))
+        .map_err(|e| {
+            let path = e.position().and_then(|i| paths.get(i)).map_or(String::new(), |p| p.display().to_string());
+            match e {
+                flame::EncodedMergeError::Load { source, .. } => anyhow::anyhow!("cannot read {path}: {source}"),
+                flame::EncodedMergeError::Decode { source, .. } => anyhow::anyhow!("cannot decode {path}: {source}"),
+                flame::EncodedMergeError::Merge(source) => anyhow::anyhow!("cannot merge {path}: {source}"),
+            }
+        })?;
+    let count_name = merger.sample_type().map(count_name);
     let folded = merger.finish().context("cannot merge the profiles")?;
-    let profiles: Vec<Profile> = first.into_iter().collect();
     let mut out = Vec::new();
     if args.folded {
         folded.write_folded(&mut out).context("cannot write folded stacks")?;
@@ -211,7 +219,7 @@ fn render(args: RenderArgs) -> anyhow::Result<()> {
             title: args
                 .title
                 .unwrap_or_else(|| format!("{} flame graph", args.sample_type.as_deref().unwrap_or("profile"))),
-            count_name: unit_of(&profiles, args.sample_type.as_deref()),
+            count_name: count_name.unwrap_or_else(|| "samples".to_string()),
         };
         svg::render(&folded, &options, &mut out).context("cannot render the flame graph")?;
     }

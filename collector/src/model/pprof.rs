@@ -88,7 +88,7 @@ pub fn to_otlp(
         labels.attributes.iter().map(|(k, v)| dict.attribute(k, string_value(v.clone()), "")).collect();
 
     // Stacks and sample attributes are shared by every sample type's profile.
-    let samples: Vec<(i32, Vec<i32>)> = profile.samples.iter().map(|s| dict.sample(s)).collect();
+    let samples: Vec<(i32, Vec<i32>)> = profile.samples.iter().map(|s| dict.sample(profile, s)).collect();
     let mut profiles = Vec::with_capacity(profile.sample_types.len());
     for (index, sample_type) in profile.sample_types.iter().enumerate() {
         let sample_type = Some(dict.value_type(sample_type));
@@ -287,8 +287,8 @@ impl DictBuilder {
     }
 
     /// The stack index and attribute indices of a sample.
-    fn sample(&mut self, sample: &Sample) -> (i32, Vec<i32>) {
-        let locations: Vec<i32> = sample.stack.iter().map(|f| self.location(f)).collect();
+    fn sample(&mut self, profile: &Profile, sample: &Sample) -> (i32, Vec<i32>) {
+        let locations: Vec<i32> = profile.stack(sample).map(|f| self.location(f)).collect();
         let stack = match self.stacks.get(&locations) {
             Some(&i) => i,
             None => {
@@ -382,12 +382,12 @@ pub fn profile_from_folded(text: &str, kind: &FoldedKind) -> Result<Profile, Vec
             errors.push(FoldedError::Syntax { line: line_no, found: truncate(line) });
             continue;
         }
-        samples.push(Sample { stack, values: vec![count.saturating_mul(scale)], ..Default::default() });
+        samples.push((stack, vec![count.saturating_mul(scale)]));
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(Profile { sample_types: vec![sample_type], period_type, period, samples, ..Default::default() })
+    Ok(Profile { period_type, period, ..Profile::from_stacks(vec![sample_type], samples) })
 }
 
 fn truncate(s: &str) -> String {
@@ -457,7 +457,7 @@ mod tests {
         assert_eq!(p.sample_types[0].kind, "cpu");
         assert_eq!(p.period, 10_000_000);
         assert_eq!(p.samples[0].values, vec![30_000_000]);
-        let names: Vec<_> = p.samples[0].stack.iter().map(|f| &*f.function).collect();
+        let names: Vec<_> = p.stack(&p.samples[0]).map(|f| &*f.function).collect();
         assert_eq!(names, ["hash", "work", "main"]);
     }
 

@@ -480,27 +480,19 @@ fn profiles(rows: &[Matched], kind: &TypeId) -> Vec<(Arc<str>, analyzer::pprof::
             if counted {
                 sample_types.push(value_type("samples", "count"));
             }
+            let stacks = rows.into_iter().map(|r| {
+                let frames = r
+                    .stack
+                    .iter()
+                    .map(|f| analyzer::pprof::Frame { function: f.as_str().into(), ..Default::default() });
+                let values =
+                    if counted { vec![r.value, (r.value.max(0) + r.period - 1) / r.period] } else { vec![r.value] };
+                (frames.collect(), values)
+            });
             let profile = analyzer::pprof::Profile {
                 time_nanos,
-                sample_types,
                 period_type: Some(value_type(&kind.period_type, &kind.period_unit)),
-                samples: rows
-                    .into_iter()
-                    .map(|r| analyzer::pprof::Sample {
-                        stack: r
-                            .stack
-                            .iter()
-                            .map(|f| analyzer::pprof::Frame { function: f.as_str().into(), ..Default::default() })
-                            .collect(),
-                        values: if counted {
-                            vec![r.value, (r.value.max(0) + r.period - 1) / r.period]
-                        } else {
-                            vec![r.value]
-                        },
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
+                ..analyzer::pprof::Profile::from_stacks(sample_types, stacks)
             };
             (run, profile)
         })
@@ -791,7 +783,7 @@ async fn gate_profiles(
                 "time_unix_nano": p.time_nanos,
                 "sample_types": p.sample_types.iter().map(|t| json!({ "type": t.kind, "unit": t.unit })).collect::<Vec<_>>(),
                 "samples": p.samples.iter().map(|s| json!({
-                    "stack": s.stack.iter().map(|f| &*f.function).collect::<Vec<_>>(),
+                    "stack": p.stack(s).map(|f| &*f.function).collect::<Vec<_>>(),
                     "values": s.values,
                 })).collect::<Vec<_>>(),
             })
