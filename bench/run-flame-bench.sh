@@ -4,8 +4,9 @@
 # bench/src/bin/flame_bench.rs) merged into one flame graph by `slo-gate-flame-bench merge` —
 # the code path of `slo-gate flame render --folded` (read, gunzip, decode, fold, merge, write
 # folded stacks), in a binary without the collector so the benchmark builds quickly — and by
-# `go tool pprof -proto`, three times each in the same run; plus single-core decoding speed in
-# MB/s of uncompressed pprof.
+# `go tool pprof -proto`, three times each in the same run (both use every core: pprof fetches
+# its sources concurrently, slo-gate decodes and folds on one thread per core); plus single-core
+# decoding speed in MB/s of uncompressed pprof and the whole merge on one core.
 #
 # Usage: bench/run-flame-bench.sh [--no-build]
 # Env:   PROFILES (1000)  CARGO_TARGET_DIR (~/.cache/slo-gate-target)
@@ -39,9 +40,9 @@ go tool pprof -proto "${FILES[0]}" > /dev/null 2>&1
 
 for run in 1 2 3; do
   "$BIN/slo-gate-flame-bench" decode "$WORK/profiles"
-  /usr/bin/time -f "slo-gate merge (flame render --folded): %e s wall, %M KiB peak" \
+  /usr/bin/time -f "slo-gate merge (flame render --folded): %e s wall, %U s user + %S s sys, %M KiB peak" \
     "$BIN/slo-gate-flame-bench" merge -o "$WORK/merged.folded" "${FILES[@]}"
-  /usr/bin/time -o "$WORK/go.time" -f "go tool pprof -proto:                    %e s wall, %M KiB peak" \
+  /usr/bin/time -o "$WORK/go.time" -f "go tool pprof -proto:                    %e s wall, %U s user + %S s sys, %M KiB peak" \
     go tool pprof -proto "${FILES[@]}" > "$WORK/merged.pb.gz" 2> "$WORK/pprof.err" \
     || { cat "$WORK/pprof.err" >&2; exit 1; }
   cat "$WORK/go.time"
