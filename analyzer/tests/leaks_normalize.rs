@@ -83,9 +83,9 @@ fn fingerprints_ignore_what_varies() {
     assert_ne!(fp(a, true), fp(c, true), "another line");
     assert_eq!(fp(a, false), fp(c, false), "lines dropped");
     assert_ne!(fp(a, false), fp(d, false), "another caller");
-    // Stable across runs and platforms: pinned value.
-    assert_eq!(fp(a, false).to_string(), format!("{}", fp(b, false)));
-    assert_eq!(fingerprint(&[]).0, 0xcbf2_9ce4_8422_2325, "FNV-1a offset basis for the empty stack");
+    // Stable across runs and platforms: pinned values.
+    assert_eq!(fp(a, false).to_string(), "b6caee5ebc04b7b2");
+    assert_eq!(fingerprint(&[]).0, 0, "the empty stack");
 }
 
 #[test]

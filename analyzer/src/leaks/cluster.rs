@@ -100,17 +100,6 @@ fn ignored(group: &GoroutineGroup, options: &LeakOptions) -> bool {
             .any(|f| options.ignore_any_functions.iter().any(|i| *i == normalize_function(&f.function)))
 }
 
-/// A stack as received, with its header state and creator.
-type RawKey<'a> = (&'a [StackFrame], Option<&'a str>, Option<&'a str>);
-
-#[derive(Debug, Clone, Copy)]
-enum Outcome {
-    NoStack,
-    RuntimeOwned,
-    Ignored,
-    Variant(usize),
-}
-
 #[derive(Debug, Clone)]
 struct Annotated {
     key: ClusterKey,
@@ -156,9 +145,6 @@ pub fn cluster(snapshot: &Snapshot, options: &LeakOptions) -> Clustering {
 pub fn cluster_with<'a>(snapshot: &'a Snapshot, options: &LeakOptions, memo: &mut ClusterMemo<'a>) -> Clustering {
     let norm = NormalizeOptions { keep_file_line: options.keep_file_line };
     let mut out = Clustering::default();
-    // A text dump repeats the same raw stack for every goroutine (a million goroutines over ten
-    // thousand stacks): decide each raw stack once, then only count.
-    let mut by_raw: HashMap<RawKey<'_>, Outcome, FastHash> = HashMap::default();
     // (fingerprint, header state) → variant index; the header is part of it because a text dump
     // can show one stack both `running` and parked.
     let mut by_fp: HashMap<(Fingerprint, Option<&str>), usize, FastHash> = HashMap::default();
@@ -167,48 +153,42 @@ pub fn cluster_with<'a>(snapshot: &'a Snapshot, options: &LeakOptions, memo: &mu
         if group.count == 0 {
             continue;
         }
-        let raw = (group.stack.as_slice(), group.wait_reason.as_deref(), group.created_by.as_deref());
-        let outcome = *by_raw.entry(raw).or_insert_with(|| {
-            if group.stack.is_empty() {
-                return Outcome::NoStack;
-            }
-            let fp = normalize::fingerprint_stack(&group.stack, norm);
-            let decision = memo
-                .decided
-                .entry((fp, group.wait_reason.as_deref(), group.created_by.as_deref()))
-                .or_insert_with(|| {
-                    if annotate::is_runtime_owned(group) {
-                        Decision::RuntimeOwned
-                    } else if ignored(group, options) {
-                        Decision::Ignored
-                    } else {
-                        Decision::Keep(annotate_group(group, options), Arc::from(group.stack.as_slice()))
-                    }
-                });
-            let (annotated, stack) = match decision {
-                Decision::RuntimeOwned => return Outcome::RuntimeOwned,
-                Decision::Ignored => return Outcome::Ignored,
-                Decision::Keep(annotated, stack) => (annotated, stack),
-            };
-            Outcome::Variant(*by_fp.entry((fp, group.wait_reason.as_deref())).or_insert_with(|| {
-                variants.push((
-                    StackVariant {
-                        fingerprint: fp,
-                        count: 0,
-                        stack: stack.clone(),
-                        created_by: group.created_by.clone(),
-                    },
-                    annotated.clone(),
-                ));
-                variants.len() - 1
-            }))
-        });
-        match outcome {
-            Outcome::NoStack => out.no_stack += group.count,
-            Outcome::RuntimeOwned => out.runtime_owned += group.count,
-            Outcome::Ignored => out.ignored += group.count,
-            Outcome::Variant(slot) => variants[slot].0.count += group.count,
+        if group.stack.is_empty() {
+            out.no_stack += group.count;
+            continue;
         }
+        // One pass over the frames per group (a text dump has a group per goroutine); what to do
+        // with the stack is decided once per series.
+        let fp = normalize::fingerprint_stack(&group.stack, norm);
+        let decision =
+            memo.decided.entry((fp, group.wait_reason.as_deref(), group.created_by.as_deref())).or_insert_with(|| {
+                if annotate::is_runtime_owned(group) {
+                    Decision::RuntimeOwned
+                } else if ignored(group, options) {
+                    Decision::Ignored
+                } else {
+                    Decision::Keep(annotate_group(group, options), Arc::from(group.stack.as_slice()))
+                }
+            });
+        let (annotated, stack) = match decision {
+            Decision::RuntimeOwned => {
+                out.runtime_owned += group.count;
+                continue;
+            }
+            Decision::Ignored => {
+                out.ignored += group.count;
+                continue;
+            }
+            Decision::Keep(annotated, stack) => (annotated, stack),
+        };
+        let slot = *by_fp.entry((fp, group.wait_reason.as_deref())).or_insert_with(|| {
+            variants.push((
+                StackVariant { fingerprint: fp, count: 0, stack: stack.clone(), created_by: group.created_by.clone() },
+                annotated.clone(),
+            ));
+            variants.len() - 1
+        });
+        variants[slot].0.count += group.count;
     }
     let mut merged: BTreeMap<ClusterKey, StackCluster> = BTreeMap::new();
     for (variant, ann) in variants {

@@ -164,11 +164,11 @@ pub fn detect(snapshots: &[Snapshot], options: &LeakOptions) -> LeakReport {
         report.ignored.push(clustering.ignored);
         report.no_stack.push(clustering.no_stack);
         for c in clustering.clusters {
-            let acc = by_key.entry(c.key.clone()).or_insert_with(|| Acc {
-                counts: vec![0; n],
-                best: None,
-                fingerprints: Default::default(),
-            });
+            if !by_key.contains_key(&c.key) {
+                let acc = Acc { counts: vec![0; n], best: None, fingerprints: Default::default() };
+                by_key.insert(c.key.clone(), acc);
+            }
+            let acc = by_key.get_mut(&c.key).expect("inserted above");
             acc.counts[slot] = c.count;
             acc.fingerprints.extend(c.variants.iter().map(|v| v.fingerprint));
             if acc.best.as_ref().is_none_or(|(count, _)| c.count >= *count) {

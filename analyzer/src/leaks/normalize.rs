@@ -6,10 +6,14 @@
 //! stripping them makes both forms of the same goroutine share one fingerprint. What they said
 //! is kept as the wait reason (`annotate.rs`) before they are dropped.
 //!
-//! The fingerprint is 64-bit FNV-1a over the normalised frames: stable across runs, platforms
-//! and Rust versions (unlike `std`'s `DefaultHasher`), so it can be stored and compared.
+//! The fingerprint is a 64-bit hash of the normalised frames defined in this crate (a word at a
+//! time, FxHash's mixing): stable across runs, platforms and Rust versions (unlike `std`'s
+//! `DefaultHasher`), so it can be stored and compared.
+
+use std::hash::Hasher;
 
 use super::snapshot::StackFrame;
+use crate::hash::FxHasher;
 
 /// A normalised frame.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,56 +97,51 @@ pub fn normalize(stack: &[StackFrame], options: NormalizeOptions) -> Vec<NormalF
         .collect()
 }
 
-/// FNV-1a (64-bit) of the normalised frames, with separators so `a.b|c` ≠ `a|b.c`.
+/// The fingerprint of normalised frames (see [`StackHash`]).
 pub fn fingerprint(frames: &[NormalFrame]) -> Fingerprint {
-    let mut h = Fnv::new();
+    let mut h = StackHash::new();
     for f in frames {
         h.frame(&f.function, f.location.as_ref().map(|(file, line)| (file.as_str(), *line)));
     }
-    Fingerprint(h.0)
+    h.finish()
 }
 
 /// `fingerprint(&normalize(stack, options))` without building the normalised stack: the
 /// clustering hot path, once per distinct stack of every snapshot.
 pub fn fingerprint_stack(stack: &[StackFrame], options: NormalizeOptions) -> Fingerprint {
     let start = stack.iter().position(|f| !is_runtime(&f.function)).unwrap_or(0);
-    let mut h = Fnv::new();
+    let mut h = StackHash::new();
     let mut name = String::new();
     for f in &stack[start..] {
         name.clear();
         normalize_function_into(&f.function, &mut name);
         h.frame(&name, options.keep_file_line.then_some((f.file.as_str(), f.line)));
     }
-    Fingerprint(h.0)
+    h.finish()
 }
 
-/// 64-bit FNV-1a over the frames as [`fingerprint`] defines them.
-struct Fnv(u64);
+/// The fingerprint hash over frames as [`fingerprint`] defines them: a word-at-a-time
+/// multiply-rotate hash (FxHash's mixing, [`crate::hash::FxHasher`]) with a separator after each
+/// part, so `a.b|c` ≠ `a|b.c`. Defined in this crate, so stable across runs and platforms.
+struct StackHash(FxHasher);
 
-impl Fnv {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-
+impl StackHash {
     fn new() -> Self {
-        Fnv(Self::OFFSET)
-    }
-
-    fn eat(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(Self::PRIME);
-        }
+        StackHash(FxHasher::default())
     }
 
     fn frame(&mut self, function: &str, location: Option<(&str, u64)>) {
-        self.eat(function.as_bytes());
+        self.0.write(function.as_bytes());
         if let Some((file, line)) = location {
-            self.eat(b"\x1f");
-            self.eat(file.as_bytes());
-            self.eat(b":");
-            self.eat(line.to_string().as_bytes());
+            self.0.write_u8(0x1f);
+            self.0.write(file.as_bytes());
+            self.0.write_u64(line);
         }
-        self.eat(b"\x1e");
+        self.0.write_u8(0x1e);
+    }
+
+    fn finish(&self) -> Fingerprint {
+        Fingerprint(self.0.finish())
     }
 }
 

@@ -69,19 +69,15 @@ pub fn trend(times_s: &[f64], counts: &[u64]) -> Result<Trend, TrendError> {
 }
 
 /// S and its variance under no trend, with the tie correction
-/// `Var S = [n(n−1)(2n+5) − Σ t(t−1)(2t+5)] / 18`. O(n²); 1 000 snapshots are 500 000 pairs.
+/// `Var S = [n(n−1)(2n+5) − Σ t(t−1)(2t+5)] / 18`. S = (pairs that rise) − (pairs that fall),
+/// counted by merge sort in O(n log n) rather than over all n(n−1)/2 pairs.
 fn mann_kendall(x: &[u64]) -> (i64, f64) {
     let n = x.len();
-    let mut s = 0i64;
-    for i in 0..n {
-        for j in i + 1..n {
-            s += match x[j].cmp(&x[i]) {
-                std::cmp::Ordering::Greater => 1,
-                std::cmp::Ordering::Less => -1,
-                std::cmp::Ordering::Equal => 0,
-            };
-        }
-    }
+    let pairs = n * n.saturating_sub(1) / 2;
+    let mut scratch = Scratch::default();
+    let not_rising = scratch.count_falling(x, Ties::Count);
+    let falling = scratch.count_falling(x, Ties::Skip);
+    let s = (pairs - not_rising) as i64 - falling as i64;
     let mut sorted = x.to_vec();
     sorted.sort_unstable();
     let mut ties = 0.0;
@@ -96,25 +92,268 @@ fn mann_kendall(x: &[u64]) -> (i64, f64) {
     (s, (nf * (nf - 1.0) * (2.0 * nf + 5.0) - ties) / 18.0)
 }
 
-/// Median of the pairwise slopes (per second).
+/// Whether [`Scratch::count_falling`] counts pairs of equal values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ties {
+    Count,
+    Skip,
+}
+
+/// Buffers of the merge sorts, reused across the counts of one series.
+#[derive(Debug, Default)]
+struct Scratch<T> {
+    a: Vec<T>,
+    b: Vec<T>,
+}
+
+impl<T: Copy + PartialOrd> Scratch<T> {
+    /// Pairs `i < j` with `v[j] < v[i]` (and `v[j] == v[i]` too with [`Ties::Count`]), by a
+    /// bottom-up merge sort: O(n log n).
+    fn count_falling(&mut self, v: &[T], ties: Ties) -> usize {
+        let n = v.len();
+        self.a.clear();
+        self.a.extend_from_slice(v);
+        self.b.clear();
+        self.b.extend_from_slice(v);
+        let mut count = 0usize;
+        let mut width = 1;
+        while width < n {
+            let (src, dst) = (&self.a, &mut self.b);
+            let mut start = 0;
+            while start < n {
+                let mid = (start + width).min(n);
+                let end = (start + 2 * width).min(n);
+                let (mut i, mut j, mut k) = (start, mid, start);
+                while i < mid && j < end {
+                    // Taking the right element first means every left element still waiting is a
+                    // falling pair with it.
+                    let right_first = match ties {
+                        Ties::Count => src[j] <= src[i],
+                        Ties::Skip => src[j] < src[i],
+                    };
+                    if right_first {
+                        count += mid - i;
+                        dst[k] = src[j];
+                        j += 1;
+                    } else {
+                        dst[k] = src[i];
+                        i += 1;
+                    }
+                    k += 1;
+                }
+                dst[k..k + (mid - i)].copy_from_slice(&src[i..mid]);
+                let k = k + (mid - i);
+                dst[k..k + (end - j)].copy_from_slice(&src[j..end]);
+                start = end;
+            }
+            std::mem::swap(&mut self.a, &mut self.b);
+            width *= 2;
+        }
+        count
+    }
+}
+
+/// Median of the pairwise slopes (per second) of the points `(t[i], x[i])`, `t` strictly
+/// increasing. Exact. Up to [`BRUTE_FORCE_PAIRS`] pairs they are all listed; beyond, the median is
+/// selected without listing all n(n−1)/2 of them (the randomised slope selection of Matoušek,
+/// and of Dillencourt, Mount and Netanyahu, 1992): random pairs bracket the wanted rank in an
+/// interval (a, b), the pairs below a and below b are counted by merge sort, and once the
+/// interval holds few pairs they are listed and the median picked among them. O(n log n)
+/// expected; the random draws (fixed seed) only decide how fast it gets there.
 fn theil_sen(t: &[f64], x: &[u64]) -> f64 {
     let n = x.len();
-    let mut slopes = Vec::with_capacity(n * (n - 1) / 2);
-    for i in 0..n {
-        for j in i + 1..n {
-            slopes.push((x[j] as f64 - x[i] as f64) / (t[j] - t[i]));
-        }
-    }
-    if slopes.is_empty() {
+    let pairs = n * n.saturating_sub(1) / 2;
+    if pairs == 0 {
         return 0.0;
     }
-    let mid = slopes.len() / 2;
-    let (_, &mut hi, _) = slopes.select_nth_unstable_by(mid, f64::total_cmp);
-    if slopes.len() % 2 == 1 {
-        hi
-    } else {
-        let lo = slopes[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        (lo + hi) / 2.0
+    let mid = pairs / 2;
+    if pairs <= BRUTE_FORCE_PAIRS {
+        let mut slopes = all_slopes(t, x, f64::NEG_INFINITY, f64::INFINITY);
+        let (_, &mut hi, _) = slopes.select_nth_unstable_by(mid, f64::total_cmp);
+        return if pairs % 2 == 1 {
+            hi
+        } else {
+            let lo = slopes[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (lo + hi) / 2.0
+        };
+    }
+    let mut selector = SlopeSelector::new(t, x);
+    let hi = selector.kth(mid);
+    if pairs % 2 == 1 { hi } else { (selector.kth(mid - 1) + hi) / 2.0 }
+}
+
+/// Series with at most this many pairs (n ≤ 128) have all their slopes listed.
+const BRUTE_FORCE_PAIRS: usize = 128 * 127 / 2;
+
+/// Slopes of the pairs `i < j` strictly between `lo` and `hi`.
+fn all_slopes(t: &[f64], x: &[u64], lo: f64, hi: f64) -> Vec<f64> {
+    let mut slopes = Vec::new();
+    for i in 0..x.len() {
+        for j in i + 1..x.len() {
+            let slope = (x[j] as f64 - x[i] as f64) / (t[j] - t[i]);
+            if slope > lo && slope < hi {
+                slopes.push(slope);
+            }
+        }
+    }
+    slopes
+}
+
+/// The k-th smallest pairwise slope, by counting rather than listing (see [`theil_sen`]).
+///
+/// A pair `i < j` has a slope above θ exactly when `x[j] − θ·t[j] > x[i] − θ·t[i]`, so the pairs
+/// at or below θ are the falling pairs of the sequence `x − θ·t`, which merge sort counts; and
+/// the pairs between a and b are the falling pairs of `x − b·t` taken in the order of `x − a·t`,
+/// which a merge sort lists. The same comparisons classify every pair in the counts and the
+/// listing, so the rank arithmetic is consistent; a listing that does not hold the counted number
+/// of pairs (rounding when a and b are a few ulps apart) falls back to listing all pairs.
+struct SlopeSelector<'a> {
+    t: &'a [f64],
+    x: &'a [u64],
+    rng: u64,
+    scratch: Scratch<f64>,
+    y: Vec<f64>,
+}
+
+impl<'a> SlopeSelector<'a> {
+    fn new(t: &'a [f64], x: &'a [u64]) -> Self {
+        SlopeSelector { t, x, rng: 0x9e37_79b9_7f4a_7c15, scratch: Scratch::default(), y: Vec::new() }
+    }
+
+    fn pairs(&self) -> usize {
+        self.x.len() * (self.x.len() - 1) / 2
+    }
+
+    fn random_below(&mut self, n: usize) -> usize {
+        // xorshift64*
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as usize % n
+    }
+
+    fn slope(&self, i: usize, j: usize) -> f64 {
+        (self.x[j] as f64 - self.x[i] as f64) / (self.t[j] - self.t[i])
+    }
+
+    /// Pairs with a slope at or below θ (`Ties::Count`) or below θ (`Ties::Skip`).
+    fn count_up_to(&mut self, theta: f64, ties: Ties) -> usize {
+        self.y.clear();
+        self.y.extend(self.x.iter().zip(self.t).map(|(&x, &t)| x as f64 - theta * t));
+        let y = std::mem::take(&mut self.y);
+        let count = self.scratch.count_falling(&y, ties);
+        self.y = y;
+        count
+    }
+
+    /// The k-th smallest slope (0-based).
+    fn kth(&mut self, k: usize) -> f64 {
+        let n = self.x.len();
+        // The k-th slope lies strictly between lo and hi; `below_lo` pairs are at or below lo,
+        // `below_hi` pairs are below hi.
+        let (mut lo, mut below_lo) = (f64::NEG_INFINITY, 0usize);
+        let (mut hi, mut below_hi) = (f64::INFINITY, self.pairs());
+        for _ in 0..32 {
+            let inside = below_hi - below_lo;
+            if inside <= 4 * n {
+                if let Some(slope) = self.select_between(lo, hi, k - below_lo, inside) {
+                    return slope;
+                }
+                break;
+            }
+            // About 2n random pairs; the share inside (lo, hi) brackets the wanted rank.
+            let mut sample: Vec<f64> = Vec::with_capacity(2 * n);
+            for _ in 0..2 * n {
+                let (a, b) = (self.random_below(n), self.random_below(n));
+                if a != b {
+                    let slope = self.slope(a.min(b), a.max(b));
+                    if slope > lo && slope < hi {
+                        sample.push(slope);
+                    }
+                }
+            }
+            if sample.len() < 16 {
+                continue;
+            }
+            sample.sort_unstable_by(f64::total_cmp);
+            let at = (k - below_lo) as f64 / inside as f64 * sample.len() as f64;
+            let spread = 2.0 * (sample.len() as f64).sqrt() + 1.0;
+            let pick = |f: f64| sample[(f.max(0.0) as usize).min(sample.len() - 1)];
+            let (a, b) = (pick(at - spread), pick(at + spread));
+            for theta in [a, b] {
+                let at_or_below = self.count_up_to(theta, Ties::Count);
+                let below = self.count_up_to(theta, Ties::Skip);
+                if below <= k && k < at_or_below {
+                    return theta;
+                }
+                if at_or_below <= k {
+                    if theta > lo {
+                        (lo, below_lo) = (theta, at_or_below);
+                    }
+                } else if theta < hi {
+                    (hi, below_hi) = (theta, below);
+                }
+            }
+        }
+        // Not narrowed down (or inconsistent rounding): list every pair.
+        let mut slopes = all_slopes(self.t, self.x, f64::NEG_INFINITY, f64::INFINITY);
+        let (_, &mut slope, _) = slopes.select_nth_unstable_by(k, f64::total_cmp);
+        slope
+    }
+
+    /// The `rank`-th smallest slope strictly between `lo` and `hi`, listing the `expected`
+    /// pairs there; `None` when the listing does not find exactly that many.
+    fn select_between(&mut self, lo: f64, hi: f64, rank: usize, expected: usize) -> Option<f64> {
+        let n = self.x.len();
+        // Points in the order of x − lo·t, ties by later point first: then an earlier point
+        // precedes a later one exactly when their slope is above lo.
+        let mut order: Vec<usize> = (0..n).collect();
+        if lo.is_finite() {
+            let key = |i: usize| self.x[i] as f64 - lo * self.t[i];
+            order.sort_by(|&p, &q| key(p).total_cmp(&key(q)).then(q.cmp(&p)));
+        }
+        // Among those, the pairs whose slope is below hi are the falling pairs of x − hi·t.
+        let value = |i: usize| if hi.is_finite() { self.x[i] as f64 - hi * self.t[i] } else { -(i as f64) };
+        let mut found = Vec::with_capacity(expected);
+        let mut a: Vec<usize> = order;
+        let mut b = a.clone();
+        let mut width = 1;
+        while width < n {
+            let mut start = 0;
+            while start < n {
+                let mid = (start + width).min(n);
+                let end = (start + 2 * width).min(n);
+                let (mut i, mut j, mut k) = (start, mid, start);
+                while i < mid && j < end {
+                    if value(a[j]) < value(a[i]) {
+                        for &p in &a[i..mid] {
+                            let (first, second) = (p.min(a[j]), p.max(a[j]));
+                            found.push(self.slope(first, second));
+                            if found.len() > expected {
+                                return None;
+                            }
+                        }
+                        b[k] = a[j];
+                        j += 1;
+                    } else {
+                        b[k] = a[i];
+                        i += 1;
+                    }
+                    k += 1;
+                }
+                b[k..k + (mid - i)].copy_from_slice(&a[i..mid]);
+                let k = k + (mid - i);
+                b[k..k + (end - j)].copy_from_slice(&a[j..end]);
+                start = end;
+            }
+            std::mem::swap(&mut a, &mut b);
+            width *= 2;
+        }
+        if found.len() != expected || rank >= found.len() {
+            return None;
+        }
+        let (_, &mut slope, _) = found.select_nth_unstable_by(rank, f64::total_cmp);
+        Some(slope)
     }
 }
 
@@ -138,5 +377,78 @@ impl Trend {
             && self.growth_per_minute > 0.0
             && self.net_growth as f64 >= 0.5 * predicted
             && self.net_growth > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pair, the definition.
+    fn brute_mann_kendall_s(x: &[u64]) -> i64 {
+        let mut s = 0i64;
+        for i in 0..x.len() {
+            for j in i + 1..x.len() {
+                s += (x[j].cmp(&x[i]) as i8) as i64;
+            }
+        }
+        s
+    }
+
+    fn brute_theil_sen(t: &[f64], x: &[u64]) -> f64 {
+        let mut slopes = all_slopes(t, x, f64::NEG_INFINITY, f64::INFINITY);
+        slopes.sort_unstable_by(f64::total_cmp);
+        let m = slopes.len() / 2;
+        if slopes.len() % 2 == 1 { slopes[m] } else { (slopes[m - 1] + slopes[m]) / 2.0 }
+    }
+
+    /// Series of the shapes leak detection meets: flat with many ties, noisy flat, steady
+    /// growth, growth with jittered scrape times, a burst, a staircase, a sawtooth.
+    fn series(n: usize, seed: u64) -> Vec<(Vec<f64>, Vec<u64>)> {
+        let mut rng = seed | 1;
+        let mut next = move |m: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % m
+        };
+        let regular: Vec<f64> = (0..n).map(|i| i as f64 * 15.0).collect();
+        let jittered: Vec<f64> = (0..n).map(|i| i as f64 * 15.0 + next(3000) as f64 / 1000.0).collect();
+        vec![
+            (regular.clone(), vec![40; n]),
+            (regular.clone(), (0..n).map(|_| 100 + next(7)).collect()),
+            (regular.clone(), (0..n).map(|i| 10 + i as u64 / 2 + next(5)).collect()),
+            (jittered.clone(), (0..n).map(|i| 200 + (i as u64 * 3) / 4 + next(30)).collect()),
+            (jittered, (0..n).map(|i| if (n / 3..n / 3 + 20).contains(&i) { 500 } else { 50 + next(3) }).collect()),
+            (regular.clone(), (0..n).map(|i| (i / 50) as u64 * 10).collect()),
+            (regular, (0..n).map(|i| (i % 40) as u64).collect()),
+        ]
+    }
+
+    #[test]
+    fn counting_equals_the_pairwise_definition() {
+        for n in [2, 3, 10, 129, 200, 517, 1000] {
+            for (t, x) in series(n, n as u64) {
+                let (s, _) = mann_kendall(&x);
+                assert_eq!(s, brute_mann_kendall_s(&x), "Mann-Kendall S, n = {n}, {x:?}");
+                let fast = theil_sen(&t, &x);
+                let slow = brute_theil_sen(&t, &x);
+                assert!(
+                    fast == slow || (fast - slow).abs() <= 1e-12 * slow.abs(),
+                    "Theil–Sen n = {n}: {fast} vs {slow}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn selection_finds_every_rank() {
+        let (t, x) = series(300, 7).swap_remove(3);
+        let mut all = all_slopes(&t, &x, f64::NEG_INFINITY, f64::INFINITY);
+        all.sort_unstable_by(f64::total_cmp);
+        let mut selector = SlopeSelector::new(&t, &x);
+        for k in [0, 1, 299, all.len() / 3, all.len() / 2, all.len() - 2, all.len() - 1] {
+            assert_eq!(selector.kth(k), all[k], "rank {k}");
+        }
     }
 }
