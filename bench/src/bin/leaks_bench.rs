@@ -296,9 +296,19 @@ fn reset_peak_rss() -> bool {
 
 /// `VmHWM` of this process, in KiB.
 fn peak_rss_kib() -> anyhow::Result<u64> {
+    status_kib("VmHWM:")
+}
+
+/// A `kB` field of `/proc/self/status` (`VmHWM:`, `VmRSS:`).
+fn status_kib(field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM in /proc/self/status")?;
-    line.split_whitespace().nth(1).context("malformed VmHWM")?.parse().context("malformed VmHWM")
+    let line =
+        status.lines().find(|l| l.starts_with(field)).with_context(|| format!("no {field} in /proc/self/status"))?;
+    line.split_whitespace()
+        .nth(1)
+        .with_context(|| format!("malformed {field}"))?
+        .parse()
+        .with_context(|| format!("malformed {field}"))
 }
 
 fn ms(d: Duration) -> String {
@@ -351,6 +361,7 @@ fn main() -> anyhow::Result<()> {
 
     // Phase 2: the trend over many snapshots.
     let snapshots = trend_snapshots(&args);
+    let inputs = status_kib("VmRSS:")?;
     reset_peak_rss();
     let start = Instant::now();
     let report = leaks::detect(&snapshots, &options);
@@ -379,11 +390,12 @@ fn main() -> anyhow::Result<()> {
         args.growing
     );
     println!(
-        "phase 2 trend: wall {}  (of which clustering ~{}, trends ~{})  peak RSS {} MiB",
+        "phase 2 trend: wall {}  (of which clustering ~{}, trends ~{})  peak RSS {} MiB (the snapshots alone {} MiB)",
         ms(total),
         ms(clustering),
         ms(trends),
-        peak / 1024
+        peak / 1024,
+        inputs / 1024
     );
     let expected: Vec<String> =
         (0..args.growing).map(|c| format!("{}.(*Worker{c}).wait", PACKAGES[c % PACKAGES.len()])).collect();
