@@ -155,17 +155,71 @@ pub fn from_header(state: &str) -> WaitReason {
     }
 }
 
-/// Standard-library packages (and the runtime) whose frames are never "the user frame".
+/// The first elements of every standard-library package path (`go list std`, Go 1.19, plus the
+/// packages added up to Go 1.24: `arena`, `cmp`, `iter`, `maps`, `slices`, `structs`, `unique`,
+/// `weak`). Sorted, for binary search.
+const STD_ROOTS: &[&str] = &[
+    "archive",
+    "arena",
+    "bufio",
+    "bytes",
+    "cmp",
+    "compress",
+    "container",
+    "context",
+    "crypto",
+    "database",
+    "debug",
+    "embed",
+    "encoding",
+    "errors",
+    "expvar",
+    "flag",
+    "fmt",
+    "go",
+    "hash",
+    "html",
+    "image",
+    "index",
+    "internal",
+    "io",
+    "iter",
+    "log",
+    "maps",
+    "math",
+    "mime",
+    "net",
+    "os",
+    "path",
+    "plugin",
+    "reflect",
+    "regexp",
+    "runtime",
+    "slices",
+    "sort",
+    "strconv",
+    "strings",
+    "structs",
+    "sync",
+    "syscall",
+    "testing",
+    "text",
+    "time",
+    "unicode",
+    "unique",
+    "unsafe",
+    "vendor",
+    "weak",
+];
+
+/// Whether a frame belongs to the standard library (or the runtime), whose frames are never
+/// "the user frame". Decided by the package path's first element against the standard
+/// library's own list, so a module without a dot in its path (`myservice/worker`, allowed for
+/// modules that are never fetched) is the user's, and `golang.org/x/...` is not standard.
 fn is_std(function: &str) -> bool {
     let name = normalize_function(function);
-    // A package path's first element has a dot for anything outside the standard library
-    // (`github.com/...`, `golang.org/x/...`); `main` is the user's own.
-    let pkg_path = package_path(&name);
-    if pkg_path == "main" {
-        return false;
-    }
-    let first = pkg_path.split('/').next().unwrap_or("");
-    !first.contains('.') && !first.is_empty()
+    let first = package_path(&name).split('/').next().unwrap_or("");
+    STD_ROOTS.binary_search(&first).is_ok()
 }
 
 /// `github.com/a/b.(*T).m` → `github.com/a/b`; `main.f.func1` → `main`.
@@ -243,5 +297,48 @@ pub fn root_cause(reason: &WaitReason, stack: &[StackFrame], created_by: Option<
         // A bare `semacquire` header in Go before 1.22 is most often a WaitGroup.
         WaitReason::Semacquire => RootCause::WaitGroup,
         _ => RootCause::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn std_roots_are_sorted_for_binary_search() {
+        assert!(STD_ROOTS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn standard_library_frames() {
+        for (function, std) in [
+            ("runtime.gopark", true),
+            ("sync.(*WaitGroup).Wait", true),
+            ("net/http.(*conn).serve", true),
+            ("internal/poll.(*FD).Read", true),
+            ("context.(*cancelCtx).propagateCancel.func2", true),
+            ("slices.SortFunc[...]", true),
+            ("main.worker", false),
+            ("main.(*pool).run.func1", false),
+            ("github.com/acme/svc/queue.(*Q).pop", false),
+            ("golang.org/x/sync/errgroup.(*Group).Wait", false),
+            // Modules without a dot in their path are the user's, even when one of their
+            // directories shares a name with a standard package.
+            ("myservice/worker.(*Pool).run", false),
+            ("example/app/net.dial", false),
+            ("billing.Charge", false),
+        ] {
+            assert_eq!(is_std(function), std, "{function}");
+        }
+    }
+
+    #[test]
+    fn blocking_frame_skips_to_the_first_user_frame() {
+        let stack: Vec<StackFrame> =
+            ["runtime.gopark", "runtime.chanrecv", "runtime.chanrecv2", "myservice/queue.(*Q).pop", "main.main"]
+                .iter()
+                .map(|f| StackFrame { function: f.to_string(), ..StackFrame::default() })
+                .collect();
+        assert_eq!(blocking_frame(&stack).map(|f| f.function.as_str()), Some("myservice/queue.(*Q).pop"));
     }
 }
