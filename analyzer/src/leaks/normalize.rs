@@ -97,7 +97,8 @@ pub fn normalize(stack: &[StackFrame], options: NormalizeOptions) -> Vec<NormalF
         .collect()
 }
 
-/// The fingerprint of normalised frames (see [`StackHash`]).
+/// The fingerprint of normalised frames: a 64-bit word-at-a-time hash (FxHash's mixing) of
+/// each frame with separators, so `a.b|c` ≠ `a|b.c`.
 pub fn fingerprint(frames: &[NormalFrame]) -> Fingerprint {
     let mut h = StackHash::new();
     for f in frames {
