@@ -547,6 +547,58 @@ mod tests {
         assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
     }
 
+    fn render_args(profiles: &[&Path], output: &Path, extra: &[&str]) -> RenderArgs {
+        let mut args: Vec<&str> = vec!["slo-gate", "render", "-o", output.to_str().unwrap()];
+        args.extend(profiles.iter().map(|p| p.to_str().unwrap()));
+        args.extend(extra);
+        match <Cli as clap::Parser>::try_parse_from(args).expect("valid command line").command {
+            FlameCommand::Render(args) => args,
+            FlameCommand::Diff(_) => unreachable!("parsed `render`"),
+        }
+    }
+
+    /// `flame render` merges on every core what a sequential merge gives, draws the unit of the
+    /// sample type, and names the file that cannot be read, decoded or merged.
+    #[test]
+    fn render_merges_files_and_names_the_bad_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runs = ["fast", "slow", "fast-rerun", "slow", "fast"].map(corpus);
+        let files: Vec<&Path> = runs.iter().map(PathBuf::as_path).collect();
+        let folded_path = dir.path().join("merged.folded");
+        render(render_args(&files, &folded_path, &["--folded", "--type", "cpu"])).expect("render folded");
+        let decoded = read_profiles(&runs).expect("decode");
+        let mut expect = Vec::new();
+        flame::merge(&decoded, Some("cpu")).expect("merge").write_folded(&mut expect).expect("write");
+        assert_eq!(std::fs::read(&folded_path).expect("folded"), expect);
+
+        let svg_path = dir.path().join("merged.svg");
+        render(render_args(&files[..2], &svg_path, &[])).expect("render svg");
+        let svg = std::fs::read_to_string(&svg_path).expect("svg");
+        assert!(svg.contains("nanoseconds"), "the default sample type (cpu) counts nanoseconds");
+
+        let corrupt = dir.path().join("corrupt.pb.gz");
+        std::fs::write(&corrupt, b"\x1f\x8b\x08\x00 not gzip").expect("write");
+        let heap = corpus("fast").with_file_name("heap.pb.gz");
+        let missing = dir.path().join("missing.pb.gz");
+        for (bad, at, expect) in [
+            (&corrupt, 3, format!("cannot decode {}: gzip stream is corrupt", corrupt.display())),
+            (
+                &heap,
+                1,
+                format!(
+                    "cannot merge {}: profile 1 measures inuse_space/bytes, but the first profile measures cpu/nanoseconds",
+                    heap.display()
+                ),
+            ),
+            (&missing, 4, format!("cannot read {}: No such file", missing.display())),
+        ] {
+            let mut with_bad = files.clone();
+            with_bad.insert(at, bad.as_path());
+            let err = render(render_args(&with_bad, &folded_path, &["--folded"])).expect_err("bad input");
+            assert!(format!("{err:#}").starts_with(&expect), "{err:#}");
+        }
+    }
+
     #[test]
     fn unreadable_file_is_an_error_naming_it() {
         let slow = corpus("slow");
