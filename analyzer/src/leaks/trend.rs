@@ -185,6 +185,10 @@ fn theil_sen(t: &[f64], x: &[u64]) -> f64 {
 /// Series with at most this many pairs (n ≤ 128) have all their slopes listed.
 const BRUTE_FORCE_PAIRS: usize = 128 * 127 / 2;
 
+/// If slope selection cannot narrow the median down, series with at most this many pairs
+/// (n ≤ 2,048; 16 MiB of slopes) list them all; longer ones settle for a listing a few ulps off.
+const FALLBACK_PAIRS: usize = 2048 * 2047 / 2;
+
 /// Slopes of the pairs `i < j` strictly between `lo` and `hi`.
 fn all_slopes(t: &[f64], x: &[u64], lo: f64, hi: f64) -> Vec<f64> {
     let mut slopes = Vec::new();
@@ -256,7 +260,7 @@ impl<'a> SlopeSelector<'a> {
         for _ in 0..32 {
             let inside = below_hi - below_lo;
             if inside <= 4 * n {
-                if let Some(slope) = self.select_between(lo, hi, k - below_lo, inside) {
+                if let Some(slope) = self.select_between(lo, hi, k - below_lo, Some(inside)) {
                     return slope;
                 }
                 break;
@@ -295,15 +299,20 @@ impl<'a> SlopeSelector<'a> {
                 }
             }
         }
-        // Not narrowed down (or inconsistent rounding): list every pair.
-        let mut slopes = all_slopes(self.t, self.x, f64::NEG_INFINITY, f64::INFINITY);
-        let (_, &mut slope, _) = slopes.select_nth_unstable_by(k, f64::total_cmp);
-        slope
+        // Not narrowed down (or inconsistent rounding): list every pair while that is cheap;
+        // beyond, take the pairs the listing finds between the bounds, a few ulps off at worst.
+        if self.pairs() <= FALLBACK_PAIRS {
+            let mut slopes = all_slopes(self.t, self.x, f64::NEG_INFINITY, f64::INFINITY);
+            let (_, &mut slope, _) = slopes.select_nth_unstable_by(k, f64::total_cmp);
+            return slope;
+        }
+        self.select_between(lo, hi, k - below_lo, None).unwrap_or(if lo.is_finite() { lo } else { hi })
     }
 
     /// The `rank`-th smallest slope strictly between `lo` and `hi`, listing the `expected`
-    /// pairs there; `None` when the listing does not find exactly that many.
-    fn select_between(&mut self, lo: f64, hi: f64, rank: usize, expected: usize) -> Option<f64> {
+    /// pairs there; `None` when the listing does not find exactly that many. Without an
+    /// expectation, the rank is clamped to what the listing finds (`None` when it finds nothing).
+    fn select_between(&mut self, lo: f64, hi: f64, rank: usize, expected: Option<usize>) -> Option<f64> {
         let n = self.x.len();
         // Points in the order of x − lo·t, ties by later point first: then an earlier point
         // precedes a later one exactly when their slope is above lo.
@@ -314,7 +323,7 @@ impl<'a> SlopeSelector<'a> {
         }
         // Among those, the pairs whose slope is below hi are the falling pairs of x − hi·t.
         let value = |i: usize| if hi.is_finite() { self.x[i] as f64 - hi * self.t[i] } else { -(i as f64) };
-        let mut found = Vec::with_capacity(expected);
+        let mut found = Vec::with_capacity(expected.unwrap_or(4 * n));
         let mut a: Vec<usize> = order;
         let mut b = a.clone();
         let mut width = 1;
@@ -329,7 +338,7 @@ impl<'a> SlopeSelector<'a> {
                         for &p in &a[i..mid] {
                             let (first, second) = (p.min(a[j]), p.max(a[j]));
                             found.push(self.slope(first, second));
-                            if found.len() > expected {
+                            if expected.is_some_and(|e| found.len() > e) {
                                 return None;
                             }
                         }
@@ -349,9 +358,12 @@ impl<'a> SlopeSelector<'a> {
             std::mem::swap(&mut a, &mut b);
             width *= 2;
         }
-        if found.len() != expected || rank >= found.len() {
-            return None;
-        }
+        let rank = match expected {
+            Some(e) if found.len() != e || rank >= e => return None,
+            Some(_) => rank,
+            None if found.is_empty() => return None,
+            None => rank.min(found.len() - 1),
+        };
         let (_, &mut slope, _) = found.select_nth_unstable_by(rank, f64::total_cmp);
         Some(slope)
     }
@@ -449,6 +461,30 @@ mod tests {
         let mut selector = SlopeSelector::new(&t, &x);
         for k in [0, 1, 299, all.len() / 3, all.len() / 2, all.len() - 2, all.len() - 1] {
             assert_eq!(selector.kth(k), all[k], "rank {k}");
+            // The listing between two bounds, with and without the expected count. The bounds
+            // lie between distinct slopes: a pair exactly at a bound may be classified either
+            // way by `x − θ·t` (the counts `kth` uses classify it the same way as the listing).
+            let between = |i: usize| {
+                let next = all[i..].iter().copied().find(|&s| s > all[i]).unwrap_or(all[i] + 1.0);
+                (all[i] + next) / 2.0
+            };
+            let (lo, hi) = (between(k / 2), between((k + all.len()) / 2));
+            let below_lo = all.iter().filter(|&&s| s <= lo).count();
+            let inside = all.iter().filter(|&&s| s > lo && s < hi).count();
+            if (below_lo..below_lo + inside).contains(&k) {
+                assert_eq!(selector.select_between(lo, hi, k - below_lo, Some(inside)), Some(all[k]), "rank {k}");
+                assert_eq!(selector.select_between(lo, hi, k - below_lo, None), Some(all[k]), "rank {k}");
+            }
+        }
+        let everything = selector.select_between(f64::NEG_INFINITY, f64::INFINITY, all.len() / 2, None);
+        assert_eq!(everything, Some(all[all.len() / 2]));
+    }
+
+    #[test]
+    fn long_series_select_without_listing_all_pairs() {
+        let n = 3000;
+        for (t, x) in series(n, 11).into_iter().skip(2).take(2) {
+            assert_eq!(theil_sen(&t, &x), brute_theil_sen(&t, &x), "n = {n}");
         }
     }
 }
