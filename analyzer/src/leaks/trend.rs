@@ -110,47 +110,65 @@ impl<T: Copy + PartialOrd> Scratch<T> {
     /// Pairs `i < j` with `v[j] < v[i]` (and `v[j] == v[i]` too with [`Ties::Count`]), by a
     /// bottom-up merge sort: O(n log n).
     fn count_falling(&mut self, v: &[T], ties: Ties) -> usize {
-        let n = v.len();
-        self.a.clear();
-        self.a.extend_from_slice(v);
-        self.b.clear();
-        self.b.extend_from_slice(v);
         let mut count = 0usize;
-        let mut width = 1;
-        while width < n {
-            let (src, dst) = (&self.a, &mut self.b);
-            let mut start = 0;
-            while start < n {
-                let mid = (start + width).min(n);
-                let end = (start + 2 * width).min(n);
-                let (mut i, mut j, mut k) = (start, mid, start);
-                while i < mid && j < end {
-                    // Taking the right element first means every left element still waiting is a
-                    // falling pair with it.
-                    let right_first = match ties {
-                        Ties::Count => src[j] <= src[i],
-                        Ties::Skip => src[j] < src[i],
-                    };
-                    if right_first {
-                        count += mid - i;
-                        dst[k] = src[j];
-                        j += 1;
-                    } else {
-                        dst[k] = src[i];
-                        i += 1;
-                    }
-                    k += 1;
-                }
-                dst[k..k + (mid - i)].copy_from_slice(&src[i..mid]);
-                let k = k + (mid - i);
-                dst[k..k + (end - j)].copy_from_slice(&src[j..end]);
-                start = end;
-            }
-            std::mem::swap(&mut self.a, &mut self.b);
-            width *= 2;
-        }
+        let right_first = |right: &T, left: &T| match ties {
+            Ties::Count => right <= left,
+            Ties::Skip => right < left,
+        };
+        merge_sort(v, &mut self.a, &mut self.b, right_first, |_, waiting| {
+            count += waiting.len();
+            true
+        });
         count
     }
+}
+
+/// Bottom-up merge sort of `items` (into `a`, with `b` as scratch). Whenever an element of a
+/// right run is taken while elements of its left run still wait (`right_first(right, left)`),
+/// `jumped(right, waiting)` sees it with those elements: each is a pair that appears earlier in
+/// `items` and sorts after it. `jumped` returning false stops the sort; the result says whether
+/// it ran to the end.
+fn merge_sort<T: Copy>(
+    items: &[T],
+    a: &mut Vec<T>,
+    b: &mut Vec<T>,
+    right_first: impl Fn(&T, &T) -> bool,
+    mut jumped: impl FnMut(T, &[T]) -> bool,
+) -> bool {
+    let n = items.len();
+    a.clear();
+    a.extend_from_slice(items);
+    b.clear();
+    b.extend_from_slice(items);
+    let mut width = 1;
+    while width < n {
+        let mut start = 0;
+        while start < n {
+            let mid = (start + width).min(n);
+            let end = (start + 2 * width).min(n);
+            let (mut i, mut j, mut k) = (start, mid, start);
+            while i < mid && j < end {
+                if right_first(&a[j], &a[i]) {
+                    if !jumped(a[j], &a[i..mid]) {
+                        return false;
+                    }
+                    b[k] = a[j];
+                    j += 1;
+                } else {
+                    b[k] = a[i];
+                    i += 1;
+                }
+                k += 1;
+            }
+            b[k..k + (mid - i)].copy_from_slice(&a[i..mid]);
+            let k = k + (mid - i);
+            b[k..k + (end - j)].copy_from_slice(&a[j..end]);
+            start = end;
+        }
+        std::mem::swap(a, b);
+        width *= 2;
+    }
+    true
 }
 
 /// Median of the pairwise slopes (per second) of the points `(t[i], x[i])`, `t` strictly
@@ -324,39 +342,21 @@ impl<'a> SlopeSelector<'a> {
         // Among those, the pairs whose slope is below hi are the falling pairs of x − hi·t.
         let value = |i: usize| if hi.is_finite() { self.x[i] as f64 - hi * self.t[i] } else { -(i as f64) };
         let mut found = Vec::with_capacity(expected.unwrap_or(4 * n));
-        let mut a: Vec<usize> = order;
-        let mut b = a.clone();
-        let mut width = 1;
-        while width < n {
-            let mut start = 0;
-            while start < n {
-                let mid = (start + width).min(n);
-                let end = (start + 2 * width).min(n);
-                let (mut i, mut j, mut k) = (start, mid, start);
-                while i < mid && j < end {
-                    if value(a[j]) < value(a[i]) {
-                        for &p in &a[i..mid] {
-                            let (first, second) = (p.min(a[j]), p.max(a[j]));
-                            found.push(self.slope(first, second));
-                            if expected.is_some_and(|e| found.len() > e) {
-                                return None;
-                            }
-                        }
-                        b[k] = a[j];
-                        j += 1;
-                    } else {
-                        b[k] = a[i];
-                        i += 1;
-                    }
-                    k += 1;
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let complete = merge_sort(
+            &order,
+            &mut a,
+            &mut b,
+            |&right, &left| value(right) < value(left),
+            |right, waiting| {
+                for &p in waiting {
+                    found.push(self.slope(p.min(right), p.max(right)));
                 }
-                b[k..k + (mid - i)].copy_from_slice(&a[i..mid]);
-                let k = k + (mid - i);
-                b[k..k + (end - j)].copy_from_slice(&a[j..end]);
-                start = end;
-            }
-            std::mem::swap(&mut a, &mut b);
-            width *= 2;
+                expected.is_none_or(|e| found.len() <= e)
+            },
+        );
+        if !complete {
+            return None;
         }
         let rank = match expected {
             Some(e) if found.len() != e || rank >= e => return None,
