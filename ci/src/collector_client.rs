@@ -82,6 +82,13 @@ impl CollectorClient {
 
     /// `GET path?query`, parsing a 2xx answer as JSON.
     pub fn get_json(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<serde_json::Value> {
+        self.get_as(path, query)
+    }
+
+    /// `GET path?query`, parsing a 2xx answer as JSON into `T`. Fields `T` does not name are
+    /// skipped without building them, at any depth: a differential flame graph of deep stacks
+    /// nests further than `serde_json::Value` may (its recursion limit is 128).
+    pub fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<T> {
         let body = self.get(path, query)?;
         serde_json::from_slice(&body).with_context(|| format!("the collector's answer to {path} is not JSON"))
     }

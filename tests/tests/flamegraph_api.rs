@@ -194,3 +194,54 @@ fn profile_types_flamegraph_and_diff() {
         assert!(body["error"].as_str().unwrap_or("").contains(needle), "{query}: {body}");
     }
 }
+
+/// Stacks deeper than `serde_json`'s default nesting limit (128; a debug build of an async Rust
+/// service has stacks of 150 frames and more) still compare: the diff's JSON flame graph nests
+/// one level per frame, and `slo-gate flame diff --collector` reads the regressions without
+/// building that tree. Three runs per side (the `instance` label), folded text through `/ingest`.
+#[test]
+fn flame_diff_cli_reads_the_diff_of_deep_stacks() {
+    const DEPTH: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let deep: Vec<String> = (0..DEPTH).map(|i| format!("frame{i}")).collect();
+    let deep = deep.join(";");
+    let client = reqwest::blocking::Client::new();
+    // The candidate's `hot` leaf takes 50% instead of 30%; runs differ by a sample or two.
+    for (version, hot) in [("1.0.0", 300), ("1.1.0", 500)] {
+        for (run, jitter) in [("a", 0), ("b", 3), ("c", -2)] {
+            let body = format!("{deep};hot {}\nmain;idle {}\n", hot + jitter, 1000 - hot - jitter);
+            let name = e2e::url_encode(&format!("deep.cpu{{service_version={version},instance={run}}}"));
+            let resp = client
+                .post(server.api_url(&format!("/ingest?name={name}&sampleRate=100")))
+                .header("content-type", "text/plain")
+                .body(body)
+                .send()
+                .expect("push");
+            assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().unwrap_or_default());
+        }
+    }
+
+    // The API's answer nests too deep for a default `serde_json::Value`: what the CLI must survive.
+    let selector = |v: &str| e2e::url_encode(&format!("{{service_name=\"deep\",service_version=\"{v}\"}}"));
+    let (status, raw) = server.get_text(&format!(
+        "/api/v1/flamegraph/diff?type={CPU_TYPE}&baseline={}&candidate={}",
+        selector("1.0.0"),
+        selector("1.1.0")
+    ));
+    assert_eq!(status, 200, "{raw}");
+    let err = serde_json::from_str::<Value>(&raw).expect_err("the diff of 300-frame stacks nests past 128");
+    assert!(err.to_string().contains("recursion limit"), "{err}");
+
+    let out = std::process::Command::new(e2e::binary())
+        .args(["flame", "diff", "--collector", &server.api_url(""), "--service", "deep"])
+        .args(["--baseline-version", "1.0.0", "--candidate-version", "1.1.0", "--json"])
+        .output()
+        .expect("run slo-gate flame diff");
+    assert!(out.status.success(), "flame diff failed: {}", String::from_utf8_lossy(&out.stderr));
+    let found: Value = serde_json::from_slice(&out.stdout).expect("JSON regressions");
+    let first = &found[0];
+    assert_eq!(first["function"], "hot", "{found:#}");
+    assert!((first["self"]["change_pp"].as_f64().unwrap() - 20.0).abs() < 0.5, "{first:#}");
+    assert!(first["confidence"].as_f64().unwrap() > 0.99, "{first:#}");
+}

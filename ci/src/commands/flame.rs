@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use serde::Deserialize;
 use slo_contracts::HumanDuration;
 
 use crate::collector_client::{CollectorClient, selector};
@@ -346,10 +347,9 @@ fn diff_collector(url: &str, args: &DiffArgs, stdout: &mut impl Write) -> anyhow
     diff_query.push(("min_change", args.min_change.to_string()));
     diff_query.push(("confidence", args.confidence.to_string()));
     diff_query.push(("metric", if args.metric == MetricArg::TotalShare { "total" } else { "self" }.into()));
-    let answer = client.get_json("/api/v1/flamegraph/diff", &diff_query)?;
+    let answer: DiffAnswer = client.get_as("/api/v1/flamegraph/diff", &diff_query)?;
 
-    let count = |side: &str, what: &str| answer[format!("{side}_{what}")].as_u64().unwrap_or(0) as usize;
-    let (base_count, cand_count) = (count("baseline", "profiles"), count("candidate", "profiles"));
+    let (base_count, cand_count) = (answer.baseline_profiles, answer.candidate_profiles);
     for (side, version, n) in [("baseline", base_version, base_count), ("candidate", cand_version, cand_count)] {
         if n == 0 {
             bail!(
@@ -359,9 +359,8 @@ fn diff_collector(url: &str, args: &DiffArgs, stdout: &mut impl Write) -> anyhow
             );
         }
     }
-    let mut found: Vec<Regression> = answer["regressions"]
-        .as_array()
-        .context("the collector's diff has no `regressions` list")?
+    let mut found: Vec<Regression> = answer
+        .regressions
         .iter()
         .map(regression_from_json)
         .collect::<Option<_>>()
@@ -374,14 +373,24 @@ fn diff_collector(url: &str, args: &DiffArgs, stdout: &mut impl Write) -> anyhow
         write_file(path, &svg)?;
     }
     let summary = Summary {
-        baseline: (base_count, count("baseline", "runs")),
-        candidate: (cand_count, count("candidate", "runs")),
-        warnings: answer["warnings"]
-            .as_array()
-            .map(|w| w.iter().filter_map(|w| w.as_str().map(str::to_string)).collect())
-            .unwrap_or_default(),
+        baseline: (base_count, answer.baseline_runs),
+        candidate: (cand_count, answer.candidate_runs),
+        warnings: answer.warnings,
     };
     print_regressions(stdout, &found, args.metric.into(), args.json, &summary)
+}
+
+/// What `flame diff` reads of the collector's JSON diff (`collector::query::flamegraph`); its
+/// flame graph is skipped unparsed.
+#[derive(Debug, Deserialize)]
+struct DiffAnswer {
+    regressions: Vec<serde_json::Value>,
+    baseline_profiles: usize,
+    candidate_profiles: usize,
+    baseline_runs: usize,
+    candidate_runs: usize,
+    #[serde(default)]
+    warnings: Vec<String>,
 }
 
 /// The profile type id for `wanted`: itself when it is an id (`a:b:c:d:e`), else the one type of
