@@ -18,8 +18,8 @@
 //! * [`load`] — the client driving the routes.
 //! * [`profile`] — CPU profiles of this process (pprof-rs) pushed Pyroscope-style.
 //!
-//! What the candidate changes (see [`work::Build`]): `POST /api/checkout` does 1.75× the pricing
-//! work on average (1.5× on most nodes, 2.5× on `node-3`), so it is both a latency and a CPU
+//! What the candidate changes (see [`work::Build`]): `POST /api/checkout` does 2.5× the pricing
+//! work on average (2× on most nodes, 4× on `node-3`), so it is both a latency and a CPU
 //! regression in `price_items`, and it fails 3% of the time instead of 0.5%; `GET /api/cart` and
 //! `GET /api/health` are unchanged. The bundled contract ([`contract_yaml`]) catches all of it.
 //!

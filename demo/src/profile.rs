@@ -20,6 +20,7 @@
 //! `slo-gate demo`) the collector's stacks; both builds share them, so they cancel out in the
 //! differential flame graph and `price_items` is what grows.
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -110,7 +111,10 @@ impl Window {
         let unresolved = self.guard.report().build_unresolved().map_err(|e| anyhow!("reading the CPU profile: {e}"))?;
         let until = SystemTime::now();
         drop(self.guard);
-        let data = unresolved.data.into_iter().map(|(frames, count)| (frames.into(), count)).collect();
+        let mut data: HashMap<pprof::Frames, isize> = HashMap::new();
+        for (frames, count) in unresolved.data {
+            *data.entry(functions_only(frames.into())).or_default() += count;
+        }
         let report = pprof::Report { data, timing: unresolved.timing };
         let profile = report.pprof().map_err(|e| anyhow!("encoding the CPU profile: {e}"))?;
         let mut gz = GzEncoder::new(Vec::new(), Compression::default());
@@ -118,6 +122,28 @@ impl Window {
         let pprof_gz = gz.finish().context("gzipping the CPU profile")?;
         Ok(CpuProfile { from: self.from, until, pprof_gz })
     }
+}
+
+/// Keeps, of each frame, only the function that holds its address, without inlined frames or a
+/// line.
+///
+/// pprof-rs counts samples by the *enclosing function* of each frame
+/// (`_Unwind_FindEnclosingFunction`), and symbolizes each counted stack from the addresses of the
+/// first sample that had it. Inlined frames and lines belong to one address, so they would be
+/// those of one arbitrary sample, given to every sample of the stack: in a debug build, a window
+/// whose first `price_items` sample happened to sit in an inlined `u64::rotate_left` put all of
+/// that thread's `price_items` time (a fifth of the profile) under `rotate_left`, and the CPU
+/// objective missed the pricing regression. Functions are what pprof-rs measures, so functions
+/// are what the profile says.
+fn functions_only(mut frames: pprof::Frames) -> pprof::Frames {
+    for symbols in &mut frames.frames {
+        // Innermost first: the last symbol is the function the address is in.
+        if let Some(mut function) = symbols.pop() {
+            function.lineno = None;
+            *symbols = vec![function];
+        }
+    }
+    frames
 }
 
 /// Profiles this process for `length` (blocking).

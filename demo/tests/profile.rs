@@ -88,6 +88,13 @@ fn cpu_profile_has_go_sample_types_names_price_items_and_pushes() {
         }),
         "no price_items stack reaches the checkout handler"
     );
+    // One function per location and no line: pprof-rs counts a stack's samples by the function
+    // each frame is in and keeps only the first sample's addresses, whose inlined frames and
+    // lines would be given to all of them.
+    for location in &decoded.locations {
+        assert_eq!(location.frames.len(), 1, "inlined frames kept: {:?}", location.frames);
+        assert_eq!(location.frames[0].line, 0, "a line kept: {:?}", location.frames);
+    }
     eprintln!("{samples} samples, {in_price_items} in price_items");
 
     // Push it to a stand-in of the collector's /ingest.

@@ -9,8 +9,9 @@ use std::process::Command;
 fn demo_blocks_the_candidate_with_its_reasons() {
     let dir = tempfile::tempdir().unwrap();
     let artifacts = dir.path().join("artifacts");
-    // 12 s per build (the default is 15 s): with 8 s, the CPU objective (three profiles of one
-    // process per side) missed the pricing regression in one CI run of about ten.
+    // 12 s per build (the default is 15 s): four CPU profiles of one process per side. Two CI
+    // runs once missed the pricing regression; the cause was pprof-rs's inlined frames, which
+    // put a whole window's `price_items` time under `u64::rotate_left` (`demo::profile`).
     let out = Command::new(e2e::binary())
         .args(["demo", "--duration", "12s", "--artifacts"])
         .arg(&artifacts)
