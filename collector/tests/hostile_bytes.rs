@@ -98,7 +98,7 @@ proptest! {
     #[test]
     fn arbitrary_gzip_and_wal_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = gunzip(&bytes, 1 << 20);
-        let mut segment = b"SLOGWAL1".to_vec();
+        let mut segment = if bytes.first().is_some_and(|b| b % 2 == 0) { b"SLOGWAL1".to_vec() } else { b"SLOGWAL2".to_vec() };
         segment.extend_from_slice(&bytes);
         let scan = scan_segment(&segment);
         prop_assert!(scan.valid_len as usize <= segment.len());

@@ -1,16 +1,26 @@
 //! The write-ahead log: numbered segment files of checksummed records.
 //!
 //! ```text
-//! segment := "SLOGWAL1" record*
-//! record  := len:u32le crc32:u32le body[len]
+//! segment := "SLOGWAL2" record*
+//! record  := sync:u32le len:u32le body_crc:u32le header_crc:u32le body[len]
 //! body    := signal:u8 tenant_len:u8 tenant[tenant_len] payload   (payload: OTLP protobuf)
 //! ```
 //!
+//! `sync` is a fixed marker and `header_crc` covers the twelve bytes before it, so a record's
+//! length is trusted only when its header is intact. Replay therefore loses only what is
+//! damaged: a record whose body fails its checksum is skipped by its (verified) length, and
+//! after a damaged header the reader scans forward for the next intact header and goes on from
+//! there, counting the bytes it skipped. Only a damaged tail (a record that runs past the end
+//! of the file, as a crash in the middle of a write leaves it) ends the segment; the file is
+//! then cut back to its last good record so the damage is reported once.
+//!
 //! A record is written whole before its request is acknowledged (and `fsync`ed first, with the
-//! `fsync` and `group` durabilities). A crash can leave the last record of the newest segment
-//! torn; replay detects that by length or checksum, keeps everything before it and drops the
-//! rest, never failing start-up. Segments are deleted only after the Parquet parts that hold
-//! their data are durable and the checkpoint names them (see `store::flush`).
+//! `fsync` and `group` durabilities). Segments are deleted only after the Parquet parts that
+//! hold their data are durable and the checkpoint names them (see `store::flush`).
+//!
+//! Segments of the first format (`SLOGWAL1`: `len:u32le crc32:u32le body`, no header checksum
+//! and no marker) are still replayed, stopping at their first damaged record as that format
+//! requires.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -21,8 +31,12 @@ use bytes::Bytes;
 use crate::signal::Signal;
 use crate::tenant::Tenant;
 
-const MAGIC: &[u8; 8] = b"SLOGWAL1";
-const RECORD_HEADER: usize = 8;
+const MAGIC: &[u8; 8] = b"SLOGWAL2";
+const MAGIC_V1: &[u8; 8] = b"SLOGWAL1";
+/// The marker every record starts with ("SGR" and a version byte, little-endian).
+const SYNC: u32 = u32::from_le_bytes(*b"SGR\x02");
+const RECORD_HEADER: usize = 16;
+const RECORD_HEADER_V1: usize = 8;
 const CHECKPOINT: &str = "checkpoint";
 
 /// One decoded record.
@@ -39,14 +53,17 @@ pub fn encode_record(buf: &mut Vec<u8>, tenant: &Tenant, signal: Signal, payload
     // Tenant ids are at most 150 bytes (tenant.rs), so the length fits a byte.
     let body_len = 2 + tenant.len() + payload.len();
     let start = buf.len();
+    buf.extend_from_slice(&SYNC.to_le_bytes());
     buf.extend_from_slice(&(body_len as u32).to_le_bytes());
-    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&[0; 8]);
     buf.push(signal.wal_code());
     buf.push(tenant.len() as u8);
     buf.extend_from_slice(tenant);
     buf.extend_from_slice(payload);
-    let crc = crc32fast::hash(&buf[start + RECORD_HEADER..]);
-    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    let body_crc = crc32fast::hash(&buf[start + RECORD_HEADER..]);
+    buf[start + 8..start + 12].copy_from_slice(&body_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&buf[start..start + 12]);
+    buf[start + 12..start + 16].copy_from_slice(&header_crc.to_le_bytes());
 }
 
 /// What replaying one segment found.
@@ -55,12 +72,41 @@ pub struct SegmentScan {
     pub records: Vec<Record>,
     /// Byte offset after the last good record.
     pub valid_len: u64,
-    /// Why reading stopped early, if it did (a torn or corrupt tail).
+    /// What was damaged, if anything (the first few places, then a count).
     pub damage: Option<String>,
+    /// Records whose header was intact but whose body was not; each was skipped.
+    pub skipped_records: u64,
+    /// Bytes skipped while looking for the next intact header after a damaged one.
+    pub skipped_bytes: u64,
+    /// Whether the segment ends in a torn record (a crash while writing it).
+    pub torn_tail: bool,
 }
 
-/// Parses a segment's bytes, stopping at the first damaged record.
+impl SegmentScan {
+    fn note(&mut self, what: String) {
+        match &mut self.damage {
+            None => self.damage = Some(what),
+            Some(text) if text.len() < 400 => {
+                text.push_str("; ");
+                text.push_str(&what);
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// A record header at the start of `rest`, when it is intact: the body length.
+fn header_at(rest: &[u8]) -> Option<usize> {
+    let header = rest.get(..RECORD_HEADER)?;
+    let word = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4 bytes"));
+    (word(0) == SYNC && crc32fast::hash(&header[..12]) == word(12)).then(|| word(4) as usize)
+}
+
+/// Parses a segment's bytes, keeping every intact record (see the module documentation).
 pub fn scan_segment(data: &[u8]) -> SegmentScan {
+    if data.len() >= MAGIC.len() && &data[..MAGIC.len()] == MAGIC_V1 {
+        return scan_segment_v1(data);
+    }
     let mut scan = SegmentScan::default();
     if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
         scan.damage = Some("segment header missing or not a slo-gate WAL segment".into());
@@ -70,32 +116,85 @@ pub fn scan_segment(data: &[u8]) -> SegmentScan {
     scan.valid_len = at as u64;
     while at < data.len() {
         let rest = &data[at..];
-        if rest.len() < RECORD_HEADER {
-            scan.damage = Some(format!("torn record header at byte {at}"));
-            break;
-        }
-        let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+        let Some(len) = header_at(rest) else {
+            if rest.len() < RECORD_HEADER && rest.starts_with(&SYNC.to_le_bytes()[..rest.len().min(4)]) {
+                scan.torn_tail = true;
+                scan.note(format!("torn record header at byte {at}"));
+                break;
+            }
+            // Damaged header: look for the next intact one.
+            let next = (at + 1..data.len()).find(|&i| header_at(&data[i..]).is_some());
+            let resume = next.unwrap_or(data.len());
+            scan.skipped_bytes += (resume - at) as u64;
+            scan.note(format!("damaged record header at byte {at}; {} bytes skipped", resume - at));
+            at = resume;
+            continue;
+        };
         if rest.len() < RECORD_HEADER + len {
-            scan.damage = Some(format!(
+            scan.torn_tail = true;
+            scan.note(format!(
                 "torn record at byte {at}: {len} bytes announced, {} present",
                 rest.len() - RECORD_HEADER
             ));
             break;
         }
-        let body = &data[at + RECORD_HEADER..at + RECORD_HEADER + len];
+        let body = &rest[RECORD_HEADER..RECORD_HEADER + len];
+        let body_crc = u32::from_le_bytes(rest[8..12].try_into().expect("4 bytes"));
+        let decoded =
+            if crc32fast::hash(body) != body_crc { Err("checksum mismatch".to_string()) } else { decode_body(body) };
+        match decoded {
+            Ok(record) => {
+                scan.records.push(record);
+                scan.valid_len = (at + RECORD_HEADER + len) as u64;
+            }
+            Err(why) => {
+                scan.skipped_records += 1;
+                scan.note(format!("record at byte {at} skipped: {why}"));
+            }
+        }
+        at += RECORD_HEADER + len;
+    }
+    scan
+}
+
+/// Segments of the first format, whose records cannot be resynchronised: reading stops at the
+/// first damaged record.
+fn scan_segment_v1(data: &[u8]) -> SegmentScan {
+    let mut scan = SegmentScan::default();
+    let mut at = MAGIC_V1.len();
+    scan.valid_len = at as u64;
+    while at < data.len() {
+        let rest = &data[at..];
+        if rest.len() < RECORD_HEADER_V1 {
+            scan.torn_tail = true;
+            scan.damage = Some(format!("torn record header at byte {at}"));
+            break;
+        }
+        let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+        if rest.len() < RECORD_HEADER_V1 + len {
+            scan.torn_tail = true;
+            scan.damage = Some(format!(
+                "torn record at byte {at}: {len} bytes announced, {} present",
+                rest.len() - RECORD_HEADER_V1
+            ));
+            break;
+        }
+        let body = &rest[RECORD_HEADER_V1..RECORD_HEADER_V1 + len];
         if crc32fast::hash(body) != crc {
+            scan.torn_tail = true;
             scan.damage = Some(format!("checksum mismatch in record at byte {at}"));
             break;
         }
         match decode_body(body) {
             Ok(record) => scan.records.push(record),
             Err(why) => {
+                scan.torn_tail = true;
                 scan.damage = Some(format!("record at byte {at}: {why}"));
                 break;
             }
         }
-        at += RECORD_HEADER + len;
+        at += RECORD_HEADER_V1 + len;
         scan.valid_len = at as u64;
     }
     scan
@@ -185,13 +284,14 @@ impl WalDir {
         Ok(Segment { seq, file, len: MAGIC.len() as u64 })
     }
 
-    /// Reads segment `seq` and, when its tail is damaged, cuts the file back to its last good
-    /// record so that the damage is reported once.
+    /// Reads segment `seq` and, when its tail is torn, cuts the file back to its last good
+    /// record so that the damage is reported once. Damage inside the segment stays until the
+    /// segment is flushed and deleted (the store flushes at once after a damaged replay).
     pub fn replay_segment(&self, seq: u64) -> io::Result<SegmentScan> {
         let path = self.segment_path(seq);
         let data = fs::read(&path)?;
         let scan = scan_segment(&data);
-        if scan.damage.is_some() && (scan.valid_len as usize) < data.len() && scan.valid_len > 0 {
+        if scan.torn_tail && (scan.valid_len as usize) < data.len() && scan.valid_len > 0 {
             OpenOptions::new().write(true).open(&path)?.set_len(scan.valid_len)?;
         }
         Ok(scan)
@@ -301,5 +401,89 @@ mod tests {
         assert!(scan.records.is_empty());
         assert_eq!(scan.valid_len, 0);
         assert!(scan.damage.is_some());
+    }
+}
+
+#[cfg(test)]
+mod damage_tests {
+    use super::*;
+
+    fn hundred_records() -> (Vec<u8>, Vec<usize>) {
+        let mut data = MAGIC.to_vec();
+        let mut starts = Vec::new();
+        for i in 0..100u32 {
+            starts.push(data.len());
+            let payload = format!("payload number {i} with some length to it").into_bytes();
+            encode_record(&mut data, &Tenant::parse("t").unwrap(), Signal::Traces, &payload);
+        }
+        (data, starts)
+    }
+
+    // issue 11 #7: one byte flipped in record 30 of 100 dropped records 30 to 100.
+    #[test]
+    fn a_damaged_record_in_the_middle_costs_that_record_only() {
+        let (mut data, starts) = hundred_records();
+        // A byte of record 30's payload (0-based 29).
+        data[starts[29] + 20] ^= 0x40;
+        let scan = scan_segment(&data);
+        assert_eq!(scan.records.len(), 99, "{:?}", scan.damage);
+        assert_eq!(scan.skipped_records, 1);
+        assert!(!scan.records.iter().any(|r| r.payload.as_ref() == b"payload number 29 with some length to it"));
+        assert_eq!(scan.records[98].payload.as_ref(), b"payload number 99 with some length to it");
+    }
+
+    #[test]
+    fn a_damaged_header_resynchronises_at_the_next_record() {
+        let (mut data, starts) = hundred_records();
+        // The length field of record 30: without a header checksum it would send the reader
+        // anywhere.
+        data[starts[29] + 5] ^= 0x7f;
+        let scan = scan_segment(&data);
+        assert_eq!(scan.records.len(), 99, "{:?}", scan.damage);
+        assert_eq!(scan.skipped_bytes as usize, starts[30] - starts[29]);
+        assert!(!scan.torn_tail);
+    }
+
+    #[test]
+    fn garbage_in_the_middle_costs_the_records_it_overwrote() {
+        let (mut data, starts) = hundred_records();
+        // 1,500 bytes of garbage from the middle of record 40's header on.
+        let (from, len) = (starts[39] + 7, 1500);
+        for (i, b) in data[from..from + len].iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(31).wrapping_add(7);
+        }
+        let scan = scan_segment(&data);
+        let ends: Vec<usize> = starts.iter().skip(1).copied().chain([data.len()]).collect();
+        let lost = starts.iter().zip(&ends).filter(|&(&s, &e)| s < from + len && e > from).count();
+        assert!(lost > 20);
+        assert_eq!(scan.records.len(), 100 - lost, "{:?}", scan.damage);
+        assert_eq!(scan.records.last().unwrap().payload.as_ref(), b"payload number 99 with some length to it");
+    }
+
+    #[test]
+    fn a_torn_tail_after_damage_is_still_a_torn_tail() {
+        let (mut data, starts) = hundred_records();
+        data[starts[10] + 20] ^= 1;
+        data.truncate(data.len() - 3);
+        let scan = scan_segment(&data);
+        assert_eq!(scan.records.len(), 98);
+        assert!(scan.torn_tail);
+        assert_eq!(scan.valid_len as usize, starts[99]);
+    }
+
+    #[test]
+    fn first_format_segments_are_still_read() {
+        let mut data = MAGIC_V1.to_vec();
+        for payload in [&b"one"[..], b"two"] {
+            let body: Vec<u8> = [&[Signal::Logs.wal_code(), 1, b'a'][..], payload].concat();
+            data.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            data.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+            data.extend_from_slice(&body);
+        }
+        let scan = scan_segment(&data);
+        assert_eq!(scan.damage, None);
+        assert_eq!(scan.records.len(), 2);
+        assert_eq!(scan.records[1].payload.as_ref(), b"two");
+        assert_eq!(scan.records[1].signal, Signal::Logs);
     }
 }
