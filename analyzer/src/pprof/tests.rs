@@ -146,3 +146,26 @@ fn gunzip_is_capped() {
     let limit = plain.len() as u64 - 1;
     assert!(matches!(decode_with_limit(&gz, limit), Err(DecodeError::TooLarge { limit: l }) if l == limit));
 }
+
+// issue 11 #2: a pprof of a million copies of one sample (22 KB gzipped) held a million
+// decoded samples twice over; `decode_merged` keeps one per distinct sample.
+#[test]
+fn merged_decoding_sums_equal_samples_and_keeps_distinct_ones() {
+    let mut wire = valid();
+    let one = wire.sample[0].clone();
+    let other = proto::Sample { location_id: vec![2], value: vec![5], label: vec![] };
+    let labelled = proto::Sample { label: vec![proto::Label { key: 1, str: 2, ..Default::default() }], ..one.clone() };
+    wire.sample = vec![one.clone(), other.clone(), one.clone(), labelled, one];
+    let bytes = wire.encode_to_vec();
+    let plain = decode(&bytes).unwrap();
+    let merged = super::decode_merged(&bytes, 1 << 20).unwrap();
+    assert_eq!(plain.samples.len(), 5);
+    assert_eq!(merged.samples.len(), 3);
+    assert_eq!(merged.samples[0].values, vec![21]);
+    assert_eq!(merged.samples[1].values, vec![5]);
+    assert_eq!(flat_and_cum(&plain, 0).unwrap(), flat_and_cum(&merged, 0).unwrap());
+    // A sample with a different number of values is still refused.
+    let mut wire = valid();
+    wire.sample.push(proto::Sample { value: vec![1, 2], ..wire.sample[0].clone() });
+    assert!(super::decode_merged(&wire.encode_to_vec(), 1 << 20).is_err());
+}

@@ -87,17 +87,37 @@ pub fn to_otlp(
     let profile_attributes: Vec<i32> =
         labels.attributes.iter().map(|(k, v)| dict.attribute(k, string_value(v.clone()), "")).collect();
 
-    // Stacks and sample attributes are shared by every sample type's profile.
-    let samples: Vec<(i32, Vec<i32>)> = profile.samples.iter().map(|s| dict.sample(profile, s)).collect();
+    // Stacks and sample attributes are shared by every sample type's profile. Samples with the
+    // same stack and labels are one sample, their values summed (as `pprof -proto` merges
+    // them), so a profile repeating one sample a million times converts to one sample.
+    // (stack index, attribute indices) → summed values per sample type.
+    type Key = (i32, Vec<i32>);
+    let mut merged: Vec<(Key, Vec<i64>)> = Vec::new();
+    let mut index: HashMap<Key, usize> = HashMap::new();
+    for s in &profile.samples {
+        let key = dict.sample(profile, s);
+        match index.get(&key) {
+            Some(&at) => {
+                for (sum, v) in merged[at].1.iter_mut().zip(&s.values) {
+                    *sum = sum.saturating_add(*v);
+                }
+            }
+            None => {
+                index.insert(key.clone(), merged.len());
+                let mut values = s.values.clone();
+                values.resize(profile.sample_types.len(), 0);
+                merged.push((key, values));
+            }
+        }
+    }
+    drop(index);
     let mut profiles = Vec::with_capacity(profile.sample_types.len());
     for (index, sample_type) in profile.sample_types.iter().enumerate() {
         let sample_type = Some(dict.value_type(sample_type));
-        let otlp_samples = profile
-            .samples
+        let otlp_samples = merged
             .iter()
-            .zip(&samples)
-            .filter_map(|(s, (stack_index, attribute_indices))| {
-                let value = s.values.get(index).copied().filter(|&v| v != 0)?;
+            .filter_map(|((stack_index, attribute_indices), values)| {
+                let value = values.get(index).copied().filter(|&v| v != 0)?;
                 Some(otlp::Sample {
                     stack_index: *stack_index,
                     attribute_indices: attribute_indices.clone(),
@@ -406,7 +426,7 @@ mod tests {
     /// Flat and cum per function, from stored rows of one sample type.
     fn totals(rows: &[crate::model::ProfileRow], sample_type: &str) -> BTreeMap<String, (i64, i64)> {
         let mut totals: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-        for row in rows.iter().filter(|r| &*r.sample_type == sample_type) {
+        for row in rows.iter().filter(|r| &*r.profile.sample_type == sample_type) {
             let frames: Vec<RowFrame> = serde_json::from_str(&row.stack).unwrap();
             let mut seen = std::collections::HashSet::new();
             for f in &frames {

@@ -278,7 +278,7 @@ pub fn convert_push(
     for (si, series) in request.series.iter().enumerate() {
         let labels = SeriesLabels::new(None, series.labels.iter().map(|l| (l.name.clone(), l.value.clone())));
         for (pi, sample) in series.samples.iter().enumerate() {
-            let profile = analyzer::pprof::decode_with_limit(&sample.raw_profile, max_profile_bytes)
+            let profile = analyzer::pprof::decode_merged(&sample.raw_profile, max_profile_bytes)
                 .map_err(|source| PushError::Pprof { series: si, sample: pi, source })?;
             let key = if sample.id.is_empty() { sample.raw_profile.as_slice() } else { sample.id.as_bytes() };
             out.push(to_otlp(&profile, &labels, Fallback { time_unix_nano: now, duration_nano: 0 }, key));
@@ -350,7 +350,7 @@ pub fn convert_ingest(
     let profile = match format.as_str() {
         "pprof" => {
             let bytes = if multipart { multipart_field(content_type, body, "profile")? } else { body };
-            analyzer::pprof::decode_with_limit(bytes, max_profile_bytes)?
+            analyzer::pprof::decode_merged(bytes, max_profile_bytes)?
         }
         "folded" => {
             let text = std::str::from_utf8(body)
