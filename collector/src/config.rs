@@ -75,10 +75,19 @@ pub struct StorageConfig {
     pub group_commit_interval: HumanDuration,
     /// The in-memory head is written to Parquet parts at least this often.
     pub flush_interval: HumanDuration,
-    /// ... or as soon as it holds this many bytes of encoded OTLP.
+    /// ... or as soon as its rows hold this many bytes of memory. New data is refused
+    /// (429 / `UNAVAILABLE`, retryable) while the head holds twice this.
     pub max_head_bytes: u64,
     /// How often retention runs.
     pub retention_interval: HumanDuration,
+    /// A tenant with at least this many bytes of rows of one signal and hour in a flush gets a
+    /// Parquet part of its own; tenants with less share one part per signal and hour, so a
+    /// flush of a thousand small tenants writes a few files, not thousands.
+    pub min_tenant_part_bytes: u64,
+    /// After start-up, read every Parquet part once in the background and check it against
+    /// the checksum recorded when it was written, setting aside the damaged ones. (Parts are
+    /// checked whenever a query reads them either way.)
+    pub verify_parts_at_start: bool,
 }
 
 impl Default for StorageConfig {
@@ -87,8 +96,10 @@ impl Default for StorageConfig {
             durability: Durability::Group,
             group_commit_interval: HumanDuration(Duration::from_millis(5)),
             flush_interval: HumanDuration(Duration::from_secs(30)),
-            max_head_bytes: 12 << 20,
+            max_head_bytes: 64 << 20,
             retention_interval: HumanDuration(Duration::from_secs(300)),
+            min_tenant_part_bytes: 1 << 20,
+            verify_parts_at_start: true,
         }
     }
 }
@@ -104,11 +115,21 @@ pub struct Limits {
     pub max_attributes_per_item: usize,
     /// Export requests being processed at once; more are answered 503 / `UNAVAILABLE`.
     pub max_inflight_requests: usize,
+    /// A request whose stored rows would take more than this many times its own (decoded,
+    /// uncompressed) size in memory is refused (413 / `RESOURCE_EXHAUSTED`). Real telemetry
+    /// takes 2–10 times; a request of nearly empty items, or of items sharing one large value
+    /// that storage would copy, can take hundreds.
+    pub max_memory_expansion: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_request_bytes: 16 << 20, max_attributes_per_item: 128, max_inflight_requests: 1024 }
+        Limits {
+            max_request_bytes: 16 << 20,
+            max_attributes_per_item: 128,
+            max_inflight_requests: 1024,
+            max_memory_expansion: 32,
+        }
     }
 }
 

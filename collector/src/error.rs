@@ -66,6 +66,12 @@ pub enum IngestError {
     Invalid(String),
     #[error("request body is {size} bytes; the limit is {limit} bytes")]
     TooLarge { size: usize, limit: usize },
+    /// The request is small but would take far more memory once stored (items sharing one
+    /// large value, or many nearly empty items).
+    #[error(
+        "request of {size} bytes would take {bytes} bytes of memory ({what}); at most {factor} times its size is accepted (limits.max_memory_expansion)"
+    )]
+    Expands { what: &'static str, bytes: u64, size: u64, factor: u64 },
     #[error("unsupported {what} {value:?}; {expected}")]
     UnsupportedMediaType { what: &'static str, value: String, expected: &'static str },
     #[error("{0}")]
@@ -80,7 +86,7 @@ impl IngestError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             IngestError::Malformed { .. } | IngestError::Invalid(_) | IngestError::Tenant(_) => ErrorKind::BadRequest,
-            IngestError::TooLarge { .. } => ErrorKind::TooLarge,
+            IngestError::TooLarge { .. } | IngestError::Expands { .. } => ErrorKind::TooLarge,
             IngestError::UnsupportedMediaType { .. } => ErrorKind::UnsupportedMediaType,
             IngestError::Overloaded(_) => ErrorKind::Overloaded,
             IngestError::Storage(_) => ErrorKind::Unavailable,

@@ -25,11 +25,16 @@ pub struct Telemetry {
     pub wal_write_errors: AtomicU64,
     pub wal_replayed_records: AtomicU64,
     pub wal_damaged_segments: AtomicU64,
+    pub wal_skipped_records: AtomicU64,
+    pub wal_skipped_bytes: AtomicU64,
     pub flushes: AtomicU64,
     pub flush_failures: AtomicU64,
     pub flush_nanos: AtomicU64,
     pub parts_written: AtomicU64,
     pub parts_deleted_by_retention: AtomicU64,
+    pub parts_quarantined: AtomicU64,
+    pub parts_adopted: AtomicU64,
+    pub parts_verified: AtomicU64,
     pub head_bytes: AtomicU64,
     pub head_items: AtomicU64,
 }
@@ -134,8 +139,20 @@ impl Telemetry {
             (
                 "slo_gate_wal_damaged_segments_total",
                 "counter",
-                "Segments whose tail was torn or corrupt at start-up (the damaged tail was dropped).",
+                "Segments found damaged at start-up (a torn tail, or damaged records inside).",
                 &self.wal_damaged_segments,
+            ),
+            (
+                "slo_gate_wal_skipped_records_total",
+                "counter",
+                "Damaged write-ahead-log records skipped at start-up (every intact record around them was kept).",
+                &self.wal_skipped_records,
+            ),
+            (
+                "slo_gate_wal_skipped_bytes_total",
+                "counter",
+                "Bytes of write-ahead log skipped at start-up while looking for the next intact record.",
+                &self.wal_skipped_bytes,
             ),
             ("slo_gate_flushes_total", "counter", "Head blocks written to Parquet parts.", &self.flushes),
             (
@@ -151,7 +168,25 @@ impl Telemetry {
                 "Parquet parts deleted by retention.",
                 &self.parts_deleted_by_retention,
             ),
-            ("slo_gate_head_bytes", "gauge", "Encoded bytes held in the in-memory head.", &self.head_bytes),
+            (
+                "slo_gate_parts_quarantined_total",
+                "counter",
+                "Damaged, missing or unknown files found in the data directory and set aside (each reported once).",
+                &self.parts_quarantined,
+            ),
+            (
+                "slo_gate_parts_adopted_total",
+                "counter",
+                "Parts found on disk without a catalog entry and entered after they decoded.",
+                &self.parts_adopted,
+            ),
+            (
+                "slo_gate_parts_verified_total",
+                "counter",
+                "Parts whose checksum the start-up verification pass has checked.",
+                &self.parts_verified,
+            ),
+            ("slo_gate_head_bytes", "gauge", "Memory held by rows in the in-memory head.", &self.head_bytes),
             ("slo_gate_head_items", "gauge", "Items held in the in-memory head.", &self.head_items),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Relaxed));

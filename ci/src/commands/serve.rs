@@ -41,7 +41,7 @@ pub struct ServeArgs {
     /// Write the in-memory head to Parquet parts at least this often [default: 30s].
     #[arg(long, env = "SLO_GATE_FLUSH_INTERVAL")]
     pub flush_interval: Option<HumanDuration>,
-    /// ... or when it holds this many bytes of encoded OTLP [default: 12582912].
+    /// ... or when its rows hold this many bytes of memory [default: 67108864].
     #[arg(long, env = "SLO_GATE_MAX_HEAD_BYTES")]
     pub max_head_bytes: Option<u64>,
     /// Largest request body, after decompression [default: 16777216].

@@ -37,7 +37,7 @@ impl Row for LogRow {
 }
 
 pub fn rows_from_request(request: ExportLogsServiceRequest) -> Vec<LogRow> {
-    let mut rows = Vec::new();
+    let mut rows = Vec::with_capacity(crate::receive::validate::count_logs(&request) as usize);
     for rl in request.resource_logs {
         let resource = Arc::new(ResourceColumns::from_otlp(rl.resource.as_ref(), &rl.schema_url));
         for sl in rl.scope_logs {

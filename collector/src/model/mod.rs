@@ -75,6 +75,107 @@ impl Rows {
     }
 }
 
+impl Rows {
+    /// An estimate of the memory the rows hold: each row, the text it owns, and each value it
+    /// shares with other rows (resource, scope, metric descriptor, profile, stack, attribute
+    /// set) once. The head is bounded by this, not by the size of the requests, which a
+    /// request whose items share one large value can exceed many times over.
+    pub fn memory_bytes(&self) -> u64 {
+        let mut shared = SharedValues::default();
+        let own: usize = match self {
+            Rows::Spans(rows) => rows
+                .iter()
+                .map(|r| {
+                    shared.common(&r.resource, &r.scope);
+                    std::mem::size_of_val(r)
+                        + r.trace_state.capacity()
+                        + r.name.capacity()
+                        + r.status_message.capacity()
+                        + r.http_route.as_ref().map_or(0, String::capacity)
+                        + r.attributes.capacity()
+                        + r.events.capacity()
+                        + r.links.capacity()
+                })
+                .sum(),
+            Rows::Metrics(rows) => rows
+                .iter()
+                .map(|r| {
+                    shared.common(&r.resource, &r.scope);
+                    let m = &r.metric;
+                    shared.add(m, m.name.len() + m.description.len() + m.unit.len() + m.metadata.len());
+                    std::mem::size_of_val(r) + r.attributes.capacity() + r.detail.capacity() + r.exemplars.capacity()
+                })
+                .sum(),
+            Rows::Logs(rows) => rows
+                .iter()
+                .map(|r| {
+                    shared.common(&r.resource, &r.scope);
+                    std::mem::size_of_val(r)
+                        + r.severity_text.capacity()
+                        + r.body.capacity()
+                        + r.attributes.capacity()
+                        + r.event_name.capacity()
+                })
+                .sum(),
+            Rows::Profiles(rows) => rows
+                .iter()
+                .map(|r| {
+                    shared.common(&r.resource, &r.scope);
+                    let p = &r.profile;
+                    let texts = p.sample_type.len() + p.sample_unit.len() + p.period_type.len() + p.period_unit.len();
+                    shared.add(p, std::mem::size_of_val(&**p) + texts);
+                    shared.add(&r.stack, r.stack.len());
+                    shared.add(&r.attributes, r.attributes.len());
+                    std::mem::size_of_val(r)
+                })
+                .sum(),
+        };
+        (own + shared.bytes) as u64
+    }
+}
+
+/// Shared values already counted, by address.
+#[derive(Default)]
+struct SharedValues {
+    seen: std::collections::HashSet<usize>,
+    last: [usize; 2],
+    bytes: usize,
+}
+
+impl SharedValues {
+    /// Counts `bytes` (plus the allocation's header) for `value` unless it was counted.
+    fn add<T: ?Sized>(&mut self, value: &Arc<T>, bytes: usize) {
+        if self.seen.insert(Arc::as_ptr(value) as *const () as usize) {
+            self.bytes += bytes + 2 * std::mem::size_of::<usize>();
+        }
+    }
+
+    fn common(&mut self, resource: &Arc<ResourceColumns>, scope: &Arc<ScopeColumns>) {
+        let key = [Arc::as_ptr(resource) as usize, Arc::as_ptr(scope) as usize];
+        // Rows of one resource and scope come together: skip the set for repeats.
+        if key == self.last {
+            return;
+        }
+        self.last = key;
+        let r = &**resource;
+        let text = |v: &Option<Arc<str>>| v.as_ref().map_or(0, |s| s.len());
+        self.add(
+            resource,
+            std::mem::size_of_val(r)
+                + r.attributes.len()
+                + r.schema_url.len()
+                + text(&r.service_name)
+                + text(&r.service_version)
+                + text(&r.deployment_environment),
+        );
+        let sc = &**scope;
+        self.add(
+            scope,
+            std::mem::size_of_val(sc) + sc.name.len() + sc.version.len() + sc.attributes.len() + sc.schema_url.len(),
+        );
+    }
+}
+
 /// What every row can say about itself: when it happened and which service sent it.
 #[derive(Debug)]
 pub struct RowKey<'a> {

@@ -50,7 +50,11 @@ pub fn router() -> Router<ApiState> {
 }
 
 /// Scans the tenant's profile rows, calling `f` on each.
-fn scan_profiles(state: &ApiState, tenant: &Tenant, mut f: impl FnMut(&ProfileRow)) -> Result<(), QueryError> {
+fn scan_profiles(
+    state: &ApiState,
+    tenant: &Tenant,
+    mut f: impl FnMut(&ProfileRow),
+) -> Result<crate::store::ScanReport, QueryError> {
     let snapshot = state.store.snapshot(tenant, Signal::Profiles);
     state
         .store
@@ -78,8 +82,11 @@ fn type_id(row: &ProfileRow, attributes: &[opentelemetry_proto::tonic::common::v
         .and_then(attrs::as_text)
         .filter(|n| !n.is_empty())
         .map(str::to_string)
-        .unwrap_or_else(|| derived_name(&row.sample_type));
-    format!("{name}:{}:{}:{}:{}", row.sample_type, row.sample_unit, row.period_type, row.period_unit)
+        .unwrap_or_else(|| derived_name(&row.profile.sample_type));
+    format!(
+        "{name}:{}:{}:{}:{}",
+        row.profile.sample_type, row.profile.sample_unit, row.profile.period_type, row.profile.period_unit
+    )
 }
 
 async fn profile_types(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, QueryError> {
@@ -92,7 +99,11 @@ async fn profile_types(State(state): State<ApiState>, headers: HeaderMap) -> Res
         scan_profiles(&state, &tenant, |row| {
             let key = format!(
                 "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
-                row.sample_type, row.sample_unit, row.period_type, row.period_unit, row.attributes
+                row.profile.sample_type,
+                row.profile.sample_unit,
+                row.profile.period_type,
+                row.profile.period_unit,
+                row.attributes
             );
             let id = cache.entry(key).or_insert_with(|| type_id(row, &attrs::decode_lossy(&row.attributes))).clone();
             let services = types.entry(id).or_default();
@@ -374,8 +385,8 @@ fn collect(
     selectors: &[Selector],
 ) -> Result<Vec<Vec<Matched>>, QueryError> {
     let mut out: Vec<Vec<Matched>> = selectors.iter().map(|_| Vec::new()).collect();
-    let mut stacks: HashMap<String, Vec<String>> = HashMap::new();
-    let mut decoded: HashMap<String, Vec<opentelemetry_proto::tonic::common::v1::KeyValue>> = HashMap::new();
+    let mut stacks: HashMap<Arc<str>, Vec<String>> = HashMap::new();
+    let mut decoded: HashMap<Arc<str>, Vec<opentelemetry_proto::tonic::common::v1::KeyValue>> = HashMap::new();
     let mut resources: HashMap<Arc<str>, Vec<opentelemetry_proto::tonic::common::v1::KeyValue>> = HashMap::new();
     let run_labels: Vec<&str> = match &filter.run_label {
         Some(label) => vec![label.as_str()],
@@ -383,10 +394,10 @@ fn collect(
     };
     scan_profiles(state, tenant, |row| {
         let k = &filter.kind;
-        if *row.sample_type != *k.sample_type
-            || *row.sample_unit != *k.sample_unit
-            || *row.period_type != *k.period_type
-            || *row.period_unit != *k.period_unit
+        if *row.profile.sample_type != *k.sample_type
+            || *row.profile.sample_unit != *k.sample_unit
+            || *row.profile.period_type != *k.period_type
+            || *row.profile.period_unit != *k.period_unit
             || filter.from.is_some_and(|f| row.time_unix_nano < f)
             || filter.to.is_some_and(|t| row.time_unix_nano > t)
         {
@@ -415,7 +426,7 @@ fn collect(
                         .collect()
                 })
                 .clone();
-            let period = if k.sample_unit == k.period_unit { row.period.max(0) } else { 0 };
+            let period = if k.sample_unit == k.period_unit { row.profile.period.max(0) } else { 0 };
             let resource = resources
                 .entry(row.resource.attributes.clone())
                 .or_insert_with(|| attrs::decode_lossy(&row.resource.attributes));
@@ -425,12 +436,12 @@ fn collect(
                 .and_then(attrs::as_text)
                 .map_or_else(|| Arc::from(""), Arc::from);
             out.push(Matched {
-                profile_id: row.profile_id,
+                profile_id: row.profile.profile_id,
                 value: row.value,
                 period,
                 stack,
                 run,
-                profile_time_unix_nano: row.profile_time_unix_nano,
+                profile_time_unix_nano: row.profile.profile_time_unix_nano,
             });
         }
     })?;

@@ -168,6 +168,9 @@ struct SpanColumns {
     route: Vec<Option<u32>>,
     error: Vec<bool>,
     attributes: Vec<u32>,
+    /// Parts that could not be read (damaged and set aside): the spans they held are missing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
 }
 
 async fn spans(
@@ -196,7 +199,7 @@ async fn spans(
         };
         let mut sets: HashMap<(u32, u32), u32> = HashMap::new();
         let mut attribute_sets: Vec<Vec<(String, String)>> = Vec::new();
-        state
+        let report = state
             .store
             .scan(&snapshot, |rows| {
                 let Rows::Spans(spans) = rows else { return };
@@ -252,6 +255,7 @@ async fn spans(
             names: names.values,
             route_values: route_values.values,
             attribute_sets,
+            warnings: report.warnings,
         };
         serde_json::to_vec(&answer).map_err(|e| QueryError::Storage(format!("cannot encode the spans: {e}")))
     })
@@ -268,10 +272,10 @@ async fn metrics(
     let build = Build::parse(&params)?;
     let name = params.name.clone().filter(|n| !n.is_empty());
     let limit = params.limit.unwrap_or(DEFAULT_SPAN_LIMIT);
-    let mut samples = blocking(move || {
+    let samples = blocking(move || {
         let snapshot = state.store.snapshot(&tenant, Signal::Metrics);
         let mut out: Vec<(u64, Value)> = Vec::new();
-        state
+        let report = state
             .store
             .scan(&snapshot, |rows| {
                 let Rows::Metrics(points) = rows else { return };
@@ -300,17 +304,22 @@ async fn metrics(
                 }
             })
             .map_err(|e| QueryError::Storage(e.to_string()))?;
-        Ok(out)
+        Ok((out, report.warnings))
     })
     .await?;
+    let (mut samples, warnings) = samples;
     samples.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.to_string().cmp(&b.1.to_string())));
     let total = samples.len();
     samples.truncate(limit);
-    Ok(Json(json!({
+    let mut answer = json!({
         "samples": samples.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
         "total": total,
         "truncated": total > limit,
-    })))
+    });
+    if !warnings.is_empty() {
+        answer["warnings"] = json!(warnings);
+    }
+    Ok(Json(answer))
 }
 
 /// One gate run, as `slo-gate check` records it.

@@ -58,6 +58,17 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| QueryError::Storage(format!("query task failed: {e}")))?
 }
 
+/// Adds one `Warning` header (RFC 9111 code 299, "miscellaneous persistent warning") per
+/// warning of a scan, for answers whose body has no place for them.
+pub(crate) fn warning_headers(response: &mut Response, warnings: &[String]) {
+    for w in warnings {
+        let text = w.replace(['"', '\\', '\n', '\r'], " ");
+        if let Ok(value) = http::HeaderValue::from_str(&format!("299 slo-gate \"{text}\"")) {
+            response.headers_mut().append(http::header::WARNING, value);
+        }
+    }
+}
+
 async fn metrics(State(state): State<ApiState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.store.telemetry().render())
         .into_response()

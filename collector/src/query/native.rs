@@ -49,7 +49,7 @@ async fn trace(
     let data = blocking(move || {
         let snapshot = state.store.trace_snapshot(&tenant, &trace_id);
         let mut found = Vec::new();
-        state
+        let report = state
             .store
             .scan(&snapshot, |rows| {
                 if let Rows::Spans(spans) = rows {
@@ -58,12 +58,20 @@ async fn trace(
             })
             .map_err(|e| QueryError::Storage(e.to_string()))?;
         if found.is_empty() {
-            return Err(QueryError::NotFound(format!("trace {id} not found")));
+            let mut message = format!("trace {id} not found");
+            for w in &report.warnings {
+                message.push_str("; ");
+                message.push_str(w);
+            }
+            return Err(QueryError::NotFound(message));
         }
-        Ok(span::to_traces_data(&found))
+        Ok((span::to_traces_data(&found), report.warnings))
     })
     .await?;
-    Ok(Json(data).into_response())
+    let (data, warnings) = data;
+    let mut response = Json(data).into_response();
+    super::warning_headers(&mut response, &warnings);
+    Ok(response)
 }
 
 async fn stats(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, QueryError> {
@@ -119,20 +127,24 @@ async fn list(
     let tenant = tenant(&headers)?;
     let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
     let tenant_name = tenant.as_str().to_string();
-    let mut rows = blocking(move || {
+    let (mut rows, warnings) = blocking(move || {
         let snapshot = state.store.snapshot(&tenant, signal);
         let mut out = Vec::new();
-        state
+        let report = state
             .store
             .scan(&snapshot, |rows| to_json(&filter, rows, &mut out))
             .map_err(|e| QueryError::Storage(e.to_string()))?;
-        Ok(out)
+        Ok((out, report.warnings))
     })
     .await?;
     rows.sort_by_key(|v| v.to_string());
     let truncated = rows.len() > limit;
     rows.truncate(limit);
-    Ok(Json(json!({ "tenant": tenant_name, key: rows, "truncated": truncated })))
+    let mut answer = json!({ "tenant": tenant_name, key: rows, "truncated": truncated });
+    if !warnings.is_empty() {
+        answer["warnings"] = json!(warnings);
+    }
+    Ok(Json(answer))
 }
 
 async fn metric_points(
@@ -229,12 +241,12 @@ async fn profile_samples(
                 "service_name": s.resource.service_name.as_deref(),
                 "service_version": s.resource.service_version.as_deref(),
                 "time_unix_nano": s.time_unix_nano,
-                "profile_id": hex::encode(s.profile_id),
-                "sample_type": &*s.sample_type,
-                "sample_unit": &*s.sample_unit,
-                "period_type": &*s.period_type,
-                "period_unit": &*s.period_unit,
-                "period": s.period,
+                "profile_id": hex::encode(s.profile.profile_id),
+                "sample_type": &*s.profile.sample_type,
+                "sample_unit": &*s.profile.sample_unit,
+                "period_type": &*s.profile.period_type,
+                "period_unit": &*s.profile.period_unit,
+                "period": s.profile.period,
                 "value": s.value,
                 "stack": serde_json::from_str::<Value>(&s.stack).unwrap_or(Value::Null),
                 "attributes": attrs::plain_text(&s.attributes),

@@ -55,6 +55,12 @@ pub trait ExportRequest: Message + Default + serde::de::DeserializeOwned + Send 
 
     /// Items (spans, data points, log records, profiles) in the request.
     fn item_count(&self) -> u64;
+    /// Most storage rows the request can become (profiles: one per sample value).
+    fn max_rows(&self) -> u64 {
+        self.item_count()
+    }
+    /// Size of one storage row of this signal, before the text it owns.
+    const ROW_BYTES: u64;
     /// Removes invalid items, returning how many and why.
     fn validate(&mut self, limits: &Limits) -> Rejections;
     fn into_rows(self) -> Rows;
@@ -66,6 +72,7 @@ fn partial<T>(r: &Rejections, make: impl FnOnce(i64, String) -> T) -> Option<T> 
 }
 
 impl ExportRequest for ExportTraceServiceRequest {
+    const ROW_BYTES: u64 = std::mem::size_of::<model::SpanRow>() as u64;
     const SIGNAL: Signal = Signal::Traces;
     const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
     const GRPC_EXPORT_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -90,6 +97,7 @@ impl ExportRequest for ExportTraceServiceRequest {
 }
 
 impl ExportRequest for ExportMetricsServiceRequest {
+    const ROW_BYTES: u64 = std::mem::size_of::<model::MetricRow>() as u64;
     const SIGNAL: Signal = Signal::Metrics;
     const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
     const GRPC_EXPORT_PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
@@ -114,6 +122,7 @@ impl ExportRequest for ExportMetricsServiceRequest {
 }
 
 impl ExportRequest for ExportLogsServiceRequest {
+    const ROW_BYTES: u64 = std::mem::size_of::<model::LogRow>() as u64;
     const SIGNAL: Signal = Signal::Logs;
     const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
     const GRPC_EXPORT_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
@@ -138,6 +147,7 @@ impl ExportRequest for ExportLogsServiceRequest {
 }
 
 impl ExportRequest for ExportProfilesServiceRequest {
+    const ROW_BYTES: u64 = std::mem::size_of::<model::ProfileRow>() as u64;
     const SIGNAL: Signal = Signal::Profiles;
     const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.profiles.v1development.ProfilesService";
     const GRPC_EXPORT_PATH: &'static str =
@@ -145,6 +155,15 @@ impl ExportRequest for ExportProfilesServiceRequest {
     type Response = ExportProfilesServiceResponse;
     fn item_count(&self) -> u64 {
         validate::count_profiles(self)
+    }
+    fn max_rows(&self) -> u64 {
+        self.resource_profiles
+            .iter()
+            .flat_map(|rp| &rp.scope_profiles)
+            .flat_map(|sp| &sp.profiles)
+            .flat_map(|p| &p.samples)
+            .map(|s| s.values.len() as u64)
+            .sum()
     }
     fn validate(&mut self, limits: &Limits) -> Rejections {
         validate::profiles(self, limits)
@@ -226,13 +245,36 @@ impl Ingest {
         if total == 0 {
             return Ok(R::response(&rejections));
         }
+        // Memory is counted before it is spent: a request whose rows could take more than
+        // `max_memory_expansion` times its own size is refused before conversion, and again
+        // after it when the rows' text makes them larger than the bound foresaw.
+        let size = raw.as_ref().map_or_else(|| request.encoded_len(), Bytes::len).max(1) as u64;
+        let budget = self.limits.max_memory_expansion.saturating_mul(size);
+        let bound = request.max_rows().saturating_mul(R::ROW_BYTES);
+        if bound > budget {
+            return Err(IngestError::Expands {
+                what: "its rows alone",
+                bytes: bound,
+                size,
+                factor: self.limits.max_memory_expansion,
+            });
+        }
         let payload = match raw {
             Some(raw) if rejections.items == 0 => raw,
             _ => Bytes::from(request.encode_to_vec()),
         };
         let rows = request.into_rows();
+        let memory = rows.memory_bytes();
+        if memory > budget {
+            return Err(IngestError::Expands {
+                what: "its rows",
+                bytes: memory,
+                size,
+                factor: self.limits.max_memory_expansion,
+            });
+        }
         let accepted = total - rejections.items;
-        if let Err(err) = self.store.append(tenant, payload, rows).await {
+        if let Err(err) = self.store.append_sized(tenant, payload, rows, memory).await {
             self.telemetry.refused(R::SIGNAL, accepted);
             return Err(err);
         }

@@ -1,7 +1,7 @@
 //! The flusher thread: turns frozen head blocks into Parquet parts, advances the WAL
 //! checkpoint, deletes flushed segments, and applies retention.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -12,7 +12,7 @@ use crate::signal::Signal;
 use crate::tenant::Tenant;
 
 use super::Shared;
-use super::head::{Block, Chunk};
+use super::head::Block;
 use super::parts::{self, PartMeta};
 use super::writer::Op;
 
@@ -86,55 +86,79 @@ fn flush(shared: &Shared, writer: &SyncSender<Op>) -> Result<(), String> {
     }
 }
 
-/// Rows to write, by tenant, signal and hour directory, with the chunk each came from.
-type Groups<'a> = BTreeMap<(Tenant, Signal, String), Vec<(&'a Rows, &'a Chunk)>>;
+/// One tenant's rows of one signal and hour in a block, and the memory they hold.
+type Group<'a> = (Vec<&'a Rows>, u64);
+/// The tenants of one part and their rows.
+type Members<'a> = Vec<(&'a Tenant, Vec<&'a Rows>)>;
 
-/// Groups a block's rows by tenant, signal and hour and writes one part per group.
+/// Groups a block's rows by signal, hour and tenant and writes them as parts: a tenant with
+/// at least `min_tenant_part_bytes` of rows in an hour gets a part of its own, and the other
+/// tenants of that signal and hour share one part. A flush of many small tenants so writes a
+/// few files per signal and hour instead of one per tenant. The parts are entered in the
+/// catalog before the caller moves the checkpoint.
 fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<Vec<PartMeta>, String> {
     // Chunks whose rows all fall in one hour are written as they are; the others are split.
     let mut split: Vec<(Tenant, Rows)> = Vec::new();
-    let mut whole: BTreeMap<(Tenant, Signal, String), Vec<&Arc<Chunk>>> = BTreeMap::new();
+    let mut groups: BTreeMap<(Signal, String), BTreeMap<Tenant, Group<'_>>> = BTreeMap::new();
     for chunk in &block.chunks {
         if chunk.rows.is_empty() {
             continue;
         }
         let (lo, hi) = (parts::hour_dir(chunk.min_time), parts::hour_dir(chunk.max_time));
         if lo == hi {
-            whole.entry((chunk.tenant.clone(), chunk.rows.signal(), lo)).or_default().push(chunk);
+            let group = groups.entry((chunk.rows.signal(), lo)).or_default().entry(chunk.tenant.clone()).or_default();
+            group.0.push(&chunk.rows);
+            group.1 += chunk.bytes;
         } else {
             for rows in split_by_hour(&chunk.rows) {
                 split.push((chunk.tenant.clone(), rows));
             }
         }
     }
-    let mut groups: Groups<'_> = BTreeMap::new();
-    for (key, chunks) in &whole {
-        groups.entry(key.clone()).or_default().extend(chunks.iter().map(|c| (&c.rows, &***c)));
-    }
-    let split_chunks: Vec<Chunk> = split.into_iter().map(|(tenant, rows)| Chunk::new(tenant, rows, 0)).collect();
-    for chunk in &split_chunks {
-        let hour = parts::hour_dir(chunk.min_time);
-        groups.entry((chunk.tenant.clone(), chunk.rows.signal(), hour)).or_default().push((&chunk.rows, chunk));
+    let split_bytes: Vec<u64> = split.iter().map(|(_, rows)| rows.memory_bytes()).collect();
+    for ((tenant, rows), bytes) in split.iter().zip(split_bytes) {
+        let mut hour = String::new();
+        rows.for_each_key(|k| {
+            if hour.is_empty() {
+                hour = parts::hour_dir(k.time_unix_nano);
+            }
+        });
+        let group = groups.entry((rows.signal(), hour)).or_default().entry(tenant.clone()).or_default();
+        group.0.push(rows);
+        group.1 += bytes;
     }
 
+    let threshold = shared.settings.min_tenant_part_bytes;
     let mut metas = Vec::new();
-    for ((tenant, signal, hour), members) in groups {
-        let rows: Vec<&Rows> = members.iter().map(|(r, _)| *r).collect();
-        let path = parts::write_part(&shared.parts_root, &tenant, &hour, seq, &rows).map_err(|e| e.to_string())?;
-        let Some(path) = path else { continue };
-        let mut services = BTreeSet::new();
-        let (mut min_time, mut max_time, mut n) = (u64::MAX, 0, 0u64);
-        for (_, chunk) in &members {
-            services.extend(chunk.services.iter().cloned());
-            min_time = min_time.min(chunk.min_time);
-            max_time = max_time.max(chunk.max_time);
-            n += chunk.rows.len() as u64;
+    for ((signal, hour), tenants) in &groups {
+        let (own, small): (Vec<_>, Vec<_>) = tenants.iter().partition(|(_, (_, bytes))| *bytes >= threshold);
+        let mut files: Vec<(String, Members<'_>)> = Vec::new();
+        for (tenant, (rows, _)) in own {
+            files.push((parts::part_name(tenant.as_str(), *signal, hour, seq), vec![(tenant, rows.clone())]));
         }
-        shared.telemetry.parts_written.fetch_add(1, Relaxed);
-        shared.telemetry.stored(signal, n);
-        let trace_keys = parts::trace_keys(rows.iter().copied());
-        metas.push(PartMeta { path, tenant, signal, seq, rows: n, min_time, max_time, services, trace_keys });
+        match small.len() {
+            0 => {}
+            1 => {
+                let (tenant, (rows, _)) = small[0];
+                files.push((parts::part_name(tenant.as_str(), *signal, hour, seq), vec![(tenant, rows.clone())]));
+            }
+            _ => files.push((
+                parts::part_name(parts::SHARED_DIR, *signal, hour, seq),
+                small.iter().map(|(tenant, (rows, _))| (*tenant, rows.clone())).collect(),
+            )),
+        }
+        for (name, members) in files {
+            let Some(meta) =
+                parts::write_part(&shared.data_dir, &name, seq, *signal, &members).map_err(|e| e.to_string())?
+            else {
+                continue;
+            };
+            shared.telemetry.parts_written.fetch_add(1, Relaxed);
+            shared.telemetry.stored(*signal, meta.tenants.iter().map(|t| t.rows).sum());
+            metas.push(meta);
+        }
     }
+    shared.catalog.add(&metas).map_err(|e| format!("cannot record parts in the catalog: {e}"))?;
     Ok(metas)
 }
 
@@ -159,15 +183,18 @@ pub(crate) fn apply_retention(shared: &Shared, now_unix_nano: u64) -> Result<usi
     let cutoff = now_unix_nano.saturating_sub(shared.settings.retention.as_nanos() as u64);
     let expired: Vec<Arc<PartMeta>> = {
         let mut state = shared.write();
-        let (old, keep): (Vec<_>, Vec<_>) = state.parts.drain(..).partition(|p| p.max_time < cutoff);
+        let (old, keep): (Vec<_>, Vec<_>) = state.parts.drain(..).partition(|p| p.max_time() < cutoff);
         state.parts = keep;
         old
     };
     for part in &expired {
+        // Out of the catalog first: a crash before the file is gone leaves a file that is
+        // entered again at start-up and expires again, never an entry without its file.
+        shared.catalog.remove(&part.name).map_err(|e| format!("cannot record retention of {}: {e}", part.name))?;
         match std::fs::remove_file(&part.path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot delete {}: {e}", part.path.display())),
+            Err(e) => return Err(format!("cannot delete {}: {e}", part.name)),
         }
         // Remove the hour directory once it is empty; a non-empty one stays.
         if let Some(dir) = part.path.parent() {

@@ -21,7 +21,7 @@ pub struct Chunk {
     pub max_time: u64,
     /// `(service.name, service.version)` pairs present.
     pub services: BTreeSet<(String, Option<String>)>,
-    /// Encoded size of the request, which bounds the head's memory.
+    /// Memory the rows hold ([`Rows::memory_bytes`]), which bounds the head.
     pub bytes: u64,
 }
 

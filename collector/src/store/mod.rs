@@ -15,10 +15,12 @@
 //! Queries see the head (active and frozen blocks) and the parts catalog together, taken
 //! under one lock, so a block moving from the head to parts is seen exactly once.
 
+pub mod catalog;
 pub mod head;
 pub mod parts;
 pub mod wal;
 
+mod columns;
 mod flush;
 mod writer;
 
@@ -37,8 +39,9 @@ use crate::signal::Signal;
 use crate::telemetry::Telemetry;
 use crate::tenant::Tenant;
 
+use catalog::Catalog;
 use head::{Chunk, Head};
-use parts::PartMeta;
+use parts::{PartError, PartMeta};
 
 /// Failures opening the store.
 #[derive(Debug, thiserror::Error)]
@@ -47,11 +50,11 @@ pub enum OpenError {
     Io { path: PathBuf, source: std::io::Error },
     /// Another process holds the data directory's lock: two writers would corrupt it.
     #[error(
-        "data directory {path} is in use by another slo-gate process (it holds {path}/LOCK); stop it, or query it over its API"
+        "data directory {path} is in use by another slo-gate process (it holds a lock on the directory); stop it, or query it over its API"
     )]
     Locked { path: PathBuf },
-    #[error(transparent)]
-    Part(#[from] parts::PartError),
+    #[error("part catalog in {path}: {source}")]
+    Catalog { path: PathBuf, source: std::io::Error },
 }
 
 /// Storage settings the store needs.
@@ -63,6 +66,8 @@ pub struct StoreSettings {
     pub max_head_bytes: u64,
     pub retention: Duration,
     pub retention_interval: Duration,
+    pub min_tenant_part_bytes: u64,
+    pub verify_parts_at_start: bool,
 }
 
 impl StoreSettings {
@@ -74,6 +79,8 @@ impl StoreSettings {
             max_head_bytes: storage.max_head_bytes,
             retention,
             retention_interval: storage.retention_interval.0,
+            min_tenant_part_bytes: storage.min_tenant_part_bytes,
+            verify_parts_at_start: storage.verify_parts_at_start,
         }
     }
 }
@@ -89,9 +96,12 @@ pub(crate) struct State {
 pub(crate) struct Shared {
     pub state: RwLock<State>,
     pub settings: StoreSettings,
-    pub parts_root: PathBuf,
+    pub data_dir: PathBuf,
+    pub catalog: Catalog,
     pub wal: wal::WalDir,
     pub telemetry: Arc<Telemetry>,
+    /// Set by [`Store::close`]; background passes stop early.
+    pub closing: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -100,6 +110,29 @@ impl Shared {
     }
     pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a damaged part out of the store: out of the catalog, its file moved to the
+    /// quarantine directory, counted and logged once (by whichever caller finds it first).
+    /// Returns the warning to put in answers that would have read it.
+    pub fn quarantine(&self, part: &Arc<PartMeta>, err: &PartError) -> String {
+        let first = {
+            let mut state = self.write();
+            let before = state.parts.len();
+            state.parts.retain(|p| !Arc::ptr_eq(p, part));
+            state.parts.len() < before
+        };
+        if first {
+            self.telemetry.parts_quarantined.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(part = %part.name, %err, "damaged part set aside; the rest of the store is served");
+            if let Err(e) = catalog::quarantine(&self.data_dir, &part.name) {
+                tracing::error!(part = %part.name, %e, "cannot move the damaged part aside");
+            }
+            if let Err(e) = self.catalog.remove(&part.name) {
+                tracing::error!(part = %part.name, %e, "cannot record the damaged part in the catalog");
+            }
+        }
+        format!("{err}; it was set aside and its data is missing from this answer")
     }
 }
 
@@ -110,15 +143,22 @@ pub struct Store {
     writer: SyncSender<writer::Op>,
     flusher: SyncSender<flush::Request>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
-    /// The data directory's exclusive lock, held until [`Store::close`].
+    /// The data directory, opened and exclusively locked until [`Store::close`].
     lock: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 /// The rows of one tenant and signal visible at one moment: head chunks and part files.
 #[derive(Debug)]
 pub struct Snapshot {
+    pub tenant: Tenant,
     pub chunks: Vec<Arc<Chunk>>,
     pub parts: Vec<Arc<PartMeta>>,
+}
+
+/// What a scan could not read: one warning per damaged part, for the answer.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ScanReport {
+    pub warnings: Vec<String>,
 }
 
 /// Items, time range and services of one tenant's signal.
@@ -134,21 +174,18 @@ pub struct SignalStats {
 
 const WRITER_QUEUE: usize = 4096;
 
-/// Takes the exclusive lock on `<data_dir>/LOCK` (an advisory `flock`, released when the process
-/// exits, however it exits), so a second collector or `slo-gate check --data-dir` on a directory
-/// in use fails instead of corrupting the WAL.
+/// Takes the exclusive lock on the data directory: an advisory `flock` on the directory
+/// itself, held by the process and released when it exits, however it exits. A second
+/// collector or `slo-gate check --data-dir` on a directory in use fails instead of corrupting
+/// the WAL. Locking the directory rather than a file in it means no file can be deleted to
+/// defeat the lock (a `LOCK` file, once used for this, could be removed while its owner ran,
+/// and a second process then locked a new file of the same name).
 fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, OpenError> {
-    let path = data_dir.join("LOCK");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| OpenError::Io { path: path.clone(), source })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
+    let dir = std::fs::File::open(data_dir).map_err(|source| OpenError::Io { path: data_dir.to_path_buf(), source })?;
+    match dir.try_lock() {
+        Ok(()) => Ok(dir),
         Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::Locked { path: data_dir.to_path_buf() }),
-        Err(std::fs::TryLockError::Error(source)) => Err(OpenError::Io { path, source }),
+        Err(std::fs::TryLockError::Error(source)) => Err(OpenError::Io { path: data_dir.to_path_buf(), source }),
     }
 }
 
@@ -164,23 +201,27 @@ impl Store {
         std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
         let lock = lock_data_dir(data_dir)?;
         let wal_dir = data_dir.join("wal");
-        let parts_root = data_dir.join("parts");
         let wal = wal::WalDir::open(wal_dir.clone()).map_err(io(&wal_dir))?;
         let checkpoint = wal.checkpoint().map_err(io(&wal_dir))?;
 
-        let mut state = State::default();
-        for parts::PartFile { tenant, signal, seq, path } in parts::list_parts(&parts_root).map_err(io(&parts_root))? {
-            if seq > checkpoint {
-                // Written by a flush that never reached its checkpoint: its rows are still in
-                // the WAL and are replayed below.
-                tracing::warn!(path = %path.display(), seq, checkpoint, "deleting part of an unfinished flush");
-                std::fs::remove_file(&path).map_err(io(&path))?;
-                continue;
-            }
-            state.parts.push(Arc::new(parts::read_meta(&path, tenant, signal, seq)?));
+        let (catalog, loaded) = Catalog::load(data_dir, checkpoint)
+            .map_err(|source| OpenError::Catalog { path: data_dir.to_path_buf(), source })?;
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        for damage in &loaded.damage {
+            tracing::error!(part = %damage.name, what = %damage.what, "damaged or unknown file in the data directory");
+            telemetry.parts_quarantined.fetch_add(1, relaxed);
         }
+        if loaded.bad_lines > 0 {
+            tracing::warn!(
+                lines = loaded.bad_lines,
+                "part catalog lines failed their checksum; their parts were re-read"
+            );
+        }
+        telemetry.parts_adopted.fetch_add(loaded.adopted, relaxed);
+        let mut state = State { parts: loaded.parts.into_iter().map(Arc::new).collect(), ..State::default() };
 
         let mut last_seq = checkpoint;
+        let mut wal_damaged = false;
         for seq in wal.segments().map_err(io(&wal_dir))? {
             last_seq = last_seq.max(seq);
             if seq <= checkpoint {
@@ -189,13 +230,26 @@ impl Store {
             }
             let scan = wal.replay_segment(seq).map_err(io(&wal.segment_path(seq)))?;
             if let Some(damage) = &scan.damage {
-                tracing::warn!(segment = seq, %damage, kept = scan.records.len(), "WAL segment damaged; dropped its tail");
-                telemetry.wal_damaged_segments.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    segment = seq,
+                    %damage,
+                    kept = scan.records.len(),
+                    skipped_records = scan.skipped_records,
+                    skipped_bytes = scan.skipped_bytes,
+                    "WAL segment damaged; kept every intact record"
+                );
+                let relaxed = std::sync::atomic::Ordering::Relaxed;
+                telemetry.wal_damaged_segments.fetch_add(1, relaxed);
+                telemetry.wal_skipped_records.fetch_add(scan.skipped_records, relaxed);
+                telemetry.wal_skipped_bytes.fetch_add(scan.skipped_bytes, relaxed);
+                wal_damaged = true;
             }
             for record in scan.records {
-                let bytes = record.payload.len() as u64;
                 match crate::receive::decode_rows(record.signal, &record.payload) {
-                    Ok(rows) => state.head.active.push(Arc::new(Chunk::new(record.tenant, rows, bytes))),
+                    Ok(rows) => {
+                        let bytes = rows.memory_bytes();
+                        state.head.active.push(Arc::new(Chunk::new(record.tenant, rows, bytes)))
+                    }
                     Err(err) => tracing::error!(segment = seq, %err, "WAL record does not decode; skipped"),
                 }
                 telemetry.wal_replayed_records.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -203,7 +257,15 @@ impl Store {
         }
         let segment = wal.create_segment(last_seq + 1).map_err(io(&wal_dir))?;
 
-        let shared = Arc::new(Shared { state: RwLock::new(state), settings, parts_root, wal, telemetry });
+        let shared = Arc::new(Shared {
+            state: RwLock::new(state),
+            settings,
+            data_dir: data_dir.to_path_buf(),
+            catalog,
+            wal,
+            telemetry,
+            closing: Default::default(),
+        });
         let (writer_tx, writer_rx) = mpsc::sync_channel(WRITER_QUEUE);
         let (flush_tx, flush_rx) = mpsc::sync_channel(16);
         let writer_thread = {
@@ -224,14 +286,25 @@ impl Store {
         };
         // A large replayed head is flushed at once rather than after the first interval, so
         // that the receivers do not refuse data meanwhile.
-        if shared.read().head.active.bytes >= shared.settings.max_head_bytes {
+        // After damage inside a segment, the segment goes as soon as its intact records are
+        // in parts, so the damage is reported once rather than at every start.
+        if wal_damaged || shared.read().head.active.bytes >= shared.settings.max_head_bytes {
             let _ = flush_tx.try_send(flush::Request::Full);
         }
+        // Every part's checksum is verified once after start-up, in the background, so damage
+        // is found and reported even in data nobody queries.
+        let verify_thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("slo-gate-verify".into())
+                .spawn(move || verify_all(&shared))
+                .map_err(io(data_dir))?
+        };
         Ok(Store {
             shared,
             writer: writer_tx,
             flusher: flush_tx,
-            threads: std::sync::Mutex::new(vec![writer_thread, flush_thread]),
+            threads: std::sync::Mutex::new(vec![writer_thread, flush_thread, verify_thread]),
             lock: std::sync::Mutex::new(Some(lock)),
         })
     }
@@ -251,7 +324,19 @@ impl Store {
 
     /// Makes one request's data durable and visible; returns once it may be acknowledged.
     pub async fn append(&self, tenant: Tenant, payload: Bytes, rows: Rows) -> Result<(), IngestError> {
-        let chunk = Arc::new(Chunk::new(tenant.clone(), rows, payload.len() as u64));
+        let bytes = rows.memory_bytes();
+        self.append_sized(tenant, payload, rows, bytes).await
+    }
+
+    /// [`Store::append`] for rows whose [`Rows::memory_bytes`] the caller has measured.
+    pub async fn append_sized(
+        &self,
+        tenant: Tenant,
+        payload: Bytes,
+        rows: Rows,
+        bytes: u64,
+    ) -> Result<(), IngestError> {
+        let chunk = Arc::new(Chunk::new(tenant.clone(), rows, bytes));
         let (done, wait) = tokio::sync::oneshot::channel();
         let op = writer::Op::Append { tenant, signal: chunk.rows.signal(), payload, chunk, done };
         match self.writer.try_send(op) {
@@ -281,15 +366,16 @@ impl Store {
     pub fn snapshot(&self, tenant: &Tenant, signal: Signal) -> Snapshot {
         let state = self.shared.read();
         Snapshot {
+            tenant: tenant.clone(),
             chunks: state.head.chunks(tenant, signal),
-            parts: state.parts.iter().filter(|p| &p.tenant == tenant && p.signal == signal).cloned().collect(),
+            parts: state.parts.iter().filter(|p| p.signal == signal && p.of(tenant).is_some()).cloned().collect(),
         }
     }
 
     /// The head chunks and the parts that may hold spans of one trace.
     pub fn trace_snapshot(&self, tenant: &Tenant, trace_id: &[u8; 16]) -> Snapshot {
         let mut snapshot = self.snapshot(tenant, Signal::Traces);
-        snapshot.parts.retain(|p| p.may_hold_trace(trace_id));
+        snapshot.parts.retain(|p| p.may_hold_trace(tenant, trace_id));
         snapshot
     }
 
@@ -312,7 +398,7 @@ impl Store {
                     }
                 }
                 let mut in_parts = 0;
-                for p in &snap.parts {
+                for p in snap.parts.iter().filter_map(|p| p.of(tenant)) {
                     widen(p.min_time, p.max_time);
                     in_parts += p.rows;
                 }
@@ -333,7 +419,7 @@ impl Store {
             for c in &snap.chunks {
                 out.extend(c.services.iter().cloned());
             }
-            for p in &snap.parts {
+            for p in snap.parts.iter().filter_map(|p| p.of(tenant)) {
                 out.extend(p.services.iter().cloned());
             }
         }
@@ -341,19 +427,23 @@ impl Store {
     }
 
     /// Reads every row of a snapshot, head first, then parts; `f` sees each batch once. A
-    /// part deleted by retention since the snapshot was taken is skipped.
-    pub fn scan(&self, snapshot: &Snapshot, mut f: impl FnMut(&Rows)) -> Result<(), parts::PartError> {
+    /// part deleted by retention since the snapshot was taken is skipped; a damaged part is
+    /// set aside (see [`catalog`]) and named in the report's warnings, and the scan goes on.
+    /// Only a failure to read a file at all (other than its absence) is an error.
+    pub fn scan(&self, snapshot: &Snapshot, mut f: impl FnMut(&Rows)) -> Result<ScanReport, PartError> {
+        let mut report = ScanReport::default();
         for chunk in &snapshot.chunks {
             f(&chunk.rows);
         }
         for part in &snapshot.parts {
-            match parts::read_part(&part.path, part.signal) {
+            match parts::read_part(part, &snapshot.tenant) {
                 Ok(rows) => f(&rows),
-                Err(parts::PartError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) if err.is_not_found() => {}
+                Err(err @ PartError::Damaged { .. }) => report.warnings.push(self.shared.quarantine(part, &err)),
                 Err(err) => return Err(err),
             }
         }
-        Ok(())
+        Ok(report)
     }
 
     pub fn telemetry(&self) -> &Arc<Telemetry> {
@@ -363,6 +453,7 @@ impl Store {
     /// Stops the threads after the log writer has finished what it was given. The head is
     /// not flushed: the WAL holds it and the next start replays it.
     pub fn close(&self) {
+        self.shared.closing.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.writer.send(writer::Op::Shutdown);
         let _ = self.flusher.send(flush::Request::Shutdown);
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
@@ -371,6 +462,29 @@ impl Store {
         }
         // Released only after the threads stopped writing.
         drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+}
+
+/// Checks the size and checksum of every part once, one at a time, setting aside the damaged.
+fn verify_all(shared: &Shared) {
+    if !shared.settings.verify_parts_at_start {
+        return;
+    }
+    let parts: Vec<Arc<PartMeta>> = shared.read().parts.clone();
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    for part in parts {
+        if shared.closing.load(relaxed) {
+            return;
+        }
+        match parts::read_verified(&part) {
+            Ok(_) => {}
+            Err(err) if err.is_not_found() => {}
+            Err(err @ PartError::Damaged { .. }) => {
+                shared.quarantine(&part, &err);
+            }
+            Err(err) => tracing::warn!(part = %part.name, %err, "cannot verify part"),
+        }
+        shared.telemetry.parts_verified.fetch_add(1, relaxed);
     }
 }
 
@@ -398,6 +512,8 @@ mod tests {
             max_head_bytes: 1 << 30,
             retention: Duration::from_secs(2 * 86_400),
             retention_interval: Duration::from_secs(3600),
+            min_tenant_part_bytes: 1 << 20,
+            verify_parts_at_start: true,
         }
     }
 
@@ -441,6 +557,19 @@ mod tests {
             .unwrap();
         ids.sort_unstable();
         ids
+    }
+
+    // issue 11 #11: deleting `<data-dir>/LOCK` while a collector ran let a second one open
+    // the same directory; both acknowledged writes and the second's were lost.
+    #[test]
+    fn a_second_store_on_a_directory_in_use_is_refused_whatever_files_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path(), settings(), Arc::default()).unwrap();
+        let _ = std::fs::remove_file(dir.path().join("LOCK"));
+        let second = Store::open(dir.path(), settings(), Arc::default());
+        assert!(matches!(second, Err(OpenError::Locked { .. })), "{second:?}");
+        first.close();
+        Store::open(dir.path(), settings(), Arc::default()).expect("free again once the first closed");
     }
 
     #[test]

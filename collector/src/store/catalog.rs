@@ -1,0 +1,348 @@
+//! The part catalog: which parts exist, what each holds, and the size and CRC-32 each had
+//! when it was written, kept in `<data-dir>/catalog.log`.
+//!
+//! ```text
+//! catalog.log := line*
+//! line        := crc32:8 hex digits " " json "\n"      json: {"op":"add",...} | {"op":"remove","name":..}
+//! ```
+//!
+//! Lines are appended (and `fsync`ed) by the flusher after its parts are durable and before
+//! the WAL checkpoint moves, and by retention and quarantine when a part goes. A line whose
+//! checksum fails is skipped; its part then turns up on disk without an entry and is adopted
+//! (read, checked that it decodes, and entered again), as are parts written before the
+//! catalog existed. Start-up reads this one file instead of opening every part, checks each
+//! entry against the file on disk (present, same size), and rewrites the catalog compacted.
+//!
+//! Damage costs the damaged file only: a part that is missing, has the wrong size or does not
+//! decode is reported once (logged with its name relative to the data directory, counted in
+//! `/metrics`) and set aside under `<data-dir>/quarantine/`, and the store starts and answers
+//! everything else. The full checksum is verified whenever a part is read and by a pass over
+//! every part after start-up (`Store::open`).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::signal::Signal;
+use crate::tenant::Tenant;
+
+use super::parts::{self, Found, PartMeta, TenantRows};
+use super::wal::sync_dir;
+
+const FILE: &str = "catalog.log";
+/// Where damaged and unknown files are moved, under the data directory.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum Line {
+    Add(Stored),
+    Remove { name: String },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    name: String,
+    signal: Signal,
+    seq: u64,
+    size: u64,
+    crc32: u32,
+    tenants: Vec<StoredTenant>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredTenant {
+    tenant: Tenant,
+    rows: u64,
+    min_time: u64,
+    max_time: u64,
+    services: Vec<(String, Option<String>)>,
+    /// Trace keys as little-endian `u64`s, base64.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    trace_keys: String,
+}
+
+impl Stored {
+    fn of(meta: &PartMeta) -> Stored {
+        Stored {
+            name: meta.name.clone(),
+            signal: meta.signal,
+            seq: meta.seq,
+            size: meta.size,
+            crc32: meta.crc32,
+            tenants: meta
+                .tenants
+                .iter()
+                .map(|t| StoredTenant {
+                    tenant: t.tenant.clone(),
+                    rows: t.rows,
+                    min_time: t.min_time,
+                    max_time: t.max_time,
+                    services: t.services.iter().cloned().collect(),
+                    trace_keys: if t.trace_keys.is_empty() {
+                        String::new()
+                    } else {
+                        let bytes: Vec<u8> = t.trace_keys.iter().flat_map(|k| k.to_le_bytes()).collect();
+                        base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    fn into_meta(self, data_dir: &Path) -> Option<PartMeta> {
+        let tenants = self
+            .tenants
+            .into_iter()
+            .map(|t| {
+                let bytes = base64::engine::general_purpose::STANDARD_NO_PAD.decode(&t.trace_keys).ok()?;
+                let trace_keys = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8"))).collect();
+                Some(TenantRows {
+                    tenant: t.tenant,
+                    rows: t.rows,
+                    min_time: t.min_time,
+                    max_time: t.max_time,
+                    services: t.services.into_iter().collect(),
+                    trace_keys,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let path = safe_path(data_dir, &self.name)?;
+        Some(PartMeta {
+            path,
+            name: self.name,
+            signal: self.signal,
+            seq: self.seq,
+            size: self.size,
+            crc32: self.crc32,
+            tenants,
+        })
+    }
+}
+
+/// `data_dir` joined with a relative name read from the catalog, refusing anything that could
+/// point outside it.
+fn safe_path(data_dir: &Path, name: &str) -> Option<PathBuf> {
+    let ok = name.starts_with("parts/")
+        && name.split('/').all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\\'));
+    ok.then(|| data_dir.join(name))
+}
+
+fn encode_line(line: &Line) -> String {
+    let json = serde_json::to_string(line).unwrap_or_default();
+    format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes()))
+}
+
+fn decode_line(text: &str) -> Option<Line> {
+    let (crc, json) = text.split_once(' ')?;
+    (u32::from_str_radix(crc, 16).ok()? == crc32fast::hash(json.as_bytes())).then_some(())?;
+    serde_json::from_str(json).ok()
+}
+
+/// Something wrong found in the data directory, reported once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Name relative to the data directory.
+    pub name: String,
+    pub what: String,
+}
+
+/// What loading the catalog found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub parts: Vec<PartMeta>,
+    /// Files set aside (damaged parts, unknown files) or entries dropped (missing parts).
+    pub damage: Vec<Damage>,
+    /// Catalog lines that failed their checksum.
+    pub bad_lines: u64,
+    /// Parts found on disk without an entry and entered after checking they decode.
+    pub adopted: u64,
+}
+
+/// The catalog file, open for appending.
+#[derive(Debug)]
+pub struct Catalog {
+    data_dir: PathBuf,
+    file: Mutex<File>,
+}
+
+impl Catalog {
+    /// Reads the catalog, reconciles it with the files under `parts/` (see the module
+    /// documentation), deletes parts of unfinished flushes (numbered past `checkpoint`), and
+    /// rewrites the catalog compacted.
+    pub fn load(data_dir: &Path, checkpoint: u64) -> io::Result<(Catalog, Loaded)> {
+        let path = data_dir.join(FILE);
+        let mut loaded = Loaded::default();
+        let mut entries: BTreeMap<String, PartMeta> = BTreeMap::new();
+        match fs::read(&path) {
+            Ok(bytes) => {
+                for raw in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    match std::str::from_utf8(raw).ok().and_then(decode_line) {
+                        Some(Line::Add(stored)) => match stored.into_meta(data_dir) {
+                            Some(meta) => {
+                                entries.insert(meta.name.clone(), meta);
+                            }
+                            None => loaded.bad_lines += 1,
+                        },
+                        Some(Line::Remove { name }) => {
+                            entries.remove(&name);
+                        }
+                        None => loaded.bad_lines += 1,
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+
+        for found in parts::list(data_dir)? {
+            match found {
+                Found::Unknown { name } => {
+                    quarantine(data_dir, &name)?;
+                    loaded.damage.push(Damage { name, what: "not a part of this store; set aside".into() });
+                }
+                Found::Part { name, signal, seq, tenant } => {
+                    let file = data_dir.join(&name);
+                    if seq > checkpoint {
+                        // Written by a flush that never reached its checkpoint: its rows are
+                        // still in the WAL and are replayed.
+                        tracing::warn!(part = %name, seq, checkpoint, "deleting part of an unfinished flush");
+                        fs::remove_file(&file)?;
+                        entries.remove(&name);
+                        continue;
+                    }
+                    match entries.get(&name).map(|m| m.size) {
+                        Some(written) => {
+                            let size = fs::metadata(&file)?.len();
+                            if size != written {
+                                entries.remove(&name);
+                                quarantine(data_dir, &name)?;
+                                loaded.damage.push(Damage {
+                                    name,
+                                    what: format!("{size} bytes where {written} were written; set aside"),
+                                });
+                            }
+                        }
+                        None => match adopt(data_dir, &name, signal, seq, tenant.as_ref()) {
+                            Ok(meta) => {
+                                loaded.adopted += 1;
+                                entries.insert(name, meta);
+                            }
+                            Err(why) => {
+                                quarantine(data_dir, &name)?;
+                                loaded.damage.push(Damage { name, what: format!("{why}; set aside") });
+                            }
+                        },
+                    }
+                }
+            }
+        }
+        // Entries whose file is gone.
+        let on_disk: Vec<String> = entries.keys().filter(|n| !data_dir.join(n).exists()).cloned().collect();
+        for name in on_disk {
+            entries.remove(&name);
+            loaded.damage.push(Damage { name, what: "missing; its entry was dropped".into() });
+        }
+        loaded.parts = entries.into_values().collect();
+
+        // Compact: one `add` line per part.
+        let tmp = data_dir.join(format!("{FILE}.tmp"));
+        let mut out = File::create(&tmp)?;
+        let mut text = String::new();
+        for meta in &loaded.parts {
+            text.push_str(&encode_line(&Line::Add(Stored::of(meta))));
+        }
+        out.write_all(text.as_bytes())?;
+        out.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        sync_dir(data_dir)?;
+        let file = OpenOptions::new().append(true).open(&path)?;
+        Ok((Catalog { data_dir: data_dir.to_path_buf(), file: Mutex::new(file) }, loaded))
+    }
+
+    fn append(&self, text: &str) -> io::Result<()> {
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        file.write_all(text.as_bytes())?;
+        file.sync_data()
+    }
+
+    /// Records new parts, durably.
+    pub fn add(&self, parts: &[PartMeta]) -> io::Result<()> {
+        let text: String = parts.iter().map(|m| encode_line(&Line::Add(Stored::of(m)))).collect();
+        self.append(&text)
+    }
+
+    /// Records that a part is gone, durably.
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        self.append(&encode_line(&Line::Remove { name: name.to_string() }))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+/// Reads a part that has no catalog entry and describes it, if it decodes.
+fn adopt(data_dir: &Path, name: &str, signal: Signal, seq: u64, tenant: Option<&Tenant>) -> Result<PartMeta, String> {
+    let path = data_dir.join(name);
+    let bytes = fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
+    let (size, crc32) = (bytes.len() as u64, crc32fast::hash(&bytes));
+    let rows = parts::decode(name, signal, bytes, None, tenant).map_err(|e| match e {
+        parts::PartError::Damaged { why, .. } => format!("does not decode: {why}"),
+        other => other.to_string(),
+    })?;
+    let mut tenants: Vec<TenantRows> = rows.iter().map(|(t, r)| parts::tenant_rows(t, &[r])).collect();
+    tenants.retain(|t| t.rows > 0);
+    tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    tracing::info!(part = %name, "entered a part that the catalog did not list");
+    Ok(PartMeta { name: name.to_string(), path, signal, seq, size, crc32, tenants })
+}
+
+/// Moves `<data_dir>/<name>` to `<data_dir>/quarantine/<name>` (with a numbered suffix when
+/// that exists), so it is out of the store but not destroyed.
+pub fn quarantine(data_dir: &Path, name: &str) -> io::Result<()> {
+    let from = data_dir.join(name);
+    let mut to = data_dir.join(QUARANTINE_DIR).join(name);
+    let mut n = 1;
+    while to.exists() {
+        to = data_dir.join(QUARANTINE_DIR).join(format!("{name}.{n}"));
+        n += 1;
+    }
+    if let Some(dir) = to.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    match fs::rename(&from, &to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_round_trip_and_damaged_lines_are_refused() {
+        let line = encode_line(&Line::Remove { name: "parts/a/traces/2026-01-01T00/x.parquet".into() });
+        assert!(matches!(decode_line(line.trim_end()), Some(Line::Remove { .. })));
+        let mut bad = line.trim_end().to_string();
+        bad.replace_range(12..13, "Z");
+        assert!(decode_line(&bad).is_none());
+        assert!(decode_line("garbage").is_none());
+    }
+
+    #[test]
+    fn names_never_leave_the_data_directory() {
+        let dir = Path::new("/data");
+        assert!(safe_path(dir, "parts/a/traces/h/1.parquet").is_some());
+        for bad in ["../etc/passwd", "parts/../../x", "/abs", "parts//x", "quarantine/x", "parts/a\\..\\b"] {
+            assert!(safe_path(dir, bad).is_none(), "{bad}");
+        }
+    }
+}

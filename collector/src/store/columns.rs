@@ -1,0 +1,846 @@
+//! Rows ↔ polars columns: the schema of a Parquet part.
+//!
+//! Design: a value many rows share (a tenant, a resource with its attributes, an
+//! instrumentation scope, a metric's descriptor, a profile's type and id, a stack, a profile
+//! sample's attribute set) is written once per part, not once per row. Each row carries a
+//! small integer id (`resource_id`, `scope_id`, ...), and the shared value's columns are set
+//! only on the first row that uses the id and null on every other row ("sparse dictionary
+//! columns"). Parquet stores those nulls in a few bits, and — what matters more — building
+//! the columns costs memory for each distinct value once, where copying a 5,000-attribute
+//! resource into each of 5,000 rows cost gigabytes during a flush. A reader walks the rows in
+//! order and keeps the values it has seen by id. Ids are assigned by `Arc` identity in the
+//! head, where rows of one request share one `Arc`.
+//!
+//! Every row names its tenant (`tenant_id`, with the tenant's name as a sparse column), so a
+//! part may hold several tenants' rows (see `store::flush`: small groups share a part), and a
+//! reader keeps only the rows of the tenant it reads for, whatever file it was given.
+//!
+//! Parts written before this layout (one string per row for every shared value, one tenant per
+//! part named by its directory) are still read: they have no `resource_id` column.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+
+use polars::prelude::*;
+
+use crate::model::metric::{MetricDescriptor, MetricKind};
+use crate::model::profile::ProfileInfo;
+use crate::model::{LogRow, MetricRow, ProfileRow, ResourceColumns, Rows, ScopeColumns, SpanRow};
+use crate::signal::Signal;
+use crate::tenant::Tenant;
+
+fn col<T, P>(name: &str, values: T) -> Column
+where
+    Series: NamedFrom<T, P>,
+    P: ?Sized,
+{
+    Column::new(name.into(), values)
+}
+
+/// Lowercase hex of an id; `hex::encode` goes through `char`s and was a visible share of
+/// flush time.
+pub(crate) fn hex_id(id: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(id.len() * 2);
+    for b in id {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 15)]);
+    }
+    // Only ASCII hex digits were pushed.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn ptr<T: ?Sized>(value: &Arc<T>) -> usize {
+    Arc::as_ptr(value) as *const () as usize
+}
+
+/// Ids for shared values, by `Arc` identity, in order of first appearance.
+#[derive(Default)]
+struct Ids(HashMap<usize, u32>);
+
+impl Ids {
+    /// The value's id, and whether this is its first row.
+    fn id(&mut self, key: usize) -> (u32, bool) {
+        let next = self.0.len() as u32;
+        match self.0.entry(key) {
+            Entry::Occupied(e) => (*e.get(), false),
+            Entry::Vacant(e) => {
+                e.insert(next);
+                (next, true)
+            }
+        }
+    }
+}
+
+/// Rows per frame handed to the Parquet writer: the columns of one frame are built, written as
+/// a row group and dropped before the next, so a flush holds the columns of this many rows at a
+/// time rather than of the whole part.
+pub(crate) const FRAME_ROWS: usize = 16_384;
+
+/// The rows of one signal for several tenants, as frames of at most [`FRAME_ROWS`] rows passed
+/// to `sink` in order. Shared values keep their ids from one frame to the next, so each is
+/// written once per part.
+pub(crate) fn to_frames(
+    signal: Signal,
+    groups: &[(&Tenant, &Rows)],
+    mut sink: impl FnMut(DataFrame) -> PolarsResult<()>,
+) -> PolarsResult<()> {
+    let mut common = CommonBuilder::default();
+    macro_rules! frames {
+        ($variant:ident, $columns:expr) => {{
+            let rows: Vec<(&Tenant, &_)> = groups
+                .iter()
+                .flat_map(|(t, r)| match r {
+                    Rows::$variant(v) => v.iter().map(|row| (*t, row)).collect::<Vec<_>>(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            // `mut` for the signals whose columns keep ids from one frame to the next.
+            #[allow(unused_mut)]
+            let mut columns = $columns;
+            for chunk in rows.chunks(FRAME_ROWS) {
+                for (tenant, row) in chunk {
+                    common.push(tenant, (&row.resource, &row.scope));
+                }
+                let rows: Vec<&_> = chunk.iter().map(|(_, r)| *r).collect();
+                let mut frame = columns(&rows);
+                frame.extend(common.take());
+                sink(DataFrame::new(rows.len(), frame)?)?;
+            }
+        }};
+    }
+    match signal {
+        Signal::Traces => frames!(Spans, |rows: &[&SpanRow]| spans_columns(rows)),
+        Signal::Metrics => {
+            let mut ids = Ids::default();
+            frames!(Metrics, |rows: &[&MetricRow]| metrics_columns(rows, &mut ids))
+        }
+        Signal::Logs => frames!(Logs, |rows: &[&LogRow]| logs_columns(rows)),
+        Signal::Profiles => {
+            let mut ids = ProfileIds::default();
+            frames!(Profiles, |rows: &[&ProfileRow]| profiles_columns(rows, &mut ids))
+        }
+    }
+    Ok(())
+}
+
+type Shared<'a> = (&'a Arc<ResourceColumns>, &'a Arc<ScopeColumns>);
+
+#[derive(Default)]
+struct CommonBuilder<'a> {
+    tenants: HashMap<&'a str, u32>,
+    resources: Ids,
+    scopes: Ids,
+    tenant_id: Vec<u32>,
+    tenant: Vec<Option<&'a str>>,
+    resource_id: Vec<u32>,
+    service_name: Vec<Option<&'a str>>,
+    service_version: Vec<Option<&'a str>>,
+    environment: Vec<Option<&'a str>>,
+    res_attrs: Vec<Option<&'a str>>,
+    res_dropped: Vec<Option<u32>>,
+    res_schema: Vec<Option<&'a str>>,
+    scope_id: Vec<u32>,
+    scope_name: Vec<Option<&'a str>>,
+    scope_version: Vec<Option<&'a str>>,
+    scope_attrs: Vec<Option<&'a str>>,
+    scope_schema: Vec<Option<&'a str>>,
+}
+
+impl<'a> CommonBuilder<'a> {
+    fn push(&mut self, tenant: &'a Tenant, (resource, scope): Shared<'a>) {
+        let next = self.tenants.len() as u32;
+        let (tid, first) = match self.tenants.entry(tenant.as_str()) {
+            Entry::Occupied(e) => (*e.get(), false),
+            Entry::Vacant(e) => (*e.insert(next), true),
+        };
+        self.tenant_id.push(tid);
+        self.tenant.push(first.then_some(tenant.as_str()));
+
+        let (rid, first) = self.resources.id(ptr(resource));
+        self.resource_id.push(rid);
+        let r = first.then_some(&**resource);
+        self.service_name.push(r.and_then(|r| r.service_name.as_deref()));
+        self.service_version.push(r.and_then(|r| r.service_version.as_deref()));
+        self.environment.push(r.and_then(|r| r.deployment_environment.as_deref()));
+        self.res_attrs.push(r.map(|r| &*r.attributes));
+        self.res_dropped.push(r.map(|r| r.dropped_attributes_count));
+        self.res_schema.push(r.map(|r| &*r.schema_url));
+
+        let (sid, first) = self.scopes.id(ptr(scope));
+        self.scope_id.push(sid);
+        let s = first.then_some(&**scope);
+        self.scope_name.push(s.map(|s| &*s.name));
+        self.scope_version.push(s.map(|s| &*s.version));
+        self.scope_attrs.push(s.map(|s| &*s.attributes));
+        self.scope_schema.push(s.map(|s| &*s.schema_url));
+    }
+
+    /// The columns of the rows pushed since the last call; the ids assigned so far stay.
+    fn take(&mut self) -> Vec<Column> {
+        use std::mem::take;
+        vec![
+            col("tenant_id", take(&mut self.tenant_id)),
+            col("tenant", take(&mut self.tenant)),
+            col("resource_id", take(&mut self.resource_id)),
+            col("service_name", take(&mut self.service_name)),
+            col("service_version", take(&mut self.service_version)),
+            col("deployment_environment", take(&mut self.environment)),
+            col("resource_attributes", take(&mut self.res_attrs)),
+            col("resource_dropped_attributes_count", take(&mut self.res_dropped)),
+            col("resource_schema_url", take(&mut self.res_schema)),
+            col("scope_id", take(&mut self.scope_id)),
+            col("scope_name", take(&mut self.scope_name)),
+            col("scope_version", take(&mut self.scope_version)),
+            col("scope_attributes", take(&mut self.scope_attrs)),
+            col("scope_schema_url", take(&mut self.scope_schema)),
+        ]
+    }
+}
+
+fn spans_columns(rows: &[&SpanRow]) -> Vec<Column> {
+    vec![
+        col("trace_id", rows.iter().map(|r| hex_id(&r.trace_id)).collect::<Vec<_>>()),
+        col("span_id", rows.iter().map(|r| hex_id(&r.span_id)).collect::<Vec<_>>()),
+        col("parent_span_id", rows.iter().map(|r| r.parent_span_id.map(|p| hex_id(&p))).collect::<Vec<_>>()),
+        col("trace_state", rows.iter().map(|r| r.trace_state.as_str()).collect::<Vec<_>>()),
+        col("flags", rows.iter().map(|r| r.flags).collect::<Vec<_>>()),
+        col("name", rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>()),
+        col("kind", rows.iter().map(|r| r.kind).collect::<Vec<_>>()),
+        col("start_time_unix_nano", rows.iter().map(|r| r.start_unix_nano).collect::<Vec<_>>()),
+        col("end_time_unix_nano", rows.iter().map(|r| r.end_unix_nano).collect::<Vec<_>>()),
+        col("duration_nano", rows.iter().map(|r| r.duration_nano()).collect::<Vec<_>>()),
+        col("status_code", rows.iter().map(|r| r.status_code).collect::<Vec<_>>()),
+        col("status_message", rows.iter().map(|r| r.status_message.as_str()).collect::<Vec<_>>()),
+        col("http_route", rows.iter().map(|r| r.http_route.as_deref()).collect::<Vec<_>>()),
+        col("http_response_status_code", rows.iter().map(|r| r.http_status_code).collect::<Vec<_>>()),
+        col("attributes", rows.iter().map(|r| r.attributes.as_str()).collect::<Vec<_>>()),
+        col("dropped_attributes_count", rows.iter().map(|r| r.dropped_attributes_count).collect::<Vec<_>>()),
+        col("events", rows.iter().map(|r| r.events.as_str()).collect::<Vec<_>>()),
+        col("dropped_events_count", rows.iter().map(|r| r.dropped_events_count).collect::<Vec<_>>()),
+        col("links", rows.iter().map(|r| r.links.as_str()).collect::<Vec<_>>()),
+        col("dropped_links_count", rows.iter().map(|r| r.dropped_links_count).collect::<Vec<_>>()),
+    ]
+}
+
+fn metrics_columns(rows: &[&MetricRow], ids: &mut Ids) -> Vec<Column> {
+    let mut metric_id = Vec::with_capacity(rows.len());
+    let mut defs: Vec<Option<&MetricDescriptor>> = Vec::with_capacity(rows.len());
+    for r in rows {
+        let (id, first) = ids.id(ptr(&r.metric));
+        metric_id.push(id);
+        defs.push(first.then_some(&*r.metric));
+    }
+    vec![
+        col("metric_id", metric_id),
+        col("metric_name", defs.iter().map(|d| d.map(|m| &*m.name)).collect::<Vec<_>>()),
+        col("metric_description", defs.iter().map(|d| d.map(|m| &*m.description)).collect::<Vec<_>>()),
+        col("metric_unit", defs.iter().map(|d| d.map(|m| &*m.unit)).collect::<Vec<_>>()),
+        col("metric_metadata", defs.iter().map(|d| d.map(|m| &*m.metadata)).collect::<Vec<_>>()),
+        col("kind", rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>()),
+        col("temporality", rows.iter().map(|r| r.temporality).collect::<Vec<_>>()),
+        col("is_monotonic", rows.iter().map(|r| r.is_monotonic).collect::<Vec<_>>()),
+        col("start_time_unix_nano", rows.iter().map(|r| r.start_unix_nano).collect::<Vec<_>>()),
+        col("time_unix_nano", rows.iter().map(|r| r.time_unix_nano).collect::<Vec<_>>()),
+        col("attributes", rows.iter().map(|r| r.attributes.as_str()).collect::<Vec<_>>()),
+        col("flags", rows.iter().map(|r| r.flags).collect::<Vec<_>>()),
+        col("value", rows.iter().map(|r| r.value).collect::<Vec<_>>()),
+        col("value_int", rows.iter().map(|r| r.value_int).collect::<Vec<_>>()),
+        col("count", rows.iter().map(|r| r.count).collect::<Vec<_>>()),
+        col("sum", rows.iter().map(|r| r.sum).collect::<Vec<_>>()),
+        col("min", rows.iter().map(|r| r.min).collect::<Vec<_>>()),
+        col("max", rows.iter().map(|r| r.max).collect::<Vec<_>>()),
+        col("detail", rows.iter().map(|r| r.detail.as_str()).collect::<Vec<_>>()),
+        col("exemplars", rows.iter().map(|r| r.exemplars.as_str()).collect::<Vec<_>>()),
+    ]
+}
+
+fn logs_columns(rows: &[&LogRow]) -> Vec<Column> {
+    vec![
+        col("time_unix_nano", rows.iter().map(|r| r.time_unix_nano).collect::<Vec<_>>()),
+        col("observed_time_unix_nano", rows.iter().map(|r| r.observed_unix_nano).collect::<Vec<_>>()),
+        col("severity_number", rows.iter().map(|r| r.severity_number).collect::<Vec<_>>()),
+        col("severity_text", rows.iter().map(|r| r.severity_text.as_str()).collect::<Vec<_>>()),
+        col("body", rows.iter().map(|r| r.body.as_str()).collect::<Vec<_>>()),
+        col("attributes", rows.iter().map(|r| r.attributes.as_str()).collect::<Vec<_>>()),
+        col("dropped_attributes_count", rows.iter().map(|r| r.dropped_attributes_count).collect::<Vec<_>>()),
+        col("flags", rows.iter().map(|r| r.flags).collect::<Vec<_>>()),
+        col("trace_id", rows.iter().map(|r| r.trace_id.map(|t| hex_id(&t))).collect::<Vec<_>>()),
+        col("span_id", rows.iter().map(|r| r.span_id.map(|s| hex_id(&s))).collect::<Vec<_>>()),
+        col("event_name", rows.iter().map(|r| r.event_name.as_str()).collect::<Vec<_>>()),
+    ]
+}
+
+/// The ids of a profile part's shared values.
+#[derive(Default)]
+struct ProfileIds {
+    profiles: Ids,
+    stacks: Ids,
+    attributes: Ids,
+}
+
+fn profiles_columns(rows: &[&ProfileRow], ids: &mut ProfileIds) -> Vec<Column> {
+    let n = rows.len();
+    let ProfileIds { profiles, stacks, attributes } = ids;
+    let (mut profile_ref, mut stack_id, mut attributes_id) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut profile_def: Vec<Option<&ProfileInfo>> = Vec::with_capacity(n);
+    let (mut stack, mut attrs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for r in rows {
+        let (id, first) = profiles.id(ptr(&r.profile));
+        profile_ref.push(id);
+        profile_def.push(first.then_some(&*r.profile));
+        let (id, first) = stacks.id(ptr(&r.stack));
+        stack_id.push(id);
+        stack.push(first.then_some(&*r.stack));
+        let (id, first) = attributes.id(ptr(&r.attributes));
+        attributes_id.push(id);
+        attrs.push(first.then_some(&*r.attributes));
+    }
+    let def = |f: fn(&ProfileInfo) -> &str| profile_def.iter().map(|d| d.map(f)).collect::<Vec<_>>();
+    vec![
+        col("time_unix_nano", rows.iter().map(|r| r.time_unix_nano).collect::<Vec<_>>()),
+        col("value", rows.iter().map(|r| r.value).collect::<Vec<_>>()),
+        col("profile_ref", profile_ref),
+        col(
+            "profile_time_unix_nano",
+            profile_def.iter().map(|d| d.map(|p| p.profile_time_unix_nano)).collect::<Vec<_>>(),
+        ),
+        col("duration_nano", profile_def.iter().map(|d| d.map(|p| p.duration_nano)).collect::<Vec<_>>()),
+        col("profile_id", profile_def.iter().map(|d| d.map(|p| hex_id(&p.profile_id))).collect::<Vec<_>>()),
+        col("sample_type", def(|p| &p.sample_type)),
+        col("sample_unit", def(|p| &p.sample_unit)),
+        col("period_type", def(|p| &p.period_type)),
+        col("period_unit", def(|p| &p.period_unit)),
+        col("period", profile_def.iter().map(|d| d.map(|p| p.period)).collect::<Vec<_>>()),
+        col("stack_id", stack_id),
+        col("stack", stack),
+        col("attributes_id", attributes_id),
+        col("attributes", attrs),
+        col("trace_id", rows.iter().map(|r| r.trace_id.map(|t| hex_id(&t))).collect::<Vec<_>>()),
+        col("span_id", rows.iter().map(|r| r.span_id.map(|s| hex_id(&s))).collect::<Vec<_>>()),
+    ]
+}
+
+// ---- reading -------------------------------------------------------------------------------
+
+fn damaged(what: String) -> PolarsError {
+    PolarsError::ComputeError(what.into())
+}
+
+/// Column access for reading a frame back, with errors naming the column.
+struct Cols<'a>(&'a DataFrame);
+
+impl<'a> Cols<'a> {
+    fn has(&self, name: &str) -> bool {
+        self.0.column(name).is_ok()
+    }
+    fn str(&self, name: &str) -> PolarsResult<Vec<Option<&'a str>>> {
+        Ok(self.0.column(name)?.str()?.iter().collect())
+    }
+    fn u64(&self, name: &str) -> PolarsResult<Vec<Option<u64>>> {
+        Ok(self.0.column(name)?.u64()?.iter().collect())
+    }
+    fn u32(&self, name: &str) -> PolarsResult<Vec<Option<u32>>> {
+        Ok(self.0.column(name)?.u32()?.iter().collect())
+    }
+    fn i32(&self, name: &str) -> PolarsResult<Vec<Option<i32>>> {
+        Ok(self.0.column(name)?.i32()?.iter().collect())
+    }
+    fn i64(&self, name: &str) -> PolarsResult<Vec<Option<i64>>> {
+        Ok(self.0.column(name)?.i64()?.iter().collect())
+    }
+    fn f64(&self, name: &str) -> PolarsResult<Vec<Option<f64>>> {
+        Ok(self.0.column(name)?.f64()?.iter().collect())
+    }
+    fn bool(&self, name: &str) -> PolarsResult<Vec<Option<bool>>> {
+        Ok(self.0.column(name)?.bool()?.iter().collect())
+    }
+    /// An id column; in parts of the first layout, which have none, every row is its own id.
+    fn ids(&self, name: &str, n: usize) -> PolarsResult<Vec<u32>> {
+        if !self.has(name) {
+            return Ok((0..n as u32).collect());
+        }
+        self.u32(name)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| id.ok_or_else(|| damaged(format!("row {i} has no {name}"))))
+            .collect()
+    }
+}
+
+/// Values defined on the first row of their id and looked up by id on the others.
+struct Dict<T>(Vec<Option<T>>);
+
+impl<T: Clone> Dict<T> {
+    fn new() -> Dict<T> {
+        Dict(Vec::new())
+    }
+
+    /// The value of `id` at row `i`: defined now by `define` when the row carries it.
+    fn at(&mut self, what: &str, i: usize, id: u32, define: Option<impl FnOnce() -> T>) -> PolarsResult<T> {
+        let id = id as usize;
+        if let Some(define) = define {
+            if id >= self.0.len() {
+                if id > self.0.len() + 1_000_000 {
+                    return Err(damaged(format!("row {i}: {what} id {id} is out of range")));
+                }
+                self.0.resize(id + 1, None);
+            }
+            self.0[id] = Some(define());
+        }
+        self.0
+            .get(id)
+            .and_then(Clone::clone)
+            .ok_or_else(|| damaged(format!("row {i} refers to {what} {id} before it is defined")))
+    }
+}
+
+/// Rebuilds the tenant, resource and scope of each row.
+struct Common<'a> {
+    tenant_id: Vec<u32>,
+    tenant: Vec<Option<&'a str>>,
+    tenants: Dict<Option<Tenant>>,
+    resource_id: Vec<u32>,
+    scope_id: Vec<u32>,
+    service_name: Vec<Option<&'a str>>,
+    service_version: Vec<Option<&'a str>>,
+    environment: Vec<Option<&'a str>>,
+    res_attrs: Vec<Option<&'a str>>,
+    res_dropped: Vec<Option<u32>>,
+    res_schema: Vec<Option<&'a str>>,
+    scope_name: Vec<Option<&'a str>>,
+    scope_version: Vec<Option<&'a str>>,
+    scope_attrs: Vec<Option<&'a str>>,
+    scope_schema: Vec<Option<&'a str>>,
+    resources: Dict<Arc<ResourceColumns>>,
+    scopes: Dict<Arc<ScopeColumns>>,
+    /// First layout: the previous row's values, reused when equal.
+    legacy: bool,
+    /// The tenant of every row of a part of the first layout (named by its directory).
+    directory_tenant: Option<Tenant>,
+}
+
+impl<'a> Common<'a> {
+    fn read(c: &Cols<'a>, n: usize, directory_tenant: Option<&Tenant>) -> PolarsResult<Common<'a>> {
+        let legacy = !c.has("resource_id");
+        if !c.has("tenant") && directory_tenant.is_none() {
+            return Err(damaged("the part names no tenant".into()));
+        }
+        let tenant = if c.has("tenant") { c.str("tenant")? } else { vec![None; n] };
+        Ok(Common {
+            tenant_id: if c.has("tenant_id") { c.ids("tenant_id", n)? } else { vec![0; n] },
+            tenant,
+            tenants: Dict::new(),
+            resource_id: c.ids("resource_id", n)?,
+            scope_id: c.ids("scope_id", n)?,
+            service_name: c.str("service_name")?,
+            service_version: c.str("service_version")?,
+            environment: c.str("deployment_environment")?,
+            res_attrs: c.str("resource_attributes")?,
+            res_dropped: c.u32("resource_dropped_attributes_count")?,
+            res_schema: c.str("resource_schema_url")?,
+            scope_name: c.str("scope_name")?,
+            scope_version: c.str("scope_version")?,
+            scope_attrs: c.str("scope_attributes")?,
+            scope_schema: c.str("scope_schema_url")?,
+            resources: Dict::new(),
+            scopes: Dict::new(),
+            legacy,
+            // Only parts of the first layout take their tenant from their directory.
+            directory_tenant: if c.has("tenant") { None } else { directory_tenant.cloned() },
+        })
+    }
+
+    /// The tenant of row `i`.
+    fn tenant(&mut self, i: usize) -> PolarsResult<Tenant> {
+        if let Some(t) = &self.directory_tenant {
+            return Ok(t.clone());
+        }
+        let define = self.tenant[i].map(|name| move || Tenant::parse(name).ok());
+        self.tenants
+            .at("tenant", i, self.tenant_id[i], define)?
+            .ok_or_else(|| damaged(format!("row {i}: tenant {:?} is not a valid tenant id", self.tenant[i])))
+    }
+
+    fn resource_at(&self, i: usize) -> Arc<ResourceColumns> {
+        let arc = |v: Option<&str>| Arc::<str>::from(v.unwrap_or(""));
+        Arc::new(ResourceColumns {
+            service_name: self.service_name[i].map(Arc::from),
+            service_version: self.service_version[i].map(Arc::from),
+            deployment_environment: self.environment[i].map(Arc::from),
+            attributes: arc(self.res_attrs[i]),
+            dropped_attributes_count: self.res_dropped[i].unwrap_or(0),
+            schema_url: arc(self.res_schema[i]),
+        })
+    }
+
+    fn scope_at(&self, i: usize) -> Arc<ScopeColumns> {
+        let arc = |v: Option<&str>| Arc::<str>::from(v.unwrap_or(""));
+        Arc::new(ScopeColumns {
+            name: arc(self.scope_name[i]),
+            version: arc(self.scope_version[i]),
+            attributes: arc(self.scope_attrs[i]),
+            schema_url: arc(self.scope_schema[i]),
+        })
+    }
+
+    fn same_resource(&self, a: usize, b: usize) -> bool {
+        self.service_name[a] == self.service_name[b]
+            && self.service_version[a] == self.service_version[b]
+            && self.environment[a] == self.environment[b]
+            && self.res_attrs[a] == self.res_attrs[b]
+            && self.res_dropped[a] == self.res_dropped[b]
+            && self.res_schema[a] == self.res_schema[b]
+    }
+
+    fn same_scope(&self, a: usize, b: usize) -> bool {
+        self.scope_name[a] == self.scope_name[b]
+            && self.scope_version[a] == self.scope_version[b]
+            && self.scope_attrs[a] == self.scope_attrs[b]
+            && self.scope_schema[a] == self.scope_schema[b]
+    }
+
+    fn at(&mut self, i: usize) -> PolarsResult<(Arc<ResourceColumns>, Arc<ScopeColumns>)> {
+        if self.legacy {
+            // One value per row; rows of one resource were stored next to each other.
+            let resource = match i.checked_sub(1).filter(|&j| self.same_resource(j, i)) {
+                Some(j) => self.resources.at("resource", j, j as u32, None::<fn() -> _>)?,
+                None => self.resource_at(i),
+            };
+            let scope = match i.checked_sub(1).filter(|&j| self.same_scope(j, i)) {
+                Some(j) => self.scopes.at("scope", j, j as u32, None::<fn() -> _>)?,
+                None => self.scope_at(i),
+            };
+            let (r, s) = (Arc::clone(&resource), Arc::clone(&scope));
+            self.resources.at("resource", i, i as u32, Some(move || r))?;
+            self.scopes.at("scope", i, i as u32, Some(move || s))?;
+            return Ok((resource, scope));
+        }
+        let resource = match self.res_attrs[i] {
+            Some(_) => {
+                let r = self.resource_at(i);
+                self.resources.at("resource", i, self.resource_id[i], Some(move || r))?
+            }
+            None => self.resources.at("resource", i, self.resource_id[i], None::<fn() -> _>)?,
+        };
+        let scope = match self.scope_attrs[i] {
+            Some(_) => {
+                let s = self.scope_at(i);
+                self.scopes.at("scope", i, self.scope_id[i], Some(move || s))?
+            }
+            None => self.scopes.at("scope", i, self.scope_id[i], None::<fn() -> _>)?,
+        };
+        Ok((resource, scope))
+    }
+}
+
+fn id<const N: usize>(hex_text: Option<&str>) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(hex_text?, &mut out).ok()?;
+    Some(out)
+}
+
+fn s(v: Option<&str>) -> String {
+    v.unwrap_or("").to_string()
+}
+
+/// The rows of a frame, grouped by tenant in order of first appearance; only `only`'s rows
+/// when it is given. `directory_tenant` names the tenant of a part of the first layout.
+pub(crate) fn from_frame(
+    signal: Signal,
+    df: &DataFrame,
+    only: Option<&Tenant>,
+    directory_tenant: Option<&Tenant>,
+) -> PolarsResult<Vec<(Tenant, Rows)>> {
+    let c = Cols(df);
+    let n = df.height();
+    let mut common = Common::read(&c, n, directory_tenant)?;
+    let mut tenants: Vec<Tenant> = Vec::new();
+    // Row → index into `tenants`, or None when the row is not read.
+    let mut keep: Vec<Option<usize>> = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = common.tenant(i)?;
+        if only.is_some_and(|o| *o != t) {
+            keep.push(None);
+            continue;
+        }
+        let at = match tenants.iter().position(|x| *x == t) {
+            Some(at) => at,
+            None => {
+                tenants.push(t);
+                tenants.len() - 1
+            }
+        };
+        keep.push(Some(at));
+    }
+    let groups = tenants.len();
+    let rows: Vec<Rows> = match signal {
+        Signal::Traces => spans_from(&c, &keep, groups, &mut common)?.into_iter().map(Rows::Spans).collect(),
+        Signal::Metrics => metrics_from(&c, &keep, groups, &mut common)?.into_iter().map(Rows::Metrics).collect(),
+        Signal::Logs => logs_from(&c, &keep, groups, &mut common)?.into_iter().map(Rows::Logs).collect(),
+        Signal::Profiles => profiles_from(&c, &keep, groups, &mut common)?.into_iter().map(Rows::Profiles).collect(),
+    };
+    Ok(tenants.into_iter().zip(rows).collect())
+}
+
+/// Calls `make` for every kept row (after `common` has seen every row, kept or not, so the
+/// shared values defined on rows of other tenants are known) and groups the results.
+fn build<R>(
+    keep: &[Option<usize>],
+    groups: usize,
+    common: &mut Common<'_>,
+    mut make: impl FnMut(usize, Arc<ResourceColumns>, Arc<ScopeColumns>) -> PolarsResult<Option<R>>,
+) -> PolarsResult<Vec<Vec<R>>> {
+    let mut out: Vec<Vec<R>> = (0..groups).map(|_| Vec::new()).collect();
+    for (i, k) in keep.iter().enumerate() {
+        let (resource, scope) = common.at(i)?;
+        if let Some(row) = make(i, resource, scope)?
+            && let Some(k) = k
+        {
+            out[*k].push(row);
+        }
+    }
+    Ok(out)
+}
+
+fn spans_from(
+    c: &Cols<'_>,
+    keep: &[Option<usize>],
+    groups: usize,
+    common: &mut Common<'_>,
+) -> PolarsResult<Vec<Vec<SpanRow>>> {
+    let (trace_id, span_id, parent) = (c.str("trace_id")?, c.str("span_id")?, c.str("parent_span_id")?);
+    let (trace_state, flags, name, kind) = (c.str("trace_state")?, c.u32("flags")?, c.str("name")?, c.i32("kind")?);
+    let (start, end) = (c.u64("start_time_unix_nano")?, c.u64("end_time_unix_nano")?);
+    let (status_code, status_message) = (c.i32("status_code")?, c.str("status_message")?);
+    let (route, http_status) = (c.str("http_route")?, c.i64("http_response_status_code")?);
+    let (attributes, dropped_attrs) = (c.str("attributes")?, c.u32("dropped_attributes_count")?);
+    let (events, dropped_events) = (c.str("events")?, c.u32("dropped_events_count")?);
+    let (links, dropped_links) = (c.str("links")?, c.u32("dropped_links_count")?);
+    build(keep, groups, common, |i, resource, scope| {
+        if keep[i].is_none() {
+            return Ok(None);
+        }
+        Ok(Some(SpanRow {
+            trace_id: id(trace_id[i]).unwrap_or([0; 16]),
+            span_id: id(span_id[i]).unwrap_or([0; 8]),
+            parent_span_id: id(parent[i]),
+            trace_state: s(trace_state[i]),
+            flags: flags[i].unwrap_or(0),
+            name: s(name[i]),
+            kind: kind[i].unwrap_or(0),
+            start_unix_nano: start[i].unwrap_or(0),
+            end_unix_nano: end[i].unwrap_or(0),
+            status_code: status_code[i].unwrap_or(0),
+            status_message: s(status_message[i]),
+            http_route: route[i].map(str::to_string),
+            http_status_code: http_status[i],
+            attributes: s(attributes[i]),
+            dropped_attributes_count: dropped_attrs[i].unwrap_or(0),
+            events: s(events[i]),
+            dropped_events_count: dropped_events[i].unwrap_or(0),
+            links: s(links[i]),
+            dropped_links_count: dropped_links[i].unwrap_or(0),
+            resource,
+            scope,
+        }))
+    })
+}
+
+fn metrics_from(
+    c: &Cols<'_>,
+    keep: &[Option<usize>],
+    groups: usize,
+    common: &mut Common<'_>,
+) -> PolarsResult<Vec<Vec<MetricRow>>> {
+    let n = keep.len();
+    let (name, description, unit, metadata) =
+        (c.str("metric_name")?, c.str("metric_description")?, c.str("metric_unit")?, c.str("metric_metadata")?);
+    let legacy = !c.has("metric_id");
+    let metric_id = c.ids("metric_id", n)?;
+    let (kind, temporality, monotonic) = (c.str("kind")?, c.i32("temporality")?, c.bool("is_monotonic")?);
+    let (start, time) = (c.u64("start_time_unix_nano")?, c.u64("time_unix_nano")?);
+    let (attributes, flags) = (c.str("attributes")?, c.u32("flags")?);
+    let (value, value_int, count) = (c.f64("value")?, c.i64("value_int")?, c.u64("count")?);
+    let (sum, min, max) = (c.f64("sum")?, c.f64("min")?, c.f64("max")?);
+    let (detail, exemplars) = (c.str("detail")?, c.str("exemplars")?);
+    let mut metrics: Dict<Arc<MetricDescriptor>> = Dict::new();
+    let descriptor = |i: usize| {
+        Arc::new(MetricDescriptor {
+            name: Arc::from(name[i].unwrap_or("")),
+            description: Arc::from(description[i].unwrap_or("")),
+            unit: Arc::from(unit[i].unwrap_or("")),
+            metadata: Arc::from(metadata[i].unwrap_or("")),
+        })
+    };
+    let same = |a: usize, b: usize| {
+        name[a] == name[b] && description[a] == description[b] && unit[a] == unit[b] && metadata[a] == metadata[b]
+    };
+    build(keep, groups, common, |i, resource, scope| {
+        let metric = if legacy {
+            match i.checked_sub(1).filter(|&j| same(j, i)) {
+                Some(j) => {
+                    let m = metrics.at("metric", j, j as u32, None::<fn() -> _>)?;
+                    metrics.at("metric", i, i as u32, Some(move || m))?
+                }
+                None => metrics.at("metric", i, i as u32, Some(|| descriptor(i)))?,
+            }
+        } else if name[i].is_some() {
+            metrics.at("metric", i, metric_id[i], Some(|| descriptor(i)))?
+        } else {
+            metrics.at("metric", i, metric_id[i], None::<fn() -> _>)?
+        };
+        if keep[i].is_none() {
+            return Ok(None);
+        }
+        Ok(Some(MetricRow {
+            metric,
+            kind: kind[i].and_then(MetricKind::parse).unwrap_or(MetricKind::Gauge),
+            temporality: temporality[i].unwrap_or(0),
+            is_monotonic: monotonic[i].unwrap_or(false),
+            start_unix_nano: start[i].unwrap_or(0),
+            time_unix_nano: time[i].unwrap_or(0),
+            attributes: s(attributes[i]),
+            flags: flags[i].unwrap_or(0),
+            value: value[i],
+            value_int: value_int[i],
+            count: count[i],
+            sum: sum[i],
+            min: min[i],
+            max: max[i],
+            detail: s(detail[i]),
+            exemplars: s(exemplars[i]),
+            resource,
+            scope,
+        }))
+    })
+}
+
+fn logs_from(
+    c: &Cols<'_>,
+    keep: &[Option<usize>],
+    groups: usize,
+    common: &mut Common<'_>,
+) -> PolarsResult<Vec<Vec<LogRow>>> {
+    let (time, observed) = (c.u64("time_unix_nano")?, c.u64("observed_time_unix_nano")?);
+    let (sev, sev_text, body) = (c.i32("severity_number")?, c.str("severity_text")?, c.str("body")?);
+    let (attributes, dropped, flags) = (c.str("attributes")?, c.u32("dropped_attributes_count")?, c.u32("flags")?);
+    let (trace_id, span_id, event_name) = (c.str("trace_id")?, c.str("span_id")?, c.str("event_name")?);
+    build(keep, groups, common, |i, resource, scope| {
+        if keep[i].is_none() {
+            return Ok(None);
+        }
+        Ok(Some(LogRow {
+            time_unix_nano: time[i].unwrap_or(0),
+            observed_unix_nano: observed[i].unwrap_or(0),
+            severity_number: sev[i].unwrap_or(0),
+            severity_text: s(sev_text[i]),
+            body: s(body[i]),
+            attributes: s(attributes[i]),
+            dropped_attributes_count: dropped[i].unwrap_or(0),
+            flags: flags[i].unwrap_or(0),
+            trace_id: id(trace_id[i]),
+            span_id: id(span_id[i]),
+            event_name: s(event_name[i]),
+            resource,
+            scope,
+        }))
+    })
+}
+
+fn profiles_from(
+    c: &Cols<'_>,
+    keep: &[Option<usize>],
+    groups: usize,
+    common: &mut Common<'_>,
+) -> PolarsResult<Vec<Vec<ProfileRow>>> {
+    let n = keep.len();
+    let legacy = !c.has("profile_ref");
+    let (time, ptime, duration) = (c.u64("time_unix_nano")?, c.u64("profile_time_unix_nano")?, c.u64("duration_nano")?);
+    let profile_id = c.str("profile_id")?;
+    let (st, su, pt, pu) = (c.str("sample_type")?, c.str("sample_unit")?, c.str("period_type")?, c.str("period_unit")?);
+    let (period, value, stack) = (c.i64("period")?, c.i64("value")?, c.str("stack")?);
+    let (attributes, trace_id, span_id) = (c.str("attributes")?, c.str("trace_id")?, c.str("span_id")?);
+    let (profile_ref, stack_id, attributes_id) =
+        (c.ids("profile_ref", n)?, c.ids("stack_id", n)?, c.ids("attributes_id", n)?);
+    let arc = |v: Option<&str>| Arc::<str>::from(v.unwrap_or(""));
+    let info = |i: usize| {
+        Arc::new(ProfileInfo {
+            profile_time_unix_nano: ptime[i].unwrap_or(0),
+            duration_nano: duration[i].unwrap_or(0),
+            profile_id: id(profile_id[i]).unwrap_or([0; 16]),
+            sample_type: arc(st[i]),
+            sample_unit: arc(su[i]),
+            period_type: arc(pt[i]),
+            period_unit: arc(pu[i]),
+            period: period[i].unwrap_or(0),
+        })
+    };
+    let mut profiles: Dict<Arc<ProfileInfo>> = Dict::new();
+    let (mut stacks, mut attribute_sets): (Dict<Arc<str>>, Dict<Arc<str>>) = (Dict::new(), Dict::new());
+    // First layout: everything per row; share what repeats on consecutive rows.
+    type Previous = (usize, Arc<ProfileInfo>, Arc<str>, Arc<str>);
+    let mut last: Option<Previous> = None;
+    build(keep, groups, common, |i, resource, scope| {
+        let (profile, stack, attributes) = if legacy {
+            let prev = last.as_ref().filter(|_| i > 0);
+            let profile = match prev {
+                Some((j, p, _, _)) if profile_id[*j] == profile_id[i] && ptime[*j] == ptime[i] && st[*j] == st[i] => {
+                    Arc::clone(p)
+                }
+                _ => info(i),
+            };
+            let stack = match prev {
+                Some((j, _, s, _)) if stack[*j] == stack[i] => Arc::clone(s),
+                _ => arc(stack[i]),
+            };
+            let attrs = match prev {
+                Some((j, _, _, a)) if attributes[*j] == attributes[i] => Arc::clone(a),
+                _ => arc(attributes[i]),
+            };
+            last = Some((i, Arc::clone(&profile), Arc::clone(&stack), Arc::clone(&attrs)));
+            (profile, stack, attrs)
+        } else {
+            let profile = match profile_id[i] {
+                Some(_) => profiles.at("profile", i, profile_ref[i], Some(|| info(i)))?,
+                None => profiles.at("profile", i, profile_ref[i], None::<fn() -> _>)?,
+            };
+            let stack = match stack[i] {
+                Some(text) => stacks.at("stack", i, stack_id[i], Some(|| Arc::from(text)))?,
+                None => stacks.at("stack", i, stack_id[i], None::<fn() -> _>)?,
+            };
+            let attrs = match attributes[i] {
+                Some(text) => attribute_sets.at("attribute set", i, attributes_id[i], Some(|| Arc::from(text)))?,
+                None => attribute_sets.at("attribute set", i, attributes_id[i], None::<fn() -> _>)?,
+            };
+            (profile, stack, attrs)
+        };
+        if keep[i].is_none() {
+            return Ok(None);
+        }
+        Ok(Some(ProfileRow {
+            time_unix_nano: time[i].unwrap_or(0),
+            value: value[i].unwrap_or(0),
+            stack,
+            attributes,
+            trace_id: id(trace_id[i]),
+            span_id: id(span_id[i]),
+            profile,
+            resource,
+            scope,
+        }))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_ids_match_the_hex_crate() {
+        let id = [0u8, 1, 0x7f, 0x80, 0xab, 0xff];
+        assert_eq!(hex_id(&id), hex::encode(id));
+    }
+}
