@@ -403,6 +403,8 @@ mod tests {
         let bomb = gzip(&vec![0u8; 2 << 20]);
         let err = gunzip(&bomb, 4 << 20, &mut held).unwrap_err();
         assert!(matches!(err, BodyError::Overloaded { .. }), "{err}");
+        drop(held);
+        let mut held = budget.reservation();
         let err = gunzip(&bomb, 100_000, &mut held).unwrap_err();
         assert!(matches!(err, BodyError::TooLarge { limit: 100_000, .. }), "{err}");
         drop(held);
