@@ -32,6 +32,9 @@ pub struct Config {
     /// Go pprof endpoints to pull profiles from, one `[[scrape]]` table each (like Parca's
     /// scrape configs). Scraped profiles are stored exactly like a Pyroscope push.
     pub scrape: Vec<ScrapeConfig>,
+    /// Connections and request bodies on every listener: what a client may hold before its
+    /// request is admitted (the `[server]` table).
+    pub server: ServerLimits,
 }
 
 impl Default for Config {
@@ -45,6 +48,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             limits: Limits::default(),
             scrape: Vec::new(),
+            server: ServerLimits::default(),
         }
     }
 }
@@ -129,6 +133,82 @@ impl Default for Limits {
             max_attributes_per_item: 128,
             max_inflight_requests: 1024,
             max_memory_expansion: 32,
+        }
+    }
+}
+
+/// Limits on connections and on request bodies in flight, shared by all three listeners
+/// (OTLP/gRPC, OTLP/HTTP and the API), so that neither idle sockets nor bodies sent slowly or
+/// held open can exhaust the process's file descriptors or memory.
+///
+/// ```toml
+/// [server]
+/// max_connections = 4000
+/// max_inflight_body_bytes = 134217728
+/// idle_timeout = "60s"
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerLimits {
+    /// Open connections over all listeners. A connection over the cap is accepted and closed
+    /// at once, and counted in `slo_gate_connections_refused_total`. Default: the process's
+    /// file-descriptor limit (`RLIMIT_NOFILE`, whose soft value is raised to the hard one at
+    /// start) minus `fd_reserve`, and at least a quarter of that limit.
+    pub max_connections: Option<usize>,
+    /// File descriptors kept for everything but client connections when `max_connections` is
+    /// derived from the limit: Parquet parts read by queries and written by flushes,
+    /// write-ahead-log segments, outgoing pprof scrapes, the runtime's own.
+    pub fd_reserve: usize,
+    /// Bytes of request bodies held at once over all requests and listeners: counted as they
+    /// arrive (a declared `Content-Length` is reserved whole before any byte is read), with
+    /// their decompressed copies, until the request is answered. A request that would pass
+    /// it is refused as overloaded (429 / `UNAVAILABLE`, with `Retry-After`). Must be at least
+    /// `limits.max_request_bytes`.
+    pub max_inflight_body_bytes: usize,
+    /// An HTTP/1 request whose headers have not all arrived this long after its first byte
+    /// is cut off.
+    pub header_read_timeout: HumanDuration,
+    /// A connection with no request in progress for this long is closed (keep-alive idle,
+    /// and sockets that never send a request); so is one whose answer the client has not read
+    /// for this long.
+    pub idle_timeout: HumanDuration,
+    /// A request body that delivers no byte for this long is cut off (408 /
+    /// `DEADLINE_EXCEEDED`) and its bytes released.
+    pub body_progress_timeout: HumanDuration,
+    /// A request body that has not fully arrived this long after the request started is cut
+    /// off, however steadily it trickles in.
+    pub body_timeout: HumanDuration,
+    /// HTTP/2 connections are pinged after this long without a frame from the client ...
+    pub http2_keepalive_interval: HumanDuration,
+    /// ... and closed when the ping is not answered within this long.
+    pub http2_keepalive_timeout: HumanDuration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: None,
+            fd_reserve: 256,
+            max_inflight_body_bytes: 128 << 20,
+            header_read_timeout: HumanDuration(Duration::from_secs(10)),
+            idle_timeout: HumanDuration(Duration::from_secs(60)),
+            body_progress_timeout: HumanDuration(Duration::from_secs(15)),
+            body_timeout: HumanDuration(Duration::from_secs(60)),
+            http2_keepalive_interval: HumanDuration(Duration::from_secs(30)),
+            http2_keepalive_timeout: HumanDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl ServerLimits {
+    /// The connection cap for a process whose file-descriptor limit is `fd_limit`.
+    pub fn connection_cap(&self, fd_limit: u64) -> usize {
+        match self.max_connections {
+            Some(n) => n.max(1),
+            None => {
+                let limit = usize::try_from(fd_limit).unwrap_or(usize::MAX);
+                limit.saturating_sub(self.fd_reserve).max(limit / 4).max(1)
+            }
         }
     }
 }
@@ -301,6 +381,26 @@ mod tests {
         assert!(err.to_string().contains("unknown field `max_request_byte`"), "{err}");
         let err = Config::from_toml("retention = \"14 days\"\n").unwrap_err();
         assert!(err.to_string().contains("unknown unit"), "{err}");
+    }
+
+    #[test]
+    fn server_table_parses_and_the_connection_cap_follows_the_descriptor_limit() {
+        let cfg = Config::from_toml(
+            "[server]\nmax_inflight_body_bytes = 1048576\nidle_timeout = \"2s\"\nbody_progress_timeout = \"500ms\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.server.max_inflight_body_bytes, 1 << 20);
+        assert_eq!(cfg.server.idle_timeout.0, Duration::from_secs(2));
+        assert_eq!(cfg.server.body_progress_timeout.0, Duration::from_millis(500));
+        assert_eq!(cfg.server.body_timeout.0, Duration::from_secs(60));
+        // Derived: the limit less the reserve, at least a quarter of the limit.
+        assert_eq!(cfg.server.connection_cap(1024), 768);
+        assert_eq!(cfg.server.connection_cap(65_536), 65_280);
+        assert_eq!(cfg.server.connection_cap(256), 64);
+        let cfg = Config::from_toml("[server]\nmax_connections = 10\n").unwrap();
+        assert_eq!(cfg.server.connection_cap(1024), 10);
+        let err = Config::from_toml("[server]\nidle_timout = \"1s\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `idle_timout`"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub enum ErrorKind {
     Overloaded,
     /// Storage failed (for example a full disk); nothing was acknowledged; retryable.
     Unavailable,
+    /// The request body stopped arriving, or took too long to arrive; it was cut off.
+    TimedOut,
 }
 
 impl ErrorKind {
@@ -35,6 +37,7 @@ impl ErrorKind {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::TimedOut => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -44,6 +47,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => tonic::Code::ResourceExhausted,
             ErrorKind::NotFound => tonic::Code::NotFound,
             ErrorKind::Overloaded | ErrorKind::Unavailable => tonic::Code::Unavailable,
+            ErrorKind::TimedOut => tonic::Code::DeadlineExceeded,
         }
     }
 
@@ -80,6 +84,8 @@ pub enum IngestError {
     Overloaded(String),
     #[error("storage unavailable: {0}; nothing from this request was stored")]
     Storage(String),
+    #[error(transparent)]
+    Body(#[from] crate::receive::admission::BodyError),
 }
 
 impl IngestError {
@@ -90,6 +96,7 @@ impl IngestError {
             IngestError::UnsupportedMediaType { .. } => ErrorKind::UnsupportedMediaType,
             IngestError::Overloaded(_) => ErrorKind::Overloaded,
             IngestError::Storage(_) => ErrorKind::Unavailable,
+            IngestError::Body(e) => e.kind(),
         }
     }
 
@@ -112,6 +119,8 @@ pub enum QueryError {
     Tenant(#[from] crate::tenant::TenantError),
     #[error("storage read failed: {0}")]
     Storage(String),
+    #[error(transparent)]
+    Body(#[from] crate::receive::admission::BodyError),
 }
 
 impl QueryError {
@@ -120,6 +129,7 @@ impl QueryError {
             QueryError::BadRequest(_) | QueryError::Tenant(_) => ErrorKind::BadRequest,
             QueryError::NotFound(_) => ErrorKind::NotFound,
             QueryError::Storage(_) => ErrorKind::Unavailable,
+            QueryError::Body(e) => e.kind(),
         }
     }
 }
@@ -138,6 +148,7 @@ mod tests {
             ErrorKind::NotFound,
             ErrorKind::Overloaded,
             ErrorKind::Unavailable,
+            ErrorKind::TimedOut,
         ] {
             let retryable = matches!(kind.http_status().as_u16(), 429 | 502 | 503 | 504);
             assert_eq!(retryable, kind.retry_after().is_some(), "{kind:?}");

@@ -9,17 +9,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::listener::{self, ConnSettings, Connections};
 use crate::query::{self, ApiState};
-use crate::receive::Ingest;
-use crate::receive::otlp_grpc::{OtlpGrpc, resource_exhausted_for_oversize};
-use crate::receive::otlp_http;
+use crate::receive::admission::Admission;
+use crate::receive::{Ingest, otlp_grpc, otlp_http};
 use crate::store::{Store, StoreSettings};
-use crate::telemetry::Telemetry;
-
-/// HTTP/2 flow-control windows sized for large export requests: with the 64 KiB defaults a
-/// 160 KB request waits for window updates round trip after round trip.
-const STREAM_WINDOW: u32 = 4 << 20;
-const CONNECTION_WINDOW: u32 = 16 << 20;
+use crate::telemetry::{Listener, Telemetry};
 
 /// Why the collector could not start.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +23,8 @@ pub enum StartError {
     Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("cannot open storage: {0}")]
     Store(#[from] crate::store::OpenError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 /// The collector, before it runs.
@@ -52,6 +49,12 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
 impl Collector {
     /// Opens the store (replaying the WAL), binds every listener, and starts serving.
     pub async fn start(config: Config) -> Result<RunningCollector, StartError> {
+        if config.server.max_inflight_body_bytes < config.limits.max_request_bytes {
+            return Err(StartError::Config(format!(
+                "server.max_inflight_body_bytes ({}) is smaller than limits.max_request_bytes ({}): the largest request could never be taken",
+                config.server.max_inflight_body_bytes, config.limits.max_request_bytes
+            )));
+        }
         let grpc_listener = bind("OTLP/gRPC", config.otlp_grpc).await?;
         let http_listener = bind("OTLP/HTTP", config.otlp_http).await?;
         let api_listener = bind("API", config.api).await?;
@@ -71,62 +74,27 @@ impl Collector {
                 |e| crate::store::OpenError::Io { path: config.data_dir.clone(), source: std::io::Error::other(e) },
             )??;
         let store = Arc::new(store);
-        let ingest = Arc::new(Ingest::new(Arc::clone(&store), config.limits.clone(), telemetry));
+        let admission = Admission::new(&config.server, Arc::clone(&telemetry));
+        let connections =
+            Connections::new(config.server.connection_cap(listener::raise_fd_limit()), Arc::clone(&telemetry));
+        let ingest = Arc::new(Ingest::new(Arc::clone(&store), config.limits.clone(), telemetry, admission));
 
         let (shutdown, _) = watch::channel(false);
         let mut tasks = Vec::new();
-
-        // OTLP/gRPC
-        {
-            let (traces, metrics, logs, profiles) = OtlpGrpc::new(Arc::clone(&ingest)).services();
-            let mut stop = shutdown.subscribe();
-            let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-            tasks.push(tokio::spawn(async move {
-                let result = tonic::transport::Server::builder()
-                    .initial_stream_window_size(STREAM_WINDOW)
-                    .initial_connection_window_size(CONNECTION_WINDOW)
-                    .layer(tower::util::MapResponseLayer::new(resource_exhausted_for_oversize::<tonic::body::Body>))
-                    .add_service(traces)
-                    .add_service(metrics)
-                    .add_service(logs)
-                    .add_service(profiles)
-                    .serve_with_incoming_shutdown(incoming, async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await;
-                if let Err(err) = result {
-                    tracing::error!(%err, "OTLP/gRPC server stopped");
-                }
-            }));
-        }
-        // OTLP/HTTP and the API
-        for (listener, router) in [
-            (http_listener, otlp_http::router(Arc::clone(&ingest))),
-            (
-                api_listener,
-                query::router(ApiState {
-                    store: Arc::clone(&store),
-                    ingest: Arc::clone(&ingest),
-                    data_dir: config.data_dir.clone(),
-                    runs_lock: Arc::default(),
-                }),
-            ),
+        let api_router = query::router(ApiState {
+            store: Arc::clone(&store),
+            ingest: Arc::clone(&ingest),
+            data_dir: config.data_dir.clone(),
+            runs_lock: Arc::default(),
+        });
+        for (tcp, which, router, http2_only) in [
+            (grpc_listener, Listener::OtlpGrpc, otlp_grpc::router(Arc::clone(&ingest)), true),
+            (http_listener, Listener::OtlpHttp, otlp_http::router(Arc::clone(&ingest)), false),
+            (api_listener, Listener::Api, api_router, false),
         ] {
-            let mut stop = shutdown.subscribe();
-            tasks.push(tokio::spawn(async move {
-                use axum::serve::ListenerExt;
-                let listener = listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                let result = axum::serve(listener, router)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await;
-                if let Err(err) = result {
-                    tracing::error!(%err, "HTTP server stopped");
-                }
-            }));
+            let settings = ConnSettings::new(&config.server, http2_only);
+            let serve = listener::serve(tcp, which, router, Arc::clone(&connections), settings, shutdown.subscribe());
+            tasks.push(tokio::spawn(serve));
         }
         // pprof scraping: one task per (target, profile), stopped by `shutdown`.
         tasks.extend(crate::receive::pprof_scrape::start(&config.scrape, Arc::clone(&ingest), &shutdown));

@@ -37,6 +37,39 @@ pub struct Telemetry {
     pub parts_verified: AtomicU64,
     pub head_bytes: AtomicU64,
     pub head_items: AtomicU64,
+    /// Connections open now, by listener (see [`Listener`]).
+    connections_open: [AtomicU64; 3],
+    /// Connections accepted and closed at once because the cap was reached, by listener.
+    connections_refused: [AtomicU64; 3],
+    /// Connections closed after `idle_timeout` without a request, by listener.
+    connections_idle_closed: [AtomicU64; 3],
+    /// The connection cap over all listeners.
+    pub connections_limit: AtomicU64,
+    /// Bytes of request bodies held now, and the budget they are counted against.
+    pub body_bytes_inflight: AtomicU64,
+    pub body_bytes_limit: AtomicU64,
+    /// Request bodies refused or cut off, by reason (`overloaded`, `timeout`).
+    body_refused: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+/// The three listeners, as labelled in the connection metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    OtlpGrpc = 0,
+    OtlpHttp = 1,
+    Api = 2,
+}
+
+impl Listener {
+    pub const ALL: [Listener; 3] = [Listener::OtlpGrpc, Listener::OtlpHttp, Listener::Api];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listener::OtlpGrpc => "otlp_grpc",
+            Listener::OtlpHttp => "otlp_http",
+            Listener::Api => "api",
+        }
+    }
 }
 
 fn idx(signal: Signal) -> usize {
@@ -69,6 +102,30 @@ impl Telemetry {
     /// Items written to Parquet parts.
     pub fn stored(&self, signal: Signal, n: u64) {
         self.stored_items[idx(signal)].fetch_add(n, Relaxed);
+    }
+
+    /// A connection was accepted on `listener` and is now open.
+    pub fn connection_opened(&self, listener: Listener) {
+        self.connections_open[listener as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn connection_closed(&self, listener: Listener) {
+        self.connections_open[listener as usize].fetch_sub(1, Relaxed);
+    }
+
+    /// A connection was accepted on `listener` and closed at once: the cap was reached.
+    pub fn connection_refused(&self, listener: Listener) {
+        self.connections_refused[listener as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A connection on `listener` was closed for having no request for `idle_timeout`.
+    pub fn connection_idle_closed(&self, listener: Listener) {
+        self.connections_idle_closed[listener as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A request body was refused or cut off for `reason` (`overloaded`, `timeout`).
+    pub fn body_refused(&self, reason: &'static str) {
+        *self.body_refused.lock().unwrap_or_else(|e| e.into_inner()).entry(reason).or_default() += 1;
     }
 
     /// The Prometheus text exposition of every figure.
@@ -190,6 +247,56 @@ impl Telemetry {
             ("slo_gate_head_items", "gauge", "Items held in the in-memory head.", &self.head_items),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Relaxed));
+        }
+        for (name, help, values) in [
+            ("slo_gate_connections_open", "Connections open now, by listener.", &self.connections_open),
+            (
+                "slo_gate_connections_refused_total",
+                "Connections accepted and closed at once because the connection cap was reached, by listener.",
+                &self.connections_refused,
+            ),
+            (
+                "slo_gate_connections_idle_closed_total",
+                "Connections closed by the server after the idle timeout, by listener.",
+                &self.connections_idle_closed,
+            ),
+        ] {
+            let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for listener in Listener::ALL {
+                let _ = writeln!(
+                    out,
+                    "{name}{{listener=\"{}\"}} {}",
+                    listener.as_str(),
+                    values[listener as usize].load(Relaxed)
+                );
+            }
+        }
+        for (name, help, value) in [
+            ("slo_gate_connections_limit", "The cap on open connections over all listeners.", &self.connections_limit),
+            (
+                "slo_gate_body_bytes_inflight",
+                "Bytes of request bodies (and their decompressed copies) held by requests in flight.",
+                &self.body_bytes_inflight,
+            ),
+            (
+                "slo_gate_body_bytes_limit",
+                "The budget of request body bytes in flight (server.max_inflight_body_bytes).",
+                &self.body_bytes_limit,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", value.load(Relaxed));
+        }
+        {
+            let name = "slo_gate_body_refused_total";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Request bodies refused because the in-flight budget was spent (overloaded) or cut off because they stalled or were too slow (timeout).\n# TYPE {name} counter"
+            );
+            let refused = self.body_refused.lock().unwrap_or_else(|e| e.into_inner());
+            for reason in ["overloaded", "timeout"] {
+                let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", refused.get(reason).copied().unwrap_or(0));
+            }
         }
         let secs = self.flush_nanos.load(Relaxed) as f64 / 1e9;
         let _ = writeln!(

@@ -5,7 +5,8 @@
 
 use bytes::Bytes;
 use collector::receive::ExportRequest;
-use collector::receive::otlp_http::{Format, decode, gunzip};
+use collector::receive::admission::{Budget, gunzip};
+use collector::receive::otlp_http::{Format, decode};
 use collector::store::wal::scan_segment;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -97,7 +98,7 @@ proptest! {
 
     #[test]
     fn arbitrary_gzip_and_wal_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = gunzip(&bytes, 1 << 20);
+        let _ = gunzip(&bytes, 1 << 20, &mut Budget::new(1 << 21, Default::default()).reservation());
         let mut segment = if bytes.first().is_some_and(|b| b % 2 == 0) { b"SLOGWAL1".to_vec() } else { b"SLOGWAL2".to_vec() };
         segment.extend_from_slice(&bytes);
         let scan = scan_segment(&segment);

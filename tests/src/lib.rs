@@ -41,7 +41,19 @@ impl Server {
     /// Starts the collector on `data_dir` with ports chosen by the OS, and waits until
     /// `/readyz` answers.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Server {
-        let mut child = Command::new(binary())
+        Server::start_command(Command::new(binary()), data_dir, extra_args)
+    }
+
+    /// Like [`Server::start`], with the process's file-descriptor limit (soft and hard) set to
+    /// `nofile` first, as `ulimit -n` does.
+    pub fn start_with_fd_limit(data_dir: &Path, extra_args: &[&str], nofile: u32) -> Server {
+        let mut command = Command::new("bash");
+        command.arg("-c").arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\"")).arg(binary());
+        Server::start_command(command, data_dir, extra_args)
+    }
+
+    fn start_command(mut command: Command, data_dir: &Path, extra_args: &[&str]) -> Server {
+        let mut child = command
             .args(["serve", "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--api", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)

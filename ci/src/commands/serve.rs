@@ -53,6 +53,13 @@ pub struct ServeArgs {
     /// Export requests processed at once; more get 503 [default: 1024].
     #[arg(long, env = "SLO_GATE_MAX_INFLIGHT_REQUESTS")]
     pub max_inflight_requests: Option<usize>,
+    /// Open connections over all listeners; more are closed at once [default: the open-file
+    /// limit less `server.fd_reserve`].
+    #[arg(long, env = "SLO_GATE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Bytes of request bodies held at once over all requests; more get 429 [default: 134217728].
+    #[arg(long, env = "SLO_GATE_MAX_INFLIGHT_BODY_BYTES")]
+    pub max_inflight_body_bytes: Option<usize>,
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
@@ -89,7 +96,11 @@ impl ServeArgs {
             max_request_bytes => limits.max_request_bytes,
             max_attributes_per_item => limits.max_attributes_per_item,
             max_inflight_requests => limits.max_inflight_requests,
+            max_inflight_body_bytes => server.max_inflight_body_bytes,
         );
+        if let Some(n) = self.max_connections {
+            cfg.server.max_connections = Some(n);
+        }
         Ok(cfg)
     }
 }

@@ -411,13 +411,17 @@ async fn list_runs(
     Ok(Json(json!({ "runs": runs })))
 }
 
+/// Largest gate run body accepted (what axum's `Bytes` extractor allowed before).
+const MAX_RUN_BYTES: usize = 2 << 20;
+
 async fn record_run(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Json<Value>, QueryError> {
     let tenant = tenant(&headers)?;
-    let run: Run = serde_json::from_slice(&body)
+    let body = state.ingest.admission().read(&headers, body, MAX_RUN_BYTES, false).await?;
+    let run: Run = serde_json::from_slice(&body.bytes)
         .map_err(|e| QueryError::BadRequest(format!("the body is not a gate run: {e}")))?;
     run.validate()?;
     let path = runs_file(&state.data_dir, &tenant);

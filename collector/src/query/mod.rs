@@ -18,7 +18,7 @@ use http::{StatusCode, header};
 use crate::error::QueryError;
 use crate::receive::{Ingest, pprof_push};
 use crate::store::Store;
-use crate::tenant::{TENANT_HEADER, Tenant};
+use crate::tenant::Tenant;
 
 /// Everything the API handlers share.
 #[derive(Debug, Clone)]
@@ -46,9 +46,10 @@ pub fn router(state: ApiState) -> Router {
         .merge(pprof_push::router(ingest))
 }
 
-/// The tenant a query reads, from `X-Scope-OrgID` (default `anonymous`).
+/// The tenant a query reads, from `X-Scope-OrgID` (default `anonymous`; a value outside the
+/// allowed set is refused, never read as the default).
 pub(crate) fn tenant(headers: &http::HeaderMap) -> Result<Tenant, QueryError> {
-    Ok(Tenant::from_header(headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok()))?)
+    Ok(Tenant::from_headers(headers)?)
 }
 
 /// Runs a store scan off the async workers (part reads are blocking file I/O).

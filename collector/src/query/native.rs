@@ -33,7 +33,11 @@ pub fn router() -> Router<ApiState> {
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         let kind = self.kind();
-        (kind.http_status(), Json(json!({ "error": self.to_string() }))).into_response()
+        let mut response = (kind.http_status(), Json(json!({ "error": self.to_string() }))).into_response();
+        if let Some(after) = kind.retry_after() {
+            response.headers_mut().insert(http::header::RETRY_AFTER, after.as_secs().into());
+        }
+        response
     }
 }
 

@@ -1,7 +1,9 @@
 //! OTLP receivers. Both transports hand a decoded export request to [`Ingest::export`], which
 //! is the one place that validates, enforces limits, stores and builds the OTLP answer.
 //!
-//! * [`otlp_grpc`] — the four OTLP/gRPC services (tonic);
+//! * [`admission`] — the budget every request body is counted against as it arrives, and the
+//!   body timeouts;
+//! * [`otlp_grpc`] — the four OTLP/gRPC `Export` methods (unary gRPC over HTTP/2);
 //! * [`otlp_http`] — `POST /v1/{traces,metrics,logs}` and `/v1development/profiles`, protobuf
 //!   or JSON, optionally gzip;
 //! * [`pprof_push`] — Pyroscope-compatible pprof push (`/ingest`, connect `PusherService/Push`),
@@ -10,6 +12,7 @@
 //! * [`validate`] — per-signal checks that reject single items (partial success) rather than
 //!   whole requests.
 
+pub mod admission;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod pprof_push;
@@ -38,6 +41,7 @@ use tokio::sync::Semaphore;
 use crate::config::Limits;
 use crate::error::IngestError;
 use crate::model::{self, Rows};
+use crate::receive::admission::Admission;
 use crate::signal::Signal;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
@@ -198,12 +202,18 @@ pub struct Ingest {
     limits: Limits,
     telemetry: Arc<Telemetry>,
     inflight: Semaphore,
+    admission: Admission,
 }
 
 impl Ingest {
-    pub fn new(store: Arc<Store>, limits: Limits, telemetry: Arc<Telemetry>) -> Ingest {
+    pub fn new(store: Arc<Store>, limits: Limits, telemetry: Arc<Telemetry>, admission: Admission) -> Ingest {
         let inflight = Semaphore::new(limits.max_inflight_requests.max(1));
-        Ingest { store, limits, telemetry, inflight }
+        Ingest { store, limits, telemetry, inflight, admission }
+    }
+
+    /// The in-flight body budget and body timeouts every receiver reads bodies with.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     pub fn limits(&self) -> &Limits {

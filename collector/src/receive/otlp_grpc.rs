@@ -1,200 +1,153 @@
-//! OTLP/gRPC: the four `Export` services, on tonic.
+//! OTLP/gRPC: the four `Export` methods, as unary gRPC calls over HTTP/2.
 //!
-//! The services are written here rather than taken from the generated servers so that the
-//! decoder can keep the request's protobuf bytes: a fully valid request goes to the
-//! write-ahead log as received, with no re-encoding (as on the HTTP path). The wire types
-//! are still `opentelemetry-proto`'s.
+//! The calls are answered here rather than by tonic's generated servers, for three reasons:
+//! the request body is read through [`Admission`](super::admission::Admission) like every
+//! other body, so its bytes are counted against the in-flight budget as they arrive (tonic
+//! buffers the whole message before a service sees it); a gzip message is inflated by the
+//! same counted, bounded decoder as on the HTTP path, so a corrupt one is `INVALID_ARGUMENT`
+//! and an oversized one `RESOURCE_EXHAUSTED`, as OTLP asks; and a fully valid request goes to
+//! the write-ahead log as received, with no re-encoding. The wire types are still
+//! `opentelemetry-proto`'s, and the gRPC framing (a compressed flag and a 4-byte big-endian
+//! length before each message; `grpc-status` in the trailers) is the protocol's.
 //!
-//! Tenant from the `x-scope-orgid` metadata key; gzip accepted. Oversized messages are
-//! refused by tonic with `OUT_OF_RANGE`, which [`resource_exhausted_for_oversize`] turns
-//! into the `RESOURCE_EXHAUSTED` OTLP expects.
+//! Tenant from the `x-scope-orgid` metadata key; gzip accepted; answers uncompressed.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::post;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, header};
+use http_body_util::{BodyExt, Full};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::profiles::v1development::ExportProfilesServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::server::{Grpc, NamedService, UnaryService};
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
+use super::admission::{self, Reservation};
 use super::otlp_http::outcome_err;
 use super::{ExportRequest, Ingest};
 use crate::error::IngestError;
-use crate::tenant::{TENANT_HEADER, Tenant};
+use crate::tenant::Tenant;
 
-/// A decoded request with the bytes it was decoded from.
-#[derive(Debug)]
-pub struct Raw<R> {
-    pub request: R,
-    pub bytes: Bytes,
-}
+/// Bytes before each gRPC message: the compressed flag and the message length.
+const PREFIX: usize = 5;
 
-/// Protobuf codec that keeps the encoded request.
-#[derive(Debug)]
-pub struct RawCodec<R>(PhantomData<fn() -> R>);
-
-impl<R> Default for RawCodec<R> {
-    fn default() -> Self {
-        RawCodec(PhantomData)
-    }
-}
-
-impl<R: ExportRequest> Codec for RawCodec<R> {
-    type Encode = R::Response;
-    type Decode = Raw<R>;
-    type Encoder = ResponseEncoder<R::Response>;
-    type Decoder = RawDecoder<R>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        ResponseEncoder(PhantomData)
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawDecoder(PhantomData)
-    }
-}
-
-#[derive(Debug)]
-pub struct ResponseEncoder<T>(PhantomData<fn(T)>);
-
-impl<T: Message> Encoder for ResponseEncoder<T> {
-    type Item = T;
-    type Error = Status;
-
-    fn encode(&mut self, item: T, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.reserve(item.encoded_len());
-        item.encode(dst).map_err(|e| Status::internal(format!("cannot encode response: {e}")))
-    }
-}
-
-#[derive(Debug)]
-pub struct RawDecoder<R>(PhantomData<fn() -> R>);
-
-impl<R: ExportRequest> Decoder for RawDecoder<R> {
-    type Item = Raw<R>;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Raw<R>>, Status> {
-        let bytes = src.copy_to_bytes(src.remaining());
-        let request = R::decode(bytes.clone())
-            .map_err(|e| IngestError::Malformed { format: "OTLP/protobuf", detail: e.to_string() }.to_grpc_status())?;
-        Ok(Some(Raw { request, bytes }))
-    }
-}
-
-/// One OTLP export service (traces, metrics, logs or profiles).
-#[derive(Debug)]
-pub struct ExportService<R> {
-    ingest: Arc<Ingest>,
-    _request: PhantomData<fn() -> R>,
-}
-
-impl<R> Clone for ExportService<R> {
-    fn clone(&self) -> Self {
-        ExportService { ingest: Arc::clone(&self.ingest), _request: PhantomData }
-    }
-}
-
-impl<R: ExportRequest> NamedService for ExportService<R> {
-    const NAME: &'static str = R::GRPC_SERVICE;
-}
-
-impl<R: ExportRequest> UnaryService<Raw<R>> for ExportService<R> {
-    type Response = R::Response;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<R::Response>, Status>> + Send>>;
-
-    fn call(&mut self, request: Request<Raw<R>>) -> Self::Future {
-        let ingest = Arc::clone(&self.ingest);
-        Box::pin(async move {
-            let tenant = Tenant::from_header(request.metadata().get(TENANT_HEADER).and_then(|v| v.to_str().ok()));
-            let result = match tenant {
-                Ok(tenant) => {
-                    let Raw { request, bytes } = request.into_inner();
-                    ingest.export(tenant, request, Some(bytes)).await
-                }
-                Err(e) => Err(e.into()),
-            };
-            let telemetry = ingest.telemetry();
-            match result {
-                Ok(response) => {
-                    telemetry.request("grpc", R::SIGNAL, if response.encoded_len() > 0 { "partial" } else { "ok" });
-                    Ok(Response::new(response))
-                }
-                Err(err) => {
-                    telemetry.request("grpc", R::SIGNAL, outcome_err(&err));
-                    Err(status_of(&err))
-                }
-            }
+/// The four `Export` methods; any other path is `UNIMPLEMENTED`.
+pub fn router(ingest: Arc<Ingest>) -> Router {
+    Router::new()
+        .route(ExportTraceServiceRequest::GRPC_EXPORT_PATH, post(export::<ExportTraceServiceRequest>))
+        .route(ExportMetricsServiceRequest::GRPC_EXPORT_PATH, post(export::<ExportMetricsServiceRequest>))
+        .route(ExportLogsServiceRequest::GRPC_EXPORT_PATH, post(export::<ExportLogsServiceRequest>))
+        .route(ExportProfilesServiceRequest::GRPC_EXPORT_PATH, post(export::<ExportProfilesServiceRequest>))
+        .fallback(|uri: http::Uri| async move {
+            Status::unimplemented(format!("no method {}", uri.path())).into_http::<Body>()
         })
+        .with_state(ingest)
+}
+
+async fn export<R: ExportRequest>(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        let tenant = Tenant::from_headers(&headers)?;
+        let gzip = gzip_encoded(&headers)?;
+        ingest.admit()?;
+        let limit = ingest.limits().max_request_bytes;
+        let admitted = ingest.admission().read(&headers, body, limit.saturating_add(PREFIX), false).await?;
+        let mut held = admitted.held;
+        // `held` keeps the message's bytes counted until the request is answered.
+        let message = unframe(admitted.bytes, gzip, limit, &mut held)?;
+        let request = R::decode(message.clone())
+            .map_err(|e| IngestError::Malformed { format: "OTLP/protobuf", detail: e.to_string() })?;
+        let response = ingest.export(tenant, request, Some(message)).await;
+        drop(held);
+        response
+    }
+    .await;
+    let telemetry = ingest.telemetry();
+    match result {
+        Ok(response) => {
+            telemetry.request("grpc", R::SIGNAL, if response.encoded_len() > 0 { "partial" } else { "ok" });
+            ok_response(&response)
+        }
+        Err(err) => {
+            telemetry.request("grpc", R::SIGNAL, outcome_err(&err));
+            status_of(&err).into_http::<Body>()
+        }
     }
 }
 
-impl<R: ExportRequest> tower::Service<http::Request<tonic::body::Body>> for ExportService<R> {
-    type Response = http::Response<tonic::body::Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let service = self.clone();
-        Box::pin(async move {
-            if req.uri().path() != R::GRPC_EXPORT_PATH {
-                let status = Status::unimplemented(format!("no method {}", req.uri().path()));
-                return Ok(status.into_http());
-            }
-            if let Err(err) = service.ingest.admit() {
-                service.ingest.telemetry().request("grpc", R::SIGNAL, outcome_err(&err));
-                return Ok(status_of(&err).into_http());
-            }
-            let limit = service.ingest.limits().max_request_bytes;
-            let mut grpc = Grpc::new(RawCodec::<R>::default())
-                .accept_compressed(CompressionEncoding::Gzip)
-                .send_compressed(CompressionEncoding::Gzip)
-                .max_decoding_message_size(limit);
-            Ok(grpc.unary(service, req).await)
-        })
+/// Whether messages are gzip-compressed (`grpc-encoding`).
+fn gzip_encoded(headers: &HeaderMap) -> Result<bool, IngestError> {
+    match headers.get("grpc-encoding").map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(e) if e.is_empty() || e == "identity" => Ok(false),
+        Some(e) if e == "gzip" => Ok(true),
+        Some(other) => Err(IngestError::UnsupportedMediaType {
+            what: "grpc-encoding",
+            value: other,
+            expected: "use gzip or identity",
+        }),
     }
 }
 
-/// The four services.
-#[derive(Debug, Clone)]
-pub struct OtlpGrpc {
-    ingest: Arc<Ingest>,
+/// The one message of a unary call's body, inflated (within `limit`, counted in `held`) when
+/// its compressed flag is set.
+pub fn unframe(body: Bytes, gzip: bool, limit: usize, held: &mut Reservation) -> Result<Bytes, IngestError> {
+    let malformed = |detail: String| IngestError::Malformed { format: "gRPC", detail };
+    if body.len() < PREFIX {
+        return Err(malformed(format!("the body is {} bytes, shorter than a message prefix", body.len())));
+    }
+    let compressed = match body[0] {
+        0 => false,
+        1 => true,
+        flag => return Err(malformed(format!("compressed flag is {flag}; must be 0 or 1"))),
+    };
+    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    if len > limit {
+        return Err(IngestError::TooLarge { size: len, limit });
+    }
+    if body.len() != PREFIX + len {
+        return Err(malformed(format!(
+            "the message prefix declares {len} bytes but {} follow; a unary call carries exactly one message",
+            body.len() - PREFIX
+        )));
+    }
+    let message = body.slice(PREFIX..);
+    if !compressed {
+        return Ok(message);
+    }
+    if !gzip {
+        return Err(malformed("a compressed message without grpc-encoding".to_string()));
+    }
+    let inflated = admission::gunzip(&message, limit, held)?;
+    drop(message);
+    drop(body);
+    Ok(inflated)
 }
 
-impl OtlpGrpc {
-    pub fn new(ingest: Arc<Ingest>) -> OtlpGrpc {
-        OtlpGrpc { ingest }
+/// A successful answer: the response message in one uncompressed frame, then `grpc-status: 0`.
+fn ok_response<M: Message>(message: &M) -> Response {
+    let len = message.encoded_len();
+    let mut frame = BytesMut::with_capacity(PREFIX + len);
+    frame.put_u8(0);
+    frame.put_u32(len as u32);
+    if message.encode(&mut frame).is_err() {
+        return Status::internal("cannot encode the response").into_http::<Body>();
     }
-
-    fn service<R>(&self) -> ExportService<R> {
-        ExportService { ingest: Arc::clone(&self.ingest), _request: PhantomData }
-    }
-
-    pub fn services(
-        &self,
-    ) -> (
-        ExportService<ExportTraceServiceRequest>,
-        ExportService<ExportMetricsServiceRequest>,
-        ExportService<ExportLogsServiceRequest>,
-        ExportService<ExportProfilesServiceRequest>,
-    ) {
-        (self.service(), self.service(), self.service(), self.service())
-    }
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    let body = Full::new(frame.freeze()).with_trailers(async move { Some(Ok(trailers)) });
+    let mut response = Response::new(Body::new(body));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    response
 }
 
+/// The gRPC status for a failure, with `retry-after` metadata for the retryable kinds.
 fn status_of(err: &IngestError) -> Status {
     let mut status = err.to_grpc_status();
     if let Some(after) = err.kind().retry_after()
@@ -205,15 +158,47 @@ fn status_of(err: &IngestError) -> Status {
     status
 }
 
-/// Rewrites tonic's `OUT_OF_RANGE` answer to an oversized message into `RESOURCE_EXHAUSTED`.
-/// The collector itself never answers `OUT_OF_RANGE`, so no other answer is touched.
-pub fn resource_exhausted_for_oversize<B>(mut response: http::Response<B>) -> http::Response<B> {
-    let out_of_range = (tonic::Code::OutOfRange as i32).to_string();
-    if response.headers().get("grpc-status").is_some_and(|v| v.as_bytes() == out_of_range.as_bytes()) {
-        let code = (tonic::Code::ResourceExhausted as i32).to_string();
-        if let Ok(v) = http::HeaderValue::from_str(&code) {
-            response.headers_mut().insert("grpc-status", v);
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::Telemetry;
+
+    fn frame(flag: u8, message: &[u8]) -> Bytes {
+        let mut out = vec![flag];
+        out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        out.extend_from_slice(message);
+        Bytes::from(out)
     }
-    response
+
+    #[test]
+    fn frames_are_checked_and_gzip_inflated_within_the_limit() {
+        let budget = admission::Budget::new(1 << 20, Arc::new(Telemetry::default()));
+        let mut held = budget.reservation();
+        assert_eq!(&unframe(frame(0, b"abc"), false, 100, &mut held).unwrap()[..], b"abc");
+
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &[9u8; 1000]).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(unframe(frame(1, &gz), true, 1000, &mut held).unwrap().len(), 1000);
+        let err = unframe(frame(1, &gz), true, 999, &mut held).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::TooLarge, "{err}");
+
+        // issue 11 minor: a corrupt gzip message was INTERNAL; it is bad input.
+        let err = unframe(frame(1, b"not gzip"), true, 1000, &mut held).unwrap_err();
+        assert_eq!(err.to_grpc_status().code(), tonic::Code::InvalidArgument);
+        assert!(err.to_string().contains("malformed gzip body"), "{err}");
+
+        for (body, what) in [
+            (Bytes::from_static(b"\0\0"), "shorter than a message prefix"),
+            (frame(2, b"x"), "compressed flag is 2"),
+            (frame(1, b"x"), "without grpc-encoding"),
+            (Bytes::from_static(b"\0\0\0\0\x09abc"), "declares 9 bytes but 3 follow"),
+        ] {
+            let err = unframe(body, false, 100, &mut held).unwrap_err();
+            assert_eq!(err.to_grpc_status().code(), tonic::Code::InvalidArgument);
+            assert!(err.to_string().contains(what), "{err}");
+        }
+        let err = unframe(frame(0, &[0; 101]), false, 100, &mut held).unwrap_err();
+        assert_eq!(err.to_grpc_status().code(), tonic::Code::ResourceExhausted);
+    }
 }

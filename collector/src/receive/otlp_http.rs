@@ -5,7 +5,6 @@
 //! export response (and `partial_success` when items were rejected), or an error status with
 //! a `google.rpc.Status` body in the request's own encoding, and `Retry-After` on 429/503.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use axum::Router;
@@ -15,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use http_body_util::BodyExt;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::profiles::v1development::ExportProfilesServiceRequest;
@@ -25,7 +23,7 @@ use prost::Message;
 use super::rpc_status::RpcStatus;
 use super::{ExportRequest, Ingest};
 use crate::error::IngestError;
-use crate::tenant::{TENANT_HEADER, Tenant};
+use crate::tenant::Tenant;
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
@@ -73,44 +71,19 @@ fn format_of(headers: &HeaderMap) -> Result<Format, IngestError> {
     }
 }
 
-/// Reads the body within the size limit, undoing `Content-Encoding: gzip`.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, IngestError> {
-    if let Some(len) =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
-        && len > limit
-    {
-        return Err(IngestError::TooLarge { size: len, limit });
-    }
-    let collected = http_body_util::Limited::new(body, limit).collect().await.map_err(|err| {
-        if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            IngestError::TooLarge { size: limit + 1, limit }
-        } else {
-            IngestError::Malformed { format: "HTTP", detail: format!("cannot read request body: {err}") }
-        }
-    })?;
-    let raw = collected.to_bytes();
-    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
-    match encoding.trim().to_ascii_lowercase().as_str() {
-        "" | "identity" => Ok(raw),
-        "gzip" => gunzip(&raw, limit),
+/// Whether a body is gzip-compressed (`Content-Encoding: gzip`); other encodings are refused
+/// before the body is read.
+fn gzip_encoded(headers: &HeaderMap) -> Result<bool, IngestError> {
+    let encoding = headers.get(header::CONTENT_ENCODING).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    match encoding.as_deref().unwrap_or("identity").trim().to_ascii_lowercase().as_str() {
+        "" | "identity" => Ok(false),
+        "gzip" => Ok(true),
         other => Err(IngestError::UnsupportedMediaType {
             what: "content encoding",
             value: other.to_string(),
             expected: "use gzip or none",
         }),
     }
-}
-
-/// Decompresses at most `limit` bytes: a small body that inflates past the limit (a "zip
-/// bomb") is refused as too large without inflating it all.
-pub fn gunzip(data: &[u8], limit: usize) -> Result<Bytes, IngestError> {
-    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(limit));
-    let mut decoder = flate2::read::GzDecoder::new(data).take(limit as u64 + 1);
-    decoder.read_to_end(&mut out).map_err(|e| IngestError::Malformed { format: "gzip", detail: e.to_string() })?;
-    if out.len() > limit {
-        return Err(IngestError::TooLarge { size: out.len(), limit });
-    }
-    Ok(Bytes::from(out))
 }
 
 /// Decodes a body of either encoding into an export request; protobuf bodies are returned
@@ -131,10 +104,13 @@ async fn export<R: ExportRequest>(State(ingest): State<Arc<Ingest>>, headers: He
     let answer_format = *format.as_ref().unwrap_or(&Format::Json);
     let result = async {
         let format = format?;
-        let tenant = Tenant::from_header(headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok()))?;
+        let tenant = Tenant::from_headers(&headers)?;
+        let gzip = gzip_encoded(&headers)?;
         ingest.admit()?;
-        let body = read_body(&headers, body, ingest.limits().max_request_bytes).await?;
-        let (request, raw) = decode::<R>(format, body)?;
+        // `_held` keeps the body's bytes counted until the request is answered.
+        let admitted = ingest.admission().read(&headers, body, ingest.limits().max_request_bytes, gzip).await?;
+        let (bytes, _held) = (admitted.bytes, admitted.held);
+        let (request, raw) = decode::<R>(format, bytes)?;
         ingest.export(tenant, request, raw).await
     }
     .await;
@@ -164,6 +140,7 @@ pub fn outcome_err(err: &IngestError) -> &'static str {
         crate::error::ErrorKind::NotFound => "not_found",
         crate::error::ErrorKind::Overloaded => "overloaded",
         crate::error::ErrorKind::Unavailable => "unavailable",
+        crate::error::ErrorKind::TimedOut => "timed_out",
     }
 }
 

@@ -22,18 +22,16 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use http_body_util::BodyExt;
 use opentelemetry_proto::tonic::collector::profiles::v1development::ExportProfilesServiceRequest;
 use prost::Message;
 use serde::Deserialize;
 
 use super::Ingest;
-use super::otlp_http::gunzip;
+use super::admission::Admitted;
 use crate::error::{ErrorKind, IngestError};
 use crate::model::pprof::{Fallback, FoldedError, FoldedKind, SeriesLabels, profile_from_folded, to_otlp};
-use crate::tenant::{TENANT_HEADER, Tenant};
+use crate::tenant::Tenant;
 
 /// Pyroscope's push API, written from the field numbers of `api/push/v1/push.proto` and
 /// `api/types/v1/types.proto` (`LabelPair`) in grafana/pyroscope (v1.x; unchanged since 0.37).
@@ -147,6 +145,7 @@ impl PushError {
             tonic::Code::ResourceExhausted => "resource_exhausted",
             tonic::Code::NotFound => "not_found",
             tonic::Code::Unavailable => "unavailable",
+            tonic::Code::DeadlineExceeded => "deadline_exceeded",
             _ => "internal",
         }
     }
@@ -182,7 +181,7 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
 }
 
 fn tenant(headers: &HeaderMap) -> Result<Tenant, PushError> {
-    Ok(Tenant::from_header(headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok())).map_err(IngestError::from)?)
+    Ok(Tenant::from_headers(headers).map_err(IngestError::from)?)
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
@@ -190,31 +189,27 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
 }
 
 /// Reads the body within the size limit, undoing `Content-Encoding: gzip` (and Connect's
-/// `Connect-Content-Encoding`).
-async fn read_body(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<Bytes, PushError> {
-    let limit = ingest.limits().max_request_bytes;
-    let collected = http_body_util::Limited::new(body, limit).collect().await.map_err(|err| {
-        if err.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            IngestError::TooLarge { size: limit.saturating_add(1), limit }
-        } else {
-            IngestError::Malformed { format: "HTTP", detail: format!("cannot read request body: {err}") }
-        }
-    })?;
-    let raw = collected.to_bytes();
+/// `Connect-Content-Encoding`), counted against the in-flight budget: the returned
+/// reservation holds its bytes until the request is answered.
+async fn read_body(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Result<Admitted, PushError> {
     let encoding = match header_str(headers, "content-encoding") {
         "" => header_str(headers, "connect-content-encoding"),
         e => e,
     };
-    match encoding.to_ascii_lowercase().as_str() {
-        "" | "identity" => Ok(raw),
-        "gzip" => Ok(gunzip(&raw, limit)?),
-        other => Err(IngestError::UnsupportedMediaType {
-            what: "content encoding",
-            value: other.to_string(),
-            expected: "use gzip or none",
+    let gzip = match encoding.to_ascii_lowercase().as_str() {
+        "" | "identity" => false,
+        "gzip" => true,
+        other => {
+            return Err(IngestError::UnsupportedMediaType {
+                what: "content encoding",
+                value: other.to_string(),
+                expected: "use gzip or none",
+            }
+            .into());
         }
-        .into()),
-    }
+    };
+    let limit = ingest.limits().max_request_bytes;
+    Ok(ingest.admission().read(headers, body, limit, gzip).await.map_err(IngestError::from)?)
 }
 
 fn now_nanos() -> u64 {
@@ -255,7 +250,7 @@ async fn push(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Body)
 async fn push_inner(ingest: &Ingest, headers: &HeaderMap, body: Body, json: bool) -> Result<(), PushError> {
     let tenant = tenant(headers)?;
     ingest.admit()?;
-    let body = read_body(ingest, headers, body).await?;
+    let Admitted { bytes: body, held: _held } = read_body(ingest, headers, body).await?;
     let request = if json {
         serde_json::from_slice::<wire::PushRequest>(&body)
             .map_err(|e| IngestError::Malformed { format: "Connect JSON", detail: e.to_string() })?
@@ -316,7 +311,7 @@ async fn ingest_legacy(
 async fn ingest_inner(ingest: &Ingest, headers: &HeaderMap, params: IngestParams, body: Body) -> Result<(), PushError> {
     let tenant = tenant(headers)?;
     ingest.admit()?;
-    let body = read_body(ingest, headers, body).await?;
+    let Admitted { bytes: body, held: _held } = read_body(ingest, headers, body).await?;
     let content_type = header_str(headers, "content-type").to_string();
     let limit = ingest.limits().max_request_bytes as u64;
     let request = convert_ingest(&params, &content_type, &body, now_nanos(), limit)?;
