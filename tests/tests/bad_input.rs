@@ -230,8 +230,11 @@ fn overload_is_retryable_and_loses_nothing() {
     assert!(msg.contains("overloaded") && msg.contains("retry later"), "{msg}");
     assert!(accepted > 0);
     assert_eq!(server.items("traces", None), accepted);
-    let (_, metrics) = server.get("/metrics", None);
-    assert!(!metrics.as_str().unwrap().contains("slo_gate_flush_failures_total 0\n"), "flushes should be failing");
+    let failing = e2e::eventually(std::time::Duration::from_secs(10), || {
+        let (_, metrics) = server.get("/metrics", None);
+        (!metrics.as_str().unwrap().contains("slo_gate_flush_failures_total 0\n")).then_some(())
+    });
+    assert!(failing.is_some(), "flushes should be failing");
 
     // Once parts can be written again, the head drains and new data is taken.
     std::fs::remove_file(dir.path().join("parts")).unwrap();

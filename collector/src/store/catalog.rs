@@ -179,9 +179,11 @@ impl Catalog {
         let path = data_dir.join(FILE);
         let mut loaded = Loaded::default();
         let mut entries: BTreeMap<String, PartMeta> = BTreeMap::new();
+        let mut lines = 0u64;
         match fs::read(&path) {
             Ok(bytes) => {
                 for raw in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    lines += 1;
                     match std::str::from_utf8(raw).ok().and_then(decode_line) {
                         Some(Line::Add(stored)) => match stored.into_meta(data_dir) {
                             Some(meta) => {
@@ -250,18 +252,14 @@ impl Catalog {
         }
         loaded.parts = entries.into_values().collect();
 
-        // Compact: one `add` line per part.
-        let tmp = data_dir.join(format!("{FILE}.tmp"));
-        let mut out = File::create(&tmp)?;
-        let mut text = String::new();
-        for meta in &loaded.parts {
-            text.push_str(&encode_line(&Line::Add(Stored::of(meta))));
+        // Compact to one `add` line per part when the file says more than that. A failure (a
+        // full disk) keeps the old file, which says the same.
+        if lines != loaded.parts.len() as u64 || loaded.adopted > 0 || !loaded.damage.is_empty() {
+            if let Err(err) = rewrite(data_dir, &path, &loaded.parts) {
+                tracing::warn!(%err, "cannot rewrite the part catalog compacted; appending to it as it is");
+            }
         }
-        out.write_all(text.as_bytes())?;
-        out.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        sync_dir(data_dir)?;
-        let file = OpenOptions::new().append(true).open(&path)?;
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok((Catalog { data_dir: data_dir.to_path_buf(), file: Mutex::new(file) }, loaded))
     }
 
@@ -285,6 +283,23 @@ impl Catalog {
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
+}
+
+/// Writes the catalog anew with one `add` line per part (temporary file, fsync, rename).
+fn rewrite(data_dir: &Path, path: &Path, parts: &[PartMeta]) -> io::Result<()> {
+    let tmp = data_dir.join(format!("{FILE}.tmp"));
+    let text: String = parts.iter().map(|meta| encode_line(&Line::Add(Stored::of(meta)))).collect();
+    let result = (|| {
+        let mut out = File::create(&tmp)?;
+        out.write_all(text.as_bytes())?;
+        out.sync_all()?;
+        fs::rename(&tmp, path)?;
+        sync_dir(data_dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Reads a part that has no catalog entry and describes it, if it decodes.

@@ -255,7 +255,18 @@ impl Store {
                 telemetry.wal_replayed_records.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        let segment = wal.create_segment(last_seq + 1).map_err(io(&wal_dir))?;
+        // A new segment for this run; on a disk too full for one, the newest replayed segment
+        // takes the appends (its rows are in the head like the new ones, so a cut still seals
+        // exactly the rows it holds), and the collector starts and serves what it has.
+        let segment = match wal.create_segment(last_seq + 1) {
+            Ok(segment) => segment,
+            Err(err) if last_seq > checkpoint => {
+                tracing::warn!(%err, segment = last_seq, "cannot create a WAL segment; appending to the last one");
+                let _ = std::fs::remove_file(wal.segment_path(last_seq + 1));
+                wal.reopen_segment(last_seq).map_err(io(&wal_dir))?
+            }
+            Err(err) => return Err(io(&wal_dir)(err)),
+        };
 
         let shared = Arc::new(Shared {
             state: RwLock::new(state),

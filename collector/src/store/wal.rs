@@ -284,6 +284,13 @@ impl WalDir {
         Ok(Segment { seq, file, len: MAGIC.len() as u64 })
     }
 
+    /// Opens existing segment `seq` to append to it after its last byte.
+    pub fn reopen_segment(&self, seq: u64) -> io::Result<Segment> {
+        let file = OpenOptions::new().append(true).open(self.segment_path(seq))?;
+        let len = file.metadata()?.len();
+        Ok(Segment { seq, file, len })
+    }
+
     /// Reads segment `seq` and, when its tail is torn, cuts the file back to its last good
     /// record so that the damage is reported once. Damage inside the segment stays until the
     /// segment is flushed and deleted (the store flushes at once after a damaged replay).
