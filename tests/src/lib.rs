@@ -3,6 +3,7 @@
 
 pub mod go;
 pub mod otlp;
+pub mod pyroscope;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -11,57 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use e2e::Server;
+use e2e::pyroscope::push_request;
 use prost::Message;
 use serde_json::Value;
 
 const CPU: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/go-dev/fast/cpu-10s.pb.gz");
-
-/// Pyroscope's `push.v1.PushRequest`, written here from `api/push/v1/push.proto` independently
-/// of the collector's copy.
-#[derive(Clone, PartialEq, Message)]
-struct PushRequest {
-    #[prost(message, repeated, tag = "1")]
-    series: Vec<RawProfileSeries>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct RawProfileSeries {
-    #[prost(message, repeated, tag = "1")]
-    labels: Vec<LabelPair>,
-    #[prost(message, repeated, tag = "2")]
-    samples: Vec<RawSample>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct RawSample {
-    #[prost(bytes = "vec", tag = "1")]
-    raw_profile: Vec<u8>,
-    #[prost(string, tag = "2")]
-    id: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct LabelPair {
-    #[prost(string, tag = "1")]
-    name: String,
-    #[prost(string, tag = "2")]
-    value: String,
-}
-
-fn push_request(service: &str, raw: &[u8]) -> PushRequest {
-    let label = |name: &str, value: &str| LabelPair { name: name.into(), value: value.into() };
-    PushRequest {
-        series: vec![RawProfileSeries {
-            labels: vec![
-                label("__name__", "process_cpu"),
-                label("service_name", service),
-                label("service_version", "2.0.1"),
-                label("region", "eu"),
-            ],
-            samples: vec![RawSample { raw_profile: raw.to_vec(), id: "0b4e3b2c-1d1f-4f7e-9d0a-3c1b2a4d5e6f".into() }],
-        }],
-    }
-}
 
 fn corpus() -> (Vec<u8>, analyzer::pprof::Profile) {
     let bytes = std::fs::read(CPU).unwrap_or_else(|e| panic!("read {CPU}: {e}"));
