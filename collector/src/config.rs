@@ -92,6 +92,10 @@ pub struct StorageConfig {
     /// the checksum recorded when it was written, setting aside the damaged ones. (Parts are
     /// checked whenever a query reads them either way.)
     pub verify_parts_at_start: bool,
+    /// `/readyz` fails while the data directory's file system has less than this many bytes
+    /// free (and while it is read-only, a write-ahead-log write or a flush is failing, or the
+    /// head is so far behind that new data is refused).
+    pub min_free_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -104,6 +108,7 @@ impl Default for StorageConfig {
             retention_interval: HumanDuration(Duration::from_secs(300)),
             min_tenant_part_bytes: 1 << 20,
             verify_parts_at_start: true,
+            min_free_bytes: 64 << 20,
         }
     }
 }

@@ -1,8 +1,14 @@
 //! Starts the collector: opens the store, binds the three listeners, serves until shutdown.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::IntoResponse;
+use http::StatusCode;
+use tower::ServiceExt;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -66,35 +72,61 @@ impl Collector {
         );
 
         let telemetry = Arc::new(Telemetry::default());
+        let connections =
+            Connections::new(config.server.connection_cap(listener::raise_fd_limit()), Arc::clone(&telemetry));
+        let (shutdown, _) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        // Every listener serves from now on: until the store is open (the WAL replayed), with
+        // answers saying so (`/healthz` 200, `/readyz` and everything else 503), then with
+        // the real routers.
+        let phases: Vec<Arc<OnceLock<Router>>> = (0..3).map(|_| Arc::default()).collect();
+        for ((tcp, which, http2_only), phase) in [
+            (grpc_listener, Listener::OtlpGrpc, true),
+            (http_listener, Listener::OtlpHttp, false),
+            (api_listener, Listener::Api, false),
+        ]
+        .into_iter()
+        .zip(&phases)
+        {
+            let settings = ConnSettings::new(&config.server, http2_only);
+            let router = starting(Arc::clone(phase), http2_only);
+            let serve = listener::serve(tcp, which, router, Arc::clone(&connections), settings, shutdown.subscribe());
+            tasks.push(tokio::spawn(serve));
+        }
+
         let settings = StoreSettings::new(&config.storage, config.retention.0);
         let data_dir = config.data_dir.clone();
         let store_telemetry = Arc::clone(&telemetry);
-        let store =
-            tokio::task::spawn_blocking(move || Store::open(&data_dir, settings, store_telemetry)).await.map_err(
-                |e| crate::store::OpenError::Io { path: config.data_dir.clone(), source: std::io::Error::other(e) },
-            )??;
-        let store = Arc::new(store);
+        let opened = tokio::task::spawn_blocking(move || Store::open(&data_dir, settings, store_telemetry))
+            .await
+            .map_err(|e| crate::store::OpenError::Io {
+                path: config.data_dir.clone(),
+                source: std::io::Error::other(e),
+            })
+            .and_then(|r| r);
+        let store = match opened {
+            Ok(store) => Arc::new(store),
+            Err(err) => {
+                let _ = shutdown.send(true);
+                futures_join(tasks).await;
+                return Err(err.into());
+            }
+        };
         let admission = Admission::new(&config.server, Arc::clone(&telemetry));
-        let connections =
-            Connections::new(config.server.connection_cap(listener::raise_fd_limit()), Arc::clone(&telemetry));
         let ingest = Arc::new(Ingest::new(Arc::clone(&store), config.limits.clone(), telemetry, admission));
-
-        let (shutdown, _) = watch::channel(false);
-        let mut tasks = Vec::new();
         let api_router = query::router(ApiState {
             store: Arc::clone(&store),
             ingest: Arc::clone(&ingest),
             data_dir: config.data_dir.clone(),
             runs_lock: Arc::default(),
         });
-        for (tcp, which, router, http2_only) in [
-            (grpc_listener, Listener::OtlpGrpc, otlp_grpc::router(Arc::clone(&ingest)), true),
-            (http_listener, Listener::OtlpHttp, otlp_http::router(Arc::clone(&ingest)), false),
-            (api_listener, Listener::Api, api_router, false),
-        ] {
-            let settings = ConnSettings::new(&config.server, http2_only);
-            let serve = listener::serve(tcp, which, router, Arc::clone(&connections), settings, shutdown.subscribe());
-            tasks.push(tokio::spawn(serve));
+        for (phase, router) in phases.iter().zip([
+            otlp_grpc::router(Arc::clone(&ingest)),
+            otlp_http::router(Arc::clone(&ingest)),
+            api_router,
+        ]) {
+            let _ = phase.set(router);
         }
         // pprof scraping: one task per (target, profile), stopped by `shutdown`.
         tasks.extend(crate::receive::pprof_scrape::start(&config.scrape, Arc::clone(&ingest), &shutdown));
@@ -110,6 +142,32 @@ impl RunningCollector {
         let store = self.store;
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
     }
+}
+
+/// The router of a listener while the store opens: hands each request to the real router once
+/// it is set; until then answers that the collector is starting (gRPC: `UNAVAILABLE`).
+fn starting(phase: Arc<OnceLock<Router>>, grpc: bool) -> Router {
+    Router::new().fallback(move |request: Request| {
+        let phase = Arc::clone(&phase);
+        async move {
+            if let Some(router) = phase.get() {
+                return match router.clone().oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+            }
+            const WHY: &str = "starting: the write-ahead log is being replayed; retry shortly";
+            if grpc {
+                let mut response = tonic::Status::unavailable(WHY).into_http::<axum::body::Body>();
+                response.headers_mut().insert("retry-after", http::HeaderValue::from_static("1"));
+                return response.into_response();
+            }
+            if request.uri().path() == "/healthz" {
+                return "ok\n".into_response();
+            }
+            (StatusCode::SERVICE_UNAVAILABLE, [(http::header::RETRY_AFTER, "1")], format!("{WHY}\n")).into_response()
+        }
+    })
 }
 
 async fn futures_join(tasks: Vec<JoinHandle<()>>) {

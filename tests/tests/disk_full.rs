@@ -36,7 +36,11 @@ impl Drop for Tmpfs {
 #[test]
 fn full_disk_refuses_with_503_and_keeps_what_was_acknowledged() {
     let disk = Tmpfs::mount("1m");
-    let server = Server::start(&disk.0, &["--flush-interval", "1h"]);
+    // The whole disk is 1 MiB: readiness must not wait for free space it will never have.
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(config.path(), "[storage]\nmin_free_bytes = 0\n").unwrap();
+    let args = ["--flush-interval", "1h", "--config", config.path().to_str().unwrap()];
+    let server = Server::start(&disk.0, &args);
     let client = reqwest::blocking::Client::new();
     let mut acked = Vec::new();
     let mut refusal = None;
@@ -81,6 +85,6 @@ fn full_disk_refuses_with_503_and_keeps_what_was_acknowledged() {
 
     // After a restart on the same (still full) disk, the log replays completely.
     server.kill();
-    let server = Server::start(&disk.0, &["--flush-interval", "1h"]);
+    let server = Server::start(&disk.0, &args);
     assert_eq!(server.items("traces", None), acked.len() as u64 * 50);
 }

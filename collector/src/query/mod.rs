@@ -37,7 +37,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(|| async { "ready\n" }))
+        .route("/readyz", get(readyz))
         .merge(native::router())
         .merge(flamegraph::router())
         .merge(gate::router())
@@ -67,6 +67,16 @@ pub(crate) fn warning_headers(response: &mut Response, warnings: &[String]) {
         if let Ok(value) = http::HeaderValue::from_str(&format!("299 slo-gate \"{text}\"")) {
             response.headers_mut().append(http::header::WARNING, value);
         }
+    }
+}
+
+/// Readiness: 200 when the collector can take data, 503 with the reason when it cannot (the
+/// store's [`crate::store::Store::readiness`]; while the WAL replays at start-up the listener
+/// answers 503 before this handler exists). `/healthz` is liveness only.
+async fn readyz(State(state): State<ApiState>) -> Response {
+    match state.store.readiness() {
+        Ok(()) => "ready\n".into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
     }
 }
 

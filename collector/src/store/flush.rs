@@ -46,6 +46,7 @@ pub(crate) fn run(shared: Arc<Shared>, writer: SyncSender<Op>, rx: Receiver<Requ
             shared.telemetry.flush_failures.fetch_add(1, Relaxed);
             tracing::error!(%err, "flush failed; data stays in the WAL and the head, will retry");
         }
+        shared.set_problem(super::Problem::Flush, result.as_ref().err().cloned());
         if let Some(Request::Now(reply)) = request {
             let _ = reply.send(result);
         }

@@ -68,6 +68,7 @@ pub struct StoreSettings {
     pub retention_interval: Duration,
     pub min_tenant_part_bytes: u64,
     pub verify_parts_at_start: bool,
+    pub min_free_bytes: u64,
 }
 
 impl StoreSettings {
@@ -81,6 +82,7 @@ impl StoreSettings {
             retention_interval: storage.retention_interval.0,
             min_tenant_part_bytes: storage.min_tenant_part_bytes,
             verify_parts_at_start: storage.verify_parts_at_start,
+            min_free_bytes: storage.min_free_bytes,
         }
     }
 }
@@ -102,6 +104,15 @@ pub(crate) struct Shared {
     pub telemetry: Arc<Telemetry>,
     /// Set by [`Store::close`]; background passes stop early.
     pub closing: std::sync::atomic::AtomicBool,
+    /// The last failure of each kind, cleared by the next success (readiness).
+    pub problems: std::sync::Mutex<[Option<String>; 2]>,
+}
+
+/// What can keep the store from taking data.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Problem {
+    Wal = 0,
+    Flush = 1,
 }
 
 impl Shared {
@@ -110,6 +121,10 @@ impl Shared {
     }
     pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_problem(&self, which: Problem, problem: Option<String>) {
+        self.problems.lock().unwrap_or_else(|e| e.into_inner())[which as usize] = problem;
     }
 
     /// Takes a damaged part out of the store: out of the catalog, its file moved to the
@@ -276,6 +291,7 @@ impl Store {
             wal,
             telemetry,
             closing: Default::default(),
+            problems: Default::default(),
         });
         let (writer_tx, writer_rx) = mpsc::sync_channel(WRITER_QUEUE);
         let (flush_tx, flush_rx) = mpsc::sync_channel(16);
@@ -331,6 +347,35 @@ impl Store {
             )));
         }
         Ok(())
+    }
+
+    /// Whether the store can take data now, and if not, why: the write-ahead log's last write
+    /// failed, the last flush failed, the head is so far behind that writes are refused, or the
+    /// data directory's file system is read-only or has less than `min_free_bytes` left.
+    pub fn readiness(&self) -> Result<(), String> {
+        if let Err(IngestError::Overloaded(why)) = self.check_capacity() {
+            return Err(format!("flushing has fallen behind: {why}"));
+        }
+        let problems = self.shared.problems.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(p) = problems.into_iter().flatten().next() {
+            return Err(p);
+        }
+        match nix::sys::statvfs::statvfs(&self.shared.data_dir) {
+            Ok(fs) => {
+                if fs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+                    return Err("the data directory is on a read-only file system".into());
+                }
+                let free = fs.blocks_available() as u64 * fs.fragment_size() as u64;
+                let min = self.shared.settings.min_free_bytes;
+                if free < min {
+                    return Err(format!(
+                        "the data directory's file system has {free} bytes free; at least {min} are needed"
+                    ));
+                }
+                Ok(())
+            }
+            Err(err) => Err(format!("cannot read the data directory's file system: {err}")),
+        }
     }
 
     /// Makes one request's data durable and visible; returns once it may be acknowledged.
@@ -525,6 +570,7 @@ mod tests {
             retention_interval: Duration::from_secs(3600),
             min_tenant_part_bytes: 1 << 20,
             verify_parts_at_start: true,
+            min_free_bytes: 0,
         }
     }
 

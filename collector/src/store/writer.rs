@@ -129,6 +129,7 @@ impl Writer {
         let pending = std::mem::take(&mut self.pending);
         match result {
             Ok(()) => {
+                self.shared.set_problem(super::Problem::Wal, None);
                 telemetry.wal_records.fetch_add(pending.len() as u64, Relaxed);
                 telemetry.wal_bytes.fetch_add(self.buf.len() as u64, Relaxed);
                 let (head_bytes, head_items) = {
@@ -152,6 +153,7 @@ impl Writer {
                 telemetry.wal_write_errors.fetch_add(1, Relaxed);
                 tracing::error!(%err, segment = self.segment.seq, "write-ahead log write failed");
                 let msg = format!("write-ahead log write failed: {err}");
+                self.shared.set_problem(super::Problem::Wal, Some(msg.clone()));
                 for p in pending {
                     let _ = p.done.send(Err(IngestError::Storage(msg.clone())));
                 }
