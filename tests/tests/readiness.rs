@@ -76,14 +76,12 @@ fn not_ready_until_the_write_ahead_log_is_replayed() {
         assert!(Instant::now() < deadline, "never ready: {seen:?}");
         match collector.get("/readyz") {
             Some((200, _)) => break,
-            Some((status, text)) => {
-                if !seen.iter().any(|(s, _)| *s == status) {
-                    // While replaying, the collector is alive.
-                    assert_eq!(collector.get("/healthz").map(|(s, _)| s), Some(200));
-                    seen.push((status, text));
-                }
+            // While replaying, the collector is alive.
+            Some((status, text)) if !seen.iter().any(|(s, _)| *s == status) => {
+                assert_eq!(collector.get("/healthz").map(|(s, _)| s), Some(200));
+                seen.push((status, text));
             }
-            None => {}
+            _ => {}
         }
         std::thread::sleep(Duration::from_millis(5));
     }
