@@ -254,10 +254,9 @@ impl Catalog {
 
         // Compact to one `add` line per part when the file says more than that. A failure (a
         // full disk) keeps the old file, which says the same.
-        if lines != loaded.parts.len() as u64 || loaded.adopted > 0 || !loaded.damage.is_empty() {
-            if let Err(err) = rewrite(data_dir, &path, &loaded.parts) {
-                tracing::warn!(%err, "cannot rewrite the part catalog compacted; appending to it as it is");
-            }
+        let changed = lines != loaded.parts.len() as u64 || loaded.adopted > 0 || !loaded.damage.is_empty();
+        if changed && let Err(err) = rewrite(data_dir, &path, &loaded.parts) {
+            tracing::warn!(%err, "cannot rewrite the part catalog compacted; appending to it as it is");
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok((Catalog { data_dir: data_dir.to_path_buf(), file: Mutex::new(file) }, loaded))

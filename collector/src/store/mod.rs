@@ -365,7 +365,9 @@ impl Store {
                 if fs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
                     return Err("the data directory is on a read-only file system".into());
                 }
-                let free = fs.blocks_available() as u64 * fs.fragment_size() as u64;
+                // `fsblkcnt_t` and `c_ulong`: u64 on the 64-bit targets we build for.
+                #[allow(clippy::unnecessary_cast)]
+                let free = (fs.blocks_available() as u64).saturating_mul(fs.fragment_size() as u64);
                 let min = self.shared.settings.min_free_bytes;
                 if free < min {
                     return Err(format!(
