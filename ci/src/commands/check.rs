@@ -362,6 +362,9 @@ struct SpanColumns {
     route: Vec<Option<u32>>,
     error: Vec<bool>,
     attributes: Vec<u32>,
+    /// Parts the collector could not read (damaged and set aside): their spans are missing.
+    #[serde(default)]
+    warnings: Vec<String>,
 }
 
 impl SpanColumns {
@@ -369,6 +372,9 @@ impl SpanColumns {
     /// every attribute set (service.name, the version, the environment...) are left out: they
     /// cannot tell slow spans from fast ones, and leaving them out saves memory per span.
     fn append_to(self, out: &mut Vec<SpanRecord>, with_attributes: bool) -> anyhow::Result<()> {
+        for w in &self.warnings {
+            eprintln!("warning: the collector could not read all of its data: {w}");
+        }
         let n = self.time_unix_nano.len();
         if [self.duration_seconds.len(), self.name.len(), self.route.len(), self.error.len(), self.attributes.len()]
             .iter()
