@@ -53,6 +53,15 @@ pub struct ServeArgs {
     /// Export requests processed at once; more get 503 [default: 1024].
     #[arg(long, env = "SLO_GATE_MAX_INFLIGHT_REQUESTS")]
     pub max_inflight_requests: Option<usize>,
+    /// Items with attribute values nested deeper (arrayValue/kvlistValue levels) are rejected
+    /// [default: 16, at most 30].
+    #[arg(long, env = "SLO_GATE_MAX_ATTRIBUTE_DEPTH", value_parser = parse_attribute_depth)]
+    pub max_attribute_depth: Option<usize>,
+}
+
+fn parse_attribute_depth(s: &str) -> Result<usize, String> {
+    let depth = s.parse::<usize>().map_err(|e| format!("{s:?} is not a number of levels: {e}"))?;
+    collector::config::check_attribute_depth(depth)
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
@@ -89,6 +98,7 @@ impl ServeArgs {
             max_request_bytes => limits.max_request_bytes,
             max_attributes_per_item => limits.max_attributes_per_item,
             max_inflight_requests => limits.max_inflight_requests,
+            max_attribute_depth => limits.max_attribute_depth,
         );
         Ok(cfg)
     }

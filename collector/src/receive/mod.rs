@@ -8,8 +8,9 @@
 //!   served on the API listener and converted to OTLP profiles;
 //! * [`pprof_scrape`] — pulls Go `/debug/pprof/` endpoints (`[[scrape]]`) into the same path;
 //! * [`validate`] — per-signal checks that reject single items (partial success) rather than
-//!   whole requests.
+//!   whole requests; [`depth`] — the attribute nesting limit they apply.
 
+pub mod depth;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod pprof_push;
