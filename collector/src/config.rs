@@ -123,6 +123,13 @@ pub struct Limits {
     /// `/api/v1/traces/{id}` a span event's attribute starts 12 levels down, 12 + 4 × 16 = 76.
     #[serde(deserialize_with = "attribute_depth")]
     pub max_attribute_depth: usize,
+    /// Frames kept of a profile stack (inlined frames count one each); a deeper stack keeps its
+    /// outermost (root) frames and the innermost ones are replaced by one frame named
+    /// `[N frames truncated]`, so flame graphs show where and how much was cut. Rejects nothing:
+    /// the response's partial success carries a warning naming the profiles. This is what
+    /// Pyroscope's `validation.max-profile-stacktrace-depth` does, with the same default of
+    /// 1000; 0 keeps every frame.
+    pub max_stack_depth: usize,
 }
 
 /// The largest [`Limits::max_attribute_depth`] whose values can be read back from storage (see
@@ -151,6 +158,7 @@ impl Default for Limits {
             max_attributes_per_item: 128,
             max_inflight_requests: 1024,
             max_attribute_depth: 16,
+            max_stack_depth: 1000,
         }
     }
 }
@@ -356,10 +364,10 @@ mod tests {
 
     #[test]
     fn attribute_depth_cannot_exceed_what_storage_reads_back() {
-        let cfg = Config::from_toml("[limits]\nmax_attribute_depth = 30\n").unwrap();
-        assert_eq!(cfg.limits.max_attribute_depth, 30);
+        let cfg = Config::from_toml("[limits]\nmax_attribute_depth = 30\nmax_stack_depth = 0\n").unwrap();
+        assert_eq!((cfg.limits.max_attribute_depth, cfg.limits.max_stack_depth), (30, 0));
         let err = Config::from_toml("[limits]\nmax_attribute_depth = 31\n").unwrap_err();
         assert!(err.to_string().contains("max_attribute_depth 31 is above 30"), "{err}");
-        assert_eq!(Limits::default().max_attribute_depth, 16);
+        assert_eq!((Limits::default().max_attribute_depth, Limits::default().max_stack_depth), (16, 1000));
     }
 }

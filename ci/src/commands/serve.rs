@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// [default: 16, at most 30].
     #[arg(long, env = "SLO_GATE_MAX_ATTRIBUTE_DEPTH", value_parser = parse_attribute_depth)]
     pub max_attribute_depth: Option<usize>,
+    /// Profile stacks deeper than this many frames keep their outermost frames; 0 keeps all
+    /// [default: 1000].
+    #[arg(long, env = "SLO_GATE_MAX_STACK_DEPTH")]
+    pub max_stack_depth: Option<usize>,
 }
 
 fn parse_attribute_depth(s: &str) -> Result<usize, String> {
@@ -99,6 +103,7 @@ impl ServeArgs {
             max_attributes_per_item => limits.max_attributes_per_item,
             max_inflight_requests => limits.max_inflight_requests,
             max_attribute_depth => limits.max_attribute_depth,
+            max_stack_depth => limits.max_stack_depth,
         );
         Ok(cfg)
     }

@@ -1,12 +1,18 @@
 //! Depth limits at ingest, so that nothing that cannot be read back is acknowledged and no query
 //! recurses over an untrusted tree: how deeply attribute values nest (they are stored as
 //! OTLP/JSON text, which `serde_json` reads back only to 127 levels; see
-//! [`Limits::max_attribute_depth`](crate::config::Limits::max_attribute_depth)).
+//! [`Limits::max_attribute_depth`](crate::config::Limits::max_attribute_depth)), and how deep a
+//! profile stack may be ([`StackCutter`]).
 //!
-//! Design: the walk is a loop over an explicit stack, never recursion: a value arrives decoded
+//! Design: both walks are loops over explicit stacks, never recursion: a value arrives decoded
 //! from protobuf or JSON, and a check that recursed over it could be the thing that overflows.
 
+use std::collections::HashMap;
+
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::profiles::v1development::{
+    Function, Line, Location, Profile, ProfilesDictionary, Stack,
+};
 
 /// How many `arrayValue`/`kvlistValue` levels `value` nests: 0 for a plain value, 1 for a list
 /// of plain values, and so on. Linear in the size of the value, whatever its shape.
@@ -54,11 +60,166 @@ fn short(key: &str) -> String {
     if key.chars().count() <= 100 { key.to_string() } else { key.chars().take(100).chain("…".chars()).collect() }
 }
 
+/// The name of the frame that stands for the frames a truncation dropped.
+pub fn truncation_frame(dropped: usize) -> String {
+    format!("[{dropped} frames truncated]")
+}
+
+/// What [`StackCutter::cut_profile`] did to one profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truncated {
+    /// Samples whose stack was cut.
+    pub samples: usize,
+    /// The most frames cut from one sample.
+    pub most_dropped: usize,
+}
+
+/// Cuts sample stacks that have more than `max_frames` frames (each line of a location is a
+/// frame, a location without lines one frame, as storage counts them) to their `max_frames`
+/// outermost frames, below which one frame named by [`truncation_frame`] stands for the rest.
+///
+/// Pyroscope keeps the same end: its `ValidateProfile` (grafana/pyroscope
+/// `pkg/validation/validate.go`) cuts `Sample.LocationId` (leaf first) to its last
+/// `MaxProfileStacktraceDepth` entries, i.e. drops the leaves and keeps the root side, so a
+/// flame graph keeps its shape from the root and the cut shows at the leaf end of the stack.
+///
+/// Stack-table entries and locations can be shared by samples of several profiles, so nothing is
+/// edited in place: a cut stack is a new entry (one per distinct original stack, however many
+/// samples use it), a location cut through its inlined lines is a new location, and the samples
+/// are pointed at the copies.
+#[derive(Debug)]
+pub struct StackCutter {
+    max_frames: usize,
+    /// Original stack index → (its cut copy, frames dropped); `None` when it is short enough.
+    cut: HashMap<i32, Option<(i32, usize)>>,
+    /// Frames dropped → the location of the frame that says so.
+    markers: HashMap<usize, i32>,
+}
+
+fn index(len: usize) -> i32 {
+    // Tables come from one request, bounded by the body size: far below i32::MAX entries.
+    i32::try_from(len).unwrap_or(i32::MAX)
+}
+
+fn frames(location: &Location) -> usize {
+    location.lines.len().max(1)
+}
+
+impl StackCutter {
+    /// A cutter keeping `max_frames` frames of each stack; 0 cuts nothing.
+    pub fn new(max_frames: usize) -> StackCutter {
+        StackCutter { max_frames, cut: HashMap::new(), markers: HashMap::new() }
+    }
+
+    /// Points every sample of `profile` whose stack is too deep at a cut copy, added to `dict`.
+    /// `None` when no stack was cut.
+    pub fn cut_profile(&mut self, dict: &mut ProfilesDictionary, profile: &mut Profile) -> Option<Truncated> {
+        if self.max_frames == 0 {
+            return None;
+        }
+        let mut truncated = Truncated { samples: 0, most_dropped: 0 };
+        for sample in &mut profile.samples {
+            if let Some((stack_index, dropped)) = self.cut(dict, sample.stack_index) {
+                sample.stack_index = stack_index;
+                truncated.samples += 1;
+                truncated.most_dropped = truncated.most_dropped.max(dropped);
+            }
+        }
+        (truncated.samples > 0).then_some(truncated)
+    }
+
+    /// The cut copy of stack `stack_index` and how many frames it drops, or `None` when the
+    /// stack is short enough (or does not resolve; validation has rejected those).
+    fn cut(&mut self, dict: &mut ProfilesDictionary, stack_index: i32) -> Option<(i32, usize)> {
+        if let Some(known) = self.cut.get(&stack_index) {
+            return *known;
+        }
+        let result = self.cut_new(dict, stack_index);
+        self.cut.insert(stack_index, result);
+        result
+    }
+
+    fn cut_new(&mut self, dict: &mut ProfilesDictionary, stack_index: i32) -> Option<(i32, usize)> {
+        let stack = dict.stack_table.get(usize::try_from(stack_index).ok()?)?;
+        let location = |l: i32| usize::try_from(l).ok().and_then(|l| dict.location_table.get(l));
+        let total: usize = stack.location_indices.iter().filter_map(|&l| location(l)).map(frames).sum();
+        if total <= self.max_frames {
+            return None;
+        }
+        // Walk from the root (the end of the list) keeping whole locations while they fit.
+        let mut kept_frames = 0;
+        let mut keep_from = stack.location_indices.len();
+        let mut partial: Option<Location> = None;
+        for (i, &l) in stack.location_indices.iter().enumerate().rev() {
+            let Some(loc) = location(l) else {
+                // Unresolvable locations add no frame when stored; keep them as they are.
+                keep_from = i;
+                continue;
+            };
+            let room = self.max_frames - kept_frames;
+            if frames(loc) <= room {
+                kept_frames += frames(loc);
+                keep_from = i;
+                if kept_frames == self.max_frames {
+                    break;
+                }
+                continue;
+            }
+            if room > 0 {
+                // Inlined lines are listed innermost first: keep the outermost `room` of them.
+                let lines = loc.lines[loc.lines.len() - room..].to_vec();
+                partial = Some(Location { lines, ..loc.clone() });
+                kept_frames += room;
+            }
+            break;
+        }
+        let kept_tail = stack.location_indices[keep_from..].to_vec();
+        let dropped = total - kept_frames;
+        let mut location_indices = Vec::with_capacity(kept_tail.len() + 2);
+        location_indices.push(self.marker(dict, dropped));
+        if let Some(partial) = partial {
+            location_indices.push(index(dict.location_table.len()));
+            dict.location_table.push(partial);
+        }
+        location_indices.extend(kept_tail);
+        let new_index = index(dict.stack_table.len());
+        dict.stack_table.push(Stack { location_indices });
+        Some((new_index, dropped))
+    }
+
+    /// The location of the frame standing for `dropped` frames, added to the dictionary once.
+    fn marker(&mut self, dict: &mut ProfilesDictionary, dropped: usize) -> i32 {
+        if let Some(&l) = self.markers.get(&dropped) {
+            return l;
+        }
+        let name = index(dict.string_table.len());
+        dict.string_table.push(truncation_frame(dropped));
+        let function_index = index(dict.function_table.len());
+        dict.function_table.push(Function {
+            name_strindex: name,
+            system_name_strindex: name,
+            filename_strindex: 0,
+            start_line: 0,
+        });
+        let l = index(dict.location_table.len());
+        dict.location_table.push(Location {
+            mapping_index: 0,
+            address: 0,
+            lines: vec![Line { function_index, line: 0, column: 0 }],
+            attribute_indices: Vec::new(),
+        });
+        self.markers.insert(dropped, l);
+        l
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use opentelemetry_proto::tonic::collector::profiles::v1development::ExportProfilesServiceRequest;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
     use opentelemetry_proto::tonic::metrics::v1::Exemplar;
+    use opentelemetry_proto::tonic::profiles::v1development::{ResourceProfiles, Sample, ScopeProfiles, ValueType};
     use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, TracesData};
     use proptest::prelude::*;
@@ -394,5 +555,121 @@ mod tests {
             ]
         );
         assert_eq!(r.resource_profiles[0].scope_profiles[0].profiles.len(), 1);
+    }
+
+    /// A dictionary of functions `f0`..`f{n-1}`, one location each (`f{i}` at location `i + 1`),
+    /// plus location `n + 1`: `g` with `h` and `i` inlined into it (lines innermost first).
+    fn dictionary(n: usize) -> ProfilesDictionary {
+        let mut d = ProfilesDictionary {
+            string_table: vec![String::new(), "cpu".into(), "nanoseconds".into()],
+            function_table: vec![Function::default()],
+            location_table: vec![Location::default()],
+            stack_table: vec![Stack::default()],
+            ..Default::default()
+        };
+        let function = |d: &mut ProfilesDictionary, name: &str| {
+            d.string_table.push(name.to_string());
+            d.function_table.push(Function { name_strindex: index(d.string_table.len() - 1), ..Default::default() });
+            Line { function_index: index(d.function_table.len() - 1), line: 0, column: 0 }
+        };
+        for i in 0..n {
+            let line = function(&mut d, &format!("f{i}"));
+            d.location_table.push(Location { lines: vec![line], ..Default::default() });
+        }
+        let lines = ["i", "h", "g"].map(|name| function(&mut d, name)).to_vec();
+        d.location_table.push(Location { lines, ..Default::default() });
+        d
+    }
+
+    fn profile(stacks: &[i32]) -> Profile {
+        let cpu = ValueType { type_strindex: 1, unit_strindex: 2 };
+        Profile {
+            sample_type: Some(cpu),
+            samples: stacks.iter().map(|&s| Sample { stack_index: s, values: vec![1], ..Default::default() }).collect(),
+            profile_id: vec![1; 16],
+            ..Default::default()
+        }
+    }
+
+    fn request(dictionary: ProfilesDictionary, profiles: Vec<Profile>) -> ExportProfilesServiceRequest {
+        ExportProfilesServiceRequest {
+            resource_profiles: vec![ResourceProfiles {
+                scope_profiles: vec![ScopeProfiles { profiles, ..Default::default() }],
+                ..Default::default()
+            }],
+            dictionary: Some(dictionary),
+        }
+    }
+
+    /// The stored stacks (function names, innermost first) of every sample, profile by profile.
+    fn stored(request: ExportProfilesServiceRequest) -> Vec<Vec<String>> {
+        crate::model::profile::rows_from_request(request)
+            .iter()
+            .map(|row| {
+                let frames: Vec<crate::model::profile::Frame> = serde_json::from_str(&row.stack).unwrap();
+                frames.into_iter().map(|f| f.function).collect()
+            })
+            .collect()
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn deep_stacks_keep_their_outermost_frames_and_shared_entries_stay_whole() {
+        let mut d = dictionary(6);
+        // Stack 1: g(h(i)) inlined at location 7 over f5 … f0 (9 frames). Stack 2: the same
+        // inlined location over f0 alone (4 frames). Stack 3: f5 … f0 (6 frames).
+        d.stack_table.push(Stack { location_indices: vec![7, 6, 5, 4, 3, 2, 1] });
+        d.stack_table.push(Stack { location_indices: vec![7, 1] });
+        d.stack_table.push(Stack { location_indices: vec![6, 5, 4, 3, 2, 1] });
+        let original = d.clone();
+        // Two profiles share stack 1; stack 2 shares the inlined location stack 1 is cut through.
+        let mut r = request(d, vec![profile(&[1, 2, 3]), profile(&[1, 1])]);
+        let limits = Limits { max_stack_depth: 7, ..Limits::default() };
+        let rejections = validate::profiles(&mut r, &limits);
+        assert_eq!(rejections.items, 0, "{}", rejections.message());
+        assert_eq!(
+            rejections.message(),
+            "stacks deeper than max_stack_depth (7 frames) were truncated to their 7 outermost frames under a \
+             frame naming how many were dropped: resource 0, scope 0, profile 0: 1 sample, up to 2 frames \
+             dropped; resource 0, scope 0, profile 1: 2 samples, up to 2 frames dropped"
+        );
+        let dict = r.dictionary.as_ref().unwrap();
+        assert_eq!(dict.stack_table[..4], original.stack_table[..], "entries samples share are not edited");
+        assert_eq!(dict.location_table[..8], original.location_table[..], "locations are not edited");
+        assert_eq!(dict.stack_table.len(), 5, "one copy for the three samples of stack 1");
+
+        let cut = names(&["[2 frames truncated]", "g", "f5", "f4", "f3", "f2", "f1", "f0"]);
+        assert_eq!(
+            stored(r),
+            [
+                cut.clone(),
+                names(&["i", "h", "g", "f0"]),
+                names(&["f5", "f4", "f3", "f2", "f1", "f0"]),
+                cut.clone(),
+                cut
+            ]
+        );
+
+        // At the limit nothing changes; 0 keeps every frame.
+        for max in [9, 0] {
+            let mut r = request(original.clone(), vec![profile(&[1, 2])]);
+            let limits = Limits { max_stack_depth: max, ..Limits::default() };
+            let rejections = validate::profiles(&mut r, &limits);
+            assert_eq!(rejections, validate::Rejections { noun: "profiles", ..Default::default() });
+            assert_eq!(r.dictionary.as_ref().unwrap(), &original);
+        }
+    }
+
+    #[test]
+    fn a_cut_through_inlined_lines_keeps_the_outer_lines() {
+        let mut d = dictionary(1);
+        d.stack_table.push(Stack { location_indices: vec![2, 1] });
+        let mut r = request(d, vec![profile(&[1])]);
+        let rejections = validate::profiles(&mut r, &Limits { max_stack_depth: 2, ..Limits::default() });
+        assert_eq!(rejections.items, 0);
+        assert_eq!(stored(r), [names(&["[2 frames truncated]", "g", "f0"])]);
     }
 }

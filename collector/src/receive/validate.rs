@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::profiles::v1development::{Profile, ProfilesDicti
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
-use super::depth;
+use super::depth::{self, StackCutter};
 use crate::config::{Limits, MAX_ATTRIBUTE_DEPTH};
 
 /// The reasons the first few rejected items were rejected; every rejection is counted.
@@ -463,12 +463,17 @@ fn dictionary_problem(d: &ProfilesDictionary) -> Option<String> {
     None
 }
 
+/// Validates every profile and cuts stacks deeper than [`Limits::max_stack_depth`] (with a
+/// warning; see [`StackCutter`]).
 pub fn profiles(r: &mut ExportProfilesServiceRequest, limits: &Limits) -> Rejections {
     let mut rej = Rejections::new("profiles");
-    let dict = r.dictionary.take().unwrap_or_default();
+    let mut dict = r.dictionary.take().unwrap_or_default();
     let dict_problem = dictionary_problem(&dict);
     let depth = attribute_depth(limits);
     let deep = deep_attributes(&dict, depth);
+    let mut cutter = StackCutter::new(limits.max_stack_depth);
+    // Where stacks were cut (the first few) and in how many profiles.
+    let (mut cut, mut cut_profiles) = (Vec::new(), 0usize);
     for (ri, rp) in r.resource_profiles.iter_mut().enumerate() {
         if let Some(p) = resource_problem(rp.resource.as_ref(), depth) {
             let n = rp.scope_profiles.iter().map(|sp| sp.profiles.len() as u64).sum();
@@ -483,7 +488,7 @@ pub fn profiles(r: &mut ExportProfilesServiceRequest, limits: &Limits) -> Reject
                 continue;
             }
             let mut index = 0;
-            sp.profiles.retain(|p| {
+            sp.profiles.retain_mut(|p| {
                 let i = index;
                 index += 1;
                 let problem = dict_problem.clone().or_else(|| profile_problem(p, &dict, limits, &deep));
@@ -491,9 +496,29 @@ pub fn profiles(r: &mut ExportProfilesServiceRequest, limits: &Limits) -> Reject
                     rej.reject(1, || format!("resource {ri}, scope {si}, profile {i}: {why}"));
                     return false;
                 }
+                if let Some(t) = cutter.cut_profile(&mut dict, p) {
+                    cut_profiles += 1;
+                    if cut.len() < KEPT_REASONS {
+                        let samples =
+                            if t.samples == 1 { "1 sample".to_string() } else { format!("{} samples", t.samples) };
+                        cut.push(format!(
+                            "resource {ri}, scope {si}, profile {i}: {samples}, up to {} frames dropped",
+                            t.most_dropped
+                        ));
+                    }
+                }
                 true
             });
         }
+    }
+    if cut_profiles > 0 {
+        let max = limits.max_stack_depth;
+        let more = if cut_profiles > cut.len() { "; ..." } else { "" };
+        rej.warnings.push(format!(
+            "stacks deeper than max_stack_depth ({max} frames) were truncated to their {max} outermost frames \
+             under a frame naming how many were dropped: {}{more}",
+            cut.join("; ")
+        ));
     }
     r.dictionary = Some(dict);
     rej
