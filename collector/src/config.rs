@@ -129,6 +129,51 @@ pub struct Limits {
     /// takes 2–10 times; a request of nearly empty items, or of items sharing one large value
     /// that storage would copy, can take hundreds.
     pub max_memory_expansion: u64,
+    /// Deepest nesting of `arrayValue` and `kvlistValue` accepted in an attribute value (or a
+    /// log body): a plain value nests 0 levels, `[1, 2]` one, `[[1], 2]` two. An item (span, data
+    /// point, log record, profile) with a deeper value anywhere — its own attributes, its
+    /// events', links' or exemplars' attributes, its log body, the profile dictionary
+    /// attributes it refers to — is rejected and counted in the response's partial success; a
+    /// resource or scope with one rejects every item under it. Default 16; at most 30.
+    ///
+    /// Why 30: values are stored as OTLP/JSON text, which is read back with `serde_json`,
+    /// whose parser refuses more than 127 levels of nesting. A scalar attribute in a stored
+    /// list takes 3 levels (`[{"value":{"stringValue":..}}]`), each `kvlistValue` level 4 more
+    /// (`{"kvlistValue":{"values":[{"key":..,"value":..}]}}`; an `arrayValue` level takes 3),
+    /// and span events, links and exemplars wrap their attribute lists in 2 more (the list and
+    /// the event object): 5 + 4 × 30 = 125 ≤ 127, while 31 levels would be 129 and could be
+    /// acknowledged but never read back. The same depth re-encoded as OTLP protobuf (the WAL,
+    /// the Tempo API) stays under prost's nesting limit of 100 messages (7 + 3 × 30 = 97). The
+    /// default leaves room for answers that wrap values further: in the OTLP/JSON of
+    /// `/api/v1/traces/{id}` a span event's attribute starts 12 levels down, 12 + 4 × 16 = 76.
+    #[serde(deserialize_with = "attribute_depth")]
+    pub max_attribute_depth: usize,
+    /// Frames kept of a profile stack (inlined frames count one each); a deeper stack keeps its
+    /// outermost (root) frames and the innermost ones are replaced by one frame named
+    /// `[N frames truncated]`, so flame graphs show where and how much was cut. Rejects nothing:
+    /// the response's partial success carries a warning naming the profiles. This is what
+    /// Pyroscope's `validation.max-profile-stacktrace-depth` does, with the same default of
+    /// 1000; 0 keeps every frame.
+    pub max_stack_depth: usize,
+}
+
+/// The largest [`Limits::max_attribute_depth`] whose values can be read back from storage (see
+/// that field for the arithmetic).
+pub const MAX_ATTRIBUTE_DEPTH: usize = 30;
+
+fn attribute_depth<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let depth = usize::deserialize(d)?;
+    check_attribute_depth(depth).map_err(serde::de::Error::custom)
+}
+
+/// `depth` if it is at most [`MAX_ATTRIBUTE_DEPTH`].
+pub fn check_attribute_depth(depth: usize) -> Result<usize, String> {
+    if depth > MAX_ATTRIBUTE_DEPTH {
+        return Err(format!(
+            "max_attribute_depth {depth} is above {MAX_ATTRIBUTE_DEPTH}, the deepest nesting stored attributes can be read back with"
+        ));
+    }
+    Ok(depth)
 }
 
 impl Default for Limits {
@@ -138,6 +183,8 @@ impl Default for Limits {
             max_attributes_per_item: 128,
             max_inflight_requests: 1024,
             max_memory_expansion: 32,
+            max_attribute_depth: 16,
+            max_stack_depth: 1000,
         }
     }
 }
@@ -435,5 +482,14 @@ mod tests {
         assert!(err.to_string().contains("`cpu_seconds` (5) must be shorter than `interval`"), "{err}");
         let err = Config::from_toml("[[scrape]]\ntargets = [\"a:1\"]\nintervall = \"5s\"\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `intervall`"), "{err}");
+    }
+
+    #[test]
+    fn attribute_depth_cannot_exceed_what_storage_reads_back() {
+        let cfg = Config::from_toml("[limits]\nmax_attribute_depth = 30\nmax_stack_depth = 0\n").unwrap();
+        assert_eq!((cfg.limits.max_attribute_depth, cfg.limits.max_stack_depth), (30, 0));
+        let err = Config::from_toml("[limits]\nmax_attribute_depth = 31\n").unwrap_err();
+        assert!(err.to_string().contains("max_attribute_depth 31 is above 30"), "{err}");
+        assert_eq!((Limits::default().max_attribute_depth, Limits::default().max_stack_depth), (16, 1000));
     }
 }

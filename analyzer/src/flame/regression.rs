@@ -251,6 +251,21 @@ pub fn compare_functions(
     candidate: &[Run],
     options: &RegressionOptions,
 ) -> Result<Comparison, FlameError> {
+    let (mut comparison, candidate_merged) = compare_shares(baseline, candidate, options)?;
+    for r in &mut comparison.functions {
+        r.hottest_path = hottest_path(&candidate_merged, &r.function);
+    }
+    Ok(comparison)
+}
+
+/// [`compare_functions`] without the hottest paths (left empty), and the merged candidate they
+/// are found in. A path is as long as the function is deep, so the paths of every function of a
+/// stack `d` frames deep hold `d²/2` names: callers fill in only those they report.
+fn compare_shares(
+    baseline: &[Run],
+    candidate: &[Run],
+    options: &RegressionOptions,
+) -> Result<(Comparison, Folded), FlameError> {
     let kind = options.sample_type.as_deref();
     let base_runs: Vec<&Run> = baseline.iter().filter(|r| !r.profiles.is_empty()).collect();
     let cand_runs: Vec<&Run> = candidate.iter().filter(|r| !r.profiles.is_empty()).collect();
@@ -288,7 +303,7 @@ pub fn compare_functions(
             confidence: self_share.confidence,
             self_share,
             total_share: total_model.compare(&base_side, &cand_side, function),
-            hottest_path: hottest_path(&candidate_merged, function),
+            hottest_path: Vec::new(),
         });
     }
     let self_inflation = noise_inflation(out.iter().map(|r| &r.self_share), options.min_change_pp);
@@ -298,7 +313,7 @@ pub fn compare_functions(
         deflate(&mut r.total_share, total_inflation);
         r.confidence = r.self_share.confidence;
     }
-    Ok(Comparison {
+    let comparison = Comparison {
         functions: out,
         baseline: SideSummary { runs: base_side.runs.len(), profiles: base.len() },
         candidate: SideSummary { runs: cand_side.runs.len(), profiles: cand.len() },
@@ -307,7 +322,8 @@ pub fn compare_functions(
             2 => f64::INFINITY,
             runs => (runs - 2) as f64,
         },
-    })
+    };
+    Ok((comparison, candidate_merged))
 }
 
 /// Median of the χ²₁ distribution, what the median of `z²` is when the model's variance is right.
@@ -353,7 +369,7 @@ pub fn detect_regressions(
     candidate: &[Run],
     options: &RegressionOptions,
 ) -> Result<Comparison, FlameError> {
-    let mut comparison = compare_functions(baseline, candidate, options)?;
+    let (mut comparison, candidate_merged) = compare_shares(baseline, candidate, options)?;
     let found = &mut comparison.functions;
     found.retain(|r| r.share(options.metric).change_pp >= options.min_change_pp);
     holm_adjust(found, options.metric);
@@ -364,6 +380,9 @@ pub fn detect_regressions(
             .total_cmp(&a.share(options.metric).change_pp)
             .then_with(|| a.function.cmp(&b.function))
     });
+    for r in found.iter_mut() {
+        r.hottest_path = hottest_path(&candidate_merged, &r.function);
+    }
     Ok(comparison)
 }
 

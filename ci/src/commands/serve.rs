@@ -60,6 +60,19 @@ pub struct ServeArgs {
     /// Bytes of request bodies held at once over all requests; more get 429 [default: 134217728].
     #[arg(long, env = "SLO_GATE_MAX_INFLIGHT_BODY_BYTES")]
     pub max_inflight_body_bytes: Option<usize>,
+    /// Items with attribute values nested deeper (arrayValue/kvlistValue levels) are rejected
+    /// [default: 16, at most 30].
+    #[arg(long, env = "SLO_GATE_MAX_ATTRIBUTE_DEPTH", value_parser = parse_attribute_depth)]
+    pub max_attribute_depth: Option<usize>,
+    /// Profile stacks deeper than this many frames keep their outermost frames; 0 keeps all
+    /// [default: 1000].
+    #[arg(long, env = "SLO_GATE_MAX_STACK_DEPTH")]
+    pub max_stack_depth: Option<usize>,
+}
+
+fn parse_attribute_depth(s: &str) -> Result<usize, String> {
+    let depth = s.parse::<usize>().map_err(|e| format!("{s:?} is not a number of levels: {e}"))?;
+    collector::config::check_attribute_depth(depth)
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
@@ -97,6 +110,8 @@ impl ServeArgs {
             max_attributes_per_item => limits.max_attributes_per_item,
             max_inflight_requests => limits.max_inflight_requests,
             max_inflight_body_bytes => server.max_inflight_body_bytes,
+            max_attribute_depth => limits.max_attribute_depth,
+            max_stack_depth => limits.max_stack_depth,
         );
         if let Some(n) = self.max_connections {
             cfg.server.max_connections = Some(n);

@@ -17,7 +17,7 @@
 //! every other label the sample's and profile's attributes. Every handler is scoped by the
 //! `X-Scope-OrgID` tenant.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::Json;
@@ -31,7 +31,6 @@ use serde_json::{Value, json};
 
 use super::{ApiState, blocking, tenant};
 use crate::error::QueryError;
-use crate::model::profile::Frame;
 use crate::model::{ProfileRow, Rows, attrs};
 use crate::signal::Signal;
 use crate::tenant::Tenant;
@@ -359,12 +358,58 @@ struct Matched {
     /// The profile's sampling period, in the sample type's unit when [`Filter::kind`] has
     /// `sample_unit == period_unit` (CPU time), else 0.
     period: i64,
-    /// Function names, innermost first.
-    stack: Vec<String>,
+    /// Function names, innermost first, shared by every row with the same stack.
+    stack: SharedStack,
     /// The run (process) the profile came from: the value of the run label, or empty.
     run: Arc<str>,
     /// When the profile was taken.
     profile_time_unix_nano: u64,
+}
+
+/// A function name, shared by every stack it appears in.
+type Name = Arc<str>;
+
+/// A decoded stack (function names, innermost first), decoded once per distinct stored stack
+/// and shared by every row that has it: 20,000 samples of one 1,000-frame stack cost one stack.
+type SharedStack = Arc<[Name]>;
+
+/// Decodes stored stacks (JSON arrays of frames), each distinct text once, interning names.
+#[derive(Default)]
+struct StackCache {
+    stacks: HashMap<Box<str>, SharedStack>,
+    names: HashSet<Name>,
+}
+
+/// The part of a stored frame a flame graph needs.
+#[derive(Deserialize)]
+struct StoredFrame<'a> {
+    #[serde(borrow)]
+    function: std::borrow::Cow<'a, str>,
+}
+
+impl StackCache {
+    fn get(&mut self, text: &str) -> SharedStack {
+        if let Some(stack) = self.stacks.get(text) {
+            return Arc::clone(stack);
+        }
+        let frames = serde_json::from_str::<Vec<StoredFrame<'_>>>(text).unwrap_or_default();
+        let stack: SharedStack = frames
+            .iter()
+            .map(|f| {
+                let name = if f.function.is_empty() { "<unknown>" } else { &f.function };
+                match self.names.get(name) {
+                    Some(n) => Arc::clone(n),
+                    None => {
+                        let n: Name = Arc::from(name);
+                        self.names.insert(Arc::clone(&n));
+                        n
+                    }
+                }
+            })
+            .collect();
+        self.stacks.insert(text.into(), Arc::clone(&stack));
+        stack
+    }
 }
 
 /// Everything that decides whether a row matches, besides the selector.
@@ -385,8 +430,8 @@ fn collect(
     selectors: &[Selector],
 ) -> Result<Vec<Vec<Matched>>, QueryError> {
     let mut out: Vec<Vec<Matched>> = selectors.iter().map(|_| Vec::new()).collect();
-    let mut stacks: HashMap<Arc<str>, Vec<String>> = HashMap::new();
-    let mut decoded: HashMap<Arc<str>, Vec<opentelemetry_proto::tonic::common::v1::KeyValue>> = HashMap::new();
+    let mut stacks = StackCache::default();
+    let mut decoded: HashMap<Box<str>, Vec<opentelemetry_proto::tonic::common::v1::KeyValue>> = HashMap::new();
     let mut resources: HashMap<Arc<str>, Vec<opentelemetry_proto::tonic::common::v1::KeyValue>> = HashMap::new();
     let run_labels: Vec<&str> = match &filter.run_label {
         Some(label) => vec![label.as_str()],
@@ -403,7 +448,11 @@ fn collect(
         {
             return;
         }
-        let attributes = decoded.entry(row.attributes.clone()).or_insert_with(|| attrs::decode_lossy(&row.attributes));
+        let attributes_text: &str = &row.attributes;
+        if !decoded.contains_key(attributes_text) {
+            decoded.insert(attributes_text.into(), attrs::decode_lossy(attributes_text));
+        }
+        let Some(attributes) = decoded.get(attributes_text) else { return };
         if type_id(row, attributes).split(':').next() != Some(k.name.as_str()) {
             return;
         }
@@ -416,16 +465,7 @@ fn collect(
             if !matches {
                 continue;
             }
-            let stack = stacks
-                .entry(row.stack.clone())
-                .or_insert_with(|| {
-                    serde_json::from_str::<Vec<Frame>>(&row.stack)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|f| if f.function.is_empty() { "<unknown>".to_string() } else { f.function })
-                        .collect()
-                })
-                .clone();
+            let stack = stacks.get(&row.stack);
             let period = if k.sample_unit == k.period_unit { row.profile.period.max(0) } else { 0 };
             let resource = resources
                 .entry(row.resource.attributes.clone())
@@ -454,16 +494,23 @@ fn clean(name: &str) -> String {
 }
 
 fn fold(rows: &[Matched]) -> Folded {
-    let mut folded = Folded::new();
+    // Rows of one stack share one `Arc` (see `StackCache`): sum their values first, so each
+    // distinct stack is turned into names once, not once per row.
+    let mut sums: HashMap<*const Name, (&SharedStack, i64)> = HashMap::new();
     for r in rows {
         if r.value == 0 {
             continue;
         }
-        let mut stack: Vec<String> = r.stack.iter().rev().map(|n| clean(n)).collect();
-        if stack.is_empty() {
-            stack.push("<unknown>".to_string());
+        let sum = sums.entry(Arc::as_ptr(&r.stack).cast::<Name>()).or_insert((&r.stack, 0));
+        sum.1 = sum.1.saturating_add(r.value);
+    }
+    let mut folded = Folded::new();
+    for (stack, value) in sums.into_values() {
+        let mut names: Vec<String> = stack.iter().rev().map(|n| clean(n)).collect();
+        if names.is_empty() {
+            names.push("<unknown>".to_string());
         }
-        folded.add(stack, r.value);
+        folded.add(names, value);
     }
     folded
 }
@@ -492,10 +539,8 @@ fn profiles(rows: &[Matched], kind: &TypeId) -> Vec<(Arc<str>, analyzer::pprof::
                 sample_types.push(value_type("samples", "count"));
             }
             let stacks = rows.into_iter().map(|r| {
-                let frames = r
-                    .stack
-                    .iter()
-                    .map(|f| analyzer::pprof::Frame { function: f.as_str().into(), ..Default::default() });
+                let frames =
+                    r.stack.iter().map(|f| analyzer::pprof::Frame { function: Arc::clone(f), ..Default::default() });
                 let values =
                     if counted { vec![r.value, (r.value.max(0) + r.period - 1) / r.period] } else { vec![r.value] };
                 (frames.collect(), values)
@@ -510,86 +555,137 @@ fn profiles(rows: &[Matched], kind: &TypeId) -> Vec<(Arc<str>, analyzer::pprof::
         .collect()
 }
 
-/// A node of Grafana's nested flame graph JSON.
-#[derive(Default)]
-struct Node {
-    value: i64,
-    self_value: i64,
-    children: BTreeMap<String, Node>,
+/// Grafana's nested flame graph as JSON text: from a root named `total`, nodes
+/// `{"name","value","self","children":[...]}` with children sorted by name.
+fn tree(folded: &Folded) -> String {
+    let trie = Trie::build(folded.stacks().iter().map(|(stack, &value)| (stack.as_slice(), [value])));
+    trie.to_json(&[("value", "self")])
 }
 
-impl Node {
-    fn to_json(&self, name: &str) -> Value {
-        let children: Vec<Value> = self.children.iter().map(|(n, c)| c.to_json(n)).collect();
-        json!({ "name": name, "value": self.value, "self": self.self_value, "children": children })
-    }
-}
-
-fn tree(folded: &Folded) -> Value {
-    let mut root = Node::default();
-    for (stack, &value) in folded.stacks() {
-        root.value = root.value.saturating_add(value);
-        let mut node = &mut root;
-        for name in stack {
-            node = node.children.entry(name.clone()).or_default();
-            node.value = node.value.saturating_add(value);
-        }
-        node.self_value = node.self_value.saturating_add(value);
-    }
-    // The root is "total": it has no code of its own.
-    root.self_value = 0;
-    root.to_json("total")
-}
-
-/// A node of the nested differential flame graph: `value`/`self` are the baseline's, and
+/// The nested differential flame graph as JSON text: `value`/`self` are the baseline's, and
 /// `valueRight`/`selfRight` the candidate's, as Grafana's diff flame-graph frame names them.
-#[derive(Default)]
-struct DiffNode {
-    left: (i64, i64),
-    right: (i64, i64),
-    children: BTreeMap<String, DiffNode>,
-}
-
-impl DiffNode {
-    fn add(&mut self, stack: &[String], value: i64, right: bool) {
-        let mut node = self;
-        let bump = |n: &mut DiffNode, is_self: bool| {
-            let side = if right { &mut n.right } else { &mut n.left };
-            side.0 = side.0.saturating_add(value);
-            if is_self {
-                side.1 = side.1.saturating_add(value);
-            }
-        };
-        bump(node, false);
-        for name in stack {
-            node = node.children.entry(name.clone()).or_default();
-            bump(node, false);
+fn diff_tree(baseline: &Folded, candidate: &Folded) -> String {
+    let mut both: BTreeMap<&[String], [i64; 2]> = BTreeMap::new();
+    for (side, folded) in [baseline, candidate].into_iter().enumerate() {
+        for (stack, &value) in folded.stacks() {
+            let sum = &mut both.entry(stack.as_slice()).or_default()[side];
+            *sum = sum.saturating_add(value);
         }
-        bump(node, !stack.is_empty());
+    }
+    Trie::build(both.into_iter()).to_json(&[("value", "self"), ("valueRight", "selfRight")])
+}
+
+/// A flame graph's call tree with `N` values per node (one per side), in an arena.
+///
+/// Design: stacks come in sorted order, so the stacks sharing a prefix are adjacent and each
+/// new stack shares with the tree built so far exactly its common prefix with the previous
+/// stack. The tree is built by comparing neighbours, and its nodes are created in depth-first
+/// pre-order with children in name order, which is the order the JSON lists them in. So the
+/// arena is a flat vector written front to back with a depth counter: nothing recurses, however
+/// deep the stacks (stored profiles may predate `max_stack_depth`, or it may be set high), and
+/// dropping it frees one vector.
+struct Trie<'a, const N: usize> {
+    /// Pre-order; `nodes[0]` is the root (`total`, depth 0).
+    nodes: Vec<TrieNode<'a, N>>,
+}
+
+struct TrieNode<'a, const N: usize> {
+    name: &'a str,
+    depth: usize,
+    /// Value of the node and everything under it, per side.
+    total: [i64; N],
+    /// Value of stacks ending at this node, per side.
+    own: [i64; N],
+}
+
+impl<'a, const N: usize> Trie<'a, N> {
+    /// Builds the tree of root-first `stacks`, which must come sorted and without repeats (as
+    /// a `BTreeMap` iterates).
+    fn build(stacks: impl Iterator<Item = (&'a [String], [i64; N])>) -> Self {
+        let mut nodes = vec![TrieNode { name: "total", depth: 0, total: [0; N], own: [0; N] }];
+        // `path[d]` is the node at depth `d` of the previous stack.
+        let mut path: Vec<usize> = vec![0];
+        let mut previous: &[String] = &[];
+        for (stack, values) in stacks {
+            debug_assert!(previous < stack || previous.is_empty(), "stacks must come sorted");
+            let common = previous.iter().zip(stack).take_while(|(a, b)| a == b).count();
+            path.truncate(common + 1);
+            for (i, name) in stack.iter().enumerate().skip(common) {
+                path.push(nodes.len());
+                nodes.push(TrieNode { name, depth: i + 1, total: [0; N], own: [0; N] });
+            }
+            for &node in &path {
+                add(&mut nodes[node].total, &values);
+            }
+            // The root is "total": it has no code of its own.
+            if !stack.is_empty() {
+                add(&mut nodes[path[stack.len()]].own, &values);
+            }
+            previous = stack;
+        }
+        Trie { nodes }
     }
 
-    fn to_json(&self, name: &str) -> Value {
-        let children: Vec<Value> = self.children.iter().map(|(n, c)| c.to_json(n)).collect();
-        json!({
-            "name": name,
-            "value": self.left.0,
-            "self": self.left.1,
-            "valueRight": self.right.0,
-            "selfRight": self.right.1,
-            "children": children,
-        })
+    /// The nested JSON, `labels[i]` naming the total and own value of side `i`.
+    fn to_json(&self, labels: &[(&str, &str); N]) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(self.nodes.len() * 64);
+        // Depth of the node opened last; its `children` array is open.
+        let mut open = 0;
+        for (i, node) in self.nodes.iter().enumerate() {
+            if i > 0 && node.depth <= open {
+                // Close the previous node and its ancestors up to this node's previous sibling.
+                for _ in node.depth..=open {
+                    out.push_str("]}");
+                }
+                out.push(',');
+            }
+            out.push_str("{\"name\":");
+            push_json_string(&mut out, node.name);
+            for (side, (value, own)) in labels.iter().enumerate() {
+                let _ = write!(out, ",\"{value}\":{},\"{own}\":{}", node.total[side], node.own[side]);
+            }
+            out.push_str(",\"children\":[");
+            open = node.depth;
+        }
+        for _ in 0..=open {
+            out.push_str("]}");
+        }
+        out
     }
 }
 
-fn diff_tree(baseline: &Folded, candidate: &Folded) -> Value {
-    let mut root = DiffNode::default();
-    for (stack, &value) in baseline.stacks() {
-        root.add(stack, value, false);
+fn add<const N: usize>(sums: &mut [i64; N], values: &[i64; N]) {
+    for (sum, v) in sums.iter_mut().zip(values) {
+        *sum = sum.saturating_add(*v);
     }
-    for (stack, &value) in candidate.stacks() {
-        root.add(stack, value, true);
+}
+
+/// Appends `s` as a JSON string literal, escaped as `serde_json` escapes it.
+fn push_json_string(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
     }
-    root.to_json("total")
+    out.push('"');
+}
+
+/// A JSON answer already written as text.
+fn json_text(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
 fn svg_response(lines: &[String], title: String, count_name: &str) -> Response {
@@ -663,7 +759,7 @@ async fn flamegraph(
             ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
         }
         "svg" => svg_response(&folded.lines(), title, &unit),
-        _ => Json(tree(&folded)).into_response(),
+        _ => json_text(tree(&folded)),
     })
 }
 
@@ -723,7 +819,7 @@ async fn flamegraph_diff(
             .map_err(|e| QueryError::BadRequest(e.to_string()))?;
         (comparison.functions.iter().map(regression_json).collect(), comparison.warnings())
     };
-    Ok(Json(json!({
+    let summary = json!({
         "metric": match options.metric { Metric::SelfShare => "self", Metric::TotalShare => "total" },
         "min_change_pp": options.min_change_pp,
         "min_confidence": options.min_confidence,
@@ -735,9 +831,15 @@ async fn flamegraph_diff(
         "warnings": warnings,
         "baseline_total": base_folded.total(),
         "candidate_total": cand_folded.total(),
-        "flamegraph": diff_tree(&base_folded, &cand_folded),
-    }))
-    .into_response())
+    });
+    // The flame graph nests one level per frame: written as text (see `Trie`) and appended as
+    // the object's last member, never built as a `serde_json::Value`.
+    let mut text = summary.to_string();
+    text.pop();
+    text.push_str(",\"flamegraph\":");
+    text.push_str(&diff_tree(&base_folded, &cand_folded));
+    text.push('}');
+    Ok(json_text(text))
 }
 
 /// The regression thresholds of a diff request; defaults are [`RegressionOptions::default`]'s.
@@ -925,18 +1027,273 @@ mod tests {
         assert_eq!(derived_name("wall"), "wall");
     }
 
+    fn parse(text: &str) -> Value {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
     #[test]
     fn tree_sums_and_sorts() {
         let mut f = Folded::new();
         f.add(vec!["main".into(), "b".into()], 3);
         f.add(vec!["main".into(), "a".into()], 2);
         f.add(vec!["main".into()], 1);
-        let t = tree(&f);
+        let t = parse(&tree(&f));
         assert_eq!(t["value"], 6);
         assert_eq!(t["self"], 0);
         assert_eq!(t["children"][0]["name"], "main");
         assert_eq!(t["children"][0]["self"], 1);
         assert_eq!(t["children"][0]["children"][0]["name"], "a");
-        assert_eq!(tree(&Folded::new())["value"], 0);
+        assert_eq!(parse(&tree(&Folded::new())), json!({"name": "total", "value": 0, "self": 0, "children": []}));
+    }
+
+    /// The nested tree as the recursive `BTreeMap` construction this module used to build: the
+    /// reference the arena must match.
+    fn reference(sides: &[&Folded]) -> Value {
+        #[derive(Default)]
+        struct Node {
+            total: Vec<i64>,
+            own: Vec<i64>,
+            children: BTreeMap<String, Node>,
+        }
+        fn to_json(name: &str, node: &Node, n: usize) -> Value {
+            let mut object = serde_json::Map::new();
+            object.insert("name".into(), name.into());
+            let labels = [("value", "self"), ("valueRight", "selfRight")];
+            for (side, (value, own)) in labels.iter().enumerate().take(n) {
+                object.insert(value.to_string(), node.total.get(side).copied().unwrap_or(0).into());
+                object.insert(own.to_string(), node.own.get(side).copied().unwrap_or(0).into());
+            }
+            let children = node.children.iter().map(|(name, c)| to_json(name, c, n)).collect();
+            object.insert("children".into(), Value::Array(children));
+            Value::Object(object)
+        }
+        let n = sides.len();
+        let mut root = Node { total: vec![0; n], own: vec![0; n], ..Default::default() };
+        for (side, folded) in sides.iter().enumerate() {
+            for (stack, &value) in folded.stacks() {
+                root.total[side] += value;
+                let mut node = &mut root;
+                for name in stack {
+                    node = node.children.entry(name.clone()).or_insert_with(|| Node {
+                        total: vec![0; n],
+                        own: vec![0; n],
+                        ..Default::default()
+                    });
+                    node.total[side] += value;
+                }
+                node.own[side] += value;
+            }
+        }
+        to_json("total", &root, n)
+    }
+
+    fn folded_strategy() -> impl proptest::strategy::Strategy<Value = Folded> {
+        use proptest::prelude::*;
+        let stack = proptest::collection::vec(proptest::sample::select(vec!["a", "b", "c", "d\"q"]), 1..6);
+        proptest::collection::vec((stack, 1i64..1000), 0..12).prop_map(|stacks| {
+            let mut f = Folded::new();
+            for (stack, value) in stacks {
+                f.add(stack.into_iter().map(str::to_string).collect(), value);
+            }
+            f
+        })
+    }
+
+    proptest::proptest! {
+        /// The arena written as text is the tree the recursive construction gives, for one side
+        /// and for the diff's two.
+        #[test]
+        fn arena_trees_equal_the_recursive_construction(a in folded_strategy(), b in folded_strategy()) {
+            proptest::prop_assert_eq!(parse(&tree(&a)), reference(&[&a]));
+            proptest::prop_assert_eq!(parse(&diff_tree(&a, &b)), reference(&[&a, &b]));
+        }
+
+        /// Names are escaped as `serde_json` escapes them.
+        #[test]
+        fn json_strings_are_escaped_like_serde(s in "\\PC*|[\\x00-\\x20\"\\\\]{0,8}") {
+            let mut out = String::new();
+            push_json_string(&mut out, &s);
+            proptest::prop_assert_eq!(out, serde_json::to_string(&s).unwrap());
+        }
+    }
+
+    /// An object of JSON text: its depth and its string and integer members.
+    type FlatObject = (usize, BTreeMap<String, Value>);
+
+    /// Reads JSON text without recursion (an explicit stack of open containers), checking its
+    /// syntax, and returns each object's depth and its string and integer members in document
+    /// order. For answers too deep for `serde_json::Value`.
+    fn flat_objects(text: &str) -> Result<Vec<FlatObject>, String> {
+        #[derive(PartialEq)]
+        enum Expect {
+            Value,
+            ValueOrEnd,
+            Key,
+            KeyOrEnd,
+            CommaOrEnd,
+        }
+        let b = text.as_bytes();
+        let mut i = 0;
+        // Open containers: `Some((object index, depth))` for an object, `None` for an array.
+        let mut open: Vec<Option<(usize, usize)>> = Vec::new();
+        let mut objects: Vec<FlatObject> = Vec::new();
+        let mut key: Option<String> = None;
+        let mut expect = Expect::Value;
+        let string_end = |start: usize| -> Result<usize, String> {
+            let mut j = start + 1;
+            while j < b.len() {
+                match b[j] {
+                    b'\\' => j += 2,
+                    b'"' => return Ok(j + 1),
+                    _ => j += 1,
+                }
+            }
+            Err(format!("unterminated string at {start}"))
+        };
+        loop {
+            while i < b.len() && b[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            if open.is_empty() && expect == Expect::CommaOrEnd {
+                return if i == b.len() { Ok(objects) } else { Err(format!("text after the value at {i}")) };
+            }
+            let Some(&c) = b.get(i) else { return Err("unexpected end".into()) };
+            match expect {
+                Expect::Value | Expect::ValueOrEnd => {
+                    if expect == Expect::ValueOrEnd && c == b']' {
+                        open.pop();
+                        i += 1;
+                        expect = Expect::CommaOrEnd;
+                        continue;
+                    }
+                    let scalar = match c {
+                        b'{' | b'[' => {
+                            key = None;
+                            if c == b'[' {
+                                open.push(None);
+                                i += 1;
+                                expect = Expect::ValueOrEnd;
+                                continue;
+                            }
+                            // One more than the nearest enclosing object's.
+                            let depth = open.iter().rev().find_map(|o| o.map(|(_, d)| d + 1)).unwrap_or(0);
+                            objects.push((depth, BTreeMap::new()));
+                            open.push(Some((objects.len() - 1, depth)));
+                            i += 1;
+                            expect = Expect::KeyOrEnd;
+                            None
+                        }
+                        b'"' => {
+                            let end = string_end(i)?;
+                            let v: Value = serde_json::from_str(&text[i..end]).map_err(|e| e.to_string())?;
+                            i = end;
+                            Some(v)
+                        }
+                        _ => {
+                            let end = (i..b.len()).find(|&j| !b"-+.eE0123456789".contains(&b[j])).unwrap_or(b.len());
+                            let v: i64 = text[i..end].parse().map_err(|e| format!("bad number at {i}: {e}"))?;
+                            i = end;
+                            Some(Value::from(v))
+                        }
+                    };
+                    if let Some(v) = scalar {
+                        if let (Some(Some((o, _))), Some(k)) = (open.last(), key.take()) {
+                            objects[*o].1.insert(k, v);
+                        }
+                        expect = Expect::CommaOrEnd;
+                    }
+                }
+                Expect::Key | Expect::KeyOrEnd => {
+                    if expect == Expect::KeyOrEnd && c == b'}' {
+                        open.pop();
+                        i += 1;
+                        expect = Expect::CommaOrEnd;
+                        continue;
+                    }
+                    if c != b'"' {
+                        return Err(format!("expected a key at {i}"));
+                    }
+                    let end = string_end(i)?;
+                    key = Some(serde_json::from_str(&text[i..end]).map_err(|e| e.to_string())?);
+                    i = end;
+                    while i < b.len() && b[i].is_ascii_whitespace() {
+                        i += 1;
+                    }
+                    if b.get(i) != Some(&b':') {
+                        return Err(format!("expected `:` at {i}"));
+                    }
+                    i += 1;
+                    expect = Expect::Value;
+                }
+                Expect::CommaOrEnd => {
+                    let top = open.last().copied().flatten();
+                    match (c, top.is_some()) {
+                        (b',', true) => expect = Expect::Key,
+                        (b',', false) => expect = Expect::Value,
+                        (b'}', true) | (b']', false) => {
+                            open.pop();
+                        }
+                        _ => return Err(format!("unexpected {:?} at {i}", c as char)),
+                    }
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_flat_reader_agrees_with_serde_and_refuses_bad_syntax() {
+        let text = r#"{"name":"total","value":3,"children":[{"name":"a\"b","value":1,"children":[]},{"name":"c","children":[]}]}"#;
+        let objects = flat_objects(text).unwrap();
+        let depths: Vec<usize> = objects.iter().map(|(d, _)| *d).collect();
+        assert_eq!(depths, [0, 1, 1]);
+        assert_eq!(objects[1].1["name"], "a\"b");
+        assert_eq!(objects[0].1["value"], 3);
+        for bad in [r#"{"a":1"#, r#"{"a":1}}"#, r#"{"a" 1}"#, r#"[1,]"#, r#"[1 2]"#, r#"{"a":[}"#, "", r#"{"a":1,}"#] {
+            assert!(flat_objects(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A folded stack of `depth` frames `f0` (root) … `f{depth-1}`, plus a short stack beside it.
+    fn deep_folded(depth: usize, value: i64) -> Folded {
+        let mut f = Folded::new();
+        f.add((0..depth).map(|i| format!("f{i}")).collect(), value);
+        f.add(vec!["f0".into(), "g".into()], 1);
+        f
+    }
+
+    /// Runs `f` on a thread with a 256 KiB stack: anything recursing once per frame of a deep
+    /// stack overflows it.
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new().stack_size(256 << 10).spawn(f).unwrap().join().unwrap()
+    }
+
+    // issue 11 #1: the JSON flame graph of a 4,000–10,000-frame stack overflowed the thread's
+    // stack and aborted the process (the tree was built, serialised and dropped recursively).
+    #[test]
+    fn trees_deeper_than_any_limit_are_built_without_recursion() {
+        const DEPTH: usize = 100_000;
+        let (text, diff) = on_small_stack(|| {
+            let (a, b) = (deep_folded(DEPTH, 5), deep_folded(DEPTH, 7));
+            (tree(&a), diff_tree(&a, &b))
+        });
+        let objects = flat_objects(&text).unwrap();
+        assert_eq!(objects.len(), DEPTH + 2, "root, the deep stack and g");
+        for (i, (depth, members)) in objects.iter().enumerate().skip(1).take(DEPTH) {
+            assert_eq!(*depth, i);
+            assert_eq!(members["name"], format!("f{}", i - 1));
+            let total = if i == 1 { 6 } else { 5 };
+            let own = if i == DEPTH { 5 } else { 0 };
+            assert_eq!((members["value"].as_i64(), members["self"].as_i64()), (Some(total), Some(own)), "node {i}");
+        }
+        assert_eq!(objects[0].1["value"], 6);
+        assert_eq!((objects[DEPTH + 1].0, &objects[DEPTH + 1].1["name"]), (2, &json!("g")));
+
+        let objects = flat_objects(&diff).unwrap();
+        assert_eq!(objects.len(), DEPTH + 2);
+        let leaf = &objects[DEPTH].1;
+        assert_eq!(leaf["name"], format!("f{}", DEPTH - 1));
+        assert_eq!((leaf["self"].as_i64(), leaf["selfRight"].as_i64()), (Some(5), Some(7)));
+        assert_eq!((objects[0].1["value"].as_i64(), objects[0].1["valueRight"].as_i64()), (Some(6), Some(8)));
     }
 }

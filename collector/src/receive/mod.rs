@@ -10,9 +10,10 @@
 //!   served on the API listener and converted to OTLP profiles;
 //! * [`pprof_scrape`] — pulls Go `/debug/pprof/` endpoints (`[[scrape]]`) into the same path;
 //! * [`validate`] — per-signal checks that reject single items (partial success) rather than
-//!   whole requests.
+//!   whole requests; [`depth`] — the attribute nesting and profile stack depth limits they apply.
 
 pub mod admission;
+pub mod depth;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod pprof_push;
@@ -269,8 +270,10 @@ impl Ingest {
                 factor: self.limits.max_memory_expansion,
             });
         }
+        // Validation may also have changed what it kept (profile stacks cut to the depth limit,
+        // with a warning): then the log must hold the request as changed, not as received.
         let payload = match raw {
-            Some(raw) if rejections.items == 0 => raw,
+            Some(raw) if rejections.items == 0 && rejections.warnings.is_empty() => raw,
             _ => Bytes::from(request.encode_to_vec()),
         };
         let rows = request.into_rows();
