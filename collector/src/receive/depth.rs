@@ -642,15 +642,11 @@ mod tests {
         assert_eq!(dict.stack_table.len(), 5, "one copy for the three samples of stack 1");
 
         let cut = names(&["[2 frames truncated]", "g", "f5", "f4", "f3", "f2", "f1", "f0"]);
+        // The second profile's two samples of stack 1 are stored as one row (their values
+        // summed), as samples with the same stack, attributes and time are.
         assert_eq!(
             stored(r),
-            [
-                cut.clone(),
-                names(&["i", "h", "g", "f0"]),
-                names(&["f5", "f4", "f3", "f2", "f1", "f0"]),
-                cut.clone(),
-                cut
-            ]
+            [cut.clone(), names(&["i", "h", "g", "f0"]), names(&["f5", "f4", "f3", "f2", "f1", "f0"]), cut]
         );
 
         // At the limit nothing changes; 0 keeps every frame.
