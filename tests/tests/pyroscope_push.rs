@@ -14,7 +14,7 @@ use e2e::Server;
 use prost::Message;
 use serde_json::Value;
 
-const CPU: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/go-dev/fast/cpu-10s.pb.gz");
+const CPU: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/corpus/go-dev/fast/cpu-10s.pb.gz");
 
 /// Pyroscope's `push.v1.PushRequest`, written here from `api/push/v1/push.proto` independently
 /// of the collector's copy.
@@ -332,7 +332,7 @@ fn python_pyroscope_agent_pushes() {
 fn pushed_goroutine_profiles_are_judged_for_leaks() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/go-dev/fast");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev/fast");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&corpus)
         .unwrap()
         .map(|e| e.unwrap().path())

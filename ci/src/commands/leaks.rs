@@ -160,7 +160,7 @@ mod tests {
     use super::*;
 
     fn corpus(run: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/go-dev").join(run)
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev").join(run)
     }
 
     fn args(paths: Vec<PathBuf>) -> LeaksArgs {
