@@ -24,6 +24,10 @@ pub enum ErrorKind {
     Overloaded,
     /// Storage failed (for example a full disk); nothing was acknowledged; retryable.
     Unavailable,
+    /// A write without a valid credential (`auth`).
+    Unauthorized,
+    /// A write the collector is not configured to take from anyone (`auth`).
+    Forbidden,
 }
 
 impl ErrorKind {
@@ -35,6 +39,8 @@ impl ErrorKind {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         }
     }
 
@@ -44,6 +50,8 @@ impl ErrorKind {
             ErrorKind::TooLarge => tonic::Code::ResourceExhausted,
             ErrorKind::NotFound => tonic::Code::NotFound,
             ErrorKind::Overloaded | ErrorKind::Unavailable => tonic::Code::Unavailable,
+            ErrorKind::Unauthorized => tonic::Code::Unauthenticated,
+            ErrorKind::Forbidden => tonic::Code::PermissionDenied,
         }
     }
 
@@ -106,6 +114,8 @@ pub enum QueryError {
     Tenant(#[from] crate::tenant::TenantError),
     #[error("storage read failed: {0}")]
     Storage(String),
+    #[error("{0}")]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 impl QueryError {
@@ -114,6 +124,8 @@ impl QueryError {
             QueryError::BadRequest(_) | QueryError::Tenant(_) => ErrorKind::BadRequest,
             QueryError::NotFound(_) => ErrorKind::NotFound,
             QueryError::Storage(_) => ErrorKind::Unavailable,
+            QueryError::Auth(crate::auth::AuthError::NotConfigured) => ErrorKind::Forbidden,
+            QueryError::Auth(crate::auth::AuthError::Unauthorized) => ErrorKind::Unauthorized,
         }
     }
 }
@@ -132,6 +144,8 @@ mod tests {
             ErrorKind::NotFound,
             ErrorKind::Overloaded,
             ErrorKind::Unavailable,
+            ErrorKind::Unauthorized,
+            ErrorKind::Forbidden,
         ] {
             let retryable = matches!(kind.http_status().as_u16(), 429 | 502 | 503 | 504);
             assert_eq!(retryable, kind.retry_after().is_some(), "{kind:?}");

@@ -8,7 +8,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::WriteTokens;
 use crate::config::Config;
+use crate::history::History;
 use crate::query::{self, ApiState};
 use crate::receive::Ingest;
 use crate::receive::otlp_grpc::{OtlpGrpc, resource_exhausted_for_oversize};
@@ -28,6 +30,8 @@ pub enum StartError {
     Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("cannot open storage: {0}")]
     Store(#[from] crate::store::OpenError),
+    #[error("{0}")]
+    Tokens(#[from] crate::auth::TokenFileError),
 }
 
 /// The collector, before it runs.
@@ -50,8 +54,19 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
 }
 
 impl Collector {
-    /// Opens the store (replaying the WAL), binds every listener, and starts serving.
+    /// Opens the store (replaying the WAL), binds every listener, and starts serving. The
+    /// gate's write tokens are read from `gate.token_file`.
     pub async fn start(config: Config) -> Result<RunningCollector, StartError> {
+        let tokens = match &config.gate.token_file {
+            Some(path) => WriteTokens::from_file(path)?,
+            None => WriteTokens::default(),
+        };
+        Collector::start_with_tokens(config, tokens).await
+    }
+
+    /// [`Collector::start`] with the gate's write tokens given (an in-process collector shares
+    /// a generated token with its one client) instead of read from `gate.token_file`.
+    pub async fn start_with_tokens(config: Config, tokens: WriteTokens) -> Result<RunningCollector, StartError> {
         let grpc_listener = bind("OTLP/gRPC", config.otlp_grpc).await?;
         let http_listener = bind("OTLP/HTTP", config.otlp_http).await?;
         let api_listener = bind("API", config.api).await?;
@@ -107,8 +122,8 @@ impl Collector {
                 query::router(ApiState {
                     store: Arc::clone(&store),
                     ingest: Arc::clone(&ingest),
-                    data_dir: config.data_dir.clone(),
-                    runs_lock: Arc::default(),
+                    history: Arc::new(History::new(&config.data_dir, config.gate.history_settings())),
+                    write_tokens: Arc::new(tokens),
                 }),
             ),
         ] {

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Export requests processed at once; more get 503 [default: 1024].
     #[arg(long, env = "SLO_GATE_MAX_INFLIGHT_REQUESTS")]
     pub max_inflight_requests: Option<usize>,
+    /// File of write tokens (one per line) that `slo-gate check` must present to record a
+    /// gate run; without it recording runs is refused.
+    #[arg(long, env = "SLO_GATE_GATE_TOKEN_FILE", value_name = "FILE")]
+    pub gate_token_file: Option<PathBuf>,
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
@@ -90,6 +94,9 @@ impl ServeArgs {
             max_attributes_per_item => limits.max_attributes_per_item,
             max_inflight_requests => limits.max_inflight_requests,
         );
+        if let Some(path) = &self.gate_token_file {
+            cfg.gate.token_file = Some(path.clone());
+        }
         Ok(cfg)
     }
 }

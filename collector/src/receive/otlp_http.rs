@@ -164,6 +164,8 @@ pub fn outcome_err(err: &IngestError) -> &'static str {
         crate::error::ErrorKind::NotFound => "not_found",
         crate::error::ErrorKind::Overloaded => "overloaded",
         crate::error::ErrorKind::Unavailable => "unavailable",
+        crate::error::ErrorKind::Unauthorized => "unauthorized",
+        crate::error::ErrorKind::Forbidden => "forbidden",
     }
 }
 
