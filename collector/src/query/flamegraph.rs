@@ -156,10 +156,10 @@ fn parse_type(id: Option<&str>) -> Result<TypeId, QueryError> {
 }
 
 /// `=` label matchers of a selector.
-type Selector = Vec<(String, String)>;
+pub type Selector = Vec<(String, String)>;
 
 /// Parses `{key="value",key2="value2"}` (`=` matchers only). `param` names the parameter in errors.
-fn parse_selector(param: &str, text: Option<&str>) -> Result<Selector, QueryError> {
+pub fn parse_selector(param: &str, text: Option<&str>) -> Result<Selector, QueryError> {
     let text = text.map(str::trim).unwrap_or("");
     if text.is_empty() {
         return Ok(Vec::new());
