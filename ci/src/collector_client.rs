@@ -12,23 +12,24 @@ use anyhow::{Context, bail};
 /// How long one request may take, connection included: a CI step must not hang on a dead host.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A collector's write token; `Debug` never prints it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct WriteToken(pub String);
+
+impl std::fmt::Debug for WriteToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteToken(<redacted>)")
+    }
+}
+
 /// The HTTP API of one collector, for one tenant.
+#[derive(Debug)]
 pub struct CollectorClient {
     agent: ureq::Agent,
     base: String,
     tenant: Option<String>,
-    /// The write token sent with writes (`POST`), never with reads, never printed.
-    token: Option<String>,
-}
-
-impl std::fmt::Debug for CollectorClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CollectorClient")
-            .field("base", &self.base)
-            .field("tenant", &self.tenant)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
+    /// The write token sent with writes (`POST`), never with reads.
+    token: Option<WriteToken>,
 }
 
 impl CollectorClient {
@@ -46,7 +47,7 @@ impl CollectorClient {
 
     /// The same client, sending `token` as `Authorization: Bearer` with its writes.
     #[must_use]
-    pub fn with_token(mut self, token: Option<String>) -> Self {
+    pub fn with_token(mut self, token: Option<WriteToken>) -> Self {
         self.token = token;
         self
     }
@@ -92,7 +93,7 @@ impl CollectorClient {
             request = request.header("X-Scope-OrgID", tenant);
         }
         if let Some(token) = &self.token {
-            request = request.header("authorization", &format!("Bearer {token}"));
+            request = request.header("authorization", &format!("Bearer {}", token.0));
         }
         let body = serde_json::to_vec(body).context("cannot encode the request")?;
         let mut response = request.send(&body[..]).with_context(|| format!("cannot reach the collector at {url}"))?;
@@ -136,6 +137,15 @@ pub fn selector(labels: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // issue 11 #8: the write token is never printed.
+    #[test]
+    fn debug_output_hides_the_token() {
+        let client = CollectorClient::new("http://127.0.0.1:1", None)
+            .unwrap()
+            .with_token(Some(WriteToken("secret-token-0123456789".into())));
+        assert!(!format!("{client:?}").contains("secret-token"), "{client:?}");
+    }
 
     #[test]
     fn selectors_quote_values() {

@@ -24,7 +24,7 @@ use collector::query::gate::{Recorded, Run as GateRun, RunObjective, RunsAnswer}
 use serde_json::{Value, json};
 use slo_contracts::{Contract, HumanDuration, Indicator};
 
-use crate::collector_client::{CollectorClient, selector};
+use crate::collector_client::{CollectorClient, WriteToken, selector};
 
 /// Flags of `slo-gate check`.
 #[derive(Debug, Args)]
@@ -86,7 +86,7 @@ pub struct CheckArgs {
     /// The write token, given in the process (`slo-gate demo` shares its in-process
     /// collector's generated token this way).
     #[arg(skip)]
-    pub write_token: Option<String>,
+    pub write_token: Option<WriteToken>,
 }
 
 /// The environment variable `slo-gate check` reads the collector's write token from.
@@ -94,7 +94,7 @@ pub const TOKEN_ENV: &str = "SLO_GATE_TOKEN";
 
 /// The write token to record the run with: given in the process, else from `--token-file`,
 /// else from `SLO_GATE_TOKEN`.
-fn write_token(args: &CheckArgs) -> anyhow::Result<Option<String>> {
+fn write_token(args: &CheckArgs) -> anyhow::Result<Option<WriteToken>> {
     if let Some(token) = &args.write_token {
         return Ok(Some(token.clone()));
     }
@@ -103,11 +103,11 @@ fn write_token(args: &CheckArgs) -> anyhow::Result<Option<String>> {
             std::fs::read_to_string(path).with_context(|| format!("cannot read the token file {}", path.display()))?;
         let token = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'));
         return match token {
-            Some(token) => Ok(Some(token.to_string())),
+            Some(token) => Ok(Some(WriteToken(token.to_string()))),
             None => bail!("the token file {} holds no token", path.display()),
         };
     }
-    Ok(std::env::var(TOKEN_ENV).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+    Ok(std::env::var(TOKEN_ENV).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).map(WriteToken))
 }
 
 /// Runs `slo-gate check`; `Ok` carries the exit code (0 pass, 1 blocked).
@@ -128,7 +128,8 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             gate_with(&client, &contract, &args)?
         }
         (None, Some(dir)) => with_local_collector(dir, |url, token| {
-            let client = CollectorClient::new(url, args.tenant.clone())?.with_token(Some(token.to_string()));
+            let client =
+                CollectorClient::new(url, args.tenant.clone())?.with_token(Some(WriteToken(token.to_string())));
             gate_with(&client, &contract, &args)
         })?,
         (None, None) => bail!("give --collector URL or --data-dir DIR"),

@@ -90,7 +90,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             artifacts: artifacts.clone(),
             no_record: false,
             token_file: None,
-            write_token: Some(token.clone()),
+            write_token: Some(crate::collector_client::WriteToken(token.clone())),
         };
         super::check::run(check)
     })();
