@@ -15,7 +15,7 @@ set -euo pipefail
 BUILD=1
 [[ ${1:-} == --no-build ]] && BUILD=0
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CORPUS=$ROOT/../shared/corpus/go-dev
+CORPUS=$ROOT/testdata/corpus/go-dev
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/slo-gate-target}
 COUNT=${PROFILES:-1000}
 BIN=$CARGO_TARGET_DIR/release

@@ -1,4 +1,4 @@
-//! Flame graphs and regression detection on the `go-dev` corpus (`../shared/corpus/go-dev/`, see
+//! Flame graphs and regression detection on the `go-dev` corpus (`testdata/corpus/go-dev/`, see
 //! its README for the known regression). Golden files live in `tests/data/flame/`; refresh them
 //! with `UPDATE_EXPECT=1 cargo test -p analyzer --test flame_corpus`.
 
@@ -8,7 +8,7 @@ use analyzer::flame::{self, Metric, RegressionOptions, Run, svg};
 use analyzer::pprof::{self, Profile};
 
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/go-dev")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev")
 }
 
 fn profile(run: &str) -> Profile {

@@ -464,7 +464,7 @@ fn corpus_run(name: &str) -> Run {
 }
 
 fn corpus_profile(run: &str) -> Profile {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/go-dev").join(run).join("cpu-10s.pb.gz");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev").join(run).join("cpu-10s.pb.gz");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     pprof::decode(&bytes).unwrap_or_else(|e| panic!("decode {}: {e}", path.display()))
 }
@@ -503,11 +503,11 @@ fn cpu_regression_names_the_slower_function() {
     assert_eq!(objective(&r, "cpu").verdict, Verdict::Pass, "{:#?}", objective(&r, "cpu").findings);
 }
 
-/// Goroutine snapshots of the corpus' leaking program (`shared/corpus/go-dev/fast`: nine
+/// Goroutine snapshots of the corpus' leaking program (`testdata/corpus/go-dev/fast`: nine
 /// snapshots over 40 s; `main.closeWhenDone` and `main.collectResults` each leak about one
 /// goroutine a second), as one process.
 fn corpus_goroutines() -> Run {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/go-dev/fast");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev/fast");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

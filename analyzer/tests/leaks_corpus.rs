@@ -1,4 +1,4 @@
-//! Leak detection on the `go-dev` corpus (`../shared/corpus/go-dev/`, see its README): nine
+//! Leak detection on the `go-dev` corpus (`testdata/corpus/go-dev/`, see its README): nine
 //! goroutine snapshots 5 s apart, in pprof and `debug=2` form, with two known leaks
 //! (`main.closeWhenDone` in `sync.(*WaitGroup).Wait`, `main.collectResults` in a channel
 //! receive, about 1 goroutine/s each) and a transient backlog (`main.fetchBatch.func1`) that
@@ -14,7 +14,7 @@ const RUNS: &[&str] = &["fast", "slow", "fast-rerun"];
 const TIMES: &[i64] = &[0, 5, 10, 15, 20, 25, 30, 35, 40];
 
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/go-dev")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev")
 }
 
 fn read(path: &Path) -> Vec<u8> {

@@ -1,4 +1,4 @@
-//! The pprof decoder against the shared corpus (`shared/corpus/`, beside the clone):
+//! The pprof decoder against the shared corpus (`testdata/corpus/`):
 //! every gzipped `profile.proto` decodes, every legacy-format file gets the legacy error, and
 //! for every proto file and every sample type, flat and cum per function equal what
 //! `go tool pprof -top` prints. The test runs `go tool pprof` itself; without Go it fails.
@@ -9,7 +9,7 @@ use std::process::Command;
 
 use analyzer::pprof::{self, DecodeError, Profile};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/corpus");
 
 /// Every file under `dir`, sorted, so failures are reported in a stable order.
 fn files_under(dir: &Path) -> Vec<PathBuf> {

@@ -12,12 +12,24 @@ use anyhow::{Context, bail};
 /// How long one request may take, connection included: a CI step must not hang on a dead host.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A collector's write token; `Debug` never prints it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct WriteToken(pub String);
+
+impl std::fmt::Debug for WriteToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteToken(<redacted>)")
+    }
+}
+
 /// The HTTP API of one collector, for one tenant.
 #[derive(Debug)]
 pub struct CollectorClient {
     agent: ureq::Agent,
     base: String,
     tenant: Option<String>,
+    /// The write token sent with writes (`POST`), never with reads.
+    token: Option<WriteToken>,
 }
 
 impl CollectorClient {
@@ -30,7 +42,14 @@ impl CollectorClient {
         }
         let agent: ureq::Agent =
             ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(TIMEOUT)).build().into();
-        Ok(Self { agent, base, tenant })
+        Ok(Self { agent, base, tenant, token: None })
+    }
+
+    /// The same client, sending `token` as `Authorization: Bearer` with its writes.
+    #[must_use]
+    pub fn with_token(mut self, token: Option<WriteToken>) -> Self {
+        self.token = token;
+        self
     }
 
     /// The collector's base URL, as given.
@@ -62,16 +81,22 @@ impl CollectorClient {
         Ok(body)
     }
 
-    /// `POST path` with a JSON body, parsing a 2xx answer as JSON.
-    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    /// `POST path` with `body` as JSON (and the write token), parsing a 2xx answer as `T`.
+    pub fn post_as<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
         let mut request = self.agent.post(&url).header("content-type", "application/json");
         if let Some(tenant) = &self.tenant {
             request = request.header("X-Scope-OrgID", tenant);
         }
-        let mut response = request
-            .send(body.to_string().as_bytes())
-            .with_context(|| format!("cannot reach the collector at {url}"))?;
+        if let Some(token) = &self.token {
+            request = request.header("authorization", &format!("Bearer {}", token.0));
+        }
+        let body = serde_json::to_vec(body).context("cannot encode the request")?;
+        let mut response = request.send(&body[..]).with_context(|| format!("cannot reach the collector at {url}"))?;
         let status = response.status();
         let bytes = response.body_mut().read_to_vec().with_context(|| format!("cannot read the answer of {url}"))?;
         if !status.is_success() {
@@ -112,6 +137,15 @@ pub fn selector(labels: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // issue 11 #8: the write token is never printed.
+    #[test]
+    fn debug_output_hides_the_token() {
+        let client = CollectorClient::new("http://127.0.0.1:1", None)
+            .unwrap()
+            .with_token(Some(WriteToken("secret-token-0123456789".into())));
+        assert!(!format!("{client:?}").contains("secret-token"), "{client:?}");
+    }
 
     #[test]
     fn selectors_quote_values() {

@@ -35,6 +35,8 @@ pub struct Config {
     /// Connections and request bodies on every listener: what a client may hold before its
     /// request is admitted (the `[server]` table).
     pub server: ServerLimits,
+    /// The release gate's run history: who may record runs, and how much is kept.
+    pub gate: GateConfig,
 }
 
 impl Default for Config {
@@ -49,6 +51,7 @@ impl Default for Config {
             limits: Limits::default(),
             scrape: Vec::new(),
             server: ServerLimits::default(),
+            gate: GateConfig::default(),
         }
     }
 }
@@ -261,6 +264,57 @@ impl ServerLimits {
                 let limit = usize::try_from(fd_limit).unwrap_or(usize::MAX);
                 limit.saturating_sub(self.fd_reserve).max(limit / 4).max(1)
             }
+        }
+    }
+}
+
+/// The `[gate]` table: the history of `slo-gate check` runs, which `baseline: last_passing`
+/// and `consecutive_failures` read.
+///
+/// ```toml
+/// [gate]
+/// token_file = "/etc/slo-gate/gate-tokens"
+/// max_runs = 500
+/// retention = "90d"
+/// max_history_bytes = 8388608
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateConfig {
+    /// File of write tokens, one per line (surrounding spaces trimmed; blank lines and lines
+    /// starting with `#` skipped; each at least 16 printable characters, e.g.
+    /// `openssl rand -hex 32`). `slo-gate check` records a run only by presenting one of them
+    /// (`SLO_GATE_TOKEN` or `--token-file`). Without this file the collector refuses to record
+    /// runs (403), so no anonymous client can write a verdict. Flag: `--gate-token-file`.
+    pub token_file: Option<PathBuf>,
+    /// Runs kept per service and environment, newest first. Default 500.
+    pub max_runs: usize,
+    /// Runs older than this are dropped. Default `90d`.
+    pub retention: HumanDuration,
+    /// A tenant's history file is compacted (only the runs `max_runs` and `retention` keep,
+    /// rewritten crash-safely) when it grows past this many bytes; it never holds more than
+    /// this plus one run. Default 8 MiB.
+    pub max_history_bytes: u64,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        GateConfig {
+            token_file: None,
+            max_runs: 500,
+            retention: HumanDuration(Duration::from_secs(90 * 86_400)),
+            max_history_bytes: 8 << 20,
+        }
+    }
+}
+
+impl GateConfig {
+    /// The history settings these keys describe.
+    pub fn history_settings(&self) -> crate::history::HistorySettings {
+        crate::history::HistorySettings {
+            max_runs: self.max_runs.max(1),
+            retention: self.retention.0,
+            max_bytes: self.max_history_bytes,
         }
     }
 }

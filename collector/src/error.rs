@@ -26,6 +26,10 @@ pub enum ErrorKind {
     Unavailable,
     /// The request body stopped arriving, or took too long to arrive; it was cut off.
     TimedOut,
+    /// A write without a valid credential (`auth`).
+    Unauthorized,
+    /// A write the collector is not configured to take from anyone (`auth`).
+    Forbidden,
 }
 
 impl ErrorKind {
@@ -38,6 +42,8 @@ impl ErrorKind {
             ErrorKind::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::TimedOut => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         }
     }
 
@@ -48,6 +54,8 @@ impl ErrorKind {
             ErrorKind::NotFound => tonic::Code::NotFound,
             ErrorKind::Overloaded | ErrorKind::Unavailable => tonic::Code::Unavailable,
             ErrorKind::TimedOut => tonic::Code::DeadlineExceeded,
+            ErrorKind::Unauthorized => tonic::Code::Unauthenticated,
+            ErrorKind::Forbidden => tonic::Code::PermissionDenied,
         }
     }
 
@@ -121,6 +129,8 @@ pub enum QueryError {
     Storage(String),
     #[error(transparent)]
     Body(#[from] crate::receive::admission::BodyError),
+    #[error("{0}")]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 impl QueryError {
@@ -130,6 +140,8 @@ impl QueryError {
             QueryError::NotFound(_) => ErrorKind::NotFound,
             QueryError::Storage(_) => ErrorKind::Unavailable,
             QueryError::Body(e) => e.kind(),
+            QueryError::Auth(crate::auth::AuthError::NotConfigured) => ErrorKind::Forbidden,
+            QueryError::Auth(crate::auth::AuthError::Unauthorized) => ErrorKind::Unauthorized,
         }
     }
 }
@@ -149,6 +161,8 @@ mod tests {
             ErrorKind::Overloaded,
             ErrorKind::Unavailable,
             ErrorKind::TimedOut,
+            ErrorKind::Unauthorized,
+            ErrorKind::Forbidden,
         ] {
             let retryable = matches!(kind.http_status().as_u16(), 429 | 502 | 503 | 504);
             assert_eq!(retryable, kind.retry_after().is_some(), "{kind:?}");

@@ -8,12 +8,15 @@
 //! * [`store`] — write-ahead log, in-memory head, Parquet parts and retention;
 //! * [`query`] — the read API served on `--api`.
 //!
-//! [`server`] wires them together, serving every listener through [`listener`] (one accept
-//! path: connection cap, idle and header timeouts); [`error`] holds the one mapping from failures to HTTP and
+//! [`history`] keeps the gate's run history, which only holders of a write token ([`auth`])
+//! may add to. [`server`] wires them together, serving every listener through [`listener`]
+//! (one accept path: connection cap, idle and header timeouts); [`error`] holds the one mapping from failures to HTTP and
 //! gRPC status codes, so both transports answer the same failure the same way.
 
+pub mod auth;
 pub mod config;
 pub mod error;
+pub mod history;
 pub mod listener;
 pub mod model;
 pub mod query;

@@ -14,7 +14,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::auth::WriteTokens;
 use crate::config::Config;
+use crate::history::History;
 use crate::listener::{self, ConnSettings, Connections};
 use crate::query::{self, ApiState};
 use crate::receive::admission::Admission;
@@ -31,6 +33,8 @@ pub enum StartError {
     Store(#[from] crate::store::OpenError),
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("{0}")]
+    Tokens(#[from] crate::auth::TokenFileError),
 }
 
 /// The collector, before it runs.
@@ -53,8 +57,19 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
 }
 
 impl Collector {
-    /// Opens the store (replaying the WAL), binds every listener, and starts serving.
+    /// Opens the store (replaying the WAL), binds every listener, and starts serving. The
+    /// gate's write tokens are read from `gate.token_file`.
     pub async fn start(config: Config) -> Result<RunningCollector, StartError> {
+        let tokens = match &config.gate.token_file {
+            Some(path) => WriteTokens::from_file(path)?,
+            None => WriteTokens::default(),
+        };
+        Collector::start_with_tokens(config, tokens).await
+    }
+
+    /// [`Collector::start`] with the gate's write tokens given (an in-process collector shares
+    /// a generated token with its one client) instead of read from `gate.token_file`.
+    pub async fn start_with_tokens(config: Config, tokens: WriteTokens) -> Result<RunningCollector, StartError> {
         if config.server.max_inflight_body_bytes < config.limits.max_request_bytes {
             return Err(StartError::Config(format!(
                 "server.max_inflight_body_bytes ({}) is smaller than limits.max_request_bytes ({}): the largest request could never be taken",
@@ -118,8 +133,8 @@ impl Collector {
         let api_router = query::router(ApiState {
             store: Arc::clone(&store),
             ingest: Arc::clone(&ingest),
-            data_dir: config.data_dir.clone(),
-            runs_lock: Arc::default(),
+            history: Arc::new(History::new(&config.data_dir, config.gate.history_settings())),
+            write_tokens: Arc::new(tokens),
         });
         for (phase, router) in phases.iter().zip([
             otlp_grpc::router(Arc::clone(&ingest)),

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use e2e::Server;
 use serde_json::Value;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/go-dev");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/corpus/go-dev");
 const CPU_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
 /// Pushes the three corpus profiles; returns them decoded.

@@ -210,10 +210,21 @@ fn send_build(server: &Server, build: &Build, stored_before: u64) -> Vec<Request
     requests
 }
 
-/// Runs `slo-gate` with `args`; `$GITHUB_STEP_SUMMARY` only when given in `env`.
+/// The write token the collectors of these tests accept and `slo-gate check` presents.
+const TOKEN: &str = "gate-check-token-0123456789";
+
+/// `slo-gate serve` on `data`, accepting [`TOKEN`] to record gate runs.
+fn start_server(data: &Path) -> Server {
+    let tokens = data.with_file_name("gate-tokens");
+    std::fs::write(&tokens, format!("{TOKEN}\n")).unwrap();
+    Server::start(data, &["--gate-token-file", tokens.to_str().unwrap()])
+}
+
+/// Runs `slo-gate` with `args` and the write token in `SLO_GATE_TOKEN`; `$GITHUB_STEP_SUMMARY`
+/// only when given in `env`.
 fn slo_gate<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &Path)]) -> Output {
     let mut cmd = Command::new(e2e::binary());
-    cmd.args(args).env_remove("GITHUB_STEP_SUMMARY").env_remove("SLO_GATE_LOG");
+    cmd.args(args).env_remove("GITHUB_STEP_SUMMARY").env_remove("SLO_GATE_LOG").env("SLO_GATE_TOKEN", TOKEN);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -365,7 +376,7 @@ fn gate_blocks_a_slower_candidate_and_passes_an_equal_one() {
     let dir = tempfile::tempdir().unwrap();
     let contracts = write_contract(&dir.path().join("contracts"), "checkout.yaml", CONTRACT);
     let data = dir.path().join("data");
-    let server = Server::start(&data, &[]);
+    let server = start_server(&data);
     let baseline = send_build(&server, &BASELINE, 0);
     let rebuild = send_build(&server, &REBUILD, 2 * PER_ROUTE as u64);
     let regression = send_build(&server, &REGRESSION, 4 * PER_ROUTE as u64);
@@ -539,7 +550,7 @@ fn consecutive_failures_block_only_the_third_failing_build() {
         .replace("service: checkout\n", "service: checkout-canary\n")
         .replace("  min_samples: 100\n", "  min_samples: 100\n  consecutive_failures: 3\n");
     let contracts = write_contract(&dir.path().join("contracts"), "canary.yaml", &contract);
-    let server = Server::start(&dir.path().join("data"), &[]);
+    let server = start_server(&dir.path().join("data"));
     let builds = [
         Build::new("checkout-canary", "1.0.0", 11),
         Build::new("checkout-canary", "1.1.0", 12).regressed(),
@@ -571,9 +582,23 @@ fn consecutive_failures_block_only_the_third_failing_build() {
 #[test]
 fn bad_input_exits_2_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &[]);
+    let server = start_server(&dir.path().join("data"));
     let api = server.api_url("");
     let contracts = write_contract(&dir.path().join("contracts"), "checkout.yaml", CONTRACT);
+
+    // issue 11 #8: recording a run needs the collector's write token; without one the check
+    // stops before judging and says how to give it.
+    let out = Command::new(e2e::binary())
+        .args(["check", "--contracts"])
+        .arg(&contracts)
+        .args(["--service", "checkout", "--environment", "staging", "--collector", &api, "--candidate", "1.1.0"])
+        .env_remove("SLO_GATE_TOKEN")
+        .output()
+        .expect("run slo-gate check");
+    expect_exit(&out, 2, "no write token");
+    for needle in ["SLO_GATE_TOKEN", "--token-file", "--no-record"] {
+        assert!(String::from_utf8_lossy(&out.stderr).contains(needle), "{needle}: {}", text(&out));
+    }
 
     let bad = write_contract(
         &dir.path().join("bad"),

@@ -15,7 +15,7 @@ use e2e::pyroscope::push_request;
 use prost::Message;
 use serde_json::Value;
 
-const CPU: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/go-dev/fast/cpu-10s.pb.gz");
+const CPU: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/corpus/go-dev/fast/cpu-10s.pb.gz");
 
 fn corpus() -> (Vec<u8>, analyzer::pprof::Profile) {
     let bytes = std::fs::read(CPU).unwrap_or_else(|e| panic!("read {CPU}: {e}"));
@@ -286,7 +286,7 @@ fn python_pyroscope_agent_pushes() {
 fn pushed_goroutine_profiles_are_judged_for_leaks() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/go-dev/fast");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev/fast");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&corpus)
         .unwrap()
         .map(|e| e.unwrap().path())

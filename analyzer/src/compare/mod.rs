@@ -54,7 +54,7 @@ pub use proportion::{
 pub use rank::{MannWhitney, PValueMethod, mann_whitney, u_null_distribution};
 pub use samples::{InsufficientSamples, require_min_samples};
 pub use shift::{Shift, hodges_lehmann, kth_pairwise_difference, median};
-pub use verdict::Verdict;
+pub use verdict::{UnknownVerdict, Verdict};
 
 /// Why a comparison could not be computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -49,3 +49,34 @@ impl fmt::Display for Verdict {
         f.write_str(self.as_str())
     }
 }
+
+/// A word that is not one of the four verdicts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a verdict; expected pass, warn, inconclusive or fail")]
+pub struct UnknownVerdict(pub String);
+
+impl std::str::FromStr for Verdict {
+    type Err = UnknownVerdict;
+
+    /// The lowercase names [`Verdict::as_str`] writes.
+    fn from_str(text: &str) -> Result<Verdict, UnknownVerdict> {
+        [Verdict::Pass, Verdict::Warn, Verdict::Inconclusive, Verdict::Fail]
+            .into_iter()
+            .find(|v| v.as_str() == text)
+            .ok_or_else(|| UnknownVerdict(text.chars().take(40).collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_words_read_back() {
+        for v in [Verdict::Pass, Verdict::Warn, Verdict::Inconclusive, Verdict::Fail] {
+            assert_eq!(v.as_str().parse::<Verdict>(), Ok(v));
+        }
+        assert_eq!("Pass".parse::<Verdict>(), Err(UnknownVerdict("Pass".into())));
+        assert!("maybe".parse::<Verdict>().unwrap_err().to_string().contains("\"maybe\" is not a verdict"));
+    }
+}

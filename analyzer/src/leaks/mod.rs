@@ -5,7 +5,8 @@
 //! (`cluster.rs`, ADR 0005) and annotated with wait reason, blocking frame and root-cause tag
 //! (`annotate.rs`). Each cluster's count series is then tested for growth (`trend.rs`);
 //! clusters that grow steadily and are still up at the end are findings, ranked by growth
-//! rate. Runtime-owned goroutines and the user's ignore rules never reach a finding.
+//! rate. Runtime-owned goroutines and the user's ignore rules never reach a finding. When
+//! each snapshot file was taken, for text dumps that record no time, is `times.rs`'s rule.
 
 pub mod annotate;
 pub mod cluster;
@@ -13,6 +14,7 @@ pub mod junit;
 pub mod normalize;
 pub mod report;
 pub mod snapshot;
+pub mod times;
 pub mod trend;
 
 use std::collections::BTreeMap;
@@ -20,6 +22,7 @@ use std::collections::BTreeMap;
 pub use annotate::{RootCause, WaitReason};
 pub use cluster::{ClusterKey, StackVariant};
 pub use snapshot::{GoroutineGroup, ParseError, Snapshot, StackFrame, from_pprof, parse_debug2};
+pub use times::{ExplicitTimes, SnapshotFile, TimeSource, TimesError, resolve_times};
 pub use trend::{LeakRule, Trend, TrendError};
 
 /// What counts as a leak, and what to leave out.

@@ -15,16 +15,16 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use analyzer::compare::Verdict;
 use analyzer::flame::Run;
 use analyzer::gate::{self, GateInput, GateReport, MetricSample, MetricValue, PastRun, SideData, SpanRecord};
 use analyzer::pprof::Profile;
 use anyhow::{Context, bail};
 use clap::Args;
+use collector::query::gate::{Recorded, Run as GateRun, RunObjective, RunsAnswer};
 use serde_json::{Value, json};
 use slo_contracts::{Contract, HumanDuration, Indicator};
 
-use crate::collector_client::{CollectorClient, selector};
+use crate::collector_client::{CollectorClient, WriteToken, selector};
 
 /// Flags of `slo-gate check`.
 #[derive(Debug, Args)]
@@ -78,6 +78,36 @@ pub struct CheckArgs {
     /// Do not record this run in the history (`last_passing`, `consecutive_failures`).
     #[arg(long)]
     pub no_record: bool,
+    /// Record the run with the write token in this file (its first line that is not blank or
+    /// a `#` comment): one of the collector's `--gate-token-file` tokens. Default: the
+    /// SLO_GATE_TOKEN environment variable. Not needed with --data-dir or --no-record.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The write token, given in the process (`slo-gate demo` shares its in-process
+    /// collector's generated token this way).
+    #[arg(skip)]
+    pub write_token: Option<WriteToken>,
+}
+
+/// The environment variable `slo-gate check` reads the collector's write token from.
+pub const TOKEN_ENV: &str = "SLO_GATE_TOKEN";
+
+/// The write token to record the run with: given in the process, else from `--token-file`,
+/// else from `SLO_GATE_TOKEN`.
+fn write_token(args: &CheckArgs) -> anyhow::Result<Option<WriteToken>> {
+    if let Some(token) = &args.write_token {
+        return Ok(Some(token.clone()));
+    }
+    if let Some(path) = &args.token_file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the token file {}", path.display()))?;
+        let token = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'));
+        return match token {
+            Some(token) => Ok(Some(WriteToken(token.to_string()))),
+            None => bail!("the token file {} holds no token", path.display()),
+        };
+    }
+    Ok(std::env::var(TOKEN_ENV).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).map(WriteToken))
 }
 
 /// Runs `slo-gate check`; `Ok` carries the exit code (0 pass, 1 blocked).
@@ -87,11 +117,19 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let contract = pick_contract(&contracts, &args.service, args.environment.as_deref())?;
     let outcome = match (&args.collector, &args.data_dir) {
         (Some(url), _) => {
-            let client = CollectorClient::new(url, args.tenant.clone())?;
+            let token = write_token(&args)?;
+            if token.is_none() && !args.no_record {
+                bail!(
+                    "recording this run in the collector's history needs a write token: set {TOKEN_ENV} or \
+                     --token-file FILE to one of the tokens of the collector's --gate-token-file, or pass --no-record"
+                );
+            }
+            let client = CollectorClient::new(url, args.tenant.clone())?.with_token(token);
             gate_with(&client, &contract, &args)?
         }
-        (None, Some(dir)) => with_local_collector(dir, |url| {
-            let client = CollectorClient::new(url, args.tenant.clone())?;
+        (None, Some(dir)) => with_local_collector(dir, |url, token| {
+            let client =
+                CollectorClient::new(url, args.tenant.clone())?.with_token(Some(WriteToken(token.to_string())));
             gate_with(&client, &contract, &args)
         })?,
         (None, None) => bail!("give --collector URL or --data-dir DIR"),
@@ -122,10 +160,11 @@ fn pick_contract(contracts: &[Contract], service: &str, environment: Option<&str
 }
 
 /// A collector in this process on free loopback ports, storing under `data_dir`, with the
-/// runtime that serves it (used by `--data-dir` and by `slo-gate demo`).
+/// runtime that serves it and the write token generated for it, which only this process
+/// knows (used by `--data-dir` and by `slo-gate demo`).
 pub(crate) fn start_local_collector(
     data_dir: &std::path::Path,
-) -> anyhow::Result<(tokio::runtime::Runtime, collector::RunningCollector)> {
+) -> anyhow::Result<(tokio::runtime::Runtime, collector::RunningCollector, String)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -139,17 +178,22 @@ pub(crate) fn start_local_collector(
         api: loopback,
         ..Default::default()
     };
+    let (tokens, token) = collector::auth::WriteTokens::generate().context("cannot make a write token")?;
     let running = runtime
-        .block_on(collector::Collector::start(config))
+        .block_on(collector::Collector::start_with_tokens(config, tokens))
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
-    Ok((runtime, running))
+    Ok((runtime, running, token))
 }
 
-/// Opens `dir` with an in-process collector, runs `f` with its API URL, and stops it.
-fn with_local_collector<T>(dir: &std::path::Path, f: impl FnOnce(&str) -> anyhow::Result<T>) -> anyhow::Result<T> {
-    let (runtime, running) = start_local_collector(dir)?;
+/// Opens `dir` with an in-process collector, runs `f` with its API URL and write token, and
+/// stops it.
+fn with_local_collector<T>(
+    dir: &std::path::Path,
+    f: impl FnOnce(&str, &str) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let (runtime, running, token) = start_local_collector(dir)?;
     let url = format!("http://{}", running.api);
-    let result = f(&url);
+    let result = f(&url, &token);
     runtime.block_on(running.stop(Duration::from_secs(5)));
     result
 }
@@ -547,52 +591,43 @@ fn ensure_service_exists(client: &CollectorClient, service: &str) -> anyhow::Res
     )
 }
 
-fn verdict_of(text: &str) -> Option<Verdict> {
-    match text {
-        "pass" => Some(Verdict::Pass),
-        "warn" => Some(Verdict::Warn),
-        "fail" => Some(Verdict::Fail),
-        "inconclusive" => Some(Verdict::Inconclusive),
-        _ => None,
-    }
-}
-
+/// The service's past runs from the collector's history (`GET /api/v1/gate/runs`).
 fn history(client: &CollectorClient, contract: &Contract) -> anyhow::Result<Vec<PastRun>> {
     let mut query = vec![("service", contract.service.clone())];
     if let Some(env) = &contract.environment {
         query.push(("environment", env.clone()));
     }
-    let answer = client.get_json("/api/v1/gate/runs", &query)?;
-    let runs = answer["runs"].as_array().context("the collector's history answer has no `runs`")?;
-    Ok(runs
-        .iter()
-        .filter_map(|r| {
-            Some(PastRun {
-                version: r["version"].as_str()?.to_string(),
-                time_unix_nano: r["time_unix_nano"].as_u64()?,
-                verdict: verdict_of(r["verdict"].as_str()?)?,
-                objectives: r["objectives"]
-                    .as_array()?
-                    .iter()
-                    .filter_map(|o| Some((o["name"].as_str()?.to_string(), verdict_of(o["verdict"].as_str()?)?)))
-                    .collect(),
-            })
+    let answer: RunsAnswer = client.get_as("/api/v1/gate/runs", &query)?;
+    Ok(answer
+        .runs
+        .into_iter()
+        .map(|r| PastRun {
+            version: r.version,
+            time_unix_nano: r.time_unix_nano,
+            verdict: r.verdict,
+            objectives: r.objectives.into_iter().map(|o| (o.name, o.verdict)).collect(),
         })
         .collect())
 }
 
+/// Records this run in the collector's history (`POST /api/v1/gate/runs`, with the write token).
 fn record(client: &CollectorClient, contract: &Contract, report: &GateReport, candidate: &str) -> anyhow::Result<()> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).context("system clock before 1970")?;
-    let run = json!({
-        "service": contract.service,
-        "environment": contract.environment,
-        "version": candidate,
-        "time_unix_nano": now.as_nanos() as u64,
-        "verdict": report.verdict.as_str(),
-        "blocked": report.blocked,
-        "objectives": report.objectives.iter().map(|o| json!({ "name": o.name, "verdict": o.counted_as.as_str() })).collect::<Vec<_>>(),
-    });
-    client.post_json("/api/v1/gate/runs", &run).context("cannot record the run in the collector's history")?;
+    let run = GateRun {
+        service: contract.service.clone(),
+        environment: contract.environment.clone(),
+        version: candidate.to_string(),
+        time_unix_nano: u64::try_from(now.as_nanos()).unwrap_or(u64::MAX),
+        verdict: report.verdict,
+        blocked: report.blocked,
+        objectives: report
+            .objectives
+            .iter()
+            .map(|o| RunObjective { name: o.name.clone(), verdict: o.counted_as })
+            .collect(),
+    };
+    let _: Recorded =
+        client.post_as("/api/v1/gate/runs", &run).context("cannot record the run in the collector's history")?;
     Ok(())
 }
 

@@ -34,7 +34,7 @@ pub struct DemoArgs {
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let temp = tempfile::tempdir().context("cannot create a temporary directory")?;
     let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().join("data"));
-    let (runtime, running) = super::check::start_local_collector(&data_dir)?;
+    let (runtime, running, token) = super::check::start_local_collector(&data_dir)?;
     let out = &mut std::io::stdout().lock();
     writeln!(
         out,
@@ -89,6 +89,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             markdown: artifacts.as_ref().map(|d| d.join("gate.md")),
             artifacts: artifacts.clone(),
             no_record: false,
+            token_file: None,
+            write_token: Some(crate::collector_client::WriteToken(token.clone())),
         };
         super::check::run(check)
     })();

@@ -504,7 +504,7 @@ mod tests {
     use super::*;
 
     fn corpus(run: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/go-dev").join(run).join("cpu-10s.pb.gz")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev").join(run).join("cpu-10s.pb.gz")
     }
 
     /// `slo-gate flame` as the binary parses it.

@@ -1,7 +1,8 @@
 //! `slo-gate leaks FILE_OR_DIR...`: goroutine leaks from snapshot files, as `go tool pprof`
 //! works on files. Reads goroutine profiles (gzipped or plain `profile.proto`, e.g. from
 //! `/debug/pprof/goroutine`) or `debug=2` / `runtime.Stack(all=true)` text dumps, orders them by
-//! the time in each profile or else the file's modification time, and runs
+//! the time in each profile or, for text dumps, by `--interval`/`--times`, the time in the file
+//! names or plausible modification times (`analyzer::leaks::times`), and runs
 //! `analyzer::leaks::detect`. Exit code 1 when a leak is found (so a test job can fail on it),
 //! 0 when none, 2 on bad input.
 
@@ -10,9 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::UNIX_EPOCH;
 
-use analyzer::leaks::{self, LeakOptions, Snapshot};
+use analyzer::leaks::{self, ExplicitTimes, LeakOptions, Snapshot, SnapshotFile, TimeSource};
 use anyhow::{Context, bail};
 use clap::Args;
+use slo_contracts::HumanDuration;
 
 /// Flags of `slo-gate leaks`.
 #[derive(Debug, Args)]
@@ -46,7 +48,21 @@ pub struct LeaksArgs {
     /// JUnit suite); repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
+    /// Text dumps (which record no time) were taken this far apart, in file-name order, e.g.
+    /// 5s. Without it or --times, a dump's time comes from its file name
+    /// (goroutine-20261126T101500Z.txt, or goroutine-t005.txt: seconds from the first) or from
+    /// its modification time when those are at least 1 s apart.
+    #[arg(long, conflicts_with = "times")]
+    pub interval: Option<HumanDuration>,
+    /// The times the text dumps were taken, one per file in file-name order: RFC 3339 times
+    /// (2026-11-26T10:15:00Z,...) or seconds from any origin (0,5,10,...).
+    #[arg(long, value_name = "T1,T2,...", value_parser = leaks::times::parse_time_list)]
+    pub times: Option<TimeList>,
 }
+
+/// The `--times` values, nanoseconds (a name of its own so clap reads one comma-separated
+/// value rather than repeated ones).
+pub type TimeList = Vec<i64>;
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -91,6 +107,12 @@ pub fn run(args: LeaksArgs) -> anyhow::Result<ExitCode> {
              so read one kind per run (give the *.pb.gz files or the text dumps)"
         );
     }
+    let explicit = match (&args.interval, &args.times) {
+        (Some(d), _) => Some(ExplicitTimes::Interval(d.0)),
+        (None, Some(times)) => Some(ExplicitTimes::List(times.clone())),
+        (None, None) => None,
+    };
+    set_times(&mut snapshots, explicit.as_ref(), stderr)?;
     let options = LeakOptions {
         min_growth_per_minute: args.min_growth,
         min_confidence: args.confidence,
@@ -129,30 +151,57 @@ fn files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// A goroutine snapshot from `file`, `None` when the file is another kind of file.
+/// Sets the snapshots' times: goroutine profiles keep the time they record; text dumps (and
+/// profiles without a time) take theirs from `explicit`, their file names or their
+/// modification times, as `analyzer::leaks::times` decides.
+fn set_times(
+    snapshots: &mut [(Kind, PathBuf, Snapshot)],
+    explicit: Option<&ExplicitTimes>,
+    stderr: &mut impl Write,
+) -> anyhow::Result<()> {
+    if snapshots.iter().all(|(kind, _, s)| *kind == Kind::Pprof && s.time_unix_nano != 0) {
+        if explicit.is_some() {
+            bail!("--interval and --times are for text dumps; these goroutine profiles record their own times");
+        }
+        return Ok(());
+    }
+    let files: Vec<SnapshotFile> = snapshots
+        .iter()
+        .map(|(_, path, _)| SnapshotFile {
+            name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            modified_unix_nano: modified(path),
+        })
+        .collect();
+    let (times, source) = leaks::resolve_times(&files, explicit)?;
+    if source == TimeSource::ModificationTimes {
+        writeln!(stderr, "note: the snapshots' times are their files' modification times")?;
+    }
+    for ((_, _, snapshot), time) in snapshots.iter_mut().zip(times) {
+        snapshot.time_unix_nano = time;
+    }
+    Ok(())
+}
+
+fn modified(path: &Path) -> Option<i64> {
+    let since_epoch = std::fs::metadata(path).and_then(|m| m.modified()).ok()?.duration_since(UNIX_EPOCH).ok()?;
+    i64::try_from(since_epoch.as_nanos()).ok()
+}
+
+/// A goroutine snapshot from `file`, `None` when the file is another kind of file. Text dumps
+/// get their times later ([`set_times`]).
 fn read_snapshot(file: &Path) -> anyhow::Result<Option<(Kind, Snapshot)>> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let mtime = std::fs::metadata(file)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as i64);
     if bytes.starts_with(b"goroutine ") {
         let text = String::from_utf8_lossy(&bytes);
-        let mut snapshot =
+        let snapshot =
             leaks::parse_debug2(&text).with_context(|| format!("{} is not a valid goroutine dump", file.display()))?;
-        snapshot.time_unix_nano = mtime;
         return Ok(Some((Kind::Text, snapshot)));
     }
     let Ok(profile) = analyzer::pprof::decode(&bytes) else { return Ok(None) };
     if analyzer::pprof::profile_name(&profile) != "goroutine" {
         return Ok(None);
     }
-    let mut snapshot = leaks::from_pprof(&profile);
-    if profile.time_nanos == 0 {
-        snapshot.time_unix_nano = mtime;
-    }
-    Ok(Some((Kind::Pprof, snapshot)))
+    Ok(Some((Kind::Pprof, leaks::from_pprof(&profile))))
 }
 
 #[cfg(test)]
@@ -160,7 +209,7 @@ mod tests {
     use super::*;
 
     fn corpus(run: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/go-dev").join(run)
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev").join(run)
     }
 
     fn args(paths: Vec<PathBuf>) -> LeaksArgs {
@@ -174,6 +223,8 @@ mod tests {
             json: false,
             junit: None,
             labels: Vec::new(),
+            interval: None,
+            times: None,
         }
     }
 

@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// [default: 1000].
     #[arg(long, env = "SLO_GATE_MAX_STACK_DEPTH")]
     pub max_stack_depth: Option<usize>,
+    /// File of write tokens (one per line) that `slo-gate check` must present to record a
+    /// gate run; without it recording runs is refused.
+    #[arg(long, env = "SLO_GATE_GATE_TOKEN_FILE", value_name = "FILE")]
+    pub gate_token_file: Option<PathBuf>,
 }
 
 fn parse_attribute_depth(s: &str) -> Result<usize, String> {
@@ -115,6 +119,9 @@ impl ServeArgs {
         );
         if let Some(n) = self.max_connections {
             cfg.server.max_connections = Some(n);
+        }
+        if let Some(path) = &self.gate_token_file {
+            cfg.gate.token_file = Some(path.clone());
         }
         Ok(cfg)
     }

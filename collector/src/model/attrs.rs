@@ -18,7 +18,37 @@ pub fn encode(attrs: &[KeyValue]) -> String {
     }
     // Serialising these proto types to a String cannot fail: they hold no maps with
     // non-string keys and no custom serialisers that error.
-    serde_json::to_string(attrs).unwrap_or_default()
+    serde_json::to_string(&storable(attrs)).unwrap_or_default()
+}
+
+/// The list with the values that cannot be stored as themselves made empty, so the stored text
+/// reads back as itself (both found by fuzzing; issue 11):
+/// - a `string_value_strindex` points into a profile's string table: OTLP asks receivers of
+///   the other signals to treat it as empty (the profiles conversion resolves the ones it
+///   knows before encoding), and serde would write a field that reads back as empty;
+/// - a NaN or infinite double: JSON has none, serde writes `null`, and the OTLP/JSON reader
+///   takes no string form for them, so it read back as empty anyway.
+fn storable(attrs: &[KeyValue]) -> Vec<KeyValue> {
+    fn clean(value: &AnyValue) -> AnyValue {
+        AnyValue {
+            value: match &value.value {
+                Some(Value::StringValueStrindex(_)) => None,
+                Some(Value::DoubleValue(d)) if !d.is_finite() => None,
+                Some(Value::ArrayValue(a)) => {
+                    Some(Value::ArrayValue(opentelemetry_proto::tonic::common::v1::ArrayValue {
+                        values: a.values.iter().map(clean).collect(),
+                    }))
+                }
+                Some(Value::KvlistValue(kv)) => {
+                    Some(Value::KvlistValue(opentelemetry_proto::tonic::common::v1::KeyValueList {
+                        values: storable(&kv.values),
+                    }))
+                }
+                other => other.clone(),
+            },
+        }
+    }
+    attrs.iter().map(|kv| KeyValue { value: kv.value.as_ref().map(clean), ..kv.clone() }).collect()
 }
 
 /// Appends `[{"key":..,"value":{..}},..]`; false when a value needs serde.
@@ -85,6 +115,10 @@ fn write_value(out: &mut String, value: &AnyValue) -> bool {
             }
             out.push('}');
         }
+        // A profile string-table reference outside a profile, a non-finite double: empty
+        // (see `storable`).
+        Some(Value::StringValueStrindex(_)) => out.push('{'),
+        Some(Value::DoubleValue(d)) if !d.is_finite() => out.push('{'),
         _ => return false,
     }
     out.push('}');
@@ -224,9 +258,17 @@ mod tests {
             let attrs = vec![kv(s, Value::StringValue(s.into())), kv("d", Value::DoubleValue(0.1 + 0.2))];
             assert_eq!(encode(&attrs), serde_json::to_string(&attrs).unwrap());
         }
-        // Non-finite doubles take the serde path.
-        let nan = vec![kv("x", Value::DoubleValue(f64::NAN))];
-        assert_eq!(encode(&nan), serde_json::to_string(&nan).unwrap());
+        // Non-finite doubles and profile string-table references are stored empty, which is
+        // what they read back as (issue 11, found by fuzzing), on both paths.
+        for odd in [Value::DoubleValue(f64::NAN), Value::DoubleValue(f64::NEG_INFINITY), Value::StringValueStrindex(3)]
+        {
+            let fast = vec![kv("x", odd.clone())];
+            assert_eq!(encode(&fast), r#"[{"key":"x","value":{}}]"#);
+            let serde_path = vec![kv("x", odd), KeyValue { key_strindex: 1, ..kv("y", Value::BoolValue(true)) }];
+            let text = encode(&serde_path);
+            assert!(text.starts_with(r#"[{"key":"x","value":{}}"#), "{text}");
+            assert_eq!(encode(&decode(&text).unwrap()), text);
+        }
     }
 
     proptest::proptest! {

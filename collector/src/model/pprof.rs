@@ -421,7 +421,7 @@ mod tests {
     use super::*;
     use crate::model::profile::{Frame as RowFrame, rows_from_request};
 
-    const CPU: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/go-dev/fast/cpu-10s.pb.gz");
+    const CPU: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/corpus/go-dev/fast/cpu-10s.pb.gz");
 
     /// Flat and cum per function, from stored rows of one sample type.
     fn totals(rows: &[crate::model::ProfileRow], sample_type: &str) -> BTreeMap<String, (i64, i64)> {

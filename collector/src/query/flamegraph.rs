@@ -166,10 +166,10 @@ fn parse_type(id: Option<&str>) -> Result<TypeId, QueryError> {
 }
 
 /// `=` label matchers of a selector.
-type Selector = Vec<(String, String)>;
+pub type Selector = Vec<(String, String)>;
 
 /// Parses `{key="value",key2="value2"}` (`=` matchers only). `param` names the parameter in errors.
-fn parse_selector(param: &str, text: Option<&str>) -> Result<Selector, QueryError> {
+pub fn parse_selector(param: &str, text: Option<&str>) -> Result<Selector, QueryError> {
     let text = text.map(str::trim).unwrap_or("");
     if text.is_empty() {
         return Ok(Vec::new());
@@ -249,8 +249,11 @@ fn parse_selector(param: &str, text: Option<&str>) -> Result<Selector, QueryErro
     Ok(out)
 }
 
-/// Unix seconds (fractions allowed) or RFC 3339, as unix nanoseconds.
-pub(crate) fn parse_time(param: &str, text: Option<&str>) -> Result<Option<u64>, QueryError> {
+/// Unix seconds (fractions allowed) or an RFC 3339 time, as unix nanoseconds: the one reader
+/// of every time parameter of the API. RFC 3339 is read by `jiff`, which refuses impossible
+/// dates, times and offsets (February 30, `+99:99`); it also takes the ISO 8601 forms Temporal
+/// allows (seconds left out, an offset without its colon).
+pub fn parse_time(param: &str, text: Option<&str>) -> Result<Option<u64>, QueryError> {
     let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else { return Ok(None) };
     let bad = || {
         QueryError::BadRequest(format!(
@@ -267,62 +270,15 @@ pub(crate) fn parse_time(param: &str, text: Option<&str>) -> Result<Option<u64>,
         }
         return Err(bad());
     }
-    rfc3339(text).map(Some).ok_or_else(bad)
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` as unix nanoseconds (from 1970 on).
-fn rfc3339(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    if b.len() < 20 || !s.is_ascii() {
-        return None;
+    // jiff reads offsets up to ±25:59 (Temporal's range) and bracketed annotations; RFC 3339's
+    // offset hours stop at 23 and it has no annotations (the `+24:00` case of the test below).
+    let offset_hours = text.get(10..).and_then(|t| t.rfind(['+', '-']).map(|i| &t[i + 1..]));
+    let hours_ok = |h: &str| h.get(..2).and_then(|h| h.parse::<u8>().ok()).is_some_and(|h| h <= 23);
+    if text.contains('[') || offset_hours.is_some_and(|h| !hours_ok(h)) {
+        return Err(bad());
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
-    };
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut nanos: i64 = 0;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        let digits = &s[start..i];
-        if digits.is_empty() {
-            return None;
-        }
-        let padded: String = digits.chars().chain(std::iter::repeat('0')).take(9).collect();
-        nanos = padded.parse().ok()?;
-    }
-    let offset = match s.get(i..)? {
-        "Z" | "z" => 0,
-        rest if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
-            let h = num(i + 1..i + 3)?;
-            let m = num(i + 4..i + 6)?;
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (h * 3600 + m * 60)
-        }
-        _ => return None,
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    u64::try_from(secs).ok()?.checked_mul(1_000_000_000)?.checked_add(u64::try_from(nanos).ok()?)
+    let time: jiff::Timestamp = text.parse().map_err(|_| bad())?;
+    u64::try_from(time.as_nanosecond()).map(Some).map_err(|_| bad())
 }
 
 #[derive(Debug, Deserialize)]
@@ -1015,6 +971,45 @@ mod tests {
         assert_eq!(parse_time("from", Some("2023-11-14T23:13:20.5+01:00")).unwrap(), Some(1_700_000_000_500_000_000));
         assert!(parse_time("to", Some("yesterday")).unwrap_err().to_string().contains("`to`"));
         assert!(parse_time("to", Some("-5")).is_err());
+    }
+
+    // issue 11 minor: `from=2020-01-01T00:00:00+99:99` was accepted. Impossible offsets, dates
+    // and times are refused; every valid RFC 3339 form is read.
+    #[test]
+    fn impossible_times_are_refused() {
+        for bad in [
+            "2020-01-01T00:00:00+99:99",
+            "2020-01-01T00:00:00+24:00",
+            "2020-01-01T00:00:00-12:60",
+            "2021-02-30T00:00:00Z",
+            "2021-02-29T00:00:00Z",
+            "2020-04-31T12:00:00Z",
+            "2020-13-01T00:00:00Z",
+            "2020-01-01T24:00:00Z",
+            "2020-01-01T23:60:00Z",
+            "2020-01-01T00:00:00",
+            "2020-01-01",
+            "2020-1-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "2020-01-01T00:00:00.Z",
+        ] {
+            assert!(parse_time("from", Some(bad)).is_err(), "{bad} accepted");
+        }
+        let day = 86_400_000_000_000u64;
+        let y2020 = 18_262 * day;
+        for (good, nanos) in [
+            ("2020-01-01T00:00:00Z", y2020),
+            ("2020-01-01t00:00:00z", y2020),
+            ("2020-01-01 00:00:00Z", y2020),
+            ("2020-01-01T00:00:00+00:00", y2020),
+            ("2020-01-01T01:30:00+01:30", y2020),
+            ("2019-12-31T10:00:00-14:00", y2020),
+            ("2020-02-29T00:00:00Z", y2020 + 59 * day),
+            ("2020-01-01T00:00:00.000000001Z", y2020 + 1),
+            ("2020-01-01T00:00:00.25Z", y2020 + 250_000_000),
+        ] {
+            assert_eq!(parse_time("from", Some(good)).unwrap(), Some(nanos), "{good}");
+        }
     }
 
     #[test]

@@ -7,14 +7,15 @@
 //! record per SERVER span of one service version — start time, duration in seconds, name, route,
 //! whether it is an error (status `ERROR` or `http.response.status_code` >= 500, decided here
 //! once), and its resource and span attributes flattened to text — sent column by column with
-//! dictionaries for the repeated strings (`SpanColumns`). `runs` keeps one JSON line per
-//! gate run in `<data-dir>/gate/<tenant>/runs.jsonl`, appended and fsynced, so `last_passing`
-//! baselines and `consecutive_failures` survive restarts of both the collector and CI.
+//! dictionaries for the repeated strings (`SpanColumns`). `runs` is the history of gate runs
+//! ([`crate::history`]); recording one needs a write token ([`crate::auth`]) and a valid,
+//! bounded run.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use analyzer::compare::Verdict;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Query, State};
@@ -26,10 +27,10 @@ use serde_json::{Value, json};
 
 use super::flamegraph::parse_time;
 use super::{ApiState, blocking, tenant};
+use crate::auth::WriteAccess;
 use crate::error::QueryError;
 use crate::model::{ResourceColumns, Rows, attrs};
 use crate::signal::Signal;
-use crate::tenant::Tenant;
 
 /// OTLP `SpanKind::SPAN_KIND_SERVER`.
 const SPAN_KIND_SERVER: i32 = 2;
@@ -322,8 +323,9 @@ async fn metrics(
     Ok(Json(answer))
 }
 
-/// One gate run, as `slo-gate check` records it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One gate run, as `slo-gate check` records it (`POST /api/v1/gate/runs`) and reads it back
+/// (`GET`, in [`RunsAnswer`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Run {
     pub service: String,
@@ -332,7 +334,8 @@ pub struct Run {
     pub version: String,
     pub time_unix_nano: u64,
     /// `pass`, `warn`, `fail` or `inconclusive`: this build's outcome.
-    pub verdict: String,
+    #[serde(with = "verdict_word")]
+    pub verdict: Verdict,
     /// Whether the release was blocked.
     #[serde(default)]
     pub blocked: bool,
@@ -342,51 +345,90 @@ pub struct Run {
 }
 
 /// One objective's verdict in a [`Run`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunObjective {
     pub name: String,
-    pub verdict: String,
+    #[serde(with = "verdict_word")]
+    pub verdict: Verdict,
 }
 
-const VERDICTS: [&str; 4] = ["pass", "warn", "fail", "inconclusive"];
+/// The answer to `GET /api/v1/gate/runs`: newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunsAnswer {
+    pub runs: Vec<Run>,
+}
 
-impl Run {
-    fn validate(&self) -> Result<(), QueryError> {
-        let bad = |what: String| Err(QueryError::BadRequest(what));
-        if self.service.trim().is_empty() || self.version.trim().is_empty() {
-            return bad("a run needs a non-empty `service` and `version`".into());
-        }
-        for verdict in std::iter::once(&self.verdict).chain(self.objectives.iter().map(|o| &o.verdict)) {
-            if !VERDICTS.contains(&verdict.as_str()) {
-                return bad(format!("verdict {verdict:?} is not one of {}", VERDICTS.join(", ")));
-            }
-        }
-        Ok(())
+/// The answer to `POST /api/v1/gate/runs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recorded {
+    pub recorded: bool,
+}
+
+/// A verdict as its lowercase word (`Verdict`'s `Display` and `FromStr`).
+mod verdict_word {
+    use analyzer::compare::Verdict;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(verdict: &Verdict, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(verdict.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Verdict, D::Error> {
+        let word = std::borrow::Cow::<str>::deserialize(d)?;
+        word.parse().map_err(serde::de::Error::custom)
     }
 }
 
-fn runs_file(data_dir: &Path, tenant: &Tenant) -> PathBuf {
-    data_dir.join("gate").join(tenant.as_str()).join("runs.jsonl")
+/// Largest `POST /api/v1/gate/runs` body; a run of the largest contract is a few kilobytes.
+pub const MAX_RUN_BYTES: usize = 64 * 1024;
+/// Longest service, environment, version or objective name in a run, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Most objectives in one run.
+pub const MAX_OBJECTIVES: usize = 256;
+/// How far in the future a run's time may be: the recording machine's clock may be ahead.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+impl Run {
+    /// Checks a run before it is recorded at `now_unix_nano`; every problem is reported.
+    pub fn validate(&self, now_unix_nano: u64) -> Result<(), QueryError> {
+        let mut problems = Vec::new();
+        let mut name = |what: &str, value: &str, required: bool| {
+            if required && value.trim().is_empty() {
+                problems.push(format!("`{what}` is empty"));
+            } else if value.len() > MAX_NAME_BYTES {
+                problems.push(format!("`{what}` is {} bytes; at most {MAX_NAME_BYTES} are allowed", value.len()));
+            }
+        };
+        name("service", &self.service, true);
+        name("version", &self.version, true);
+        name("environment", self.environment.as_deref().unwrap_or(""), false);
+        for o in &self.objectives {
+            name("objectives[].name", &o.name, true);
+        }
+        let latest = now_unix_nano.saturating_add(MAX_CLOCK_SKEW.as_nanos() as u64);
+        if self.time_unix_nano == 0 {
+            problems.push("`time_unix_nano` is 0".to_string());
+        } else if self.time_unix_nano > latest {
+            problems.push(format!(
+                "`time_unix_nano` is {:.0} s in the future (at most {} s of clock difference is allowed)",
+                (self.time_unix_nano - now_unix_nano) as f64 / 1e9,
+                MAX_CLOCK_SKEW.as_secs()
+            ));
+        }
+        if self.objectives.len() > MAX_OBJECTIVES {
+            problems.push(format!("{} objectives; at most {MAX_OBJECTIVES} are allowed", self.objectives.len()));
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        problems.dedup();
+        Err(QueryError::BadRequest(format!("invalid gate run: {}", problems.join("; "))))
+    }
 }
 
-/// Every run of `tenant` for `service` (and `environment`, when given), newest first.
-fn read_runs(path: &Path, service: &str, environment: Option<&str>) -> Result<Vec<Run>, QueryError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(QueryError::Storage(format!("cannot read {}: {e}", path.display()))),
-    };
-    let mut runs: Vec<Run> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        // A torn last line (a crash mid-append) is skipped, not fatal.
-        .filter_map(|l| serde_json::from_str::<Run>(l).ok())
-        .filter(|r| r.service == service && environment.is_none_or(|e| r.environment.as_deref() == Some(e)))
-        .collect();
-    runs.sort_by_key(|r| std::cmp::Reverse(r.time_unix_nano));
-    runs.truncate(RUNS_LIMIT);
-    Ok(runs)
+fn now_unix_nano() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 #[derive(Debug, Deserialize)]
@@ -399,103 +441,89 @@ async fn list_runs(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Query(params): Query<RunsParams>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<RunsAnswer>, QueryError> {
     let tenant = tenant(&headers)?;
     let service = params
         .service
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| QueryError::BadRequest("parameter `service` is required".into()))?;
     let environment = params.environment.filter(|e| !e.trim().is_empty());
-    let path = runs_file(&state.data_dir, &tenant);
-    let runs = blocking(move || read_runs(&path, &service, environment.as_deref())).await?;
-    Ok(Json(json!({ "runs": runs })))
+    let history = Arc::clone(&state.history);
+    let mut runs = blocking(move || {
+        history
+            .runs(&tenant, &service, environment.as_deref(), now_unix_nano())
+            .map_err(|e| QueryError::Storage(e.to_string()))
+    })
+    .await?;
+    runs.truncate(RUNS_LIMIT);
+    Ok(Json(RunsAnswer { runs }))
 }
 
-/// Largest gate run body accepted (what axum's `Bytes` extractor allowed before).
-const MAX_RUN_BYTES: usize = 2 << 20;
-
+/// Records a run: only with a write token ([`WriteAccess`], checked before the body is read),
+/// and only a valid one. The body is read through the admission budget like every other.
 async fn record_run(
     State(state): State<ApiState>,
     headers: HeaderMap,
+    _write: WriteAccess,
     body: axum::body::Body,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<Recorded>, QueryError> {
     let tenant = tenant(&headers)?;
     let body = state.ingest.admission().read(&headers, body, MAX_RUN_BYTES, false).await?;
     let run: Run = serde_json::from_slice(&body.bytes)
         .map_err(|e| QueryError::BadRequest(format!("the body is not a gate run: {e}")))?;
-    run.validate()?;
-    let path = runs_file(&state.data_dir, &tenant);
-    let lock = std::sync::Arc::clone(&state.runs_lock);
-    blocking(move || {
-        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-        let storage =
-            |e: std::io::Error| QueryError::Storage(format!("cannot record the run in {}: {e}", path.display()));
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(storage)?;
-        }
-        let mut line = serde_json::to_string(&run).map_err(|e| QueryError::Storage(e.to_string()))?;
-        line.push('\n');
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(storage)?;
-        file.write_all(line.as_bytes()).map_err(storage)?;
-        file.sync_data().map_err(storage)?;
-        Ok(())
-    })
-    .await?;
-    Ok(Json(json!({ "recorded": true })))
+    let now = now_unix_nano();
+    run.validate(now)?;
+    let history = Arc::clone(&state.history);
+    blocking(move || history.record(&tenant, &run, now).map_err(|e| QueryError::Storage(e.to_string()))).await?;
+    Ok(Json(Recorded { recorded: true }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn runs_are_filtered_and_newest_first_and_torn_lines_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("runs.jsonl");
-        let run = |service: &str, env: Option<&str>, t: u64, verdict: &str| {
-            serde_json::to_string(&Run {
-                service: service.into(),
-                environment: env.map(str::to_string),
-                version: format!("v{t}"),
-                time_unix_nano: t,
-                verdict: verdict.into(),
-                blocked: false,
-                objectives: vec![],
-            })
-            .unwrap()
-        };
-        let text = [
-            run("a", None, 1, "pass"),
-            run("a", Some("prod"), 3, "fail"),
-            run("b", None, 2, "pass"),
-            run("a", None, 5, "warn"),
-        ]
-        .join("\n")
-            + "\n{\"service\":\"a\",\"vers";
-        std::fs::write(&path, text).unwrap();
-        let got = read_runs(&path, "a", None).unwrap();
-        assert_eq!(got.iter().map(|r| r.time_unix_nano).collect::<Vec<_>>(), vec![5, 3, 1]);
-        let prod = read_runs(&path, "a", Some("prod")).unwrap();
-        assert_eq!(prod.len(), 1);
-        assert!(read_runs(&dir.path().join("none.jsonl"), "a", None).unwrap().is_empty());
+    const NOW: u64 = 1_764_000_000_000_000_000;
+
+    fn run() -> Run {
+        Run {
+            service: "checkout".into(),
+            environment: Some("staging".into()),
+            version: "1.0.0".into(),
+            time_unix_nano: NOW,
+            verdict: Verdict::Pass,
+            blocked: false,
+            objectives: vec![RunObjective { name: "latency".into(), verdict: Verdict::Fail }],
+        }
     }
 
     #[test]
+    fn runs_round_trip_with_verdict_words() {
+        let text = serde_json::to_string(&RunsAnswer { runs: vec![run()] }).unwrap();
+        assert!(text.contains(r#""verdict":"pass""#) && text.contains(r#""verdict":"fail""#), "{text}");
+        assert_eq!(serde_json::from_str::<RunsAnswer>(&text).unwrap().runs, vec![run()]);
+        let bad = text.replace(r#""verdict":"pass""#, r#""verdict":"maybe""#);
+        let err = serde_json::from_str::<RunsAnswer>(&bad).unwrap_err().to_string();
+        assert!(err.contains("\"maybe\" is not a verdict"), "{err}");
+    }
+
+    // issue 11 #8: a run from the future, with empty or oversized names or too many objectives
+    // is refused, with every problem named.
+    #[test]
     fn runs_are_validated() {
-        let mut run = Run {
-            service: "a".into(),
-            environment: None,
-            version: "1".into(),
-            time_unix_nano: 1,
-            verdict: "maybe".into(),
-            blocked: false,
-            objectives: vec![],
-        };
-        assert!(run.validate().unwrap_err().to_string().contains("\"maybe\""));
-        run.verdict = "pass".into();
-        run.objectives.push(RunObjective { name: "x".into(), verdict: "nope".into() });
-        assert!(run.validate().is_err());
-        run.objectives[0].verdict = "fail".into();
-        assert!(run.validate().is_ok());
+        assert!(run().validate(NOW).is_ok());
+        let mut ahead = run();
+        ahead.time_unix_nano = NOW + MAX_CLOCK_SKEW.as_nanos() as u64;
+        assert!(ahead.validate(NOW).is_ok(), "a clock a little ahead is allowed for");
+        ahead.time_unix_nano += 1_000_000_000;
+        assert!(ahead.validate(NOW).unwrap_err().to_string().contains("in the future"));
+        let mut bad = run();
+        bad.service = " ".into();
+        bad.version = "v".repeat(MAX_NAME_BYTES + 1);
+        bad.objectives = vec![RunObjective { name: String::new(), verdict: Verdict::Pass }; MAX_OBJECTIVES + 1];
+        let err = bad.validate(NOW).unwrap_err().to_string();
+        for needle in ["`service` is empty", "`version` is 257 bytes", "`objectives[].name` is empty", "257 objectives"]
+        {
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
     }
 }

@@ -26,10 +26,16 @@ pub struct ApiState {
     pub store: Arc<Store>,
     /// The ingest path, for the push endpoints served on the API listener.
     pub ingest: Arc<Ingest>,
-    /// The data directory, where the gate's run history is kept.
-    pub data_dir: std::path::PathBuf,
-    /// Serialises appends to the run history.
-    pub runs_lock: Arc<std::sync::Mutex<()>>,
+    /// The gate's run history.
+    pub history: Arc<crate::history::History>,
+    /// Who may record gate runs.
+    pub write_tokens: Arc<crate::auth::WriteTokens>,
+}
+
+impl axum::extract::FromRef<ApiState> for Arc<crate::auth::WriteTokens> {
+    fn from_ref(state: &ApiState) -> Self {
+        Arc::clone(&state.write_tokens)
+    }
 }
 
 pub fn router(state: ApiState) -> Router {

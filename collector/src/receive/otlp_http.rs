@@ -141,6 +141,8 @@ pub fn outcome_err(err: &IngestError) -> &'static str {
         crate::error::ErrorKind::Overloaded => "overloaded",
         crate::error::ErrorKind::Unavailable => "unavailable",
         crate::error::ErrorKind::TimedOut => "timed_out",
+        crate::error::ErrorKind::Unauthorized => "unauthorized",
+        crate::error::ErrorKind::Forbidden => "forbidden",
     }
 }
 

@@ -222,4 +222,23 @@ mod tests {
         );
         assert!(profile_uri("bad host:1", "heap", 1).is_err());
     }
+
+    // issue 11 #15: a scraped goroutine profile that records no time (a `debug=2`-era or
+    // hand-made one) is stored at the scrape's time, never at 0 or a file's time.
+    #[test]
+    fn a_scraped_profile_without_a_time_is_stored_at_the_scrape_time() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/corpus/go-dev/fast/goroutine-t05.pb.gz");
+        let mut profile = analyzer::pprof::decode(&std::fs::read(path).unwrap()).unwrap();
+        let recorded = u64::try_from(profile.time_nanos).unwrap();
+        assert!(recorded > 0);
+        let started = 1_764_000_000_000_000_000;
+        let labels = SeriesLabels::new(Some("app"), []);
+        let time = |profile: &analyzer::pprof::Profile| {
+            let request = to_otlp(profile, &labels, Fallback { time_unix_nano: started, duration_nano: 0 }, b"k");
+            request.resource_profiles[0].scope_profiles[0].profiles[0].time_unix_nano
+        };
+        assert_eq!(time(&profile), recorded, "the profile's own time wins");
+        profile.time_nanos = 0;
+        assert_eq!(time(&profile), started);
+    }
 }

@@ -1,0 +1,34 @@
+//! Every input a fuzz target crashed on (`testdata/fuzz/<target>/`), replayed through the same
+//! code the target runs (`fuzz/src/lib.rs`, included here), so a fixed crash stays fixed in the
+//! normal test suite. `docs/fuzzing.md` lists what each input found.
+
+#[path = "../../fuzz/src/lib.rs"]
+#[allow(dead_code)]
+mod fuzz;
+
+use std::path::Path;
+
+#[test]
+fn saved_fuzz_inputs_pass_their_targets() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fuzz");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&root).expect("testdata/fuzz") {
+        let dir = entry.unwrap().path();
+        let target = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let run = fuzz::TARGETS
+            .iter()
+            .find(|(name, _)| *name == target)
+            .unwrap_or_else(|| panic!("testdata/fuzz/{target} names no fuzz target"))
+            .1;
+        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for file in files {
+            let data = std::fs::read(&file).unwrap();
+            // A panic names the input.
+            let result = std::panic::catch_unwind(|| run(&data));
+            assert!(result.is_ok(), "testdata/fuzz/{target}/{} fails", file.file_name().unwrap().to_string_lossy());
+            replayed += 1;
+        }
+    }
+    assert!(replayed > 0, "no saved fuzz input under {}", root.display());
+}

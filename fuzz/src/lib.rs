@@ -1,0 +1,303 @@
+//! What each fuzz target does with its input, and the invariants it asserts: one function per
+//! target (`fuzz_targets/<name>.rs` only calls it), so an input saved from a crash replays the
+//! same code in the normal test suite (`collector/tests/fuzz_regressions.rs` includes this
+//! file and feeds it every file of `testdata/fuzz/<target>/`).
+
+use analyzer::leaks::{self, LeakOptions};
+use collector::config::Limits;
+use collector::model::pprof::{Fallback, SeriesLabels, to_otlp};
+use collector::model::{Rows, attrs};
+use collector::query::flamegraph::{parse_selector, parse_time};
+use collector::receive::pprof_push::{IngestParams, convert_ingest, convert_push, parse_name, wire};
+use collector::receive::{ExportRequest, Rejections};
+use collector::store::wal::{SegmentScan, scan_segment};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::profiles::v1development::ExportProfilesServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+/// A fixed "now" for conversions that fall back to the arrival time, so a crash reproduces.
+pub const NOW_UNIX_NANO: u64 = 1_764_000_000_000_000_000;
+
+/// The largest decompressed profile the targets let through (the server's default request
+/// limit).
+pub const MAX_PROFILE_BYTES: u64 = 16 << 20;
+
+/// What a target does with one input.
+pub type Target = fn(&[u8]);
+
+/// Every target, by name, for replaying saved inputs.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("contracts", contracts),
+    ("goroutine_dump", goroutine_dump),
+    ("otlp_json", otlp_json),
+    ("otlp_logs", otlp_logs),
+    ("otlp_metrics", otlp_metrics),
+    ("otlp_profiles", otlp_profiles),
+    ("otlp_traces", otlp_traces),
+    ("pprof", pprof),
+    ("pyroscope_ingest", pyroscope_ingest),
+    ("pyroscope_push", pyroscope_push),
+    ("query_params", query_params),
+    ("wal_segment", wal_segment),
+];
+
+/// OTLP/protobuf trace export requests, as both receivers decode them.
+pub fn otlp_traces(data: &[u8]) {
+    if let Ok(request) = ExportTraceServiceRequest::decode(data) {
+        check_export(request);
+    }
+}
+
+/// OTLP/protobuf metric export requests.
+pub fn otlp_metrics(data: &[u8]) {
+    if let Ok(request) = ExportMetricsServiceRequest::decode(data) {
+        check_export(request);
+    }
+}
+
+/// OTLP/protobuf log export requests.
+pub fn otlp_logs(data: &[u8]) {
+    if let Ok(request) = ExportLogsServiceRequest::decode(data) {
+        check_export(request);
+    }
+}
+
+/// OTLP/protobuf profile export requests.
+pub fn otlp_profiles(data: &[u8]) {
+    if let Ok(request) = ExportProfilesServiceRequest::decode(data) {
+        check_export(request);
+    }
+}
+
+/// OTLP/JSON export requests of every signal (the first byte picks the signal), as the HTTP
+/// receiver decodes them.
+pub fn otlp_json(data: &[u8]) {
+    let Some((&signal, body)) = data.split_first() else { return };
+    match signal % 4 {
+        0 => {
+            if let Ok(r) = serde_json::from_slice::<ExportTraceServiceRequest>(body) {
+                check_export(r);
+            }
+        }
+        1 => {
+            if let Ok(r) = serde_json::from_slice::<ExportMetricsServiceRequest>(body) {
+                check_export(r);
+            }
+        }
+        2 => {
+            if let Ok(r) = serde_json::from_slice::<ExportLogsServiceRequest>(body) {
+                check_export(r);
+            }
+        }
+        _ => {
+            if let Ok(r) = serde_json::from_slice::<ExportProfilesServiceRequest>(body) {
+                check_export(r);
+            }
+        }
+    }
+}
+
+/// pprof profiles (gzipped or plain), as pushes, scrapes and `slo-gate flame` read them: decode,
+/// then everything a decoded profile is used for — stacks, the profile name and type ids,
+/// `-top` values, goroutine snapshots — and the conversion to an OTLP profile, which ingest
+/// must accept whole and store.
+pub fn pprof(data: &[u8]) {
+    let Ok(profile) = analyzer::pprof::decode_with_limit(data, MAX_PROFILE_BYTES) else { return };
+    for sample in &profile.samples {
+        let _ = profile.stack(sample).count();
+    }
+    let _ = analyzer::pprof::profile_name(&profile);
+    for index in 0..profile.sample_types.len() {
+        let _ = analyzer::pprof::profile_type_id(&profile, index);
+        let _ = analyzer::pprof::flat_and_cum(&profile, index);
+    }
+    let _ = leaks::from_pprof(&profile);
+    let labels = SeriesLabels::new(Some("app"), [("service_version".to_string(), "1".to_string())]);
+    let fallback = Fallback { time_unix_nano: NOW_UNIX_NANO, duration_nano: 0 };
+    let rejections = check_export(to_otlp(&profile, &labels, fallback, data));
+    assert_eq!(
+        rejections.items,
+        0,
+        "a decoded pprof converts to an OTLP profile ingest refuses: {}",
+        rejections.message()
+    );
+}
+
+/// Goroutine `debug=2` text dumps, as `slo-gate leaks` reads them: parse, then leak detection
+/// over two snapshots a minute apart and every report form.
+pub fn goroutine_dump(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Ok(snapshot) = leaks::parse_debug2(&text) else { return };
+    assert!(!snapshot.goroutines.is_empty(), "a parsed dump has goroutines");
+    assert!(snapshot.goroutines.iter().all(|g| g.count == 1), "a dump has one group per goroutine");
+    let mut later = snapshot.clone();
+    later.time_unix_nano = 60_000_000_000;
+    later.goroutines.extend(snapshot.goroutines.iter().cloned());
+    let report = leaks::detect(&[snapshot, later], &LeakOptions::default());
+    let _ = leaks::report::text(&report);
+    let _ = leaks::report::json(&report);
+    let _ = leaks::junit::junit(&report);
+    // The same bytes as a file name: reading a time from it never panics.
+    let _ = leaks::times::time_in_name(&text);
+}
+
+/// Pyroscope's connect `PusherService/Push` bodies (the first byte picks protobuf or Connect
+/// JSON): every converted profile is accepted by ingest whole and stored.
+pub fn pyroscope_push(data: &[u8]) {
+    let Some((&kind, body)) = data.split_first() else { return };
+    let request = if kind & 1 == 0 {
+        wire::PushRequest::decode(body).ok()
+    } else {
+        serde_json::from_slice::<wire::PushRequest>(body).ok()
+    };
+    let Some(request) = request else { return };
+    match convert_push(&request, NOW_UNIX_NANO, MAX_PROFILE_BYTES) {
+        Ok(requests) => {
+            for r in requests {
+                let rejections = check_export(r);
+                assert_eq!(rejections.items, 0, "a converted push is refused: {}", rejections.message());
+            }
+        }
+        Err(e) => {
+            let _ = (e.to_string(), e.kind());
+        }
+    }
+}
+
+/// Pyroscope's legacy `/ingest`: the query parameters (`name` with its `app.cpu{k=v}` syntax,
+/// `from`, `until`, `sampleRate`, `spyName`, `format`), the content type (multipart bodies) and
+/// the body (pprof or folded text), split from the input at NUL bytes; the converted request
+/// is accepted by ingest whole and stored.
+pub fn pyroscope_ingest(data: &[u8]) {
+    let mut parts = data.splitn(8, |b| *b == 0);
+    let mut text = || parts.next().map(|p| String::from_utf8_lossy(p).into_owned());
+    let name = text();
+    if let Some(name) = &name {
+        let _ = parse_name(name);
+    }
+    let params =
+        IngestParams { name, from: text(), until: text(), sample_rate: text(), spy_name: text(), format: text() };
+    let content_type = text().unwrap_or_default();
+    let body = parts.next().unwrap_or_default();
+    match convert_ingest(&params, &content_type, body, NOW_UNIX_NANO, MAX_PROFILE_BYTES) {
+        Ok(request) => {
+            let rejections = check_export(request);
+            assert_eq!(rejections.items, 0, "a converted /ingest is refused: {}", rejections.message());
+        }
+        Err(e) => {
+            let _ = (e.to_string(), e.kind());
+        }
+    }
+}
+
+/// SLO contracts and OpenSLO documents: validation places every diagnostic inside the file,
+/// and whatever the OpenSLO importer writes without an error is a contract that validates.
+pub fn contracts(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    // YAML's line breaks: LF, CR, or CR LF.
+    let lines = text.matches('\n').count() + text.matches('\r').count() - text.matches("\r\n").count() + 1;
+    let (_, diagnostics) = slo_contracts::parse("contract.yaml", text);
+    for d in &diagnostics {
+        assert!(d.location.line as usize <= lines, "diagnostic past the end of the file: {d}");
+    }
+    let (yaml, diagnostics) = slo_contracts::import_openslo("slo.yaml", text);
+    if !yaml.is_empty() && !diagnostics.iter().any(|d| d.is_error()) {
+        let (contracts, problems) = slo_contracts::parse("imported.yaml", &yaml);
+        let errors: Vec<String> = problems.iter().filter(|d| d.is_error()).map(|d| d.to_string()).collect();
+        assert!(errors.is_empty(), "the importer wrote a contract that does not validate: {errors:?}\n{yaml}");
+        assert!(!contracts.is_empty(), "the importer wrote no contract:\n{yaml}");
+    }
+    let _ = text.parse::<slo_contracts::HumanDuration>();
+}
+
+/// The query API's label selectors and time parameters: a parsed selector written back with
+/// quoting parses to the same matchers; a parsed time reads back the same.
+pub fn query_params(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(matchers) = parse_selector("selector", Some(text)) {
+        let written: Vec<String> =
+            matchers.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+        let again =
+            parse_selector("selector", Some(&format!("{{{}}}", written.join(",")))).expect("a written selector parses");
+        assert_eq!(again, matchers, "a selector changes when written and parsed again");
+    }
+    if let Ok(Some(nanos)) = parse_time("from", Some(text)) {
+        let secs = nanos / 1_000_000_000;
+        assert_eq!(parse_time("from", Some(&secs.to_string())).ok(), Some(Some(secs * 1_000_000_000)));
+    }
+}
+
+/// Write-ahead log segments as found on disk after a crash or damage: scanning never claims
+/// more valid bytes than there are, and the valid prefix scans again to the same records.
+pub fn wal_segment(data: &[u8]) {
+    let scan = scan_segment(data);
+    let valid = usize::try_from(scan.valid_len).expect("valid length fits");
+    assert!(valid <= data.len(), "valid length {valid} past the {} bytes", data.len());
+    if scan.damage.is_none() {
+        assert_eq!(valid, data.len(), "an undamaged segment is valid to its end");
+    }
+    let again = scan_segment(&data[..valid]);
+    let records = |s: &SegmentScan| -> Vec<(String, &'static str, Vec<u8>)> {
+        s.records.iter().map(|r| (r.tenant.as_str().to_string(), r.signal.as_str(), r.payload.to_vec())).collect()
+    };
+    assert_eq!(records(&again), records(&scan), "the valid prefix scans to other records");
+}
+
+/// Runs a decoded request through what `Ingest::export` does before storing it, and checks:
+/// validation rejects at most every item; what it accepts converts to rows; the payload the
+/// write-ahead log keeps decodes again into as many rows (replay after a crash); and every
+/// attribute list stored reads back and writes the same text again (queries decode it).
+/// Returns the rejections, for targets whose input should be accepted whole.
+pub fn check_export<R: ExportRequest>(mut request: R) -> Rejections {
+    let limits = Limits::default();
+    let total = request.item_count();
+    let rejections = request.validate(&limits);
+    assert!(rejections.items <= total, "{} of {total} items rejected", rejections.items);
+    if total == 0 || rejections.items == total {
+        // Nothing is stored: the answer is an empty success or a 400.
+        let _ = rejections.message();
+        return rejections;
+    }
+    let payload = request.encode_to_vec();
+    let rows = request.into_rows();
+    let replayed = collector::receive::decode_rows(R::SIGNAL, &payload).expect("the logged payload replays");
+    assert_eq!(replayed.len(), rows.len(), "replay gives another number of rows");
+    check_attributes(&rows);
+    rejections
+}
+
+/// Every attribute text of the rows reads back and re-encodes to itself.
+pub fn check_attributes(rows: &Rows) {
+    match rows {
+        Rows::Spans(rows) => rows.iter().for_each(|r| {
+            roundtrip("span attributes", &r.attributes);
+            roundtrip("resource attributes", &r.resource.attributes);
+            roundtrip("scope attributes", &r.scope.attributes);
+        }),
+        Rows::Metrics(rows) => rows.iter().for_each(|r| {
+            roundtrip("point attributes", &r.attributes);
+            roundtrip("resource attributes", &r.resource.attributes);
+            roundtrip("scope attributes", &r.scope.attributes);
+        }),
+        Rows::Logs(rows) => rows.iter().for_each(|r| {
+            roundtrip("log attributes", &r.attributes);
+            roundtrip("resource attributes", &r.resource.attributes);
+            roundtrip("scope attributes", &r.scope.attributes);
+        }),
+        Rows::Profiles(rows) => rows.iter().for_each(|r| {
+            roundtrip("sample attributes", &r.attributes);
+            roundtrip("resource attributes", &r.resource.attributes);
+            roundtrip("scope attributes", &r.scope.attributes);
+        }),
+    }
+}
+
+fn roundtrip(what: &str, text: &str) {
+    let decoded = match attrs::decode(text) {
+        Ok(decoded) => decoded,
+        Err(e) => panic!("{what} {text:?} do not read back: {e}"),
+    };
+    assert_eq!(attrs::encode(&decoded), text, "{what} change when read back and written again");
+}
