@@ -134,7 +134,17 @@ pub fn rows_from_request(request: ExportProfilesServiceRequest) -> Vec<ProfileRo
     let dict = Dict(request.dictionary.as_ref().unwrap_or(&empty));
     // Stacks are resolved once per stack-table entry, for every profile of the request.
     let mut stacks: HashMap<i32, Arc<str>> = HashMap::new();
-    let mut rows = Vec::new();
+    // One row per value at most (validation bounded how many): reserved at once, so the rows
+    // never sit in two buffers while a growing vector moves them.
+    let values = request
+        .resource_profiles
+        .iter()
+        .flat_map(|rp| &rp.scope_profiles)
+        .flat_map(|sp| &sp.profiles)
+        .flat_map(|p| &p.samples)
+        .map(|s| s.values.len())
+        .sum();
+    let mut rows = Vec::with_capacity(values);
     for rp in &request.resource_profiles {
         let resource = Arc::new(ResourceColumns::from_otlp(rp.resource.as_ref(), &rp.schema_url));
         for sp in &rp.scope_profiles {
@@ -143,6 +153,9 @@ pub fn rows_from_request(request: ExportProfilesServiceRequest) -> Vec<ProfileRo
                 profile_rows(&dict, profile, &resource, &scope, &mut stacks, &mut rows);
             }
         }
+    }
+    if rows.len() < rows.capacity() / 2 {
+        rows.shrink_to_fit();
     }
     rows
 }
@@ -172,11 +185,10 @@ fn profile_rows(
         period: profile.period,
     });
     let profile_attributes = dict.attributes(&profile.attribute_indices);
-    // One attribute text per distinct list of attribute indices, and one row per distinct
-    // (stack, attributes, link, time): a hostile client repeating a sample a million times
-    // costs one row, not a million.
+    // One attribute text per distinct list of attribute indices; rows of identical samples
+    // are merged below.
     let mut attribute_texts: HashMap<&[i32], Arc<str>> = HashMap::new();
-    let mut merged: HashMap<(i32, &[i32], i32, u64), usize> = HashMap::new();
+    let start = rows.len();
     for sample in &profile.samples {
         let stack =
             Arc::clone(stacks.entry(sample.stack_index).or_insert_with(|| {
@@ -191,25 +203,145 @@ fn profile_rows(
         let trace_id = link.and_then(|l| <[u8; 16]>::try_from(l.trace_id.as_slice()).ok()).filter(|t| *t != [0; 16]);
         let span_id = link.and_then(|l| <[u8; 8]>::try_from(l.span_id.as_slice()).ok()).filter(|s| *s != [0; 8]);
         for (i, &value) in sample.values.iter().enumerate() {
-            let time_unix_nano = sample.timestamps_unix_nano.get(i).copied().unwrap_or(profile.time_unix_nano);
-            let key = (sample.stack_index, sample.attribute_indices.as_slice(), sample.link_index, time_unix_nano);
-            match merged.get(&key) {
-                Some(&at) => rows[at].value = rows[at].value.saturating_add(value),
-                None => {
-                    merged.insert(key, rows.len());
-                    rows.push(ProfileRow {
-                        time_unix_nano,
-                        value,
-                        stack: Arc::clone(&stack),
-                        attributes: Arc::clone(&attributes),
-                        trace_id,
-                        span_id,
-                        profile: Arc::clone(&info),
-                        resource: Arc::clone(resource),
-                        scope: Arc::clone(scope),
-                    });
-                }
-            }
+            rows.push(ProfileRow {
+                time_unix_nano: sample.timestamps_unix_nano.get(i).copied().unwrap_or(profile.time_unix_nano),
+                value,
+                stack: Arc::clone(&stack),
+                attributes: Arc::clone(&attributes),
+                trace_id,
+                span_id,
+                profile: Arc::clone(&info),
+                resource: Arc::clone(resource),
+                scope: Arc::clone(scope),
+            });
         }
+    }
+    merge_identical(rows, start);
+}
+
+/// Merges the rows from `start` on (one profile's) that share time, stack, attributes and
+/// trace link into one row with the sum of their values: a client repeating a sample a million
+/// times costs one row, not a million. In place, by sorting, so merging needs no memory of its
+/// own. A stack or attribute text is one shared value per distinct stack index or attribute
+/// list of the request, so comparing the pointers compares those.
+fn merge_identical(rows: &mut Vec<ProfileRow>, start: usize) {
+    fn key(r: &ProfileRow) -> (u64, *const u8, *const u8, Option<[u8; 16]>, Option<[u8; 8]>) {
+        (r.time_unix_nano, Arc::as_ptr(&r.stack).cast(), Arc::as_ptr(&r.attributes).cast(), r.trace_id, r.span_id)
+    }
+    let profile = &mut rows[start..];
+    profile.sort_unstable_by_key(key);
+    let mut kept = 0;
+    for next in 1..profile.len() {
+        if key(&profile[kept]) == key(&profile[next]) {
+            profile[kept].value = profile[kept].value.saturating_add(profile[next].value);
+        } else {
+            kept += 1;
+            profile.swap(kept, next);
+        }
+    }
+    let len = if profile.is_empty() { start } else { start + kept + 1 };
+    rows.truncate(len);
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+    use opentelemetry_proto::tonic::profiles::v1development::{
+        Function, KeyValueAndUnit, Line, Location, ResourceProfiles, Sample, ScopeProfiles, Stack,
+    };
+
+    use super::*;
+
+    /// Two stacks (indices 1 and 2, one frame each), one sample attribute (index 1).
+    fn dictionary() -> ProfilesDictionary {
+        let location = |function_index| Location {
+            lines: vec![Line { function_index, ..Default::default() }],
+            ..Default::default()
+        };
+        ProfilesDictionary {
+            string_table: vec![String::new(), "main".into(), "work".into(), "region".into()],
+            function_table: vec![
+                Function::default(),
+                Function { name_strindex: 1, ..Default::default() },
+                Function { name_strindex: 2, ..Default::default() },
+            ],
+            location_table: vec![Location::default(), location(1), location(2)],
+            stack_table: vec![
+                Stack::default(),
+                Stack { location_indices: vec![1] },
+                Stack { location_indices: vec![2] },
+            ],
+            attribute_table: vec![
+                KeyValueAndUnit::default(),
+                KeyValueAndUnit {
+                    key_strindex: 3,
+                    value: Some(AnyValue { value: Some(any_value::Value::StringValue("eu".into())) }),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn sample(stack_index: i32, attribute_indices: Vec<i32>, value: i64, time: u64) -> Sample {
+        Sample {
+            stack_index,
+            attribute_indices,
+            values: vec![value],
+            timestamps_unix_nano: vec![time],
+            ..Default::default()
+        }
+    }
+
+    fn request(profiles: Vec<Vec<Sample>>) -> ExportProfilesServiceRequest {
+        ExportProfilesServiceRequest {
+            resource_profiles: vec![ResourceProfiles {
+                scope_profiles: vec![ScopeProfiles {
+                    profiles: profiles.into_iter().map(|samples| Profile { samples, ..Default::default() }).collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            dictionary: Some(dictionary()),
+        }
+    }
+
+    fn summary(rows: &[ProfileRow]) -> Vec<(u64, String, String, i64)> {
+        let mut out: Vec<_> =
+            rows.iter().map(|r| (r.time_unix_nano, r.stack.to_string(), r.attributes.to_string(), r.value)).collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn identical_samples_are_one_row_with_their_values_summed() {
+        let rows = rows_from_request(request(vec![vec![
+            sample(1, vec![], 10, 100),
+            sample(2, vec![], 1, 100),
+            sample(1, vec![], 5, 100),
+            sample(1, vec![1], 7, 100),
+            sample(1, vec![], 3, 200),
+            sample(1, vec![], i64::MAX, 100),
+        ]]));
+        let main = r#"[{"function":"main"}]"#.to_string();
+        let work = r#"[{"function":"work"}]"#.to_string();
+        let eu = r#"[{"key":"region","value":{"stringValue":"eu"}}]"#.to_string();
+        assert_eq!(
+            summary(&rows),
+            vec![
+                (100, main.clone(), String::new(), i64::MAX),
+                (100, main.clone(), eu, 7),
+                (100, work, String::new(), 1),
+                (200, main, String::new(), 3),
+            ]
+        );
+    }
+
+    #[test]
+    fn samples_of_different_profiles_are_never_merged() {
+        let rows = rows_from_request(request(vec![vec![sample(1, vec![], 10, 100)], vec![sample(1, vec![], 5, 100)]]));
+        let mut values: Vec<i64> = rows.iter().map(|r| r.value).collect();
+        values.sort();
+        assert_eq!(values, vec![5, 10]);
     }
 }
