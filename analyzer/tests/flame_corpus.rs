@@ -2,13 +2,20 @@
 //! its README for the known regression). Golden files live in `tests/data/flame/`; refresh them
 //! with `UPDATE_EXPECT=1 cargo test -p analyzer --test flame_corpus`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use analyzer::flame::{self, Metric, RegressionOptions, Run, svg};
 use analyzer::pprof::{self, Profile};
 
+/// The package's directory: where cargo runs this test from now (`CARGO_MANIFEST_DIR` at run
+/// time), not where it was compiled, so a test binary built from another checkout of the same
+/// sources with a shared target directory still reads this checkout's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).into()
+}
+
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev")
+    manifest_dir().join("../testdata/corpus/go-dev")
 }
 
 fn profile(run: &str) -> Profile {
@@ -25,7 +32,7 @@ fn run(name: &str) -> Run {
 /// Compares `actual` with the golden file `tests/data/flame/NAME`, or rewrites it with
 /// `UPDATE_EXPECT=1`.
 fn check_golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/flame").join(name);
+    let path = manifest_dir().join("tests/data/flame").join(name);
     if std::env::var_os("UPDATE_EXPECT").is_some() {
         std::fs::write(&path, actual).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         return;

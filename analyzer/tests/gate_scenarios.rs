@@ -3,7 +3,7 @@
 //! golden file in `tests/data/gate/`; two scenarios also keep their JSON, JUnit and Markdown
 //! reports. Refresh with `UPDATE_EXPECT=1 cargo test -p analyzer --test gate_scenarios`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use analyzer::compare::Verdict;
 use analyzer::flame::Run;
@@ -12,6 +12,13 @@ use analyzer::gate::{
 };
 use analyzer::pprof::{self, Profile};
 use slo_contracts::Contract;
+
+/// The package's directory: where cargo runs this test from now (`CARGO_MANIFEST_DIR` at run
+/// time), not where it was compiled, so a test binary built from another checkout of the same
+/// sources with a shared target directory still reads this checkout's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).into()
+}
 
 // ---------------------------------------------------------------------------------------
 // Data generation
@@ -142,7 +149,7 @@ fn run(contract: &Contract, candidate: &SideData, baseline: Option<&SideData>, h
 // Golden files
 
 fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gate")
+    manifest_dir().join("tests/data/gate")
 }
 
 /// Compares `actual` with `tests/data/gate/NAME`, or rewrites it with `UPDATE_EXPECT=1`.
@@ -464,7 +471,7 @@ fn corpus_run(name: &str) -> Run {
 }
 
 fn corpus_profile(run: &str) -> Profile {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev").join(run).join("cpu-10s.pb.gz");
+    let path = manifest_dir().join("../testdata/corpus/go-dev").join(run).join("cpu-10s.pb.gz");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     pprof::decode(&bytes).unwrap_or_else(|e| panic!("decode {}: {e}", path.display()))
 }
@@ -507,7 +514,7 @@ fn cpu_regression_names_the_slower_function() {
 /// snapshots over 40 s; `main.closeWhenDone` and `main.collectResults` each leak about one
 /// goroutine a second), as one process.
 fn corpus_goroutines() -> Run {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev/fast");
+    let dir = manifest_dir().join("../testdata/corpus/go-dev/fast");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

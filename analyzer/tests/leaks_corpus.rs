@@ -10,11 +10,18 @@ use std::path::{Path, PathBuf};
 use analyzer::leaks::{self, LeakOptions, LeakReport, RootCause, Snapshot, WaitReason};
 use analyzer::pprof;
 
+/// The package's directory: where cargo runs this test from now (`CARGO_MANIFEST_DIR` at run
+/// time), not where it was compiled, so a test binary built from another checkout of the same
+/// sources with a shared target directory still reads this checkout's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).into()
+}
+
 const RUNS: &[&str] = &["fast", "slow", "fast-rerun"];
 const TIMES: &[i64] = &[0, 5, 10, 15, 20, 25, 30, 35, 40];
 
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev")
+    manifest_dir().join("../testdata/corpus/go-dev")
 }
 
 fn read(path: &Path) -> Vec<u8> {
@@ -45,7 +52,7 @@ fn text_snapshots(run: &str) -> Vec<Snapshot> {
 }
 
 fn check_golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/leaks").join(name);
+    let path = manifest_dir().join("tests/data/leaks").join(name);
     if std::env::var_os("UPDATE_EXPECT").is_some() {
         std::fs::write(&path, actual).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         return;

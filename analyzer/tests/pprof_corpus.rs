@@ -9,7 +9,16 @@ use std::process::Command;
 
 use analyzer::pprof::{self, DecodeError, Profile};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/corpus");
+/// The package's directory: where cargo runs this test from now (`CARGO_MANIFEST_DIR` at run
+/// time), not where it was compiled, so a test binary built from another checkout of the same
+/// sources with a shared target directory still reads this checkout's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).into()
+}
+
+fn corpus() -> std::path::PathBuf {
+    manifest_dir().join("../testdata/corpus")
+}
 
 /// Every file under `dir`, sorted, so failures are reported in a stable order.
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -32,11 +41,11 @@ fn read(path: &Path) -> Vec<u8> {
 
 /// The gzipped profile.proto files of the corpus (recognised by the gzip magic).
 fn proto_files() -> Vec<PathBuf> {
-    files_under(Path::new(CORPUS)).into_iter().filter(|p| read(p).starts_with(&[0x1f, 0x8b])).collect()
+    files_under(&corpus()).into_iter().filter(|p| read(p).starts_with(&[0x1f, 0x8b])).collect()
 }
 
 fn name(path: &Path) -> String {
-    path.strip_prefix(CORPUS).unwrap_or(path).display().to_string()
+    path.strip_prefix(corpus()).unwrap_or(path).display().to_string()
 }
 
 fn decode(path: &Path) -> Profile {
@@ -58,7 +67,7 @@ fn every_gzipped_proto_decodes() {
 #[test]
 fn decoded_profiles_match_the_readmes() {
     let check = |file: &str, types: &str, samples: usize, type_id: &str| {
-        let profile = decode(&Path::new(CORPUS).join(file));
+        let profile = decode(&corpus().join(file));
         let got: Vec<String> = profile.sample_types.iter().map(|t| format!("{}/{}", t.kind, t.unit)).collect();
         assert_eq!(got.join(" "), types, "{file}");
         assert_eq!(profile.samples.len(), samples, "{file}");
@@ -79,7 +88,7 @@ fn decoded_profiles_match_the_readmes() {
         52,
         "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
     );
-    let cppbench = decode(&Path::new(CORPUS).join("pprof/internal/driver/testdata/cppbench.cpu_no_samples_type"));
+    let cppbench = decode(&corpus().join("pprof/internal/driver/testdata/cppbench.cpu_no_samples_type"));
     let mut stacks: Vec<Vec<&pprof::Frame>> = Vec::new();
     for sample in &cppbench.samples {
         let stack: Vec<&pprof::Frame> = cppbench.stack(sample).collect();
@@ -102,7 +111,7 @@ fn decoded_profiles_match_the_readmes() {
     );
     let go_dev = |file: &str, types: &str, type_id: &str| {
         for run in ["fast", "slow", "fast-rerun"] {
-            let path = Path::new(CORPUS).join("go-dev").join(run).join(file);
+            let path = corpus().join("go-dev").join(run).join(file);
             let profile = decode(&path);
             let got: Vec<String> = profile.sample_types.iter().map(|t| format!("{}/{}", t.kind, t.unit)).collect();
             assert_eq!(got.join(" "), types, "{run}/{file}");
@@ -120,7 +129,7 @@ fn decoded_profiles_match_the_readmes() {
     go_dev("threadcreate.pb.gz", "threadcreate/count", "threadcreate:threadcreate:count:threadcreate:count");
 
     // The leak the go-dev README describes: 40 goroutines parked in main.closeWhenDone at t=40 s.
-    let goroutines = decode(&Path::new(CORPUS).join("go-dev/fast/goroutine-t40.pb.gz"));
+    let goroutines = decode(&corpus().join("go-dev/fast/goroutine-t40.pb.gz"));
     let top = pprof::flat_and_cum(&goroutines, 0).expect("goroutine sample type");
     assert_eq!(top.get("main.closeWhenDone").map(|&(_, cum)| cum), Some(40));
     assert_eq!(top.get("main.collectResults").map(|&(_, cum)| cum), Some(40));
@@ -128,7 +137,7 @@ fn decoded_profiles_match_the_readmes() {
 
 #[test]
 fn legacy_formats_get_the_legacy_error() {
-    let dir = Path::new(CORPUS).join("pprof/profile/testdata");
+    let dir = corpus().join("pprof/profile/testdata");
     let legacy: Vec<PathBuf> =
         files_under(&dir).into_iter().filter(|p| p.extension().is_none_or(|e| e != "string")).collect();
     // go.crc32.cpu, gobench.{cpu,heap}, go.godoc.thread, cppbench.{cpu,heap,growth,contention,thread},
@@ -270,7 +279,7 @@ fn drop_and_keep_frames_match_go_tool_pprof() {
         ("pprof/internal/report/testdata/sample.cpu", "runtime\\.", None),
     ];
     for (i, (file, drop, keep)) in cases.iter().enumerate() {
-        let path = Path::new(CORPUS).join(file);
+        let path = corpus().join(file);
         let raw = {
             let mut out = Vec::new();
             std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(read(&path).as_slice()), &mut out)

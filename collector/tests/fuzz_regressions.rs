@@ -6,11 +6,16 @@
 #[allow(dead_code)]
 mod fuzz;
 
-use std::path::Path;
+/// The package's directory: where cargo runs this test from now (`CARGO_MANIFEST_DIR` at run
+/// time), not where it was compiled, so a test binary built from another checkout of the same
+/// sources with a shared target directory still reads this checkout's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).into()
+}
 
 #[test]
 fn saved_fuzz_inputs_pass_their_targets() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fuzz");
+    let root = manifest_dir().join("../testdata/fuzz");
     let mut replayed = 0;
     for entry in std::fs::read_dir(&root).expect("testdata/fuzz") {
         let dir = entry.unwrap().path();

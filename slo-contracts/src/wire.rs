@@ -419,6 +419,13 @@ pub fn json_schema() -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
+    /// The package's directory: where cargo runs this test from now (`CARGO_MANIFEST_DIR` at run
+    /// time), not where it was compiled, so a test binary built from another checkout of the same
+    /// sources with a shared target directory still reads this checkout's files.
+    fn manifest_dir() -> std::path::PathBuf {
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).into()
+    }
+
     use std::collections::BTreeSet;
 
     use serde_json::Value;
@@ -447,7 +454,7 @@ mod tests {
         let mut dirs = vec!["valid", "openslo"];
         let mut docs = Vec::new();
         for dir in dirs.drain(..) {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(dir);
+            let path = manifest_dir().join("tests/data").join(dir);
             let mut files: Vec<_> =
                 std::fs::read_dir(&path).expect("test data").map(|e| e.expect("entry").path()).collect();
             files.sort();

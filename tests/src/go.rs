@@ -85,6 +85,6 @@ pub fn free_port() -> u16 {
 
 /// The file `tests/go/<name>/main.go` of this repository.
 pub fn program(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("go").join(name).join("main.go");
+    let path = crate::manifest_dir().join("go").join(name).join("main.go");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }

@@ -13,6 +13,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The package's directory: where cargo runs this test from now (`CARGO_MANIFEST_DIR` at run
+/// time), not where it was compiled, so a test binary built from another checkout of the same
+/// sources with a shared target directory still reads this checkout's files.
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).into()
+}
+
 /// The `slo-gate` binary built beside this test binary (`cargo test --workspace` and
 /// `cargo nextest run --workspace` build it first).
 pub fn binary() -> PathBuf {
@@ -185,7 +192,7 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
 
 /// Compares `actual` with the golden file `tests/data/<name>`; `UPDATE_EXPECT=1` rewrites it.
 pub fn check_golden(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(name);
+    let path = manifest_dir().join("data").join(name);
     if std::env::var_os("UPDATE_EXPECT").is_some() {
         std::fs::create_dir_all(path.parent().expect("golden dir")).expect("create golden dir");
         std::fs::write(&path, actual).expect("write golden file");

@@ -9,15 +9,14 @@ use std::collections::BTreeMap;
 use e2e::Server;
 use serde_json::Value;
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/corpus/go-dev");
 const CPU_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
 /// Pushes the three corpus profiles; returns them decoded.
 fn push_corpus(server: &Server) -> Vec<analyzer::pprof::Profile> {
     let mut decoded = Vec::new();
     for (dir, version) in [("fast", "fast"), ("fast-rerun", "fast"), ("slow", "slow")] {
-        let path = format!("{CORPUS}/{dir}/cpu-10s.pb.gz");
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        let path = e2e::manifest_dir().join("../testdata/corpus/go-dev").join(dir).join("cpu-10s.pb.gz");
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         decoded.push(analyzer::pprof::decode(&bytes).expect("corpus profile decodes"));
         let name = e2e::url_encode(&format!("jsonsvc.cpu{{service_version={version}}}"));
         let resp = reqwest::blocking::Client::new()

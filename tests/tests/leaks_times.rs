@@ -17,7 +17,7 @@ use serde_json::Value;
 
 /// The corpus' dumps in time order.
 fn corpus_dumps() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev/fast");
+    let dir = e2e::manifest_dir().join("../testdata/corpus/go-dev/fast");
     (0..=40).step_by(5).map(|t| dir.join(format!("goroutine-t{t:02}.debug2.txt"))).collect()
 }
 

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use e2e::Server;
@@ -15,10 +15,9 @@ use e2e::pyroscope::push_request;
 use prost::Message;
 use serde_json::Value;
 
-const CPU: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/corpus/go-dev/fast/cpu-10s.pb.gz");
-
 fn corpus() -> (Vec<u8>, analyzer::pprof::Profile) {
-    let bytes = std::fs::read(CPU).unwrap_or_else(|e| panic!("read {CPU}: {e}"));
+    let path = e2e::manifest_dir().join("../testdata/corpus/go-dev/fast/cpu-10s.pb.gz");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let profile = analyzer::pprof::decode(&bytes).expect("corpus profile decodes");
     (bytes, profile)
 }
@@ -224,7 +223,7 @@ fn connect_push_protobuf_gzip_and_json() {
 const INSTALL: &str = "python3 -m venv .venv && .venv/bin/pip install -r tests/python/requirements.txt";
 
 fn python() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = e2e::manifest_dir().join("..");
     let python =
         std::env::var_os("SLO_GATE_PYTHON").map(PathBuf::from).unwrap_or_else(|| root.join(".venv/bin/python"));
     match Command::new(&python).args(["-c", "import pyroscope"]).output() {
@@ -247,7 +246,7 @@ fn python_pyroscope_agent_pushes() {
     let python = python();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/pyroscope_agent.py");
+    let script = e2e::manifest_dir().join("python/pyroscope_agent.py");
     let out = Command::new(&python)
         .arg(&script)
         .arg(format!("http://{}", server.api))
@@ -286,7 +285,7 @@ fn python_pyroscope_agent_pushes() {
 fn pushed_goroutine_profiles_are_judged_for_leaks() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev/fast");
+    let corpus = e2e::manifest_dir().join("../testdata/corpus/go-dev/fast");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&corpus)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 const INSTALL: &str = "python3 -m venv .venv && .venv/bin/pip install -r tests/python/requirements.txt";
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    e2e::manifest_dir().join("..")
 }
 
 /// The interpreter to run the script with: `SLO_GATE_PYTHON`, else the repository's `.venv`.

@@ -501,10 +501,17 @@ fn write_table(out: &mut impl Write, found: &[Regression], metric: Metric) -> st
 
 #[cfg(test)]
 mod tests {
+    /// The package's directory: where cargo runs this test from now (`CARGO_MANIFEST_DIR` at run
+    /// time), not where it was compiled, so a test binary built from another checkout of the same
+    /// sources with a shared target directory still reads this checkout's files.
+    fn manifest_dir() -> std::path::PathBuf {
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).into()
+    }
+
     use super::*;
 
     fn corpus(run: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev").join(run).join("cpu-10s.pb.gz")
+        manifest_dir().join("../testdata/corpus/go-dev").join(run).join("cpu-10s.pb.gz")
     }
 
     /// `slo-gate flame` as the binary parses it.

@@ -206,10 +206,17 @@ fn read_snapshot(file: &Path) -> anyhow::Result<Option<(Kind, Snapshot)>> {
 
 #[cfg(test)]
 mod tests {
+    /// The package's directory: where cargo runs this test from now (`CARGO_MANIFEST_DIR` at run
+    /// time), not where it was compiled, so a test binary built from another checkout of the same
+    /// sources with a shared target directory still reads this checkout's files.
+    fn manifest_dir() -> std::path::PathBuf {
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).into()
+    }
+
     use super::*;
 
     fn corpus(run: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev").join(run)
+        manifest_dir().join("../testdata/corpus/go-dev").join(run)
     }
 
     fn args(paths: Vec<PathBuf>) -> LeaksArgs {

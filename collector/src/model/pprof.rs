@@ -416,12 +416,17 @@ fn truncate(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// The package's directory: where cargo runs this test from now (`CARGO_MANIFEST_DIR` at run
+    /// time), not where it was compiled, so a test binary built from another checkout of the same
+    /// sources with a shared target directory still reads this checkout's files.
+    fn manifest_dir() -> std::path::PathBuf {
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).into()
+    }
+
     use std::collections::BTreeMap;
 
     use super::*;
     use crate::model::profile::{Frame as RowFrame, rows_from_request};
-
-    const CPU: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/corpus/go-dev/fast/cpu-10s.pb.gz");
 
     /// Flat and cum per function, from stored rows of one sample type.
     fn totals(rows: &[crate::model::ProfileRow], sample_type: &str) -> BTreeMap<String, (i64, i64)> {
@@ -443,10 +448,8 @@ mod tests {
 
     #[test]
     fn corpus_cpu_profile_keeps_per_function_totals() {
-        let Ok(bytes) = std::fs::read(CPU) else {
-            eprintln!("skipping: {CPU} is not available");
-            return;
-        };
+        let path = manifest_dir().join("../testdata/corpus/go-dev/fast/cpu-10s.pb.gz");
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         let profile = analyzer::pprof::decode(&bytes).unwrap();
         let labels = SeriesLabels::new(
             Some("app"),

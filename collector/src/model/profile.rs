@@ -225,7 +225,9 @@ fn profile_rows(
 /// own. A stack or attribute text is one shared value per distinct stack index or attribute
 /// list of the request, so comparing the pointers compares those.
 fn merge_identical(rows: &mut Vec<ProfileRow>, start: usize) {
-    fn key(r: &ProfileRow) -> (u64, *const u8, *const u8, Option<[u8; 16]>, Option<[u8; 8]>) {
+    /// Time, stack, attributes, trace link.
+    type Key = (u64, *const u8, *const u8, Option<[u8; 16]>, Option<[u8; 8]>);
+    fn key(r: &ProfileRow) -> Key {
         (r.time_unix_nano, Arc::as_ptr(&r.stack).cast(), Arc::as_ptr(&r.attributes).cast(), r.trace_id, r.span_id)
     }
     let profile = &mut rows[start..];

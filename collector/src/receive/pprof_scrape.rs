@@ -208,6 +208,13 @@ async fn scrape_once(job: &Job, client: &HttpClient, ingest: &Ingest) -> Result<
 
 #[cfg(test)]
 mod tests {
+    /// The package's directory: where cargo runs this test from now (`CARGO_MANIFEST_DIR` at run
+    /// time), not where it was compiled, so a test binary built from another checkout of the same
+    /// sources with a shared target directory still reads this checkout's files.
+    fn manifest_dir() -> std::path::PathBuf {
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()).into()
+    }
+
     use super::*;
 
     #[test]
@@ -227,7 +234,7 @@ mod tests {
     // hand-made one) is stored at the scrape's time, never at 0 or a file's time.
     #[test]
     fn a_scraped_profile_without_a_time_is_stored_at_the_scrape_time() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/corpus/go-dev/fast/goroutine-t05.pb.gz");
+        let path = manifest_dir().join("../testdata/corpus/go-dev/fast/goroutine-t05.pb.gz");
         let mut profile = analyzer::pprof::decode(&std::fs::read(path).unwrap()).unwrap();
         let recorded = u64::try_from(profile.time_nanos).unwrap();
         assert!(recorded > 0);
