@@ -153,13 +153,26 @@ pub(crate) fn load(file: &str, text: &str) -> (Vec<Document>, Option<Diagnostic>
                 }
             }
             Err(error) => {
-                let (line, column) = pos(*error.marker());
+                let (line, column) = within(text, pos(*error.marker()));
                 let message = format!("yaml syntax error: {}", error.info());
                 return (builder.documents, Some(Diagnostic::error(Location::new(file, line, column), message)));
             }
         }
     }
     (builder.documents, None)
+}
+
+/// The position itself, or the end of the last line when it lies past it: the parser places an
+/// error it finds at the end of a text without a final line break on the line after.
+fn within(text: &str, (line, column): (u32, u32)) -> (u32, u32) {
+    // YAML's line breaks: LF, CR, CR LF.
+    let breaks = text.matches('\n').count() + text.matches('\r').count() - text.matches("\r\n").count();
+    let lines = u32::try_from(breaks).unwrap_or(u32::MAX - 1).saturating_add(1);
+    if line <= lines {
+        return (line, column);
+    }
+    let last = text.rsplit(['\n', '\r']).next().unwrap_or("");
+    (lines, u32::try_from(last.chars().count()).unwrap_or(u32::MAX - 1).saturating_add(1))
 }
 
 fn pos(marker: Marker) -> (u32, u32) {
@@ -293,6 +306,20 @@ mod tests {
         let (docs, err) = load("t.yaml", "a: 1\n---\nb: 2\n---\nc: [\n");
         assert_eq!(docs.len(), 2);
         assert!(err.expect("an error").message.starts_with("yaml syntax error"));
+    }
+
+    // Found by fuzzing (`testdata/fuzz/contracts/error-past-the-last-line`): an unterminated
+    // flow mapping on the last line, without a final line break, made the parser report the
+    // error on a line after the file's end.
+    #[test]
+    fn a_syntax_error_at_the_end_is_placed_on_the_last_line() {
+        let text = "a: b\nc: d\ne::M L {H";
+        let (_, err) = load("t.yaml", text);
+        let at = err.expect("an error").location;
+        assert_eq!((at.line, at.column), (3, 10), "{at}");
+        let (_, err) = load("t.yaml", "a: [\r\r");
+        let at = err.expect("an error").location;
+        assert!(at.line <= 3, "{at}");
     }
 
     #[test]
