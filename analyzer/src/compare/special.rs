@@ -1,16 +1,28 @@
-//! Special functions the tests and intervals need: the normal distribution (CDF, survival
-//! function, quantile), log-gamma and binomial coefficients, binomial and hypergeometric
-//! probabilities.
+//! The distributions and special functions the tests and intervals need — the normal
+//! distribution (CDF, survival function, quantile), log-gamma and binomial coefficients,
+//! binomial, hypergeometric and Student's t probabilities, the regularised incomplete beta —
+//! from `statrs`, behind the names and conventions the statistics use: total functions that
+//! answer NaN (or the limit) outside their domain where `statrs` would panic or return an error.
+//! The one exception, the normal distribution, is our own (see beside it: a test shows
+//! `statrs`'s falls short).
 //!
-//! Written here rather than taken from a statistics crate because the gate needs only these few
-//! and their accuracy in the far tails matters (p-values of 1e-10 must not round to 0 or go
-//! negative): `erfc` is evaluated by its series below 1 and by its continued fraction above
-//! (Abramowitz and Stegun 7.1.6 and 7.1.14), so the tail keeps its relative accuracy; the quantile
-//! starts from Acklam's rational approximation and is polished with Halley steps against that
-//! CDF; log-gamma is Lanczos' approximation (g = 7, nine terms, as in Numerical Recipes).
+//! What matters here is accuracy in the far tails (p-values of 1e-10 must not round to 0 or go
+//! negative); the tests below pin it against tables. Every tail is computed directly (`erfc`
+//! for the normal, the regularised incomplete beta for the binomial and Student's t, the sum of
+//! the tail's terms for the hypergeometric), never as `1 − cdf`.
 
 use std::f64::consts::{PI, SQRT_2};
 
+use statrs::distribution::{Binomial, ContinuousCDF, Discrete, DiscreteCDF, Hypergeometric, StudentsT};
+use statrs::function::{beta, factorial, gamma};
+
+// The normal distribution is our own: `statrs`'s `erfc` (and so its normal CDF, survival
+// function and quantile) is accurate to only about 1e-11 relative near |x| = 0.7 —
+// `Normal::standard().cdf(1.0)` is 0.8413447460549428 against 0.8413447460685429 —, which
+// `normal_cdf_matches_tables` below shows, and the quantile's round trip to 1e-13 needs better.
+// `erfc` is evaluated by its series below 1 and by its continued fraction above (Abramowitz and
+// Stegun 7.1.6 and 7.1.14), so the tail keeps its relative accuracy; the quantile starts from
+// Acklam's rational approximation and is polished with Halley steps against that CDF.
 /// `1/√π`.
 const FRAC_1_SQRT_PI: f64 = 0.564_189_583_547_756_3;
 
@@ -150,140 +162,61 @@ pub fn normal_quantile(p: f64) -> f64 {
     x
 }
 
-/// `ln Γ(x)` for `x > 0` (Lanczos, relative error about 1e-15).
+/// `ln Γ(x)` for `x > 0`.
 pub fn ln_gamma(x: f64) -> f64 {
-    const G: f64 = 7.0;
-    const COEF: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        // Reflection: Γ(x)Γ(1−x) = π / sin(πx).
-        return (PI / (PI * x).sin()).abs().ln() - ln_gamma(1.0 - x);
-    }
-    let x = x - 1.0;
-    let mut a = COEF[0];
-    let t = x + G + 0.5;
-    for (i, c) in COEF.iter().enumerate().skip(1) {
-        a += c / (x + i as f64);
-    }
-    0.5 * (2.0 * PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+    gamma::ln_gamma(x)
 }
 
 /// `ln C(n, k)`; `−∞` when `k > n`.
 pub fn ln_choose(n: u64, k: u64) -> f64 {
-    if k > n {
-        return f64::NEG_INFINITY;
-    }
-    if k == 0 || k == n {
-        return 0.0;
-    }
-    ln_gamma(n as f64 + 1.0) - ln_gamma(k as f64 + 1.0) - ln_gamma((n - k) as f64 + 1.0)
+    factorial::ln_binomial(n, k)
 }
 
-/// `P(X = k)` for `X ~ Binomial(n, p)`.
+/// `P(X = k)` for `X ~ Binomial(n, p)`; 0 for a `p` outside `[0, 1]`.
 pub fn binomial_pmf(k: u64, n: u64, p: f64) -> f64 {
-    if k > n || !(0.0..=1.0).contains(&p) {
-        return 0.0;
-    }
-    if p == 0.0 {
-        return if k == 0 { 1.0 } else { 0.0 };
-    }
-    if p == 1.0 {
-        return if k == n { 1.0 } else { 0.0 };
-    }
-    (ln_choose(n, k) + k as f64 * p.ln() + (n - k) as f64 * (-p).ln_1p()).exp()
+    Binomial::new(p, n).map_or(0.0, |b| b.pmf(k))
 }
 
-/// `P(X ≤ k)` for `X ~ Binomial(n, p)`, summed exactly (O(k) terms; meant for the small `n` where
-/// exactness matters).
+/// `P(X ≤ k)` for `X ~ Binomial(n, p)`; NaN for a `p` outside `[0, 1]`.
 pub fn binomial_cdf(k: u64, n: u64, p: f64) -> f64 {
-    if k >= n {
-        return 1.0;
-    }
-    (0..=k).map(|i| binomial_pmf(i, n, p)).sum::<f64>().min(1.0)
+    Binomial::new(p, n).map_or(f64::NAN, |b| b.cdf(k))
 }
 
 /// `P(X = k)` for the number `X` of marked items among `draws` items drawn without replacement
-/// from `population` items of which `marked` are marked.
+/// from `population` items of which `marked` are marked; 0 for impossible parameters.
 pub fn hypergeometric_pmf(k: u64, population: u64, marked: u64, draws: u64) -> f64 {
-    if marked > population || draws > population || k > marked || k > draws || draws - k > population - marked {
-        return 0.0;
-    }
-    (ln_choose(marked, k) + ln_choose(population - marked, draws - k) - ln_choose(population, draws)).exp()
+    Hypergeometric::new(population, marked, draws).map_or(0.0, |h| h.pmf(k))
 }
 
 /// `P(X ≥ k)` for the hypergeometric `X` of [`hypergeometric_pmf`].
 pub fn hypergeometric_sf(k: u64, population: u64, marked: u64, draws: u64) -> f64 {
-    let top = marked.min(draws);
-    if k > top {
-        return 0.0;
+    let Ok(h) = Hypergeometric::new(population, marked, draws) else { return 0.0 };
+    match k.checked_sub(1) {
+        // `sf(x)` is `P(X > x)`.
+        Some(below) => h.sf(below),
+        None => 1.0,
     }
-    let low = k.max((draws + marked).saturating_sub(population));
-    (low..=top).map(|i| hypergeometric_pmf(i, population, marked, draws)).sum::<f64>().min(1.0)
 }
 
-/// Regularized incomplete beta function `I_x(a, b)` for `a, b > 0` and `0 ≤ x ≤ 1`, by the
-/// continued fraction of DLMF 8.17.22 evaluated with the modified Lentz method (on the side of
-/// `x` where it converges fast, using `I_x(a, b) = 1 − I_{1−x}(b, a)`).
+/// Regularized incomplete beta function `I_x(a, b)` for `a, b > 0` (NaN otherwise), with `x`
+/// clamped to `[0, 1]`.
 pub fn incomplete_beta(x: f64, a: f64, b: f64) -> f64 {
-    if x <= 0.0 {
-        return 0.0;
+    if x.is_nan() {
+        return f64::NAN;
     }
-    if x >= 1.0 {
-        return 1.0;
-    }
-    let ln_front = ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln();
-    if x < (a + 1.0) / (a + b + 2.0) {
-        ln_front.exp() * beta_continued_fraction(x, a, b) / a
-    } else {
-        1.0 - ln_front.exp() * beta_continued_fraction(1.0 - x, b, a) / b
-    }
-}
-
-fn beta_continued_fraction(x: f64, a: f64, b: f64) -> f64 {
-    const TINY: f64 = 1e-300;
-    let tiny_guard = |v: f64| if v.abs() < TINY { TINY } else { v };
-    let mut c = 1.0;
-    let mut d = 1.0 / tiny_guard(1.0 - (a + b) * x / (a + 1.0));
-    let mut h = d;
-    for m in 1..=300 {
-        let m = m as f64;
-        // Even step d_{2m}, then odd step d_{2m+1}.
-        let even = m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m));
-        d = 1.0 / tiny_guard(1.0 + even * d);
-        c = tiny_guard(1.0 + even / c);
-        h *= d * c;
-        let odd = -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0));
-        d = 1.0 / tiny_guard(1.0 + odd * d);
-        c = tiny_guard(1.0 + odd / c);
-        let step = d * c;
-        h *= step;
-        if (step - 1.0).abs() < 1e-15 {
-            break;
-        }
-    }
-    h
+    beta::checked_beta_reg(a, b, x.clamp(0.0, 1.0)).unwrap_or(f64::NAN)
 }
 
 /// `P(T ≤ t)` for Student's t distribution with `df` degrees of freedom (`df` may be fractional;
-/// an infinite `df` is the standard normal).
+/// an infinite `df` is the standard normal); NaN for a `df` that is not positive.
 pub fn student_t_cdf(t: f64, df: f64) -> f64 {
-    if df.is_infinite() {
-        return normal_cdf(t);
-    }
-    if t.is_nan() || df.is_nan() || df <= 0.0 {
+    if t.is_nan() {
         return f64::NAN;
     }
-    let tail = 0.5 * incomplete_beta(df / (df + t * t), df / 2.0, 0.5);
-    if t >= 0.0 { 1.0 - tail } else { tail }
+    if df == f64::INFINITY {
+        return normal_cdf(t);
+    }
+    StudentsT::new(0.0, 1.0, df).map_or(f64::NAN, |d| d.cdf(t))
 }
 
 #[cfg(test)]
@@ -315,6 +248,17 @@ mod tests {
         close(normal_sf(20.0), 2.753_624_118_606_233_7e-89, 1e-12);
         close(erfc(0.5), 0.479_500_122_186_953_5, 1e-14);
         close(erf(2.9), 0.999_958_902_121_900_3, 1e-15);
+    }
+
+    // Why the normal distribution is our own: `statrs`'s falls short of the tables by about
+    // 1e-11 relative. When this fails, `statrs` has caught up and can replace it.
+    #[test]
+    fn statrs_normal_falls_short_of_the_tables() {
+        use statrs::distribution::Normal;
+        let exact = 0.841_344_746_068_542_9;
+        let theirs = Normal::standard().cdf(1.0);
+        assert!((theirs - exact).abs() > 1e-13 * exact, "statrs now gives {theirs}");
+        close(normal_cdf(1.0), exact, 1e-13);
     }
 
     #[test]
