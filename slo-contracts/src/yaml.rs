@@ -143,17 +143,19 @@ pub(crate) struct Document {
 /// Every complete document of `text`, and the syntax error that stopped reading, if any.
 /// Documents before the error are returned; the one the error is in is not.
 pub(crate) fn load(file: &str, text: &str) -> (Vec<Document>, Option<Diagnostic>) {
+    let end = End::of(text);
     let mut builder = Builder::default();
     for event in Parser::new_from_str(text) {
         match event {
             Ok((event, span)) => {
-                if let Err(message) = builder.on_event(event, span.start) {
-                    let at = Location::new(file, pos(span.start).0, pos(span.start).1);
+                let (line, column) = end.clamp(pos(span.start));
+                if let Err(message) = builder.on_event(event, line, column) {
+                    let at = Location::new(file, line, column);
                     return (builder.documents, Some(Diagnostic::error(at, message)));
                 }
             }
             Err(error) => {
-                let (line, column) = within(text, pos(*error.marker()));
+                let (line, column) = end.clamp(pos(*error.marker()));
                 let message = format!("yaml syntax error: {}", error.info());
                 return (builder.documents, Some(Diagnostic::error(Location::new(file, line, column), message)));
             }
@@ -162,17 +164,30 @@ pub(crate) fn load(file: &str, text: &str) -> (Vec<Document>, Option<Diagnostic>
     (builder.documents, None)
 }
 
-/// The position itself, or the end of the last line when it lies past it: the parser places an
-/// error it finds at the end of a text without a final line break on the line after.
-fn within(text: &str, (line, column): (u32, u32)) -> (u32, u32) {
-    // YAML's line breaks: LF, CR, CR LF.
-    let breaks = text.matches('\n').count() + text.matches('\r').count() - text.matches("\r\n").count();
-    let lines = u32::try_from(breaks).unwrap_or(u32::MAX - 1).saturating_add(1);
-    if line <= lines {
-        return (line, column);
+/// Where a text ends: its last line, and the column just past that line's end.
+#[derive(Debug, Clone, Copy)]
+struct End {
+    line: u32,
+    column: u32,
+}
+
+impl End {
+    fn of(text: &str) -> End {
+        // YAML's line breaks: LF, CR, CR LF.
+        let breaks = text.matches('\n').count() + text.matches('\r').count() - text.matches("\r\n").count();
+        let last = text.rsplit(['\n', '\r']).next().unwrap_or("");
+        End {
+            line: u32::try_from(breaks).unwrap_or(u32::MAX - 1).saturating_add(1),
+            column: u32::try_from(last.chars().count()).unwrap_or(u32::MAX - 1).saturating_add(1),
+        }
     }
-    let last = text.rsplit(['\n', '\r']).next().unwrap_or("");
-    (lines, u32::try_from(last.chars().count()).unwrap_or(u32::MAX - 1).saturating_add(1))
+
+    /// The position itself, or the end of the text when it lies past it: the parser places
+    /// what it finds at the end of a text without a final line break (a syntax error, an
+    /// empty value) on the line after.
+    fn clamp(self, (line, column): (u32, u32)) -> (u32, u32) {
+        if line <= self.line { (line, column) } else { (self.line, self.column) }
+    }
 }
 
 fn pos(marker: Marker) -> (u32, u32) {
@@ -197,8 +212,8 @@ struct Builder {
 }
 
 impl Builder {
-    fn on_event(&mut self, event: Event<'_>, start: Marker) -> Result<(), String> {
-        let (line, column) = pos(start);
+    /// Takes one event, which starts at `line` and `column`.
+    fn on_event(&mut self, event: Event<'_>, line: u32, column: u32) -> Result<(), String> {
         match event {
             Event::DocumentStart(_) => {
                 self.root = None;
@@ -320,6 +335,12 @@ mod tests {
         let (_, err) = load("t.yaml", "a: [\r\r");
         let at = err.expect("an error").location;
         assert!(at.line <= 3, "{at}");
+        // `testdata/fuzz/contracts/empty-key-past-the-last-line`: the empty key of `?  ` was
+        // placed on line 2 of a one-line file.
+        let (docs, err) = load("t.yaml", "?  ");
+        assert!(err.is_none(), "{err:?}");
+        let Some(Node { kind: Kind::Map(entries), .. }) = &docs[0].root else { panic!("{docs:?}") };
+        assert_eq!((entries[0].0.line, entries[0].0.column), (1, 4));
     }
 
     #[test]
