@@ -514,6 +514,11 @@ fn cpu_regression_names_the_slower_function() {
 /// snapshots over 40 s; `main.closeWhenDone` and `main.collectResults` each leak about one
 /// goroutine a second), as one process.
 fn corpus_goroutines() -> Run {
+    corpus_goroutines_as("fast")
+}
+
+/// [`corpus_goroutines`] as the process `id`.
+fn corpus_goroutines_as(id: &str) -> Run {
     let dir = manifest_dir().join("../testdata/corpus/go-dev/fast");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -524,7 +529,7 @@ fn corpus_goroutines() -> Run {
         .collect();
     files.sort();
     let profiles = files.iter().map(|f| pprof::decode(&std::fs::read(f).unwrap()).unwrap()).collect();
-    Run::new("fast", profiles)
+    Run::new(id, profiles)
 }
 
 /// A process whose only goroutines are a pool of `n` workers blocked in a channel receive,
@@ -561,7 +566,7 @@ fn goroutine_leak_objective_finds_the_corpus_leak() {
     let r = run(&leak_contract("30s"), &cand, None, &[]);
     let leaks = objective(&r, "leaks");
     assert_eq!(leaks.verdict, Verdict::Fail, "{:#?}", leaks.findings);
-    assert_eq!(leaks.findings[0], "2 goroutine clusters are leaking faster than 10/min for 30s");
+    assert_eq!(leaks.findings[0], "2 goroutine leaks grow faster than 10/min for 30s, each in 1 of 1 process");
     assert!(leaks.findings.iter().any(|f| f.contains("main.closeWhenDone")), "{:#?}", leaks.findings);
     assert!(leaks.findings.iter().any(|f| f.contains("main.collectResults")), "{:#?}", leaks.findings);
     assert!(leaks.value.is_some_and(|v| (40.0..90.0).contains(&v)), "{:?}", leaks.value);
@@ -577,6 +582,30 @@ fn goroutine_leak_objective_finds_the_corpus_leak() {
     let cand = SideData { goroutine_runs: vec![flat_goroutines(500)], ..side("1.5.0", Vec::new()) };
     let r = run(&leak_contract("2m"), &cand, None, &[]);
     assert_eq!(objective(&r, "leaks").verdict, Verdict::Pass, "{:#?}", objective(&r, "leaks").findings);
+}
+
+// Issue 12: the same leak in two processes of the build is one finding with each process's
+// rate, not one finding per process.
+#[test]
+fn a_leak_in_several_processes_is_one_finding() {
+    let c = contract(&yaml(
+        "  min_samples: 100\n",
+        "  - name: leaks\n    goroutine_leak: { max_growth_per_minute: 10, min_duration: 30s }\n",
+    ));
+    let cand = SideData {
+        goroutine_runs: vec![corpus_goroutines_as("pod-a"), corpus_goroutines_as("pod-b")],
+        ..side("1.5.0", Vec::new())
+    };
+    let r = run(&c, &cand, None, &[]);
+    let leaks = objective(&r, "leaks");
+    assert_eq!(leaks.verdict, Verdict::Fail, "{:#?}", leaks.findings);
+    assert_eq!(leaks.findings[0], "2 goroutine leaks grow faster than 10/min for 30s, each in 2 of 2 processes");
+    assert_eq!(leaks.findings.len(), 3, "{:#?}", leaks.findings);
+    for (finding, function) in leaks.findings[1..].iter().zip(["main.closeWhenDone", "main.collectResults"]) {
+        assert!(finding.starts_with(function), "{finding}");
+        assert!(finding.contains(" in 2 of 2 processes, about 60/min per process: pod-a: 60/min"), "{finding}");
+        assert!(finding.contains("; pod-b: 60/min"), "{finding}");
+    }
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! `on_violation` verdict. Snapshots that span less than `min_duration` cannot show such growth:
 //! inconclusive, as any objective without enough data.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use slo_contracts::{Indicator, Objective, OnViolation};
@@ -39,7 +40,10 @@ pub(crate) fn evaluate(objective: &Objective, input: &GateInput<'_>) -> Objectiv
     let min_seconds = min_duration.as_secs_f64();
     let mut longest_span: f64 = 0.0;
     let mut fastest: f64 = 0.0;
-    let mut leaks: Vec<String> = Vec::new();
+    // Leaks by blocking site (function, wait reason, root cause): the same leak in several
+    // processes of the build is one finding with each process's rate.
+    let mut leaks: BTreeMap<(String, String, String), Vec<ProcessLeak>> = BTreeMap::new();
+    let judged_runs = runs.iter().filter(|r| r.profiles.len() >= 2).count();
     for run in runs.iter().filter(|r| r.profiles.len() >= 2) {
         let snapshots: Vec<Snapshot> = run.profiles.iter().map(from_pprof).collect();
         let report = detect(&snapshots, &options);
@@ -54,17 +58,15 @@ pub(crate) fn evaluate(objective: &Objective, input: &GateInput<'_>) -> Objectiv
             if t.growing_for_seconds + 1e-9 < min_seconds {
                 continue;
             }
-            let (first, last) = (f.counts.first().copied().unwrap_or(0), f.counts.last().copied().unwrap_or(0));
-            let run_name = if run.id.is_empty() { String::new() } else { format!("{}: ", run.id) };
-            leaks.push(format!(
-                "{run_name}{} ({}, {}) grew {}/min for {} s ({first} -> {last} goroutines, confidence {})",
-                f.key.blocking_function,
-                f.key.wait_reason,
-                f.root_cause,
-                trim_number((t.growth_per_minute * 10.0).round() / 10.0),
-                trim_number(t.growing_for_seconds.round()),
-                crate::compare::format::share(t.confidence),
-            ));
+            let key = (f.key.blocking_function.clone(), f.key.wait_reason.to_string(), f.root_cause.to_string());
+            leaks.entry(key).or_default().push(ProcessLeak {
+                run: run.id.clone(),
+                per_minute: t.growth_per_minute,
+                seconds: t.growing_for_seconds,
+                first: f.counts.first().copied().unwrap_or(0),
+                last: f.counts.last().copied().unwrap_or(0),
+                confidence: t.confidence,
+            });
         }
     }
     if longest_span + 1e-9 < min_seconds {
@@ -89,14 +91,53 @@ pub(crate) fn evaluate(objective: &Objective, input: &GateInput<'_>) -> Objectiv
             OnViolation::Fail => Verdict::Fail,
             OnViolation::Warn => Verdict::Warn,
         };
+        let mut leaks: Vec<_> = leaks.into_iter().collect();
+        // Leaks in the most processes first, then the fastest.
+        let top = |p: &[ProcessLeak]| p.iter().map(|l| l.per_minute).fold(0.0, f64::max);
+        leaks.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(top(&b.1).total_cmp(&top(&a.1))).then(a.0.cmp(&b.0)));
+        let processes = |k: usize| format!("{k} of {judged_runs} process{}", if judged_runs == 1 { "" } else { "es" });
+        let everywhere = leaks.iter().all(|(_, p)| p.len() == judged_runs);
+        let each = if everywhere { format!(", each in {}", processes(judged_runs)) } else { String::new() };
         result.findings.push(format!(
-            "{} goroutine cluster{} leaking faster than {limit}",
+            "{} goroutine leak{} faster than {limit}{each}",
             leaks.len(),
-            if leaks.len() == 1 { " is" } else { "s are" }
+            if leaks.len() == 1 { " grows" } else { "s grow" }
         ));
-        result.findings.extend(leaks.into_iter().take(TOP));
+        for ((function, wait_reason, cause), found) in leaks.into_iter().take(TOP) {
+            let mean = found.iter().map(|l| l.per_minute).sum::<f64>() / found.len() as f64;
+            let per_process = found
+                .iter()
+                .map(|l| {
+                    let run = if l.run.is_empty() { String::new() } else { format!("{}: ", l.run) };
+                    format!(
+                        "{run}{}/min for {} s ({} -> {} goroutines, confidence {})",
+                        trim_number((l.per_minute * 10.0).round() / 10.0),
+                        trim_number(l.seconds.round()),
+                        l.first,
+                        l.last,
+                        crate::compare::format::share(l.confidence),
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            result.findings.push(format!(
+                "{function} ({wait_reason}, {cause}) in {}, about {}/min per process: {per_process}",
+                processes(found.len()),
+                trim_number((mean * 10.0).round() / 10.0),
+            ));
+        }
     }
     result
+}
+
+/// One process's growth of one leak.
+struct ProcessLeak {
+    run: String,
+    per_minute: f64,
+    seconds: f64,
+    first: u64,
+    last: u64,
+    confidence: f64,
 }
 
 /// `120 s` → `2m`, `90 s` → `90s`.
