@@ -190,6 +190,16 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
     }
 }
 
+/// A finished command's exit code, stdout and stderr, for assertion messages.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Compares `actual` with the golden file `tests/data/<name>`; `UPDATE_EXPECT=1` rewrites it.
 pub fn check_golden(name: &str, actual: &str) {
     let path = manifest_dir().join("data").join(name);

@@ -239,19 +239,9 @@ fn check<S: AsRef<OsStr>>(contracts: &Path, service: &str, args: &[S], env: &[(&
     slo_gate(&all, env)
 }
 
-/// The exit code, stdout and stderr, for assertion messages.
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Asserts the exit code; the stdout.
 fn expect_exit(out: &Output, code: i32, what: &str) -> String {
-    assert_eq!(out.status.code(), Some(code), "{what}: {}", text(out));
+    assert_eq!(out.status.code(), Some(code), "{what}: {}", e2e::output_text(out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -398,7 +388,7 @@ fn gate_blocks_a_slower_candidate_and_passes_an_equal_one() {
     let aa_junit = path("aa-junit.xml");
     let same = check(&contracts, "checkout", &["--collector", &api, "--candidate", "1.0.1", "--junit", &aa_junit], &[]);
     let stdout = expect_exit(&same, 0, "the equal rebuild passes");
-    assert!(stdout.contains("GATE PASSED"), "{}", text(&same));
+    assert!(stdout.contains("GATE PASSED"), "{}", e2e::output_text(&same));
     let suites = parse_junit(&std::fs::read_to_string(&aa_junit).unwrap());
     assert_eq!(suites.len(), 1, "{suites:?}");
     assert_eq!(suites[0].failures, 0, "{suites:?}");
@@ -431,7 +421,7 @@ fn gate_blocks_a_slower_candidate_and_passes_an_equal_one() {
         relative_change(cand_p95, base_p95).unwrap(),
     ];
     for needle in ["checkout-latency", "release blocked"].into_iter().chain(numbers.iter().map(String::as_str)) {
-        assert!(stdout.contains(needle), "stdout lacks {needle:?}: {}", text(&blocked));
+        assert!(stdout.contains(needle), "stdout lacks {needle:?}: {}", e2e::output_text(&blocked));
     }
     // What the CI log must also name (the route and the attribute the slow spans share) is
     // checked last, after the reports that carry it.
@@ -497,7 +487,11 @@ fn gate_blocks_a_slower_candidate_and_passes_an_equal_one() {
     // No data for the candidate fails closed (`no_data: fail`) and says so.
     let nothing = check(&contracts, "checkout", &["--collector", &api, "--candidate", "9.9.9"], &[]);
     let stdout = expect_exit(&nothing, 1, "no data for the candidate");
-    assert!(stdout.contains(r#"no data found for service "checkout" version "9.9.9""#), "{}", text(&nothing));
+    assert!(
+        stdout.contains(r#"no data found for service "checkout" version "9.9.9""#),
+        "{}",
+        e2e::output_text(&nothing)
+    );
 
     // last-passing: 1.0.1 passed above (9.9.9 and 1.1.0 failed since), so it is the baseline.
     let last = check(
@@ -507,14 +501,23 @@ fn gate_blocks_a_slower_candidate_and_passes_an_equal_one() {
         &[],
     );
     expect_exit(&last, 1, "blocked against the last passing build");
-    assert_eq!(read_json(Path::new(&json))["baseline_versions"], serde_json::json!(["1.0.1"]), "{}", text(&last));
+    assert_eq!(
+        read_json(Path::new(&json))["baseline_versions"],
+        serde_json::json!(["1.0.1"]),
+        "{}",
+        e2e::output_text(&last)
+    );
 
     // --data-dir refuses a directory in use, then reads it once the collector is gone and gives
     // the same verdict and numbers.
     let data_arg = data.to_str().unwrap();
     let busy = check(&contracts, "checkout", &["--data-dir", data_arg, "--candidate", "1.1.0", "--no-record"], &[]);
     expect_exit(&busy, 2, "a data directory in use");
-    assert!(String::from_utf8_lossy(&busy.stderr).contains("in use by another slo-gate process"), "{}", text(&busy));
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains("in use by another slo-gate process"),
+        "{}",
+        e2e::output_text(&busy)
+    );
     server.stop();
     let offline_json = path("offline.json");
     let offline =
@@ -538,7 +541,7 @@ fn gate_blocks_a_slower_candidate_and_passes_an_equal_one() {
     // the correlated attribute").
     let missing: Vec<&str> =
         [CHECKOUT, "host.name", "node-3"].into_iter().filter(|n| !blocked_stdout.contains(n)).collect();
-    assert!(missing.is_empty(), "the blocked run's stdout lacks {missing:?}: {}", text(&blocked));
+    assert!(missing.is_empty(), "the blocked run's stdout lacks {missing:?}: {}", e2e::output_text(&blocked));
 }
 
 /// `consecutive_failures: 3`: the first and second failing builds are let through (exit 0,
@@ -567,13 +570,13 @@ fn consecutive_failures_block_only_the_third_failing_build() {
         let out = run(version);
         let stdout = expect_exit(&out, 0, &format!("failing build {streak} of 3 does not block"));
         let line = format!("GATE FAILED (not blocking: {streak} of 3 consecutive failures)");
-        assert!(stdout.contains(&line), "stdout lacks {line:?}: {}", text(&out));
-        assert!(!stdout.contains("release blocked"), "{}", text(&out));
+        assert!(stdout.contains(&line), "stdout lacks {line:?}: {}", e2e::output_text(&out));
+        assert!(!stdout.contains("release blocked"), "{}", e2e::output_text(&out));
     }
     let third = run("1.1.2");
     let stdout = expect_exit(&third, 1, "the third failing build blocks");
     for needle in ["GATE FAILED: release blocked", "3 consecutive builds failed (gate.consecutive_failures: 3)"] {
-        assert!(stdout.contains(needle), "stdout lacks {needle:?}: {}", text(&third));
+        assert!(stdout.contains(needle), "stdout lacks {needle:?}: {}", e2e::output_text(&third));
     }
 }
 
@@ -597,7 +600,7 @@ fn bad_input_exits_2_and_says_why() {
         .expect("run slo-gate check");
     expect_exit(&out, 2, "no write token");
     for needle in ["SLO_GATE_TOKEN", "--token-file", "--no-record"] {
-        assert!(String::from_utf8_lossy(&out.stderr).contains(needle), "{needle}: {}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(needle), "{needle}: {}", e2e::output_text(&out));
     }
 
     let bad = write_contract(
@@ -607,21 +610,25 @@ fn bad_input_exits_2_and_says_why() {
     );
     let out = check(&bad, "checkout", &["--collector", &api, "--candidate", "1.1.0"], &[]);
     expect_exit(&out, 2, "a bad contract");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("checkout.yaml:"), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("checkout.yaml:"), "{}", e2e::output_text(&out));
 
     let out = check(&contracts, "payments", &["--collector", &api, "--candidate", "1"], &[]);
     expect_exit(&out, 2, "a service without contract");
-    assert!(String::from_utf8_lossy(&out.stderr).contains(r#"no contract for service "payments""#), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(r#"no contract for service "payments""#),
+        "{}",
+        e2e::output_text(&out)
+    );
 
     let out = check(&contracts, "checkout", &["--collector", &api, "--candidate", "1.1.0"], &[]);
     expect_exit(&out, 2, "a service the collector has no data of");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(r#"has no data of service "checkout" at all"#),
         "{}",
-        text(&out)
+        e2e::output_text(&out)
     );
 
     let out = check(&contracts, "checkout", &["--collector", "http://127.0.0.1:1", "--candidate", "1.1.0"], &[]);
     expect_exit(&out, 2, "an unreachable collector");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the collector"), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the collector"), "{}", e2e::output_text(&out));
 }

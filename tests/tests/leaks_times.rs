@@ -43,19 +43,11 @@ fn leaks(args: &[&str], dir: &Path) -> Output {
     Command::new(e2e::binary()).arg("leaks").args(args).arg(dir).output().expect("run slo-gate leaks")
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// The two corpus leaks at about 60/min each (what 5 s between dumps gives).
 fn assert_two_leaks_at_60_per_minute(out: &Output, what: &str) {
-    assert_eq!(out.status.code(), Some(1), "{what}: {}", text(out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: {e}: {}", text(out)));
+    assert_eq!(out.status.code(), Some(1), "{what}: {}", e2e::output_text(out));
+    let report: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: {e}: {}", e2e::output_text(out)));
     let findings = report["findings"].as_array().unwrap();
     let mut functions: Vec<&str> = findings.iter().map(|f| f["blocking_function"].as_str().unwrap()).collect();
     functions.sort_unstable();
@@ -78,18 +70,18 @@ fn copied_dumps_need_their_interval() {
     let base = SystemTime::now() - Duration::from_secs(60);
     let dir = copy_dumps(root.path(), "copied", plain_name, |i| base + Duration::from_millis(80 * i as u64));
     let out = leaks(&["--json"], &dir);
-    assert_eq!(out.status.code(), Some(2), "a guess from copy times: {}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "a guess from copy times: {}", e2e::output_text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for needle in ["modification times", "--interval", "--times", "goroutine-20261126T101500Z.txt"] {
-        assert!(stderr.contains(needle), "the error names {needle:?}: {}", text(&out));
+        assert!(stderr.contains(needle), "the error names {needle:?}: {}", e2e::output_text(&out));
     }
     assert_two_leaks_at_60_per_minute(&leaks(&["--json", "--interval", "5s"], &dir), "--interval 5s");
     let times = "2026-11-26T10:15:00Z,2026-11-26T10:15:05Z,2026-11-26T10:15:10Z,2026-11-26T10:15:15Z,\
                  2026-11-26T10:15:20Z,2026-11-26T10:15:25Z,2026-11-26T10:15:30Z,2026-11-26T10:15:35Z,2026-11-26T10:15:40Z";
     assert_two_leaks_at_60_per_minute(&leaks(&["--json", "--times", times], &dir), "--times");
     let out = leaks(&["--json", "--times", "2026-11-26T10:15:00Z,2026-11-26T10:15:05Z"], &dir);
-    assert_eq!(out.status.code(), Some(2), "two times for nine dumps: {}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("9"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "two times for nine dumps: {}", e2e::output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("9"), "{}", e2e::output_text(&out));
 }
 
 // issue 11 #15: a git checkout gives every dump the same modification time: an error, not
@@ -100,8 +92,8 @@ fn checked_out_dumps_with_one_time_are_an_error() {
     let when = SystemTime::now() - Duration::from_secs(60);
     let dir = copy_dumps(root.path(), "checkout", plain_name, |_| when);
     let out = leaks(&["--json"], &dir);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--interval"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", e2e::output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--interval"), "{}", e2e::output_text(&out));
 }
 
 // issue 11 #15: a timestamp in the file name wins over modification times, absolute
