@@ -6,10 +6,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 /// goroutine or sample (hashing whole stacks with SipHash was the largest single cost of
 /// clustering many snapshots). It resists no deliberate collisions, so it is only for keys an
 /// attacker does not choose (pointers) or inputs whose worst case costs time, not correctness.
-pub(crate) type FastHash = BuildHasherDefault<FxHasher>;
+pub type FastHash = BuildHasherDefault<FxHasher>;
 
-#[derive(Debug, Default)]
-pub(crate) struct FxHasher(u64);
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FxHasher(u64);
 
 impl FxHasher {
     fn add(&mut self, word: u64) {

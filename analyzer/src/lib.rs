@@ -6,7 +6,7 @@ pub mod compare;
 pub mod correlate;
 pub mod flame;
 pub mod gate;
-mod hash;
+pub mod hash;
 pub mod leaks;
 pub mod pprof;
 mod xml;

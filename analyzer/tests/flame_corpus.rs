@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use analyzer::flame::{self, Metric, RegressionOptions, Run, svg};
+use analyzer::flame::{self, RegressionOptions, Run, Share, svg};
 use analyzer::pprof::{self, Profile};
 
 /// The package's directory: where cargo runs this test from now (`CARGO_MANIFEST_DIR` at run
@@ -164,7 +164,7 @@ fn a_a_comparison_reports_nothing() {
             .expect("detect")
             .functions;
         assert!(found.is_empty(), "{base} -> {cand}: {found:#?}");
-        let options = RegressionOptions { metric: Metric::TotalShare, ..Default::default() };
+        let options = RegressionOptions { metric: Share::Cumulative, ..Default::default() };
         let found = flame::detect_regressions(&[run(base)], &[run(cand)], &options).expect("detect").functions;
         assert!(found.is_empty(), "{base} -> {cand}, total share: {found:#?}");
     }
@@ -202,8 +202,8 @@ fn mixing_profile_types_is_an_error() {
 fn table(found: &[flame::Regression]) -> String {
     let mut out = String::new();
     for r in found {
-        let s = r.share(Metric::SelfShare);
-        let t = r.share(Metric::TotalShare);
+        let s = r.share(Share::Flat);
+        let t = r.share(Share::Cumulative);
         out.push_str(&format!(
             "{} self {:.1}% -> {:.1}% ({:+.1} pp, {:.3}) total {:.1}% -> {:.1}% ({:+.1} pp) path {}\n",
             r.function,

@@ -9,24 +9,9 @@ use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 use slo_contracts::Contract;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let u = self.unit().max(1e-300);
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * self.unit()).cos()
-    }
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 const T0: u64 = 1_780_000_000_000_000_000;
 const WINDOW: u64 = 600_000_000_000;
@@ -72,6 +57,7 @@ fn side(seed: u64, n: usize, median: f64, sigma: f64, error_rate: f64, version: 
         spans,
         metrics,
         cpu_runs: Vec::new(),
+        alloc_runs: Vec::new(),
         goroutine_runs: Vec::new(),
     }
 }

@@ -28,8 +28,8 @@ pub use criterion::{CriterionError, parse_criterion};
 pub use diagnostic::{Diagnostic, Location, Severity};
 pub use duration::{DurationError, HumanDuration};
 pub use model::{
-    Aggregation, Baseline, Bound, Contract, Criterion, GatePolicy, Indicator, MetricSelector, NoData, Objective,
-    OnViolation, Op, RatioOf, ScoreThresholds, Share, SpanSelector, Unit,
+    Aggregation, Baseline, Bound, Contract, CpuNormalize, Criterion, GatePolicy, Indicator, MetricSelector, NoData,
+    Objective, OnViolation, Op, RatioOf, ScoreThresholds, Share, SpanSelector, Unit,
 };
 pub use openslo::import_openslo;
 pub use validate::{API_VERSION, parse, parse_many};

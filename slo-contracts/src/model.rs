@@ -171,6 +171,11 @@ pub enum Indicator {
         confidence: f64,
         /// Which share of a function is compared.
         share: Share,
+        /// How the builds' CPU is made comparable.
+        normalize: CpuNormalize,
+        /// The counter whose increase is the work done (`http_requests_total`); `None`: the
+        /// service's SERVER spans.
+        work: Option<MetricSelector>,
     },
     /// Goroutines that keep growing in the candidate's goroutine profiles.
     GoroutineLeak {
@@ -255,13 +260,74 @@ pub enum Aggregation {
     Percentile(f64),
 }
 
-/// Which share of a function a CPU regression compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which share of a function a CPU regression compares: the one vocabulary of contracts, the
+/// analyzer (`analyzer::flame`), the API's `metric=` parameter and `slo-gate flame --metric`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum Share {
     /// Self time (pprof's flat): samples in the function itself. Written `self`.
+    #[default]
     Flat,
     /// Total time (pprof's cum): samples in the function and its callees. Written `total`.
     Cumulative,
+}
+
+impl Share {
+    /// Both, in the order they are listed to people.
+    pub const ALL: [Share; 2] = [Share::Flat, Share::Cumulative];
+
+    /// How it is written: `self` or `total`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Share::Flat => "self",
+            Share::Cumulative => "total",
+        }
+    }
+}
+
+impl std::fmt::Display for Share {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for Share {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Share {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Share, D::Error> {
+        let word = std::borrow::Cow::<str>::deserialize(d)?;
+        word.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::str::FromStr for Share {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Share, String> {
+        Share::ALL
+            .into_iter()
+            .find(|share| share.name() == s)
+            .ok_or_else(|| format!("{s:?} is not a share: use `self` or `total`"))
+    }
+}
+
+/// How a `cpu_regression` makes the builds' CPU comparable (ADR 0008). Written `auto`,
+/// `share`, `rate`, `per_request`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CpuNormalize {
+    /// CPU per request when both builds' work is known, CPU per second when their loads look
+    /// alike, shares otherwise.
+    #[default]
+    Auto,
+    /// Each function's share of its profile.
+    Share,
+    /// CPU-seconds per second of profiled time, per process.
+    Rate,
+    /// CPU per unit of work (request).
+    PerRequest,
 }
 
 /// The unit of an indicator's values, which criteria are converted to.

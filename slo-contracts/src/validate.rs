@@ -13,8 +13,8 @@ use crate::criterion::parse_criterion;
 use crate::diagnostic::{self, Diagnostic, Location, Severity, did_you_mean};
 use crate::duration::HumanDuration;
 use crate::model::{
-    Aggregation, Baseline, Bound, Contract, Criterion, DEFAULT_CPU_PROFILE_TYPE, GatePolicy, Indicator, MetricSelector,
-    NoData, Objective, OnViolation, RatioOf, ScoreThresholds, Share, SpanSelector, Unit,
+    Aggregation, Baseline, Bound, Contract, CpuNormalize, Criterion, DEFAULT_CPU_PROFILE_TYPE, GatePolicy, Indicator,
+    MetricSelector, NoData, Objective, OnViolation, RatioOf, ScoreThresholds, Share, SpanSelector, Unit,
 };
 use crate::wire::{INDICATOR_KEYS, keys};
 use crate::yaml::{self, Kind, Node, Scalar};
@@ -761,6 +761,8 @@ impl Walker<'_> {
         let mut min_change_pp = 1.0;
         let mut confidence = 0.95;
         let mut share = Share::Flat;
+        let mut normalize = CpuNormalize::Auto;
+        let mut work = None;
         if !node.is_null() {
             let fields = self.fields(node, "cpu_regression", keys::CPU_REGRESSION)?;
             if let Some(t) = fields.get("profile_type").and_then(|n| self.text(n, "profile_type")) {
@@ -798,12 +800,32 @@ impl Walker<'_> {
                     _ => Share::Flat,
                 };
             }
+            if let Some(n) = fields.get("normalize") {
+                normalize = match self.keyword(n, "normalize", &["auto", "share", "rate", "per_request"]) {
+                    Some("share") => CpuNormalize::Share,
+                    Some("rate") => CpuNormalize::Rate,
+                    Some("per_request") => CpuNormalize::PerRequest,
+                    _ => CpuNormalize::Auto,
+                };
+            }
+            if let Some(n) = fields.get("work") {
+                work = self.metric_selector(n);
+                if work.is_some() && normalize == CpuNormalize::Share {
+                    self.error_hint(
+                        n,
+                        "work is set but normalize is share, which does not use it".to_string(),
+                        "remove `work`, or use normalize: per_request (or auto)",
+                    );
+                }
+            }
         }
         (self.errors() == errors_before).then_some(Indicator::CpuRegression {
             profile_type,
             min_change_pp,
             confidence,
             share,
+            normalize,
+            work,
         })
     }
 

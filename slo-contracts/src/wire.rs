@@ -329,6 +329,29 @@ pub struct CpuRegression {
     /// `self` (default: time in the function itself) or `total` (with its callees).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share: Option<Share>,
+    /// How the builds' CPU is made comparable: `auto` (default: CPU per request when the work
+    /// is known, CPU per second when the loads look alike, else shares), `share`, `rate` or
+    /// `per_request`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalize: Option<Normalize>,
+    /// The counter whose increase is the work done, for CPU per request. Default: the service's
+    /// SERVER spans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work: Option<MetricSelector>,
+}
+
+/// How a CPU regression makes the builds' CPU comparable.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// Per request when known, per second when the loads look alike, else shares.
+    Auto,
+    /// Share of each profile.
+    Share,
+    /// CPU per second of profiled time.
+    Rate,
+    /// CPU per unit of work.
+    PerRequest,
 }
 
 /// Which share of a function is compared.
@@ -405,7 +428,7 @@ pub mod keys {
     /// [`super::MetricSelector`].
     pub const METRIC_SELECTOR: &[&str] = &["name", "matchers"];
     /// [`super::CpuRegression`].
-    pub const CPU_REGRESSION: &[&str] = &["profile_type", "min_change", "confidence", "share"];
+    pub const CPU_REGRESSION: &[&str] = &["profile_type", "min_change", "confidence", "share", "normalize", "work"];
     /// [`super::GoroutineLeak`].
     pub const GOROUTINE_LEAK: &[&str] = &["max_growth_per_minute", "min_duration"];
 }

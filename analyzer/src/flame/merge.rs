@@ -186,6 +186,8 @@ pub(crate) struct FoldedProfile {
     pub events: f64,
     /// `kind/unit` of the folded sample type.
     pub type_name: String,
+    /// How long the profile ran, in seconds (0 when it does not say).
+    pub duration_seconds: f64,
 }
 
 /// Folds each profile separately for `kind`, checking that all measure the same thing.
@@ -210,7 +212,12 @@ pub(crate) fn fold_each<'a>(
         }
         let mut folded = Folded::new();
         folded.add_profile(profile, index);
-        out.push(FoldedProfile { folded, events: sampled_events(profile, index), type_name });
+        out.push(FoldedProfile {
+            folded,
+            events: sampled_events(profile, index),
+            type_name,
+            duration_seconds: profile.duration_nanos.max(0) as f64 / 1e9,
+        });
     }
     if out.is_empty() {
         return Err(FlameError::NoProfiles { side });
@@ -352,7 +359,7 @@ impl<E: std::error::Error + 'static> EncodedMergeError<E> {
                 | FlameError::NoSampleTypes { profile }
                 | FlameError::TypeMismatch { profile, .. },
             ) => Some(*profile),
-            EncodedMergeError::Merge(FlameError::NoProfiles { .. }) => None,
+            EncodedMergeError::Merge(FlameError::NoProfiles { .. } | FlameError::Normalize(_)) => None,
         }
     }
 }

@@ -9,19 +9,30 @@
 //! profiles of each side, which inferno's differential folding does not keep. No I/O: callers pass
 //! decoded profiles and a writer.
 
+pub mod allocation;
+pub mod explain;
+pub mod levels;
 pub mod merge;
+pub mod normalize;
 pub mod regression;
+pub mod report;
 pub mod svg;
 
+pub use allocation::{AllocationGrowth, Allocator, attribute_allocations};
+pub use levels::{FlameGraphDiff, FlameGraphLevels};
 pub use merge::{EncodedMergeError, Folded, Merger, merge, merge_encoded, sample_index};
+pub use normalize::{LOAD_TOLERANCE, Load, LoadSource, Normalization, NormalizeError, Work};
 pub use regression::{
-    Comparison, Metric, Regression, RegressionOptions, Run, Share, SideSummary, compare_functions, detect_regressions,
-    differential,
+    ChangeKind, Comparison, Regression, RegressionOptions, Run, RuntimeChange, Share, ShareChange, SideSummary,
+    compare_functions, detect_regressions, differential, differential_scaled, is_runtime,
 };
 
 /// Why profiles could not be folded or compared.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FlameError {
+    /// The normalization asked for cannot be computed from these profiles.
+    #[error(transparent)]
+    Normalize(#[from] NormalizeError),
     /// No profile was given where at least one is needed.
     #[error("no profiles given for {side}")]
     NoProfiles {

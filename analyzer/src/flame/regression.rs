@@ -60,7 +60,7 @@
 //! (never by less than 1).
 //!
 //! The confidence is the probability that the share really grew. A function is reported when its
-//! chosen share ([`Metric`], self by default, because a slower function shows up in its own code
+//! chosen share ([`Share`], self by default, because a slower function shows up in its own code
 //! while its callers only inherit the change) grew by at least `min_change_pp` with at least
 //! `min_confidence` after Holm's correction over the functions that grew by that much (the
 //! effect-size filter screens first, so the family is small and a real regression keeps its
@@ -72,22 +72,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::merge::{FoldedProfile, fold_each};
+use super::normalize::{self, Load, Normalization, SideRuns, Work};
 use super::{FlameError, Folded};
 use crate::compare::special::student_t_cdf;
 use crate::pprof::Profile;
+pub use slo_contracts::Share;
 
 /// Go's preemption frame, folded into its caller before comparing.
 pub const ASYNC_PREEMPT: &str = "runtime.asyncPreempt";
-
-/// Which share a regression is judged on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Metric {
-    /// The function's own code (leaf samples).
-    #[default]
-    SelfShare,
-    /// The function and everything it calls.
-    TotalShare,
-}
 
 /// Thresholds of [`detect_regressions`].
 #[derive(Debug, Clone, PartialEq)]
@@ -99,9 +91,15 @@ pub struct RegressionOptions {
     /// Smallest confidence (0..1) that the share grew.
     pub min_confidence: f64,
     /// The share regressions are judged on.
-    pub metric: Metric,
+    pub metric: Share,
     /// Leaf frames given to their caller before comparing.
     pub fold_into_caller: Vec<String>,
+    /// How profiles are made comparable (ADR 0008); `Auto` by default.
+    pub normalization: Normalization,
+    /// The baseline's work (requests served), for CPU per unit of work.
+    pub baseline_work: Option<Work>,
+    /// The candidate's work.
+    pub candidate_work: Option<Work>,
 }
 
 impl Default for RegressionOptions {
@@ -110,24 +108,34 @@ impl Default for RegressionOptions {
             sample_type: None,
             min_change_pp: 1.0,
             min_confidence: 0.95,
-            metric: Metric::SelfShare,
+            metric: Share::Flat,
             fold_into_caller: vec![ASYNC_PREEMPT.to_string()],
+            normalization: Normalization::Auto,
+            baseline_work: None,
+            candidate_work: None,
         }
     }
 }
 
-/// A function's share of the profile on both sides.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Share {
-    /// Mean share over the baseline profiles, in percent.
+/// A function's normalized CPU on both sides: its share of each profile, or under
+/// [`Normalization::Rate`] and [`Normalization::PerUnit`] its CPU per second or per unit of work
+/// as a percentage of the baseline's total (so that `change_pp` is a part of what the baseline
+/// spent in every normalization).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShareChange {
+    /// Mean over the baseline's runs, in percent.
     pub baseline_pct: f64,
-    /// Mean share over the candidate profiles, in percent.
+    /// Mean over the candidate's runs, in percent.
     pub candidate_pct: f64,
     /// `candidate_pct - baseline_pct`, in percentage points.
     pub change_pp: f64,
+    /// The change relative to the baseline, in percent (`None` when the baseline has none).
+    pub change_pct: Option<f64>,
     /// The change divided by its standard error, after the noise correction.
     pub z: f64,
-    /// Degrees of freedom of the t-test on `z` (infinite: a z-test).
+    /// Degrees of freedom of the t-test on `z` (infinite: a z-test; `null` in JSON, which has no
+    /// infinity).
+    #[serde(with = "infinite_as_null")]
     pub degrees_of_freedom: f64,
     /// Factor by which the run-to-run variance of this comparison exceeded the sampling model
     /// (genomic control, at least 1); the variance behind `z` includes it.
@@ -137,27 +145,77 @@ pub struct Share {
 }
 
 /// One function compared between the sides.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Regression {
     /// Function name.
     pub function: String,
     /// Share of its own code.
-    pub self_share: Share,
+    pub self_share: ShareChange,
     /// Share with its callees.
-    pub total_share: Share,
+    pub total_share: ShareChange,
     /// The heaviest root-first call path in the candidate that ends in this function.
     pub hottest_path: Vec<String>,
     /// Confidence that the judged share grew, corrected for testing many functions at once
     /// (Holm); from [`compare_functions`] it is the uncorrected self-share confidence.
     pub confidence: f64,
+    /// What kind of change it is.
+    pub kind: ChangeKind,
+}
+
+/// What kind of change a grown function is (ADR 0008): the developer's next step differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// Code the baseline also ran now costs more: it got slower.
+    #[default]
+    Slower,
+    /// Code that was absent or near zero in the baseline (below half of `min_change_pp`).
+    NewWork,
+    /// The language runtime (`runtime.*`: GC, allocation, scheduling), grown because of what the
+    /// program's code does; see [`Comparison::runtime_change`] and
+    /// [`crate::flame::attribute_allocations`].
+    Runtime,
+}
+
+impl ChangeKind {
+    /// `slower`, `new_work`, `runtime`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeKind::Slower => "slower",
+            ChangeKind::NewWork => "new_work",
+            ChangeKind::Runtime => "runtime",
+        }
+    }
+}
+
+/// Infinity as JSON's `null` and back: JSON has no infinity, and serde_json would write `null`
+/// and then refuse to read it.
+mod infinite_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+        match value.is_finite() {
+            true => s.serialize_f64(*value),
+            false => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
+    }
+}
+
+/// Whether a function belongs to the Go runtime (its GC, allocator and scheduler).
+pub fn is_runtime(function: &str) -> bool {
+    function.starts_with("runtime.") || function.starts_with("internal/runtime/") || function.starts_with("runtime/")
 }
 
 impl Regression {
     /// The share of `metric`.
-    pub fn share(&self, metric: Metric) -> &Share {
+    pub fn share(&self, metric: Share) -> &ShareChange {
         match metric {
-            Metric::SelfShare => &self.self_share,
-            Metric::TotalShare => &self.total_share,
+            Share::Flat => &self.self_share,
+            Share::Cumulative => &self.total_share,
         }
     }
 }
@@ -219,13 +277,65 @@ pub struct Comparison {
     /// Degrees of freedom of the tests, `R_b + R_c - 2` (infinite for the z-test of one run per
     /// side).
     pub degrees_of_freedom: f64,
+    /// How the profiles were made comparable (never `Auto`: the choice made).
+    pub normalization: Normalization,
+    /// Why that normalization, and what limits it.
+    pub notes: Vec<String>,
+    /// The builds' loads compared, when they could be.
+    pub load: Option<Load>,
+    /// Work per second per process of each side, when known.
+    pub work_per_second: (Option<f64>, Option<f64>),
+    /// What a unit of work is (`request`).
+    pub unit: String,
+    /// CPU rates were asked for, but the loads differ beyond [`normalize::LOAD_TOLERANCE`]: the
+    /// functions found are not to be trusted.
+    pub loads_differ: bool,
+    /// Factor that puts the merged baseline on the candidate's scale in a differential flame graph
+    /// ([`differential_scaled`]): the ratio of totals for shares, of profiled time for rates, of
+    /// work done for per-unit costs.
+    pub baseline_scale: f64,
+    /// Under rates and per-unit costs: the median ratio (candidate over baseline) of the costs of
+    /// the program's functions both builds run, which the candidate's values were divided by
+    /// (ADR 0008); `None` for shares or with fewer than three such functions.
+    pub common_shift: Option<f64>,
+    /// The runtime's functions together (`runtime.*`), self values: how much the GC, allocator
+    /// and scheduler grew, whether or not any one of them was found on its own.
+    pub runtime_change: RuntimeChange,
+}
+
+/// The runtime's functions taken together.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuntimeChange {
+    /// Their summed self value on the baseline, percent (of the profile, or of the baseline's
+    /// total).
+    pub baseline_pct: f64,
+    /// On the candidate.
+    pub candidate_pct: f64,
+    /// The largest contributors to the change: function and its change in pp, largest first.
+    pub top: Vec<(String, f64)>,
+}
+
+impl RuntimeChange {
+    /// `candidate_pct - baseline_pct`.
+    pub fn change_pp(&self) -> f64 {
+        self.candidate_pct - self.baseline_pct
+    }
 }
 
 impl Comparison {
-    /// What a reader must know to trust the result: a side with a single run.
+    /// How a value reads: `share`, `CPU per second`, `CPU per request`.
+    pub fn measure(&self) -> String {
+        self.normalization.per(&self.unit)
+    }
+
+    /// What a reader must know to trust the result: a side with a single run, loads that differ
+    /// under CPU rates.
     pub fn warnings(&self) -> Vec<String> {
         let one = |side: &SideSummary| side.runs == 1;
         let mut out = Vec::new();
+        if self.loads_differ {
+            out.extend(self.notes.iter().filter(|n| n.starts_with("the loads differ")).cloned());
+        }
         match (one(&self.baseline), one(&self.candidate)) {
             (true, true) => out.push(
                 "baseline and candidate have one run each: differences between runs of one build cannot be \
@@ -285,16 +395,30 @@ fn compare_shares(
             p.folded.fold_leaf_into_caller(name);
         }
     }
-    let base_side = SideShares::new(&base, base_runs.iter().map(|r| r.profiles.len()));
-    let cand_side = SideShares::new(&cand, cand_runs.iter().map(|r| r.profiles.len()));
+    let resolved = {
+        let base_sides = SideRuns {
+            name: "baseline",
+            runs: split_runs(&base, base_runs.iter().map(|r| r.profiles.len())),
+            work: options.baseline_work.as_ref(),
+        };
+        let cand_sides = SideRuns {
+            name: "candidate",
+            runs: split_runs(&cand, cand_runs.iter().map(|r| r.profiles.len())),
+            work: options.candidate_work.as_ref(),
+        };
+        normalize::resolve(options.normalization, &base_sides, &cand_sides)?
+    };
+    let base_side = SideShares::new(&base, base_runs.iter().map(|r| r.profiles.len()), &resolved.divisors.0);
+    let cand_side = SideShares::new(&cand, cand_runs.iter().map(|r| r.profiles.len()), &resolved.divisors.1);
     let mut candidate_merged = Folded::new();
     for p in &cand {
         candidate_merged.merge_from(&p.folded);
     }
 
+    let binomial = resolved.normalization == Normalization::Share;
     let functions: BTreeSet<&str> = base_side.functions().chain(cand_side.functions()).collect();
-    let self_model = Model::fit(&functions, &base_side, &cand_side, false);
-    let total_model = Model::fit(&functions, &base_side, &cand_side, true);
+    let self_model = Model::fit(&functions, &base_side, &cand_side, false, binomial);
+    let total_model = Model::fit(&functions, &base_side, &cand_side, true, binomial);
     let mut out: Vec<Regression> = Vec::with_capacity(functions.len());
     for &function in &functions {
         let self_share = self_model.compare(&base_side, &cand_side, function);
@@ -304,10 +428,29 @@ fn compare_shares(
             self_share,
             total_share: total_model.compare(&base_side, &cand_side, function),
             hottest_path: Vec::new(),
+            kind: ChangeKind::Slower,
         });
     }
-    let self_inflation = noise_inflation(out.iter().map(|r| &r.self_share), options.min_change_pp);
-    let total_inflation = noise_inflation(out.iter().map(|r| &r.total_share), options.min_change_pp);
+    for r in &mut out {
+        r.kind = if is_runtime(&r.function) {
+            ChangeKind::Runtime
+        } else if r.share(options.metric).baseline_pct < options.min_change_pp / 2.0 {
+            ChangeKind::NewWork
+        } else {
+            ChangeKind::Slower
+        };
+    }
+    let runtime_change = runtime_change(&out);
+    // Under rates and per-unit costs the noise is measured on the program's functions only: new
+    // work lands in the runtime (a busier GC moves dozens of its functions at once, all real), and
+    // taken for noise it erased every change of the live run of ADR 0008 (λ = 11.6).
+    let (fewest, measured): (usize, Vec<&Regression>) = if binomial {
+        (MIN_FUNCTIONS_FOR_GENOMIC_CONTROL, out.iter().collect())
+    } else {
+        (MIN_FUNCTIONS_FOR_GENOMIC_CONTROL_OF_COSTS, out.iter().filter(|r| r.kind != ChangeKind::Runtime).collect())
+    };
+    let self_inflation = noise_inflation(measured.iter().map(|r| &r.self_share), options.min_change_pp, fewest);
+    let total_inflation = noise_inflation(measured.iter().map(|r| &r.total_share), options.min_change_pp, fewest);
     for r in &mut out {
         deflate(&mut r.self_share, self_inflation);
         deflate(&mut r.total_share, total_inflation);
@@ -322,8 +465,44 @@ fn compare_shares(
             2 => f64::INFINITY,
             runs => (runs - 2) as f64,
         },
+        normalization: resolved.normalization,
+        notes: resolved.notes,
+        load: resolved.load,
+        work_per_second: resolved.work_per_second,
+        unit: resolved.unit,
+        loads_differ: resolved.loads_differ,
+        baseline_scale: resolved.baseline_scale,
+        common_shift: resolved.common_shift,
+        runtime_change,
     };
     Ok((comparison, candidate_merged))
+}
+
+/// The runtime's self values summed, and its five largest changes.
+fn runtime_change(functions: &[Regression]) -> RuntimeChange {
+    let mut change = RuntimeChange::default();
+    let mut top: Vec<(String, f64)> = Vec::new();
+    for r in functions.iter().filter(|r| r.kind == ChangeKind::Runtime) {
+        change.baseline_pct += r.self_share.baseline_pct;
+        change.candidate_pct += r.self_share.candidate_pct;
+        top.push((r.function.clone(), r.self_share.change_pp));
+    }
+    top.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    top.truncate(5);
+    change.top = top;
+    change
+}
+
+/// Splits a side's folded profiles (run after run) into its runs.
+fn split_runs(folded: &[FoldedProfile], sizes: impl Iterator<Item = usize>) -> Vec<&[FoldedProfile]> {
+    let mut rest = folded;
+    sizes
+        .map(|n| {
+            let (run, tail) = rest.split_at(n.min(rest.len()));
+            rest = tail;
+            run
+        })
+        .collect()
 }
 
 /// Median of the χ²₁ distribution, what the median of `z²` is when the model's variance is right.
@@ -338,17 +517,24 @@ const CHI2_1_MEDIAN: f64 = 0.454_936_4;
 /// and the median measures noise, as the method assumes (the corpus service has 23 at 1 pp).
 const MIN_FUNCTIONS_FOR_GENOMIC_CONTROL: usize = 20;
 
+/// The same for rates and per-unit costs (ADR 0008), counted over the program's functions (not
+/// the runtime's). Rates do not add up to one: a function that grows leaves the others where they
+/// were, so the median `z²` of eight functions is still mostly noise. (The corpus' A/A pair under
+/// CPU per second has 15; without the correction `runtime.memclrNoHeapPointers` was reported at
+/// +1.4 pp.)
+const MIN_FUNCTIONS_FOR_GENOMIC_CONTROL_OF_COSTS: usize = 8;
+
 /// Genomic control: how much larger the observed `z²` are than the model predicts, estimated as
 /// `median(z²) / 0.4549` over the functions large enough to reach `min_change_pp` (at least
 /// [`MIN_FUNCTIONS_FOR_GENOMIC_CONTROL`] of them, else 1). It is a median, so the few functions
 /// that really changed do not move it.
-fn noise_inflation<'a>(shares: impl Iterator<Item = &'a Share>, min_change_pp: f64) -> f64 {
+fn noise_inflation<'a>(shares: impl Iterator<Item = &'a ShareChange>, min_change_pp: f64, fewest: usize) -> f64 {
     let mut z2: Vec<f64> = shares
         .filter(|s| s.baseline_pct.max(s.candidate_pct) >= min_change_pp.max(0.5))
         .map(|s| s.z * s.z)
         .filter(|z2| z2.is_finite())
         .collect();
-    if z2.len() < MIN_FUNCTIONS_FOR_GENOMIC_CONTROL {
+    if z2.len() < fewest {
         return 1.0;
     }
     z2.sort_by(f64::total_cmp);
@@ -356,14 +542,15 @@ fn noise_inflation<'a>(shares: impl Iterator<Item = &'a Share>, min_change_pp: f
     (median / CHI2_1_MEDIAN).max(1.0)
 }
 
-fn deflate(share: &mut Share, inflation: f64) {
+fn deflate(share: &mut ShareChange, inflation: f64) {
     share.noise_inflation = inflation;
     share.z /= inflation.sqrt();
     share.confidence = student_t_cdf(share.z, share.degrees_of_freedom);
 }
 
-/// The functions whose share grew by at least `min_change_pp` with at least `min_confidence`,
-/// largest change first (ties by name).
+/// The functions whose share grew by at least `min_change_pp` with at least `min_confidence`:
+/// those that got slower, then new work, then the runtime ([`ChangeKind`]), each largest change
+/// first (ties by name).
 pub fn detect_regressions(
     baseline: &[Run],
     candidate: &[Run],
@@ -372,12 +559,26 @@ pub fn detect_regressions(
     let (mut comparison, candidate_merged) = compare_shares(baseline, candidate, options)?;
     let found = &mut comparison.functions;
     found.retain(|r| r.share(options.metric).change_pp >= options.min_change_pp);
-    holm_adjust(found, options.metric);
+    // Two families, two claims: "this code of the program grew" and "the runtime grew" (which
+    // the report states once, for all runtime functions together, ADR 0008). Correcting the
+    // program's functions for the runtime's many GC and allocator functions, which new work moves
+    // all at once, would cost the slower function its power exactly when it matters.
+    let (mut runtime, mut program): (Vec<Regression>, Vec<Regression>) =
+        std::mem::take(found).into_iter().partition(|r| r.kind == ChangeKind::Runtime);
+    holm_adjust(&mut program, options.metric);
+    holm_adjust(&mut runtime, options.metric);
+    *found = program.into_iter().chain(runtime).collect();
     found.retain(|r| r.confidence >= options.min_confidence);
+    // Slower code first (what the developer must look at), then new work, then the runtime.
+    let order = |k: ChangeKind| match k {
+        ChangeKind::Slower => 0,
+        ChangeKind::NewWork => 1,
+        ChangeKind::Runtime => 2,
+    };
     found.sort_by(|a, b| {
-        b.share(options.metric)
-            .change_pp
-            .total_cmp(&a.share(options.metric).change_pp)
+        order(a.kind)
+            .cmp(&order(b.kind))
+            .then(b.share(options.metric).change_pp.total_cmp(&a.share(options.metric).change_pp))
             .then_with(|| a.function.cmp(&b.function))
     });
     for r in found.iter_mut() {
@@ -389,7 +590,7 @@ pub fn detect_regressions(
 /// Holm's step-down correction over the functions in `family`: the `i`-th smallest p-value (from
 /// 0) is multiplied by `m - i`, and adjusted p-values are made monotone. Sets each
 /// [`Regression::confidence`] to one minus its adjusted p-value.
-fn holm_adjust(family: &mut [Regression], metric: Metric) {
+fn holm_adjust(family: &mut [Regression], metric: Share) {
     let m = family.len();
     let mut order: Vec<usize> = (0..m).collect();
     let p = |r: &Regression| (1.0 - r.share(metric).confidence).clamp(0.0, 1.0);
@@ -409,7 +610,14 @@ fn holm_adjust(family: &mut [Regression], metric: Metric) {
 /// golden files need a stable order.
 pub fn differential(baseline: &Folded, candidate: &Folded) -> Vec<String> {
     let (bt, ct) = (baseline.total(), candidate.total());
-    let scale = if bt > 0 { ct as f64 / bt as f64 } else { 0.0 };
+    differential_scaled(baseline, candidate, if bt > 0 { ct as f64 / bt as f64 } else { 0.0 })
+}
+
+/// [`differential`] with the baseline multiplied by `scale`: [`Comparison::baseline_scale`]
+/// draws absolute changes (per second of profiled time, or per unit of work), where a function
+/// that got slower is red even when new work elsewhere shrank its share.
+pub fn differential_scaled(baseline: &Folded, candidate: &Folded, scale: f64) -> Vec<String> {
+    let scale = if scale.is_finite() && scale > 0.0 { scale } else { 0.0 };
     let mut both: BTreeMap<&Vec<String>, (i64, i64)> = BTreeMap::new();
     for (stack, &v) in baseline.stacks() {
         both.entry(stack).or_default().0 = (v as f64 * scale).round() as i64;
@@ -428,8 +636,8 @@ struct FunctionShares {
 }
 
 impl FunctionShares {
-    fn of(p: &FoldedProfile) -> Self {
-        let total = p.folded.total();
+    /// The profile's values over `divisor` (its total for shares).
+    fn of(p: &FoldedProfile, divisor: f64) -> Self {
         let mut values: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         let mut seen = BTreeSet::new();
         for (stack, &v) in p.folded.stacks() {
@@ -445,7 +653,7 @@ impl FunctionShares {
                 e.0 = e.0.saturating_add(v);
             }
         }
-        let frac = |x: i64| if total > 0 { x as f64 / total as f64 } else { 0.0 };
+        let frac = |x: i64| if divisor > 0.0 { x as f64 / divisor } else { 0.0 };
         Self { shares: values.into_iter().map(|(k, (s, t))| (k, (frac(s), frac(t)))).collect() }
     }
 }
@@ -457,21 +665,30 @@ struct SideShares {
 /// The profiles of one run as function shares.
 struct RunShares {
     profiles: Vec<FunctionShares>,
-    /// Sampled events of each profile.
+    /// Sampled events of each profile per unit of its normalized values (for shares, the events).
     events: Vec<f64>,
 }
 
 impl SideShares {
-    /// Splits `folded` (the side's profiles, run after run) into runs of the given sizes.
-    fn new(folded: &[FoldedProfile], sizes: impl Iterator<Item = usize>) -> Self {
-        let mut rest = folded;
-        let runs = sizes
-            .map(|n| {
-                let (run, tail) = rest.split_at(n.min(rest.len()));
-                rest = tail;
+    /// Splits `folded` (the side's profiles, run after run) into runs of the given sizes, each
+    /// profile divided by its divisor.
+    fn new(folded: &[FoldedProfile], sizes: impl Iterator<Item = usize>, divisors: &[f64]) -> Self {
+        let mut start = 0;
+        let runs = split_runs(folded, sizes)
+            .into_iter()
+            .map(|run| {
+                let divisors = &divisors[start..start + run.len()];
+                start += run.len();
                 RunShares {
-                    profiles: run.iter().map(FunctionShares::of).collect(),
-                    events: run.iter().map(|p| p.events).collect(),
+                    profiles: run.iter().zip(divisors).map(|(p, &d)| FunctionShares::of(p, d)).collect(),
+                    events: run
+                        .iter()
+                        .zip(divisors)
+                        .map(|(p, &d)| {
+                            let total = p.folded.total();
+                            if total > 0 && d > 0.0 { p.events * d / total as f64 } else { p.events }
+                        })
+                        .collect(),
                 }
             })
             .collect();
@@ -496,11 +713,11 @@ impl SideShares {
     }
 
     /// Each run's mean share of the function and that mean's variance from its profiles (`w_r`).
-    fn run_estimates(&self, function: &str, total: bool, dispersion: f64) -> Vec<(f64, f64)> {
+    fn run_estimates(&self, function: &str, total: bool, dispersion: f64, binomial: bool) -> Vec<(f64, f64)> {
         self.shares(function, total)
             .iter()
             .zip(&self.runs)
-            .map(|(shares, run)| run_mean_and_variance(shares, run.events.iter().sum(), dispersion))
+            .map(|(shares, run)| run_mean_and_variance(shares, run.events.iter().sum(), dispersion, binomial))
             .collect()
     }
 }
@@ -508,38 +725,52 @@ impl SideShares {
 /// The variance model of one share kind (self or total), fitted to both sides (module docs).
 struct Model {
     total: bool,
+    /// Shares (binomial sampling, run effects `T·p(1-p)`) or rates and per-unit costs (Poisson
+    /// sampling, multiplicative run effects `T·p²`: a process that runs slower is slower in every
+    /// function).
+    binomial: bool,
     /// Within-run over-dispersion `D` of each side.
     dispersion: (f64, f64),
     /// `T`, when some side had two runs.
     run_variance: Option<f64>,
+    /// Degrees of freedom of `T`: the runs' degrees of freedom summed over the sides, times the
+    /// effective number of functions it rests on (Kish's `(Σw)² / Σw²` over the functions'
+    /// weights in its estimate).
+    run_variance_df: f64,
 }
 
 impl Model {
-    fn fit(functions: &BTreeSet<&str>, base: &SideShares, cand: &SideShares, total: bool) -> Self {
+    fn fit(functions: &BTreeSet<&str>, base: &SideShares, cand: &SideShares, total: bool, binomial: bool) -> Self {
         let within = |side: &SideShares| {
             let events: Vec<&[f64]> = side.runs.iter().map(|r| r.events.as_slice()).collect();
-            overdispersion(functions.iter().map(|f| side.shares(f, total)), &events)
+            overdispersion(functions.iter().map(|f| side.shares(f, total)), &events, binomial)
         };
         let (b, c) = (within(base), within(cand));
         let dispersion = (b.or(c).unwrap_or(1.0), c.or(b).unwrap_or(1.0));
 
         let (mut excess, mut scale) = (0.0, 0.0);
+        let mut weights: std::collections::BTreeMap<&str, f64> = std::collections::BTreeMap::new();
+        let mut run_df = 0.0;
         for (side, d) in [(base, dispersion.0), (cand, dispersion.1)] {
             let r = side.runs.len();
             if r < 2 {
                 continue;
             }
+            run_df += (r - 1) as f64;
             for f in functions {
-                let runs = side.run_estimates(f, total, d);
+                let runs = side.run_estimates(f, total, d, binomial);
                 let (mean, between) = mean_and_variance(runs.iter().map(|&(m, _)| m));
                 let within = runs.iter().map(|&(_, w)| w).sum::<f64>() / r as f64;
-                let pq = mean * (1.0 - mean);
+                let pq = run_form(mean, binomial);
                 excess += (r - 1) as f64 * (between - within);
                 scale += (r - 1) as f64 * pq;
+                *weights.entry(f).or_default() += (r - 1) as f64 * pq;
             }
         }
         let run_variance = (scale > 0.0).then(|| (excess / scale).max(0.0));
-        Self { total, dispersion, run_variance }
+        let squares: f64 = weights.values().map(|w| w * w).sum();
+        let functions_behind = if squares > 0.0 { scale * scale / squares } else { 0.0 };
+        Self { total, binomial, dispersion, run_variance, run_variance_df: run_df * functions_behind }
     }
 
     /// The function's shares on both sides and the test of their difference: Student's t on the
@@ -549,7 +780,7 @@ impl Model {
     /// over functions, so a function whose few runs happen to agree is not taken as exact). With
     /// one run per side there is no between-run variance to measure: the model's variance and a
     /// z-test.
-    fn compare(&self, base: &SideShares, cand: &SideShares, function: &str) -> Share {
+    fn compare(&self, base: &SideShares, cand: &SideShares, function: &str) -> ShareChange {
         let b = self.side_estimate(base, function, self.dispersion.0);
         let c = self.side_estimate(cand, function, self.dispersion.1);
         let diff = c.mean - b.mean;
@@ -558,15 +789,29 @@ impl Model {
         if own_df > 0 {
             let own = (b.squares + c.squares) / own_df as f64;
             let own_variance = own * (1.0 / b.runs as f64 + 1.0 / c.runs as f64);
-            (variance, degrees_of_freedom) = (variance.max(own_variance), own_df as f64);
+            if self.binomial || own_variance >= variance {
+                (variance, degrees_of_freedom) = (variance.max(own_variance), own_df as f64);
+            } else {
+                // Rates and per-unit costs (ADR 0008): the model's variance won, so its degrees of
+                // freedom apply (Satterthwaite): the sampling part is known from every profile,
+                // the run-to-run part from `T`'s.
+                let tau = b.run_part + c.run_part;
+                let model_df = if tau > 0.0 && self.run_variance_df > 0.0 {
+                    variance * variance * self.run_variance_df / (tau * tau)
+                } else {
+                    f64::INFINITY
+                };
+                degrees_of_freedom = model_df.max(own_df as f64);
+            }
         }
         let sd = variance.sqrt();
         // The variance is never 0 (the sampling variance has a floor); guard anyway.
         let z = if sd > 0.0 { diff / sd } else { 0.0 };
-        Share {
+        ShareChange {
             baseline_pct: b.mean * 100.0,
             candidate_pct: c.mean * 100.0,
             change_pp: diff * 100.0,
+            change_pct: (b.mean > 0.0).then(|| diff / b.mean * 100.0),
             z,
             degrees_of_freedom,
             noise_inflation: 1.0,
@@ -577,16 +822,15 @@ impl Model {
     /// A side's mean share (the mean of its runs' means), the model's variance of that mean,
     /// `Σ (w_r + T·p(1-p)) / R²`, and the sum of squared deviations of the run means.
     fn side_estimate(&self, side: &SideShares, function: &str, dispersion: f64) -> SideEstimate {
-        let runs = side.run_estimates(function, self.total, dispersion);
+        let runs = side.run_estimates(function, self.total, dispersion, self.binomial);
         if runs.is_empty() {
-            return SideEstimate { mean: 0.0, variance: 0.0, squares: 0.0, runs: 0 };
+            return SideEstimate { mean: 0.0, variance: 0.0, run_part: 0.0, squares: 0.0, runs: 0 };
         }
         let r = runs.len() as f64;
         let (mean, between) = mean_and_variance(runs.iter().map(|&(m, _)| m));
-        let p = mean.clamp(0.0, 1.0);
-        let tau2 = self.run_variance.unwrap_or(0.0) * p * (1.0 - p);
+        let tau2 = self.run_variance.unwrap_or(0.0) * run_form(mean, self.binomial);
         let variance = runs.iter().map(|&(_, w)| w + tau2).sum::<f64>() / (r * r);
-        SideEstimate { mean, variance, squares: between * (r - 1.0), runs: runs.len() }
+        SideEstimate { mean, variance, run_part: tau2 / r, squares: between * (r - 1.0), runs: runs.len() }
     }
 }
 
@@ -594,6 +838,8 @@ impl Model {
 struct SideEstimate {
     mean: f64,
     variance: f64,
+    /// The run-to-run part of `variance`, `τ²/R`.
+    run_part: f64,
     /// `Σ_r (x̄_r - mean)²` over the run means.
     squares: f64,
     runs: usize,
@@ -614,7 +860,7 @@ fn mean_and_variance(values: impl Iterator<Item = f64>) -> (f64, f64) {
 
 /// One run's mean share and the variance of that mean: the larger of the function's own
 /// between-profile variance and the over-dispersed sampling variance over the run's `events`.
-fn run_mean_and_variance(shares: &[f64], events: f64, dispersion: f64) -> (f64, f64) {
+fn run_mean_and_variance(shares: &[f64], events: f64, dispersion: f64, binomial: bool) -> (f64, f64) {
     if shares.is_empty() {
         return (0.0, 0.0);
     }
@@ -622,9 +868,30 @@ fn run_mean_and_variance(shares: &[f64], events: f64, dispersion: f64) -> (f64, 
     let (mean, variance) = mean_and_variance(shares.iter().copied());
     // At least one event, so a share of 0 or 1 still has some uncertainty.
     let n = events.max(1.0);
-    let p = mean.clamp(0.0, 1.0);
-    let sampling = dispersion * (p * (1.0 - p)).max(1.0 / n) / n;
+    let sampling = dispersion * sampling_form(mean, binomial).max(1.0 / n) / n;
     (mean, (variance / k).max(sampling))
+}
+
+/// Sampling variance of a normalized value `p` per sampled event: binomial `p(1-p)` for a share,
+/// Poisson `p` for a rate or per-unit cost (in units where one event is `1/n`).
+fn sampling_form(p: f64, binomial: bool) -> f64 {
+    if binomial {
+        let p = p.clamp(0.0, 1.0);
+        p * (1.0 - p)
+    } else {
+        p.max(0.0)
+    }
+}
+
+/// Shape of the run-to-run variance, `τ² = T·form(p)`: `p(1-p)` for shares, `p²` for rates and
+/// per-unit costs.
+fn run_form(p: f64, binomial: bool) -> f64 {
+    if binomial {
+        let p = p.clamp(0.0, 1.0);
+        p * (1.0 - p)
+    } else {
+        p * p
+    }
 }
 
 /// How many times more the shares vary between the profiles of a run than binomial sampling of
@@ -632,7 +899,7 @@ fn run_mean_and_variance(shares: &[f64], events: f64, dispersion: f64) -> (f64, 
 /// functions and runs with `m ≥ 2` profiles (each item is one function's shares, run by run), at
 /// least 1; `None` when no run has two profiles. A ratio of sums, so the large functions, whose
 /// variances are measured best, dominate.
-fn overdispersion(functions: impl Iterator<Item = Vec<Vec<f64>>>, events: &[&[f64]]) -> Option<f64> {
+fn overdispersion(functions: impl Iterator<Item = Vec<Vec<f64>>>, events: &[&[f64]], binomial: bool) -> Option<f64> {
     if events.iter().all(|e| e.len() < 2) {
         return None;
     }
@@ -645,7 +912,7 @@ fn overdispersion(functions: impl Iterator<Item = Vec<Vec<f64>>>, events: &[&[f6
             let m = shares.len() as f64;
             let mean = shares.iter().sum::<f64>() / m;
             observed += shares.iter().map(|s| (s - mean).powi(2)).sum::<f64>();
-            expected += (m - 1.0) * events.iter().map(|&n| mean * (1.0 - mean) / n.max(1.0)).sum::<f64>() / m;
+            expected += (m - 1.0) * events.iter().map(|&n| sampling_form(mean, binomial) / n.max(1.0)).sum::<f64>() / m;
         }
     }
     (expected > 0.0).then(|| (observed / expected).max(1.0))
@@ -671,8 +938,28 @@ fn hottest_path(folded: &Folded, function: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A comparison of nothing, for tests of what reads one.
+    pub(crate) fn empty_comparison() -> Comparison {
+        Comparison {
+            functions: Vec::new(),
+            baseline: SideSummary { runs: 2, profiles: 2 },
+            candidate: SideSummary { runs: 2, profiles: 2 },
+            run_variance: None,
+            degrees_of_freedom: 2.0,
+            normalization: Normalization::Share,
+            notes: Vec::new(),
+            load: None,
+            work_per_second: (None, None),
+            unit: "request".into(),
+            loads_differ: false,
+            baseline_scale: 1.0,
+            common_shift: None,
+            runtime_change: RuntimeChange::default(),
+        }
+    }
 
     #[test]
     fn differential_scales_baseline_to_candidate_total() {
@@ -684,6 +971,22 @@ mod tests {
         c.add(vec!["main".into(), "b".into()], 20);
         // The candidate ran twice as long with the same shares: no change once normalised.
         assert_eq!(differential(&b, &c), vec!["main;a 20 20", "main;b 20 20"]);
+    }
+
+    #[test]
+    fn absolute_differential_scales_by_the_given_factor() {
+        let mut b = Folded::new();
+        b.add(vec!["main".into(), "a".into()], 10);
+        b.add(vec!["main".into(), "b".into()], 10);
+        let mut c = Folded::new();
+        c.add(vec!["main".into(), "a".into()], 13);
+        c.add(vec!["main".into(), "b".into()], 10);
+        c.add(vec!["main".into(), "gc".into()], 17);
+        // Shares would scale the baseline by 40/20 and draw `a` as shrunk; per unit of work with
+        // equal work (factor 1), `a` grew and `b` did not.
+        assert_eq!(differential(&b, &c), vec!["main;a 20 13", "main;b 20 10", "main;gc 0 17"]);
+        assert_eq!(differential_scaled(&b, &c, 1.0), vec!["main;a 10 13", "main;b 10 10", "main;gc 0 17"]);
+        assert_eq!(differential_scaled(&b, &c, f64::NAN), vec!["main;a 0 13", "main;b 0 10", "main;gc 0 17"]);
     }
 
     #[test]

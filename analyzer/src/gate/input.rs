@@ -90,6 +90,10 @@ pub struct SideData {
     /// CPU profiles, grouped by the run (process) that produced them: runs are the replicates of
     /// the CPU comparison (see [`crate::flame::regression`]).
     pub cpu_runs: Vec<Run>,
+    /// Allocation profiles (`allocs` or heap: cumulative allocated bytes by allocating stack),
+    /// grouped by process: a CPU regression charges the runtime's growth to the code whose
+    /// allocation grew ([`crate::flame::attribute_allocations`]).
+    pub alloc_runs: Vec<Run>,
     /// Goroutine profiles (snapshots over time), grouped by process: the `goroutine_leak`
     /// objective judges each process's series on its own.
     pub goroutine_runs: Vec<Run>,

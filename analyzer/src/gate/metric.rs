@@ -207,6 +207,35 @@ pub(crate) fn aggregate(points: &[&MetricSample], aggregation: Aggregation, what
     })
 }
 
+/// Increase of one monotonic counter series over its values in time order: a drop is a restart
+/// from zero, so what was counted after it is added. Shared with the collector's work count.
+pub fn monotonic_increase(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut total = 0.0;
+    let mut previous: Option<f64> = None;
+    for b in values {
+        if let Some(a) = previous {
+            total += if b < a { b } else { b - a };
+        }
+        previous = Some(b);
+    }
+    total
+}
+
+/// The increase of the counter series `selector` matches between `start` and `end`, summed over
+/// series (the work a build did, for CPU per request).
+pub(crate) fn selected_increase(side: &SideData, selector: &MetricSelector, start: u64, end: u64) -> f64 {
+    let points: Vec<&MetricSample> = side
+        .metrics
+        .iter()
+        .filter(|p| p.name == selector.name && (start..=end).contains(&p.time_unix_nano))
+        .filter(|p| matches!(p.value, MetricValue::Counter { monotonic: true, .. }))
+        .filter(|p| selector.matchers.iter().all(|(k, v)| p.labels.iter().any(|(pk, pv)| pk == k && pv == v)))
+        .collect();
+    let mut points = points;
+    points.sort_by(|a, b| series_key(a).cmp(&series_key(b)).then(a.time_unix_nano.cmp(&b.time_unix_nano)));
+    series(&points).values().map(|s| monotonic_increase(s.iter().filter_map(|p| scalar(p)))).sum()
+}
+
 /// Increase of one series' cumulative value over its points, counting resets.
 fn increase(points: &[&MetricSample]) -> f64 {
     let mut total = 0.0;

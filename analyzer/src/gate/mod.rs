@@ -29,8 +29,9 @@
 //! - **Consecutive failures** ([`history`]): with `consecutive_failures: N` the build's verdict
 //!   is still *fail*, but the release is blocked only when the N − 1 runs before it failed too;
 //!   a pass in between resets the count.
-//! - `goroutine_leak` is not evaluated yet: it is reported as skipped and left out of the
-//!   verdict and the score.
+//! - **Every indicator is judged**, `goroutine_leak` included (`leak.rs`: goroutine clusters
+//!   growing in the candidate's processes, per `analyzer::leaks`); none is left out of the
+//!   verdict or the score.
 
 mod cpu;
 pub mod display;
@@ -49,6 +50,7 @@ mod throughput;
 pub use display::ValueUnit;
 pub use history::{baseline_versions, failure_streak};
 pub use input::{GateInput, MetricSample, MetricValue, PastRun, SideData, SpanRecord};
+pub use metric::monotonic_increase;
 pub use objective::{Level, LimitCheck, ObjectiveResult, SIGNIFICANCE, Samples, per_limit_alpha};
 
 use slo_contracts::{Indicator, Objective};
@@ -82,7 +84,7 @@ pub struct GateReport {
     pub baseline_versions: Vec<String>,
     /// One result per objective, in contract order.
     pub objectives: Vec<ObjectiveResult>,
-    /// Earned weight over total weight, in percent, skipped objectives excluded; `None` when
+    /// Earned weight over total weight, in percent; `None` when
     /// the total weight is 0.
     pub score: Option<f64>,
     /// This build's verdict: pass, warn or fail (inconclusive only when no objective could be

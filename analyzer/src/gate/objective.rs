@@ -144,10 +144,8 @@ pub struct ObjectiveResult {
     /// The objective's own verdict.
     pub verdict: Verdict,
     /// What it counts as in the gate: the verdict, or for an inconclusive one what
-    /// `gate.no_data` says (never inconclusive). Inconclusive, and ignored, when `skipped`.
+    /// `gate.no_data` says (never inconclusive).
     pub counted_as: Verdict,
-    /// Not evaluated and left out of the gate and the score (goroutine leaks, for now).
-    pub skipped: bool,
     /// A failing key objective fails the gate alone.
     pub key: bool,
     /// Its weight in the score.
@@ -177,6 +175,8 @@ pub struct ObjectiveResult {
     pub correlation: Vec<Correlation>,
     /// Functions whose CPU share grew (cpu_regression only).
     pub cpu_regressions: Vec<Regression>,
+    /// How the CPU was normalized (`share`, `rate`, `per_unit`), when profiles were compared.
+    pub cpu_normalization: Option<&'static str>,
     /// Where the objective is written in the contract.
     pub location: Location,
 }
@@ -191,7 +191,6 @@ impl ObjectiveResult {
             subject,
             verdict: Verdict::Inconclusive,
             counted_as: Verdict::Inconclusive,
-            skipped: false,
             key: objective.key,
             weight: objective.weight,
             findings: Vec::new(),
@@ -206,6 +205,7 @@ impl ObjectiveResult {
             samples: Samples { noun: noun.to_string(), ..Samples::default() },
             correlation: Vec::new(),
             cpu_regressions: Vec::new(),
+            cpu_normalization: None,
             location: objective.location.clone(),
         }
     }
@@ -219,11 +219,6 @@ impl ObjectiveResult {
 
     /// Applies `gate.no_data` to an inconclusive verdict.
     pub(crate) fn count(&mut self, policy: &GatePolicy) {
-        if self.skipped {
-            // Not counted at all; reports show "skipped".
-            self.counted_as = Verdict::Inconclusive;
-            return;
-        }
         self.counted_as = if self.verdict == Verdict::Inconclusive {
             let (counted, word) = match policy.no_data {
                 NoData::Fail => (Verdict::Fail, "fail"),

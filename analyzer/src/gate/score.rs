@@ -30,7 +30,7 @@ pub(crate) struct Outcome {
 
 pub(crate) fn outcome(contract: &Contract, objectives: &[ObjectiveResult], history: &[PastRun]) -> Outcome {
     let policy = &contract.gate;
-    let counted: Vec<&ObjectiveResult> = objectives.iter().filter(|o| !o.skipped).collect();
+    let counted: Vec<&ObjectiveResult> = objectives.iter().collect();
     let total: f64 = counted.iter().map(|o| o.weight).sum();
     let earned: f64 = counted
         .iter()

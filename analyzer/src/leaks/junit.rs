@@ -1,5 +1,5 @@
-//! The leak report as JUnit XML, which every CI shows: one test suite, one test case per cluster
-//! whose growth was judged. A leaking cluster is a `<failure>` whose message is the one-line
+//! The leak report as JUnit XML, which every CI shows: one test suite (per process, for the
+//! reports of several processes), one test case per cluster whose growth was judged. A leaking cluster is a `<failure>` whose message is the one-line
 //! summary (blocking frame, root-cause tag, growth rate) and whose body is the count series and
 //! the representative stack; a cluster that does not leak passes. A report that could not judge
 //! growth (one snapshot, none) has no judged cluster: it gets one `<skipped>` case saying why, so
@@ -18,6 +18,47 @@ const SUITE: &str = "goroutine leaks";
 
 /// Renders `report` as a JUnit XML document.
 pub fn junit(report: &LeakReport) -> String {
+    document(&[suite(report, None)])
+}
+
+/// Renders the reports of several processes (runs, as `(run id, report)`) as one JUnit XML
+/// document with one test suite per process, named after it (`goroutine leaks (pod-a)`).
+pub fn junit_runs(reports: &[(String, LeakReport)]) -> String {
+    document(&reports.iter().map(|(run, report)| suite(report, Some(run))).collect::<Vec<_>>())
+}
+
+/// One `<testsuite>` element and its counts.
+struct Suite {
+    tests: usize,
+    failures: usize,
+    skipped: usize,
+    xml: String,
+}
+
+impl Suite {
+    fn counts(&self) -> String {
+        counts(self.tests, self.failures, self.skipped)
+    }
+}
+
+fn counts(tests: usize, failures: usize, skipped: usize) -> String {
+    format!("tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\"")
+}
+
+fn document(suites: &[Suite]) -> String {
+    let sum = |f: fn(&Suite) -> usize| suites.iter().map(f).sum::<usize>();
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let totals = counts(sum(|s| s.tests), sum(|s| s.failures), sum(|s| s.skipped));
+    let _ = writeln!(out, "<testsuites name=\"slo-gate leaks\" {totals}>");
+    for suite in suites {
+        out.push_str(&suite.xml);
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+/// The test suite of one process's `report`; `run` names the process when there are several.
+fn suite(report: &LeakReport, run: Option<&str>) -> Suite {
     let judged: Vec<&ClusterSeries> = if report.judged {
         let leaking = report.findings.iter();
         let passing = report.clusters.iter().filter(|c| !c.is_leak);
@@ -28,16 +69,21 @@ pub fn junit(report: &LeakReport) -> String {
     let skipped = usize::from(judged.is_empty());
     let tests = judged.len() + skipped;
     let failures = judged.iter().filter(|c| c.is_leak).count();
+    let mut suite = Suite { tests, failures, skipped, xml: String::new() };
+    let counts = suite.counts();
+    let out = &mut suite.xml;
 
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let counts = format!("tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\"");
-    let _ = writeln!(out, "<testsuites name=\"slo-gate leaks\" {counts}>");
     // A test name (test-time use) names the suite; every source label is a property.
-    let suite = match report.source.iter().find(|(k, _)| k == "test") {
-        Some((_, test)) => format!("{SUITE}: {test}"),
+    let class = match run {
+        Some(run) => format!("{SUITE} ({run})"),
         None => SUITE.to_string(),
     };
-    let _ = writeln!(out, "  <testsuite name=\"{}\" {counts}>", escape(&suite));
+    let name = match report.source.iter().find(|(k, _)| k == "test") {
+        Some((_, test)) => format!("{class}: {test}"),
+        None => class.clone(),
+    };
+    let class = escape(&class);
+    let _ = writeln!(out, "  <testsuite name=\"{}\" {counts}>", escape(&name));
     if !report.source.is_empty() {
         out.push_str("    <properties>\n");
         for (k, v) in &report.source {
@@ -46,7 +92,7 @@ pub fn junit(report: &LeakReport) -> String {
         out.push_str("    </properties>\n");
     }
     for c in &judged {
-        let _ = writeln!(out, "    <testcase classname=\"{SUITE}\" name=\"{}\">", escape(&c.key.to_string()));
+        let _ = writeln!(out, "    <testcase classname=\"{class}\" name=\"{}\">", escape(&c.key.to_string()));
         if c.is_leak {
             let _ = writeln!(
                 out,
@@ -61,7 +107,7 @@ pub fn junit(report: &LeakReport) -> String {
         out.push_str("    </testcase>\n");
     }
     if judged.is_empty() {
-        let _ = writeln!(out, "    <testcase classname=\"{SUITE}\" name=\"growth\">");
+        let _ = writeln!(out, "    <testcase classname=\"{class}\" name=\"growth\">");
         let _ = writeln!(out, "      <skipped message=\"{}\"/>", escape(&skip_reason(report)));
         out.push_str("    </testcase>\n");
     }
@@ -74,8 +120,8 @@ pub fn junit(report: &LeakReport) -> String {
     )];
     notes.extend(report.notes.iter().map(|n| format!("note: {n}")));
     let _ = writeln!(out, "    <system-out>{}</system-out>", escape(&notes.join("\n")));
-    out.push_str("  </testsuite>\n</testsuites>\n");
-    out
+    out.push_str("  </testsuite>\n");
+    suite
 }
 
 /// `main.f [chan receive] unclosed_channel_receive: +12.3 goroutines/min`.
@@ -284,6 +330,28 @@ mod tests {
         assert_eq!(cases.len(), 1);
         assert_eq!(cases[0].1, "skipped");
         assert!(cases[0].2.starts_with("no snapshots: growth cannot be judged"), "{cases:?}");
+    }
+
+    #[test]
+    fn several_processes_are_one_suite_each() {
+        let leaking = detect(&snapshots(10, &leak_stack(), &flat_stack()), &LeakOptions::default());
+        let mut single = detect(&snapshots(1, &leak_stack(), &flat_stack()), &LeakOptions::default());
+        single.source = vec![("run".to_string(), "pod-b".to_string())];
+        let xml = junit_runs(&[("pod-a".to_string(), leaking.clone()), ("pod-b".to_string(), single)]);
+        let cases = parse(&xml);
+        let outcomes: Vec<&str> = cases.iter().map(|c| c.1).collect();
+        assert_eq!(outcomes, ["failure", "pass", "skipped"], "{xml}");
+        assert!(
+            xml.contains("<testsuites name=\"slo-gate leaks\" tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"1\">"),
+            "{xml}"
+        );
+        assert!(xml.contains("<testsuite name=\"goroutine leaks (pod-a)\" tests=\"2\" failures=\"1\""), "{xml}");
+        assert!(xml.contains("<testsuite name=\"goroutine leaks (pod-b)\" tests=\"1\" failures=\"0\""), "{xml}");
+        assert!(xml.contains("<testcase classname=\"goroutine leaks (pod-b)\" name=\"growth\">"), "{xml}");
+        assert!(xml.contains("<property name=\"run\" value=\"pod-b\"/>"), "{xml}");
+        // One process alone is today's document, whichever function writes it.
+        let one = junit_runs(&[("pod-a".to_string(), leaking.clone())]);
+        assert_eq!(one.replace(" (pod-a)", ""), junit(&leaking));
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! clusters that grow steadily and are still up at the end are findings, ranked by growth
 //! rate. Runtime-owned goroutines and the user's ignore rules never reach a finding. When
 //! each snapshot file was taken, for text dumps that record no time, is `times.rs`'s rule.
+//! The same leak in several processes of a build is one leak with each process's rate
+//! (`across.rs`).
 
+pub mod across;
 pub mod annotate;
 pub mod cluster;
 pub mod junit;
@@ -19,6 +22,7 @@ pub mod trend;
 
 use std::collections::BTreeMap;
 
+pub use across::{CrossRunLeak, ProcessGrowth, group_across_runs};
 pub use annotate::{RootCause, WaitReason};
 pub use cluster::{ClusterKey, StackVariant};
 pub use snapshot::{GoroutineGroup, ParseError, Snapshot, StackFrame, from_pprof, parse_debug2};

@@ -12,7 +12,7 @@
 //! read; the legacy text and binary formats that predate it are recognised and rejected with
 //! [`DecodeError::Legacy`].
 
-mod profile_type;
+pub mod profile_type;
 pub mod proto;
 mod prune;
 mod top;
@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use prost::Message;
 
-pub use profile_type::{profile_name, profile_type_id};
+pub use profile_type::{BadProfileTypeId, ProfileTypeId, profile_name, profile_type_id};
 
 use crate::hash::FastHash;
 pub use top::{SampleIndexOutOfRange, flat_and_cum};

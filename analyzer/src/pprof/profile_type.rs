@@ -48,11 +48,100 @@ pub fn profile_name(profile: &Profile) -> String {
     }
 }
 
+/// A Pyroscope profile type id, `name:sample_type:sample_unit:period_type:period_unit`
+/// (`process_cpu:cpu:nanoseconds:cpu:nanoseconds`): the one type every API and the CLI read and
+/// write these ids with. The period parts may be empty (a profile without a period type); the
+/// first three may not.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProfileTypeId {
+    /// `process_cpu`, `memory`, `goroutine`, ... ([`profile_name`]).
+    pub name: String,
+    pub sample_type: String,
+    pub sample_unit: String,
+    pub period_type: String,
+    pub period_unit: String,
+}
+
+/// The CPU time profile Go's `/debug/pprof/profile` gives.
+pub const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+/// Bytes allocated, from Go's `allocs` and `heap` profiles.
+pub const ALLOC_SPACE: &str = "memory:alloc_space:bytes:space:bytes";
+/// Goroutine counts, from Go's `goroutine` profile.
+pub const GOROUTINES: &str = "goroutine:goroutine:count:goroutine:count";
+
+impl ProfileTypeId {
+    /// Whether sample values are measured in the period's unit (CPU time sampled every 10 ms),
+    /// so that a value divided by the period counts sampled events.
+    pub fn counts_in_periods(&self) -> bool {
+        self.sample_unit == self.period_unit
+    }
+}
+
+impl std::fmt::Display for ProfileTypeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}:{}:{}", self.name, self.sample_type, self.sample_unit, self.period_type, self.period_unit)
+    }
+}
+
+/// Why a text is not a profile type id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a profile type id name:sample_type:sample_unit:period_type:period_unit")]
+pub struct BadProfileTypeId {
+    /// The text, cut to 200 characters.
+    pub text: String,
+}
+
+impl std::str::FromStr for ProfileTypeId {
+    type Err = BadProfileTypeId;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || BadProfileTypeId { text: text.chars().take(200).collect() };
+        let parts: Vec<&str> = text.split(':').collect();
+        match parts.as_slice() {
+            [name, sample_type, sample_unit, period_type, period_unit]
+                if !name.is_empty() && !sample_type.is_empty() && !sample_unit.is_empty() =>
+            {
+                Ok(ProfileTypeId {
+                    name: name.to_string(),
+                    sample_type: sample_type.to_string(),
+                    sample_unit: sample_unit.to_string(),
+                    period_type: period_type.to_string(),
+                    period_unit: period_unit.to_string(),
+                })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// The Pyroscope profile type id of the sample type at `sample_index`, or `None` when the
 /// profile has no such sample type. A missing period type leaves its two parts empty.
-pub fn profile_type_id(profile: &Profile, sample_index: usize) -> Option<String> {
+pub fn profile_type_id(profile: &Profile, sample_index: usize) -> Option<ProfileTypeId> {
     let sample_type = profile.sample_types.get(sample_index)?;
-    let (period_kind, period_unit) =
-        profile.period_type.as_ref().map_or(("", ""), |p| (p.kind.as_str(), p.unit.as_str()));
-    Some(format!("{}:{}:{}:{}:{}", profile_name(profile), sample_type.kind, sample_type.unit, period_kind, period_unit))
+    let (period_type, period_unit) =
+        profile.period_type.as_ref().map_or((String::new(), String::new()), |p| (p.kind.clone(), p.unit.clone()));
+    Some(ProfileTypeId {
+        name: profile_name(profile),
+        sample_type: sample_type.kind.clone(),
+        sample_unit: sample_type.unit.clone(),
+        period_type,
+        period_unit,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_read_back_as_written() {
+        for text in [CPU, ALLOC_SPACE, GOROUTINES, "threadcreate:threadcreate:count::"] {
+            let id: ProfileTypeId = text.parse().unwrap();
+            assert_eq!(id.to_string(), text);
+        }
+        assert!(CPU.parse::<ProfileTypeId>().unwrap().counts_in_periods());
+        for bad in ["", "a:b:c:d", "a:b:c:d:e:f", ":cpu:nanoseconds:cpu:nanoseconds", "a::c:d:e"] {
+            assert!(bad.parse::<ProfileTypeId>().is_err(), "{bad}");
+        }
+    }
 }

@@ -41,8 +41,7 @@ fn objective(o: &ObjectiveResult) -> Value {
         "indicator": o.indicator,
         "subject": o.subject,
         "verdict": o.verdict.as_str(),
-        "counted_as": if o.skipped { Value::Null } else { json!(o.counted_as.as_str()) },
-        "skipped": o.skipped,
+        "counted_as": o.counted_as.as_str(),
         "key": o.key,
         "weight": o.weight,
         "unit": o.unit.as_str(),
@@ -68,23 +67,9 @@ fn objective(o: &ObjectiveResult) -> Value {
             "adjusted_p_value": c.adjusted_p_value,
             "test": c.method.name(),
         })).collect::<Vec<_>>(),
-        "cpu_regressions": o.cpu_regressions.iter().map(|r| {
-            let share = |s: &crate::flame::Share| json!({
-                "baseline_pct": s.baseline_pct,
-                "candidate_pct": s.candidate_pct,
-                "change_pp": s.change_pp,
-                "z": s.z,
-                "noise_inflation": s.noise_inflation,
-                "confidence": s.confidence,
-            });
-            json!({
-                "function": r.function,
-                "self_share": share(&r.self_share),
-                "total_share": share(&r.total_share),
-                "confidence": r.confidence,
-                "hottest_path": r.hottest_path,
-            })
-        }).collect::<Vec<_>>(),
+        // The same serde form as the collector's diff API (`analyzer::flame::Regression`).
+        "cpu_regressions": o.cpu_regressions,
+        "cpu_normalization": o.cpu_normalization,
         "location": o.location.to_string(),
     })
 }

@@ -56,13 +56,7 @@ pub(crate) struct Row {
 pub(crate) const HEADER: [&str; 7] = ["OBJECTIVE", "VERDICT", "VALUE", "LIMIT", "BASELINE", "CHANGE", "SAMPLES"];
 
 pub(crate) fn verdict_cell(o: &ObjectiveResult) -> String {
-    if o.skipped {
-        "skipped".to_string()
-    } else if o.verdict == Verdict::Inconclusive {
-        format!("inconclusive ({})", o.counted_as)
-    } else {
-        o.verdict.to_string()
-    }
+    if o.verdict == Verdict::Inconclusive { format!("inconclusive ({})", o.counted_as) } else { o.verdict.to_string() }
 }
 
 pub(crate) fn row(o: &ObjectiveResult) -> Row {
@@ -75,13 +69,9 @@ pub(crate) fn row(o: &ObjectiveResult) -> Row {
         (Some(v), Some(b)) => change(o.unit, v, b),
         _ => dash(),
     };
-    let samples = if o.skipped {
-        dash()
-    } else {
-        match o.samples.baseline {
-            Some(b) => format!("{} vs {} {}", thousands(o.samples.candidate), thousands(b), o.samples.noun),
-            None => format!("{} {}", thousands(o.samples.candidate), o.samples.noun),
-        }
+    let samples = match o.samples.baseline {
+        Some(b) => format!("{} vs {} {}", thousands(o.samples.candidate), thousands(b), o.samples.noun),
+        None => format!("{} {}", thousands(o.samples.candidate), o.samples.noun),
     };
     Row { cells: [name, verdict_cell(o), value, limit, baseline, delta, samples] }
 }
