@@ -105,11 +105,6 @@ impl CollectorClient {
         serde_json::from_slice(&bytes).with_context(|| format!("the collector's answer to {path} is not JSON"))
     }
 
-    /// `GET path?query`, parsing a 2xx answer as JSON.
-    pub fn get_json(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<serde_json::Value> {
-        self.get_as(path, query)
-    }
-
     /// `GET path?query`, parsing a 2xx answer as JSON into `T`. Fields `T` does not name are
     /// skipped without building them, at any depth: a differential flame graph of deep stacks
     /// nests further than `serde_json::Value` may (its recursion limit is 128).

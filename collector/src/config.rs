@@ -125,7 +125,8 @@ pub struct Limits {
     /// Items (spans, data points, log records, profiles) with more attributes than this are
     /// rejected and counted in the response's partial success.
     pub max_attributes_per_item: usize,
-    /// Export requests being processed at once; more are answered 503 / `UNAVAILABLE`.
+    /// Export requests being processed at once; more are answered 429 / `UNAVAILABLE` with
+    /// `Retry-After`.
     pub max_inflight_requests: usize,
     /// A request whose stored rows would take more than this many times its own (decoded,
     /// uncompressed) size in memory is refused (413 / `RESOURCE_EXHAUSTED`). Real telemetry

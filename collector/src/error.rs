@@ -30,6 +30,9 @@ pub enum ErrorKind {
     Unauthorized,
     /// A write the collector is not configured to take from anyone (`auth`).
     Forbidden,
+    /// A fault of the collector itself (a task that panicked, an answer that could not be
+    /// encoded): not the client's doing, and not worth retrying.
+    Internal,
 }
 
 impl ErrorKind {
@@ -44,6 +47,7 @@ impl ErrorKind {
             ErrorKind::TimedOut => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -56,6 +60,7 @@ impl ErrorKind {
             ErrorKind::TimedOut => tonic::Code::DeadlineExceeded,
             ErrorKind::Unauthorized => tonic::Code::Unauthenticated,
             ErrorKind::Forbidden => tonic::Code::PermissionDenied,
+            ErrorKind::Internal => tonic::Code::Internal,
         }
     }
 
@@ -125,8 +130,15 @@ pub enum QueryError {
     NotFound(String),
     #[error("{0}")]
     Tenant(#[from] crate::tenant::TenantError),
+    /// A stored part could not be read (retryable: the store is unavailable, not the query bad).
     #[error("storage read failed: {0}")]
-    Storage(String),
+    Storage(#[from] crate::store::parts::PartError),
+    /// The gate's run history could not be read or written.
+    #[error("gate history: {0}")]
+    History(#[from] crate::history::HistoryError),
+    /// A fault of the collector, not of the query ([`ErrorKind::Internal`]).
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error(transparent)]
     Body(#[from] crate::receive::admission::BodyError),
     #[error("{0}")]
@@ -138,7 +150,8 @@ impl QueryError {
         match self {
             QueryError::BadRequest(_) | QueryError::Tenant(_) => ErrorKind::BadRequest,
             QueryError::NotFound(_) => ErrorKind::NotFound,
-            QueryError::Storage(_) => ErrorKind::Unavailable,
+            QueryError::Storage(_) | QueryError::History(_) => ErrorKind::Unavailable,
+            QueryError::Internal(_) => ErrorKind::Internal,
             QueryError::Body(e) => e.kind(),
             QueryError::Auth(crate::auth::AuthError::NotConfigured) => ErrorKind::Forbidden,
             QueryError::Auth(crate::auth::AuthError::Unauthorized) => ErrorKind::Unauthorized,
@@ -163,10 +176,21 @@ mod tests {
             ErrorKind::TimedOut,
             ErrorKind::Unauthorized,
             ErrorKind::Forbidden,
+            ErrorKind::Internal,
         ] {
             let retryable = matches!(kind.http_status().as_u16(), 429 | 502 | 503 | 504);
             assert_eq!(retryable, kind.retry_after().is_some(), "{kind:?}");
             assert_eq!(retryable, matches!(kind.grpc_code(), tonic::Code::Unavailable), "{kind:?}");
         }
+    }
+
+    // A panicked query task or an answer that could not be encoded used to answer 503 "retry
+    // later": a fault of ours is 500 / `INTERNAL`, and not retryable.
+    #[test]
+    fn internal_errors_are_500_and_not_retryable() {
+        let err = QueryError::Internal("query task failed: panicked".into());
+        assert_eq!(err.kind().http_status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(err.kind().grpc_code(), tonic::Code::Internal);
+        assert_eq!(err.kind().retry_after(), None);
     }
 }

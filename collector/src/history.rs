@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::query::gate::Run;
+use crate::api::gate::Run;
 use crate::tenant::Tenant;
 
 /// How much history is kept (the `[gate]` table of the configuration).
@@ -167,7 +167,7 @@ fn retain(mut runs: Vec<Run>, settings: &HistorySettings, now_unix_nano: u64) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::gate::RunObjective;
+    use crate::api::gate::RunObjective;
     use analyzer::compare::Verdict;
 
     const HOUR: u64 = 3_600_000_000_000;

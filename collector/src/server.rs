@@ -135,7 +135,10 @@ impl Collector {
             ingest: Arc::clone(&ingest),
             history: Arc::new(History::new(&config.data_dir, config.gate.history_settings())),
             write_tokens: Arc::new(tokens),
-        });
+        })
+        // Pyroscope's agents and Prometheus's remote write push to the port its API is served on.
+        .merge(crate::receive::pprof_push::router(Arc::clone(&ingest)))
+        .merge(crate::receive::remote_write::router(Arc::clone(&ingest)));
         for (phase, router) in phases.iter().zip([
             otlp_grpc::router(Arc::clone(&ingest)),
             otlp_http::router(Arc::clone(&ingest)),

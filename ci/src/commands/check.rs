@@ -20,7 +20,10 @@ use analyzer::gate::{self, GateInput, GateReport, MetricSample, MetricValue, Pas
 use analyzer::pprof::Profile;
 use anyhow::{Context, bail};
 use clap::Args;
-use collector::query::gate::{Recorded, Run as GateRun, RunObjective, RunsAnswer};
+use collector::api::gate::{
+    GateMetrics, GateProfiles, GateSpans, MetricPoint, Recorded, Run as GateRun, RunObjective, RunsAnswer,
+};
+use collector::api::native::Services;
 use serde_json::{Value, json};
 use slo_contracts::{Contract, HumanDuration, Indicator};
 
@@ -305,8 +308,13 @@ fn load_side(
 ) -> anyhow::Result<SideData> {
     let mut side = SideData { versions: versions.to_vec(), ..Default::default() };
     let needs = |f: fn(&Indicator) -> bool| contract.objectives.iter().any(|o| f(&o.indicator));
-    let span_objectives =
-        needs(|i| matches!(i, Indicator::Latency { .. } | Indicator::ErrorRate { .. } | Indicator::Throughput { .. }));
+    // A cpu_regression counts the SERVER spans as the work done (CPU per request, ADR 0008)
+    // unless it names a counter or compares shares.
+    let span_objectives = needs(|i| {
+        matches!(i, Indicator::Latency { .. } | Indicator::ErrorRate { .. } | Indicator::Throughput { .. })
+            || matches!(i, Indicator::CpuRegression { normalize, work: None, .. }
+                if !matches!(normalize, slo_contracts::CpuNormalize::Share))
+    });
     let metric_names: Vec<String> = {
         let mut names: Vec<String> = contract
             .objectives
@@ -314,6 +322,7 @@ fn load_side(
             .flat_map(|o| match &o.indicator {
                 Indicator::Metric { name, .. } => vec![name.clone()],
                 Indicator::MetricRatio { numerator, total, .. } => vec![numerator.name.clone(), total.name.clone()],
+                Indicator::CpuRegression { work: Some(work), .. } => vec![work.name.clone()],
                 _ => Vec::new(),
             })
             .collect();
@@ -345,9 +354,7 @@ fn load_side(
         }
         query.extend(time_params(window));
         if span_objectives {
-            let body = client.get("/api/v1/gate/spans", &query)?;
-            let columns: SpanColumns =
-                serde_json::from_slice(&body).context("the collector's span answer is not the expected columns")?;
+            let columns: GateSpans = client.get_as("/api/v1/gate/spans", &query)?;
             if columns.truncated {
                 tracing::warn!(
                     version,
@@ -355,22 +362,23 @@ fn load_side(
                     "more spans than one answer carries; the gate reads the first ones"
                 );
             }
-            columns
-                .append_to(&mut side.spans, with_attributes)
+            append_spans(columns, &mut side.spans, with_attributes)
                 .context("the collector's span answer is inconsistent")?;
         }
         for name in &metric_names {
             let mut q = query.clone();
             q.push(("name", name.clone()));
-            let answer = client.get_json("/api/v1/gate/metrics", &q)?;
-            for m in answer["samples"].as_array().context("the collector's metric answer has no `samples`")? {
-                if let Some(sample) = metric_sample(m) {
-                    side.metrics.push(sample);
-                }
+            let answer: GateMetrics = client.get_as("/api/v1/gate/metrics", &q)?;
+            for w in &answer.warnings {
+                eprintln!("warning: the collector could not read all of its data: {w}");
             }
+            side.metrics.extend(answer.samples.iter().filter_map(metric_sample));
         }
         for profile_type in &cpu_types {
             side.cpu_runs.extend(profile_runs(client, profile_type, &contract.service, version, window)?);
+        }
+        if needs(|i| matches!(i, Indicator::CpuRegression { .. })) {
+            side.alloc_runs.extend(profile_runs(client, ALLOC_PROFILE_TYPE, &contract.service, version, window)?);
         }
         if leak_objective {
             side.goroutine_runs.extend(profile_runs(
@@ -392,127 +400,85 @@ fn load_side(
     Ok(side)
 }
 
-/// The collector's `/api/v1/gate/spans` answer (`collector::query::gate::SpanColumns`).
-#[derive(Debug, serde::Deserialize)]
-struct SpanColumns {
-    total: usize,
-    truncated: bool,
-    names: Vec<String>,
-    route_values: Vec<String>,
-    attribute_sets: Vec<Vec<(String, String)>>,
-    time_unix_nano: Vec<u64>,
-    duration_seconds: Vec<f64>,
-    name: Vec<u32>,
-    route: Vec<Option<u32>>,
-    error: Vec<bool>,
-    attributes: Vec<u32>,
-    /// Parts the collector could not read (damaged and set aside): their spans are missing.
-    #[serde(default)]
-    warnings: Vec<String>,
-}
-
-impl SpanColumns {
-    /// Appends the spans as records. With attributes, the keys whose value is the same in
-    /// every attribute set (service.name, the version, the environment...) are left out: they
-    /// cannot tell slow spans from fast ones, and leaving them out saves memory per span.
-    fn append_to(self, out: &mut Vec<SpanRecord>, with_attributes: bool) -> anyhow::Result<()> {
-        for w in &self.warnings {
-            eprintln!("warning: the collector could not read all of its data: {w}");
-        }
-        let n = self.time_unix_nano.len();
-        if [self.duration_seconds.len(), self.name.len(), self.route.len(), self.error.len(), self.attributes.len()]
-            .iter()
-            .any(|&len| len != n)
-        {
-            bail!("its columns have different lengths");
-        }
-        let sets: Vec<Vec<(String, String)>> = if with_attributes {
-            let mut constant: std::collections::BTreeMap<&str, Option<&str>> = std::collections::BTreeMap::new();
-            for set in &self.attribute_sets {
-                for (k, v) in set {
-                    constant
-                        .entry(k.as_str())
-                        .and_modify(|c| {
-                            if *c != Some(v.as_str()) {
-                                *c = None;
-                            }
-                        })
-                        .or_insert(Some(v.as_str()));
-                }
-            }
-            let varying = |k: &str| {
-                self.attribute_sets.len() == 1
-                    || constant.get(k).is_some_and(|c| c.is_none())
-                    || self.attribute_sets.iter().any(|s| !s.iter().any(|(key, _)| key == k))
-            };
-            self.attribute_sets.iter().map(|set| set.iter().filter(|(k, _)| varying(k)).cloned().collect()).collect()
-        } else {
-            Vec::new()
-        };
-        out.reserve(n);
-        for i in 0..n {
-            let lookup = |list: &[String], id: u32| list.get(id as usize).cloned();
-            out.push(SpanRecord {
-                time_unix_nano: self.time_unix_nano[i],
-                duration_seconds: self.duration_seconds[i],
-                name: lookup(&self.names, self.name[i]).context("a span names an unknown name")?,
-                route: match self.route[i] {
-                    Some(id) => Some(lookup(&self.route_values, id).context("a span names an unknown route")?),
-                    None => None,
-                },
-                error: self.error[i],
-                attributes: if with_attributes {
-                    sets.get(self.attributes[i] as usize).cloned().context("a span names an unknown attribute set")?
-                } else {
-                    Vec::new()
-                },
-            });
-        }
-        Ok(())
+/// Appends the collector's span columns as records. With attributes, the keys whose value is
+/// the same in every attribute set (service.name, the version, the environment...) are left
+/// out: they cannot tell slow spans from fast ones, and leaving them out saves memory per span.
+fn append_spans(spans: GateSpans, out: &mut Vec<SpanRecord>, with_attributes: bool) -> anyhow::Result<()> {
+    for w in &spans.warnings {
+        eprintln!("warning: the collector could not read all of its data: {w}");
     }
+    spans.check().map_err(|e| anyhow::anyhow!(e))?;
+    let n = spans.time_unix_nano.len();
+    let sets: Vec<Vec<(String, String)>> = if with_attributes {
+        let mut constant: std::collections::BTreeMap<&str, Option<&str>> = std::collections::BTreeMap::new();
+        for set in &spans.attribute_sets {
+            for (k, v) in set {
+                constant
+                    .entry(k.as_str())
+                    .and_modify(|c| {
+                        if *c != Some(v.as_str()) {
+                            *c = None;
+                        }
+                    })
+                    .or_insert(Some(v.as_str()));
+            }
+        }
+        let varying = |k: &str| {
+            spans.attribute_sets.len() == 1
+                || constant.get(k).is_some_and(|c| c.is_none())
+                || spans.attribute_sets.iter().any(|s| !s.iter().any(|(key, _)| key == k))
+        };
+        spans.attribute_sets.iter().map(|set| set.iter().filter(|(k, _)| varying(k)).cloned().collect()).collect()
+    } else {
+        Vec::new()
+    };
+    out.reserve(n);
+    for i in 0..n {
+        let lookup = |list: &[String], id: u32| list.get(id as usize).cloned();
+        out.push(SpanRecord {
+            time_unix_nano: spans.time_unix_nano[i],
+            duration_seconds: spans.duration_seconds[i],
+            name: lookup(&spans.names, spans.name[i]).context("a span names an unknown name")?,
+            route: match spans.route[i] {
+                Some(id) => Some(lookup(&spans.route_values, id).context("a span names an unknown route")?),
+                None => None,
+            },
+            error: spans.error[i],
+            attributes: if with_attributes {
+                sets.get(spans.attributes[i] as usize).cloned().context("a span names an unknown attribute set")?
+            } else {
+                Vec::new()
+            },
+        });
+    }
+    Ok(())
 }
 
 /// A stored metric point as the gate reads it; kinds the gate does not aggregate (summaries,
 /// exponential histograms) are skipped.
-fn metric_sample(v: &Value) -> Option<MetricSample> {
-    let labels = v["labels"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let cumulative = v["temporality"].as_i64() == Some(2);
-    let value = match v["kind"].as_str()? {
-        "gauge" => MetricValue::Gauge(v["value"].as_f64()?),
-        "sum" if cumulative => {
-            MetricValue::Counter { value: v["value"].as_f64()?, monotonic: v["is_monotonic"].as_bool()? }
-        }
+fn metric_sample(p: &MetricPoint) -> Option<MetricSample> {
+    let cumulative = p.temporality == 2;
+    let value = match p.kind.as_str() {
+        "gauge" => MetricValue::Gauge(p.value?),
+        "sum" if cumulative => MetricValue::Counter { value: p.value?, monotonic: p.is_monotonic },
         // A delta sum per interval reads like a gauge of per-interval increases.
-        "sum" => MetricValue::Gauge(v["value"].as_f64()?),
+        "sum" => MetricValue::Gauge(p.value?),
         "histogram" => {
-            let detail = &v["detail"];
-            let bounds: Vec<f64> = detail["explicitBounds"].as_array()?.iter().filter_map(Value::as_f64).collect();
-            let counts: Vec<u64> = detail["bucketCounts"]
-                .as_array()?
-                .iter()
-                .filter_map(|c| c.as_u64().or_else(|| c.as_str().and_then(|s| s.parse().ok())))
-                .collect();
+            let buckets = p.histogram()?;
             MetricValue::Histogram {
-                bounds,
-                counts,
-                count: v["count"].as_u64().unwrap_or(0),
-                sum: v["sum"].as_f64().unwrap_or(0.0),
+                bounds: buckets.bounds,
+                counts: buckets.counts,
+                count: p.count.unwrap_or(0),
+                sum: p.sum.unwrap_or(0.0),
                 cumulative,
             }
         }
         _ => return None,
     };
     Some(MetricSample {
-        name: v["name"].as_str()?.to_string(),
-        labels,
-        time_unix_nano: v["time_unix_nano"].as_u64()?,
+        name: p.name.clone(),
+        labels: p.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        time_unix_nano: p.time_unix_nano,
         value,
     })
 }
@@ -531,56 +497,23 @@ fn profile_runs(
         ("selector", selector(&[("service_name", service), ("service_version", version)])),
     ];
     q.extend(time_params(window));
-    let answer = client.get_json("/api/v1/gate/profiles", &q)?;
-    let profiles = answer["profiles"].as_array().context("the collector's profile answer has no `profiles`")?;
-    let mut runs: Vec<(String, Profile)> = Vec::with_capacity(profiles.len());
-    for p in profiles {
-        // The same instance may have run several versions (`previous: N`): a run is both.
-        let run = format!("{version}/{}", p["run"].as_str().unwrap_or_default());
-        runs.push((run, profile(p).context("the collector's profile answer has a malformed profile")?));
-    }
-    Ok(Run::group(runs))
+    let answer: GateProfiles = client.get_as("/api/v1/gate/profiles", &q)?;
+    // The same instance may have run several versions (`previous: N`): a run is both.
+    let runs = answer.profiles.iter().map(|p| (format!("{version}/{}", p.run), p.to_profile()));
+    Ok(Run::group(runs.collect::<Vec<(String, Profile)>>()))
 }
+
+/// The allocation profile type whose growth a `cpu_regression` charges the runtime's CPU to.
+const ALLOC_PROFILE_TYPE: &str = "memory:alloc_space:bytes:space:bytes";
 
 /// The goroutine profile type the `goroutine_leak` objective reads.
 const GOROUTINE_PROFILE_TYPE: &str = "goroutine:goroutine:count:goroutine:count";
 
-fn profile(v: &Value) -> Option<Profile> {
-    use analyzer::pprof::{Frame, ValueType};
-    let sample_types = v["sample_types"]
-        .as_array()?
-        .iter()
-        .map(|t| Some(ValueType { kind: t["type"].as_str()?.to_string(), unit: t["unit"].as_str()?.to_string() }))
-        .collect::<Option<_>>()?;
-    let stacks: Vec<(Vec<Frame>, Vec<i64>)> = v["samples"]
-        .as_array()?
-        .iter()
-        .map(|s| {
-            let frames = s["stack"]
-                .as_array()?
-                .iter()
-                .map(|f| Some(Frame { function: f.as_str()?.into(), ..Default::default() }))
-                .collect::<Option<_>>()?;
-            Some((frames, s["values"].as_array()?.iter().map(Value::as_i64).collect::<Option<_>>()?))
-        })
-        .collect::<Option<_>>()?;
-    Some(Profile {
-        time_nanos: v["time_unix_nano"].as_i64().unwrap_or(0),
-        ..Profile::from_stacks(sample_types, stacks)
-    })
-}
-
 /// No data for the candidate: an unknown service is an error (exit 2), a known one is judged
 /// by the contract's `no_data` policy.
 fn ensure_service_exists(client: &CollectorClient, service: &str) -> anyhow::Result<()> {
-    let services = client.get_json("/api/v1/services", &[])?;
-    let known: Vec<String> = match &services["services"] {
-        Value::Array(list) => {
-            list.iter().filter_map(|s| s["name"].as_str().or(s.as_str()).map(str::to_string)).collect()
-        }
-        Value::Object(map) => map.keys().cloned().collect(),
-        _ => Vec::new(),
-    };
+    let services: Services = client.get_as("/api/v1/services", &[])?;
+    let known: Vec<String> = services.services.into_iter().map(|s| s.name).collect();
     if known.iter().any(|s| s == service) {
         return Ok(());
     }

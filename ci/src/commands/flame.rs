@@ -7,13 +7,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use analyzer::flame::{self, Metric, Regression, RegressionOptions, Run, svg};
+use analyzer::flame::report::{self, DiffSummary};
+use analyzer::flame::{self, Normalization, Regression, RegressionOptions, Run, Share, Work, svg};
 use analyzer::pprof::{self, Profile, ValueType};
+use collector::api::flame::{FlameDiff, ProfileType, ProfileTypes};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use serde::Deserialize;
 use slo_contracts::HumanDuration;
 
 use crate::collector_client::{CollectorClient, selector};
@@ -104,30 +105,53 @@ pub struct DiffArgs {
     /// Smallest confidence that the share grew (0..1).
     #[arg(long, default_value_t = 0.95)]
     pub confidence: f64,
-    /// Judge functions on their own code (self) or with their callees (total).
-    #[arg(long, value_enum, default_value_t = MetricArg::SelfShare)]
-    pub metric: MetricArg,
+    /// Judge functions on their own code (`self`) or with their callees (`total`).
+    #[arg(long, default_value_t = Share::Flat)]
+    pub metric: Share,
     /// Print the regressions as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// How the builds' CPU is made comparable: auto (CPU per request when the work is known, CPU
+    /// per second when the loads look alike, else shares), share, rate (CPU per second of
+    /// profiled time) or per-request (ADR 0008).
+    #[arg(long, value_enum, default_value_t = NormalizeArg::Auto)]
+    pub normalize: NormalizeArg,
+    /// Files: the work (requests) the baseline's processes did while their profiles ran, all
+    /// together; with --work-candidate, CPU is compared per request.
+    #[arg(long, conflicts_with = "collector", requires = "work_candidate")]
+    pub work_baseline: Option<f64>,
+    /// Files: the work the candidate's processes did while their profiles ran.
+    #[arg(long, conflicts_with = "collector", requires = "work_baseline")]
+    pub work_candidate: Option<f64>,
+    /// What one unit of --work-baseline/--work-candidate is, singular.
+    #[arg(long, default_value = "request")]
+    pub work_unit: String,
+    /// Collector mode: the counter whose increase is the work (e.g. http_requests_total)
+    /// [default: the builds' SERVER spans].
+    #[arg(long, requires = "collector")]
+    pub work_metric: Option<String>,
 }
 
-/// `--metric` values.
+/// `--normalize` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MetricArg {
-    /// The function's own code.
-    #[value(name = "self")]
-    SelfShare,
-    /// The function and its callees.
-    #[value(name = "total")]
-    TotalShare,
+pub enum NormalizeArg {
+    /// Per request when the work is known, per second when the loads look alike, else shares.
+    Auto,
+    /// Each function's share of its profile.
+    Share,
+    /// CPU per second of profiled wall time, per process.
+    Rate,
+    /// CPU per unit of work.
+    PerRequest,
 }
 
-impl From<MetricArg> for Metric {
-    fn from(m: MetricArg) -> Self {
-        match m {
-            MetricArg::SelfShare => Metric::SelfShare,
-            MetricArg::TotalShare => Metric::TotalShare,
+impl From<NormalizeArg> for Normalization {
+    fn from(n: NormalizeArg) -> Self {
+        match n {
+            NormalizeArg::Auto => Normalization::Auto,
+            NormalizeArg::Share => Normalization::Share,
+            NormalizeArg::Rate => Normalization::Rate,
+            NormalizeArg::PerRequest => Normalization::PerUnit,
         }
     }
 }
@@ -234,26 +258,39 @@ fn diff(args: DiffArgs, stdout: &mut impl Write) -> anyhow::Result<()> {
     if let Some(url) = &args.collector {
         return diff_collector(url, &args, stdout);
     }
-    let baseline_runs = read_runs(&args.baseline)?;
-    let candidate_runs = read_runs(&args.candidate)?;
     let kind = args.sample_type.as_deref();
+    // Allocation profiles among CPU profiles are read to charge the runtime's growth.
+    let split = kind.is_none_or(|k| k == "cpu");
+    let (baseline_runs, baseline_allocs) = split_allocations(read_runs(&args.baseline)?, split);
+    let (candidate_runs, candidate_allocs) = split_allocations(read_runs(&args.candidate)?, split);
+    let work = |units: Option<f64>| units.map(|units| Work { units, seconds: None, unit: args.work_unit.clone() });
     let options = RegressionOptions {
         sample_type: args.sample_type.clone(),
         min_change_pp: args.min_change,
         min_confidence: args.confidence,
-        metric: args.metric.into(),
+        metric: args.metric,
+        normalization: args.normalize.into(),
+        baseline_work: work(args.work_baseline),
+        candidate_work: work(args.work_candidate),
         ..Default::default()
     };
     let mut comparison =
         flame::detect_regressions(&baseline_runs, &candidate_runs, &options).context("cannot compare the profiles")?;
     comparison.functions.truncate(args.top);
+    let allocation = flame::attribute_allocations(&baseline_allocs, &candidate_allocs, &comparison);
+    let explanation = flame::explain::sentences(&comparison, &comparison.functions, options.metric, Some(&allocation));
     let all = |runs: Vec<Run>| runs.into_iter().flat_map(|r| r.profiles).collect::<Vec<Profile>>();
     let (baseline, candidate) = (all(baseline_runs), all(candidate_runs));
 
     if args.output.is_some() || args.folded.is_some() {
         let base = flame::merge(&baseline, kind).context("cannot merge the baseline")?;
         let cand = flame::merge(&candidate, kind).context("cannot merge the candidate")?;
-        let lines = flame::differential(&base, &cand);
+        let absolute = comparison.normalization != Normalization::Share;
+        let lines = if absolute {
+            flame::differential_scaled(&base, &cand, comparison.baseline_scale)
+        } else {
+            flame::differential(&base, &cand)
+        };
         if let Some(path) = &args.folded {
             let mut text = lines.join("\n");
             text.push('\n');
@@ -263,10 +300,12 @@ fn diff(args: DiffArgs, stdout: &mut impl Write) -> anyhow::Result<()> {
             if lines.is_empty() {
                 bail!("the profiles have no samples with a positive value: nothing to draw");
             }
-            let options = svg::SvgOptions {
-                title: "Differential flame graph (baseline normalised to the candidate total)".to_string(),
-                count_name: unit_of(&candidate, kind),
+            let title = if absolute {
+                format!("Differential flame graph (absolute change, {})", comparison.measure())
+            } else {
+                "Differential flame graph (baseline normalised to the candidate total)".to_string()
             };
+            let options = svg::SvgOptions { title, count_name: unit_of(&candidate, kind) };
             let mut out = Vec::new();
             svg::render_lines(lines.iter().map(String::as_str), &options, &mut out)
                 .context("cannot render the differential flame graph")?;
@@ -274,50 +313,56 @@ fn diff(args: DiffArgs, stdout: &mut impl Write) -> anyhow::Result<()> {
         }
     }
 
-    let summary = Summary {
+    let mut warnings = comparison.notes.clone();
+    warnings.extend(comparison.warnings().into_iter().filter(|w| !comparison.notes.contains(w)));
+    let summary = DiffSummary {
         baseline: (comparison.baseline.profiles, comparison.baseline.runs),
         candidate: (comparison.candidate.profiles, comparison.candidate.runs),
-        warnings: comparison.warnings(),
+        warnings,
+        normalization: comparison.normalization.name().to_string(),
+        measure: comparison.measure(),
+        explanation,
     };
     print_regressions(stdout, &comparison.functions, options.metric, args.json, &summary)
 }
 
-/// What the comparison rested on: `(profiles, runs)` per side, and its caveats.
-struct Summary {
-    baseline: (usize, usize),
-    candidate: (usize, usize),
-    warnings: Vec<String>,
+/// Takes the allocation profiles (`alloc_space`) out of each run when `split`: they are not CPU,
+/// but say which code's allocation grew.
+fn split_allocations(runs: Vec<Run>, split: bool) -> (Vec<Run>, Vec<Run>) {
+    if !split {
+        return (runs, Vec::new());
+    }
+    let is_alloc = |p: &Profile| p.sample_types.iter().any(|t| t.kind == flame::allocation::ALLOC_SPACE);
+    let allocs = runs
+        .iter()
+        .map(|r| Run::new(r.id.clone(), r.profiles.iter().filter(|p| is_alloc(p)).cloned().collect()))
+        .filter(|r| !r.profiles.is_empty())
+        .collect();
+    let cpu = runs
+        .into_iter()
+        .map(|r| Run::new(r.id, r.profiles.into_iter().filter(|p| !is_alloc(p)).collect()))
+        .filter(|r| !r.profiles.is_empty())
+        .collect();
+    (cpu, allocs)
 }
 
+/// Prints the regressions: the JSON lines alone (the caveats go to stderr, where a person sees
+/// them), or the text report (`analyzer::flame::report`).
 fn print_regressions(
     stdout: &mut impl Write,
     found: &[Regression],
-    metric: Metric,
+    metric: Share,
     json: bool,
-    summary: &Summary,
+    summary: &DiffSummary,
 ) -> anyhow::Result<()> {
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     if json {
-        let json = serde_json::Value::Array(found.iter().map(|r| to_json(r, metric)).collect());
-        writeln!(stdout, "{}", serde_json::to_string_pretty(&json)?)?;
-        // The JSON is the regressions alone; the caveats go where a person sees them.
+        let lines = report::json_lines(found, metric, &summary.normalization);
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&lines)?)?;
         for w in &summary.warnings {
             eprintln!("note: {w}");
         }
     } else {
-        let ((bp, br), (cp, cr)) = (summary.baseline, summary.candidate);
-        writeln!(
-            stdout,
-            "compared {} from {} with {} from {}",
-            plural(bp, "baseline profile"),
-            plural(br, "run"),
-            plural(cp, "candidate profile"),
-            plural(cr, "run")
-        )?;
-        for w in &summary.warnings {
-            writeln!(stdout, "note: {w}")?;
-        }
-        write_table(stdout, found, metric)?;
+        write!(stdout, "{}", report::text(found, metric, summary))?;
     }
     Ok(())
 }
@@ -346,8 +391,10 @@ fn diff_collector(url: &str, args: &DiffArgs, stdout: &mut impl Write) -> anyhow
     diff_query.push(("format", "json".into()));
     diff_query.push(("min_change", args.min_change.to_string()));
     diff_query.push(("confidence", args.confidence.to_string()));
-    diff_query.push(("metric", if args.metric == MetricArg::TotalShare { "total" } else { "self" }.into()));
-    let answer: DiffAnswer = client.get_as("/api/v1/flamegraph/diff", &diff_query)?;
+    diff_query.push(("metric", args.metric.name().into()));
+    diff_query.push(("normalize", Normalization::from(args.normalize).name().into()));
+    diff_query.extend(args.work_metric.clone().map(|m| ("work_metric", m)));
+    let answer: FlameDiff = client.get_as("/api/v1/flamegraph/diff", &diff_query)?;
 
     let (base_count, cand_count) = (answer.baseline_profiles, answer.candidate_profiles);
     for (side, version, n) in [("baseline", base_version, base_count), ("candidate", cand_version, cand_count)] {
@@ -359,38 +406,34 @@ fn diff_collector(url: &str, args: &DiffArgs, stdout: &mut impl Write) -> anyhow
             );
         }
     }
-    let mut found: Vec<Regression> = answer
-        .regressions
-        .iter()
-        .map(regression_from_json)
-        .collect::<Option<_>>()
-        .context("the collector's diff has a malformed regression")?;
+    let mut found = answer.regressions;
     found.truncate(args.top);
 
     if let Some(path) = &args.output {
         query.push(("format", "svg".into()));
+        query.push(("normalize", Normalization::from(args.normalize).name().into()));
+        query.extend(args.work_metric.clone().map(|m| ("work_metric", m)));
         let svg = client.get("/api/v1/flamegraph/diff", &query)?;
         write_file(path, &svg)?;
     }
-    let summary = Summary {
+    // Both sides had profiles (checked above), so the collector compared them.
+    let normalization =
+        answer.normalization.context("the collector's diff has no normalization although both sides have profiles")?;
+    let mut warnings = answer.notes.clone();
+    warnings.extend(answer.warnings.into_iter().filter(|w| !answer.notes.contains(w)));
+    let measure = match Normalization::parse(&normalization) {
+        Some(n) => n.per(answer.unit.as_deref().unwrap_or("request")),
+        None => "share".to_string(),
+    };
+    let summary = DiffSummary {
         baseline: (base_count, answer.baseline_runs),
         candidate: (cand_count, answer.candidate_runs),
-        warnings: answer.warnings,
+        warnings,
+        normalization,
+        measure,
+        explanation: answer.explanation,
     };
-    print_regressions(stdout, &found, args.metric.into(), args.json, &summary)
-}
-
-/// What `flame diff` reads of the collector's JSON diff (`collector::query::flamegraph`); its
-/// flame graph is skipped unparsed.
-#[derive(Debug, Deserialize)]
-struct DiffAnswer {
-    regressions: Vec<serde_json::Value>,
-    baseline_profiles: usize,
-    candidate_profiles: usize,
-    baseline_runs: usize,
-    candidate_runs: usize,
-    #[serde(default)]
-    warnings: Vec<String>,
+    print_regressions(stdout, &found, args.metric, args.json, &summary)
 }
 
 /// The profile type id for `wanted`: itself when it is an id (`a:b:c:d:e`), else the one type of
@@ -399,19 +442,14 @@ fn resolve_profile_type(client: &CollectorClient, service: &str, wanted: &str) -
     if wanted.contains(':') {
         return Ok(wanted.to_string());
     }
-    let types = client.get_json("/api/v1/profile-types", &[])?;
-    let of_service: Vec<&serde_json::Value> = types["profile_types"]
-        .as_array()
-        .map(|list| {
-            list.iter().filter(|t| t["services"].as_array().is_some_and(|s| s.iter().any(|s| s == service))).collect()
-        })
-        .unwrap_or_default();
-    let matching: Vec<&str> =
-        of_service.iter().filter(|t| t["sample_type"] == wanted).filter_map(|t| t["id"].as_str()).collect();
+    let types: ProfileTypes = client.get_as("/api/v1/profile-types", &[])?;
+    let of_service: Vec<&ProfileType> =
+        types.profile_types.iter().filter(|t| t.services.iter().any(|s| s == service)).collect();
+    let matching: Vec<&str> = of_service.iter().filter(|t| t.sample_type == wanted).map(|t| t.id.as_str()).collect();
     match matching.as_slice() {
         [one] => Ok(one.to_string()),
         [] => {
-            let known: Vec<&str> = of_service.iter().filter_map(|t| t["id"].as_str()).collect();
+            let known: Vec<&str> = of_service.iter().map(|t| t.id.as_str()).collect();
             bail!(
                 "service {service:?} has no profiles with sample type {wanted:?} at {}; it has: {}",
                 client.base_url(),
@@ -420,83 +458,6 @@ fn resolve_profile_type(client: &CollectorClient, service: &str, wanted: &str) -
         }
         many => bail!("sample type {wanted:?} is ambiguous for service {service:?}; give one of: {}", many.join(", ")),
     }
-}
-
-/// A regression of the collector's diff answer (see `collector::query::flamegraph`).
-fn regression_from_json(v: &serde_json::Value) -> Option<Regression> {
-    let share = |s: &serde_json::Value| -> Option<flame::Share> {
-        Some(flame::Share {
-            baseline_pct: s["baseline_pct"].as_f64()?,
-            candidate_pct: s["candidate_pct"].as_f64()?,
-            change_pp: s["change_pp"].as_f64()?,
-            z: s["z"].as_f64()?,
-            // `null` for a z-test: JSON has no infinity.
-            degrees_of_freedom: s["degrees_of_freedom"].as_f64().unwrap_or(f64::INFINITY),
-            noise_inflation: s["noise_inflation"].as_f64()?,
-            confidence: s["confidence"].as_f64()?,
-        })
-    };
-    Some(Regression {
-        function: v["function"].as_str()?.to_string(),
-        self_share: share(&v["self_share"])?,
-        total_share: share(&v["total_share"])?,
-        hottest_path: v["hottest_path"]
-            .as_array()?
-            .iter()
-            .map(|f| f.as_str().map(str::to_string))
-            .collect::<Option<_>>()?,
-        confidence: v["confidence"].as_f64()?,
-    })
-}
-
-fn to_json(r: &Regression, metric: Metric) -> serde_json::Value {
-    let share = |s: &flame::Share| {
-        serde_json::json!({
-            "baseline_pct": s.baseline_pct,
-            "candidate_pct": s.candidate_pct,
-            "change_pp": s.change_pp,
-            "confidence": s.confidence,
-        })
-    };
-    serde_json::json!({
-        "function": r.function,
-        "metric": match metric { Metric::SelfShare => "self", Metric::TotalShare => "total" },
-        "change_pp": r.share(metric).change_pp,
-        "confidence": r.confidence,
-        "self": share(&r.self_share),
-        "total": share(&r.total_share),
-        "hottest_path": r.hottest_path,
-    })
-}
-
-fn write_table(out: &mut impl Write, found: &[Regression], metric: Metric) -> std::io::Result<()> {
-    let what = match metric {
-        Metric::SelfShare => "self",
-        Metric::TotalShare => "total",
-    };
-    if found.is_empty() {
-        return writeln!(out, "no function's {what} share grew significantly");
-    }
-    writeln!(
-        out,
-        "{:>4}  {:>8} {:>8} {:>9} {:>10}  function / hottest path",
-        "rank", "before", "after", "change", "confidence"
-    )?;
-    for (i, r) in found.iter().enumerate() {
-        let s = r.share(metric);
-        writeln!(
-            out,
-            "{:>4}  {:>7.1}% {:>7.1}% {:>+6.1} pp {:>9.1}%  {} ({what})",
-            i + 1,
-            s.baseline_pct,
-            s.candidate_pct,
-            s.change_pp,
-            r.confidence * 100.0,
-            r.function
-        )?;
-        writeln!(out, "{:>50}{}", "", r.hottest_path.join(" → "))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -554,11 +515,15 @@ mod tests {
         diff(args, &mut out).expect("diff");
         let text = String::from_utf8(out).expect("utf-8");
         assert!(
-            text.starts_with("compared 1 baseline profile from 1 run with 1 candidate profile from 1 run\nnote: baseline and candidate have one run each"),
+            text.starts_with("compared 1 baseline profile from 1 run with 1 candidate profile from 1 run\n"),
             "{text}"
         );
-        let first = text.lines().nth(3).expect("a row");
+        assert!(text.contains("\nnote: baseline and candidate have one run each"), "{text}");
+        // The corpus' slow run ran under more load: shares, saying why (ADR 0008).
+        assert!(text.contains("\nnote: shares of each profile: the work is not known and the loads differ"), "{text}");
+        let first = text.lines().skip_while(|l| !l.trim_start().starts_with("rank")).nth(1).expect("a row");
         assert!(first.contains("main.sanitizeLabels"), "{text}");
+        assert!(text.contains("\n- main.sanitizeLabels self share 42.8% -> 53.2%"), "{text}");
         let svg = std::fs::read_to_string(svg_path).expect("svg");
         assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
     }
@@ -621,6 +586,30 @@ mod tests {
         let args = diff_args(&["--baseline", "/nonexistent/a.pb.gz", "--candidate", slow.to_str().unwrap(), "--json"]);
         let err = diff(args, &mut Vec::new()).expect_err("missing file");
         assert!(format!("{err:#}").contains("/nonexistent/a.pb.gz"));
+    }
+
+    #[test]
+    fn work_counts_give_cpu_per_request_for_files() {
+        let (fast, slow) = (corpus("fast"), corpus("slow"));
+        let args = |extra: &[&str]| {
+            let mut all = vec!["--baseline", fast.to_str().unwrap(), "--candidate", slow.to_str().unwrap()];
+            all.extend(["--type", "cpu", "--json"]);
+            all.extend(extra);
+            diff_args(&all)
+        };
+        let mut out = Vec::new();
+        diff(args(&["--work-baseline", "1000", "--work-candidate", "1000"]), &mut out).expect("diff");
+        let json: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(json[0]["function"], "main.sanitizeLabels", "{json:#}");
+        assert_eq!(json[0]["normalization"], "per_unit", "{json:#}");
+        assert_eq!(json[0]["kind"], "slower", "{json:#}");
+        // One count without the other is refused by the parser; asking for CPU per request
+        // without counts says what is missing.
+        assert!(parse(&["--baseline", "a", "--candidate", "b", "--work-baseline", "5"]).is_err());
+        let err = diff(args(&["--normalize", "per-request"]), &mut Vec::new()).unwrap_err();
+        assert!(format!("{err:#}").contains("CPU per unit of work needs the work of both builds"), "{err:#}");
+        let err = diff(args(&["--work-baseline", "0", "--work-candidate", "5"]), &mut Vec::new()).unwrap_err();
+        assert!(format!("{err:#}").contains("the baseline's work must be a positive number"), "{err:#}");
     }
 
     #[test]

@@ -5,13 +5,18 @@
 //! names or plausible modification times (`analyzer::leaks::times`), and runs
 //! `analyzer::leaks::detect`. Exit code 1 when a leak is found (so a test job can fail on it),
 //! 0 when none, 2 on bad input.
+//!
+//! Each folder given is one process (run), and the files given directly are one more; counts of
+//! different processes are never added up. With one process the report is that process's; with
+//! several, each is judged on its own and the same leak in several of them is one finding with
+//! each process's rate (`analyzer::leaks::across`), before each process's own report.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::UNIX_EPOCH;
 
-use analyzer::leaks::{self, ExplicitTimes, LeakOptions, Snapshot, SnapshotFile, TimeSource};
+use analyzer::leaks::{self, ExplicitTimes, LeakOptions, LeakReport, Snapshot, SnapshotFile, TimeSource, across};
 use anyhow::{Context, bail};
 use clap::Args;
 use slo_contracts::HumanDuration;
@@ -20,6 +25,7 @@ use slo_contracts::HumanDuration;
 #[derive(Debug, Args)]
 pub struct LeaksArgs {
     /// Snapshot files, or folders of them (other files in a folder are skipped with a note).
+    /// Each folder is one process; the files given directly are one process together.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Smallest growth that counts as a leak, goroutines per minute.
@@ -40,7 +46,8 @@ pub struct LeaksArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Also write the report as JUnit XML to this file (one test case per judged cluster).
+    /// Also write the report as JUnit XML to this file (one test case per judged cluster; one
+    /// test suite per process when there are several).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
     /// Where the snapshots came from, carried into every output (JUnit properties, JSON
@@ -55,7 +62,8 @@ pub struct LeaksArgs {
     #[arg(long, conflicts_with = "times")]
     pub interval: Option<HumanDuration>,
     /// The times the text dumps were taken, one per file in file-name order: RFC 3339 times
-    /// (2026-11-26T10:15:00Z,...) or seconds from any origin (0,5,10,...).
+    /// (2026-11-26T10:15:00Z,...) or seconds from any origin (0,5,10,...). With several
+    /// processes, --interval and --times apply to each process's dumps.
     #[arg(long, value_name = "T1,T2,...", value_parser = leaks::times::parse_time_list)]
     pub times: Option<TimeList>,
 }
@@ -78,14 +86,135 @@ enum Kind {
     Text,
 }
 
+/// The snapshot paths of one process: a folder, or the files given directly.
+#[derive(Debug)]
+struct Process {
+    /// The folder as given, or the files' common folder (`files` when they have none).
+    id: String,
+    paths: Vec<PathBuf>,
+}
+
 /// Runs `slo-gate leaks`.
 pub fn run(args: LeaksArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..=1.0).contains(&args.confidence) {
         bail!("--confidence must be between 0 and 1, got {}", args.confidence);
     }
     let stderr = &mut std::io::stderr().lock();
+    let explicit = match (&args.interval, &args.times) {
+        (Some(d), _) => Some(ExplicitTimes::Interval(d.0)),
+        (None, Some(times)) => Some(ExplicitTimes::List(times.clone())),
+        (None, None) => None,
+    };
+    let options = LeakOptions {
+        min_growth_per_minute: args.min_growth,
+        min_confidence: args.confidence,
+        ignore_top_functions: args.ignore_top.clone(),
+        ignore_any_functions: args.ignore_any.clone(),
+        keep_file_line: args.keep_file_line,
+    };
+    let processes = processes(&args.paths)?;
+    if let [process] = processes.as_slice() {
+        let mut snapshots = read(&process.paths, stderr)?;
+        set_times(&mut snapshots, explicit.as_ref(), stderr)?;
+        let mut report = leaks::detect(&snapshots.into_iter().map(|s| s.2).collect::<Vec<_>>(), &options);
+        report.source = args.labels.clone();
+        return write_one(&args, &report);
+    }
+    let mut read_all = Vec::with_capacity(processes.len());
+    for process in &processes {
+        read_all.push(read(&process.paths, stderr).with_context(|| format!("in {}", process.id))?);
+    }
+    // --interval and --times are for the processes whose snapshots record no time.
+    if explicit.is_some() && !read_all.iter().any(|s| needs_times(s)) {
+        bail!("{EXPLICIT_TIMES_NOT_NEEDED}");
+    }
+    let mut reports: Vec<(String, LeakReport)> = Vec::with_capacity(processes.len());
+    for (process, mut snapshots) in processes.iter().zip(read_all) {
+        let explicit = explicit.as_ref().filter(|_| needs_times(&snapshots));
+        set_times(&mut snapshots, explicit, stderr).with_context(|| format!("in {}", process.id))?;
+        let snapshots: Vec<Snapshot> = snapshots.into_iter().map(|s| s.2).collect();
+        let mut report = leaks::detect(&snapshots, &options);
+        report.source = args.labels.clone();
+        report.source.push(("run".to_string(), process.id.clone()));
+        reports.push((process.id.clone(), report));
+    }
+    let found = leaks::group_across_runs(&reports);
+    let out = &mut std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&across::report_json(&reports, &found))?)?;
+    } else {
+        out.write_all(across::text(&reports, &found, args.min_growth).as_bytes())?;
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, leaks::junit::junit_runs(&reports))
+            .with_context(|| format!("cannot write the JUnit report to {}", path.display()))?;
+    }
+    Ok(if found.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Writes the report of one process, as text or JSON, and its JUnit file.
+fn write_one(args: &LeaksArgs, report: &LeakReport) -> anyhow::Result<ExitCode> {
+    let out = &mut std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&leaks::report::json(report))?)?;
+    } else {
+        out.write_all(analyzer::leaks::report::text(report).as_bytes())?;
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, leaks::junit::junit(report))
+            .with_context(|| format!("cannot write the JUnit report to {}", path.display()))?;
+    }
+    Ok(if report.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The processes of `paths`: one per folder, in the order given, then one of the files given
+/// directly. A process given twice (`a` and `a/`, or a folder and files in it) is an error: its
+/// snapshots would count twice.
+fn processes(paths: &[PathBuf]) -> anyhow::Result<Vec<Process>> {
+    let mut processes: Vec<Process> = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        let is_dir = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.is_dir();
+        if is_dir {
+            processes.push(Process { id: folder_id(path), paths: vec![path.clone()] });
+        } else {
+            files.push(path.clone());
+        }
+    }
+    if !files.is_empty() {
+        let mut parents = files.iter().map(|f| f.parent().map(folder_id).unwrap_or_default());
+        let first = parents.next().unwrap_or_default();
+        let id = if !first.is_empty() && parents.all(|p| p == first) { first } else { "files".to_string() };
+        processes.push(Process { id, paths: files });
+    }
+    if processes.len() > 1 {
+        for (i, p) in processes.iter().enumerate() {
+            if processes[..i].iter().any(|q| q.id == p.id) {
+                bail!("{} is given twice: each folder is one process, and the files given directly are one more", p.id);
+            }
+        }
+    }
+    Ok(processes)
+}
+
+/// A folder as the user wrote it, without trailing slashes (`.` for the current folder).
+fn folder_id(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let trimmed = text.trim_end_matches('/');
+    if trimmed.is_empty() && text.starts_with('/') {
+        "/".to_string()
+    } else if trimmed.is_empty() {
+        ".".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+/// One process's snapshots from `paths` (files, or folders of them), without times yet for text
+/// dumps ([`set_times`]).
+fn read(paths: &[PathBuf], stderr: &mut impl Write) -> anyhow::Result<Vec<(Kind, PathBuf, Snapshot)>> {
     let mut snapshots: Vec<(Kind, PathBuf, Snapshot)> = Vec::new();
-    for path in &args.paths {
+    for path in paths {
         let is_dir = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.is_dir();
         for file in files(path)? {
             match read_snapshot(&file) {
@@ -107,32 +236,7 @@ pub fn run(args: LeaksArgs) -> anyhow::Result<ExitCode> {
              so read one kind per run (give the *.pb.gz files or the text dumps)"
         );
     }
-    let explicit = match (&args.interval, &args.times) {
-        (Some(d), _) => Some(ExplicitTimes::Interval(d.0)),
-        (None, Some(times)) => Some(ExplicitTimes::List(times.clone())),
-        (None, None) => None,
-    };
-    set_times(&mut snapshots, explicit.as_ref(), stderr)?;
-    let options = LeakOptions {
-        min_growth_per_minute: args.min_growth,
-        min_confidence: args.confidence,
-        ignore_top_functions: args.ignore_top.clone(),
-        ignore_any_functions: args.ignore_any.clone(),
-        keep_file_line: args.keep_file_line,
-    };
-    let mut report = leaks::detect(&snapshots.into_iter().map(|s| s.2).collect::<Vec<_>>(), &options);
-    report.source = args.labels.clone();
-    let out = &mut std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&leaks::report::json(&report))?)?;
-    } else {
-        out.write_all(analyzer::leaks::report::text(&report).as_bytes())?;
-    }
-    if let Some(path) = &args.junit {
-        std::fs::write(path, leaks::junit::junit(&report))
-            .with_context(|| format!("cannot write the JUnit report to {}", path.display()))?;
-    }
-    Ok(if report.findings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(snapshots)
 }
 
 /// `path` itself, or the files under it, sorted.
@@ -159,9 +263,9 @@ fn set_times(
     explicit: Option<&ExplicitTimes>,
     stderr: &mut impl Write,
 ) -> anyhow::Result<()> {
-    if snapshots.iter().all(|(kind, _, s)| *kind == Kind::Pprof && s.time_unix_nano != 0) {
+    if !needs_times(snapshots) {
         if explicit.is_some() {
-            bail!("--interval and --times are for text dumps; these goroutine profiles record their own times");
+            bail!("{EXPLICIT_TIMES_NOT_NEEDED}");
         }
         return Ok(());
     }
@@ -181,6 +285,14 @@ fn set_times(
     }
     Ok(())
 }
+
+/// Whether some of `snapshots` record no time: text dumps, or profiles without one.
+fn needs_times(snapshots: &[(Kind, PathBuf, Snapshot)]) -> bool {
+    !snapshots.iter().all(|(kind, _, s)| *kind == Kind::Pprof && s.time_unix_nano != 0)
+}
+
+const EXPLICIT_TIMES_NOT_NEEDED: &str =
+    "--interval and --times are for text dumps; these goroutine profiles record their own times";
 
 fn modified(path: &Path) -> Option<i64> {
     let since_epoch = std::fs::metadata(path).and_then(|m| m.modified()).ok()?.duration_since(UNIX_EPOCH).ok()?;
@@ -282,6 +394,77 @@ mod tests {
         assert!(xml.contains(" failures=\"2\" errors=\"0\" skipped=\"0\">"), "{xml}");
         assert_eq!(xml.matches("<failure ").count(), 2, "{xml}");
         assert_eq!(xml.matches("</failure>").count(), 2, "{xml}");
+    }
+
+    /// Copies the corpus run's files whose names start with `prefix` and end with `suffix` into
+    /// `dir`.
+    fn copy(run: &str, prefix: &str, suffix: &str, dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        for file in files(&corpus(run)).unwrap() {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with(prefix) && name.ends_with(suffix) {
+                std::fs::copy(&file, dir.join(name)).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn each_folder_is_a_process_and_the_files_given_are_one_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        copy("fast", "goroutine-t", ".pb.gz", &a);
+        copy("fast-rerun", "goroutine-t", ".pb.gz", &b);
+        let ids = |paths: &[PathBuf]| processes(paths).unwrap().into_iter().map(|p| p.id).collect::<Vec<_>>();
+        let slash = PathBuf::from(format!("{}/", b.display()));
+        assert_eq!(ids(&[a.clone(), slash]), [a.display().to_string(), b.display().to_string()]);
+        let some = files(&b).unwrap();
+        assert_eq!(
+            ids(&[some[0].clone(), a.clone(), some[1].clone()]),
+            [a.display().to_string(), b.display().to_string()]
+        );
+        assert_eq!(ids(&[some[0].clone(), a.join("goroutine-t00.pb.gz")]), ["files"]);
+        // A file named without a folder is in the current one.
+        assert_eq!(folder_id(Path::new("goroutine-t00.pb.gz").parent().unwrap()), ".");
+        assert_eq!(folder_id(Path::new("/")), "/");
+
+        assert_eq!(run(args(vec![a.clone(), b.clone()])).unwrap(), ExitCode::from(1));
+        let junit = dir.path().join("leaks.xml");
+        let json = LeaksArgs { json: true, junit: Some(junit.clone()), ..args(vec![a.clone(), b.clone()]) };
+        assert_eq!(run(json).unwrap(), ExitCode::from(1));
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        assert_eq!(xml.matches("<testsuite ").count(), 2, "{xml}");
+        assert!(xml.contains(&format!("<testsuite name=\"goroutine leaks ({})\"", b.display())), "{xml}");
+
+        // A process given twice would count its snapshots twice.
+        let err = run(args(vec![a.clone(), b.clone(), a.join("goroutine-t00.pb.gz")])).expect_err("a twice");
+        assert!(
+            err.to_string()
+                .ends_with("is given twice: each folder is one process, and the files given directly are one more"),
+            "{err}"
+        );
+        let empty = dir.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let err = run(args(vec![a.clone(), empty.clone()])).expect_err("empty folder");
+        assert_eq!(format!("{err:#}"), format!("in {}: no goroutine snapshots found", empty.display()));
+    }
+
+    #[test]
+    fn interval_is_for_the_processes_of_text_dumps() {
+        let dir = tempfile::tempdir().unwrap();
+        let (profiles, dumps) = (dir.path().join("profiles"), dir.path().join("dumps"));
+        copy("fast", "goroutine-t", ".pb.gz", &profiles);
+        copy("slow", "goroutine-t", ".txt", &dumps);
+        for file in files(&dumps).unwrap() {
+            // No time in the name: the interval is what times them.
+            let name = file.file_name().unwrap().to_string_lossy().replace("goroutine-t", "dump-");
+            std::fs::rename(&file, dumps.join(name)).unwrap();
+        }
+        let interval = |paths: Vec<PathBuf>| LeaksArgs { interval: Some("5s".parse().unwrap()), ..args(paths) };
+        assert_eq!(run(interval(vec![profiles.clone(), dumps.clone()])).unwrap(), ExitCode::from(1));
+        let rerun = dir.path().join("rerun");
+        copy("fast-rerun", "goroutine-t", ".pb.gz", &rerun);
+        let err = run(interval(vec![profiles.clone(), rerun])).expect_err("profiles only");
+        assert!(err.to_string().starts_with("--interval and --times are for text dumps"), "{err}");
     }
 
     #[test]

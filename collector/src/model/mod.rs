@@ -27,6 +27,22 @@ pub use span::SpanRow;
 
 use crate::signal::Signal;
 
+/// Decodes a stored WAL payload (an OTLP export request of `signal`, as accepted) back into
+/// rows: the store's replay, the same conversion the ingest path made.
+pub fn decode_rows(signal: Signal, payload: &[u8]) -> Result<Rows, prost::DecodeError> {
+    use opentelemetry_proto::tonic::collector::{
+        logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+        profiles::v1development::ExportProfilesServiceRequest, trace::v1::ExportTraceServiceRequest,
+    };
+    use prost::Message;
+    Ok(match signal {
+        Signal::Traces => Rows::Spans(span::rows_from_request(ExportTraceServiceRequest::decode(payload)?)),
+        Signal::Metrics => Rows::Metrics(metric::rows_from_request(ExportMetricsServiceRequest::decode(payload)?)),
+        Signal::Logs => Rows::Logs(log::rows_from_request(ExportLogsServiceRequest::decode(payload)?)),
+        Signal::Profiles => Rows::Profiles(profile::rows_from_request(ExportProfilesServiceRequest::decode(payload)?)),
+    })
+}
+
 /// The rows of one accepted request, all of one signal.
 #[derive(Debug, Clone)]
 pub enum Rows {

@@ -7,33 +7,36 @@
 //! record per SERVER span of one service version — start time, duration in seconds, name, route,
 //! whether it is an error (status `ERROR` or `http.response.status_code` >= 500, decided here
 //! once), and its resource and span attributes flattened to text — sent column by column with
-//! dictionaries for the repeated strings (`SpanColumns`). `runs` is the history of gate runs
+//! dictionaries for the repeated strings ([`crate::api::gate::GateSpans`]). `runs` is the history of gate runs
 //! ([`crate::history`]); recording one needs a write token ([`crate::auth`]) and a valid,
 //! bounded run.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use analyzer::compare::Verdict;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::HeaderMap;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::Value;
 
-use super::flamegraph::parse_time;
+use super::params::{Selector, parse_time};
+use super::profiles::{Filter, collect, profiles};
 use super::{ApiState, blocking, tenant};
+use crate::api::gate::{
+    GateMetrics, GateProfiles, GateSpans, MAX_RUN_BYTES, MetricPoint, Recorded, Run, RunsAnswer, StoredProfile,
+};
 use crate::auth::WriteAccess;
 use crate::error::QueryError;
 use crate::model::{ResourceColumns, Rows, attrs};
 use crate::signal::Signal;
 
 /// OTLP `SpanKind::SPAN_KIND_SERVER`.
-const SPAN_KIND_SERVER: i32 = 2;
+pub(crate) const SPAN_KIND_SERVER: i32 = 2;
 /// OTLP `Status.code` `STATUS_CODE_ERROR`.
 const STATUS_CODE_ERROR: i32 = 2;
 /// Most spans one `spans` answer carries unless `limit` says otherwise.
@@ -43,6 +46,7 @@ const RUNS_LIMIT: usize = 200;
 
 pub fn router() -> Router<ApiState> {
     Router::new()
+        .route("/api/v1/gate/profiles", get(gate_profiles))
         .route("/api/v1/gate/spans", get(spans))
         .route("/api/v1/gate/metrics", get(metrics))
         .route("/api/v1/gate/runs", get(list_runs).post(record_run))
@@ -150,30 +154,6 @@ struct SpanHit {
     attributes: u32,
 }
 
-/// The `spans` answer, column by column: one array per field, one entry per span, and
-/// dictionaries for the repeated strings (names, routes, attribute sets — a resource's
-/// attributes and a span's own, merged, span attributes winning). A million spans are then tens
-/// of megabytes of numbers rather than a million JSON objects repeating the same keys.
-#[derive(Serialize)]
-struct SpanColumns {
-    total: usize,
-    truncated: bool,
-    /// Spans per `http.route` of the build, over all matching spans.
-    routes: BTreeMap<String, u64>,
-    names: Vec<String>,
-    route_values: Vec<String>,
-    attribute_sets: Vec<Vec<(String, String)>>,
-    time_unix_nano: Vec<u64>,
-    duration_seconds: Vec<f64>,
-    name: Vec<u32>,
-    route: Vec<Option<u32>>,
-    error: Vec<bool>,
-    attributes: Vec<u32>,
-    /// Parts that could not be read (damaged and set aside): the spans they held are missing.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    warnings: Vec<String>,
-}
-
 async fn spans(
     State(state): State<ApiState>,
     headers: HeaderMap,
@@ -230,7 +210,7 @@ async fn spans(
                     });
                 }
             })
-            .map_err(|e| QueryError::Storage(e.to_string()))?;
+            .map_err(QueryError::from)?;
         // Time order; ties broken by the other fields so the same data gives the same bytes.
         hits.sort_unstable_by(|a, b| {
             (a.time, a.duration_nano, &names.values[a.name as usize], a.error, a.attributes).cmp(&(
@@ -243,7 +223,7 @@ async fn spans(
         });
         let total = hits.len();
         hits.truncate(limit);
-        let answer = SpanColumns {
+        let answer = GateSpans {
             total,
             truncated: total > limit,
             routes,
@@ -258,7 +238,7 @@ async fn spans(
             attribute_sets,
             warnings: report.warnings,
         };
-        serde_json::to_vec(&answer).map_err(|e| QueryError::Storage(format!("cannot encode the spans: {e}")))
+        serde_json::to_vec(&answer).map_err(|e| QueryError::Internal(format!("cannot encode the spans: {e}")))
     })
     .await?;
     Ok(([(http::header::CONTENT_TYPE, "application/json")], body).into_response())
@@ -268,14 +248,14 @@ async fn metrics(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Query(params): Query<BuildParams>,
-) -> Result<Json<Value>, QueryError> {
+) -> Result<Json<GateMetrics>, QueryError> {
     let tenant = tenant(&headers)?;
     let build = Build::parse(&params)?;
     let name = params.name.clone().filter(|n| !n.is_empty());
     let limit = params.limit.unwrap_or(DEFAULT_SPAN_LIMIT);
     let samples = blocking(move || {
         let snapshot = state.store.snapshot(&tenant, Signal::Metrics);
-        let mut out: Vec<(u64, Value)> = Vec::new();
+        let mut out: Vec<MetricPoint> = Vec::new();
         let report = state
             .store
             .scan(&snapshot, |rows| {
@@ -286,144 +266,47 @@ async fn metrics(
                     {
                         continue;
                     }
-                    out.push((
-                        p.time_unix_nano,
-                        json!({
-                            "name": &*p.metric.name,
-                            "kind": p.kind.as_str(),
-                            "temporality": p.temporality,
-                            "is_monotonic": p.is_monotonic,
-                            "start_time_unix_nano": p.start_unix_nano,
-                            "time_unix_nano": p.time_unix_nano,
-                            "labels": attrs::plain_text(&p.attributes),
-                            "value": p.value_int.map(|i| i as f64).or(p.value),
-                            "count": p.count,
-                            "sum": p.sum,
-                            "detail": if p.detail.is_empty() { Value::Null } else { serde_json::from_str(&p.detail).unwrap_or(Value::Null) },
-                        }),
-                    ));
+                    out.push(MetricPoint {
+                        name: p.metric.name.to_string(),
+                        kind: p.kind.as_str().to_string(),
+                        temporality: p.temporality,
+                        is_monotonic: p.is_monotonic,
+                        start_time_unix_nano: p.start_unix_nano,
+                        time_unix_nano: p.time_unix_nano,
+                        labels: labels(&p.attributes),
+                        value: p.value_int.map(|i| i as f64).or(p.value),
+                        count: p.count,
+                        sum: p.sum,
+                        detail: if p.detail.is_empty() { None } else { serde_json::from_str(&p.detail).ok() },
+                    });
                 }
             })
-            .map_err(|e| QueryError::Storage(e.to_string()))?;
+            .map_err(QueryError::from)?;
         Ok((out, report.warnings))
     })
     .await?;
     let (mut samples, warnings) = samples;
-    samples.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.to_string().cmp(&b.1.to_string())));
+    // Time order; ties broken by the whole point so the same data gives the same bytes.
+    samples.sort_by_cached_key(|p| (p.time_unix_nano, serde_json::to_string(p).unwrap_or_default()));
     let total = samples.len();
     samples.truncate(limit);
-    let mut answer = json!({
-        "samples": samples.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
-        "total": total,
-        "truncated": total > limit,
-    });
-    if !warnings.is_empty() {
-        answer["warnings"] = json!(warnings);
-    }
-    Ok(Json(answer))
+    Ok(Json(GateMetrics { samples, total, truncated: total > limit, warnings }))
 }
 
-/// One gate run, as `slo-gate check` records it (`POST /api/v1/gate/runs`) and reads it back
-/// (`GET`, in [`RunsAnswer`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Run {
-    pub service: String,
-    #[serde(default)]
-    pub environment: Option<String>,
-    pub version: String,
-    pub time_unix_nano: u64,
-    /// `pass`, `warn`, `fail` or `inconclusive`: this build's outcome.
-    #[serde(with = "verdict_word")]
-    pub verdict: Verdict,
-    /// Whether the release was blocked.
-    #[serde(default)]
-    pub blocked: bool,
-    /// Per objective: name and verdict.
-    #[serde(default)]
-    pub objectives: Vec<RunObjective>,
-}
-
-/// One objective's verdict in a [`Run`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunObjective {
-    pub name: String,
-    #[serde(with = "verdict_word")]
-    pub verdict: Verdict,
-}
-
-/// The answer to `GET /api/v1/gate/runs`: newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunsAnswer {
-    pub runs: Vec<Run>,
-}
-
-/// The answer to `POST /api/v1/gate/runs`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Recorded {
-    pub recorded: bool,
-}
-
-/// A verdict as its lowercase word (`Verdict`'s `Display` and `FromStr`).
-mod verdict_word {
-    use analyzer::compare::Verdict;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(verdict: &Verdict, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(verdict.as_str())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Verdict, D::Error> {
-        let word = std::borrow::Cow::<str>::deserialize(d)?;
-        word.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// Largest `POST /api/v1/gate/runs` body; a run of the largest contract is a few kilobytes.
-pub const MAX_RUN_BYTES: usize = 64 * 1024;
-/// Longest service, environment, version or objective name in a run, in bytes.
-pub const MAX_NAME_BYTES: usize = 256;
-/// Most objectives in one run.
-pub const MAX_OBJECTIVES: usize = 256;
-/// How far in the future a run's time may be: the recording machine's clock may be ahead.
-pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
-
-impl Run {
-    /// Checks a run before it is recorded at `now_unix_nano`; every problem is reported.
-    pub fn validate(&self, now_unix_nano: u64) -> Result<(), QueryError> {
-        let mut problems = Vec::new();
-        let mut name = |what: &str, value: &str, required: bool| {
-            if required && value.trim().is_empty() {
-                problems.push(format!("`{what}` is empty"));
-            } else if value.len() > MAX_NAME_BYTES {
-                problems.push(format!("`{what}` is {} bytes; at most {MAX_NAME_BYTES} are allowed", value.len()));
-            }
-        };
-        name("service", &self.service, true);
-        name("version", &self.version, true);
-        name("environment", self.environment.as_deref().unwrap_or(""), false);
-        for o in &self.objectives {
-            name("objectives[].name", &o.name, true);
-        }
-        let latest = now_unix_nano.saturating_add(MAX_CLOCK_SKEW.as_nanos() as u64);
-        if self.time_unix_nano == 0 {
-            problems.push("`time_unix_nano` is 0".to_string());
-        } else if self.time_unix_nano > latest {
-            problems.push(format!(
-                "`time_unix_nano` is {:.0} s in the future (at most {} s of clock difference is allowed)",
-                (self.time_unix_nano - now_unix_nano) as f64 / 1e9,
-                MAX_CLOCK_SKEW.as_secs()
-            ));
-        }
-        if self.objectives.len() > MAX_OBJECTIVES {
-            problems.push(format!("{} objectives; at most {MAX_OBJECTIVES} are allowed", self.objectives.len()));
-        }
-        if problems.is_empty() {
-            return Ok(());
-        }
-        problems.dedup();
-        Err(QueryError::BadRequest(format!("invalid gate run: {}", problems.join("; "))))
+/// A point's attributes as text: strings as they are, other values in JSON.
+fn labels(attributes: &str) -> BTreeMap<String, String> {
+    match attrs::plain_text(attributes) {
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, text)
+            })
+            .collect(),
+        _ => BTreeMap::new(),
     }
 }
 
@@ -450,9 +333,7 @@ async fn list_runs(
     let environment = params.environment.filter(|e| !e.trim().is_empty());
     let history = Arc::clone(&state.history);
     let mut runs = blocking(move || {
-        history
-            .runs(&tenant, &service, environment.as_deref(), now_unix_nano())
-            .map_err(|e| QueryError::Storage(e.to_string()))
+        history.runs(&tenant, &service, environment.as_deref(), now_unix_nano()).map_err(QueryError::from)
     })
     .await?;
     runs.truncate(RUNS_LIMIT);
@@ -474,56 +355,40 @@ async fn record_run(
     let now = now_unix_nano();
     run.validate(now)?;
     let history = Arc::clone(&state.history);
-    blocking(move || history.record(&tenant, &run, now).map_err(|e| QueryError::Storage(e.to_string()))).await?;
+    blocking(move || history.record(&tenant, &run, now).map_err(QueryError::from)).await?;
     Ok(Json(Recorded { recorded: true }))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Query of `GET /api/v1/gate/profiles`.
+#[derive(Debug, Deserialize)]
+struct ProfileParams {
+    #[serde(rename = "type")]
+    profile_type: Option<String>,
+    selector: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    run_label: Option<String>,
+}
 
-    const NOW: u64 = 1_764_000_000_000_000_000;
-
-    fn run() -> Run {
-        Run {
-            service: "checkout".into(),
-            environment: Some("staging".into()),
-            version: "1.0.0".into(),
-            time_unix_nano: NOW,
-            verdict: Verdict::Pass,
-            blocked: false,
-            objectives: vec![RunObjective { name: "latency".into(), verdict: Verdict::Fail }],
-        }
-    }
-
-    #[test]
-    fn runs_round_trip_with_verdict_words() {
-        let text = serde_json::to_string(&RunsAnswer { runs: vec![run()] }).unwrap();
-        assert!(text.contains(r#""verdict":"pass""#) && text.contains(r#""verdict":"fail""#), "{text}");
-        assert_eq!(serde_json::from_str::<RunsAnswer>(&text).unwrap().runs, vec![run()]);
-        let bad = text.replace(r#""verdict":"pass""#, r#""verdict":"maybe""#);
-        let err = serde_json::from_str::<RunsAnswer>(&bad).unwrap_err().to_string();
-        assert!(err.contains("\"maybe\" is not a verdict"), "{err}");
-    }
-
-    // issue 11 #8: a run from the future, with empty or oversized names or too many objectives
-    // is refused, with every problem named.
-    #[test]
-    fn runs_are_validated() {
-        assert!(run().validate(NOW).is_ok());
-        let mut ahead = run();
-        ahead.time_unix_nano = NOW + MAX_CLOCK_SKEW.as_nanos() as u64;
-        assert!(ahead.validate(NOW).is_ok(), "a clock a little ahead is allowed for");
-        ahead.time_unix_nano += 1_000_000_000;
-        assert!(ahead.validate(NOW).unwrap_err().to_string().contains("in the future"));
-        let mut bad = run();
-        bad.service = " ".into();
-        bad.version = "v".repeat(MAX_NAME_BYTES + 1);
-        bad.objectives = vec![RunObjective { name: String::new(), verdict: Verdict::Pass }; MAX_OBJECTIVES + 1];
-        let err = bad.validate(NOW).unwrap_err().to_string();
-        for needle in ["`service` is empty", "`version` is 257 bytes", "`objectives[].name` is empty", "257 objectives"]
-        {
-            assert!(err.contains(needle), "{needle}: {err}");
-        }
-    }
+/// `GET /api/v1/gate/profiles?type=&selector=&from=&to=`: every stored profile of the type that
+/// matches, one per pushed or scraped profile, as the gate's CPU comparison reads them
+/// (`analyzer::flame::detect_regressions` needs the individual profiles of each side).
+async fn gate_profiles(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Query<ProfileParams>,
+) -> Result<Json<GateProfiles>, QueryError> {
+    let tenant = tenant(&headers)?;
+    let filter = Filter::from_params(
+        params.profile_type.as_deref(),
+        params.from.as_deref(),
+        params.to.as_deref(),
+        params.run_label.as_deref(),
+    )?;
+    let selector = Selector::parse("selector", params.selector.as_deref())?;
+    let kind = filter.kind.clone();
+    let rows = blocking(move || collect(&state, &tenant, &filter, &[selector])).await?;
+    let rows = rows.into_iter().next().unwrap_or_default();
+    let list = profiles(&rows, &kind).iter().map(|(run, p)| StoredProfile::from_profile(run, p)).collect();
+    Ok(Json(GateProfiles { profile_type: params.profile_type, profiles: list }))
 }

@@ -1,11 +1,19 @@
-//! The read side, served on `--api`: the native API (`/api/v1/...`) and the collector's own
-//! `/metrics`, `/healthz`, `/readyz`. Later Grafana-compatible APIs live beside [`native`].
-//! Pyroscope's push endpoints ([`pprof_push`]) are merged in too, since Pyroscope's agents
-//! push to the same port its API is served on.
+//! The read side, served on `--api`: the native API (`/api/v1/...`), the gate's routes, and the
+//! collector's own `/metrics`, `/healthz`, `/readyz`; Grafana-compatible API families live
+//! beside [`native`], one module each: Tempo's in [`tempo`], Pyroscope's in [`pyroscope`]. The wire types of our own API are in [`crate::api`].
+//! (Pyroscope's push endpoints share the port, since Pyroscope's agents push to the port its
+//! API is served on; `server.rs` mounts them from `receive::pprof_push`.)
 
 pub mod flamegraph;
 pub mod gate;
+pub mod leaks;
 pub mod native;
+pub mod params;
+pub mod profiles;
+pub mod prometheus;
+pub mod pyroscope;
+pub mod tempo;
+pub mod work;
 
 use std::sync::Arc;
 
@@ -16,7 +24,7 @@ use axum::routing::get;
 use http::{StatusCode, header};
 
 use crate::error::QueryError;
-use crate::receive::{Ingest, pprof_push};
+use crate::receive::Ingest;
 use crate::store::Store;
 use crate::tenant::Tenant;
 
@@ -39,7 +47,6 @@ impl axum::extract::FromRef<ApiState> for Arc<crate::auth::WriteTokens> {
 }
 
 pub fn router(state: ApiState) -> Router {
-    let ingest = Arc::clone(&state.ingest);
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -47,9 +54,12 @@ pub fn router(state: ApiState) -> Router {
         .merge(native::router())
         .merge(flamegraph::router())
         .merge(gate::router())
+        .merge(leaks::router())
+        .merge(prometheus::router())
+        .merge(pyroscope::router())
+        .merge(tempo::router())
         .fallback(|uri: http::Uri| async move { (StatusCode::NOT_FOUND, format!("no endpoint at {}\n", uri.path())) })
         .with_state(state)
-        .merge(pprof_push::router(ingest))
 }
 
 /// The tenant a query reads, from `X-Scope-OrgID` (default `anonymous`; a value outside the
@@ -62,7 +72,7 @@ pub(crate) fn tenant(headers: &http::HeaderMap) -> Result<Tenant, QueryError> {
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
 ) -> Result<T, QueryError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| QueryError::Storage(format!("query task failed: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| QueryError::Internal(format!("query task failed: {e}")))?
 }
 
 /// Adds one `Warning` header (RFC 9111 code 299, "miscellaneous persistent warning") per

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiState, blocking, tenant};
+use crate::api::native::{Service, Services};
 use crate::error::QueryError;
 use crate::model::{Rows, attrs, span};
 use crate::signal::Signal;
@@ -60,7 +61,7 @@ async fn trace(
                     found.extend(spans.iter().filter(|s| s.trace_id == trace_id).cloned());
                 }
             })
-            .map_err(|e| QueryError::Storage(e.to_string()))?;
+            .map_err(QueryError::from)?;
         if found.is_empty() {
             let mut message = format!("trace {id} not found");
             for w in &report.warnings {
@@ -85,7 +86,7 @@ async fn stats(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json
     Ok(Json(json!({ "tenant": tenant.as_str(), "signals": signals })))
 }
 
-async fn services(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, QueryError> {
+async fn services(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<Services>, QueryError> {
     let tenant = tenant(&headers)?;
     let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, version) in state.store.services(&tenant) {
@@ -94,9 +95,8 @@ async fn services(State(state): State<ApiState>, headers: HeaderMap) -> Result<J
             versions.push(v);
         }
     }
-    let services: Vec<Value> =
-        by_name.into_iter().map(|(name, versions)| json!({ "name": name, "versions": versions })).collect();
-    Ok(Json(json!({ "tenant": tenant.as_str(), "services": services })))
+    let services = by_name.into_iter().map(|(name, versions)| Service { name, versions }).collect();
+    Ok(Json(Services { tenant: tenant.as_str().to_string(), services }))
 }
 
 /// Filters shared by the row listings.
@@ -134,10 +134,7 @@ async fn list(
     let (mut rows, warnings) = blocking(move || {
         let snapshot = state.store.snapshot(&tenant, signal);
         let mut out = Vec::new();
-        let report = state
-            .store
-            .scan(&snapshot, |rows| to_json(&filter, rows, &mut out))
-            .map_err(|e| QueryError::Storage(e.to_string()))?;
+        let report = state.store.scan(&snapshot, |rows| to_json(&filter, rows, &mut out)).map_err(QueryError::from)?;
         Ok((out, report.warnings))
     })
     .await?;

@@ -18,6 +18,7 @@ pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod pprof_push;
 pub mod pprof_scrape;
+pub mod remote_write;
 pub mod rpc_status;
 pub mod validate;
 
@@ -186,16 +187,6 @@ impl ExportRequest for ExportProfilesServiceRequest {
     }
 }
 
-/// Decodes a stored WAL payload back into rows (replay).
-pub fn decode_rows(signal: Signal, payload: &[u8]) -> Result<Rows, prost::DecodeError> {
-    Ok(match signal {
-        Signal::Traces => ExportTraceServiceRequest::decode(payload)?.into_rows(),
-        Signal::Metrics => ExportMetricsServiceRequest::decode(payload)?.into_rows(),
-        Signal::Logs => ExportLogsServiceRequest::decode(payload)?.into_rows(),
-        Signal::Profiles => ExportProfilesServiceRequest::decode(payload)?.into_rows(),
-    })
-}
-
 /// The shared ingest path of both receivers.
 #[derive(Debug)]
 pub struct Ingest {
@@ -292,5 +283,47 @@ impl Ingest {
             return Err(err);
         }
         Ok(R::response(&rejections))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Durability, ServerLimits};
+    use crate::store::StoreSettings;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use std::time::Duration;
+
+    // The docs said the in-flight request limit answers 503; it answers 429 / `UNAVAILABLE` with
+    // `Retry-After`, as OTLP asks of an overloaded receiver.
+    #[test]
+    fn requests_over_the_in_flight_limit_get_429_with_retry_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let telemetry = Arc::new(Telemetry::default());
+        let settings = StoreSettings {
+            durability: Durability::Group,
+            group_commit_interval: Duration::from_millis(1),
+            flush_interval: Duration::from_secs(3600),
+            max_head_bytes: 1 << 30,
+            retention: Duration::from_secs(86_400),
+            retention_interval: Duration::from_secs(3600),
+            min_tenant_part_bytes: 1 << 20,
+            verify_parts_at_start: false,
+            min_free_bytes: 0,
+        };
+        let store = Arc::new(Store::open(dir.path(), settings, Arc::clone(&telemetry)).unwrap());
+        let limits = Limits { max_inflight_requests: 1, ..Limits::default() };
+        let admission = Admission::new(&ServerLimits::default(), Arc::clone(&telemetry));
+        let ingest = Ingest::new(store, limits, telemetry, admission);
+        let held = ingest.inflight.try_acquire().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let tenant = Tenant::parse("anonymous").unwrap();
+        let err = rt.block_on(ingest.export(tenant.clone(), ExportTraceServiceRequest::default(), None)).unwrap_err();
+        assert_eq!(err.kind().http_status(), http::StatusCode::TOO_MANY_REQUESTS, "{err}");
+        assert_eq!(err.kind().grpc_code(), tonic::Code::Unavailable);
+        assert!(err.kind().retry_after().is_some());
+        assert!(err.to_string().contains("1 export requests are already in progress"), "{err}");
+        drop(held);
+        rt.block_on(ingest.export(tenant, ExportTraceServiceRequest::default(), None)).unwrap();
     }
 }

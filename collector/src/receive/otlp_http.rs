@@ -143,6 +143,7 @@ pub fn outcome_err(err: &IngestError) -> &'static str {
         crate::error::ErrorKind::TimedOut => "timed_out",
         crate::error::ErrorKind::Unauthorized => "unauthorized",
         crate::error::ErrorKind::Forbidden => "forbidden",
+        crate::error::ErrorKind::Internal => "internal",
     }
 }
 

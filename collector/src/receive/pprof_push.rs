@@ -33,8 +33,9 @@ use crate::error::{ErrorKind, IngestError};
 use crate::model::pprof::{Fallback, FoldedError, FoldedKind, SeriesLabels, profile_from_folded, to_otlp};
 use crate::tenant::Tenant;
 
-/// Pyroscope's push API, written from the field numbers of `api/push/v1/push.proto` and
-/// `api/types/v1/types.proto` (`LabelPair`) in grafana/pyroscope (v1.x; unchanged since 0.37).
+/// Pyroscope's push API, written from the field numbers of `api/push/v1/push.proto` in
+/// grafana/pyroscope (v1.x; unchanged since 0.37); `types.v1.LabelPair` is the query API's
+/// (`query::pyroscope::proto`).
 pub mod wire {
     use serde::Deserialize;
 
@@ -70,15 +71,8 @@ pub mod wire {
         pub id: String,
     }
 
-    /// `types.v1.LabelPair`.
-    #[derive(Clone, PartialEq, prost::Message, Deserialize)]
-    #[serde(default)]
-    pub struct LabelPair {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub value: String,
-    }
+    /// `types.v1.LabelPair`, shared with the query API.
+    pub use crate::query::pyroscope::proto::LabelPair;
 
     /// `push.v1.PushResponse` (empty).
     #[derive(Clone, PartialEq, prost::Message)]

@@ -65,6 +65,8 @@ struct StoredTenant {
     /// Trace keys as little-endian `u64`s, base64.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     trace_keys: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    slices: Vec<parts::ServiceSlice>,
 }
 
 impl Stored {
@@ -90,6 +92,7 @@ impl Stored {
                         let bytes: Vec<u8> = t.trace_keys.iter().flat_map(|k| k.to_le_bytes()).collect();
                         base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
                     },
+                    slices: t.slices.clone(),
                 })
                 .collect(),
         }
@@ -109,6 +112,7 @@ impl Stored {
                     max_time: t.max_time,
                     services: t.services.into_iter().collect(),
                     trace_keys,
+                    slices: t.slices,
                 })
             })
             .collect::<Option<Vec<_>>>()?;
@@ -349,6 +353,53 @@ mod tests {
         bad.replace_range(12..13, "Z");
         assert!(decode_line(&bad).is_none());
         assert!(decode_line("garbage").is_none());
+    }
+
+    #[test]
+    fn part_entries_round_trip_with_their_trace_keys_and_service_slices() {
+        let dir = Path::new("/data");
+        let name = "parts/@shared/profiles/2026-12-03T08/00000000000000000001.parquet".to_string();
+        let tenant = |id: &str, slices: Vec<parts::ServiceSlice>, trace_keys: Vec<u64>| TenantRows {
+            tenant: Tenant::parse(id).unwrap(),
+            rows: slices.iter().map(|s| s.rows).sum(),
+            min_time: 5,
+            max_time: 9,
+            services: [("api".to_string(), Some("1.0".to_string()))].into(),
+            trace_keys,
+            slices,
+        };
+        let slice = |service: Option<&str>, first_row, rows| parts::ServiceSlice {
+            service: service.map(str::to_string),
+            first_row,
+            rows,
+        };
+        let meta = PartMeta {
+            path: dir.join(&name),
+            name,
+            signal: Signal::Profiles,
+            seq: 1,
+            size: 1234,
+            crc32: 0xdead_beef,
+            tenants: vec![
+                tenant("a", vec![slice(None, 0, 3), slice(Some("api"), 3, 40)], vec![]),
+                tenant("b", vec![slice(Some("api"), 43, 2)], vec![1, u64::MAX]),
+            ],
+        };
+        let line = encode_line(&Line::Add(Stored::of(&meta)));
+        let Some(Line::Add(stored)) = decode_line(line.trim_end()) else { panic!("{line}") };
+        assert_eq!(stored.into_meta(dir), Some(meta));
+        // Entries written before slices read as parts without them.
+        let mut json: serde_json::Value = serde_json::from_str(line.trim_end().split_once(' ').unwrap().1).unwrap();
+        let tenants = json.pointer_mut("/tenants").and_then(|t| t.as_array_mut()).expect("tenants");
+        for t in tenants {
+            assert!(t.as_object_mut().unwrap().remove("slices").is_some());
+        }
+        let json = json.to_string();
+        let old = format!("{:08x} {json}", crc32fast::hash(json.as_bytes()));
+        let Some(Line::Add(stored)) = decode_line(&old) else { panic!("{old}") };
+        let meta = stored.into_meta(dir).unwrap();
+        assert!(meta.tenants.iter().all(|t| t.slices.is_empty()));
+        assert_eq!(meta.tenants[1].trace_keys, [1, u64::MAX]);
     }
 
     #[test]

@@ -17,6 +17,15 @@
 //!
 //! Parts written before this layout (one string per row for every shared value, one tenant per
 //! part named by its directory) are still read: they have no `resource_id` column.
+//!
+//! Profile parts are also cut into **service slices**: their rows are ordered by tenant and
+//! `service.name` (time order kept within each), and every id starts afresh at a slice's first
+//! row, so one slice decodes on its own. The catalog records each slice's rows ([`Slice`]); a
+//! query for one service decodes only the row groups its slice overlaps
+//! (`parts::read_part_slice`) instead of every service's rows of the hour. Row groups still hold
+//! about [`FRAME_ROWS`] rows — small slices share one — since every column chunk costs its own
+//! decompression context to read. Read whole, such a part decodes as any other: a slice's first
+//! rows simply define their ids again.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -78,14 +87,26 @@ impl Ids {
 /// time rather than of the whole part.
 pub(crate) const FRAME_ROWS: usize = 16_384;
 
+/// A service slice of a profiles part: the rows of one tenant and one `service.name` (`None`:
+/// rows without one), contiguous, with ids of their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slice {
+    pub tenant: Tenant,
+    pub service: Option<String>,
+    /// The slice's first row in the part.
+    pub first_row: u64,
+    pub rows: u64,
+}
+
 /// The rows of one signal for several tenants, as frames of at most [`FRAME_ROWS`] rows passed
 /// to `sink` in order. Shared values keep their ids from one frame to the next, so each is
-/// written once per part.
+/// written once per part — except that profile rows are written in service slices (module
+/// docs), which are returned.
 pub(crate) fn to_frames(
     signal: Signal,
     groups: &[(&Tenant, &Rows)],
     mut sink: impl FnMut(DataFrame) -> PolarsResult<()>,
-) -> PolarsResult<()> {
+) -> PolarsResult<Vec<Slice>> {
     let mut common = CommonBuilder::default();
     macro_rules! frames {
         ($variant:ident, $columns:expr) => {{
@@ -117,12 +138,71 @@ pub(crate) fn to_frames(
             frames!(Metrics, |rows: &[&MetricRow]| metrics_columns(rows, &mut ids))
         }
         Signal::Logs => frames!(Logs, |rows: &[&LogRow]| logs_columns(rows)),
-        Signal::Profiles => {
-            let mut ids = ProfileIds::default();
-            frames!(Profiles, |rows: &[&ProfileRow]| profiles_columns(rows, &mut ids))
-        }
+        Signal::Profiles => return profile_slices(groups, sink),
     }
-    Ok(())
+    Ok(Vec::new())
+}
+
+/// Profile rows as service slices (module docs): ordered by tenant and service (a stable sort,
+/// so time order stays), each slice's columns built with fresh ids, and written in frames of
+/// [`FRAME_ROWS`] to [`2 * FRAME_ROWS`) rows that may hold several small slices.
+fn profile_slices(
+    groups: &[(&Tenant, &Rows)],
+    mut sink: impl FnMut(DataFrame) -> PolarsResult<()>,
+) -> PolarsResult<Vec<Slice>> {
+    let service = |row: &ProfileRow| row.resource.service_name.clone();
+    let mut rows: Vec<(&Tenant, &ProfileRow)> = groups
+        .iter()
+        .flat_map(|(t, r)| match r {
+            Rows::Profiles(v) => v.iter().map(|row| (*t, row)).collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
+        .collect();
+    rows.sort_by(|(ta, a), (tb, b)| {
+        ta.as_str().cmp(tb.as_str()).then_with(|| a.resource.service_name.cmp(&b.resource.service_name))
+    });
+    let mut slices = Vec::new();
+    let mut first_row = 0usize;
+    let mut pending: Option<DataFrame> = None;
+    for slice in rows.chunk_by(|(ta, a), (tb, b)| ta == tb && a.resource.service_name == b.resource.service_name) {
+        let (tenant, row) = slice[0];
+        let mut common = CommonBuilder::default();
+        let mut ids = ProfileIds::default();
+        for chunk in slice.chunks(FRAME_ROWS) {
+            for (tenant, row) in chunk {
+                common.push(tenant, (&row.resource, &row.scope));
+            }
+            let rows: Vec<&ProfileRow> = chunk.iter().map(|(_, r)| *r).collect();
+            let mut columns = profiles_columns(&rows, &mut ids);
+            columns.extend(common.take());
+            let frame = DataFrame::new(rows.len(), columns)?;
+            let mut frame = match pending.take() {
+                None => frame,
+                Some(mut earlier) => {
+                    earlier.vstack_mut_owned(frame)?;
+                    earlier
+                }
+            };
+            if frame.height() >= FRAME_ROWS {
+                frame.rechunk_mut();
+                sink(frame)?;
+            } else {
+                pending = Some(frame);
+            }
+        }
+        slices.push(Slice {
+            tenant: tenant.clone(),
+            service: service(row).map(|s| s.to_string()),
+            first_row: first_row as u64,
+            rows: slice.len() as u64,
+        });
+        first_row += slice.len();
+    }
+    if let Some(mut frame) = pending {
+        frame.rechunk_mut();
+        sink(frame)?;
+    }
+    Ok(slices)
 }
 
 type Shared<'a> = (&'a Arc<ResourceColumns>, &'a Arc<ScopeColumns>);
@@ -554,6 +634,18 @@ pub(crate) fn from_frame(
     only: Option<&Tenant>,
     directory_tenant: Option<&Tenant>,
 ) -> PolarsResult<Vec<(Tenant, Rows)>> {
+    from_frame_rows(signal, df, only, directory_tenant, &|_| true)
+}
+
+/// [`from_frame`] keeping only the rows `wanted` accepts (the shared values of every row are
+/// still walked, since a value is defined on the first row that uses it).
+fn from_frame_rows(
+    signal: Signal,
+    df: &DataFrame,
+    only: Option<&Tenant>,
+    directory_tenant: Option<&Tenant>,
+    wanted: &dyn Fn(usize) -> bool,
+) -> PolarsResult<Vec<(Tenant, Rows)>> {
     let c = Cols(df);
     let n = df.height();
     let mut common = Common::read(&c, n, directory_tenant)?;
@@ -562,7 +654,7 @@ pub(crate) fn from_frame(
     let mut keep: Vec<Option<usize>> = Vec::with_capacity(n);
     for i in 0..n {
         let t = common.tenant(i)?;
-        if only.is_some_and(|o| *o != t) {
+        if only.is_some_and(|o| *o != t) || !wanted(i) {
             keep.push(None);
             continue;
         }
@@ -611,42 +703,110 @@ fn spans_from(
     groups: usize,
     common: &mut Common<'_>,
 ) -> PolarsResult<Vec<Vec<SpanRow>>> {
-    let (trace_id, span_id, parent) = (c.str("trace_id")?, c.str("span_id")?, c.str("parent_span_id")?);
-    let (trace_state, flags, name, kind) = (c.str("trace_state")?, c.u32("flags")?, c.str("name")?, c.i32("kind")?);
-    let (start, end) = (c.u64("start_time_unix_nano")?, c.u64("end_time_unix_nano")?);
-    let (status_code, status_message) = (c.i32("status_code")?, c.str("status_message")?);
-    let (route, http_status) = (c.str("http_route")?, c.i64("http_response_status_code")?);
-    let (attributes, dropped_attrs) = (c.str("attributes")?, c.u32("dropped_attributes_count")?);
-    let (events, dropped_events) = (c.str("events")?, c.u32("dropped_events_count")?);
-    let (links, dropped_links) = (c.str("links")?, c.u32("dropped_links_count")?);
+    spans_from_where(c, keep, groups, common, None)
+}
+
+/// [`spans_from`] that first shows each kept row to `probe` and builds only the rows it accepts.
+fn spans_from_where(
+    c: &Cols<'_>,
+    keep: &[Option<usize>],
+    groups: usize,
+    common: &mut Common<'_>,
+    mut probe: Option<&mut dyn FnMut(&super::SpanProbe<'_>) -> bool>,
+) -> PolarsResult<Vec<Vec<SpanRow>>> {
+    let sc = SpanCols::read(c)?;
     build(keep, groups, common, |i, resource, scope| {
         if keep[i].is_none() {
             return Ok(None);
         }
-        Ok(Some(SpanRow {
-            trace_id: id(trace_id[i]).unwrap_or([0; 16]),
-            span_id: id(span_id[i]).unwrap_or([0; 8]),
-            parent_span_id: id(parent[i]),
-            trace_state: s(trace_state[i]),
-            flags: flags[i].unwrap_or(0),
-            name: s(name[i]),
-            kind: kind[i].unwrap_or(0),
-            start_unix_nano: start[i].unwrap_or(0),
-            end_unix_nano: end[i].unwrap_or(0),
-            status_code: status_code[i].unwrap_or(0),
-            status_message: s(status_message[i]),
-            http_route: route[i].map(str::to_string),
-            http_status_code: http_status[i],
-            attributes: s(attributes[i]),
-            dropped_attributes_count: dropped_attrs[i].unwrap_or(0),
-            events: s(events[i]),
-            dropped_events_count: dropped_events[i].unwrap_or(0),
-            links: s(links[i]),
-            dropped_links_count: dropped_links[i].unwrap_or(0),
+        if let Some(probe) = probe.as_mut() {
+            let seen = super::SpanProbe {
+                trace_id_hex: sc.trace_id[i].unwrap_or(""),
+                service_name: resource.service_name.as_deref(),
+                start_unix_nano: sc.start[i].unwrap_or(0),
+                end_unix_nano: sc.end[i].unwrap_or(0),
+            };
+            if !probe(&seen) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(sc.row(i, resource, scope)))
+    })
+}
+
+/// The span columns of a frame, each row turned into a [`SpanRow`] by [`SpanCols::row`].
+struct SpanCols<'a> {
+    trace_id: Vec<Option<&'a str>>,
+    span_id: Vec<Option<&'a str>>,
+    parent: Vec<Option<&'a str>>,
+    trace_state: Vec<Option<&'a str>>,
+    flags: Vec<Option<u32>>,
+    name: Vec<Option<&'a str>>,
+    kind: Vec<Option<i32>>,
+    start: Vec<Option<u64>>,
+    end: Vec<Option<u64>>,
+    status_code: Vec<Option<i32>>,
+    status_message: Vec<Option<&'a str>>,
+    route: Vec<Option<&'a str>>,
+    http_status: Vec<Option<i64>>,
+    attributes: Vec<Option<&'a str>>,
+    dropped_attrs: Vec<Option<u32>>,
+    events: Vec<Option<&'a str>>,
+    dropped_events: Vec<Option<u32>>,
+    links: Vec<Option<&'a str>>,
+    dropped_links: Vec<Option<u32>>,
+}
+
+impl<'a> SpanCols<'a> {
+    fn read(c: &Cols<'a>) -> PolarsResult<SpanCols<'a>> {
+        Ok(SpanCols {
+            trace_id: c.str("trace_id")?,
+            span_id: c.str("span_id")?,
+            parent: c.str("parent_span_id")?,
+            trace_state: c.str("trace_state")?,
+            flags: c.u32("flags")?,
+            name: c.str("name")?,
+            kind: c.i32("kind")?,
+            start: c.u64("start_time_unix_nano")?,
+            end: c.u64("end_time_unix_nano")?,
+            status_code: c.i32("status_code")?,
+            status_message: c.str("status_message")?,
+            route: c.str("http_route")?,
+            http_status: c.i64("http_response_status_code")?,
+            attributes: c.str("attributes")?,
+            dropped_attrs: c.u32("dropped_attributes_count")?,
+            events: c.str("events")?,
+            dropped_events: c.u32("dropped_events_count")?,
+            links: c.str("links")?,
+            dropped_links: c.u32("dropped_links_count")?,
+        })
+    }
+
+    fn row(&self, i: usize, resource: Arc<ResourceColumns>, scope: Arc<ScopeColumns>) -> SpanRow {
+        SpanRow {
+            trace_id: id(self.trace_id[i]).unwrap_or([0; 16]),
+            span_id: id(self.span_id[i]).unwrap_or([0; 8]),
+            parent_span_id: id(self.parent[i]),
+            trace_state: s(self.trace_state[i]),
+            flags: self.flags[i].unwrap_or(0),
+            name: s(self.name[i]),
+            kind: self.kind[i].unwrap_or(0),
+            start_unix_nano: self.start[i].unwrap_or(0),
+            end_unix_nano: self.end[i].unwrap_or(0),
+            status_code: self.status_code[i].unwrap_or(0),
+            status_message: s(self.status_message[i]),
+            http_route: self.route[i].map(str::to_string),
+            http_status_code: self.http_status[i],
+            attributes: s(self.attributes[i]),
+            dropped_attributes_count: self.dropped_attrs[i].unwrap_or(0),
+            events: s(self.events[i]),
+            dropped_events_count: self.dropped_events[i].unwrap_or(0),
+            links: s(self.links[i]),
+            dropped_links_count: self.dropped_links[i].unwrap_or(0),
             resource,
             scope,
-        }))
-    })
+        }
+    }
 }
 
 fn metrics_from(
@@ -780,6 +940,20 @@ fn profiles_from(
     };
     let mut profiles: Dict<Arc<ProfileInfo>> = Dict::new();
     let (mut stacks, mut attribute_sets): (Dict<Arc<str>>, Dict<Arc<str>>) = (Dict::new(), Dict::new());
+    // Every distinct stack and attribute text is allocated once per read, however many times
+    // the part defines it (once per service slice, or once per row in the first layout), so
+    // rows with the same stack share one `Arc` and queries can sum stacks by address.
+    let mut texts: std::collections::HashSet<Arc<str>, analyzer::hash::FastHash> = Default::default();
+    let mut intern = |text: &str| -> Arc<str> {
+        match texts.get(text) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let shared: Arc<str> = Arc::from(text);
+                texts.insert(Arc::clone(&shared));
+                shared
+            }
+        }
+    };
     // First layout: everything per row; share what repeats on consecutive rows.
     type Previous = (usize, Arc<ProfileInfo>, Arc<str>, Arc<str>);
     let mut last: Option<Previous> = None;
@@ -794,11 +968,11 @@ fn profiles_from(
             };
             let stack = match prev {
                 Some((j, _, s, _)) if stack[*j] == stack[i] => Arc::clone(s),
-                _ => arc(stack[i]),
+                _ => intern(stack[i].unwrap_or("")),
             };
             let attrs = match prev {
                 Some((j, _, _, a)) if attributes[*j] == attributes[i] => Arc::clone(a),
-                _ => arc(attributes[i]),
+                _ => intern(attributes[i].unwrap_or("")),
             };
             last = Some((i, Arc::clone(&profile), Arc::clone(&stack), Arc::clone(&attrs)));
             (profile, stack, attrs)
@@ -808,11 +982,11 @@ fn profiles_from(
                 None => profiles.at("profile", i, profile_ref[i], None::<fn() -> _>)?,
             };
             let stack = match stack[i] {
-                Some(text) => stacks.at("stack", i, stack_id[i], Some(|| Arc::from(text)))?,
+                Some(text) => stacks.at("stack", i, stack_id[i], Some(|| intern(text)))?,
                 None => stacks.at("stack", i, stack_id[i], None::<fn() -> _>)?,
             };
             let attrs = match attributes[i] {
-                Some(text) => attribute_sets.at("attribute set", i, attributes_id[i], Some(|| Arc::from(text)))?,
+                Some(text) => attribute_sets.at("attribute set", i, attributes_id[i], Some(|| intern(text)))?,
                 None => attribute_sets.at("attribute set", i, attributes_id[i], None::<fn() -> _>)?,
             };
             (profile, stack, attrs)
@@ -832,6 +1006,261 @@ fn profiles_from(
             scope,
         }))
     })
+}
+
+/// The columns of the values rows share (tenant, resource, scope), read whole by
+/// [`spans_of_traces`] because each value is defined on the first row that uses it.
+const COMMON_COLUMNS: [&str; 14] = [
+    "tenant_id",
+    "tenant",
+    "resource_id",
+    "service_name",
+    "service_version",
+    "deployment_environment",
+    "resource_attributes",
+    "resource_dropped_attributes_count",
+    "resource_schema_url",
+    "scope_id",
+    "scope_name",
+    "scope_version",
+    "scope_attributes",
+    "scope_schema_url",
+];
+
+/// The spans of `tenant` whose trace key (the first 8 bytes of the id) is in `keys`, from a
+/// traces part without a span index at hand: the `trace_id` column is read first, then only
+/// the rows it points at ([`rows_of`]).
+pub(crate) fn spans_of_trace_keys(
+    bytes: &[u8],
+    tenant: &Tenant,
+    keys: &std::collections::HashSet<u64>,
+) -> PolarsResult<Vec<SpanRow>> {
+    let ids =
+        ParquetReader::new(std::io::Cursor::new(bytes)).with_columns(Some(vec!["trace_id".to_string()])).finish()?;
+    let wanted: Vec<usize> = ids
+        .column("trace_id")?
+        .str()?
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.and_then(super::span_index::trace_key_of_hex).filter(|k| keys.contains(k)).map(|_| i))
+        .collect();
+    drop(ids);
+    rows_of(bytes, tenant, &wanted)
+}
+
+/// The spans of `tenant` at the row numbers `wanted` (ascending) of a traces part: the
+/// shared-value columns up to the last wanted row (mostly nulls: a value is defined on the
+/// first row that uses it), the span columns only over the runs of wanted rows (rows less
+/// than a row group apart form one run; the Parquet reader skips the row groups outside), rows
+/// built only where wanted.
+pub(crate) fn rows_of(bytes: &[u8], tenant: &Tenant, wanted: &[usize]) -> PolarsResult<Vec<SpanRow>> {
+    let reader = || ParquetReader::new(std::io::Cursor::new(bytes));
+    let Some(&last) = wanted.last() else { return Ok(Vec::new()) };
+    let schema = reader().schema()?;
+    let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
+    let set: std::collections::HashSet<usize> = wanted.iter().copied().collect();
+    if !names.iter().any(|n| n == "resource_id") {
+        // A part of the first layout: read it whole.
+        let df = reader().finish()?;
+        return Ok(take_spans(from_frame_rows(Signal::Traces, &df, Some(tenant), None, &|i| set.contains(&i))?));
+    }
+    let (common, own): (Vec<String>, Vec<String>) =
+        names.into_iter().partition(|n| COMMON_COLUMNS.contains(&n.as_str()));
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &row in wanted {
+        match runs.last_mut() {
+            Some((_, end)) if row <= *end + FRAME_ROWS => *end = row,
+            _ => runs.push((row, row)),
+        }
+    }
+    let shared = reader().with_columns(Some(common)).with_slice(Some((0, last + 1))).finish()?;
+    let mut padded: Vec<Series> = Vec::new();
+    let mut at = 0;
+    for (first, end) in runs {
+        let part = reader().with_columns(Some(own.clone())).with_slice(Some((first, end + 1 - first))).finish()?;
+        if padded.is_empty() {
+            padded = part.columns().iter().map(|c| Series::full_null(c.name().clone(), 0, c.dtype())).collect();
+        }
+        for (out, c) in padded.iter_mut().zip(part.columns()) {
+            // Rows between runs are never read (`wanted` skips them): nulls stand in.
+            out.append(&Series::full_null(c.name().clone(), first - at, c.dtype()))?;
+            out.append(c.as_materialized_series())?;
+        }
+        at = end + 1;
+    }
+    let mut columns: Vec<Column> = shared.into_columns();
+    columns.extend(padded.into_iter().map(Column::from));
+    let df = DataFrame::new(last + 1, columns)?;
+    Ok(take_spans(from_frame_rows(Signal::Traces, &df, Some(tenant), None, &|i| set.contains(&i))?))
+}
+
+/// The spans at the index positions `positions` (ascending) of a part whose index holds the
+/// resource and scope of each span (`SpanIndex::dictionaries`): only the span columns are read,
+/// over the runs of wanted rows (rows less than a row group apart form one run).
+pub(crate) fn rows_of_indexed(
+    bytes: &[u8],
+    index: &super::span_index::SpanIndex,
+    positions: &[usize],
+) -> PolarsResult<Vec<SpanRow>> {
+    let reader = || ParquetReader::new(std::io::Cursor::new(bytes));
+    let schema = reader().schema()?;
+    let own: Vec<String> =
+        schema.iter_names().filter(|n| !COMMON_COLUMNS.contains(&n.as_str())).map(|n| n.to_string()).collect();
+    let mut runs: Vec<(usize, usize, Vec<usize>)> = Vec::new();
+    for &p in positions {
+        let row = index.row(p);
+        match runs.last_mut() {
+            Some((_, end, members)) if row <= *end + FRAME_ROWS => {
+                *end = row;
+                members.push(p);
+            }
+            _ => runs.push((row, row, vec![p])),
+        }
+    }
+    let mut out = Vec::with_capacity(positions.len());
+    for (first, end, members) in runs {
+        let df = reader().with_columns(Some(own.clone())).with_slice(Some((first, end + 1 - first))).finish()?;
+        let c = Cols(&df);
+        let sc = SpanCols::read(&c)?;
+        for p in members {
+            let resource = index.resources.get(usize::from(index.resource[p])).cloned();
+            let scope = index.scopes.get(usize::from(index.scope[p])).cloned();
+            let (Some(resource), Some(scope)) = (resource, scope) else {
+                return Err(damaged(format!("row {}: no resource or scope in the index", index.row(p))));
+            };
+            out.push(sc.row(index.row(p) - first, resource, scope));
+        }
+    }
+    Ok(out)
+}
+
+/// The search index of `tenant`'s spans in a traces part (`store::span_index`), from the
+/// columns it needs only; `None` for parts of the first layout (searched by reading them).
+pub(crate) fn span_index(bytes: &[u8], tenant: &Tenant) -> PolarsResult<Option<super::span_index::SpanIndex>> {
+    use super::span_index::{Interner, NONE, SpanIndex, UNKNOWN};
+    let mut columns: Vec<&str> = vec!["trace_id", "start_time_unix_nano", "end_time_unix_nano", "http_route"];
+    columns.extend(COMMON_COLUMNS);
+    let reader = || ParquetReader::new(std::io::Cursor::new(bytes));
+    let schema = reader().schema()?;
+    if !schema.iter_names().any(|n| n.as_str() == "resource_id") {
+        return Ok(None);
+    }
+    // In the file's order: the reader names projected columns by position.
+    let projection: Vec<String> =
+        schema.iter_names().filter(|n| columns.contains(&n.as_str())).map(|n| n.to_string()).collect();
+    let df = reader().with_columns(Some(projection)).finish()?;
+    let c = Cols(&df);
+    let n = df.height();
+    let mut common = Common::read(&c, n, None)?;
+    let (start, end, route) = (c.u64("start_time_unix_nano")?, c.u64("end_time_unix_nano")?, c.str("http_route")?);
+    let trace_id = c.str("trace_id")?;
+    let mut rows = Vec::new();
+    let mut services: HashMap<Arc<str>, u16> = HashMap::new();
+    let mut service_names: Vec<Arc<str>> = Vec::new();
+    let mut routes = Interner::default();
+    let mut resource_ids: HashMap<usize, u16> = HashMap::new();
+    let mut scope_ids: HashMap<usize, u16> = HashMap::new();
+    let mut service_of: Vec<u16> = Vec::new();
+    let mut index = SpanIndex { dictionaries: true, ..SpanIndex::default() };
+    for i in 0..n {
+        // Every row is walked: shared values are defined on the first row that uses them.
+        let t = common.tenant(i)?;
+        let (resource, scope) = common.at(i)?;
+        if t != *tenant {
+            continue;
+        }
+        let r = match resource_ids.get(&(Arc::as_ptr(&resource) as usize)) {
+            Some(r) => *r,
+            None if index.resources.len() < usize::from(UNKNOWN) => {
+                let r = index.resources.len() as u16;
+                resource_ids.insert(Arc::as_ptr(&resource) as usize, r);
+                service_of.push(match &resource.service_name {
+                    None => NONE,
+                    Some(name) => match services.get(name) {
+                        Some(id) => *id,
+                        None if service_names.len() < usize::from(UNKNOWN) => {
+                            let id = service_names.len() as u16;
+                            services.insert(Arc::clone(name), id);
+                            service_names.push(Arc::clone(name));
+                            id
+                        }
+                        None => UNKNOWN,
+                    },
+                });
+                index.resources.push(Arc::clone(&resource));
+                r
+            }
+            None => {
+                index.dictionaries = false;
+                UNKNOWN
+            }
+        };
+        let sc = match scope_ids.get(&(Arc::as_ptr(&scope) as usize)) {
+            Some(sc) => *sc,
+            None if index.scopes.len() < usize::from(UNKNOWN) => {
+                let sc = index.scopes.len() as u16;
+                scope_ids.insert(Arc::as_ptr(&scope) as usize, sc);
+                index.scopes.push(Arc::clone(&scope));
+                sc
+            }
+            None => {
+                index.dictionaries = false;
+                UNKNOWN
+            }
+        };
+        let service = match r {
+            UNKNOWN => match resource.service_name.as_deref() {
+                None => NONE,
+                Some(_) => UNKNOWN,
+            },
+            r => service_of[usize::from(r)],
+        };
+        let (s, e) = (start[i].unwrap_or(0), end[i].unwrap_or(0));
+        rows.push(i as u32);
+        index.trace_key.push(trace_id[i].and_then(super::span_index::trace_key_of_hex).unwrap_or(0));
+        index.resource.push(r);
+        index.scope.push(sc);
+        index.service.push(service);
+        index.start.push(s);
+        index.duration_us.push(u32::try_from(e.saturating_sub(s).div_ceil(1_000)).unwrap_or(u32::MAX));
+        index.route.push(match route[i] {
+            None => NONE,
+            r => routes.id(r),
+        });
+    }
+    index.services = service_names;
+    index.routes = routes.values;
+    index.rows = (rows.len() != n).then_some(rows);
+    Ok(Some(index))
+}
+
+/// The spans of `tenant` in a traces part that `probe` accepts; a row `probe` refuses is never
+/// built (its strings are not copied), so a filter on service, time or duration costs little
+/// per refused row.
+pub(crate) fn spans_where(
+    bytes: &[u8],
+    tenant: &Tenant,
+    probe: &mut dyn FnMut(&super::SpanProbe<'_>) -> bool,
+) -> PolarsResult<Vec<SpanRow>> {
+    let df = ParquetReader::new(std::io::Cursor::new(bytes)).finish()?;
+    let c = Cols(&df);
+    let n = df.height();
+    let mut common = Common::read(&c, n, None)?;
+    let mut keep: Vec<Option<usize>> = Vec::with_capacity(n);
+    for i in 0..n {
+        keep.push((common.tenant(i)? == *tenant).then_some(0));
+    }
+    Ok(spans_from_where(&c, &keep, 1, &mut common, Some(probe))?.into_iter().flatten().collect())
+}
+
+fn take_spans(groups: Vec<(Tenant, Rows)>) -> Vec<SpanRow> {
+    groups
+        .into_iter()
+        .flat_map(|(_, rows)| match rows {
+            Rows::Spans(spans) => spans,
+            _ => Vec::new(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::signal::Signal;
 use crate::tenant::Tenant;
 
 use super::Shared;
+use super::error::StoreError;
 use super::head::Block;
 use super::parts::{self, PartMeta};
 use super::writer::Op;
@@ -22,7 +23,7 @@ pub(crate) enum Request {
     /// The head is over its size.
     Full,
     /// Flush everything now and answer when done.
-    Now(SyncSender<Result<(), String>>),
+    Now(SyncSender<Result<(), StoreError>>),
     Shutdown,
 }
 
@@ -46,7 +47,7 @@ pub(crate) fn run(shared: Arc<Shared>, writer: SyncSender<Op>, rx: Receiver<Requ
             shared.telemetry.flush_failures.fetch_add(1, Relaxed);
             tracing::error!(%err, "flush failed; data stays in the WAL and the head, will retry");
         }
-        shared.set_problem(super::Problem::Flush, result.as_ref().err().cloned());
+        shared.set_problem(super::Problem::Flush, result.as_ref().err().map(ToString::to_string));
         if let Some(Request::Now(reply)) = request {
             let _ = reply.send(result);
         }
@@ -64,26 +65,54 @@ fn now_unix_nano() -> u64 {
 }
 
 /// Cuts the head and writes every frozen block, oldest first.
-fn flush(shared: &Shared, writer: &SyncSender<Op>) -> Result<(), String> {
+fn flush(shared: &Shared, writer: &SyncSender<Op>) -> Result<(), StoreError> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    writer.send(Op::Cut { done: tx }).map_err(|_| "log writer has stopped".to_string())?;
-    rx.recv().map_err(|_| "log writer has stopped".to_string())??;
+    writer.send(Op::Cut { done: tx }).map_err(|_| StoreError::Stopped("log writer"))?;
+    rx.recv().map_err(|_| StoreError::Stopped("log writer"))??;
     loop {
         let next = shared.read().head.frozen.first().map(|f| (f.seq, Arc::clone(&f.block)));
         let Some((seq, block)) = next else { return Ok(()) };
         let started = Instant::now();
-        let metas = write_block(shared, seq, &block)?;
-        shared.wal.set_checkpoint(seq).map_err(|e| format!("cannot write WAL checkpoint {seq}: {e}"))?;
+        let metas: Vec<Arc<PartMeta>> = write_block(shared, seq, &block)?.into_iter().map(Arc::new).collect();
+        shared.wal.set_checkpoint(seq).map_err(StoreError::io(format!("write WAL checkpoint {seq}")))?;
         {
             let mut state = shared.write();
             state.head.frozen.retain(|f| f.seq != seq);
-            state.parts.extend(metas.into_iter().map(Arc::new));
+            state.parts.extend(metas.iter().cloned());
         }
-        shared.wal.remove_through(seq).map_err(|e| format!("cannot delete flushed WAL segments: {e}"))?;
+        shared.wal.remove_through(seq).map_err(StoreError::io("delete flushed WAL segments"))?;
         let t = &shared.telemetry;
         t.flushes.fetch_add(1, Relaxed);
         t.flush_nanos.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);
         tracing::debug!(seq, items = block.items, "flushed head block");
+        index_traces_parts(shared, &metas);
+    }
+}
+
+/// Builds the span index (`store::span_index`) of each tenant of the given traces parts that
+/// has none yet, while the cache has room, so a trace lookup or a search finds them indexed
+/// instead of reading their `trace_id` columns. Called for the parts a flush just wrote (their
+/// files are still in the page cache) and, newest first, for the parts found at start-up. A
+/// part that cannot be read is left to the reads that will report and quarantine it.
+pub(crate) fn index_traces_parts(shared: &Shared, parts: &[Arc<PartMeta>]) {
+    for part in parts.iter().filter(|p| p.signal == Signal::Traces) {
+        for t in &part.tenants {
+            if shared.span_indexes.is_full() || shared.closing.load(Relaxed) {
+                return;
+            }
+            if shared.span_indexes.get(&part.name, &t.tenant).is_some() {
+                continue;
+            }
+            match parts::read_part_index(part, &t.tenant) {
+                Ok(Some(index)) => {
+                    let live: std::collections::HashSet<String> =
+                        shared.read().parts.iter().map(|p| p.name.clone()).collect();
+                    shared.span_indexes.put(&part.name, &t.tenant, Arc::new(index), &|name| live.contains(name));
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(%err, "cannot index a traces part; its reads will say why"),
+            }
+        }
     }
 }
 
@@ -97,7 +126,7 @@ type Members<'a> = Vec<(&'a Tenant, Vec<&'a Rows>)>;
 /// tenants of that signal and hour share one part. A flush of many small tenants so writes a
 /// few files per signal and hour instead of one per tenant. The parts are entered in the
 /// catalog before the caller moves the checkpoint.
-fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<Vec<PartMeta>, String> {
+fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<Vec<PartMeta>, StoreError> {
     // Chunks whose rows all fall in one hour are written as they are; the others are split.
     let mut split: Vec<(Tenant, Rows)> = Vec::new();
     let mut groups: BTreeMap<(Signal, String), BTreeMap<Tenant, Group<'_>>> = BTreeMap::new();
@@ -149,9 +178,7 @@ fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<Vec<PartMeta>
             )),
         }
         for (name, members) in files {
-            let Some(meta) =
-                parts::write_part(&shared.data_dir, &name, seq, *signal, &members).map_err(|e| e.to_string())?
-            else {
+            let Some(meta) = parts::write_part(&shared.data_dir, &name, seq, *signal, &members)? else {
                 continue;
             };
             shared.telemetry.parts_written.fetch_add(1, Relaxed);
@@ -159,7 +186,7 @@ fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<Vec<PartMeta>
             metas.push(meta);
         }
     }
-    shared.catalog.add(&metas).map_err(|e| format!("cannot record parts in the catalog: {e}"))?;
+    shared.catalog.add(&metas).map_err(StoreError::io("record parts in the catalog"))?;
     Ok(metas)
 }
 
@@ -180,7 +207,7 @@ fn split_by_hour(rows: &Rows) -> Vec<Rows> {
 }
 
 /// Deletes parts whose newest row is older than the retention period; returns how many.
-pub(crate) fn apply_retention(shared: &Shared, now_unix_nano: u64) -> Result<usize, String> {
+pub(crate) fn apply_retention(shared: &Shared, now_unix_nano: u64) -> Result<usize, StoreError> {
     let cutoff = now_unix_nano.saturating_sub(shared.settings.retention.as_nanos() as u64);
     let expired: Vec<Arc<PartMeta>> = {
         let mut state = shared.write();
@@ -191,11 +218,11 @@ pub(crate) fn apply_retention(shared: &Shared, now_unix_nano: u64) -> Result<usi
     for part in &expired {
         // Out of the catalog first: a crash before the file is gone leaves a file that is
         // entered again at start-up and expires again, never an entry without its file.
-        shared.catalog.remove(&part.name).map_err(|e| format!("cannot record retention of {}: {e}", part.name))?;
+        shared.catalog.remove(&part.name).map_err(StoreError::io(format!("record retention of {}", part.name)))?;
         match std::fs::remove_file(&part.path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot delete {}: {e}", part.name)),
+            Err(e) => return Err(StoreError::io(format!("delete {}", part.name))(e)),
         }
         // Remove the hour directory once it is empty; a non-empty one stays.
         if let Some(dir) = part.path.parent() {

@@ -16,8 +16,10 @@
 //! under one lock, so a block moving from the head to parts is seen exactly once.
 
 pub mod catalog;
+pub mod error;
 pub mod head;
 pub mod parts;
+pub mod span_index;
 pub mod wal;
 
 mod columns;
@@ -40,6 +42,7 @@ use crate::telemetry::Telemetry;
 use crate::tenant::Tenant;
 
 use catalog::Catalog;
+pub use error::{NotReady, StoreError};
 use head::{Chunk, Head};
 use parts::{PartError, PartMeta};
 
@@ -106,6 +109,8 @@ pub(crate) struct Shared {
     pub closing: std::sync::atomic::AtomicBool,
     /// The last failure of each kind, cleared by the next success (readiness).
     pub problems: std::sync::Mutex<[Option<String>; 2]>,
+    /// Search indexes of traces parts, kept after a search first reads them.
+    pub span_indexes: span_index::Cache,
 }
 
 /// What can keep the store from taking data.
@@ -137,6 +142,7 @@ impl Shared {
             state.parts.retain(|p| !Arc::ptr_eq(p, part));
             state.parts.len() < before
         };
+        self.span_indexes.forget(&part.name);
         if first {
             self.telemetry.parts_quarantined.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(part = %part.name, %err, "damaged part set aside; the rest of the store is served");
@@ -168,6 +174,16 @@ pub struct Snapshot {
     pub tenant: Tenant,
     pub chunks: Vec<Arc<Chunk>>,
     pub parts: Vec<Arc<PartMeta>>,
+}
+
+/// What [`Store::scan_spans_where`] shows of a span before building it.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanProbe<'a> {
+    /// Lowercase hex, as stored.
+    pub trace_id_hex: &'a str,
+    pub service_name: Option<&'a str>,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
 }
 
 /// What a scan could not read: one warning per damaged part, for the answer.
@@ -260,7 +276,7 @@ impl Store {
                 wal_damaged = true;
             }
             for record in scan.records {
-                match crate::receive::decode_rows(record.signal, &record.payload) {
+                match crate::model::decode_rows(record.signal, &record.payload) {
                     Ok(rows) => {
                         let bytes = rows.memory_bytes();
                         state.head.active.push(Arc::new(Chunk::new(record.tenant, rows, bytes)))
@@ -292,6 +308,7 @@ impl Store {
             telemetry,
             closing: Default::default(),
             problems: Default::default(),
+            span_indexes: Default::default(),
         });
         let (writer_tx, writer_rx) = mpsc::sync_channel(WRITER_QUEUE);
         let (flush_tx, flush_rx) = mpsc::sync_channel(16);
@@ -319,12 +336,19 @@ impl Store {
             let _ = flush_tx.try_send(flush::Request::Full);
         }
         // Every part's checksum is verified once after start-up, in the background, so damage
-        // is found and reported even in data nobody queries.
+        // is found and reported even in data nobody queries; then the traces parts are
+        // indexed, newest first, while the span-index cache has room.
         let verify_thread = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("slo-gate-verify".into())
-                .spawn(move || verify_all(&shared))
+                .spawn(move || {
+                    verify_all(&shared);
+                    let mut traces: Vec<Arc<PartMeta>> =
+                        shared.read().parts.iter().filter(|p| p.signal == Signal::Traces).cloned().collect();
+                    traces.sort_by_key(|p| std::cmp::Reverse(p.max_time()));
+                    flush::index_traces_parts(&shared, &traces);
+                })
                 .map_err(io(data_dir))?
         };
         Ok(Store {
@@ -352,31 +376,29 @@ impl Store {
     /// Whether the store can take data now, and if not, why: the write-ahead log's last write
     /// failed, the last flush failed, the head is so far behind that writes are refused, or the
     /// data directory's file system is read-only or has less than `min_free_bytes` left.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn readiness(&self) -> Result<(), NotReady> {
         if let Err(IngestError::Overloaded(why)) = self.check_capacity() {
-            return Err(format!("flushing has fallen behind: {why}"));
+            return Err(NotReady::FlushBehind(why));
         }
         let problems = self.shared.problems.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(p) = problems.into_iter().flatten().next() {
-            return Err(p);
+            return Err(NotReady::LastWriteFailed(p));
         }
         match nix::sys::statvfs::statvfs(&self.shared.data_dir) {
             Ok(fs) => {
                 if fs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
-                    return Err("the data directory is on a read-only file system".into());
+                    return Err(NotReady::ReadOnly);
                 }
                 // `fsblkcnt_t` and `c_ulong`: u64 on the 64-bit targets we build for.
                 #[allow(clippy::unnecessary_cast)]
                 let free = (fs.blocks_available() as u64).saturating_mul(fs.fragment_size() as u64);
                 let min = self.shared.settings.min_free_bytes;
                 if free < min {
-                    return Err(format!(
-                        "the data directory's file system has {free} bytes free; at least {min} are needed"
-                    ));
+                    return Err(NotReady::DiskFull { free, min });
                 }
                 Ok(())
             }
-            Err(err) => Err(format!("cannot read the data directory's file system: {err}")),
+            Err(err) => Err(NotReady::FileSystem(err.to_string())),
         }
     }
 
@@ -410,14 +432,14 @@ impl Store {
     }
 
     /// Writes the whole head to parts now and waits for it (tests, shutdown).
-    pub fn flush(&self) -> Result<(), String> {
+    pub fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.flusher.send(flush::Request::Now(tx)).map_err(|_| "flusher has stopped".to_string())?;
-        rx.recv().map_err(|_| "flusher has stopped".to_string())?
+        self.flusher.send(flush::Request::Now(tx)).map_err(|_| StoreError::Stopped("flusher"))?;
+        rx.recv().map_err(|_| StoreError::Stopped("flusher"))?
     }
 
     /// Runs retention now (tests).
-    pub fn apply_retention(&self, now_unix_nano: u64) -> Result<usize, String> {
+    pub fn apply_retention(&self, now_unix_nano: u64) -> Result<usize, StoreError> {
         flush::apply_retention(&self.shared, now_unix_nano)
     }
 
@@ -502,6 +524,154 @@ impl Store {
             }
         }
         Ok(report)
+    }
+
+    /// [`Store::scan`] for the spans of some traces only, by trace key (`parts::trace_key`, the
+    /// first 8 bytes of the id; the caller checks whole ids): the head's chunks are passed
+    /// whole (the caller filters them); of each part only the rows of those keys are built —
+    /// found by its cached span index ([`span_index`]) if a search built one, else by its
+    /// `trace_id` column —, and parts whose catalog trace-key list has none of them are not
+    /// opened. Damage is handled as in [`Store::scan`].
+    pub fn scan_trace_keys(
+        &self,
+        snapshot: &Snapshot,
+        keys: &std::collections::HashSet<u64>,
+        mut f: impl FnMut(&Rows),
+    ) -> Result<ScanReport, PartError> {
+        let mut report = ScanReport::default();
+        for chunk in &snapshot.chunks {
+            f(&chunk.rows);
+        }
+        for part in &snapshot.parts {
+            let Some(of) = part.of(&snapshot.tenant) else { continue };
+            if part.signal != Signal::Traces || !keys.iter().any(|k| of.trace_keys.binary_search(k).is_ok()) {
+                continue;
+            }
+            // A part a search has indexed is read at its indexed rows; another is not indexed
+            // for a lookup (building an index costs more than one lookup): its `trace_id`
+            // column is read instead.
+            let Some(index) = self.shared.span_indexes.get(&part.name, &snapshot.tenant) else {
+                match parts::read_part_trace_keys(part, &snapshot.tenant, keys) {
+                    Ok(rows) => f(&Rows::Spans(rows)),
+                    Err(err) if err.is_not_found() => {}
+                    Err(err @ PartError::Damaged { .. }) => report.warnings.push(self.shared.quarantine(part, &err)),
+                    Err(err) => return Err(err),
+                }
+                continue;
+            };
+            let wanted: Vec<usize> = (0..index.len()).filter(|&i| keys.contains(&index.trace_key[i])).collect();
+            let read = parts::read_part_indexed(part, &snapshot.tenant, &index, &wanted).map(Rows::Spans);
+            match read {
+                Ok(rows) => f(&rows),
+                Err(err) if err.is_not_found() => {}
+                Err(err @ PartError::Damaged { .. }) => report.warnings.push(self.shared.quarantine(part, &err)),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(report)
+    }
+
+    /// A traces part's span index for a tenant, cached ([`span_index`]); `None` for parts of
+    /// the first layout.
+    pub fn part_index(
+        &self,
+        part: &Arc<PartMeta>,
+        tenant: &Tenant,
+    ) -> Result<Option<Arc<span_index::SpanIndex>>, PartError> {
+        if let Some(index) = self.shared.span_indexes.get(&part.name, tenant) {
+            return Ok(Some(index));
+        }
+        let Some(index) = parts::read_part_index(part, tenant)? else { return Ok(None) };
+        let index = Arc::new(index);
+        let live: std::collections::HashSet<String> = self.shared.read().parts.iter().map(|p| p.name.clone()).collect();
+        self.shared.span_indexes.put(&part.name, tenant, Arc::clone(&index), &|name| live.contains(name));
+        Ok(Some(index))
+    }
+
+    /// Calls `f` with each span of the snapshot that `probe` accepts, head first. `probe` sees
+    /// every span (its trace id, service, start and end) before the span is built from a part,
+    /// so a refused span costs no copy: a search filters on the cheap columns first, and a
+    /// probe that only records what it sees and refuses everything reads a part for the price
+    /// of its columns. Damage is handled as in [`Store::scan`].
+    pub fn scan_spans_where(
+        &self,
+        snapshot: &Snapshot,
+        probe: &mut dyn FnMut(&SpanProbe<'_>) -> bool,
+        mut f: impl FnMut(&crate::model::SpanRow),
+    ) -> Result<ScanReport, PartError> {
+        let mut report = ScanReport::default();
+        for chunk in &snapshot.chunks {
+            let Rows::Spans(spans) = &chunk.rows else { continue };
+            for row in spans {
+                let hex = parts::hex_trace_id(&row.trace_id);
+                let seen = SpanProbe {
+                    trace_id_hex: &hex,
+                    service_name: row.resource.service_name.as_deref(),
+                    start_unix_nano: row.start_unix_nano,
+                    end_unix_nano: row.end_unix_nano,
+                };
+                if probe(&seen) {
+                    f(row);
+                }
+            }
+        }
+        for part in snapshot.parts.iter().filter(|p| p.signal == Signal::Traces) {
+            match parts::read_part_spans_where(part, &snapshot.tenant, probe) {
+                Ok(rows) => rows.iter().for_each(&mut f),
+                Err(err) if err.is_not_found() => {}
+                Err(err @ PartError::Damaged { .. }) => report.warnings.push(self.shared.quarantine(part, &err)),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Searches one traces part through its span index ([`span_index`]): `keep` sees every
+    /// span of the tenant in the part by its indexed columns, and only the spans it keeps are
+    /// read whole and passed to `f`. The index is built from the part on first use and cached.
+    /// Returns the number of spans the part holds for the tenant. Damage is handled as in
+    /// [`Store::scan`] (the warning goes in `report`).
+    pub fn search_part(
+        &self,
+        part: &Arc<PartMeta>,
+        tenant: &Tenant,
+        keep: &mut dyn FnMut(&span_index::IndexedSpan<'_>) -> bool,
+        f: &mut dyn FnMut(&crate::model::SpanRow),
+        report: &mut ScanReport,
+    ) -> Result<u64, PartError> {
+        let damage = |err: PartError, report: &mut ScanReport| match err {
+            err if err.is_not_found() => Ok(0),
+            err @ PartError::Damaged { .. } => {
+                report.warnings.push(self.shared.quarantine(part, &err));
+                Ok(0)
+            }
+            err => Err(err),
+        };
+        let index = match self.part_index(part, tenant) {
+            Ok(Some(index)) => index,
+            // A part of the first layout: read whole.
+            Ok(None) => {
+                return match parts::read_part(part, tenant) {
+                    Ok(Rows::Spans(spans)) => {
+                        spans.iter().for_each(&mut *f);
+                        Ok(spans.len() as u64)
+                    }
+                    Ok(_) => Ok(0),
+                    Err(err) => damage(err, report),
+                };
+            }
+            Err(err) => return damage(err, report),
+        };
+        let wanted: Vec<usize> = (0..index.len()).filter(|&i| keep(&index.span(i))).collect();
+        // A row group's worth of rows at a time: a search that keeps every span of a part
+        // holds one batch of built rows, not the part's.
+        for batch in wanted.chunks(columns::FRAME_ROWS) {
+            match parts::read_part_indexed(part, tenant, &index, batch) {
+                Ok(rows) => rows.iter().for_each(&mut *f),
+                Err(err) => return damage(err, report),
+            }
+        }
+        Ok(index.len() as u64)
     }
 
     pub fn telemetry(&self) -> &Arc<Telemetry> {
@@ -662,6 +832,68 @@ mod tests {
         assert_eq!(span_ids(&store, "a"), vec![2, 3]);
         assert!(store.trace_snapshot(&Tenant::parse("a").unwrap(), &[2; 16]).parts.len() == 1);
         assert!(store.trace_snapshot(&Tenant::parse("a").unwrap(), &[7; 16]).parts.is_empty());
+    }
+
+    #[test]
+    fn span_indexes_find_the_rows_of_trace_keys_and_search_conditions() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let store = Store::open(dir.path(), settings(), Arc::default()).unwrap();
+        append(&store, "a", request(1, &[now, now + 1, now + 2]));
+        append(&store, "b", request(7, &[now]));
+        store.flush().unwrap();
+        let tenant = Tenant::parse("a").unwrap();
+        let snap = store.snapshot(&tenant, Signal::Traces);
+        assert_eq!(snap.parts.len(), 1);
+        let index = store.part_index(&snap.parts[0], &tenant).unwrap().expect("an index");
+        assert_eq!(index.len(), 3, "only tenant a's spans");
+        let keys: std::collections::HashSet<u64> = [parts::trace_key(&[2; 16])].into();
+        let mut found = Vec::new();
+        let report = store
+            .scan_trace_keys(&snap, &keys, |rows| {
+                if let Rows::Spans(s) = rows {
+                    found.extend(s.iter().map(|s| s.trace_id[0]));
+                }
+            })
+            .unwrap();
+        assert!(report.warnings.is_empty(), "{report:?}");
+        assert_eq!(found, vec![2]);
+        let mut kept = Vec::new();
+        let mut report = ScanReport::default();
+        let n = store
+            .search_part(
+                &snap.parts[0],
+                &tenant,
+                &mut |s| s.start_unix_nano > now,
+                &mut |row| kept.push(row.trace_id[0]),
+                &mut report,
+            )
+            .unwrap();
+        assert_eq!((n, kept), (3, vec![2, 3]));
+    }
+
+    #[test]
+    fn traces_parts_are_indexed_when_flushed_and_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let tenant = Tenant::parse("a").unwrap();
+        let indexed = |store: &Store| {
+            let snap = store.snapshot(&tenant, Signal::Traces);
+            assert_eq!(snap.parts.len(), 1);
+            store.shared.span_indexes.get(&snap.parts[0].name, &tenant).map(|i| i.len())
+        };
+        {
+            let store = Store::open(dir.path(), settings(), Arc::default()).unwrap();
+            append(&store, "a", request(1, &[now, now + 1]));
+            store.flush().unwrap();
+            assert_eq!(indexed(&store), Some(2), "indexed by the flush");
+        }
+        let store = Store::open(dir.path(), settings(), Arc::default()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while indexed(&store).is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(indexed(&store), Some(2), "indexed in the background after start-up");
     }
 
     #[test]

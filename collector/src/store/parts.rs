@@ -51,6 +51,19 @@ pub struct TenantRows {
     /// lookup by trace id opens only the parts that may hold it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trace_keys: Vec<u64>,
+    /// Profiles parts: the tenant's service slices (`store::columns`), in row order. Empty for
+    /// other signals and for parts written before slices, which are read whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<ServiceSlice>,
+}
+
+/// The rows of one `service.name` (`None`: rows without one) in a profiles part: contiguous,
+/// starting a row group, decodable on their own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSlice {
+    pub service: Option<String>,
+    pub first_row: u64,
+    pub rows: u64,
 }
 
 /// What the catalog knows of a part without reading it.
@@ -86,6 +99,11 @@ impl PartMeta {
             Some(t) => self.signal != Signal::Traces || t.trace_keys.binary_search(&trace_key(trace_id)).is_ok(),
         }
     }
+}
+
+/// A trace id as stored in parts (lowercase hex).
+pub fn hex_trace_id(trace_id: &[u8; 16]) -> String {
+    columns::hex_id(trace_id)
 }
 
 /// The lookup key of a trace id in [`TenantRows::trace_keys`].
@@ -171,6 +189,7 @@ pub fn tenant_rows(tenant: &Tenant, rows: &[&Rows]) -> TenantRows {
         max_time: 0,
         services: BTreeSet::new(),
         trace_keys: Vec::new(),
+        slices: Vec::new(),
     };
     let mut last: Option<(*const str, Option<*const str>)> = None;
     for r in rows {
@@ -220,7 +239,7 @@ pub fn write_part(
     let mut bytes = Vec::new();
     let mut writer: Option<polars::io::parquet::write::BatchedWriter<&mut Vec<u8>>> = None;
     let mut out = Some(&mut bytes);
-    columns::to_frames(signal, &flat, |df| {
+    let slices = columns::to_frames(signal, &flat, |df| {
         if writer.is_none()
             && let Some(out) = out.take()
         {
@@ -238,6 +257,11 @@ pub fn write_part(
             w.finish().map_err(encode)?;
         }
         None => return Ok(None),
+    }
+    for slice in slices {
+        if let Some(t) = tenants.iter_mut().find(|t| t.tenant == slice.tenant) {
+            t.slices.push(ServiceSlice { service: slice.service, first_row: slice.first_row, rows: slice.rows });
+        }
     }
     let dir = path.parent().unwrap_or(data_dir);
     fs::create_dir_all(dir).map_err(io_err)?;
@@ -300,6 +324,102 @@ pub fn read_part(meta: &PartMeta, tenant: &Tenant) -> Result<Rows, PartError> {
         Some((_, rows)) => rows,
         None => empty(meta.signal),
     })
+}
+
+/// Reads one tenant's profile rows of one service from a profiles part, verified, decoding
+/// only that service's slice (`store::columns`): `Ok(None)` when the part has no slices (it
+/// was written before them, or holds another signal) and must be read whole; no rows when the
+/// tenant has none of the service in it.
+pub fn read_part_slice(meta: &PartMeta, tenant: &Tenant, service: Option<&str>) -> Result<Option<Rows>, PartError> {
+    let Some(of) = meta.of(tenant) else { return Ok(Some(empty(meta.signal))) };
+    if meta.signal != Signal::Profiles || of.slices.is_empty() {
+        return Ok(None);
+    }
+    let Some(slice) = of.slices.iter().find(|s| s.service.as_deref() == service) else {
+        return Ok(Some(empty(meta.signal)));
+    };
+    let (first, len) = (slice.first_row as usize, slice.rows as usize);
+    let mut rows = decode_with(meta, |bytes| {
+        let df = ParquetReader::new(std::io::Cursor::new(bytes)).with_slice(Some((first, len))).finish()?;
+        if df.height() != len {
+            return Err(PolarsError::ComputeError(
+                format!("service slice at row {first} has {} rows where {len} were written", df.height()).into(),
+            ));
+        }
+        columns::from_frame(meta.signal, &df, Some(tenant), None)
+    })?;
+    Ok(Some(match rows.pop() {
+        Some((_, rows)) => rows,
+        None => empty(meta.signal),
+    }))
+}
+
+/// Reads one tenant's spans of a traces part that `probe` accepts, verified
+/// (`columns::spans_where`). Failures are damage, as in [`decode`].
+pub fn read_part_spans_where(
+    meta: &PartMeta,
+    tenant: &Tenant,
+    probe: &mut dyn FnMut(&super::SpanProbe<'_>) -> bool,
+) -> Result<Vec<crate::model::SpanRow>, PartError> {
+    let bytes = read_verified(meta)?;
+    let damaged = |why: String| PartError::Damaged { part: meta.name.clone(), why };
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| columns::spans_where(&bytes, tenant, &mut *probe)));
+    match result {
+        Ok(Ok(spans)) => Ok(spans),
+        Ok(Err(err)) => Err(damaged(err.to_string())),
+        Err(_) => Err(damaged("the Parquet decoder failed on it".into())),
+    }
+}
+
+/// Runs a decoder over a part's verified bytes; any failure, even a panic, is damage.
+fn decode_with<T>(meta: &PartMeta, f: impl FnOnce(&[u8]) -> PolarsResult<T>) -> Result<T, PartError> {
+    let bytes = read_verified(meta)?;
+    let damaged = |why: String| PartError::Damaged { part: meta.name.clone(), why };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&bytes))) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(err)) => Err(damaged(err.to_string())),
+        Err(_) => Err(damaged("the Parquet decoder failed on it".into())),
+    }
+}
+
+/// The search index of a tenant's spans in a traces part (`None` for the first layout).
+pub fn read_part_index(meta: &PartMeta, tenant: &Tenant) -> Result<Option<super::span_index::SpanIndex>, PartError> {
+    decode_with(meta, |bytes| columns::span_index(bytes, tenant))
+}
+
+/// The spans at some positions of a part's span index (ascending), read with the index's
+/// resource and scope dictionaries when it has them.
+pub fn read_part_indexed(
+    meta: &PartMeta,
+    tenant: &Tenant,
+    index: &super::span_index::SpanIndex,
+    positions: &[usize],
+) -> Result<Vec<crate::model::SpanRow>, PartError> {
+    if index.dictionaries {
+        decode_with(meta, |bytes| columns::rows_of_indexed(bytes, index, positions))
+    } else {
+        let rows: Vec<usize> = positions.iter().map(|&p| index.row(p)).collect();
+        read_part_rows(meta, tenant, &rows)
+    }
+}
+
+/// A tenant's spans of the traces with keys `keys` in a traces part, without its span index.
+pub fn read_part_trace_keys(
+    meta: &PartMeta,
+    tenant: &Tenant,
+    keys: &std::collections::HashSet<u64>,
+) -> Result<Vec<crate::model::SpanRow>, PartError> {
+    decode_with(meta, |bytes| columns::spans_of_trace_keys(bytes, tenant, keys))
+}
+
+/// A tenant's spans at the row numbers `rows` (ascending) of a traces part.
+pub fn read_part_rows(
+    meta: &PartMeta,
+    tenant: &Tenant,
+    rows: &[usize],
+) -> Result<Vec<crate::model::SpanRow>, PartError> {
+    decode_with(meta, |bytes| columns::rows_of(bytes, tenant, rows))
 }
 
 fn empty(signal: Signal) -> Rows {
@@ -395,5 +515,139 @@ mod tests {
         assert_eq!(hour_dir(0), "1970-01-01T00");
         assert_eq!(hour_start("2024-02-29T23").map(hour_dir).as_deref(), Some("2024-02-29T23"));
         assert_eq!(hour_start("garbage"), None);
+    }
+
+    use std::sync::Arc;
+
+    use crate::model::profile::ProfileInfo;
+    use crate::model::{ProfileRow, ResourceColumns, ScopeColumns};
+
+    fn resource(service: Option<&str>) -> Arc<ResourceColumns> {
+        Arc::new(ResourceColumns {
+            service_name: service.map(Arc::from),
+            service_version: Some(Arc::from("1.0")),
+            deployment_environment: None,
+            attributes: Arc::from(format!("[{{\"key\":\"service.name\",\"value\":\"{service:?}\"}}]")),
+            dropped_attributes_count: 0,
+            schema_url: Arc::from(""),
+        })
+    }
+
+    /// What a row says, comparable.
+    type Said = (u64, i64, String, String, Option<String>, [u8; 16]);
+
+    fn said(rows: &Rows) -> Vec<Said> {
+        let Rows::Profiles(rows) = rows else { panic!("not profile rows") };
+        rows.iter()
+            .map(|r| {
+                let service = r.resource.service_name.as_deref().map(str::to_string);
+                (
+                    r.time_unix_nano,
+                    r.value,
+                    r.stack.to_string(),
+                    r.attributes.to_string(),
+                    service,
+                    r.profile.profile_id,
+                )
+            })
+            .collect()
+    }
+
+    /// Rows of three services (one unnamed) interleaved in time, sharing stacks, profiles and a
+    /// scope across services, so every id a slice uses was first used by another slice.
+    fn interleaved(n: usize, salt: i64) -> Vec<ProfileRow> {
+        let resources = [resource(Some("checkout")), resource(None), resource(Some("api"))];
+        let stacks: Vec<Arc<str>> = (0..7).map(|i| Arc::from(format!("[\"frame{i}\"]"))).collect();
+        let scope = Arc::new(ScopeColumns {
+            name: Arc::from("pprof"),
+            version: Arc::from(""),
+            attributes: Arc::from("[]"),
+            schema_url: Arc::from(""),
+        });
+        let profiles: Vec<Arc<ProfileInfo>> = (0..3u8)
+            .map(|i| {
+                Arc::new(ProfileInfo {
+                    profile_time_unix_nano: 1_000 * i as u64,
+                    duration_nano: 10_000_000_000,
+                    profile_id: [i + 1; 16],
+                    sample_type: Arc::from("cpu"),
+                    sample_unit: Arc::from("nanoseconds"),
+                    period_type: Arc::from("cpu"),
+                    period_unit: Arc::from("nanoseconds"),
+                    period: 10_000_000,
+                })
+            })
+            .collect();
+        (0..n)
+            .map(|i| ProfileRow {
+                time_unix_nano: 1_000_000 + i as u64,
+                value: i as i64 * 3 + salt,
+                stack: Arc::clone(&stacks[i % stacks.len()]),
+                attributes: Arc::from("[]"),
+                trace_id: None,
+                span_id: (i % 5 == 0).then_some([i as u8; 8]),
+                profile: Arc::clone(&profiles[i / 11 % profiles.len()]),
+                resource: Arc::clone(&resources[i % resources.len()]),
+                scope: Arc::clone(&scope),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn profile_parts_are_cut_in_service_slices_that_decode_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (Tenant::parse("team-a").unwrap(), Tenant::parse("team-b").unwrap());
+        // More rows than one frame, so a slice spans several row groups.
+        let (rows_a, rows_b) =
+            (Rows::Profiles(interleaved(columns::FRAME_ROWS * 2 + 100, 0)), Rows::Profiles(interleaved(500, 7)));
+        let name = part_name(SHARED_DIR, Signal::Profiles, "2026-12-03T08", 1);
+        let meta = write_part(dir.path(), &name, 1, Signal::Profiles, &[(&a, vec![&rows_a]), (&b, vec![&rows_b])])
+            .unwrap()
+            .unwrap();
+
+        // Slices of both tenants tile the part, in (tenant, service) order.
+        let tiles: Vec<(u64, u64)> =
+            meta.tenants.iter().flat_map(|t| t.slices.iter().map(|s| (s.first_row, s.rows))).collect();
+        let mut next = 0;
+        for (first, rows) in &tiles {
+            assert_eq!(*first, next, "{tiles:?}");
+            next += rows;
+        }
+        assert_eq!(next, meta.tenants.iter().map(|t| t.rows).sum::<u64>());
+        for (tenant, rows) in [(&a, &rows_a), (&b, &rows_b)] {
+            let of = meta.of(tenant).unwrap();
+            let services: Vec<Option<&str>> = of.slices.iter().map(|s| s.service.as_deref()).collect();
+            assert_eq!(services, [None, Some("api"), Some("checkout")]);
+            let all = said(rows);
+            for service in services {
+                let slice = read_part_slice(&meta, tenant, service).unwrap().expect("a part with slices");
+                let expected: Vec<Said> = all.iter().filter(|r| r.4.as_deref() == service).cloned().collect();
+                assert_eq!(said(&slice), expected, "{tenant} {service:?}");
+            }
+            // Read whole, the part holds the same rows, ordered by service.
+            let mut expected = all.clone();
+            expected.sort_by(|x, y| x.4.cmp(&y.4));
+            assert_eq!(said(&read_part(&meta, tenant).unwrap()), expected);
+            let none = read_part_slice(&meta, tenant, Some("payments")).unwrap().expect("a part with slices");
+            assert!(said(&none).is_empty());
+        }
+        // A tenant the part does not hold has no rows in it.
+        let c = Tenant::parse("team-c").unwrap();
+        assert!(said(&read_part_slice(&meta, &c, Some("api")).unwrap().unwrap()).is_empty());
+
+        // A slice that does not start where its ids are defined is damage, never other rows.
+        let mut wrong = meta.clone();
+        wrong.tenants[0].slices[1].first_row += 1;
+        let err = read_part_slice(&wrong, &a, Some("api")).unwrap_err();
+        assert!(matches!(err, PartError::Damaged { .. }), "{err}");
+        let mut wrong = meta.clone();
+        wrong.tenants[1].slices[2].rows += 10;
+        let err = read_part_slice(&wrong, &b, Some("checkout")).unwrap_err();
+        assert!(err.to_string().contains("rows where"), "{err}");
+
+        // Parts written before slices are read whole.
+        let mut old = meta.clone();
+        old.tenants.iter_mut().for_each(|t| t.slices.clear());
+        assert!(read_part_slice(&old, &a, Some("api")).unwrap().is_none());
     }
 }

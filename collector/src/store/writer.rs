@@ -34,7 +34,7 @@ pub(crate) enum Op {
     /// Seal the current segment and freeze the head as ending at it; answers the sealed
     /// segment's number, or `None` when there was nothing to cut.
     Cut {
-        done: std::sync::mpsc::SyncSender<Result<Option<u64>, String>>,
+        done: std::sync::mpsc::SyncSender<Result<Option<u64>, super::error::StoreError>>,
     },
     Shutdown,
 }
@@ -162,16 +162,17 @@ impl Writer {
         self.buf.clear();
     }
 
-    fn cut(&mut self) -> Result<Option<u64>, String> {
+    fn cut(&mut self) -> Result<Option<u64>, super::error::StoreError> {
+        use super::error::StoreError;
         if self.shared.read().head.active.is_empty() {
             return Ok(None);
         }
-        self.segment.sync().map_err(|e| format!("cannot sync WAL segment {}: {e}", self.segment.seq))?;
+        self.segment.sync().map_err(StoreError::io(format!("sync WAL segment {}", self.segment.seq)))?;
         let next = self
             .shared
             .wal
             .create_segment(self.segment.seq + 1)
-            .map_err(|e| format!("cannot create WAL segment {}: {e}", self.segment.seq + 1))?;
+            .map_err(StoreError::io(format!("create WAL segment {}", self.segment.seq + 1)))?;
         let sealed = std::mem::replace(&mut self.segment, next).seq;
         self.shared.write().head.freeze(sealed);
         self.shared.telemetry.head_bytes.store(0, Relaxed);
