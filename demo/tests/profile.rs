@@ -59,7 +59,7 @@ fn cpu_profile_has_go_sample_types_names_price_items_and_pushes() {
     assert_eq!((period.kind.as_str(), period.unit.as_str()), ("cpu", "nanoseconds"));
     assert_eq!(decoded.period, 10_000_000, "100 Hz");
     assert_eq!(
-        analyzer::pprof::profile_type_id(&decoded, 1).as_deref(),
+        analyzer::pprof::profile_type_id(&decoded, 1).map(|t| t.to_string()).as_deref(),
         Some("process_cpu:cpu:nanoseconds:cpu:nanoseconds")
     );
     assert!(decoded.time_nanos > 0 && decoded.duration_nanos > 0);

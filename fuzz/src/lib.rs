@@ -7,7 +7,7 @@ use analyzer::leaks::{self, LeakOptions};
 use collector::config::Limits;
 use collector::model::pprof::{Fallback, SeriesLabels, to_otlp};
 use collector::model::{Rows, attrs};
-use collector::query::flamegraph::{parse_selector, parse_time};
+use collector::query::params::{Selector, parse_time};
 use collector::receive::pprof_push::{IngestParams, convert_ingest, convert_push, parse_name, wire};
 use collector::receive::{ExportRequest, Rejections};
 use collector::store::wal::{SegmentScan, scan_segment};
@@ -216,12 +216,10 @@ pub fn contracts(data: &[u8]) {
 /// quoting parses to the same matchers; a parsed time reads back the same.
 pub fn query_params(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Ok(matchers) = parse_selector("selector", Some(text)) {
-        let written: Vec<String> =
-            matchers.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
-        let again =
-            parse_selector("selector", Some(&format!("{{{}}}", written.join(",")))).expect("a written selector parses");
-        assert_eq!(again, matchers, "a selector changes when written and parsed again");
+    if let Ok(selector) = Selector::parse("selector", Some(text)) {
+        let written = selector.to_string();
+        let again = Selector::parse("selector", Some(&written)).expect("a written selector parses");
+        assert_eq!(again.to_string(), written, "a selector changes when written and parsed again");
     }
     if let Ok(Some(nanos)) = parse_time("from", Some(text)) {
         let secs = nanos / 1_000_000_000;
@@ -262,7 +260,7 @@ pub fn check_export<R: ExportRequest>(mut request: R) -> Rejections {
     }
     let payload = request.encode_to_vec();
     let rows = request.into_rows();
-    let replayed = collector::receive::decode_rows(R::SIGNAL, &payload).expect("the logged payload replays");
+    let replayed = collector::model::decode_rows(R::SIGNAL, &payload).expect("the logged payload replays");
     assert_eq!(replayed.len(), rows.len(), "replay gives another number of rows");
     check_attributes(&rows);
     rejections
@@ -300,4 +298,191 @@ fn roundtrip(what: &str, text: &str) {
         Err(e) => panic!("{what} {text:?} do not read back: {e}"),
     };
     assert_eq!(attrs::encode(&decoded), text, "{what} change when read back and written again");
+}
+
+/// Three small traces TraceQL queries are evaluated over: a frontend calling a slow, failing
+/// backend; one service alone; a trace whose parent is missing (two root candidates).
+fn traceql_traces() -> Vec<traceql::Trace> {
+    use traceql::{Span, SpanKind, SpanStatus, Trace, Value};
+    let span = |id: u8, parent: Option<u8>, service: &str, name: &str, start: u64, end: u64| Span {
+        span_id: [id; 8],
+        parent_span_id: parent.map(|p| [p; 8]),
+        name: name.into(),
+        kind: if parent.is_none() { SpanKind::Server } else { SpanKind::Client },
+        status: if name.contains("fail") { SpanStatus::Error } else { SpanStatus::Unset },
+        status_message: String::new(),
+        start_unix_nano: start,
+        end_unix_nano: end,
+        resource: vec![("service.name".into(), Value::Str(service.into()))],
+        attributes: vec![
+            ("http.route".into(), Value::Str(format!("/{name}"))),
+            ("http.response.status_code".into(), Value::Int(if name.contains("fail") { 500 } else { 200 })),
+        ],
+    };
+    vec![
+        Trace {
+            spans: vec![
+                span(1, None, "frontend", "GET /cart", 0, 900_000_000),
+                span(2, Some(1), "backend", "fail query", 100_000_000, 800_000_000),
+                span(3, Some(2), "db", "select", 200_000_000, 210_000_000),
+            ],
+        },
+        Trace { spans: vec![span(4, None, "backend", "cron", 0, 5_000_000_000)] },
+        Trace { spans: vec![span(5, Some(9), "frontend", "orphan", 10, 20), span(6, Some(5), "db", "select", 11, 19)] },
+    ]
+}
+
+/// TraceQL from users (Grafana's search box): parsing and evaluating any text never panics, and
+/// the pruning hints a store relies on never exclude a trace the query matches.
+pub fn traceql(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(query) = traceql::parse(text) else { return };
+    let hints = query.hints();
+    let _ = query.span_local();
+    for trace in traceql_traces() {
+        if query.matches(&trace).is_none() {
+            continue;
+        }
+        for name in &hints.service_names {
+            assert!(trace.spans.iter().any(|s| s.service_name() == Some(name)), "{text}: service hint {name}");
+        }
+        if let Some(root) = &hints.root_service_name {
+            let at = traceql::root_span(&trace).expect("a matching trace with a root hint has a root");
+            assert_eq!(trace.spans[at].service_name(), Some(root.as_str()), "{text}: root service hint");
+        }
+        if let Some(min) = hints.min_span_duration_nanos {
+            assert!(trace.spans.iter().any(|s| s.duration_nanos() >= min), "{text}: duration hint {min}");
+        }
+    }
+}
+
+/// The request bodies Grafana's Pyroscope datasource (Connect, protobuf or JSON) and Tempo's
+/// streaming search (gRPC, protobuf) send: any bytes decode or are refused without a panic, and
+/// what decodes encodes and decodes again to the same bytes.
+pub fn grafana_requests(data: &[u8]) {
+    use collector::query::pyroscope::proto as py;
+    use collector::query::tempo::proto as tempo;
+
+    // Compared by their encodings: a double field may hold NaN, which equals nothing.
+    fn round_trip<M: Message + Default>(data: &[u8]) {
+        if let Ok(message) = M::decode(data) {
+            let bytes = message.encode_to_vec();
+            let again = M::decode(bytes.as_slice()).expect("an encoded message decodes");
+            assert_eq!(again.encode_to_vec(), bytes, "a message changes when encoded and decoded again");
+        }
+    }
+    fn from_json<M: serde::de::DeserializeOwned>(data: &[u8]) {
+        let _ = serde_json::from_slice::<M>(data);
+    }
+    round_trip::<py::ProfileTypesRequest>(data);
+    round_trip::<py::LabelNamesRequest>(data);
+    round_trip::<py::LabelValuesRequest>(data);
+    round_trip::<py::SeriesRequest>(data);
+    round_trip::<py::SelectMergeStacktracesRequest>(data);
+    round_trip::<py::SelectMergeSpanProfileRequest>(data);
+    round_trip::<py::SelectMergeProfileRequest>(data);
+    round_trip::<py::SelectSeriesRequest>(data);
+    round_trip::<py::DiffRequest>(data);
+    round_trip::<tempo::SearchRequest>(data);
+    from_json::<py::ProfileTypesRequest>(data);
+    from_json::<py::LabelNamesRequest>(data);
+    from_json::<py::LabelValuesRequest>(data);
+    from_json::<py::SeriesRequest>(data);
+    from_json::<py::SelectMergeStacktracesRequest>(data);
+    from_json::<py::SelectMergeSpanProfileRequest>(data);
+    from_json::<py::SelectMergeProfileRequest>(data);
+    from_json::<py::SelectSeriesRequest>(data);
+    from_json::<py::DiffRequest>(data);
+}
+
+/// A few series for PromQL to evaluate over: a counter with a reset, a gauge with a stale
+/// marker, a classic histogram, in-memory.
+struct PromSeries(Vec<prom::model::Series>);
+
+impl prom::model::Queryable for PromSeries {
+    fn select(
+        &self,
+        matchers: &promql_parser::label::Matchers,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<prom::model::Series>, prom::model::SelectError> {
+        let all = |group: &[promql_parser::label::Matcher], s: &prom::model::Series| {
+            group.iter().all(|m| m.is_match(s.labels.get(&m.name).unwrap_or("")))
+        };
+        Ok(self
+            .0
+            .iter()
+            .filter(|s| {
+                all(&matchers.matchers, s)
+                    && (matchers.or_matchers.is_empty() || matchers.or_matchers.iter().any(|g| all(g, s)))
+            })
+            .map(|s| prom::model::Series {
+                labels: s.labels.clone(),
+                samples: s.samples.iter().copied().filter(|p| p.t >= start_ms && p.t <= end_ms).collect(),
+            })
+            .collect())
+    }
+}
+
+fn prom_series() -> PromSeries {
+    use prom::model::{Labels, Sample, Series};
+    let labels =
+        |pairs: &[(&str, &str)]| Labels::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let points = |f: &dyn Fn(i64) -> f64| (0..40).map(|i| Sample { t: i * 15_000, v: f(i) }).collect::<Vec<_>>();
+    let mut series = vec![
+        Series {
+            labels: labels(&[("__name__", "reqs_total"), ("job", "a")]),
+            samples: points(&|i| ((i % 25) * 3) as f64),
+        },
+        Series {
+            labels: labels(&[("__name__", "temp"), ("job", "b")]),
+            samples: points(&|i| if i == 30 { f64::from_bits(prom::model::STALE_NAN_BITS) } else { (i as f64).sin() }),
+        },
+    ];
+    for (le, share) in [("0.1", 1.0), ("1", 3.0), ("+Inf", 4.0)] {
+        series.push(Series {
+            labels: labels(&[("__name__", "lat_bucket"), ("le", le)]),
+            samples: points(&|i| share * i as f64),
+        });
+    }
+    PromSeries(series)
+}
+
+/// PromQL from users (Grafana's query editor, dashboards): any text is evaluated or refused
+/// without a panic, as an instant and as a range query, within a deadline; a range query's
+/// answer has at most one sample per step for each series.
+pub fn promql(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let source = prom_series();
+    let opts = prom::engine::Options {
+        max_samples: 100_000,
+        deadline: Some(std::time::Instant::now() + std::time::Duration::from_millis(200)),
+        ..Default::default()
+    };
+    let _ = prom::engine::instant(text, 300_000, &source, &opts);
+    if let Ok(series) = prom::engine::range(text, 0, 600_000, 60_000, &source, &opts) {
+        for s in &series {
+            assert!(s.samples.len() <= 11, "{text}: {} samples for 11 steps", s.samples.len());
+            assert!(s.samples.windows(2).all(|w| w[0].t < w[1].t), "{text}: samples out of order");
+        }
+    }
+}
+
+/// Remote-write bodies from Prometheus senders: any bytes decode or are refused (never past the
+/// size limit), and what decodes converts to OTLP that ingest accepts whole or is refused whole.
+pub fn remote_write(data: &[u8]) {
+    let Ok(request) = prom::remote_write::decode(data, 1 << 20) else { return };
+    let samples: usize = request.timeseries.iter().map(|t| t.samples.len()).sum();
+    let Ok(otlp) = collector::receive::remote_write::to_otlp(request) else { return };
+    let points: usize = otlp
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| &s.metrics)
+        .map(|m| match &m.data {
+            Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Gauge(g)) => g.data_points.len(),
+            _ => panic!("remote write converts to gauges only"),
+        })
+        .sum();
+    assert_eq!(points, samples, "every sample is one point");
 }

@@ -55,7 +55,24 @@ impl GoProcess {
 
     /// Starts `bin -addr <addr> args...` and waits until it accepts connections.
     pub fn start_on(bin: &Path, addr: SocketAddr, args: &[&str]) -> GoProcess {
-        let child = Command::new(bin)
+        Self::spawn(Command::new(bin), bin, addr, args)
+    }
+
+    /// Starts `bin -addr <addr> args...` on the CPUs `cpus` only (`taskset -c`, e.g. `"1"`), with
+    /// extra environment variables, and waits until it accepts connections.
+    pub fn start_pinned(bin: &Path, addr: SocketAddr, cpus: &str, env: &[(&str, &str)], args: &[&str]) -> GoProcess {
+        let available = Command::new("taskset").arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status();
+        assert!(
+            available.is_ok_and(|s| s.success()),
+            "`taskset` is needed to pin processes to CPUs: apt-get install -y util-linux"
+        );
+        let mut command = Command::new("taskset");
+        command.args(["-c", cpus]).arg(bin).envs(env.iter().copied());
+        Self::spawn(command, bin, addr, args)
+    }
+
+    fn spawn(mut command: Command, bin: &Path, addr: SocketAddr, args: &[&str]) -> GoProcess {
+        let child = command
             .arg("-addr")
             .arg(addr.to_string())
             .args(args)

@@ -1,9 +1,11 @@
 //! Support for the end-to-end tests: start the real `slo-gate` binary on free loopback ports
 //! with its own data directory, read its API, kill it, start it again.
 
+pub mod flame;
 pub mod go;
 pub mod otlp;
 pub mod pyroscope;
+pub mod python;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -174,6 +176,27 @@ pub fn url_encode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// Undoes percent-encoding (as of `grpc-message`); a `%` not followed by two hex digits stays.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Polls `f` until it returns `Some`, for at most `timeout`.

@@ -83,6 +83,19 @@ fn profile_types_flamegraph_and_diff() {
     assert_eq!(tree["value"].as_i64(), Some(slow_total));
     // The whole answer, byte for byte: nested nodes sorted by name, as Grafana's flame graph reads.
     e2e::check_golden("flamegraph/slow-cpu.json", &(serde_json::to_string_pretty(&tree).unwrap() + "\n"));
+    // The same profile by every kind of matcher PromQL has (and a quoted dotted name).
+    for other in [
+        r#"{service_name=~"json.*",service_version!="fast",service_version!~"med.*|base"}"#,
+        r#"{"service.name"="jsonsvc",service_version=~"s.+"}"#,
+    ] {
+        let path = format!(
+            "/api/v1/flamegraph?type={}&selector={}&from=0&to=4000000000",
+            e2e::url_encode(CPU_TYPE),
+            e2e::url_encode(other)
+        );
+        let (status, same) = server.get(&path, None);
+        assert_eq!((status, &same), (200, &tree), "{other}");
+    }
 
     // Folded: the function with the largest flat value of the merged files is the top leaf.
     let mut flat: BTreeMap<String, i64> = BTreeMap::new();
@@ -172,7 +185,7 @@ fn profile_types_flamegraph_and_diff() {
             format!(
                 "/api/v1/flamegraph?type={}&selector={}",
                 e2e::url_encode(CPU_TYPE),
-                e2e::url_encode(r#"{a=~"x"}"#)
+                e2e::url_encode(r#"{a=~"("}"#) // a regular expression that does not compile
             ),
             "selector",
         ),

@@ -98,28 +98,7 @@ async fn grpc_call(addr: SocketAddr, path: &str, headers: &[(&str, &[u8])], body
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
     };
     let status = get("grpc-status").and_then(|s| s.parse().ok()).expect("a grpc-status");
-    (status, percent_decode(&get("grpc-message").unwrap_or_default()))
-}
-
-/// `grpc-message` is percent-encoded.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    (status, e2e::percent_decode(&get("grpc-message").unwrap_or_default()))
 }
 
 // ---- hostile senders -----------------------------------------------------------------------

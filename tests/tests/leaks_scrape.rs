@@ -1,13 +1,15 @@
 //! Goroutine leak detection through the collector, end to end. A real Go program of ours
 //! (`tests/go/leaky`, standard library only, built here with Debian's Go) runs one process per
-//! mode, each labelled as its own version of service `leaky`; the collector scrapes each one's
+//! mode, each labelled as its own version of service `leaky` (two processes for `send`, as two
+//! replicas of one build); the collector scrapes each one's
 //! goroutine profile every 5 s and, to put the brief step of the profile handler's goroutine into
 //! the snapshots, a 3 s CPU profile as well. Once every process has seven snapshots (30 s, the
 //! issue's default span), `GET /api/v1/leaks` reports each leaking mode (1 goroutine/s, and the
 //! channel receive also at 0.5/s) as one finding with its blocking frame and root-cause tag —
 //! well within two minutes of the leak starting — and nothing for the worker pool and the
-//! allocation-heavy mode. `slo-gate check` with a `goroutine_leak` objective blocks the leaking
-//! build and passes the pool.
+//! allocation-heavy mode. The leak of the two `send` processes is one grouped finding in 2 of 2
+//! processes. `slo-gate check` with a `goroutine_leak` objective blocks the leaking build and
+//! passes the pool.
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;
@@ -22,12 +24,14 @@ use serde_json::Value;
 /// The blocking function and root-cause tag a leaking mode must be reported with.
 type Expected = Option<(&'static str, &'static str)>;
 
-/// (version label, mode, rate per second, expected finding).
-const MODES: [(&str, &str, &str, Expected); 8] = [
+/// (version label, mode, rate per second, expected finding); a version listed twice runs two
+/// processes.
+const MODES: [(&str, &str, &str, Expected); 9] = [
     ("chanrecv", "chanrecv", "1", Some(("main.receiveForever", "unclosed_channel_receive"))),
     ("chanrecv-slow", "chanrecv", "0.5", Some(("main.receiveForever", "unclosed_channel_receive"))),
     ("detached", "detached", "1", Some(("main.detachedWorker", "detached_context"))),
     ("ticker", "ticker", "1", Some(("main.tickForever", "ticker_not_stopped"))),
+    ("send", "send", "1", Some(("main.sendForever", "blocked_send"))),
     ("send", "send", "1", Some(("main.sendForever", "blocked_send"))),
     ("waitgroup", "waitgroup", "1", Some(("main.waitForever", "waitgroup"))),
     ("pool", "pool", "1", None),
@@ -43,6 +47,11 @@ fn leaks(server: &Server, version: &str) -> Value {
     let (status, answer) = server.get(&format!("/api/v1/leaks?service=leaky&version={version}"), None);
     assert_eq!(status, 200, "{answer}");
     answer
+}
+
+/// How many processes of `version` the test runs.
+fn processes(version: &str) -> usize {
+    MODES.iter().filter(|m| m.0 == version).count()
 }
 
 fn check<S: AsRef<OsStr>>(contracts: &Path, args: &[S]) -> Output {
@@ -77,23 +86,51 @@ fn scraped_leaks_are_found_and_healthy_modes_are_silent() {
         .zip(&addrs)
         .map(|((_, mode, rate, _), &addr)| GoProcess::start_on(&bin, addr, &["-mode", mode, "-rate", rate]))
         .collect();
-    let snapshots = |version: &str| leaks(&server, version)["runs"][0]["snapshots"].as_u64().unwrap_or(0);
+    // The fewest snapshots of any process of `version`; 0 until every one has some.
+    let snapshots = |version: &str| {
+        let runs = leaks(&server, version)["runs"].as_array().cloned().unwrap_or_default();
+        let fewest = runs.iter().map(|r| r["snapshots"].as_u64().unwrap_or(0)).min().unwrap_or(0);
+        if runs.len() == processes(version) { fewest } else { 0 }
+    };
     let ready =
         eventually(Duration::from_secs(110), || MODES.iter().all(|m| snapshots(m.0) >= SNAPSHOTS).then_some(()));
     let counts: Vec<(&str, u64)> = MODES.iter().map(|m| (m.0, snapshots(m.0))).collect();
     assert!(ready.is_some(), "not enough goroutine snapshots scraped: {counts:?}");
 
-    for (version, _, _, expected) in MODES {
+    for (i, (version, _, _, expected)) in MODES.into_iter().enumerate() {
+        if MODES[..i].iter().any(|m| m.0 == version) {
+            continue;
+        }
         let answer = leaks(&server, version);
-        let report = &answer["runs"][0]["report"];
-        let findings = report["findings"].as_array().unwrap();
+        let n = processes(version);
+        for run in answer["runs"].as_array().unwrap() {
+            let findings = run["report"]["findings"].as_array().unwrap();
+            match expected {
+                Some((function, tag)) => {
+                    assert_eq!(findings.len(), 1, "{version}: one finding: {answer:#}");
+                    assert_eq!(findings[0]["blocking_function"], function, "{version}: {answer:#}");
+                    assert_eq!(findings[0]["root_cause"], tag, "{version}: {answer:#}");
+                }
+                None => assert!(findings.is_empty(), "{version}: no leak: {answer:#}"),
+            }
+        }
+        // The leak of every process of the build is one finding.
+        let grouped = answer["findings"].as_array().unwrap();
         match expected {
             Some((function, tag)) => {
-                assert_eq!(findings.len(), 1, "{version}: one finding: {answer:#}");
-                assert_eq!(findings[0]["blocking_function"], function, "{version}: {answer:#}");
-                assert_eq!(findings[0]["root_cause"], tag, "{version}: {answer:#}");
+                assert_eq!((grouped.len(), &answer["leaks"]), (1, &1.into()), "{version}: {answer:#}");
+                assert_eq!(
+                    (&grouped[0]["blocking_function"], &grouped[0]["root_cause"]),
+                    (&function.into(), &tag.into())
+                );
+                assert_eq!(
+                    (&grouped[0]["processes"], &grouped[0]["of_processes"]),
+                    (&n.into(), &n.into()),
+                    "{answer:#}"
+                );
+                assert_eq!(grouped[0]["runs"].as_array().unwrap().len(), n, "{version}: {answer:#}");
             }
-            None => assert!(findings.is_empty(), "{version}: no leak: {answer:#}"),
+            None => assert!(grouped.is_empty() && answer["leaks"] == 0, "{version}: no leak: {answer:#}"),
         }
     }
     let elapsed = started.elapsed();
@@ -108,6 +145,7 @@ fn scraped_leaks_are_found_and_healthy_modes_are_silent() {
     let text = String::from_utf8_lossy(&blocked.stdout);
     assert_eq!(blocked.status.code(), Some(1), "{text}\n{}", String::from_utf8_lossy(&blocked.stderr));
     assert!(text.contains("main.sendForever") && text.contains("blocked_send"), "{text}");
+    assert!(text.contains("in 2 of 2 processes"), "{text}");
     let passed = check(&contracts, &["--collector", api.as_str(), "--candidate", "pool"]);
     let text = String::from_utf8_lossy(&passed.stdout);
     assert_eq!(passed.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&passed.stderr));

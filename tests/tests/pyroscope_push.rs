@@ -219,31 +219,9 @@ fn connect_push_protobuf_gzip_and_json() {
     check_like_pprof(&server, "push-json", None, &profile);
 }
 
-/// How to get the Python side, said by every failure that is about its absence.
-const INSTALL: &str = "python3 -m venv .venv && .venv/bin/pip install -r tests/python/requirements.txt";
-
-fn python() -> PathBuf {
-    let root = e2e::manifest_dir().join("..");
-    let python =
-        std::env::var_os("SLO_GATE_PYTHON").map(PathBuf::from).unwrap_or_else(|| root.join(".venv/bin/python"));
-    match Command::new(&python).args(["-c", "import pyroscope"]).output() {
-        Err(err) => panic!(
-            "cannot run the Python interpreter {} ({err}); from the repository root run `{INSTALL}` \
-             (or point SLO_GATE_PYTHON at a Python with pyroscope-io)",
-            python.display()
-        ),
-        Ok(out) if !out.status.success() => panic!(
-            "{} lacks pyroscope-io:\n{}\nfrom the repository root run `{INSTALL}`",
-            python.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Ok(_) => python,
-    }
-}
-
 #[test]
 fn python_pyroscope_agent_pushes() {
-    let python = python();
+    let python = e2e::python::interpreter("pyroscope");
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &[]);
     let script = e2e::manifest_dir().join("python/pyroscope_agent.py");
@@ -278,14 +256,10 @@ fn python_pyroscope_agent_pushes() {
     assert_eq!(stored[0]["sample_type"], "cpu", "{}", stored[0]);
 }
 
-/// Goroutine profiles pushed over time are judged for leaks on `GET /api/v1/leaks`: the corpus'
-/// leaking program (`go-dev/fast`, nine snapshots over 40 s) has two clusters that grow by about
-/// one goroutine a second; each process's series is judged on its own.
-#[test]
-fn pushed_goroutine_profiles_are_judged_for_leaks() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    let corpus = e2e::manifest_dir().join("../testdata/corpus/go-dev/fast");
+/// Pushes the corpus' nine goroutine profiles of `folder` (`testdata/corpus/go-dev/<folder>`) as
+/// service `leaky` 1.0.0, process `instance`.
+fn push_goroutine_profiles(server: &Server, folder: &str, instance: &str) {
+    let corpus = e2e::manifest_dir().join("../testdata/corpus/go-dev").join(folder);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&corpus)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -296,10 +270,10 @@ fn pushed_goroutine_profiles_are_judged_for_leaks() {
         .collect();
     files.sort();
     assert_eq!(files.len(), 9, "{files:?}");
-    let name = "leaky.goroutines%7Bservice_version%3D1.0.0%2Cinstance%3Dpod-a%7D";
+    let name = format!("leaky.goroutines%7Bservice_version%3D1.0.0%2Cinstance%3D{instance}%7D");
     for file in &files {
         let (status, body) = post(
-            &server,
+            server,
             &format!("/ingest?name={name}&format=pprof"),
             "application/octet-stream",
             None,
@@ -307,9 +281,20 @@ fn pushed_goroutine_profiles_are_judged_for_leaks() {
         );
         assert_eq!(status, 200, "{}: {body}", file.display());
     }
+}
+
+/// Goroutine profiles pushed over time are judged for leaks on `GET /api/v1/leaks`: the corpus'
+/// leaking program (`go-dev/fast`, nine snapshots over 40 s) has two clusters that grow by about
+/// one goroutine a second; each process's series is judged on its own.
+#[test]
+fn pushed_goroutine_profiles_are_judged_for_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    push_goroutine_profiles(&server, "fast", "pod-a");
     let (status, answer) = server.get("/api/v1/leaks?service=leaky&version=1.0.0", None);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["leaks"], 2, "{answer:#}");
+    assert!(answer["findings"].as_array().unwrap().iter().all(|f| f["of_processes"] == 1), "{answer:#}");
     let run = &answer["runs"][0];
     assert_eq!((run["run"].as_str(), run["snapshots"].as_u64()), (Some("pod-a"), Some(9)), "{answer:#}");
     // The report says where its snapshots came from.
@@ -334,4 +319,45 @@ fn pushed_goroutine_profiles_are_judged_for_leaks() {
 
     let (status, answer) = server.get("/api/v1/leaks?version=1.0.0", None);
     assert_eq!(status, 400, "{answer}");
+}
+
+// Issue 12: the same leak in two processes of one build is one finding with each process's rate,
+// not one finding per process.
+#[test]
+fn a_leak_in_two_pushed_processes_is_one_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    // Two runs of the corpus' leaking program: the same two leaks in each.
+    push_goroutine_profiles(&server, "fast", "pod-a");
+    push_goroutine_profiles(&server, "fast-rerun", "pod-b");
+    let (status, answer) = server.get("/api/v1/leaks?service=leaky&version=1.0.0", None);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (&answer["leaks"], &answer["clusters"], &answer["processes"]),
+        (&2.into(), &4.into(), &2.into()),
+        "{answer:#}"
+    );
+    // Runs come in the order the store gives them, not in push order.
+    let mut runs: Vec<&str> = answer["runs"].as_array().unwrap().iter().map(|r| r["run"].as_str().unwrap()).collect();
+    runs.sort_unstable();
+    assert_eq!(runs, ["pod-a", "pod-b"], "{answer:#}");
+    let findings = answer["findings"].as_array().unwrap();
+    let mut leaking: Vec<&str> = findings.iter().map(|f| f["blocking_function"].as_str().unwrap()).collect();
+    leaking.sort();
+    assert_eq!(leaking, ["main.closeWhenDone", "main.collectResults"], "{answer:#}");
+    for f in findings {
+        assert_eq!((&f["processes"], &f["of_processes"]), (&2.into(), &2.into()), "{f:#}");
+        let mut per_process: Vec<&str> =
+            f["runs"].as_array().unwrap().iter().map(|r| r["run"].as_str().unwrap()).collect();
+        per_process.sort_unstable();
+        assert_eq!(per_process, ["pod-a", "pod-b"], "{f:#}");
+        // About one goroutine a second in each process.
+        let mean = f["per_minute_per_process"].as_f64().unwrap();
+        assert!((40.0..90.0).contains(&mean), "{f:#}");
+        for r in f["runs"].as_array().unwrap() {
+            assert!((40.0..90.0).contains(&r["per_minute"].as_f64().unwrap()), "{r:#}");
+            assert!(r["last"].as_u64().unwrap() > r["first"].as_u64().unwrap(), "{r:#}");
+            assert!(r["seconds"].as_f64().unwrap() >= 30.0 && r["confidence"].as_f64().unwrap() >= 0.99, "{r:#}");
+        }
+    }
 }

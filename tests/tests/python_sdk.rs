@@ -5,7 +5,7 @@
 //! a JSON manifest of exactly what it sent; these tests read all of it back through the API
 //! and compare every id, attribute, value and count, then restart the collector on the same
 //! data directory and compare again. The Python side needs a virtualenv with
-//! `tests/python/requirements.txt` installed (see [`INSTALL`]); without it the tests fail
+//! `tests/python/requirements.txt` installed (see [`e2e::python::INSTALL`]); without it the tests fail
 //! rather than skip, so a CI run without Python cannot pass silently.
 
 use std::collections::BTreeMap;
@@ -16,37 +16,15 @@ use std::time::Duration;
 use e2e::Server;
 use serde_json::{Value, json};
 
-/// How to get the Python side, said by every failure that is about its absence.
-const INSTALL: &str = "python3 -m venv .venv && .venv/bin/pip install -r tests/python/requirements.txt";
-
 fn repo_root() -> PathBuf {
     e2e::manifest_dir().join("..")
 }
 
-/// The interpreter to run the script with: `SLO_GATE_PYTHON`, else the repository's `.venv`.
-/// Panics (with the install command) unless it runs and imports the SDK and both exporters.
+/// The interpreter with the SDK and both exporters.
 fn python() -> PathBuf {
-    let python =
-        std::env::var_os("SLO_GATE_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv/bin/python"));
-    let probe = Command::new(&python)
-        .args([
-            "-c",
-            "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http",
-        ])
-        .output();
-    match probe {
-        Err(err) => panic!(
-            "cannot run the Python interpreter {} ({err}); from the repository root run `{INSTALL}` \
-             (or point SLO_GATE_PYTHON at a Python with those packages)",
-            python.display()
-        ),
-        Ok(out) if !out.status.success() => panic!(
-            "{} lacks the OpenTelemetry packages:\n{}\nfrom the repository root run `{INSTALL}`",
-            python.display(),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Ok(_) => python,
-    }
+    e2e::python::interpreter(
+        "opentelemetry.sdk, opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http",
+    )
 }
 
 #[derive(Debug, Clone, Copy)]

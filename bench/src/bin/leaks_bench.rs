@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use analyzer::leaks::{self, GoroutineGroup, LeakOptions, Snapshot, StackFrame};
 use analyzer::pprof::{self, proto};
 use anyhow::{Context, bail, ensure};
+use bench::seeded::Rng;
 use clap::Parser;
 use prost::Message;
 
@@ -44,22 +45,6 @@ struct Args {
     /// How many of those sites leak.
     #[arg(long, default_value_t = 12)]
     growing: usize,
-}
-
-/// xorshift64*: a fixed-seed generator, so every run builds the same inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// The runtime frames a parked goroutine shows on top (innermost first), by wait kind.

@@ -1,0 +1,4 @@
+//! What the benchmark binaries share: seeded generators, OTLP attribute values and latency
+//! percentiles. Loopback-only load generators live in the binaries themselves.
+
+pub mod seeded;

@@ -1,0 +1,2 @@
+
+abc{service_name="a"}è  
