@@ -547,11 +547,9 @@ fn check_chunk(bytes: &[u8], samples: &[prom::model::Sample]) {
     let (Some(first), Some(last)) = (samples.first(), samples.last()) else { return };
     let second = samples.get(1).unwrap_or(last);
     let before_last = samples.len().checked_sub(2).map_or(first, |i| &samples[i]);
-    for (min_t, max_t) in [
-        (i64::MIN, i64::MAX),
-        (second.t, before_last.t),
-        (first.t.saturating_add(1), last.t.saturating_sub(1)),
-    ] {
+    for (min_t, max_t) in
+        [(i64::MIN, i64::MAX), (second.t, before_last.t), (first.t.saturating_add(1), last.t.saturating_sub(1))]
+    {
         let mut out = Vec::new();
         prom::chunk::decode_range(bytes, min_t, max_t, &mut out).expect("a range of an encoded chunk decodes");
         let expected: Vec<_> = samples.iter().copied().filter(|s| min_t <= s.t && s.t <= max_t).collect();
