@@ -243,3 +243,29 @@ def record(signal, tenant, payload):
 write("wal_segment", "three-records",
       MAGIC + record(1, b"anonymous", traces) + record(2, b"team-a", metrics) + record(3, b"anonymous", logs))
 write("wal_segment", "torn-tail", MAGIC + record(1, b"anonymous", traces) + record(3, b"anonymous", logs)[:-7])
+
+# chunk: the hand-worked chunk of prom::chunk's `golden_bytes` test (decoded as a chunk), and
+# samples to encode: a start time, then (time step, value bits) pairs, little-endian.
+write("chunk", "golden", bytes([0x04, 0xd0, 0x0f, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0x98, 0x75,
+                                0b00110000, 0b10010111, 0b11111111, 0b11100000, 0b00000000, 0b01000000]))
+
+
+def steps(start, pairs):
+    return struct.pack("<q", start) + b"".join(struct.pack("<qQ", step, bits) for step, bits in pairs)
+
+
+def bits(x):
+    return struct.unpack("<Q", struct.pack("<d", x))[0]
+
+
+counter = []
+value = 1000.0
+for i in range(40):
+    counter.append((0 if i == 0 else 15_000 + (3 if i % 7 == 0 else 0), bits(value)))
+    value += i % 5
+write("chunk", "counter-15s", steps(1_700_000_000_000, counter))
+STALE_NAN = 0x7FF0_0000_0000_0002
+write("chunk", "extremes", steps(-(1 << 63), [
+    (0, STALE_NAN), (1, bits(float("nan"))), ((1 << 63) - 1, bits(float("inf"))), (-5, bits(-0.0)),
+    ((1 << 63) - 1, bits(1.0)), (1, 0x7FF8_DEAD_BEEF_0001), (1, bits(2.0)),
+]))

@@ -29,6 +29,7 @@ pub type Target = fn(&[u8]);
 
 /// Every target, by name, for replaying saved inputs.
 pub const TARGETS: &[(&str, Target)] = &[
+    ("chunk", chunk),
     ("contracts", contracts),
     ("goroutine_dump", goroutine_dump),
     ("otlp_json", otlp_json),
@@ -485,4 +486,73 @@ pub fn remote_write(data: &[u8]) {
         })
         .sum();
     assert_eq!(points, samples, "every sample is one point");
+}
+
+/// Metric-store sample chunks (`prom::chunk`), two ways from the same bytes.
+///
+/// As a chunk: decoded or refused without a panic; what decodes has strictly increasing times,
+/// encodes again, and that chunk decodes to the same samples bit for bit, in full and in ranges.
+///
+/// As samples to encode: a start time (8 bytes), then (time step, value bits) pairs of 8 + 8
+/// bytes, little-endian; each step moves the time from the previous one (a step past the i64
+/// range is skipped). The writer refuses exactly the times that do not come after the last
+/// sample it took; the chunk it writes decodes to the samples it took, bit for bit, in full and
+/// in ranges, and is refused without its last byte.
+pub fn chunk(data: &[u8]) {
+    use prom::chunk::{self, ChunkError, ChunkWriter};
+    use prom::model::Sample;
+
+    if let Ok(samples) = chunk::decode(data) {
+        assert!(samples.windows(2).all(|w| w[0].t < w[1].t), "decoded times do not increase");
+        let again = chunk::encode(&samples).expect("decoded samples encode");
+        check_chunk(&again, &samples);
+    }
+
+    let Some((start, pairs)) = data.split_first_chunk::<8>() else { return };
+    let mut t = i64::from_le_bytes(*start);
+    let mut writer = ChunkWriter::new();
+    let mut taken: Vec<Sample> = Vec::new();
+    for pair in pairs.chunks_exact(16) {
+        let (step, bits) = pair.split_at(8);
+        let step = i64::from_le_bytes(step.try_into().expect("8 bytes"));
+        let v = f64::from_bits(u64::from_le_bytes(bits.try_into().expect("8 bytes")));
+        let Some(next) = t.checked_add(step) else { continue };
+        t = next;
+        let result = writer.append(t, v);
+        match taken.last() {
+            Some(last) if t <= last.t => {
+                assert!(matches!(result, Err(ChunkError::OutOfOrder { .. })), "t={t} after {}: {result:?}", last.t)
+            }
+            _ => {
+                result.expect("a later time is taken");
+                taken.push(Sample { t, v });
+            }
+        }
+    }
+    assert_eq!(writer.len(), taken.len());
+    assert_eq!(writer.min_t(), taken.first().map(|s| s.t));
+    assert_eq!(writer.max_t(), taken.last().map(|s| s.t));
+    let bytes = writer.finish();
+    check_chunk(&bytes, &taken);
+    assert!(chunk::decode(&bytes[..bytes.len() - 1]).is_err(), "a chunk without its last byte decodes");
+}
+
+/// `bytes` decodes to `samples`, bit for bit, and so do ranges of it: everything, from the
+/// second sample to the one before the last, and from just after the first to just before the
+/// last.
+fn check_chunk(bytes: &[u8], samples: &[prom::model::Sample]) {
+    let bits = |s: &[prom::model::Sample]| s.iter().map(|s| (s.t, s.v.to_bits())).collect::<Vec<_>>();
+    let decoded = prom::chunk::decode(bytes).expect("an encoded chunk decodes");
+    assert_eq!(bits(&decoded), bits(samples), "chunk {bytes:02x?}");
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else { return };
+    let second = samples.get(1).unwrap_or(last);
+    let before_last = samples.len().checked_sub(2).map_or(first, |i| &samples[i]);
+    for (min_t, max_t) in
+        [(i64::MIN, i64::MAX), (second.t, before_last.t), (first.t.saturating_add(1), last.t.saturating_sub(1))]
+    {
+        let mut out = Vec::new();
+        prom::chunk::decode_range(bytes, min_t, max_t, &mut out).expect("a range of an encoded chunk decodes");
+        let expected: Vec<_> = samples.iter().copied().filter(|s| min_t <= s.t && s.t <= max_t).collect();
+        assert_eq!(bits(&out), bits(&expected), "range [{min_t}, {max_t}] of chunk {bytes:02x?}");
+    }
 }
