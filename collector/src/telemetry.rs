@@ -35,6 +35,7 @@ pub struct Telemetry {
     pub parts_quarantined: AtomicU64,
     pub parts_adopted: AtomicU64,
     pub parts_verified: AtomicU64,
+    pub series_compactions: AtomicU64,
     pub head_bytes: AtomicU64,
     pub head_items: AtomicU64,
     /// Connections open now, by listener (see [`Listener`]).
@@ -242,6 +243,12 @@ impl Telemetry {
                 "counter",
                 "Parts whose checksum the start-up verification pass has checked.",
                 &self.parts_verified,
+            ),
+            (
+                "slo_gate_series_compactions_total",
+                "counter",
+                "Merges of a tenant's series segments of one hour into one (the PromQL store).",
+                &self.series_compactions,
             ),
             ("slo_gate_head_bytes", "gauge", "Memory held by rows in the in-memory head.", &self.head_bytes),
             ("slo_gate_head_items", "gauge", "Items held in the in-memory head.", &self.head_items),

@@ -16,6 +16,7 @@ pub mod log;
 pub mod metric;
 pub mod pprof;
 pub mod profile;
+pub mod prometheus;
 pub mod span;
 
 use std::sync::Arc;

@@ -98,6 +98,21 @@ impl Selector {
             || self.groups.iter().any(|group| group.iter().all(|m| m.is_match(label(&m.name).unwrap_or(""))))
     }
 
+    /// Per alternative, its `=` matchers with a non-empty value (those a label index can look
+    /// up); an alternative without one has an empty list.
+    pub fn equalities(&self) -> Vec<Vec<(&str, &str)>> {
+        self.groups
+            .iter()
+            .map(|group| {
+                group
+                    .iter()
+                    .filter(|m| matches!(m.op, MatchOp::Equal) && !m.value.is_empty())
+                    .map(|m| (m.name.as_str(), m.value.as_str()))
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The value every row must have for `name` (an `=` matcher in every group), if any.
     pub fn required(&self, name: &str) -> Option<&str> {
         let mut values = self.groups.iter().map(|group| {

@@ -23,6 +23,9 @@ pub enum StoreError {
     /// A part could not be written or read.
     #[error(transparent)]
     Part(#[from] PartError),
+    /// A series segment could not be written.
+    #[error(transparent)]
+    Series(#[from] super::series::SeriesError),
 }
 
 impl StoreError {

@@ -15,6 +15,7 @@ use super::Shared;
 use super::error::StoreError;
 use super::head::Block;
 use super::parts::{self, PartMeta};
+use super::series::{self, SegmentMeta};
 use super::writer::Op;
 
 const RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -29,6 +30,8 @@ pub(crate) enum Request {
 
 pub(crate) fn run(shared: Arc<Shared>, writer: SyncSender<Op>, rx: Receiver<Request>) {
     let mut last_retention = Instant::now() - shared.settings.retention_interval;
+    backfill_series(&shared);
+    compact_series(&shared, now_unix_nano());
     loop {
         // Blocks left frozen by a failed flush are retried every second, not every interval:
         // while they wait, the head only grows and the receivers start refusing data.
@@ -48,6 +51,9 @@ pub(crate) fn run(shared: Arc<Shared>, writer: SyncSender<Op>, rx: Receiver<Requ
             tracing::error!(%err, "flush failed; data stays in the WAL and the head, will retry");
         }
         shared.set_problem(super::Problem::Flush, result.as_ref().err().map(ToString::to_string));
+        if result.is_ok() {
+            compact_series(&shared, now_unix_nano());
+        }
         if let Some(Request::Now(reply)) = request {
             let _ = reply.send(result);
         }
@@ -73,12 +79,14 @@ fn flush(shared: &Shared, writer: &SyncSender<Op>) -> Result<(), StoreError> {
         let next = shared.read().head.frozen.first().map(|f| (f.seq, Arc::clone(&f.block)));
         let Some((seq, block)) = next else { return Ok(()) };
         let started = Instant::now();
-        let metas: Vec<Arc<PartMeta>> = write_block(shared, seq, &block)?.into_iter().map(Arc::new).collect();
+        let (metas, segments) = write_block(shared, seq, &block)?;
+        let metas: Vec<Arc<PartMeta>> = metas.into_iter().map(Arc::new).collect();
         shared.wal.set_checkpoint(seq).map_err(StoreError::io(format!("write WAL checkpoint {seq}")))?;
         {
             let mut state = shared.write();
             state.head.frozen.retain(|f| f.seq != seq);
             state.parts.extend(metas.iter().cloned());
+            state.series.extend(segments);
         }
         shared.wal.remove_through(seq).map_err(StoreError::io("delete flushed WAL segments"))?;
         let t = &shared.telemetry;
@@ -124,9 +132,10 @@ type Members<'a> = Vec<(&'a Tenant, Vec<&'a Rows>)>;
 /// Groups a block's rows by signal, hour and tenant and writes them as parts: a tenant with
 /// at least `min_tenant_part_bytes` of rows in an hour gets a part of its own, and the other
 /// tenants of that signal and hour share one part. A flush of many small tenants so writes a
-/// few files per signal and hour instead of one per tenant. The parts are entered in the
-/// catalog before the caller moves the checkpoint.
-fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<Vec<PartMeta>, StoreError> {
+/// few files per signal and hour instead of one per tenant. Metric rows are also written as
+/// one series segment per tenant and hour (`series`). The parts are entered in the catalog,
+/// and the segments are on disk, before the caller moves the checkpoint.
+fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<(Vec<PartMeta>, Vec<Arc<SegmentMeta>>), StoreError> {
     // Chunks whose rows all fall in one hour are written as they are; the others are split.
     let mut split: Vec<(Tenant, Rows)> = Vec::new();
     let mut groups: BTreeMap<(Signal, String), BTreeMap<Tenant, Group<'_>>> = BTreeMap::new();
@@ -160,7 +169,20 @@ fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<Vec<PartMeta>
 
     let threshold = shared.settings.min_tenant_part_bytes;
     let mut metas = Vec::new();
+    let mut segments = Vec::new();
     for ((signal, hour), tenants) in &groups {
+        if *signal == Signal::Metrics {
+            for (tenant, (rows, _)) in tenants {
+                let rows: Vec<&[crate::model::metric::MetricRow]> = rows
+                    .iter()
+                    .filter_map(|r| match r {
+                        Rows::Metrics(m) => Some(m.as_slice()),
+                        _ => None,
+                    })
+                    .collect();
+                segments.push(series::write_flushed(&shared.data_dir, tenant, hour, seq, &rows)?);
+            }
+        }
         let (own, small): (Vec<_>, Vec<_>) = tenants.iter().partition(|(_, (_, bytes))| *bytes >= threshold);
         let mut files: Vec<(String, Members<'_>)> = Vec::new();
         for (tenant, (rows, _)) in own {
@@ -187,7 +209,93 @@ fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<Vec<PartMeta>
         }
     }
     shared.catalog.add(&metas).map_err(StoreError::io("record parts in the catalog"))?;
-    Ok(metas)
+    Ok((metas, segments))
+}
+
+/// Writes the series segment of every metrics part that no segment covers (a data directory
+/// from before the series store, or a segment deleted as damaged), from the part's rows.
+/// Until then queries read such parts directly. A part that cannot be read is left to the
+/// reads that will report and set it aside.
+fn backfill_series(shared: &Shared) {
+    let (parts, segments) = {
+        let state = shared.read();
+        (state.parts.clone(), state.series.clone())
+    };
+    for part in parts.iter().filter(|p| p.signal == Signal::Metrics) {
+        for t in &part.tenants {
+            if shared.closing.load(Relaxed) {
+                return;
+            }
+            let hour = parts::hour_dir(t.min_time);
+            if segments.iter().any(|s| s.tenant == t.tenant && s.hour == hour && s.covers(part.seq)) {
+                continue;
+            }
+            let written = match parts::read_part(part, &t.tenant) {
+                Ok(Rows::Metrics(rows)) => {
+                    series::write_flushed(&shared.data_dir, &t.tenant, &hour, part.seq, &[&rows])
+                }
+                Ok(_) => continue,
+                Err(err) => {
+                    tracing::warn!(part = %part.name, %err, "cannot read a metrics part to build its series");
+                    continue;
+                }
+            };
+            match written {
+                Ok(segment) => {
+                    tracing::info!(segment = %segment.name, "series segment built from a part");
+                    shared.write().series.push(segment);
+                }
+                Err(err) => tracing::error!(part = %part.name, %err, "cannot write the series segment of a part"),
+            }
+        }
+    }
+}
+
+/// Merges the segments of each block (tenant and hour) into one once its hour is over, or
+/// once it holds `series::MAX_OPEN_SEGMENTS`, so a query opens one file per hour. A failure
+/// leaves the sources as they are (a damaged source is deleted: its parts replace it).
+fn compact_series(shared: &Shared, now_unix_nano: u64) {
+    let grace = shared.settings.flush_interval.as_nanos() as u64;
+    let mut blocks: BTreeMap<(Tenant, String), Vec<Arc<SegmentMeta>>> = BTreeMap::new();
+    for s in shared.read().series.iter() {
+        blocks.entry((s.tenant.clone(), s.hour.clone())).or_default().push(Arc::clone(s));
+    }
+    for ((_, hour), mut sources) in blocks {
+        let closed = parts::hour_start(&hour).is_some_and(|start| start + 3_600_000_000_000 + grace <= now_unix_nano);
+        if sources.len() < 2 || !(closed || sources.len() >= series::MAX_OPEN_SEGMENTS) {
+            continue;
+        }
+        if shared.closing.load(Relaxed) {
+            return;
+        }
+        sources.sort_by_key(|s| s.first_seq);
+        match series::compact(&shared.data_dir, &shared.series_indexes, &sources) {
+            Ok(merged) => {
+                {
+                    let mut state = shared.write();
+                    state.series.retain(|s| !sources.iter().any(|o| Arc::ptr_eq(s, o)));
+                    state.series.push(merged);
+                }
+                for s in &sources {
+                    shared.series_indexes.forget(&s.name);
+                    if let Err(err) = std::fs::remove_file(&s.path) {
+                        tracing::warn!(segment = %s.name, %err, "cannot delete a compacted series segment");
+                    }
+                }
+                shared.telemetry.series_compactions.fetch_add(1, Relaxed);
+            }
+            Err(err @ series::SeriesError::Damaged { .. }) => {
+                let damaged = sources.iter().find(|s| err.to_string().contains(&s.name));
+                tracing::error!(%err, "series compaction found a damaged segment");
+                if let Some(s) = damaged {
+                    shared.write().series.retain(|o| !Arc::ptr_eq(o, s));
+                    shared.series_indexes.forget(&s.name);
+                    let _ = std::fs::remove_file(&s.path);
+                }
+            }
+            Err(err) => tracing::error!(%err, "series compaction failed; will retry"),
+        }
+    }
 }
 
 fn split_by_hour(rows: &Rows) -> Vec<Rows> {
@@ -215,6 +323,25 @@ pub(crate) fn apply_retention(shared: &Shared, now_unix_nano: u64) -> Result<usi
         state.parts = keep;
         old
     };
+    let cutoff_ms = i64::try_from(cutoff / 1_000_000).unwrap_or(i64::MAX);
+    let expired_series: Vec<Arc<SegmentMeta>> = {
+        let mut state = shared.write();
+        let (old, keep): (Vec<_>, Vec<_>) =
+            state.series.drain(..).partition(|s| s.hour_start_ms.saturating_add(3_600_000) <= cutoff_ms);
+        state.series = keep;
+        old
+    };
+    for segment in &expired_series {
+        shared.series_indexes.forget(&segment.name);
+        match std::fs::remove_file(&segment.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io(format!("delete {}", segment.name))(e)),
+        }
+        if let Some(dir) = segment.path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
     for part in &expired {
         // Out of the catalog first: a crash before the file is gone leaves a file that is
         // entered again at start-up and expires again, never an entry without its file.

@@ -19,6 +19,7 @@ pub mod catalog;
 pub mod error;
 pub mod head;
 pub mod parts;
+pub mod series;
 pub mod span_index;
 pub mod wal;
 
@@ -95,6 +96,8 @@ impl StoreSettings {
 pub(crate) struct State {
     pub head: Head,
     pub parts: Vec<Arc<PartMeta>>,
+    /// The metric series store's segments (`series`), by tenant, hour and first flush.
+    pub series: Vec<Arc<series::SegmentMeta>>,
 }
 
 #[derive(Debug)]
@@ -111,6 +114,8 @@ pub(crate) struct Shared {
     pub problems: std::sync::Mutex<[Option<String>; 2]>,
     /// Search indexes of traces parts, kept after a search first reads them.
     pub span_indexes: span_index::Cache,
+    /// Indexes of series segments, kept after a query first reads them.
+    pub series_indexes: series::IndexCache,
 }
 
 /// What can keep the store from taking data.
@@ -174,6 +179,19 @@ pub struct Snapshot {
     pub tenant: Tenant,
     pub chunks: Vec<Arc<Chunk>>,
     pub parts: Vec<Arc<PartMeta>>,
+}
+
+/// What [`Store::series_snapshot`] gives a PromQL selection.
+#[derive(Debug)]
+pub struct SeriesSnapshot {
+    pub tenant: Tenant,
+    pub chunks: Vec<Arc<Chunk>>,
+    pub segments: Vec<Arc<series::SegmentMeta>>,
+    pub parts: Vec<Arc<PartMeta>>,
+}
+
+fn ms_to_ns(ms: i64) -> u64 {
+    u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
 }
 
 /// What [`Store::scan_spans_where`] shows of a span before building it.
@@ -249,7 +267,10 @@ impl Store {
             );
         }
         telemetry.parts_adopted.fetch_add(loaded.adopted, relaxed);
-        let mut state = State { parts: loaded.parts.into_iter().map(Arc::new).collect(), ..State::default() };
+        let series_dir = data_dir.join(series::SERIES_DIR);
+        let segments = series::load(data_dir, checkpoint).map_err(io(&series_dir))?;
+        let mut state =
+            State { parts: loaded.parts.into_iter().map(Arc::new).collect(), series: segments, ..State::default() };
 
         let mut last_seq = checkpoint;
         let mut wal_damaged = false;
@@ -309,6 +330,7 @@ impl Store {
             closing: Default::default(),
             problems: Default::default(),
             span_indexes: Default::default(),
+            series_indexes: Default::default(),
         });
         let (writer_tx, writer_rx) = mpsc::sync_channel(WRITER_QUEUE);
         let (flush_tx, flush_rx) = mpsc::sync_channel(16);
@@ -450,6 +472,67 @@ impl Store {
             chunks: state.head.chunks(tenant, signal),
             parts: state.parts.iter().filter(|p| p.signal == signal && p.of(tenant).is_some()).cloned().collect(),
         }
+    }
+
+    /// What a PromQL selection over `[min_ms, max_ms]` reads for one tenant, taken under one
+    /// lock: the head's metric chunks, the series segments, and the metrics parts that no
+    /// segment covers yet (see [`series`]).
+    pub fn series_snapshot(&self, tenant: &Tenant, min_ms: i64, max_ms: i64) -> SeriesSnapshot {
+        let (lo, hi) = (ms_to_ns(min_ms), ms_to_ns(max_ms));
+        let state = self.shared.read();
+        let segments: Vec<Arc<series::SegmentMeta>> =
+            state.series.iter().filter(|s| &s.tenant == tenant).cloned().collect();
+        let parts = state
+            .parts
+            .iter()
+            .filter(|p| p.signal == Signal::Metrics)
+            .filter(|p| {
+                p.of(tenant).is_some_and(|t| {
+                    let hour = parts::hour_dir(t.min_time);
+                    t.min_time <= hi && t.max_time >= lo && !segments.iter().any(|s| s.hour == hour && s.covers(p.seq))
+                })
+            })
+            .cloned()
+            .collect();
+        SeriesSnapshot {
+            tenant: tenant.clone(),
+            chunks: state
+                .head
+                .chunks(tenant, Signal::Metrics)
+                .into_iter()
+                .filter(|c| c.min_time <= hi && c.max_time >= lo)
+                .collect(),
+            segments: segments.into_iter().filter(|s| s.overlaps(min_ms, max_ms)).collect(),
+            parts,
+        }
+    }
+
+    /// The index of a series segment (cached).
+    pub fn series_index(
+        &self,
+        segment: &series::SegmentMeta,
+    ) -> Result<Arc<series::SegmentIndex>, series::SeriesError> {
+        self.shared.series_indexes.get(segment)
+    }
+
+    /// Takes a damaged series segment out of the store and deletes it: its parts hold the
+    /// same data, are read in its place from now on, and rebuild it at the next start.
+    /// Returns the warning for answers.
+    pub fn drop_damaged_segment(&self, segment: &Arc<series::SegmentMeta>, err: &series::SeriesError) -> String {
+        let first = {
+            let mut state = self.shared.write();
+            let before = state.series.len();
+            state.series.retain(|s| !Arc::ptr_eq(s, segment));
+            state.series.len() < before
+        };
+        self.shared.series_indexes.forget(&segment.name);
+        if first {
+            tracing::error!(segment = %segment.name, %err, "damaged series segment deleted; its parts are read instead");
+            if let Err(e) = std::fs::remove_file(&segment.path) {
+                tracing::error!(segment = %segment.name, %e, "cannot delete the damaged series segment");
+            }
+        }
+        format!("{err}; it was deleted and its series were read from the parts")
     }
 
     /// The head chunks and the parts that may hold spans of one trace.

@@ -221,6 +221,37 @@ pub fn range(
     Ok(out.into_iter().map(|(labels, samples)| Series { labels, samples }).collect())
 }
 
+/// The matchers of every vector and range selector of `query`, in the order they appear
+/// (Prometheus's `parser.ExtractSelectors`, which `query_exemplars` uses).
+pub fn selectors(query: &str) -> Result<Vec<Matchers>, Error> {
+    fn walk(expr: &Expr, out: &mut Vec<Matchers>) {
+        match expr {
+            Expr::VectorSelector(vs) => out.push(selector_matchers(vs)),
+            Expr::MatrixSelector(ms) => out.push(selector_matchers(&ms.vs)),
+            Expr::Subquery(sq) => walk(&sq.expr, out),
+            Expr::Aggregate(a) => {
+                walk(&a.expr, out);
+                if let Some(p) = &a.param {
+                    walk(p, out);
+                }
+            }
+            Expr::Unary(u) => walk(&u.expr, out),
+            Expr::Binary(b) => {
+                walk(&b.lhs, out);
+                walk(&b.rhs, out);
+            }
+            Expr::Paren(p) => walk(&p.expr, out),
+            Expr::Call(c) => c.args.args.iter().for_each(|a| walk(a, out)),
+            _ => {}
+        }
+    }
+    // Depth is bounded by `parse`.
+    let expr = parse(query)?;
+    let mut out = Vec::new();
+    walk(&expr, &mut out);
+    Ok(out)
+}
+
 fn type_name(t: parser::value::ValueType) -> &'static str {
     match t {
         parser::value::ValueType::Scalar => "scalar",

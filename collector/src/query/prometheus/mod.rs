@@ -12,6 +12,7 @@
 //! [`QUERY_TIMEOUT`], bounded by [`MAX_SERIES`] series and [`MAX_SAMPLES`] samples per selector.
 
 pub mod eval;
+mod exemplars;
 pub mod series;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,8 +39,9 @@ pub const MAX_FORM_BYTES: usize = 1 << 20;
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most series one selector may match.
 pub const MAX_SERIES: usize = 100_000;
-/// Most samples one selector may load (16 bytes each: 160 MB).
-pub const MAX_SAMPLES: usize = 10_000_000;
+/// Most samples one selector may load (16 bytes each: 800 MB); Prometheus's default
+/// `--query.max-samples`.
+pub const MAX_SAMPLES: usize = 50_000_000;
 /// Most results of `labels`, `label values` and `series` when the request sets no `limit`.
 pub const MAX_RESULTS: usize = 1_000_000;
 /// The Prometheus version whose API and PromQL semantics are served (`status/buildinfo`).
@@ -55,6 +57,7 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/rules", get(rules))
+        .route("/api/v1/query_exemplars", get(exemplars::query_exemplars).post(exemplars::query_exemplars))
 }
 
 /// A failure in Prometheus's terms (`web/api/v1/api.go`).
@@ -253,12 +256,12 @@ fn matching(
     let selectors = if selectors.is_empty() { &all[..] } else { selectors };
     let mut out = BTreeSet::new();
     for matchers in selectors {
-        let found = src.series(matchers, start, end).map_err(|e| match e {
+        let found = src.label_sets(matchers, start, end).map_err(|e| match e {
             prom::model::SelectError::Timeout => PromError::Timeout(e.to_string()),
             prom::model::SelectError::Limit(m) => PromError::Execution(m),
             prom::model::SelectError::Failed(m) => PromError::Internal(m),
         })?;
-        out.extend(found.into_iter().map(|s| s.labels));
+        out.extend(found);
     }
     Ok(out)
 }

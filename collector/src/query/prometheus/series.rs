@@ -1,249 +1,22 @@
-//! Stored metric points as Prometheus series, and the store as a PromQL source
-//! ([`StoreSource`], `prom::model::Queryable`).
-//!
-//! Points that arrived by remote write (scope `receive::remote_write::SCOPE`) read back with the
-//! labels they were sent with. OTLP points are named as Prometheus's own OTLP translation names
-//! them (the `prometheusremotewrite` translator Prometheus ingests OTLP with):
-//!
-//! | OTLP | Prometheus |
-//! |---|---|
-//! | metric `http.server.duration`, unit `s`, histogram | `http_server_duration_seconds_bucket{le=..}`, `_sum`, `_count` |
-//! | monotonic cumulative sum `requests`, unit `1` | `requests_total` |
-//! | gauge `memory.usage`, unit `By` | `memory_usage_bytes` |
-//! | gauge `cpu.utilization`, unit `1` | `cpu_utilization_ratio` |
-//! | unit `{request}/s` | `_per_second` (annotations in braces dropped) |
-//! | attribute `http.route` | label `http_route`; a key starting with a digit gets `key_` |
-//! | resource `service.namespace`/`service.name` | `job="<namespace>/<name>"` (or `<name>`) |
-//! | resource `service.instance.id` | `instance` |
-//! | summary | `{quantile=..}`, `_sum`, `_count` |
-//!
-//! Not translated (skipped, with a warning in the answer): exponential histograms (Prometheus
-//! makes native histograms of them, which this engine does not evaluate) and points of delta
-//! temporality (Prometheus 2.42 refuses them too). A point flagged `FLAG_NO_RECORDED_VALUE` is a
-//! staleness marker.
-
+//! The store as a PromQL source ([`StoreSource`], `prom::model::Queryable`): series from the
+//! series segments (`store::series`), and from the head and any metrics part no segment covers
+//! yet, translated as they are read (`model::prometheus`).
 use std::collections::{BTreeSet, HashMap};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use prom::model::{Labels, STALE_NAN_BITS, Sample, SelectError, Series};
+use prom::model::{Labels, Sample, SelectError, Series};
 use promql_parser::label::Matchers;
 
-use crate::model::metric::{MetricKind, MetricRow};
-use crate::model::{Rows, attrs};
-use crate::receive::remote_write::{NO_RECORDED_VALUE, SCOPE};
-use crate::signal::Signal;
+use crate::model::Rows;
+use crate::model::prometheus::{Skipped, translate};
+use crate::query::params::Selector;
 use crate::store::Store;
+use crate::store::series::{SegmentIndex, SeriesError, dedup_sorted};
 use crate::tenant::Tenant;
 
-/// A metric or label name made valid: characters outside `[a-zA-Z0-9_]` (and `:` in metric
-/// names) become `_`; a name starting with a digit gets `prefix`.
-fn sanitize(name: &str, metric: bool, prefix: &str) -> String {
-    let mut out: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || (metric && c == ':') { c } else { '_' })
-        .collect();
-    if out.starts_with(|c: char| c.is_ascii_digit()) {
-        out.insert_str(0, prefix);
-    }
-    out
-}
-
-/// The word Prometheus's translator uses for an OTLP (UCUM) unit, if it has one.
-fn unit_word(unit: &str) -> Option<String> {
-    let known = |u: &str| -> Option<&'static str> {
-        Some(match u {
-            "d" => "days",
-            "h" => "hours",
-            "min" => "minutes",
-            "s" => "seconds",
-            "ms" => "milliseconds",
-            "us" => "microseconds",
-            "ns" => "nanoseconds",
-            "By" => "bytes",
-            "KiBy" => "kibibytes",
-            "MiBy" => "mebibytes",
-            "GiBy" => "gibibytes",
-            "TiBy" => "tebibytes",
-            "KBy" => "kilobytes",
-            "MBy" => "megabytes",
-            "GBy" => "gigabytes",
-            "TBy" => "terabytes",
-            "m" => "meters",
-            "V" => "volts",
-            "A" => "amperes",
-            "J" => "joules",
-            "W" => "watts",
-            "g" => "grams",
-            "Cel" => "celsius",
-            "Hz" => "hertz",
-            "%" => "percent",
-            _ => return None,
-        })
-    };
-    let per = |u: &str| -> Option<&'static str> {
-        Some(match u {
-            "s" => "second",
-            "m" => "minute",
-            "h" => "hour",
-            "d" => "day",
-            "w" => "week",
-            "mo" => "month",
-            "y" => "year",
-            _ => return None,
-        })
-    };
-    // Annotations (`{request}`) say nothing Prometheus keeps.
-    let mut plain = String::new();
-    let mut depth = 0u32;
-    for c in unit.chars() {
-        match c {
-            '{' => depth += 1,
-            '}' => depth = depth.saturating_sub(1),
-            c if depth == 0 => plain.push(c),
-            _ => {}
-        }
-    }
-    let plain = plain.trim();
-    let (main, rate) = match plain.split_once('/') {
-        Some((m, r)) => (m.trim(), Some(r.trim())),
-        None => (plain, None),
-    };
-    let main = match main {
-        "" | "1" => None,
-        m => Some(known(m).map(str::to_string).unwrap_or_else(|| sanitize(m, true, ""))),
-    };
-    let rate =
-        rate.filter(|r| !r.is_empty()).map(|r| per(r).map(str::to_string).unwrap_or_else(|| sanitize(r, true, "")));
-    match (main, rate) {
-        (None, None) => None,
-        (Some(m), None) => Some(m),
-        (None, Some(r)) => Some(format!("per_{r}")),
-        (Some(m), Some(r)) => Some(format!("{m}_per_{r}")),
-    }
-}
-
-/// The Prometheus name of an OTLP metric (module docs).
-pub fn metric_name(row: &MetricRow) -> String {
-    let mut name = sanitize(&row.metric.name, true, "_");
-    if let Some(word) = unit_word(&row.metric.unit)
-        && !name.split('_').any(|part| part == word)
-    {
-        name.push('_');
-        name.push_str(&word);
-    }
-    if row.kind == MetricKind::Gauge && row.metric.unit.trim() == "1" && !name.ends_with("_ratio") {
-        name.push_str("_ratio");
-    }
-    if row.kind == MetricKind::Sum && row.is_monotonic && !name.ends_with("_total") {
-        name.push_str("_total");
-    }
-    name
-}
-
-fn text(kv: &KeyValue) -> String {
-    match kv.value.as_ref().map(attrs::plain_value) {
-        Some(serde_json::Value::String(s)) => s,
-        Some(serde_json::Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
-}
-
-/// The labels every series of a point carries besides its name (attributes, job, instance).
-fn base_labels(row: &MetricRow, remote_write: bool) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for kv in attrs::decode_lossy(&row.attributes) {
-        let key = if remote_write { kv.key.clone() } else { sanitize(&kv.key, false, "key_") };
-        out.push((key, text(&kv)));
-    }
-    if !remote_write {
-        let resource = attrs::decode_lossy(&row.resource.attributes);
-        let get = |k: &str| attrs::find(&resource, k).and_then(attrs::as_text).map(str::to_string);
-        let service = row.resource.service_name.as_deref().map(str::to_string).or_else(|| get("service.name"));
-        if let Some(service) = service {
-            let job = match get("service.namespace") {
-                Some(ns) if !ns.is_empty() => format!("{ns}/{service}"),
-                _ => service,
-            };
-            out.push(("job".into(), job));
-        }
-        if let Some(instance) = get("service.instance.id") {
-            out.push(("instance".into(), instance));
-        }
-    }
-    out
-}
-
-/// Formats a bucket bound as Prometheus's `le` label does.
-fn le(bound: f64) -> String {
-    if bound == f64::INFINITY { "+Inf".into() } else { format!("{bound}") }
-}
-
-/// What [`translate`] could not turn into series.
-#[derive(Debug, Default)]
-pub struct Skipped {
-    pub exponential_histograms: u64,
-    pub delta: u64,
-}
-
-/// Calls `emit` with each (labels, sample) a stored point stands for.
-pub fn translate(row: &MetricRow, skipped: &mut Skipped, mut emit: impl FnMut(Vec<(String, String)>, Sample)) {
-    let t = i64::try_from(row.time_unix_nano / 1_000_000).unwrap_or(i64::MAX);
-    let remote_write = &*row.scope.name == SCOPE;
-    if row.temporality == 1 {
-        skipped.delta += 1;
-        return;
-    }
-    let stale = row.flags & NO_RECORDED_VALUE != 0;
-    let value = |v: f64| if stale { f64::from_bits(STALE_NAN_BITS) } else { v };
-    let named = |suffix: &str, extra: Option<(&str, String)>| {
-        let mut labels = base_labels(row, remote_write);
-        let name = if remote_write { row.metric.name.to_string() } else { format!("{}{suffix}", metric_name(row)) };
-        labels.push(("__name__".into(), name));
-        if let Some((k, v)) = extra {
-            labels.push((k.into(), v));
-        }
-        labels
-    };
-    match row.kind {
-        MetricKind::Gauge | MetricKind::Sum => {
-            emit(named("", None), Sample { t, v: value(row.value.unwrap_or(f64::NAN)) });
-        }
-        MetricKind::Histogram => {
-            let detail: serde_json::Value = serde_json::from_str(&row.detail).unwrap_or_default();
-            let bounds: Vec<f64> = detail["explicitBounds"]
-                .as_array()
-                .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
-                .unwrap_or_default();
-            let counts: Vec<u64> = detail["bucketCounts"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|c| c.as_u64().or_else(|| c.as_str()?.parse().ok())).collect())
-                .unwrap_or_default();
-            let mut cumulative = 0u64;
-            for (i, bound) in bounds.iter().enumerate() {
-                cumulative += counts.get(i).copied().unwrap_or(0);
-                emit(named("_bucket", Some(("le", le(*bound)))), Sample { t, v: value(cumulative as f64) });
-            }
-            let count = row.count.unwrap_or(cumulative + counts.get(bounds.len()).copied().unwrap_or(0));
-            emit(named("_bucket", Some(("le", le(f64::INFINITY)))), Sample { t, v: value(count as f64) });
-            emit(named("_sum", None), Sample { t, v: value(row.sum.unwrap_or(f64::NAN)) });
-            emit(named("_count", None), Sample { t, v: value(count as f64) });
-        }
-        MetricKind::Summary => {
-            let detail: serde_json::Value = serde_json::from_str(&row.detail).unwrap_or_default();
-            for q in detail["quantileValues"].as_array().into_iter().flatten() {
-                let (Some(quantile), Some(v)) = (q["quantile"].as_f64(), q["value"].as_f64()) else { continue };
-                emit(named("", Some(("quantile", le(quantile)))), Sample { t, v: value(v) });
-            }
-            emit(named("_sum", None), Sample { t, v: value(row.sum.unwrap_or(f64::NAN)) });
-            emit(named("_count", None), Sample { t, v: value(row.count.unwrap_or(0) as f64) });
-        }
-        MetricKind::ExponentialHistogram => skipped.exponential_histograms += 1,
-    }
-}
-
-/// A tenant's stored metrics as a PromQL source. Each `select` reads the head blocks and parts
-/// that overlap its range; `max_series` and `max_samples` bound what one call may collect.
+/// A tenant's stored metrics as a PromQL source. Each `select` reads what overlaps its range;
+/// `max_series` and `max_samples` bound what one call may collect.
 #[derive(Debug)]
 pub struct StoreSource {
     pub store: Arc<Store>,
@@ -260,93 +33,206 @@ impl StoreSource {
     /// Every series in `[start_ms, end_ms]` matching `matchers`, samples in time order (one per
     /// timestamp: the last stored wins).
     pub fn series(&self, matchers: &Matchers, start_ms: i64, end_ms: i64) -> Result<Vec<Series>, SelectError> {
-        let snapshot = self.store.snapshot(&self.tenant, Signal::Metrics);
+        self.select_with(matchers, start_ms, end_ms, true)
+    }
+
+    /// The label sets of the series matching `matchers` with samples in `[start_ms, end_ms]`;
+    /// segments answer from their indexes alone (a series counts when its time range overlaps).
+    pub fn label_sets(&self, matchers: &Matchers, start_ms: i64, end_ms: i64) -> Result<Vec<Labels>, SelectError> {
+        Ok(self.select_with(matchers, start_ms, end_ms, false)?.into_iter().map(|s| s.labels).collect())
+    }
+
+    fn select_with(
+        &self,
+        matchers: &Matchers,
+        start_ms: i64,
+        end_ms: i64,
+        with_samples: bool,
+    ) -> Result<Vec<Series>, SelectError> {
+        // A damaged segment is deleted as it is found; its parts then answer in its place.
+        for _ in 0..3 {
+            match self.try_series(matchers, start_ms, end_ms, with_samples)? {
+                Some(found) => return Ok(found),
+                None => continue,
+            }
+        }
+        Err(SelectError::Failed("series segments kept changing while they were read".into()))
+    }
+
+    /// One attempt: `None` when a segment turned out damaged or went away (compacted) and
+    /// the selection must start again from a new snapshot.
+    fn try_series(
+        &self,
+        matchers: &Matchers,
+        start_ms: i64,
+        end_ms: i64,
+        with_samples: bool,
+    ) -> Result<Option<Vec<Series>>, SelectError> {
+        let snapshot = self.store.series_snapshot(&self.tenant, start_ms, end_ms);
         let (lo, hi) = (ms_to_ns(start_ms), ms_to_ns(end_ms));
-        let overlaps = |min: u64, max: u64| min <= hi && max >= lo;
-        let snapshot = crate::store::Snapshot {
-            tenant: snapshot.tenant,
-            chunks: snapshot.chunks.into_iter().filter(|c| overlaps(c.min_time, c.max_time)).collect(),
-            parts: snapshot
-                .parts
-                .into_iter()
-                .filter(|p| p.of(&self.tenant).is_some_and(|t| overlaps(t.min_time, t.max_time)))
-                .collect(),
-        };
-        let selector = crate::query::params::Selector::from(matchers.clone());
-        let mut by_labels: HashMap<Labels, Vec<Sample>> = HashMap::new();
+        let selector = Selector::from(matchers.clone());
+        let mut found = Found { source: self, series: HashMap::new(), samples: 0, over: None };
         let mut skipped = Skipped::default();
-        let mut samples = 0usize;
-        let mut over: Option<SelectError> = None;
+
+        // Series segments: postings, then only the selected series' chunks.
+        for segment in &snapshot.segments {
+            self.check_deadline()?;
+            let index = match self.store.series_index(segment) {
+                Ok(index) => index,
+                Err(err) if err.is_not_found() => return Ok(None),
+                Err(err @ SeriesError::Damaged { .. }) => {
+                    self.warn(self.store.drop_damaged_segment(segment, &err));
+                    return Ok(None);
+                }
+                Err(err) => return Err(SelectError::Failed(err.to_string())),
+            };
+            skipped.exponential_histograms += index.skipped.exponential_histograms;
+            skipped.delta += index.skipped.delta;
+            let ids: Vec<u32> = candidates(&selector, &index)
+                .into_iter()
+                .filter(|&id| {
+                    let e = index.entry(id);
+                    e.min_t <= end_ms && e.max_t >= start_ms && selector.matches(|name| index.label(id, name))
+                })
+                .collect();
+            if !with_samples {
+                for id in ids {
+                    found.add(index.labels(id), Vec::new());
+                }
+                if let Some(over) = found.over.take() {
+                    return Err(over);
+                }
+                continue;
+            }
+            let read = crate::store::series::read_series(segment, &index, &ids, start_ms, end_ms, |id, samples| {
+                found.add(index.labels(id), samples);
+                if found.over.is_some() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            });
+            if let Some(over) = found.over.take() {
+                return Err(over);
+            }
+            match read {
+                Ok(()) => {}
+                Err(err) if err.is_not_found() => return Ok(None),
+                Err(err @ SeriesError::Damaged { .. }) => {
+                    self.warn(self.store.drop_damaged_segment(segment, &err));
+                    return Ok(None);
+                }
+                Err(err) => return Err(SelectError::Failed(err.to_string())),
+            }
+        }
+
+        // Head chunks and parts no segment covers yet: rows translated as they are read.
+        let rows_snapshot =
+            crate::store::Snapshot { tenant: snapshot.tenant, chunks: snapshot.chunks, parts: snapshot.parts };
         let report = self
             .store
-            .scan(&snapshot, |rows| {
+            .scan(&rows_snapshot, |rows| {
                 let Rows::Metrics(points) = rows else { return };
-                if over.is_none() && self.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                    over = Some(SelectError::Timeout);
+                if found.over.is_none() && self.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    found.over = Some(SelectError::Timeout);
                 }
                 for row in points {
-                    if over.is_some() || row.time_unix_nano < lo || row.time_unix_nano > hi {
+                    if found.over.is_some() || row.time_unix_nano < lo || row.time_unix_nano > hi {
                         continue;
                     }
                     translate(row, &mut skipped, |pairs, sample| {
                         let labels = Labels::new(pairs);
-                        if !selector.matches(|name| labels.get(name)) {
-                            return;
+                        if selector.matches(|name| labels.get(name)) {
+                            found.add(labels, vec![sample]);
                         }
-                        samples += 1;
-                        if samples > self.max_samples {
-                            over = Some(SelectError::Limit(format!(
-                                "query processing would load too many samples into memory in query execution (more than {})",
-                                self.max_samples
-                            )));
-                            return;
-                        }
-                        let at = by_labels.len();
-                        if at >= self.max_series && !by_labels.contains_key(&labels) {
-                            over = Some(SelectError::Limit(format!(
-                                "the selector matches more than {} series",
-                                self.max_series
-                            )));
-                            return;
-                        }
-                        by_labels.entry(labels).or_default().push(sample);
                     });
                 }
             })
             .map_err(|e| SelectError::Failed(e.to_string()))?;
-        if let Some(over) = over {
+        if let Some(over) = found.over {
             return Err(over);
         }
-        let mut warnings = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
-        warnings.extend(report.warnings);
+        let mut warnings = report.warnings;
         if skipped.exponential_histograms > 0 {
-            warnings.insert(format!(
+            warnings.push(format!(
                 "{} exponential-histogram points are not queryable as Prometheus series",
                 skipped.exponential_histograms
             ));
         }
         if skipped.delta > 0 {
-            warnings.insert(format!("{} points of delta temporality are not queryable", skipped.delta));
+            warnings.push(format!("{} points of delta temporality are not queryable", skipped.delta));
         }
-        drop(warnings);
-        let mut out: Vec<Series> = by_labels
+        for w in warnings {
+            self.warn(w);
+        }
+        let mut out: Vec<Series> = found
+            .series
             .into_iter()
-            .map(|(labels, mut samples)| {
-                // Stable: of two samples at one timestamp the later stored is kept.
-                samples.sort_by_key(|s| s.t);
-                let mut kept: Vec<Sample> = Vec::with_capacity(samples.len());
-                for s in samples {
-                    match kept.last_mut() {
-                        Some(last) if last.t == s.t => *last = s,
-                        _ => kept.push(s),
-                    }
-                }
-                Series { labels, samples: kept }
-            })
+            .map(|(labels, samples)| Series { labels, samples: dedup_sorted(samples) })
             .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(out)
+        Ok(Some(out))
     }
+
+    fn check_deadline(&self) -> Result<(), SelectError> {
+        match self.deadline {
+            Some(d) if std::time::Instant::now() >= d => Err(SelectError::Timeout),
+            _ => Ok(()),
+        }
+    }
+
+    fn warn(&self, warning: String) {
+        self.warnings.lock().unwrap_or_else(|e| e.into_inner()).insert(warning);
+    }
+}
+
+/// Series gathered by one selection, within the source's limits.
+struct Found<'a> {
+    source: &'a StoreSource,
+    series: HashMap<Labels, Vec<Sample>>,
+    samples: usize,
+    over: Option<SelectError>,
+}
+
+impl Found<'_> {
+    fn add(&mut self, labels: Labels, samples: Vec<Sample>) {
+        if self.over.is_some() {
+            return;
+        }
+        self.samples += samples.len();
+        if self.samples > self.source.max_samples {
+            self.over = Some(SelectError::Limit(format!(
+                "query processing would load too many samples into memory in query execution (more than {})",
+                self.source.max_samples
+            )));
+            return;
+        }
+        if self.series.len() >= self.source.max_series && !self.series.contains_key(&labels) {
+            self.over =
+                Some(SelectError::Limit(format!("the selector matches more than {} series", self.source.max_series)));
+            return;
+        }
+        self.series.entry(labels).or_default().extend(samples);
+    }
+}
+
+/// The series of a segment a selector may match: the union over its alternatives of the
+/// intersection of the postings of their `=` matchers (every series for an alternative
+/// without one). The caller still checks every matcher.
+fn candidates(selector: &Selector, index: &SegmentIndex) -> Vec<u32> {
+    let groups = selector.equalities();
+    if groups.is_empty() || groups.iter().any(Vec::is_empty) {
+        return (0..index.len() as u32).collect();
+    }
+    let mut out: Vec<u32> = Vec::new();
+    for group in groups {
+        let mut lists: Vec<&[u32]> = group.iter().map(|(n, v)| index.postings(n, v)).collect();
+        lists.sort_by_key(|l| l.len());
+        let mut ids: Vec<u32> = lists[0].to_vec();
+        for other in &lists[1..] {
+            ids.retain(|id| other.binary_search(id).is_ok());
+        }
+        out.extend(ids);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 fn ms_to_ns(ms: i64) -> u64 {
@@ -362,119 +248,159 @@ impl prom::model::Queryable for StoreSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::metric::MetricDescriptor;
-    use crate::model::{ResourceColumns, ScopeColumns};
-    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+    use crate::config::Durability;
+    use crate::receive::ExportRequest;
+    use crate::store::StoreSettings;
+    use prom::remote_write::{Label, TimeSeries, WriteRequest};
+    use prost::Message;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
 
-    fn kv(key: &str, value: &str) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }),
-            key_strindex: 0,
-        }
-    }
+    /// 2026-01-01T00:00:00Z, in milliseconds.
+    const BASE: i64 = 1_767_225_600_000;
+    const HOUR: i64 = 3_600_000;
 
-    fn row(name: &str, unit: &str, kind: MetricKind, monotonic: bool) -> MetricRow {
-        MetricRow {
-            metric: Arc::new(MetricDescriptor {
-                name: name.into(),
-                description: "".into(),
-                unit: unit.into(),
-                metadata: "".into(),
-            }),
-            kind,
-            temporality: if kind == MetricKind::Gauge { 0 } else { 2 },
-            is_monotonic: monotonic,
-            start_unix_nano: 0,
-            time_unix_nano: 5_000_000_000,
-            attributes: attrs::encode(&[kv("http.route", "/a"), kv("1st", "x")]),
-            flags: 0,
-            value: Some(2.5),
-            value_int: None,
-            count: Some(6),
-            sum: Some(9.0),
-            min: None,
-            max: None,
-            detail: r#"{"explicitBounds":[0.1,1],"bucketCounts":["1","2","3"]}"#.into(),
-            exemplars: String::new(),
-            resource: Arc::new(ResourceColumns {
-                service_name: Some("api".into()),
-                attributes: attrs::encode(&[
-                    kv("service.name", "api"),
-                    kv("service.namespace", "shop"),
-                    kv("service.instance.id", "pod-1"),
-                ])
-                .into(),
-                ..Default::default()
-            }),
-            scope: Arc::new(ScopeColumns::default()),
-        }
-    }
-
-    #[test]
-    fn names_follow_prometheus_otlp_translation() {
-        let cases = [
-            ("http.server.duration", "s", MetricKind::Histogram, false, "http_server_duration_seconds"),
-            ("requests", "1", MetricKind::Sum, true, "requests_total"),
-            ("requests", "{request}", MetricKind::Sum, true, "requests_total"),
-            ("memory.usage", "By", MetricKind::Gauge, false, "memory_usage_bytes"),
-            ("cpu.utilization", "1", MetricKind::Gauge, false, "cpu_utilization_ratio"),
-            ("throughput", "{request}/s", MetricKind::Gauge, false, "throughput_per_second"),
-            ("net.io", "By/s", MetricKind::Sum, false, "net_io_bytes_per_second"),
-            ("latency_seconds", "s", MetricKind::Gauge, false, "latency_seconds"),
-            ("2xx.count", "", MetricKind::Sum, true, "_2xx_count_total"),
-        ];
-        for (name, unit, kind, monotonic, expected) in cases {
-            assert_eq!(metric_name(&row(name, unit, kind, monotonic)), expected, "{name} {unit}");
-        }
-    }
-
-    #[test]
-    fn histograms_become_cumulative_buckets_sum_and_count() {
-        let mut out = Vec::new();
-        translate(&row("d", "s", MetricKind::Histogram, false), &mut Skipped::default(), |l, s| {
-            out.push((Labels::new(l).to_string(), s.v))
-        });
-        let labels = |name: &str, le: Option<&str>| {
-            let mut pairs = vec![
-                ("__name__".to_string(), name.to_string()),
-                ("job".into(), "shop/api".into()),
-                ("key_1st".into(), "x".into()),
-                ("http_route".into(), "/a".into()),
-                ("instance".into(), "pod-1".into()),
-            ];
-            if let Some(le) = le {
-                pairs.push(("le".into(), le.into()));
-            }
-            Labels::new(pairs).to_string()
+    fn open(dir: &std::path::Path) -> Arc<Store> {
+        let settings = StoreSettings {
+            durability: Durability::Group,
+            group_commit_interval: Duration::from_millis(1),
+            flush_interval: Duration::from_secs(3600),
+            max_head_bytes: 1 << 30,
+            retention: Duration::from_secs(1 << 40),
+            retention_interval: Duration::from_secs(3600),
+            min_tenant_part_bytes: 1 << 20,
+            verify_parts_at_start: false,
+            min_free_bytes: 0,
         };
-        assert_eq!(
-            out,
-            vec![
-                (labels("d_seconds_bucket", Some("0.1")), 1.0),
-                (labels("d_seconds_bucket", Some("1")), 3.0),
-                (labels("d_seconds_bucket", Some("+Inf")), 6.0),
-                (labels("d_seconds_sum", None), 9.0),
-                (labels("d_seconds_count", None), 6.0),
-            ]
-        );
+        Arc::new(Store::open(dir, settings, Default::default()).unwrap())
     }
 
+    type Expected = BTreeMap<Labels, Vec<(i64, u64)>>;
+
+    /// 12 series (`up` gauges and a `reqs_total` counter with resets), one sample per 15 s over
+    /// `[from, to)`, written by remote write; returns what was written.
+    fn write(store: &Store, tenant: &Tenant, from: i64, to: i64, expected: &mut Expected) {
+        let mut timeseries = Vec::new();
+        for i in 0..12 {
+            let name = if i % 3 == 0 { "reqs_total" } else { "up" };
+            let pairs =
+                [("__name__", name.to_string()), ("job", format!("job-{}", i % 2)), ("instance", format!("i-{i}"))];
+            let labels = Labels::new(pairs.iter().map(|(n, v)| (n.to_string(), v.clone())).collect());
+            let samples: Vec<prom::remote_write::Sample> = (from..to)
+                .step_by(15_000)
+                .map(|t| {
+                    let v = if name == "up" { ((t / 15_000) % 7) as f64 * 0.5 } else { ((t / 15_000) % 100) as f64 };
+                    expected.entry(labels.clone()).or_default().push((t, v.to_bits()));
+                    prom::remote_write::Sample { value: v, timestamp: t }
+                })
+                .collect();
+            timeseries.push(TimeSeries {
+                labels: pairs.iter().map(|(n, v)| Label { name: n.to_string(), value: v.clone() }).collect(),
+                samples,
+                ..Default::default()
+            });
+        }
+        let request = crate::receive::remote_write::to_otlp(WriteRequest { timeseries, metadata: Vec::new() }).unwrap();
+        let payload = bytes::Bytes::from(request.encode_to_vec());
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(store.append(tenant.clone(), payload, request.into_rows())).unwrap();
+    }
+
+    fn source(store: &Arc<Store>, tenant: &Tenant) -> StoreSource {
+        StoreSource {
+            store: Arc::clone(store),
+            tenant: tenant.clone(),
+            max_series: 1000,
+            max_samples: 1_000_000,
+            deadline: None,
+            warnings: Default::default(),
+        }
+    }
+
+    /// The matchers of a selector, its metric name included, as the engine asks for them.
+    fn matchers(selector: &str) -> Matchers {
+        prom::engine::selectors(selector).unwrap().remove(0)
+    }
+
+    /// What `selector` selects in `[from, to]`, as (labels, [(t, value bits)]).
+    fn select(src: &StoreSource, selector: &str, from: i64, to: i64) -> Expected {
+        src.series(&matchers(selector), from, to)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.labels, s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect()))
+            .collect()
+    }
+
+    fn want(expected: &Expected, name: &str, job: Option<&str>, from: i64, to: i64) -> Expected {
+        expected
+            .iter()
+            .filter(|(l, _)| l.get("__name__") == Some(name) && job.is_none_or(|j| l.get("job") == Some(j)))
+            .map(|(l, s)| (l.clone(), s.iter().copied().filter(|(t, _)| (from..=to).contains(t)).collect::<Vec<_>>()))
+            .filter(|(_, s)| !s.is_empty())
+            .collect()
+    }
+
+    /// The answers are the same from the head, from per-flush segments, from compacted
+    /// segments, after a restart, with a damaged segment, and from rebuilt segments.
     #[test]
-    fn remote_write_points_keep_their_labels_and_stale_markers() {
-        let mut r = row("up", "", MetricKind::Gauge, false);
-        r.scope = Arc::new(ScopeColumns { name: SCOPE.into(), ..Default::default() });
-        r.attributes = attrs::encode(&[kv("job", "node")]);
-        r.flags = NO_RECORDED_VALUE;
-        let mut out = Vec::new();
-        translate(&r, &mut Skipped::default(), |l, s| out.push((Labels::new(l), s)));
-        assert_eq!(out[0].0.to_string(), r#"up{job="node"}"#);
-        assert!(prom::model::is_stale_marker(out[0].1.v));
-        assert_eq!(out[0].1.t, 5_000);
-        let mut delta = row("d", "", MetricKind::Sum, true);
-        delta.temporality = 1;
-        let mut skipped = Skipped::default();
-        translate(&delta, &mut skipped, |_, _| panic!("a delta point has no Prometheus form here"));
-        assert_eq!(skipped.delta, 1);
+    fn series_answer_alike_from_head_segments_compaction_damage_and_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenant = Tenant::parse("team-a").unwrap();
+        let mut expected = Expected::new();
+        let store = open(dir.path());
+        let check = |store: &Arc<Store>, expected: &Expected| {
+            let src = source(store, &tenant);
+            let (from, to) = (BASE + HOUR / 2, BASE + 3 * HOUR - 60_000);
+            assert_eq!(select(&src, r#"up{job="job-1"}"#, from, to), want(expected, "up", Some("job-1"), from, to));
+            assert_eq!(select(&src, r#"{__name__=~"reqs.*"}"#, from, to), want(expected, "reqs_total", None, from, to));
+            assert_eq!(
+                select(&src, r#"up{job!="job-1"}"#, 0, i64::MAX / 2),
+                want(expected, "up", Some("job-0"), 0, i64::MAX)
+            );
+            let sets = src.label_sets(&matchers("up"), from, to).unwrap();
+            assert_eq!(sets.len(), 8, "{sets:?}");
+            assert!(src.label_sets(&matchers("up"), BASE - 2 * HOUR, BASE - HOUR).unwrap().is_empty());
+            src.warnings.into_inner().unwrap()
+        };
+        // Six flushes, two per hour; before the last, its rows are read from the head.
+        for k in 0..6 {
+            write(&store, &tenant, BASE + k * HOUR / 2, BASE + (k + 1) * HOUR / 2, &mut expected);
+            if k == 5 {
+                assert!(!store.series_snapshot(&tenant, BASE, BASE + 3 * HOUR).chunks.is_empty());
+                check(&store, &expected);
+            }
+            store.flush().unwrap();
+        }
+        // The hours are over: each hour's two segments were merged into one.
+        let snap = store.series_snapshot(&tenant, BASE, BASE + 3 * HOUR);
+        assert_eq!(snap.segments.len(), 3, "{:?}", snap.segments);
+        assert!(snap.segments.iter().all(|s| s.last_seq > s.first_seq), "{:?}", snap.segments);
+        assert!(snap.parts.is_empty() && snap.chunks.is_empty());
+        assert!(check(&store, &expected).is_empty());
+        drop(store);
+
+        let store = open(dir.path());
+        assert!(check(&store, &expected).is_empty());
+        // Damage the chunks of the second hour's segment: the answer comes from its parts.
+        let segment = Arc::clone(&store.series_snapshot(&tenant, BASE + HOUR, BASE + HOUR).segments[0]);
+        let mut bytes = std::fs::read(&segment.path).unwrap();
+        bytes[20] ^= 0xff;
+        std::fs::write(&segment.path, &bytes).unwrap();
+        let warnings = check(&store, &expected);
+        assert!(warnings.iter().any(|w| w.contains(&segment.name) && w.contains("damaged")), "{warnings:?}");
+        assert!(!segment.path.exists());
+        assert_eq!(store.series_snapshot(&tenant, BASE + HOUR, BASE + 2 * HOUR - 1).parts.len(), 2);
+        drop(store);
+
+        // At the next start the flusher rebuilds the segment from the parts.
+        let store = open(dir.path());
+        store.flush().unwrap();
+        let snap = store.series_snapshot(&tenant, BASE, BASE + 3 * HOUR);
+        assert!(snap.parts.is_empty(), "{:?}", snap.parts);
+        assert_eq!(snap.segments.len(), 3);
+        assert!(check(&store, &expected).is_empty());
+        // Another tenant sees none of it.
+        let other = source(&store, &Tenant::parse("team-b").unwrap());
+        assert!(select(&other, "up", 0, i64::MAX / 2).is_empty());
     }
 }
