@@ -199,6 +199,31 @@ fn bad_remote_write_bodies_are_refused_and_store_nothing() {
     assert_eq!(server.items("metrics", None), 0, "nothing of a refused request is stored");
     assert_eq!(write(&server, encode(&good), None, "snappy").0, 204);
     assert_eq!(server.items("metrics", None), 1);
+
+    // As Prometheus's head: a sample older than its series' newest, or at the newest's time
+    // with another value, makes the whole request a 400 (a sender drops it, no retry); an
+    // exact duplicate is accepted.
+    let body = |samples: &[(i64, f64)]| {
+        encode(&WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "other")], &[(5_000, 1.0)]),
+                series(&[("__name__", "m"), ("a", "1")], samples),
+            ],
+            metadata: vec![],
+        })
+    };
+    for (what, samples, says) in [
+        ("an out-of-order sample", &[(500, 1.0)][..], "out of order sample (series 1, timestamp 500)"),
+        ("a conflicting duplicate", &[(1_000, 2.0)][..], "duplicate sample for timestamp (series 1, timestamp 1000)"),
+        ("samples out of order in one series", &[(3_000, 1.0), (2_000, 1.0)][..], "out of order sample"),
+    ] {
+        let (status, text) = write(&server, body(samples), None, "snappy");
+        assert_eq!(status, 400, "{what}: {text}");
+        assert!(text.contains(says), "{what}: {text:?} lacks {says:?}");
+        assert_eq!(server.items("metrics", None), 1, "{what}: nothing of the request is stored");
+    }
+    assert_eq!(write(&server, body(&[(1_000, 1.0), (2_000, 2.0)]), None, "snappy").0, 204);
+    assert_eq!(server.items("metrics", None), 4);
 }
 
 /// Snappy block compression of arbitrary bytes, through the same encoder senders use.
