@@ -112,7 +112,8 @@ fn the_provisioned_datasources_point_at_endpoints_that_answer() {
 }
 
 /// The OTLP histogram `http.server.request.duration` (semantic conventions) of one service
-/// instance at 15 s steps over `[from_ns, to_ns)`: routes `/a` (200s) and `/b` (200s and 500s).
+/// instance (one per version, as a release brings new pods) at 15 s steps over
+/// `[from_ns, to_ns)`: routes `/a` (200s) and `/b` (200s and 500s).
 fn http_server_durations(from_ns: u64, to_ns: u64, version: &str) -> Vec<u8> {
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -160,7 +161,7 @@ fn http_server_durations(from_ns: u64, to_ns: u64, version: &str) -> Vec<u8> {
             resource: Some(Resource {
                 attributes: vec![
                     kv("service.name", "shop"),
-                    kv("service.instance.id", "pod-1"),
+                    kv("service.instance.id", &format!("pod-{version}")),
                     kv("service.version", version),
                 ],
                 ..Default::default()

@@ -468,7 +468,8 @@ impl Client {
 }
 
 /// Sends every window to `target`, `--in-flight` shards at a time (module docs); the wall time.
-async fn write(target: Target, windows: Arc<Vec<Vec<Bytes>>>) -> anyhow::Result<Duration> {
+async fn write(target: Target, windows: Arc<Vec<Vec<Bytes>>>) -> anyhow::Result<(Duration, u64)> {
+    let retries = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let shards = windows.first().map_or(0, Vec::len);
     let barrier = Arc::new(tokio::sync::Barrier::new(shards));
     let mut clients = Vec::with_capacity(shards);
@@ -478,7 +479,7 @@ async fn write(target: Target, windows: Arc<Vec<Vec<Bytes>>>) -> anyhow::Result<
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (shard, mut client) in clients.into_iter().enumerate() {
-        let (windows, barrier) = (Arc::clone(&windows), Arc::clone(&barrier));
+        let (windows, barrier, retries) = (Arc::clone(&windows), Arc::clone(&barrier), Arc::clone(&retries));
         tasks.spawn(async move {
             for (w, window) in windows.iter().enumerate() {
                 let headers = [
@@ -486,10 +487,22 @@ async fn write(target: Target, windows: Arc<Vec<Vec<Bytes>>>) -> anyhow::Result<
                     (CONTENT_TYPE.as_str(), "application/x-protobuf"),
                     ("x-prometheus-remote-write-version", "0.1.0"),
                 ];
-                let (status, body) = client
-                    .post("/api/v1/write", &headers, window[shard].clone())
-                    .await
-                    .with_context(|| format!("remote write to {} (window {w}, shard {shard})", target.server.name()))?;
+                // As Prometheus's remote-write queue does: 429 and 5xx are retried with
+                // backoff (from 30 ms, doubling, at most 5 s); anything else ends the run.
+                let mut backoff = Duration::from_millis(30);
+                let (status, body) = loop {
+                    let (status, body) =
+                        client.post("/api/v1/write", &headers, window[shard].clone()).await.with_context(|| {
+                            format!("remote write to {} (window {w}, shard {shard})", target.server.name())
+                        })?;
+                    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                        retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                    break (status, body);
+                };
                 if !status.is_success() {
                     bail!(
                         "remote write to {} (window {w}, shard {shard}) answered {status}: {}",
@@ -509,7 +522,7 @@ async fn write(target: Target, windows: Arc<Vec<Vec<Bytes>>>) -> anyhow::Result<
             return Err(e);
         }
     }
-    Ok(started.elapsed())
+    Ok((started.elapsed(), retries.load(std::sync::atomic::Ordering::Relaxed)))
 }
 
 // ---- ingest ----------------------------------------------------------------------------------
@@ -541,7 +554,10 @@ struct IngestReport {
 async fn ingest_one(args: &Args, target: Target, windows: Arc<Vec<Vec<Bytes>>>) -> anyhow::Result<IngestCost> {
     let ticks = procfs::clock_ticks_per_second();
     let before = procfs::snapshot(target.pid, ticks)?;
-    let wall = write(target, windows).await?;
+    let (wall, retries) = write(target, windows).await?;
+    if retries > 0 {
+        println!("{}: {retries} remote-write requests answered 429/5xx and retried", target.server.name());
+    }
     let acked = procfs::snapshot(target.pid, ticks)?;
     let settle =
         procfs::wait_until_idle(target.pid, ticks, Duration::from_secs(args.settle), Duration::from_secs(1), 0.05)?;
