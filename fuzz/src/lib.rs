@@ -41,6 +41,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("pyroscope_ingest", pyroscope_ingest),
     ("pyroscope_push", pyroscope_push),
     ("query_params", query_params),
+    ("series_index", series_index),
     ("wal_segment", wal_segment),
 ];
 
@@ -554,5 +555,22 @@ fn check_chunk(bytes: &[u8], samples: &[prom::model::Sample]) {
         prom::chunk::decode_range(bytes, min_t, max_t, &mut out).expect("a range of an encoded chunk decodes");
         let expected: Vec<_> = samples.iter().copied().filter(|s| min_t <= s.t && s.t <= max_t).collect();
         assert_eq!(bits(&out), bits(&expected), "range [{min_t}, {max_t}] of chunk {bytes:02x?}");
+    }
+}
+
+/// Index regions of the metric series store's segments (`collector::store::series`), as a
+/// damaged or hostile file holds them: parsing never panics or over-allocates; an index that
+/// parses answers every lookup in bounds, each series is in the postings of each of its labels,
+/// and no chunk lies outside the chunk region.
+pub fn series_index(data: &[u8]) {
+    use collector::store::series::parse_index;
+    let Ok(index) = parse_index(data, data.len() as u64) else { return };
+    for id in 0..index.len() as u32 {
+        let e = index.entry(id);
+        assert!(e.min_t <= e.max_t, "series {id} ends before it starts");
+        for (name, value) in index.labels(id).iter() {
+            assert!(index.postings(name, value).contains(&id), "series {id} missing from {name}={value:?}");
+            assert!(index.label(id, name).is_some(), "series {id} has no {name}");
+        }
     }
 }
