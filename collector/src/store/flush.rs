@@ -261,7 +261,7 @@ fn compact_series(shared: &Shared, now_unix_nano: u64) {
         blocks.entry((s.tenant.clone(), s.hour.clone())).or_default().push(Arc::clone(s));
     }
     for ((_, hour), mut sources) in blocks {
-        let closed = parts::hour_start(&hour).is_some_and(|start| start + 3_600_000_000_000 + grace <= now_unix_nano);
+        let closed = parts::hour_start(&hour).is_some_and(|start| start + parts::HOUR_NANOS + grace <= now_unix_nano);
         if sources.len() < 2 || !(closed || sources.len() >= series::MAX_OPEN_SEGMENTS) {
             continue;
         }
@@ -284,9 +284,9 @@ fn compact_series(shared: &Shared, now_unix_nano: u64) {
                 }
                 shared.telemetry.series_compactions.fetch_add(1, Relaxed);
             }
-            Err(err @ series::SeriesError::Damaged { .. }) => {
-                let damaged = sources.iter().find(|s| err.to_string().contains(&s.name));
-                tracing::error!(%err, "series compaction found a damaged segment");
+            Err(series::SeriesError::Damaged { segment, why }) => {
+                let damaged = sources.iter().find(|s| s.name == segment);
+                tracing::error!(%segment, %why, "series compaction found a damaged segment");
                 if let Some(s) = damaged {
                     shared.write().series.retain(|o| !Arc::ptr_eq(o, s));
                     shared.series_indexes.forget(&s.name);
@@ -327,7 +327,7 @@ pub(crate) fn apply_retention(shared: &Shared, now_unix_nano: u64) -> Result<usi
     let expired_series: Vec<Arc<SegmentMeta>> = {
         let mut state = shared.write();
         let (old, keep): (Vec<_>, Vec<_>) =
-            state.series.drain(..).partition(|s| s.hour_start_ms.saturating_add(3_600_000) <= cutoff_ms);
+            state.series.drain(..).partition(|s| s.hour_start_ms.saturating_add(series::HOUR_MS) <= cutoff_ms);
         state.series = keep;
         old
     };

@@ -190,7 +190,8 @@ pub struct SeriesSnapshot {
     pub parts: Vec<Arc<PartMeta>>,
 }
 
-fn ms_to_ns(ms: i64) -> u64 {
+/// Unix milliseconds as unix nanoseconds (times before 1970 as 0).
+pub fn ms_to_ns(ms: i64) -> u64 {
     u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
 }
 

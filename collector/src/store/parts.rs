@@ -129,7 +129,8 @@ impl PartError {
     }
 }
 
-const HOUR_NANOS: u64 = 3_600_000_000_000;
+/// One hour, the span of a part's (and a series segment's) directory.
+pub const HOUR_NANOS: u64 = 3_600_000_000_000;
 
 /// The hour directory name of a time, e.g. `2026-11-26T07`.
 pub fn hour_dir(time_unix_nano: u64) -> String {

@@ -62,7 +62,8 @@ const EXTENSION: &str = "sgs";
 pub const MAX_OPEN_SEGMENTS: usize = 16;
 /// Two chunks to read are fetched in one read when at most this many bytes lie between them.
 const COALESCE_GAP: u64 = 64 << 10;
-const HOUR_MS: i64 = 3_600_000;
+/// One hour in milliseconds: a segment's span.
+pub const HOUR_MS: i64 = 3_600_000;
 
 /// Failures reading or writing segments; segments are named relative to the data directory.
 #[derive(Debug, thiserror::Error)]

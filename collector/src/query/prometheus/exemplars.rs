@@ -21,6 +21,7 @@ use crate::model::Rows;
 use crate::query::ApiState;
 use crate::query::params::Selector;
 use crate::signal::Signal;
+use crate::store::ms_to_ns;
 
 /// Most exemplars one answer holds.
 pub const MAX_EXEMPLARS: usize = 100_000;
@@ -50,7 +51,7 @@ pub async fn query_exemplars(
     let store = std::sync::Arc::clone(&state.store);
     run(move || {
         let deadline = Instant::now() + QUERY_TIMEOUT;
-        let (lo, hi) = (to_ns(start), to_ns(end));
+        let (lo, hi) = (ms_to_ns(start), ms_to_ns(end));
         let mut snapshot = store.snapshot(&tenant, Signal::Metrics);
         snapshot.chunks.retain(|c| c.min_time <= hi && c.max_time >= lo);
         snapshot.parts.retain(|p| p.of(&tenant).is_some_and(|t| t.min_time <= hi && t.max_time >= lo));
@@ -121,8 +122,4 @@ struct Item {
     labels: Labels,
     value: f64,
     t_ms: i64,
-}
-
-fn to_ns(ms: i64) -> u64 {
-    u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
 }

@@ -1,7 +1,7 @@
 //! Grafana's Prometheus datasource and other PromQL clients on the API port: the Prometheus HTTP
-//! API (`docs/querying/api.md` of Prometheus 2.42; `../shared/grafana-wire.md` §1 for what Grafana
-//! sends and how it reads the answers) over the stored metrics (`series.rs`), PromQL evaluated
-//! by `prom::engine` (`eval.rs`).
+//! API (`docs/querying/api.md` of Prometheus 2.42; what Grafana sends and how it reads the
+//! answers is in Grafana's `pkg/promlib`) over the stored metrics (`series.rs`), PromQL
+//! evaluated by `prom::engine` (`eval.rs`).
 //!
 //! Every endpoint takes its parameters from the query string and, for POST, from an
 //! `application/x-www-form-urlencoded` body (Grafana POSTs by default), read through the

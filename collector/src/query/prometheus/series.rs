@@ -11,8 +11,8 @@ use promql_parser::label::Matchers;
 use crate::model::Rows;
 use crate::model::prometheus::{Skipped, translate};
 use crate::query::params::Selector;
-use crate::store::Store;
 use crate::store::series::{SegmentIndex, SeriesError, dedup_sorted};
+use crate::store::{Store, ms_to_ns};
 use crate::tenant::Tenant;
 
 /// A tenant's stored metrics as a PromQL source. Each `select` reads what overlaps its range;
@@ -233,10 +233,6 @@ fn candidates(selector: &Selector, index: &SegmentIndex) -> Vec<u32> {
     out.sort_unstable();
     out.dedup();
     out
-}
-
-fn ms_to_ns(ms: i64) -> u64 {
-    u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
 }
 
 impl prom::model::Queryable for StoreSource {
