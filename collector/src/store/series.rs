@@ -383,11 +383,15 @@ pub fn parse_index(bytes: &[u8], chunks_end: u64) -> Result<SegmentIndex, String
     let mut r = Reader { bytes, at: 0 };
     let nsym = r.count(1, "symbols")?;
     let mut symbols: Vec<Box<str>> = Vec::with_capacity(nsym);
+    let mut by_symbol: HashMap<Box<str>, u32> = HashMap::with_capacity(nsym);
     for i in 0..nsym {
         let len = r.count(1, "symbol bytes")?;
         let raw = r.take(len)?;
-        let s = std::str::from_utf8(raw).map_err(|_| format!("symbol {i} is not UTF-8"))?;
-        symbols.push(s.into());
+        let s: Box<str> = std::str::from_utf8(raw).map_err(|_| format!("symbol {i} is not UTF-8"))?.into();
+        if let Some(first) = by_symbol.insert(s.clone(), i as u32) {
+            return Err(format!("symbol {i} repeats symbol {first}"));
+        }
+        symbols.push(s);
     }
     let skipped = Skipped { exponential_histograms: r.varint()?, delta: r.varint()? };
     let nseries = r.count(8, "series")?;
@@ -401,6 +405,10 @@ pub fn parse_index(bytes: &[u8], chunks_end: u64) -> Result<SegmentIndex, String
         let mut labels = Vec::with_capacity(nlabels);
         for _ in 0..nlabels {
             let pair = (sym(r.varint()?)?, sym(r.varint()?)?);
+            // Symbols are sorted and labels sorted by name, so name ids strictly ascend.
+            if labels.last().is_some_and(|(n, _)| *n >= pair.0) {
+                return Err(format!("series {id}'s label names are repeated or out of order"));
+            }
             postings.entry(pair).or_default().push(id as u32);
             labels.push(pair);
         }
@@ -421,7 +429,6 @@ pub fn parse_index(bytes: &[u8], chunks_end: u64) -> Result<SegmentIndex, String
     if r.at != bytes.len() {
         return Err(format!("{} bytes follow the index", bytes.len() - r.at));
     }
-    let by_symbol = symbols.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
     let bytes = bytes.len() as u64 * 3 + entries.len() as u64 * 64;
     Ok(SegmentIndex { symbols, by_symbol, entries, postings, skipped, bytes })
 }
@@ -776,6 +783,24 @@ mod tests {
         }
         fs::write(&m.path, &clean[..clean.len() / 2]).unwrap();
         assert!(matches!(read_index(&m), Err(SeriesError::Damaged { .. })));
+    }
+
+    /// What a fuzzer found: an index naming one string by two symbols made `postings` miss a
+    /// series that has the label. Repeated symbols, and label names repeated or out of order in
+    /// a series, are refused as damage (the writer never makes either).
+    #[test]
+    fn an_index_with_a_repeated_symbol_or_label_is_refused() {
+        use base64::Engine as _;
+        let found = base64::engine::general_purpose::STANDARD
+            .decode("BAhfZWFfX20AABcXFxcXFxcXFxcXFxcXFxcXFxcXFxcXAAAA////AP+MjF0BAgAAAgED0AABCAQAAAAA")
+            .unwrap();
+        let err = parse_index(&found, found.len() as u64).unwrap_err();
+        assert!(err.contains("repeats symbol"), "{err}");
+        // Two symbols "a", "b"; one series with label a=b twice.
+        let mut twice = vec![2, 1, b'a', 1, b'b', 0, 0, 1, 2, 0, 1, 0, 1];
+        twice.extend([0, 0, 1, 4, 1, 0, 0, 0, 0]);
+        let err = parse_index(&twice, 100).unwrap_err();
+        assert!(err.contains("series 0's label names are repeated or out of order"), "{err}");
     }
 
     #[test]
