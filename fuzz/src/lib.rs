@@ -399,34 +399,7 @@ pub fn grafana_requests(data: &[u8]) {
 
 /// A few series for PromQL to evaluate over: a counter with a reset, a gauge with a stale
 /// marker, a classic histogram, in-memory.
-struct PromSeries(Vec<prom::model::Series>);
-
-impl prom::model::Queryable for PromSeries {
-    fn select(
-        &self,
-        matchers: &promql_parser::label::Matchers,
-        start_ms: i64,
-        end_ms: i64,
-    ) -> Result<Vec<prom::model::Series>, prom::model::SelectError> {
-        let all = |group: &[promql_parser::label::Matcher], s: &prom::model::Series| {
-            group.iter().all(|m| m.is_match(s.labels.get(&m.name).unwrap_or("")))
-        };
-        Ok(self
-            .0
-            .iter()
-            .filter(|s| {
-                all(&matchers.matchers, s)
-                    && (matchers.or_matchers.is_empty() || matchers.or_matchers.iter().any(|g| all(g, s)))
-            })
-            .map(|s| prom::model::Series {
-                labels: s.labels.clone(),
-                samples: s.samples.iter().copied().filter(|p| p.t >= start_ms && p.t <= end_ms).collect(),
-            })
-            .collect())
-    }
-}
-
-fn prom_series() -> PromSeries {
+fn prom_series() -> prom::model::MemSource {
     use prom::model::{Labels, Sample, Series};
     let labels =
         |pairs: &[(&str, &str)]| Labels::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
@@ -447,7 +420,7 @@ fn prom_series() -> PromSeries {
             samples: points(&|i| share * i as f64),
         });
     }
-    PromSeries(series)
+    prom::model::MemSource(series)
 }
 
 /// PromQL from users (Grafana's query editor, dashboards): any text is evaluated or refused

@@ -1,6 +1,7 @@
 //! Series, samples, labels and query values, as Prometheus defines them.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The value Prometheus writes to mark a series stale (a NaN with this exact bit pattern,
 /// `value.StaleNaN` in Prometheus): a sample holding it ends the series for lookback.
@@ -26,9 +27,10 @@ pub fn format_value(v: f64) -> String {
     }
 }
 
-/// A label set, sorted by name, names unique; `__name__` is the metric name.
+/// A label set, sorted by name, names unique; `__name__` is the metric name. Shared: a clone
+/// is a reference count, so the engine hands one series' labels to every step it answers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<(String, String)>);
+pub struct Labels(Arc<Vec<(String, String)>>);
 
 impl Labels {
     /// Sorts `pairs` by name; a later duplicate name replaces an earlier one. Empty values are
@@ -38,7 +40,7 @@ impl Labels {
         pairs.reverse();
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
         pairs.dedup_by(|later, first| later.0 == first.0);
-        Labels(pairs)
+        Labels(Arc::new(pairs))
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -58,7 +60,13 @@ impl Labels {
     }
 
     pub fn into_pairs(self) -> Vec<(String, String)> {
-        self.0
+        Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone())
+    }
+
+    /// Which allocation holds these labels: equal for clones of one label set, and stable while
+    /// a clone is alive (the engine's per-series memos are keyed by it and keep a clone).
+    pub(crate) fn identity(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
     }
 }
 
@@ -120,4 +128,37 @@ pub trait Queryable {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<Series>, SelectError>;
+}
+
+/// Series held in memory, answering selections as a storage would: every matcher group of the
+/// selector (`a="x" or b="y"` makes two), samples in `[start_ms, end_ms]`, series without any
+/// left out. The engine's tests, its benchmark and its fuzz target read from it.
+#[derive(Debug, Clone, Default)]
+pub struct MemSource(pub Vec<Series>);
+
+impl Queryable for MemSource {
+    fn select(
+        &self,
+        matchers: &promql_parser::label::Matchers,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<Series>, SelectError> {
+        let all = |group: &[promql_parser::label::Matcher], s: &Series| {
+            group.iter().all(|m| m.is_match(s.labels.get(&m.name).unwrap_or("")))
+        };
+        let mut out = Vec::new();
+        for s in &self.0 {
+            let selected = all(&matchers.matchers, s)
+                && (matchers.or_matchers.is_empty() || matchers.or_matchers.iter().any(|g| all(g, s)));
+            if !selected {
+                continue;
+            }
+            let lo = s.samples.partition_point(|p| p.t < start_ms);
+            let hi = s.samples.partition_point(|p| p.t <= end_ms);
+            if lo < hi {
+                out.push(Series { labels: s.labels.clone(), samples: s.samples[lo..hi].to_vec() });
+            }
+        }
+        Ok(out)
+    }
 }

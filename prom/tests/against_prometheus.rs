@@ -14,9 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prom::engine::{self, Error, Options, Value};
-use prom::model::{Labels, Queryable, STALE_NAN_BITS, Sample, Series};
+use prom::model::{Labels, MemSource, STALE_NAN_BITS, Sample, Series};
 use prom::remote_write::{self, Label, TimeSeries, WriteRequest};
-use promql_parser::label::Matchers;
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const MIN: i64 = 60_000;
@@ -24,26 +23,6 @@ const MIN: i64 = 60_000;
 const SPAN: i64 = 110 * MIN;
 
 // ---------------------------------------------------------------- the in-memory source
-
-struct MemSource(Vec<Series>);
-
-impl Queryable for MemSource {
-    fn select(&self, matchers: &Matchers, start_ms: i64, end_ms: i64) -> Result<Vec<Series>, prom::model::SelectError> {
-        let mut out = Vec::new();
-        for s in &self.0 {
-            let all = matchers.matchers.iter().all(|m| m.is_match(s.labels.get(&m.name).unwrap_or("")));
-            if !all {
-                continue;
-            }
-            let lo = s.samples.partition_point(|p| p.t < start_ms);
-            let hi = s.samples.partition_point(|p| p.t <= end_ms);
-            if lo < hi {
-                out.push(Series { labels: s.labels.clone(), samples: s.samples[lo..hi].to_vec() });
-            }
-        }
-        Ok(out)
-    }
-}
 
 // ---------------------------------------------------------------- deterministic data
 

@@ -6,14 +6,14 @@
 //! `bottomk` keep a binary heap updated exactly as Go's `container/heap` is, so that which of
 //! several equal values survive is Prometheus's choice too.
 
-use std::collections::HashMap;
-
 use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
 };
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::quantile::quantile;
+use rustc_hash::FxHashMap;
+
 use super::{Elem, Error, Evaluator, Val, unsupported};
 use crate::model::{Labels, format_value};
 
@@ -25,11 +25,18 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr, t: i64) -> Result<
         None => None,
     };
     let vec = ev.eval_vector(&a.expr, t)?;
-    aggregate(a, param, vec, t)
+    aggregate(ev, a, param, vec, t)
 }
 
 #[inline(never)]
-fn aggregate(a: &AggregateExpr, param: Option<Val>, vec: Vec<Elem>, t: i64) -> Result<Val, Error> {
+fn aggregate(
+    ev: &mut Evaluator<'_>,
+    a: &AggregateExpr,
+    param: Option<Val>,
+    vec: Vec<Elem>,
+    t: i64,
+) -> Result<Val, Error> {
+    let node = a as *const AggregateExpr as usize;
     let op = a.op.id();
     if !matches!(
         op,
@@ -88,16 +95,8 @@ fn aggregate(a: &AggregateExpr, param: Option<Val>, vec: Vec<Elem>, t: i64) -> R
         by_names.push(value_label.clone());
     }
 
-    let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
-    for s in vec {
-        let mut labels = s.labels;
-        if op == T_COUNT_VALUES {
-            let mut pairs = labels.into_pairs();
-            pairs.push((value_label.clone(), format_value(s.v)));
-            labels = Labels::new(pairs);
-        }
-        let key = if without {
+    let group_of = |labels: &Labels| {
+        if without {
             Labels::new(
                 labels
                     .iter()
@@ -113,10 +112,28 @@ fn aggregate(a: &AggregateExpr, param: Option<Val>, vec: Vec<Elem>, t: i64) -> R
                     .map(|(n, v)| (n.to_string(), v.to_string()))
                     .collect(),
             )
+        }
+    };
+    let mut groups: Vec<Group> = Vec::new();
+    // Groups are numbered over the whole query (found by identity at every step after the
+    // first); `at` places this step's groups in the order their first sample came.
+    let mut numbers = ev.take_group_numbers(node);
+    let mut at: FxHashMap<usize, usize> = FxHashMap::default();
+    for s in vec {
+        let mut labels = s.labels;
+        let key = if op == T_COUNT_VALUES {
+            // The value is a label here: a new label set per sample.
+            let mut pairs = labels.into_pairs();
+            pairs.push((value_label.clone(), format_value(s.v)));
+            labels = Labels::new(pairs);
+            group_of(&labels)
+        } else {
+            ev.group_key(node, &labels, group_of)
         };
         let v = s.v;
-        let Some(&gi) = index.get(&key) else {
-            index.insert(key.clone(), groups.len());
+        let next = groups.len();
+        let gi = *at.entry(numbers.slot(&key).0).or_insert(next);
+        if gi == next {
             let mut g = Group { labels: key, value: v, mean: v, count: 1, heap: Vec::new() };
             match op {
                 T_STDDEV | T_STDVAR => g.value = 0.0,
@@ -126,7 +143,7 @@ fn aggregate(a: &AggregateExpr, param: Option<Val>, vec: Vec<Elem>, t: i64) -> R
             }
             groups.push(g);
             continue;
-        };
+        }
         let g = &mut groups[gi];
         match op {
             T_SUM => g.value += v,
@@ -172,6 +189,7 @@ fn aggregate(a: &AggregateExpr, param: Option<Val>, vec: Vec<Elem>, t: i64) -> R
         }
     }
 
+    ev.keep_group_numbers(node, numbers);
     let mut out = Vec::with_capacity(groups.len());
     for g in groups {
         let v = match op {

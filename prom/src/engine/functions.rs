@@ -8,11 +8,13 @@
 //! reset. Functions over native histograms (`histogram_count` and friends) answer nothing for
 //! float samples, as Prometheus does.
 
+use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{Call, Expr};
 
 use super::quantile::{bucket_quantile, quantile};
 use super::{
-    Elem, Error, Evaluator, RangeVal, Val, absent_labels, check_unique, drop_name, unsupported, unwrap_parens,
+    Elem, Error, Evaluator, LabelIndex, RangeVal, Val, absent_labels, check_unique, drop_name, unsupported,
+    unwrap_parens,
 };
 use crate::model::{Labels, Sample};
 
@@ -201,7 +203,7 @@ fn apply(ev: &mut Evaluator<'_>, c: &Call, mut vals: Vec<Val>, t: i64) -> Result
         "histogram_quantile" => {
             let q = scalar_at(&vals, 0)?;
             let v = take_vector(&mut vals, 1)?;
-            histogram_quantile(q, v, t)
+            histogram_quantile(ev, node, q, v, t)
         }
         "histogram_count" | "histogram_sum" | "histogram_fraction" | "histogram_stddev" | "histogram_stdvar" => {
             if !matches!(name, "histogram_count" | "histogram_sum" | "histogram_fraction") {
@@ -250,7 +252,11 @@ fn apply(ev: &mut Evaluator<'_>, c: &Call, mut vals: Vec<Val>, t: i64) -> Result
         }
         other => return Err(unsupported(&format!("function {other}"))),
     };
-    check_unique(&out)?;
+    // A range-vector function's results are unique already: its input series are, and
+    // `Evaluator::result_labels` refuses two inputs with one result label set.
+    if !c.args.args.iter().any(|a| a.value_type() == ValueType::Matrix) {
+        check_unique(&out)?;
+    }
     Ok(Val::Vector(out))
 }
 
@@ -304,9 +310,8 @@ fn per_series(
 ) -> Result<Vec<Elem>, Error> {
     let mut out = Vec::with_capacity(m.series.len());
     for s in &m.series {
-        if let Some(v) = f(&s.samples, &m) {
-            let labels = if drop { drop_name(&s.labels) } else { s.labels.clone() };
-            ev.note_origin(node, &labels, &s.labels)?;
+        if let Some(v) = f(s.samples(), &m) {
+            let labels = ev.result_labels(node, &s.labels, drop)?;
             out.push(Elem { labels, v, t });
         }
     }
@@ -517,21 +522,28 @@ fn math(name: &str) -> fn(f64) -> f64 {
 /// (the metric name included), each group answering under its labels without `le` and the
 /// metric name, so two groups differing only in name collide as Prometheus's do; samples
 /// without a parsable `le` are ignored (Prometheus `funcHistogramQuantile`).
-fn histogram_quantile(q: f64, v: Vec<Elem>, t: i64) -> Vec<Elem> {
+fn histogram_quantile(ev: &mut Evaluator<'_>, node: usize, q: f64, v: Vec<Elem>, t: i64) -> Vec<Elem> {
     let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
-    let mut index: std::collections::HashMap<Labels, usize> = std::collections::HashMap::new();
+    let mut index = LabelIndex::default();
     for e in v {
         let Some(le) = e.labels.get("le").and_then(parse_go_float) else { continue };
-        let key = Labels::new(
-            e.labels.iter().filter(|(n, _)| *n != "le").map(|(n, v)| (n.to_string(), v.to_string())).collect(),
-        );
-        let i = *index.entry(key.clone()).or_insert_with(|| {
-            groups.push((drop_name(&key), Vec::new()));
-            groups.len() - 1
+        let key = ev.group_key(node, &e.labels, |l| {
+            Labels::new(l.iter().filter(|(n, _)| *n != "le").map(|(n, v)| (n.to_string(), v.to_string())).collect())
         });
+        let (i, new) = index.slot(&key);
+        if new {
+            groups.push((key, Vec::new()));
+        }
         groups[i].1.push((le, e.v));
     }
-    groups.into_iter().map(|(labels, mut b)| Elem { labels, v: bucket_quantile(q, &mut b), t }).collect()
+    groups
+        .into_iter()
+        .map(|(key, mut b)| {
+            // The answer's labels: the group's without the metric name, one set per group.
+            let labels = ev.result_labels_unchecked(node, &key);
+            Elem { labels, v: bucket_quantile(q, &mut b), t }
+        })
+        .collect()
 }
 
 /// Go's `strconv.ParseFloat` for the spellings an `le` label takes (`+Inf`, `NaN`, numbers);

@@ -35,6 +35,7 @@ mod quantile;
 mod regex;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use promql_parser::label::{MatchOp, Matcher, Matchers};
@@ -145,7 +146,8 @@ pub fn instant(query: &str, t_ms: i64, source: &dyn Queryable, opts: &Options) -
             Value::Vector(elems.into_iter().map(|e| VectorSample { labels: e.labels, t: t_ms, v: e.v }).collect())
         }
         Val::Matrix(m) => {
-            let mut series = m.series;
+            let mut series: Vec<Series> =
+                m.series.iter().map(|s| Series { labels: s.labels.clone(), samples: s.samples().to_vec() }).collect();
             series.sort_by(|a, b| a.labels.cmp(&b.labels));
             Value::Matrix(series)
         }
@@ -189,7 +191,7 @@ pub fn range(
     }
     let mut ev = Evaluator::new(source, opts, start_ms, end_ms);
     ev.prefetch(&expr)?;
-    let mut out: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+    let mut out = Gathered::default();
     let mut held = 0usize;
     let mut t = start_ms;
     while t <= end_ms {
@@ -197,13 +199,13 @@ pub fn range(
         ev.loaded = 0;
         match ev.eval(&expr, t)? {
             Val::Scalar(v) => {
-                out.entry(Labels::default()).or_default().push(Sample { t, v });
+                out.push(&Labels::default(), Sample { t, v });
                 held += 1;
             }
             Val::Vector(elems) => {
                 held += elems.len();
                 for e in elems {
-                    out.entry(e.labels).or_default().push(Sample { t, v: e.v });
+                    out.push(&e.labels, Sample { t, v: e.v });
                 }
             }
             Val::Str(_) | Val::Matrix(_) => {
@@ -218,7 +220,93 @@ pub fn range(
             None => break,
         };
     }
-    Ok(out.into_iter().map(|(labels, samples)| Series { labels, samples }).collect())
+    Ok(out.into_series())
+}
+
+/// Steps' values gathered into series by label set.
+#[derive(Default)]
+struct Gathered {
+    series: Vec<(Labels, Vec<Sample>)>,
+    index: LabelIndex,
+}
+
+impl Gathered {
+    fn push(&mut self, labels: &Labels, sample: Sample) {
+        let (i, new) = self.index.slot(labels);
+        if new {
+            self.series.push((labels.clone(), Vec::new()));
+        }
+        self.series[i].1.push(sample);
+    }
+
+    /// The series, sorted by labels.
+    fn into_series(self) -> Vec<Series> {
+        let mut out: Vec<Series> =
+            self.series.into_iter().map(|(labels, samples)| Series { labels, samples }).collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+}
+
+/// Numbers label sets in the order they come, equal contents the same number. The label sets
+/// of one series or group at successive steps are mostly clones of one allocation (the
+/// [`Evaluator`]'s memos hand them out), so a set seen before is found by its identity, an
+/// integer hash; a new allocation is looked up by contents once. The identities it remembers
+/// are bounded (forgetting one only costs a lookup by contents).
+#[derive(Default)]
+pub(crate) struct LabelIndex {
+    by_identity: rustc_hash::FxHashMap<usize, (Labels, usize)>,
+    by_labels: std::collections::HashMap<Labels, usize>,
+}
+
+impl LabelIndex {
+    /// The number of `labels`, and whether it is new (then it is the count of sets before it).
+    pub(crate) fn slot(&mut self, labels: &Labels) -> (usize, bool) {
+        if let Some((_, i)) = self.by_identity.get(&labels.identity()) {
+            return (*i, false);
+        }
+        let next = self.by_labels.len();
+        let i = *self.by_labels.entry(labels.clone()).or_insert(next);
+        if self.by_identity.len() >= ByIdentity::<()>::LIMIT {
+            self.forget_identities();
+        }
+        self.by_identity.insert(labels.identity(), (labels.clone(), i));
+        (i, i == next)
+    }
+
+    fn forget_identities(&mut self) {
+        self.by_identity.clear();
+    }
+}
+
+/// Values computed once per node and label set, found by the label set's allocation
+/// ([`Labels::identity`]): an integer hash instead of hashing label contents, at every step of
+/// every series. Each entry keeps a clone of its label set, so no other set can take its
+/// address while it is here. Label sets made anew at every step (under a subquery, say) would
+/// grow it without end: at [`ByIdentity::LIMIT`] entries it starts over.
+pub(crate) struct ByIdentity<V> {
+    map: rustc_hash::FxHashMap<(usize, usize), (Labels, V)>,
+}
+
+impl<V> Default for ByIdentity<V> {
+    fn default() -> Self {
+        ByIdentity { map: Default::default() }
+    }
+}
+
+impl<V> ByIdentity<V> {
+    const LIMIT: usize = 1 << 19;
+
+    pub(crate) fn get(&self, node: usize, labels: &Labels) -> Option<&V> {
+        self.map.get(&(node, labels.identity())).map(|(_, v)| v)
+    }
+
+    pub(crate) fn insert(&mut self, node: usize, labels: &Labels, v: V) {
+        if self.map.len() >= Self::LIMIT {
+            self.map.clear();
+        }
+        self.map.insert((node, labels.identity()), (labels.clone(), v));
+    }
 }
 
 /// The matchers of every vector and range selector of `query`, in the order they appear
@@ -484,10 +572,61 @@ pub(crate) struct Elem {
 /// taken from (`rate` extrapolates to the window's ends), `range_ms` its length.
 #[derive(Debug, Clone)]
 pub(crate) struct RangeVal {
-    pub series: Vec<Series>,
+    pub series: Vec<RangeSeries>,
     pub start: i64,
     pub end: i64,
     pub range_ms: i64,
+}
+
+/// One series of a range vector: a window of samples shared with the selector's prefetched
+/// series (a range query's steps look at overlapping windows of the same samples; none is
+/// copied).
+#[derive(Debug, Clone)]
+pub(crate) struct RangeSeries {
+    pub labels: Labels,
+    all: Arc<[Sample]>,
+    window: std::ops::Range<usize>,
+}
+
+impl RangeSeries {
+    pub(crate) fn samples(&self) -> &[Sample] {
+        &self.all[self.window.clone()]
+    }
+}
+
+/// A selector's series over every time a query looks at, selected once
+/// ([`Evaluator::prefetch`]). A range selector's have their staleness markers removed (a range
+/// never includes them).
+struct Selected {
+    lo: i64,
+    hi: i64,
+    series: Vec<SelectedSeries>,
+}
+
+struct SelectedSeries {
+    labels: Labels,
+    samples: Arc<[Sample]>,
+    /// Where the previous step's window began and ended: the next step's is usually a few
+    /// samples on ([`seek`]).
+    cursor: (usize, usize),
+}
+
+/// The first index of `samples` whose sample fails `before` (which holds for a prefix), like
+/// `partition_point`, looking first just after `hint`, where it usually is: steps ascend, so
+/// a window moves forward a few samples at a time. Gallops from the hint, so a far answer costs
+/// a logarithm, a near one a few sequential reads.
+fn seek(samples: &[Sample], hint: usize, before: impl Fn(&Sample) -> bool) -> usize {
+    let hint = hint.min(samples.len());
+    if hint > 0 && !before(&samples[hint - 1]) {
+        return samples[..hint].partition_point(before);
+    }
+    let (mut lo, mut step) = (hint, 1usize);
+    while lo + step <= samples.len() && before(&samples[lo + step - 1]) {
+        lo += step;
+        step *= 2;
+    }
+    let hi = (lo + step).min(samples.len());
+    lo + samples[lo..hi].partition_point(before)
 }
 
 #[derive(Debug, Clone)]
@@ -512,14 +651,23 @@ pub(crate) struct Evaluator<'a> {
     origins: std::collections::HashMap<(usize, Labels), Labels>,
     /// Each selector's series over every time the query can ask of it, selected once
     /// (`Evaluator::prefetch`); keyed by the selector node's address.
-    cache: std::collections::HashMap<usize, (i64, i64, Vec<Series>)>,
+    cache: std::collections::HashMap<usize, Selected>,
+    /// The labels a node (range-vector function, unary minus) gives each input series.
+    result_labels: ByIdentity<Labels>,
+    /// The group each input series falls in, per aggregation or `histogram_quantile` node; and
+    /// one label set per group (so that groups are found by identity too).
+    group_keys: ByIdentity<Labels>,
+    interned: std::collections::HashMap<(usize, Labels), Labels>,
+    /// Per aggregation node, its groups numbered over the whole query.
+    group_numbers: std::collections::HashMap<usize, LabelIndex>,
     /// Each subquery's inner values by inner step, over the window of the latest outer step
     /// (an inner step's value depends on that step alone).
     subquery_memo: std::collections::HashMap<usize, BTreeMap<i64, Val>>,
 }
 
-/// The times a query asks of each selector: `(matchers, first, last)` by selector address.
-type Plan = std::collections::HashMap<usize, (Matchers, i64, i64)>;
+/// The times a query asks of each selector: `(matchers, first, last, is a range selector)` by
+/// selector address.
+type Plan = std::collections::HashMap<usize, (Matchers, i64, i64, bool)>;
 
 pub(crate) fn duration_ms(d: &Duration) -> i64 {
     d.as_millis() as i64
@@ -561,8 +709,67 @@ impl<'a> Evaluator<'a> {
             loaded: 0,
             origins: Default::default(),
             cache: Default::default(),
+            result_labels: Default::default(),
+            group_keys: Default::default(),
+            interned: Default::default(),
+            group_numbers: Default::default(),
             subquery_memo: Default::default(),
         }
+    }
+
+    /// The labels that `node` (a range-vector function or unary minus) gives to results of
+    /// `input`: without the metric name when `drop`. Computed and checked against the other
+    /// inputs ([`Evaluator::note_origin`]) once per input series.
+    pub(crate) fn result_labels(&mut self, node: usize, input: &Labels, drop: bool) -> Result<Labels, Error> {
+        if !drop {
+            return Ok(input.clone());
+        }
+        if let Some(out) = self.result_labels.get(node, input) {
+            return Ok(out.clone());
+        }
+        let out = drop_name(input);
+        self.note_origin(node, &out, input)?;
+        self.result_labels.insert(node, input, out.clone());
+        Ok(out)
+    }
+
+    /// `input` without the metric name, once per label set, for a node whose results may share
+    /// a label set (`histogram_quantile`: Prometheus lets those collide).
+    pub(crate) fn result_labels_unchecked(&mut self, node: usize, input: &Labels) -> Labels {
+        if let Some(out) = self.result_labels.get(node, input) {
+            return out.clone();
+        }
+        let out = drop_name(input);
+        self.result_labels.insert(node, input, out.clone());
+        out
+    }
+
+    /// The group of `input` at aggregation-like `node`: `key(input)`, once per input series, as
+    /// one shared label set per group (so [`LabelIndex`] finds groups by identity).
+    pub(crate) fn group_key(&mut self, node: usize, input: &Labels, key: impl FnOnce(&Labels) -> Labels) -> Labels {
+        if let Some(k) = self.group_keys.get(node, input) {
+            return k.clone();
+        }
+        let k = self.intern(node, key(input));
+        self.group_keys.insert(node, input, k.clone());
+        k
+    }
+
+    /// The numbering of `node`'s groups, kept over the query's steps (taken out while in use).
+    pub(crate) fn take_group_numbers(&mut self, node: usize) -> LabelIndex {
+        self.group_numbers.remove(&node).unwrap_or_default()
+    }
+
+    pub(crate) fn keep_group_numbers(&mut self, node: usize, numbers: LabelIndex) {
+        self.group_numbers.insert(node, numbers);
+    }
+
+    /// One shared label set for each distinct `labels` of `node`.
+    fn intern(&mut self, node: usize, labels: Labels) -> Labels {
+        if self.interned.len() >= ByIdentity::<()>::LIMIT {
+            self.interned.clear();
+        }
+        self.interned.entry((node, labels.clone())).or_insert(labels).clone()
     }
 
     pub(crate) fn check_deadline(&self) -> Result<(), Error> {
@@ -617,13 +824,22 @@ impl<'a> Evaluator<'a> {
         let mut plan = Plan::new();
         self.plan(expr, self.start, self.end, &mut plan);
         let mut held = 0usize;
-        for (node, (matchers, lo, hi)) in plan {
+        for (node, (matchers, lo, hi, range)) in plan {
             let series = self.select(&matchers, lo, hi)?;
             held += series.iter().map(|s| s.samples.len()).sum::<usize>();
             if held > self.opts.max_samples {
                 return Err(Error::Execution(TOO_MANY_SAMPLES.into()));
             }
-            self.cache.insert(node, (lo, hi, series));
+            let series = series
+                .into_iter()
+                .map(|mut s| {
+                    if range {
+                        s.samples.retain(|p| !is_stale_marker(p.v));
+                    }
+                    SelectedSeries { labels: s.labels, samples: s.samples.into(), cursor: (0, 0) }
+                })
+                .collect();
+            self.cache.insert(node, Selected { lo, hi, series });
         }
         Ok(())
     }
@@ -631,7 +847,7 @@ impl<'a> Evaluator<'a> {
     /// Records in `plan` the times each selector below `expr` is asked for when `expr` is
     /// evaluated at every time in `[lo, hi]`. Depth is bounded by [`parse`].
     fn plan(&self, expr: &Expr, lo: i64, hi: i64, plan: &mut Plan) {
-        let mut note = |vs: &parser::VectorSelector, back: i64| {
+        let mut note = |vs: &parser::VectorSelector, back: i64, range: bool| {
             let (a, b) = match vs.at {
                 Some(_) => {
                     let t = self.effective_time(&vs.at, &vs.offset, lo);
@@ -642,13 +858,13 @@ impl<'a> Evaluator<'a> {
                     hi.saturating_sub(offset_ms(&vs.offset)),
                 ),
             };
-            let e = plan.entry(vs as *const _ as usize).or_insert((selector_matchers(vs), a, b));
+            let e = plan.entry(vs as *const _ as usize).or_insert((selector_matchers(vs), a, b, range));
             e.1 = e.1.min(a);
             e.2 = e.2.max(b);
         };
         match expr {
-            Expr::VectorSelector(vs) => note(vs, self.opts.lookback_ms),
-            Expr::MatrixSelector(ms) => note(&ms.vs, duration_ms(&ms.range)),
+            Expr::VectorSelector(vs) => note(vs, self.opts.lookback_ms, false),
+            Expr::MatrixSelector(ms) => note(&ms.vs, duration_ms(&ms.range), true),
             Expr::Subquery(sq) => {
                 let range = duration_ms(&sq.range);
                 let (a, b) = match sq.at {
@@ -684,20 +900,32 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    /// The series of selector `vs` with their samples in `[start, end]`: from the prefetched
-    /// ones when the query planned for them, else from the source.
-    fn series_of(&mut self, vs: &parser::VectorSelector, start: i64, end: i64) -> Result<Vec<Series>, Error> {
+    /// The series of range selector `vs` with their samples in `[start, end]`, staleness markers
+    /// left out: windows of the prefetched ones when the query planned for them, else from the
+    /// source.
+    fn range_of(&mut self, vs: &parser::VectorSelector, start: i64, end: i64) -> Result<Vec<RangeSeries>, Error> {
         self.check_deadline()?;
-        let all = match self.cache.get(&(vs as *const _ as usize)) {
-            Some((lo, hi, all)) if *lo <= start && end <= *hi => all,
-            _ => return self.select(&selector_matchers(vs), start, end),
+        let selected = match self.cache.get_mut(&(vs as *const _ as usize)) {
+            Some(sel) if sel.lo <= start && end <= sel.hi => sel,
+            _ => {
+                let series = self.select(&selector_matchers(vs), start, end)?;
+                return Ok(series
+                    .into_iter()
+                    .filter_map(|mut s| {
+                        s.samples.retain(|p| p.t >= start && p.t <= end && !is_stale_marker(p.v));
+                        let window = 0..s.samples.len();
+                        (!window.is_empty()).then(|| RangeSeries { labels: s.labels, all: s.samples.into(), window })
+                    })
+                    .collect());
+            }
         };
         let mut out = Vec::new();
-        for s in all {
-            let lo = s.samples.partition_point(|p| p.t < start);
-            let hi = s.samples.partition_point(|p| p.t <= end);
+        for s in &mut selected.series {
+            let lo = seek(&s.samples, s.cursor.0, |p| p.t < start);
+            let hi = seek(&s.samples, s.cursor.1.max(lo), |p| p.t <= end);
+            s.cursor = (lo, hi);
             if lo < hi {
-                out.push(Series { labels: s.labels.clone(), samples: s.samples[lo..hi].to_vec() });
+                out.push(RangeSeries { labels: s.labels.clone(), all: s.samples.clone(), window: lo..hi });
             }
         }
         Ok(out)
@@ -739,27 +967,29 @@ impl<'a> Evaluator<'a> {
         }
         let eff = self.effective_time(&vs.at, &vs.offset, t);
         let from = eff.saturating_sub(self.opts.lookback_ms);
-        // The latest sample at or before `eff`, if not older than `from` nor a staleness marker.
-        let pick = |samples: &[Sample]| {
-            let i = samples.partition_point(|p| p.t <= eff);
-            let last = *samples.get(i.checked_sub(1)?)?;
+        // The latest sample at or before `eff` (the last of `samples[..end]`), if not older than
+        // `from` nor a staleness marker.
+        let pick = |samples: &[Sample], end: usize| {
+            let last = *samples.get(end.checked_sub(1)?)?;
             (last.t >= from && !is_stale_marker(last.v)).then_some(last)
         };
         let mut out = Vec::new();
-        match self.cache.get(&(vs as *const _ as usize)) {
-            // From the prefetched series without copying their windows: this runs once per
-            // series and step.
-            Some((lo, hi, all)) if *lo <= from && eff <= *hi => {
-                self.check_deadline()?;
-                for s in all {
-                    if let Some(p) = pick(&s.samples) {
+        match self.cache.get_mut(&(vs as *const _ as usize)) {
+            // From the prefetched series, each one's position kept from the step before.
+            Some(sel) if sel.lo <= from && eff <= sel.hi => {
+                for s in &mut sel.series {
+                    let i = seek(&s.samples, s.cursor.1, |p| p.t <= eff);
+                    s.cursor.1 = i;
+                    if let Some(p) = pick(&s.samples, i) {
                         out.push(Elem { labels: s.labels.clone(), v: p.v, t: p.t });
                     }
                 }
+                self.check_deadline()?;
             }
             _ => {
-                for s in self.series_of(vs, from, eff)? {
-                    if let Some(p) = pick(&s.samples) {
+                for s in self.select(&selector_matchers(vs), from, eff)? {
+                    let i = s.samples.partition_point(|p| p.t <= eff);
+                    if let Some(p) = pick(&s.samples, i) {
                         out.push(Elem { labels: s.labels, v: p.v, t: p.t });
                     }
                 }
@@ -778,16 +1008,9 @@ impl<'a> Evaluator<'a> {
         let eff = self.effective_time(&vs.at, &vs.offset, t);
         let range = duration_ms(&ms.range);
         let from = eff.saturating_sub(range);
-        let series = self.series_of(vs, from, eff)?;
-        let mut out = Vec::with_capacity(series.len());
-        for mut s in series {
-            s.samples.retain(|p| p.t >= from && p.t <= eff && !is_stale_marker(p.v));
-            if !s.samples.is_empty() {
-                self.count(s.samples.len())?;
-                out.push(s);
-            }
-        }
-        Ok(Val::Matrix(RangeVal { series: out, start: from, end: eff, range_ms: range }))
+        let series = self.range_of(vs, from, eff)?;
+        self.count(series.iter().map(|s| s.window.len()).sum())?;
+        Ok(Val::Matrix(RangeVal { series, start: from, end: eff, range_ms: range }))
     }
 
     #[inline(never)]
@@ -842,7 +1065,10 @@ impl<'a> Evaluator<'a> {
                 None => break,
             };
         }
-        let series: Vec<Series> = gathered.into_iter().map(|(labels, samples)| Series { labels, samples }).collect();
+        let series = gathered
+            .into_iter()
+            .map(|(labels, samples)| RangeSeries { labels, window: 0..samples.len(), all: samples.into() })
+            .collect();
         Ok(Val::Matrix(RangeVal { series, start: lo, end: eff, range_ms: range }))
     }
 
@@ -854,8 +1080,7 @@ impl<'a> Evaluator<'a> {
                 let node = u as *const parser::UnaryExpr as usize;
                 let mut out = Vec::with_capacity(elems.len());
                 for e in elems {
-                    let labels = drop_name(&e.labels);
-                    self.note_origin(node, &labels, &e.labels)?;
+                    let labels = self.result_labels(node, &e.labels, true)?;
                     out.push(Elem { labels, v: -e.v, t });
                 }
                 check_unique(&out)?;

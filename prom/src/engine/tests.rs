@@ -7,24 +7,7 @@ use promql_parser::label::Matchers;
 
 use super::quantile::bucket_quantile;
 use super::{Error, Options, Value, instant, range};
-use crate::model::{Labels, Queryable, STALE_NAN_BITS, Sample, Series};
-
-struct Mem(Vec<Series>);
-
-impl Queryable for Mem {
-    fn select(&self, m: &Matchers, start: i64, end: i64) -> Result<Vec<Series>, crate::model::SelectError> {
-        Ok(self
-            .0
-            .iter()
-            .filter(|s| m.matchers.iter().all(|x| x.is_match(s.labels.get(&x.name).unwrap_or(""))))
-            .map(|s| Series {
-                labels: s.labels.clone(),
-                samples: s.samples.iter().copied().filter(|p| p.t >= start && p.t <= end).collect(),
-            })
-            .filter(|s| !s.samples.is_empty())
-            .collect())
-    }
-}
+use crate::model::{Labels, MemSource, Queryable, STALE_NAN_BITS, Sample, Series};
 
 fn series(name: &str, extra: &[(&str, &str)], points: &[(i64, f64)]) -> Series {
     let mut pairs = vec![("__name__".to_string(), name.to_string())];
@@ -33,7 +16,7 @@ fn series(name: &str, extra: &[(&str, &str)], points: &[(i64, f64)]) -> Series {
 }
 
 /// The single value of an instant query's answer (vector of one element or scalar).
-fn one(q: &str, t: i64, src: &Mem) -> Option<f64> {
+fn one(q: &str, t: i64, src: &MemSource) -> Option<f64> {
     match instant(q, t, src, &Options::default()).expect(q) {
         Value::Scalar { v, .. } => Some(v),
         Value::Vector(v) if v.is_empty() => None,
@@ -42,7 +25,7 @@ fn one(q: &str, t: i64, src: &Mem) -> Option<f64> {
     }
 }
 
-fn err(q: &str, src: &Mem) -> Error {
+fn err(q: &str, src: &MemSource) -> Error {
     instant(q, 0, src, &Options::default()).expect_err(q)
 }
 
@@ -52,14 +35,14 @@ fn increase_extrapolates_to_the_window_but_not_below_the_counters_zero() {
     // the first sample, within 1.1 intervals, so the increase is extrapolated to the start;
     // the counter's zero point (also 15s before) limits it to the same place.
     let points: Vec<(i64, f64)> = (1..=20).map(|k| (k * 15_000, 10.0 * k as f64)).collect();
-    let src = Mem(vec![series("c", &[], &points)]);
+    let src = MemSource(vec![series("c", &[], &points)]);
     assert_eq!(one("increase(c[5m])", 300_000, &src), Some(200.0));
     let rate = one("rate(c[5m])", 300_000, &src).unwrap();
     assert!((rate - 200.0 / 300.0).abs() < 1e-12);
     // The zero point is nearer than the window start when the counter starts low: first value
     // 1 at 15s, then +10 per step: to zero = 285 * 1/190 = 1.5s < 15s.
     let points: Vec<(i64, f64)> = (1..=20).map(|k| (k * 15_000, 1.0 + 10.0 * (k - 1) as f64)).collect();
-    let src = Mem(vec![series("c", &[], &points)]);
+    let src = MemSource(vec![series("c", &[], &points)]);
     let got = one("increase(c[5m])", 300_000, &src).unwrap();
     assert!((got - 190.0 * (285.0 + 1.5) / 285.0).abs() < 1e-9, "{got}");
 }
@@ -69,14 +52,14 @@ fn extrapolation_stops_at_half_an_interval_when_samples_end_early() {
     // Samples at 100s..200s every 10s, window [0, 300s]: both gaps exceed 1.1 intervals, so
     // each side adds half an interval (5s): delta = 10 * (100 + 10) / 100.
     let points: Vec<(i64, f64)> = (10..=20).map(|k| (k * 10_000, k as f64)).collect();
-    let src = Mem(vec![series("g", &[], &points)]);
+    let src = MemSource(vec![series("g", &[], &points)]);
     let got = one("delta(g[5m])", 300_000, &src).unwrap();
     assert!((got - 11.0).abs() < 1e-12, "{got}");
 }
 
 #[test]
 fn counter_resets_add_the_value_before_the_reset() {
-    let src = Mem(vec![series("c", &[], &[(0, 5.0), (15_000, 10.0), (30_000, 2.0), (45_000, 4.0)])]);
+    let src = MemSource(vec![series("c", &[], &[(0, 5.0), (15_000, 10.0), (30_000, 2.0), (45_000, 4.0)])]);
     assert_eq!(one("resets(c[1m])", 45_000, &src), Some(1.0));
     // 4 - 5 + 10 = 9 over 45s sampled, extrapolated by 15s at the start (zero point 15·5/9·3
     // is further) and 0 at the end: 9 * 60 / 45.
@@ -89,7 +72,7 @@ fn counter_resets_add_the_value_before_the_reset() {
 
 #[test]
 fn lookback_includes_a_sample_exactly_five_minutes_old() {
-    let src = Mem(vec![series("g", &[], &[(0, 1.0)])]);
+    let src = MemSource(vec![series("g", &[], &[(0, 1.0)])]);
     assert_eq!(one("g", 300_000, &src), Some(1.0));
     assert_eq!(one("g", 300_001, &src), None);
     let opts = Options { lookback_ms: 60_000, ..Options::default() };
@@ -99,7 +82,7 @@ fn lookback_includes_a_sample_exactly_five_minutes_old() {
 #[test]
 fn a_staleness_marker_ends_the_series_but_a_nan_does_not() {
     let stale = f64::from_bits(STALE_NAN_BITS);
-    let src = Mem(vec![
+    let src = MemSource(vec![
         series("s", &[], &[(0, 1.0), (10_000, stale), (40_000, 3.0)]),
         series("n", &[], &[(0, 1.0), (10_000, f64::NAN)]),
     ]);
@@ -113,14 +96,14 @@ fn a_staleness_marker_ends_the_series_but_a_nan_does_not() {
 
 #[test]
 fn range_selectors_include_both_ends() {
-    let src = Mem(vec![series("g", &[], &[(0, 1.0), (30_000, 2.0), (60_000, 3.0)])]);
+    let src = MemSource(vec![series("g", &[], &[(0, 1.0), (30_000, 2.0), (60_000, 3.0)])]);
     assert_eq!(one("count_over_time(g[1m])", 60_000, &src), Some(3.0));
     assert_eq!(one("count_over_time(g[59999ms])", 60_000, &src), Some(2.0));
 }
 
 #[test]
 fn offset_and_at_move_the_selector() {
-    let src = Mem(vec![series("g", &[], &[(0, 1.0), (60_000, 2.0), (120_000, 3.0)])]);
+    let src = MemSource(vec![series("g", &[], &[(0, 1.0), (60_000, 2.0), (120_000, 3.0)])]);
     assert_eq!(one("g offset 1m", 120_000, &src), Some(2.0));
     assert_eq!(one("g @ 60", 500_000, &src), Some(2.0));
     assert_eq!(one("g @ 60 offset 1m", 500_000, &src), Some(1.0));
@@ -131,7 +114,7 @@ fn offset_and_at_move_the_selector() {
 #[test]
 fn subquery_steps_are_aligned_to_the_epoch() {
     let points: Vec<(i64, f64)> = (0..20).map(|k| (k * 15_000, k as f64)).collect();
-    let src = Mem(vec![series("g", &[], &points)]);
+    let src = MemSource(vec![series("g", &[], &points)]);
     // At 130s, `[40s:30s]` covers [90s, 130s]: the multiples of 30s in it are 90s and 120s.
     match instant("g[40s:30s]", 130_000, &src, &Options::default()).unwrap() {
         Value::Matrix(m) => {
@@ -173,7 +156,7 @@ fn histogram_quantile_edge_cases() {
 
 #[test]
 fn histogram_quantile_groups_by_labels_without_le() {
-    let src = Mem(vec![
+    let src = MemSource(vec![
         series("h_bucket", &[("le", "1"), ("job", "a")], &[(0, 2.0)]),
         series("h_bucket", &[("le", "+Inf"), ("job", "a")], &[(0, 4.0)]),
         series("h_bucket", &[("le", "junk"), ("job", "a")], &[(0, 100.0)]),
@@ -192,7 +175,7 @@ fn histogram_quantile_groups_by_labels_without_le() {
 fn histogram_quantile_groups_keep_the_metric_name_apart() {
     // Regression (found by the comparison test): buckets under two metric names are two
     // histograms, and both answer under the same labels: an error, as in Prometheus.
-    let src = Mem(vec![
+    let src = MemSource(vec![
         series("h", &[("le", "1")], &[(0, 1.0)]),
         series("h", &[("le", "+Inf")], &[(0, 2.0)]),
         series("k", &[("le", "1")], &[(0, 1.0)]),
@@ -206,7 +189,7 @@ fn histogram_quantile_groups_keep_the_metric_name_apart() {
 
 #[test]
 fn vector_matching_errors() {
-    let src = Mem(vec![
+    let src = MemSource(vec![
         series("a", &[("i", "1"), ("c", "x")], &[(0, 1.0)]),
         series("a", &[("i", "1"), ("c", "y")], &[(0, 2.0)]),
         series("b", &[("i", "1")], &[(0, 10.0)]),
@@ -230,7 +213,7 @@ fn vector_matching_errors() {
         other => panic!("{other:?}"),
     }
     // Dropping the names of a{i="1"} and b{i="1"}... a has c, so use the ones without it.
-    let src = Mem(vec![series("x", &[("i", "1")], &[(0, 1.0)]), series("y", &[("i", "1")], &[(0, 2.0)])]);
+    let src = MemSource(vec![series("x", &[("i", "1")], &[(0, 1.0)]), series("y", &[("i", "1")], &[(0, 2.0)])]);
     assert!(matches!(err("-{__name__=~\"x|y\"}", &src), Error::Execution(m) if m.contains("same labelset")));
     assert!(matches!(err("abs({__name__=~\"x|y\"})", &src), Error::Execution(m) if m.contains("same labelset")));
 }
@@ -238,7 +221,7 @@ fn vector_matching_errors() {
 #[test]
 fn limits_are_enforced() {
     let points: Vec<(i64, f64)> = (0..100).map(|k| (k * 1_000, k as f64)).collect();
-    let src = Mem(vec![series("g", &[], &points)]);
+    let src = MemSource(vec![series("g", &[], &points)]);
     let opts = Options { max_samples: 50, ..Options::default() };
     assert_eq!(
         instant("g[5m]", 99_000, &src, &opts),
@@ -262,7 +245,7 @@ fn limits_are_enforced() {
 
 #[test]
 fn constructs_outside_prometheus_2_42_are_refused_by_name() {
-    let src = Mem(Vec::new());
+    let src = MemSource(Vec::new());
     assert!(matches!(err("sort_by_label(g, \"a\")", &src), Error::BadData(m) if m.ends_with("is not supported")));
     assert!(matches!(err("limitk(1, g)", &src), Error::BadData(m) if m.ends_with("is not supported")));
     assert!(matches!(err("rate(g[5m]", &src), Error::BadData(_)));
@@ -294,7 +277,7 @@ fn constructs_outside_prometheus_2_42_are_refused_by_name() {
     }
 }
 
-struct Counting(Mem, std::cell::Cell<usize>);
+struct Counting(MemSource, std::cell::Cell<usize>);
 
 impl Queryable for Counting {
     fn select(&self, m: &Matchers, start: i64, end: i64) -> Result<Vec<Series>, crate::model::SelectError> {
@@ -306,7 +289,7 @@ impl Queryable for Counting {
 #[test]
 fn a_range_query_selects_once_per_selector() {
     let points: Vec<(i64, f64)> = (0..200).map(|k| (k * 15_000, k as f64)).collect();
-    let src = Counting(Mem(vec![series("g", &[], &points)]), std::cell::Cell::new(0));
+    let src = Counting(MemSource(vec![series("g", &[], &points)]), std::cell::Cell::new(0));
     let q = "rate(g[1m]) + g + max_over_time(g[5m:30s] offset 1m) + g @ 600";
     let m = range(q, 600_000, 2_400_000, 15_000, &src, &Options::default()).unwrap();
     assert_eq!(m.len(), 1);
@@ -321,10 +304,10 @@ fn a_range_query_selects_once_per_selector() {
 fn a_very_long_operator_chain_is_refused_before_parsing() {
     // Regression: a 20000-term `g + g + ...` overflowed the stack in the parser.
     let chain = vec!["g"; 20_000].join(" + ");
-    let r = instant(&chain, 0, &Mem(Vec::new()), &Options::default());
+    let r = instant(&chain, 0, &MemSource(Vec::new()), &Options::default());
     assert!(matches!(&r, Err(Error::BadData(m)) if m.contains("operators")), "{r:?}");
     let chain = vec!["g"; 20_000].join(" and ");
-    assert!(matches!(instant(&chain, 0, &Mem(Vec::new()), &Options::default()), Err(Error::BadData(_))));
+    assert!(matches!(instant(&chain, 0, &MemSource(Vec::new()), &Options::default()), Err(Error::BadData(_))));
 }
 
 #[test]
@@ -333,7 +316,7 @@ fn the_deepest_accepted_query_evaluates_on_a_small_stack() {
     // evaluation of operands was split from the (large) frames that compute results.
     // 50 aggregations, 40 parenthesised unary minuses (2 levels each), 40 calls, a 60-term
     // operator chain and a subquery: about 250 levels.
-    let src = Mem(vec![series("g", &[], &[(0, 2.0)])]);
+    let src = MemSource(vec![series("g", &[], &[(0, 2.0)])]);
     let chain = vec!["g"; 60].join(" * 1 + 0 * ");
     let inner = format!("{}max_over_time(({chain})[1m:1m]){}", "abs(".repeat(40), ")".repeat(40));
     let q = format!("{}{}{}{}{}", "sum(".repeat(50), "-(".repeat(40), inner, ")".repeat(40), ")".repeat(50));
@@ -352,10 +335,11 @@ mod properties {
 
     use proptest::prelude::*;
 
-    use super::{Mem, series};
+    use super::series;
     use crate::engine::{Options, Value, instant, range};
+    use crate::model::MemSource;
 
-    fn data() -> Mem {
+    fn data() -> MemSource {
         let stale = f64::from_bits(crate::model::STALE_NAN_BITS);
         let mut c = Vec::new();
         let mut v = 0.0;
@@ -363,7 +347,7 @@ mod properties {
             v = if k == 50 { 3.0 } else { v + (k % 7) as f64 };
             c.push((k * 15_000 + (k % 3) * 7, v));
         }
-        Mem(vec![
+        MemSource(vec![
             series("c", &[("a", "1")], &c),
             series("c", &[("a", "2")], &c.iter().map(|&(t, v)| (t + 5_000, v * 2.0)).collect::<Vec<_>>()),
             series("g", &[("a", "1")], &(0..60).map(|k| (k * 30_000, (k as f64).sin())).collect::<Vec<_>>()),
@@ -470,5 +454,40 @@ mod properties {
             let _ = instant(&q, 600_000, &src, &opts());
             let _ = range(&q, 0, 1_800_000, 60_000, &src, &opts());
         }
+
+        /// `seek` from any hint finds what a binary search over all samples finds.
+        #[test]
+        fn seek_from_any_hint_is_partition_point(
+            times in prop::collection::vec(0..1000i64, 0..64),
+            hint in 0..80usize,
+            at in -10..1010i64,
+        ) {
+            let mut times = times;
+            times.sort();
+            times.dedup();
+            let samples: Vec<crate::model::Sample> =
+                times.iter().map(|&t| crate::model::Sample { t, v: 0.0 }).collect();
+            prop_assert_eq!(
+                crate::engine::seek(&samples, hint, |p| p.t < at),
+                samples.partition_point(|p| p.t < at)
+            );
+        }
     }
+}
+
+/// A label index numbers equal label sets alike whether it meets them by identity or, after
+/// forgetting identities, by contents; different sets differently.
+#[test]
+fn a_label_index_numbers_by_contents_whatever_the_allocation() {
+    let mut index = super::LabelIndex::default();
+    let a = Labels::new(vec![("x".into(), "1".into())]);
+    let a_again = Labels::new(vec![("x".into(), "1".into())]);
+    let b = Labels::new(vec![("x".into(), "2".into())]);
+    assert_eq!(index.slot(&a), (0, true));
+    assert_eq!(index.slot(&a.clone()), (0, false));
+    assert_eq!(index.slot(&a_again), (0, false));
+    assert_eq!(index.slot(&b), (1, true));
+    index.forget_identities();
+    assert_eq!(index.slot(&a), (0, false));
+    assert_eq!(index.slot(&b), (1, false));
 }
