@@ -23,11 +23,17 @@
 //! temporality (Prometheus 2.42 refuses them too). A point flagged `FLAG_NO_RECORDED_VALUE` is a
 //! staleness marker.
 
-use opentelemetry_proto::tonic::common::v1::KeyValue;
-use prom::model::{STALE_NAN_BITS, Sample};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+};
+use prom::model::{Labels, STALE_NAN_BITS, Sample};
+use prom::remote_write::WriteRequest;
 
+use super::ResourceColumns;
 use super::attrs;
-use super::metric::{MetricKind, MetricRow};
+use super::metric::{MetricDescriptor, MetricKind, MetricRow};
 
 /// The instrumentation scope of metrics that arrived by remote write.
 pub const SCOPE: &str = "slo-gate/prometheus-remote-write";
@@ -267,6 +273,297 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A label name Prometheus accepts: `[a-zA-Z_][a-zA-Z0-9_]*`.
+fn valid_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The series of a remote-write request as OTLP gauges, one per series, named by its
+/// `__name__`, its other labels the points' attributes, under the scope [`SCOPE`] (which is how
+/// they read back with exactly the labels they were sent with); a staleness marker is a point
+/// flagged [`NO_RECORDED_VALUE`]. Fails, saying why, on the first series that cannot be stored
+/// (no metric name, an invalid label name, native histograms), so nothing of the request is.
+pub fn otlp_from_remote_write(request: WriteRequest) -> Result<ExportMetricsServiceRequest, String> {
+    let mut metrics = Vec::with_capacity(request.timeseries.len());
+    for (i, series) in request.timeseries.into_iter().enumerate() {
+        if !series.histograms.is_empty() {
+            return Err(format!(
+                "series {i}: native histograms are not supported; send classic histograms (_bucket/_sum/_count)"
+            ));
+        }
+        let mut name = None;
+        let mut attributes = Vec::with_capacity(series.labels.len());
+        for label in series.labels {
+            if label.name == "__name__" {
+                name = Some(label.value);
+                continue;
+            }
+            if !valid_label_name(&label.name) {
+                return Err(format!("series {i}: invalid label name {:?}", label.name));
+            }
+            if label.value.is_empty() {
+                continue;
+            }
+            attributes.push(KeyValue {
+                key: label.name,
+                value: Some(AnyValue { value: Some(any_value::Value::StringValue(label.value)) }),
+                key_strindex: 0,
+            });
+        }
+        let Some(name) = name.filter(|n| !n.is_empty()) else {
+            return Err(format!("series {i} has no metric name (__name__)"));
+        };
+        let data_points = series
+            .samples
+            .into_iter()
+            .map(|s| NumberDataPoint {
+                attributes: attributes.clone(),
+                start_time_unix_nano: 0,
+                time_unix_nano: u64::try_from(s.timestamp).unwrap_or(0).saturating_mul(1_000_000),
+                exemplars: Vec::new(),
+                flags: if prom::model::is_stale_marker(s.value) { NO_RECORDED_VALUE } else { 0 },
+                value: Some(number_data_point::Value::AsDouble(s.value)),
+            })
+            .collect();
+        metrics.push(Metric {
+            name,
+            description: String::new(),
+            unit: String::new(),
+            metadata: Vec::new(),
+            data: Some(metric::Data::Gauge(Gauge { data_points })),
+        });
+    }
+    Ok(ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: None,
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope { name: SCOPE.to_string(), ..Default::default() }),
+                metrics,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    })
+}
+
+/// The metric rows of a remote-write body (snappy-compressed `WriteRequest`) that was accepted
+/// before: the store's replay of a log record that kept the body as it came.
+pub fn rows_from_remote_write(body: &[u8]) -> Result<Vec<MetricRow>, String> {
+    // Accepted once, within the limits of then. Snappy expands a body at most about 21 times
+    // (a 3-byte copy element makes 64 bytes): a length claiming more is not from a real body.
+    let limit = body.len().saturating_mul(64).max(1 << 20);
+    let request = prom::remote_write::decode(body, limit).map_err(|e| e.to_string())?;
+    Ok(super::metric::rows_from_request(otlp_from_remote_write(request)?))
+}
+
+/// Rows to numbered series, translating each distinct point identity once. A point's label
+/// sets depend only on its metric (name, unit, kind, monotonicity), its attributes and its
+/// resource, and these repeat from row to row (every sample of a series is a row of its own):
+/// so a row costs a hash of the strings that identify it and a comparison, and the attribute
+/// JSON is decoded once per series, not once per sample. Label sets are numbered in the order
+/// they first come, equal sets (from different identities: `target_info` of one resource under
+/// every metric) the same number. Lives for one batch of rows (a flush, a query's read of the
+/// head), so what it remembers is bounded by the batch.
+#[derive(Debug, Default)]
+pub struct Translator {
+    hasher: std::collections::hash_map::RandomState,
+    known: std::collections::HashMap<u64, Vec<Known>>,
+    series: Vec<Labels>,
+    numbers: std::collections::HashMap<Labels, u32>,
+    /// The identity of the row before (hash, place in its list).
+    last: Option<(u64, usize)>,
+    pub skipped: Skipped,
+}
+
+/// One point identity and its translation.
+#[derive(Debug)]
+struct Known {
+    remote_write: bool,
+    kind: MetricKind,
+    is_monotonic: bool,
+    metric: std::sync::Arc<MetricDescriptor>,
+    attributes: Box<str>,
+    resource: std::sync::Arc<ResourceColumns>,
+    base: LabelPairs,
+    /// The metric's name (as translated).
+    name: String,
+    target_info: Option<u32>,
+    /// The numbers of the label sets emitted so far: by name suffix and extra label value.
+    named: Vec<(&'static str, Option<String>, u32)>,
+}
+
+impl Known {
+    fn is(&self, row: &MetricRow, remote_write: bool) -> bool {
+        self.remote_write == remote_write
+            && *self.attributes == row.attributes
+            && *self.metric.name == *row.metric.name
+            && (remote_write
+                || (self.kind == row.kind
+                    && self.is_monotonic == row.is_monotonic
+                    && *self.metric.unit == *row.metric.unit
+                    && self.resource.service_name == row.resource.service_name
+                    && *self.resource.attributes == *row.resource.attributes))
+    }
+}
+
+impl Translator {
+    /// The label set of series `id`.
+    pub fn labels(&self, id: u32) -> &Labels {
+        &self.series[id as usize]
+    }
+
+    /// How many series have been numbered.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    /// The numbered label sets, by number.
+    pub fn into_labels(self) -> (Vec<Labels>, Skipped) {
+        (self.series, self.skipped)
+    }
+
+    fn number(&mut self, pairs: LabelPairs) -> u32 {
+        let labels = Labels::new(pairs);
+        let next = self.series.len() as u32;
+        let id = *self.numbers.entry(labels.clone()).or_insert(next);
+        if id == next {
+            self.series.push(labels);
+        }
+        id
+    }
+
+    /// Calls `emit` with the series number and sample of each sample a stored point stands
+    /// for, as [`translate`] does.
+    pub fn translate(&mut self, row: &MetricRow, mut emit: impl FnMut(u32, Sample)) {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let t = i64::try_from(row.time_unix_nano / 1_000_000).unwrap_or(i64::MAX);
+        let remote_write = &*row.scope.name == SCOPE;
+        if row.temporality == 1 {
+            self.skipped.delta += 1;
+            return;
+        }
+        if row.kind == MetricKind::ExponentialHistogram {
+            self.skipped.exponential_histograms += 1;
+            return;
+        }
+        // A series' rows often come one after another: then the last identity is this one.
+        let last = self.last.filter(|(hash, at)| self.known[hash][*at].is(row, remote_write));
+        let (hash, found) = match last {
+            Some((hash, at)) => (hash, Some(at)),
+            None => {
+                let mut h = self.hasher.build_hasher();
+                (remote_write, &*row.metric.name, &row.attributes).hash(&mut h);
+                if !remote_write {
+                    (row.kind as u8, row.is_monotonic, &*row.metric.unit).hash(&mut h);
+                    (&row.resource.service_name, &*row.resource.attributes).hash(&mut h);
+                }
+                let hash = h.finish();
+                (hash, self.known.get(&hash).and_then(|list| list.iter().position(|k| k.is(row, remote_write))))
+            }
+        };
+        let at = match found {
+            Some(at) => at,
+            None => {
+                let (base, info) = base_labels(row, remote_write);
+                let target_info = info.map(|info| self.number(info));
+                let name = if remote_write { row.metric.name.to_string() } else { metric_name(row) };
+                let list = self.known.entry(hash).or_default();
+                list.push(Known {
+                    remote_write,
+                    kind: row.kind,
+                    is_monotonic: row.is_monotonic,
+                    metric: row.metric.clone(),
+                    attributes: row.attributes.as_str().into(),
+                    resource: row.resource.clone(),
+                    base,
+                    name,
+                    target_info,
+                    named: Vec::new(),
+                });
+                list.len() - 1
+            }
+        };
+        self.last = Some((hash, at));
+        let stale = row.flags & NO_RECORDED_VALUE != 0;
+        let value = |v: f64| if stale { f64::from_bits(STALE_NAN_BITS) } else { v };
+        if let Some(info) = self.known[&hash][at].target_info {
+            emit(info, Sample { t, v: 1.0 });
+        }
+        // The number of the series named `suffix` with label `extra` (le or quantile).
+        let series = |me: &mut Self, suffix: &'static str, extra: Option<(&'static str, String)>| {
+            let known = &me.known[&hash][at];
+            let value_of = extra.as_ref().map(|(_, v)| v.as_str());
+            if let Some((_, _, id)) = known.named.iter().find(|(s, x, _)| *s == suffix && x.as_deref() == value_of) {
+                return *id;
+            }
+            let mut pairs = known.base.clone();
+            pairs.push(("__name__".into(), format!("{}{suffix}", known.name)));
+            let extra_value = extra.as_ref().map(|(_, v)| v.clone());
+            if let Some((k, v)) = extra {
+                pairs.push((k.into(), v));
+            }
+            let id = me.number(pairs);
+            me.known.get_mut(&hash).expect("known")[at].named.push((suffix, extra_value, id));
+            id
+        };
+        match row.kind {
+            MetricKind::Gauge | MetricKind::Sum => {
+                let id = series(self, "", None);
+                emit(id, Sample { t, v: value(row.value.unwrap_or(f64::NAN)) });
+            }
+            MetricKind::Histogram => {
+                let (bounds, counts) = histogram_buckets(&row.detail);
+                let mut cumulative = 0u64;
+                for (i, bound) in bounds.iter().enumerate() {
+                    cumulative += counts.get(i).copied().unwrap_or(0);
+                    let id = series(self, "_bucket", Some(("le", le(*bound))));
+                    emit(id, Sample { t, v: value(cumulative as f64) });
+                }
+                let count = row.count.unwrap_or(cumulative + counts.get(bounds.len()).copied().unwrap_or(0));
+                let id = series(self, "_bucket", Some(("le", le(f64::INFINITY))));
+                emit(id, Sample { t, v: value(count as f64) });
+                let id = series(self, "_sum", None);
+                emit(id, Sample { t, v: value(row.sum.unwrap_or(f64::NAN)) });
+                let id = series(self, "_count", None);
+                emit(id, Sample { t, v: value(count as f64) });
+            }
+            MetricKind::Summary => {
+                let detail: serde_json::Value = serde_json::from_str(&row.detail).unwrap_or_default();
+                for q in detail["quantileValues"].as_array().into_iter().flatten() {
+                    let (Some(quantile), Some(v)) = (q["quantile"].as_f64(), q["value"].as_f64()) else { continue };
+                    let id = series(self, "", Some(("quantile", le(quantile))));
+                    emit(id, Sample { t, v: value(v) });
+                }
+                let id = series(self, "_sum", None);
+                emit(id, Sample { t, v: value(row.sum.unwrap_or(f64::NAN)) });
+                let id = series(self, "_count", None);
+                emit(id, Sample { t, v: value(row.count.unwrap_or(0) as f64) });
+            }
+            MetricKind::ExponentialHistogram => {}
+        }
+    }
+}
+
+/// A histogram point's explicit bounds and bucket counts (from its `detail` JSON).
+fn histogram_buckets(detail: &str) -> (Vec<f64>, Vec<u64>) {
+    let detail: serde_json::Value = serde_json::from_str(detail).unwrap_or_default();
+    let bounds: Vec<f64> = detail["explicitBounds"]
+        .as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+        .unwrap_or_default();
+    let counts: Vec<u64> = detail["bucketCounts"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c.as_u64().or_else(|| c.as_str()?.parse().ok())).collect())
+        .unwrap_or_default();
+    (bounds, counts)
+}
+
 /// What [`translate`] could not turn into series.
 #[derive(Debug, Default)]
 pub struct Skipped {
@@ -274,69 +571,21 @@ pub struct Skipped {
     pub delta: u64,
 }
 
-/// Calls `emit` with each (labels, sample) a stored point stands for.
-pub fn translate(row: &MetricRow, skipped: &mut Skipped, mut emit: impl FnMut(Vec<(String, String)>, Sample)) {
-    let t = i64::try_from(row.time_unix_nano / 1_000_000).unwrap_or(i64::MAX);
-    let remote_write = &*row.scope.name == SCOPE;
-    if row.temporality == 1 {
-        skipped.delta += 1;
-        return;
-    }
-    let stale = row.flags & NO_RECORDED_VALUE != 0;
-    let value = |v: f64| if stale { f64::from_bits(STALE_NAN_BITS) } else { v };
-    let (base, target_info) = base_labels(row, remote_write);
-    if let Some(info) = target_info {
-        emit(info, Sample { t, v: 1.0 });
-    }
-    let named = |suffix: &str, extra: Option<(&str, String)>| {
-        let mut labels = base.clone();
-        let name = if remote_write { row.metric.name.to_string() } else { format!("{}{suffix}", metric_name(row)) };
-        labels.push(("__name__".into(), name));
-        if let Some((k, v)) = extra {
-            labels.push((k.into(), v));
-        }
-        labels
-    };
-    match row.kind {
-        MetricKind::Gauge | MetricKind::Sum => {
-            emit(named("", None), Sample { t, v: value(row.value.unwrap_or(f64::NAN)) });
-        }
-        MetricKind::Histogram => {
-            let detail: serde_json::Value = serde_json::from_str(&row.detail).unwrap_or_default();
-            let bounds: Vec<f64> = detail["explicitBounds"]
-                .as_array()
-                .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
-                .unwrap_or_default();
-            let counts: Vec<u64> = detail["bucketCounts"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|c| c.as_u64().or_else(|| c.as_str()?.parse().ok())).collect())
-                .unwrap_or_default();
-            let mut cumulative = 0u64;
-            for (i, bound) in bounds.iter().enumerate() {
-                cumulative += counts.get(i).copied().unwrap_or(0);
-                emit(named("_bucket", Some(("le", le(*bound)))), Sample { t, v: value(cumulative as f64) });
-            }
-            let count = row.count.unwrap_or(cumulative + counts.get(bounds.len()).copied().unwrap_or(0));
-            emit(named("_bucket", Some(("le", le(f64::INFINITY)))), Sample { t, v: value(count as f64) });
-            emit(named("_sum", None), Sample { t, v: value(row.sum.unwrap_or(f64::NAN)) });
-            emit(named("_count", None), Sample { t, v: value(count as f64) });
-        }
-        MetricKind::Summary => {
-            let detail: serde_json::Value = serde_json::from_str(&row.detail).unwrap_or_default();
-            for q in detail["quantileValues"].as_array().into_iter().flatten() {
-                let (Some(quantile), Some(v)) = (q["quantile"].as_f64(), q["value"].as_f64()) else { continue };
-                emit(named("", Some(("quantile", le(quantile)))), Sample { t, v: value(v) });
-            }
-            emit(named("_sum", None), Sample { t, v: value(row.sum.unwrap_or(f64::NAN)) });
-            emit(named("_count", None), Sample { t, v: value(row.count.unwrap_or(0) as f64) });
-        }
-        MetricKind::ExponentialHistogram => skipped.exponential_histograms += 1,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each (labels, sample) a point stands for, and what was skipped.
+    fn translate(row: &MetricRow, skipped: &mut Skipped, mut emit: impl FnMut(Vec<(String, String)>, Sample)) {
+        let mut tr = Translator::default();
+        let mut out = Vec::new();
+        tr.translate(row, |id, sample| out.push((id, sample)));
+        for (id, sample) in out {
+            emit(tr.labels(id).clone().into_pairs(), sample);
+        }
+        skipped.delta += tr.skipped.delta;
+        skipped.exponential_histograms += tr.skipped.exponential_histograms;
+    }
     use crate::model::metric::MetricDescriptor;
     use crate::model::{ResourceColumns, ScopeColumns};
     use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
@@ -386,6 +635,56 @@ mod tests {
             }),
             scope: Arc::new(ScopeColumns::default()),
         }
+    }
+
+    /// Rows of one series share its number (and its labels are made once); a change in any
+    /// part of a point's identity makes another series; equal label sets from different
+    /// identities (`target_info` of one resource under two metrics) share a number.
+    #[test]
+    fn a_translator_numbers_series_by_what_identifies_them() {
+        let mut tr = Translator::default();
+        let ids = |tr: &mut Translator, r: &MetricRow| {
+            let mut out = Vec::new();
+            tr.translate(r, |id, s| out.push((id, s.t)));
+            out
+        };
+        let mut gauge = row("g", "", MetricKind::Gauge, false);
+        let mut resource = (*gauge.resource).clone();
+        resource.attributes = attrs::encode(&[kv("service.name", "api"), kv("host.name", "h1")]).into();
+        gauge.resource = Arc::new(resource);
+        let first = ids(&mut tr, &gauge);
+        let (info, g) = (first[0].0, first[1].0);
+        assert_eq!(tr.labels(info).get("__name__"), Some("target_info"));
+        assert_eq!(tr.labels(g).get("http_route"), Some("/a"));
+        // The next sample of the series, in a row with fresh allocations.
+        let mut later = gauge.clone();
+        later.time_unix_nano += 15_000_000_000;
+        later.metric = Arc::new((*gauge.metric).clone());
+        later.resource = Arc::new((*gauge.resource).clone());
+        assert_eq!(ids(&mut tr, &later), vec![(info, 20_000), (g, 20_000)]);
+        // Other attributes: another series, the same target_info.
+        let mut other = gauge.clone();
+        other.attributes = attrs::encode(&[kv("http.route", "/b")]);
+        let got = ids(&mut tr, &other);
+        assert_eq!(got[0].0, info);
+        assert_ne!(got[1].0, g);
+        // Another unit renames the metric; another kind or resource is another identity too.
+        let mut unit = gauge.clone();
+        unit.metric = Arc::new(MetricDescriptor { unit: "By".into(), ..(*gauge.metric).clone() });
+        let id = ids(&mut tr, &unit)[1].0;
+        assert_eq!(tr.labels(id).get("__name__"), Some("g_bytes"));
+        let mut sum = gauge.clone();
+        (sum.kind, sum.is_monotonic) = (MetricKind::Sum, true);
+        let id = ids(&mut tr, &sum)[1].0;
+        assert_eq!(tr.labels(id).get("__name__"), Some("g_total"));
+        let mut moved = gauge.clone();
+        let mut resource = (*gauge.resource).clone();
+        resource.attributes = attrs::encode(&[kv("service.name", "api"), kv("host.name", "h2")]).into();
+        moved.resource = Arc::new(resource);
+        let got = ids(&mut tr, &moved);
+        assert_ne!(got[0].0, info);
+        assert_eq!(got[1].0, g, "the gauge's labels do not name the host");
+        assert_eq!(tr.len(), 6);
     }
 
     #[test]

@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use prom::model::{Labels, Sample};
 
 use crate::model::metric::MetricRow;
-use crate::model::prometheus::{Skipped, translate};
+use crate::model::prometheus::{Skipped, Translator};
 use crate::tenant::Tenant;
 
 use super::wal::sync_dir;
@@ -134,25 +134,35 @@ impl SegmentMeta {
 /// (of two at one time, the later added wins).
 #[derive(Debug, Default)]
 pub struct SeriesBuilder {
-    series: HashMap<Labels, Vec<Sample>>,
-    skipped: Skipped,
+    translator: Translator,
+    samples: Vec<Vec<Sample>>,
 }
 
 impl SeriesBuilder {
     pub fn add_rows(&mut self, rows: &[MetricRow]) {
         for row in rows {
-            translate(row, &mut self.skipped, |pairs, sample| {
-                self.series.entry(Labels::new(pairs)).or_default().push(sample);
+            let samples = &mut self.samples;
+            self.translator.translate(row, |id, sample| {
+                let id = id as usize;
+                if id >= samples.len() {
+                    samples.resize_with(id + 1, Vec::new);
+                }
+                samples[id].push(sample);
             });
         }
     }
 
     /// The series sorted by labels, and what had no Prometheus form.
     pub fn finish(self) -> (Vec<(Labels, Vec<Sample>)>, Skipped) {
-        let mut out: Vec<(Labels, Vec<Sample>)> =
-            self.series.into_iter().map(|(labels, samples)| (labels, dedup_sorted(samples))).collect();
+        let (labels, skipped) = self.translator.into_labels();
+        let mut out: Vec<(Labels, Vec<Sample>)> = labels
+            .into_iter()
+            .zip(self.samples.into_iter().chain(std::iter::repeat_with(Vec::new)))
+            .filter(|(_, samples)| !samples.is_empty())
+            .map(|(labels, samples)| (labels, dedup_sorted(samples)))
+            .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
-        (out, self.skipped)
+        (out, skipped)
     }
 }
 

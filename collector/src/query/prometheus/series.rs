@@ -9,7 +9,7 @@ use prom::model::{Labels, Sample, SelectError, Series};
 use promql_parser::label::Matchers;
 
 use crate::model::Rows;
-use crate::model::prometheus::{Skipped, translate};
+use crate::model::prometheus::{Skipped, Translator};
 use crate::query::params::Selector;
 use crate::store::series::{SegmentIndex, SeriesError, dedup_sorted};
 use crate::store::{Store, ms_to_ns};
@@ -125,6 +125,11 @@ impl StoreSource {
         // Head chunks and parts no segment covers yet: rows translated as they are read.
         let rows_snapshot =
             crate::store::Snapshot { tenant: snapshot.tenant, chunks: snapshot.chunks, parts: snapshot.parts };
+        // Each distinct label set is matched once; its samples gathered by number, then added.
+        let mut translator = Translator::default();
+        let mut matched: Vec<Option<bool>> = Vec::new();
+        let mut gathered: Vec<Vec<Sample>> = Vec::new();
+        let mut held = found.samples;
         let report = self
             .store
             .scan(&rows_snapshot, |rows| {
@@ -136,15 +141,37 @@ impl StoreSource {
                     if found.over.is_some() || row.time_unix_nano < lo || row.time_unix_nano > hi {
                         continue;
                     }
-                    translate(row, &mut skipped, |pairs, sample| {
-                        let labels = Labels::new(pairs);
-                        if selector.matches(|name| labels.get(name)) {
-                            found.add(labels, vec![sample]);
+                    let mut wanted = Vec::new();
+                    translator.translate(row, |id, sample| wanted.push((id, sample)));
+                    for (id, sample) in wanted {
+                        let id = id as usize;
+                        if id >= matched.len() {
+                            matched.resize(id + 1, None);
+                            gathered.resize_with(id + 1, Vec::new);
                         }
-                    });
+                        let labels = translator.labels(id as u32);
+                        if *matched[id].get_or_insert_with(|| selector.matches(|name| labels.get(name))) {
+                            gathered[id].push(sample);
+                            held += 1;
+                        }
+                    }
+                    if held > self.max_samples && found.over.is_none() {
+                        found.over = Some(found.too_many_samples());
+                    }
                 }
             })
             .map_err(|e| SelectError::Failed(e.to_string()))?;
+        if let Some(over) = found.over {
+            return Err(over);
+        }
+        let (labels, translated_skipped) = translator.into_labels();
+        skipped.exponential_histograms += translated_skipped.exponential_histograms;
+        skipped.delta += translated_skipped.delta;
+        for (labels, samples) in labels.into_iter().zip(gathered) {
+            if !samples.is_empty() {
+                found.add(labels, samples);
+            }
+        }
         if let Some(over) = found.over {
             return Err(over);
         }
@@ -191,16 +218,20 @@ struct Found<'a> {
 }
 
 impl Found<'_> {
+    fn too_many_samples(&self) -> SelectError {
+        SelectError::Limit(format!(
+            "query processing would load too many samples into memory in query execution (more than {})",
+            self.source.max_samples
+        ))
+    }
+
     fn add(&mut self, labels: Labels, samples: Vec<Sample>) {
         if self.over.is_some() {
             return;
         }
         self.samples += samples.len();
         if self.samples > self.source.max_samples {
-            self.over = Some(SelectError::Limit(format!(
-                "query processing would load too many samples into memory in query execution (more than {})",
-                self.source.max_samples
-            )));
+            self.over = Some(self.too_many_samples());
             return;
         }
         if self.series.len() >= self.source.max_series && !self.series.contains_key(&labels) {
