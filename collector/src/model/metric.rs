@@ -107,6 +107,7 @@ fn json(value: serde_json::Value) -> String {
 pub fn rows_from_request(request: ExportMetricsServiceRequest) -> Vec<MetricRow> {
     // Sized once: growing by doubling held the old and the new buffer at once.
     let mut rows = Vec::with_capacity(crate::receive::validate::count_points(&request) as usize);
+    let mut attributes = AttributesMemo::default();
     for rm in request.resource_metrics {
         let resource = Arc::new(ResourceColumns::from_otlp(rm.resource.as_ref(), &rm.schema_url));
         for sm in rm.scope_metrics {
@@ -142,13 +143,13 @@ pub fn rows_from_request(request: ExportMetricsServiceRequest) -> Vec<MetricRow>
                     None => {}
                     Some(Data::Gauge(g)) => {
                         for p in g.data_points {
-                            rows.push(number_row(base(MetricKind::Gauge, 0, false), p));
+                            rows.push(number_row(base(MetricKind::Gauge, 0, false), p, &mut attributes));
                         }
                     }
                     Some(Data::Sum(s)) => {
                         for p in s.data_points {
                             let row = base(MetricKind::Sum, s.aggregation_temporality, s.is_monotonic);
-                            rows.push(number_row(row, p));
+                            rows.push(number_row(row, p, &mut attributes));
                         }
                     }
                     Some(Data::Histogram(h)) => {
@@ -156,7 +157,7 @@ pub fn rows_from_request(request: ExportMetricsServiceRequest) -> Vec<MetricRow>
                             let mut row = base(MetricKind::Histogram, h.aggregation_temporality, false);
                             row.start_unix_nano = p.start_time_unix_nano;
                             row.time_unix_nano = p.time_unix_nano;
-                            row.attributes = attrs::encode(&p.attributes);
+                            row.attributes = attributes.encode(&p.attributes);
                             row.flags = p.flags;
                             row.count = Some(p.count);
                             row.sum = p.sum;
@@ -225,10 +226,32 @@ pub fn rows_from_request(request: ExportMetricsServiceRequest) -> Vec<MetricRow>
     rows
 }
 
-fn number_row(mut row: MetricRow, p: opentelemetry_proto::tonic::metrics::v1::NumberDataPoint) -> MetricRow {
+/// The OTLP/JSON of the last attributes encoded: the points of one series (a remote-written
+/// series' samples, a histogram's points over time) carry the same attributes one after another.
+#[derive(Default)]
+struct AttributesMemo {
+    last: Vec<opentelemetry_proto::tonic::common::v1::KeyValue>,
+    json: String,
+}
+
+impl AttributesMemo {
+    fn encode(&mut self, attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue]) -> String {
+        if self.json.is_empty() || self.last != attributes {
+            self.json = attrs::encode(attributes);
+            self.last = attributes.to_vec();
+        }
+        self.json.clone()
+    }
+}
+
+fn number_row(
+    mut row: MetricRow,
+    p: opentelemetry_proto::tonic::metrics::v1::NumberDataPoint,
+    attributes: &mut AttributesMemo,
+) -> MetricRow {
     row.start_unix_nano = p.start_time_unix_nano;
     row.time_unix_nano = p.time_unix_nano;
-    row.attributes = attrs::encode(&p.attributes);
+    row.attributes = attributes.encode(&p.attributes);
     row.flags = p.flags;
     match p.value {
         Some(number_data_point::Value::AsDouble(d)) => row.value = Some(d),

@@ -30,17 +30,24 @@ use crate::signal::Signal;
 
 /// Decodes a stored WAL payload (an OTLP export request of `signal`, as accepted) back into
 /// rows: the store's replay, the same conversion the ingest path made.
-pub fn decode_rows(signal: Signal, payload: &[u8]) -> Result<Rows, prost::DecodeError> {
+pub fn decode_rows(signal: Signal, payload: &[u8]) -> Result<Rows, String> {
     use opentelemetry_proto::tonic::collector::{
         logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
         profiles::v1development::ExportProfilesServiceRequest, trace::v1::ExportTraceServiceRequest,
     };
     use prost::Message;
+    let decode = |e: prost::DecodeError| e.to_string();
     Ok(match signal {
-        Signal::Traces => Rows::Spans(span::rows_from_request(ExportTraceServiceRequest::decode(payload)?)),
-        Signal::Metrics => Rows::Metrics(metric::rows_from_request(ExportMetricsServiceRequest::decode(payload)?)),
-        Signal::Logs => Rows::Logs(log::rows_from_request(ExportLogsServiceRequest::decode(payload)?)),
-        Signal::Profiles => Rows::Profiles(profile::rows_from_request(ExportProfilesServiceRequest::decode(payload)?)),
+        Signal::Traces => {
+            Rows::Spans(span::rows_from_request(ExportTraceServiceRequest::decode(payload).map_err(decode)?))
+        }
+        Signal::Metrics => {
+            Rows::Metrics(metric::rows_from_request(ExportMetricsServiceRequest::decode(payload).map_err(decode)?))
+        }
+        Signal::Logs => Rows::Logs(log::rows_from_request(ExportLogsServiceRequest::decode(payload).map_err(decode)?)),
+        Signal::Profiles => {
+            Rows::Profiles(profile::rows_from_request(ExportProfilesServiceRequest::decode(payload).map_err(decode)?))
+        }
     })
 }
 

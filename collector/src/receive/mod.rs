@@ -46,6 +46,7 @@ use crate::model::{self, Rows};
 use crate::receive::admission::Admission;
 use crate::signal::Signal;
 use crate::store::Store;
+use crate::store::wal::Format;
 use crate::telemetry::Telemetry;
 use crate::tenant::Tenant;
 
@@ -187,6 +188,17 @@ impl ExportRequest for ExportProfilesServiceRequest {
     }
 }
 
+/// A request as it arrived, for the write-ahead log to keep as it is ([`Ingest::export`]).
+#[derive(Debug, Clone)]
+pub enum Raw {
+    /// Not at hand: the log keeps the request's OTLP encoding.
+    None,
+    /// The request's OTLP protobuf.
+    Otlp(Bytes),
+    /// A Prometheus remote-write body (snappy-compressed), which decodes to `decoded_len` bytes.
+    RemoteWrite { body: Bytes, decoded_len: usize },
+}
+
 /// The shared ingest path of both receivers.
 #[derive(Debug)]
 pub struct Ingest {
@@ -222,13 +234,13 @@ impl Ingest {
         self.store.check_capacity()
     }
 
-    /// Validates, stores and answers one request. `raw` is the request's protobuf encoding
-    /// when the caller has it, so a fully valid request is logged without re-encoding.
+    /// Validates, stores and answers one request. `raw` is the request as it arrived, when the
+    /// write-ahead log can keep that instead of re-encoding it (a fully valid request).
     pub async fn export<R: ExportRequest>(
         &self,
         tenant: Tenant,
         mut request: R,
-        raw: Option<Bytes>,
+        raw: Raw,
     ) -> Result<R::Response, IngestError> {
         let _permit = self.inflight.try_acquire().map_err(|_| {
             IngestError::Overloaded(format!(
@@ -250,7 +262,12 @@ impl Ingest {
         // Memory is counted before it is spent: a request whose rows could take more than
         // `max_memory_expansion` times its own size is refused before conversion, and again
         // after it when the rows' text makes them larger than the bound foresaw.
-        let size = raw.as_ref().map_or_else(|| request.encoded_len(), Bytes::len).max(1) as u64;
+        let size = match &raw {
+            Raw::None => request.encoded_len(),
+            Raw::Otlp(bytes) => bytes.len(),
+            Raw::RemoteWrite { decoded_len, .. } => *decoded_len,
+        }
+        .max(1) as u64;
         let budget = self.limits.max_memory_expansion.saturating_mul(size);
         let bound = request.max_rows().saturating_mul(R::ROW_BYTES);
         if bound > budget {
@@ -263,9 +280,12 @@ impl Ingest {
         }
         // Validation may also have changed what it kept (profile stacks cut to the depth limit,
         // with a warning): then the log must hold the request as changed, not as received.
-        let payload = match raw {
-            Some(raw) if rejections.items == 0 && rejections.warnings.is_empty() => raw,
-            _ => Bytes::from(request.encode_to_vec()),
+        let (format, payload) = match raw {
+            Raw::Otlp(bytes) if rejections.items == 0 && rejections.warnings.is_empty() => (Format::Otlp, bytes),
+            Raw::RemoteWrite { body, .. } if rejections.items == 0 && rejections.warnings.is_empty() => {
+                (Format::RemoteWrite, body)
+            }
+            _ => (Format::Otlp, Bytes::from(request.encode_to_vec())),
         };
         let rows = request.into_rows();
         let memory = rows.memory_bytes();
@@ -278,7 +298,7 @@ impl Ingest {
             });
         }
         let accepted = total - rejections.items;
-        if let Err(err) = self.store.append_sized(tenant, payload, rows, memory).await {
+        if let Err(err) = self.store.append_sized(tenant, format, payload, rows, memory).await {
             self.telemetry.refused(R::SIGNAL, accepted);
             return Err(err);
         }
@@ -318,12 +338,13 @@ mod tests {
         let held = ingest.inflight.try_acquire().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let tenant = Tenant::parse("anonymous").unwrap();
-        let err = rt.block_on(ingest.export(tenant.clone(), ExportTraceServiceRequest::default(), None)).unwrap_err();
+        let err =
+            rt.block_on(ingest.export(tenant.clone(), ExportTraceServiceRequest::default(), Raw::None)).unwrap_err();
         assert_eq!(err.kind().http_status(), http::StatusCode::TOO_MANY_REQUESTS, "{err}");
         assert_eq!(err.kind().grpc_code(), tonic::Code::Unavailable);
         assert!(err.kind().retry_after().is_some());
         assert!(err.to_string().contains("1 export requests are already in progress"), "{err}");
         drop(held);
-        rt.block_on(ingest.export(tenant, ExportTraceServiceRequest::default(), None)).unwrap();
+        rt.block_on(ingest.export(tenant, ExportTraceServiceRequest::default(), Raw::None)).unwrap();
     }
 }

@@ -63,7 +63,7 @@ async fn export<R: ExportRequest>(State(ingest): State<Arc<Ingest>>, headers: He
         let message = unframe(admitted.bytes, gzip, limit, &mut held)?;
         let request = R::decode(message.clone())
             .map_err(|e| IngestError::Malformed { format: "OTLP/protobuf", detail: e.to_string() })?;
-        let response = ingest.export(tenant, request, Some(message)).await;
+        let response = ingest.export(tenant, request, super::Raw::Otlp(message)).await;
         drop(held);
         response
     }

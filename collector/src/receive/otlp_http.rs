@@ -111,7 +111,7 @@ async fn export<R: ExportRequest>(State(ingest): State<Arc<Ingest>>, headers: He
         let admitted = ingest.admission().read(&headers, body, ingest.limits().max_request_bytes, gzip).await?;
         let (bytes, _held) = (admitted.bytes, admitted.held);
         let (request, raw) = decode::<R>(format, bytes)?;
-        ingest.export(tenant, request, raw).await
+        ingest.export(tenant, request, raw.map_or(super::Raw::None, super::Raw::Otlp)).await
     }
     .await;
     let telemetry = ingest.telemetry();

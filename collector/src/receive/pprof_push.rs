@@ -212,7 +212,7 @@ fn now_nanos() -> u64 {
 
 async fn store(ingest: &Ingest, tenant: &Tenant, requests: Vec<ExportProfilesServiceRequest>) -> Result<(), PushError> {
     for request in requests {
-        ingest.export(tenant.clone(), request, None).await?;
+        ingest.export(tenant.clone(), request, super::Raw::None).await?;
     }
     Ok(())
 }

@@ -202,7 +202,7 @@ async fn scrape_once(job: &Job, client: &HttpClient, ingest: &Ingest) -> Result<
     let labels = SeriesLabels::new(None, labels);
     let duration_nano = if job.profile == "profile" { job.cpu_seconds.saturating_mul(1_000_000_000) } else { 0 };
     let request = to_otlp(&profile, &labels, Fallback { time_unix_nano: started, duration_nano }, &body);
-    ingest.export(job.tenant.clone(), request, None).await.map_err(|e| Failure::Store(e.to_string()))?;
+    ingest.export(job.tenant.clone(), request, super::Raw::None).await.map_err(|e| Failure::Store(e.to_string()))?;
     Ok(())
 }
 

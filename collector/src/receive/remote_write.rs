@@ -25,16 +25,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::metrics::v1::{
-    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
-};
 use prom::remote_write::{self, WriteRequest};
 
-use super::Ingest;
+use super::{Ingest, Raw};
 use crate::error::IngestError;
 use crate::tenant::Tenant;
 
+use crate::model::prometheus::otlp_from_remote_write;
 pub use crate::model::prometheus::{NO_RECORDED_VALUE, SCOPE};
 
 pub fn router(ingest: Arc<Ingest>) -> Router {
@@ -186,11 +183,12 @@ async fn receive(state: &Receiver, headers: &HeaderMap, body: Body) -> Result<()
     }
     held.grow(size)?;
     let request = remote_write::decode(&compressed, limit).map_err(malformed)?;
-    drop(compressed);
     let undo = state.last.check_and_advance(&tenant, &request)?;
     let result = async {
         let otlp = to_otlp(request)?;
-        let response = ingest.export(tenant, otlp, None).await?;
+        // The log keeps the body as it came: a tenth of the OTLP encoding, and not re-encoded.
+        let raw = Raw::RemoteWrite { body: compressed, decoded_len: size };
+        let response = ingest.export(tenant, otlp, raw).await?;
         match response.partial_success {
             Some(p) if p.rejected_data_points > 0 => Err(IngestError::Invalid(p.error_message)),
             _ => Ok(()),
@@ -203,76 +201,9 @@ async fn receive(state: &Receiver, headers: &HeaderMap, body: Body) -> Result<()
     result
 }
 
-/// A label name Prometheus accepts: `[a-zA-Z_][a-zA-Z0-9_]*`.
-fn valid_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-/// The series of a remote-write request as OTLP gauges (module docs); fails on the first series
-/// that cannot be stored, so nothing of the request is.
+/// The series of a remote-write request as OTLP gauges (`model::prometheus::otlp_from_remote_write`).
 pub fn to_otlp(request: WriteRequest) -> Result<ExportMetricsServiceRequest, IngestError> {
-    let mut metrics = Vec::with_capacity(request.timeseries.len());
-    for (i, series) in request.timeseries.into_iter().enumerate() {
-        if !series.histograms.is_empty() {
-            return Err(IngestError::Invalid(format!(
-                "series {i}: native histograms are not supported; send classic histograms (_bucket/_sum/_count)"
-            )));
-        }
-        let mut name = None;
-        let mut attributes = Vec::with_capacity(series.labels.len());
-        for label in series.labels {
-            if label.name == "__name__" {
-                name = Some(label.value);
-                continue;
-            }
-            if !valid_label_name(&label.name) {
-                return Err(IngestError::Invalid(format!("series {i}: invalid label name {:?}", label.name)));
-            }
-            if label.value.is_empty() {
-                continue;
-            }
-            attributes.push(KeyValue {
-                key: label.name,
-                value: Some(AnyValue { value: Some(any_value::Value::StringValue(label.value)) }),
-                key_strindex: 0,
-            });
-        }
-        let Some(name) = name.filter(|n| !n.is_empty()) else {
-            return Err(IngestError::Invalid(format!("series {i} has no metric name (__name__)")));
-        };
-        let data_points = series
-            .samples
-            .into_iter()
-            .map(|s| NumberDataPoint {
-                attributes: attributes.clone(),
-                start_time_unix_nano: 0,
-                time_unix_nano: u64::try_from(s.timestamp).unwrap_or(0).saturating_mul(1_000_000),
-                exemplars: Vec::new(),
-                flags: if prom::model::is_stale_marker(s.value) { NO_RECORDED_VALUE } else { 0 },
-                value: Some(number_data_point::Value::AsDouble(s.value)),
-            })
-            .collect();
-        metrics.push(Metric {
-            name,
-            description: String::new(),
-            unit: String::new(),
-            metadata: Vec::new(),
-            data: Some(metric::Data::Gauge(Gauge { data_points })),
-        });
-    }
-    Ok(ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics {
-            resource: None,
-            scope_metrics: vec![ScopeMetrics {
-                scope: Some(InstrumentationScope { name: SCOPE.to_string(), ..Default::default() }),
-                metrics,
-                schema_url: String::new(),
-            }],
-            schema_url: String::new(),
-        }],
-    })
+    otlp_from_remote_write(request).map_err(IngestError::Invalid)
 }
 
 #[cfg(test)]

@@ -298,7 +298,13 @@ impl Store {
                 wal_damaged = true;
             }
             for record in scan.records {
-                match crate::model::decode_rows(record.signal, &record.payload) {
+                let rows = match record.format {
+                    wal::Format::Otlp => crate::model::decode_rows(record.signal, &record.payload),
+                    wal::Format::RemoteWrite => {
+                        crate::model::prometheus::rows_from_remote_write(&record.payload).map(Rows::Metrics)
+                    }
+                };
+                match rows {
                     Ok(rows) => {
                         let bytes = rows.memory_bytes();
                         state.head.active.push(Arc::new(Chunk::new(record.tenant, rows, bytes)))
@@ -426,22 +432,25 @@ impl Store {
     }
 
     /// Makes one request's data durable and visible; returns once it may be acknowledged.
+    /// `payload` is the request's OTLP protobuf, which the write-ahead log keeps.
     pub async fn append(&self, tenant: Tenant, payload: Bytes, rows: Rows) -> Result<(), IngestError> {
         let bytes = rows.memory_bytes();
-        self.append_sized(tenant, payload, rows, bytes).await
+        self.append_sized(tenant, wal::Format::Otlp, payload, rows, bytes).await
     }
 
-    /// [`Store::append`] for rows whose [`Rows::memory_bytes`] the caller has measured.
+    /// [`Store::append`] of a payload in `format`, for rows whose [`Rows::memory_bytes`] the
+    /// caller has measured.
     pub async fn append_sized(
         &self,
         tenant: Tenant,
+        format: wal::Format,
         payload: Bytes,
         rows: Rows,
         bytes: u64,
     ) -> Result<(), IngestError> {
         let chunk = Arc::new(Chunk::new(tenant.clone(), rows, bytes));
         let (done, wait) = tokio::sync::oneshot::channel();
-        let op = writer::Op::Append { tenant, signal: chunk.rows.signal(), payload, chunk, done };
+        let op = writer::Op::Append { tenant, signal: chunk.rows.signal(), format, payload, chunk, done };
         match self.writer.try_send(op) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {

@@ -3,8 +3,13 @@
 //! ```text
 //! segment := "SLOGWAL2" record*
 //! record  := sync:u32le len:u32le body_crc:u32le header_crc:u32le body[len]
-//! body    := signal:u8 tenant_len:u8 tenant[tenant_len] payload   (payload: OTLP protobuf)
+//! body    := code:u8 tenant_len:u8 tenant[tenant_len] payload
 //! ```
+//!
+//! `code` names the signal and how its payload is encoded ([`Format`]): the signal's code
+//! (`Signal::wal_code`) for an OTLP protobuf request, [`REMOTE_WRITE_CODE`] for metrics kept as
+//! the Prometheus remote-write body they arrived as (snappy-compressed `WriteRequest`, a tenth of
+//! their OTLP size).
 //!
 //! `sync` is a fixed marker and `header_crc` covers the twelve bytes before it, so a record's
 //! length is trusted only when its header is intact. Replay therefore loses only what is
@@ -39,16 +44,29 @@ const RECORD_HEADER: usize = 16;
 const RECORD_HEADER_V1: usize = 8;
 const CHECKPOINT: &str = "checkpoint";
 
+/// The code of a record holding metrics as a remote-write body (never reuse a value).
+pub const REMOTE_WRITE_CODE: u8 = 0x12;
+
+/// How a record's payload is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The OTLP `Export*ServiceRequest` of the record's signal, protobuf.
+    Otlp,
+    /// A Prometheus remote-write 1.0 `WriteRequest`, snappy-compressed (metrics only).
+    RemoteWrite,
+}
+
 /// One decoded record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub tenant: Tenant,
     pub signal: Signal,
+    pub format: Format,
     pub payload: Bytes,
 }
 
 /// Appends the framed record to `buf`.
-pub fn encode_record(buf: &mut Vec<u8>, tenant: &Tenant, signal: Signal, payload: &[u8]) {
+pub fn encode_record(buf: &mut Vec<u8>, tenant: &Tenant, signal: Signal, format: Format, payload: &[u8]) {
     let tenant = tenant.as_str().as_bytes();
     // Tenant ids are at most 150 bytes (tenant.rs), so the length fits a byte.
     let body_len = 2 + tenant.len() + payload.len();
@@ -56,7 +74,10 @@ pub fn encode_record(buf: &mut Vec<u8>, tenant: &Tenant, signal: Signal, payload
     buf.extend_from_slice(&SYNC.to_le_bytes());
     buf.extend_from_slice(&(body_len as u32).to_le_bytes());
     buf.extend_from_slice(&[0; 8]);
-    buf.push(signal.wal_code());
+    buf.push(match format {
+        Format::Otlp => signal.wal_code(),
+        Format::RemoteWrite => REMOTE_WRITE_CODE,
+    });
     buf.push(tenant.len() as u8);
     buf.extend_from_slice(tenant);
     buf.extend_from_slice(payload);
@@ -204,13 +225,16 @@ fn decode_body(body: &[u8]) -> Result<Record, String> {
     if body.len() < 2 {
         return Err("body shorter than its header".into());
     }
-    let signal = Signal::from_wal_code(body[0]).ok_or_else(|| format!("unknown signal code {}", body[0]))?;
+    let (signal, format) = match body[0] {
+        REMOTE_WRITE_CODE => (Signal::Metrics, Format::RemoteWrite),
+        code => (Signal::from_wal_code(code).ok_or_else(|| format!("unknown signal code {code}"))?, Format::Otlp),
+    };
     let tenant_len = body[1] as usize;
     let tenant_bytes = body.get(2..2 + tenant_len).ok_or("tenant runs past the record")?;
     let tenant = std::str::from_utf8(tenant_bytes)
         .map_err(|_| "tenant is not UTF-8".to_string())
         .and_then(|t| Tenant::parse(t).map_err(|e| e.to_string()))?;
-    Ok(Record { tenant, signal, payload: Bytes::copy_from_slice(&body[2 + tenant_len..]) })
+    Ok(Record { tenant, signal, format, payload: Bytes::copy_from_slice(&body[2 + tenant_len..]) })
 }
 
 /// The log directory: segment naming, the checkpoint, and the segment being appended to.
@@ -359,10 +383,28 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_record_says_how_its_payload_is_encoded() {
+        let tenant = Tenant::parse("t").unwrap();
+        let mut data = MAGIC.to_vec();
+        encode_record(&mut data, &tenant, Signal::Metrics, Format::RemoteWrite, b"snappy body");
+        encode_record(&mut data, &tenant, Signal::Metrics, Format::Otlp, b"otlp");
+        let scan = scan_segment(&data);
+        let got: Vec<(Signal, Format, &[u8])> =
+            scan.records.iter().map(|r| (r.signal, r.format, &r.payload[..])).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Signal::Metrics, Format::RemoteWrite, &b"snappy body"[..]),
+                (Signal::Metrics, Format::Otlp, &b"otlp"[..])
+            ]
+        );
+    }
+
     fn segment_with(records: &[(&str, Signal, &[u8])]) -> Vec<u8> {
         let mut data = MAGIC.to_vec();
         for (tenant, signal, payload) in records {
-            encode_record(&mut data, &Tenant::parse(tenant).unwrap(), *signal, payload);
+            encode_record(&mut data, &Tenant::parse(tenant).unwrap(), *signal, Format::Otlp, payload);
         }
         data
     }
@@ -421,7 +463,7 @@ mod damage_tests {
         for i in 0..100u32 {
             starts.push(data.len());
             let payload = format!("payload number {i} with some length to it").into_bytes();
-            encode_record(&mut data, &Tenant::parse("t").unwrap(), Signal::Traces, &payload);
+            encode_record(&mut data, &Tenant::parse("t").unwrap(), Signal::Traces, Format::Otlp, &payload);
         }
         (data, starts)
     }

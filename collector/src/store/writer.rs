@@ -18,7 +18,7 @@ use crate::signal::Signal;
 use crate::tenant::Tenant;
 
 use super::head::Chunk;
-use super::wal::{Segment, encode_record};
+use super::wal::{Format, Segment, encode_record};
 use super::{Shared, flush};
 
 const MAX_BATCH_BYTES: usize = 4 << 20;
@@ -27,6 +27,7 @@ pub(crate) enum Op {
     Append {
         tenant: Tenant,
         signal: Signal,
+        format: Format,
         payload: Bytes,
         chunk: Arc<Chunk>,
         done: tokio::sync::oneshot::Sender<Result<(), IngestError>>,
@@ -88,8 +89,8 @@ pub(crate) fn run(shared: Arc<Shared>, segment: Segment, rx: Receiver<Op>, flush
         }
         for op in ops {
             match op {
-                Op::Append { tenant, signal, payload, chunk, done } => {
-                    encode_record(&mut w.buf, &tenant, signal, &payload);
+                Op::Append { tenant, signal, format, payload, chunk, done } => {
+                    encode_record(&mut w.buf, &tenant, signal, format, &payload);
                     w.pending.push(Pending { chunk, done });
                     if durability == Durability::Fsync || w.buf.len() >= MAX_BATCH_BYTES {
                         w.commit();
