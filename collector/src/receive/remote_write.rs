@@ -6,7 +6,9 @@
 //! them back with exactly the labels they were sent with (`query::prometheus::series`). Going
 //! through `Ingest::export` gives remote write the same limits, admission and durability as OTLP:
 //! the body is counted against the in-flight budget before it is read and again before it is
-//! decompressed, and the 204 is sent only after the write-ahead log holds the samples.
+//! decompressed, and the 204 is sent only after the write-ahead log holds the samples. The log
+//! keeps the body as it came (snappy, about a tenth of the OTLP encoding; replay converts it
+//! again, `model::prometheus::rows_from_remote_write`).
 //!
 //! Answers, as Prometheus's own receiver and its senders expect: 204 on success; 400 (a sender
 //! gives up) for a body that is not snappy or not a `WriteRequest`, a series without a metric

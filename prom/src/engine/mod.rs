@@ -60,11 +60,20 @@ pub struct Options {
     /// The step of a subquery written without one (`x[1h:]`): Prometheus uses the global
     /// evaluation interval, 1m unless configured.
     pub subquery_step_ms: i64,
+    /// Most threads a range query's steps are evaluated on (each takes at least
+    /// [`MIN_STEPS_PER_THREAD`] steps); by default the cores, at most 4.
+    pub threads: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { lookback_ms: 300_000, max_samples: 50_000_000, deadline: None, subquery_step_ms: 60_000 }
+        Options {
+            lookback_ms: 300_000,
+            max_samples: 50_000_000,
+            deadline: None,
+            subquery_step_ms: 60_000,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(4),
+        }
     }
 }
 
@@ -135,7 +144,7 @@ pub const MAX_DEPTH: usize = 256;
 const TOO_MANY_SAMPLES: &str = "query processing would load too many samples into memory in query execution";
 
 /// Evaluates `query` at `t_ms`.
-pub fn instant(query: &str, t_ms: i64, source: &dyn Queryable, opts: &Options) -> Result<Value, Error> {
+pub fn instant(query: &str, t_ms: i64, source: &(dyn Queryable + Sync), opts: &Options) -> Result<Value, Error> {
     let expr = parse(query)?;
     let mut ev = Evaluator::new(source, opts, t_ms, t_ms);
     ev.prefetch(&expr)?;
@@ -160,7 +169,7 @@ pub fn range(
     start_ms: i64,
     end_ms: i64,
     step_ms: i64,
-    source: &dyn Queryable,
+    source: &(dyn Queryable + Sync),
     opts: &Options,
 ) -> Result<Vec<Series>, Error> {
     if step_ms <= 0 {
@@ -191,43 +200,87 @@ pub fn range(
     }
     let mut ev = Evaluator::new(source, opts, start_ms, end_ms);
     ev.prefetch(&expr)?;
+    // The steps are independent (module docs): consecutive runs of them are evaluated on
+    // threads of their own, each with its own evaluator over the shared prefetched samples.
+    let steps = ((end_ms as i128 - start_ms as i128) / step_ms as i128 + 1) as usize;
+    let threads = opts.threads.min(steps / MIN_STEPS_PER_THREAD).max(1);
+    if threads == 1 {
+        let (out, _) = ev.eval_steps(&expr, start_ms, end_ms, step_ms, opts.max_samples)?;
+        return Ok(out.into_series());
+    }
+    let per = steps.div_ceil(threads) as i64;
+    let parts: Vec<(i64, i64)> = (0..threads as i64)
+        .map(|k| {
+            let at = |n: i64| start_ms.saturating_add(n.saturating_mul(step_ms));
+            (at(k * per), at((k + 1) * per - 1).min(end_ms))
+        })
+        .filter(|(a, b)| a <= b)
+        .collect();
+    let cache = Arc::clone(&ev.cache);
+    let results: Vec<Result<(Gathered, Origins), Error>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|&(a, b)| {
+                let (cache, expr) = (Arc::clone(&cache), &expr);
+                std::thread::Builder::new()
+                    .name("promql".into())
+                    .stack_size(PART_STACK)
+                    .spawn_scoped(scope, move || {
+                        let mut ev = Evaluator::new(source, opts, start_ms, end_ms);
+                        ev.cache = cache;
+                        ev.eval_steps(expr, a, b, step_ms, opts.max_samples)
+                    })
+                    .map_err(|e| Error::Storage(format!("cannot start a query thread: {e}")))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h?.join().unwrap_or_else(|_| Err(Error::Storage("a query thread panicked".into()))))
+            .collect()
+    });
+    // The first part's error is the one a step-by-step evaluation meets first.
     let mut out = Gathered::default();
-    let mut held = 0usize;
-    let mut t = start_ms;
-    while t <= end_ms {
-        ev.check_deadline()?;
-        ev.loaded = 0;
-        match ev.eval(&expr, t)? {
-            Val::Scalar(v) => {
-                out.push(&Labels::default(), Sample { t, v });
-                held += 1;
-            }
-            Val::Vector(elems) => {
-                held += elems.len();
-                for e in elems {
-                    out.push(&e.labels, Sample { t, v: e.v });
+    let mut origins = Origins::default();
+    for result in results {
+        let (part, part_origins) = result?;
+        for (key, input) in part_origins {
+            match origins.get(&key) {
+                Some(first) if *first != input => {
+                    return Err(Error::Execution("vector cannot contain metrics with the same labelset".into()));
+                }
+                Some(_) => {}
+                None => {
+                    origins.insert(key, input);
                 }
             }
-            Val::Str(_) | Val::Matrix(_) => {
-                return Err(Error::BadData("range query of a string or range vector".into()));
-            }
         }
-        if held > opts.max_samples {
+        for (labels, samples) in part.series {
+            out.extend(&labels, samples);
+        }
+        if out.held > opts.max_samples {
             return Err(Error::Execution(TOO_MANY_SAMPLES.into()));
         }
-        t = match t.checked_add(step_ms) {
-            Some(next) => next,
-            None => break,
-        };
     }
     Ok(out.into_series())
 }
+
+/// Fewest steps worth a thread.
+pub const MIN_STEPS_PER_THREAD: usize = 64;
+/// Stack of a query thread: the evaluator recurses once per level of the expression tree
+/// ([`MAX_DEPTH`]), which needs less than 2 MiB.
+const PART_STACK: usize = 4 << 20;
+
+/// Which input label set each result label set of a name-dropping node came from
+/// ([`Evaluator::note_origin`]).
+type Origins = std::collections::HashMap<(usize, Labels), Labels>;
 
 /// Steps' values gathered into series by label set.
 #[derive(Default)]
 struct Gathered {
     series: Vec<(Labels, Vec<Sample>)>,
     index: LabelIndex,
+    /// Samples held.
+    held: usize,
 }
 
 impl Gathered {
@@ -237,6 +290,18 @@ impl Gathered {
             self.series.push((labels.clone(), Vec::new()));
         }
         self.series[i].1.push(sample);
+        self.held += 1;
+    }
+
+    /// Adds `samples`, later than any of `labels` held.
+    fn extend(&mut self, labels: &Labels, samples: Vec<Sample>) {
+        let (i, new) = self.index.slot(labels);
+        self.held += samples.len();
+        if new {
+            self.series.push((labels.clone(), samples));
+        } else {
+            self.series[i].1.extend(samples);
+        }
     }
 
     /// The series, sorted by labels.
@@ -584,7 +649,7 @@ pub(crate) struct RangeVal {
 #[derive(Debug, Clone)]
 pub(crate) struct RangeSeries {
     pub labels: Labels,
-    all: Arc<[Sample]>,
+    all: Arc<Vec<Sample>>,
     window: std::ops::Range<usize>,
 }
 
@@ -605,10 +670,7 @@ struct Selected {
 
 struct SelectedSeries {
     labels: Labels,
-    samples: Arc<[Sample]>,
-    /// Where the previous step's window began and ended: the next step's is usually a few
-    /// samples on ([`seek`]).
-    cursor: (usize, usize),
+    samples: Arc<Vec<Sample>>,
 }
 
 /// The first index of `samples` whose sample fails `before` (which holds for a prefix), like
@@ -638,7 +700,7 @@ pub(crate) enum Val {
 }
 
 pub(crate) struct Evaluator<'a> {
-    source: &'a dyn Queryable,
+    source: &'a (dyn Queryable + Sync),
     opts: &'a Options,
     /// The query's start and end, what `@ start()` and `@ end()` mean.
     start: i64,
@@ -648,10 +710,14 @@ pub(crate) struct Evaluator<'a> {
     /// For each node that names its results after its input series with the metric name
     /// dropped (range-vector functions, unary minus), which input series each result label set
     /// came from, over all the steps of the query.
-    origins: std::collections::HashMap<(usize, Labels), Labels>,
+    origins: Origins,
     /// Each selector's series over every time the query can ask of it, selected once
-    /// (`Evaluator::prefetch`); keyed by the selector node's address.
-    cache: std::collections::HashMap<usize, Selected>,
+    /// (`Evaluator::prefetch`); keyed by the selector node's address. Shared by the evaluators
+    /// of a range query's parts ([`range`]).
+    cache: Arc<std::collections::HashMap<usize, Arc<Selected>>>,
+    /// Per selector, where each series' window began and ended at the step before: the next
+    /// step's is usually a few samples on ([`seek`]).
+    cursors: std::collections::HashMap<usize, Vec<(usize, usize)>>,
     /// The labels a node (range-vector function, unary minus) gives each input series.
     result_labels: ByIdentity<Labels>,
     /// The group each input series falls in, per aggregation or `histogram_quantile` node; and
@@ -700,7 +766,7 @@ pub(crate) fn unsupported(what: &str) -> Error {
 }
 
 impl<'a> Evaluator<'a> {
-    fn new(source: &'a dyn Queryable, opts: &'a Options, start: i64, end: i64) -> Self {
+    fn new(source: &'a (dyn Queryable + Sync), opts: &'a Options, start: i64, end: i64) -> Self {
         Evaluator {
             source,
             opts,
@@ -709,12 +775,51 @@ impl<'a> Evaluator<'a> {
             loaded: 0,
             origins: Default::default(),
             cache: Default::default(),
+            cursors: Default::default(),
             result_labels: Default::default(),
             group_keys: Default::default(),
             interned: Default::default(),
             group_numbers: Default::default(),
             subquery_memo: Default::default(),
         }
+    }
+
+    /// Evaluates `expr` at every step from `first` to `last`: the values gathered by series,
+    /// and which input each name-dropping node's results came from (for the check across the
+    /// parts of a query). Holding more than `max_samples` is an error.
+    fn eval_steps(
+        &mut self,
+        expr: &Expr,
+        first: i64,
+        last: i64,
+        step_ms: i64,
+        max_samples: usize,
+    ) -> Result<(Gathered, Origins), Error> {
+        let mut out = Gathered::default();
+        let mut t = first;
+        while t <= last {
+            self.check_deadline()?;
+            self.loaded = 0;
+            match self.eval(expr, t)? {
+                Val::Scalar(v) => out.push(&Labels::default(), Sample { t, v }),
+                Val::Vector(elems) => {
+                    for e in elems {
+                        out.push(&e.labels, Sample { t, v: e.v });
+                    }
+                }
+                Val::Str(_) | Val::Matrix(_) => {
+                    return Err(Error::BadData("range query of a string or range vector".into()));
+                }
+            }
+            if out.held > max_samples {
+                return Err(Error::Execution(TOO_MANY_SAMPLES.into()));
+            }
+            t = match t.checked_add(step_ms) {
+                Some(next) => next,
+                None => break,
+            };
+        }
+        Ok((out, std::mem::take(&mut self.origins)))
     }
 
     /// The labels that `node` (a range-vector function or unary minus) gives to results of
@@ -836,10 +941,10 @@ impl<'a> Evaluator<'a> {
                     if range {
                         s.samples.retain(|p| !is_stale_marker(p.v));
                     }
-                    SelectedSeries { labels: s.labels, samples: s.samples.into(), cursor: (0, 0) }
+                    SelectedSeries { labels: s.labels, samples: Arc::new(s.samples) }
                 })
                 .collect();
-            self.cache.insert(node, Selected { lo, hi, series });
+            Arc::make_mut(&mut self.cache).insert(node, Arc::new(Selected { lo, hi, series }));
         }
         Ok(())
     }
@@ -905,7 +1010,8 @@ impl<'a> Evaluator<'a> {
     /// source.
     fn range_of(&mut self, vs: &parser::VectorSelector, start: i64, end: i64) -> Result<Vec<RangeSeries>, Error> {
         self.check_deadline()?;
-        let selected = match self.cache.get_mut(&(vs as *const _ as usize)) {
+        let node = vs as *const _ as usize;
+        let selected = match self.cache.get(&node) {
             Some(sel) if sel.lo <= start && end <= sel.hi => sel,
             _ => {
                 let series = self.select(&selector_matchers(vs), start, end)?;
@@ -914,16 +1020,17 @@ impl<'a> Evaluator<'a> {
                     .filter_map(|mut s| {
                         s.samples.retain(|p| p.t >= start && p.t <= end && !is_stale_marker(p.v));
                         let window = 0..s.samples.len();
-                        (!window.is_empty()).then(|| RangeSeries { labels: s.labels, all: s.samples.into(), window })
+                        (!window.is_empty()).then(|| RangeSeries { labels: s.labels, all: Arc::new(s.samples), window })
                     })
                     .collect());
             }
         };
         let mut out = Vec::new();
-        for s in &mut selected.series {
-            let lo = seek(&s.samples, s.cursor.0, |p| p.t < start);
-            let hi = seek(&s.samples, s.cursor.1.max(lo), |p| p.t <= end);
-            s.cursor = (lo, hi);
+        let cursors = self.cursors.entry(node).or_insert_with(|| vec![(0, 0); selected.series.len()]);
+        for (s, cursor) in selected.series.iter().zip(cursors.iter_mut()) {
+            let lo = seek(&s.samples, cursor.0, |p| p.t < start);
+            let hi = seek(&s.samples, cursor.1.max(lo), |p| p.t <= end);
+            *cursor = (lo, hi);
             if lo < hi {
                 out.push(RangeSeries { labels: s.labels.clone(), all: s.samples.clone(), window: lo..hi });
             }
@@ -974,12 +1081,14 @@ impl<'a> Evaluator<'a> {
             (last.t >= from && !is_stale_marker(last.v)).then_some(last)
         };
         let mut out = Vec::new();
-        match self.cache.get_mut(&(vs as *const _ as usize)) {
+        let node = vs as *const _ as usize;
+        match self.cache.get(&node) {
             // From the prefetched series, each one's position kept from the step before.
             Some(sel) if sel.lo <= from && eff <= sel.hi => {
-                for s in &mut sel.series {
-                    let i = seek(&s.samples, s.cursor.1, |p| p.t <= eff);
-                    s.cursor.1 = i;
+                let cursors = self.cursors.entry(node).or_insert_with(|| vec![(0, 0); sel.series.len()]);
+                for (s, cursor) in sel.series.iter().zip(cursors.iter_mut()) {
+                    let i = seek(&s.samples, cursor.1, |p| p.t <= eff);
+                    cursor.1 = i;
                     if let Some(p) = pick(&s.samples, i) {
                         out.push(Elem { labels: s.labels.clone(), v: p.v, t: p.t });
                     }
@@ -1067,7 +1176,7 @@ impl<'a> Evaluator<'a> {
         }
         let series = gathered
             .into_iter()
-            .map(|(labels, samples)| RangeSeries { labels, window: 0..samples.len(), all: samples.into() })
+            .map(|(labels, samples)| RangeSeries { labels, window: 0..samples.len(), all: Arc::new(samples) })
             .collect();
         Ok(Val::Matrix(RangeVal { series, start: lo, end: eff, range_ms: range }))
     }

@@ -277,23 +277,53 @@ fn constructs_outside_prometheus_2_42_are_refused_by_name() {
     }
 }
 
-struct Counting(MemSource, std::cell::Cell<usize>);
+struct Counting(MemSource, std::sync::atomic::AtomicUsize);
 
 impl Queryable for Counting {
     fn select(&self, m: &Matchers, start: i64, end: i64) -> Result<Vec<Series>, crate::model::SelectError> {
-        self.1.set(self.1.get() + 1);
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.0.select(m, start, end)
     }
+}
+
+/// A range query split over threads answers what one thread answers, step for step, and the
+/// check that two inputs never share result labels spans the parts: `-x` over series that
+/// differ only in name, one series before the split and the other after it, is refused as a
+/// whole query is (by Prometheus too: it evaluates the whole range at once).
+#[test]
+fn a_range_query_over_threads_answers_as_one_thread() {
+    let points: Vec<(i64, f64)> = (0..2000).map(|k| (k * 15_000, (k * k % 97) as f64)).collect();
+    let mut data = vec![series("c", &[("a", "1")], &points), series("c", &[("a", "2")], &points[500..])];
+    data.push(series("g", &[], &points.iter().map(|&(t, v)| (t, v.sin())).collect::<Vec<_>>()));
+    let src = MemSource(data);
+    let (end, step) = (1999 * 15_000, 15_000);
+    for q in [
+        "sum by (a) (rate(c[5m]))",
+        "max_over_time(rate(c[1m])[10m:1m])",
+        "topk(1, c) + on(a) group_left c",
+        "-g",
+        "count_values(\"v\", c)",
+    ] {
+        let one = Options { threads: 1, ..Options::default() };
+        let four = Options { threads: 4, ..Options::default() };
+        const { assert!(2000 / super::MIN_STEPS_PER_THREAD >= 4) };
+        assert_eq!(range(q, 0, end, step, &src, &four), range(q, 0, end, step, &src, &one), "{q}");
+    }
+    let split = MemSource(vec![series("x", &[], &points[..100]), series("y", &[], &points[1900..])]);
+    let four = Options { threads: 4, ..Options::default() };
+    let want = Err(Error::Execution("vector cannot contain metrics with the same labelset".into()));
+    assert_eq!(range("-{__name__=~\"x|y\"}", 0, end, step, &split, &four), want);
+    assert_eq!(range("-{__name__=~\"x|y\"}", 0, end, step, &split, &Options { threads: 1, ..four }), want);
 }
 
 #[test]
 fn a_range_query_selects_once_per_selector() {
     let points: Vec<(i64, f64)> = (0..200).map(|k| (k * 15_000, k as f64)).collect();
-    let src = Counting(MemSource(vec![series("g", &[], &points)]), std::cell::Cell::new(0));
+    let src = Counting(MemSource(vec![series("g", &[], &points)]), std::sync::atomic::AtomicUsize::new(0));
     let q = "rate(g[1m]) + g + max_over_time(g[5m:30s] offset 1m) + g @ 600";
     let m = range(q, 600_000, 2_400_000, 15_000, &src, &Options::default()).unwrap();
     assert_eq!(m.len(), 1);
-    assert_eq!(src.1.get(), 4, "one select per selector");
+    assert_eq!(src.1.load(std::sync::atomic::Ordering::Relaxed), 4, "one select per selector");
     // The answers are those of per-step instant evaluations.
     for p in &m[0].samples {
         assert_eq!(one(q, p.t, &src.0), Some(p.v), "at {}", p.t);
