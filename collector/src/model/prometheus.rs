@@ -369,11 +369,13 @@ pub fn rows_from_remote_write(body: &[u8]) -> Result<Vec<MetricRow>, String> {
 #[derive(Debug, Default)]
 pub struct Translator {
     hasher: std::collections::hash_map::RandomState,
-    known: std::collections::HashMap<u64, Vec<Known>>,
+    /// Every identity met, and where they are by hash.
+    known: Vec<Known>,
+    by_hash: std::collections::HashMap<u64, Vec<usize>>,
     series: Vec<Labels>,
     numbers: std::collections::HashMap<Labels, u32>,
-    /// The identity of the row before (hash, place in its list).
-    last: Option<(u64, usize)>,
+    /// The identity of the row before.
+    last: Option<usize>,
     pub skipped: Skipped,
 }
 
@@ -453,9 +455,8 @@ impl Translator {
             return;
         }
         // A series' rows often come one after another: then the last identity is this one.
-        let last = self.last.filter(|(hash, at)| self.known[hash][*at].is(row, remote_write));
-        let (hash, found) = match last {
-            Some((hash, at)) => (hash, Some(at)),
+        let found = match self.last.filter(|&at| self.known[at].is(row, remote_write)) {
+            Some(at) => Some(at),
             None => {
                 let mut h = self.hasher.build_hasher();
                 (remote_write, &*row.metric.name, &row.attributes).hash(&mut h);
@@ -464,7 +465,15 @@ impl Translator {
                     (&row.resource.service_name, &*row.resource.attributes).hash(&mut h);
                 }
                 let hash = h.finish();
-                (hash, self.known.get(&hash).and_then(|list| list.iter().position(|k| k.is(row, remote_write))))
+                let at = self
+                    .by_hash
+                    .get(&hash)
+                    .and_then(|list| list.iter().copied().find(|&at| self.known[at].is(row, remote_write)));
+                if at.is_none() {
+                    // Placed now; made below.
+                    self.by_hash.entry(hash).or_default().push(self.known.len());
+                }
+                at
             }
         };
         let at = match found {
@@ -473,8 +482,7 @@ impl Translator {
                 let (base, info) = base_labels(row, remote_write);
                 let target_info = info.map(|info| self.number(info));
                 let name = if remote_write { row.metric.name.to_string() } else { metric_name(row) };
-                let list = self.known.entry(hash).or_default();
-                list.push(Known {
+                self.known.push(Known {
                     remote_write,
                     kind: row.kind,
                     is_monotonic: row.is_monotonic,
@@ -486,18 +494,18 @@ impl Translator {
                     target_info,
                     named: Vec::new(),
                 });
-                list.len() - 1
+                self.known.len() - 1
             }
         };
-        self.last = Some((hash, at));
+        self.last = Some(at);
         let stale = row.flags & NO_RECORDED_VALUE != 0;
         let value = |v: f64| if stale { f64::from_bits(STALE_NAN_BITS) } else { v };
-        if let Some(info) = self.known[&hash][at].target_info {
+        if let Some(info) = self.known[at].target_info {
             emit(info, Sample { t, v: 1.0 });
         }
         // The number of the series named `suffix` with label `extra` (le or quantile).
         let series = |me: &mut Self, suffix: &'static str, extra: Option<(&'static str, String)>| {
-            let known = &me.known[&hash][at];
+            let known = &me.known[at];
             let value_of = extra.as_ref().map(|(_, v)| v.as_str());
             if let Some((_, _, id)) = known.named.iter().find(|(s, x, _)| *s == suffix && x.as_deref() == value_of) {
                 return *id;
@@ -509,7 +517,7 @@ impl Translator {
                 pairs.push((k.into(), v));
             }
             let id = me.number(pairs);
-            me.known.get_mut(&hash).expect("known")[at].named.push((suffix, extra_value, id));
+            me.known[at].named.push((suffix, extra_value, id));
             id
         };
         match row.kind {
