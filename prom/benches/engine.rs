@@ -4,8 +4,9 @@
 //!
 //! `cargo bench -p prom --bench engine` (env `PAIRS`, default 500: each (instance, route) pair
 //! has four `http_requests_total` series and twelve histogram buckets; `HOURS`, default 6, of
-//! samples every 15 s; `RUNS`, default 3). Prints the median and fastest wall time per query
-//! and step, and the series and points answered.
+//! samples every 15 s; `RUNS`, default 3; `THREADS`, default the engine's, at most the cores
+//! and 4). Prints the median and fastest wall time per query and step, and the series and
+//! points answered.
 
 use std::time::Instant;
 
@@ -70,17 +71,18 @@ fn data(pairs: usize, points: usize) -> Vec<Series> {
 
 fn main() {
     let (pairs, hours, runs) = (env("PAIRS", 500), env("HOURS", 6), env("RUNS", 3).max(1));
+    let opts = Options { threads: env("THREADS", Options::default().threads).max(1), ..Options::default() };
     let points = hours * 3_600_000 / INTERVAL_MS as usize;
     let source = MemSource(data(pairs, points));
     let end = (points as i64 - 1) * INTERVAL_MS;
-    println!("{} series × {points} samples every 15 s; {runs} runs each", source.0.len());
+    println!("{} series × {points} samples every 15 s; {} thread(s); {runs} runs each", source.0.len(), opts.threads);
     for query in QUERIES {
         for step_s in [15i64, 60] {
             let mut times = Vec::new();
             let mut answered = (0, 0);
             for _ in 0..runs {
                 let started = Instant::now();
-                let result = range(query, 0, end, step_s * 1000, &source, &Options::default()).expect(query);
+                let result = range(query, 0, end, step_s * 1000, &source, &opts).expect(query);
                 times.push(started.elapsed().as_secs_f64() * 1e3);
                 answered = (result.len(), result.iter().map(|s| s.samples.len()).sum::<usize>());
             }
