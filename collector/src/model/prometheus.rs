@@ -441,7 +441,8 @@ impl Translator {
     }
 
     /// Calls `emit` with the series number and sample of each sample a stored point stands
-    /// for, as [`translate`] does.
+    /// for (module docs: names, labels, `target_info`, histogram and summary series, staleness
+    /// markers); delta and exponential-histogram points are counted in `skipped`.
     pub fn translate(&mut self, row: &MetricRow, mut emit: impl FnMut(u32, Sample)) {
         use std::hash::{BuildHasher, Hash, Hasher};
         let t = i64::try_from(row.time_unix_nano / 1_000_000).unwrap_or(i64::MAX);
@@ -572,7 +573,7 @@ fn histogram_buckets(detail: &str) -> (Vec<f64>, Vec<u64>) {
     (bounds, counts)
 }
 
-/// What [`translate`] could not turn into series.
+/// What a [`Translator`] could not turn into series.
 #[derive(Debug, Default)]
 pub struct Skipped {
     pub exponential_histograms: u64,

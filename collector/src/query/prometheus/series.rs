@@ -430,4 +430,33 @@ mod tests {
         let other = source(&store, &Tenant::parse("team-b").unwrap());
         assert!(select(&other, "up", 0, i64::MAX / 2).is_empty());
     }
+    /// A segment found damaged while its hour is being compacted is deleted (its parts answer
+    /// in its place) and the compaction of the rest goes on at the next flush; nothing of the
+    /// answer changes.
+    #[test]
+    fn compaction_deletes_a_damaged_source_and_its_parts_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenant = Tenant::parse("team-a").unwrap();
+        let mut expected = Expected::new();
+        let store = open(dir.path());
+        write(&store, &tenant, BASE, BASE + HOUR / 3, &mut expected);
+        store.flush().unwrap();
+        let first = Arc::clone(&store.series_snapshot(&tenant, BASE, BASE + HOUR).segments[0]);
+        let mut bytes = std::fs::read(&first.path).unwrap();
+        bytes[20] ^= 0xff;
+        std::fs::write(&first.path, &bytes).unwrap();
+        // The second flush of the (long closed) hour compacts its two segments: the first is
+        // found damaged and deleted.
+        write(&store, &tenant, BASE + HOUR / 3, BASE + 2 * HOUR / 3, &mut expected);
+        store.flush().unwrap();
+        assert!(!first.path.exists());
+        let snap = store.series_snapshot(&tenant, BASE, BASE + HOUR);
+        assert_eq!(snap.segments.len(), 1, "{:?}", snap.segments);
+        assert_ne!(snap.segments[0].name, first.name);
+        assert_eq!(snap.parts.len(), 1, "the damaged segment's part is read in its place");
+        let src = source(&store, &tenant);
+        let (from, to) = (BASE, BASE + HOUR);
+        assert_eq!(select(&src, "up", from, to), want(&expected, "up", None, from, to));
+        assert_eq!(select(&src, "reqs_total", from, to), want(&expected, "reqs_total", None, from, to));
+    }
 }
