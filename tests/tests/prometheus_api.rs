@@ -296,7 +296,10 @@ fn grafanas_queries_over_remote_written_samples() {
     assert_eq!(before["data"]["result"][0]["value"][1], "600", "{before}");
 
     // Bad queries: Prometheus's envelope, the position of a parse error.
-    bad_data(&post_form(&server, "/api/v1/query", &[("query", "sum(rate(x[5m])")]), "invalid parameter \"query\"");
+    bad_data(
+        &post_form(&server, "/api/v1/query", &[("query", "sum(rate(x[5m])")]),
+        "invalid parameter \"query\": 1:16: parse error: unclosed left parenthesis",
+    );
     bad_data(&post_form(&server, "/api/v1/query", &[]), "invalid parameter \"query\"");
     bad_data(
         &server.get(&format!("/api/v1/query_range?query=up&start={}&end={}&step=0", at(0), at(60)), None),

@@ -469,8 +469,12 @@ fn parse(query: &str) -> Result<Expr, Error> {
     }
     register_functions();
     // promql-parser 0.11 drops the position of a syntax error (its `parse` discards the
-    // parser's error list), so unlike Prometheus's the message has none.
-    let expr = parser::parse(query).map_err(|e| Error::BadData(format!("parse error: {e}")))?;
+    // parser's error list); the errors its lexer finds are placed here as Prometheus places
+    // them, the grammar's have no position.
+    let expr = parser::parse(query).map_err(|e| match error_position(query, &e) {
+        Some(at) => Error::BadData(format!("{at}: parse error: {e}")),
+        None => Error::BadData(format!("parse error: {e}")),
+    })?;
     // Iterative depth measure of the parsed tree (binary operator chains nest without brackets).
     let mut stack: Vec<(&Expr, usize)> = vec![(&expr, 1)];
     while let Some((e, d)) = stack.pop() {
@@ -500,6 +504,69 @@ fn parse(query: &str) -> Result<Expr, Error> {
         }
     }
     Ok(expr)
+}
+
+/// Where Prometheus 2.42 places the lexical error `message` in `query`, as `line:column`
+/// (1-based, columns in bytes): an unclosed bracket or an early end at the end of the input, an
+/// unterminated string at its opening quote, an unexpected closing bracket just after it.
+/// `None` for the errors its grammar finds, whose place the parser does not say.
+fn error_position(query: &str, message: &str) -> Option<String> {
+    let line_col = |at: usize| {
+        let before = &query[..at.min(query.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = at - before.rfind('\n').map_or(0, |nl| nl + 1) + 1;
+        format!("{line}:{col}")
+    };
+    if message.starts_with("unclosed left") || message.starts_with("unexpected end of input") {
+        return Some(line_col(query.len()));
+    }
+    let unterminated = message.starts_with("unterminated quoted string");
+    let closing = ["parenthesis", "bracket", "brace"]
+        .iter()
+        .zip([')', ']', '}'])
+        .find(|(word, _)| message.starts_with(&format!("unexpected right {word}")))
+        .map(|(_, c)| c);
+    if !unterminated && closing.is_none() {
+        return None;
+    }
+    let mut depth = [0usize; 3];
+    let mut quote: Option<(char, usize)> = None;
+    let (mut escaped, mut comment) = (false, false);
+    for (i, c) in query.char_indices() {
+        if comment {
+            comment = c != '\n';
+            continue;
+        }
+        if let Some((q, _)) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q != '`' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '#' => comment = true,
+            '"' | '\'' | '`' => quote = Some((c, i)),
+            '(' => depth[0] += 1,
+            '[' => depth[1] += 1,
+            '{' => depth[2] += 1,
+            ')' | ']' | '}' => {
+                let k = [')', ']', '}'].iter().position(|&x| x == c).expect("a closing bracket");
+                if depth[k] == 0 && closing == Some(c) {
+                    return Some(line_col(i + 1));
+                }
+                depth[k] = depth[k].saturating_sub(1);
+            }
+            _ => {}
+        }
+    }
+    match quote {
+        Some((_, at)) if unterminated => Some(line_col(at)),
+        _ => None,
+    }
 }
 
 /// Syntax promql-parser 0.11 accepts but Prometheus 2.42 does not (it came with Prometheus 3):
