@@ -428,14 +428,7 @@ fn parse(query: &str) -> Result<Expr, Error> {
     let mut quote: Option<char> = None;
     let mut escaped = false;
     for c in query.chars() {
-        if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' && q != '`' {
-                escaped = true;
-            } else if c == q {
-                quote = None;
-            }
+        if in_quote(&mut quote, &mut escaped, c) {
             continue;
         }
         if c.is_ascii_alphanumeric() || c == '_' {
@@ -530,26 +523,19 @@ fn error_position(query: &str, message: &str) -> Option<String> {
         return None;
     }
     let mut depth = [0usize; 3];
-    let mut quote: Option<(char, usize)> = None;
+    let (mut quote, mut opened_at) = (None, 0);
     let (mut escaped, mut comment) = (false, false);
     for (i, c) in query.char_indices() {
         if comment {
             comment = c != '\n';
             continue;
         }
-        if let Some((q, _)) = quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' && q != '`' {
-                escaped = true;
-            } else if c == q {
-                quote = None;
-            }
+        if in_quote(&mut quote, &mut escaped, c) {
             continue;
         }
         match c {
             '#' => comment = true,
-            '"' | '\'' | '`' => quote = Some((c, i)),
+            '"' | '\'' | '`' => (quote, opened_at) = (Some(c), i),
             '(' => depth[0] += 1,
             '[' => depth[1] += 1,
             '{' => depth[2] += 1,
@@ -563,10 +549,21 @@ fn error_position(query: &str, message: &str) -> Option<String> {
             _ => {}
         }
     }
-    match quote {
-        Some((_, at)) if unterminated => Some(line_col(at)),
-        _ => None,
+    (unterminated && quote.is_some()).then(|| line_col(opened_at))
+}
+
+/// Whether `c` belongs to the quoted string `quote` is in (the closing quote too), moving the
+/// scan on: a backslash escapes the next character except in a backtick string.
+fn in_quote(quote: &mut Option<char>, escaped: &mut bool, c: char) -> bool {
+    let Some(q) = *quote else { return false };
+    if *escaped {
+        *escaped = false;
+    } else if c == '\\' && q != '`' {
+        *escaped = true;
+    } else if c == q {
+        *quote = None;
     }
+    true
 }
 
 /// Syntax promql-parser 0.11 accepts but Prometheus 2.42 does not (it came with Prometheus 3):
