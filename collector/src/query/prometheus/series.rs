@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use prom::model::{Labels, Sample, SelectError, Series};
 use promql_parser::label::Matchers;
@@ -75,6 +76,7 @@ impl StoreSource {
         let mut skipped = Skipped::default();
 
         // Series segments: postings, then only the selected series' chunks.
+        let mut chosen = Vec::with_capacity(snapshot.segments.len());
         for segment in &snapshot.segments {
             self.check_deadline()?;
             let index = match self.store.series_index(segment) {
@@ -104,22 +106,77 @@ impl StoreSource {
                 }
                 continue;
             }
-            let read = crate::store::series::read_series(segment, &index, &ids, start_ms, end_ms, |id, samples| {
-                found.add(index.labels(id), samples);
-                if found.over.is_some() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            chosen.push((segment, index, ids));
+        }
+        // The chosen chunks are decoded on up to `READERS` threads, a segment at a time each,
+        // then added in segment order. Samples decoded are counted as they come, so a selection
+        // over the limit stops early on every thread.
+        let decoded = AtomicUsize::new(found.samples);
+        let next = AtomicUsize::new(0);
+        let read_one = |k: usize| -> SegmentRead {
+            let (segment, index, ids) = &chosen[k];
+            let mut out = Vec::new();
+            crate::store::series::read_series(segment, index, ids, start_ms, end_ms, |id, samples| {
+                let held = decoded.fetch_add(samples.len(), Relaxed) + samples.len();
+                out.push((id, samples));
+                if held > self.max_samples { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            })?;
+            Ok(out)
+        };
+        let readers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(READERS).min(chosen.len());
+        let mut read: Vec<Option<SegmentRead>> = (0..chosen.len()).map(|_| None).collect();
+        if readers > 1 {
+            let parts: Vec<Vec<(usize, Result<_, _>)>> = std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..readers)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut mine = Vec::new();
+                            loop {
+                                let k = next.fetch_add(1, Relaxed);
+                                if k >= chosen.len() || decoded.load(Relaxed) > self.max_samples || self.late() {
+                                    return mine;
+                                }
+                                mine.push((k, read_one(k)));
+                            }
+                        })
+                    })
+                    .collect();
+                workers.into_iter().map(|w| w.join().unwrap_or_default()).collect()
             });
-            if let Some(over) = found.over.take() {
-                return Err(over);
+            for (k, result) in parts.into_iter().flatten() {
+                read[k] = Some(result);
             }
-            match read {
-                Ok(()) => {}
-                Err(err) if err.is_not_found() => return Ok(None),
-                Err(err @ SeriesError::Damaged { .. }) => {
+        } else {
+            for (k, slot) in read.iter_mut().enumerate() {
+                if decoded.load(Relaxed) > self.max_samples || self.late() {
+                    break;
+                }
+                *slot = Some(read_one(k));
+            }
+        }
+        self.check_deadline()?;
+        for ((segment, index, _), result) in chosen.iter().zip(read) {
+            match result {
+                Some(Ok(series)) => {
+                    for (id, samples) in series {
+                        found.add(index.labels(id), samples);
+                    }
+                    if let Some(over) = found.over.take() {
+                        return Err(over);
+                    }
+                }
+                // Not read: the limit was passed on another thread (`add` says so below).
+                None => {}
+                Some(Err(err)) if err.is_not_found() => return Ok(None),
+                Some(Err(err @ SeriesError::Damaged { .. })) => {
                     self.warn(self.store.drop_damaged_segment(segment, &err));
                     return Ok(None);
                 }
-                Err(err) => return Err(SelectError::Failed(err.to_string())),
+                Some(Err(err)) => return Err(SelectError::Failed(err.to_string())),
             }
+        }
+        if decoded.load(Relaxed) > self.max_samples {
+            return Err(found.too_many_samples());
         }
 
         // Head chunks and parts no segment covers yet: rows translated as they are read.
@@ -197,6 +254,11 @@ impl StoreSource {
         Ok(Some(out))
     }
 
+    /// Whether the deadline has passed.
+    fn late(&self) -> bool {
+        self.deadline.is_some_and(|d| std::time::Instant::now() >= d)
+    }
+
     fn check_deadline(&self) -> Result<(), SelectError> {
         match self.deadline {
             Some(d) if std::time::Instant::now() >= d => Err(SelectError::Timeout),
@@ -208,6 +270,12 @@ impl StoreSource {
         self.warnings.lock().unwrap_or_else(|e| e.into_inner()).insert(warning);
     }
 }
+
+/// Most threads decoding one selection's segments.
+const READERS: usize = 4;
+
+/// The selected series of one segment with their samples in range, or why it could not be read.
+type SegmentRead = Result<Vec<(u32, Vec<Sample>)>, SeriesError>;
 
 /// Series gathered by one selection, within the source's limits.
 struct Found<'a> {
@@ -458,5 +526,28 @@ mod tests {
         let (from, to) = (BASE, BASE + HOUR);
         assert_eq!(select(&src, "up", from, to), want(&expected, "up", None, from, to));
         assert_eq!(select(&src, "reqs_total", from, to), want(&expected, "reqs_total", None, from, to));
+    }
+    /// A selection over several segments (decoded on several threads) answers within the sample
+    /// limit exactly as one thread would, and is refused one sample past it.
+    #[test]
+    fn segments_read_in_parallel_keep_the_sample_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenant = Tenant::parse("team-a").unwrap();
+        let mut expected = Expected::new();
+        let store = open(dir.path());
+        for k in 0..4 {
+            write(&store, &tenant, BASE + k * HOUR, BASE + k * HOUR + HOUR / 4, &mut expected);
+            store.flush().unwrap();
+        }
+        assert_eq!(store.series_snapshot(&tenant, BASE, BASE + 4 * HOUR).segments.len(), 4);
+        let (from, to) = (BASE, BASE + 4 * HOUR);
+        let all = want(&expected, "up", None, from, to);
+        let total: usize = all.values().map(Vec::len).sum();
+        let limited = |max_samples: usize| StoreSource { max_samples, ..source(&store, &tenant) };
+        assert_eq!(select(&limited(total), "up", from, to), all);
+        match limited(total - 1).series(&matchers("up"), from, to) {
+            Err(SelectError::Limit(m)) => assert!(m.contains("too many samples"), "{m}"),
+            other => panic!("one sample past the limit: {other:?}"),
+        }
     }
 }
