@@ -124,35 +124,32 @@ impl StoreSource {
             Ok(out)
         };
         let readers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(READERS).min(chosen.len());
-        let mut read: Vec<Option<SegmentRead>> = (0..chosen.len()).map(|_| None).collect();
-        if readers > 1 {
-            let parts: Vec<Vec<(usize, Result<_, _>)>> = std::thread::scope(|scope| {
-                let workers: Vec<_> = (0..readers)
-                    .map(|_| {
-                        scope.spawn(|| {
-                            let mut mine = Vec::new();
-                            loop {
-                                let k = next.fetch_add(1, Relaxed);
-                                if k >= chosen.len() || decoded.load(Relaxed) > self.max_samples || self.late() {
-                                    return mine;
-                                }
-                                mine.push((k, read_one(k)));
-                            }
-                        })
-                    })
-                    .collect();
-                workers.into_iter().map(|w| w.join().unwrap_or_default()).collect()
-            });
-            for (k, result) in parts.into_iter().flatten() {
-                read[k] = Some(result);
-            }
-        } else {
-            for (k, slot) in read.iter_mut().enumerate() {
-                if decoded.load(Relaxed) > self.max_samples || self.late() {
-                    break;
+        // Each reader takes the next segment not taken, until all are or the limit or the
+        // deadline has passed.
+        let reader = || {
+            let mut mine = Vec::new();
+            loop {
+                let k = next.fetch_add(1, Relaxed);
+                if k >= chosen.len() || decoded.load(Relaxed) > self.max_samples || self.late() {
+                    return mine;
                 }
-                *slot = Some(read_one(k));
+                mine.push((k, read_one(k)));
             }
+        };
+        let parts: Vec<Vec<(usize, SegmentRead)>> = if readers > 1 {
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..readers).map(|_| scope.spawn(reader)).collect();
+                // A reader that panicked would leave its segments unread: an error, not a
+                // shorter answer.
+                workers.into_iter().map(|w| w.join()).collect::<Result<_, _>>()
+            })
+            .map_err(|_| SelectError::Failed("a series segment reader panicked".into()))?
+        } else {
+            vec![reader()]
+        };
+        let mut read: Vec<Option<SegmentRead>> = (0..chosen.len()).map(|_| None).collect();
+        for (k, result) in parts.into_iter().flatten() {
+            read[k] = Some(result);
         }
         self.check_deadline()?;
         for ((segment, index, _), result) in chosen.iter().zip(read) {
