@@ -65,7 +65,7 @@ impl Labels {
 
     /// Which allocation holds these labels: equal for clones of one label set, and stable while
     /// a clone is alive (the engine's per-series memos are keyed by it and keep a clone).
-    pub(crate) fn identity(&self) -> usize {
+    pub fn identity(&self) -> usize {
         Arc::as_ptr(&self.0) as usize
     }
 }
