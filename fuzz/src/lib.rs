@@ -295,6 +295,8 @@ pub fn check_attributes(rows: &Rows) {
             roundtrip("resource attributes", &r.resource.attributes);
             roundtrip("scope attributes", &r.scope.attributes);
         }),
+        // Remote-written series hold labels, no attribute text.
+        Rows::Series(_) => {}
     }
 }
 
@@ -447,23 +449,58 @@ pub fn promql(data: &[u8]) {
     }
 }
 
-/// Remote-write bodies from Prometheus senders: any bytes decode or are refused (never past the
-/// size limit), and what decodes converts to OTLP that ingest accepts whole or is refused whole.
+/// Remote-write bodies from Prometheus senders: any bytes decompress or are refused (never past
+/// the size limit); the receiver's in-place walk (`prom::remote_write::walk`) accepts exactly
+/// what prost's decoding of the `WriteRequest` accepts and sees the same series; a body the
+/// receiver's series table admits is admitted whole, and replays from the log (as the store
+/// replays it) to the same series and samples.
 pub fn remote_write(data: &[u8]) {
-    let Ok(request) = prom::remote_write::decode(data, 1 << 20) else { return };
-    let samples: usize = request.timeseries.iter().map(|t| t.samples.len()).sum();
-    let Ok(otlp) = collector::receive::remote_write::to_otlp(request) else { return };
-    let points: usize = otlp
-        .resource_metrics
+    use prost::Message;
+    let Ok(raw) = prom::remote_write::decompress(data, 1 << 20) else { return };
+    let decoded = prom::remote_write::WriteRequest::decode(raw.as_slice());
+    let mut walked = Vec::new();
+    let walk = prom::remote_write::walk(&raw, |s| {
+        walked.push((
+            s.labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>(),
+            s.samples.iter().map(|x| (x.timestamp, x.value.to_bits())).collect::<Vec<_>>(),
+            s.exemplars,
+            s.histograms,
+        ));
+        Ok::<(), ()>(())
+    });
+    let request = match (decoded, walk) {
+        (Ok(request), Ok(())) => request,
+        (Err(_), Err(_)) => return,
+        (d, w) => panic!("prost says {:?}, the walk says {w:?}", d.map(|_| ())),
+    };
+    let expected: Vec<_> = request
+        .timeseries
         .iter()
-        .flat_map(|r| &r.scope_metrics)
-        .flat_map(|s| &s.metrics)
-        .map(|m| match &m.data {
-            Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Gauge(g)) => g.data_points.len(),
-            _ => panic!("remote write converts to gauges only"),
+        .map(|t| {
+            (
+                t.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect::<Vec<_>>(),
+                t.samples.iter().map(|x| (x.timestamp, x.value.to_bits())).collect::<Vec<_>>(),
+                t.exemplars.len(),
+                t.histograms.len(),
+            )
         })
-        .sum();
-    assert_eq!(points, samples, "every sample is one point");
+        .collect();
+    assert_eq!(walked, expected, "the walk sees other series than prost decodes");
+
+    let table = collector::receive::remote_write::SeriesTable::new(1 << 20, 1 << 30);
+    let tenant = collector::tenant::Tenant::parse("fuzz").expect("a valid tenant");
+    let Ok((batch, _)) = table.admit(&tenant, &raw, usize::MAX) else { return };
+    let samples: usize = request.timeseries.iter().map(|t| t.samples.len()).sum();
+    assert_eq!(batch.samples, samples, "every sample of an admitted request is kept");
+    assert_eq!(batch.series.len(), request.timeseries.len(), "every series of an admitted request is kept");
+    let replayed = collector::model::prometheus::series_from_remote_write(data).expect("an admitted body replays");
+    let view = |b: &collector::model::prometheus::SeriesBatch| -> Vec<(String, Vec<(i64, u64)>)> {
+        b.series
+            .iter()
+            .map(|s| (s.labels.to_string(), s.samples.iter().map(|x| (x.t, x.v.to_bits())).collect()))
+            .collect()
+    };
+    assert_eq!(view(&replayed), view(&batch), "the replay gives other series than the ingest");
 }
 
 /// Metric-store sample chunks (`prom::chunk`), two ways from the same bytes.

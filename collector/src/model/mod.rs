@@ -58,13 +58,15 @@ pub enum Rows {
     Metrics(Vec<MetricRow>),
     Logs(Vec<LogRow>),
     Profiles(Vec<ProfileRow>),
+    /// Remote-written samples: metrics kept only as Prometheus series, never as Parquet rows.
+    Series(prometheus::SeriesBatch),
 }
 
 impl Rows {
     pub fn signal(&self) -> Signal {
         match self {
             Rows::Spans(_) => Signal::Traces,
-            Rows::Metrics(_) => Signal::Metrics,
+            Rows::Metrics(_) | Rows::Series(_) => Signal::Metrics,
             Rows::Logs(_) => Signal::Logs,
             Rows::Profiles(_) => Signal::Profiles,
         }
@@ -74,6 +76,7 @@ impl Rows {
         match self {
             Rows::Spans(r) => r.len(),
             Rows::Metrics(r) => r.len(),
+            Rows::Series(b) => b.samples,
             Rows::Logs(r) => r.len(),
             Rows::Profiles(r) => r.len(),
         }
@@ -93,6 +96,11 @@ impl Rows {
         match self {
             Rows::Spans(r) => each(r, &mut f),
             Rows::Metrics(r) => each(r, &mut f),
+            Rows::Series(b) => {
+                for s in b.series.iter().flat_map(|s| &s.samples) {
+                    f(&RowKey { time_unix_nano: s.t as u64 * 1_000_000, service_name: None, service_version: None })
+                }
+            }
             Rows::Logs(r) => each(r, &mut f),
             Rows::Profiles(r) => each(r, &mut f),
         }
@@ -153,6 +161,7 @@ impl Rows {
                     std::mem::size_of_val(r)
                 })
                 .sum(),
+            Rows::Series(b) => return b.memory_bytes(),
         };
         (own + shared.bytes) as u64
     }

@@ -18,18 +18,14 @@
 //! | other resource attributes (`service.version`, `host.name`) | `target_info{job, instance, service_version, host_name}` = 1 at each point's time |
 //! | summary | `{quantile=..}`, `_sum`, `_count` |
 //!
-//! Not translated (skipped, with a warning in the answer): exponential histograms (Prometheus
-//! makes native histograms of them, which this engine does not evaluate) and points of delta
-//! temporality (Prometheus 2.42 refuses them too). A point flagged `FLAG_NO_RECORDED_VALUE` is a
-//! staleness marker.
+//! Points of delta temporality (sums and histograms) are accumulated at ingest into the
+//! cumulative series a cumulative point would have made ([`DeltaAccumulator`]). Not translated
+//! (skipped, with a warning in the answer): exponential histograms (Prometheus makes native
+//! histograms of them, which this engine does not evaluate). A point flagged
+//! `FLAG_NO_RECORDED_VALUE` is a staleness marker.
 
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::metrics::v1::{
-    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
-};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use prom::model::{Labels, STALE_NAN_BITS, Sample};
-use prom::remote_write::WriteRequest;
 
 use super::ResourceColumns;
 use super::attrs;
@@ -285,7 +281,18 @@ fn valid_label_name(name: &str) -> bool {
 /// they read back with exactly the labels they were sent with); a staleness marker is a point
 /// flagged [`NO_RECORDED_VALUE`]. Fails, saying why, on the first series that cannot be stored
 /// (no metric name, an invalid label name, native histograms), so nothing of the request is.
-pub fn otlp_from_remote_write(request: WriteRequest) -> Result<ExportMetricsServiceRequest, String> {
+///
+/// How remote-written samples were stored before they went straight to the series store: the
+/// tests use it to make such rows, which [`Translator`] still reads back.
+#[cfg(test)]
+pub(crate) fn otlp_from_remote_write(
+    request: prom::remote_write::WriteRequest,
+) -> Result<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest, String> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, any_value};
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+    };
     let mut metrics = Vec::with_capacity(request.timeseries.len());
     for (i, series) in request.timeseries.into_iter().enumerate() {
         if !series.histograms.is_empty() {
@@ -348,14 +355,193 @@ pub fn otlp_from_remote_write(request: WriteRequest) -> Result<ExportMetricsServ
     })
 }
 
-/// The metric rows of a remote-write body (snappy-compressed `WriteRequest`) that was accepted
-/// before: the store's replay of a log record that kept the body as it came.
-pub fn rows_from_remote_write(body: &[u8]) -> Result<Vec<MetricRow>, String> {
+/// The samples of one accepted remote-write request, as the series they belong to: what the
+/// head holds of remote write and what a flush writes straight into series segments
+/// (`store::series`) — remote-written samples are Prometheus series already and are kept only
+/// there, never as Parquet metric rows (ADR 0009).
+#[derive(Debug, Clone, Default)]
+pub struct SeriesBatch {
+    pub series: Vec<BatchSeries>,
+    /// Samples over all series.
+    pub samples: usize,
+    /// Label text this batch allocated itself (labels shared with the receiver's series table
+    /// are counted there).
+    pub label_bytes: u64,
+}
+
+/// One series of a [`SeriesBatch`]: its labels (sorted, empty values dropped) and its samples
+/// in the order they came, times in milliseconds clamped to `[0, MAX_SAMPLE_MS]`.
+#[derive(Debug, Clone)]
+pub struct BatchSeries {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+/// The latest time a stored sample may have, in milliseconds: the store keeps times as unsigned
+/// nanoseconds, so earlier and later samples are clamped into `[0, MAX_SAMPLE_MS]` (as OTLP's
+/// unsigned times are).
+pub const MAX_SAMPLE_MS: i64 = (u64::MAX / 1_000_000) as i64;
+
+/// A sample's time as the store keeps it.
+pub fn clamp_ms(t: i64) -> i64 {
+    t.clamp(0, MAX_SAMPLE_MS)
+}
+
+impl SeriesBatch {
+    /// Memory the batch holds: its series and samples, and the label text it owns.
+    pub fn memory_bytes(&self) -> u64 {
+        let series: usize = self
+            .series
+            .iter()
+            .map(|s| std::mem::size_of::<BatchSeries>() + s.samples.capacity() * std::mem::size_of::<Sample>())
+            .sum();
+        series as u64 + self.label_bytes
+    }
+}
+
+/// The label pairs of a remote-written series as they are stored: empty values dropped, sorted
+/// by name, of a name given twice the later kept (as [`Labels::new`] keeps them). Refills
+/// `out`, borrowing from the request.
+pub fn normalize_labels<'a>(labels: &[(&'a str, &'a str)], out: &mut Vec<(&'a str, &'a str)>) {
+    out.clear();
+    out.extend(labels.iter().filter(|(_, v)| !v.is_empty()));
+    if out.windows(2).all(|w| w[0].0 < w[1].0) {
+        return;
+    }
+    out.reverse();
+    out.sort_by(|a, b| a.0.cmp(b.0));
+    out.dedup_by(|later, first| later.0 == first.0);
+}
+
+/// Why series `i` of a remote-write request cannot be stored, if it cannot: native histograms,
+/// no metric name, an invalid label name, more labels than `max_labels` besides `__name__`.
+/// `labels` as sent, `normalized` as [`normalize_labels`] made them.
+pub fn series_problem(
+    i: usize,
+    labels: &[(&str, &str)],
+    normalized: &[(&str, &str)],
+    histograms: usize,
+    max_labels: usize,
+) -> Option<String> {
+    if histograms > 0 {
+        return Some(format!(
+            "series {i}: native histograms are not supported; send classic histograms (_bucket/_sum/_count)"
+        ));
+    }
+    if let Some((name, _)) = labels.iter().find(|(n, _)| *n != "__name__" && !valid_label_name(n)) {
+        return Some(format!("series {i}: invalid label name {name:?}"));
+    }
+    if !normalized.iter().any(|(n, _)| *n == "__name__") {
+        return Some(format!("series {i} has no metric name (__name__)"));
+    }
+    if normalized.len() - 1 > max_labels {
+        return Some(format!(
+            "series {i}: {} labels besides __name__, over the limit of {max_labels}",
+            normalized.len() - 1
+        ));
+    }
+    None
+}
+
+/// The samples of a remote-write body (snappy-compressed `WriteRequest`) that was accepted
+/// before, as a [`SeriesBatch`]: the store's replay of a log record that kept the body as it
+/// came. Each series gets labels of its own (the replay has no series table).
+pub fn series_from_remote_write(body: &[u8]) -> Result<SeriesBatch, String> {
     // Accepted once, within the limits of then. Snappy expands a body at most about 21 times
     // (a 3-byte copy element makes 64 bytes): a length claiming more is not from a real body.
     let limit = body.len().saturating_mul(64).max(1 << 20);
-    let request = prom::remote_write::decode(body, limit).map_err(|e| e.to_string())?;
-    Ok(super::metric::rows_from_request(otlp_from_remote_write(request)?))
+    let raw = prom::remote_write::decompress(body, limit).map_err(|e| e.to_string())?;
+    let mut batch = SeriesBatch::default();
+    let mut pairs = Vec::new();
+    let mut i = 0;
+    prom::remote_write::walk(&raw, |view| {
+        normalize_labels(&view.labels, &mut pairs);
+        if let Some(problem) = series_problem(i, &view.labels, &pairs, view.histograms, usize::MAX) {
+            return Err(problem);
+        }
+        i += 1;
+        let labels = Labels::new(pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect());
+        batch.label_bytes += pairs.iter().map(|(n, v)| 48 + n.len() + v.len()).sum::<usize>() as u64;
+        batch.samples += view.samples.len();
+        batch.series.push(BatchSeries {
+            labels,
+            samples: view.samples.iter().map(|s| Sample { t: clamp_ms(s.timestamp), v: s.value }).collect(),
+        });
+        Ok(())
+    })
+    .map_err(|e| match e {
+        prom::remote_write::WalkError::Decode(e) => e.to_string(),
+        prom::remote_write::WalkError::Visitor(e) => e,
+    })?;
+    Ok(batch)
+}
+
+/// Turns OTLP points of delta temporality into the cumulative series Prometheus reads, as the
+/// OpenTelemetry Collector's `deltatocumulative` processor does before a Prometheus exporter:
+/// each delta point is translated as if it were cumulative (names, `_total`, histogram
+/// `_bucket`/`_sum`/`_count`, `target_info`), and each resulting series keeps a running total
+/// per tenant, to which the point's value is added. A point no later than its series' newest is
+/// dropped from the accumulation (counted in `dropped`); a staleness marker is passed on as is.
+///
+/// The totals live in memory and are bounded by `max_series`, beyond which they start afresh:
+/// after that, or after a restart, a series starts again from its next delta — which PromQL
+/// reads as a counter reset, so `rate` and `increase` stay right. The rows themselves keep the
+/// deltas as they were sent (the native API and the gate read those).
+#[derive(Debug)]
+pub struct DeltaAccumulator {
+    totals: std::collections::HashMap<(crate::tenant::Tenant, Labels), (i64, f64)>,
+    max_series: usize,
+    pub dropped: u64,
+}
+
+impl DeltaAccumulator {
+    pub fn new(max_series: usize) -> DeltaAccumulator {
+        DeltaAccumulator { totals: Default::default(), max_series, dropped: 0 }
+    }
+
+    /// The accumulated series of the delta points among `rows`, if there are any.
+    pub fn accumulate(&mut self, tenant: &crate::tenant::Tenant, rows: &[MetricRow]) -> Option<SeriesBatch> {
+        if !rows.iter().any(|r| r.temporality == 1) {
+            return None;
+        }
+        if self.totals.len() > self.max_series {
+            tracing::warn!(series = self.totals.len(), "delta accumulation tracks too many series; starting afresh");
+            self.totals.clear();
+        }
+        let mut translator = Translator::default();
+        let mut out: Vec<(u32, Sample)> = Vec::new();
+        for row in rows.iter().filter(|r| r.temporality == 1) {
+            let mut cumulative = row.clone();
+            cumulative.temporality = 2;
+            translator.translate(&cumulative, |id, sample| out.push((id, sample)));
+        }
+        let mut batch = SeriesBatch::default();
+        let mut at: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+        for (id, sample) in out {
+            let labels = translator.labels(id);
+            let value = if labels.get("__name__") == Some("target_info") || sample.v.to_bits() == STALE_NAN_BITS {
+                Some(sample.v)
+            } else {
+                let total = self.totals.entry((tenant.clone(), labels.clone())).or_insert((i64::MIN, 0.0));
+                if sample.t <= total.0 {
+                    self.dropped += 1;
+                    None
+                } else {
+                    *total = (sample.t, total.1 + sample.v);
+                    Some(total.1)
+                }
+            };
+            let Some(v) = value else { continue };
+            let i = *at.entry(id).or_insert_with(|| {
+                batch.series.push(BatchSeries { labels: labels.clone(), samples: Vec::new() });
+                batch.label_bytes += labels.iter().map(|(n, v)| 48 + n.len() + v.len()).sum::<usize>() as u64;
+                batch.series.len() - 1
+            });
+            batch.series[i].samples.push(Sample { t: sample.t, v });
+            batch.samples += 1;
+        }
+        (batch.samples > 0).then_some(batch)
+    }
 }
 
 /// Rows to numbered series, translating each distinct point identity once. A point's label
@@ -442,13 +628,14 @@ impl Translator {
 
     /// Calls `emit` with the series number and sample of each sample a stored point stands
     /// for (module docs: names, labels, `target_info`, histogram and summary series, staleness
-    /// markers); delta and exponential-histogram points are counted in `skipped`.
+    /// markers); exponential-histogram points are counted in `skipped`, delta points left to
+    /// [`DeltaAccumulator`].
     pub fn translate(&mut self, row: &MetricRow, mut emit: impl FnMut(u32, Sample)) {
         use std::hash::{BuildHasher, Hash, Hasher};
         let t = i64::try_from(row.time_unix_nano / 1_000_000).unwrap_or(i64::MAX);
         let remote_write = &*row.scope.name == SCOPE;
         if row.temporality == 1 {
-            self.skipped.delta += 1;
+            // Their cumulative series come from `DeltaAccumulator`, at ingest.
             return;
         }
         if row.kind == MetricKind::ExponentialHistogram {
@@ -809,7 +996,66 @@ mod tests {
         let mut delta = row("d", "", MetricKind::Sum, true);
         delta.temporality = 1;
         let mut skipped = Skipped::default();
-        translate(&delta, &mut skipped, |_, _| panic!("a delta point has no Prometheus form here"));
-        assert_eq!(skipped.delta, 1);
+        translate(&delta, &mut skipped, |_, _| panic!("a delta point is left to the accumulator"));
+        assert_eq!(skipped.delta, 0);
+    }
+
+    #[test]
+    fn delta_points_accumulate_into_the_series_a_cumulative_point_makes() {
+        let tenant = crate::tenant::Tenant::parse("a").unwrap();
+        let at = |mut r: MetricRow, secs: u64, value: f64| {
+            r.temporality = 1;
+            r.time_unix_nano = secs * 1_000_000_000;
+            r.value = Some(value);
+            r
+        };
+        let view = |b: Option<SeriesBatch>| -> Vec<(String, Vec<(i64, f64)>)> {
+            b.map(|b| {
+                b.series
+                    .iter()
+                    .map(|s| (s.labels.to_string(), s.samples.iter().map(|x| (x.t, x.v)).collect()))
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        let sum = row("requests", "1", MetricKind::Sum, true);
+        let mut acc = DeltaAccumulator::new(100);
+        // Cumulative rows are not its business.
+        assert!(acc.accumulate(&tenant, std::slice::from_ref(&sum)).is_none());
+        let first = acc.accumulate(&tenant, &[at(sum.clone(), 10, 2.0), at(sum.clone(), 20, 3.0)]);
+        let name = r#"requests_total{http_route="/a", instance="pod-1", job="shop/api", key_1st="x"}"#.to_string();
+        assert_eq!(view(first), vec![(name.clone(), vec![(10_000, 2.0), (20_000, 5.0)])]);
+        // The totals carry over to the next request; a point no later than the newest is dropped.
+        let next = acc.accumulate(&tenant, &[at(sum.clone(), 20, 7.0), at(sum.clone(), 30, 1.0)]);
+        assert_eq!(view(next), vec![(name.clone(), vec![(30_000, 6.0)])]);
+        assert_eq!(acc.dropped, 1);
+        // Another tenant's series start from zero.
+        let other = crate::tenant::Tenant::parse("b").unwrap();
+        assert_eq!(
+            view(acc.accumulate(&other, &[at(sum.clone(), 30, 1.0)])),
+            vec![(name.clone(), vec![(30_000, 1.0)])]
+        );
+        // A histogram's buckets, sum and count each accumulate.
+        let mut h = at(row("d", "s", MetricKind::Histogram, false), 10, 0.0);
+        h.value = None;
+        let twice = acc.accumulate(
+            &tenant,
+            &[h.clone(), {
+                let mut l = h.clone();
+                l.time_unix_nano += 15_000_000_000;
+                l
+            }],
+        );
+        let got = view(twice);
+        let inf = got.iter().find(|(l, _)| l.contains(r#"le="+Inf""#)).unwrap();
+        assert_eq!(inf.1, vec![(10_000, 6.0), (25_000, 12.0)]);
+        let count = got.iter().find(|(l, _)| l.starts_with("d_seconds_count")).unwrap();
+        assert_eq!(count.1, vec![(10_000, 6.0), (25_000, 12.0)]);
+        let sum_series = got.iter().find(|(l, _)| l.starts_with("d_seconds_sum")).unwrap();
+        assert_eq!(sum_series.1, vec![(10_000, 9.0), (25_000, 18.0)]);
+        // Past its bound the accumulator starts afresh (read as a counter reset).
+        let mut small = DeltaAccumulator::new(0);
+        small.accumulate(&tenant, &[at(sum.clone(), 10, 2.0)]);
+        assert_eq!(view(small.accumulate(&tenant, &[at(sum.clone(), 20, 3.0)])), vec![(name, vec![(20_000, 3.0)])]);
     }
 }

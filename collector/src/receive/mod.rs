@@ -195,8 +195,6 @@ pub enum Raw {
     None,
     /// The request's OTLP protobuf.
     Otlp(Bytes),
-    /// A Prometheus remote-write body (snappy-compressed), which decodes to `decoded_len` bytes.
-    RemoteWrite { body: Bytes, decoded_len: usize },
 }
 
 /// The shared ingest path of both receivers.
@@ -265,7 +263,6 @@ impl Ingest {
         let size = match &raw {
             Raw::None => request.encoded_len(),
             Raw::Otlp(bytes) => bytes.len(),
-            Raw::RemoteWrite { decoded_len, .. } => *decoded_len,
         }
         .max(1) as u64;
         let budget = self.limits.max_memory_expansion.saturating_mul(size);
@@ -282,9 +279,6 @@ impl Ingest {
         // with a warning): then the log must hold the request as changed, not as received.
         let (format, payload) = match raw {
             Raw::Otlp(bytes) if rejections.items == 0 && rejections.warnings.is_empty() => (Format::Otlp, bytes),
-            Raw::RemoteWrite { body, .. } if rejections.items == 0 && rejections.warnings.is_empty() => {
-                (Format::RemoteWrite, body)
-            }
             _ => (Format::Otlp, Bytes::from(request.encode_to_vec())),
         };
         let rows = request.into_rows();
@@ -303,6 +297,49 @@ impl Ingest {
             return Err(err);
         }
         Ok(R::response(&rejections))
+    }
+
+    /// Stores the samples of one remote-write request, checked whole by the receiver
+    /// (`remote_write`): the log keeps `body` as it came (snappy, `decoded_len` bytes
+    /// decompressed), the head the batch. The same overload, capacity and memory bounds as
+    /// [`Ingest::export`].
+    pub async fn export_series(
+        &self,
+        tenant: Tenant,
+        batch: model::prometheus::SeriesBatch,
+        body: Bytes,
+        decoded_len: usize,
+    ) -> Result<(), IngestError> {
+        let _permit = self.inflight.try_acquire().map_err(|_| {
+            IngestError::Overloaded(format!(
+                "{} export requests are already in progress",
+                self.limits.max_inflight_requests
+            ))
+        })?;
+        self.store.check_capacity()?;
+        let total = batch.samples as u64;
+        self.telemetry.received(Signal::Metrics, total);
+        if total == 0 {
+            return Ok(());
+        }
+        let size = decoded_len.max(1) as u64;
+        let budget = self.limits.max_memory_expansion.saturating_mul(size);
+        let memory = batch.memory_bytes();
+        if memory > budget {
+            self.telemetry.refused(Signal::Metrics, total);
+            return Err(IngestError::Expands {
+                what: "its samples",
+                bytes: memory,
+                size,
+                factor: self.limits.max_memory_expansion,
+            });
+        }
+        if let Err(err) = self.store.append_sized(tenant, Format::RemoteWrite, body, Rows::Series(batch), memory).await
+        {
+            self.telemetry.refused(Signal::Metrics, total);
+            return Err(err);
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::model::prometheus::{BatchSeries, SeriesBatch};
 use crate::model::{Row, Rows};
 use crate::signal::Signal;
 use crate::tenant::Tenant;
@@ -31,7 +32,7 @@ pub(crate) enum Request {
 pub(crate) fn run(shared: Arc<Shared>, writer: SyncSender<Op>, rx: Receiver<Request>) {
     let mut last_retention = Instant::now() - shared.settings.retention_interval;
     backfill_series(&shared);
-    compact_series(&shared, now_unix_nano());
+    compact_series(&shared, now_unix_nano(), false);
     loop {
         // Blocks left frozen by a failed flush are retried every second, not every interval:
         // while they wait, the head only grows and the receivers start refusing data.
@@ -51,9 +52,10 @@ pub(crate) fn run(shared: Arc<Shared>, writer: SyncSender<Op>, rx: Receiver<Requ
             tracing::error!(%err, "flush failed; data stays in the WAL and the head, will retry");
         }
         shared.set_problem(super::Problem::Flush, result.as_ref().err().map(ToString::to_string));
-        if result.is_ok() {
-            compact_series(&shared, now_unix_nano());
+        if let Ok(wrote) = result {
+            compact_series(&shared, now_unix_nano(), wrote);
         }
+        let result = result.map(drop);
         if let Some(Request::Now(reply)) = request {
             let _ = reply.send(result);
         }
@@ -70,14 +72,16 @@ fn now_unix_nano() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
-/// Cuts the head and writes every frozen block, oldest first.
-fn flush(shared: &Shared, writer: &SyncSender<Op>) -> Result<(), StoreError> {
+/// Cuts the head and writes every frozen block, oldest first; says whether there was any.
+fn flush(shared: &Shared, writer: &SyncSender<Op>) -> Result<bool, StoreError> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     writer.send(Op::Cut { done: tx }).map_err(|_| StoreError::Stopped("log writer"))?;
     rx.recv().map_err(|_| StoreError::Stopped("log writer"))??;
+    let mut wrote = false;
     loop {
         let next = shared.read().head.frozen.first().map(|f| (f.seq, Arc::clone(&f.block)));
-        let Some((seq, block)) = next else { return Ok(()) };
+        let Some((seq, block)) = next else { return Ok(wrote) };
+        wrote = true;
         let started = Instant::now();
         let (metas, segments) = write_block(shared, seq, &block)?;
         let metas: Vec<Arc<PartMeta>> = metas.into_iter().map(Arc::new).collect();
@@ -124,17 +128,37 @@ pub(crate) fn index_traces_parts(shared: &Shared, parts: &[Arc<PartMeta>]) {
     }
 }
 
-/// One tenant's rows of one signal and hour in a block, and the memory they hold.
-type Group<'a> = (Vec<&'a Rows>, u64);
+/// One tenant's rows of one signal and hour in a block: the rows that go to parts and the
+/// memory they hold, and the remote-written series batches, which go to the series store alone.
+#[derive(Default)]
+struct Group<'a> {
+    rows: Vec<&'a Rows>,
+    bytes: u64,
+    batches: Vec<&'a SeriesBatch>,
+}
+
+impl<'a> Group<'a> {
+    fn add(&mut self, rows: &'a Rows, bytes: u64) {
+        match rows {
+            Rows::Series(batch) => self.batches.push(batch),
+            rows => {
+                self.rows.push(rows);
+                self.bytes += bytes;
+            }
+        }
+    }
+}
+
 /// The tenants of one part and their rows.
 type Members<'a> = Vec<(&'a Tenant, Vec<&'a Rows>)>;
 
 /// Groups a block's rows by signal, hour and tenant and writes them as parts: a tenant with
 /// at least `min_tenant_part_bytes` of rows in an hour gets a part of its own, and the other
 /// tenants of that signal and hour share one part. A flush of many small tenants so writes a
-/// few files per signal and hour instead of one per tenant. Metric rows are also written as
-/// one series segment per tenant and hour (`series`). The parts are entered in the catalog,
-/// and the segments are on disk, before the caller moves the checkpoint.
+/// few files per signal and hour instead of one per tenant. Metric rows are also written, with
+/// the remote-written series, as one series segment per tenant and hour (`series`). The parts
+/// are entered in the catalog, and the segments are on disk, before the caller moves the
+/// checkpoint.
 fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<(Vec<PartMeta>, Vec<Arc<SegmentMeta>>), StoreError> {
     // Chunks whose rows all fall in one hour are written as they are; the others are split.
     let mut split: Vec<(Tenant, Rows)> = Vec::new();
@@ -146,8 +170,7 @@ fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<(Vec<PartMeta
         let (lo, hi) = (parts::hour_dir(chunk.min_time), parts::hour_dir(chunk.max_time));
         if lo == hi {
             let group = groups.entry((chunk.rows.signal(), lo)).or_default().entry(chunk.tenant.clone()).or_default();
-            group.0.push(&chunk.rows);
-            group.1 += chunk.bytes;
+            group.add(&chunk.rows, chunk.bytes);
         } else {
             for rows in split_by_hour(&chunk.rows) {
                 split.push((chunk.tenant.clone(), rows));
@@ -163,8 +186,7 @@ fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<(Vec<PartMeta
             }
         });
         let group = groups.entry((rows.signal(), hour)).or_default().entry(tenant.clone()).or_default();
-        group.0.push(rows);
-        group.1 += bytes;
+        group.add(rows, bytes);
     }
 
     let threshold = shared.settings.min_tenant_part_bytes;
@@ -172,31 +194,35 @@ fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<(Vec<PartMeta
     let mut segments = Vec::new();
     for ((signal, hour), tenants) in &groups {
         if *signal == Signal::Metrics {
-            for (tenant, (rows, _)) in tenants {
-                let rows: Vec<&[crate::model::metric::MetricRow]> = rows
+            for (tenant, group) in tenants {
+                let rows: Vec<&[crate::model::metric::MetricRow]> = group
+                    .rows
                     .iter()
                     .filter_map(|r| match r {
                         Rows::Metrics(m) => Some(m.as_slice()),
                         _ => None,
                     })
                     .collect();
-                segments.push(series::write_flushed(&shared.data_dir, tenant, hour, seq, &rows)?);
+                segments.push(series::write_flushed(&shared.data_dir, tenant, hour, seq, &rows, &group.batches)?);
+                let samples: usize = group.batches.iter().map(|b| b.samples).sum();
+                shared.telemetry.stored(Signal::Metrics, samples as u64);
             }
         }
-        let (own, small): (Vec<_>, Vec<_>) = tenants.iter().partition(|(_, (_, bytes))| *bytes >= threshold);
+        let (own, small): (Vec<_>, Vec<_>) =
+            tenants.iter().filter(|(_, group)| !group.rows.is_empty()).partition(|(_, group)| group.bytes >= threshold);
         let mut files: Vec<(String, Members<'_>)> = Vec::new();
-        for (tenant, (rows, _)) in own {
-            files.push((parts::part_name(tenant.as_str(), *signal, hour, seq), vec![(tenant, rows.clone())]));
+        for (tenant, group) in own {
+            files.push((parts::part_name(tenant.as_str(), *signal, hour, seq), vec![(tenant, group.rows.clone())]));
         }
         match small.len() {
             0 => {}
             1 => {
-                let (tenant, (rows, _)) = small[0];
-                files.push((parts::part_name(tenant.as_str(), *signal, hour, seq), vec![(tenant, rows.clone())]));
+                let (tenant, group) = small[0];
+                files.push((parts::part_name(tenant.as_str(), *signal, hour, seq), vec![(tenant, group.rows.clone())]));
             }
             _ => files.push((
                 parts::part_name(parts::SHARED_DIR, *signal, hour, seq),
-                small.iter().map(|(tenant, (rows, _))| (*tenant, rows.clone())).collect(),
+                small.iter().map(|(tenant, group)| (*tenant, group.rows.clone())).collect(),
             )),
         }
         for (name, members) in files {
@@ -232,7 +258,7 @@ fn backfill_series(shared: &Shared) {
             }
             let written = match parts::read_part(part, &t.tenant) {
                 Ok(Rows::Metrics(rows)) => {
-                    series::write_flushed(&shared.data_dir, &t.tenant, &hour, part.seq, &[&rows])
+                    series::write_flushed(&shared.data_dir, &t.tenant, &hour, part.seq, &[&rows], &[])
                 }
                 Ok(_) => continue,
                 Err(err) => {
@@ -251,18 +277,25 @@ fn backfill_series(shared: &Shared) {
     }
 }
 
-/// Merges the segments of each block (tenant and hour) into one once its hour is over, or
-/// once it holds `series::MAX_OPEN_SEGMENTS`, so a query opens one file per hour. A failure
-/// leaves the sources as they are (a damaged source is deleted: its parts replace it).
-fn compact_series(shared: &Shared, now_unix_nano: u64) {
+/// Merges the segments of each block (tenant and hour) into one once its hour is over and
+/// the latest flush (`just_wrote`: the one that just ran wrote something) added nothing to it,
+/// or once it holds `series::MAX_OPEN_SEGMENTS`, so a query opens one file per hour. A block
+/// still being written — a backfill of past hours, late samples — is so merged once when its
+/// writes move on, not rewritten whole after every flush. A failure leaves the sources as they
+/// are (a damaged source is set aside: the parts it was built from, if any, replace it).
+fn compact_series(shared: &Shared, now_unix_nano: u64, just_wrote: bool) {
     let grace = shared.settings.flush_interval.as_nanos() as u64;
     let mut blocks: BTreeMap<(Tenant, String), Vec<Arc<SegmentMeta>>> = BTreeMap::new();
+    let mut newest = 0;
     for s in shared.read().series.iter() {
+        newest = newest.max(s.last_seq);
         blocks.entry((s.tenant.clone(), s.hour.clone())).or_default().push(Arc::clone(s));
     }
     for ((_, hour), mut sources) in blocks {
         let closed = parts::hour_start(&hour).is_some_and(|start| start + parts::HOUR_NANOS + grace <= now_unix_nano);
-        if sources.len() < 2 || !(closed || sources.len() >= series::MAX_OPEN_SEGMENTS) {
+        let written_last = just_wrote && sources.iter().any(|s| s.last_seq == newest);
+        let full = sources.len() >= series::MAX_OPEN_SEGMENTS;
+        if sources.len() < 2 || !((closed && !written_last) || full) {
             continue;
         }
         if shared.closing.load(Relaxed) {
@@ -290,7 +323,9 @@ fn compact_series(shared: &Shared, now_unix_nano: u64) {
                 if let Some(s) = damaged {
                     shared.write().series.retain(|o| !Arc::ptr_eq(o, s));
                     shared.series_indexes.forget(&s.name);
-                    let _ = std::fs::remove_file(&s.path);
+                    if let Err(err) = super::catalog::quarantine(&shared.data_dir, &s.name) {
+                        tracing::error!(segment = %s.name, %err, "cannot move the damaged series segment aside");
+                    }
                 }
             }
             Err(err) => tracing::error!(%err, "series compaction failed; will retry"),
@@ -311,7 +346,29 @@ fn split_by_hour(rows: &Rows) -> Vec<Rows> {
         Rows::Metrics(r) => split(r, Rows::Metrics),
         Rows::Logs(r) => split(r, Rows::Logs),
         Rows::Profiles(r) => split(r, Rows::Profiles),
+        Rows::Series(batch) => split_batch(batch).into_iter().map(Rows::Series).collect(),
     }
+}
+
+/// A batch's samples by hour, each hour's series in the batch's order (a series whose samples
+/// cross an hour is in both); the batch's own label text is counted in the first.
+fn split_batch(batch: &SeriesBatch) -> Vec<SeriesBatch> {
+    let mut by_hour: BTreeMap<i64, SeriesBatch> = BTreeMap::new();
+    for s in &batch.series {
+        for sample in &s.samples {
+            let hour = by_hour.entry(sample.t.div_euclid(series::HOUR_MS)).or_default();
+            hour.samples += 1;
+            match hour.series.last_mut() {
+                Some(last) if last.labels.identity() == s.labels.identity() => last.samples.push(*sample),
+                _ => hour.series.push(BatchSeries { labels: s.labels.clone(), samples: vec![*sample] }),
+            }
+        }
+    }
+    let mut out: Vec<SeriesBatch> = by_hour.into_values().collect();
+    if let Some(first) = out.first_mut() {
+        first.label_bytes = batch.label_bytes;
+    }
+    out
 }
 
 /// Deletes parts whose newest row is older than the retention period; returns how many.

@@ -171,7 +171,12 @@ pub struct Store {
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
     /// The data directory, opened and exclusively locked until [`Store::close`].
     lock: std::sync::Mutex<Option<std::fs::File>>,
+    /// Running totals of delta metric points, for their cumulative Prometheus series.
+    deltas: std::sync::Mutex<crate::model::prometheus::DeltaAccumulator>,
 }
+
+/// Most series whose delta points [`Store::append_sized`] accumulates at once.
+pub const MAX_DELTA_SERIES: usize = 1_000_000;
 
 /// The rows of one tenant and signal visible at one moment: head chunks and part files.
 #[derive(Debug)]
@@ -275,6 +280,7 @@ impl Store {
 
         let mut last_seq = checkpoint;
         let mut wal_damaged = false;
+        let mut deltas = crate::model::prometheus::DeltaAccumulator::new(MAX_DELTA_SERIES);
         for seq in wal.segments().map_err(io(&wal_dir))? {
             last_seq = last_seq.max(seq);
             if seq <= checkpoint {
@@ -301,12 +307,21 @@ impl Store {
                 let rows = match record.format {
                     wal::Format::Otlp => crate::model::decode_rows(record.signal, &record.payload),
                     wal::Format::RemoteWrite => {
-                        crate::model::prometheus::rows_from_remote_write(&record.payload).map(Rows::Metrics)
+                        crate::model::prometheus::series_from_remote_write(&record.payload).map(Rows::Series)
                     }
                 };
                 match rows {
                     Ok(rows) => {
                         let bytes = rows.memory_bytes();
+                        // Delta points are accumulated again, in log order, from the totals of
+                        // this start (a restart is a counter reset to their series).
+                        if let Rows::Metrics(points) = &rows
+                            && let Some(batch) = deltas.accumulate(&record.tenant, points)
+                        {
+                            let batch = Rows::Series(batch);
+                            let bytes = batch.memory_bytes();
+                            state.head.active.push(Arc::new(Chunk::new(record.tenant.clone(), batch, bytes)));
+                        }
                         state.head.active.push(Arc::new(Chunk::new(record.tenant, rows, bytes)))
                     }
                     Err(err) => tracing::error!(segment = seq, %err, "WAL record does not decode; skipped"),
@@ -386,6 +401,7 @@ impl Store {
             flusher: flush_tx,
             threads: std::sync::Mutex::new(vec![writer_thread, flush_thread, verify_thread]),
             lock: std::sync::Mutex::new(Some(lock)),
+            deltas: std::sync::Mutex::new(deltas),
         })
     }
 
@@ -448,9 +464,21 @@ impl Store {
         rows: Rows,
         bytes: u64,
     ) -> Result<(), IngestError> {
+        // Delta metric points also become the cumulative series Prometheus reads. (A write
+        // that fails after this has advanced the totals; its retry, at the same times, is then
+        // dropped from the accumulation, so each delta is counted once.)
+        let accumulated = match &rows {
+            Rows::Metrics(points) => self.deltas.lock().unwrap_or_else(|e| e.into_inner()).accumulate(&tenant, points),
+            _ => None,
+        };
+        let also = accumulated.map(|batch| {
+            let batch = Rows::Series(batch);
+            let bytes = batch.memory_bytes();
+            Arc::new(Chunk::new(tenant.clone(), batch, bytes))
+        });
         let chunk = Arc::new(Chunk::new(tenant.clone(), rows, bytes));
         let (done, wait) = tokio::sync::oneshot::channel();
-        let op = writer::Op::Append { tenant, signal: chunk.rows.signal(), format, payload, chunk, done };
+        let op = writer::Op::Append { tenant, signal: chunk.rows.signal(), format, payload, chunk, also, done };
         match self.writer.try_send(op) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -537,12 +565,15 @@ impl Store {
         };
         self.shared.series_indexes.forget(&segment.name);
         if first {
-            tracing::error!(segment = %segment.name, %err, "damaged series segment deleted; its parts are read instead");
-            if let Err(e) = std::fs::remove_file(&segment.path) {
-                tracing::error!(segment = %segment.name, %e, "cannot delete the damaged series segment");
+            tracing::error!(segment = %segment.name, %err, "damaged series segment set aside; its parts are read instead");
+            if let Err(e) = catalog::quarantine(&self.shared.data_dir, &segment.name) {
+                tracing::error!(segment = %segment.name, %e, "cannot move the damaged series segment aside");
             }
         }
-        format!("{err}; it was deleted and its series were read from the parts")
+        format!(
+            "{err}; it was set aside: what it holds of OTLP metrics is read from their parts, its remote-written \
+             samples are missing from this answer"
+        )
     }
 
     /// The head chunks and the parts that may hold spans of one trace.

@@ -1,9 +1,11 @@
 //! The metric series store: stored metric points as Prometheus series, indexed by label and
 //! compressed per series, for PromQL.
 //!
-//! Metric points are kept twice, each copy laid out for its readers: as rows in the Parquet
-//! parts (the native API, the gate) and here, translated once to Prometheus series
-//! (`model::prometheus`) when a flush writes them. Per tenant and hour (a *block*) the store
+//! OTLP metric points are kept twice, each copy laid out for its readers: as rows in the
+//! Parquet parts (the native API, the gate) and here, translated once to Prometheus series
+//! (`model::prometheus`) when a flush writes them. Remote-written samples are kept only here:
+//! the flush writes their batches (`model::prometheus::SeriesBatch`) into the same segments
+//! (ADR 0009). Per tenant and hour (a *block*) the store
 //! holds *segments*, each a file
 //! `series/<tenant>/<hour>/<first seq>-<last seq>.sgs` holding the series of the flushes
 //! `first..=last` of that block:
@@ -23,8 +25,9 @@
 //! postings built from it (an `=` matcher selects by postings, the others filter the
 //! candidates' labels) without touching samples, then reads only the chunks of the series it
 //! selected, neighbouring chunks coalesced into one read. The flusher compacts the segments of
-//! a block into one once its hour is over (or once it holds [`MAX_OPEN_SEGMENTS`]), so a
-//! six-hour query opens about six files whatever the flush interval.
+//! a block into one once its hour is over and the latest flush added nothing to it (or once it
+//! holds [`MAX_OPEN_SEGMENTS`]), so a six-hour query opens about six files whatever the flush
+//! interval, and a backfill of past hours does not rewrite an hour after every flush.
 //!
 //! Durability comes from the write-ahead log and the parts: a flush writes a block's segments
 //! before it moves the log's checkpoint, and at start-up segments of flushes the checkpoint
@@ -32,8 +35,10 @@
 //! compaction writes its output under a temporary name, renames it and only then deletes its
 //! sources; a segment whose flushes another segment covers is a finished compaction's source
 //! and is deleted at start-up, so a crash at any point loses and doubles nothing. A segment
-//! that is damaged, or missing for a part (a data directory from before this store), is
-//! rebuilt from the parts: queries read such parts directly until the flusher has rebuilt it.
+//! that is damaged is set aside in `quarantine/`: the series it held of OTLP metrics are rebuilt
+//! from the parts (queries read such parts directly until the flusher has rebuilt it, as they
+//! do for a part without a segment, from a data directory older than this store); the
+//! remote-written samples it held had no other copy and are missing, which answers say.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -47,7 +52,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use prom::model::{Labels, Sample};
 
 use crate::model::metric::MetricRow;
-use crate::model::prometheus::{Skipped, Translator};
+use crate::model::prometheus::{SeriesBatch, Skipped, Translator};
 use crate::tenant::Tenant;
 
 use super::wal::sync_dir;
@@ -130,12 +135,15 @@ impl SegmentMeta {
     }
 }
 
-/// Translates metric rows to series: each series' samples sorted by time, one per timestamp
-/// (of two at one time, the later added wins).
+/// Gathers metric rows, translated to series, and remote-written series batches: each series'
+/// samples sorted by time, one per timestamp (of two at one time, the later added wins).
 #[derive(Debug, Default)]
 pub struct SeriesBuilder {
     translator: Translator,
     samples: Vec<Vec<Sample>>,
+    /// Series of batches, by label-set allocation (batches of one series share theirs).
+    batched: Vec<(Labels, Vec<Sample>)>,
+    by_identity: HashMap<usize, usize>,
 }
 
 impl SeriesBuilder {
@@ -152,16 +160,39 @@ impl SeriesBuilder {
         }
     }
 
+    pub fn add_batch(&mut self, batch: &SeriesBatch) {
+        for s in &batch.series {
+            // The key stays valid: `batched` keeps a clone of the labels it points at.
+            let at = *self.by_identity.entry(s.labels.identity()).or_insert_with(|| {
+                self.batched.push((s.labels.clone(), Vec::new()));
+                self.batched.len() - 1
+            });
+            self.batched[at].1.extend_from_slice(&s.samples);
+        }
+    }
+
     /// The series sorted by labels, and what had no Prometheus form.
     pub fn finish(self) -> (Vec<(Labels, Vec<Sample>)>, Skipped) {
         let (labels, skipped) = self.translator.into_labels();
-        let mut out: Vec<(Labels, Vec<Sample>)> = labels
+        let mut all: Vec<(Labels, Vec<Sample>)> = labels
             .into_iter()
             .zip(self.samples.into_iter().chain(std::iter::repeat_with(Vec::new)))
+            .chain(self.batched)
             .filter(|(_, samples)| !samples.is_empty())
-            .map(|(labels, samples)| (labels, dedup_sorted(samples)))
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        // One label set may come from rows and batches, or from batches of separate label-set
+        // allocations (the replay's, or after the receiver's table started afresh).
+        let mut out: Vec<(Labels, Vec<Sample>)> = Vec::with_capacity(all.len());
+        for (labels, samples) in all {
+            match out.last_mut() {
+                Some((last, merged)) if *last == labels => merged.extend(samples),
+                _ => out.push((labels, samples)),
+            }
+        }
+        for (_, samples) in &mut out {
+            *samples = dedup_sorted(std::mem::take(samples));
+        }
         (out, skipped)
     }
 }
@@ -192,9 +223,8 @@ fn write_segment(
     let mut out = BufWriter::with_capacity(1 << 20, file);
     out.write_all(MAGIC).map_err(meta.io())?;
     let mut offset = MAGIC.len() as u64;
-    let mut symbols: BTreeMap<String, u32> = BTreeMap::new();
     struct Written {
-        labels: Vec<(String, String)>,
+        labels: Labels,
         min_t: i64,
         max_t: i64,
         samples: u64,
@@ -209,12 +239,8 @@ fn write_segment(
         let (min_t, max_t) = (first.t, last.t);
         let chunk = prom::chunk::encode(&samples).map_err(|e| meta.damaged(format!("cannot encode {labels}: {e}")))?;
         out.write_all(&chunk).map_err(meta.io())?;
-        for (n, v) in labels.iter() {
-            symbols.entry(n.to_string()).or_default();
-            symbols.entry(v.to_string()).or_default();
-        }
         written.push(Written {
-            labels: labels.into_pairs(),
+            labels,
             min_t,
             max_t,
             samples: samples.len() as u64,
@@ -224,12 +250,22 @@ fn write_segment(
         });
         offset += chunk.len() as u64;
     }
-    for (i, id) in symbols.values_mut().enumerate() {
-        *id = i as u32;
+    // Symbols: every distinct name and value, numbered in sorted order.
+    let mut symbols: HashMap<&str, u32> = HashMap::new();
+    for w in &written {
+        for (n, v) in w.labels.iter() {
+            symbols.entry(n).or_default();
+            symbols.entry(v).or_default();
+        }
+    }
+    let mut sorted: Vec<&str> = symbols.keys().copied().collect();
+    sorted.sort_unstable();
+    for (i, s) in sorted.iter().enumerate() {
+        symbols.insert(s, i as u32);
     }
     let mut index = Vec::new();
-    put_varint(&mut index, symbols.len() as u64);
-    for s in symbols.keys() {
+    put_varint(&mut index, sorted.len() as u64);
+    for s in &sorted {
         put_varint(&mut index, s.len() as u64);
         index.extend_from_slice(s.as_bytes());
     }
@@ -238,7 +274,7 @@ fn write_segment(
     put_varint(&mut index, written.len() as u64);
     for w in &written {
         put_varint(&mut index, w.labels.len() as u64);
-        for (n, v) in &w.labels {
+        for (n, v) in w.labels.iter() {
             put_varint(&mut index, u64::from(symbols[n]));
             put_varint(&mut index, u64::from(symbols[v]));
         }
@@ -270,6 +306,7 @@ pub(crate) fn write_flushed(
     hour: &str,
     seq: u64,
     rows: &[&[MetricRow]],
+    batches: &[&SeriesBatch],
 ) -> Result<Arc<SegmentMeta>, SeriesError> {
     let meta = SegmentMeta::new(data_dir, tenant.clone(), hour, seq, seq).ok_or_else(|| SeriesError::Damaged {
         segment: format!("{SERIES_DIR}/{}/{hour}", tenant.as_str()),
@@ -278,6 +315,9 @@ pub(crate) fn write_flushed(
     let mut builder = SeriesBuilder::default();
     for r in rows {
         builder.add_rows(r);
+    }
+    for b in batches {
+        builder.add_batch(b);
     }
     let (series, skipped) = builder.finish();
     write_segment(&meta, series.into_iter().map(Ok), &skipped)?;

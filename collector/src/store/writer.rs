@@ -30,6 +30,9 @@ pub(crate) enum Op {
         format: Format,
         payload: Bytes,
         chunk: Arc<Chunk>,
+        /// A second chunk the record makes visible with the first (the cumulative series of
+        /// delta metric points).
+        also: Option<Arc<Chunk>>,
         done: tokio::sync::oneshot::Sender<Result<(), IngestError>>,
     },
     /// Seal the current segment and freeze the head as ending at it; answers the sealed
@@ -42,6 +45,7 @@ pub(crate) enum Op {
 
 struct Pending {
     chunk: Arc<Chunk>,
+    also: Option<Arc<Chunk>>,
     done: tokio::sync::oneshot::Sender<Result<(), IngestError>>,
 }
 
@@ -89,9 +93,9 @@ pub(crate) fn run(shared: Arc<Shared>, segment: Segment, rx: Receiver<Op>, flush
         }
         for op in ops {
             match op {
-                Op::Append { tenant, signal, format, payload, chunk, done } => {
+                Op::Append { tenant, signal, format, payload, chunk, also, done } => {
                     encode_record(&mut w.buf, &tenant, signal, format, &payload);
-                    w.pending.push(Pending { chunk, done });
+                    w.pending.push(Pending { chunk, also, done });
                     if durability == Durability::Fsync || w.buf.len() >= MAX_BATCH_BYTES {
                         w.commit();
                     }
@@ -137,6 +141,9 @@ impl Writer {
                     let mut state = self.shared.write();
                     for p in &pending {
                         state.head.active.push(Arc::clone(&p.chunk));
+                        if let Some(also) = &p.also {
+                            state.head.active.push(Arc::clone(also));
+                        }
                     }
                     (state.head.active.bytes, state.head.active.items)
                 };

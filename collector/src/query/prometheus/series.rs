@@ -184,13 +184,41 @@ impl StoreSource {
         let mut matched: Vec<Option<bool>> = Vec::new();
         let mut gathered: Vec<Vec<Sample>> = Vec::new();
         let mut held = found.samples;
+        // Remote-written series in the head: matched once per label set (batches of one series
+        // share it), their samples gathered.
+        let mut batch_matched: HashMap<usize, Option<usize>> = HashMap::new();
+        let mut batch_gathered: Vec<(Labels, Vec<Sample>)> = Vec::new();
         let report = self
             .store
             .scan(&rows_snapshot, |rows| {
-                let Rows::Metrics(points) = rows else { return };
                 if found.over.is_none() && self.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                     found.over = Some(SelectError::Timeout);
                 }
+                let points = match rows {
+                    Rows::Metrics(points) => points,
+                    Rows::Series(batch) => {
+                        for s in &batch.series {
+                            if found.over.is_some() {
+                                return;
+                            }
+                            let at = *batch_matched.entry(s.labels.identity()).or_insert_with(|| {
+                                selector.matches(|name| s.labels.get(name)).then(|| {
+                                    batch_gathered.push((s.labels.clone(), Vec::new()));
+                                    batch_gathered.len() - 1
+                                })
+                            });
+                            let Some(at) = at else { continue };
+                            let before = batch_gathered[at].1.len();
+                            batch_gathered[at].1.extend(s.samples.iter().filter(|x| x.t >= start_ms && x.t <= end_ms));
+                            held += batch_gathered[at].1.len() - before;
+                            if held > self.max_samples {
+                                found.over = Some(found.too_many_samples());
+                            }
+                        }
+                        return;
+                    }
+                    _ => return,
+                };
                 for row in points {
                     if found.over.is_some() || row.time_unix_nano < lo || row.time_unix_nano > hi {
                         continue;
@@ -215,6 +243,14 @@ impl StoreSource {
                 }
             })
             .map_err(|e| SelectError::Failed(e.to_string()))?;
+        if let Some(over) = found.over {
+            return Err(over);
+        }
+        for (labels, samples) in batch_gathered {
+            if !samples.is_empty() {
+                found.add(labels, samples);
+            }
+        }
         if let Some(over) = found.over {
             return Err(over);
         }
@@ -392,10 +428,22 @@ mod tests {
                 ..Default::default()
             });
         }
-        let request = crate::receive::remote_write::to_otlp(WriteRequest { timeseries, metadata: Vec::new() }).unwrap();
-        let payload = bytes::Bytes::from(request.encode_to_vec());
+        // Half the series as remote write stores them (straight to the series store), half
+        // as metric rows, as remote write stored them before.
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rows: Vec<TimeSeries> = timeseries.iter().step_by(2).cloned().collect();
+        let series: Vec<TimeSeries> = timeseries.into_iter().skip(1).step_by(2).collect();
+        let request =
+            crate::model::prometheus::otlp_from_remote_write(WriteRequest { timeseries: rows, metadata: Vec::new() })
+                .unwrap();
+        let payload = bytes::Bytes::from(request.encode_to_vec());
         rt.block_on(store.append(tenant.clone(), payload, request.into_rows())).unwrap();
+        let body =
+            bytes::Bytes::from(prom::remote_write::encode(&WriteRequest { timeseries: series, metadata: Vec::new() }));
+        let batch = crate::model::prometheus::series_from_remote_write(&body).unwrap();
+        let memory = batch.memory_bytes();
+        let format = crate::store::wal::Format::RemoteWrite;
+        rt.block_on(store.append_sized(tenant.clone(), format, body, Rows::Series(batch), memory)).unwrap();
     }
 
     fn source(store: &Arc<Store>, tenant: &Tenant) -> StoreSource {
@@ -432,6 +480,114 @@ mod tests {
             .collect()
     }
 
+    /// Points of a delta sum, OTLP-encoded as a client sends them: `(seconds after BASE, value)`.
+    fn delta_request(
+        points: &[(i64, f64)],
+    ) -> opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+        use opentelemetry_proto::tonic::metrics::v1::{
+            Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric::Data, number_data_point,
+        };
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        let data_points = points
+            .iter()
+            .map(|&(secs, v)| NumberDataPoint {
+                start_time_unix_nano: ((BASE + (secs - 10) * 1000) * 1_000_000) as u64,
+                time_unix_nano: ((BASE + secs * 1000) * 1_000_000) as u64,
+                value: Some(number_data_point::Value::AsDouble(v)),
+                ..Default::default()
+            })
+            .collect();
+        let service = KeyValue {
+            key: "service.name".into(),
+            value: Some(AnyValue { value: Some(any_value::Value::StringValue("api".into())) }),
+            key_strindex: 0,
+        };
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(Resource { attributes: vec![service], ..Default::default() }),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "requests".into(),
+                        data: Some(Data::Sum(Sum { data_points, aggregation_temporality: 1, is_monotonic: true })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    /// Delta points are read as the cumulative series their running totals make, from the head,
+    /// from segments and after a replay of the log; a restart starts the totals again, which
+    /// PromQL reads as a counter reset.
+    #[test]
+    fn delta_sums_are_queried_as_cumulative_counters() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenant = Tenant::parse("team-a").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let append = |store: &Store, points: &[(i64, f64)]| {
+            let request = delta_request(points);
+            let payload = bytes::Bytes::from(request.encode_to_vec());
+            rt.block_on(store.append(tenant.clone(), payload, request.into_rows())).unwrap();
+        };
+        let totals = |store: &Arc<Store>| -> Vec<(i64, f64)> {
+            let src = source(store, &tenant);
+            let found = src.series(&matchers("requests_total"), BASE, BASE + HOUR).unwrap();
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].labels.to_string(), r#"requests_total{job="api"}"#);
+            assert!(src.warnings.into_inner().unwrap().is_empty());
+            found[0].samples.iter().map(|s| ((s.t - BASE) / 1000, s.v)).collect()
+        };
+        let store = open(dir.path());
+        append(&store, &[(10, 2.0), (20, 3.0)]);
+        append(&store, &[(30, 1.0)]);
+        // From the head, then from the log's replay after a restart, then from a segment.
+        assert_eq!(totals(&store), [(10, 2.0), (20, 5.0), (30, 6.0)]);
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(totals(&store), [(10, 2.0), (20, 5.0), (30, 6.0)]);
+        store.flush().unwrap();
+        assert_eq!(totals(&store), [(10, 2.0), (20, 5.0), (30, 6.0)]);
+        // A point at or before the newest is not accumulated again.
+        append(&store, &[(30, 9.0), (40, 4.0)]);
+        assert_eq!(totals(&store)[3..], [(40, 10.0)]);
+        store.flush().unwrap();
+        drop(store);
+        // After a restart with nothing left in the log, the totals start again: a reset.
+        let store = open(dir.path());
+        append(&store, &[(50, 1.0)]);
+        assert_eq!(totals(&store)[3..], [(40, 10.0), (50, 1.0)]);
+        // `increase` over the reset: 3 + 1 + 4, then 1 after the reset, over the 40 s between
+        // the first and last sample, extrapolated as Prometheus does: 5 s to the window's end,
+        // and at the start only to where the counter would have been zero (40 × 2/9 s).
+        let increase = prom::engine::instant(
+            "increase(requests_total[1m])",
+            BASE + 55_000,
+            &source(&store, &tenant),
+            &Default::default(),
+        );
+        match increase {
+            Ok(prom::engine::Value::Vector(v)) if v.len() == 1 => {
+                assert!((v[0].v - 9.0 * (40.0 + 5.0 + 40.0 * 2.0 / 9.0) / 40.0).abs() < 1e-9, "{v:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Takes out of `expected` the samples in `[from, to)` that [`write`] sent as remote write
+    /// does (the series of odd instances): those a damaged segment takes with it.
+    fn lose_remote_written(expected: &mut Expected, from: i64, to: i64) {
+        for (labels, samples) in expected.iter_mut() {
+            let instance: usize = labels.get("instance").unwrap()[2..].parse().unwrap();
+            if instance % 2 == 1 {
+                samples.retain(|(t, _)| *t < from || *t >= to);
+            }
+        }
+    }
+
     /// The answers are the same from the head, from per-flush segments, from compacted
     /// segments, after a restart, with a damaged segment, and from rebuilt segments.
     #[test]
@@ -463,7 +619,9 @@ mod tests {
             }
             store.flush().unwrap();
         }
-        // The hours are over: each hour's two segments were merged into one.
+        // The hours are over: each hour's two segments were merged into one (the last hour's
+        // by a flush that wrote nothing).
+        store.flush().unwrap();
         let snap = store.series_snapshot(&tenant, BASE, BASE + 3 * HOUR);
         assert_eq!(snap.segments.len(), 3, "{:?}", snap.segments);
         assert!(snap.segments.iter().all(|s| s.last_seq > s.first_seq), "{:?}", snap.segments);
@@ -478,8 +636,17 @@ mod tests {
         let mut bytes = std::fs::read(&segment.path).unwrap();
         bytes[20] ^= 0xff;
         std::fs::write(&segment.path, &bytes).unwrap();
-        let warnings = check(&store, &expected);
+        // The damaged chunk (the segment's first, a `reqs_total` series) is found by a query
+        // that reads it; the segment is set aside, and its remote-written samples, which had no
+        // other copy, are gone from then on.
+        let warnings = {
+            let src = source(&store, &tenant);
+            select(&src, "reqs_total", BASE, BASE + 3 * HOUR);
+            src.warnings.into_inner().unwrap()
+        };
         assert!(warnings.iter().any(|w| w.contains(&segment.name) && w.contains("damaged")), "{warnings:?}");
+        lose_remote_written(&mut expected, BASE + HOUR, BASE + 2 * HOUR);
+        assert!(check(&store, &expected).is_empty());
         assert!(!segment.path.exists());
         assert_eq!(store.series_snapshot(&tenant, BASE + HOUR, BASE + 2 * HOUR - 1).parts.len(), 2);
         drop(store);
@@ -495,9 +662,9 @@ mod tests {
         let other = source(&store, &Tenant::parse("team-b").unwrap());
         assert!(select(&other, "up", 0, i64::MAX / 2).is_empty());
     }
-    /// A segment found damaged while its hour is being compacted is deleted (its parts answer
-    /// in its place) and the compaction of the rest goes on at the next flush; nothing of the
-    /// answer changes.
+    /// A segment found damaged while its hour is being compacted is set aside (its parts answer
+    /// in its place) and the compaction of the rest goes on at the next flush; of the answer,
+    /// only the remote-written samples the damaged segment held are missing.
     #[test]
     fn compaction_deletes_a_damaged_source_and_its_parts_answer() {
         let dir = tempfile::tempdir().unwrap();
@@ -510,11 +677,16 @@ mod tests {
         let mut bytes = std::fs::read(&first.path).unwrap();
         bytes[20] ^= 0xff;
         std::fs::write(&first.path, &bytes).unwrap();
-        // The second flush of the (long closed) hour compacts its two segments: the first is
-        // found damaged and deleted.
+        // The second flush of the (long closed) hour writes a second segment; the next flush,
+        // which writes nothing, compacts the two: the first is found damaged and set aside.
         write(&store, &tenant, BASE + HOUR / 3, BASE + 2 * HOUR / 3, &mut expected);
         store.flush().unwrap();
+        assert_eq!(store.series_snapshot(&tenant, BASE, BASE + HOUR).segments.len(), 2);
+        store.flush().unwrap();
         assert!(!first.path.exists());
+        assert!(dir.path().join("quarantine").join(&first.name).exists());
+        // Its remote-written samples had no other copy.
+        lose_remote_written(&mut expected, BASE, BASE + HOUR / 3);
         let snap = store.series_snapshot(&tenant, BASE, BASE + HOUR);
         assert_eq!(snap.segments.len(), 1, "{:?}", snap.segments);
         assert_ne!(snap.segments[0].name, first.name);
