@@ -252,6 +252,23 @@ fn the_dashboard_panels_parse_and_run() {
         assert_eq!(sent.status(), 204, "{}", sent.text().unwrap_or_default());
     }
 
+    // Grafana's metric help (`/api/v1/metadata`): the OTLP histogram's family, typed as the
+    // translation types it; `limit`, `metric` as Prometheus 2.42 reads them.
+    let metadata = |query: &str| -> (u16, Value) {
+        let resp = client.get(server.api_url(&format!("/api/v1/metadata{query}"))).send().unwrap();
+        (resp.status().as_u16(), resp.json().unwrap())
+    };
+    let family = "http_server_request_duration_seconds";
+    assert_eq!(
+        metadata(&format!("?metric={family}")).1["data"],
+        serde_json::json!({family: [{"type": "histogram", "help": "", "unit": "seconds"}]})
+    );
+    assert!(metadata("").1["data"].get(family).is_some());
+    assert_eq!(metadata("?limit=0").1["data"], serde_json::json!({}));
+    assert_eq!(metadata("?metric=nothing_like_it").1["data"], serde_json::json!({}));
+    let (status, refused) = metadata("?limit=many");
+    assert_eq!((status, refused["errorType"].as_str()), (400, Some("bad_data")), "{refused}");
+
     // The `$service` variable: `label_values(target_info, job)` is a label-values request.
     let values: Value =
         client.get(server.api_url("/api/v1/label/job/values?match[]=target_info")).send().unwrap().json().unwrap();

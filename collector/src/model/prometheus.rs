@@ -544,6 +544,94 @@ impl DeltaAccumulator {
     }
 }
 
+/// A metric family's metadata as Prometheus's `/api/v1/metadata` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Metadata {
+    /// `counter`, `gauge`, `histogram` or `summary`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub help: String,
+    pub unit: String,
+}
+
+/// The metadata of the OTLP metrics each tenant sent, by Prometheus family name (the name its
+/// series take, before `_bucket`/`_sum`/`_count`): the type the translation gives them (a
+/// monotonic sum is a `counter`, a non-monotonic sum a `gauge`), the description as help, and
+/// the unit's word (`seconds`, `bytes`; empty when the unit has none). Kept in memory as the
+/// metrics arrive — as Prometheus keeps what its scrapes report —, bounded by
+/// `max_families` over all tenants and [`MAX_METADATA_PER_FAMILY`] distinct entries per
+/// family; past the bounds new families or entries are not kept.
+#[derive(Debug)]
+pub struct MetadataIndex {
+    by_tenant: std::collections::HashMap<crate::tenant::Tenant, std::collections::BTreeMap<String, Vec<Metadata>>>,
+    families: usize,
+    max_families: usize,
+}
+
+/// Distinct metadata kept per family (services may describe one metric differently).
+pub const MAX_METADATA_PER_FAMILY: usize = 8;
+
+impl MetadataIndex {
+    pub fn new(max_families: usize) -> MetadataIndex {
+        MetadataIndex { by_tenant: Default::default(), families: 0, max_families }
+    }
+
+    /// Records the metadata of the metrics among `rows` (once per metric descriptor).
+    pub fn record(&mut self, tenant: &crate::tenant::Tenant, rows: &[MetricRow]) {
+        let mut last: Option<(*const MetricDescriptor, MetricKind, bool)> = None;
+        for row in rows {
+            let key = (std::sync::Arc::as_ptr(&row.metric), row.kind, row.is_monotonic);
+            if last == Some(key) {
+                continue;
+            }
+            last = Some(key);
+            let kind = match row.kind {
+                _ if &*row.scope.name == SCOPE => continue,
+                MetricKind::Gauge => "gauge",
+                MetricKind::Sum if row.is_monotonic => "counter",
+                MetricKind::Sum => "gauge",
+                MetricKind::Histogram => "histogram",
+                MetricKind::Summary => "summary",
+                MetricKind::ExponentialHistogram => continue,
+            };
+            let metadata = Metadata {
+                kind,
+                help: row.metric.description.to_string(),
+                unit: unit_word(&row.metric.unit).unwrap_or_default(),
+            };
+            let family = metric_name(row);
+            let known = self.by_tenant.get(tenant).and_then(|f| f.get(&family));
+            if known.is_some_and(|k| k.contains(&metadata) || k.len() >= MAX_METADATA_PER_FAMILY)
+                || (known.is_none() && self.families >= self.max_families)
+            {
+                continue;
+            }
+            let entries = self.by_tenant.entry(tenant.clone()).or_default().entry(family).or_default();
+            if entries.is_empty() {
+                self.families += 1;
+            }
+            entries.push(metadata);
+            entries.sort();
+        }
+    }
+
+    /// A tenant's metadata, of one family or all, at most `limit` families (in name order).
+    pub fn get(
+        &self,
+        tenant: &crate::tenant::Tenant,
+        metric: Option<&str>,
+        limit: Option<usize>,
+    ) -> std::collections::BTreeMap<String, Vec<Metadata>> {
+        let Some(families) = self.by_tenant.get(tenant) else { return Default::default() };
+        families
+            .iter()
+            .filter(|(name, _)| metric.is_none_or(|m| m == name.as_str()))
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|(name, entries)| (name.clone(), entries.clone()))
+            .collect()
+    }
+}
+
 /// Rows to numbered series, translating each distinct point identity once. A point's label
 /// sets depend only on its metric (name, unit, kind, monotonicity), its attributes and its
 /// resource, and these repeat from row to row (every sample of a series is a row of its own):
@@ -998,6 +1086,43 @@ mod tests {
         let mut skipped = Skipped::default();
         translate(&delta, &mut skipped, |_, _| panic!("a delta point is left to the accumulator"));
         assert_eq!(skipped.delta, 0);
+    }
+
+    #[test]
+    fn metadata_is_kept_per_tenant_and_family_within_its_bounds() {
+        let a = crate::tenant::Tenant::parse("a").unwrap();
+        let b = crate::tenant::Tenant::parse("b").unwrap();
+        let mut index = MetadataIndex::new(3);
+        let mut counter = row("requests", "1", MetricKind::Sum, true);
+        counter.metric = Arc::new(MetricDescriptor { description: "Requests.".into(), ..(*counter.metric).clone() });
+        let rows = [
+            counter.clone(),
+            counter.clone(),
+            row("d", "s", MetricKind::Histogram, false),
+            row("queue", "", MetricKind::Sum, false),
+            row("x", "", MetricKind::ExponentialHistogram, false),
+        ];
+        index.record(&a, &rows);
+        let got = serde_json::to_value(index.get(&a, None, None)).unwrap();
+        assert_eq!(
+            got,
+            serde_json::json!({
+                "d_seconds": [{"type": "histogram", "help": "", "unit": "seconds"}],
+                "queue": [{"type": "gauge", "help": "", "unit": ""}],
+                "requests_total": [{"type": "counter", "help": "Requests.", "unit": ""}],
+            })
+        );
+        assert_eq!(index.get(&a, Some("queue"), None).len(), 1);
+        assert_eq!(index.get(&a, None, Some(1)).keys().collect::<Vec<_>>(), ["d_seconds"]);
+        assert!(index.get(&b, None, None).is_empty());
+        // Another description of a known family is kept beside the first; a new family past the
+        // bound of 3 is not.
+        let mut again = counter.clone();
+        again.metric = Arc::new(MetricDescriptor { description: "Other.".into(), ..(*counter.metric).clone() });
+        index.record(&a, &[again]);
+        assert_eq!(index.get(&a, Some("requests_total"), None)["requests_total"].len(), 2);
+        index.record(&b, &[row("up", "", MetricKind::Gauge, false)]);
+        assert!(index.get(&b, None, None).is_empty());
     }
 
     #[test]

@@ -173,7 +173,12 @@ pub struct Store {
     lock: std::sync::Mutex<Option<std::fs::File>>,
     /// Running totals of delta metric points, for their cumulative Prometheus series.
     deltas: std::sync::Mutex<crate::model::prometheus::DeltaAccumulator>,
+    /// What the OTLP metrics said of themselves, for `/api/v1/metadata`.
+    metadata: std::sync::Mutex<crate::model::prometheus::MetadataIndex>,
 }
+
+/// Most metric families whose metadata [`Store::metric_metadata`] keeps, over all tenants.
+pub const MAX_METADATA_FAMILIES: usize = 100_000;
 
 /// Most series whose delta points [`Store::append_sized`] accumulates at once.
 pub const MAX_DELTA_SERIES: usize = 1_000_000;
@@ -281,6 +286,7 @@ impl Store {
         let mut last_seq = checkpoint;
         let mut wal_damaged = false;
         let mut deltas = crate::model::prometheus::DeltaAccumulator::new(MAX_DELTA_SERIES);
+        let mut metadata = crate::model::prometheus::MetadataIndex::new(MAX_METADATA_FAMILIES);
         for seq in wal.segments().map_err(io(&wal_dir))? {
             last_seq = last_seq.max(seq);
             if seq <= checkpoint {
@@ -315,6 +321,9 @@ impl Store {
                         let bytes = rows.memory_bytes();
                         // Delta points are accumulated again, in log order, from the totals of
                         // this start (a restart is a counter reset to their series).
+                        if let Rows::Metrics(points) = &rows {
+                            metadata.record(&record.tenant, points);
+                        }
                         if let Rows::Metrics(points) = &rows
                             && let Some(batch) = deltas.accumulate(&record.tenant, points)
                         {
@@ -402,6 +411,7 @@ impl Store {
             threads: std::sync::Mutex::new(vec![writer_thread, flush_thread, verify_thread]),
             lock: std::sync::Mutex::new(Some(lock)),
             deltas: std::sync::Mutex::new(deltas),
+            metadata: std::sync::Mutex::new(metadata),
         })
     }
 
@@ -468,7 +478,10 @@ impl Store {
         // that fails after this has advanced the totals; its retry, at the same times, is then
         // dropped from the accumulation, so each delta is counted once.)
         let accumulated = match &rows {
-            Rows::Metrics(points) => self.deltas.lock().unwrap_or_else(|e| e.into_inner()).accumulate(&tenant, points),
+            Rows::Metrics(points) => {
+                self.metadata.lock().unwrap_or_else(|e| e.into_inner()).record(&tenant, points);
+                self.deltas.lock().unwrap_or_else(|e| e.into_inner()).accumulate(&tenant, points)
+            }
             _ => None,
         };
         let also = accumulated.map(|batch| {
@@ -489,6 +502,16 @@ impl Store {
             }
         }
         wait.await.map_err(|_| IngestError::Storage("write-ahead log writer has stopped".into()))?
+    }
+
+    /// The metadata of a tenant's OTLP metrics (`model::prometheus::MetadataIndex::get`).
+    pub fn metric_metadata(
+        &self,
+        tenant: &Tenant,
+        metric: Option<&str>,
+        limit: Option<usize>,
+    ) -> std::collections::BTreeMap<String, Vec<crate::model::prometheus::Metadata>> {
+        self.metadata.lock().unwrap_or_else(|e| e.into_inner()).get(tenant, metric, limit)
     }
 
     /// Writes the whole head to parts now and waits for it (tests, shutdown).

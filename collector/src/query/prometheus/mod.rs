@@ -372,12 +372,28 @@ async fn buildinfo() -> Response {
     success(data, BTreeSet::new())
 }
 
-/// `GET /api/v1/metadata`: metric metadata. Remote write's metadata is not stored, and OTLP's
-/// types and descriptions are not yet mapped, so the answer is the empty map Prometheus gives
-/// when it knows nothing.
-async fn metadata(headers: HeaderMap) -> Result<Response, PromError> {
-    tenant(&headers)?;
-    Ok(success(json!({}), BTreeSet::new()))
+/// `GET /api/v1/metadata`: the metadata of the tenant's OTLP metrics by family name
+/// (`model::prometheus::MetadataIndex`), optionally of one `metric`, at most `limit` families
+/// (Prometheus 2.42's rules: a negative limit is none, 0 answers nothing). Remote write's
+/// metadata is not kept, as Prometheus 2.42's receiver does not keep it.
+async fn metadata(
+    State(state): State<ApiState>,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Response, PromError> {
+    let tenant = tenant(&headers)?;
+    let params = Params::read(&state, &method, &headers, query, body).await?;
+    let limit = match params.get("limit").map(str::trim).filter(|l| !l.is_empty()) {
+        None => None,
+        Some(l) => match l.parse::<i64>() {
+            Ok(n) => usize::try_from(n).ok(),
+            Err(_) => return Err(PromError::BadData("limit must be a number".into())),
+        },
+    };
+    let metric = params.get("metric").filter(|m| !m.is_empty());
+    Ok(success(json!(state.store.metric_metadata(&tenant, metric, limit)), BTreeSet::new()))
 }
 
 /// `GET /api/v1/rules`: slo-gate evaluates no recording or alerting rules.
