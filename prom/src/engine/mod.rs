@@ -466,6 +466,10 @@ fn parse(query: &str) -> Result<Expr, Error> {
     // them, the grammar's have no position.
     let expr = parser::parse(query).map_err(|e| match error_position(query, &e) {
         Some(at) => Error::BadData(format!("{at}: parse error: {e}")),
+        None if e == GRAMMAR_ERROR => match grammar_error(query) {
+            Some(found) => Error::BadData(found),
+            None => Error::BadData(format!("parse error: {e}")),
+        },
         None => Error::BadData(format!("parse error: {e}")),
     })?;
     // Iterative depth measure of the parsed tree (binary operator chains nest without brackets).
@@ -550,6 +554,95 @@ fn error_position(query: &str, message: &str) -> Option<String> {
         }
     }
     (unterminated && quote.is_some()).then(|| line_col(opened_at))
+}
+
+/// What promql-parser 0.11 says of every error its grammar finds (its `parse` discards the
+/// parser's own errors, and with them where they are).
+const GRAMMAR_ERROR: &str = "invalid promql query";
+/// Longest query whose grammar error [`grammar_error`] looks for.
+pub(crate) const MAX_GRAMMAR_SEARCH_BYTES: usize = 4 << 10;
+/// Most token prefixes [`grammar_error`] tries to complete.
+const MAX_GRAMMAR_SEARCH_PREFIXES: usize = 64;
+/// What [`grammar_error`] appends to a prefix, before closing its brackets, to complete it:
+/// an operand, a duration, an aggregation's or function's argument list, grouping labels, a
+/// matcher's operator and value, a further argument, the end of a modifier's label list.
+const COMPLETIONS: [&str; 16] = [
+    "", " 1", " x", " 5m", " (x)", " (x[5m])", " (a)", " (a) (x)", " (a) 1", "=\"v\"", "\"v\"", " 1, x", ", x", ", 1",
+    "a) 1", ") 1",
+];
+
+/// Where the grammar's error is, as Prometheus 2.42 reports it (`line:col: parse error:
+/// unexpected ...`, at the first token after which the query cannot be valid PromQL, or at the
+/// end of the input when it could still go on). The parser does not say, so the place is found
+/// from outside: the longest prefix of whole tokens that some completion ([`COMPLETIONS`] and the
+/// brackets it leaves open, closed) turns into a query that parses is the longest prefix that
+/// can be valid — a completion that parses proves it —, and the token after it is the error.
+/// A prefix the completions cannot finish (the third argument of a five-argument function)
+/// would place the error too early, so prefixes are tried from the longest down. `None` for a
+/// query over [`MAX_GRAMMAR_SEARCH_BYTES`] or when no prefix among the
+/// [`MAX_GRAMMAR_SEARCH_PREFIXES`] longest completes.
+fn grammar_error(query: &str) -> Option<String> {
+    use lrpar::{Lexeme, Lexer};
+    if query.len() > MAX_GRAMMAR_SEARCH_BYTES {
+        return None;
+    }
+    let lexer = parser::lex::lexer(query).ok()?;
+    let spans: Vec<(usize, usize)> =
+        lexer.iter().filter_map(Result::ok).map(|l| (l.span().start(), l.span().end())).collect();
+    let completes = |prefix: &str| {
+        COMPLETIONS.iter().any(|tail| {
+            let mut text = format!("{prefix}{tail}");
+            let mut open = Vec::new();
+            let (mut quote, mut escaped, mut comment) = (None, false, false);
+            for c in text.chars() {
+                if comment {
+                    comment = c != '\n';
+                    continue;
+                }
+                if in_quote(&mut quote, &mut escaped, c) {
+                    continue;
+                }
+                match c {
+                    '#' => comment = true,
+                    '"' | '\'' | '`' => quote = Some(c),
+                    '(' => open.push(')'),
+                    '[' => open.push(']'),
+                    '{' => open.push('}'),
+                    ')' | ']' | '}' => {
+                        open.pop();
+                    }
+                    _ => {}
+                }
+            }
+            if quote.is_some() {
+                return false;
+            }
+            if comment {
+                text.push('\n');
+            }
+            text.extend(open.iter().rev());
+            parser::parse(&text).is_ok()
+        })
+    };
+    let line_col = |at: usize| {
+        let before = &query[..at.min(query.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = at - before.rfind('\n').map_or(0, |nl| nl + 1) + 1;
+        format!("{line}:{col}")
+    };
+    for k in (0..=spans.len()).rev().take(MAX_GRAMMAR_SEARCH_PREFIXES) {
+        let end = if k == 0 { 0 } else { spans[k - 1].1 };
+        if !completes(&query[..end]) {
+            continue;
+        }
+        return Some(match spans.get(k) {
+            None => format!("{}: parse error: unexpected end of input", line_col(query.len())),
+            Some(&(start, stop)) => {
+                format!("{}: parse error: unexpected {:?}", line_col(start), &query[start..stop])
+            }
+        });
+    }
+    None
 }
 
 /// Whether `c` belongs to the quoted string `quote` is in (the closing quote too), moving the

@@ -317,7 +317,7 @@ fn a_range_query_over_threads_answers_as_one_thread() {
 }
 
 /// Syntax errors the lexer finds carry Prometheus 2.42's position (these are its answers to
-/// the same text, taken from a running 2.42); the grammar's have none.
+/// the same text, taken from a running 2.42), and so do the grammar's.
 #[test]
 fn lexical_errors_say_where_as_prometheus_does() {
     let src = MemSource::default();
@@ -340,7 +340,40 @@ fn lexical_errors_say_where_as_prometheus_does() {
     ] {
         assert!(error(q).starts_with(at), "{q:?}: {}", error(q));
     }
-    assert!(error("1 +").starts_with("parse error: "), "{}", error("1 +"));
+    // The grammar's errors, at the places Prometheus 2.42 gives (taken from a running 2.42):
+    // the first token after which the query cannot be valid, or the end of the input.
+    for (q, at) in [
+        ("1 +", "1:4: parse error: unexpected end of input"),
+        ("x and", "1:6: parse error: unexpected end of input"),
+        ("1 > bool", "1:9: parse error: unexpected end of input"),
+        ("sum(x) by", "1:10: parse error: unexpected end of input"),
+        ("sum without", "1:12: parse error: unexpected end of input"),
+        ("sum by (x) 1", "1:12: parse error: unexpected \"1\""),
+        ("rate(x[5m]) +* 2", "1:14: parse error: unexpected \"*\""),
+        ("x y", "1:3: parse error: unexpected \"y\""),
+        ("x + on(a) y z", "1:13: parse error: unexpected \"z\""),
+        ("topk(3, x) by", "1:14: parse error: unexpected end of input"),
+        ("x[5m] @", "1:8: parse error: unexpected end of input"),
+        ("rate(x[5m] 2)", "1:12: parse error: unexpected \"2\""),
+        ("-", "1:2: parse error: unexpected end of input"),
+        ("x == bool", "1:10: parse error: unexpected end of input"),
+        ("sum(rate(x[5m])) by (a) or on() vector(1) 7", "1:43: parse error: unexpected \"7\""),
+        ("x{a=}", "1:5: parse error: unexpected \"}\""),
+        ("histogram_quantile(0.9 x)", "1:24: parse error: unexpected \"x\""),
+        ("label_replace(x, \"a\", \"b\", \"c\", \"d\") x", "1:38: parse error: unexpected \"x\""),
+        ("sum(\n  rate(x[5m])\n) y", "3:3: parse error: unexpected \"y\""),
+    ] {
+        assert!(error(q).starts_with(at), "{q:?}: {}", error(q));
+    }
+    // The search is bounded: an error far from the end of a long query, or in a query over
+    // the size it searches, is reported without a place.
+    let far = format!("x y {}", "x + ".repeat(800));
+    assert_eq!(error(&far), "parse error: invalid promql query");
+    let long = format!("{} y z", "x + ".repeat(1100));
+    assert!(long.len() > super::MAX_GRAMMAR_SEARCH_BYTES);
+    assert_eq!(error(&long), "parse error: invalid promql query");
+    let near = format!("{}x y", "x + ".repeat(800));
+    assert!(error(&near).starts_with("1:3203: parse error: unexpected \"y\""), "{}", error(&near));
 }
 
 #[test]
