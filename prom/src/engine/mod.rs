@@ -464,7 +464,14 @@ fn parse(query: &str) -> Result<Expr, Error> {
     // promql-parser 0.11 drops the position of a syntax error (its `parse` discards the
     // parser's error list); the errors its lexer finds are placed here as Prometheus places
     // them, the grammar's have no position.
-    let expr = parser::parse(query).map_err(|e| match error_position(query, &e) {
+    if let Some(refused) = number_as_duration(query) {
+        return Err(Error::BadData(refused));
+    }
+    // Should another of promql-parser's grammar actions panic, that is the query's fault too,
+    // and is answered like any syntax error.
+    let parsed = std::panic::catch_unwind(|| parser::parse(query))
+        .unwrap_or_else(|_| Err("the parser failed on this query (a number out of range for a duration?)".to_string()));
+    let expr = parsed.map_err(|e| match error_position(query, &e) {
         Some(at) => Error::BadData(format!("{at}: parse error: {e}")),
         None if e == GRAMMAR_ERROR => match grammar_error(query) {
             Some(found) => Error::BadData(found),
@@ -621,7 +628,7 @@ fn grammar_error(query: &str) -> Option<String> {
                 text.push('\n');
             }
             text.extend(open.iter().rev());
-            parser::parse(&text).is_ok()
+            parses(&text)
         })
     };
     let line_col = |at: usize| {
@@ -643,6 +650,59 @@ fn grammar_error(query: &str) -> Option<String> {
         });
     }
     None
+}
+
+/// A number where Prometheus 2.42 wants a duration (after `offset`, in `[...]`), refused as
+/// 2.42 refuses it, at its place. promql-parser 0.11 takes such numbers as seconds and panics
+/// on one no duration can hold (`x offset -1e309`, `x[inf]`). An `@` timestamp that is not a
+/// finite number of seconds within ±10^15 is refused too.
+fn number_as_duration(query: &str) -> Option<String> {
+    use lrpar::{Lexeme, Lexer};
+    use parser::token::{T_ADD, T_AT, T_COLON, T_LEFT_BRACKET, T_NUMBER, T_OFFSET, T_SUB};
+    let lexer = parser::lex::lexer(query).ok()?;
+    let tokens: Vec<(u16, usize, usize)> =
+        lexer.iter().filter_map(Result::ok).map(|l| (l.tok_id(), l.span().start(), l.span().end())).collect();
+    let line_col = |at: usize| {
+        let before = &query[..at];
+        let line = before.matches('\n').count() + 1;
+        let col = at - before.rfind('\n').map_or(0, |nl| nl + 1) + 1;
+        format!("{line}:{col}")
+    };
+    for (i, &(id, start, end)) in tokens.iter().enumerate() {
+        if id != T_NUMBER {
+            continue;
+        }
+        let before = |k: usize| i.checked_sub(k).map(|j| tokens[j].0);
+        let signed = matches!(before(1), Some(T_SUB | T_ADD));
+        let lead = if signed { before(2) } else { before(1) };
+        let text = &query[start..end];
+        match lead {
+            Some(T_OFFSET | T_LEFT_BRACKET | T_COLON) => {
+                return Some(format!(
+                    "{}: parse error: unexpected number {text:?}, expected duration",
+                    line_col(start)
+                ));
+            }
+            Some(T_AT) => {
+                let finite =
+                    text.parse::<f64>().is_ok_and(|v| v.is_finite() && v.abs() <= 1e15) || text.starts_with("0x");
+                if !finite {
+                    return Some(format!(
+                        "{}: parse error: timestamp {text:?} of the @ modifier is out of range",
+                        line_col(start)
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether promql-parser takes `text`. Some of its grammar actions panic on numbers no
+/// duration can hold (`x offset -1e309 ...`): a panic is a refusal.
+fn parses(text: &str) -> bool {
+    std::panic::catch_unwind(|| parser::parse(text).is_ok()).unwrap_or(false)
 }
 
 /// Whether `c` belongs to the quoted string `quote` is in (the closing quote too), moving the

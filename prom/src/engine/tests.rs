@@ -372,6 +372,17 @@ fn lexical_errors_say_where_as_prometheus_does() {
     let long = format!("{} y z", "x + ".repeat(1100));
     assert!(long.len() > super::MAX_GRAMMAR_SEARCH_BYTES);
     assert_eq!(error(&long), "parse error: invalid promql query");
+    // A number where 2.42 wants a duration is refused at its place (promql-parser would take
+    // it as seconds, and panic on one no duration holds); so is an @ timestamp out of range.
+    for (q, at) in [
+        ("c offset -1e309", "1:11: parse error: unexpected number \"1e309\", expected duration"),
+        ("x offset 5", "1:10: parse error: unexpected number \"5\", expected duration"),
+        ("x[5]", "1:3: parse error: unexpected number \"5\", expected duration"),
+        ("x offset inf", "1:10: parse error: unexpected number \"inf\", expected duration"),
+        ("x @ 1e309", "1:5: parse error: timestamp \"1e309\" of the @ modifier is out of range"),
+    ] {
+        assert_eq!(error(q), at, "{q}");
+    }
     let near = format!("{}x y", "x + ".repeat(800));
     assert!(error(&near).starts_with("1:3203: parse error: unexpected \"y\""), "{}", error(&near));
 }
