@@ -515,14 +515,8 @@ fn parse(query: &str) -> Result<Expr, Error> {
 /// unterminated string at its opening quote, an unexpected closing bracket just after it.
 /// `None` for the errors its grammar finds, whose place the parser does not say.
 fn error_position(query: &str, message: &str) -> Option<String> {
-    let line_col = |at: usize| {
-        let before = &query[..at.min(query.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = at - before.rfind('\n').map_or(0, |nl| nl + 1) + 1;
-        format!("{line}:{col}")
-    };
     if message.starts_with("unclosed left") || message.starts_with("unexpected end of input") {
-        return Some(line_col(query.len()));
+        return Some(line_col(query, query.len()));
     }
     let unterminated = message.starts_with("unterminated quoted string");
     let closing = ["parenthesis", "bracket", "brace"]
@@ -534,9 +528,49 @@ fn error_position(query: &str, message: &str) -> Option<String> {
         return None;
     }
     let mut depth = [0usize; 3];
+    let mut found = None;
+    let end = scan_code(query, |i, c| {
+        match c {
+            '(' => depth[0] += 1,
+            '[' => depth[1] += 1,
+            '{' => depth[2] += 1,
+            ')' | ']' | '}' => {
+                let k = [')', ']', '}'].iter().position(|&x| x == c).expect("a closing bracket");
+                if depth[k] == 0 && closing == Some(c) {
+                    found = Some(line_col(query, i + 1));
+                    return false;
+                }
+                depth[k] = depth[k].saturating_sub(1);
+            }
+            _ => {}
+        }
+        true
+    });
+    found.or_else(|| end.open_quote.filter(|_| unterminated).map(|at| line_col(query, at)))
+}
+
+/// `line:column` of byte `at` of `query` (1-based, columns in bytes), as Prometheus writes a
+/// position.
+fn line_col(query: &str, at: usize) -> String {
+    let before = &query[..at.min(query.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = at - before.rfind('\n').map_or(0, |nl| nl + 1) + 1;
+    format!("{line}:{col}")
+}
+
+/// How [`scan_code`] left a text: the byte offset of a string still open, and whether it ends in
+/// a comment.
+struct ScanEnd {
+    open_quote: Option<usize>,
+    in_comment: bool,
+}
+
+/// Calls `visit` with the byte offset of each character of `text` that is code — outside
+/// quoted strings and `#` comments — until it answers `false`.
+fn scan_code(text: &str, mut visit: impl FnMut(usize, char) -> bool) -> ScanEnd {
     let (mut quote, mut opened_at) = (None, 0);
     let (mut escaped, mut comment) = (false, false);
-    for (i, c) in query.char_indices() {
+    for (i, c) in text.char_indices() {
         if comment {
             comment = c != '\n';
             continue;
@@ -547,20 +581,11 @@ fn error_position(query: &str, message: &str) -> Option<String> {
         match c {
             '#' => comment = true,
             '"' | '\'' | '`' => (quote, opened_at) = (Some(c), i),
-            '(' => depth[0] += 1,
-            '[' => depth[1] += 1,
-            '{' => depth[2] += 1,
-            ')' | ']' | '}' => {
-                let k = [')', ']', '}'].iter().position(|&x| x == c).expect("a closing bracket");
-                if depth[k] == 0 && closing == Some(c) {
-                    return Some(line_col(i + 1));
-                }
-                depth[k] = depth[k].saturating_sub(1);
-            }
+            _ if !visit(i, c) => break,
             _ => {}
         }
     }
-    (unterminated && quote.is_some()).then(|| line_col(opened_at))
+    ScanEnd { open_quote: quote.map(|_| opened_at), in_comment: comment }
 }
 
 /// What promql-parser 0.11 says of every error its grammar finds (its `parse` discards the
@@ -600,18 +625,8 @@ fn grammar_error(query: &str) -> Option<String> {
         COMPLETIONS.iter().any(|tail| {
             let mut text = format!("{prefix}{tail}");
             let mut open = Vec::new();
-            let (mut quote, mut escaped, mut comment) = (None, false, false);
-            for c in text.chars() {
-                if comment {
-                    comment = c != '\n';
-                    continue;
-                }
-                if in_quote(&mut quote, &mut escaped, c) {
-                    continue;
-                }
+            let end = scan_code(&text, |_, c| {
                 match c {
-                    '#' => comment = true,
-                    '"' | '\'' | '`' => quote = Some(c),
                     '(' => open.push(')'),
                     '[' => open.push(']'),
                     '{' => open.push('}'),
@@ -620,23 +635,19 @@ fn grammar_error(query: &str) -> Option<String> {
                     }
                     _ => {}
                 }
-            }
-            if quote.is_some() {
+                true
+            });
+            if end.open_quote.is_some() {
                 return false;
             }
-            if comment {
+            if end.in_comment {
                 text.push('\n');
             }
             text.extend(open.iter().rev());
             parses(&text)
         })
     };
-    let line_col = |at: usize| {
-        let before = &query[..at.min(query.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = at - before.rfind('\n').map_or(0, |nl| nl + 1) + 1;
-        format!("{line}:{col}")
-    };
+    let line_col = |at: usize| line_col(query, at);
     for k in (0..=spans.len()).rev().take(MAX_GRAMMAR_SEARCH_PREFIXES) {
         let end = if k == 0 { 0 } else { spans[k - 1].1 };
         if !completes(&query[..end]) {
@@ -662,12 +673,7 @@ fn number_as_duration(query: &str) -> Option<String> {
     let lexer = parser::lex::lexer(query).ok()?;
     let tokens: Vec<(u16, usize, usize)> =
         lexer.iter().filter_map(Result::ok).map(|l| (l.tok_id(), l.span().start(), l.span().end())).collect();
-    let line_col = |at: usize| {
-        let before = &query[..at];
-        let line = before.matches('\n').count() + 1;
-        let col = at - before.rfind('\n').map_or(0, |nl| nl + 1) + 1;
-        format!("{line}:{col}")
-    };
+    let line_col = |at: usize| line_col(query, at);
     for (i, &(id, start, end)) in tokens.iter().enumerate() {
         if id != T_NUMBER {
             continue;
