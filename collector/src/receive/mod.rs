@@ -232,6 +232,19 @@ impl Ingest {
         self.store.check_capacity()
     }
 
+    /// One of the `max_inflight_requests` slots, if the store can take data at all: a request
+    /// over either is refused (429 / `UNAVAILABLE`, with `Retry-After`).
+    fn take_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, IngestError> {
+        let permit = self.inflight.try_acquire().map_err(|_| {
+            IngestError::Overloaded(format!(
+                "{} export requests are already in progress",
+                self.limits.max_inflight_requests
+            ))
+        })?;
+        self.store.check_capacity()?;
+        Ok(permit)
+    }
+
     /// Validates, stores and answers one request. `raw` is the request as it arrived, when the
     /// write-ahead log can keep that instead of re-encoding it (a fully valid request).
     pub async fn export<R: ExportRequest>(
@@ -240,13 +253,7 @@ impl Ingest {
         mut request: R,
         raw: Raw,
     ) -> Result<R::Response, IngestError> {
-        let _permit = self.inflight.try_acquire().map_err(|_| {
-            IngestError::Overloaded(format!(
-                "{} export requests are already in progress",
-                self.limits.max_inflight_requests
-            ))
-        })?;
-        self.store.check_capacity()?;
+        let _permit = self.take_slot()?;
         let total = request.item_count();
         self.telemetry.received(R::SIGNAL, total);
         let rejections = request.validate(&self.limits);
@@ -310,13 +317,7 @@ impl Ingest {
         body: Bytes,
         decoded_len: usize,
     ) -> Result<(), IngestError> {
-        let _permit = self.inflight.try_acquire().map_err(|_| {
-            IngestError::Overloaded(format!(
-                "{} export requests are already in progress",
-                self.limits.max_inflight_requests
-            ))
-        })?;
-        self.store.check_capacity()?;
+        let _permit = self.take_slot()?;
         let total = batch.samples as u64;
         self.telemetry.received(Signal::Metrics, total);
         if total == 0 {
