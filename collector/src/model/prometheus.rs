@@ -399,6 +399,12 @@ impl SeriesBatch {
     }
 }
 
+/// The memory a label set's text is counted for (the text and a per-label overhead), in the
+/// receiver's series table and in the head's bound.
+pub fn label_text_bytes<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+    pairs.into_iter().map(|(n, v)| 48 + n.len() + v.len()).sum::<usize>() as u64
+}
+
 /// The label pairs of a remote-written series as they are stored: empty values dropped, sorted
 /// by name, of a name given twice the later kept (as [`Labels::new`] keeps them). Refills
 /// `out`, borrowing from the request.
@@ -461,7 +467,7 @@ pub fn series_from_remote_write(body: &[u8]) -> Result<SeriesBatch, String> {
         }
         i += 1;
         let labels = Labels::new(pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect());
-        batch.label_bytes += pairs.iter().map(|(n, v)| 48 + n.len() + v.len()).sum::<usize>() as u64;
+        batch.label_bytes += label_text_bytes(pairs.iter().copied());
         batch.samples += view.samples.len();
         batch.series.push(BatchSeries {
             labels,
@@ -534,7 +540,7 @@ impl DeltaAccumulator {
             let Some(v) = value else { continue };
             let i = *at.entry(id).or_insert_with(|| {
                 batch.series.push(BatchSeries { labels: labels.clone(), samples: Vec::new() });
-                batch.label_bytes += labels.iter().map(|(n, v)| 48 + n.len() + v.len()).sum::<usize>() as u64;
+                batch.label_bytes += label_text_bytes(labels.iter());
                 batch.series.len() - 1
             });
             batch.series[i].samples.push(Sample { t: sample.t, v });

@@ -35,7 +35,9 @@ use prom::remote_write::{self, WalkError};
 
 use super::Ingest;
 use crate::error::IngestError;
-use crate::model::prometheus::{BatchSeries, SeriesBatch, clamp_ms, normalize_labels, series_problem};
+use crate::model::prometheus::{
+    BatchSeries, SeriesBatch, clamp_ms, label_text_bytes, normalize_labels, series_problem,
+};
 use crate::tenant::Tenant;
 
 pub use crate::model::prometheus::{NO_RECORDED_VALUE, SCOPE};
@@ -94,11 +96,6 @@ struct Walked {
     key: u64,
     labels: std::ops::Range<usize>,
     samples: std::ops::Range<usize>,
-}
-
-/// Label text a series' labels count for in [`SeriesTable`] and in the head's memory bound.
-fn label_bytes(pairs: &[(&str, &str)]) -> u64 {
-    pairs.iter().map(|(n, v)| 48 + n.len() + v.len()).sum::<usize>() as u64
 }
 
 impl SeriesTable {
@@ -162,23 +159,26 @@ impl SeriesTable {
         let result = (|| -> Result<(), IngestError> {
             for (i, w) in walked.iter().enumerate() {
                 let wanted = &pairs[w.labels.clone()];
-                let fresh = |batch: &mut SeriesBatch| -> Result<Labels, IngestError> {
+                let fresh = || -> Result<Labels, IngestError> {
                     if let Some(problem) = series_problem(i, wanted, wanted, 0, max_labels) {
                         return Err(IngestError::Invalid(problem));
                     }
-                    batch.label_bytes += label_bytes(wanted);
                     Ok(Labels::new(wanted.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()))
                 };
                 let (labels, newest) = match state.known.get_mut(&w.key) {
                     Some(k) if k.labels.iter().eq(wanted.iter().copied()) => (k.labels.clone(), Some(&mut k.newest)),
-                    // Another series with the same hash: stored, but unchecked.
-                    Some(_) => (fresh(&mut batch)?, None),
+                    // Another series with the same hash: stored, but unchecked; the batch holds
+                    // its labels.
+                    Some(_) => {
+                        let labels = fresh()?;
+                        batch.label_bytes += label_text_bytes(wanted.iter().copied());
+                        (labels, None)
+                    }
+                    // The table holds these labels, not the batch.
                     None => {
-                        let labels = fresh(&mut batch)?;
-                        // The table holds these labels, not the batch.
-                        batch.label_bytes -= label_bytes(wanted);
+                        let labels = fresh()?;
                         let state = &mut *state;
-                        state.label_bytes += label_bytes(wanted);
+                        state.label_bytes += label_text_bytes(wanted.iter().copied());
                         inserted.push(w.key);
                         let k = state.known.entry(w.key).or_insert(Known { labels: labels.clone(), newest: None });
                         (labels, Some(&mut k.newest))
@@ -225,8 +225,7 @@ impl SeriesTable {
             // The series this request was the first to send are forgotten again.
             for key in inserted {
                 if let Some(k) = state.known.remove(&key) {
-                    let pairs: Vec<(&str, &str)> = k.labels.iter().collect();
-                    state.label_bytes -= label_bytes(&pairs);
+                    state.label_bytes -= label_text_bytes(k.labels.iter());
                 }
             }
             return Err(err);
