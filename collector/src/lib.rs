@@ -13,6 +13,7 @@
 //! (one accept path: connection cap, idle and header timeouts); [`error`] holds the one mapping from failures to HTTP and
 //! gRPC status codes, so both transports answer the same failure the same way.
 
+pub mod analysis;
 pub mod api;
 pub mod auth;
 pub mod config;
