@@ -130,11 +130,16 @@ impl Collector {
         };
         let admission = Admission::new(&config.server, Arc::clone(&telemetry));
         let ingest = Arc::new(Ingest::new(Arc::clone(&store), config.limits.clone(), telemetry, admission));
+        let journal = Arc::new(crate::analysis::journal::Journal::new(
+            &config.data_dir,
+            crate::analysis::journal::JournalSettings { retention: config.retention.0, max_bytes: 16 << 20 },
+        ));
         let api_router = query::router(ApiState {
             store: Arc::clone(&store),
             ingest: Arc::clone(&ingest),
             history: Arc::new(History::new(&config.data_dir, config.gate.history_settings())),
             write_tokens: Arc::new(tokens),
+            journal: Arc::clone(&journal),
         })
         // Pyroscope's agents and Prometheus's remote write push to the port its API is served on.
         .merge(crate::receive::pprof_push::router(Arc::clone(&ingest)))

@@ -4,6 +4,7 @@
 //! (Pyroscope's push endpoints share the port, since Pyroscope's agents push to the port its
 //! API is served on; `server.rs` mounts them from `receive::pprof_push`.)
 
+pub mod anomalies;
 pub mod flamegraph;
 pub mod gate;
 pub mod leaks;
@@ -38,6 +39,8 @@ pub struct ApiState {
     pub history: Arc<crate::history::History>,
     /// Who may record gate runs.
     pub write_tokens: Arc<crate::auth::WriteTokens>,
+    /// The incidents the continuous analysis found.
+    pub journal: Arc<crate::analysis::journal::Journal>,
 }
 
 impl axum::extract::FromRef<ApiState> for Arc<crate::auth::WriteTokens> {
@@ -52,6 +55,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(native::router())
+        .merge(anomalies::router())
         .merge(flamegraph::router())
         .merge(gate::router())
         .merge(leaks::router())
