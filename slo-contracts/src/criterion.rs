@@ -156,7 +156,7 @@ fn parse_bound(value: &str, unit: Unit, indicator: &str) -> Result<Bound, Criter
 }
 
 /// A finite decimal number (digits, one optional dot, optional exponent, optional sign).
-fn number(text: &str) -> Option<f64> {
+pub(crate) fn number(text: &str) -> Option<f64> {
     let ok = !text.is_empty()
         && text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
         && text.bytes().any(|b| b.is_ascii_digit());

@@ -125,6 +125,9 @@ mod tests {
         assert_eq!(scalar("1.5"), "\"1.5\"");
         assert_eq!(scalar("true"), "\"true\"");
         assert_eq!(scalar(">= 99%"), "\">= 99%\"");
+        // An slo block's target and window read back as the same strings.
+        assert_eq!(scalar("99.9%"), "\"99.9%\"");
+        assert_eq!(scalar("28d"), "28d");
         assert_eq!(scalar("a \"b\""), "\"a \\\"b\\\"\"");
     }
 

@@ -10,6 +10,9 @@
 //!   and a hint), never only the first; [`json_schema`] is the JSON Schema generated from the
 //!   wire types of [`wire`]; [`import_openslo`] converts OpenSLO v1 `SLO` documents into a
 //!   contract.
+//! - SLO targets (`slo:` on an objective, [`Slo`]): the target, the compliance window, which
+//!   events are good, and the burn-rate alerts that fit the window, for the analyzer's error
+//!   budgets (`analyzer::burn`).
 //!
 //! Why the validator walks a YAML tree by hand instead of deserialising with serde, and how
 //! the schema is kept in step with it, is in `docs/adr/0003-contract-validation.md`.
@@ -28,8 +31,9 @@ pub use criterion::{CriterionError, parse_criterion};
 pub use diagnostic::{Diagnostic, Location, Severity};
 pub use duration::{DurationError, HumanDuration};
 pub use model::{
-    Aggregation, Baseline, Bound, Contract, CpuNormalize, Criterion, GatePolicy, Indicator, MetricSelector, NoData,
-    Objective, OnViolation, Op, RatioOf, ScoreThresholds, Share, SpanSelector, Unit,
+    Aggregation, AlertSeverity, Baseline, Bound, BurnAlert, Contract, CpuNormalize, Criterion, GatePolicy, GoodEvents,
+    Indicator, MetricSelector, NoData, Objective, OnViolation, Op, RatioOf, ScoreThresholds, Share, Slo, SpanSelector,
+    Unit, WORKBOOK_BURN_ALERTS,
 };
 pub use openslo::import_openslo;
 pub use validate::{API_VERSION, parse, parse_many};

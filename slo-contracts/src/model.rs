@@ -106,9 +106,153 @@ pub struct Objective {
     /// For `cpu_regression` and `goroutine_leak`: what a detection means. Always
     /// [`OnViolation::Fail`] for the other indicators (they use `warn:` criteria).
     pub on_violation: OnViolation,
+    /// The SLO target and compliance window (`slo:`), for error budgets and burn-rate alerts
+    /// between releases; `None` when the objective only gates releases.
+    pub slo: Option<Slo>,
     /// Where the objective starts.
     pub location: Location,
 }
+
+/// An SLO over a compliance window: "99.9% of requests no slower than 400ms over 30 days".
+///
+/// A gate criterion judges one candidate run; an SLO counts good and total events over a
+/// rolling window and spends an error budget of `(1 - target) × total` bad events, which the
+/// analyzer (`analyzer::burn`) turns into the budget remaining and multi-window burn-rate
+/// alerts. Only indicators whose events are each good or bad can have one ([`GoodEvents`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slo {
+    /// The share of good events, as a fraction strictly between 0 and 1 (`99.9%` is 0.999).
+    pub target: f64,
+    /// The rolling compliance window, between [`Slo::MIN_WINDOW`] and [`Slo::MAX_WINDOW`].
+    pub window: Duration,
+    /// Which events are good.
+    pub good: GoodEvents,
+    /// The burn-rate alerts that fit in [`Slo::window`], in the order of
+    /// [`WORKBOOK_BURN_ALERTS`] (an alert whose long window is longer than the compliance
+    /// window cannot be evaluated and is left out, with a warning).
+    pub alerts: Vec<BurnAlert>,
+    /// Where the `slo:` block is.
+    pub location: Location,
+}
+
+impl Slo {
+    /// The shortest compliance window: the shortest burn-rate alert looks at the last hour.
+    pub const MIN_WINDOW: Duration = Duration::from_secs(3_600);
+    /// The longest compliance window, a little over a year (bounds the analyzer's memory).
+    pub const MAX_WINDOW: Duration = Duration::from_secs(400 * 86_400);
+    /// The window when `slo.window` is not written, the SRE workbook's 30 days.
+    pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30 * 86_400);
+
+    /// The error budget as a fraction of the events: `1 - target`.
+    pub fn error_budget(&self) -> f64 {
+        1.0 - self.target
+    }
+}
+
+/// Which events an SLO counts as good, and so how good and total counts are read from the
+/// span metrics (calls, errors and the duration histogram of the objective's spans, as the
+/// OpenTelemetry Collector's spanmetrics connector derives them) or from the ratio's counters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GoodEvents {
+    /// `latency` objectives: a span is good when its duration is at most `seconds`. Total:
+    /// the spans (the duration histogram's count); good: the histogram's cumulative count at
+    /// the bucket bound `seconds`, interpolated inside its bucket when `seconds` is not a
+    /// bound (`analyzer::burn::good_at_most`).
+    DurationAtMost {
+        /// The threshold, in seconds (above 0).
+        seconds: f64,
+    },
+    /// `error_rate` objectives: a span is good when it is not an error (status ERROR or
+    /// `http.response.status_code` >= 500). Total: the calls; good: calls - error calls.
+    NotError,
+    /// `metric: { ratio: ... }` objectives over counters: good is the increase of the `good`
+    /// counter (or total minus the increase of the `bad` counter), total the increase of
+    /// `total`.
+    Ratio,
+}
+
+impl GoodEvents {
+    /// How a good event reads in a report: `spans no slower than 0.4s`.
+    pub fn describe(&self) -> String {
+        match self {
+            GoodEvents::DurationAtMost { seconds } => format!("spans no slower than {seconds}s"),
+            GoodEvents::NotError => "spans that are not errors".to_string(),
+            GoodEvents::Ratio => "events counted good by the ratio".to_string(),
+        }
+    }
+}
+
+/// The upper bounds, in seconds, of the span-metric duration histogram's default buckets (the
+/// OpenTelemetry Collector spanmetrics connector's defaults: 2ms .. 15s). A latency SLO whose
+/// threshold is one of them counts good spans exactly; another threshold is interpolated.
+pub const DEFAULT_SPAN_METRIC_BUCKETS: [f64; 16] =
+    [0.002, 0.004, 0.006, 0.008, 0.010, 0.050, 0.100, 0.200, 0.400, 0.800, 1.0, 1.4, 2.0, 5.0, 10.0, 15.0];
+
+/// How urgent a burn-rate alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertSeverity {
+    /// Wake someone up: the budget burns fast enough to be gone within days.
+    Page,
+    /// Look at it during working hours.
+    Ticket,
+}
+
+impl AlertSeverity {
+    /// `page` or `ticket`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertSeverity::Page => "page",
+            AlertSeverity::Ticket => "ticket",
+        }
+    }
+}
+
+impl fmt::Display for AlertSeverity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A multi-window burn-rate alert: it fires while the burn rate over both the long and the
+/// short window is at least `burn_rate`. The long window makes it significant (enough budget
+/// spent), the short one makes it stop soon after the burning stops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BurnAlert {
+    /// Page or ticket.
+    pub severity: AlertSeverity,
+    /// The long window (e.g. 1h).
+    pub long_window: Duration,
+    /// The short window (e.g. 5m), a twelfth of the long one in the workbook.
+    pub short_window: Duration,
+    /// The burn rate both windows must reach: bad ratio / (1 - target).
+    pub burn_rate: f64,
+}
+
+/// The SRE workbook's multi-window, multi-burn-rate alerts (Beyer et al., *The Site
+/// Reliability Workbook*, ch. 5 "Alerting on SLOs", table 5-8). On a 30-day window they fire
+/// when 2% of the budget is spent in an hour, 5% in six hours, 10% in three days; on another
+/// window the same burn rates spend `burn_rate × long window / window` of the budget.
+pub const WORKBOOK_BURN_ALERTS: [BurnAlert; 3] = [
+    BurnAlert {
+        severity: AlertSeverity::Page,
+        long_window: Duration::from_secs(3_600),
+        short_window: Duration::from_secs(300),
+        burn_rate: 14.4,
+    },
+    BurnAlert {
+        severity: AlertSeverity::Page,
+        long_window: Duration::from_secs(6 * 3_600),
+        short_window: Duration::from_secs(1_800),
+        burn_rate: 6.0,
+    },
+    BurnAlert {
+        severity: AlertSeverity::Ticket,
+        long_window: Duration::from_secs(3 * 86_400),
+        short_window: Duration::from_secs(6 * 3_600),
+        burn_rate: 1.0,
+    },
+];
 
 /// What a detected CPU regression or goroutine leak does to the objective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

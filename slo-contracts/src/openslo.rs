@@ -2,8 +2,10 @@
 //! that already keep OpenSLO files can gate releases with them.
 //!
 //! OpenSLO describes error budgets over a time window; a release gate judges one candidate
-//! run. The mapping keeps what means the same thing in both and reports the rest as
-//! diagnostics naming the document and the field, never dropping anything silently:
+//! run, and a contract objective's `slo` block keeps the budget over the window for the
+//! analyzer's burn-rate alerts. The mapping keeps what means the same thing in both and
+//! reports the rest as diagnostics naming the document and the field, never dropping
+//! anything silently:
 //!
 //! - `ratioMetric` with `good` (or `bad`) and `total` → a `metric: { ratio: ... }` objective
 //!   with `>= target` (or `<= 1 - target` for `bad`); `raw` with `rawType` → a `metric`
@@ -16,14 +18,20 @@
 //!   matchers only); anything else (functions, regex matchers, other query languages) is an
 //!   error for that objective.
 //! - `indicatorRef` is resolved against `kind: SLI` documents in the same input.
-//! - `timeWindow`, `Timeslices` budgeting, `alertPolicies` and documents of other kinds have
-//!   no counterpart in a gate: each is a warning.
+//! - `timeWindow` with an objective's `target` → the contract objective's `slo` block
+//!   (`slo: { target, window }`), for ratio objectives over counters: only they count good
+//!   and total events, which an error budget needs. Shorthands in minutes, hours, days and
+//!   weeks carry over as written; `M`, `Q` and `Y` have no fixed length and are read as 30,
+//!   90 and 365 days, with a warning; a calendar-aligned window becomes a rolling one, with a
+//!   warning. A window the other objectives cannot use is a warning naming them.
+//! - `Timeslices` budgeting, `alertPolicies` and documents of other kinds have no
+//!   counterpart: each is a warning.
 //!
 //! SLOs of the same `spec.service` become one contract (one YAML document per service).
 
 use crate::diagnostic::Diagnostic;
 use crate::emit::{Entry, Out, write};
-use crate::model::MetricSelector;
+use crate::model::{MetricSelector, Slo};
 use crate::yaml::{self, Kind, Node, Scalar};
 
 /// Converts the OpenSLO v1 documents of one file into contract YAML (one document per
@@ -99,6 +107,14 @@ fn slug(text: &str) -> String {
         }
     }
     slug.trim_end_matches('-').to_string()
+}
+
+/// Whether an objective's OpenSLO target can become a contract `slo.target`.
+enum Budget {
+    /// Yes: a ratio of event counters with a target strictly between 0 and 1.
+    Target(f64),
+    /// No, and why (for the warning).
+    NoEvents(&'static str),
 }
 
 struct Importer<'f> {
@@ -203,14 +219,7 @@ impl Importer<'_> {
                 return;
             }
         };
-        if let Some(window) = at(spec, &["timeWindow"]).filter(|n| !n.is_null()) {
-            self.warning(
-                doc,
-                window,
-                "spec.timeWindow",
-                "not used: a release gate judges the candidate's run, not an error budget over a window",
-            );
-        }
+        let window = self.time_window(doc, spec);
         if let Some(method) = at(spec, &["budgetingMethod"])
             && let Some(text) = method.text().filter(|t| *t != "Occurrences" && !t.is_empty())
         {
@@ -219,20 +228,27 @@ impl Importer<'_> {
                 method,
                 "spec.budgetingMethod",
                 format!(
-                    "{text} is evaluated as Occurrences: over all events of the candidate's run, not per time slice"
+                    "{text} is evaluated as Occurrences: over all events of the candidate's run (and of an slo window), not per time slice"
                 ),
             );
         }
         if let Some(policies) = at(spec, &["alertPolicies"]).filter(|n| !n.is_null())
             && !matches!(&policies.kind, Kind::Seq(items) if items.is_empty())
         {
-            self.warning(doc, policies, "spec.alertPolicies", "not imported: a release gate does not alert");
+            self.warning(
+                doc,
+                policies,
+                "spec.alertPolicies",
+                "not imported: objectives with an slo block get the SRE workbook's multi-window burn-rate alerts",
+            );
         }
         let Some(Kind::Seq(objectives)) = at(spec, &["objectives"]).map(|n| &n.kind) else {
             self.error(doc, spec, "spec.objectives", "missing or not a list");
             return;
         };
         let slo_title = text_at(root, &["metadata", "displayName"]).map(str::to_string);
+        // Objectives the window could not go with: a warning names them after the loop.
+        let mut without_window = Vec::new();
         for (i, objective) in objectives.iter().enumerate() {
             let field = format!("spec.objectives[{i}]");
             let display = text_at(objective, &["displayName"]);
@@ -247,14 +263,129 @@ impl Importer<'_> {
                 (None, Some(display)) => Some(display.to_string()),
                 (None, None) => None,
             };
-            let Some(converted) = self.objective(doc, objective, &field, indicator, &indicator_field) else { continue };
+            let Some((converted, budget)) = self.objective(doc, objective, &field, indicator, &indicator_field) else {
+                continue;
+            };
             let mut entries = vec![Entry::new("name", Out::Str(name))];
             if let Some(description) = description {
                 entries.push(Entry::new("description", Out::Str(description)));
             }
             entries.extend(converted);
+            if let Some((window, _)) = &window {
+                match budget {
+                    Budget::Target(target) => entries.push(Entry::new(
+                        "slo",
+                        Out::Map(vec![
+                            Entry::new("target", Out::Str(format!("{}%", fmt_number(target * 100.0)))),
+                            Entry::new("window", Out::Str(window.clone())),
+                        ]),
+                    )),
+                    Budget::NoEvents(why) => without_window.push(format!("{field} ({why})")),
+                }
+            }
             entries[0].comments.push(format!("from SLO {slo_name}, {field}"));
             self.add(service, entries);
+        }
+        if let (Some((_, node)), false) = (window, without_window.is_empty()) {
+            self.warning(
+                doc,
+                node,
+                "spec.timeWindow",
+                format!(
+                    "not used by {}: an error budget needs good and total events, which only a ratioMetric \
+                     over counters (good or bad, and total) counts",
+                    without_window.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// The SLO's `timeWindow` as a contract `slo.window` (`2w`, `30d`), with the node it was
+    /// read from; `None`, with a warning saying why, when it has no fixed length in range.
+    fn time_window<'n>(&mut self, doc: &Doc, spec: &'n Node) -> Option<(String, &'n Node)> {
+        let node = at(spec, &["timeWindow"]).filter(|n| !n.is_null())?;
+        let item = match &node.kind {
+            Kind::Seq(items) => {
+                if items.len() > 1 {
+                    self.warning(
+                        doc,
+                        &items[1],
+                        "spec.timeWindow",
+                        format!("{} windows given; OpenSLO allows one and only the first is used", items.len()),
+                    );
+                }
+                items.first()?
+            }
+            Kind::Map(_) => node,
+            Kind::Scalar { .. } => {
+                self.warning(doc, node, "spec.timeWindow", "not a list of windows; not imported");
+                return None;
+            }
+        };
+        let field = "spec.timeWindow[0].duration";
+        let Some(duration) = at(item, &["duration"]) else {
+            self.warning(doc, item, field, "missing; the window is not imported");
+            return None;
+        };
+        let text = duration.text().unwrap_or_default().trim();
+        let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+        let (count, unit) = text.split_at(digits);
+        let Some(count) = count.parse::<u64>().ok().filter(|_| unit.chars().count() == 1) else {
+            self.warning(
+                doc,
+                duration,
+                field,
+                format!("{text:?} is not a duration shorthand such as 28d or 4w; the window is not imported"),
+            );
+            return None;
+        };
+        let window = match unit {
+            "m" | "h" | "d" | "w" => text.to_string(),
+            "M" | "Q" | "Y" => {
+                let days = match unit {
+                    "M" => 30,
+                    "Q" => 90,
+                    _ => 365,
+                };
+                let window = format!("{}d", count.saturating_mul(days));
+                self.warning(
+                    doc,
+                    duration,
+                    field,
+                    format!("{text} read as {window}: slo-gate's windows are rolling and of a fixed length"),
+                );
+                window
+            }
+            other => {
+                self.warning(
+                    doc,
+                    duration,
+                    field,
+                    format!("unknown unit {other:?} in {text:?} (m, h, d, w, M, Q or Y); the window is not imported"),
+                );
+                return None;
+            }
+        };
+        let rolling = at(item, &["isRolling"]).and_then(Node::scalar);
+        if at(item, &["calendar"]).is_some() || rolling == Some(Scalar::Bool(false)) {
+            self.warning(
+                doc,
+                item,
+                "spec.timeWindow[0]",
+                format!("calendar-aligned window imported as a rolling window of {window}"),
+            );
+        }
+        match window.parse::<crate::HumanDuration>() {
+            Ok(crate::HumanDuration(d)) if (Slo::MIN_WINDOW..=Slo::MAX_WINDOW).contains(&d) => Some((window, node)),
+            _ => {
+                self.warning(
+                    doc,
+                    duration,
+                    field,
+                    format!("{text} is outside the 1h to 400d an SLO window may span; the window is not imported"),
+                );
+                None
+            }
         }
     }
 
@@ -284,7 +415,8 @@ impl Importer<'_> {
         objectives.push(Out::Map(entries));
     }
 
-    /// The entries (indicator and criteria) of one contract objective.
+    /// The entries (indicator and criteria) of one contract objective, and whether its target
+    /// can be an error-budget target.
     fn objective(
         &mut self,
         doc: &Doc,
@@ -292,7 +424,7 @@ impl Importer<'_> {
         field: &str,
         indicator: &Node,
         indicator_field: &str,
-    ) -> Option<Vec<Entry>> {
+    ) -> Option<(Vec<Entry>, Budget)> {
         let target = match (at(objective, &["target"]), at(objective, &["targetPercent"])) {
             (Some(t), None) => number(t).filter(|t| (0.0..=1.0).contains(t)).or_else(|| {
                 self.error(
@@ -331,17 +463,19 @@ impl Importer<'_> {
                     "op and value are not used with a ratioMetric; target is",
                 );
             }
-            return self.ratio(doc, ratio, &ratio_field, target);
+            let counts_events = at(ratio, &["raw"]).is_none()
+                && at(ratio, &["counter"]).and_then(Node::scalar) != Some(Scalar::Bool(false));
+            let budget = match (counts_events, target > 0.0 && target < 1.0) {
+                (true, true) => Budget::Target(target),
+                (false, _) => Budget::NoEvents("a raw ratio or gauges"),
+                (true, false) => Budget::NoEvents("a target of 0 or 1"),
+            };
+            return self.ratio(doc, ratio, &ratio_field, target).map(|entries| (entries, budget));
         }
         if let Some(threshold) = at(indicator, &["thresholdMetric"]) {
-            return self.threshold(
-                doc,
-                objective,
-                field,
-                threshold,
-                &format!("{indicator_field}.thresholdMetric"),
-                target,
-            );
+            return self
+                .threshold(doc, objective, field, threshold, &format!("{indicator_field}.thresholdMetric"), target)
+                .map(|entries| (entries, Budget::NoEvents("thresholdMetric")));
         }
         self.error(doc, indicator, indicator_field, "neither ratioMetric nor thresholdMetric");
         None

@@ -9,12 +9,13 @@
 
 use std::collections::HashMap;
 
-use crate::criterion::parse_criterion;
+use crate::criterion::{duration_seconds, number, parse_criterion};
 use crate::diagnostic::{self, Diagnostic, Location, Severity, did_you_mean};
 use crate::duration::HumanDuration;
 use crate::model::{
-    Aggregation, Baseline, Bound, Contract, CpuNormalize, Criterion, DEFAULT_CPU_PROFILE_TYPE, GatePolicy, Indicator,
-    MetricSelector, NoData, Objective, OnViolation, RatioOf, ScoreThresholds, Share, SpanSelector, Unit,
+    Aggregation, Baseline, Bound, Contract, CpuNormalize, Criterion, DEFAULT_CPU_PROFILE_TYPE,
+    DEFAULT_SPAN_METRIC_BUCKETS, GatePolicy, GoodEvents, Indicator, MetricSelector, NoData, Objective, OnViolation,
+    RatioOf, ScoreThresholds, Share, Slo, SpanSelector, Unit, WORKBOOK_BURN_ALERTS,
 };
 use crate::wire::{INDICATOR_KEYS, keys};
 use crate::yaml::{self, Kind, Node, Scalar};
@@ -470,6 +471,10 @@ impl Walker<'_> {
                 _ => OnViolation::Fail,
             };
         self.warn_looser_than_fail(&fail, &warn);
+        let slo = match (fields.key_node("slo"), fields.get("slo")) {
+            (Some(key), Some(value)) => self.slo(key, value, present.first().copied(), &fields),
+            _ => None,
+        };
         if self.errors() > errors_before {
             return None;
         }
@@ -482,8 +487,291 @@ impl Walker<'_> {
             key,
             weight,
             on_violation,
+            slo,
             location: self.loc(node),
         })
+    }
+
+    /// The `slo:` block of an objective whose first indicator key is `indicator` (`None`
+    /// when it has none, which is reported elsewhere). Target, window and threshold are
+    /// checked whatever the indicator, so every problem is reported at once.
+    fn slo(&mut self, key: &Node, node: &Node, indicator: Option<&str>, objective: &Fields<'_>) -> Option<Slo> {
+        let errors_before = self.errors();
+        let fields = self.fields(node, "slo", keys::SLO)?;
+        let target = self.require(&fields, "target").and_then(|n| self.slo_target(n));
+        let window = match fields.get("window") {
+            Some(n) => self.slo_window(n),
+            None => Some(Slo::DEFAULT_WINDOW),
+        };
+        let threshold = match fields.get("threshold") {
+            Some(n) if indicator == Some("latency") => self.slo_threshold(n),
+            _ => None,
+        };
+        let good = match indicator {
+            Some("latency") => match (threshold, fields.get("threshold")) {
+                (Some(seconds), _) => Some(GoodEvents::DurationAtMost { seconds }),
+                (None, Some(_)) => None,
+                (None, None) => {
+                    if !fields.suggested.contains(&"threshold") {
+                        self.error_hint(
+                            node,
+                            "a latency SLO needs `threshold`: the duration a good span stays within",
+                            "e.g. slo: { target: 99.9%, window: 30d, threshold: 400ms }",
+                        );
+                    }
+                    None
+                }
+            },
+            Some(other) => {
+                if let Some(k) = fields.key_node("threshold") {
+                    self.error_hint(
+                        k,
+                        format!("`threshold` applies only to latency SLOs, not {other}"),
+                        "remove it: the indicator itself says which events are good",
+                    );
+                }
+                self.slo_good_events(key, other, objective)
+            }
+            None => None,
+        };
+        if let (Some(window), Some(_)) = (window, &good) {
+            self.warn_unfit_alerts(fields.get("window").unwrap_or(key), window);
+        }
+        if self.errors() > errors_before {
+            return None;
+        }
+        let window = window?;
+        Some(Slo {
+            target: target?,
+            window,
+            good: good?,
+            alerts: WORKBOOK_BURN_ALERTS.iter().copied().filter(|a| a.long_window <= window).collect(),
+            location: self.loc(node),
+        })
+    }
+
+    /// Which events are good for an indicator other than latency, or an error saying why
+    /// the indicator cannot have an SLO.
+    fn slo_good_events(&mut self, key: &Node, indicator: &str, objective: &Fields<'_>) -> Option<GoodEvents> {
+        const WHERE: &str = "SLO targets go on latency (with threshold), error_rate and metric ratio objectives";
+        match indicator {
+            "error_rate" => Some(GoodEvents::NotError),
+            "metric" => {
+                let ratio = objective.get("metric").and_then(|m| match &m.kind {
+                    Kind::Map(entries) => entries.iter().find(|(k, _)| k.text() == Some("ratio")).map(|(_, v)| v),
+                    _ => None,
+                });
+                let gauges = ratio.is_some_and(|r| match &r.kind {
+                    Kind::Map(entries) => entries
+                        .iter()
+                        .any(|(k, v)| k.text() == Some("counter") && v.scalar() == Some(Scalar::Bool(false))),
+                    _ => false,
+                });
+                match (ratio, gauges) {
+                    (Some(_), false) => Some(GoodEvents::Ratio),
+                    (Some(_), true) => {
+                        self.error_hint(
+                            key,
+                            "an SLO needs good and total events, but this ratio averages gauges (counter: false)",
+                            "give the target on a ratio of counters, whose increases count the events",
+                        );
+                        None
+                    }
+                    (None, _) => {
+                        self.error_hint(
+                            key,
+                            "an SLO needs good and total events, but an aggregated metric has none",
+                            "use metric: { ratio: { good: ..., total: ... } } over counters",
+                        );
+                        None
+                    }
+                }
+            }
+            "throughput" => {
+                self.error_hint(key, "throughput has no good or bad events, so it cannot have an SLO target", WHERE);
+                None
+            }
+            other => {
+                self.error_hint(
+                    key,
+                    format!("{other} has no good or bad events, so it cannot have an SLO target"),
+                    WHERE,
+                );
+                None
+            }
+        }
+    }
+
+    /// `99.9%` or `0.999` (also quoted) → 0.999; strictly between 0 and 1.
+    fn slo_target(&mut self, node: &Node) -> Option<f64> {
+        const HINT: &str = "a target lies strictly between 0% and 100%, e.g. 99.9% or 0.999";
+        let text = node.text().filter(|_| !node.is_null()).map(str::trim).unwrap_or_default();
+        let (value, percent) = match text.strip_suffix('%') {
+            // `99.9e-2` reads as the double nearest 0.999, where 99.9 / 100 would not.
+            Some(p) if matches!(node.scalar(), Some(Scalar::Str(_))) => {
+                (number(p.trim()).and_then(|_| number(&format!("{}e-2", p.trim()))), true)
+            }
+            _ => match node.scalar() {
+                #[allow(clippy::cast_precision_loss)]
+                Some(Scalar::Int(n)) => (Some(n as f64), false),
+                Some(Scalar::Float(f)) => (Some(f).filter(|f| f.is_finite()), false),
+                // A quoted fraction ("0.999") is text, as the JSON Schema sees it too.
+                _ => (None, false),
+            },
+        };
+        match value {
+            Some(v) if v > 0.0 && v < 1.0 => Some(v),
+            Some(1.0) => {
+                self.error_hint(node, format!("SLO target {text} leaves no error budget"), HINT);
+                None
+            }
+            Some(v) if !percent && v > 1.0 && v < 100.0 => {
+                self.error_hint(
+                    node,
+                    format!("SLO target {text} is out of range: a fraction lies strictly between 0 and 1"),
+                    format!("write {text}% for a percentage"),
+                );
+                None
+            }
+            Some(_) => {
+                self.error_hint(node, format!("SLO target {text} is out of range"), HINT);
+                None
+            }
+            None => {
+                let hint = if number(text).is_some() {
+                    format!("write the fraction without quotes ({text}) or as a percentage")
+                } else {
+                    HINT.to_string()
+                };
+                self.error_hint(
+                    node,
+                    format!(
+                        "`target` must be a percentage such as 99.9% or a fraction such as 0.999, got {}",
+                        node.describe()
+                    ),
+                    hint,
+                );
+                None
+            }
+        }
+    }
+
+    /// A compliance window between [`Slo::MIN_WINDOW`] and [`Slo::MAX_WINDOW`].
+    fn slo_window(&mut self, node: &Node) -> Option<std::time::Duration> {
+        const HINT: &str = "SLO windows are usually 28d or 30d; from 1h to 400d";
+        let parsed =
+            node.text().filter(|_| matches!(node.scalar(), Some(Scalar::Str(_)))).map(str::parse::<HumanDuration>);
+        match parsed {
+            Some(Ok(HumanDuration(d))) if d < Slo::MIN_WINDOW => {
+                self.error_hint(
+                    node,
+                    format!("SLO window {} is too short: at least 1h", HumanDuration(d)),
+                    "the shortest burn-rate alert looks at the last hour",
+                );
+                None
+            }
+            Some(Ok(HumanDuration(d))) if d > Slo::MAX_WINDOW => {
+                self.error_hint(node, format!("SLO window {} is too long: at most 400d", HumanDuration(d)), HINT);
+                None
+            }
+            Some(Ok(HumanDuration(d))) => Some(d),
+            Some(Err(e)) => {
+                let hint = if node.text().is_some_and(|t| t.ends_with(['M', 'Q', 'Y'])) {
+                    "months, quarters and years differ in length: write the window in days, e.g. 30d"
+                } else {
+                    HINT
+                };
+                self.error_hint(node, format!("window: {e}"), hint);
+                None
+            }
+            None => {
+                self.error_hint(
+                    node,
+                    format!("`window` must be a duration such as 30d, got {}", node.describe()),
+                    HINT,
+                );
+                None
+            }
+        }
+    }
+
+    /// A latency threshold in seconds, above 0; warns when it is not a bound of the default
+    /// span-metric buckets, where good spans can only be estimated.
+    fn slo_threshold(&mut self, node: &Node) -> Option<f64> {
+        let text = node.text().filter(|_| matches!(node.scalar(), Some(Scalar::Str(_)))).map(str::trim);
+        match text.and_then(duration_seconds) {
+            Some(seconds) if seconds > 0.0 => {
+                let bound = |b: &f64| (b - seconds).abs() <= 1e-9 * b;
+                if !DEFAULT_SPAN_METRIC_BUCKETS.iter().any(bound) {
+                    let below = DEFAULT_SPAN_METRIC_BUCKETS.iter().rev().find(|b| **b < seconds);
+                    let above = DEFAULT_SPAN_METRIC_BUCKETS.iter().find(|b| **b > seconds);
+                    let (message, hint) = match (below, above) {
+                        (below, Some(above)) => (
+                            format!(
+                                "threshold {} is not a bound of the default span-metric buckets: good spans are interpolated between {} and {}",
+                                text.unwrap_or_default(),
+                                seconds_text(below.copied().unwrap_or(0.0)),
+                                seconds_text(*above),
+                            ),
+                            format!(
+                                "use a bound ({} or {}) or add {} to the collector's span-metric buckets",
+                                seconds_text(below.copied().unwrap_or(0.0)),
+                                seconds_text(*above),
+                                text.unwrap_or_default()
+                            ),
+                        ),
+                        (_, None) => (
+                            format!(
+                                "threshold {} is above the default span-metric buckets (the last is 15s): good spans are undercounted as those within 15s",
+                                text.unwrap_or_default()
+                            ),
+                            format!("add {} to the collector's span-metric buckets", text.unwrap_or_default()),
+                        ),
+                    };
+                    self.diags.push(Diagnostic::warning(self.loc(node), message).with_hint(hint));
+                }
+                Some(seconds)
+            }
+            Some(_) => {
+                self.error_hint(node, "SLO threshold must be above 0", "e.g. threshold: 400ms");
+                None
+            }
+            None => {
+                self.error_hint(
+                    node,
+                    format!("`threshold` must be a duration such as 400ms or 1.5s, got {}", node.describe()),
+                    "a span is good when its duration is at most the threshold",
+                );
+                None
+            }
+        }
+    }
+
+    /// Warns about the burn-rate alerts whose long window does not fit in the compliance
+    /// window: they are not evaluated.
+    fn warn_unfit_alerts(&mut self, node: &Node, window: std::time::Duration) {
+        let unfit: Vec<String> = WORKBOOK_BURN_ALERTS
+            .iter()
+            .filter(|a| a.long_window > window)
+            .map(|a| format!("{}/{} {}", HumanDuration(a.long_window), HumanDuration(a.short_window), a.severity))
+            .collect();
+        if unfit.is_empty() {
+            return;
+        }
+        let longest = WORKBOOK_BURN_ALERTS.iter().map(|a| a.long_window).max().unwrap_or_default();
+        self.diags.push(
+            Diagnostic::warning(
+                self.loc(node),
+                format!(
+                    "the {} burn-rate alert{} longer than the {} window and {} not evaluated",
+                    unfit.join(" and "),
+                    if unfit.len() == 1 { " is" } else { "s are" },
+                    HumanDuration(window),
+                    if unfit.len() == 1 { "is" } else { "are" },
+                ),
+            )
+            .with_hint(format!("a window of at least {} evaluates all of them", HumanDuration(longest))),
+        );
     }
 
     fn warn_looser_than_fail(&mut self, fail: &[Criterion], warn: &[Criterion]) {
@@ -982,4 +1270,9 @@ impl Walker<'_> {
         }
         Some(ScoreThresholds { pass, warn })
     }
+}
+
+/// `0.4` → `400ms`, `1.4` → `1.4s`: a bucket bound as a person writes it.
+fn seconds_text(seconds: f64) -> String {
+    if seconds < 1.0 { format!("{}ms", (seconds * 1000.0).round()) } else { format!("{seconds}s") }
 }

@@ -192,6 +192,12 @@ pub struct Objective {
     /// regression or leak is found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_violation: Option<OnViolation>,
+    /// An SLO over a compliance window, e.g. `{ target: 99.9%, window: 30d, threshold: 400ms }`:
+    /// error budget and burn-rate alerts while the service runs, beside the release gate's
+    /// criteria. Only for `latency` (with `threshold`), `error_rate` and `metric: { ratio }`
+    /// over counters, whose events are each good or bad.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<Slo>,
 }
 
 /// The indicator keys of an objective, exactly one of which must be present.
@@ -202,6 +208,40 @@ fn exactly_one_indicator(schema: &mut schemars::Schema) {
     let one_of = INDICATOR_KEYS.iter().map(|key| serde_json::json!({ "required": [key] })).collect();
     schema.insert("oneOf".to_string(), serde_json::Value::Array(one_of));
 }
+
+/// An SLO: the share of good events to keep over a rolling window.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    /// The share of good events: a percentage strictly between 0% and 100% (`99.9%`) or a
+    /// fraction strictly between 0 and 1 (`0.999`).
+    pub target: SloTarget,
+    /// The rolling compliance window the error budget is counted over (`30d`, `28d`, `4w`),
+    /// from 1h to 400d. Default 30d. Burn-rate alerts whose long window (1h, 6h, 3d) is
+    /// longer are not evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub window: Option<String>,
+    /// `latency` objectives only, and required there: a span is good when its duration is at
+    /// most this (`400ms`, `1.5s`). Exact when it is a bucket bound of the span-metric
+    /// duration histogram, interpolated inside the bucket otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(([0-9]+(ns|us|µs|ms|s|m|h|d|w))+|[0-9]+\.[0-9]*(ns|us|µs|ms|s|m|h|d|w))$"))]
+    pub threshold: Option<String>,
+}
+
+/// An SLO target, written as a percentage or a fraction.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SloTarget {
+    /// A percentage, e.g. `99.9%`.
+    Percent(#[schemars(regex(pattern = r"^\s*[0-9]+(\.[0-9]+)?\s*%\s*$"))] String),
+    /// A fraction, e.g. `0.999`.
+    Fraction(#[schemars(range(min = 0, max = 1))] f64),
+}
+
+/// A human duration as [`crate::HumanDuration`] reads it (`30d`, `1h30m`).
+pub const DURATION_PATTERN: &str = r"^([0-9]+(ns|us|µs|ms|s|m|h|d|w))+$";
 
 /// One criterion or a list of criteria that must all hold.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -376,7 +416,7 @@ pub struct GoroutineLeak {
     pub max_growth_per_minute: Option<f64>,
     /// Growth must be seen over at least this long (`2m`, `1h30m`). Default `2m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ns|us|µs|ms|s|m|h|d|w))+$"))]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
     pub min_duration: Option<String>,
 }
 
@@ -416,7 +456,10 @@ pub mod keys {
         "key",
         "weight",
         "on_violation",
+        "slo",
     ];
+    /// [`super::Slo`].
+    pub const SLO: &[&str] = &["target", "window", "threshold"];
     /// [`super::Latency`].
     pub const LATENCY: &[&str] = &["percentile", "route", "span_name"];
     /// [`super::SpanSelector`].
@@ -534,6 +577,21 @@ mod tests {
         let mut two = base.clone();
         two["objectives"][0]["error_rate"] = serde_json::json!({});
         assert!(!validator.is_valid(&two));
+        let mut slo = base.clone();
+        slo["objectives"][0]["slo"] = serde_json::json!({ "target": "99.9%", "window": "30d", "threshold": "400ms" });
+        assert!(validator.is_valid(&slo));
+        slo["objectives"][0]["slo"]["target"] = serde_json::json!(0.999);
+        assert!(validator.is_valid(&slo));
+        for (key, bad) in [
+            ("windw", serde_json::json!("30d")),
+            ("target", serde_json::json!("99.9")),
+            ("target", serde_json::json!(99.9)),
+            ("window", serde_json::json!("1M")),
+        ] {
+            let mut typo = slo.clone();
+            typo["objectives"][0]["slo"][key] = bad.clone();
+            assert!(!validator.is_valid(&typo), "{key}: {bad}");
+        }
     }
 
     fn properties(schema: &Value, definition: Option<&str>) -> BTreeSet<String> {
@@ -554,7 +612,7 @@ mod tests {
     fn validator_keys_equal_schema_properties() {
         let schema = json_schema();
         let set = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<BTreeSet<_>>();
-        let pairs: [(&[&str], Option<&str>); 11] = [
+        let pairs: [(&[&str], Option<&str>); 12] = [
             (keys::CONTRACT, None),
             (keys::GATE, Some("Gate")),
             (keys::SCORE, Some("Score")),
@@ -566,6 +624,7 @@ mod tests {
             (keys::METRIC_SELECTOR, Some("MetricSelector")),
             (keys::CPU_REGRESSION, Some("CpuRegression")),
             (keys::GOROUTINE_LEAK, Some("GoroutineLeak")),
+            (keys::SLO, Some("Slo")),
         ];
         for (keys, definition) in pairs {
             assert_eq!(set(keys), properties(&schema, definition), "{definition:?}");
@@ -573,7 +632,7 @@ mod tests {
         let mut baseline = properties(&schema, Some("VersionBaseline"));
         baseline.extend(properties(&schema, Some("PreviousBaseline")));
         assert_eq!(set(keys::BASELINE), baseline);
-        for definition in ["Gate", "Score", "Objective", "Latency", "Metric", "Ratio", "CpuRegression"] {
+        for definition in ["Gate", "Score", "Objective", "Latency", "Metric", "Ratio", "CpuRegression", "Slo"] {
             assert_eq!(schema["$defs"][definition]["additionalProperties"], Value::Bool(false), "{definition}");
         }
         assert_eq!(schema["additionalProperties"], Value::Bool(false));
