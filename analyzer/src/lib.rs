@@ -2,6 +2,7 @@
 //! comparisons, flame graphs, goroutine leaks. It takes values and returns values: no
 //! sockets, no files, no clocks (Architecture Invariant, checked in CI).
 
+pub mod anomaly_eval;
 pub mod baseline;
 pub mod compare;
 pub mod correlate;
