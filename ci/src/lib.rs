@@ -35,6 +35,9 @@ pub enum Command {
     /// SLO contracts: validate them, print their JSON Schema, import OpenSLO.
     #[command(subcommand)]
     Contracts(commands::contracts::ContractsCommand),
+    /// Anomaly scores of CSV series files, and their evaluation against labelled incidents.
+    #[command(subcommand)]
+    Anomalies(commands::anomalies::AnomaliesCommand),
 }
 
 /// Parses the command line and runs the subcommand: `Ok` with its exit code (0, or 1 for a
@@ -49,5 +52,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Demo(args) => commands::demo::run(args),
         Command::Leaks(args) => commands::leaks::run(args),
         Command::Contracts(command) => success(commands::contracts::run(command)),
+        Command::Anomalies(command) => success(commands::anomalies::run(command)),
     }
 }

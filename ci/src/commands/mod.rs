@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod anomalies;
 pub mod check;
 pub mod contracts;
 pub mod demo;
