@@ -37,6 +37,9 @@ pub struct Config {
     pub server: ServerLimits,
     /// The release gate's run history: who may record runs, and how much is kept.
     pub gate: GateConfig,
+    /// Span metrics: RED metrics from SERVER and CONSUMER spans, written as the series the
+    /// OpenTelemetry Collector's `spanmetrics` connector makes (the `[span_metrics]` table).
+    pub span_metrics: SpanMetricsConfig,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             scrape: Vec::new(),
             server: ServerLimits::default(),
             gate: GateConfig::default(),
+            span_metrics: SpanMetricsConfig::default(),
         }
     }
 }
@@ -447,6 +451,220 @@ impl From<ScrapeConfig> for RawScrapeConfig {
     }
 }
 
+/// The `[span_metrics]` table: request, error and duration metrics computed from every stored
+/// SERVER and CONSUMER span at ingest and written every `metrics_flush_interval` as ordinary
+/// metric series, named and labelled as the OpenTelemetry Collector's `spanmetrics` connector
+/// names them (`traces_span_metrics_calls_total`, `traces_span_metrics_duration_seconds_bucket`,
+/// ...; see `docs/span-metrics.md`). Keys that the connector also has keep its names and
+/// meaning.
+///
+/// ```toml
+/// [span_metrics]
+/// enabled = true
+/// dimensions = [{ name = "service.version" }, { name = "deployment.environment" }, { name = "http.route" }]
+/// buckets = ["2ms", "4ms", "6ms", "8ms", "10ms", "50ms", "100ms", "200ms", "400ms", "800ms", "1s", "1400ms", "2s", "5s", "10s", "15s"]
+/// metrics_flush_interval = "15s"
+/// metrics_expiration = "15m"
+/// aggregation_cardinality_limit = 10000
+/// max_series = 100000
+/// max_memory_bytes = 67108864
+/// span_kinds = ["SPAN_KIND_SERVER", "SPAN_KIND_CONSUMER"]
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpanMetricsConfig {
+    /// Off: no span is counted and no span-metric series is written. Default on.
+    pub enabled: bool,
+    /// Labels besides the four every series has (`service.name`, `span.name`, `span.kind`,
+    /// `status.code`), in this order. Each is looked up in the span's attributes, then in its
+    /// resource's (the connector's rule); a span without it gets `default`, or no such label
+    /// when there is no default. `deployment.environment` is also found under its newer name
+    /// `deployment.environment.name`. Values that are not strings are written as text. Every
+    /// distinct combination of values is a series of its own, so keep to attributes with few
+    /// values (a route template, not a URL path). Default: `service.version`,
+    /// `deployment.environment`, `http.route`.
+    pub dimensions: Vec<SpanMetricsDimension>,
+    /// Upper bounds of the duration histogram's buckets, increasing (a duration equal to a
+    /// bound counts in that bucket, as Prometheus's `le` says); a last `+Inf` bucket is
+    /// implied. Default: the connector's `2ms 4ms 6ms 8ms 10ms 50ms 100ms 200ms 400ms 800ms 1s
+    /// 1400ms 2s 5s 10s 15s`. At most 64.
+    pub buckets: Vec<HumanDuration>,
+    /// How often each tenant's cumulative values are written to the store. Default `15s`.
+    pub metrics_flush_interval: HumanDuration,
+    /// A series no span has updated for this long is dropped (and no longer written); if its
+    /// spans come back it starts again from zero with a new start time, a counter reset that
+    /// `rate` and `increase` handle. `0` keeps series until the process ends. Default `15m`.
+    pub metrics_expiration: HumanDuration,
+    /// Most series one tenant keeps; a span whose labels would make one more is counted in the
+    /// tenant's one overflow series, labelled only `otel_metric_overflow="true"` (the
+    /// connector's `aggregation_cardinality_limit`). Default 10,000.
+    pub aggregation_cardinality_limit: usize,
+    /// Most series kept over all tenants together; past it, new label sets of every tenant go
+    /// to that tenant's overflow series. Default 100,000.
+    pub max_series: usize,
+    /// Most memory the series may hold over all tenants (their label values and counters, as
+    /// counted in `slo_gate_span_metrics_memory_bytes`); past it, new label sets go to the
+    /// overflow series. Default 64 MiB.
+    pub max_memory_bytes: u64,
+    /// Which spans are counted, by OTLP span kind. Default `SPAN_KIND_SERVER` and
+    /// `SPAN_KIND_CONSUMER`: the spans that stand for a request a service handled; a CLIENT
+    /// span is the same request seen by its caller and would count it twice.
+    pub span_kinds: Vec<SpanKindName>,
+}
+
+/// One `dimensions` entry of `[span_metrics]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpanMetricsDimension {
+    /// The attribute, e.g. `http.route`; the label is its Prometheus form (`http_route`).
+    pub name: String,
+    /// The value of spans that have none. Without it, such spans have no such label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+/// An OTLP span kind as the connector writes it in `span.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SpanKindName {
+    #[serde(rename = "SPAN_KIND_UNSPECIFIED")]
+    Unspecified,
+    #[serde(rename = "SPAN_KIND_INTERNAL")]
+    Internal,
+    #[serde(rename = "SPAN_KIND_SERVER")]
+    Server,
+    #[serde(rename = "SPAN_KIND_CLIENT")]
+    Client,
+    #[serde(rename = "SPAN_KIND_PRODUCER")]
+    Producer,
+    #[serde(rename = "SPAN_KIND_CONSUMER")]
+    Consumer,
+}
+
+/// The connector's default histogram buckets, in milliseconds.
+const SPAN_METRICS_BUCKETS_MS: [u64; 16] =
+    [2, 4, 6, 8, 10, 50, 100, 200, 400, 800, 1000, 1400, 2000, 5000, 10_000, 15_000];
+
+/// Most `[span_metrics]` buckets: each one is a counter in every series.
+pub const MAX_SPAN_METRICS_BUCKETS: usize = 64;
+/// Most `[span_metrics]` dimensions: each one multiplies the series a service can make.
+pub const MAX_SPAN_METRICS_DIMENSIONS: usize = 16;
+
+impl Default for SpanMetricsConfig {
+    fn default() -> Self {
+        let dimension = |name: &str| SpanMetricsDimension { name: name.to_string(), default: None };
+        SpanMetricsConfig {
+            enabled: true,
+            dimensions: vec![
+                dimension("service.version"),
+                dimension("deployment.environment"),
+                dimension("http.route"),
+            ],
+            buckets: SPAN_METRICS_BUCKETS_MS.iter().map(|ms| HumanDuration(Duration::from_millis(*ms))).collect(),
+            metrics_flush_interval: HumanDuration(Duration::from_secs(15)),
+            metrics_expiration: HumanDuration(Duration::from_secs(15 * 60)),
+            aggregation_cardinality_limit: 10_000,
+            max_series: 100_000,
+            max_memory_bytes: 64 << 20,
+            span_kinds: vec![SpanKindName::Server, SpanKindName::Consumer],
+        }
+    }
+}
+
+impl SpanMetricsConfig {
+    /// Every problem of the table, each naming its key.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        // The four labels every series has, the overflow series' label, and the ones the
+        // Prometheus translation adds: a dimension may take none of them.
+        const TAKEN: [&str; 8] =
+            ["service_name", "span_name", "span_kind", "status_code", "otel_metric_overflow", "job", "instance", "le"];
+        let mut labels: Vec<(String, &str)> = Vec::new();
+        if self.dimensions.len() > MAX_SPAN_METRICS_DIMENSIONS {
+            problems.push(format!(
+                "span_metrics.dimensions has {} entries; at most {MAX_SPAN_METRICS_DIMENSIONS} are allowed",
+                self.dimensions.len()
+            ));
+        }
+        for (i, d) in self.dimensions.iter().enumerate() {
+            if d.name.trim().is_empty() {
+                problems.push(format!("span_metrics.dimensions[{i}].name is empty"));
+                continue;
+            }
+            let label = span_metrics_label(&d.name);
+            if TAKEN.contains(&label.as_str()) {
+                problems.push(format!(
+                    "span_metrics.dimensions[{i}].name {:?} would be the label {label:?}, which every span-metric series already has",
+                    d.name
+                ));
+            } else if let Some((_, other)) = labels.iter().find(|(l, _)| *l == label) {
+                problems.push(format!(
+                    "span_metrics.dimensions[{i}].name {:?} would be the label {label:?}, like {other:?} before it",
+                    d.name
+                ));
+            } else {
+                labels.push((label, &d.name));
+            }
+        }
+        if self.buckets.is_empty() {
+            problems.push("span_metrics.buckets is empty".to_string());
+        }
+        if self.buckets.len() > MAX_SPAN_METRICS_BUCKETS {
+            problems.push(format!(
+                "span_metrics.buckets has {} bounds; at most {MAX_SPAN_METRICS_BUCKETS} are allowed",
+                self.buckets.len()
+            ));
+        }
+        if self.buckets.first().is_some_and(|b| b.0.is_zero()) {
+            problems.push("span_metrics.buckets[0] must be longer than 0s".to_string());
+        }
+        if let Some(i) = self.buckets.windows(2).position(|w| w[1].0 <= w[0].0) {
+            problems.push(format!(
+                "span_metrics.buckets must increase: [{}] ({:?}) is not above [{i}] ({:?})",
+                i + 1,
+                self.buckets[i + 1].0,
+                self.buckets[i].0
+            ));
+        }
+        if self.metrics_flush_interval.0 < Duration::from_millis(100) {
+            problems.push(format!(
+                "span_metrics.metrics_flush_interval must be at least 100ms, not {:?}",
+                self.metrics_flush_interval.0
+            ));
+        }
+        if !self.metrics_expiration.0.is_zero() && self.metrics_expiration.0 < self.metrics_flush_interval.0 {
+            problems.push(
+                "span_metrics.metrics_expiration must not be shorter than span_metrics.metrics_flush_interval (or 0 for never)"
+                    .to_string(),
+            );
+        }
+        for (key, value) in
+            [("aggregation_cardinality_limit", self.aggregation_cardinality_limit), ("max_series", self.max_series)]
+        {
+            if value == 0 {
+                problems.push(format!("span_metrics.{key} must be at least 1"));
+            }
+        }
+        if self.span_kinds.is_empty() {
+            problems.push("span_metrics.span_kinds is empty: no span would be counted".to_string());
+        }
+        if self.max_memory_bytes < 1 << 20 {
+            problems
+                .push(format!("span_metrics.max_memory_bytes must be at least 1 MiB, not {}", self.max_memory_bytes));
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    }
+}
+
+/// The Prometheus label an attribute name becomes, as `model::prometheus` translates attribute
+/// names (characters outside `[a-zA-Z0-9_]` become `_`; a leading digit gets `key_`).
+fn span_metrics_label(name: &str) -> String {
+    let mut out: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert_str(0, "key_");
+    }
+    out
+}
+
 /// Why a configuration file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -546,5 +764,59 @@ mod tests {
         let err = Config::from_toml("[limits]\nmax_attribute_depth = 31\n").unwrap_err();
         assert!(err.to_string().contains("max_attribute_depth 31 is above 30"), "{err}");
         assert_eq!((Limits::default().max_attribute_depth, Limits::default().max_stack_depth), (16, 1000));
+    }
+
+    #[test]
+    fn span_metrics_table_parses_and_every_problem_is_reported() {
+        let defaults = SpanMetricsConfig::default();
+        assert_eq!(defaults.validate(), Ok(()));
+        assert_eq!(Config::default().span_metrics, defaults);
+        assert_eq!(defaults.buckets.len(), 16);
+        assert_eq!(
+            (defaults.buckets[0].0, defaults.buckets[15].0),
+            (Duration::from_millis(2), Duration::from_secs(15))
+        );
+
+        let cfg = Config::from_toml(
+            "[span_metrics]\nenabled = false\nmetrics_flush_interval = \"1s\"\nmetrics_expiration = \"0\"\n\
+             dimensions = [{ name = \"http.route\" }, { name = \"tier\", default = \"free\" }]\n\
+             buckets = [\"100us\", \"1s\"]\nspan_kinds = [\"SPAN_KIND_SERVER\"]\n",
+        )
+        .unwrap();
+        let sm = &cfg.span_metrics;
+        assert!(!sm.enabled);
+        assert_eq!(sm.metrics_flush_interval.0, Duration::from_secs(1));
+        assert!(sm.metrics_expiration.0.is_zero());
+        assert_eq!(sm.dimensions[1], SpanMetricsDimension { name: "tier".into(), default: Some("free".into()) });
+        assert_eq!(sm.buckets[0].0, Duration::from_micros(100));
+        assert_eq!(sm.span_kinds, [SpanKindName::Server]);
+        assert_eq!(sm.aggregation_cardinality_limit, 10_000, "keys not set keep their defaults");
+        assert_eq!(sm.validate(), Ok(()));
+
+        let err = Config::from_toml("[span_metrics]\nflush_interval = \"1s\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `flush_interval`"), "{err}");
+        let err = Config::from_toml("[span_metrics]\nspan_kinds = [\"SERVER\"]\n").unwrap_err();
+        assert!(err.to_string().contains("unknown variant `SERVER`"), "{err}");
+
+        let bad = Config::from_toml(
+            "[span_metrics]\ndimensions = [{ name = \"http.route\" }, { name = \"http_route\" }, { name = \"span.name\" }, { name = \"\" }]\n\
+             buckets = [\"1s\", \"1s\"]\nmetrics_flush_interval = \"10ms\"\naggregation_cardinality_limit = 0\n\
+             span_kinds = []\nmax_memory_bytes = 10\n",
+        )
+        .unwrap();
+        let problems = bad.span_metrics.validate().unwrap_err();
+        for expected in [
+            "span_metrics.dimensions[1].name \"http_route\" would be the label \"http_route\", like \"http.route\" before it",
+            "span_metrics.dimensions[2].name \"span.name\" would be the label \"span_name\", which every span-metric series already has",
+            "span_metrics.dimensions[3].name is empty",
+            "span_metrics.buckets must increase: [1] (1s) is not above [0] (1s)",
+            "span_metrics.metrics_flush_interval must be at least 100ms, not 10ms",
+            "span_metrics.aggregation_cardinality_limit must be at least 1",
+            "span_metrics.span_kinds is empty: no span would be counted",
+            "span_metrics.max_memory_bytes must be at least 1 MiB, not 10",
+        ] {
+            assert!(problems.contains(expected), "missing {expected:?} in {problems}");
+        }
+        assert_eq!(problems.matches("; ").count(), 7, "{problems}");
     }
 }

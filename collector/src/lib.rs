@@ -25,6 +25,7 @@ pub mod query;
 pub mod receive;
 pub mod server;
 pub mod signal;
+pub mod spanmetrics;
 pub mod store;
 pub mod telemetry;
 pub mod tenant;

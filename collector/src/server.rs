@@ -21,6 +21,7 @@ use crate::listener::{self, ConnSettings, Connections};
 use crate::query::{self, ApiState};
 use crate::receive::admission::Admission;
 use crate::receive::{Ingest, otlp_grpc, otlp_http};
+use crate::spanmetrics::SpanMetrics;
 use crate::store::{Store, StoreSettings};
 use crate::telemetry::{Listener, Telemetry};
 
@@ -48,6 +49,9 @@ pub struct RunningCollector {
     pub otlp_http: SocketAddr,
     pub api: SocketAddr,
     pub store: Arc<Store>,
+    /// The span metrics of stored spans, when they are on (`[span_metrics]`).
+    pub span_metrics: Option<Arc<SpanMetrics>>,
+    ingest: Arc<Ingest>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -76,6 +80,10 @@ impl Collector {
                 config.server.max_inflight_body_bytes, config.limits.max_request_bytes
             )));
         }
+        let span_metrics = match config.span_metrics.enabled {
+            true => Some(Arc::new(SpanMetrics::new(&config.span_metrics).map_err(StartError::Config)?)),
+            false => None,
+        };
         let grpc_listener = bind("OTLP/gRPC", config.otlp_grpc).await?;
         let http_listener = bind("OTLP/HTTP", config.otlp_http).await?;
         let api_listener = bind("API", config.api).await?;
@@ -129,7 +137,11 @@ impl Collector {
             }
         };
         let admission = Admission::new(&config.server, Arc::clone(&telemetry));
-        let ingest = Arc::new(Ingest::new(Arc::clone(&store), config.limits.clone(), telemetry, admission));
+        let mut ingest = Ingest::new(Arc::clone(&store), config.limits.clone(), telemetry, admission);
+        if let Some(metrics) = &span_metrics {
+            ingest = ingest.with_span_metrics(Arc::clone(metrics));
+        }
+        let ingest = Arc::new(ingest);
         let journal = Arc::new(crate::analysis::journal::Journal::new(
             &config.data_dir,
             crate::analysis::journal::JournalSettings { retention: config.retention.0, max_bytes: 16 << 20 },
@@ -153,7 +165,11 @@ impl Collector {
         }
         // pprof scraping: one task per (target, profile), stopped by `shutdown`.
         tasks.extend(crate::receive::pprof_scrape::start(&config.scrape, Arc::clone(&ingest), &shutdown));
-        Ok(RunningCollector { otlp_grpc, otlp_http, api, store, shutdown, tasks })
+        // Span metrics are written every `metrics_flush_interval`, and once more by `stop`.
+        if let Some(metrics) = &span_metrics {
+            tasks.push(crate::spanmetrics::start(Arc::clone(metrics), Arc::clone(&ingest), shutdown.subscribe()));
+        }
+        Ok(RunningCollector { otlp_grpc, otlp_http, api, store, span_metrics, ingest, shutdown, tasks })
     }
 }
 
@@ -162,6 +178,10 @@ impl RunningCollector {
     pub async fn stop(self, grace: Duration) {
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(grace, futures_join(self.tasks)).await;
+        // The listeners are done: the span metrics now hold every stored span; write them.
+        if let Some(metrics) = &self.span_metrics {
+            let _ = tokio::time::timeout(grace, metrics.flush(&self.ingest)).await;
+        }
         let store = self.store;
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
     }

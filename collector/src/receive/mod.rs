@@ -45,6 +45,7 @@ use crate::error::IngestError;
 use crate::model::{self, Rows};
 use crate::receive::admission::Admission;
 use crate::signal::Signal;
+use crate::spanmetrics::{self, SpanMetrics};
 use crate::store::Store;
 use crate::store::wal::Format;
 use crate::telemetry::Telemetry;
@@ -72,6 +73,10 @@ pub trait ExportRequest: Message + Default + serde::de::DeserializeOwned + Send 
     fn validate(&mut self, limits: &Limits) -> Rejections;
     fn into_rows(self) -> Rows;
     fn response(rejections: &Rejections) -> Self::Response;
+    /// The request's spans as span metrics count them (traces only).
+    fn tally_spans(&self, _metrics: &SpanMetrics, _tenant: &Tenant) -> Option<spanmetrics::Tally> {
+        None
+    }
 }
 
 fn partial<T>(r: &Rejections, make: impl FnOnce(i64, String) -> T) -> Option<T> {
@@ -92,6 +97,9 @@ impl ExportRequest for ExportTraceServiceRequest {
     }
     fn into_rows(self) -> Rows {
         Rows::Spans(model::span::rows_from_request(self))
+    }
+    fn tally_spans(&self, metrics: &SpanMetrics, tenant: &Tenant) -> Option<spanmetrics::Tally> {
+        metrics.tally(tenant, self)
     }
     fn response(r: &Rejections) -> Self::Response {
         ExportTraceServiceResponse {
@@ -205,12 +213,24 @@ pub struct Ingest {
     telemetry: Arc<Telemetry>,
     inflight: Semaphore,
     admission: Admission,
+    span_metrics: Option<Arc<SpanMetrics>>,
 }
 
 impl Ingest {
     pub fn new(store: Arc<Store>, limits: Limits, telemetry: Arc<Telemetry>, admission: Admission) -> Ingest {
         let inflight = Semaphore::new(limits.max_inflight_requests.max(1));
-        Ingest { store, limits, telemetry, inflight, admission }
+        Ingest { store, limits, telemetry, inflight, admission, span_metrics: None }
+    }
+
+    /// Counts the stored spans in `metrics` from now on.
+    pub fn with_span_metrics(mut self, metrics: Arc<SpanMetrics>) -> Ingest {
+        self.span_metrics = Some(metrics);
+        self
+    }
+
+    /// The span metrics stored spans are counted in, when they are on.
+    pub fn span_metrics(&self) -> Option<&Arc<SpanMetrics>> {
+        self.span_metrics.as_ref()
     }
 
     /// The in-flight body budget and body timeouts every receiver reads bodies with.
@@ -288,6 +308,9 @@ impl Ingest {
             Raw::Otlp(bytes) if rejections.items == 0 && rejections.warnings.is_empty() => (Format::Otlp, bytes),
             _ => (Format::Otlp, Bytes::from(request.encode_to_vec())),
         };
+        // Span metrics count what is stored: tallied from the validated request before it
+        // becomes rows, added once the store has acknowledged it.
+        let tally = self.span_metrics.as_deref().and_then(|m| request.tally_spans(m, &tenant));
         let rows = request.into_rows();
         let memory = rows.memory_bytes();
         if memory > budget {
@@ -302,6 +325,9 @@ impl Ingest {
         if let Err(err) = self.store.append_sized(tenant, format, payload, rows, memory).await {
             self.telemetry.refused(R::SIGNAL, accepted);
             return Err(err);
+        }
+        if let (Some(metrics), Some(tally)) = (self.span_metrics.as_deref(), tally) {
+            metrics.record(tally);
         }
         Ok(R::response(&rejections))
     }
