@@ -112,7 +112,7 @@ impl Build {
 
 /// Attributes as `(key, text)` pairs: strings as they are, other scalars printed, arrays and
 /// maps as JSON.
-fn flatten(text: &str) -> Vec<(String, String)> {
+pub(crate) fn flatten(text: &str) -> Vec<(String, String)> {
     let Value::Object(map) = attrs::plain_text(text) else { return Vec::new() };
     map.into_iter()
         .map(|(k, v)| {
