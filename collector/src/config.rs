@@ -40,6 +40,11 @@ pub struct Config {
     /// Span metrics: RED metrics from SERVER and CONSUMER spans, written as the series the
     /// OpenTelemetry Collector's `spanmetrics` connector makes (the `[span_metrics]` table).
     pub span_metrics: SpanMetricsConfig,
+    /// Where anomaly and burn-rate notifications are POSTed, one `[[webhook]]` table each
+    /// (see `docs/webhooks.md`). Every notification is kept in an outbox in the data directory
+    /// until each webhook has taken it, so none is lost across a restart.
+    #[serde(deserialize_with = "unique_webhooks")]
+    pub webhook: Vec<WebhookConfig>,
 }
 
 impl Default for Config {
@@ -56,6 +61,7 @@ impl Default for Config {
             server: ServerLimits::default(),
             gate: GateConfig::default(),
             span_metrics: SpanMetricsConfig::default(),
+            webhook: Vec::new(),
         }
     }
 }
@@ -451,6 +457,199 @@ impl From<ScrapeConfig> for RawScrapeConfig {
     }
 }
 
+/// How a webhook's notifications are encoded (the `format` key of a `[[webhook]]` table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum WebhookFormat {
+    /// The JSON Alertmanager POSTs to its webhook receivers (`version: "4"`), one alert per
+    /// request, so a receiver written for Alertmanager's `webhook_configs` works unchanged.
+    #[default]
+    #[serde(rename = "webhook")]
+    Webhook,
+    /// Alertmanager's own `POST /api/v2/alerts` body (a JSON array of one postable alert), so
+    /// a real Alertmanager routes, groups and silences slo-gate's alerts; `url` is then that
+    /// Alertmanager's `http://host:9093/api/v2/alerts`.
+    #[serde(rename = "alertmanager-v2")]
+    AlertmanagerV2,
+}
+
+/// One `[[webhook]]` table: an HTTP endpoint every notification (an anomaly opening or
+/// resolving, a burn-rate alert firing or resolving) is POSTed to, in order, retried until it
+/// answers 2xx (see `docs/webhooks.md`).
+///
+/// ```toml
+/// [[webhook]]
+/// name = "oncall"
+/// url = "http://alert-router.internal:8080/slo-gate"
+/// bearer_token_file = "/etc/slo-gate/oncall-token"
+/// headers = { "X-Team" = "payments" }
+/// timeout = "10s"
+/// initial_backoff = "1s"
+/// max_backoff = "5m"
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "RawWebhookConfig", into = "RawWebhookConfig")]
+pub struct WebhookConfig {
+    /// Names the webhook in logs, in `/metrics` (`webhook` label), in the payload's
+    /// `receiver`, and its delivery cursor in the data directory: renaming a webhook makes it
+    /// a new one, which starts with the notifications sent after it appeared. Letters, digits,
+    /// `_`, `-` and `.`; at most 64 characters; unique.
+    pub name: String,
+    /// Where to POST: an `http://` URL. (`https://` needs TLS in the collector's HTTP client,
+    /// which it does not have yet; it is refused rather than sent in clear.)
+    pub url: String,
+    /// `webhook` (default) or `alertmanager-v2`; see [`WebhookFormat`].
+    pub format: WebhookFormat,
+    /// How long one request may take, from connecting to the answer's status. Default `10s`.
+    pub timeout: HumanDuration,
+    /// Extra request headers, e.g. `{ "X-Scope-OrgID" = "team-a" }`. `Content-Type`,
+    /// `Content-Length`, `Host` and `Transfer-Encoding` are the client's to set.
+    pub headers: BTreeMap<String, String>,
+    /// A file holding a bearer token, sent as `Authorization: Bearer <token>` (read once at
+    /// start, surrounding whitespace trimmed), so the secret stays out of this file. Not
+    /// together with an `Authorization` header in `headers`.
+    pub bearer_token_file: Option<PathBuf>,
+    /// The first retry waits a random time up to this ("full jitter"); each further retry
+    /// doubles the bound, up to `max_backoff`. Default `1s`.
+    pub initial_backoff: HumanDuration,
+    /// The largest bound of the random wait between retries. Default `5m`. A `Retry-After`
+    /// answer (408, 429, 5xx) is waited out instead, up to one hour.
+    pub max_backoff: HumanDuration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhookConfig {
+    name: String,
+    url: String,
+    #[serde(default)]
+    format: WebhookFormat,
+    #[serde(default = "default_webhook_timeout")]
+    timeout: HumanDuration,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bearer_token_file: Option<PathBuf>,
+    #[serde(default = "default_initial_backoff")]
+    initial_backoff: HumanDuration,
+    #[serde(default = "default_max_backoff")]
+    max_backoff: HumanDuration,
+}
+
+fn default_webhook_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+fn default_initial_backoff() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+
+fn default_max_backoff() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+
+/// Headers the HTTP client sets itself; a configured value would contradict the request.
+const RESERVED_WEBHOOK_HEADERS: [&str; 4] = ["content-type", "content-length", "host", "transfer-encoding"];
+
+impl TryFrom<RawWebhookConfig> for WebhookConfig {
+    type Error = String;
+
+    fn try_from(raw: RawWebhookConfig) -> Result<Self, String> {
+        let name = &raw.name;
+        if name.is_empty() || name.len() > 64 {
+            return Err(format!("webhook: `name` {name:?} must be 1 to 64 characters"));
+        }
+        if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
+            return Err(format!("webhook: `name` {name:?} has {c:?}; use letters, digits, `_`, `-` and `.`"));
+        }
+        check_webhook_url(&raw.url).map_err(|why| format!("webhook {name:?}: `url` {:?}: {why}", raw.url))?;
+        for (key, value) in [("timeout", raw.timeout), ("initial_backoff", raw.initial_backoff)] {
+            if value.0.is_zero() {
+                return Err(format!("webhook {name:?}: `{key}` must be longer than 0s"));
+            }
+        }
+        if raw.max_backoff.0 < raw.initial_backoff.0 {
+            return Err(format!(
+                "webhook {name:?}: `max_backoff` ({}s) is shorter than `initial_backoff` ({}s)",
+                raw.max_backoff.0.as_secs_f64(),
+                raw.initial_backoff.0.as_secs_f64()
+            ));
+        }
+        for (header, value) in &raw.headers {
+            let parsed = http::HeaderName::from_bytes(header.as_bytes())
+                .map_err(|_| format!("webhook {name:?}: `headers`: {header:?} is not a valid header name"))?;
+            if RESERVED_WEBHOOK_HEADERS.contains(&parsed.as_str()) {
+                return Err(format!(
+                    "webhook {name:?}: `headers`: {header:?} is set by the client and cannot be configured"
+                ));
+            }
+            if parsed == http::header::AUTHORIZATION && raw.bearer_token_file.is_some() {
+                return Err(format!(
+                    "webhook {name:?}: `headers` has {header:?} and `bearer_token_file` is set; keep one"
+                ));
+            }
+            http::HeaderValue::from_str(value).map_err(|_| {
+                format!("webhook {name:?}: `headers`: the value of {header:?} is not a valid header value")
+            })?;
+        }
+        Ok(WebhookConfig {
+            name: raw.name,
+            url: raw.url,
+            format: raw.format,
+            timeout: raw.timeout,
+            headers: raw.headers,
+            bearer_token_file: raw.bearer_token_file,
+            initial_backoff: raw.initial_backoff,
+            max_backoff: raw.max_backoff,
+        })
+    }
+}
+
+impl From<WebhookConfig> for RawWebhookConfig {
+    fn from(c: WebhookConfig) -> Self {
+        RawWebhookConfig {
+            name: c.name,
+            url: c.url,
+            format: c.format,
+            timeout: c.timeout,
+            headers: c.headers,
+            bearer_token_file: c.bearer_token_file,
+            initial_backoff: c.initial_backoff,
+            max_backoff: c.max_backoff,
+        }
+    }
+}
+
+/// Why `url` cannot be a webhook's URL, if it cannot: an absolute `http://` URL with a host.
+pub fn check_webhook_url(url: &str) -> Result<http::Uri, String> {
+    let uri = url.parse::<http::Uri>().map_err(|e| format!("not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err("https is not supported yet (the collector's HTTP client has no TLS); use http://, \
+                 e.g. through a local TLS-terminating proxy"
+                .to_string());
+        }
+        Some(other) => return Err(format!("scheme {other:?} is not supported; use http://")),
+        None => return Err("not an absolute URL; expected http://host[:port]/path".to_string()),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("no host".to_string());
+    }
+    Ok(uri)
+}
+
+/// The `[[webhook]]` tables, refused when two share a name (each name keys a delivery cursor).
+fn unique_webhooks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<WebhookConfig>, D::Error> {
+    let webhooks = Vec::<WebhookConfig>::deserialize(d)?;
+    let mut seen = std::collections::BTreeSet::new();
+    for w in &webhooks {
+        if !seen.insert(w.name.as_str()) {
+            return Err(serde::de::Error::custom(format!("two webhooks are named {:?}; names must be unique", w.name)));
+        }
+    }
+    Ok(webhooks)
+}
+
 /// The `[span_metrics]` table: request, error and duration metrics computed from every stored
 /// SERVER and CONSUMER span at ingest and written every `metrics_flush_interval` as ordinary
 /// metric series, named and labelled as the OpenTelemetry Collector's `spanmetrics` connector
@@ -755,6 +954,56 @@ mod tests {
         assert!(err.to_string().contains("`cpu_seconds` (5) must be shorter than `interval`"), "{err}");
         let err = Config::from_toml("[[scrape]]\ntargets = [\"a:1\"]\nintervall = \"5s\"\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `intervall`"), "{err}");
+    }
+
+    #[test]
+    fn webhook_tables_parse_with_defaults_and_are_validated() {
+        let cfg = Config::from_toml(
+            "[[webhook]]\nname = \"oncall\"\nurl = \"http://127.0.0.1:9000/hook\"\n\
+             [[webhook]]\nname = \"am\"\nurl = \"http://am:9093/api/v2/alerts\"\nformat = \"alertmanager-v2\"\n\
+             timeout = \"2s\"\ninitial_backoff = \"100ms\"\nmax_backoff = \"10s\"\n\
+             bearer_token_file = \"/run/token\"\nheaders = { \"X-Scope-OrgID\" = \"team-a\" }\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.webhook.len(), 2);
+        let first = &cfg.webhook[0];
+        assert_eq!(first.format, WebhookFormat::Webhook);
+        assert_eq!(first.timeout.0, Duration::from_secs(10));
+        assert_eq!((first.initial_backoff.0, first.max_backoff.0), (Duration::from_secs(1), Duration::from_secs(300)));
+        assert!(first.headers.is_empty() && first.bearer_token_file.is_none());
+        let second = &cfg.webhook[1];
+        assert_eq!(second.format, WebhookFormat::AlertmanagerV2);
+        assert_eq!(second.timeout.0, Duration::from_secs(2));
+        assert_eq!(second.initial_backoff.0, Duration::from_millis(100));
+        assert_eq!(second.headers.get("X-Scope-OrgID").map(String::as_str), Some("team-a"));
+        assert_eq!(second.bearer_token_file.as_deref(), Some(Path::new("/run/token")));
+        assert!(Config::default().webhook.is_empty());
+
+        let bad =
+            |body: &str| Config::from_toml(&format!("[[webhook]]\nname = \"w\"\n{body}")).unwrap_err().to_string();
+        for (body, message) in [
+            ("url = \"ftp://h/x\"", "webhook \"w\": `url` \"ftp://h/x\": scheme \"ftp\" is not supported"),
+            ("url = \"https://h/x\"", "https is not supported yet"),
+            ("url = \"/hook\"", "not an absolute URL"),
+            ("url = \"http://exa mple/\"", "`url` \"http://exa mple/\": not a URL"),
+            ("url = \"http://h/\"\ntimeout = \"0s\"", "`timeout` must be longer than 0s"),
+            ("url = \"http://h/\"\ninitial_backoff = \"2s\"\nmax_backoff = \"1s\"", "`max_backoff` (1s) is shorter"),
+            ("url = \"http://h/\"\nformat = \"slack\"", "unknown variant `slack`"),
+            ("url = \"http://h/\"\nheaders = { \"Content-Type\" = \"text/plain\" }", "is set by the client"),
+            ("url = \"http://h/\"\nheaders = { \"Bad Header\" = \"x\" }", "not a valid header name"),
+            ("url = \"http://h/\"\nheaders = { Authorization = \"Bearer x\" }\nbearer_token_file = \"/t\"", "keep one"),
+            ("url = \"http://h/\"\nretries = 3", "unknown field `retries`"),
+        ] {
+            let err = bad(body);
+            assert!(err.contains(message), "{body}: {err}");
+        }
+        let err = Config::from_toml("[[webhook]]\nname = \"a/b\"\nurl = \"http://h/\"\n").unwrap_err().to_string();
+        assert!(err.contains("`name` \"a/b\" has '/'"), "{err}");
+        let err = Config::from_toml("[[webhook]]\nurl = \"http://h/\"\n").unwrap_err().to_string();
+        assert!(err.contains("missing field `name`"), "{err}");
+        let twice = "[[webhook]]\nname = \"a\"\nurl = \"http://h/\"\n[[webhook]]\nname = \"a\"\nurl = \"http://g/\"\n";
+        let err = Config::from_toml(twice).unwrap_err().to_string();
+        assert!(err.contains("two webhooks are named \"a\""), "{err}");
     }
 
     #[test]

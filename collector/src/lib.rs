@@ -21,6 +21,7 @@ pub mod error;
 pub mod history;
 pub mod listener;
 pub mod model;
+pub mod notify;
 pub mod query;
 pub mod receive;
 pub mod server;

@@ -51,6 +51,8 @@ pub struct Telemetry {
     pub body_bytes_limit: AtomicU64,
     /// Request bodies refused or cut off, by reason (`overloaded`, `timeout`).
     body_refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// Webhook notifications: sent, failed, retried, queued, and the outbox.
+    pub notify: crate::notify::NotifyMetrics,
 }
 
 /// The three listeners, as labelled in the connection metrics.
@@ -305,6 +307,7 @@ impl Telemetry {
                 let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", refused.get(reason).copied().unwrap_or(0));
             }
         }
+        self.notify.render(&mut out);
         let secs = self.flush_nanos.load(Relaxed) as f64 / 1e9;
         let _ = writeln!(
             out,
