@@ -17,9 +17,9 @@ use slo_contracts::HumanDuration;
 /// [analysis.detector]          # analyzer::baseline::Config, for every series
 /// band = 4.0
 ///
-/// [[analysis.context]]         # per-series overrides chosen by labels
+/// [[analysis.context.rules]]   # per-series overrides chosen by labels
 /// match = { job = "etl-batch" }
-/// model = "seasonal"
+/// set = { model = "seasonal" }
 ///
 /// [[analysis.watch]]
 /// name = "queue-depth"

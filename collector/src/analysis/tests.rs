@@ -347,3 +347,35 @@ fn a_wrong_contract_stops_the_analysis_with_its_location() {
     let missing = budgets::load(&[dir.path().join("missing.yaml")]).unwrap_err();
     assert!(missing.contains("cannot read") && missing.contains("missing.yaml"), "{missing}");
 }
+
+// The `[analysis]` table as the documentation writes it reads into the configuration, context
+// rules included, and a detector key that does not exist is refused by name.
+#[test]
+fn the_documented_analysis_table_reads() {
+    let text = r#"
+[analysis]
+step = "30s"
+contracts = ["contracts/"]
+
+[analysis.detector]
+band = 5.0
+
+[[analysis.context.rules]]
+match = { job = "etl-batch" }
+set = { model = "seasonal" }
+
+[[analysis.watch]]
+name = "queue-depth"
+query = 'sum by (queue) (rabbitmq_queue_messages_ready)'
+"#;
+    let config: crate::config::Config = toml::from_str(text).unwrap();
+    let a = &config.analysis;
+    assert_eq!(a.step.0, Duration::from_secs(30));
+    assert_eq!(a.detector.band, 5.0);
+    assert_eq!(a.watch[0].tenant, "anonymous");
+    a.validate().unwrap();
+    let batch = a.context.config_for(&a.detector, &[("job", "etl-batch")]);
+    assert_eq!(batch.model, analyzer::baseline::Model::Seasonal);
+    let err = toml::from_str::<crate::config::Config>("[analysis.detector]\nbandwidth = 3.0\n").unwrap_err();
+    assert!(err.to_string().contains("bandwidth"), "{err}");
+}
