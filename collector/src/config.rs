@@ -45,6 +45,9 @@ pub struct Config {
     /// until each webhook has taken it, so none is lost across a restart.
     #[serde(deserialize_with = "unique_webhooks")]
     pub webhook: Vec<WebhookConfig>,
+    /// Continuous analysis between releases: dynamic baselines, anomalies, error budgets
+    /// (the `[analysis]` table; see [`crate::analysis::AnalysisConfig`]).
+    pub analysis: crate::analysis::AnalysisConfig,
 }
 
 impl Default for Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             gate: GateConfig::default(),
             span_metrics: SpanMetricsConfig::default(),
             webhook: Vec::new(),
+            analysis: crate::analysis::AnalysisConfig::default(),
         }
     }
 }

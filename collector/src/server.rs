@@ -80,6 +80,7 @@ impl Collector {
                 config.server.max_inflight_body_bytes, config.limits.max_request_bytes
             )));
         }
+        config.analysis.validate().map_err(StartError::Config)?;
         let span_metrics = match config.span_metrics.enabled {
             true => Some(Arc::new(SpanMetrics::new(&config.span_metrics).map_err(StartError::Config)?)),
             false => None,
@@ -137,7 +138,7 @@ impl Collector {
             }
         };
         let admission = Admission::new(&config.server, Arc::clone(&telemetry));
-        let mut ingest = Ingest::new(Arc::clone(&store), config.limits.clone(), telemetry, admission);
+        let mut ingest = Ingest::new(Arc::clone(&store), config.limits.clone(), Arc::clone(&telemetry), admission);
         if let Some(metrics) = &span_metrics {
             ingest = ingest.with_span_metrics(Arc::clone(metrics));
         }
@@ -168,6 +169,36 @@ impl Collector {
         // Span metrics are written every `metrics_flush_interval`, and once more by `stop`.
         if let Some(metrics) = &span_metrics {
             tasks.push(crate::spanmetrics::start(Arc::clone(metrics), Arc::clone(&ingest), shutdown.subscribe()));
+        }
+        // Continuous analysis: dynamic baselines of the span-metric SLIs and watched queries,
+        // error budgets of the contracts' SLOs; what it finds goes to the webhooks through the
+        // notifier's durable outbox.
+        if config.analysis.enabled {
+            let started =
+                crate::notify::Notifier::start(&config.data_dir.join("notify"), config.webhook.clone(), telemetry)
+                    .map_err(|e| StartError::Config(e.to_string()))
+                    .and_then(|notifier| {
+                        crate::analysis::Analysis::open(
+                            config.analysis.clone(),
+                            &config.data_dir,
+                            Arc::clone(&store),
+                            span_metrics.clone(),
+                            Arc::clone(&journal),
+                            Some(Arc::new(notifier)),
+                        )
+                        .map_err(StartError::Config)
+                    });
+            match started {
+                Ok(analysis) => {
+                    tasks.push(crate::analysis::start(Arc::new(analysis), Arc::clone(&ingest), shutdown.subscribe()))
+                }
+                Err(err) => {
+                    let _ = shutdown.send(true);
+                    futures_join(tasks).await;
+                    let _ = tokio::task::spawn_blocking(move || store.close()).await;
+                    return Err(err);
+                }
+            }
         }
         Ok(RunningCollector { otlp_grpc, otlp_http, api, store, span_metrics, ingest, shutdown, tasks })
     }
