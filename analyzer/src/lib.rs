@@ -4,6 +4,7 @@
 
 pub mod anomaly_eval;
 pub mod baseline;
+pub mod burn;
 pub mod compare;
 pub mod correlate;
 pub mod flame;
