@@ -292,7 +292,8 @@ pub struct Notifier {
     shared: Arc<Shared>,
     /// Raised by [`Notifier::shutdown`]; dropped with the notifier, which stops the tasks too.
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The delivery tasks, until [`Notifier::shutdown`] waits for them.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Holds the outbox directory's lock while this notifier lives.
     _lock: File,
 }
@@ -431,7 +432,7 @@ impl Notifier {
             let pending = lock(&shared.queue).records.len();
             tracing::info!(webhooks = shared.webhooks.len(), pending, outbox = %dir.display(), "webhook notifications started");
         }
-        Ok(Notifier { shared, stop, tasks, _lock: lock_file })
+        Ok(Notifier { shared, stop, tasks: Mutex::new(tasks), _lock: lock_file })
     }
 
     /// Makes `notification` durable in the outbox (appended and `fsync`ed) and queues it for
@@ -460,10 +461,13 @@ impl Notifier {
     }
 
     /// Stops the delivery tasks (a request in flight is abandoned, and sent again at the next
-    /// start) and waits for them to end.
-    pub async fn shutdown(self) {
+    /// start) and waits for them to end. Takes `&self` so a notifier shared in an `Arc` can
+    /// be stopped; `send` still makes notifications durable afterwards, for the next start.
+    /// (Dropping the notifier stops the tasks too, without waiting.)
+    pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
-        for task in self.tasks {
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
+        for task in tasks {
             let _ = task.await;
         }
     }

@@ -414,6 +414,7 @@ async fn notify_restart_delivers_what_was_not_delivered_and_nothing_twice() {
     assert_eq!(receiver.routes(), routes(0..5));
     // And a third start has nothing left to send.
     notifier.shutdown().await;
+    drop(notifier);
     let notifier = Notifier::start(dir.path(), vec![webhook("hook", addr)], Arc::clone(&telemetry)).unwrap();
     assert_eq!(notifier.queued("hook"), Some(0));
     notifier.send(alert(5)).await.unwrap();
@@ -433,6 +434,7 @@ async fn notify_damaged_outbox_tail_is_cut_with_a_warning_and_the_rest_delivered
         notifier.send(alert(i)).await.unwrap();
     }
     notifier.shutdown().await;
+    drop(notifier);
     // A record cut short after seven bytes, as a crash mid-append leaves it.
     let segment = std::fs::read_dir(dir.path())
         .unwrap()
