@@ -31,6 +31,7 @@ pub use labels::{
 pub use metrics::{CostProfile, PROFILES, Tally, scaled_sigmoid, score_file};
 pub use report::{EvalOptions, EvalReport, Evaluation, FileReport, Metrics, ScoreSource, render_text};
 pub use series::{
-    MAX_LINE_BYTES, Needs, Row, SCORED_HEADER, SeriesError, SeriesErrorKind, SeriesParser, write_scored_row,
+    Disorder, MAX_LINE_BYTES, Needs, Order, Row, SCORED_HEADER, SeriesError, SeriesErrorKind, SeriesParser,
+    write_scored_row,
 };
 pub use time::{TimeError, format_time_ms, parse_time_ms};

@@ -182,8 +182,9 @@ fn each_bad_input_exits_2_naming_the_line_and_leaves_no_output() {
         std::fs::write(&input, bytes).unwrap();
         let output = dir.path().join("scored.csv");
         std::fs::write(&output, "previous results\n").unwrap();
-        let out =
-            slo_gate(&["anomalies", "score", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()]);
+        // --strict-order makes the unsorted and duplicate rows errors; it changes nothing else.
+        let (input_arg, output_arg) = (input.to_str().unwrap(), output.to_str().unwrap());
+        let out = slo_gate(&["anomalies", "score", "--strict-order", "--input", input_arg, "--output", output_arg]);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
         let want = format!("{}: {message}", input.display());
@@ -196,6 +197,50 @@ fn each_bad_input_exits_2_naming_the_line_and_leaves_no_output() {
         left.sort();
         assert_eq!(left, ["bad.csv", "scored.csv"], "{what}: no temporary file left behind");
     }
+}
+
+#[test]
+fn rows_out_of_time_order_are_kept_unscored_and_reported_by_default() {
+    // As NAB's realKnownCause/ec2_request_latency_system_failure.csv writes the spring
+    // daylight-saving change (one time repeated) and machine_temperature_system_failure.csv a
+    // clock going back.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("dst.csv");
+    let mut csv = String::from("timestamp,value\n");
+    let mut expect_unscored = Vec::new();
+    for i in 0..300usize {
+        let minutes = match i {
+            100..=103 => 100 * 5,      // 4 rows at the time of row 100: 3 duplicates
+            200..=205 => (i - 10) * 5, // 6 rows back at rows 190..=195's times
+            _ => i * 5,
+        };
+        if (101..=103).contains(&i) || (200..=205).contains(&i) {
+            expect_unscored.push(i);
+        }
+        csv.push_str(&format!("{},{}\n", nab_time(BASE_MS + minutes as i64 * 60_000), 10 + i % 3));
+    }
+    std::fs::write(&input, &csv).unwrap();
+    let output = dir.path().join("scored.csv");
+    let args = ["anomalies", "score", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap()];
+    let out = slo_gate(&args);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: 3 row(s) at the same time as an earlier row and 6 row(s) before one (lines 103, 104, 105, 202, 203, ...)",
+            input.display()
+        )),
+        "{stderr}"
+    );
+    let scored = rows_of(&std::fs::read_to_string(&output).unwrap());
+    assert_eq!(scored.len(), 301, "every row written");
+    for i in expect_unscored {
+        assert_eq!(scored[i + 1][2..], ["0.0", "", "", ""], "row {i} kept unscored");
+    }
+    assert!(!scored[250][3].is_empty(), "scoring goes on after: {:?}", scored[250]);
+    let strict = slo_gate(&[&args[..], &["--strict-order"]].concat());
+    assert_eq!(strict.status.code(), Some(2));
+    assert!(text(&strict.stderr).contains("line 103: timestamp"), "{}", text(&strict.stderr));
 }
 
 #[test]
@@ -420,9 +465,17 @@ fn eval_bad_inputs_exit_2_with_where() {
     let c = Corpus::new();
     let bad = c.data().join("a/broken.csv");
     std::fs::write(&bad, "timestamp,value\n2014-04-10 07:15:00,1\n2014-04-10 07:15:00,2\n").unwrap();
-    let (code, _, stderr) = c.eval("{}", &[]);
+    let (code, _, stderr) = c.eval("{}", &["--strict-order"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains(&format!("{}: line 3: timestamp", bad.display())), "{stderr}");
+    // Without --strict-order the duplicate is kept and reported.
+    let (code, _, stderr) = c.eval("{}", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("{}: 1 row(s) at the same time as an earlier row", bad.display())), "{stderr}");
+    std::fs::write(&bad, "timestamp,value\n2014-04-10 07:15:00,1\n2014-04-10 07:20:00,fast\n").unwrap();
+    let (code, _, stderr) = c.eval("{}", &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{}: line 3: cannot read \"fast\"", bad.display())), "{stderr}");
     std::fs::remove_file(&bad).unwrap();
     for (labels, message) in [
         (

@@ -167,7 +167,7 @@ pub fn probation_points(points: usize, fraction: f64) -> usize {
     if n.is_finite() && n > 0.0 { n as usize } else { 0 }
 }
 
-/// The windows of a file whose point times are `times` (increasing), from its labels.
+/// The windows of a file whose point times are `times` (never decreasing), from its labels.
 /// `window_fraction` is NAB's window size for label times ([`NAB_WINDOW_FRACTION`]);
 /// `probation` the number of leading points not scored.
 pub fn file_windows(times: &[i64], labels: &FileLabels, window_fraction: f64, probation: usize) -> FileWindows {

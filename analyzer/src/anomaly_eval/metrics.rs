@@ -149,7 +149,7 @@ fn ratio(numerator: usize, denominator: usize) -> Option<f64> {
     (denominator > 0).then(|| numerator as f64 / denominator as f64)
 }
 
-/// Scores one file: `times` of its points (unix ms, increasing), `detections` (one per point),
+/// Scores one file: `times` of its points (unix ms, never decreasing), `detections` (one per point),
 /// its `windows` (in time order, disjoint, as [`super::file_windows`] returns them) and the
 /// number of leading `probation` points not scored.
 ///

@@ -155,7 +155,7 @@ impl<'a> Evaluation<'a> {
         scores.iter().map(|&s| s >= self.options.threshold).collect()
     }
 
-    /// Adds file `key` with the times of its points (unix ms, increasing) and their detection
+    /// Adds file `key` with the times of its points (unix ms, never decreasing) and their detection
     /// flags.
     pub fn add_file(&mut self, key: &str, times: &[i64], detections: &[bool], source: ScoreSource) {
         let probation = probation_points(times.len(), self.options.probation_fraction);

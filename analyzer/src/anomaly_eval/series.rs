@@ -11,9 +11,14 @@
 //!   the series and it still gets an output row) and the detector is given NaN, which it skips.
 //!   Any other unreadable value, and an infinite one, is an error: it is a broken export, not a
 //!   gap.
-//! - Times must strictly increase: a causal detector fed out of order would judge a point by
+//! - Times should strictly increase: a causal detector fed out of order would judge a point by
 //!   its future, and two rows at one time are two readings of one point that only their writer
-//!   can reconcile. Both are errors naming both lines.
+//!   can reconcile. Real exports break this anyway — a clock that changes for daylight saving
+//!   writes an hour's samples at one time, or goes back an hour (8 of the 58 files of the
+//!   Numenta Anomaly Benchmark do) — and refusing the whole file for a dozen rows helps no one
+//!   scoring it. So [`Order`] decides: [`Order::Strict`] makes such a row an error naming both
+//!   lines; [`Order::Keep`] keeps it, marked with what is wrong ([`Row::disorder`]), for the
+//!   caller to write (unscored) and report.
 //! - Blank lines are skipped; they are not rows.
 //! - The time and value texts are kept exactly as read, so an output row can repeat them and
 //!   other tools can join on them.
@@ -78,6 +83,24 @@ pub enum SeriesErrorKind {
     Duplicate { text: String, previous_line: usize },
 }
 
+/// How rows whose time is not after every earlier row's are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Such a row is an error ([`SeriesErrorKind::Unsorted`], [`SeriesErrorKind::Duplicate`]).
+    Strict,
+    /// Such a row is returned with [`Row::disorder`] set.
+    Keep,
+}
+
+/// Why a row's time is out of order (with [`Order::Keep`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disorder {
+    /// At the same time as the latest earlier row, on `previous_line`.
+    Duplicate { previous_line: usize },
+    /// Before the latest earlier row, on `previous_line`.
+    Earlier { previous_line: usize },
+}
+
 /// One row of a series file. Texts borrow the line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row<'a> {
@@ -91,6 +114,8 @@ pub struct Row<'a> {
     pub value: f64,
     /// The `anomaly_score` column, when the reader takes one; NaN when empty.
     pub score: Option<f64>,
+    /// Set when the row's time is not after every earlier row's (only with [`Order::Keep`]).
+    pub disorder: Option<Disorder>,
 }
 
 /// Reads the rows of one series file, checking their order.
@@ -101,7 +126,8 @@ pub struct SeriesParser {
     score: Option<usize>,
     /// Field spans of the current line, kept to reuse their allocation.
     spans: Vec<(usize, usize)>,
-    /// Time and line of the previous row.
+    order: Order,
+    /// Time and line of the latest row so far.
     previous: Option<(i64, usize)>,
 }
 
@@ -131,7 +157,13 @@ impl SeriesParser {
         if value.is_none() && score.is_none() {
             return Err(missing("value"));
         }
-        Ok(SeriesParser { timestamp, value, score, spans, previous: None })
+        Ok(SeriesParser { timestamp, value, score, spans, order: Order::Strict, previous: None })
+    }
+
+    /// Takes rows out of time order as `order` says (the default is [`Order::Strict`]).
+    pub fn with_order(mut self, order: Order) -> SeriesParser {
+        self.order = order;
+        self
     }
 
     /// Whether the rows carry a precomputed `anomaly_score` (then [`Row::score`] is `Some`).
@@ -165,17 +197,24 @@ impl SeriesParser {
         let time_ms = parse_time_ms(&timestamp_text).map_err(|e| error(SeriesErrorKind::Time(e)))?;
         let value = number("value", value_raw).map_err(error)?;
         let score = score_raw.map(|raw| number("anomaly_score", raw)).transpose().map_err(error)?;
-        if let Some((previous_ms, previous_line)) = self.previous {
-            let text = timestamp_text.trim().to_string();
-            if time_ms < previous_ms {
+        let disorder = match self.previous {
+            Some((previous_ms, previous_line)) if time_ms < previous_ms => Some(Disorder::Earlier { previous_line }),
+            Some((previous_ms, previous_line)) if time_ms == previous_ms => Some(Disorder::Duplicate { previous_line }),
+            _ => None,
+        };
+        match (disorder, self.order) {
+            (None, _) => self.previous = Some((time_ms, line)),
+            (Some(_), Order::Keep) => {}
+            (Some(Disorder::Earlier { previous_line }), Order::Strict) => {
+                let text = timestamp_text.trim().to_string();
                 return Err(error(SeriesErrorKind::Unsorted { text, previous_line }));
             }
-            if time_ms == previous_ms {
+            (Some(Disorder::Duplicate { previous_line }), Order::Strict) => {
+                let text = timestamp_text.trim().to_string();
                 return Err(error(SeriesErrorKind::Duplicate { text, previous_line }));
             }
         }
-        self.previous = Some((time_ms, line));
-        Ok(Some(Row { time_ms, timestamp_raw, value_raw, value, score }))
+        Ok(Some(Row { time_ms, timestamp_raw, value_raw, value, score, disorder }))
     }
 }
 
@@ -343,6 +382,18 @@ mod tests {
         );
         let e = parse(&["timestamp,value", "1,1", "1,2"], Needs::Value).unwrap_err();
         assert_eq!(e.to_string(), "line 3: timestamp \"1\" is the same time as line 2's: duplicate timestamps");
+    }
+
+    #[test]
+    fn out_of_order_rows_kept_when_asked() {
+        // The shape of NAB's daylight-saving rows: a repeated time, then a clock going back.
+        let lines = ["timestamp,value", "10,1", "11,1", "11,2", "12,1", "9,1", "12,1", "13,1"];
+        let mut parser = SeriesParser::new(lines[0], 1, Needs::Value).unwrap().with_order(Order::Keep);
+        let disorder: Vec<Option<Disorder>> =
+            lines.iter().enumerate().skip(1).map(|(i, l)| parser.row(i + 1, l).unwrap().unwrap().disorder).collect();
+        let (dup, earlier) =
+            (|l| Some(Disorder::Duplicate { previous_line: l }), |l| Some(Disorder::Earlier { previous_line: l }));
+        assert_eq!(disorder, [None, None, dup(3), None, earlier(5), dup(5), None]);
     }
 
     #[test]

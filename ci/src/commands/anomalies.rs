@@ -12,14 +12,19 @@
 //! naming the file and line (exit code 2), and `score` writes its output to a temporary file
 //! beside the destination, renamed over it only once every row is written, so a failed run
 //! leaves no partial file behind.
+//!
+//! Rows whose time repeats or precedes an earlier row's are the exception: real exports have
+//! them around daylight-saving changes (8 of the Numenta Anomaly Benchmark's 58 files), so by
+//! default they are kept — written with score 0 and an empty band, not shown to the detector —
+//! and reported on standard error with their lines; `--strict-order` makes them errors.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use analyzer::anomaly_eval::{
-    self, EvalOptions, Evaluation, Labels, MAX_LINE_BYTES, Needs, SCORED_HEADER, ScoreSource, SeriesError,
-    SeriesErrorKind, SeriesParser,
+    self, Disorder, EvalOptions, Evaluation, Labels, MAX_LINE_BYTES, Needs, Order, SCORED_HEADER, ScoreSource,
+    SeriesError, SeriesErrorKind, SeriesParser,
 };
 use analyzer::baseline::{self, Config, Detector};
 use anyhow::{Context, anyhow, bail};
@@ -60,6 +65,10 @@ pub struct ScoreArgs {
     /// `band`, `direction`, ...; unknown keys are refused). Without it, the defaults.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Refuse a file with a row whose time repeats or precedes an earlier row's (exit code 2).
+    /// Without it such rows are written with score 0, not scored, and reported.
+    #[arg(long)]
+    pub strict_order: bool,
 }
 
 /// Flags of `slo-gate anomalies eval`.
@@ -85,6 +94,11 @@ pub struct EvalArgs {
     /// probationary period: 0.15, at most 750 points).
     #[arg(long, default_value_t = 0.15)]
     pub probation: f64,
+    /// Refuse a file with a row whose time repeats or precedes an earlier row's (exit code 2).
+    /// Without it such rows score 0 (or keep their own anomaly_score) at the latest earlier
+    /// time, and are reported.
+    #[arg(long)]
+    pub strict_order: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -105,9 +119,8 @@ fn score(args: &ScoreArgs) -> anyhow::Result<()> {
     let mut lines = Lines::new(input);
     let mut sink = Sink::create(&args.output)?;
     let at = |e: SeriesError| anyhow!("{name}: {e}");
-    let (line, header) = lines.next_line().with_context(|| format!("cannot read {name}"))?.unwrap_or((1, Ok("")));
-    let mut parser =
-        SeriesParser::new(header.map_err(|kind| at(SeriesError { line, kind }))?, line, Needs::Value).map_err(at)?;
+    let mut parser = header(&mut lines, &name, Needs::Value, order(args.strict_order))?;
+    let mut disorder = DisorderNote::default();
     let output_name = sink.name();
     let write_error = |e: io::Error| anyhow!("cannot write {output_name}: {e}");
     let out = sink.writer();
@@ -116,13 +129,72 @@ fn score(args: &ScoreArgs) -> anyhow::Result<()> {
     while let Some((line, content)) = lines.next_line().with_context(|| format!("cannot read {name}"))? {
         let content = content.map_err(|kind| at(SeriesError { line, kind }))?;
         let Some(row) = parser.row(line, content).map_err(at)? else { continue };
-        let scored = detector.update(row.time_ms, row.value);
-        let score = if args.probability { baseline::probability(&scored) } else { scored.score };
         text.clear();
-        anomaly_eval::write_scored_row(&mut text, &row, score, scored.expected, scored.lower, scored.upper);
+        if let Some(d) = row.disorder {
+            disorder.add(line, d);
+            anomaly_eval::write_scored_row(&mut text, &row, 0.0, f64::NAN, f64::NAN, f64::NAN);
+        } else {
+            let scored = detector.update(row.time_ms, row.value);
+            let score = if args.probability { baseline::probability(&scored) } else { scored.score };
+            anomaly_eval::write_scored_row(&mut text, &row, score, scored.expected, scored.lower, scored.upper);
+        }
         out.write_all(text.as_bytes()).map_err(write_error)?;
     }
-    sink.finish()
+    sink.finish()?;
+    disorder.warn(&name, "written with score 0, not scored");
+    Ok(())
+}
+
+fn order(strict: bool) -> Order {
+    if strict { Order::Strict } else { Order::Keep }
+}
+
+/// Reads the header line of file `name` into a parser.
+fn header(lines: &mut Lines, name: &str, needs: Needs, order: Order) -> anyhow::Result<SeriesParser> {
+    let at = |e: SeriesError| anyhow!("{name}: {e}");
+    let (line, header) = lines.next_line().with_context(|| format!("cannot read {name}"))?.unwrap_or((1, Ok("")));
+    let header = header.map_err(|kind| at(SeriesError { line, kind }))?;
+    Ok(SeriesParser::new(header, line, needs).map_err(at)?.with_order(order))
+}
+
+/// The rows of a file whose time repeats or precedes an earlier row's.
+#[derive(Debug, Default)]
+struct DisorderNote {
+    duplicates: usize,
+    earlier: usize,
+    /// The first few of their lines.
+    lines: Vec<usize>,
+}
+
+impl DisorderNote {
+    const LINES_SHOWN: usize = 5;
+
+    fn add(&mut self, line: usize, disorder: Disorder) {
+        match disorder {
+            Disorder::Duplicate { .. } => self.duplicates += 1,
+            Disorder::Earlier { .. } => self.earlier += 1,
+        }
+        if self.lines.len() < Self::LINES_SHOWN {
+            self.lines.push(line);
+        }
+    }
+
+    /// Says on standard error what was found in file `name` and what was `done` with it.
+    fn warn(&self, name: &str, done: &str) {
+        let total = self.duplicates + self.earlier;
+        if total == 0 {
+            return;
+        }
+        let lines: Vec<String> = self.lines.iter().map(usize::to_string).collect();
+        let more = if total > self.lines.len() { ", ..." } else { "" };
+        eprintln!(
+            "slo-gate: warning: {name}: {} row(s) at the same time as an earlier row and {} row(s) before one \
+             (lines {}{more}): {done}; --strict-order refuses such files",
+            self.duplicates,
+            self.earlier,
+            lines.join(", ")
+        );
+    }
 }
 
 fn eval(args: &EvalArgs) -> anyhow::Result<()> {
@@ -144,7 +216,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         EvalOptions { threshold: args.threshold, probation_fraction: args.probation, ..EvalOptions::default() };
     let mut evaluation = Evaluation::new(&labels, options);
     for (key, path) in files {
-        let (times, scores, source) = read_scores(&path, &config)?;
+        let (times, scores, source) = read_scores(&path, &config, order(args.strict_order))?;
         let detections = evaluation.detections(&scores);
         evaluation.add_file(&key, &times, &detections, source);
     }
@@ -158,16 +230,16 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
 }
 
 /// The times and scores of one file: its `anomaly_score` column when it has one, else the
-/// detector's probability scores of its values.
-fn read_scores(path: &Path, config: &Config) -> anyhow::Result<(Vec<i64>, Vec<f64>, ScoreSource)> {
+/// detector's probability scores of its values. A row out of time order (kept with
+/// [`Order::Keep`]) is placed at the latest earlier time, so the times never decrease, and is
+/// not scored by the detector (score 0).
+fn read_scores(path: &Path, config: &Config, order: Order) -> anyhow::Result<(Vec<i64>, Vec<f64>, ScoreSource)> {
     let name = path.display().to_string();
     let file = File::open(path).with_context(|| format!("cannot open {name}"))?;
     let mut lines = Lines::new(Box::new(BufReader::with_capacity(1 << 16, file)));
     let at = |e: SeriesError| anyhow!("{name}: {e}");
-    let (line, header) = lines.next_line().with_context(|| format!("cannot read {name}"))?.unwrap_or((1, Ok("")));
-    let mut parser =
-        SeriesParser::new(header.map_err(|kind| at(SeriesError { line, kind }))?, line, Needs::ScoreOrValue)
-            .map_err(at)?;
+    let mut parser = header(&mut lines, &name, Needs::ScoreOrValue, order)?;
+    let mut disorder = DisorderNote::default();
     let source = if parser.has_score() { ScoreSource::AnomalyScoreColumn } else { ScoreSource::Detector };
     // Validated by the caller.
     let mut detector = Detector::new(config.clone()).map_err(|e| anyhow!("{e}"))?;
@@ -175,12 +247,21 @@ fn read_scores(path: &Path, config: &Config) -> anyhow::Result<(Vec<i64>, Vec<f6
     while let Some((line, content)) = lines.next_line().with_context(|| format!("cannot read {name}"))? {
         let content = content.map_err(|kind| at(SeriesError { line, kind }))?;
         let Some(row) = parser.row(line, content).map_err(at)? else { continue };
-        times.push(row.time_ms);
-        scores.push(match row.score {
-            Some(score) => score,
-            None => baseline::probability(&detector.update(row.time_ms, row.value)),
+        times.push(times.last().map_or(row.time_ms, |&t: &i64| t.max(row.time_ms)));
+        if let Some(d) = row.disorder {
+            disorder.add(line, d);
+        }
+        scores.push(match (row.score, row.disorder) {
+            (Some(score), _) => score,
+            (None, Some(_)) => 0.0,
+            (None, None) => baseline::probability(&detector.update(row.time_ms, row.value)),
         });
     }
+    let done = match source {
+        ScoreSource::AnomalyScoreColumn => "kept at the latest earlier row's time",
+        ScoreSource::Detector => "kept at the latest earlier row's time with score 0, not scored",
+    };
+    disorder.warn(&name, done);
     Ok((times, scores, source))
 }
 
