@@ -96,8 +96,12 @@ pub struct Config {
     pub refractory_ms: i64,
     /// An incident that lasts this many points is a new normal (a level shift, a change of
     /// variance): the baseline adopts its recent points and the incident resolves (default 48;
-    /// 0 never re-baselines).
+    /// 0 never re-baselines) …
     pub rebaseline_points: u32,
+    /// … once it has also lasted this many milliseconds (default 4 hours, so an hour-long
+    /// outage of a series sampled every minute is not adopted as normal and then alarmed on
+    /// again when it ends).
+    pub rebaseline_ms: i64,
     /// Points a fresh detector (or a flat level after a long gap) needs before it scores
     /// (default 12).
     pub warmup_points: u32,
@@ -129,6 +133,7 @@ impl Default for Config {
             refractory_points: 12,
             refractory_ms: 0,
             rebaseline_points: 48,
+            rebaseline_ms: 4 * 3_600_000,
             warmup_points: 12,
             gap_intervals: 12.0,
             counter: false,
@@ -202,6 +207,9 @@ impl Config {
                     self.rebaseline_points
                 ),
             ));
+        }
+        if self.rebaseline_ms < 0 {
+            return Err(ConfigError::invalid("rebaseline_ms", format!("{} is negative", self.rebaseline_ms)));
         }
         if self.warmup_points < 3 {
             return Err(ConfigError::invalid(

@@ -81,6 +81,8 @@ pub struct ConfigOverride {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rebaseline_points: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebaseline_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub warmup_points: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gap_intervals: Option<f64>,
@@ -117,6 +119,7 @@ impl ConfigOverride {
             refractory_points,
             refractory_ms,
             rebaseline_points,
+            rebaseline_ms,
             warmup_points,
             gap_intervals,
             counter,
@@ -257,6 +260,7 @@ mod tests {
             refractory_points: 7,
             refractory_ms: 60_000,
             rebaseline_points: 30,
+            rebaseline_ms: 3_600_000,
             warmup_points: 20,
             gap_intervals: 30.0,
             counter: true,

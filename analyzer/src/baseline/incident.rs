@@ -14,7 +14,8 @@
 //! - **Closing.** `close_points` consecutive normal points close it; it ended at the first of
 //!   them. A refractory period follows (`refractory_points` points and `refractory_ms`) in which
 //!   no new incident opens: a run that lasts past it opens one then.
-//! - **Re-baselining.** An incident that has lasted `rebaseline_points` points and is still
+//! - **Re-baselining.** An incident that has lasted `rebaseline_points` points (and
+//!   `rebaseline_ms`) and is still
 //!   anomalous is a new normal (a level shift, a change of variance): the tracker tells the
 //!   detector to adopt the recent points and resolves the incident there.
 //! - Points that are anomalous (inside an incident, or in a run that may become one) are
@@ -78,7 +79,10 @@ impl Tracker {
                     open.actual_at_peak = actual;
                 }
                 d.held = true;
-                if config.rebaseline_points > 0 && open.points >= config.rebaseline_points {
+                if config.rebaseline_points > 0
+                    && open.points >= config.rebaseline_points
+                    && time_ms - open.start_ms >= config.rebaseline_ms
+                {
                     d.rebaseline = true;
                     d.event = Some(self.close(config, time_ms, time_ms));
                 }
@@ -184,7 +188,7 @@ mod tests {
 
     #[test]
     fn a_lasting_incident_is_rebaselined() {
-        let c = Config { rebaseline_points: 5, ..Config::default() };
+        let c = Config { rebaseline_points: 5, rebaseline_ms: 2000, ..Config::default() };
         // after it, the refractory period holds what is still outside the band without an alarm
         check(&c, &[0.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 0.0], ".AhhhBh.");
     }

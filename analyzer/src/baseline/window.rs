@@ -1,7 +1,7 @@
 //! A sliding window of the last `capacity` values with its order statistics at hand.
 //!
-//! The robust estimates the detector needs on every point (a median, a median absolute
-//! deviation, an upper quantile) come from windows of a few dozen to a few hundred values.
+//! The robust estimates the detector needs on every point (medians of levels and of absolute
+//! residuals) come from windows of a few dozen to a few hundred values.
 //! Keeping a sorted copy beside the ring makes each of them O(1) to read, and a new value costs
 //! one binary search and one shift of at most `capacity` floats — a few tens of nanoseconds at
 //! these sizes, less than any quantile sketch would, and exact.
@@ -22,7 +22,8 @@ pub(crate) struct Window {
 impl Window {
     pub(crate) fn new(capacity: usize) -> Window {
         let capacity = capacity.max(1);
-        Window { capacity, ring: Vec::with_capacity(capacity), head: 0, sorted: Vec::with_capacity(capacity) }
+        // Allocated on the first value: a candidate model that never runs costs nothing.
+        Window { capacity, ring: Vec::new(), head: 0, sorted: Vec::new() }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -42,6 +43,10 @@ impl Window {
     /// Adds `value` (finite: callers never pass NaN), dropping the oldest when full.
     pub(crate) fn push(&mut self, value: f64) {
         debug_assert!(value.is_finite());
+        if self.ring.capacity() == 0 {
+            self.ring.reserve_exact(self.capacity);
+            self.sorted.reserve_exact(self.capacity);
+        }
         if self.ring.len() < self.capacity {
             self.ring.push(value);
         } else {
@@ -61,31 +66,17 @@ impl Window {
         older.iter().chain(newer).copied()
     }
 
-    /// The newest value.
-    pub(crate) fn last(&self) -> Option<f64> {
-        if self.ring.is_empty() {
-            None
-        } else if self.ring.len() < self.capacity {
-            self.ring.last().copied()
-        } else {
-            Some(self.ring[(self.head + self.capacity - 1) % self.capacity])
-        }
-    }
-
     /// The median (the mean of the two middle values for an even count); NaN when empty.
     pub(crate) fn median(&self) -> f64 {
         median_of_sorted(&self.sorted)
     }
 
-    /// The `q`-quantile by linear interpolation between order statistics; NaN when empty.
-    pub(crate) fn quantile(&self, q: f64) -> f64 {
-        quantile_of_sorted(&self.sorted, q)
-    }
-
-    /// Median absolute deviation from `center`, by a merge walk outwards from `center` over
-    /// the sorted values (no allocation); NaN when empty.
-    pub(crate) fn mad_around(&self, center: f64) -> f64 {
-        mad_of_sorted(&self.sorted, center)
+    /// Multiplies every value by `factor` (> 0, so the order is kept).
+    pub(crate) fn scale_values(&mut self, factor: f64) {
+        if factor > 0.0 && factor.is_finite() && factor != 1.0 {
+            self.ring.iter_mut().for_each(|v| *v *= factor);
+            self.sorted.iter_mut().for_each(|v| *v *= factor);
+        }
     }
 
     /// Mean absolute deviation from `center`; NaN when empty.
@@ -117,47 +108,6 @@ pub(crate) fn median_of_sorted(sorted: &[f64]) -> f64 {
         _ if n % 2 == 1 => sorted[n / 2],
         _ => 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]),
     }
-}
-
-pub(crate) fn quantile_of_sorted(sorted: &[f64], q: f64) -> f64 {
-    let n = sorted.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    let pos = q.clamp(0.0, 1.0) * (n - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = (lo + 1).min(n - 1);
-    let frac = pos - lo as f64;
-    sorted[lo] + frac * (sorted[hi] - sorted[lo])
-}
-
-/// The median of |v − center| over sorted `values`: the k smallest distances are found by
-/// walking two cursors outwards from `center`, so it costs O(n) and allocates nothing.
-pub(crate) fn mad_of_sorted(sorted: &[f64], center: f64) -> f64 {
-    let n = sorted.len();
-    if n == 0 {
-        return f64::NAN;
-    }
-    let mut right = sorted.partition_point(|&v| v < center);
-    let mut left = right; // values [left, right) taken; next candidates left-1 and right
-    let take = |left: &mut usize, right: &mut usize| -> f64 {
-        let dl = if *left > 0 { center - sorted[*left - 1] } else { f64::INFINITY };
-        let dr = if *right < n { sorted[*right] - center } else { f64::INFINITY };
-        if dl <= dr {
-            *left -= 1;
-            dl
-        } else {
-            *right += 1;
-            dr
-        }
-    };
-    // The k-th and (k+1)-th smallest distances (1-based) give the median.
-    let k = n.div_ceil(2);
-    let mut d = 0.0;
-    for _ in 0..k {
-        d = take(&mut left, &mut right);
-    }
-    if n % 2 == 1 { d } else { 0.5 * (d + take(&mut left, &mut right)) }
 }
 
 /// The median of a small unsorted slice, sorting it in place; NaN when empty.
@@ -200,11 +150,6 @@ impl TryFrom<WindowWire> for Window {
 mod tests {
     use super::*;
 
-    fn naive_mad(values: &[f64], center: f64) -> f64 {
-        let mut d: Vec<f64> = values.iter().map(|v| (v - center).abs()).collect();
-        median_in_place(&mut d)
-    }
-
     #[test]
     fn order_statistics_follow_the_window() {
         let mut w = Window::new(5);
@@ -221,13 +166,9 @@ mod tests {
             let mut s = recent.clone();
             let med = median_in_place(&mut s);
             assert_eq!(w.median(), med);
-            for center in [med, 0.0, 2.5, -7.0] {
-                assert_eq!(w.mad_around(center), naive_mad(&recent, center), "at {i}, center {center}");
-            }
-            assert_eq!(w.last(), Some(v));
+            let mean_ad = recent.iter().map(|x| (x - 1.5).abs()).sum::<f64>() / recent.len() as f64;
+            assert_eq!(w.mean_abs_dev(1.5), mean_ad);
         }
-        assert_eq!(w.quantile(0.0), w.sorted[0]);
-        assert_eq!(w.quantile(1.0), w.sorted[4]);
     }
 
     #[test]
