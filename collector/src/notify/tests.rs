@@ -559,3 +559,105 @@ async fn notify_throughput() {
     notifier.shutdown().await;
     server.abort();
 }
+
+/// Debian's Alertmanager (`apt-get install prometheus-alertmanager`), the real peer of the
+/// `alertmanager-v2` format.
+const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+
+/// Kills the child process when dropped, so a failing test leaves no Alertmanager behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real Alertmanager takes the `alertmanager-v2` format, and what it then sends its own
+/// webhook receiver has the fields, group key and fingerprint slo-gate's `webhook` format has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_real_alertmanager_takes_v2_alerts_and_sends_the_same_webhook_payload() {
+    assert!(
+        Path::new(ALERTMANAGER).exists(),
+        "install Debian's Alertmanager: apt-get install -y prometheus-alertmanager"
+    );
+    let receiver = Receiver::new(|_, _| Reply::Ok);
+    let (sink, server) = start_receiver(&receiver).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "route:\n  receiver: sink\n  group_by: [alertname, tenant]\n  group_wait: 0s\n  group_interval: 1s\n  \
+             repeat_interval: 1h\nreceivers:\n  - name: sink\n    webhook_configs:\n      - url: http://{sink}/hook\n        \
+             send_resolved: true\n"
+        ),
+    )
+    .unwrap();
+    let am = closed_port().await;
+    let log = std::fs::File::create(dir.path().join("alertmanager.log")).unwrap();
+    let _alertmanager = KillOnDrop(
+        std::process::Command::new(ALERTMANAGER)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address={am}"))
+            .arg("--cluster.listen-address=")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let mut hook = webhook("alertmanager", am);
+    hook.url = format!("http://{am}/api/v2/alerts");
+    hook.format = WebhookFormat::AlertmanagerV2;
+    let telemetry = Arc::new(Telemetry::default());
+    // Connection refused until Alertmanager listens: retried.
+    let notifier = Notifier::start(&dir.path().join("notify"), vec![hook], Arc::clone(&telemetry)).unwrap();
+    let firing = Notification { generator_url: "http://collector/anomalies/7".into(), ..alert(7) };
+    let resolved = Notification {
+        status: AlertStatus::Resolved,
+        ends_at_ms: Some(firing.starts_at_ms + 60_000),
+        ..firing.clone()
+    };
+    notifier.send(firing.clone()).await.unwrap();
+    let log_text = || std::fs::read_to_string(dir.path().join("alertmanager.log")).unwrap_or_default();
+    let mut waited = 0;
+    while receiver.taken() == 0 {
+        assert!(waited < 3000, "Alertmanager sent nothing in 30 s; its log:\n{}", log_text());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert_eq!(
+        counters(&telemetry, "alertmanager").failed.load(SeqCst),
+        0,
+        "Alertmanager refused the alert:\n{}",
+        log_text()
+    );
+    notifier.send(resolved.clone()).await.unwrap();
+    eventually("Alertmanager sends the resolution", 30, || {
+        receiver.bodies().iter().any(|b| b.contains("\"status\":\"resolved\""))
+    })
+    .await;
+
+    let bodies = receiver.bodies();
+    let theirs: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    let ours = serde_json::to_value(payload::webhook_message(&firing, "sink", "")).unwrap();
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&theirs), keys(&ours), "top-level fields");
+    assert_eq!(keys(&theirs["alerts"][0]), keys(&ours["alerts"][0]), "alert fields");
+    assert_eq!(theirs["version"], "4");
+    for field in ["status", "groupKey", "groupLabels", "commonLabels", "commonAnnotations"] {
+        assert_eq!(theirs[field], ours[field], "{field}");
+    }
+    for field in ["status", "labels", "annotations", "startsAt", "generatorURL", "fingerprint"] {
+        assert_eq!(theirs["alerts"][0][field], ours["alerts"][0][field], "alerts[0].{field}");
+    }
+    let last: serde_json::Value = serde_json::from_str(bodies.last().unwrap()).unwrap();
+    let ours = serde_json::to_value(payload::webhook_message(&resolved, "sink", "")).unwrap();
+    for field in ["status", "labels", "startsAt", "endsAt", "fingerprint"] {
+        assert_eq!(last["alerts"][0][field], ours["alerts"][0][field], "resolved alerts[0].{field}");
+    }
+    notifier.shutdown().await;
+    server.abort();
+}
