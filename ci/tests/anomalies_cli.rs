@@ -269,8 +269,24 @@ fn detector_config_unknown_keys_and_bad_values_are_refused() {
         assert!(stderr.contains(&format!("{}: ", path.display())) && stderr.contains(message), "{config}: {stderr}");
         assert!(!output.exists());
     }
-    let path = dir.path().join("wide.json");
-    std::fs::write(&path, r#"{"band": 8, "direction": "above"}"#).unwrap();
+    // TOML is read too (any other extension than .json), unknown keys refused alike.
+    let path = dir.path().join("detector.toml");
+    std::fs::write(&path, "band = 5.0\nbnad = 3\n").unwrap();
+    let out = slo_gate(&[
+        "anomalies",
+        "score",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("detector.toml") && stderr.contains("bnad"), "{stderr}");
+    let path = dir.path().join("wide.toml");
+    std::fs::write(&path, "band = 8.0\ndirection = \"above\"\n").unwrap();
     let out = slo_gate(&[
         "anomalies",
         "score",

@@ -61,8 +61,9 @@ pub struct ScoreArgs {
     /// first point of each incident) instead of the raw score (above 1 outside the band).
     #[arg(long)]
     pub probability: bool,
-    /// The detector's settings: a JSON file of `analyzer::baseline::Config` keys (`model`,
-    /// `band`, `direction`, ...; unknown keys are refused). Without it, the defaults.
+    /// The detector's settings: a TOML file (JSON when it ends in `.json`) of
+    /// `analyzer::baseline::Config` keys (`model`, `band`, `direction`, ...; unknown keys are
+    /// refused). Without it, the defaults.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Refuse a file with a row whose time repeats or precedes an earlier row's (exit code 2).
@@ -293,20 +294,17 @@ fn csv_files(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     Ok(files)
 }
 
-/// The detector configuration of `--config` (JSON; unknown keys refused, each value
-/// validated), or the defaults.
+/// The detector configuration of `--config` (TOML, or JSON for a `.json` file; unknown keys
+/// refused, each value validated), or the defaults.
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     let Some(path) = path else { return Ok(Config::default()) };
     let text = read_small(path)?;
     let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    if !is_json {
-        bail!(
-            "{}: detector configs are read as JSON (a .json file with the same keys, e.g. {{\"band\": 5}}); \
-             this build has no TOML reader",
-            path.display()
-        );
-    }
-    let config: Config = serde_json::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let config: Config = if is_json {
+        serde_json::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?
+    } else {
+        toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?
+    };
     config.validate().map_err(|e| config_error(Some(path), e))?;
     Ok(config)
 }
