@@ -53,6 +53,8 @@ pub struct Telemetry {
     body_refused: Mutex<BTreeMap<&'static str, u64>>,
     /// Webhook notifications: sent, failed, retried, queued, and the outbox.
     pub notify: crate::notify::NotifyMetrics,
+    /// The continuous analysis: steps, series scored, incidents, burn-rate alerts.
+    pub analysis: crate::analysis::AnalysisMetrics,
 }
 
 /// The three listeners, as labelled in the connection metrics.
@@ -308,6 +310,7 @@ impl Telemetry {
             }
         }
         self.notify.render(&mut out);
+        self.analysis.render(&mut out);
         let secs = self.flush_nanos.load(Relaxed) as f64 / 1e9;
         let _ = writeln!(
             out,

@@ -65,6 +65,62 @@ const MAX_LEADS: usize = 5;
 /// Steps before an incident whose requests the anomalous ones are compared with.
 const LEAD_LOOKBACK_STEPS: i64 = 10;
 
+/// The analysis's figures on `/metrics`.
+#[derive(Debug, Default)]
+pub struct AnalysisMetrics {
+    steps: std::sync::atomic::AtomicU64,
+    step_nanos: std::sync::atomic::AtomicU64,
+    series: std::sync::atomic::AtomicU64,
+    opened: std::sync::atomic::AtomicU64,
+    resolved: std::sync::atomic::AtomicU64,
+    burn_alerts: std::sync::atomic::AtomicU64,
+    warnings: std::sync::atomic::AtomicU64,
+}
+
+impl AnalysisMetrics {
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        use std::sync::atomic::Ordering::Relaxed;
+        let secs = self.step_nanos.load(Relaxed) as f64 / 1e9;
+        for (name, kind, help, value) in [
+            ("slo_gate_analysis_steps_total", "counter", "Analysis steps run.", self.steps.load(Relaxed).to_string()),
+            ("slo_gate_analysis_step_seconds_total", "counter", "Time spent in analysis steps.", secs.to_string()),
+            (
+                "slo_gate_analysis_series",
+                "gauge",
+                "Series the analysis scores, over all tenants.",
+                self.series.load(Relaxed).to_string(),
+            ),
+            (
+                "slo_gate_anomalies_opened_total",
+                "counter",
+                "Incidents the analysis opened.",
+                self.opened.load(Relaxed).to_string(),
+            ),
+            (
+                "slo_gate_anomalies_resolved_total",
+                "counter",
+                "Incidents the analysis resolved.",
+                self.resolved.load(Relaxed).to_string(),
+            ),
+            (
+                "slo_gate_burn_rate_alert_transitions_total",
+                "counter",
+                "Burn-rate alerts that fired or resolved.",
+                self.burn_alerts.load(Relaxed).to_string(),
+            ),
+            (
+                "slo_gate_analysis_warnings_total",
+                "counter",
+                "Problems of analysis steps (a failed watch query, the series limit, a journal or outbox write).",
+                self.warnings.load(Relaxed).to_string(),
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+    }
+}
+
 /// One scored series.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Tracked {
@@ -193,6 +249,25 @@ impl Analysis {
 
     /// Scores every series at `now_ms`. Blocking (it may read spans and evaluate queries).
     pub fn step(&self, now_ms: i64) -> StepOutput {
+        use std::sync::atomic::Ordering::Relaxed;
+        let started = Instant::now();
+        let out = self.step_inner(now_ms);
+        let m = &self.store.telemetry().analysis;
+        m.steps.fetch_add(1, Relaxed);
+        m.step_nanos.fetch_add(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX), Relaxed);
+        m.series.store(self.series_count() as u64, Relaxed);
+        for (_, a) in &out.changed {
+            match a.status {
+                AnomalyStatus::Open => m.opened.fetch_add(1, Relaxed),
+                AnomalyStatus::Resolved => m.resolved.fetch_add(1, Relaxed),
+            };
+        }
+        m.burn_alerts.fetch_add(out.alerts.len() as u64, Relaxed);
+        m.warnings.fetch_add(out.warnings.len() as u64, Relaxed);
+        out
+    }
+
+    fn step_inner(&self, now_ms: i64) -> StepOutput {
         let mut out = StepOutput::default();
         let mut points: BTreeMap<Tenant, Vec<Point>> = BTreeMap::new();
         let mut budget_gauges: BTreeMap<Tenant, Gauges> = BTreeMap::new();

@@ -179,6 +179,14 @@ fn a_latency_incident_on_one_host_is_one_anomaly_naming_the_route_and_the_host()
     assert_eq!((lead.key.as_str(), lead.value.as_str()), ("host.name", "node-3"), "{:?}", a.leads);
     assert!(lead.selection_share > 0.9 && lead.baseline_share < 0.3, "{lead:?}");
     assert!(lead.sentence.contains("of slow requests have host.name=node-3"), "{}", lead.sentence);
+    let metrics = rig.analysis.store.telemetry().render();
+    for line in [
+        "slo_gate_anomalies_opened_total 1\n",
+        "slo_gate_anomalies_resolved_total 1\n",
+        "slo_gate_analysis_steps_total 160\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
 }
 
 // The detectors' state is kept across a restart: a restarted analysis scores the next points
