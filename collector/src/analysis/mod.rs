@@ -767,6 +767,10 @@ pub fn start(
         if let Ok(Err(err)) = tokio::task::spawn_blocking(move || this.save()).await {
             tracing::warn!("analysis: {err}");
         }
+        // What the webhooks have not taken stays in the outbox for the next start.
+        if let Some(notifier) = &analysis.notifier {
+            notifier.shutdown().await;
+        }
     })
 }
 
