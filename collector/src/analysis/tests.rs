@@ -387,3 +387,17 @@ query = 'sum by (queue) (rabbitmq_queue_messages_ready)'
     let err = toml::from_str::<crate::config::Config>("[analysis.detector]\nbandwidth = 3.0\n").unwrap_err();
     assert!(err.to_string().contains("bandwidth"), "{err}");
 }
+
+// The configuration file the README shows reads as it is written (every table, the span
+// metrics, analysis and webhook ones included), so the README stays true.
+#[test]
+fn the_readme_configuration_reads() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = &readme[readme.find("## Configuration").expect("a Configuration section")..];
+    let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    let config: crate::config::Config = toml::from_str(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+    assert_eq!(config.analysis.watch.len(), 1);
+    assert_eq!(config.webhook.len(), 1);
+    config.analysis.detector.validate().unwrap();
+}
