@@ -174,20 +174,24 @@ impl Collector {
         // error budgets of the contracts' SLOs; what it finds goes to the webhooks through the
         // notifier's durable outbox.
         if config.analysis.enabled {
-            let started =
-                crate::notify::Notifier::start(&config.data_dir.join("notify"), config.webhook.clone(), telemetry)
-                    .map_err(|e| StartError::Config(e.to_string()))
-                    .and_then(|notifier| {
-                        crate::analysis::Analysis::open(
-                            config.analysis.clone(),
-                            &config.data_dir,
-                            Arc::clone(&store),
-                            span_metrics.clone(),
-                            Arc::clone(&journal),
-                            Some(Arc::new(notifier)),
-                        )
-                        .map_err(StartError::Config)
-                    });
+            let started = crate::notify::Notifier::start_with(
+                &config.data_dir.join("notify"),
+                config.webhook.clone(),
+                crate::notify::NotifierSettings { external_url: format!("http://{api}"), ..Default::default() },
+                telemetry,
+            )
+            .map_err(|e| StartError::Config(e.to_string()))
+            .and_then(|notifier| {
+                crate::analysis::Analysis::open(
+                    config.analysis.clone(),
+                    &config.data_dir,
+                    Arc::clone(&store),
+                    span_metrics.clone(),
+                    Arc::clone(&journal),
+                    Some(Arc::new(notifier)),
+                )
+                .map_err(StartError::Config)
+            });
             match started {
                 Ok(analysis) => {
                     tasks.push(crate::analysis::start(Arc::new(analysis), Arc::clone(&ingest), shutdown.subscribe()))
