@@ -6,6 +6,7 @@ pub mod go;
 pub mod otlp;
 pub mod pyroscope;
 pub mod python;
+pub mod webhook;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
