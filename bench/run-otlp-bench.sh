@@ -2,7 +2,7 @@
 # OTLP trace ingestion benchmark: slo-gate against rotel (a Rust OTLP
 # collector, blackhole exporter), same load generator, same machine, loopback.
 #
-# Usage: bench/run-otlp-bench.sh [--only slo-gate|rotel] [--no-build]
+# Usage: bench/run-otlp-bench.sh [--only slo-gate|rotel] [--no-build] [--span-metrics-off]
 # Env:   DURATION (s, 20)  CONNECTIONS (16)  SPANS_PER_REQUEST (512)
 #        LOAD_THREADS (1)  CARGO_TARGET_DIR (~/.cache/slo-gate-target)
 #        SLO_GATE (path of the slo-gate binary; default: the release build)
@@ -13,15 +13,19 @@
 # LOAD_THREADS runtime threads and its own CPU is reported beside the server's.
 # The headline number is spans per server CPU-second, which is less sensitive
 # to that sharing than spans per second. Note: rotel's blackhole exporter
-# drops everything, while slo-gate stores what it accepts.
+# drops everything, while slo-gate stores what it accepts. --span-metrics-off
+# also measures slo-gate with `[span_metrics] enabled = false` (and no
+# analysis), as `slo-gate-nospanmetrics`, to show what span metrics cost.
 set -euo pipefail
 
 ONLY=all
 BUILD=1
+SPAN_METRICS_OFF=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --only) ONLY=${2:?--only needs slo-gate or rotel}; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --span-metrics-off) SPAN_METRICS_OFF=1; shift ;;
     -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
@@ -97,20 +101,24 @@ run_load() {
     >"$WORK/$name-$transport.json"
 }
 
+# bench_slo_gate TRANSPORT [NAME CONFIG]: one run of slo-gate (named NAME in the
+# results, started with --config CONFIG when given).
 bench_slo_gate() {
-  local transport=$1 grpc http api data
+  local transport=$1 name=${2:-slo-gate} config=${3:-} grpc http api data
+  local extra=()
+  if [[ -n $config ]]; then extra=(--config "$config"); fi
   grpc=$(free_port) http=$(free_port) api=$(free_port)
   data=$(mktemp -d -p "$WORK" data.XXXXXX)
   "$SLO_GATE" serve --otlp-grpc "127.0.0.1:$grpc" --otlp-http "127.0.0.1:$http" \
-    --api "127.0.0.1:$api" --data-dir "$data" >"$WORK/slo-gate-$transport.log" 2>&1 &
+    --api "127.0.0.1:$api" --data-dir "$data" "${extra[@]}" >"$WORK/$name-$transport.log" 2>&1 &
   SERVER_PID=$!
-  wait_until slo-gate "$WORK/slo-gate-$transport.log" http_ok "http://127.0.0.1:$api/readyz"
+  wait_until "$name" "$WORK/$name-$transport.log" http_ok "http://127.0.0.1:$api/readyz"
   if [[ $transport == grpc ]]; then
-    run_load slo-gate grpc "127.0.0.1:$grpc"
+    run_load "$name" grpc "127.0.0.1:$grpc"
   else
-    run_load slo-gate http "127.0.0.1:$http"
+    run_load "$name" http "127.0.0.1:$http"
   fi
-  du -sh "$data" | awk -v t="$transport" '{print "== slo-gate " t ": data dir " $1}' >&2
+  du -sh "$data" | awk -v n="$name" -v t="$transport" '{print "== " n " " t ": data dir " $1}' >&2
   stop_server
   rm -rf "$data"
 }
@@ -172,6 +180,11 @@ fi
 if [[ $ONLY != rotel ]]; then
   bench_slo_gate grpc
   bench_slo_gate http
+  if [[ $SPAN_METRICS_OFF == 1 ]]; then
+    printf '[span_metrics]\nenabled = false\n[analysis]\nenabled = false\n' >"$WORK/no-span-metrics.toml"
+    bench_slo_gate grpc slo-gate-nospanmetrics "$WORK/no-span-metrics.toml"
+    bench_slo_gate http slo-gate-nospanmetrics "$WORK/no-span-metrics.toml"
+  fi
 fi
 if [[ $ONLY != slo-gate ]]; then
   ROTEL=$(fetch_rotel)
