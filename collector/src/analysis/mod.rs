@@ -475,8 +475,8 @@ impl Analysis {
         Ok((tenant, points))
     }
 
-    /// A detector for a new series: the context rules' configuration for its labels, with
-    /// latency and error ratio judged upwards only unless a rule says otherwise; a series of
+    /// A detector for a new series: the context rules' configuration for its labels, over the
+    /// SLI's own floors (below); a series of
     /// a new version of a route starts from the newest baseline of the route's other versions.
     fn new_detector(&self, series: &BTreeMap<String, Tracked>, point: &Point) -> Detector {
         if point.labels.contains_key("service_version") {
@@ -489,8 +489,27 @@ impl Analysis {
             }
         }
         let mut base = self.config.detector.clone();
-        if matches!(point.sli, Some(ERROR_RATIO) | Some(LATENCY_P95)) {
-            base.direction = Direction::Above;
+        // What a step's SLI cannot tell apart from noise, unless `[analysis.detector]` or a
+        // context rule says otherwise: a steady route's request count varies with where the
+        // step's boundary falls between export batches (a batch counted one step later moves
+        // two points by its size), so the band learnt from a very regular series is too narrow
+        // to hold it; one failed request in a step's hundred, or a P95 moved inside its
+        // histogram bucket, is not an incident either. Latency and errors are judged upwards.
+        match point.sli {
+            Some(REQUEST_RATE) if base.min_relative_deviation == 0.0 => base.min_relative_deviation = 0.3,
+            Some(ERROR_RATIO) => {
+                base.direction = Direction::Above;
+                if base.min_deviation == 0.0 {
+                    base.min_deviation = 0.01;
+                }
+            }
+            Some(LATENCY_P95) => {
+                base.direction = Direction::Above;
+                if base.min_relative_deviation == 0.0 {
+                    base.min_relative_deviation = 0.1;
+                }
+            }
+            _ => {}
         }
         let labels: Vec<(&str, &str)> = point.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let config = self.config.context.config_for(&base, &labels);

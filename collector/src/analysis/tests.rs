@@ -401,3 +401,31 @@ fn the_readme_configuration_reads() {
     assert_eq!(config.webhook.len(), 1);
     config.analysis.detector.validate().unwrap();
 }
+
+// A perfectly regular route (the same count every step) whose export batch once lands a step
+// late (170 then 230 instead of 200, 200) is not an incident: the learnt band of a regular
+// series is nearly zero wide, and a step boundary between batches is counting noise, not a
+// change in traffic. Halving the traffic is one.
+#[test]
+fn a_batch_landing_one_step_late_on_a_steady_route_is_no_anomaly() {
+    let rig = rig(tempfile::tempdir().unwrap(), config());
+    let tenant = Tenant::parse("anonymous").unwrap();
+    let mut noise = Noise(5);
+    let t0 = start_ms();
+    for step in 0..100i64 {
+        let t = t0 + step * STEP_MS;
+        let calls = match step {
+            60 => 170,
+            61 => 230,
+            80..=90 => 100,
+            _ => 200,
+        };
+        rig.rt.block_on(rig.ingest.export(tenant.clone(), spans(t, calls, false, 0, &mut noise), Raw::None)).unwrap();
+        rig.analysis.step(t + STEP_MS);
+    }
+    let read = rig.journal.read(&tenant).unwrap();
+    let rate: Vec<_> = read.anomalies.iter().filter(|a| series(a, "sli") == Some(REQUEST_RATE)).collect();
+    assert_eq!(rate.len(), 1, "{rate:#?}");
+    assert!(rate[0].start_ms >= t0 + 80 * STEP_MS, "{:?}", rate[0]);
+    assert_eq!(rate[0].side, Side::Below);
+}
