@@ -65,8 +65,17 @@ pub(crate) struct Tracker {
 }
 
 impl Tracker {
-    /// Judges one scored point (not exempt, past warm-up or not: a score of 0 is normal).
-    pub(crate) fn step(&mut self, config: &Config, time_ms: i64, score: f64, expected: f64, actual: f64) -> Decision {
+    /// Judges one scored point (not exempt, past warm-up or not: a score of 0 is normal); a
+    /// single point opens an incident from a score of `spike` (at least `config.spike_score`).
+    pub(crate) fn step(
+        &mut self,
+        config: &Config,
+        time_ms: i64,
+        score: f64,
+        spike: f64,
+        expected: f64,
+        actual: f64,
+    ) -> Decision {
         let mut d = Decision::default();
         if let Some(open) = &mut self.open {
             open.points = open.points.saturating_add(1);
@@ -114,7 +123,7 @@ impl Tracker {
             self.run_peak = Some((score, time_ms, expected, actual));
         }
         let refractory = self.refractory_points > 0 || time_ms < self.refractory_until_ms;
-        if !refractory && (self.run >= config.persistence || score >= config.spike_score) {
+        if !refractory && (self.run >= config.persistence || score >= spike) {
             let (peak_score, peak_ms, expected_at_peak, actual_at_peak) =
                 self.run_peak.take().unwrap_or((score, time_ms, expected, actual));
             self.open = Some(Open {
@@ -161,7 +170,7 @@ mod tests {
         let mut t = Tracker::default();
         let mut out = String::new();
         for (i, &s) in scores.iter().enumerate() {
-            let d = t.step(config, i as i64 * 1000, s, 0.0, s);
+            let d = t.step(config, i as i64 * 1000, s, config.spike_score, 0.0, s);
             out.push(match (&d.event, d.rebaseline, d.alarm, d.held) {
                 (_, true, ..) => 'B',
                 (Some(Incident::Resolved { .. }), ..) => 'R',
@@ -199,7 +208,7 @@ mod tests {
         let mut t = Tracker::default();
         let mut events = Vec::new();
         for (i, s) in [0.0, 1.1, 1.4, 3.0, 0.9, 0.2, 0.1, 0.0].into_iter().enumerate() {
-            let d = t.step(&c, i as i64 * 10, s, 100.0, 100.0 + s);
+            let d = t.step(&c, i as i64 * 10, s, c.spike_score, 100.0, 100.0 + s);
             events.extend(d.event);
         }
         assert_eq!(

@@ -22,7 +22,9 @@
 //!   assumes (a streaming quantile of the scores: at most about 1 normal point in 2,000 leaves
 //!   the band in the long run).
 //! - **Score** = the deviation (in the configured direction) over the band's half-width
-//!   `max(band · spread, min_deviation, min_relative_deviation · |expected|)`.
+//!   `max(band · spread, min_deviation, min_relative_deviation · |expected|)`; with direction
+//!   `both`, at least the last 8 points' MAD over 3.5× the usual spread (a burst of
+//!   variance).
 //! - **Incidents**: `incident.rs` turns scores into one alarm per incident; anomalous points are
 //!   kept out of the baseline; an incident that lasts becomes the new normal.
 
@@ -31,6 +33,7 @@ mod context;
 mod incident;
 mod mixture;
 mod seasonal;
+mod subhour;
 pub mod synthetic;
 mod window;
 
@@ -42,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use incident::Tracker;
 use mixture::Mixture;
 use seasonal::{DAY_MS, HOUR_MS, HourProfile, Nodes, nan_as_null};
+use subhour::SubHour;
 use window::Window;
 
 /// Points in the window the local level (median) is taken over.
@@ -64,14 +68,27 @@ const STAY_RATIO: f64 = 0.95;
 /// Long-run share of normal points the tail factor lets outside the band, and how far one
 /// exceedance widens it.
 const TAIL_TARGET: f64 = 0.0005;
-const TAIL_STEP: f64 = 0.05;
+const TAIL_STEP: f64 = 0.03;
 const MAX_TAIL: f64 = 1e3;
+/// Long-run share of normal points a single point may open an incident at, and how far one
+/// such point raises the bar (the same streaming quantile, further out).
+const SPIKE_TARGET: f64 = 1e-4;
+const SPIKE_STEP: f64 = 0.05;
+/// Points whose spread is compared with the usual one, and how many times larger it must be to
+/// score 1. The MAD of 8 points around their own median (a shifted level does not count, only
+/// dispersion) exceeds 3.5× the usual one in fewer than 1 in 10⁵ windows of Gaussian noise and
+/// about 4 in 10⁵ of Student's t with 4 degrees of freedom (simulated), while noise grown
+/// five-fold does it at once.
+const BURST_POINTS: usize = 8;
+const BURST_RATIO: f64 = 3.5;
 
 /// What the detector says about one point.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scored {
     /// Deviation from the expected value in band half-widths (in the configured direction):
-    /// above 1 is outside the band. Never negative, never NaN, at most [`MAX_SCORE`]; 0 while
+    /// above 1 is outside the band. With direction `both`, at least the spread of the last 8
+    /// points (their MAD) over 3.5 times the usual spread, so a burst of variance scores above 1
+    /// even while most of its points stay inside the band. Never negative, never NaN, at most [`MAX_SCORE`]; 0 while
     /// warming up and for ignored or exempt points.
     pub score: f64,
     /// The expected value (for a counter, the expected rate per second); NaN while nothing is
@@ -193,10 +210,14 @@ pub struct Detector {
     #[serde(skip)]
     exempt: Vec<(u32, u32)>,
     last_ms: Option<i64>,
+    /// The first point's time: the band is wider while the detector has not seen a whole day.
+    first_ms: Option<i64>,
     /// The previous raw counter value (counter mode).
     last_counter: Option<f64>,
     steps: Steps,
     profile: Option<HourProfile>,
+    /// The correction within the hour (series sampled every few minutes or faster).
+    subhour: Option<SubHour>,
     mixture: Option<Mixture>,
     locals: [Local; 3],
     /// The candidate [`Model::Auto`] has chosen.
@@ -204,8 +225,12 @@ pub struct Detector {
     /// Absolute residuals of the `scale_kind` candidate, divided by the hour's noise ratio.
     scale: Window,
     scale_kind: Kind,
+    /// The same for the last few points, anomalous or not: a burst of variance.
+    burst: Window,
     /// The band's widening for heavy tails (≥ 1).
     tail: f64,
+    /// The same for the score at which one point alone opens an incident (≥ 1).
+    spike_tail: f64,
     /// The smallest change between two consecutive values seen (0 before any): the resolution
     /// of a quantised series, which floors the spread.
     #[serde(with = "nan_as_null")]
@@ -214,6 +239,17 @@ pub struct Detector {
     /// The last points (time, value), for re-baselining.
     recent: Vec<(i64, f64)>,
     recent_head: usize,
+    /// The levels before the last re-baselining, for a day: a series that comes back to them
+    /// has recovered, which is not a new incident.
+    former: Option<Former>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Former {
+    /// Each candidate's local level before (NaN where it had none).
+    #[serde(with = "seasonal::nan_vec")]
+    levels: Vec<f64>,
+    until_ms: i64,
 }
 
 /// What one candidate expects at a point.
@@ -222,6 +258,10 @@ struct Expectation {
     kind: Kind,
     /// The seasonal profile's value (0 for flat).
     profile: f64,
+    /// The local level included in `expected`.
+    level: f64,
+    /// The correction within the hour included in `expected`.
+    within_hour: f64,
     expected: f64,
     /// Points the local level was taken over.
     level_points: usize,
@@ -239,19 +279,24 @@ impl Detector {
             config,
             exempt,
             last_ms: None,
+            first_ms: None,
             last_counter: None,
             steps: Steps { deltas: [0; STEP_POINTS], len: 0, head: 0 },
             profile,
+            subhour: None,
             mixture,
             locals: [Local::new(), Local::new(), Local::new()],
             active: Kind::Flat,
             scale: Window::new(SCALE_POINTS),
             scale_kind: Kind::Flat,
+            burst: Window::new(BURST_POINTS),
             tail: 1.0,
+            spike_tail: 1.0,
             quantum: 0.0,
             tracker: Tracker::default(),
             recent: Vec::new(),
             recent_head: 0,
+            former: None,
         })
     }
 
@@ -311,6 +356,7 @@ impl Detector {
     }
 
     fn observe(&mut self, previous_ms: Option<i64>, time_ms: i64, x: f64) -> Scored {
+        self.first_ms.get_or_insert(time_ms);
         if let Some(prev) = previous_ms {
             let delta = time_ms - prev;
             let typical = self.steps.typical();
@@ -334,7 +380,7 @@ impl Detector {
             profile.prepare(nodes);
         }
         let ratio = self.profile.as_ref().map_or(1.0, |p| p.noise_ratio(nodes));
-        let candidates = self.expectations(nodes);
+        let candidates = self.expectations(nodes, time_ms);
         let used = self.pick(&candidates);
         let exempt = self.in_exempt_window(time_ms);
 
@@ -351,7 +397,7 @@ impl Detector {
             half = if sigma.is_nan() {
                 f64::NAN
             } else {
-                self.half_width(e.expected, self.config.band * self.tail * sigma)
+                self.half_width(e.expected, self.config.band * self.tail * self.youth(time_ms) * sigma)
             };
             deviation = x - e.expected;
             out.expected = e.expected;
@@ -378,18 +424,59 @@ impl Detector {
             } else {
                 0.0
             };
+            if let Some(e) = used
+                && mixture_fit.is_none()
+            {
+                let r = deviation / (ratio * self.conversion(e.kind));
+                self.burst.push(r.clamp(-MAX_SCORE, MAX_SCORE));
+            }
+            let point_score = out.score;
+            if self.config.direction == Direction::Both && self.burst.len() == BURST_POINTS {
+                let usual = self.scale.median();
+                if usual > 0.0 {
+                    let dispersion = median_abs_deviation(self.burst.iter());
+                    out.score = out.score.max((dispersion / (BURST_RATIO * usual)).min(MAX_SCORE));
+                }
+            }
             if self.tracker.open.is_none() {
                 // The streaming (1 − TAIL_TARGET)-quantile of the scores (Ma, Muthukrishnan and
                 // Sandler's frugal estimator), never below the band itself.
-                if out.score > 1.0 {
+                if point_score > 1.0 {
                     self.tail = (self.tail * (1.0 + TAIL_STEP)).min(MAX_TAIL);
                 } else {
                     self.tail = (self.tail * (1.0 - TAIL_STEP * TAIL_TARGET / (1.0 - TAIL_TARGET))).max(1.0);
                 }
+                if point_score >= self.config.spike_score * self.spike_tail {
+                    self.spike_tail = (self.spike_tail * (1.0 + SPIKE_STEP)).min(MAX_TAIL);
+                } else {
+                    self.spike_tail =
+                        (self.spike_tail * (1.0 - SPIKE_STEP * SPIKE_TARGET / (1.0 - SPIKE_TARGET))).max(1.0);
+                }
+            }
+        }
+        if out.score > 1.0
+            && self.tracker.open.is_none()
+            && let Some(e) = used
+            && let Some(level) = self.returned(time_ms, x, e, half)
+        {
+            // Back at the level it had before the last incident became the new normal: a
+            // recovery. That level is the baseline again, from this point on.
+            out.expected = e.expected - e.level + level;
+            out.lower = out.expected - half;
+            out.upper = out.expected + half;
+            out.score = if half > 0.0 { (x - out.expected).abs() / half } else { 0.0 };
+            let former = self.former.take().map(|f| f.levels).unwrap_or_default();
+            for (kind, level) in KINDS.into_iter().zip(former) {
+                if !level.is_nan() {
+                    let local = &mut self.locals[kind as usize];
+                    local.level.clear();
+                    local.level.push(level);
+                }
             }
         }
         let start_ms = self.tracker.open.as_ref().map(|o| o.start_ms);
-        let d = self.tracker.step(&self.config, time_ms, out.score, out.expected, x);
+        let spike = self.config.spike_score * self.spike_tail;
+        let d = self.tracker.step(&self.config, time_ms, out.score, spike, out.expected, x);
         out.alarm = d.alarm;
         out.event = d.event;
         self.remember(time_ms, x);
@@ -398,6 +485,20 @@ impl Detector {
         // pattern the model has not learnt unlearnt for ever.
         if let Some(profile) = &mut self.profile {
             profile.accept(x);
+        }
+        // So does the correction within the hour: a pattern that recurs every hour is normal.
+        if let Some(e) = used
+            && self.profile.is_some()
+            && self.steps.len >= 4
+            && self.steps.typical() <= subhour::MAX_STEP_MS
+        {
+            self.subhour.get_or_insert_with(SubHour::default).learn(
+                time_ms,
+                x - (e.expected - e.within_hour),
+                memory,
+                SWITCH_RATIO,
+                STAY_RATIO,
+            );
         }
         if d.rebaseline {
             self.adopt(start_ms.unwrap_or(time_ms), memory);
@@ -412,7 +513,8 @@ impl Detector {
     }
 
     /// Each candidate's expectation at `nodes`, when it has one.
-    fn expectations(&self, nodes: Nodes) -> [Option<Expectation>; 3] {
+    fn expectations(&self, nodes: Nodes, time_ms: i64) -> [Option<Expectation>; 3] {
+        let within_hour = self.subhour.as_ref().map_or(0.0, |s| s.correction(time_ms));
         let mut out = [None; 3];
         for kind in KINDS {
             let profile = match (kind, &self.profile) {
@@ -427,8 +529,10 @@ impl Detector {
             if let Some(profile) = profile
                 && !local.level.is_empty()
             {
-                let expected = profile + local.level.median();
-                out[kind as usize] = Some(Expectation { kind, profile, expected, level_points: local.level.len() });
+                let level = local.level.median();
+                let expected = profile + within_hour + level;
+                out[kind as usize] =
+                    Some(Expectation { kind, profile, level, within_hour, expected, level_points: local.level.len() });
             }
         }
         out
@@ -465,7 +569,20 @@ impl Detector {
                 best = k;
             }
         }
+        if self.active == Kind::Flat && best != Kind::Flat {
+            // The tail factor measured how the flat level missed the seasonal shape; the
+            // seasonal model's residuals start afresh.
+            self.tail = 1.0;
+        }
         self.active = best;
+    }
+
+    /// Widening of the band during the first day: before it has seen a whole day, the detector
+    /// cannot know whether a morning ramp is the series' daily cycle or an anomaly (1.5 at the
+    /// first point, 1 after 24 hours).
+    fn youth(&self, time_ms: i64) -> f64 {
+        let age = self.first_ms.map_or(0, |first| time_ms - first) as f64 / DAY_MS as f64;
+        1.0 + 0.5 * (1.0 - age).max(0.0)
     }
 
     /// How much larger `kind`'s residuals typically are than those the spread window holds.
@@ -569,7 +686,8 @@ impl Detector {
                 _ => candidates[kind as usize].map(|e| e.profile).or_else(|| self.profile_at(kind, nodes)),
             };
             if let Some(p) = profile {
-                self.locals[kind as usize].level.push(x - p);
+                let within_hour = self.subhour.as_ref().map_or(0.0, |s| s.correction(time_ms));
+                self.locals[kind as usize].level.push(x - p - within_hour);
             }
         }
         self.learn_mixture(time_ms, x);
@@ -597,9 +715,21 @@ impl Detector {
         }
     }
 
+    /// The former level `x` is back at (within `half`), if there is one and it has not expired.
+    fn returned(&self, time_ms: i64, x: f64, e: Expectation, half: f64) -> Option<f64> {
+        let former = self.former.as_ref().filter(|f| time_ms <= f.until_ms)?;
+        let level = *former.levels.get(e.kind as usize)?;
+        let expected = e.expected - e.level + level;
+        (!level.is_nan() && (x - expected).abs() <= half).then_some(level)
+    }
+
     /// A lasting incident is the new normal: every level is relearned from its points.
     fn adopt(&mut self, start_ms: i64, memory: f64) {
         let points: Vec<(i64, f64)> = self.recent_iter().filter(|&(t, _)| t >= start_ms).collect();
+        self.former = Some(Former {
+            levels: self.locals.iter().map(|l| l.level.median()).collect(),
+            until_ms: points.last().map_or(start_ms, |p| p.0).saturating_add(DAY_MS),
+        });
         for kind in KINDS {
             let deseasonalised: Vec<f64> =
                 points.iter().filter_map(|&(t, x)| self.profile_at(kind, Nodes::at(t)).map(|p| x - p)).collect();
@@ -681,7 +811,9 @@ impl Detector {
         std::mem::size_of::<Detector>()
             + self.locals.iter().map(|l| l.level.heap_bytes()).sum::<usize>()
             + self.scale.heap_bytes()
+            + self.burst.heap_bytes()
             + self.profile.as_ref().map_or(0, HourProfile::heap_bytes)
+            + self.subhour.as_ref().map_or(0, SubHour::heap_bytes)
             + self.mixture.as_ref().map_or(0, Mixture::heap_bytes)
             + self.recent.capacity() * std::mem::size_of::<(i64, f64)>()
             + self.exempt.capacity() * std::mem::size_of::<(u32, u32)>()
@@ -700,6 +832,19 @@ impl Detector {
     }
 }
 
+/// The MAD of a handful of values around their own median.
+fn median_abs_deviation(values: impl Iterator<Item = f64>) -> f64 {
+    let mut buf = [0.0; BURST_POINTS];
+    let mut n = 0;
+    for v in values.take(BURST_POINTS) {
+        buf[n] = v;
+        n += 1;
+    }
+    let center = window::median_in_place(&mut buf[..n]);
+    buf[..n].iter_mut().for_each(|v| *v = (*v - center).abs());
+    window::median_in_place(&mut buf[..n])
+}
+
 fn exempt_minutes(config: &Config) -> Result<Vec<(u32, u32)>, ConfigError> {
     let mut exempt = Vec::new();
     for (i, w) in config.exempt.iter().enumerate() {
@@ -714,20 +859,25 @@ fn exempt_minutes(config: &Config) -> Result<Vec<(u32, u32)>, ConfigError> {
 struct State {
     config: Config,
     last_ms: Option<i64>,
+    first_ms: Option<i64>,
     last_counter: Option<f64>,
     steps: Steps,
     profile: Option<HourProfile>,
+    subhour: Option<SubHour>,
     mixture: Option<Mixture>,
     locals: [Local; 3],
     active: Kind,
     scale: Window,
     scale_kind: Kind,
+    burst: Window,
     tail: f64,
+    spike_tail: f64,
     #[serde(with = "nan_as_null")]
     quantum: f64,
     tracker: Tracker,
     recent: Vec<(i64, f64)>,
     recent_head: usize,
+    former: Option<Former>,
 }
 
 impl TryFrom<State> for Detector {
@@ -746,32 +896,47 @@ impl TryFrom<State> for Detector {
             None if s.config.model != Model::Mixture => {}
             _ => return Err("the mixture state does not match the model".into()),
         }
+        if let Some(sub) = &s.subhour {
+            sub.check()?;
+        }
+        if s.former.as_ref().is_some_and(|f| f.levels.len() != KINDS.len()) {
+            return Err("the former levels are damaged".into());
+        }
         if s.steps.len > STEP_POINTS || s.steps.head >= STEP_POINTS {
             return Err("the interval ring is damaged".into());
         }
         if s.recent.len() > LEVEL_POINTS || (s.recent_head != 0 && s.recent_head >= s.recent.len()) {
             return Err("the recent points are damaged".into());
         }
-        if !(1.0..=MAX_TAIL).contains(&s.tail) || s.quantum.is_nan() || s.quantum < 0.0 {
+        if !(1.0..=MAX_TAIL).contains(&s.tail)
+            || !(1.0..=MAX_TAIL).contains(&s.spike_tail)
+            || s.quantum.is_nan()
+            || s.quantum < 0.0
+        {
             return Err("the tail factor or the resolution is out of range".into());
         }
         Ok(Detector {
             config: s.config,
             exempt,
             last_ms: s.last_ms,
+            first_ms: s.first_ms,
             last_counter: s.last_counter,
             steps: s.steps,
             profile: s.profile,
+            subhour: s.subhour,
             mixture: s.mixture,
             locals: s.locals,
             active: s.active,
             scale: s.scale,
             scale_kind: s.scale_kind,
+            burst: s.burst,
             tail: s.tail,
+            spike_tail: s.spike_tail,
             quantum: s.quantum,
             tracker: s.tracker,
             recent: s.recent,
             recent_head: s.recent_head,
+            former: s.former,
         })
     }
 }

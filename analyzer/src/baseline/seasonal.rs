@@ -6,7 +6,8 @@
 //! the daily and the time-of-week models need: the expected shape at an hour is the median of
 //! the same hour's medians on the earlier days of the history (at least two of them); for the
 //! time of week, on the same weekday of the earlier weeks. Only earlier days count, never the
-//! hour itself. Between hours the profile is interpolated linearly from one hour's centre to the
+//! hour itself; the daily value counts as one more week, so one week's incident cannot move the
+//! time-of-week value far while the weeks are few. Between hours the profile is interpolated linearly from one hour's centre to the
 //! next, so a smooth daily curve is followed within the hour instead of in steps. The memory is
 //! a fixed ring of `24 × (history_days + 1)` summaries: 5.8 KiB for 14 days, whatever the
 //! sampling rate.
@@ -253,6 +254,23 @@ impl HourProfile {
         if n >= min { median_in_place(&mut buf[..n]) } else { f64::NAN }
     }
 
+    /// The time-of-week value of hour `hour`: the median of the same hour in the earlier weeks
+    /// and of the daily profile's value there, which stands in for one more week. Two weeks of
+    /// history give two values, whose median is their mean: one week with an incident at that
+    /// hour would move it half-way; with the daily value beside them, it does not.
+    fn weekly_node(&self, hour: i64, daily: f64) -> f64 {
+        let mut buf = [0.0; 64];
+        let mut n = self.same_hour(hour, WEEK_HOURS, 1, &self.medians, &mut buf);
+        if n == 0 {
+            return f64::NAN;
+        }
+        if !daily.is_nan() && n < buf.len() {
+            buf[n] = daily;
+            n += 1;
+        }
+        median_in_place(&mut buf[..n])
+    }
+
     /// Makes the profile values of the hours around `nodes` ready to read.
     pub(crate) fn prepare(&mut self, nodes: Nodes) {
         if self.memo.hour == nodes.hour {
@@ -260,7 +278,7 @@ impl HourProfile {
         }
         let h = nodes.hour;
         let daily = [self.node(h, 24, MIN_DAYS), self.node(h + 1, 24, MIN_DAYS)];
-        let weekly = [self.node(h, WEEK_HOURS, 1), self.node(h + 1, WEEK_HOURS, 1)];
+        let weekly = [self.weekly_node(h, daily[0]), self.weekly_node(h + 1, daily[1])];
         self.memo = Memo { hour: h, daily, weekly };
     }
 
@@ -278,7 +296,8 @@ impl HourProfile {
         if self.memo.hour == nodes.hour {
             return interpolate(self.memo.weekly[0], self.memo.weekly[1], nodes.frac);
         }
-        interpolate(self.node(nodes.hour, WEEK_HOURS, 1), self.node(nodes.hour + 1, WEEK_HOURS, 1), nodes.frac)
+        let (h, daily) = (nodes.hour, |hour| self.node(hour, 24, MIN_DAYS));
+        interpolate(self.weekly_node(h, daily(h)), self.weekly_node(h + 1, daily(h + 1)), nodes.frac)
     }
 
     /// This time of day's share of the spread (1 when the noise profile is not known yet).
@@ -378,10 +397,14 @@ mod tests {
     fn the_weekly_profile_reads_the_same_hour_of_earlier_weeks() {
         // Weekends (days 2 and 3 after the epoch's Thursday) are at 10, weekdays at 50.
         let f = |t: i64| if matches!((t / DAY_MS) % 7, 2 | 3) { 10.0 } else { 50.0 };
-        let p = fed(13, 600_000, f);
-        let saturday_noon = 9 * DAY_MS + 12 * HOUR_MS;
+        let p = fed(16, 600_000, f);
+        // Two earlier Saturdays and the daily value (a weekday's) beside them.
+        let saturday_noon = 16 * DAY_MS + 12 * HOUR_MS;
         assert_eq!(p.weekly_at(Nodes::at(saturday_noon)), Some(10.0));
         assert_eq!(p.daily_at(Nodes::at(saturday_noon)), Some(50.0));
+        // One earlier Saturday: half-way between it and the daily value.
+        let p = fed(13, 600_000, f);
+        assert_eq!(p.weekly_at(Nodes::at(9 * DAY_MS + 12 * HOUR_MS)), Some(30.0));
     }
 
     #[test]
