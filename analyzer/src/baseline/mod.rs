@@ -180,6 +180,8 @@ struct Steps {
     deltas: [i64; STEP_POINTS],
     len: usize,
     head: usize,
+    /// The median of `deltas` (0 before any), kept as they change.
+    median: i64,
 }
 
 impl Steps {
@@ -187,17 +189,14 @@ impl Steps {
         self.deltas[self.head] = delta;
         self.head = (self.head + 1) % STEP_POINTS;
         self.len = (self.len + 1).min(STEP_POINTS);
+        let mut d = self.deltas;
+        let (_, &mut median, _) = d[..self.len].select_nth_unstable(self.len / 2);
+        self.median = median;
     }
 
     /// The median interval in ms (0 before any).
     fn typical(&self) -> i64 {
-        if self.len == 0 {
-            return 0;
-        }
-        let mut d = self.deltas;
-        let d = &mut d[..self.len];
-        d.sort_unstable();
-        d[self.len / 2]
+        self.median
     }
 }
 
@@ -281,7 +280,7 @@ impl Detector {
             last_ms: None,
             first_ms: None,
             last_counter: None,
-            steps: Steps { deltas: [0; STEP_POINTS], len: 0, head: 0 },
+            steps: Steps { deltas: [0; STEP_POINTS], len: 0, head: 0, median: 0 },
             profile,
             subhour: None,
             mixture,

@@ -26,6 +26,12 @@ const WEEK_HOURS: i64 = 7 * 24;
 /// Values of one hour kept for its median; past this the hour keeps every other one.
 const HOUR_BUFFER: usize = 64;
 const EMPTY: i64 = i64::MIN;
+const EMPTY_TAG: i32 = i32::MIN;
+
+/// An hour as kept in the ring: hours since 1970 fit an `i32` for 245,000 years either way.
+fn tag(hour: i64) -> i32 {
+    hour as i32
+}
 /// Bounds of one hour's noise relative to the median hour's.
 const MIN_RATIO: f64 = 1.0 / 3.0;
 const MAX_RATIO: f64 = 3.0;
@@ -38,11 +44,11 @@ pub(crate) struct HourProfile {
     days: u32,
     /// Per absolute hour `H`, at `H mod (24 × days)`: the hour it holds (`EMPTY` if none), its
     /// median and its noise (NaN when it had too few points).
-    tags: Vec<i64>,
+    tags: Vec<i32>,
     #[serde(with = "nan_vec")]
     medians: Vec<f64>,
-    #[serde(with = "nan_vec")]
-    noise: Vec<f64>,
+    #[serde(with = "nan_vec32")]
+    noise: Vec<f32>,
     /// The hour being accumulated and its accepted values (every `stride`-th once full).
     current: i64,
     buffer: Vec<f64>,
@@ -101,9 +107,9 @@ impl HourProfile {
         let slots = Self::slots(days);
         HourProfile {
             days,
-            tags: vec![EMPTY; slots],
+            tags: vec![EMPTY_TAG; slots],
             medians: vec![f64::NAN; slots],
-            noise: vec![f64::NAN; slots],
+            noise: vec![f32::NAN; slots],
             current: EMPTY,
             buffer: Vec::new(),
             stride: 1,
@@ -187,18 +193,23 @@ impl HourProfile {
         let noise = if self.buffer.len() >= 4 {
             // The MAD of the differences: a steady slope within the hour shifts every difference
             // alike and is not noise.
-            let mut diffs: Vec<f64> = self.buffer.windows(2).map(|w| w[1] - w[0]).collect();
-            let center = median_in_place(&mut diffs);
+            let mut diffs = [0.0; HOUR_BUFFER];
+            let n = self.buffer.len() - 1;
+            for (d, w) in diffs.iter_mut().zip(self.buffer.windows(2)) {
+                *d = w[1] - w[0];
+            }
+            let diffs = &mut diffs[..n];
+            let center = median_in_place(diffs);
             diffs.iter_mut().for_each(|d| *d = (*d - center).abs());
-            median_in_place(&mut diffs)
+            median_in_place(diffs)
         } else {
             f64::NAN
         };
         let median = median_in_place(&mut self.buffer);
         let slot = hour.rem_euclid(self.tags.len() as i64) as usize;
-        self.tags[slot] = hour;
+        self.tags[slot] = tag(hour);
         self.medians[slot] = median;
-        self.noise[slot] = noise;
+        self.noise[slot] = noise as f32;
         let h = hour.rem_euclid(24) as usize;
         for neighbour in [(h + 23) % 24, h, (h + 1) % 24] {
             self.refresh_daily(hour, neighbour);
@@ -207,7 +218,7 @@ impl HourProfile {
     }
 
     /// The values kept at `hour − step·k` for k = `first`, `first` + 1, … within the history.
-    fn same_hour(&self, hour: i64, step: i64, first: i64, values: &[f64], out: &mut [f64; 64]) -> usize {
+    fn same_hour(&self, hour: i64, step: i64, first: i64, value: impl Fn(usize) -> f64, out: &mut [f64; 64]) -> usize {
         let mut n = 0;
         let span = self.tags.len() as i64;
         let history = 24 * i64::from(self.days);
@@ -215,9 +226,12 @@ impl HourProfile {
         while step * k <= history && step * k < span && n < out.len() {
             let h = hour - step * k;
             let slot = h.rem_euclid(span) as usize;
-            if self.tags[slot] == h && !values[slot].is_nan() {
-                out[n] = values[slot];
-                n += 1;
+            if self.tags[slot] == tag(h) {
+                let v = value(slot);
+                if !v.is_nan() {
+                    out[n] = v;
+                    n += 1;
+                }
             }
             k += 1;
         }
@@ -234,7 +248,7 @@ impl HourProfile {
             let hh = (h as i64 + offset).rem_euclid(24);
             let last = latest - (latest.rem_euclid(24) - hh).rem_euclid(24);
             let mut buf = [0.0; 64];
-            let k = self.same_hour(last, 24, 0, &self.noise, &mut buf);
+            let k = self.same_hour(last, 24, 0, |slot| f64::from(self.noise[slot]), &mut buf);
             pooled[n..n + k].copy_from_slice(&buf[..k]);
             n += k;
         }
@@ -242,15 +256,20 @@ impl HourProfile {
     }
 
     fn refresh_norm(&mut self) {
-        let mut buf: Vec<f64> = self.daily_noise.iter().copied().filter(|v| !v.is_nan()).collect();
-        self.noise_norm = if buf.len() >= 12 { median_in_place(&mut buf) } else { f64::NAN };
+        let mut buf = [0.0; 24];
+        let mut n = 0;
+        for v in self.daily_noise.iter().filter(|v| !v.is_nan()) {
+            buf[n] = *v;
+            n += 1;
+        }
+        self.noise_norm = if n >= 12 { median_in_place(&mut buf[..n]) } else { f64::NAN };
     }
 
     /// The profile value of hour `hour`: the median of the same hour on the earlier days
     /// (`period` 24) or weeks (168) within the history; NaN with fewer than `min` of them.
     fn node(&self, hour: i64, period: i64, min: usize) -> f64 {
         let mut buf = [0.0; 64];
-        let n = self.same_hour(hour, period, 1, &self.medians, &mut buf);
+        let n = self.same_hour(hour, period, 1, |slot| self.medians[slot], &mut buf);
         if n >= min { median_in_place(&mut buf[..n]) } else { f64::NAN }
     }
 
@@ -260,7 +279,7 @@ impl HourProfile {
     /// hour would move it half-way; with the daily value beside them, it does not.
     fn weekly_node(&self, hour: i64, daily: f64) -> f64 {
         let mut buf = [0.0; 64];
-        let mut n = self.same_hour(hour, WEEK_HOURS, 1, &self.medians, &mut buf);
+        let mut n = self.same_hour(hour, WEEK_HOURS, 1, |slot| self.medians[slot], &mut buf);
         if n == 0 {
             return f64::NAN;
         }
@@ -314,8 +333,8 @@ impl HourProfile {
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.tags.capacity() * 8
-            + (self.medians.capacity() + self.noise.capacity() + self.buffer.capacity()) * 8
+        (self.tags.capacity() + self.noise.capacity()) * 4
+            + (self.medians.capacity() + self.buffer.capacity()) * 8
             + self.daily_noise.capacity() * 8
     }
 }
@@ -339,6 +358,20 @@ pub(crate) mod nan_as_null {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
         Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
+/// A vector of `f32` whose NaNs are written as `null`.
+pub(crate) mod nan_vec32 {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f32], s: S) -> Result<S::Ok, S::Error> {
+        let opts: Vec<Option<f32>> = v.iter().map(|x| if x.is_nan() { None } else { Some(*x) }).collect();
+        opts.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+        Ok(Vec::<Option<f32>>::deserialize(d)?.into_iter().map(|x| x.unwrap_or(f32::NAN)).collect())
     }
 }
 

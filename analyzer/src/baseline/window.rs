@@ -110,10 +110,19 @@ pub(crate) fn median_of_sorted(sorted: &[f64]) -> f64 {
     }
 }
 
-/// The median of a small unsorted slice, sorting it in place; NaN when empty.
+/// The median of a small unsorted slice, reordering it in place (selection, not a sort); NaN
+/// when empty.
 pub(crate) fn median_in_place(values: &mut [f64]) -> f64 {
-    values.sort_unstable_by(f64::total_cmp);
-    median_of_sorted(values)
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let (lower, &mut upper, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
+    if n % 2 == 1 {
+        return upper;
+    }
+    let below = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    0.5 * (below + upper)
 }
 
 #[derive(Serialize, Deserialize)]
