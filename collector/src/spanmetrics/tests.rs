@@ -598,3 +598,60 @@ mod through_the_store {
         ingest(dir, Limits { max_memory_expansion: 1, ..Limits::default() })
     }
 }
+
+/// The cost of span metrics at ingest next to the conversion every stored span already gets
+/// (`model::span::rows_from_request`), on a request shaped like `bench/run-otlp-bench.sh`'s
+/// (512 SERVER spans of one service, six routes, 2% errors, six attributes each). Timing, so
+/// run it alone and optimised:
+/// `cb test --release -p collector --lib spanmetrics::tests::cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a timing: run alone, with --release"]
+fn cost_per_span_is_small_next_to_the_row_conversion() {
+    const ROUTES: [&str; 6] =
+        ["/api/orders/{id}", "/api/products/{id}", "/api/orders", "/api/cart", "/api/cart/items/{id}", "/healthz"];
+    let spans: Vec<Span> = (0..512u64)
+        .map(|i| {
+            let route = ROUTES[(i * 7 % 6) as usize];
+            let mut s = span(
+                &format!("GET {route}"),
+                SERVER,
+                if i % 50 == 0 { ERROR } else { 0 },
+                (1 << (i % 9)) * MS + i * 1000,
+                vec![
+                    s("http.route", route),
+                    s("http.request.method", "GET"),
+                    kv("http.response.status_code", any_value::Value::IntValue(200)),
+                    s("url.path", &format!("{route}/{i}")),
+                    s("server.address", "checkout.internal"),
+                    s("user.id", &format!("user-{}", i % 5000)),
+                ],
+            );
+            s.trace_id = (i as u128).to_le_bytes().to_vec();
+            s
+        })
+        .collect();
+    let mut resource = checkout();
+    resource.push(s("host.name", "bench-host-01"));
+    let req = request(resource, spans);
+    let m = metrics(|_| {});
+    let t = tenant("anonymous");
+    let rounds = 2000;
+    // Warm: the series exist, as in a steady state.
+    count(&m, &t, &req, T0);
+    let started = std::time::Instant::now();
+    for _ in 0..rounds {
+        let tally = m.tally(&t, &req).unwrap();
+        m.record_at(tally, T0);
+    }
+    let counting = started.elapsed().as_nanos() as f64 / (rounds * 512) as f64;
+    let started = std::time::Instant::now();
+    for _ in 0..rounds / 10 {
+        std::hint::black_box(crate::model::span::rows_from_request(req.clone()));
+    }
+    let converting = started.elapsed().as_nanos() as f64 / (rounds / 10 * 512) as f64;
+    eprintln!(
+        "span metrics: {counting:.0} ns per span; row conversion (with the request's clone): {converting:.0} ns per span"
+    );
+    assert_eq!(m.snapshot(&t).iter().map(|s| s.calls).sum::<u64>(), (rounds as u64 + 1) * 512);
+    assert!(counting < converting / 4.0, "{counting:.0} ns per span against {converting:.0}");
+}
