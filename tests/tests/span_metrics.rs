@@ -337,6 +337,12 @@ fn python_spans_become_span_metric_series_that_promql_and_the_points_api_read() 
     let increase =
         scalar(&server, "team-a", r#"sum(increase(traces_span_metrics_calls_total{http_route="/items/{id}"}[1m]))"#);
     assert!(increase.is_some_and(|v| v >= 5.0), "the reset is read as an increase of the new spans: {increase:?}");
+
+    // The span metrics' own figures are on `/metrics`: the 5 spans counted since the restart.
+    let (status, text) = server.get_text("/metrics");
+    assert_eq!(status, 200);
+    assert!(text.contains("\nslo_gate_span_metrics_spans_total 5\n"), "{text}");
+    assert!(text.contains("# TYPE slo_gate_span_metrics_series gauge"), "{text}");
 }
 
 #[test]

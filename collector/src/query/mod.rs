@@ -101,6 +101,9 @@ async fn readyz(State(state): State<ApiState>) -> Response {
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.store.telemetry().render())
-        .into_response()
+    let mut text = state.store.telemetry().render();
+    if let Some(span_metrics) = state.ingest.span_metrics() {
+        span_metrics.render_telemetry(&mut text);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
