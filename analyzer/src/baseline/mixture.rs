@@ -7,12 +7,14 @@
 //! 1/min(n + 1, N), where N is the number of points the slot sees in `history_days` — a running
 //! average until then, an exponential forgetting of about the history afterwards. No refit over
 //! stored points, 56 bytes a slot. A second component is born at a point more than 3σ from the
-//! first; a component whose weight falls under 1% dies. Variances are floored at a tenth of the
+//! first; a component whose weight falls under 1% dies, and two that come within one σ of each
+//! other merge, so there is room for a mode that appears later. Variances are floored at a tenth of the
 //! series' spread so one repeated value cannot collapse a component to zero width.
 //!
 //! A point is anomalous when it lies beyond `mixture_sigmas` standard deviations of every
-//! component that carries at least 5% of the weight; its score is the smallest of its distances
-//! in units of `mixture_sigmas · σ`, so > 1 means outside, as for the other models.
+//! component that carries at least 5% of the weight, in its hour of the week and its hour of the
+//! day; its score is the smallest of its distances in units of `mixture_sigmas · σ`, so > 1
+//! means outside, as for the other models.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +24,7 @@ const BIRTH_SIGMAS: f64 = 3.0;
 const MIN_WEIGHT: f64 = 0.01;
 const SCORING_WEIGHT: f64 = 0.05;
 /// Points a slot needs before it is used.
-pub(crate) const READY_POINTS: u32 = 8;
+pub(crate) const READY_POINTS: u32 = 12;
 
 /// One slot's mixture. Unused components have weight 0.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -43,6 +45,11 @@ pub(crate) struct Fit {
 impl Gmm {
     pub(crate) fn ready(&self) -> bool {
         self.n >= READY_POINTS
+    }
+
+    /// Whether a component is free for a new mode.
+    fn has_room(&self) -> bool {
+        self.w.contains(&0.0)
     }
 
     /// The components that count for scoring, as (mean, σ).
@@ -104,6 +111,17 @@ impl Gmm {
                 self.w[k] = 0.0;
             }
         }
+        // Two components on one mode are one: merged, they leave room for another mode.
+        if self.w[0] > 0.0 && self.w[1] > 0.0 && (self.mu[0] - self.mu[1]).abs() < self.var[0].max(self.var[1]).sqrt() {
+            let w = self.w[0] + self.w[1];
+            let mu = (self.w[0] * self.mu[0] + self.w[1] * self.mu[1]) / w;
+            let var = (self.w[0] * (self.var[0] + (self.mu[0] - mu).powi(2))
+                + self.w[1] * (self.var[1] + (self.mu[1] - mu).powi(2)))
+                / w;
+            self.w = [w, 0.0];
+            self.mu = [mu, 0.0];
+            self.var = [var, 0.0];
+        }
         let sum = self.w[0] + self.w[1];
         if sum > 0.0 {
             self.w = [self.w[0] / sum, self.w[1] / sum];
@@ -139,17 +157,26 @@ impl Mixture {
         ((hour + 3 * 24).rem_euclid(168) as usize, hour.rem_euclid(24) as usize)
     }
 
-    /// The slot that judges `time_ms`: the hour of the week once it has enough points, else the
-    /// hour of the day; `None` while neither has.
-    pub(crate) fn slot(&self, time_ms: i64) -> Option<&Gmm> {
+    /// The slots that judge `time_ms`, those of its hour of the week and its hour of the day
+    /// that have enough points: a point is anomalous only beyond every component of both. The
+    /// hour of the week sees 24 points in two weeks of 5-minute data, too few to trust alone
+    /// the width of a mode that holds a third of them; the hour of the day sees seven times as
+    /// many.
+    pub(crate) fn slots_for(&self, time_ms: i64) -> impl Iterator<Item = &Gmm> {
         let (w, d) = Self::slots(time_ms);
-        [&self.week[w], &self.day[d]].into_iter().find(|g| g.ready())
+        [&self.week[w], &self.day[d]].into_iter().filter(|g| g.ready())
     }
 
     /// Whether the slots of `time_ms` are still learning (then every point teaches them).
     pub(crate) fn learning(&self, time_ms: i64) -> bool {
         let (w, _) = Self::slots(time_ms);
         !self.week[w].ready()
+    }
+
+    /// Whether a slot of `time_ms` has room for another mode.
+    pub(crate) fn has_room(&self, time_ms: i64) -> bool {
+        let (w, d) = Self::slots(time_ms);
+        self.week[w].has_room() || self.day[d].has_room()
     }
 
     /// Learns `x` in both slots of `time_ms`; `points_per_hour` sets their memories.

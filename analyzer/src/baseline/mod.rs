@@ -23,7 +23,7 @@
 //!   the band in the long run).
 //! - **Score** = the deviation (in the configured direction) over the band's half-width
 //!   `max(band · spread, min_deviation, min_relative_deviation · |expected|)`; with direction
-//!   `both`, at least the last 8 points' MAD over 3.5× the usual spread (a burst of
+//!   `both`, at least the last 8 points' spread over 4× the usual spread (a burst of
 //!   variance).
 //! - **Incidents**: `incident.rs` turns scores into one alarm per incident; anomalous points are
 //!   kept out of the baseline; an incident that lasts becomes the new normal.
@@ -75,20 +75,20 @@ const MAX_TAIL: f64 = 1e3;
 const SPIKE_TARGET: f64 = 1e-4;
 const SPIKE_STEP: f64 = 0.05;
 /// Points whose spread is compared with the usual one, and how many times larger it must be to
-/// score 1. The MAD of 8 points around their own median (a shifted level does not count, only
-/// dispersion) exceeds 3.5× the usual one in fewer than 1 in 10⁵ windows of Gaussian noise and
-/// about 4 in 10⁵ of Student's t with 4 degrees of freedom (simulated), while noise grown
-/// five-fold does it at once.
+/// score 1: both the MAD of the 8 (around their own median) and the median of their 7
+/// successive absolute differences (over √2) must exceed 4 times the usual median absolute
+/// residual, which Gaussian noise does in far fewer than 1 in 10⁶ windows and noise grown
+/// six-fold in about half of them.
 const BURST_POINTS: usize = 8;
-const BURST_RATIO: f64 = 3.5;
+const BURST_RATIO: f64 = 4.0;
 
 /// What the detector says about one point.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scored {
     /// Deviation from the expected value in band half-widths (in the configured direction):
     /// above 1 is outside the band. With direction `both`, at least the spread of the last 8
-    /// points (their MAD) over 3.5 times the usual spread, so a burst of variance scores above 1
-    /// even while most of its points stay inside the band. Never negative, never NaN, at most [`MAX_SCORE`]; 0 while
+    /// points over 4 times the usual spread, so a burst of variance scores above 1 even while
+    /// most of its points stay inside the band. Never negative, never NaN, at most [`MAX_SCORE`]; 0 while
     /// warming up and for ignored or exempt points.
     pub score: f64,
     /// The expected value (for a counter, the expected rate per second); NaN while nothing is
@@ -385,6 +385,7 @@ impl Detector {
 
         let mut out = Scored::nothing(false);
         let mut half = f64::NAN;
+        let mut band_part = f64::NAN;
         let mut deviation = 0.0;
         let mixture_fit = self.mixture_fit(time_ms, x);
         if let Some((expected, h)) = mixture_fit {
@@ -393,11 +394,8 @@ impl Detector {
             out.expected = expected;
         } else if let Some(e) = used {
             let sigma = self.spread(e.kind, ratio, e.level_points);
-            half = if sigma.is_nan() {
-                f64::NAN
-            } else {
-                self.half_width(e.expected, self.config.band * self.tail * self.youth(time_ms) * sigma)
-            };
+            band_part = self.config.band * self.tail * self.youth(time_ms) * sigma;
+            half = if sigma.is_nan() { f64::NAN } else { self.half_width(e.expected, band_part) };
             deviation = x - e.expected;
             out.expected = e.expected;
         }
@@ -430,14 +428,20 @@ impl Detector {
                 self.burst.push(r.clamp(-MAX_SCORE, MAX_SCORE));
             }
             let point_score = out.score;
-            if self.config.direction == Direction::Both && self.burst.len() == BURST_POINTS {
+            if self.config.direction == Direction::Both && mixture_fit.is_none() && self.burst.len() == BURST_POINTS {
                 let usual = self.scale.median();
                 if usual > 0.0 {
-                    let dispersion = median_abs_deviation(self.burst.iter());
-                    out.score = out.score.max((dispersion / (BURST_RATIO * usual)).min(MAX_SCORE));
+                    // A minimum deviation that widens the band widens this threshold alike.
+                    let widening = if band_part > 0.0 && half > band_part { half / band_part } else { 1.0 };
+                    let burst = burst_spread(self.burst.iter()) / (BURST_RATIO * usual * widening);
+                    out.score = out.score.max(burst.min(MAX_SCORE));
                 }
             }
-            if self.tracker.open.is_none() {
+            // With the mixture model, only the mixture's own scores calibrate its tails, once
+            // its hour of the week has learnt: before, every mode it has not seen is a miss.
+            let calibrates = self.config.model != Model::Mixture
+                || (mixture_fit.is_some() && !self.mixture.as_ref().is_some_and(|m| m.learning(time_ms)));
+            if self.tracker.open.is_none() && calibrates {
                 // The streaming (1 − TAIL_TARGET)-quantile of the scores (Ma, Muthukrishnan and
                 // Sandler's frugal estimator), never below the band itself.
                 if point_score > 1.0 {
@@ -503,9 +507,10 @@ impl Detector {
             self.adopt(start_ms.unwrap_or(time_ms), memory);
         } else if !d.held {
             self.learn(time_ms, x, nodes, ratio, &candidates, used.map(|e| e.kind), memory);
-        } else if mixture_fit.is_none() && self.mixture_learning(time_ms) {
-            // A slot still learning cannot tell a second mode from an anomaly yet: it learns
-            // every point, the flat fallback only the normal ones.
+        } else if self.mixture_learning(time_ms, mixture_fit.is_some()) {
+            // A slot still learning cannot tell a second mode from an anomaly yet, and one with
+            // room for another mode takes it in at a small weight (it counts once it recurs):
+            // they learn every point, the flat fallback only the normal ones.
             self.learn_mixture(time_ms, x);
         }
         out
@@ -615,9 +620,8 @@ impl Detector {
 
     /// The mixture's expectation and half-width at a point, when its slot is ready.
     fn mixture_fit(&self, time_ms: i64, x: f64) -> Option<(f64, f64)> {
-        let gmm = self.mixture.as_ref()?.slot(time_ms)?;
         let mut best: Option<(f64, f64, f64)> = None;
-        for c in gmm.components() {
+        for c in self.mixture.as_ref()?.slots_for(time_ms).flat_map(|g| g.components()) {
             let half = self.half_width(c.mean, self.config.mixture_sigmas * self.tail * c.sigma);
             let deviation = x - c.mean;
             let directed = match self.config.direction {
@@ -639,8 +643,8 @@ impl Detector {
         best.map(|(_, mean, half)| (mean, half))
     }
 
-    fn mixture_learning(&self, time_ms: i64) -> bool {
-        self.mixture.as_ref().is_some_and(|m| m.learning(time_ms))
+    fn mixture_learning(&self, time_ms: i64, judged: bool) -> bool {
+        self.mixture.as_ref().is_some_and(|m| (!judged && m.learning(time_ms)) || m.has_room(time_ms))
     }
 
     /// Teaches a normal point to every model.
@@ -672,6 +676,8 @@ impl Detector {
                 let factor = self.conversion(kind);
                 self.scale.scale_values(factor);
                 self.scale_kind = kind;
+                // The last few residuals were the other model's: a burst they are not.
+                self.burst.clear();
             }
             let u = (x - e.expected).abs() / (ratio * self.conversion(kind));
             self.scale.push(u.min(MAX_SCORE));
@@ -697,7 +703,10 @@ impl Detector {
             return;
         }
         let spread = self.spread(Kind::Flat, 1.0, LEVEL_POINTS);
-        let spread = if spread.is_nan() { 0.0 } else { spread };
+        if spread.is_nan() || spread <= 0.0 {
+            // Nothing to size a component with yet.
+            return;
+        }
         let per_hour = HOUR_MS as f64 / self.steps.typical().max(1) as f64;
         let days = self.config.history_days;
         if let Some(m) = &mut self.mixture {
@@ -831,9 +840,24 @@ impl Detector {
     }
 }
 
-/// The MAD of a handful of values around their own median.
-fn median_abs_deviation(values: impl Iterator<Item = f64>) -> f64 {
+/// The spread of a handful of residuals, measured two ways and the smaller kept: their MAD
+/// around their own median (which one step in the level, splitting the window in two, would
+/// inflate) and their median successive absolute difference over √2 (which two outliers, each
+/// moving two differences, would inflate). A burst of variance raises both.
+fn burst_spread(values: impl Iterator<Item = f64> + Clone) -> f64 {
     let mut buf = [0.0; BURST_POINTS];
+    let mut n = 0;
+    let mut previous: Option<f64> = None;
+    for v in values.clone() {
+        if let Some(p) = previous
+            && n < buf.len()
+        {
+            buf[n] = (v - p).abs();
+            n += 1;
+        }
+        previous = Some(v);
+    }
+    let by_differences = window::median_in_place(&mut buf[..n]) / std::f64::consts::SQRT_2;
     let mut n = 0;
     for v in values.take(BURST_POINTS) {
         buf[n] = v;
@@ -841,7 +865,7 @@ fn median_abs_deviation(values: impl Iterator<Item = f64>) -> f64 {
     }
     let center = window::median_in_place(&mut buf[..n]);
     buf[..n].iter_mut().for_each(|v| *v = (*v - center).abs());
-    window::median_in_place(&mut buf[..n])
+    by_differences.min(window::median_in_place(&mut buf[..n]))
 }
 
 fn exempt_minutes(config: &Config) -> Result<Vec<(u32, u32)>, ConfigError> {
@@ -961,6 +985,28 @@ mod tests {
             let p = probability(&s);
             assert!(p > last && (0.5..1.0).contains(&p), "{score} → {p}");
             last = p;
+        }
+    }
+
+    /// The band is four standard deviations of the noise, whatever the model: the spread
+    /// estimate is consistent for Gaussian noise (within 15% over a week of points; a profile's own
+    /// error adds to the daily model's residuals).
+    #[test]
+    fn the_spread_is_the_noise_standard_deviation() {
+        let mut rng = synthetic::Rng(3);
+        for (model, step) in [(Model::Flat, 60_000), (Model::Auto, 300_000), (Model::Daily, 300_000)] {
+            let mut d = Detector::new(Config { model, ..Config::default() }).unwrap();
+            let mut halves = Vec::new();
+            for i in 0..7 * 288 * 300_000 / step {
+                let t = 1_767_571_200_000 + i * step;
+                let s = d.update(t, 1000.0 + 2.0 * rng.normal());
+                if i > 2 * 288 * 300_000 / step {
+                    halves.push((s.upper - s.expected) / 4.0);
+                }
+            }
+            halves.sort_by(f64::total_cmp);
+            let median = halves[halves.len() / 2];
+            assert!((median / 2.0 - 1.0).abs() < 0.15, "{model:?}: σ {median}");
         }
     }
 

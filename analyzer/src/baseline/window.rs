@@ -61,7 +61,7 @@ impl Window {
     }
 
     /// The values, oldest first.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = f64> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = f64> + Clone + '_ {
         let (newer, older) = self.ring.split_at(self.head);
         older.iter().chain(newer).copied()
     }
