@@ -372,10 +372,10 @@ fn a_latency_incident_on_one_host_is_one_anomaly_one_firing_and_one_resolution()
     assert_eq!(summary["failures"], 0, "{summary}");
 
     // Last: the steady request rate and the error ratio (no errors) raise nothing, so the
-    // incident is the only anomaly and its two notifications the only ones. This fails while
-    // the request-rate band collapses on steady traffic: a count that is the same every step
-    // has no spread, so a few milliseconds of step jitter (100.1 against 100 requests/s) or
-    // one export landing a step late (110 against 100) scores far above 1.
+    // incident is the only anomaly and its two notifications the only ones. A count that is
+    // the same every step has almost no spread, so this failed while nothing held the
+    // request-rate band open: a few milliseconds of step jitter (100.1 against 100
+    // requests/s) or one export landing a step late (110 against 100) scored far above 1.
     let others: Vec<String> = listed
         .iter()
         .filter(|a| a["id"] != id)
