@@ -25,6 +25,10 @@ const SPAN_KIND_SERVER: i32 = 2;
 /// OTLP `Status.code` `STATUS_CODE_ERROR`.
 const STATUS_CODE_ERROR: i32 = 2;
 
+/// A span's resource and span attributes, flattened to text pairs, shared by the spans that
+/// have the same ones.
+type AttributeSet = Arc<Vec<(String, String)>>;
+
 /// What makes a request anomalous.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Anomalous {
@@ -73,9 +77,8 @@ pub fn find(
                 && t.services.iter().any(|(s, _)| s == &window.service)
         })
     });
-    let mut cache: HashMap<(Arc<str>, String), Arc<Vec<(String, String)>>> = HashMap::new();
-    let (mut selection, mut others): (Vec<Arc<Vec<(String, String)>>>, Vec<Arc<Vec<(String, String)>>>) =
-        Default::default();
+    let mut cache: HashMap<(Arc<str>, String), AttributeSet> = HashMap::new();
+    let (mut selection, mut others): (Vec<AttributeSet>, Vec<AttributeSet>) = Default::default();
     let mut probe = |p: &crate::store::SpanProbe<'_>| {
         p.service_name == Some(window.service.as_str())
             && p.start_unix_nano >= window.from_ns

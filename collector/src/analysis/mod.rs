@@ -373,10 +373,10 @@ impl Analysis {
             }
         }
         let due = state.written.is_none_or(|w| w.elapsed() >= self.config.state_interval.0);
-        if changed || due {
-            if let Err(err) = self.write_state(state) {
-                out.warnings.push(err);
-            }
+        if (changed || due)
+            && let Err(err) = self.write_state(state)
+        {
+            out.warnings.push(err);
         }
         out
     }
