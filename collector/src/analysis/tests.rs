@@ -429,3 +429,58 @@ fn a_batch_landing_one_step_late_on_a_steady_route_is_no_anomaly() {
     assert!(rate[0].start_ms >= t0 + 80 * STEP_MS, "{:?}", rate[0]);
     assert_eq!(rate[0].side, Side::Below);
 }
+
+// A watched PromQL query is scored like the SLIs: each result series is a series of its own,
+// labelled with the watch's name, read from the tenant the watch names (and no other).
+#[test]
+fn a_watched_query_scores_each_result_series() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest as Metrics;
+    let watch = Watch { name: "queues".into(), query: "sum by (queue) (queue_depth)".into(), tenant: "team-a".into() };
+    let rig = rig(tempfile::tempdir().unwrap(), AnalysisConfig { watch: vec![watch], ..config() });
+    let t0 = start_ms();
+    let gauge = |t: i64, queue: &str, v: f64| Metric {
+        name: "queue_depth".into(),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: vec![NumberDataPoint {
+                attributes: vec![text("queue", queue)],
+                time_unix_nano: t as u64 * 1_000_000,
+                value: Some(number_data_point::Value::AsDouble(v)),
+                ..Default::default()
+            }],
+        })),
+        ..Default::default()
+    };
+    let mut scored = BTreeMap::<String, usize>::new();
+    for step in 0..40i64 {
+        let t = t0 + step * STEP_MS;
+        for tenant in ["team-a", "team-b"] {
+            let request = Metrics {
+                resource_metrics: vec![ResourceMetrics {
+                    scope_metrics: vec![ScopeMetrics {
+                        metrics: vec![gauge(t, "orders", 10.0 + (step % 3) as f64), gauge(t, "mail", 3.0)],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            };
+            rig.rt.block_on(rig.ingest.export(Tenant::parse(tenant).unwrap(), request, Raw::None)).unwrap();
+        }
+        let out = rig.analysis.step(t + 1);
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        for (tenant, request) in &out.exports {
+            assert_eq!(tenant.as_str(), "team-a", "only the watch's tenant is read");
+            for m in &request.resource_metrics[0].scope_metrics[0].metrics {
+                let Some(metric::Data::Gauge(g)) = &m.data else { continue };
+                for p in g.data_points.iter().filter(|_| m.name == "slo_gate_observed") {
+                    let label =
+                        |k: &str| p.attributes.iter().find(|kv| kv.key == k).map(|kv| format!("{:?}", kv.value));
+                    assert!(label("watch").is_some_and(|w| w.contains("queues")), "{p:?}");
+                    *scored.entry(label("queue").unwrap_or_default()).or_default() += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(scored.len(), 2, "{scored:?}");
+    assert!(scored.values().all(|&n| n >= 39), "{scored:?}");
+    assert_eq!(rig.analysis.series_count(), 2);
+}
