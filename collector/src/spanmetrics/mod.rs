@@ -28,7 +28,7 @@
 //!   `otel.metric.overflow=true`, the OpenTelemetry SDKs' overflow attribute) is per tenant, and
 //!   a global bound in series and bytes holds over all tenants.
 //!
-//! The cost at ingest is what [`tally`] does per span — a hash of the span's borrowed label
+//! The cost at ingest is what `tally` does per span — a hash of the span's borrowed label
 //! values, a lookup among the request's few distinct label sets, a binary search over the
 //! buckets — and no allocation unless a label set is new; each tenant's table is locked twice
 //! per request (to resolve the request's label sets, and to add its counts once the store
