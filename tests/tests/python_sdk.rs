@@ -78,7 +78,12 @@ fn send(
 fn round_trip(protocol: Protocol, service: &str, version: &str, tenant: Option<&str>) {
     let python = python();
     let dir = tempfile::tempdir().expect("temp data dir");
-    let server = Server::start(dir.path(), &[]);
+    // What is stored must be exactly what the SDK sent, so the metric points the collector
+    // derives from spans (span metrics, `tests/tests/span_metrics.rs`) are turned off here.
+    let config = dir.path().join("no-span-metrics.toml");
+    std::fs::write(&config, "[span_metrics]\nenabled = false\n").expect("write the config");
+    let args = ["--config", config.to_str().expect("a UTF-8 path")];
+    let server = Server::start(dir.path(), &args);
     let endpoint = match protocol {
         Protocol::Grpc => server.grpc_url(),
         Protocol::Http => server.http_url(""),
@@ -105,7 +110,7 @@ fn round_trip(protocol: Protocol, service: &str, version: &str, tenant: Option<&
     let status = server.stop();
     assert!(status.success(), "slo-gate did not exit cleanly on SIGTERM: {status}");
     // Everything must come back from the data directory alone (WAL replay or parts).
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start(dir.path(), &args);
     check_all(&server, &manifest, tenant);
     if tenant.is_some() {
         check_invisible(&server, &manifest, None);
