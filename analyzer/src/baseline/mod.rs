@@ -190,8 +190,8 @@ impl Steps {
         self.head = (self.head + 1) % STEP_POINTS;
         self.len = (self.len + 1).min(STEP_POINTS);
         let mut d = self.deltas;
-        let (_, &mut median, _) = d[..self.len].select_nth_unstable(self.len / 2);
-        self.median = median;
+        window::insertion_sort(&mut d[..self.len]);
+        self.median = d[self.len / 2];
     }
 
     /// The median interval in ms (0 before any).
@@ -224,8 +224,10 @@ pub struct Detector {
     /// Absolute residuals of the `scale_kind` candidate, divided by the hour's noise ratio.
     scale: Window,
     scale_kind: Kind,
-    /// The same for the last few points, anomalous or not: a burst of variance.
+    /// The same for the last few points, anomalous or not (signed): a burst of variance; and
+    /// their successive absolute differences.
     burst: Window,
+    burst_steps: Window,
     /// The band's widening for heavy tails (≥ 1).
     tail: f64,
     /// The same for the score at which one point alone opens an incident (≥ 1).
@@ -289,6 +291,7 @@ impl Detector {
             scale: Window::new(SCALE_POINTS),
             scale_kind: Kind::Flat,
             burst: Window::new(BURST_POINTS),
+            burst_steps: Window::new(BURST_POINTS - 1),
             tail: 1.0,
             spike_tail: 1.0,
             quantum: 0.0,
@@ -425,7 +428,11 @@ impl Detector {
                 && mixture_fit.is_none()
             {
                 let r = deviation / (ratio * self.conversion(e.kind));
-                self.burst.push(r.clamp(-MAX_SCORE, MAX_SCORE));
+                let r = r.clamp(-MAX_SCORE, MAX_SCORE);
+                if let Some(previous) = self.burst.last() {
+                    self.burst_steps.push((r - previous).abs());
+                }
+                self.burst.push(r);
             }
             let point_score = out.score;
             if self.config.direction == Direction::Both && mixture_fit.is_none() && self.burst.len() == BURST_POINTS {
@@ -433,7 +440,13 @@ impl Detector {
                 if usual > 0.0 {
                     // A minimum deviation that widens the band widens this threshold alike.
                     let widening = if band_part > 0.0 && half > band_part { half / band_part } else { 1.0 };
-                    let burst = burst_spread(self.burst.iter()) / (BURST_RATIO * usual * widening);
+                    // The spread measured two ways, the smaller kept: the MAD around the window's
+                    // own median (which one step in the level, splitting the window in two,
+                    // inflates) and the median successive difference over √2 (which two
+                    // outliers, each moving two differences, inflate). A burst of variance
+                    // raises both.
+                    let spread = self.burst.mad().min(self.burst_steps.median() / std::f64::consts::SQRT_2);
+                    let burst = spread / (BURST_RATIO * usual * widening);
                     out.score = out.score.max(burst.min(MAX_SCORE));
                 }
             }
@@ -678,10 +691,12 @@ impl Detector {
                 self.scale_kind = kind;
                 // The last few residuals were the other model's: a burst they are not.
                 self.burst.clear();
+                self.burst_steps.clear();
             }
             let u = (x - e.expected).abs() / (ratio * self.conversion(kind));
             self.scale.push(u.min(MAX_SCORE));
         }
+        let within_hour = self.subhour.as_ref().map_or(0.0, |s| s.correction(time_ms));
         for kind in KINDS {
             if let Some(e) = candidates[kind as usize] {
                 self.locals[kind as usize].learn_residual(x - e.expected, memory);
@@ -691,7 +706,6 @@ impl Detector {
                 _ => candidates[kind as usize].map(|e| e.profile).or_else(|| self.profile_at(kind, nodes)),
             };
             if let Some(p) = profile {
-                let within_hour = self.subhour.as_ref().map_or(0.0, |s| s.correction(time_ms));
                 self.locals[kind as usize].level.push(x - p - within_hour);
             }
         }
@@ -820,6 +834,7 @@ impl Detector {
             + self.locals.iter().map(|l| l.level.heap_bytes()).sum::<usize>()
             + self.scale.heap_bytes()
             + self.burst.heap_bytes()
+            + self.burst_steps.heap_bytes()
             + self.profile.as_ref().map_or(0, HourProfile::heap_bytes)
             + self.subhour.as_ref().map_or(0, SubHour::heap_bytes)
             + self.mixture.as_ref().map_or(0, Mixture::heap_bytes)
@@ -838,34 +853,6 @@ impl Detector {
                 })
                 .sum::<usize>()
     }
-}
-
-/// The spread of a handful of residuals, measured two ways and the smaller kept: their MAD
-/// around their own median (which one step in the level, splitting the window in two, would
-/// inflate) and their median successive absolute difference over √2 (which two outliers, each
-/// moving two differences, would inflate). A burst of variance raises both.
-fn burst_spread(values: impl Iterator<Item = f64> + Clone) -> f64 {
-    let mut buf = [0.0; BURST_POINTS];
-    let mut n = 0;
-    let mut previous: Option<f64> = None;
-    for v in values.clone() {
-        if let Some(p) = previous
-            && n < buf.len()
-        {
-            buf[n] = (v - p).abs();
-            n += 1;
-        }
-        previous = Some(v);
-    }
-    let by_differences = window::median_in_place(&mut buf[..n]) / std::f64::consts::SQRT_2;
-    let mut n = 0;
-    for v in values.take(BURST_POINTS) {
-        buf[n] = v;
-        n += 1;
-    }
-    let center = window::median_in_place(&mut buf[..n]);
-    buf[..n].iter_mut().for_each(|v| *v = (*v - center).abs());
-    by_differences.min(window::median_in_place(&mut buf[..n]))
 }
 
 fn exempt_minutes(config: &Config) -> Result<Vec<(u32, u32)>, ConfigError> {
@@ -893,6 +880,7 @@ struct State {
     scale: Window,
     scale_kind: Kind,
     burst: Window,
+    burst_steps: Window,
     tail: f64,
     spike_tail: f64,
     #[serde(with = "nan_as_null")]
@@ -953,6 +941,7 @@ impl TryFrom<State> for Detector {
             scale: s.scale,
             scale_kind: s.scale_kind,
             burst: s.burst,
+            burst_steps: s.burst_steps,
             tail: s.tail,
             spike_tail: s.spike_tail,
             quantum: s.quantum,

@@ -37,6 +37,9 @@ pub(crate) struct SubHour {
     /// ring; `seen` says how full and where the next one goes).
     shape: Vec<f32>,
     seen: Vec<u16>,
+    /// Per minute, the correction (the median of its ring where it stands out), recomputed at
+    /// the end of each hour.
+    corrections: Vec<f32>,
     /// Typical absolute deviation of a minute without and with the correction (exponentially
     /// weighted over the minutes seen).
     #[serde(with = "nan_as_null")]
@@ -56,6 +59,7 @@ impl Default for SubHour {
             counts: vec![0; 60],
             shape: vec![0.0; 60 * DEPTH],
             seen: vec![0; 60],
+            corrections: vec![0.0; 60],
             without: f64::NAN,
             with: f64::NAN,
             n: 0,
@@ -71,8 +75,11 @@ fn minute(time_ms: i64) -> usize {
 
 impl SubHour {
     pub(crate) fn check(&self) -> Result<(), String> {
-        let ok =
-            self.sums.len() == 60 && self.counts.len() == 60 && self.shape.len() == 60 * DEPTH && self.seen.len() == 60;
+        let ok = self.sums.len() == 60
+            && self.counts.len() == 60
+            && self.shape.len() == 60 * DEPTH
+            && self.seen.len() == 60
+            && self.corrections.len() == 60;
         if ok { Ok(()) } else { Err("the within-hour profile is damaged".into()) }
     }
 
@@ -94,7 +101,7 @@ impl SubHour {
 
     /// The correction to add to an expectation at `time_ms` (0 while off).
     pub(crate) fn correction(&self, time_ms: i64) -> f64 {
-        if self.on { self.median_at(minute(time_ms)) } else { 0.0 }
+        if self.on { f64::from(self.corrections[minute(time_ms)]) } else { 0.0 }
     }
 
     /// Learns the residual `r` (value minus the expectation without correction) at `time_ms`;
@@ -152,6 +159,9 @@ impl SubHour {
             let next = self.seen[m] + 1;
             self.seen[m] = if usize::from(next) >= 2 * DEPTH { next - DEPTH as u16 } else { next };
         }
+        for m in 0..60 {
+            self.corrections[m] = self.median_at(m) as f32;
+        }
         self.hours = self.hours.saturating_add(1);
         if self.hours < MIN_HOURS || self.without.is_nan() || self.without <= 0.0 {
             self.on = false;
@@ -162,7 +172,10 @@ impl SubHour {
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.sums.capacity() * 8 + self.counts.capacity() * 2 + self.shape.capacity() * 4 + self.seen.capacity() * 2
+        self.sums.capacity() * 8
+            + self.counts.capacity() * 2
+            + (self.shape.capacity() + self.corrections.capacity()) * 4
+            + self.seen.capacity() * 2
     }
 }
 

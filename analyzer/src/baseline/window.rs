@@ -71,6 +71,45 @@ impl Window {
         median_of_sorted(&self.sorted)
     }
 
+    /// The newest value.
+    pub(crate) fn last(&self) -> Option<f64> {
+        match self.ring.len() {
+            0 => None,
+            n if n < self.capacity => Some(self.ring[n - 1]),
+            _ => Some(self.ring[(self.head + self.capacity - 1) % self.capacity]),
+        }
+    }
+
+    /// The median absolute deviation from the median, walking outwards from the median over the
+    /// sorted values (O(n), nothing allocated); NaN when empty.
+    pub(crate) fn mad(&self) -> f64 {
+        let sorted = &self.sorted;
+        let n = sorted.len();
+        if n == 0 {
+            return f64::NAN;
+        }
+        let center = median_of_sorted(sorted);
+        // Values [left, right) are taken; the next candidates are left − 1 and right.
+        let (mut left, mut right) = (n / 2, n / 2);
+        let mut take = || {
+            let below = if left > 0 { center - sorted[left - 1] } else { f64::INFINITY };
+            let above = if right < n { sorted[right] - center } else { f64::INFINITY };
+            if below <= above {
+                left -= 1;
+                below
+            } else {
+                right += 1;
+                above
+            }
+        };
+        let k = n.div_ceil(2);
+        let mut d = 0.0;
+        for _ in 0..k {
+            d = take();
+        }
+        if n % 2 == 1 { d } else { 0.5 * (d + take()) }
+    }
+
     /// Multiplies every value by `factor` (> 0, so the order is kept).
     pub(crate) fn scale_values(&mut self, factor: f64) {
         if factor > 0.0 && factor.is_finite() && factor != 1.0 {
@@ -117,12 +156,31 @@ pub(crate) fn median_in_place(values: &mut [f64]) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
+    if n <= 32 {
+        // The detector's medians are mostly of a handful of values, where an insertion sort
+        // beats the general selection several times over.
+        insertion_sort(values);
+        return median_of_sorted(values);
+    }
     let (lower, &mut upper, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
     if n % 2 == 1 {
         return upper;
     }
     let below = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     0.5 * (below + upper)
+}
+
+/// Sorts a short slice in place (callers never pass NaN; one would be misplaced, not loop).
+pub(crate) fn insertion_sort<T: Copy + PartialOrd>(values: &mut [T]) {
+    for i in 1..values.len() {
+        let v = values[i];
+        let mut j = i;
+        while j > 0 && values[j - 1] > v {
+            values[j] = values[j - 1];
+            j -= 1;
+        }
+        values[j] = v;
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -177,6 +235,9 @@ mod tests {
             assert_eq!(w.median(), med);
             let mean_ad = recent.iter().map(|x| (x - 1.5).abs()).sum::<f64>() / recent.len() as f64;
             assert_eq!(w.mean_abs_dev(1.5), mean_ad);
+            let mut deviations: Vec<f64> = recent.iter().map(|x| (x - med).abs()).collect();
+            assert_eq!(w.mad(), median_in_place(&mut deviations), "at {i}");
+            assert_eq!(w.last(), Some(v));
         }
     }
 
