@@ -37,9 +37,8 @@ pub(crate) struct SubHour {
     /// ring; `seen` says how full and where the next one goes).
     shape: Vec<f32>,
     seen: Vec<u16>,
-    /// Per minute, the correction (the median of its ring where it stands out), recomputed at
-    /// the end of each hour.
-    corrections: Vec<f32>,
+    /// Per minute, the median of its ring (0 with fewer than 3 hours), kept as the ring changes.
+    medians: Vec<f32>,
     /// Typical absolute deviation of a minute without and with the correction (exponentially
     /// weighted over the minutes seen).
     #[serde(with = "nan_as_null")]
@@ -59,7 +58,7 @@ impl Default for SubHour {
             counts: vec![0; 60],
             shape: vec![0.0; 60 * DEPTH],
             seen: vec![0; 60],
-            corrections: vec![0.0; 60],
+            medians: vec![0.0; 60],
             without: f64::NAN,
             with: f64::NAN,
             n: 0,
@@ -79,7 +78,7 @@ impl SubHour {
             && self.counts.len() == 60
             && self.shape.len() == 60 * DEPTH
             && self.seen.len() == 60
-            && self.corrections.len() == 60;
+            && self.medians.len() == 60;
         if ok { Ok(()) } else { Err("the within-hour profile is damaged".into()) }
     }
 
@@ -87,21 +86,27 @@ impl SubHour {
     /// is within twice the typical deviation (a median of a few noisy hours would add noise to
     /// every minute that has no pattern).
     fn median_at(&self, m: usize) -> f64 {
-        let n = usize::from(self.seen[m]).min(DEPTH);
-        if n < 3 {
-            return 0.0;
-        }
-        let mut buf = [0.0f64; DEPTH];
-        for (b, v) in buf.iter_mut().zip(&self.shape[m * DEPTH..m * DEPTH + n]) {
-            *b = f64::from(*v);
-        }
-        let median = median_in_place(&mut buf[..n]);
+        let median = f64::from(self.medians[m]);
         if self.without.is_nan() || median.abs() > 2.0 * self.without { median } else { 0.0 }
+    }
+
+    /// Recomputes minute `m`'s median after its ring changed.
+    fn refresh(&mut self, m: usize) {
+        let n = usize::from(self.seen[m]).min(DEPTH);
+        self.medians[m] = if n < 3 {
+            0.0
+        } else {
+            let mut buf = [0.0f64; DEPTH];
+            for (b, v) in buf.iter_mut().zip(&self.shape[m * DEPTH..m * DEPTH + n]) {
+                *b = f64::from(*v);
+            }
+            median_in_place(&mut buf[..n]) as f32
+        };
     }
 
     /// The correction to add to an expectation at `time_ms` (0 while off).
     pub(crate) fn correction(&self, time_ms: i64) -> f64 {
-        if self.on { f64::from(self.corrections[minute(time_ms)]) } else { 0.0 }
+        if self.on { self.median_at(minute(time_ms)) } else { 0.0 }
     }
 
     /// Learns the residual `r` (value minus the expectation without correction) at `time_ms`;
@@ -158,9 +163,7 @@ impl SubHour {
             self.shape[m * DEPTH + slot] = deviation as f32;
             let next = self.seen[m] + 1;
             self.seen[m] = if usize::from(next) >= 2 * DEPTH { next - DEPTH as u16 } else { next };
-        }
-        for m in 0..60 {
-            self.corrections[m] = self.median_at(m) as f32;
+            self.refresh(m);
         }
         self.hours = self.hours.saturating_add(1);
         if self.hours < MIN_HOURS || self.without.is_nan() || self.without <= 0.0 {
@@ -174,7 +177,7 @@ impl SubHour {
     pub(crate) fn heap_bytes(&self) -> usize {
         self.sums.capacity() * 8
             + self.counts.capacity() * 2
-            + (self.shape.capacity() + self.corrections.capacity()) * 4
+            + (self.shape.capacity() + self.medians.capacity()) * 4
             + self.seen.capacity() * 2
     }
 }
