@@ -19,6 +19,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod history;
+pub mod identity;
 pub mod listener;
 pub mod model;
 pub mod notify;

@@ -38,6 +38,7 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use crate::config::ServerLimits;
+use crate::identity::Peer;
 use crate::telemetry::{Listener, Telemetry};
 
 /// HTTP/2 flow-control windows sized for large export requests: with the 64 KiB defaults a
@@ -157,7 +158,7 @@ pub async fn serve(
             accepted = tcp.accept() => accepted,
         };
         let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+            Ok(accepted) => accepted,
             Err(err) => {
                 // Out of descriptors (which the cap should prevent) or a connection reset
                 // before it was accepted: pause, so that a persistent error does not spin.
@@ -166,6 +167,7 @@ pub async fn serve(
                 continue;
             }
         };
+        let (stream, remote) = stream;
         let Some(slot) = connections.try_open(listener) else {
             drop(stream);
             continue;
@@ -173,7 +175,8 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new());
         let io = TokioIo::new(IdleIo::new(stream, Arc::clone(&activity), settings.idle_timeout));
-        let service = Tracked { router: router.clone(), activity: Arc::clone(&activity) };
+        let peer = Arc::new(Peer { listener, remote: Some(remote), tls: false, spiffe_id: None });
+        let service = Tracked { router: router.clone(), activity: Arc::clone(&activity), peer };
         let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
         let telemetry = Arc::clone(&connections.telemetry);
         tokio::spawn(async move {
@@ -228,11 +231,13 @@ impl Drop for InProgress {
     }
 }
 
-/// The router, with each request marked in progress until its answer has been sent.
+/// The router, with each request marked in progress until its answer has been sent, and the
+/// connection's [`Peer`] in its extensions.
 #[derive(Debug, Clone)]
 struct Tracked {
     router: Router,
     activity: Arc<Activity>,
+    peer: Arc<Peer>,
 }
 
 impl hyper::service::Service<http::Request<Incoming>> for Tracked {
@@ -240,8 +245,9 @@ impl hyper::service::Service<http::Request<Incoming>> for Tracked {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
-    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
         let in_progress = self.activity.begin();
+        request.extensions_mut().insert(Arc::clone(&self.peer));
         let router = self.router.clone();
         Box::pin(async move {
             let response = router.oneshot(request).await.unwrap_or_else(|never| match never {});
