@@ -31,6 +31,7 @@ pub mod spanmetrics;
 pub mod store;
 pub mod telemetry;
 pub mod tenant;
+pub mod tls;
 
 pub use config::Config;
 pub use server::{Collector, RunningCollector};

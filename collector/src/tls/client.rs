@@ -1,0 +1,2 @@
+//! TLS client configuration for the connections the collector opens: pprof scrapes and
+//! webhooks over `https://`.

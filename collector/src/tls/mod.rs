@@ -1,0 +1,8 @@
+//! TLS for the listeners and for the connections the collector opens itself, with rustls and
+//! ring as its one crypto provider (no OpenSSL).
+//!
+//! `pem.rs` reads certificates and keys from PEM files with errors that name the file;
+//! `client.rs` builds the client side (scrapes and webhooks over `https://`).
+
+pub mod client;
+pub mod pem;
