@@ -346,12 +346,19 @@ pub const SCRAPE_PROFILES: [&str; 6] = ["profile", "heap", "allocs", "goroutine"
 /// interval = "15s"
 /// profiles = ["profile", "heap", "goroutine"]
 /// cpu_seconds = 10
+///
+/// [[scrape]]
+/// targets = ["https://10.0.0.8:6060"]
+/// bearer_token_file = "/etc/slo-gate/pprof-token"
+/// tls = { ca_file = "/etc/slo-gate/ca.pem", cert_file = "/etc/slo-gate/client.pem", key_file = "/etc/slo-gate/client-key.pem", server_name = "checkout.internal" }
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "RawScrapeConfig", into = "RawScrapeConfig")]
 pub struct ScrapeConfig {
-    /// `host:port` or base URLs (`http://host:port` or `http://host:port/prefix`); the
-    /// profiles are fetched from `<base>/debug/pprof/<profile>`.
+    /// `host:port` or base URLs (`http://host:port`, `https://host:port`, with an optional
+    /// path prefix); the profiles are fetched from `<base>/debug/pprof/<profile>`. `host:port`
+    /// means `http://host:port`; `https://` targets need `tls` with `ca_file` (or
+    /// `insecure_skip_verify`).
     pub targets: Vec<String>,
     /// Labels of every profile scraped here: `service_name` becomes the service, and
     /// `service_version` its version; others are stored as profile attributes.
@@ -369,6 +376,17 @@ pub struct ScrapeConfig {
     pub timeout: Option<HumanDuration>,
     /// Tenant the profiles are stored under. Default `anonymous`.
     pub tenant: Option<String>,
+    /// TLS of `https://` targets, with the keys of Prometheus's scrape `tls_config` (which is
+    /// also accepted as this key's name): `ca_file`, `cert_file` and `key_file` (a client
+    /// certificate, for targets that require one), `server_name`, `insecure_skip_verify`
+    /// (see [`crate::tls::client::ClientTls`]). The files are read at start; a bad one stops
+    /// the start with an error naming it.
+    pub tls: Option<crate::tls::client::ClientTls>,
+    /// A file holding a bearer token sent as `Authorization: Bearer <token>` with every scrape
+    /// of these targets (Prometheus's `bearer_token_file`); surrounding whitespace is trimmed.
+    /// Read at start (an unreadable or empty file is an error then) and again whenever the
+    /// file changes, so a rotated token is picked up without a restart.
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -387,6 +405,10 @@ struct RawScrapeConfig {
     timeout: Option<HumanDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tenant: Option<String>,
+    #[serde(default, alias = "tls_config", skip_serializing_if = "Option::is_none")]
+    tls: Option<crate::tls::client::ClientTls>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bearer_token_file: Option<PathBuf>,
 }
 
 fn default_scrape_interval() -> HumanDuration {
@@ -435,6 +457,17 @@ impl TryFrom<RawScrapeConfig> for ScrapeConfig {
         if let Some(tenant) = &raw.tenant {
             crate::tenant::Tenant::parse(tenant).map_err(|e| format!("scrape: tenant {tenant:?}: {e}"))?;
         }
+        for target in &raw.targets {
+            crate::receive::pprof_scrape::check_target(target, raw.tls.as_ref())
+                .map_err(|why| format!("scrape: target {target:?}: {why}"))?;
+        }
+        // Read now, so a bad file stops the start with its name rather than failing every scrape.
+        if let Some(tls) = &raw.tls {
+            tls.client_config().map_err(|e| format!("scrape: {e}"))?;
+        }
+        if let Some(path) = &raw.bearer_token_file {
+            crate::receive::pprof_scrape::read_token(path).map_err(|e| format!("scrape: {e}"))?;
+        }
         Ok(ScrapeConfig {
             targets: raw.targets,
             labels: raw.labels,
@@ -443,6 +476,8 @@ impl TryFrom<RawScrapeConfig> for ScrapeConfig {
             cpu_seconds: raw.cpu_seconds,
             timeout: raw.timeout,
             tenant: raw.tenant,
+            tls: raw.tls,
+            bearer_token_file: raw.bearer_token_file,
         })
     }
 }
@@ -457,6 +492,8 @@ impl From<ScrapeConfig> for RawScrapeConfig {
             cpu_seconds: c.cpu_seconds,
             timeout: c.timeout,
             tenant: c.tenant,
+            tls: c.tls,
+            bearer_token_file: c.bearer_token_file,
         }
     }
 }
@@ -489,6 +526,11 @@ pub enum WebhookFormat {
 /// timeout = "10s"
 /// initial_backoff = "1s"
 /// max_backoff = "5m"
+///
+/// [[webhook]]
+/// name = "pager"
+/// url = "https://pager.internal:8443/hook"
+/// tls = { ca_file = "/etc/slo-gate/ca.pem", cert_file = "/etc/slo-gate/client.pem", key_file = "/etc/slo-gate/client-key.pem" }
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "RawWebhookConfig", into = "RawWebhookConfig")]
@@ -498,8 +540,8 @@ pub struct WebhookConfig {
     /// a new one, which starts with the notifications sent after it appeared. Letters, digits,
     /// `_`, `-` and `.`; at most 64 characters; unique.
     pub name: String,
-    /// Where to POST: an `http://` URL. (`https://` needs TLS in the collector's HTTP client,
-    /// which it does not have yet; it is refused rather than sent in clear.)
+    /// Where to POST: an `http://` or `https://` URL. `https://` needs `tls` with `ca_file`
+    /// (or `insecure_skip_verify`): the collector trusts no CA it is not given.
     pub url: String,
     /// `webhook` (default) or `alertmanager-v2`; see [`WebhookFormat`].
     pub format: WebhookFormat,
@@ -518,6 +560,12 @@ pub struct WebhookConfig {
     /// The largest bound of the random wait between retries. Default `5m`. A `Retry-After`
     /// answer (408, 429, 5xx) is waited out instead, up to one hour.
     pub max_backoff: HumanDuration,
+    /// TLS of an `https://` URL, with the keys of Prometheus's `tls_config` (also accepted as
+    /// this key's name): `ca_file`, `cert_file` and `key_file` (a client certificate, for a
+    /// receiver that requires one), `server_name`, `insecure_skip_verify` (see
+    /// [`crate::tls::client::ClientTls`]). The files are read when the notifier starts; a bad
+    /// one stops the start with an error naming it.
+    pub tls: Option<crate::tls::client::ClientTls>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -537,6 +585,8 @@ struct RawWebhookConfig {
     initial_backoff: HumanDuration,
     #[serde(default = "default_max_backoff")]
     max_backoff: HumanDuration,
+    #[serde(default, alias = "tls_config", skip_serializing_if = "Option::is_none")]
+    tls: Option<crate::tls::client::ClientTls>,
 }
 
 fn default_webhook_timeout() -> HumanDuration {
@@ -565,7 +615,12 @@ impl TryFrom<RawWebhookConfig> for WebhookConfig {
         if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
             return Err(format!("webhook: `name` {name:?} has {c:?}; use letters, digits, `_`, `-` and `.`"));
         }
-        check_webhook_url(&raw.url).map_err(|why| format!("webhook {name:?}: `url` {:?}: {why}", raw.url))?;
+        let uri = check_webhook_url(&raw.url).map_err(|why| format!("webhook {name:?}: `url` {:?}: {why}", raw.url))?;
+        raw.tls
+            .clone()
+            .unwrap_or_default()
+            .check(uri.scheme_str() == Some("https"))
+            .map_err(|e| format!("webhook {name:?}: {e}"))?;
         for (key, value) in [("timeout", raw.timeout), ("initial_backoff", raw.initial_backoff)] {
             if value.0.is_zero() {
                 return Err(format!("webhook {name:?}: `{key}` must be longer than 0s"));
@@ -604,6 +659,7 @@ impl TryFrom<RawWebhookConfig> for WebhookConfig {
             bearer_token_file: raw.bearer_token_file,
             initial_backoff: raw.initial_backoff,
             max_backoff: raw.max_backoff,
+            tls: raw.tls,
         })
     }
 }
@@ -619,22 +675,19 @@ impl From<WebhookConfig> for RawWebhookConfig {
             bearer_token_file: c.bearer_token_file,
             initial_backoff: c.initial_backoff,
             max_backoff: c.max_backoff,
+            tls: c.tls,
         }
     }
 }
 
-/// Why `url` cannot be a webhook's URL, if it cannot: an absolute `http://` URL with a host.
+/// Why `url` cannot be a webhook's URL, if it cannot: an absolute `http://` or `https://` URL
+/// with a host.
 pub fn check_webhook_url(url: &str) -> Result<http::Uri, String> {
     let uri = url.parse::<http::Uri>().map_err(|e| format!("not a URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err("https is not supported yet (the collector's HTTP client has no TLS); use http://, \
-                 e.g. through a local TLS-terminating proxy"
-                .to_string());
-        }
-        Some(other) => return Err(format!("scheme {other:?} is not supported; use http://")),
-        None => return Err("not an absolute URL; expected http://host[:port]/path".to_string()),
+        Some("http" | "https") => {}
+        Some(other) => return Err(format!("scheme {other:?} is not supported; use http:// or https://")),
+        None => return Err("not an absolute URL; expected http[s]://host[:port]/path".to_string()),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err("no host".to_string());
@@ -958,6 +1011,30 @@ mod tests {
         assert!(err.to_string().contains("`cpu_seconds` (5) must be shorter than `interval`"), "{err}");
         let err = Config::from_toml("[[scrape]]\ntargets = [\"a:1\"]\nintervall = \"5s\"\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `intervall`"), "{err}");
+
+        // https targets: a way to trust the server, files read at parse time and named.
+        let err = Config::from_toml("[[scrape]]\ntargets = [\"https://h:1\"]\n").unwrap_err();
+        assert!(err.to_string().contains("target \"https://h:1\": tls: an https:// URL needs `ca_file`"), "{err}");
+        let err = Config::from_toml("[[scrape]]\ntargets = [\"ftp://h:1\"]\n").unwrap_err();
+        assert!(err.to_string().contains("scheme \"ftp\" is not supported"), "{err}");
+        let err =
+            Config::from_toml("[[scrape]]\ntargets = [\"https://h:1\"]\ntls = { ca_file = \"/nonexistent/ca.pem\" }\n")
+                .unwrap_err();
+        assert!(err.to_string().contains("cannot read /nonexistent/ca.pem"), "{err}");
+        let err = Config::from_toml("[[scrape]]\ntargets = [\"h:1\"]\nbearer_token_file = \"/nonexistent/token\"\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("`bearer_token_file` /nonexistent/token: cannot read it"), "{err}");
+        let err = Config::from_toml(
+            "[[scrape]]\ntargets = [\"https://h:1\"]\ntls = { ca_file = \"/ca.pem\", insecure = true }\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `insecure`"), "{err}");
+        let cfg = Config::from_toml(
+            "[[scrape]]\ntargets = [\"https://h:1\"]\ntls_config = { insecure_skip_verify = true, server_name = \"h.internal\" }\n",
+        )
+        .unwrap();
+        let tls = cfg.scrape[0].tls.as_ref().unwrap();
+        assert!(tls.insecure_skip_verify && tls.server_name.as_deref() == Some("h.internal"));
     }
 
     #[test]
@@ -982,12 +1059,28 @@ mod tests {
         assert_eq!(second.headers.get("X-Scope-OrgID").map(String::as_str), Some("team-a"));
         assert_eq!(second.bearer_token_file.as_deref(), Some(Path::new("/run/token")));
         assert!(Config::default().webhook.is_empty());
+        let https = Config::from_toml(
+            "[[webhook]]\nname = \"a\"\nurl = \"https://h:8443/x\"\ntls = { ca_file = \"/ca.pem\", server_name = \"h.internal\" }\n\
+             [[webhook]]\nname = \"b\"\nurl = \"https://h/x\"\ntls_config = { insecure_skip_verify = true }\n",
+        )
+        .unwrap();
+        let tls = https.webhook[0].tls.as_ref().unwrap();
+        assert_eq!(
+            (tls.ca_file.as_deref(), tls.server_name.as_deref()),
+            (Some(Path::new("/ca.pem")), Some("h.internal"))
+        );
+        assert!(https.webhook[1].tls.as_ref().unwrap().insecure_skip_verify, "Prometheus's `tls_config` name");
 
         let bad =
             |body: &str| Config::from_toml(&format!("[[webhook]]\nname = \"w\"\n{body}")).unwrap_err().to_string();
         for (body, message) in [
             ("url = \"ftp://h/x\"", "webhook \"w\": `url` \"ftp://h/x\": scheme \"ftp\" is not supported"),
-            ("url = \"https://h/x\"", "https is not supported yet"),
+            ("url = \"https://h/x\"", "an https:// URL needs `ca_file`"),
+            (
+                "url = \"https://h/x\"\ntls = { cert_file = \"/c.pem\", ca_file = \"/ca.pem\" }",
+                "`cert_file` is set without `key_file`",
+            ),
+            ("url = \"http://h/\"\ntls = { ca_fil = \"/ca.pem\" }", "unknown field `ca_fil`"),
             ("url = \"/hook\"", "not an absolute URL"),
             ("url = \"http://exa mple/\"", "`url` \"http://exa mple/\": not a URL"),
             ("url = \"http://h/\"\ntimeout = \"0s\"", "`timeout` must be longer than 0s"),

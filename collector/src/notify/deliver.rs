@@ -1,5 +1,9 @@
 //! Delivery to one webhook: one task per webhook, one notification at a time, retried until
 //! the webhook takes it or refuses it for good.
+//!
+//! Each webhook has its own hyper client, because each may have its own TLS settings (CA,
+//! client certificate, server name) for an `https://` URL; a webhook's connection is reused
+//! from one notification to the next either way.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -9,15 +13,12 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
 use super::{Notification, NotifyError, Shared, payload};
 use crate::config::{WebhookConfig, WebhookFormat};
 
-pub(super) type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub(super) type HttpClient = crate::tls::client::HttpsClient<Full<Bytes>>;
 
 /// The longest `Retry-After` waited out; a longer one is cut to this.
 const RETRY_AFTER_CEILING: Duration = Duration::from_secs(3600);
@@ -27,15 +28,11 @@ const ERROR_BODY_BYTES: usize = 512;
 
 const USER_AGENT_VALUE: &str = concat!("slo-gate/", env!("CARGO_PKG_VERSION"));
 
-/// One shared client (and connection pool) for every webhook, as the pprof scraper has.
-pub(super) fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-/// A webhook ready to send to: its configuration checked, its token read.
+/// A webhook ready to send to: its configuration checked, its token and TLS files read.
 #[derive(Debug)]
 pub(super) struct Webhook {
     pub name: String,
+    client: HttpClient,
     uri: Uri,
     format: WebhookFormat,
     timeout: Duration,
@@ -48,6 +45,9 @@ impl Webhook {
     pub fn from_config(config: &WebhookConfig) -> Result<Webhook, NotifyError> {
         let fail = |what: String| NotifyError::Config { name: config.name.clone(), what };
         let uri = crate::config::check_webhook_url(&config.url).map_err(|why| fail(format!("`url`: {why}")))?;
+        let tls = config.tls.clone().unwrap_or_default();
+        tls.check(uri.scheme_str() == Some("https")).map_err(|e| fail(e.to_string()))?;
+        let client = crate::tls::client::client(config.tls.as_ref()).map_err(|e| fail(e.to_string()))?;
         let mut headers = Vec::new();
         for (name, value) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -74,6 +74,7 @@ impl Webhook {
         }
         Ok(Webhook {
             name: config.name.clone(),
+            client,
             uri,
             format: config.format,
             timeout: config.timeout.0,
@@ -181,7 +182,7 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 /// One POST of `body`, bounded by the webhook's timeout.
-async fn attempt(client: &HttpClient, webhook: &Webhook, body: Bytes) -> Verdict {
+async fn attempt(webhook: &Webhook, body: Bytes) -> Verdict {
     let mut request = Request::post(webhook.uri.clone())
         .header(CONTENT_TYPE, "application/json")
         .header(USER_AGENT, USER_AGENT_VALUE);
@@ -193,7 +194,7 @@ async fn attempt(client: &HttpClient, webhook: &Webhook, body: Bytes) -> Verdict
         Err(e) => return Verdict::Permanent(format!("cannot build the request: {e}")),
     };
     let exchange = async {
-        let response = client.request(request).await.map_err(|e| error_chain(&e))?;
+        let response = webhook.client.request(request).await.map_err(|e| error_chain(&e))?;
         let (parts, body) = response.into_parts();
         // Read the answer (a little of it) so the connection can be reused and an error
         // explained; a body that fails to arrive does not undo the status.
@@ -210,13 +211,7 @@ async fn attempt(client: &HttpClient, webhook: &Webhook, body: Bytes) -> Verdict
 
 /// The delivery task of webhook `i`: from `position` on, each notification in turn, until
 /// `stop`.
-pub(super) async fn run(
-    shared: Arc<Shared>,
-    i: usize,
-    mut position: u64,
-    client: HttpClient,
-    mut stop: watch::Receiver<bool>,
-) {
+pub(super) async fn run(shared: Arc<Shared>, i: usize, mut position: u64, mut stop: watch::Receiver<bool>) {
     let webhook = Arc::clone(&shared.webhooks[i]);
     let counters = Arc::clone(&shared.counters[i]);
     let mut appended = shared.appended.subscribe();
@@ -242,7 +237,7 @@ pub(super) async fn run(
         let delivered = loop {
             let Some(body) = body.clone() else { break false };
             let verdict = tokio::select! {
-                verdict = attempt(&client, &webhook, body) => verdict,
+                verdict = attempt(&webhook, body) => verdict,
                 () = stopped(&mut stop) => return,
             };
             match verdict {

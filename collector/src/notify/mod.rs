@@ -421,10 +421,9 @@ impl Notifier {
         });
         shared.update_gauges(&lock(&shared.queue));
         let (stop, _) = watch::channel(false);
-        let client = deliver::client();
         let tasks = (0..shared.webhooks.len())
             .map(|i| {
-                let task = deliver::run(Arc::clone(&shared), i, positions[i], client.clone(), stop.subscribe());
+                let task = deliver::run(Arc::clone(&shared), i, positions[i], stop.subscribe());
                 runtime.spawn(task)
             })
             .collect();

@@ -127,6 +127,7 @@ fn webhook(name: &str, addr: SocketAddr) -> WebhookConfig {
         bearer_token_file: None,
         initial_backoff: HumanDuration(Duration::from_millis(10)),
         max_backoff: HumanDuration(Duration::from_millis(50)),
+        tls: None,
     }
 }
 

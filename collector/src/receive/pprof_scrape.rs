@@ -4,23 +4,29 @@
 //! Design: one tokio task per (target, profile kind), each on its own interval. A target that
 //! hangs or refuses connections therefore only delays its own tasks, never another target's
 //! or another profile's (a 10 s CPU profile does not hold back the heap profile). All tasks
-//! share one hyper client (and so its connection pool); every fetch is bounded by a timeout.
+//! of one `[[scrape]]` table share one hyper client (and so its connection pool and its TLS
+//! settings); every fetch is bounded by a timeout.
 //! A fetched body (a gzipped pprof) takes exactly the Pyroscope push path: decoded by
 //! `analyzer::pprof`, converted by [`crate::model::pprof::to_otlp`] with the configured labels
 //! plus `__name__` (Pyroscope's profile name) and `instance` (the target), and stored through
 //! [`Ingest::export`]. Each scrape's outcome is logged on failure and counted in
 //! `slo_gate_scrapes_total{target, profile, outcome}`. Tasks end when the server's shutdown
-//! signal is raised. Only plain `http://` targets are supported.
+//! signal is raised.
+//!
+//! `https://` targets go through rustls ([`crate::tls::client`]) with the table's `tls`
+//! settings (CA, client certificate for mTLS, server name), and a `bearer_token_file` is sent
+//! as `Authorization: Bearer`; the token is re-read when its file changes (size or modification
+//! time), so a rotated token needs no restart, and a file that cannot be read then keeps the
+//! last good token rather than scraping without one.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{StatusCode, Uri};
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -29,8 +35,91 @@ use super::Ingest;
 use crate::config::{SCRAPE_PROFILES, ScrapeConfig};
 use crate::model::pprof::{Fallback, SeriesLabels, to_otlp};
 use crate::tenant::Tenant;
+use crate::tls::client::{ClientTls, HttpsClient};
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+type HttpClient = HttpsClient<Empty<Bytes>>;
+
+/// Largest bearer token file read: a token is at most a few kilobytes (a JWT).
+const MAX_TOKEN_BYTES: u64 = 64 << 10;
+
+/// Why a bearer token file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    #[error("`bearer_token_file` {path}: cannot read it: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("`bearer_token_file` {path} is {size} bytes; a token file is at most {MAX_TOKEN_BYTES}")]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("`bearer_token_file` {path} is empty")]
+    Empty { path: PathBuf },
+    #[error("`bearer_token_file` {path}: the token has characters a header cannot carry")]
+    NotHeader { path: PathBuf },
+}
+
+/// The `Authorization: Bearer` value from a token file (surrounding whitespace trimmed), marked
+/// sensitive so it is never logged.
+pub fn read_token(path: &Path) -> Result<HeaderValue, TokenFileError> {
+    let read_err = |source| TokenFileError::Read { path: path.to_path_buf(), source };
+    let size = std::fs::metadata(path).map_err(read_err)?.len();
+    if size > MAX_TOKEN_BYTES {
+        return Err(TokenFileError::TooLarge { path: path.to_path_buf(), size });
+    }
+    let text = std::fs::read_to_string(path).map_err(read_err)?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(TokenFileError::Empty { path: path.to_path_buf() });
+    }
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| TokenFileError::NotHeader { path: path.to_path_buf() })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// A bearer token file, re-read when its size or modification time changes.
+#[derive(Debug)]
+struct TokenFile {
+    path: PathBuf,
+    /// The file's (modification time, size) when `value` was read, and the value.
+    state: Mutex<(Option<(SystemTime, u64)>, HeaderValue)>,
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    std::fs::metadata(path).ok().and_then(|m| Some((m.modified().ok()?, m.len())))
+}
+
+impl TokenFile {
+    fn open(path: &Path) -> Result<TokenFile, TokenFileError> {
+        let stamp = stamp(path);
+        let value = read_token(path)?;
+        Ok(TokenFile { path: path.to_path_buf(), state: Mutex::new((stamp, value)) })
+    }
+
+    /// The current token: re-read if the file changed since; the last good one if it cannot be.
+    fn current(&self) -> HeaderValue {
+        let now = stamp(&self.path);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if now.is_some() && now != state.0 {
+            match read_token(&self.path) {
+                Ok(value) => {
+                    tracing::info!(file = %self.path.display(), "scrape bearer token re-read");
+                    *state = (now, value);
+                }
+                Err(e) => tracing::warn!("{e}; the previous token is kept"),
+            }
+        }
+        state.1.clone()
+    }
+}
+
+/// Why `target` cannot be scraped with `tls`, if it cannot: a URL that does not parse, a
+/// scheme other than http and https, or `https://` without a way to trust the server.
+pub fn check_target(target: &str, tls: Option<&ClientTls>) -> Result<(), String> {
+    let uri = profile_uri(target, "heap", 1)?;
+    match uri.scheme_str() {
+        Some("http") => Ok(()),
+        Some("https") => tls.cloned().unwrap_or_default().check(true).map_err(|e| e.to_string()),
+        other => Err(format!("scheme {:?} is not supported; use http:// or https://", other.unwrap_or(""))),
+    }
+}
 
 /// How one scrape ended; the `outcome` label of `slo_gate_scrapes_total`.
 #[derive(Debug)]
@@ -71,6 +160,7 @@ struct Job {
     cpu_seconds: u64,
     labels: Vec<(String, String)>,
     tenant: Tenant,
+    token: Option<Arc<TokenFile>>,
 }
 
 /// The base URL of a target: `host:port` gets `http://`; a trailing `/` is dropped.
@@ -92,12 +182,24 @@ fn profile_uri(target: &str, profile: &str, cpu_seconds: u64) -> Result<Uri, Str
 /// Starts one task per (target, profile) of every scrape config; they stop when `shutdown`
 /// becomes `true`.
 pub fn start(configs: &[ScrapeConfig], ingest: Arc<Ingest>, shutdown: &watch::Sender<bool>) -> Vec<JoinHandle<()>> {
-    if configs.is_empty() {
-        return Vec::new();
-    }
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let mut tasks = Vec::new();
     for config in configs {
+        // Both were read when the configuration was parsed; a failure now means a file changed
+        // in between, and costs this table only.
+        let client: HttpClient = match crate::tls::client::client(config.tls.as_ref()) {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::error!(targets = ?config.targets, "pprof scraping of these targets not started: {e}");
+                continue;
+            }
+        };
+        let token = match config.bearer_token_file.as_deref().map(TokenFile::open).transpose() {
+            Ok(token) => token.map(Arc::new),
+            Err(e) => {
+                tracing::error!(targets = ?config.targets, "pprof scraping of these targets not started: {e}");
+                continue;
+            }
+        };
         let tenant = config.tenant.as_deref().and_then(|t| Tenant::parse(t).ok()).unwrap_or_default();
         for target in &config.targets {
             for profile in &config.profiles {
@@ -124,6 +226,7 @@ pub fn start(configs: &[ScrapeConfig], ingest: Arc<Ingest>, shutdown: &watch::Se
                     cpu_seconds: config.cpu_seconds,
                     labels,
                     tenant: tenant.clone(),
+                    token: token.clone(),
                 };
                 let (client, ingest, mut stop) = (client.clone(), Arc::clone(&ingest), shutdown.subscribe());
                 tasks.push(tokio::spawn(async move {
@@ -135,7 +238,9 @@ pub fn start(configs: &[ScrapeConfig], ingest: Arc<Ingest>, shutdown: &watch::Se
             }
         }
     }
-    tracing::info!(tasks = tasks.len(), "pprof scraping started");
+    if !tasks.is_empty() {
+        tracing::info!(tasks = tasks.len(), "pprof scraping started");
+    }
     tasks
 }
 
@@ -174,7 +279,12 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 
 async fn fetch(job: &Job, client: &HttpClient, max_bytes: usize) -> Result<Bytes, Failure> {
     let uri = job.uri.clone().map_err(Failure::Connect)?;
-    let response = client.get(uri).await.map_err(|e| {
+    let mut request = Request::get(uri);
+    if let Some(token) = &job.token {
+        request = request.header(AUTHORIZATION, token.current());
+    }
+    let request = request.body(Empty::new()).map_err(|e| Failure::Connect(format!("cannot build the request: {e}")))?;
+    let response = client.request(request).await.map_err(|e| {
         if e.is_connect() { Failure::Connect(error_chain(&e)) } else { Failure::HttpError(error_chain(&e)) }
     })?;
     let status = response.status();
@@ -201,7 +311,9 @@ async fn scrape_once(job: &Job, client: &HttpClient, ingest: &Ingest) -> Result<
     labels.push(("__name__".to_string(), analyzer::pprof::profile_name(&profile)));
     let labels = SeriesLabels::new(None, labels);
     let duration_nano = if job.profile == "profile" { job.cpu_seconds.saturating_mul(1_000_000_000) } else { 0 };
-    let request = to_otlp(&profile, &labels, Fallback { time_unix_nano: started, duration_nano }, &body);
+    let mut request = to_otlp(&profile, &labels, Fallback { time_unix_nano: started, duration_nano }, &body);
+    // The stored profile keeps the SHA-256 of the body as the target sent it.
+    crate::model::pprof::record_source(&mut request, &body);
     ingest.export(job.tenant.clone(), request, super::Raw::None).await.map_err(|e| Failure::Store(e.to_string()))?;
     Ok(())
 }
