@@ -48,6 +48,9 @@ pub struct Config {
     /// Continuous analysis between releases: dynamic baselines, anomalies, error budgets
     /// (the `[analysis]` table; see [`crate::analysis::AnalysisConfig`]).
     pub analysis: crate::analysis::AnalysisConfig,
+    /// TLS on the listeners, and client certificates with SPIFFE IDs (the `[tls]` table; see
+    /// [`TlsConfig`] and `docs/tls.md`). Without it every listener speaks plaintext.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for Config {
@@ -66,6 +69,7 @@ impl Default for Config {
             span_metrics: SpanMetricsConfig::default(),
             webhook: Vec::new(),
             analysis: crate::analysis::AnalysisConfig::default(),
+            tls: None,
         }
     }
 }
@@ -930,6 +934,178 @@ pub enum ConfigError {
     Parse { path: PathBuf, source: toml::de::Error },
 }
 
+/// Whether a TLS listener asks its clients for a certificate (`client_auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No client certificate is asked for: TLS protects the connection, tokens (if any) say
+    /// who the client is. The default.
+    #[default]
+    None,
+    /// A client certificate is asked for; a client without one is let in without a SPIFFE ID,
+    /// one with a certificate that does not verify is refused at the handshake.
+    Optional,
+    /// A client without a certificate that verifies is refused at the handshake.
+    Required,
+}
+
+/// The listener names of `[tls]` (`listeners`, `client_auth_per_listener`).
+pub const TLS_LISTENERS: [&str; 3] = ["otlp_grpc", "otlp_http", "api"];
+
+/// The `[tls]` table: TLS 1.2 and 1.3 (rustls) on the listeners, with certificates and keys
+/// from PEM files that are watched and reloaded, and client certificates verified as SPIFFE
+/// X.509-SVIDs against one CA bundle per trust domain.
+///
+/// ```toml
+/// [tls]
+/// cert_file = "/etc/slo-gate/server.pem"
+/// key_file = "/etc/slo-gate/server-key.pem"
+/// client_auth = "required"
+/// listeners = ["otlp_grpc", "otlp_http", "api"]
+/// reload_interval = "5s"
+/// [tls.client_auth_per_listener]
+/// api = "optional"
+/// [tls.trust_domains]
+/// "prod.example" = "/etc/slo-gate/prod-bundle.pem"
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "RawTlsConfig", into = "RawTlsConfig")]
+pub struct TlsConfig {
+    /// The server's certificate chain (PEM, leaf first).
+    pub cert_file: PathBuf,
+    /// The private key of the leaf certificate (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key_file: PathBuf,
+    /// `none` (default), `optional` or `required`; see [`ClientAuth`].
+    pub client_auth: ClientAuth,
+    /// `client_auth` of single listeners (`otlp_grpc`, `otlp_http`, `api`), e.g. the API
+    /// `optional` so that Grafana can come with a token while services need a certificate.
+    pub client_auth_per_listener: BTreeMap<String, ClientAuth>,
+    /// Which listeners speak TLS (the others stay plaintext). Default: all three.
+    pub listeners: Vec<String>,
+    /// How often the certificate, key and bundle files are looked at; a change is loaded for
+    /// new connections (established ones keep theirs). A file that does not load keeps the
+    /// configuration in use and is logged. Default `5s`.
+    pub reload_interval: HumanDuration,
+    /// CA bundle (PEM) of each SPIFFE trust domain whose clients are accepted: a client
+    /// certificate is verified against the bundle of the trust domain of its SPIFFE ID only.
+    pub trust_domains: BTreeMap<String, PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTlsConfig {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    #[serde(default)]
+    client_auth: ClientAuth,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    client_auth_per_listener: BTreeMap<String, ClientAuth>,
+    #[serde(default = "default_tls_listeners")]
+    listeners: Vec<String>,
+    #[serde(default = "default_reload_interval")]
+    reload_interval: HumanDuration,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    trust_domains: BTreeMap<String, PathBuf>,
+}
+
+fn default_tls_listeners() -> Vec<String> {
+    TLS_LISTENERS.iter().map(|l| l.to_string()).collect()
+}
+
+fn default_reload_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+
+impl TryFrom<RawTlsConfig> for TlsConfig {
+    type Error = String;
+
+    fn try_from(raw: RawTlsConfig) -> Result<Self, String> {
+        let known = |l: &String| TLS_LISTENERS.contains(&l.as_str());
+        let expected = TLS_LISTENERS.join(", ");
+        if raw.listeners.is_empty() {
+            return Err(format!("tls: `listeners` is empty; name at least one of {expected} (or leave out [tls])"));
+        }
+        if let Some(bad) = raw.listeners.iter().chain(raw.client_auth_per_listener.keys()).find(|l| !known(l)) {
+            return Err(format!("tls: unknown listener {bad:?}; expected one of {expected}"));
+        }
+        if raw.reload_interval.0.is_zero() {
+            return Err("tls: `reload_interval` must be longer than 0s".to_string());
+        }
+        for domain in raw.trust_domains.keys() {
+            match crate::identity::SpiffeId::parse(&format!("spiffe://{domain}")) {
+                Ok(id) if id.trust_domain() == domain => {}
+                Ok(_) => return Err(format!("tls: trust domain {domain:?} holds a `/`; name the trust domain only")),
+                Err(e) => return Err(format!("tls: trust domain {domain:?}: {e}")),
+            }
+        }
+        let config = TlsConfig {
+            cert_file: raw.cert_file,
+            key_file: raw.key_file,
+            client_auth: raw.client_auth,
+            client_auth_per_listener: raw.client_auth_per_listener,
+            listeners: raw.listeners,
+            reload_interval: raw.reload_interval,
+            trust_domains: raw.trust_domains,
+        };
+        if config.trust_domains.is_empty()
+            && let Some(l) = TLS_LISTENERS.iter().find(|l| config.client_auth_of(l) != ClientAuth::None)
+        {
+            return Err(format!(
+                "tls: listener {l} asks for client certificates but no [tls.trust_domains] bundle is configured to verify them"
+            ));
+        }
+        Ok(config)
+    }
+}
+
+impl From<TlsConfig> for RawTlsConfig {
+    fn from(c: TlsConfig) -> Self {
+        RawTlsConfig {
+            cert_file: c.cert_file,
+            key_file: c.key_file,
+            client_auth: c.client_auth,
+            client_auth_per_listener: c.client_auth_per_listener,
+            listeners: c.listeners,
+            reload_interval: c.reload_interval,
+            trust_domains: c.trust_domains,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// A configuration of `cert_file` and `key_file` on every listener, without client
+    /// certificates (what `--tls-cert` and `--tls-key` alone make).
+    pub fn new(cert_file: PathBuf, key_file: PathBuf) -> TlsConfig {
+        TlsConfig {
+            cert_file,
+            key_file,
+            client_auth: ClientAuth::None,
+            client_auth_per_listener: BTreeMap::new(),
+            listeners: default_tls_listeners(),
+            reload_interval: default_reload_interval(),
+            trust_domains: BTreeMap::new(),
+        }
+    }
+
+    /// Whether the listener named `listener` (`otlp_grpc`, `otlp_http`, `api`) speaks TLS.
+    pub fn serves(&self, listener: &str) -> bool {
+        self.listeners.iter().any(|l| l == listener)
+    }
+
+    /// The `client_auth` of the listener named `listener`, or `none` if it is not a TLS one.
+    pub fn client_auth_of(&self, listener: &str) -> ClientAuth {
+        if !self.serves(listener) {
+            return ClientAuth::None;
+        }
+        self.client_auth_per_listener.get(listener).copied().unwrap_or(self.client_auth)
+    }
+
+    /// The same checks as reading the `[tls]` table (for a configuration made by flags).
+    pub fn validate(&self) -> Result<(), String> {
+        TlsConfig::try_from(RawTlsConfig::from(self.clone())).map(|_| ())
+    }
+}
+
 impl Config {
     /// Reads a TOML file; keys it does not set keep their defaults, unknown keys are errors.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -946,6 +1122,45 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_table_parses_with_defaults_and_is_validated() {
+        let cfg = Config::from_toml("[tls]\ncert_file = \"s.pem\"\nkey_file = \"k.pem\"\n").unwrap();
+        let tls = cfg.tls.unwrap();
+        assert_eq!(tls.listeners, ["otlp_grpc", "otlp_http", "api"]);
+        assert_eq!((tls.client_auth, tls.reload_interval.0), (ClientAuth::None, Duration::from_secs(5)));
+        assert!(Config::default().tls.is_none());
+
+        let cfg = Config::from_toml(
+            "[tls]\ncert_file = \"s.pem\"\nkey_file = \"k.pem\"\nclient_auth = \"required\"\nlisteners = [\"otlp_grpc\", \"api\"]\n\
+             [tls.client_auth_per_listener]\napi = \"optional\"\n[tls.trust_domains]\n\"prod.example\" = \"b.pem\"\n",
+        )
+        .unwrap();
+        let tls = cfg.tls.unwrap();
+        assert_eq!(tls.client_auth_of("otlp_grpc"), ClientAuth::Required);
+        assert_eq!(tls.client_auth_of("api"), ClientAuth::Optional);
+        assert_eq!(tls.client_auth_of("otlp_http"), ClientAuth::None, "a plaintext listener asks for nothing");
+        assert!(!tls.serves("otlp_http"));
+
+        for (table, problem) in [
+            ("client_auth = \"sometimes\"", "unknown variant `sometimes`"),
+            ("listeners = []", "`listeners` is empty"),
+            ("listeners = [\"grpc\"]", "unknown listener \"grpc\""),
+            ("client_auth_per_listener = { otlp = \"none\" }", "unknown listener \"otlp\""),
+            ("reload_interval = \"0s\"", "`reload_interval` must be longer than 0s"),
+            (
+                "client_auth = \"optional\"",
+                "listener otlp_grpc asks for client certificates but no [tls.trust_domains]",
+            ),
+            ("trust_domains = { \"Prod.example\" = \"b.pem\" }", "trust domain \"Prod.example\""),
+            ("trust_domains = { \"prod.example/ns\" = \"b.pem\" }", "name the trust domain only"),
+            ("cert = \"x\"", "unknown field `cert`"),
+        ] {
+            let text = format!("[tls]\ncert_file = \"s.pem\"\nkey_file = \"k.pem\"\n{table}\n");
+            let err = Config::from_toml(&text).unwrap_err().to_string();
+            assert!(err.contains(problem), "{table}: {err}");
+        }
+    }
 
     #[test]
     fn toml_overrides_defaults_and_refuses_typos() {

@@ -14,6 +14,10 @@
 //! so neither silent sockets nor slow headers nor pinging HTTP/2 clients can hold a slot.
 //! Bodies that stall while a request is in progress are the body timeouts' business
 //! ([`crate::receive::admission`]).
+//!
+//! TLS (when `[tls]` names the listener) sits between the socket and the idle watch: the
+//! handshake has its own deadline (`header_read_timeout`), and idleness is counted in
+//! requests over the decrypted stream exactly as over plaintext.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,16 +34,18 @@ use bytes::Bytes;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::config::ServerLimits;
 use crate::identity::Peer;
 use crate::telemetry::{Listener, Telemetry};
+use crate::tls::server::ServerTls;
 
 /// HTTP/2 flow-control windows sized for large export requests: with the 64 KiB defaults a
 /// 160 KB request waits for window updates round trip after round trip.
@@ -142,15 +148,21 @@ impl ConnSettings {
 /// Accepts connections on `tcp` and serves `router` on each until `stop` turns true; then
 /// stops accepting, lets requests in progress finish and returns when every connection of
 /// this listener is closed.
+///
+/// With `tls`, each connection counts under the cap from its accept, then completes a TLS
+/// handshake within `header_read_timeout` (in its own task, so a slow handshake holds no one
+/// else up) with the configuration in force at its accept; a failed handshake is counted by
+/// reason and closes that connection only.
 pub async fn serve(
     tcp: TcpListener,
     listener: Listener,
     router: Router,
     connections: Arc<Connections>,
     settings: ConnSettings,
+    tls: Option<Arc<ServerTls>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let builder = settings.builder();
+    let builder = Arc::new(settings.builder());
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
@@ -173,24 +185,78 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let activity = Arc::new(Activity::new());
-        let io = TokioIo::new(IdleIo::new(stream, Arc::clone(&activity), settings.idle_timeout));
-        let peer = Arc::new(Peer { listener, remote: Some(remote), tls: false, spiffe_id: None });
-        let service = Tracked { router: router.clone(), activity: Arc::clone(&activity), peer };
-        let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
-        let telemetry = Arc::clone(&connections.telemetry);
+        let conn = Conn {
+            router: router.clone(),
+            builder: Arc::clone(&builder),
+            watcher: graceful.watcher(),
+            idle: settings.idle_timeout,
+            slot,
+        };
+        let Some(config) = tls.as_ref().and_then(|tls| tls.current(listener)) else {
+            let peer = Peer { listener, remote: Some(remote), tls: false, spiffe_id: None };
+            tokio::spawn(conn.serve(stream, peer));
+            continue;
+        };
+        let handshake_timeout = settings.header_read_timeout;
+        let mut stop = stop.clone();
         tokio::spawn(async move {
-            if let Err(err) = conn.await {
-                tracing::debug!(%err, listener = listener.as_str(), "connection ended with an error");
-            }
-            if activity.closed_idle.load(Ordering::Relaxed) {
-                telemetry.connection_idle_closed(listener);
-            }
-            drop(slot);
+            let telemetry = Arc::clone(&conn.slot.connections.telemetry);
+            let handshake = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                handshake = tokio::time::timeout(handshake_timeout, TlsAcceptor::from(config).accept(stream)) => handshake,
+            };
+            let stream = match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => {
+                    let reason = crate::tls::server::handshake_failure_reason(&err);
+                    telemetry.tls.handshake_failed(listener, reason);
+                    tracing::debug!(%err, %remote, reason, listener = listener.as_str(), "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    telemetry.tls.handshake_failed(listener, "timeout");
+                    tracing::debug!(%remote, listener = listener.as_str(), "TLS handshake timed out");
+                    return;
+                }
+            };
+            telemetry.tls.handshake(listener);
+            let spiffe_id = crate::tls::spiffe::spiffe_id_of(stream.get_ref().1);
+            conn.serve(stream, Peer { listener, remote: Some(remote), tls: true, spiffe_id }).await;
         });
     }
     drop(tcp);
     graceful.shutdown().await;
+}
+
+/// An accepted connection, holding its place under the cap, before it is served.
+struct Conn {
+    router: Router,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    watcher: Watcher,
+    idle: Duration,
+    slot: Slot,
+}
+
+impl Conn {
+    /// Serves HTTP on `io` (a TCP or TLS stream) until the connection ends.
+    async fn serve<I>(self, io: I, peer: Peer)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Conn { router, builder, watcher, idle, slot } = self;
+        let listener = peer.listener;
+        let activity = Arc::new(Activity::new());
+        let io = TokioIo::new(IdleIo::new(io, Arc::clone(&activity), idle));
+        let service = Tracked { router, activity: Arc::clone(&activity), peer: Arc::new(peer) };
+        let conn = watcher.watch(builder.serve_connection(io, service).into_owned());
+        if let Err(err) = conn.await {
+            tracing::debug!(%err, listener = listener.as_str(), "connection ended with an error");
+        }
+        if activity.closed_idle.load(Ordering::Relaxed) {
+            slot.connections.telemetry.connection_idle_closed(listener);
+        }
+        drop(slot);
+    }
 }
 
 /// Whether a connection has a request in progress, and since when it has had none.
@@ -284,8 +350,8 @@ impl hyper::body::Body for TrackedBody {
 /// request in progress for `idle`, or when a write has been blocked for `idle` because the
 /// client does not read its answers.
 #[derive(Debug)]
-struct IdleIo {
-    io: TcpStream,
+struct IdleIo<T> {
+    io: T,
     activity: Arc<Activity>,
     idle: Duration,
     read_timer: Pin<Box<Sleep>>,
@@ -293,8 +359,8 @@ struct IdleIo {
     write_blocked_since: Option<Instant>,
 }
 
-impl IdleIo {
-    fn new(io: TcpStream, activity: Arc<Activity>, idle: Duration) -> IdleIo {
+impl<T> IdleIo<T> {
+    fn new(io: T, activity: Arc<Activity>, idle: Duration) -> IdleIo<T> {
         let far = Instant::now() + idle;
         IdleIo {
             io,
@@ -325,7 +391,7 @@ impl IdleIo {
         Poll::Pending
     }
 
-    fn write_pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+    fn write_pending<R>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<R>> {
         let now = Instant::now();
         let deadline = *self.write_blocked_since.get_or_insert(now) + self.idle;
         if deadline <= now {
@@ -339,7 +405,7 @@ impl IdleIo {
     }
 }
 
-impl AsyncRead for IdleIo {
+impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
@@ -349,7 +415,7 @@ impl AsyncRead for IdleIo {
     }
 }
 
-impl AsyncWrite for IdleIo {
+impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         match Pin::new(&mut this.io).poll_write(cx, buf) {

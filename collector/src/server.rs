@@ -24,6 +24,7 @@ use crate::receive::{Ingest, otlp_grpc, otlp_http};
 use crate::spanmetrics::SpanMetrics;
 use crate::store::{Store, StoreSettings};
 use crate::telemetry::{Listener, Telemetry};
+use crate::tls::server::ServerTls;
 
 /// Why the collector could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,8 @@ pub enum StartError {
     Config(String),
     #[error("{0}")]
     Tokens(#[from] crate::auth::TokenFileError),
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::server::TlsError),
 }
 
 /// The collector, before it runs.
@@ -98,6 +101,12 @@ impl Collector {
         let telemetry = Arc::new(Telemetry::default());
         let connections =
             Connections::new(config.server.connection_cap(listener::raise_fd_limit()), Arc::clone(&telemetry));
+        // TLS files are read and checked before any listener serves: a bad one is a start-up
+        // error naming it.
+        let tls = match &config.tls {
+            Some(tls) => Some(Arc::new(ServerTls::load(tls, Arc::clone(&telemetry))?)),
+            None => None,
+        };
         let (shutdown, _) = watch::channel(false);
         let mut tasks = Vec::new();
 
@@ -115,8 +124,12 @@ impl Collector {
         {
             let settings = ConnSettings::new(&config.server, http2_only);
             let router = starting(Arc::clone(phase), http2_only);
-            let serve = listener::serve(tcp, which, router, Arc::clone(&connections), settings, shutdown.subscribe());
+            let serve =
+                listener::serve(tcp, which, router, Arc::clone(&connections), settings, tls.clone(), shutdown.subscribe());
             tasks.push(tokio::spawn(serve));
+        }
+        if let Some(tls) = &tls {
+            tasks.push(Arc::clone(tls).start_reload(shutdown.subscribe()));
         }
 
         let settings = StoreSettings::new(&config.storage, config.retention.0);

@@ -55,6 +55,8 @@ pub struct Telemetry {
     pub notify: crate::notify::NotifyMetrics,
     /// The continuous analysis: steps, series scored, incidents, burn-rate alerts.
     pub analysis: crate::analysis::AnalysisMetrics,
+    /// The listeners' TLS: handshakes, refusals by reason, certificate reloads.
+    pub tls: crate::tls::server::TlsMetrics,
 }
 
 /// The three listeners, as labelled in the connection metrics.
@@ -311,6 +313,7 @@ impl Telemetry {
         }
         self.notify.render(&mut out);
         self.analysis.render(&mut out);
+        self.tls.render(&mut out);
         let secs = self.flush_nanos.load(Relaxed) as f64 / 1e9;
         let _ = writeln!(
             out,
