@@ -331,6 +331,129 @@ mod tests {
         assert_eq!(retry_after("-5", now()), None);
     }
 
+    /// A CA made here, and a leaf certificate it signs, as PEM files in `dir`.
+    struct Pki {
+        issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    }
+
+    impl Pki {
+        fn new() -> Pki {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            Pki { issuer: rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap() }
+        }
+
+        fn leaf(&self, name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().signed_by(&key, &self.issuer);
+            (cert.unwrap(), key)
+        }
+    }
+
+    /// An HTTPS receiver on loopback requiring a client certificate of `clients`; answers 200
+    /// and sends each request's body down the channel.
+    async fn https_receiver(
+        server: &Pki,
+        clients: &Pki,
+    ) -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Bytes>) {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(clients.issuer.der().clone()).unwrap();
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                .build()
+                .unwrap();
+        let (cert, key) = server.leaf("hooks.internal");
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (bodies, received) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, bodies) = (acceptor.clone(), bodies.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                        let bodies = bodies.clone();
+                        async move {
+                            let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let _ = bodies.send(body);
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+                        }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(tls);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+        (addr, received)
+    }
+
+    fn https_webhook(addr: std::net::SocketAddr, tls: Option<crate::tls::client::ClientTls>) -> WebhookConfig {
+        WebhookConfig {
+            name: "secure".into(),
+            url: format!("https://{addr}/hook"),
+            format: WebhookFormat::Webhook,
+            timeout: slo_contracts::HumanDuration(Duration::from_secs(5)),
+            headers: Default::default(),
+            bearer_token_file: None,
+            initial_backoff: slo_contracts::HumanDuration(Duration::from_secs(1)),
+            max_backoff: slo_contracts::HumanDuration(Duration::from_secs(1)),
+            tls,
+        }
+    }
+
+    #[tokio::test]
+    async fn https_webhooks_are_delivered_with_mtls_and_an_untrusted_server_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let (servers, clients, stranger) = (Pki::new(), Pki::new(), Pki::new());
+        let (addr, mut received) = https_receiver(&servers, &clients).await;
+        let write = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let (cert, key) = clients.leaf("slo-gate.internal");
+        let tls = crate::tls::client::ClientTls {
+            ca_file: Some(write("ca.pem", servers.issuer.pem())),
+            cert_file: Some(write("client.pem", cert.pem())),
+            key_file: Some(write("client-key.pem", key.serialize_pem())),
+            server_name: Some("hooks.internal".into()),
+            insecure_skip_verify: false,
+        };
+        let webhook = Webhook::from_config(&https_webhook(addr, Some(tls.clone()))).unwrap();
+        let body = Bytes::from_static(b"{\"hello\":1}");
+        assert_eq!(attempt(&webhook, body.clone()).await, Verdict::Delivered);
+        assert_eq!(received.recv().await.unwrap(), body, "the receiver got the body over TLS");
+
+        // A server whose CA is not the configured one: a retryable failure that says why.
+        let untrusted =
+            crate::tls::client::ClientTls { ca_file: Some(write("other.pem", stranger.issuer.pem())), ..tls.clone() };
+        let webhook = Webhook::from_config(&https_webhook(addr, Some(untrusted))).unwrap();
+        let verdict = attempt(&webhook, body.clone()).await;
+        assert!(matches!(&verdict, Verdict::Retry { reason, .. } if reason.contains("certificate")), "{verdict:?}");
+        // Without a client certificate the receiver refuses the handshake.
+        let anonymous = crate::tls::client::ClientTls { cert_file: None, key_file: None, ..tls.clone() };
+        let webhook = Webhook::from_config(&https_webhook(addr, Some(anonymous))).unwrap();
+        assert!(matches!(attempt(&webhook, body.clone()).await, Verdict::Retry { .. }));
+        assert!(received.try_recv().is_err(), "nothing reached the receiver without trust both ways");
+
+        // https without a CA is refused when the notifier starts, naming the webhook.
+        let err = Webhook::from_config(&https_webhook(addr, None)).unwrap_err().to_string();
+        assert!(err.contains("secure") && err.contains("needs `ca_file`"), "{err}");
+        let missing = crate::tls::client::ClientTls { ca_file: Some(dir.path().join("absent.pem")), ..tls };
+        let err = Webhook::from_config(&https_webhook(addr, Some(missing))).unwrap_err().to_string();
+        assert!(err.contains("absent.pem"), "{err}");
+    }
+
     #[test]
     fn backoff_doubles_up_to_the_cap_with_full_jitter() {
         let (initial, max) = (Duration::from_secs(1), Duration::from_secs(300));
