@@ -38,6 +38,9 @@ pub enum Command {
     /// Anomaly scores of CSV series files, and their evaluation against labelled incidents.
     #[command(subcommand)]
     Anomalies(commands::anomalies::AnomaliesCommand),
+    /// Tokens for `[auth] token_file`: a fresh secret and the line that grants it.
+    #[command(subcommand)]
+    Tokens(commands::tokens::TokensCommand),
 }
 
 /// Parses the command line and runs the subcommand: `Ok` with its exit code (0, or 1 for a
@@ -53,5 +56,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Leaks(args) => commands::leaks::run(args),
         Command::Contracts(command) => success(commands::contracts::run(command)),
         Command::Anomalies(command) => success(commands::anomalies::run(command)),
+        Command::Tokens(command) => success(commands::tokens::run(command)),
     }
 }

@@ -51,6 +51,9 @@ pub struct Config {
     /// TLS on the listeners, and client certificates with SPIFFE IDs (the `[tls]` table; see
     /// [`TlsConfig`] and `docs/tls.md`). Without it every listener speaks plaintext.
     pub tls: Option<TlsConfig>,
+    /// Who may read and write which tenant: tokens, JWTs, client certificates' SPIFFE IDs (the
+    /// `[auth]` table; see [`crate::auth::AuthConfig`] and `docs/auth.md`).
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl Default for Config {
@@ -70,6 +73,7 @@ impl Default for Config {
             webhook: Vec::new(),
             analysis: crate::analysis::AnalysisConfig::default(),
             tls: None,
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }

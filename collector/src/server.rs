@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::WriteTokens;
+use crate::auth::{Access, WriteTokens};
 use crate::config::Config;
 use crate::history::History;
 use crate::listener::{self, ConnSettings, Connections};
@@ -37,6 +37,8 @@ pub enum StartError {
     Config(String),
     #[error("{0}")]
     Tokens(#[from] crate::auth::TokenFileError),
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::access::AccessError),
     #[error("tls: {0}")]
     Tls(#[from] crate::tls::server::TlsError),
 }
@@ -84,6 +86,9 @@ impl Collector {
             )));
         }
         config.analysis.validate().map_err(StartError::Config)?;
+        // Tokens, JWKS and SPIFFE rules are read before any listener serves: a bad one is a
+        // start-up error naming the file and line or rule.
+        let access = Arc::new(Access::new(&config.auth, tokens)?);
         let span_metrics = match config.span_metrics.enabled {
             true => Some(Arc::new(SpanMetrics::new(&config.span_metrics).map_err(StartError::Config)?)),
             false => None,
@@ -124,8 +129,15 @@ impl Collector {
         {
             let settings = ConnSettings::new(&config.server, http2_only);
             let router = starting(Arc::clone(phase), http2_only);
-            let serve =
-                listener::serve(tcp, which, router, Arc::clone(&connections), settings, tls.clone(), shutdown.subscribe());
+            let serve = listener::serve(
+                tcp,
+                which,
+                router,
+                Arc::clone(&connections),
+                settings,
+                tls.clone(),
+                shutdown.subscribe(),
+            );
             tasks.push(tokio::spawn(serve));
         }
         if let Some(tls) = &tls {
@@ -164,19 +176,25 @@ impl Collector {
             store: Arc::clone(&store),
             ingest: Arc::clone(&ingest),
             history: Arc::new(History::new(&config.data_dir, config.gate.history_settings())),
-            write_tokens: Arc::new(tokens),
+            access: Arc::clone(&access),
             journal: Arc::clone(&journal),
         })
         // Pyroscope's agents and Prometheus's remote write push to the port its API is served on.
         .merge(crate::receive::pprof_push::router(Arc::clone(&ingest)))
         .merge(crate::receive::remote_write::router(Arc::clone(&ingest)));
-        for (phase, router) in phases.iter().zip([
-            otlp_grpc::router(Arc::clone(&ingest)),
-            otlp_http::router(Arc::clone(&ingest)),
-            api_router,
+        // Every request of every listener passes the access check first (`auth::access::check`),
+        // fallbacks included: the real router is the fallback of the router the layer wraps.
+        for (phase, (router, which)) in phases.iter().zip([
+            (otlp_grpc::router(Arc::clone(&ingest)), Listener::OtlpGrpc),
+            (otlp_http::router(Arc::clone(&ingest)), Listener::OtlpHttp),
+            (api_router, Listener::Api),
         ]) {
-            let _ = phase.set(router);
+            let checked = Router::new()
+                .fallback_service(router)
+                .layer(axum::middleware::from_fn_with_state((Arc::clone(&access), which), crate::auth::access::check));
+            let _ = phase.set(checked);
         }
+        tasks.push(Arc::clone(&access).start_reload(shutdown.subscribe()));
         // pprof scraping: one task per (target, profile), stopped by `shutdown`.
         tasks.extend(crate::receive::pprof_scrape::start(&config.scrape, Arc::clone(&ingest), &shutdown));
         // Span metrics are written every `metrics_flush_interval`, and once more by `stop`.

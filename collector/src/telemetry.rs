@@ -60,7 +60,7 @@ pub struct Telemetry {
 }
 
 /// The three listeners, as labelled in the connection metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Listener {
     OtlpGrpc = 0,
     OtlpHttp = 1,

@@ -7,3 +7,4 @@ pub mod demo;
 pub mod flame;
 pub mod leaks;
 pub mod serve;
+pub mod tokens;

@@ -37,16 +37,10 @@ pub struct ApiState {
     pub ingest: Arc<Ingest>,
     /// The gate's run history.
     pub history: Arc<crate::history::History>,
-    /// Who may record gate runs.
-    pub write_tokens: Arc<crate::auth::WriteTokens>,
+    /// Who may do what (the access layer's state; its audit counters are on `/metrics`).
+    pub access: Arc<crate::auth::Access>,
     /// The incidents the continuous analysis found.
     pub journal: Arc<crate::analysis::journal::Journal>,
-}
-
-impl axum::extract::FromRef<ApiState> for Arc<crate::auth::WriteTokens> {
-    fn from_ref(state: &ApiState) -> Self {
-        Arc::clone(&state.write_tokens)
-    }
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -105,5 +99,6 @@ async fn metrics(State(state): State<ApiState>) -> Response {
     if let Some(span_metrics) = state.ingest.span_metrics() {
         span_metrics.render_telemetry(&mut text);
     }
+    state.access.audit().render(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }

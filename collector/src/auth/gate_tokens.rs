@@ -1,24 +1,17 @@
-//! Who may write through the API. Today one endpoint needs it: recording a gate run
-//! (`POST /api/v1/gate/runs`), which only `slo-gate check` does, presenting a write token as
-//! `Authorization: Bearer <token>`. Reads stay open, as the rest of the API is.
+//! The gate's write tokens (`[gate] token_file`, `--gate-token-file`): bare tokens, one per
+//! line, that `slo-gate check` presents as `Authorization: Bearer <token>` to record gate runs.
+//! `Access::new` turns each into a token principal with `read` and `gate-write` on every
+//! tenant — what `check` needs — beside the tenant-scoped tokens of `[auth] token_file`
+//! ([`super::tokens`]).
 //!
-//! Design: the configured tokens are kept only as SHA-256 digests. A presented token is
-//! hashed and compared with every configured digest in constant time (`subtle`), without
-//! stopping at the first match, so neither the time taken nor the answer tells how close a
-//! guess was; a missing and a wrong token get the same answer. Tokens are never logged or
-//! printed (`Debug` shows how many there are). Everything that decides access is in this file,
-//! so per-tenant tokens with scopes can replace [`WriteTokens`] behind [`WriteAccess`] without
-//! touching the handlers.
+//! The tokens are kept only as SHA-256 digests; a presented token is hashed and compared with
+//! every digest in constant time (`subtle`), without stopping at the first match, so neither
+//! the time taken nor the answer tells how close a guess was; a missing and a wrong token get
+//! the same answer. Tokens are never logged or printed (`Debug` shows how many there are).
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use axum::extract::{FromRef, FromRequestParts};
-use http::request::Parts;
 use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
 use subtle::ConstantTimeEq;
-
-use crate::error::QueryError;
 
 /// Shortest token accepted in a token file: shorter ones are guessable.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -120,6 +113,11 @@ impl WriteTokens {
         self.digests.is_empty()
     }
 
+    /// The SHA-256 digests of the tokens.
+    pub fn digests(&self) -> &[[u8; 32]] {
+        &self.digests
+    }
+
     /// Whether an `Authorization` header value grants writing.
     pub fn authorize(&self, authorization: Option<&[u8]>) -> Result<(), AuthError> {
         if self.digests.is_empty() {
@@ -133,7 +131,7 @@ impl WriteTokens {
 }
 
 /// The token of `Bearer <token>` (the scheme is case-insensitive).
-fn bearer(value: &[u8]) -> Option<&[u8]> {
+pub(crate) fn bearer(value: &[u8]) -> Option<&[u8]> {
     let (scheme, token) = value.split_at_checked(7)?;
     scheme.eq_ignore_ascii_case(b"bearer ").then(|| token.trim_ascii()).filter(|t| !t.is_empty())
 }
@@ -142,27 +140,8 @@ fn digest(token: &str) -> [u8; 32] {
     digest_bytes(token.as_bytes())
 }
 
-fn digest_bytes(token: &[u8]) -> [u8; 32] {
+pub(crate) fn digest_bytes(token: &[u8]) -> [u8; 32] {
     Sha256::digest(token).into()
-}
-
-/// Proof that a request may write. A handler that writes takes it among its arguments before
-/// the body, so a request without a valid token is refused before its body is read.
-#[derive(Debug, Clone, Copy)]
-pub struct WriteAccess;
-
-impl<S> FromRequestParts<S> for WriteAccess
-where
-    Arc<WriteTokens>: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = QueryError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let tokens = Arc::<WriteTokens>::from_ref(state);
-        let header = parts.headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
-        tokens.authorize(header).map(|()| WriteAccess).map_err(QueryError::from)
-    }
 }
 
 #[cfg(test)]
