@@ -121,6 +121,21 @@ pub struct StorageConfig {
     /// free (and while it is read-only, a write-ahead-log write or a flush is failing, or the
     /// head is so far behind that new data is refused).
     pub min_free_bytes: u64,
+    /// Encryption of Parquet parts at rest (the `[storage.encryption]` table; see
+    /// `docs/integrity.md`). Off without it. The write-ahead log, the series segments and the
+    /// part catalog are not encrypted.
+    pub encryption: Option<EncryptionConfig>,
+}
+
+/// `[storage.encryption]`: each part is encrypted with AES-256-GCM under a fresh data key,
+/// itself wrapped by the key file's current key (envelope encryption).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// A file of `key-id base64-of-32-bytes` lines (`#` comments). The last key encrypts new
+    /// parts; the others are kept to read parts written with them. To rotate, append a key
+    /// and restart: no part is rewritten.
+    pub key_file: PathBuf,
 }
 
 impl Default for StorageConfig {
@@ -134,6 +149,7 @@ impl Default for StorageConfig {
             min_tenant_part_bytes: 1 << 20,
             verify_parts_at_start: true,
             min_free_bytes: 64 << 20,
+            encryption: None,
         }
     }
 }

@@ -161,6 +161,12 @@ pub struct StoredProfile {
     pub run: String,
     pub time_unix_nano: i64,
     pub duration_nanos: i64,
+    /// SHA-256 (hex) of what the profile was built from: a pushed or scraped pprof as it
+    /// arrived (gzipped if it came gzipped), so `sha256sum profile.pb.gz` checks it; for OTLP
+    /// profiles, of the `Profile` message (`docs/integrity.md`). Absent for profiles stored
+    /// before digests were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_sha256: Option<String>,
     pub sample_types: Vec<SampleType>,
     pub samples: Vec<StackSample>,
 }
@@ -208,6 +214,7 @@ impl StoredProfile {
             run: run.to_string(),
             time_unix_nano: p.time_nanos,
             duration_nanos: p.duration_nanos,
+            source_sha256: None,
             sample_types: p
                 .sample_types
                 .iter()
@@ -440,7 +447,8 @@ mod tests {
                 vec![(frames(&["main.leaf", "main.main"]), vec![7]), (frames(&["main.main"]), vec![3])],
             )
         };
-        let stored = StoredProfile::from_profile("pod-a", &profile);
+        let stored =
+            StoredProfile { source_sha256: Some("5e".repeat(32)), ..StoredProfile::from_profile("pod-a", &profile) };
         assert_eq!(stored.samples[0].stack, ["main.leaf", "main.main"]);
         let answer = GateProfiles {
             profile_type: Some("process_cpu:cpu:nanoseconds:cpu:nanoseconds".into()),
@@ -448,6 +456,7 @@ mod tests {
         };
         let text = serde_json::to_string(&answer).unwrap();
         assert!(text.starts_with(r#"{"type":"process_cpu"#), "{text}");
+        assert!(text.contains(&format!(r#""source_sha256":"{}""#, "5e".repeat(32))), "{text}");
         let back: GateProfiles = serde_json::from_str(&text).unwrap();
         assert_eq!(back, answer);
         let again = back.profiles[0].to_profile();

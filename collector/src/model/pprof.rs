@@ -160,6 +160,34 @@ pub fn to_otlp(
     }
 }
 
+/// Records in every profile of `request` (as [`crate::model::profile::SOURCE_SHA256_ATTRIBUTE`])
+/// the SHA-256 of `source`, the bytes it was converted from — a pushed or scraped pprof as it
+/// arrived, before its own gzip is undone —, so the stored profile can be checked against them.
+pub fn record_source(request: &mut ExportProfilesServiceRequest, source: &[u8]) {
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(source));
+    let dict = request.dictionary.get_or_insert_with(Default::default);
+    if dict.string_table.is_empty() {
+        dict.string_table.push(String::new());
+    }
+    let key_strindex = next(dict.string_table.len());
+    dict.string_table.push(crate::model::profile::SOURCE_SHA256_ATTRIBUTE.to_string());
+    let index = next(dict.attribute_table.len().max(1));
+    if dict.attribute_table.is_empty() {
+        dict.attribute_table.push(otlp::KeyValueAndUnit::default());
+    }
+    dict.attribute_table.push(otlp::KeyValueAndUnit {
+        key_strindex,
+        value: Some(string_value(digest)),
+        unit_strindex: 0,
+    });
+    for profile in
+        request.resource_profiles.iter_mut().flat_map(|rp| &mut rp.scope_profiles).flat_map(|sp| &mut sp.profiles)
+    {
+        profile.attribute_indices.push(index);
+    }
+}
+
 fn key_value(key: &str, value: &str) -> KeyValue {
     KeyValue { key: key.to_string(), value: Some(string_value(value.to_string())), key_strindex: 0 }
 }
@@ -460,10 +488,18 @@ mod tests {
             ],
         );
         let mut request = to_otlp(&profile, &labels, Fallback::default(), &bytes);
+        record_source(&mut request, &bytes);
         let rejections = crate::receive::validate::profiles(&mut request, &crate::config::Limits::default());
         assert_eq!(rejections.items, 0, "{}", rejections.message());
+        // What the write-ahead log replays (the request's encoding) gives the same rows.
+        let replayed = rows_from_request(prost::Message::decode(&*prost::Message::encode_to_vec(&request)).unwrap());
         let rows = rows_from_request(request);
         assert!(!rows.is_empty());
+        // Every profile keeps the SHA-256 of the gzipped pprof as it came, not as an attribute.
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        assert!(rows.iter().chain(&replayed).all(|r| r.profile.source_sha256 == Some(digest)));
+        assert!(!rows[0].attributes.contains("sha256"), "{}", rows[0].attributes);
         assert_eq!(rows[0].resource.service_name.as_deref(), Some("svc"));
         assert_eq!(rows[0].resource.service_version.as_deref(), Some("1.2"));
         assert!(rows[0].attributes.contains("env"), "{}", rows[0].attributes);

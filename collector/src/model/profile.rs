@@ -2,6 +2,16 @@
 //! from the request's dictionary into frames, innermost first, so a flame graph can be built
 //! from rows alone. Stacks, attribute texts and the profile's own fields are shared between
 //! rows, so a row costs the same whatever the depth of its stack.
+//!
+//! Each profile keeps the SHA-256 of what it was built from ([`ProfileInfo::source_sha256`]),
+//! so a stored profile can be checked against the file that was pushed. A profile converted
+//! from another format (our pprof receivers) carries the digest of the original bytes in the
+//! profile attribute [`SOURCE_SHA256_ATTRIBUTE`], which is taken out of its attributes here;
+//! for any other OTLP profile it is the digest of the `Profile` message as protobuf encodes it
+//! (prost's encoding of the decoded message: the bytes the client sent for it when the client
+//! encodes fields in order and sends no unknown fields). The message refers to the request's
+//! shared dictionary (function names, stacks) by index, so its digest does not cover the
+//! dictionary.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +19,9 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::collector::profiles::v1development::ExportProfilesServiceRequest;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::profiles::v1development::{Profile, ProfilesDictionary};
+use prost::Message;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::{ResourceColumns, Row, RowKey, ScopeColumns, attrs};
 
@@ -38,6 +50,25 @@ pub struct ProfileInfo {
     pub period_type: Arc<str>,
     pub period_unit: Arc<str>,
     pub period: i64,
+    /// SHA-256 of what the profile was built from (module documentation); `None` for rows of
+    /// parts written before it was kept.
+    pub source_sha256: Option<[u8; 32]>,
+}
+
+/// The profile attribute that carries the SHA-256 (64 lowercase hex digits) of the bytes an
+/// OTLP profile was converted from. Stored as [`ProfileInfo::source_sha256`], not as an
+/// attribute; a value that is not a SHA-256 stays an ordinary attribute.
+pub const SOURCE_SHA256_ATTRIBUTE: &str = "slo_gate.source.sha256";
+
+/// The SHA-256 in an attribute value, if it is one (64 hex digits).
+fn source_digest(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> Option<[u8; 32]> {
+    let Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(text)) = value?.value.as_ref()
+    else {
+        return None;
+    };
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(text, &mut digest).ok()?;
+    Some(digest)
 }
 
 /// One value of one sample (samples of one profile with the same stack, attributes, link and
@@ -174,6 +205,14 @@ fn profile_rows(
     };
     let (sample_type, sample_unit) = value_type(&profile.sample_type);
     let (period_type, period_unit) = value_type(&profile.period_type);
+    let mut profile_attributes = dict.attributes(&profile.attribute_indices);
+    let carried = profile_attributes
+        .iter()
+        .position(|a| a.key == SOURCE_SHA256_ATTRIBUTE && source_digest(a.value.as_ref()).is_some());
+    let source_sha256 = match carried {
+        Some(at) => source_digest(profile_attributes.remove(at).value.as_ref()),
+        None => Some(Sha256::digest(profile.encode_to_vec()).into()),
+    };
     let info = Arc::new(ProfileInfo {
         profile_time_unix_nano: profile.time_unix_nano,
         duration_nano: profile.duration_nano,
@@ -183,8 +222,8 @@ fn profile_rows(
         period_type,
         period_unit,
         period: profile.period,
+        source_sha256,
     });
-    let profile_attributes = dict.attributes(&profile.attribute_indices);
     // One attribute text per distinct list of attribute indices; rows of identical samples
     // are merged below.
     let mut attribute_texts: HashMap<&[i32], Arc<str>> = HashMap::new();
@@ -337,6 +376,50 @@ mod tests {
                 (200, main, String::new(), 3),
             ]
         );
+    }
+
+    #[test]
+    fn profiles_keep_the_digest_of_their_message_or_the_one_they_carry() {
+        let mut req = request(vec![vec![sample(1, vec![], 10, 100)], vec![sample(2, vec![], 5, 100)]]);
+        let messages: Vec<[u8; 32]> = req.resource_profiles[0].scope_profiles[0]
+            .profiles
+            .iter()
+            .map(|p| Sha256::digest(p.encode_to_vec()).into())
+            .collect();
+        assert_ne!(messages[0], messages[1]);
+        let digests = |rows: &[ProfileRow]| {
+            let mut d: Vec<(String, Option<[u8; 32]>)> =
+                rows.iter().map(|r| (r.stack.to_string(), r.profile.source_sha256)).collect();
+            d.sort();
+            d
+        };
+        let main = r#"[{"function":"main"}]"#.to_string();
+        let work = r#"[{"function":"work"}]"#.to_string();
+        let rows = rows_from_request(req.clone());
+        assert_eq!(digests(&rows), vec![(main.clone(), Some(messages[0])), (work.clone(), Some(messages[1]))]);
+
+        // A carried digest (the first profile) is kept as the digest and not as an attribute;
+        // a malformed one (the second) stays an attribute and the message is digested.
+        let dict = req.dictionary.as_mut().unwrap();
+        dict.string_table.push(SOURCE_SHA256_ATTRIBUTE.into());
+        let key = (dict.string_table.len() - 1) as i32;
+        for value in ["ab".repeat(32), "not a digest".to_string()] {
+            dict.attribute_table.push(KeyValueAndUnit {
+                key_strindex: key,
+                value: Some(AnyValue { value: Some(any_value::Value::StringValue(value)) }),
+                ..Default::default()
+            });
+        }
+        let n = dict.attribute_table.len() as i32;
+        let profiles = &mut req.resource_profiles[0].scope_profiles[0].profiles;
+        profiles[0].attribute_indices = vec![n - 2];
+        profiles[1].attribute_indices = vec![n - 1];
+        let second: [u8; 32] = Sha256::digest(profiles[1].encode_to_vec()).into();
+        let rows = rows_from_request(req);
+        assert_eq!(digests(&rows), vec![(main, Some([0xab; 32])), (work, Some(second))]);
+        let attributes: Vec<&str> = rows.iter().map(|r| &*r.attributes).collect();
+        assert!(attributes.iter().any(|a| a.contains("not a digest")), "{attributes:?}");
+        assert!(!attributes.iter().any(|a| a.contains(&"ab".repeat(32))), "{attributes:?}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::params::{Selector, parse_time};
-use super::profiles::{Filter, collect, profiles};
+use super::profiles::{Filter, collect, profiles_with_sources};
 use super::{ApiState, blocking, tenant};
 use crate::api::gate::{
     GateMetrics, GateProfiles, GateSpans, MAX_RUN_BYTES, MetricPoint, Recorded, Run, RunsAnswer, StoredProfile,
@@ -389,6 +389,12 @@ async fn gate_profiles(
     let kind = filter.kind.clone();
     let rows = blocking(move || collect(&state, &tenant, &filter, &[selector])).await?;
     let rows = rows.into_iter().next().unwrap_or_default();
-    let list = profiles(&rows, &kind).iter().map(|(run, p)| StoredProfile::from_profile(run, p)).collect();
+    let list = profiles_with_sources(&rows, &kind)
+        .iter()
+        .map(|(run, source, p)| StoredProfile {
+            source_sha256: source.map(hex::encode),
+            ..StoredProfile::from_profile(run, p)
+        })
+        .collect();
     Ok(Json(GateProfiles { profile_type: params.profile_type, profiles: list }))
 }

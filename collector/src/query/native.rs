@@ -243,6 +243,7 @@ async fn profile_samples(
                 "service_version": s.resource.service_version.as_deref(),
                 "time_unix_nano": s.time_unix_nano,
                 "profile_id": hex::encode(s.profile.profile_id),
+                "source_sha256": s.profile.source_sha256.map(hex::encode),
                 "sample_type": &*s.profile.sample_type,
                 "sample_unit": &*s.profile.sample_unit,
                 "period_type": &*s.profile.period_type,

@@ -98,6 +98,8 @@ pub(crate) struct Matched {
     pub(crate) profile_time_unix_nano: u64,
     /// How long it ran (0 when it does not say).
     pub(crate) duration_nano: u64,
+    /// SHA-256 of what the profile was built from (`model::profile::ProfileInfo`).
+    pub(crate) source_sha256: Option<[u8; 32]>,
 }
 
 /// A function name, shared by every stack it appears in.
@@ -264,6 +266,7 @@ pub(crate) fn collect(
                 run,
                 profile_time_unix_nano: row.profile.profile_time_unix_nano,
                 duration_nano: row.profile.duration_nano,
+                source_sha256: row.profile.source_sha256,
             });
         }
     })?;
@@ -305,6 +308,14 @@ pub(crate) fn fold(rows: &[Matched]) -> Folded {
 /// sampled every 10 ms) the count is restored as `value / period`, rounded up; otherwise the
 /// analyzer falls back to the number of sample records, which is fewer and so more cautious.
 pub(crate) fn profiles(rows: &[Matched], kind: &ProfileTypeId) -> Vec<(Arc<str>, analyzer::pprof::Profile)> {
+    profiles_with_sources(rows, kind).into_iter().map(|(run, _, profile)| (run, profile)).collect()
+}
+
+/// [`profiles`], each with the SHA-256 of what it was built from.
+pub(crate) fn profiles_with_sources(
+    rows: &[Matched],
+    kind: &ProfileTypeId,
+) -> Vec<(Arc<str>, Option<[u8; 32]>, analyzer::pprof::Profile)> {
     let mut by_id: BTreeMap<[u8; 16], Vec<&Matched>> = BTreeMap::new();
     for r in rows {
         by_id.entry(r.profile_id).or_default().push(r);
@@ -314,6 +325,7 @@ pub(crate) fn profiles(rows: &[Matched], kind: &ProfileTypeId) -> Vec<(Arc<str>,
         .into_values()
         .map(|rows| {
             let run = rows.first().map_or_else(|| Arc::from(""), |r| r.run.clone());
+            let source_sha256 = rows.first().and_then(|r| r.source_sha256);
             let time_nanos = rows.first().map_or(0, |r| i64::try_from(r.profile_time_unix_nano).unwrap_or(i64::MAX));
             let duration_nanos = rows.first().map_or(0, |r| i64::try_from(r.duration_nano).unwrap_or(i64::MAX));
             let counted = rows.iter().all(|r| r.period > 0);
@@ -334,7 +346,7 @@ pub(crate) fn profiles(rows: &[Matched], kind: &ProfileTypeId) -> Vec<(Arc<str>,
                 period_type: Some(value_type(&kind.period_type, &kind.period_unit)),
                 ..analyzer::pprof::Profile::from_stacks(sample_types, stacks)
             };
-            (run, profile)
+            (run, source_sha256, profile)
         })
         .collect()
 }

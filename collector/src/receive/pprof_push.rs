@@ -30,7 +30,9 @@ use serde::Deserialize;
 use super::Ingest;
 use super::admission::Admitted;
 use crate::error::{ErrorKind, IngestError};
-use crate::model::pprof::{Fallback, FoldedError, FoldedKind, SeriesLabels, profile_from_folded, to_otlp};
+use crate::model::pprof::{
+    Fallback, FoldedError, FoldedKind, SeriesLabels, profile_from_folded, record_source, to_otlp,
+};
 use crate::tenant::Tenant;
 
 /// Pyroscope's push API, written from the field numbers of `api/push/v1/push.proto` in
@@ -270,7 +272,10 @@ pub fn convert_push(
             let profile = analyzer::pprof::decode_merged(&sample.raw_profile, max_profile_bytes)
                 .map_err(|source| PushError::Pprof { series: si, sample: pi, source })?;
             let key = if sample.id.is_empty() { sample.raw_profile.as_slice() } else { sample.id.as_bytes() };
-            out.push(to_otlp(&profile, &labels, Fallback { time_unix_nano: now, duration_nano: 0 }, key));
+            let mut otlp = to_otlp(&profile, &labels, Fallback { time_unix_nano: now, duration_nano: 0 }, key);
+            // The stored profile keeps the SHA-256 of the pprof bytes as pushed.
+            record_source(&mut otlp, &sample.raw_profile);
+            out.push(otlp);
         }
     }
     Ok(out)
@@ -371,7 +376,12 @@ pub fn convert_ingest(
         labels.push(("__name__".to_string(), analyzer::pprof::profile_name(&profile)));
     }
     let labels = SeriesLabels::new(Some(&parsed.app), labels);
-    Ok(to_otlp(&profile, &labels, fallback, body))
+    let mut request = to_otlp(&profile, &labels, fallback, body);
+    // The stored profile keeps the SHA-256 of what was pushed: the pprof (a multipart body's
+    // `profile` field) or the folded text, as it came (a gzipped pprof still gzipped).
+    let source = if multipart && format == "pprof" { multipart_field(content_type, body, "profile")? } else { body };
+    record_source(&mut request, source);
+    Ok(request)
 }
 
 /// A unix time given in seconds, milliseconds, microseconds or nanoseconds, as Pyroscope

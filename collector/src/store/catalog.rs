@@ -1,5 +1,5 @@
-//! The part catalog: which parts exist, what each holds, and the size and CRC-32 each had
-//! when it was written, kept in `<data-dir>/catalog.log`.
+//! The part catalog: which parts exist, what each holds, and the size, CRC-32 and SHA-256
+//! each had when it was written, kept in `<data-dir>/catalog.log`.
 //!
 //! ```text
 //! catalog.log := line*
@@ -18,12 +18,20 @@
 //! `/metrics`) and set aside under `<data-dir>/quarantine/`, and the store starts and answers
 //! everything else. The full checksum is verified whenever a part is read and by a pass over
 //! every part after start-up (`Store::open`).
+//!
+//! Entries written before SHA-256s were recorded have none (`sha256` is absent from their
+//! line): their parts are checked against the CRC-32 until the start-up pass, having found
+//! the CRC-32 right, appends a line with the SHA-256 of the file as it then is.
+//!
+//! An encrypted part found without an entry whose key the key file does not hold cannot be
+//! described (its rows cannot be read), and is not damaged either: it is left where it is,
+//! reported, and adopted at a start that has its key.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -31,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::signal::Signal;
 use crate::tenant::Tenant;
 
+use super::crypt::KeyRing;
 use super::parts::{self, Found, PartMeta, TenantRows};
 use super::wal::sync_dir;
 
@@ -52,6 +61,9 @@ struct Stored {
     seq: u64,
     size: u64,
     crc32: u32,
+    /// Hex; absent in lines written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
     tenants: Vec<StoredTenant>,
 }
 
@@ -77,6 +89,7 @@ impl Stored {
             seq: meta.seq,
             size: meta.size,
             crc32: meta.crc32,
+            sha256: meta.sha256.map(hex::encode),
             tenants: meta
                 .tenants
                 .iter()
@@ -98,7 +111,17 @@ impl Stored {
         }
     }
 
-    fn into_meta(self, data_dir: &Path) -> Option<PartMeta> {
+    /// The entry as the store uses it; `None` when a field does not parse (the line is then
+    /// treated as damaged and its part adopted again).
+    fn into_meta(self, data_dir: &Path, keys: Option<&Arc<KeyRing>>) -> Option<PartMeta> {
+        let sha256 = match &self.sha256 {
+            Some(text) => {
+                let mut digest = [0u8; 32];
+                hex::decode_to_slice(text, &mut digest).ok()?;
+                Some(digest)
+            }
+            None => None,
+        };
         let tenants = self
             .tenants
             .into_iter()
@@ -124,6 +147,8 @@ impl Stored {
             seq: self.seq,
             size: self.size,
             crc32: self.crc32,
+            sha256,
+            keys: keys.cloned(),
             tenants,
         })
     }
@@ -166,6 +191,9 @@ pub struct Loaded {
     pub bad_lines: u64,
     /// Parts found on disk without an entry and entered after checking they decode.
     pub adopted: u64,
+    /// Encrypted parts found without an entry whose key is not in the key file: left in place,
+    /// not entered (see the module documentation).
+    pub locked: Vec<Damage>,
 }
 
 /// The catalog file, open for appending.
@@ -179,7 +207,8 @@ impl Catalog {
     /// Reads the catalog, reconciles it with the files under `parts/` (see the module
     /// documentation), deletes parts of unfinished flushes (numbered past `checkpoint`), and
     /// rewrites the catalog compacted.
-    pub fn load(data_dir: &Path, checkpoint: u64) -> io::Result<(Catalog, Loaded)> {
+    /// `keys` opens encrypted parts, to adopt them and for every later read.
+    pub fn load(data_dir: &Path, checkpoint: u64, keys: Option<&Arc<KeyRing>>) -> io::Result<(Catalog, Loaded)> {
         let path = data_dir.join(FILE);
         let mut loaded = Loaded::default();
         let mut entries: BTreeMap<String, PartMeta> = BTreeMap::new();
@@ -189,7 +218,7 @@ impl Catalog {
                 for raw in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                     lines += 1;
                     match std::str::from_utf8(raw).ok().and_then(decode_line) {
-                        Some(Line::Add(stored)) => match stored.into_meta(data_dir) {
+                        Some(Line::Add(stored)) => match stored.into_meta(data_dir, keys) {
                             Some(meta) => {
                                 entries.insert(meta.name.clone(), meta);
                             }
@@ -234,12 +263,13 @@ impl Catalog {
                                 });
                             }
                         }
-                        None => match adopt(data_dir, &name, signal, seq, tenant.as_ref()) {
+                        None => match adopt(data_dir, &name, signal, seq, tenant.as_ref(), keys) {
                             Ok(meta) => {
                                 loaded.adopted += 1;
                                 entries.insert(name, meta);
                             }
-                            Err(why) => {
+                            Err(Unadopted::Locked(why)) => loaded.locked.push(Damage { name, what: why }),
+                            Err(Unadopted::Damaged(why)) => {
                                 quarantine(data_dir, &name)?;
                                 loaded.damage.push(Damage { name, what: format!("{why}; set aside") });
                             }
@@ -305,20 +335,48 @@ fn rewrite(data_dir: &Path, path: &Path, parts: &[PartMeta]) -> io::Result<()> {
     result
 }
 
+/// Why a part without an entry was not entered.
+enum Unadopted {
+    /// It cannot be read or does not decode: set aside.
+    Damaged(String),
+    /// It is encrypted with a key the key file does not hold: left in place.
+    Locked(String),
+}
+
 /// Reads a part that has no catalog entry and describes it, if it decodes.
-fn adopt(data_dir: &Path, name: &str, signal: Signal, seq: u64, tenant: Option<&Tenant>) -> Result<PartMeta, String> {
+fn adopt(
+    data_dir: &Path,
+    name: &str,
+    signal: Signal,
+    seq: u64,
+    tenant: Option<&Tenant>,
+    keys: Option<&Arc<KeyRing>>,
+) -> Result<PartMeta, Unadopted> {
     let path = data_dir.join(name);
-    let bytes = fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
-    let (size, crc32) = (bytes.len() as u64, crc32fast::hash(&bytes));
-    let rows = parts::decode(name, signal, bytes, None, tenant).map_err(|e| match e {
-        parts::PartError::Damaged { why, .. } => format!("does not decode: {why}"),
-        other => other.to_string(),
-    })?;
+    let bytes = fs::read(&path).map_err(|e| Unadopted::Damaged(format!("cannot read: {e}")))?;
+    let (size, crc32, sha256) = (bytes.len() as u64, crc32fast::hash(&bytes), parts::sha256(&bytes));
+    let described = |e: parts::PartError| match e {
+        parts::PartError::Damaged { why, .. } => Unadopted::Damaged(format!("does not decode: {why}")),
+        parts::PartError::Key { why, .. } => Unadopted::Locked(format!("cannot be decrypted: {why}; left in place")),
+        other => Unadopted::Damaged(other.to_string()),
+    };
+    let bytes = parts::open(name, keys.map(|k| &**k), bytes).map_err(described)?;
+    let rows = parts::decode(name, signal, bytes, None, tenant).map_err(described)?;
     let mut tenants: Vec<TenantRows> = rows.iter().map(|(t, r)| parts::tenant_rows(t, &[r])).collect();
     tenants.retain(|t| t.rows > 0);
     tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
     tracing::info!(part = %name, "entered a part that the catalog did not list");
-    Ok(PartMeta { name: name.to_string(), path, signal, seq, size, crc32, tenants })
+    Ok(PartMeta {
+        name: name.to_string(),
+        path,
+        signal,
+        seq,
+        size,
+        crc32,
+        sha256: Some(sha256),
+        keys: keys.cloned(),
+        tenants,
+    })
 }
 
 /// Moves `<data_dir>/<name>` to `<data_dir>/quarantine/<name>` (with a numbered suffix when
@@ -380,6 +438,8 @@ mod tests {
             seq: 1,
             size: 1234,
             crc32: 0xdead_beef,
+            sha256: Some([7; 32]),
+            keys: None,
             tenants: vec![
                 tenant("a", vec![slice(None, 0, 3), slice(Some("api"), 3, 40)], vec![]),
                 tenant("b", vec![slice(Some("api"), 43, 2)], vec![1, u64::MAX]),
@@ -387,18 +447,21 @@ mod tests {
         };
         let line = encode_line(&Line::Add(Stored::of(&meta)));
         let Some(Line::Add(stored)) = decode_line(line.trim_end()) else { panic!("{line}") };
-        assert_eq!(stored.into_meta(dir), Some(meta));
+        assert_eq!(stored.into_meta(dir, None), Some(meta));
         // Entries written before slices read as parts without them.
         let mut json: serde_json::Value = serde_json::from_str(line.trim_end().split_once(' ').unwrap().1).unwrap();
         let tenants = json.pointer_mut("/tenants").and_then(|t| t.as_array_mut()).expect("tenants");
         for t in tenants {
             assert!(t.as_object_mut().unwrap().remove("slices").is_some());
         }
+        // ... and before SHA-256s: checked by their CRC-32.
+        assert!(json.as_object_mut().unwrap().remove("sha256").is_some());
         let json = json.to_string();
         let old = format!("{:08x} {json}", crc32fast::hash(json.as_bytes()));
         let Some(Line::Add(stored)) = decode_line(&old) else { panic!("{old}") };
-        let meta = stored.into_meta(dir).unwrap();
+        let meta = stored.into_meta(dir, None).unwrap();
         assert!(meta.tenants.iter().all(|t| t.slices.is_empty()));
+        assert_eq!((meta.sha256, meta.crc32), (None, 0xdead_beef));
         assert_eq!(meta.tenants[1].trace_keys, [1, u64::MAX]);
     }
 

@@ -394,6 +394,11 @@ fn profiles_columns(rows: &[&ProfileRow], ids: &mut ProfileIds) -> Vec<Column> {
         col("period_type", def(|p| &p.period_type)),
         col("period_unit", def(|p| &p.period_unit)),
         col("period", profile_def.iter().map(|d| d.map(|p| p.period)).collect::<Vec<_>>()),
+        // What the profile was built from (`model::profile`), hex; absent from older parts.
+        col(
+            "source_sha256",
+            profile_def.iter().map(|d| d.and_then(|p| p.source_sha256.map(hex::encode))).collect::<Vec<_>>(),
+        ),
         col("stack_id", stack_id),
         col("stack", stack),
         col("attributes_id", attributes_id),
@@ -923,6 +928,7 @@ fn profiles_from(
     let (st, su, pt, pu) = (c.str("sample_type")?, c.str("sample_unit")?, c.str("period_type")?, c.str("period_unit")?);
     let (period, value, stack) = (c.i64("period")?, c.i64("value")?, c.str("stack")?);
     let (attributes, trace_id, span_id) = (c.str("attributes")?, c.str("trace_id")?, c.str("span_id")?);
+    let source = if c.has("source_sha256") { c.str("source_sha256")? } else { vec![None; n] };
     let (profile_ref, stack_id, attributes_id) =
         (c.ids("profile_ref", n)?, c.ids("stack_id", n)?, c.ids("attributes_id", n)?);
     let arc = |v: Option<&str>| Arc::<str>::from(v.unwrap_or(""));
@@ -936,6 +942,7 @@ fn profiles_from(
             period_type: arc(pt[i]),
             period_unit: arc(pu[i]),
             period: period[i].unwrap_or(0),
+            source_sha256: id(source[i]),
         })
     };
     let mut profiles: Dict<Arc<ProfileInfo>> = Dict::new();

@@ -226,7 +226,8 @@ fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<(Vec<PartMeta
             )),
         }
         for (name, members) in files {
-            let Some(meta) = parts::write_part(&shared.data_dir, &name, seq, *signal, &members)? else {
+            let Some(meta) = parts::write_part(&shared.data_dir, &name, seq, *signal, &members, shared.keys.as_ref())?
+            else {
                 continue;
             };
             shared.telemetry.parts_written.fetch_add(1, Relaxed);

@@ -16,6 +16,7 @@
 //! under one lock, so a block moving from the head to parts is seen exactly once.
 
 pub mod catalog;
+pub mod crypt;
 pub mod error;
 pub mod head;
 pub mod parts;
@@ -25,6 +26,8 @@ pub mod wal;
 
 mod columns;
 mod flush;
+#[cfg(test)]
+mod integrity_tests;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -59,6 +62,9 @@ pub enum OpenError {
     Locked { path: PathBuf },
     #[error("part catalog in {path}: {source}")]
     Catalog { path: PathBuf, source: std::io::Error },
+    /// `[storage.encryption]`'s key file cannot be used.
+    #[error(transparent)]
+    Keys(#[from] crypt::KeyFileError),
 }
 
 /// Storage settings the store needs.
@@ -116,6 +122,11 @@ pub(crate) struct Shared {
     pub span_indexes: span_index::Cache,
     /// Indexes of series segments, kept after a query first reads them.
     pub series_indexes: series::IndexCache,
+    /// `[storage.encryption]`: new parts are sealed with its current key, encrypted parts
+    /// opened with the key they name.
+    pub keys: Option<Arc<crypt::KeyRing>>,
+    /// Parts already logged as encrypted with a key the key file lacks (logged once each).
+    pub locked: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// What can keep the store from taking data.
@@ -159,6 +170,17 @@ impl Shared {
             }
         }
         format!("{err}; it was set aside and its data is missing from this answer")
+    }
+
+    /// A part that cannot be decrypted with the configured keys: not damaged, so it stays in
+    /// the store and the catalog (it reads again once its key is back in the key file); logged
+    /// once. Returns the warning for answers that would have read it.
+    pub fn locked(&self, part: &PartMeta, err: &PartError) -> String {
+        let first = self.locked.lock().unwrap_or_else(|e| e.into_inner()).insert(part.name.clone());
+        if first {
+            tracing::error!(part = %part.name, %err, "part encrypted with a key the key file does not hold");
+        }
+        format!("{err}; its data is missing from this answer")
     }
 }
 
@@ -254,6 +276,32 @@ impl Store {
     /// loads the parts catalog, replays the WAL into the head, and starts the log writer and
     /// flusher threads.
     pub fn open(data_dir: &Path, settings: StoreSettings, telemetry: Arc<Telemetry>) -> Result<Store, OpenError> {
+        Store::open_with_keys(data_dir, settings, telemetry, None)
+    }
+
+    /// [`Store::open`] with `[storage.encryption]` (`None`: off): its key file is read now (an
+    /// error names the file and line), new parts are sealed with its last key, and parts of
+    /// any of its keys are read.
+    pub fn open_encrypted(
+        data_dir: &Path,
+        settings: StoreSettings,
+        telemetry: Arc<Telemetry>,
+        encryption: Option<&crate::config::EncryptionConfig>,
+    ) -> Result<Store, OpenError> {
+        let keys = match encryption {
+            Some(e) => Some(Arc::new(crypt::KeyRing::load(&e.key_file)?)),
+            None => None,
+        };
+        Store::open_with_keys(data_dir, settings, telemetry, keys)
+    }
+
+    /// [`Store::open`] with a key ring already read.
+    pub fn open_with_keys(
+        data_dir: &Path,
+        settings: StoreSettings,
+        telemetry: Arc<Telemetry>,
+        keys: Option<Arc<crypt::KeyRing>>,
+    ) -> Result<Store, OpenError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| OpenError::Io { path, source }
@@ -264,12 +312,15 @@ impl Store {
         let wal = wal::WalDir::open(wal_dir.clone()).map_err(io(&wal_dir))?;
         let checkpoint = wal.checkpoint().map_err(io(&wal_dir))?;
 
-        let (catalog, loaded) = Catalog::load(data_dir, checkpoint)
+        let (catalog, loaded) = Catalog::load(data_dir, checkpoint, keys.as_ref())
             .map_err(|source| OpenError::Catalog { path: data_dir.to_path_buf(), source })?;
         let relaxed = std::sync::atomic::Ordering::Relaxed;
         for damage in &loaded.damage {
             tracing::error!(part = %damage.name, what = %damage.what, "damaged or unknown file in the data directory");
             telemetry.parts_quarantined.fetch_add(1, relaxed);
+        }
+        for locked in &loaded.locked {
+            tracing::error!(part = %locked.name, what = %locked.what, "encrypted part without a catalog entry left out");
         }
         if loaded.bad_lines > 0 {
             tracing::warn!(
@@ -362,6 +413,8 @@ impl Store {
             problems: Default::default(),
             span_indexes: Default::default(),
             series_indexes: Default::default(),
+            keys,
+            locked: Default::default(),
         });
         let (writer_tx, writer_rx) = mpsc::sync_channel(WRITER_QUEUE);
         let (flush_tx, flush_rx) = mpsc::sync_channel(16);
@@ -667,6 +720,7 @@ impl Store {
                 Ok(rows) => f(&rows),
                 Err(err) if err.is_not_found() => {}
                 Err(err @ PartError::Damaged { .. }) => report.warnings.push(self.shared.quarantine(part, &err)),
+                Err(err @ PartError::Key { .. }) => report.warnings.push(self.shared.locked(part, &err)),
                 Err(err) => return Err(err),
             }
         }
@@ -702,6 +756,7 @@ impl Store {
                     Ok(rows) => f(&Rows::Spans(rows)),
                     Err(err) if err.is_not_found() => {}
                     Err(err @ PartError::Damaged { .. }) => report.warnings.push(self.shared.quarantine(part, &err)),
+                    Err(err @ PartError::Key { .. }) => report.warnings.push(self.shared.locked(part, &err)),
                     Err(err) => return Err(err),
                 }
                 continue;
@@ -712,6 +767,7 @@ impl Store {
                 Ok(rows) => f(&rows),
                 Err(err) if err.is_not_found() => {}
                 Err(err @ PartError::Damaged { .. }) => report.warnings.push(self.shared.quarantine(part, &err)),
+                Err(err @ PartError::Key { .. }) => report.warnings.push(self.shared.locked(part, &err)),
                 Err(err) => return Err(err),
             }
         }
@@ -767,6 +823,7 @@ impl Store {
                 Ok(rows) => rows.iter().for_each(&mut f),
                 Err(err) if err.is_not_found() => {}
                 Err(err @ PartError::Damaged { .. }) => report.warnings.push(self.shared.quarantine(part, &err)),
+                Err(err @ PartError::Key { .. }) => report.warnings.push(self.shared.locked(part, &err)),
                 Err(err) => return Err(err),
             }
         }
@@ -790,6 +847,10 @@ impl Store {
             err if err.is_not_found() => Ok(0),
             err @ PartError::Damaged { .. } => {
                 report.warnings.push(self.shared.quarantine(part, &err));
+                Ok(0)
+            }
+            err @ PartError::Key { .. } => {
+                report.warnings.push(self.shared.locked(part, &err));
                 Ok(0)
             }
             err => Err(err),
@@ -841,6 +902,9 @@ impl Store {
 }
 
 /// Checks the size and checksum of every part once, one at a time, setting aside the damaged.
+/// The bytes on disk are checked, so this needs no key. A part whose catalog entry predates
+/// SHA-256s and whose CRC-32 is right gets the SHA-256 of its file recorded, so later reads
+/// check that.
 fn verify_all(shared: &Shared) {
     if !shared.settings.verify_parts_at_start {
         return;
@@ -851,7 +915,8 @@ fn verify_all(shared: &Shared) {
         if shared.closing.load(relaxed) {
             return;
         }
-        match parts::read_verified(&part) {
+        match parts::read_checked(&part) {
+            Ok(bytes) if part.sha256.is_none() => record_sha256(shared, &part, &bytes),
             Ok(_) => {}
             Err(err) if err.is_not_found() => {}
             Err(err @ PartError::Damaged { .. }) => {
@@ -860,6 +925,21 @@ fn verify_all(shared: &Shared) {
             Err(err) => tracing::warn!(part = %part.name, %err, "cannot verify part"),
         }
         shared.telemetry.parts_verified.fetch_add(1, relaxed);
+    }
+}
+
+/// Records the SHA-256 of a part whose entry has none (`verify_all`), in the catalog and the
+/// state, under the state lock: retention and quarantine take a part out of the state before
+/// they write its removal, so a part they took out is not entered again here.
+fn record_sha256(shared: &Shared, part: &Arc<PartMeta>, bytes: &[u8]) {
+    let meta = Arc::new(PartMeta { sha256: Some(parts::sha256(bytes)), ..PartMeta::clone(part) });
+    let mut state = shared.write();
+    let Some(at) = state.parts.iter().position(|p| Arc::ptr_eq(p, part)) else { return };
+    match shared.catalog.add(std::slice::from_ref(&*meta)) {
+        Ok(()) => state.parts[at] = meta,
+        Err(err) => {
+            tracing::warn!(part = %part.name, %err, "cannot record the SHA-256 of a part; it stays checked by CRC-32")
+        }
     }
 }
 

@@ -13,24 +13,35 @@
 //! checkpoint belongs to a flush that did not finish and is deleted on start-up (its rows are
 //! replayed from the WAL instead), so no row is ever stored twice.
 //!
-//! Every part's size and CRC-32 are recorded in the catalog (`store::catalog`) when it is
-//! written; a read checks both before the bytes reach the Parquet decoder, so a damaged file is
-//! caught as damaged rather than decoded into wrong rows. Names in errors are relative to the
-//! data directory: they reach API clients, who have no business knowing where it is.
+//! Every part's size, CRC-32 and SHA-256 are recorded in the catalog (`store::catalog`) when
+//! it is written; a read checks the size and the SHA-256 before the bytes reach the Parquet
+//! decoder, so a damaged or edited file is caught as such rather than decoded into wrong rows.
+//! The SHA-256 is what makes a part tamper-evident: a CRC-32 catches accidents but can be
+//! forged to match in a few lines. Catalog entries written before SHA-256s were recorded are
+//! checked against their CRC-32 until the start-up verification pass records their SHA-256
+//! (`Store::open`). Names in errors are relative to the data directory: they reach API
+//! clients, who have no business knowing where it is.
+//!
+//! With `[storage.encryption]`, a part's Parquet bytes are sealed (`store::crypt`) before they
+//! are written; the size and digests are of the bytes on disk, so verifying a part needs no
+//! key, and a read opens the verified bytes with the key the part names.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use polars::prelude::*;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::model::Rows;
 use crate::signal::Signal;
 use crate::tenant::Tenant;
 
 use super::columns;
+use super::crypt::{self, KeyRing};
 use super::wal::sync_dir;
 
 /// The directory of parts that hold several tenants.
@@ -77,6 +88,11 @@ pub struct PartMeta {
     pub seq: u64,
     pub size: u64,
     pub crc32: u32,
+    /// SHA-256 of the file's bytes; `None` in catalog entries written before it was recorded,
+    /// which are checked against their CRC-32 instead.
+    pub sha256: Option<[u8; 32]>,
+    /// The keys that open the part if it is encrypted (the store's key file, if configured).
+    pub keys: Option<Arc<KeyRing>>,
     /// The tenants of the part, sorted.
     pub tenants: Vec<TenantRows>,
 }
@@ -121,6 +137,12 @@ pub enum PartError {
     Damaged { part: String, why: String },
     #[error("part {part}: cannot encode: {source}")]
     Encode { part: String, source: PolarsError },
+    /// The part is encrypted with a key the key file does not hold (or no key file is
+    /// configured). Not damage: it is not set aside, and reads again once the key is back.
+    #[error("part {part} cannot be decrypted: {why}")]
+    Key { part: String, why: String },
+    #[error("part {part}: cannot encrypt: {why}")]
+    Encrypt { part: String, why: String },
 }
 
 impl PartError {
@@ -220,12 +242,15 @@ pub fn tenant_rows(tenant: &Tenant, rows: &[&Rows]) -> TenantRows {
 
 /// Writes the rows of each tenant as one part, durably (temp file, fsync, rename, fsync
 /// directory), and returns what the catalog records of it. `None` when there are no rows.
+///
+/// With `keys`, the file holds the Parquet bytes sealed with the current key (`store::crypt`).
 pub fn write_part(
     data_dir: &Path,
     name: &str,
     seq: u64,
     signal: Signal,
     groups: &[(&Tenant, Vec<&Rows>)],
+    keys: Option<&Arc<KeyRing>>,
 ) -> Result<Option<PartMeta>, PartError> {
     let mut tenants: Vec<TenantRows> =
         groups.iter().map(|(t, rows)| tenant_rows(t, rows)).filter(|t| t.rows > 0).collect();
@@ -264,6 +289,9 @@ pub fn write_part(
             t.slices.push(ServiceSlice { service: slice.service, first_row: slice.first_row, rows: slice.rows });
         }
     }
+    if let Some(keys) = keys {
+        bytes = keys.seal(name, &bytes).map_err(|why| PartError::Encrypt { part: name.to_string(), why })?;
+    }
     let dir = path.parent().unwrap_or(data_dir);
     fs::create_dir_all(dir).map_err(io_err)?;
     let tmp = path.with_extension("parquet.tmp");
@@ -279,21 +307,77 @@ pub fn write_part(
         seq,
         size: bytes.len() as u64,
         crc32: crc32fast::hash(&bytes),
+        sha256: Some(sha256(&bytes)),
+        keys: keys.cloned(),
         tenants,
     }))
 }
 
-/// Reads a part's bytes and checks them against the catalog's size and checksum.
-pub fn read_verified(meta: &PartMeta) -> Result<Vec<u8>, PartError> {
+/// SHA-256 of a part's bytes.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Reads a part's bytes as they are on disk and checks them against the catalog's size and
+/// SHA-256 (its CRC-32 for an entry without one). Needs no key: this is the start-up pass.
+pub fn read_checked(meta: &PartMeta) -> Result<Vec<u8>, PartError> {
     let bytes = fs::read(&meta.path).map_err(|source| PartError::Io { part: meta.name.clone(), source })?;
     let damaged = |why: String| PartError::Damaged { part: meta.name.clone(), why };
     if bytes.len() as u64 != meta.size {
         return Err(damaged(format!("{} bytes where {} were written", bytes.len(), meta.size)));
     }
-    if crc32fast::hash(&bytes) != meta.crc32 {
-        return Err(damaged("checksum mismatch".into()));
+    match meta.sha256 {
+        Some(recorded) => {
+            let found = sha256(&bytes);
+            if found != recorded {
+                return Err(damaged(format!(
+                    "checksum mismatch: sha256 recorded {}, found {}",
+                    hex::encode(recorded),
+                    hex::encode(found)
+                )));
+            }
+        }
+        None => {
+            let found = crc32fast::hash(&bytes);
+            if found != meta.crc32 {
+                return Err(damaged(format!(
+                    "checksum mismatch: crc32 recorded {:08x}, found {found:08x}",
+                    meta.crc32
+                )));
+            }
+        }
     }
     Ok(bytes)
+}
+
+/// Reads a part's bytes, checked ([`read_checked`]) and decrypted when the part is encrypted:
+/// the Parquet bytes.
+pub fn read_verified(meta: &PartMeta) -> Result<Vec<u8>, PartError> {
+    let bytes = read_checked(meta)?;
+    open(&meta.name, meta.keys.as_deref(), bytes)
+}
+
+/// The Parquet bytes of a part's file bytes: decrypted with `keys` when they are encrypted,
+/// as they are otherwise (parts written before encryption was turned on).
+pub fn open(name: &str, keys: Option<&KeyRing>, bytes: Vec<u8>) -> Result<Vec<u8>, PartError> {
+    if !crypt::is_sealed(&bytes) {
+        return Ok(bytes);
+    }
+    crypt::open_with(keys, name, bytes).map_err(|err| match err {
+        crypt::OpenError::UnknownKey(id) => PartError::Key {
+            part: name.to_string(),
+            why: match keys {
+                Some(keys) => {
+                    format!("it is encrypted with key {id:?}, which key file {} does not hold", keys.path().display())
+                }
+                None => format!("it is encrypted with key {id:?}, and no key file is configured"),
+            },
+        },
+        // Reads verify the file's SHA-256 before this, so the header is as written: the key
+        // file's key of that id is another key, a configuration error rather than damage.
+        err @ crypt::OpenError::WrongKey(_) => PartError::Key { part: name.to_string(), why: err.to_string() },
+        crypt::OpenError::Damaged(why) => PartError::Damaged { part: name.to_string(), why },
+    })
 }
 
 /// Decodes a part's bytes into rows by tenant (only `only`'s rows when given). A decoder
@@ -535,7 +619,7 @@ mod tests {
     }
 
     /// What a row says, comparable.
-    type Said = (u64, i64, String, String, Option<String>, [u8; 16]);
+    type Said = (u64, i64, String, String, Option<String>, [u8; 16], Option<[u8; 32]>);
 
     fn said(rows: &Rows) -> Vec<Said> {
         let Rows::Profiles(rows) = rows else { panic!("not profile rows") };
@@ -549,6 +633,7 @@ mod tests {
                     r.attributes.to_string(),
                     service,
                     r.profile.profile_id,
+                    r.profile.source_sha256,
                 )
             })
             .collect()
@@ -576,6 +661,7 @@ mod tests {
                     period_type: Arc::from("cpu"),
                     period_unit: Arc::from("nanoseconds"),
                     period: 10_000_000,
+                    source_sha256: (i != 1).then_some([i * 40 + 1; 32]),
                 })
             })
             .collect();
@@ -602,9 +688,10 @@ mod tests {
         let (rows_a, rows_b) =
             (Rows::Profiles(interleaved(columns::FRAME_ROWS * 2 + 100, 0)), Rows::Profiles(interleaved(500, 7)));
         let name = part_name(SHARED_DIR, Signal::Profiles, "2026-12-03T08", 1);
-        let meta = write_part(dir.path(), &name, 1, Signal::Profiles, &[(&a, vec![&rows_a]), (&b, vec![&rows_b])])
-            .unwrap()
-            .unwrap();
+        let meta =
+            write_part(dir.path(), &name, 1, Signal::Profiles, &[(&a, vec![&rows_a]), (&b, vec![&rows_b])], None)
+                .unwrap()
+                .unwrap();
 
         // Slices of both tenants tile the part, in (tenant, service) order.
         let tiles: Vec<(u64, u64)> =
