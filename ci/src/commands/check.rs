@@ -27,7 +27,7 @@ use collector::api::native::Services;
 use serde_json::{Value, json};
 use slo_contracts::{Contract, HumanDuration, Indicator};
 
-use crate::collector_client::{CollectorClient, WriteToken, selector};
+use crate::collector_client::{CollectorClient, CollectorTls, WriteToken, selector};
 
 /// Flags of `slo-gate check`.
 #[derive(Debug, Args)]
@@ -59,6 +59,9 @@ pub struct CheckArgs {
     /// Read from a running collector's API (its --api URL, e.g. http://127.0.0.1:4040).
     #[arg(long, conflicts_with = "data_dir", required_unless_present = "data_dir")]
     pub collector: Option<String>,
+    /// TLS files of an https:// --collector.
+    #[command(flatten)]
+    pub tls: CollectorTls,
     /// Read a collector's data directory directly (no collector may be running on it).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -127,7 +130,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                      --token-file FILE to one of the tokens of the collector's --gate-token-file, or pass --no-record"
                 );
             }
-            let client = CollectorClient::new(url, args.tenant.clone())?.with_token(token);
+            let client = CollectorClient::with_tls(url, args.tenant.clone(), &args.tls)?.with_token(token);
             gate_with(&client, &contract, &args)?
         }
         (None, Some(dir)) => with_local_collector(dir, |url, token| {

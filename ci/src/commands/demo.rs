@@ -82,6 +82,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             from: None,
             to: None,
             collector: Some(format!("http://{}", running.api)),
+            tls: Default::default(),
             data_dir: None,
             tenant: None,
             json: artifacts.as_ref().map(|d| d.join("gate.json")),

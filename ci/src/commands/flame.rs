@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use slo_contracts::HumanDuration;
 
-use crate::collector_client::{CollectorClient, selector};
+use crate::collector_client::{CollectorClient, CollectorTls, env_token, selector};
 
 /// Subcommands of `slo-gate flame`.
 #[derive(Debug, Subcommand)]
@@ -64,6 +64,9 @@ pub struct DiffArgs {
     /// instead of files; needs --service, --baseline-version and --candidate-version.
     #[arg(long, requires_all = ["service", "baseline_version", "candidate_version"])]
     pub collector: Option<String>,
+    /// TLS files of an https:// --collector.
+    #[command(flatten)]
+    pub tls: CollectorTls,
     /// Collector mode: the service (`service.name`).
     #[arg(long)]
     pub service: Option<String>,
@@ -370,7 +373,8 @@ fn print_regressions(
 /// `flame diff --collector`: the collector compares the stored profiles of the two versions
 /// (`/api/v1/flamegraph/diff`, the same statistics as for files) and draws the SVG.
 fn diff_collector(url: &str, args: &DiffArgs, stdout: &mut impl Write) -> anyhow::Result<()> {
-    let client = CollectorClient::new(url, args.tenant.clone())?;
+    // SLO_GATE_TOKEN, for a collector whose reads need a token.
+    let client = CollectorClient::with_tls(url, args.tenant.clone(), &args.tls)?.with_token(env_token());
     // clap's `requires_all` guarantees these in collector mode.
     let service = args.service.as_deref().unwrap_or_default();
     let (base_version, cand_version) =
