@@ -46,7 +46,7 @@ fn argon2(password: &str) -> String {
 
 struct Setup {
     server: Server,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn start() -> Setup {
@@ -70,7 +70,7 @@ fn start() -> Setup {
     std::fs::write(
         &config,
         format!(
-            "[auth]\nrequired = true\ntoken_file = {:?}\n[auth.jwt]\njwks_file = {:?}\naudience = \"slo-gate\"\n\
+            "[auth]\nrequired = true\nreload_interval = \"1s\"\ntoken_file = {:?}\n[auth.jwt]\njwks_file = {:?}\naudience = \"slo-gate\"\n\
              default_scopes = [\"read\", \"write\"]\n",
             tokens.display().to_string(),
             jwks.display().to_string()
@@ -79,7 +79,7 @@ fn start() -> Setup {
     .unwrap();
     let data = dir.path().join("data");
     let server = Server::start(&data, &["--config", config.to_str().unwrap()]);
-    Setup { server, _dir: dir }
+    Setup { server, dir }
 }
 
 fn now_ns() -> u64 {
@@ -319,8 +319,10 @@ fn open(path: &str) -> bool {
 
 #[test]
 fn no_route_lets_one_tenants_token_reach_another_tenants_data() {
-    let Setup { server, .. } = start();
-    write_tenant_b(&server);
+    // The temporary directory (data, token file) lives as long as `setup`.
+    let setup = start();
+    let server = &setup.server;
+    write_tenant_b(server);
     let routes = routes();
     assert!(routes.len() >= 45, "only {} routes found in the source: {routes:?}", routes.len());
     let alice = format!("Bearer {ALICE}");
@@ -338,29 +340,29 @@ fn no_route_lets_one_tenants_token_reach_another_tenants_data() {
             }
             let what = format!("{method} {} ({})", route.path, route.at);
             if open(&route.path) {
-                let answer = send(&server, route, method, None, None);
+                let answer = send(server, route, method, None, None);
                 assert!(!answer.unauthenticated() && !answer.denied(), "{what}: {answer:?}");
                 continue;
             }
             // No credential at all: refused before anything else.
-            let answer = send(&server, route, method, None, Some("b"));
+            let answer = send(server, route, method, None, Some("b"));
             assert!(answer.unauthenticated(), "{what} without a credential: {answer:?}");
             assert!(!leaks(route, &answer), "{what}: {answer:?}");
             if route.path == "/metrics" {
                 continue;
             }
             // Alice naming tenant b: refused, nothing of b in the answer.
-            let answer = send(&server, route, method, Some(&alice), Some("b"));
+            let answer = send(server, route, method, Some(&alice), Some("b"));
             assert!(answer.denied(), "{what} as alice for tenant b: {answer:?}");
             assert!(!leaks(route, &answer), "{what}: {answer:?}");
             // Alice naming no tenant, or her own: whatever the answer, nothing of b in it.
             for tenant in [None, Some("a")] {
-                let answer = send(&server, route, method, Some(&alice), tenant);
+                let answer = send(server, route, method, Some(&alice), tenant);
                 assert!(!answer.unauthenticated() && !answer.denied(), "{what} as alice for {tenant:?}: {answer:?}");
                 assert!(!leaks(route, &answer), "{what} as alice: {answer:?}");
             }
             // Bob for his own tenant is let through (the check does not refuse everyone).
-            let answer = send(&server, route, method, Some(&bob), Some("b"));
+            let answer = send(server, route, method, Some(&bob), Some("b"));
             assert!(!answer.unauthenticated() && !answer.denied(), "{what} as bob: {answer:?}");
             checked += 1;
         }
@@ -376,8 +378,10 @@ fn no_route_lets_one_tenants_token_reach_another_tenants_data() {
 
 #[test]
 fn basic_auth_jwts_and_tenants_from_identity() {
-    let Setup { server, .. } = start();
-    write_tenant_b(&server);
+    // The temporary directory (data, token file) lives as long as `setup`.
+    let setup = start();
+    let server = &setup.server;
+    write_tenant_b(server);
     // Grafana's basic auth: the token id and its secret, or a password kept as argon2.
     let basic = |user: &str, secret: &str| {
         format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")))
@@ -477,4 +481,27 @@ impl GetWith for Server {
         let response = request.send().unwrap();
         (response.status().as_u16(), response.text().unwrap_or_default())
     }
+}
+
+#[test]
+fn the_token_file_is_reloaded_when_it_changes_and_a_bad_version_keeps_the_old_tokens() {
+    let setup = start();
+    let server = &setup.server;
+    let tokens = setup.dir.path().join("tokens");
+    let alice = format!("Bearer {ALICE}");
+    let carol_token = "carol-secret-token-0123456789abcdef";
+    let carol = format!("Bearer {carol_token}");
+    assert_eq!(server.get_with("/api/v1/services", None, Some(&alice)).0, 200);
+    assert_eq!(server.get_with("/api/v1/services", None, Some(&carol)).0, 401);
+    // Alice's token revoked, carol's added: without a restart.
+    std::fs::write(&tokens, format!("carol a read {}\n", sha(carol_token))).unwrap();
+    let reloaded = e2e::eventually(Duration::from_secs(10), || {
+        (server.get_with("/api/v1/services", None, Some(&carol)).0 == 200).then_some(())
+    });
+    assert!(reloaded.is_some(), "carol's token never took effect");
+    assert_eq!(server.get_with("/api/v1/services", None, Some(&alice)).0, 401, "alice's token was revoked");
+    // A bad new version is refused; the tokens in force stay.
+    std::fs::write(&tokens, "carol a read not-a-digest\n").unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(server.get_with("/api/v1/services", None, Some(&carol)).0, 200);
 }
