@@ -1,0 +1,179 @@
+//! Tamper evidence with the built binary: a real Go CPU profile pushed through `/ingest` is
+//! stored with the SHA-256 of the pprof file as pushed (the one `sha256sum` prints), shown by
+//! the profiles APIs; a byte flipped in its Parquet part on disk is reported by the next query
+//! as a checksum mismatch naming the part, the part is set aside, and the rest of the store
+//! (spans in their own part) still answers. With `[storage.encryption]`, the parts on disk
+//! hold neither the service's name nor a function name of the profile.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use e2e::otlp::{spans_request, trace_id};
+use e2e::{Server, eventually};
+use prost::Message;
+use serde_json::Value;
+
+const CPU_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+
+fn corpus() -> Vec<u8> {
+    let path = e2e::manifest_dir().join("../testdata/corpus/go-dev/fast/cpu-10s.pb.gz");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// What `sha256sum` prints for the file, as a user would check it.
+fn sha256sum(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum").arg(path).output().expect("run sha256sum");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+/// A configuration that flushes every 300 ms and keeps the corpus profile (taken years ago)
+/// from retention, plus `extra` TOML.
+fn config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("slo-gate.toml");
+    let text = format!(
+        "retention = \"36500d\"\n[storage]\nflush_interval = \"300ms\"\nverify_parts_at_start = false\n{extra}"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Pushes the corpus profile as `tamper` and 10 spans, and waits until both are in parts.
+fn push_and_flush(server: &Server, pprof: &[u8]) {
+    let client = reqwest::blocking::Client::new();
+    let r = client
+        .post(server.api_url("/ingest?name=tamper.cpu&format=pprof"))
+        .header("content-type", "application/octet-stream")
+        .body(pprof.to_vec())
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{} {}", r.status(), r.text().unwrap_or_default());
+    let r = client
+        .post(server.http_url("/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(spans_request("tamper", 1, 10).encode_to_vec())
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let flushed = eventually(Duration::from_secs(20), || {
+        let (_, stats) = server.get("/api/v1/stats", None);
+        let done = |signal: &str| stats["signals"][signal]["in_head"] == 0 && stats["signals"][signal]["in_parts"] != 0;
+        (done("profiles") && done("traces")).then_some(())
+    });
+    assert!(flushed.is_some(), "not flushed to parts");
+}
+
+fn parts_of(dir: &Path, signal: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                walk(&e.path(), out);
+            } else if e.path().extension().is_some_and(|x| x == "parquet") {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dir.join("parts/anonymous").join(signal), &mut out);
+    out
+}
+
+fn samples(server: &Server) -> (Vec<Value>, Vec<String>) {
+    let (status, body) = server.get("/api/v1/profiles/samples?service=tamper&limit=10000000", None);
+    assert_eq!(status, 200, "{body}");
+    let warnings = body["warnings"].as_array().map(|w| w.iter().map(|w| w.as_str().unwrap().to_string()).collect());
+    (body["samples"].as_array().cloned().unwrap_or_default(), warnings.unwrap_or_default())
+}
+
+fn spans_of_trace(server: &Server) -> usize {
+    let (status, body) = server.get(&format!("/api/v1/traces/{}", hex::encode(trace_id(1))), None);
+    assert_eq!(status, 200, "{body}");
+    body["resourceSpans"][0]["scopeSpans"][0]["spans"].as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn a_flipped_byte_in_a_stored_profile_is_a_checksum_error_naming_its_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let pprof_file = dir.path().join("cpu-10s.pb.gz");
+    std::fs::write(&pprof_file, corpus()).unwrap();
+    let digest = sha256sum(&pprof_file);
+    let cfg = config(dir.path(), "");
+    let server = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    push_and_flush(&server, &corpus());
+
+    // The digest of the pushed file, on every sample and on the gate's profile.
+    let (stored, warnings) = samples(&server);
+    assert!(!stored.is_empty() && warnings.is_empty(), "{warnings:?}");
+    assert!(stored.iter().all(|s| s["source_sha256"] == digest.as_str()), "{}", stored[0]);
+    let (status, gate) = server.get(
+        &format!(
+            "/api/v1/gate/profiles?type={}&selector={}",
+            e2e::url_encode(CPU_TYPE),
+            e2e::url_encode("{service_name=\"tamper\"}")
+        ),
+        None,
+    );
+    assert_eq!(status, 200, "{gate}");
+    assert_eq!(gate["profiles"].as_array().map(Vec::len), Some(1), "{gate}");
+    assert_eq!(gate["profiles"][0]["source_sha256"], digest.as_str());
+
+    // One byte flipped in the middle of the profiles part.
+    let parts = parts_of(&data, "profiles");
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    let mut bytes = std::fs::read(&parts[0]).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x04;
+    std::fs::write(&parts[0], &bytes).unwrap();
+    let name = parts[0].strip_prefix(&data).unwrap().to_str().unwrap().to_string();
+
+    let (stored, warnings) = samples(&server);
+    assert!(stored.is_empty(), "rows of a damaged part were served");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let warning = &warnings[0];
+    assert!(warning.starts_with(&format!("part {name} is damaged: checksum mismatch: sha256 recorded ")), "{warning}");
+    assert!(warning.contains(", found ") && warning.contains("set aside"), "{warning}");
+    assert!(!warning.contains(data.to_str().unwrap()), "the answer names the data directory: {warning}");
+    assert!(data.join("quarantine").join(&name).exists(), "the part was not set aside");
+
+    // The rest of the store answers; the damage is reported once.
+    assert_eq!(spans_of_trace(&server), 10);
+    assert_eq!(samples(&server), (vec![], vec![]));
+    let (_, metrics) = server.get_text("/metrics");
+    assert!(metrics.lines().any(|l| l == "slo_gate_parts_quarantined_total 1"), "{metrics}");
+    server.stop();
+}
+
+// Needs `slo-gate serve` to open its store with `[storage.encryption]`
+// (`Store::open_encrypted`), which `collector/src/server.rs` does not do yet.
+#[test]
+#[ignore = "server.rs does not pass [storage.encryption] to the store yet"]
+fn encrypted_parts_hide_the_profile_and_still_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "# test key\nk1 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n").unwrap();
+    let cfg = config(dir.path(), &format!("[storage.encryption]\nkey_file = {:?}\n", keys.to_str().unwrap()));
+    let server = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    push_and_flush(&server, &corpus());
+    let (stored, warnings) = samples(&server);
+    assert!(!stored.is_empty() && warnings.is_empty(), "{warnings:?}");
+    let function = stored[0]["stack"][0]["function"].as_str().unwrap().to_string();
+    assert_eq!(spans_of_trace(&server), 10);
+    server.stop();
+
+    let contains = |bytes: &[u8], text: &str| bytes.windows(text.len()).any(|w| w == text.as_bytes());
+    for part in parts_of(&data, "profiles").into_iter().chain(parts_of(&data, "traces")) {
+        let bytes = std::fs::read(&part).unwrap();
+        assert!(bytes.starts_with(b"SLOGENC"), "{} is not encrypted", part.display());
+        for text in ["tamper", function.as_str()] {
+            assert!(!contains(&bytes, text), "{} shows {text:?}", part.display());
+        }
+    }
+    // After a restart the encrypted parts answer as before.
+    let server = Server::start(&data, &["--config", cfg.to_str().unwrap()]);
+    assert_eq!(samples(&server).0.len(), stored.len());
+    assert_eq!(spans_of_trace(&server), 10);
+}
