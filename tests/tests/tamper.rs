@@ -1,8 +1,9 @@
 //! Tamper evidence with the built binary: a real Go CPU profile pushed through `/ingest` is
 //! stored with the SHA-256 of the pprof file as pushed (the one `sha256sum` prints), shown by
 //! the profiles APIs; a byte flipped in its Parquet part on disk is reported by the next query
-//! as a checksum mismatch naming the part, the part is set aside, and the rest of the store
-//! (spans in their own part) still answers. With `[storage.encryption]`, the parts on disk
+//! (the samples listing, Grafana's flame graph, the gate's profiles) as a checksum mismatch
+//! naming the part, the part is set aside, and the rest of the store (spans in their own part)
+//! still answers. With `[storage.encryption]`, the parts on disk
 //! hold neither the service's name nor a function name of the profile.
 
 use std::path::{Path, PathBuf};
@@ -38,16 +39,32 @@ fn config(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
-/// Pushes the corpus profile as `tamper` and 10 spans, and waits until both are in parts.
-fn push_and_flush(server: &Server, pprof: &[u8]) {
-    let client = reqwest::blocking::Client::new();
-    let r = client
-        .post(server.api_url("/ingest?name=tamper.cpu&format=pprof"))
+/// Pushes the corpus profile as service `service`.
+fn push(server: &Server, service: &str, pprof: &[u8]) {
+    let r = reqwest::blocking::Client::new()
+        .post(server.api_url(&format!("/ingest?name={service}.cpu&format=pprof")))
         .header("content-type", "application/octet-stream")
         .body(pprof.to_vec())
         .send()
         .unwrap();
     assert!(r.status().is_success(), "{} {}", r.status(), r.text().unwrap_or_default());
+}
+
+/// Waits until nothing of `signals` is left in the head.
+fn flushed(server: &Server, signals: &[&str]) {
+    let done = eventually(Duration::from_secs(20), || {
+        let (_, stats) = server.get("/api/v1/stats", None);
+        let done =
+            |signal: &&str| stats["signals"][signal]["in_head"] == 0 && stats["signals"][signal]["in_parts"] != 0;
+        signals.iter().all(done).then_some(())
+    });
+    assert!(done.is_some(), "not flushed to parts");
+}
+
+/// Pushes the corpus profile as `tamper` and 10 spans, and waits until both are in parts.
+fn push_and_flush(server: &Server, pprof: &[u8]) {
+    let client = reqwest::blocking::Client::new();
+    push(server, "tamper", pprof);
     let r = client
         .post(server.http_url("/v1/traces"))
         .header("content-type", "application/x-protobuf")
@@ -55,12 +72,37 @@ fn push_and_flush(server: &Server, pprof: &[u8]) {
         .send()
         .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
-    let flushed = eventually(Duration::from_secs(20), || {
-        let (_, stats) = server.get("/api/v1/stats", None);
-        let done = |signal: &str| stats["signals"][signal]["in_head"] == 0 && stats["signals"][signal]["in_parts"] != 0;
-        (done("profiles") && done("traces")).then_some(())
+    flushed(server, &["profiles", "traces"]);
+}
+
+/// Flips one byte in the middle of a part; returns its name relative to the data directory.
+fn flip_middle_byte(data: &Path, part: &Path) -> String {
+    let mut bytes = std::fs::read(part).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x04;
+    std::fs::write(part, &bytes).unwrap();
+    part.strip_prefix(data).unwrap().to_str().unwrap().to_string()
+}
+
+/// Grafana's flame-graph call (Connect JSON `SelectMergeStacktraces`) for one service: the
+/// status, the `Warning` headers and the answer.
+fn flame_graph(server: &Server, service: &str) -> (u16, Vec<String>, Value) {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let body = serde_json::json!({
+        "profileTypeID": CPU_TYPE,
+        "labelSelector": format!("{{service_name=\"{service}\"}}"),
+        "start": "1",
+        "end": now_ms.to_string(),
     });
-    assert!(flushed.is_some(), "not flushed to parts");
+    let resp = reqwest::blocking::Client::new()
+        .post(server.api_url("/querier.v1.QuerierService/SelectMergeStacktraces"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    let warnings = resp.headers().get_all("warning").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    (status, warnings, resp.json().unwrap())
 }
 
 fn parts_of(dir: &Path, signal: &str) -> Vec<PathBuf> {
@@ -122,11 +164,7 @@ fn a_flipped_byte_in_a_stored_profile_is_a_checksum_error_naming_its_part() {
     // One byte flipped in the middle of the profiles part.
     let parts = parts_of(&data, "profiles");
     assert_eq!(parts.len(), 1, "{parts:?}");
-    let mut bytes = std::fs::read(&parts[0]).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x04;
-    std::fs::write(&parts[0], &bytes).unwrap();
-    let name = parts[0].strip_prefix(&data).unwrap().to_str().unwrap().to_string();
+    let name = flip_middle_byte(&data, &parts[0]);
 
     let (stored, warnings) = samples(&server);
     assert!(stored.is_empty(), "rows of a damaged part were served");
@@ -142,6 +180,46 @@ fn a_flipped_byte_in_a_stored_profile_is_a_checksum_error_naming_its_part() {
     assert_eq!(samples(&server), (vec![], vec![]));
     let (_, metrics) = server.get_text("/metrics");
     assert!(metrics.lines().any(|l| l == "slo_gate_parts_quarantined_total 1"), "{metrics}");
+
+    // Grafana's flame graph over a second profile whose part has a flipped byte: 200, nothing
+    // from that part, and a `Warning` header that names it and says why. (Flipped before the
+    // first query: the Pyroscope API keeps the rows of parts it has read, verified, in memory,
+    // and answers from them until they are evicted.)
+    push(&server, "flame", &corpus());
+    flushed(&server, &["profiles"]);
+    let parts = parts_of(&data, "profiles");
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    let name = flip_middle_byte(&data, &parts[0]);
+    let (status, warnings, answer) = flame_graph(&server, "flame");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(&format!("299 slo-gate \"part {name} is damaged: checksum mismatch: sha256 recorded ")),
+        "{}",
+        warnings[0]
+    );
+    assert!(answer["flamegraph"]["total"].as_str().is_none_or(|t| t == "0"), "{answer}");
+
+    // The gate's profiles (what `slo-gate check` compares) say so in their `warnings`.
+    push(&server, "gate", &corpus());
+    flushed(&server, &["profiles"]);
+    let parts = parts_of(&data, "profiles");
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    let name = flip_middle_byte(&data, &parts[0]);
+    let (status, gate) = server.get(
+        &format!(
+            "/api/v1/gate/profiles?type={}&selector={}",
+            e2e::url_encode(CPU_TYPE),
+            e2e::url_encode("{service_name=\"gate\"}")
+        ),
+        None,
+    );
+    assert_eq!(status, 200, "{gate}");
+    assert_eq!(gate["profiles"].as_array().map(Vec::len), Some(0), "{gate}");
+    let warning = gate["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.starts_with(&format!("part {name} is damaged: checksum mismatch: sha256 recorded ")), "{gate}");
+
+    assert_eq!(spans_of_trace(&server), 10);
     server.stop();
 }
 

@@ -153,6 +153,10 @@ pub struct GateProfiles {
     #[serde(rename = "type")]
     pub profile_type: Option<String>,
     pub profiles: Vec<StoredProfile>,
+    /// Parts that could not be read (damaged and set aside, or encrypted with a key the key
+    /// file lacks): their profiles are missing from `profiles`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One stored profile: its run (the process it came from), times, sample types and samples.
@@ -453,6 +457,7 @@ mod tests {
         let answer = GateProfiles {
             profile_type: Some("process_cpu:cpu:nanoseconds:cpu:nanoseconds".into()),
             profiles: vec![stored],
+            warnings: vec!["part 3 was damaged".into()],
         };
         let text = serde_json::to_string(&answer).unwrap();
         assert!(text.starts_with(r#"{"type":"process_cpu"#), "{text}");

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::params::{Selector, parse_time};
-use super::profiles::{Filter, collect, profiles_with_sources};
+use super::profiles::{Filter, collect_reported, profiles_with_sources};
 use super::{ApiState, blocking, tenant};
 use crate::api::gate::{
     GateMetrics, GateProfiles, GateSpans, MAX_RUN_BYTES, MetricPoint, Recorded, Run, RunsAnswer, StoredProfile,
@@ -387,7 +387,7 @@ async fn gate_profiles(
     )?;
     let selector = Selector::parse("selector", params.selector.as_deref())?;
     let kind = filter.kind.clone();
-    let rows = blocking(move || collect(&state, &tenant, &filter, &[selector])).await?;
+    let (rows, warnings) = blocking(move || collect_reported(&state, &tenant, &filter, &[selector])).await?;
     let rows = rows.into_iter().next().unwrap_or_default();
     let list = profiles_with_sources(&rows, &kind)
         .iter()
@@ -396,5 +396,5 @@ async fn gate_profiles(
             ..StoredProfile::from_profile(run, p)
         })
         .collect();
-    Ok(Json(GateProfiles { profile_type: params.profile_type, profiles: list }))
+    Ok(Json(GateProfiles { profile_type: params.profile_type, profiles: list, warnings }))
 }

@@ -215,6 +215,17 @@ pub(crate) fn collect(
     filter: &Filter,
     selectors: &[Selector],
 ) -> Result<Vec<Vec<Matched>>, QueryError> {
+    collect_reported(state, tenant, filter, selectors).map(|(rows, _)| rows)
+}
+
+/// [`collect`], with the warnings of the scan: parts that could not be read (damaged and set
+/// aside, or encrypted with a key the key file lacks), for the answer to say so.
+pub(crate) fn collect_reported(
+    state: &ApiState,
+    tenant: &Tenant,
+    filter: &Filter,
+    selectors: &[Selector],
+) -> Result<(Vec<Vec<Matched>>, Vec<String>), QueryError> {
     let mut out: Vec<Vec<Matched>> = selectors.iter().map(|_| Vec::new()).collect();
     let mut stacks = StackCache::default();
     let mut decoded: HashMap<Box<str>, Vec<KeyValue>> = HashMap::new();
@@ -223,7 +234,7 @@ pub(crate) fn collect(
         Some(label) => vec![label.as_str()],
         None => RUN_LABELS.to_vec(),
     };
-    scan_profiles(state, tenant, |row| {
+    let report = scan_profiles(state, tenant, |row| {
         let k = &filter.kind;
         if *row.profile.sample_type != *k.sample_type
             || *row.profile.sample_unit != *k.sample_unit
@@ -270,7 +281,7 @@ pub(crate) fn collect(
             });
         }
     })?;
-    Ok(out)
+    Ok((out, report.warnings))
 }
 
 /// The folded format cannot carry `;` or line breaks inside a frame name.
