@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use crate::otlp_grpc::GrpcSender;
 use crate::otlp_http::HttpSender;
 use crate::target::Target;
+use crate::tls::ClientTls;
 
 /// What one export request came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,10 +39,10 @@ pub enum Sender {
 }
 
 impl Sender {
-    pub async fn connect(target: Target, body: Bytes) -> anyhow::Result<Self> {
+    pub async fn connect(target: Target, body: Bytes, tls: Option<&ClientTls>) -> anyhow::Result<Self> {
         Ok(match target {
-            Target::Grpc(addr) => Self::Grpc(GrpcSender::connect(addr, body).await?),
-            Target::Http(addr) => Self::Http(HttpSender::connect(addr, body).await?),
+            Target::Grpc(addr) => Self::Grpc(GrpcSender::connect(addr, body, tls).await?),
+            Target::Http(addr) => Self::Http(HttpSender::connect(addr, body, tls.cloned()).await?),
         })
     }
 
@@ -101,10 +102,11 @@ pub async fn connect_all(
     body: &Bytes,
     connections: usize,
     timeout: Duration,
+    tls: Option<&ClientTls>,
 ) -> anyhow::Result<Vec<Sender>> {
     let mut senders = Vec::with_capacity(connections);
     for i in 0..connections {
-        let sender = tokio::time::timeout(timeout, Sender::connect(target, body.clone()))
+        let sender = tokio::time::timeout(timeout, Sender::connect(target, body.clone(), tls))
             .await
             .map_err(|_| anyhow::anyhow!("timed out after {timeout:?}"))
             .and_then(|connected| connected)

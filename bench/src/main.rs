@@ -10,7 +10,8 @@
 //! once its CPU has gone idle, so work deferred past the acknowledgement
 //! (batching, flushing) is still charged to it. The run is bounded by
 //! `--duration` (plus one `--timeout` and at most `--settle`) and
-//! `--max-requests`.
+//! `--max-requests`. With `--tls-ca` every connection is TLS (mTLS with
+//! `--tls-cert`/`--tls-key`), its handshake done before the timed window.
 
 mod driver;
 mod otlp_grpc;
@@ -19,7 +20,9 @@ mod payload;
 mod procfs;
 mod report;
 mod target;
+mod tls;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -73,6 +76,18 @@ struct Args {
     /// Print one JSON object on stdout (the human line goes to stderr)
     #[arg(long)]
     json: bool,
+    /// Connect over TLS, trusting the CA certificates of this PEM file
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mTLS; needs --tls-key and --tls-ca
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Name the server's certificate must carry [default: the target's IP address]
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
 }
 
 fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
@@ -129,6 +144,19 @@ fn main() -> anyhow::Result<()> {
         bail!("--connections, --spans-per-request and --threads must be at least 1");
     }
 
+    let tls = match &args.tls_ca {
+        None => None,
+        Some(ca) => {
+            let name = args.tls_server_name.clone().unwrap_or_else(|| target.addr().ip().to_string());
+            let alpn: &[u8] = match target {
+                Target::Grpc(_) => b"h2",
+                Target::Http(_) => b"http/1.1",
+            };
+            let cert_and_key = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+            Some(tls::ClientTls::load(ca, cert_and_key, &name, alpn)?)
+        }
+    };
+
     let request = payload::build_request(args.spans_per_request, args.seed, payload::now_unix_nano());
     let body = payload::encode(&request);
     drop(request);
@@ -144,7 +172,7 @@ fn main() -> anyhow::Result<()> {
     let server_before = args.pid.map(|pid| procfs::snapshot(pid, ticks)).transpose()?;
     let sampler = args.pid.map(|pid| RssSampler::start(pid, Duration::from_millis(100)));
     let (tally, wall, client_cpu) = runtime.block_on(async {
-        let senders = driver::connect_all(target, &body, args.connections, timeout).await?;
+        let senders = driver::connect_all(target, &body, args.connections, timeout, tls.as_ref()).await?;
         let client_before = procfs::snapshot(self_pid, ticks).ok();
         let started = Instant::now();
         let limits = Limits { deadline: started + duration, timeout, max_requests: args.max_requests };
@@ -163,7 +191,11 @@ fn main() -> anyhow::Result<()> {
     };
     let info = RunInfo {
         target: target.to_string(),
-        transport: target.transport(),
+        transport: match (target, tls.is_some()) {
+            (_, false) => target.transport(),
+            (Target::Grpc(_), true) => "grpc+tls",
+            (Target::Http(_), true) => "http+tls",
+        },
         connections: args.connections,
         spans_per_request: args.spans_per_request,
         request_bytes: body.len(),

@@ -23,6 +23,7 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::driver::Outcome;
+use crate::tls::{ClientTls, GrpcTlsConnector};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
@@ -80,14 +81,15 @@ pub struct GrpcSender {
 }
 
 impl GrpcSender {
-    /// Opens the HTTP/2 connection now, so connection setup is not timed.
-    pub async fn connect(addr: SocketAddr, body: Bytes) -> anyhow::Result<Self> {
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .context("building gRPC endpoint")?
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .with_context(|| format!("connecting to OTLP/gRPC at {addr} (is the server running?)"))?;
+    /// Opens the HTTP/2 connection now (over TLS with `tls`), so connection setup is not timed.
+    pub async fn connect(addr: SocketAddr, body: Bytes, tls: Option<&ClientTls>) -> anyhow::Result<Self> {
+        let endpoint =
+            Endpoint::from_shared(format!("http://{addr}")).context("building gRPC endpoint")?.tcp_nodelay(true);
+        let channel = match tls {
+            None => endpoint.connect().await,
+            Some(tls) => endpoint.connect_with_connector(GrpcTlsConnector { addr, tls: tls.clone() }).await,
+        }
+        .with_context(|| format!("connecting to OTLP/gRPC at {addr} (is the server running?)"))?;
         Ok(Self { client: Grpc::new(channel), body })
     }
 

@@ -21,6 +21,7 @@ use prost::Message;
 use tokio::net::TcpStream;
 
 use crate::driver::Outcome;
+use crate::tls::ClientTls;
 
 const PROTOBUF: &str = "application/x-protobuf";
 
@@ -30,27 +31,33 @@ pub struct HttpSender {
     addr: SocketAddr,
     host: HeaderValue,
     body: Bytes,
+    tls: Option<ClientTls>,
     sender: Option<SendRequest<Full<Bytes>>>,
 }
 
-async fn open(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to OTLP/HTTP at {addr} (is the server running?)"))?;
-    stream.set_nodelay(true).context("setting TCP_NODELAY")?;
+async fn open(addr: SocketAddr, tls: Option<&ClientTls>) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let context = || format!("connecting to OTLP/HTTP at {addr} (is the server running?)");
+    let Some(tls) = tls else {
+        let stream = TcpStream::connect(addr).await.with_context(context)?;
+        stream.set_nodelay(true).context("setting TCP_NODELAY")?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.context("HTTP/1.1 handshake")?;
+        // Drives the connection until the sender is dropped or the peer closes;
+        // errors surface to the sender as failed requests.
+        tokio::spawn(connection);
+        return Ok(sender);
+    };
+    let stream = tls.connect(addr).await.with_context(context)?;
     let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.context("HTTP/1.1 handshake")?;
-    // Drives the connection until the sender is dropped or the peer closes;
-    // errors surface to the sender as failed requests.
     tokio::spawn(connection);
     Ok(sender)
 }
 
 impl HttpSender {
-    /// Opens the connection now, so connection setup is not timed.
-    pub async fn connect(addr: SocketAddr, body: Bytes) -> anyhow::Result<Self> {
+    /// Opens the connection now (over TLS with `tls`), so connection setup is not timed.
+    pub async fn connect(addr: SocketAddr, body: Bytes, tls: Option<ClientTls>) -> anyhow::Result<Self> {
         let host = HeaderValue::from_str(&addr.to_string()).context("host header")?;
-        let sender = open(addr).await?;
-        Ok(Self { addr, host, body, sender: Some(sender) })
+        let sender = open(addr, tls.as_ref()).await?;
+        Ok(Self { addr, host, body, tls, sender: Some(sender) })
     }
 
     /// Drops the connection; the next export opens a new one.
@@ -61,7 +68,7 @@ impl HttpSender {
     pub async fn export(&mut self) -> Outcome {
         let sender = match &mut self.sender {
             Some(sender) if !sender.is_closed() => sender,
-            _ => match open(self.addr).await {
+            _ => match open(self.addr, self.tls.as_ref()).await {
                 Ok(sender) => self.sender.insert(sender),
                 Err(err) => return Outcome::Failed(format!("http connect: {}", root_cause(&err))),
             },
