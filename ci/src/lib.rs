@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the collector: OTLP receivers, embedded storage and the query API.
-    Serve(commands::serve::ServeArgs),
+    Serve(Box<commands::serve::ServeArgs>),
     /// Flame graphs and function-level regressions from pprof files.
     #[command(subcommand)]
     Flame(commands::flame::FlameCommand),
@@ -38,6 +38,10 @@ pub enum Command {
     /// Anomaly scores of CSV series files, and their evaluation against labelled incidents.
     #[command(subcommand)]
     Anomalies(commands::anomalies::AnomaliesCommand),
+    /// Throw-away certificates for TLS and mTLS: a CA for one SPIFFE trust domain, a server
+    /// certificate, SPIFFE client certificates.
+    #[command(subcommand)]
+    Certs(commands::certs::CertsCommand),
     /// Tokens for `[auth] token_file`: a fresh secret and the line that grants it.
     #[command(subcommand)]
     Tokens(commands::tokens::TokensCommand),
@@ -49,7 +53,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let success = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
-        Command::Serve(args) => success(commands::serve::run(args)),
+        Command::Serve(args) => success(commands::serve::run(*args)),
         Command::Flame(command) => success(commands::flame::run(command)),
         Command::Check(args) => commands::check::run(*args),
         Command::Demo(args) => commands::demo::run(args),
@@ -57,5 +61,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Contracts(command) => success(commands::contracts::run(command)),
         Command::Anomalies(command) => success(commands::anomalies::run(command)),
         Command::Tokens(command) => success(commands::tokens::run(command)),
+        Command::Certs(command) => success(commands::certs::run(command)),
     }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod anomalies;
+pub mod certs;
 pub mod check;
 pub mod contracts;
 pub mod demo;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use collector::config::{Config, Durability};
+use collector::config::{ClientAuth, Config, Durability, TlsConfig};
 use collector::{Collector, RunningCollector};
 use slo_contracts::HumanDuration;
 
@@ -72,6 +72,37 @@ pub struct ServeArgs {
     /// gate run; without it recording runs is refused.
     #[arg(long, env = "SLO_GATE_GATE_TOKEN_FILE", value_name = "FILE")]
     pub gate_token_file: Option<PathBuf>,
+    /// TLS on every listener with this certificate chain (PEM, leaf first); with --tls-key.
+    /// Reloaded when the file changes.
+    #[arg(long, env = "SLO_GATE_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "SLO_GATE_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA bundle verifying client certificates of one SPIFFE trust domain, e.g.
+    /// prod.example=ca.pem (repeatable; comma-separated in the environment variable).
+    #[arg(long, env = "SLO_GATE_TLS_CLIENT_CA", value_name = "TRUST_DOMAIN=FILE", value_delimiter = ',', value_parser = parse_client_ca)]
+    pub tls_client_ca: Vec<(String, PathBuf)>,
+    /// Client certificates: none, optional (verified when presented) or required [default:
+    /// none].
+    #[arg(long, env = "SLO_GATE_TLS_CLIENT_AUTH", value_name = "MODE", value_parser = parse_client_auth)]
+    pub tls_client_auth: Option<ClientAuth>,
+}
+
+fn parse_client_ca(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((domain, file)) if !domain.is_empty() && !file.is_empty() => Ok((domain.to_string(), PathBuf::from(file))),
+        _ => Err(format!("{s:?} is not TRUST_DOMAIN=FILE, e.g. prod.example=ca.pem")),
+    }
+}
+
+fn parse_client_auth(s: &str) -> Result<ClientAuth, String> {
+    match s {
+        "none" => Ok(ClientAuth::None),
+        "optional" => Ok(ClientAuth::Optional),
+        "required" => Ok(ClientAuth::Required),
+        other => Err(format!("{other:?} is not a client auth mode; use none, optional or required")),
+    }
 }
 
 fn parse_attribute_depth(s: &str) -> Result<usize, String> {
@@ -123,7 +154,43 @@ impl ServeArgs {
         if let Some(path) = &self.gate_token_file {
             cfg.gate.token_file = Some(path.clone());
         }
+        self.apply_tls(&mut cfg)?;
         Ok(cfg)
+    }
+}
+
+impl ServeArgs {
+    /// The `--tls-*` flags over the `[tls]` table: the certificate and key flags make (or
+    /// replace the files of) the table; bundles are added to its trust domains.
+    fn apply_tls(&self, cfg: &mut Config) -> anyhow::Result<()> {
+        let any = self.tls_cert.is_some()
+            || self.tls_key.is_some()
+            || !self.tls_client_ca.is_empty()
+            || self.tls_client_auth.is_some();
+        if !any {
+            return Ok(());
+        }
+        let tls = match (cfg.tls.take(), &self.tls_cert, &self.tls_key) {
+            (Some(mut tls), cert, key) => {
+                if let Some(cert) = cert {
+                    tls.cert_file = cert.clone();
+                }
+                if let Some(key) = key {
+                    tls.key_file = key.clone();
+                }
+                tls
+            }
+            (None, Some(cert), Some(key)) => TlsConfig::new(cert.clone(), key.clone()),
+            (None, _, _) => anyhow::bail!("TLS needs both --tls-cert and --tls-key (or a [tls] table in --config)"),
+        };
+        let mut tls = tls;
+        tls.trust_domains.extend(self.tls_client_ca.iter().cloned());
+        if let Some(mode) = self.tls_client_auth {
+            tls.client_auth = mode;
+        }
+        tls.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        cfg.tls = Some(tls);
+        Ok(())
     }
 }
 
@@ -164,6 +231,53 @@ async fn wait_for_signal() {
         }
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(args: &[&str]) -> anyhow::Result<Config> {
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let cli = Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))?;
+        cli.serve.config()
+    }
+
+    #[test]
+    fn tls_flags_make_the_tls_table() {
+        assert!(config(&[]).unwrap().tls.is_none());
+        let cfg = config(&[
+            "--tls-cert=s.pem",
+            "--tls-key=k.pem",
+            "--tls-client-ca",
+            "prod.example=prod.pem",
+            "--tls-client-ca=staging.example=staging.pem",
+            "--tls-client-auth=required",
+        ])
+        .unwrap();
+        let tls = cfg.tls.unwrap();
+        assert_eq!((tls.cert_file.to_str(), tls.key_file.to_str()), (Some("s.pem"), Some("k.pem")));
+        assert_eq!(tls.client_auth_of("otlp_grpc"), ClientAuth::Required);
+        assert_eq!(tls.trust_domains.len(), 2);
+        assert_eq!(tls.trust_domains["staging.example"], PathBuf::from("staging.pem"));
+
+        for (args, problem) in [
+            (&["--tls-cert=s.pem"][..], "both --tls-cert and --tls-key"),
+            (&["--tls-client-auth=required"][..], "both --tls-cert and --tls-key"),
+            (&["--tls-cert=s.pem", "--tls-key=k.pem", "--tls-client-auth=required"][..], "no [tls.trust_domains]"),
+            (&["--tls-cert=s.pem", "--tls-key=k.pem", "--tls-client-ca=prod.pem"][..], "is not TRUST_DOMAIN=FILE"),
+            (&["--tls-cert=s.pem", "--tls-key=k.pem", "--tls-client-auth=sometimes"][..], "not a client auth mode"),
+            (&["--tls-cert=s.pem", "--tls-key=k.pem", "--tls-client-ca=Prod=p.pem"][..], "trust domain \"Prod\""),
+        ] {
+            let err = format!("{:#}", config(args).unwrap_err());
+            assert!(err.contains(problem), "{args:?}: {err}");
         }
     }
 }

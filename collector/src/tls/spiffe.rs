@@ -71,18 +71,29 @@ pub fn svid_id(leaf: &CertificateDer<'_>) -> Result<SpiffeId, SvidError> {
     {
         return Err(SvidError::SigningKeyUsage);
     }
-    let sans = cert.subject_alternative_name().map_err(|e| SvidError::Parse(e.to_string()))?;
-    let mut uris = sans.iter().flat_map(|san| san.value.general_names.iter()).filter_map(|name| match name {
-        GeneralName::URI(uri) => Some(*uri),
-        _ => None,
-    });
-    let (Some(uri), rest) = (uris.next(), uris.count()) else {
-        return Err(SvidError::NoUri);
+    let uris = uris_of(&cert)?;
+    let [uri] = uris.as_slice() else {
+        return Err(if uris.is_empty() { SvidError::NoUri } else { SvidError::ManyUris(uris.len()) });
     };
-    if rest > 0 {
-        return Err(SvidError::ManyUris(rest + 1));
-    }
     SpiffeId::parse(uri).map_err(|source| SvidError::NotSpiffe { uri: uri.to_string(), source })
+}
+
+/// The URI SANs of any certificate (a CA's names its trust domain, `spiffe://prod.example`).
+pub fn uri_sans(cert: &CertificateDer<'_>) -> Result<Vec<String>, SvidError> {
+    let (_, cert) = X509Certificate::from_der(cert.as_ref()).map_err(|e| SvidError::Parse(e.to_string()))?;
+    Ok(uris_of(&cert)?.into_iter().map(str::to_string).collect())
+}
+
+fn uris_of<'a>(cert: &'a X509Certificate<'_>) -> Result<Vec<&'a str>, SvidError> {
+    let sans = cert.subject_alternative_name().map_err(|e| SvidError::Parse(e.to_string()))?;
+    Ok(sans
+        .iter()
+        .flat_map(|san| san.value.general_names.iter())
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) => Some(*uri),
+            _ => None,
+        })
+        .collect())
 }
 
 /// The SPIFFE ID of the client certificate of a finished handshake, for the connection's
