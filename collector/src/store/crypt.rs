@@ -107,7 +107,19 @@ impl KeyRing {
             return Err(KeyFileError::File { path: path.to_path_buf(), why });
         }
         let text = std::fs::read_to_string(path).map_err(read)?;
-        KeyRing::parse(path, &text)
+        let keys = KeyRing::parse(path, &text)?;
+        // Keys readable by others are keys anyone on the machine can decrypt with.
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                key_file = %path.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the key file can be read by other users; chmod 600 it"
+            );
+        }
+        Ok(keys)
     }
 
     /// Parses the text of a key file; `path` names it in errors.

@@ -524,3 +524,23 @@ fn measure_verification_costs() {
         println!("{what:>24}: {ms:8.2} ms  {:8.0} MB/s", mb / ms * 1e3);
     }
 }
+
+#[test]
+fn the_encryption_table_parses_and_a_bad_key_file_stops_the_open_naming_file_and_line() {
+    let config: crate::config::Config = toml::from_str("[storage.encryption]\nkey_file = \"/etc/keys\"\n").unwrap();
+    assert_eq!(config.storage.encryption.map(|e| e.key_file), Some(PathBuf::from("/etc/keys")));
+    let err = toml::from_str::<crate::config::Config>("[storage.encryption]\nkey_fle = \"/etc/keys\"\n").unwrap_err();
+    assert!(err.to_string().contains("key_fle"), "{err}");
+    assert!(toml::from_str::<crate::config::Config>("").unwrap().storage.encryption.is_none());
+
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "k1 AAAA\n").unwrap();
+    let encryption = crate::config::EncryptionConfig { key_file: keys.clone() };
+    let err = Store::open_encrypted(&dir.path().join("data"), settings(), Arc::default(), Some(&encryption))
+        .expect_err("a bad key file");
+    assert_eq!(
+        err.to_string(),
+        format!("key file {} line 1: key \"k1\" is 3 bytes; AES-256 keys are 32", keys.display())
+    );
+}
