@@ -577,6 +577,43 @@ mod tests {
         }
     }
 
+    /// Each way of pushing keeps the SHA-256 of what was pushed: the raw pprof of a Connect
+    /// push, the `profile` field of a multipart `/ingest`, a raw `/ingest` body, folded text.
+    #[test]
+    fn pushed_profiles_keep_the_sha256_of_the_pushed_bytes() {
+        use sha2::Digest;
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/corpus/go-dev/fast/cpu-10s.pb.gz");
+        let pprof = std::fs::read(path).unwrap();
+        let sha = |bytes: &[u8]| -> [u8; 32] { sha2::Sha256::digest(bytes).into() };
+        let digests = |request: ExportProfilesServiceRequest| -> Vec<Option<[u8; 32]>> {
+            let mut d: Vec<_> =
+                crate::model::profile::rows_from_request(request).iter().map(|r| r.profile.source_sha256).collect();
+            d.dedup();
+            d
+        };
+        let push = wire::PushRequest {
+            series: vec![wire::RawProfileSeries {
+                labels: vec![],
+                samples: vec![wire::RawSample { raw_profile: pprof.clone(), id: "id-1".into() }],
+            }],
+        };
+        let converted = convert_push(&push, 5, 1 << 24).unwrap();
+        assert_eq!(digests(converted.into_iter().next().unwrap()), [Some(sha(&pprof))]);
+
+        let params = IngestParams { name: Some("app.cpu".into()), format: Some("pprof".into()), ..Default::default() };
+        let raw = convert_ingest(&params, "application/octet-stream", &pprof, 5, 1 << 24).unwrap();
+        assert_eq!(digests(raw), [Some(sha(&pprof))]);
+        let mut form = b"--XX\r\nContent-Disposition: form-data; name=\"profile\"; filename=\"p\"\r\n\r\n".to_vec();
+        form.extend_from_slice(&pprof);
+        form.extend_from_slice(b"\r\n--XX--\r\n");
+        let params = IngestParams { name: Some("app.cpu".into()), ..Default::default() };
+        let multipart = convert_ingest(&params, "multipart/form-data; boundary=XX", &form, 5, 1 << 24).unwrap();
+        assert_eq!(digests(multipart), [Some(sha(&pprof))], "the field's bytes, not the form's");
+        let folded = convert_ingest(&params, "text/plain", b"main;work 2\n", 5, 1 << 24).unwrap();
+        assert_eq!(digests(folded), [Some(sha(b"main;work 2\n"))]);
+    }
+
     #[test]
     fn times_in_any_unit() {
         let s = 1_700_000_000u64;
