@@ -193,6 +193,21 @@ async fn tls_listeners_answer_tls_clients_only() {
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let api = connect(&anonymous, s.running.api).await.unwrap();
     assert_eq!(api.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    // No session is resumed: every connection verifies its client at its own handshake.
+    for _ in 0..2 {
+        let mut tls = connect(&anonymous, s.running.api).await.unwrap();
+        // Read the answer to a request, so that any session ticket sent after the handshake
+        // has arrived before the next connection.
+        tokio::io::AsyncWriteExt::write_all(
+            &mut tls,
+            b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut tls, &mut answer).await;
+        assert_eq!(tls.get_ref().1.handshake_kind(), Some(rustls::HandshakeKind::Full));
+    }
     let http1_only = client(&s.prod, None, &[b"http/1.1"]);
     let api = connect(&http1_only, s.running.api).await.unwrap();
     assert_eq!(api.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));

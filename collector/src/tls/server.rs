@@ -16,6 +16,9 @@
 //! files change again, so a bad file is reported once, not every interval.
 //!
 //! At start the same build is an error: a bad file stops the collector with the file named.
+//!
+//! Sessions are not resumed (no session cache, no tickets): a resumed session would carry the
+//! client certificate verified at an earlier handshake, possibly under bundles since rotated.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -151,6 +154,12 @@ fn build(config: &TlsConfig, files: &Files, provider: &Arc<CryptoProvider>) -> R
             .map_err(|e| TlsError::Rustls(e.to_string()))?
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(resolver.clone());
+        // No session resumption: every connection verifies the client's certificate at its
+        // own handshake, against the bundles in force then, so an expired or re-issued
+        // certificate, or a bundle rotated by a reload, is never bypassed by a resumed session.
+        // OTLP exporters hold their connections, so the full handshakes cost little.
+        server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        server.send_tls13_tickets = 0;
         server.alpn_protocols = match listener {
             Listener::OtlpGrpc => vec![b"h2".to_vec()],
             Listener::OtlpHttp | Listener::Api => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
