@@ -6,7 +6,9 @@
 //! without one, one whose SPIFFE ID is signed by another trust domain's CA, an expired one and
 //! ones with two or no URI SANs are refused at the handshake and counted by reason; and a
 //! certificate replaced on disk reaches new connections while an HTTP/2 connection opened
-//! before goes on answering, and a bad file is counted and changes nothing.
+//! before goes on answering, and a bad file is counted and changes nothing; a silent client is
+//! cut at the handshake deadline and an idle TLS connection at the idle timeout; no session is
+//! resumed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -88,6 +90,11 @@ struct Setup {
 /// (and `staging.example`) verified under `client_auth`; the API's client auth is `optional`
 /// so the test can read `/metrics` without a certificate.
 async fn start(client_auth: ClientAuth, reload_interval: Duration) -> Setup {
+    start_with(client_auth, reload_interval, |_| {}).await
+}
+
+/// [`start`] with `edit` applied to the configuration.
+async fn start_with(client_auth: ClientAuth, reload_interval: Duration, edit: impl FnOnce(&mut Config)) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let prod = Ca::new("prod.example CA");
     let staging = Ca::new("staging.example CA");
@@ -110,6 +117,7 @@ async fn start(client_auth: ClientAuth, reload_interval: Duration) -> Setup {
         ..Config::default()
     };
     config.analysis.enabled = false;
+    edit(&mut config);
     let running = Collector::start(config).await.unwrap();
     Setup { dir, prod, staging, running }
 }
@@ -277,6 +285,37 @@ async fn client_certificates_are_verified_against_their_own_trust_domain() {
     for reason in ["no_certificate", "untrusted", "expired", "not_svid", "unknown_trust_domain"] {
         assert_eq!(counter(&text, &series(reason)), expected(reason), "{reason}");
     }
+    s.running.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn stalled_handshakes_and_idle_tls_connections_are_closed() {
+    let short = HumanDuration(Duration::from_millis(300));
+    let s = start_with(ClientAuth::None, Duration::from_secs(60), |c| {
+        c.server.header_read_timeout = short;
+        c.server.idle_timeout = short;
+    })
+    .await;
+    let mut buf = [0u8; 64];
+    // A TCP connection that never says hello is cut after `header_read_timeout`.
+    let mut silent = TcpStream::connect(s.running.api).await.unwrap();
+    let began = tokio::time::Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut silent, &mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    assert!(began.elapsed() >= Duration::from_millis(250), "{:?}", began.elapsed());
+    // A TLS connection that sends no request is closed after `idle_timeout`, as plaintext ones are.
+    let mut idle = connect(&client(&s.prod, None, &[]), s.running.api).await.unwrap();
+    let began = tokio::time::Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut idle, &mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    assert!(began.elapsed() >= Duration::from_millis(250), "{:?}", began.elapsed());
+    let text = settled(&s, |text| {
+        counter(text, "slo_gate_tls_handshake_failures_total{listener=\"api\",reason=\"timeout\"}") == 1
+            && counter(text, "slo_gate_connections_idle_closed_total{listener=\"api\"}") >= 1
+    })
+    .await;
+    assert_eq!(counter(&text, "slo_gate_tls_handshake_failures_total{listener=\"api\",reason=\"timeout\"}"), 1);
+    assert!(counter(&text, "slo_gate_connections_idle_closed_total{listener=\"api\"}") >= 1);
     s.running.stop(Duration::from_secs(5)).await;
 }
 
