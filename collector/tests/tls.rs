@@ -319,6 +319,27 @@ async fn stalled_handshakes_and_idle_tls_connections_are_closed() {
     s.running.stop(Duration::from_secs(5)).await;
 }
 
+#[tokio::test]
+async fn the_verified_spiffe_id_reaches_the_access_check() {
+    let auth = Config::from_toml(
+        "[auth]\nrequired = true\n[[auth.spiffe]]\nid = \"spiffe://prod.example/ns/pay/*\"\ntenants = [\"pay\"]\nscopes = [\"read\", \"write\"]\n",
+    )
+    .unwrap()
+    .auth;
+    let s = start_with(ClientAuth::Optional, Duration::from_secs(60), |c| c.auth = auth).await;
+    let addr = s.running.api;
+    // `/metrics` needs an identity when credentials are required: the certificate's SPIFFE ID,
+    // admitted by the rule, is one ...
+    let pay = s.prod.client(&[ORDER_SERVICE], |_| {});
+    assert_eq!(get(&client(&s.prod, Some(&pay), &[]), addr, "/metrics").await.unwrap().0, StatusCode::OK);
+    // ... TLS without a certificate is none, and an ID outside every rule is not admitted.
+    assert_eq!(get(&client(&s.prod, None, &[]), addr, "/metrics").await.unwrap().0, StatusCode::UNAUTHORIZED);
+    let shop = s.prod.client(&["spiffe://prod.example/ns/shop/sa/cart"], |_| {});
+    let (status, _) = get(&client(&s.prod, Some(&shop), &[]), addr, "/metrics").await.unwrap();
+    assert!(matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN), "{status}");
+    s.running.stop(Duration::from_secs(5)).await;
+}
+
 /// The DER of the server certificate a new connection to `addr` is shown.
 async fn server_certificate(connector: &TlsConnector, addr: std::net::SocketAddr) -> Vec<u8> {
     let tls = connect(connector, addr).await.unwrap();
