@@ -22,7 +22,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
@@ -116,8 +116,17 @@ fn read_stamped(path: &Path) -> Result<(Vec<u8>, Stamp), PemError> {
 /// [`Listener`].
 type Built = [Option<Arc<ServerConfig>>; 3];
 
-fn build(config: &TlsConfig, files: &Files, provider: &Arc<CryptoProvider>) -> Result<Built, TlsError> {
+/// The end of the leaf certificate's validity, in seconds since the epoch.
+fn not_after(config: &TlsConfig, leaf: &rustls::pki_types::CertificateDer<'_>) -> Result<i64, TlsError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(leaf.as_ref())
+        .map_err(|e| TlsError::Certificate { path: config.cert_file.clone(), problem: e.to_string() })?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
+fn build(config: &TlsConfig, files: &Files, provider: &Arc<CryptoProvider>) -> Result<(Built, i64), TlsError> {
     let chain = pem::certificates_of(&config.cert_file, &files.cert)?;
+    let expires = not_after(config, &chain[0])?;
     let key = pem::private_key_of(&config.key_file, &files.key)?;
     let key = provider
         .key_provider
@@ -166,7 +175,7 @@ fn build(config: &TlsConfig, files: &Files, provider: &Arc<CryptoProvider>) -> R
         };
         built[listener as usize] = Some(Arc::new(server));
     }
-    Ok(built)
+    Ok((built, expires))
 }
 
 /// The listeners' TLS configurations in force, and what is needed to reload them.
@@ -194,8 +203,9 @@ impl ServerTls {
     pub fn load(config: &TlsConfig, telemetry: Arc<Telemetry>) -> Result<ServerTls, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let (files, stamps) = Files::read(config);
-        let built = build(config, &files?, &provider)?;
+        let (built, expires) = build(config, &files?, &provider)?;
         telemetry.tls.enabled.store(true, Relaxed);
+        telemetry.tls.set_certificate_expiry(&config.cert_file, expires);
         Ok(ServerTls {
             config: config.clone(),
             provider,
@@ -228,7 +238,8 @@ impl ServerTls {
         }
         let built = files.map_err(TlsError::from).and_then(|files| build(&self.config, &files, &self.provider));
         match built {
-            Ok(built) => {
+            Ok((built, expires)) => {
+                self.telemetry.tls.set_certificate_expiry(&self.config.cert_file, expires);
                 for (slot, new) in self.current.iter().zip(built) {
                     if let (Some(slot), Some(new)) = (slot, new) {
                         *slot.write().unwrap_or_else(|e| e.into_inner()) = new;
@@ -296,6 +307,8 @@ pub struct TlsMetrics {
     failures: [[AtomicU64; HANDSHAKE_FAILURE_REASONS.len()]; 3],
     reloads: AtomicU64,
     reload_failures: AtomicU64,
+    /// `notAfter` of the server certificate in use, seconds since the epoch.
+    certificate_expiry: AtomicI64,
 }
 
 impl TlsMetrics {
@@ -307,6 +320,16 @@ impl TlsMetrics {
     pub fn handshake_failed(&self, listener: Listener, reason: &'static str) {
         let i = HANDSHAKE_FAILURE_REASONS.iter().position(|r| *r == reason).unwrap_or(2);
         self.failures[listener as usize][i].fetch_add(1, Relaxed);
+    }
+
+    /// Records the expiry of the certificate now served, and warns when it is already past:
+    /// clients will refuse it, but the collector still serves (a renewal may be on its way).
+    fn set_certificate_expiry(&self, path: &Path, not_after: i64) {
+        self.certificate_expiry.store(not_after, Relaxed);
+        let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        if not_after <= now {
+            tracing::warn!(cert = %path.display(), not_after, "the server certificate has expired; clients will refuse it");
+        }
     }
 
     pub fn render(&self, out: &mut String) {
@@ -335,6 +358,12 @@ impl TlsMetrics {
                 let _ = writeln!(out, "{name}{{listener=\"{}\",reason=\"{reason}\"}} {n}", listener.as_str());
             }
         }
+        let name = "slo_gate_tls_certificate_expiry_timestamp_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} When the server certificate in use expires (its notAfter), in seconds since the epoch.\n# TYPE {name} gauge\n{name} {}",
+            self.certificate_expiry.load(Relaxed)
+        );
         for (name, help, value) in [
             ("slo_gate_tls_reloads_total", "Changed TLS certificate, key or bundle files loaded.", &self.reloads),
             (
@@ -478,6 +507,9 @@ mod tests {
         assert!(matches!(tls.reload(), Reload::Refused(TlsError::Pem(_))));
         let text = telemetry.render();
         assert!(text.contains("slo_gate_tls_reloads_total 1"), "{text}");
+        let expiry = not_after(&s.config, &pem::certificates(&s.config.cert_file).unwrap()[0]).unwrap();
+        assert!(expiry > 4_000_000_000, "rcgen's default validity runs to the year 4096: {expiry}");
+        assert!(text.contains(&format!("slo_gate_tls_certificate_expiry_timestamp_seconds {expiry}\n")), "{text}");
         assert!(text.contains("slo_gate_tls_reload_failures_total 2"), "{text}");
         assert!(Arc::ptr_eq(&after, &tls.current(Listener::OtlpHttp).unwrap()));
     }
