@@ -220,6 +220,9 @@ async fn tls_listeners_answer_tls_clients_only() {
     let api = connect(&http1_only, s.running.api).await.unwrap();
     assert_eq!(api.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
 
+    // A client that does not trust the server's CA refuses it, and the server counts that.
+    let distrustful = client(&s.staging, None, &[]);
+    assert!(connect(&distrustful, s.running.otlp_http).await.is_err());
     // A plaintext request to a TLS port gets no HTTP answer.
     let tcp = TcpStream::connect(s.running.api).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tcp)).await.unwrap();
@@ -231,6 +234,9 @@ async fn tls_listeners_answer_tls_clients_only() {
     })
     .await;
     assert!(counter(&text, "slo_gate_tls_handshakes_total{listener=\"otlp_grpc\"}") >= 1);
+    let refused = "slo_gate_tls_handshake_failures_total{listener=\"otlp_http\",reason=\"server_certificate_refused\"}";
+    let text = settled(&s, |text| counter(text, refused) == 1).await;
+    assert_eq!(counter(&text, refused), 1);
     drop((tls, api));
     s.running.stop(Duration::from_secs(5)).await;
 }

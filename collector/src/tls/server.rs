@@ -274,8 +274,17 @@ impl ServerTls {
 }
 
 /// Why a TLS handshake failed, as counted in `slo_gate_tls_handshake_failures_total`.
-pub const HANDSHAKE_FAILURE_REASONS: [&str; 8] =
-    ["timeout", "closed", "protocol", "no_certificate", "expired", "untrusted", "not_svid", "unknown_trust_domain"];
+pub const HANDSHAKE_FAILURE_REASONS: [&str; 9] = [
+    "timeout",
+    "closed",
+    "protocol",
+    "server_certificate_refused",
+    "no_certificate",
+    "expired",
+    "untrusted",
+    "not_svid",
+    "unknown_trust_domain",
+];
 
 /// The reason label of a failed handshake's error (`timeout` is the caller's to give).
 pub fn handshake_failure_reason(err: &io::Error) -> &'static str {
@@ -284,6 +293,16 @@ pub fn handshake_failure_reason(err: &io::Error) -> &'static str {
     };
     match tls {
         rustls::Error::NoCertificatesPresented => "no_certificate",
+        // The client does not accept the server's certificate: after a reload to a certificate
+        // the clients do not trust, this is the series that climbs.
+        rustls::Error::AlertReceived(
+            rustls::AlertDescription::BadCertificate
+            | rustls::AlertDescription::UnsupportedCertificate
+            | rustls::AlertDescription::CertificateRevoked
+            | rustls::AlertDescription::CertificateExpired
+            | rustls::AlertDescription::CertificateUnknown
+            | rustls::AlertDescription::UnknownCA,
+        ) => "server_certificate_refused",
         rustls::Error::InvalidCertificate(cert) => match cert {
             CertificateError::Expired
             | CertificateError::ExpiredContext { .. }
@@ -318,7 +337,8 @@ impl TlsMetrics {
 
     /// A handshake on `listener` failed for `reason`, one of [`HANDSHAKE_FAILURE_REASONS`].
     pub fn handshake_failed(&self, listener: Listener, reason: &'static str) {
-        let i = HANDSHAKE_FAILURE_REASONS.iter().position(|r| *r == reason).unwrap_or(2);
+        let protocol = HANDSHAKE_FAILURE_REASONS.iter().position(|r| *r == "protocol").unwrap_or(0);
+        let i = HANDSHAKE_FAILURE_REASONS.iter().position(|r| *r == reason).unwrap_or(protocol);
         self.failures[listener as usize][i].fetch_add(1, Relaxed);
     }
 
@@ -526,6 +546,8 @@ mod tests {
             (io(SvidError::NoUri.into_rustls()), "not_svid"),
             (io(SvidError::UnknownTrustDomain("x".into()).into_rustls()), "unknown_trust_domain"),
             (io(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)), "protocol"),
+            (io(rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA)), "server_certificate_refused"),
+            (io(rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion)), "protocol"),
             (io::Error::from(io::ErrorKind::UnexpectedEof), "closed"),
         ] {
             assert_eq!(handshake_failure_reason(&err), reason, "{err}");
