@@ -482,7 +482,8 @@ fn rust_export(
 
 /// The Rust SDK over gRPC: an `ns/pay` certificate writes to `pay`; a valid certificate
 /// outside the allow-list, and an allowed one naming another tenant, get `PERMISSION_DENIED`;
-/// a client without a certificate and one with an expired certificate fail at the handshake.
+/// a client without a certificate, one whose certificate another trust domain's CA signed and
+/// one with an expired certificate fail at the handshake.
 #[test]
 fn rust_sdk_identity_names_the_tenant() {
     let setup = start();
@@ -507,8 +508,12 @@ fn rust_sdk_identity_names_the_tenant() {
         assert!(error.contains("PermissionDenied"), "{what}: {error}");
         refused_traces.push(trace_id);
     }
-    let handshake: [(&str, opentelemetry_otlp::SpanExporter); 2] = [
+    let handshake: [(&str, opentelemetry_otlp::SpanExporter); 3] = [
         ("no certificate", rust_exporter(&rt, &setup, None, None)),
+        (
+            "dev.example's CA signing a prod.example ID",
+            rust_exporter(&rt, &setup, Some(&setup.dev.client(ORDER)), None),
+        ),
         ("expired certificate", rust_exporter(&rt, &setup, Some(&setup.prod.expired_client(ORDER)), None)),
     ];
     for (what, exporter) in &handshake {
@@ -531,7 +536,7 @@ fn rust_sdk_identity_names_the_tenant() {
         let denied = [("listener", "otlp_grpc"), ("principal", principal), ("outcome", "denied")];
         assert!(sample(&text, "slo_gate_auth_requests_total", &denied) >= 1.0, "{principal}:\n{text}");
     }
-    for reason in ["no_certificate", "expired"] {
+    for reason in ["no_certificate", "untrusted", "expired"] {
         let refused = [("listener", "otlp_grpc"), ("reason", reason)];
         assert!(sample(&text, "slo_gate_tls_handshake_failures_total", &refused) >= 1.0, "{reason}:\n{text}");
     }
