@@ -2,7 +2,7 @@
 # OTLP trace ingestion benchmark: slo-gate against rotel (a Rust OTLP
 # collector, blackhole exporter), same load generator, same machine, loopback.
 #
-# Usage: bench/run-otlp-bench.sh [--only slo-gate|rotel] [--no-build] [--span-metrics-off]
+# Usage: bench/run-otlp-bench.sh [--only slo-gate|rotel] [--no-build] [--span-metrics-off] [--tls]
 # Env:   DURATION (s, 20)  CONNECTIONS (16)  SPANS_PER_REQUEST (512)
 #        LOAD_THREADS (1)  CARGO_TARGET_DIR (~/.cache/slo-gate-target)
 #        SLO_GATE (path of the slo-gate binary; default: the release build)
@@ -16,17 +16,23 @@
 # drops everything, while slo-gate stores what it accepts. --span-metrics-off
 # also measures slo-gate with `[span_metrics] enabled = false` (and no
 # analysis), as `slo-gate-nospanmetrics`, to show what span metrics cost.
+# --tls also measures slo-gate with mTLS on both OTLP listeners (`[tls]`,
+# client_auth = "required", a client certificate with a SPIFFE ID, throw-away
+# certificates made for the run), as `slo-gate-mtls`, and prints its spans
+# per server CPU-second against plaintext on the same run.
 set -euo pipefail
 
 ONLY=all
 BUILD=1
 SPAN_METRICS_OFF=0
+TLS=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --only) ONLY=${2:?--only needs slo-gate or rotel}; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --span-metrics-off) SPAN_METRICS_OFF=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --tls) TLS=1; shift ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -45,6 +51,8 @@ LOAD=$CARGO_TARGET_DIR/release/slo-gate-load
 WORK=$(mktemp -d -t slo-gate-bench.XXXXXX)
 
 SERVER_PID=
+# Extra slo-gate-load flags of the current run (the TLS files of the mTLS runs).
+LOAD_EXTRA=()
 cleanup() {
   if [[ -n $SERVER_PID ]]; then stop_server; fi
 }
@@ -98,7 +106,7 @@ run_load() {
   "$LOAD" "--$transport" "$addr" --pid "$SERVER_PID" --json \
     --duration "$DURATION" --connections "$CONNECTIONS" \
     --spans-per-request "$SPANS_PER_REQUEST" --threads "$LOAD_THREADS" \
-    >"$WORK/$name-$transport.json"
+    "${LOAD_EXTRA[@]}" >"$WORK/$name-$transport.json"
 }
 
 # bench_slo_gate TRANSPORT [NAME CONFIG]: one run of slo-gate (named NAME in the
@@ -112,6 +120,7 @@ bench_slo_gate() {
   "$SLO_GATE" serve --otlp-grpc "127.0.0.1:$grpc" --otlp-http "127.0.0.1:$http" \
     --api "127.0.0.1:$api" --data-dir "$data" "${extra[@]}" >"$WORK/$name-$transport.log" 2>&1 &
   SERVER_PID=$!
+  # The API stays plaintext in the TLS runs, so readiness is polled the same way.
   wait_until "$name" "$WORK/$name-$transport.log" http_ok "http://127.0.0.1:$api/readyz"
   if [[ $transport == grpc ]]; then
     run_load "$name" grpc "127.0.0.1:$grpc"
@@ -121,6 +130,30 @@ bench_slo_gate() {
   du -sh "$data" | awk -v n="$name" -v t="$transport" '{print "== " n " " t ": data dir " $1}' >&2
   stop_server
   rm -rf "$data"
+}
+
+# make_certs DIR: a throw-away CA, a server certificate for 127.0.0.1 and a
+# client certificate with the SPIFFE ID spiffe://bench.example/load, as PEM
+# files ca.pem, server.pem, server-key.pem, client.pem, client-key.pem.
+make_certs() {
+  local dir=$1
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca-key.pem -out ca.pem \
+      -days 1 -subj "/CN=slo-gate bench CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+    for who in server client; do
+      if [[ $who == server ]]; then
+        printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$who.ext"
+      else
+        printf 'subjectAltName=URI:spiffe://bench.example/load\nbasicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n' >"$who.ext"
+      fi
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$who-key.pem" -out "$who.csr" -subj "/CN=$who"
+      openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 \
+        -extfile "$who.ext" -out "$who.pem"
+    done
+  ) >"$dir/openssl.log" 2>&1 || { cat "$dir/openssl.log" >&2; return 1; }
 }
 
 # fetch_rotel: prints the path of the rotel-agent binary from the cached wheel.
@@ -185,6 +218,23 @@ if [[ $ONLY != rotel ]]; then
     bench_slo_gate grpc slo-gate-nospanmetrics "$WORK/no-span-metrics.toml"
     bench_slo_gate http slo-gate-nospanmetrics "$WORK/no-span-metrics.toml"
   fi
+  if [[ $TLS == 1 ]]; then
+    certs=$WORK/certs
+    make_certs "$certs"
+    cat >"$WORK/mtls.toml" <<TOML
+[tls]
+cert_file = "$certs/server.pem"
+key_file = "$certs/server-key.pem"
+client_auth = "required"
+listeners = ["otlp_grpc", "otlp_http"]
+[tls.trust_domains]
+"bench.example" = "$certs/ca.pem"
+TOML
+    LOAD_EXTRA=(--tls-ca "$certs/ca.pem" --tls-cert "$certs/client.pem" --tls-key "$certs/client-key.pem")
+    bench_slo_gate grpc slo-gate-mtls "$WORK/mtls.toml"
+    bench_slo_gate http slo-gate-mtls "$WORK/mtls.toml"
+    LOAD_EXTRA=()
+  fi
 fi
 if [[ $ONLY != slo-gate ]]; then
   ROTEL=$(fetch_rotel)
@@ -225,5 +275,11 @@ for transport in ("grpc", "http"):
     if ours and peer and ours["spans_per_server_cpu_second"] and peer["spans_per_server_cpu_second"]:
         ratio = ours["spans_per_server_cpu_second"] / peer["spans_per_server_cpu_second"]
         print(f"{transport}: slo-gate / rotel spans per CPU-second = {ratio:.2f}")
+for transport in ("grpc", "http"):
+    plain, tls = runs.get(("slo-gate", transport)), runs.get(("slo-gate-mtls", transport))
+    if plain and tls and plain["spans_per_server_cpu_second"] and tls["spans_per_server_cpu_second"]:
+        ratio = tls["spans_per_server_cpu_second"] / plain["spans_per_server_cpu_second"]
+        print(f"{transport}: slo-gate mTLS / plaintext spans per CPU-second = {ratio:.2f} "
+              f"({(1 - ratio) * 100:.1f}% lower; target: under 15%)")
 EOF
 log "JSON results and server logs: $WORK"

@@ -342,6 +342,40 @@ mod tests {
         assert!(profile_uri("bad host:1", "heap", 1).is_err());
     }
 
+    #[test]
+    fn https_targets_need_a_way_to_trust_the_server() {
+        let ca = ClientTls { ca_file: Some("/ca.pem".into()), ..Default::default() };
+        assert_eq!(check_target("127.0.0.1:6060", None), Ok(()));
+        assert_eq!(check_target("https://h:6060/app", Some(&ca)), Ok(()));
+        assert_eq!(
+            profile_uri("https://h:6060/app/", "heap", 1).unwrap().to_string(),
+            "https://h:6060/app/debug/pprof/heap"
+        );
+        let err = check_target("https://h:6060", None).unwrap_err();
+        assert!(err.contains("needs `ca_file`"), "{err}");
+        let err = check_target("ftp://h:21/", Some(&ca)).unwrap_err();
+        assert!(err.contains("scheme \"ftp\" is not supported"), "{err}");
+    }
+
+    #[test]
+    fn a_rotated_token_is_read_again_and_a_vanished_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first-token\n").unwrap();
+        let token = TokenFile::open(&path).unwrap();
+        assert_eq!(token.current(), "Bearer first-token");
+        assert!(token.current().is_sensitive());
+        // A different size is a change even where modification times are coarse.
+        std::fs::write(&path, "the-second-token").unwrap();
+        assert_eq!(token.current(), "Bearer the-second-token");
+        std::fs::write(&path, "   \n").unwrap();
+        assert_eq!(token.current(), "Bearer the-second-token", "an empty file keeps the last good token");
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(token.current(), "Bearer the-second-token");
+        let err = TokenFile::open(&path).unwrap_err().to_string();
+        assert!(err.contains("cannot read it"), "{err}");
+    }
+
     // issue 11 #15: a scraped goroutine profile that records no time (a `debug=2`-era or
     // hand-made one) is stored at the scrape's time, never at 0 or a file's time.
     #[test]
