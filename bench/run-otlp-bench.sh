@@ -16,10 +16,11 @@
 # drops everything, while slo-gate stores what it accepts. --span-metrics-off
 # also measures slo-gate with `[span_metrics] enabled = false` (and no
 # analysis), as `slo-gate-nospanmetrics`, to show what span metrics cost.
-# --tls also measures slo-gate with mTLS on both OTLP listeners (`[tls]`,
-# client_auth = "required", a client certificate with a SPIFFE ID, throw-away
-# certificates made for the run), as `slo-gate-mtls`, and prints its spans
-# per server CPU-second against plaintext on the same run.
+# --tls also measures slo-gate with mTLS on every listener (`serve --tls-cert
+# --tls-key --tls-client-ca --tls-client-auth required`, throw-away
+# certificates from `slo-gate certs init`, a client certificate with a SPIFFE
+# ID), as `slo-gate-mtls`, and prints its spans per server CPU-second against
+# plaintext on the same run.
 set -euo pipefail
 
 ONLY=all
@@ -51,8 +52,12 @@ LOAD=$CARGO_TARGET_DIR/release/slo-gate-load
 WORK=$(mktemp -d -t slo-gate-bench.XXXXXX)
 
 SERVER_PID=
-# Extra slo-gate-load flags of the current run (the TLS files of the mTLS runs).
+# Extra flags of the current run's server, load generator and readiness probe
+# (the TLS files of the mTLS runs), and the API's scheme.
+SERVE_EXTRA=()
 LOAD_EXTRA=()
+CURL_EXTRA=()
+API_SCHEME=http
 cleanup() {
   if [[ -n $SERVER_PID ]]; then stop_server; fi
 }
@@ -96,7 +101,7 @@ wait_until() {
   return 1
 }
 
-http_ok() { curl -fsS -o /dev/null --max-time 1 "$1"; }
+http_ok() { curl -fsS -o /dev/null --max-time 1 "${CURL_EXTRA[@]}" "$1"; }
 tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1"); }
 
 # run_load NAME TRANSPORT ADDR: one measured run against the running server.
@@ -113,15 +118,14 @@ run_load() {
 # results, started with --config CONFIG when given).
 bench_slo_gate() {
   local transport=$1 name=${2:-slo-gate} config=${3:-} grpc http api data
-  local extra=()
-  if [[ -n $config ]]; then extra=(--config "$config"); fi
+  local extra=("${SERVE_EXTRA[@]}")
+  if [[ -n $config ]]; then extra+=(--config "$config"); fi
   grpc=$(free_port) http=$(free_port) api=$(free_port)
   data=$(mktemp -d -p "$WORK" data.XXXXXX)
   "$SLO_GATE" serve --otlp-grpc "127.0.0.1:$grpc" --otlp-http "127.0.0.1:$http" \
     --api "127.0.0.1:$api" --data-dir "$data" "${extra[@]}" >"$WORK/$name-$transport.log" 2>&1 &
   SERVER_PID=$!
-  # The API stays plaintext in the TLS runs, so readiness is polled the same way.
-  wait_until "$name" "$WORK/$name-$transport.log" http_ok "http://127.0.0.1:$api/readyz"
+  wait_until "$name" "$WORK/$name-$transport.log" http_ok "$API_SCHEME://127.0.0.1:$api/readyz"
   if [[ $transport == grpc ]]; then
     run_load "$name" grpc "127.0.0.1:$grpc"
   else
@@ -130,30 +134,6 @@ bench_slo_gate() {
   du -sh "$data" | awk -v n="$name" -v t="$transport" '{print "== " n " " t ": data dir " $1}' >&2
   stop_server
   rm -rf "$data"
-}
-
-# make_certs DIR: a throw-away CA, a server certificate for 127.0.0.1 and a
-# client certificate with the SPIFFE ID spiffe://bench.example/load, as PEM
-# files ca.pem, server.pem, server-key.pem, client.pem, client-key.pem.
-make_certs() {
-  local dir=$1
-  mkdir -p "$dir"
-  (
-    cd "$dir"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca-key.pem -out ca.pem \
-      -days 1 -subj "/CN=slo-gate bench CA" \
-      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
-    for who in server client; do
-      if [[ $who == server ]]; then
-        printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$who.ext"
-      else
-        printf 'subjectAltName=URI:spiffe://bench.example/load\nbasicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n' >"$who.ext"
-      fi
-      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$who-key.pem" -out "$who.csr" -subj "/CN=$who"
-      openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 \
-        -extfile "$who.ext" -out "$who.pem"
-    done
-  ) >"$dir/openssl.log" 2>&1 || { cat "$dir/openssl.log" >&2; return 1; }
 }
 
 # fetch_rotel: prints the path of the rotel-agent binary from the cached wheel.
@@ -220,20 +200,15 @@ if [[ $ONLY != rotel ]]; then
   fi
   if [[ $TLS == 1 ]]; then
     certs=$WORK/certs
-    make_certs "$certs"
-    cat >"$WORK/mtls.toml" <<TOML
-[tls]
-cert_file = "$certs/server.pem"
-key_file = "$certs/server-key.pem"
-client_auth = "required"
-listeners = ["otlp_grpc", "otlp_http"]
-[tls.trust_domains]
-"bench.example" = "$certs/ca.pem"
-TOML
-    LOAD_EXTRA=(--tls-ca "$certs/ca.pem" --tls-cert "$certs/client.pem" --tls-key "$certs/client-key.pem")
-    bench_slo_gate grpc slo-gate-mtls "$WORK/mtls.toml"
-    bench_slo_gate http slo-gate-mtls "$WORK/mtls.toml"
-    LOAD_EXTRA=()
+    "$SLO_GATE" certs init --dir "$certs" --days 1 --ip 127.0.0.1 --client spiffe://bench.example/load >&2
+    SERVE_EXTRA=(--tls-cert "$certs/server.pem" --tls-key "$certs/server-key.pem"
+      --tls-client-ca "bench.example=$certs/ca.pem" --tls-client-auth required)
+    LOAD_EXTRA=(--tls-ca "$certs/ca.pem" --tls-cert "$certs/load.pem" --tls-key "$certs/load-key.pem")
+    CURL_EXTRA=(--cacert "$certs/ca.pem" --cert "$certs/load.pem" --key "$certs/load-key.pem")
+    API_SCHEME=https
+    bench_slo_gate grpc slo-gate-mtls
+    bench_slo_gate http slo-gate-mtls
+    SERVE_EXTRA=() LOAD_EXTRA=() CURL_EXTRA=() API_SCHEME=http
   fi
 fi
 if [[ $ONLY != slo-gate ]]; then
@@ -279,7 +254,8 @@ for transport in ("grpc", "http"):
     plain, tls = runs.get(("slo-gate", transport)), runs.get(("slo-gate-mtls", transport))
     if plain and tls and plain["spans_per_server_cpu_second"] and tls["spans_per_server_cpu_second"]:
         ratio = tls["spans_per_server_cpu_second"] / plain["spans_per_server_cpu_second"]
+        change = f"{(1 - ratio) * 100:.1f}% lower" if ratio <= 1 else f"{(ratio - 1) * 100:.1f}% higher"
         print(f"{transport}: slo-gate mTLS / plaintext spans per CPU-second = {ratio:.2f} "
-              f"({(1 - ratio) * 100:.1f}% lower; target: under 15%)")
+              f"({change}; target: under 15% lower)")
 EOF
 log "JSON results and server logs: $WORK"
