@@ -588,3 +588,46 @@ pub fn series_index(data: &[u8]) {
         }
     }
 }
+
+/// Credentials as they arrive: the first byte picks the decoder, the rest is its input.
+/// - a SPIFFE ID (`identity::SpiffeId::parse`): what parses is well formed and prints back as
+///   the input (with the scheme in lower case);
+/// - a client certificate's DER (`tls::spiffe::svid_id`): never panics;
+/// - a token file's text (`auth::tokens::Tokens::parse`): an error names a line of the input;
+/// - a bearer JWT against a fixed HMAC JWKS (`auth::jwt::Jwks::verify`): never panics, and no
+///   input that was not signed with the key is accepted.
+pub fn credentials(data: &[u8]) {
+    use collector::auth::jwt::Jwks;
+    let Some((&which, rest)) = data.split_first() else { return };
+    match which % 4 {
+        0 => {
+            let Ok(text) = std::str::from_utf8(rest) else { return };
+            if let Ok(id) = collector::identity::SpiffeId::parse(text) {
+                assert!(id.as_str().eq_ignore_ascii_case(text), "{text:?} → {id}");
+                assert!(collector::identity::SpiffeId::parse(id.as_str()).is_ok());
+                assert!(!id.trust_domain().is_empty());
+            }
+        }
+        1 => {
+            let der = rustls::pki_types::CertificateDer::from(rest.to_vec());
+            let _ = collector::tls::spiffe::svid_id(&der);
+        }
+        2 => {
+            let Ok(text) = std::str::from_utf8(rest) else { return };
+            if let Err((line, _)) = collector::auth::tokens::Tokens::parse(text) {
+                assert!(line >= 1 && line <= text.lines().count(), "line {line} of {} lines", text.lines().count());
+            }
+        }
+        _ => {
+            let Ok(token) = std::str::from_utf8(rest) else { return };
+            let jwks = Jwks::from_json(
+                std::path::Path::new("jwks.json"),
+                br#"{"keys":[{"kty":"oct","kid":"k","alg":"HS256","k":"ZnV6ei1rZXktZnV6ei1rZXktZnV6ei1rZXktMzJi"}]}"#,
+            )
+            .expect("the fixed JWKS parses");
+            let config: collector::auth::config::JwtConfig = toml::from_str("jwks_file = \"jwks.json\"").expect("config");
+            // Arbitrary bytes are never a token signed with the key: nothing is accepted.
+            assert!(jwks.verify(token, &config).is_err(), "accepted {token:?}");
+        }
+    }
+}

@@ -85,7 +85,12 @@ impl Jwks {
             return Err(JwksError::TooLarge { path: path.to_path_buf(), size });
         }
         let text = std::fs::read(path).map_err(read_err)?;
-        let set: JwkSet = serde_json::from_slice(&text)
+        Jwks::from_json(path, &text)
+    }
+
+    /// The keys of a JWKS document read from `path` (named in errors).
+    pub fn from_json(path: &Path, text: &[u8]) -> Result<Jwks, JwksError> {
+        let set: JwkSet = serde_json::from_slice(text)
             .map_err(|e| JwksError::Malformed { path: path.to_path_buf(), problem: e.to_string() })?;
         if set.keys.is_empty() {
             return Err(JwksError::Empty { path: path.to_path_buf() });

@@ -273,7 +273,7 @@ mod tests {
     fn a_bad_line_is_reported_with_its_number_and_the_problem() {
         let good = sha("s3cret-ci-token-0123456789");
         for (text, line, problem) in [
-            (format!("# x\nci pay read\n"), 2, "expected 4 fields"),
+            ("# x\nci pay read\n".to_string(), 2, "expected 4 fields"),
             (format!("ci pay read {good}\nci shop read {good}\n"), 2, "used twice"),
             (format!("c/i pay read {good}\n"), 1, "letters, digits"),
             (format!("ci pa/y read {good}\n"), 1, "tenants: tenant id \"pa/y\" contains '/'"),
