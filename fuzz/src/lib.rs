@@ -625,7 +625,8 @@ pub fn credentials(data: &[u8]) {
                 br#"{"keys":[{"kty":"oct","kid":"k","alg":"HS256","k":"ZnV6ei1rZXktZnV6ei1rZXktZnV6ei1rZXktMzJi"}]}"#,
             )
             .expect("the fixed JWKS parses");
-            let config: collector::auth::config::JwtConfig = toml::from_str("jwks_file = \"jwks.json\"").expect("config");
+            let config: collector::auth::config::JwtConfig =
+                toml::from_str("jwks_file = \"jwks.json\"").expect("config");
             // Arbitrary bytes are never a token signed with the key: nothing is accepted.
             assert!(jwks.verify(token, &config).is_err(), "accepted {token:?}");
         }

@@ -223,10 +223,7 @@ fn a_flipped_byte_in_a_stored_profile_is_a_checksum_error_naming_its_part() {
     server.stop();
 }
 
-// Needs `slo-gate serve` to open its store with `[storage.encryption]`
-// (`Store::open_encrypted`), which `collector/src/server.rs` does not do yet.
 #[test]
-#[ignore = "server.rs does not pass [storage.encryption] to the store yet"]
 fn encrypted_parts_hide_the_profile_and_still_answer() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
