@@ -84,9 +84,11 @@ pub struct CheckArgs {
     /// Do not record this run in the history (`last_passing`, `consecutive_failures`).
     #[arg(long)]
     pub no_record: bool,
-    /// Record the run with the write token in this file (its first line that is not blank or
-    /// a `#` comment): one of the collector's `--gate-token-file` tokens. Default: the
-    /// SLO_GATE_TOKEN environment variable. Not needed with --data-dir or --no-record.
+    /// The bearer token in this file (its first line that is not blank or a `#` comment) is
+    /// sent with every request: a token of the collector's `[auth] token_file` with the `read`
+    /// and `gate-write` scopes on the tenant (read only with --no-record), or one of its
+    /// `--gate-token-file` tokens. Default: the SLO_GATE_TOKEN environment variable. Not
+    /// needed with --data-dir, nor with --no-record against a collector without `[auth]`.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// The write token, given in the process (`slo-gate demo` shares its in-process

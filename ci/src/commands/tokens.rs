@@ -13,7 +13,8 @@ use collector::tenant::Tenant;
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {
     /// Make a token: prints the secret (give it to the client) and the token-file line (append
-    /// it to the collector's `[auth] token_file`; the collector reloads the file by itself).
+    /// it to the collector's `[auth] token_file`, or let `--append` do it; the collector
+    /// reloads the file by itself).
     New(NewArgs),
 }
 
@@ -32,6 +33,11 @@ pub struct NewArgs {
     /// with a password a person chose) instead of making a random token.
     #[arg(long)]
     pub argon2: bool,
+    /// Append the line to this token file (created with mode 0600 if missing) after checking
+    /// that the file with it still parses (an id used twice is refused, the file untouched);
+    /// standard output then holds the secret alone.
+    #[arg(long, value_name = "FILE")]
+    pub append: Option<std::path::PathBuf>,
 }
 
 pub fn run(command: TokensCommand) -> anyhow::Result<()> {
@@ -67,13 +73,42 @@ fn new(args: NewArgs) -> anyhow::Result<()> {
     let line = format!("{} {} {} {digest}", args.id, args.tenants, args.scopes);
     // The line must parse as the collector will parse it.
     collector::auth::tokens::Tokens::parse(&line).map_err(|(_, problem)| anyhow::anyhow!("{problem}"))?;
+    if let Some(path) = &args.append {
+        append_line(path, &line)?;
+        eprintln!("appended the token-file line for {:?} to {}", args.id, path.display());
+    }
     if let Some(secret) = secret {
         eprintln!("secret (give it to the client; it is not stored anywhere):");
         println!("{secret}");
     }
-    eprintln!("token-file line (append it to the file of `[auth] token_file`):");
-    println!("{line}");
+    if args.append.is_none() {
+        eprintln!("token-file line (append it to the file of `[auth] token_file`):");
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// Appends `line` to the token file at `path`, creating it (mode 0600) when missing, only if
+/// the file's text with the line still parses as the collector parses it.
+fn append_line(path: &std::path::Path, line: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let separator = if existing.is_empty() || existing.ends_with('\n') { "" } else { "\n" };
+    let text = format!("{existing}{separator}{line}\n");
+    collector::auth::tokens::Tokens::parse(&text)
+        .map_err(|(n, problem)| anyhow::anyhow!("{} with the new line, line {n}: {problem}", path.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    file.write_all(format!("{separator}{line}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot append to {}", path.display()))
 }
 
 fn hex_digest(token: &str) -> String {
@@ -82,4 +117,39 @@ fn hex_digest(token: &str) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::append_line;
+
+    #[test]
+    fn append_creates_the_file_private_and_refuses_an_id_used_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        append_line(&path, &format!("ci pay read {digest}")).unwrap();
+        append_line(&path, &format!("grafana pay read {digest}")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let err = append_line(&path, &format!("ci shop read {digest}")).unwrap_err().to_string();
+        assert!(err.contains("line 3") && err.contains("used twice"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "a refused line leaves the file as it was");
+    }
+
+    #[test]
+    fn append_after_a_last_line_without_newline_starts_a_new_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        let digest = format!("sha256:{}", "cd".repeat(32));
+        std::fs::write(&path, format!("# tokens\nci pay read {digest}")).unwrap();
+        append_line(&path, &format!("bot pay write {digest}")).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with(&format!("read {digest}\nbot pay write {digest}\n")), "{text}");
+    }
 }
