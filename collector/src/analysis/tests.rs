@@ -399,6 +399,8 @@ fn the_readme_configuration_reads() {
     let config: crate::config::Config = toml::from_str(block).unwrap_or_else(|e| panic!("{e}\n{block}"));
     assert_eq!(config.analysis.watch.len(), 1);
     assert_eq!(config.webhook.len(), 1);
+    assert!(config.auth.required && config.auth.token_file.is_some(), "{:?}", config.auth);
+    assert!(config.tls.is_some());
     config.analysis.detector.validate().unwrap();
 }
 
