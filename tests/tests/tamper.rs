@@ -219,6 +219,49 @@ fn a_flipped_byte_in_a_stored_profile_is_a_checksum_error_naming_its_part() {
     let warning = gate["warnings"][0].as_str().unwrap_or_default();
     assert!(warning.starts_with(&format!("part {name} is damaged: checksum mismatch: sha256 recorded ")), "{gate}");
 
+    // The native flame graph (every format) and its diff name the part too: an empty or
+    // smaller flame graph is never served as if it were whole.
+    push(&server, "native", &corpus());
+    flushed(&server, &["profiles"]);
+    let parts = parts_of(&data, "profiles");
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    let name = flip_middle_byte(&data, &parts[0]);
+    let expected = format!("part {name} is damaged: checksum mismatch: sha256 recorded ");
+    let selector = e2e::url_encode("{service_name=\"native\"}");
+    let client = reqwest::blocking::Client::new();
+    for (i, format) in ["json", "folded", "svg"].into_iter().enumerate() {
+        let resp = client
+            .get(server.api_url(&format!(
+                "/api/v1/flamegraph?type={}&selector={selector}&format={format}",
+                e2e::url_encode(CPU_TYPE)
+            )))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{format}");
+        let warnings: Vec<String> =
+            resp.headers().get_all("warning").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+        if i == 0 {
+            // The first read finds the damage and sets the part aside.
+            assert_eq!(warnings.len(), 1, "{format}: {warnings:?}");
+            assert!(warnings[0].starts_with(&format!("299 slo-gate \"{expected}")), "{format}: {}", warnings[0]);
+        }
+    }
+    push(&server, "diff", &corpus());
+    flushed(&server, &["profiles"]);
+    let parts = parts_of(&data, "profiles");
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    let name = flip_middle_byte(&data, &parts[0]);
+    let side = e2e::url_encode("{service_name=\"diff\"}");
+    let (status, diff) = server.get(
+        &format!("/api/v1/flamegraph/diff?type={}&baseline={side}&candidate={side}", e2e::url_encode(CPU_TYPE)),
+        None,
+    );
+    assert_eq!(status, 200, "{diff}");
+    let warnings: Vec<&str> = diff["warnings"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let prefix = format!("part {name} is damaged: checksum mismatch: sha256 recorded ");
+    assert!(warnings.iter().any(|w| w.starts_with(&prefix)), "{diff}");
+    assert_eq!(diff["baseline_profiles"], 0, "{diff}");
+
     assert_eq!(spans_of_trace(&server), 10);
     server.stop();
 }

@@ -503,6 +503,9 @@ fn profile_runs(
     ];
     q.extend(time_params(window));
     let answer: GateProfiles = client.get_as("/api/v1/gate/profiles", &q)?;
+    for w in &answer.warnings {
+        eprintln!("warning: the collector could not read all of its data: {w}");
+    }
     // The same instance may have run several versions (`previous: N`): a run is both.
     let runs = answer.profiles.iter().map(|p| (format!("{version}/{}", p.run), p.to_profile()));
     Ok(Run::group(runs.collect::<Vec<(String, Profile)>>()))

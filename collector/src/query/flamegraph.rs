@@ -18,9 +18,9 @@ use http::{HeaderMap, header};
 use serde::Deserialize;
 
 use super::params::{self, Selector, format_param};
-use super::profiles::{Filter, Matched, collect, fold, profiles, scan_profiles, type_id};
+use super::profiles::{Filter, Matched, collect_reported, fold, profiles, scan_profiles, type_id};
 use super::work::{WorkSource, work_in_window};
-use super::{ApiState, blocking, tenant};
+use super::{ApiState, blocking, tenant, warning_headers};
 use crate::api::flame::{FlameDiff, FunctionChange, LoadComparison, ProfileType, ProfileTypes, RuntimeShare, Sides};
 use crate::error::QueryError;
 use crate::model::attrs;
@@ -264,12 +264,14 @@ async fn flamegraph(
     let format = format_param(params.format.as_deref(), &["json", "folded", "svg"])?;
     let unit = filter.kind.sample_unit.clone();
     let title = format!("{} {}", filter.kind.name, filter.kind.sample_type);
-    let folded = blocking(move || {
-        let rows = collect(&state, &tenant, &filter, &[selector])?;
-        Ok(rows.first().map(|r| fold(r)).unwrap_or_default())
+    let (folded, scan_warnings) = blocking(move || {
+        let (rows, warnings) = collect_reported(&state, &tenant, &filter, &[selector])?;
+        Ok((rows.first().map(|r| fold(r)).unwrap_or_default(), warnings))
     })
     .await?;
-    Ok(match format.as_str() {
+    // The tree's shape is fixed (and deep): parts the scan could not read are named in
+    // `Warning` headers, in every format.
+    let mut response = match format.as_str() {
         "folded" => {
             let mut text = folded.lines().join("\n");
             if !text.is_empty() {
@@ -279,7 +281,9 @@ async fn flamegraph(
         }
         "svg" => svg_response(&folded.lines(), title, &unit),
         _ => json_text(tree(&folded)),
-    })
+    };
+    warning_headers(&mut response, &scan_warnings);
+    Ok(response)
 }
 
 async fn flamegraph_diff(
@@ -302,7 +306,7 @@ async fn flamegraph_diff(
     let alloc_filter = (kind.sample_type == "cpu").then(|| Filter { kind: alloc_kind.clone(), ..filter.clone() });
     let sides = blocking(move || {
         let selectors = [baseline, candidate];
-        let rows = collect(&state, &tenant, &filter, &selectors)?;
+        let (rows, mut warnings) = collect_reported(&state, &tenant, &filter, &selectors)?;
         let mut work = (None, None);
         if wants_work {
             let window = |rows: &[Matched]| {
@@ -317,13 +321,21 @@ async fn flamegraph_diff(
             }
         }
         let allocs = match &alloc_filter {
-            Some(f) => collect(&state, &tenant, f, &selectors)?,
+            Some(f) => {
+                let (allocs, more) = collect_reported(&state, &tenant, f, &selectors)?;
+                for w in more {
+                    if !warnings.contains(&w) {
+                        warnings.push(w);
+                    }
+                }
+                allocs
+            }
             None => Vec::new(),
         };
-        Ok((rows, work, allocs))
+        Ok((rows, work, allocs, warnings))
     })
     .await?;
-    let (sides, work, allocs) = sides;
+    let (sides, work, allocs, scan_warnings) = sides;
     let (base_rows, cand_rows) = match sides.as_slice() {
         [b, c] => (b, c),
         _ => return Err(QueryError::Internal("the scan answered no sides".into())),
@@ -352,7 +364,9 @@ async fn flamegraph_diff(
             _ => (flame::differential(&base_folded, &cand_folded), "baseline normalised to the candidate total".into()),
         };
         let title = format!("{} {}: baseline → candidate ({scale})", kind.name, kind.sample_type);
-        return Ok(svg_response(&lines, title, &kind.sample_unit));
+        let mut response = svg_response(&lines, title, &kind.sample_unit);
+        warning_headers(&mut response, &scan_warnings);
+        return Ok(response);
     }
     let comparison = comparison.map(|c| {
         let allocation = match allocs.as_slice() {
@@ -371,7 +385,12 @@ async fn flamegraph_diff(
         candidate_profiles: count(&cand_runs),
         baseline_runs: base_runs.len(),
         candidate_runs: cand_runs.len(),
-        warnings: comparison.as_ref().map(|(c, ..)| c.warnings()).unwrap_or_default(),
+        // Parts that could not be read first: the comparison below is over what remained.
+        warnings: scan_warnings
+            .iter()
+            .cloned()
+            .chain(comparison.as_ref().map(|(c, ..)| c.warnings()).unwrap_or_default())
+            .collect(),
         baseline_total: base_folded.total(),
         candidate_total: cand_folded.total(),
         ..FlameDiff::default()

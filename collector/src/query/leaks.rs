@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::params::Selector;
-use super::profiles::{Filter, collect, profiles};
+use super::profiles::{Filter, collect_reported, profiles};
 use super::{ApiState, blocking, tenant};
 use crate::error::QueryError;
 use analyzer::flame;
@@ -65,7 +65,7 @@ async fn leaks(
     if let Some(version) = params.version.as_deref().filter(|v| !v.is_empty()) {
         selector = selector.and_equal("service_version", version);
     }
-    let rows = blocking(move || collect(&state, &tenant, &filter, &[selector])).await?;
+    let (rows, warnings) = blocking(move || collect_reported(&state, &tenant, &filter, &[selector])).await?;
     let rows = rows.into_iter().next().unwrap_or_default();
     let runs = flame::Run::group(profiles(&rows, &kind).into_iter().map(|(r, p)| (r.to_string(), p)));
     let options = analyzer::leaks::LeakOptions::default();
@@ -103,5 +103,7 @@ async fn leaks(
         "processes": processes,
         "findings": findings.iter().map(analyzer::leaks::across::json).collect::<Vec<_>>(),
         "runs": answers,
+        // Parts that could not be read (damaged, or sealed with a key the key file lacks).
+        "warnings": warnings,
     })))
 }

@@ -208,18 +208,10 @@ pub(crate) fn label<'a>(
     }
 }
 
-/// The rows of `tenant` matching `filter` and each of `selectors`, one list per selector.
-pub(crate) fn collect(
-    state: &ApiState,
-    tenant: &Tenant,
-    filter: &Filter,
-    selectors: &[Selector],
-) -> Result<Vec<Vec<Matched>>, QueryError> {
-    collect_reported(state, tenant, filter, selectors).map(|(rows, _)| rows)
-}
-
-/// [`collect`], with the warnings of the scan: parts that could not be read (damaged and set
-/// aside, or encrypted with a key the key file lacks), for the answer to say so.
+/// The rows of `tenant` matching `filter` and each of `selectors`, one list per selector, with
+/// the warnings of the scan: parts that could not be read (damaged and set aside, or encrypted
+/// with a key the key file lacks), for the answer to say so. Every caller names them in its
+/// answer: a flame graph missing a part is never served as if it were whole.
 pub(crate) fn collect_reported(
     state: &ApiState,
     tenant: &Tenant,
