@@ -77,6 +77,13 @@ fn flush(shared: &Shared, writer: &SyncSender<Op>) -> Result<bool, StoreError> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     writer.send(Op::Cut { done: tx }).map_err(|_| StoreError::Stopped("log writer"))?;
     rx.recv().map_err(|_| StoreError::Stopped("log writer"))??;
+    write_frozen(shared)
+}
+
+/// Writes every frozen block, oldest first, each followed by its checkpoint and the deletion
+/// of its segments; says whether there was any. The start-up replay calls it too, before the
+/// threads exist, so the parts it writes are made exactly as the flusher's.
+pub(crate) fn write_frozen(shared: &Shared) -> Result<bool, StoreError> {
     let mut wrote = false;
     loop {
         let next = shared.read().head.frozen.first().map(|f| (f.seq, Arc::clone(&f.block)));
