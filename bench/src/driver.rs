@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::fresh::Bodies;
 use crate::otlp_grpc::GrpcSender;
 use crate::otlp_http::HttpSender;
 use crate::target::Target;
@@ -39,10 +39,10 @@ pub enum Sender {
 }
 
 impl Sender {
-    pub async fn connect(target: Target, body: Bytes, tls: Option<&ClientTls>) -> anyhow::Result<Self> {
+    pub async fn connect(target: Target, bodies: Bodies, tls: Option<&ClientTls>) -> anyhow::Result<Self> {
         Ok(match target {
-            Target::Grpc(addr) => Self::Grpc(GrpcSender::connect(addr, body, tls).await?),
-            Target::Http(addr) => Self::Http(HttpSender::connect(addr, body, tls.cloned()).await?),
+            Target::Grpc(addr) => Self::Grpc(GrpcSender::connect(addr, bodies, tls).await?),
+            Target::Http(addr) => Self::Http(HttpSender::connect(addr, bodies, tls.cloned()).await?),
         })
     }
 
@@ -96,17 +96,17 @@ pub struct Limits {
 }
 
 /// Opens all connections before any load is sent, so setup is not measured.
-/// Each connection gets at most `timeout`.
+/// Each connection gets at most `timeout`; connection `i` sends the bodies of `bodies(i)`.
 pub async fn connect_all(
     target: Target,
-    body: &Bytes,
+    bodies: impl Fn(usize) -> Bodies,
     connections: usize,
     timeout: Duration,
     tls: Option<&ClientTls>,
 ) -> anyhow::Result<Vec<Sender>> {
     let mut senders = Vec::with_capacity(connections);
     for i in 0..connections {
-        let sender = tokio::time::timeout(timeout, Sender::connect(target, body.clone(), tls))
+        let sender = tokio::time::timeout(timeout, Sender::connect(target, bodies(i), tls))
             .await
             .map_err(|_| anyhow::anyhow!("timed out after {timeout:?}"))
             .and_then(|connected| connected)

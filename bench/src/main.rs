@@ -12,8 +12,12 @@
 //! `--duration` (plus one `--timeout` and at most `--settle`) and
 //! `--max-requests`. With `--tls-ca` every connection is TLS (mTLS with
 //! `--tls-cert`/`--tls-key`), its handshake done before the timed window.
+//! With `--fresh` every request carries new trace and span ids and times near
+//! now, patched into a copy of the encoded request (`fresh`), so what a server
+//! stores compresses as real traffic would.
 
 mod driver;
+mod fresh;
 mod otlp_grpc;
 mod otlp_http;
 mod payload;
@@ -23,6 +27,7 @@ mod target;
 mod tls;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -30,6 +35,7 @@ use clap::Parser;
 use tokio::time::Instant;
 
 use crate::driver::Limits;
+use crate::fresh::{Bodies, FreshBodies, Template};
 use crate::procfs::RssSampler;
 use crate::report::{Report, RunInfo, ServerUsage};
 use crate::target::{Target, parse_loopback};
@@ -66,6 +72,10 @@ struct Args {
     /// Seed for the generated ids and attribute values
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Fresh trace and span ids and timestamps near now in every request, unique across
+    /// requests and connections (the default replays one request byte for byte)
+    #[arg(long)]
+    fresh: bool,
     /// Server process to measure (CPU time and memory from /proc/PID)
     #[arg(long)]
     pid: Option<u32>,
@@ -157,9 +167,29 @@ fn main() -> anyhow::Result<()> {
         }
     };
 
-    let request = payload::build_request(args.spans_per_request, args.seed, payload::now_unix_nano());
+    let encoded_at = payload::now_unix_nano();
+    let request = payload::build_request(args.spans_per_request, args.seed, encoded_at);
     let body = payload::encode(&request);
     drop(request);
+    // Connection i of a fresh run sends the bodies of `bodies(i)`; the run's start time keys
+    // the ids, so two runs against one server do not repeat each other's.
+    let template = match args.fresh {
+        true => {
+            let template = Template::new(body.clone(), encoded_at).context("preparing --fresh")?;
+            anyhow::ensure!(template.spans() == args.spans_per_request, "--fresh found {} spans", template.spans());
+            Some(Arc::new(template))
+        }
+        false => None,
+    };
+    let bodies = |connection: usize| match &template {
+        Some(template) => {
+            Bodies::Fresh(Box::new(FreshBodies::new(Arc::clone(template), connection as u64, encoded_at ^ args.seed)))
+        }
+        None => Bodies::Replay(body.clone()),
+    };
+    // The compressed size of a request like those sent (one past the last connection, so
+    // it is none of the requests sent).
+    let request_gzip_bytes = fresh::gzip_len(&bodies(args.connections).next_body())?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads)
@@ -172,7 +202,7 @@ fn main() -> anyhow::Result<()> {
     let server_before = args.pid.map(|pid| procfs::snapshot(pid, ticks)).transpose()?;
     let sampler = args.pid.map(|pid| RssSampler::start(pid, Duration::from_millis(100)));
     let (tally, wall, client_cpu) = runtime.block_on(async {
-        let senders = driver::connect_all(target, &body, args.connections, timeout, tls.as_ref()).await?;
+        let senders = driver::connect_all(target, bodies, args.connections, timeout, tls.as_ref()).await?;
         let client_before = procfs::snapshot(self_pid, ticks).ok();
         let started = Instant::now();
         let limits = Limits { deadline: started + duration, timeout, max_requests: args.max_requests };
@@ -198,7 +228,9 @@ fn main() -> anyhow::Result<()> {
         },
         connections: args.connections,
         spans_per_request: args.spans_per_request,
+        ids: if args.fresh { "fresh" } else { "replay" },
         request_bytes: body.len(),
+        request_gzip_bytes,
     };
     let report = Report::new(info, tally, wall, client_cpu, server);
     if args.json {

@@ -23,6 +23,7 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::driver::Outcome;
+use crate::fresh::Bodies;
 use crate::tls::{ClientTls, GrpcTlsConnector};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -77,12 +78,12 @@ impl Decoder for ResponseDecoder {
 #[derive(Debug)]
 pub struct GrpcSender {
     client: Grpc<Channel>,
-    body: Bytes,
+    bodies: Bodies,
 }
 
 impl GrpcSender {
     /// Opens the HTTP/2 connection now (over TLS with `tls`), so connection setup is not timed.
-    pub async fn connect(addr: SocketAddr, body: Bytes, tls: Option<&ClientTls>) -> anyhow::Result<Self> {
+    pub async fn connect(addr: SocketAddr, bodies: Bodies, tls: Option<&ClientTls>) -> anyhow::Result<Self> {
         let endpoint =
             Endpoint::from_shared(format!("http://{addr}")).context("building gRPC endpoint")?.tcp_nodelay(true);
         let channel = match tls {
@@ -90,14 +91,14 @@ impl GrpcSender {
             Some(tls) => endpoint.connect_with_connector(GrpcTlsConnector { addr, tls: tls.clone() }).await,
         }
         .with_context(|| format!("connecting to OTLP/gRPC at {addr} (is the server running?)"))?;
-        Ok(Self { client: Grpc::new(channel), body })
+        Ok(Self { client: Grpc::new(channel), bodies })
     }
 
     pub async fn export(&mut self) -> Outcome {
         if let Err(err) = self.client.ready().await {
             return Outcome::Failed(format!("grpc not ready: {err}"));
         }
-        let request = tonic::Request::new(self.body.clone());
+        let request = tonic::Request::new(self.bodies.next_body());
         let path = PathAndQuery::from_static(EXPORT_PATH);
         match self.client.unary(request, path, RawExportCodec).await {
             Ok(response) => Outcome::Ok { rejected_spans: rejected(response.get_ref()) },

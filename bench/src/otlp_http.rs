@@ -4,7 +4,7 @@
 //! client, so `--connections N` means exactly N TCP connections, each with
 //! one request in flight, like N instrumented processes exporting. The body is
 //! the pre-encoded protobuf `Bytes`, cloned per request (a reference-count
-//! increment, no copy). A connection the server closed, or one abandoned after
+//! increment, no copy), or with `--fresh` a patched copy of it (`fresh`). A connection the server closed, or one abandoned after
 //! a timeout, is replaced on the next request.
 
 use std::net::SocketAddr;
@@ -21,6 +21,7 @@ use prost::Message;
 use tokio::net::TcpStream;
 
 use crate::driver::Outcome;
+use crate::fresh::Bodies;
 use crate::tls::ClientTls;
 
 const PROTOBUF: &str = "application/x-protobuf";
@@ -30,7 +31,7 @@ const PROTOBUF: &str = "application/x-protobuf";
 pub struct HttpSender {
     addr: SocketAddr,
     host: HeaderValue,
-    body: Bytes,
+    bodies: Bodies,
     tls: Option<ClientTls>,
     sender: Option<SendRequest<Full<Bytes>>>,
 }
@@ -54,10 +55,10 @@ async fn open(addr: SocketAddr, tls: Option<&ClientTls>) -> anyhow::Result<SendR
 
 impl HttpSender {
     /// Opens the connection now (over TLS with `tls`), so connection setup is not timed.
-    pub async fn connect(addr: SocketAddr, body: Bytes, tls: Option<ClientTls>) -> anyhow::Result<Self> {
+    pub async fn connect(addr: SocketAddr, bodies: Bodies, tls: Option<ClientTls>) -> anyhow::Result<Self> {
         let host = HeaderValue::from_str(&addr.to_string()).context("host header")?;
         let sender = open(addr, tls.as_ref()).await?;
-        Ok(Self { addr, host, body, tls, sender: Some(sender) })
+        Ok(Self { addr, host, bodies, tls, sender: Some(sender) })
     }
 
     /// Drops the connection; the next export opens a new one.
@@ -80,7 +81,7 @@ impl HttpSender {
         let request = Request::post("/v1/traces")
             .header(HOST, self.host.clone())
             .header(CONTENT_TYPE, PROTOBUF)
-            .body(Full::new(self.body.clone()));
+            .body(Full::new(self.bodies.next_body()));
         let request = match request {
             Ok(request) => request,
             Err(err) => return Outcome::Failed(format!("http request: {err}")),

@@ -30,7 +30,12 @@ pub struct Report {
     pub transport: &'static str,
     pub connections: usize,
     pub spans_per_request: usize,
+    /// `fresh` (new ids and times in every request) or `replay` (one request, byte for byte).
+    pub ids: &'static str,
     pub request_bytes: usize,
+    /// One request gzip-compressed at level 6 (with fresh ids in `fresh` mode): the size of
+    /// the same spans as an OTLP exporter would send them compressed.
+    pub request_gzip_bytes: usize,
     pub requests_ok: u64,
     pub requests_failed: u64,
     /// Failed requests by HTTP status, gRPC code or transport error.
@@ -43,6 +48,8 @@ pub struct Report {
     pub latency_p99_ms: Option<f64>,
     pub latency_max_ms: Option<f64>,
     pub client_cpu_seconds: Option<f64>,
+    /// The load generator's own CPU per request sent (accepted or failed), in microseconds.
+    pub client_cpu_us_per_request: Option<f64>,
     pub server_pid: Option<u32>,
     /// Server CPU time during the load plus the settle time after it.
     pub server_cpu_seconds: Option<f64>,
@@ -62,7 +69,9 @@ pub struct RunInfo {
     pub transport: &'static str,
     pub connections: usize,
     pub spans_per_request: usize,
+    pub ids: &'static str,
     pub request_bytes: usize,
+    pub request_gzip_bytes: usize,
 }
 
 impl Report {
@@ -79,12 +88,17 @@ impl Report {
         let per_second = |spans: u64, seconds: f64| (seconds > 0.0).then(|| spans as f64 / seconds);
         let server_cpu = server.map(|s| (s.after.cpu_seconds - s.before.cpu_seconds).max(0.0));
         let ms = |p: f64| percentile(&tally.latencies_us, p).map(|us| us as f64 / 1000.0);
+        let requests = tally.ok + tally.failed();
+        let client_cpu_us_per_request =
+            client_cpu_seconds.filter(|_| requests > 0).map(|cpu| cpu * 1e6 / requests as f64);
         Self {
             target: info.target,
             transport: info.transport,
             connections: info.connections,
             spans_per_request: info.spans_per_request,
+            ids: info.ids,
             request_bytes: info.request_bytes,
+            request_gzip_bytes: info.request_gzip_bytes,
             requests_ok: tally.ok,
             requests_failed: tally.failed(),
             spans_accepted,
@@ -95,6 +109,7 @@ impl Report {
             latency_p99_ms: ms(0.99),
             latency_max_ms: ms(1.0),
             client_cpu_seconds,
+            client_cpu_us_per_request,
             server_pid: server.map(|s| s.pid),
             server_cpu_seconds: server_cpu,
             server_settle_seconds: server.map(|s| s.settle_seconds),
@@ -145,7 +160,12 @@ impl fmt::Display for Report {
             )?;
         }
         if let Some(cpu) = self.client_cpu_seconds {
-            write!(f, "; client {cpu:.2} cpu-s")?;
+            write!(
+                f,
+                "; client {cpu:.2} cpu-s ({} us/request, {} ids)",
+                or_dash(self.client_cpu_us_per_request, 1),
+                self.ids
+            )?;
         }
         for (label, count) in &self.failures {
             write!(f, "; {count} x {label}")?;
@@ -184,7 +204,9 @@ mod tests {
             transport: "http",
             connections: 1,
             spans_per_request: 100,
+            ids: "fresh",
             request_bytes: 1,
+            request_gzip_bytes: 1,
         };
         let snap = |cpu, kib| Snapshot { cpu_seconds: cpu, hwm_kib: kib, rss_kib: kib };
         let server = ServerUsage {
@@ -194,14 +216,17 @@ mod tests {
             max_rss_kib: 2048,
             settle_seconds: 0.25,
         };
-        let report = Report::new(info, tally, 2.0, None, Some(server));
+        let report = Report::new(info, tally, 2.0, Some(0.024), Some(server));
         assert_eq!(report.spans_accepted, 995);
         assert_eq!(report.requests_failed, 2);
         assert_eq!(report.spans_per_second, 497.5);
         assert_eq!(report.spans_per_server_cpu_second, Some(497.5));
         assert_eq!(report.latency_p50_ms, Some(2.0));
         assert_eq!(report.server_peak_rss_mib, Some(2.0));
+        // 0.024 s over 12 requests sent, the 2 failed ones included.
+        assert_eq!(report.client_cpu_us_per_request.map(|us| us.round()), Some(2000.0));
         let line = report.to_string();
         assert!(line.contains("2 x http 503"), "{line}");
+        assert!(line.contains("client 0.02 cpu-s (2000.0 us/request, fresh ids)"), "{line}");
     }
 }
