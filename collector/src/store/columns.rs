@@ -1144,7 +1144,6 @@ pub(crate) fn rows_of_indexed(
 /// The search index of `tenant`'s spans in a traces part (`store::span_index`), from the
 /// columns it needs only; `None` for parts of the first layout (searched by reading them).
 pub(crate) fn span_index(bytes: &[u8], tenant: &Tenant) -> PolarsResult<Option<super::span_index::SpanIndex>> {
-    use super::span_index::{Interner, NONE, SpanIndex, UNKNOWN};
     let mut columns: Vec<&str> = vec!["trace_id", "start_time_unix_nano", "end_time_unix_nano", "http_route"];
     columns.extend(COMMON_COLUMNS);
     let reader = || ParquetReader::new(std::io::Cursor::new(bytes));
@@ -1161,14 +1160,7 @@ pub(crate) fn span_index(bytes: &[u8], tenant: &Tenant) -> PolarsResult<Option<s
     let mut common = Common::read(&c, n, None)?;
     let (start, end, route) = (c.u64("start_time_unix_nano")?, c.u64("end_time_unix_nano")?, c.str("http_route")?);
     let trace_id = c.str("trace_id")?;
-    let mut rows = Vec::new();
-    let mut services: HashMap<Arc<str>, u16> = HashMap::new();
-    let mut service_names: Vec<Arc<str>> = Vec::new();
-    let mut routes = Interner::default();
-    let mut resource_ids: HashMap<usize, u16> = HashMap::new();
-    let mut scope_ids: HashMap<usize, u16> = HashMap::new();
-    let mut service_of: Vec<u16> = Vec::new();
-    let mut index = SpanIndex { dictionaries: true, ..SpanIndex::default() };
+    let mut builder = super::span_index::Builder::new();
     for i in 0..n {
         // Every row is walked: shared values are defined on the first row that uses them.
         let t = common.tenant(i)?;
@@ -1176,68 +1168,10 @@ pub(crate) fn span_index(bytes: &[u8], tenant: &Tenant) -> PolarsResult<Option<s
         if t != *tenant {
             continue;
         }
-        let r = match resource_ids.get(&(Arc::as_ptr(&resource) as usize)) {
-            Some(r) => *r,
-            None if index.resources.len() < usize::from(UNKNOWN) => {
-                let r = index.resources.len() as u16;
-                resource_ids.insert(Arc::as_ptr(&resource) as usize, r);
-                service_of.push(match &resource.service_name {
-                    None => NONE,
-                    Some(name) => match services.get(name) {
-                        Some(id) => *id,
-                        None if service_names.len() < usize::from(UNKNOWN) => {
-                            let id = service_names.len() as u16;
-                            services.insert(Arc::clone(name), id);
-                            service_names.push(Arc::clone(name));
-                            id
-                        }
-                        None => UNKNOWN,
-                    },
-                });
-                index.resources.push(Arc::clone(&resource));
-                r
-            }
-            None => {
-                index.dictionaries = false;
-                UNKNOWN
-            }
-        };
-        let sc = match scope_ids.get(&(Arc::as_ptr(&scope) as usize)) {
-            Some(sc) => *sc,
-            None if index.scopes.len() < usize::from(UNKNOWN) => {
-                let sc = index.scopes.len() as u16;
-                scope_ids.insert(Arc::as_ptr(&scope) as usize, sc);
-                index.scopes.push(Arc::clone(&scope));
-                sc
-            }
-            None => {
-                index.dictionaries = false;
-                UNKNOWN
-            }
-        };
-        let service = match r {
-            UNKNOWN => match resource.service_name.as_deref() {
-                None => NONE,
-                Some(_) => UNKNOWN,
-            },
-            r => service_of[usize::from(r)],
-        };
-        let (s, e) = (start[i].unwrap_or(0), end[i].unwrap_or(0));
-        rows.push(i as u32);
-        index.trace_key.push(trace_id[i].and_then(super::span_index::trace_key_of_hex).unwrap_or(0));
-        index.resource.push(r);
-        index.scope.push(sc);
-        index.service.push(service);
-        index.start.push(s);
-        index.duration_us.push(u32::try_from(e.saturating_sub(s).div_ceil(1_000)).unwrap_or(u32::MAX));
-        index.route.push(match route[i] {
-            None => NONE,
-            r => routes.id(r),
-        });
+        let trace_key = trace_id[i].and_then(super::span_index::trace_key_of_hex).unwrap_or(0);
+        builder.push(i, &resource, &scope, trace_key, start[i].unwrap_or(0), end[i].unwrap_or(0), route[i]);
     }
-    index.services = service_names;
-    index.routes = routes.values;
-    index.rows = (rows.len() != n).then_some(rows);
+    let index = builder.finish(n);
     Ok(Some(index))
 }
 

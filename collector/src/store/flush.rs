@@ -135,6 +135,19 @@ pub(crate) fn index_traces_parts(shared: &Shared, parts: &[Arc<PartMeta>]) {
     }
 }
 
+/// Indexes a traces part just written from the rows it was written from, so that neither the
+/// flush nor the first search reads it back to index it (`index_traces_parts` then finds it
+/// indexed).
+fn cache_span_indexes(shared: &Shared, name: &str, members: &Members<'_>) {
+    if shared.span_indexes.is_full() {
+        return;
+    }
+    let live: std::collections::HashSet<String> = shared.read().parts.iter().map(|p| p.name.clone()).collect();
+    for (tenant, index) in super::span_index::of_rows(members) {
+        shared.span_indexes.put(name, &tenant, Arc::new(index), &|n| n == name || live.contains(n));
+    }
+}
+
 /// One tenant's rows of one signal and hour in a block: the rows that go to parts and the
 /// memory they hold, and the remote-written series batches, which go to the series store alone.
 #[derive(Default)]
@@ -239,6 +252,9 @@ fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<(Vec<PartMeta
             };
             shared.telemetry.parts_written.fetch_add(1, Relaxed);
             shared.telemetry.stored(*signal, meta.tenants.iter().map(|t| t.rows).sum());
+            if *signal == Signal::Traces {
+                cache_span_indexes(shared, &name, &members);
+            }
             metas.push(meta);
         }
     }

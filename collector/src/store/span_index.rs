@@ -132,6 +132,140 @@ impl<'a> Interner<'a> {
     }
 }
 
+/// Builds one tenant's [`SpanIndex`] span by span: from a part's decoded columns
+/// (`columns::span_index`), or from the rows a flush has just written ([`of_rows`]), so a new
+/// part is indexed without reading it back. Resources and scopes get ids by identity (the same
+/// `Arc`), as the part writer gives them theirs, so both ways give the same dictionaries.
+#[derive(Debug, Default)]
+pub(crate) struct Builder<'a> {
+    index: SpanIndex,
+    rows: Vec<u32>,
+    services: HashMap<Arc<str>, u16>,
+    service_of: Vec<u16>,
+    routes: Interner<'a>,
+    resource_ids: HashMap<usize, u16>,
+    scope_ids: HashMap<usize, u16>,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new() -> Builder<'a> {
+        Builder { index: SpanIndex { dictionaries: true, ..SpanIndex::default() }, ..Builder::default() }
+    }
+
+    /// Adds the span at row `row` of the part.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        row: usize,
+        resource: &Arc<crate::model::ResourceColumns>,
+        scope: &Arc<crate::model::ScopeColumns>,
+        trace_key: u64,
+        start: u64,
+        end: u64,
+        route: Option<&'a str>,
+    ) {
+        let index = &mut self.index;
+        let r = match self.resource_ids.get(&(Arc::as_ptr(resource) as usize)) {
+            Some(r) => *r,
+            None if index.resources.len() < usize::from(UNKNOWN) => {
+                let r = index.resources.len() as u16;
+                self.resource_ids.insert(Arc::as_ptr(resource) as usize, r);
+                self.service_of.push(match &resource.service_name {
+                    None => NONE,
+                    Some(name) => match self.services.get(name) {
+                        Some(id) => *id,
+                        None if index.services.len() < usize::from(UNKNOWN) => {
+                            let id = index.services.len() as u16;
+                            self.services.insert(Arc::clone(name), id);
+                            index.services.push(Arc::clone(name));
+                            id
+                        }
+                        None => UNKNOWN,
+                    },
+                });
+                index.resources.push(Arc::clone(resource));
+                r
+            }
+            None => {
+                index.dictionaries = false;
+                UNKNOWN
+            }
+        };
+        let sc = match self.scope_ids.get(&(Arc::as_ptr(scope) as usize)) {
+            Some(sc) => *sc,
+            None if index.scopes.len() < usize::from(UNKNOWN) => {
+                let sc = index.scopes.len() as u16;
+                self.scope_ids.insert(Arc::as_ptr(scope) as usize, sc);
+                index.scopes.push(Arc::clone(scope));
+                sc
+            }
+            None => {
+                index.dictionaries = false;
+                UNKNOWN
+            }
+        };
+        let service = match r {
+            UNKNOWN => match resource.service_name.as_deref() {
+                None => NONE,
+                Some(_) => UNKNOWN,
+            },
+            r => self.service_of[usize::from(r)],
+        };
+        self.rows.push(row as u32);
+        index.trace_key.push(trace_key);
+        index.resource.push(r);
+        index.scope.push(sc);
+        index.service.push(service);
+        index.start.push(start);
+        index.duration_us.push(u32::try_from(end.saturating_sub(start).div_ceil(1_000)).unwrap_or(u32::MAX));
+        index.route.push(self.routes.id(route));
+    }
+
+    /// The index, for a part of `part_rows` rows.
+    pub fn finish(self, part_rows: usize) -> SpanIndex {
+        let mut index = self.index;
+        index.routes = self.routes.values;
+        index.rows = (self.rows.len() != part_rows).then_some(self.rows);
+        index
+    }
+}
+
+/// The index of each tenant of a traces part, from the rows it was written from (`members`,
+/// in the writer's order: the part's rows are their spans in this order).
+pub(crate) fn of_rows(members: &[(&Tenant, Vec<&crate::model::Rows>)]) -> Vec<(Tenant, SpanIndex)> {
+    let spans = |rows: &[&crate::model::Rows]| -> usize {
+        rows.iter()
+            .map(|r| match r {
+                crate::model::Rows::Spans(v) => v.len(),
+                _ => 0,
+            })
+            .sum()
+    };
+    let part_rows: usize = members.iter().map(|(_, rows)| spans(rows)).sum();
+    let mut out = Vec::with_capacity(members.len());
+    let mut row = 0;
+    for (tenant, rows) in members {
+        let mut builder = Builder::new();
+        for r in rows {
+            let crate::model::Rows::Spans(v) = r else { continue };
+            for span in v {
+                builder.push(
+                    row,
+                    &span.resource,
+                    &span.scope,
+                    super::parts::trace_key(&span.trace_id),
+                    span.start_unix_nano,
+                    span.end_unix_nano,
+                    span.http_route.as_deref(),
+                );
+                row += 1;
+            }
+        }
+        out.push(((*tenant).clone(), builder.finish(part_rows)));
+    }
+    out
+}
+
 /// The cached indexes by part name and tenant, and the bytes they hold.
 type Indexes = (HashMap<(String, Tenant), Arc<SpanIndex>>, usize);
 
@@ -181,6 +315,87 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Spans of two services and routes over a few resources and traces.
+    fn spans(tenant_mark: u8, n: usize) -> crate::model::Rows {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        let kv = |k: &str, v: &str| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
+            key_strindex: 0,
+        };
+        let resource_spans = (0..3u8)
+            .map(|r| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", if r == 2 { "b" } else { "a" }), kv("host", &r.to_string())],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: (0..n)
+                        .map(|i| Span {
+                            trace_id: [tenant_mark, r, i as u8, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8].to_vec(),
+                            span_id: [r, i as u8, 1, 1, 1, 1, 1, 1].to_vec(),
+                            name: "GET".into(),
+                            kind: 2,
+                            start_time_unix_nano: 1_700_000_000_000_000_000 + i as u64 * 1_000,
+                            end_time_unix_nano: 1_700_000_000_000_000_000 + i as u64 * 1_000 + 1_500 * (i as u64 + 1),
+                            attributes: if i % 2 == 0 { vec![kv("http.route", "/r/{id}")] } else { vec![] },
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect();
+        crate::model::Rows::Spans(crate::model::span::rows_from_request(ExportTraceServiceRequest { resource_spans }))
+    }
+
+    fn described(index: &SpanIndex) -> String {
+        let names = |v: &[Arc<crate::model::ResourceColumns>]| -> Vec<String> {
+            v.iter().map(|r| format!("{:?} {}", r.service_name, r.attributes)).collect()
+        };
+        format!(
+            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {}",
+            index.rows,
+            index.trace_key,
+            index.service,
+            index.services,
+            index.start,
+            index.duration_us,
+            index.route,
+            index.routes,
+            index.resource,
+            index.scope,
+            names(&index.resources),
+            index.dictionaries
+        )
+    }
+
+    // A flush indexes the part it writes from the rows it wrote: the index must be the one a
+    // read of the part builds, row numbers included, for each tenant of a shared part.
+    #[test]
+    fn the_index_of_the_written_rows_is_the_index_of_the_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (Tenant::parse("a").unwrap(), Tenant::parse("b").unwrap());
+        let (ra, rb, ra2) = (spans(1, 5), spans(2, 3), spans(3, 2));
+        let members = vec![(&a, vec![&ra, &ra2]), (&b, vec![&rb])];
+        let name = super::super::parts::part_name("@shared", crate::signal::Signal::Traces, "2023-11-14T22", 1);
+        let meta = super::super::parts::write_part(dir.path(), &name, 1, crate::signal::Signal::Traces, &members, None)
+            .unwrap()
+            .unwrap();
+        let built = of_rows(&members);
+        assert_eq!(built.len(), 2);
+        for (tenant, index) in &built {
+            let read = super::super::parts::read_part_index(&meta, tenant).unwrap().unwrap();
+            assert_eq!(described(index), described(&read), "tenant {tenant}");
+        }
+        assert_eq!(built[0].1.len(), 21);
+        assert_eq!(built[1].1.row(0), 21, "tenant b's spans follow a's in the part");
+    }
 
     #[test]
     fn spans_read_back_with_conservative_ends_and_unknowns() {
