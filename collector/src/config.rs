@@ -104,8 +104,9 @@ pub struct StorageConfig {
     pub group_commit_interval: HumanDuration,
     /// The in-memory head is written to Parquet parts at least this often.
     pub flush_interval: HumanDuration,
-    /// ... or as soon as its rows hold this many bytes of memory. New data is refused
-    /// (429 / `UNAVAILABLE`, retryable) while the head holds twice this.
+    /// ... or as soon as its rows hold this many bytes of memory. New data waits (up to
+    /// `limits.max_wait_for_flush`) and is then refused (429 / `UNAVAILABLE`, retryable) while
+    /// the head holds twice this.
     pub max_head_bytes: u64,
     /// How often retention runs.
     pub retention_interval: HumanDuration,
@@ -197,6 +198,13 @@ pub struct Limits {
     /// Pyroscope's `validation.max-profile-stacktrace-depth` does, with the same default of
     /// 1000; 0 keeps every frame.
     pub max_stack_depth: usize,
+    /// How long a write that finds the head full (twice `storage.max_head_bytes` waiting for
+    /// the flusher) waits for room before it is refused with 429 / `UNAVAILABLE`. The wait
+    /// comes before the body is read, so waiting requests hold no memory; a flush that stalls
+    /// for less than this costs latency instead of refused exports, and one that falls behind
+    /// for longer (a disk slower than the load, a failing flush) still pushes back. Default
+    /// `2s` (OpenTelemetry exporters time out after 10 s); `0s` refuses at once.
+    pub max_wait_for_flush: HumanDuration,
 }
 
 /// The largest [`Limits::max_attribute_depth`] whose values can be read back from storage (see
@@ -227,6 +235,7 @@ impl Default for Limits {
             max_memory_expansion: 32,
             max_attribute_depth: 16,
             max_stack_depth: 1000,
+            max_wait_for_flush: HumanDuration(Duration::from_secs(2)),
         }
     }
 }

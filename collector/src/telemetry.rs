@@ -29,6 +29,8 @@ pub struct Telemetry {
     pub wal_skipped_bytes: AtomicU64,
     pub flushes: AtomicU64,
     pub flush_failures: AtomicU64,
+    /// Writes that found the head full and waited for the flusher (`limits.max_wait_for_flush`).
+    pub waits_for_flush: AtomicU64,
     pub flush_nanos: AtomicU64,
     pub parts_written: AtomicU64,
     pub parts_deleted_by_retention: AtomicU64,
@@ -224,6 +226,12 @@ impl Telemetry {
                 "counter",
                 "Failed flushes (retried; the data stays in the WAL and the head).",
                 &self.flush_failures,
+            ),
+            (
+                "slo_gate_ingest_waits_for_flush_total",
+                "counter",
+                "Writes that found the head full and waited for the flusher to make room (refused if it did not within limits.max_wait_for_flush).",
+                &self.waits_for_flush,
             ),
             ("slo_gate_parts_written_total", "counter", "Parquet parts written.", &self.parts_written),
             (

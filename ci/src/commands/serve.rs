@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// Items with more attributes are rejected [default: 128].
     #[arg(long, env = "SLO_GATE_MAX_ATTRIBUTES_PER_ITEM")]
     pub max_attributes_per_item: Option<usize>,
+    /// How long a write that finds the head full waits for the flusher before it is refused
+    /// with 429 / UNAVAILABLE [default: 2s; 0s refuses at once].
+    #[arg(long, env = "SLO_GATE_MAX_WAIT_FOR_FLUSH")]
+    pub max_wait_for_flush: Option<HumanDuration>,
     /// Export requests processed at once; more get 503 [default: 1024].
     #[arg(long, env = "SLO_GATE_MAX_INFLIGHT_REQUESTS")]
     pub max_inflight_requests: Option<usize>,
@@ -147,6 +151,7 @@ impl ServeArgs {
             max_inflight_body_bytes => server.max_inflight_body_bytes,
             max_attribute_depth => limits.max_attribute_depth,
             max_stack_depth => limits.max_stack_depth,
+            max_wait_for_flush => limits.max_wait_for_flush,
         );
         if let Some(n) = self.max_connections {
             cfg.server.max_connections = Some(n);

@@ -51,6 +51,9 @@ use crate::store::wal::Format;
 use crate::telemetry::Telemetry;
 use crate::tenant::Tenant;
 
+/// How often a write waiting for room in a full head looks again.
+const ROOM_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 pub use validate::Rejections;
 
 /// An OTLP export request type: what the ingest path needs to know of each signal.
@@ -247,9 +250,31 @@ impl Ingest {
     }
 
     /// Whether a request may be taken at all. The receivers ask before reading or decoding a
-    /// body, so refusing under overload costs next to nothing.
-    pub fn admit(&self) -> Result<(), IngestError> {
-        self.store.check_capacity()
+    /// body, so waiting or refusing under overload costs next to nothing: a full head is waited
+    /// on for up to `limits.max_wait_for_flush` (the flusher frees it a block at a time), then
+    /// refused.
+    pub async fn admit(&self) -> Result<(), IngestError> {
+        let refused = match self.store.check_capacity() {
+            Ok(()) => return Ok(()),
+            Err(err) => err,
+        };
+        let wait = self.limits.max_wait_for_flush.0;
+        if wait.is_zero() {
+            return Err(refused);
+        }
+        self.telemetry.waits_for_flush.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut refused = refused;
+        while tokio::time::Instant::now() < deadline {
+            // Polled rather than notified: only a request that found the head full pays it,
+            // and a flush frees room in blocks, tens of milliseconds apart at the least.
+            tokio::time::sleep(ROOM_POLL.min(deadline.saturating_duration_since(tokio::time::Instant::now()))).await;
+            match self.store.check_capacity() {
+                Ok(()) => return Ok(()),
+                Err(err) => refused = err,
+            }
+        }
+        Err(refused)
     }
 
     /// One of the `max_inflight_requests` slots, if the store can take data at all: a request
@@ -410,5 +435,74 @@ mod tests {
         assert!(err.to_string().contains("1 export requests are already in progress"), "{err}");
         drop(held);
         rt.block_on(ingest.export(tenant, ExportTraceServiceRequest::default(), Raw::None)).unwrap();
+    }
+
+    // A write that finds the head full waits for the flusher instead of being refused at once:
+    // refused after `max_wait_for_flush` while no flush can make room (a file stands where the
+    // parts directory goes), taken as soon as one does.
+    #[test]
+    fn a_full_head_is_waited_on_then_refused_or_taken_once_a_flush_makes_room() {
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        let dir = tempfile::tempdir().unwrap();
+        let telemetry = Arc::new(Telemetry::default());
+        let storage = crate::config::StorageConfig {
+            flush_interval: slo_contracts::HumanDuration(Duration::from_secs(3600)),
+            max_head_bytes: 20_000,
+            verify_parts_at_start: false,
+            min_free_bytes: 0,
+            ..Default::default()
+        };
+        let settings = StoreSettings::new(&storage, Duration::from_secs(86_400));
+        let store = Arc::new(Store::open(dir.path(), settings, Arc::clone(&telemetry)).unwrap());
+        std::fs::write(dir.path().join("parts"), b"not a directory").unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let tenant = Tenant::parse("anonymous").unwrap();
+        let spans = |batch: u8| ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: (0..50u8)
+                        .map(|i| Span {
+                            trace_id: vec![batch, i, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+                            span_id: vec![batch, i, 1, 1, 1, 1, 1, 1],
+                            name: "GET /a-name-long-enough-to-take-some-memory".into(),
+                            start_time_unix_nano: 1_700_000_000_000_000_000,
+                            end_time_unix_nano: 1_700_000_000_001_000_000,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let mut batch = 0u8;
+        while store.check_capacity().is_ok() {
+            batch += 1;
+            assert!(batch < 200, "the head never filled");
+            let request = spans(batch);
+            let payload = Bytes::from(request.encode_to_vec());
+            rt.block_on(store.append(tenant.clone(), payload, Rows::Spans(model::span::rows_from_request(request))))
+                .unwrap();
+        }
+        let admission = Admission::new(&ServerLimits::default(), Arc::clone(&telemetry));
+        let wait = Duration::from_millis(300);
+        let limits = Limits { max_wait_for_flush: slo_contracts::HumanDuration(wait), ..Limits::default() };
+        let ingest = Ingest::new(Arc::clone(&store), limits, Arc::clone(&telemetry), admission);
+        let started = std::time::Instant::now();
+        let err = rt.block_on(ingest.admit()).unwrap_err();
+        assert!(started.elapsed() >= wait, "refused after {:?}", started.elapsed());
+        assert_eq!(err.kind().http_status(), http::StatusCode::TOO_MANY_REQUESTS, "{err}");
+        assert!(err.to_string().contains("wait to be written to parts"), "{err}");
+
+        // The parts directory can be made again: the flusher's next retry (each second) drains
+        // the head, and a write waiting meanwhile is taken.
+        std::fs::remove_file(dir.path().join("parts")).unwrap();
+        let admission = Admission::new(&ServerLimits::default(), Arc::clone(&telemetry));
+        let limits =
+            Limits { max_wait_for_flush: slo_contracts::HumanDuration(Duration::from_secs(20)), ..Limits::default() };
+        let ingest = Ingest::new(Arc::clone(&store), limits, Arc::clone(&telemetry), admission);
+        assert!(store.check_capacity().is_err(), "the head drained before the write came");
+        rt.block_on(ingest.admit()).unwrap();
+        assert_eq!(telemetry.waits_for_flush.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 }

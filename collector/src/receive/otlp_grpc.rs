@@ -55,7 +55,7 @@ async fn export<R: ExportRequest>(State(ingest): State<Arc<Ingest>>, headers: He
     let result = async {
         let tenant = Tenant::from_headers(&headers)?;
         let gzip = gzip_encoded(&headers)?;
-        ingest.admit()?;
+        ingest.admit().await?;
         let limit = ingest.limits().max_request_bytes;
         let admitted = ingest.admission().read(&headers, body, limit.saturating_add(PREFIX), false).await?;
         let mut held = admitted.held;

@@ -106,7 +106,7 @@ async fn export<R: ExportRequest>(State(ingest): State<Arc<Ingest>>, headers: He
         let format = format?;
         let tenant = Tenant::from_headers(&headers)?;
         let gzip = gzip_encoded(&headers)?;
-        ingest.admit()?;
+        ingest.admit().await?;
         // `_held` keeps the body's bytes counted until the request is answered.
         let admitted = ingest.admission().read(&headers, body, ingest.limits().max_request_bytes, gzip).await?;
         let (bytes, _held) = (admitted.bytes, admitted.held);

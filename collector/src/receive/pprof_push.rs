@@ -245,7 +245,7 @@ async fn push(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Body)
 
 async fn push_inner(ingest: &Ingest, headers: &HeaderMap, body: Body, json: bool) -> Result<(), PushError> {
     let tenant = tenant(headers)?;
-    ingest.admit()?;
+    ingest.admit().await?;
     let Admitted { bytes: body, held: _held } = read_body(ingest, headers, body).await?;
     let request = if json {
         serde_json::from_slice::<wire::PushRequest>(&body)
@@ -309,7 +309,7 @@ async fn ingest_legacy(
 
 async fn ingest_inner(ingest: &Ingest, headers: &HeaderMap, params: IngestParams, body: Body) -> Result<(), PushError> {
     let tenant = tenant(headers)?;
-    ingest.admit()?;
+    ingest.admit().await?;
     let Admitted { bytes: body, held: _held } = read_body(ingest, headers, body).await?;
     let content_type = header_str(headers, "content-type").to_string();
     let limit = ingest.limits().max_request_bytes as u64;

@@ -283,7 +283,7 @@ async fn receive(state: &Receiver, headers: &HeaderMap, body: Body) -> Result<()
             expected: "remote write bodies are snappy-compressed (Content-Encoding: snappy)",
         });
     }
-    ingest.admit()?;
+    ingest.admit().await?;
     let limit = ingest.limits().max_request_bytes;
     let admitted = ingest.admission().read(headers, body, limit, false).await?;
     let (compressed, mut held) = (admitted.bytes, admitted.held);
