@@ -24,6 +24,12 @@ pub struct Telemetry {
     pub wal_fsyncs: AtomicU64,
     pub wal_write_errors: AtomicU64,
     pub wal_replayed_records: AtomicU64,
+    /// Bytes of WAL segments read by the start-up replay.
+    pub wal_replayed_bytes: AtomicU64,
+    /// Head blocks the start-up replay wrote to parts before the next segment was read.
+    pub wal_replay_flushes: AtomicU64,
+    /// The most memory the head held during the start-up replay (the replay's bound).
+    pub wal_replay_head_peak_bytes: AtomicU64,
     pub wal_damaged_segments: AtomicU64,
     pub wal_skipped_records: AtomicU64,
     pub wal_skipped_bytes: AtomicU64,
@@ -201,6 +207,24 @@ impl Telemetry {
                 "counter",
                 "Records replayed from the write-ahead log at start-up.",
                 &self.wal_replayed_records,
+            ),
+            (
+                "slo_gate_wal_replayed_bytes_total",
+                "counter",
+                "Bytes of write-ahead-log segments read at start-up.",
+                &self.wal_replayed_bytes,
+            ),
+            (
+                "slo_gate_wal_replay_flushes_total",
+                "counter",
+                "Head blocks written to parts during the start-up replay, each before the next segment was read.",
+                &self.wal_replay_flushes,
+            ),
+            (
+                "slo_gate_wal_replay_head_peak_bytes",
+                "gauge",
+                "The most memory rows held in the head during the start-up replay.",
+                &self.wal_replay_head_peak_bytes,
             ),
             (
                 "slo_gate_wal_damaged_segments_total",

@@ -28,6 +28,7 @@ mod columns;
 mod flush;
 #[cfg(test)]
 mod integrity_tests;
+mod replay;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -331,76 +332,8 @@ impl Store {
         telemetry.parts_adopted.fetch_add(loaded.adopted, relaxed);
         let series_dir = data_dir.join(series::SERIES_DIR);
         let segments = series::load(data_dir, checkpoint).map_err(io(&series_dir))?;
-        let mut state =
+        let state =
             State { parts: loaded.parts.into_iter().map(Arc::new).collect(), series: segments, ..State::default() };
-
-        let mut last_seq = checkpoint;
-        let mut wal_damaged = false;
-        let mut deltas = crate::model::prometheus::DeltaAccumulator::new(MAX_DELTA_SERIES);
-        let mut metadata = crate::model::prometheus::MetadataIndex::new(MAX_METADATA_FAMILIES);
-        for seq in wal.segments().map_err(io(&wal_dir))? {
-            last_seq = last_seq.max(seq);
-            if seq <= checkpoint {
-                std::fs::remove_file(wal.segment_path(seq)).map_err(io(&wal.segment_path(seq)))?;
-                continue;
-            }
-            let scan = wal.replay_segment(seq).map_err(io(&wal.segment_path(seq)))?;
-            if let Some(damage) = &scan.damage {
-                tracing::warn!(
-                    segment = seq,
-                    %damage,
-                    kept = scan.records.len(),
-                    skipped_records = scan.skipped_records,
-                    skipped_bytes = scan.skipped_bytes,
-                    "WAL segment damaged; kept every intact record"
-                );
-                let relaxed = std::sync::atomic::Ordering::Relaxed;
-                telemetry.wal_damaged_segments.fetch_add(1, relaxed);
-                telemetry.wal_skipped_records.fetch_add(scan.skipped_records, relaxed);
-                telemetry.wal_skipped_bytes.fetch_add(scan.skipped_bytes, relaxed);
-                wal_damaged = true;
-            }
-            for record in scan.records {
-                let rows = match record.format {
-                    wal::Format::Otlp => crate::model::decode_rows(record.signal, &record.payload),
-                    wal::Format::RemoteWrite => {
-                        crate::model::prometheus::series_from_remote_write(&record.payload).map(Rows::Series)
-                    }
-                };
-                match rows {
-                    Ok(rows) => {
-                        let bytes = rows.memory_bytes();
-                        // Delta points are accumulated again, in log order, from the totals of
-                        // this start (a restart is a counter reset to their series).
-                        if let Rows::Metrics(points) = &rows {
-                            metadata.record(&record.tenant, points);
-                        }
-                        if let Rows::Metrics(points) = &rows
-                            && let Some(batch) = deltas.accumulate(&record.tenant, points)
-                        {
-                            let batch = Rows::Series(batch);
-                            let bytes = batch.memory_bytes();
-                            state.head.active.push(Arc::new(Chunk::new(record.tenant.clone(), batch, bytes)));
-                        }
-                        state.head.active.push(Arc::new(Chunk::new(record.tenant, rows, bytes)))
-                    }
-                    Err(err) => tracing::error!(segment = seq, %err, "WAL record does not decode; skipped"),
-                }
-                telemetry.wal_replayed_records.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        // A new segment for this run; on a disk too full for one, the newest replayed segment
-        // takes the appends (its rows are in the head like the new ones, so a cut still seals
-        // exactly the rows it holds), and the collector starts and serves what it has.
-        let segment = match wal.create_segment(last_seq + 1) {
-            Ok(segment) => segment,
-            Err(err) if last_seq > checkpoint => {
-                tracing::warn!(%err, segment = last_seq, "cannot create a WAL segment; appending to the last one");
-                let _ = std::fs::remove_file(wal.segment_path(last_seq + 1));
-                wal.reopen_segment(last_seq).map_err(io(&wal_dir))?
-            }
-            Err(err) => return Err(io(&wal_dir)(err)),
-        };
 
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
@@ -416,6 +349,24 @@ impl Store {
             keys,
             locked: Default::default(),
         });
+        // Replayed before the threads start, flushing as it goes (`replay`), so the head holds
+        // about `max_head_bytes` whatever the size of the log.
+        let replay::Replayed { last_seq, damaged: wal_damaged, deltas, metadata } =
+            replay::replay(&shared, checkpoint)?;
+        let wal = &shared.wal;
+        // A new segment for this run; on a disk too full for one, the newest replayed segment
+        // takes the appends (its rows are in the head like the new ones, so a cut still seals
+        // exactly the rows it holds), and the collector starts and serves what it has.
+        let segment = match wal.create_segment(last_seq + 1) {
+            Ok(segment) => segment,
+            Err(err) if last_seq > checkpoint && wal.segments().is_ok_and(|s| s.contains(&last_seq)) => {
+                tracing::warn!(%err, segment = last_seq, "cannot create a WAL segment; appending to the last one");
+                let _ = std::fs::remove_file(wal.segment_path(last_seq + 1));
+                wal.reopen_segment(last_seq).map_err(io(&wal_dir))?
+            }
+            Err(err) => return Err(io(&wal_dir)(err)),
+        };
+
         let (writer_tx, writer_rx) = mpsc::sync_channel(WRITER_QUEUE);
         let (flush_tx, flush_rx) = mpsc::sync_channel(16);
         let writer_thread = {
@@ -438,7 +389,12 @@ impl Store {
         // that the receivers do not refuse data meanwhile.
         // After damage inside a segment, the segment goes as soon as its intact records are
         // in parts, so the damage is reported once rather than at every start.
-        if wal_damaged || shared.read().head.active.bytes >= shared.settings.max_head_bytes {
+        // A block left frozen by a replay flush that failed is retried the same way.
+        let behind = {
+            let state = shared.read();
+            !state.head.frozen.is_empty() || state.head.active.bytes >= shared.settings.max_head_bytes
+        };
+        if wal_damaged || behind {
             let _ = flush_tx.try_send(flush::Request::Full);
         }
         // Every part's checksum is verified once after start-up, in the background, so damage

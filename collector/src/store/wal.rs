@@ -125,8 +125,19 @@ fn header_at(rest: &[u8]) -> Option<usize> {
 
 /// Parses a segment's bytes, keeping every intact record (see the module documentation).
 pub fn scan_segment(data: &[u8]) -> SegmentScan {
+    let mut records = Vec::new();
+    let mut scan = scan_segment_each(data, |record| records.push(record));
+    scan.records = records;
+    scan
+}
+
+/// [`scan_segment`] handing each intact record to `each` as it is read, in log order, instead
+/// of collecting them (`records` stays empty): the start-up replay decodes a record into rows
+/// and drops its payload before reading the next, so a segment's records are never all held
+/// at once beside their rows.
+pub fn scan_segment_each(data: &[u8], mut each: impl FnMut(Record)) -> SegmentScan {
     if data.len() >= MAGIC.len() && &data[..MAGIC.len()] == MAGIC_V1 {
-        return scan_segment_v1(data);
+        return scan_segment_v1(data, each);
     }
     let mut scan = SegmentScan::default();
     if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
@@ -165,7 +176,7 @@ pub fn scan_segment(data: &[u8]) -> SegmentScan {
             if crc32fast::hash(body) != body_crc { Err("checksum mismatch".to_string()) } else { decode_body(body) };
         match decoded {
             Ok(record) => {
-                scan.records.push(record);
+                each(record);
                 scan.valid_len = (at + RECORD_HEADER + len) as u64;
             }
             Err(why) => {
@@ -180,7 +191,7 @@ pub fn scan_segment(data: &[u8]) -> SegmentScan {
 
 /// Segments of the first format, whose records cannot be resynchronised: reading stops at the
 /// first damaged record.
-fn scan_segment_v1(data: &[u8]) -> SegmentScan {
+fn scan_segment_v1(data: &[u8], mut each: impl FnMut(Record)) -> SegmentScan {
     let mut scan = SegmentScan::default();
     let mut at = MAGIC_V1.len();
     scan.valid_len = at as u64;
@@ -208,7 +219,7 @@ fn scan_segment_v1(data: &[u8]) -> SegmentScan {
             break;
         }
         match decode_body(body) {
-            Ok(record) => scan.records.push(record),
+            Ok(record) => each(record),
             Err(why) => {
                 scan.torn_tail = true;
                 scan.damage = Some(format!("record at byte {at}: {why}"));
@@ -319,9 +330,21 @@ impl WalDir {
     /// record so that the damage is reported once. Damage inside the segment stays until the
     /// segment is flushed and deleted (the store flushes at once after a damaged replay).
     pub fn replay_segment(&self, seq: u64) -> io::Result<SegmentScan> {
+        let mut records = Vec::new();
+        let mut scan = self.replay_segment_each(seq, |record| records.push(record))?;
+        scan.records = records;
+        Ok(scan)
+    }
+
+    /// [`WalDir::replay_segment`] handing each intact record to `each` as it is read
+    /// ([`scan_segment_each`]). The segment's bytes are read whole: a segment holds what the
+    /// log writer appended between two cuts, and the flusher asks for a cut as soon as the
+    /// head reaches `max_head_bytes`, so a segment is about one head's worth of records (up
+    /// to twice that while the flusher is behind, when writes are refused).
+    pub fn replay_segment_each(&self, seq: u64, each: impl FnMut(Record)) -> io::Result<SegmentScan> {
         let path = self.segment_path(seq);
         let data = fs::read(&path)?;
-        let scan = scan_segment(&data);
+        let scan = scan_segment_each(&data, each);
         if scan.torn_tail && (scan.valid_len as usize) < data.len() && scan.valid_len > 0 {
             OpenOptions::new().write(true).open(&path)?.set_len(scan.valid_len)?;
         }
