@@ -3,9 +3,25 @@
 # collector, blackhole exporter), same load generator, same machine, loopback.
 #
 # Usage: bench/run-otlp-bench.sh [--only slo-gate|rotel] [--no-build] [--span-metrics-off] [--tls]
+#                                 [--replay] [--profiling]
 # Env:   DURATION (s, 20)  CONNECTIONS (16)  SPANS_PER_REQUEST (512)
 #        LOAD_THREADS (1)  CARGO_TARGET_DIR (~/.cache/slo-gate-target)
 #        SLO_GATE (path of the slo-gate binary; default: the release build)
+#        FLUSH_WAIT (s, 90: how long to wait for slo-gate's head to reach Parquet)
+#
+# Every request carries fresh trace and span ids and timestamps near now
+# (`slo-gate-load --fresh`), for both servers: replaying one request byte for
+# byte flatters a columnar store, whose dictionaries then compress the ids to
+# nothing. --replay sends the one request again and again, as before.
+# After each slo-gate run the script waits until the head is flushed to
+# Parquet (/api/v1/stats: traces in_head = 0), then reports the bytes on disk
+# per span (trace parts alone, and the whole data directory with its WAL and
+# span metrics) against the gzip-compressed OTLP protobuf of the same spans,
+# the number of trace parts, and spans per server CPU-second counting the
+# CPU spent until everything was flushed.
+# --profiling builds and runs the `profiling` cargo profile (release with line
+# tables, which the shipped release binary does not carry), for `perf record
+# -p PID` and `perf report` with source lines.
 #
 # Each (server, transport) pair gets a freshly started server, so VmHWM is
 # the peak of that run alone and one transport's run does not warm the other.
@@ -27,13 +43,17 @@ ONLY=all
 BUILD=1
 SPAN_METRICS_OFF=0
 TLS=0
+IDS=--fresh
+PROFILE=release
 while [[ $# -gt 0 ]]; do
   case $1 in
     --only) ONLY=${2:?--only needs slo-gate or rotel}; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --span-metrics-off) SPAN_METRICS_OFF=1; shift ;;
     --tls) TLS=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    --replay) IDS=--replay; shift ;;
+    --profiling) PROFILE=profiling; shift ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -47,8 +67,12 @@ DURATION=${DURATION:-20}
 CONNECTIONS=${CONNECTIONS:-16}
 SPANS_PER_REQUEST=${SPANS_PER_REQUEST:-512}
 LOAD_THREADS=${LOAD_THREADS:-1}
-SLO_GATE=${SLO_GATE:-$CARGO_TARGET_DIR/release/slo-gate}
-LOAD=$CARGO_TARGET_DIR/release/slo-gate-load
+FLUSH_WAIT=${FLUSH_WAIT:-90}
+SLO_GATE=${SLO_GATE:-$CARGO_TARGET_DIR/$PROFILE/slo-gate}
+LOAD=$CARGO_TARGET_DIR/$PROFILE/slo-gate-load
+# slo-gate-load replays by default; it has no --replay flag.
+LOAD_IDS=()
+if [[ $IDS == --fresh ]]; then LOAD_IDS=(--fresh); fi
 WORK=$(mktemp -d -t slo-gate-bench.XXXXXX)
 
 SERVER_PID=
@@ -111,7 +135,47 @@ run_load() {
   "$LOAD" "--$transport" "$addr" --pid "$SERVER_PID" --json \
     --duration "$DURATION" --connections "$CONNECTIONS" \
     --spans-per-request "$SPANS_PER_REQUEST" --threads "$LOAD_THREADS" \
-    "${LOAD_EXTRA[@]}" >"$WORK/$name-$transport.json"
+    "${LOAD_IDS[@]}" "${LOAD_EXTRA[@]}" >"$WORK/$name-$transport.json"
+}
+
+# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks.
+cpu_ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
+
+# traces_stats URL: the traces line of /api/v1/stats as "in_head in_parts parts".
+traces_stats() {
+  curl -fsS --max-time 5 "${CURL_EXTRA[@]}" "$1" |
+    python3 -c 'import json, sys; t = json.load(sys.stdin)["signals"]["traces"]; print(t["in_head"], t["in_parts"], t["parts"])'
+}
+
+# storage_report NAME TRANSPORT API DATA CPU_TICKS_BEFORE: waits up to FLUSH_WAIT s
+# for the head to reach Parquet, then writes NAME-TRANSPORT.storage.json: spans in
+# parts, trace parts and their bytes, the data directory's bytes, and the server's
+# CPU seconds from before the load until then.
+storage_report() {
+  local name=$1 transport=$2 api=$3 data=$4 before=$5 stats in_head=-1 in_parts=0 parts=0 waited=0
+  local url="$API_SCHEME://127.0.0.1:$api/api/v1/stats"
+  while ((waited < FLUSH_WAIT * 2)); do
+    if stats=$(traces_stats "$url"); then
+      read -r in_head in_parts parts <<<"$stats"
+      if [[ $in_head == 0 ]]; then break; fi
+    fi
+    sleep 0.5
+    waited=$((waited + 1))
+  done
+  local flushed=true
+  if [[ $in_head != 0 ]]; then
+    flushed=false
+    log "$name $transport: $in_head spans still in the head after ${FLUSH_WAIT}s; sizes are of what was flushed"
+  fi
+  local cpu_ticks_used=$(($(cpu_ticks "$SERVER_PID") - before))
+  local part_bytes data_bytes
+  part_bytes=$(find "$data/parts" -path '*/traces/*' -type f -name '*.parquet' -printf '%s\n' 2>/dev/null |
+    awk '{s += $1} END {print s + 0}')
+  data_bytes=$(du -sb "$data" | cut -f1)
+  printf '{"flushed": %s, "flush_wait_seconds": %s, "spans_in_parts": %s, "spans_in_head": %s, "trace_parts": %s, "trace_part_bytes": %s, "data_dir_bytes": %s, "server_cpu_seconds_until_flushed": %s}\n' \
+    "$flushed" "$((waited / 2))" "$in_parts" "$in_head" "$parts" "$part_bytes" "$data_bytes" \
+    "$(awk -v t="$cpu_ticks_used" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz}')" \
+    >"$WORK/$name-$transport.storage.json"
 }
 
 # bench_slo_gate TRANSPORT [NAME CONFIG]: one run of slo-gate (named NAME in the
@@ -126,11 +190,14 @@ bench_slo_gate() {
     --api "127.0.0.1:$api" --data-dir "$data" "${extra[@]}" >"$WORK/$name-$transport.log" 2>&1 &
   SERVER_PID=$!
   wait_until "$name" "$WORK/$name-$transport.log" http_ok "$API_SCHEME://127.0.0.1:$api/readyz"
+  local before
+  before=$(cpu_ticks "$SERVER_PID")
   if [[ $transport == grpc ]]; then
     run_load "$name" grpc "127.0.0.1:$grpc"
   else
     run_load "$name" http "127.0.0.1:$http"
   fi
+  storage_report "$name" "$transport" "$api" "$data" "$before"
   du -sh "$data" | awk -v n="$name" -v t="$transport" '{print "== " n " " t ": data dir " $1}' >&2
   stop_server
   rm -rf "$data"
@@ -183,12 +250,13 @@ cd "$ROOT"
 if [[ $BUILD == 0 ]]; then
   log "not building; using $LOAD"
 elif [[ $ONLY == rotel ]]; then
-  log "building slo-gate-load (release)"
-  cargo build --release -p bench
+  log "building slo-gate-load ($PROFILE)"
+  cargo build --profile "$PROFILE" -p bench --bin slo-gate-load
 else
-  log "building slo-gate and slo-gate-load (release)"
-  cargo build --release -p ci -p bench
+  log "building slo-gate and slo-gate-load ($PROFILE)"
+  cargo build --profile "$PROFILE" -p ci --bin slo-gate -p bench --bin slo-gate-load
 fi
+log "load: ${IDS#--} ids; binaries: $PROFILE"
 
 if [[ $ONLY != rotel ]]; then
   bench_slo_gate grpc
@@ -222,34 +290,75 @@ python3 - "$WORK" <<'EOF'
 import json, pathlib, sys
 
 work = pathlib.Path(sys.argv[1])
-runs = {}
+runs, storage = {}, {}
 for path in sorted(work.glob("*.json")):
-    server, transport = path.stem.rsplit("-", 1)
-    runs[(server, transport)] = json.loads(path.read_text())
+    if path.name.endswith(".storage.json"):
+        server, transport = path.name.removesuffix(".storage.json").rsplit("-", 1)
+        storage[(server, transport)] = json.loads(path.read_text())
+    else:
+        server, transport = path.stem.rsplit("-", 1)
+        runs[(server, transport)] = json.loads(path.read_text())
 
 def num(value, fmt):
     return "-" if value is None else format(value, fmt)
 
-cols = ["server", "transport", "spans/s", "server cpu-s", "spans/cpu-s", "VmHWM MiB",
-        "max RSS MiB", "p50 ms", "p99 ms", "client cpu-s", "failed"]
+def table(cols, rows):
+    widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c) for i, c in enumerate(cols)]
+    print()
+    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    for row in rows:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+    print()
+
+def order(item):
+    (server, transport), _ = item
+    return (transport, server)
+
 rows = []
-for (server, transport), r in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-    rows.append([server, transport, num(r["spans_per_second"], ",.0f"),
+for (server, transport), r in sorted(runs.items(), key=order):
+    rows.append([server, transport, r.get("ids", "replay"), num(r["spans_per_second"], ",.0f"),
                  num(r["server_cpu_seconds"], ".2f"), num(r["spans_per_server_cpu_second"], ",.0f"),
                  num(r["server_peak_rss_mib"], ".1f"), num(r["server_max_rss_during_run_mib"], ".1f"),
                  num(r["latency_p50_ms"], ".2f"), num(r["latency_p99_ms"], ".2f"),
-                 num(r["client_cpu_seconds"], ".2f"), str(r["requests_failed"])])
-widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c) for i, c in enumerate(cols)]
-print()
-print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
-for row in rows:
-    print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
-print()
+                 num(r["client_cpu_seconds"], ".2f"), num(r.get("client_cpu_us_per_request"), ",.0f"),
+                 str(r["requests_failed"])])
+table(["server", "transport", "ids", "spans/s", "server cpu-s", "spans/cpu-s", "VmHWM MiB", "max RSS MiB",
+       "p50 ms", "p99 ms", "client cpu-s", "client us/req", "failed"], rows)
+
+# Storage: what the spans cost on disk once flushed, against the same spans as an OTLP
+# exporter sends them gzip-compressed (one request of the run's kind, gzip level 6).
+rows = []
+for (server, transport), st in sorted(storage.items(), key=order):
+    r = runs.get((server, transport))
+    spans = st["spans_in_parts"]
+    gz = r["request_gzip_bytes"] / r["spans_per_request"] if r and r.get("request_gzip_bytes") else None
+    part = st["trace_part_bytes"] / spans if spans else None
+    data = st["data_dir_bytes"] / spans if spans else None
+    flushed_rate = spans / st["server_cpu_seconds_until_flushed"] if st["server_cpu_seconds_until_flushed"] else None
+    rows.append([server, transport, f"{spans:,}", "yes" if st["flushed"] else f"no ({st['spans_in_head']:,} in head)",
+                 f"{st['flush_wait_seconds']}", str(st["trace_parts"]), num(part, ".1f"), num(data, ".1f"),
+                 num(gz, ".1f"), num(part / gz if part and gz else None, ".2f"),
+                 num(st["server_cpu_seconds_until_flushed"], ".2f"), num(flushed_rate, ",.0f")])
+if rows:
+    table(["server", "transport", "spans in parts", "flushed", "wait s", "trace parts", "part B/span",
+           "data dir B/span", "OTLP gzip B/span", "parts/gzip", "cpu-s to flushed", "spans/cpu-s flushed"], rows)
+
+rows = []
 for transport in ("grpc", "http"):
     ours, peer = runs.get(("slo-gate", transport)), runs.get(("rotel", transport))
-    if ours and peer and ours["spans_per_server_cpu_second"] and peer["spans_per_server_cpu_second"]:
-        ratio = ours["spans_per_server_cpu_second"] / peer["spans_per_server_cpu_second"]
-        print(f"{transport}: slo-gate / rotel spans per CPU-second = {ratio:.2f}")
+    if not (ours and peer):
+        continue
+    def ratio(key):
+        a, b = ours.get(key), peer.get(key)
+        return a / b if a and b else None
+    rows.append([transport, num(ours["spans_per_server_cpu_second"], ",.0f"),
+                 num(peer["spans_per_server_cpu_second"], ",.0f"), num(ratio("spans_per_server_cpu_second"), ".2f"),
+                 num(ours["server_peak_rss_mib"], ".1f"), num(peer["server_peak_rss_mib"], ".1f"),
+                 num(ratio("server_peak_rss_mib"), ".2f"), str(ours["requests_failed"]), str(peer["requests_failed"])])
+if rows:
+    print("slo-gate against rotel (ratio = slo-gate / rotel; spans/cpu-s: higher is better, RSS: lower is better)")
+    table(["transport", "slo-gate spans/cpu-s", "rotel spans/cpu-s", "ratio", "slo-gate VmHWM MiB",
+           "rotel VmHWM MiB", "ratio", "slo-gate failed", "rotel failed"], rows)
 for transport in ("grpc", "http"):
     plain, tls = runs.get(("slo-gate", transport)), runs.get(("slo-gate-mtls", transport))
     if plain and tls and plain["spans_per_server_cpu_second"] and tls["spans_per_server_cpu_second"]:
