@@ -274,8 +274,9 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, OpenError> {
 
 impl Store {
     /// Opens (or creates) the store under `data_dir`: deletes parts of unfinished flushes,
-    /// loads the parts catalog, replays the WAL into the head, and starts the log writer and
-    /// flusher threads.
+    /// loads the parts catalog, replays the WAL into the head (writing it to parts whenever it
+    /// reaches `max_head_bytes`, so a WAL larger than memory replays: `replay`), and starts the
+    /// log writer and flusher threads.
     pub fn open(data_dir: &Path, settings: StoreSettings, telemetry: Arc<Telemetry>) -> Result<Store, OpenError> {
         Store::open_with_keys(data_dir, settings, telemetry, None)
     }
