@@ -126,6 +126,45 @@ pub struct StorageConfig {
     /// `docs/integrity.md`). Off without it. The write-ahead log, the series segments and the
     /// part catalog are not encrypted.
     pub encryption: Option<EncryptionConfig>,
+    /// Background merging of small parts (the `[storage.compaction]` table; see
+    /// `docs/compaction.md`).
+    pub compaction: CompactionConfig,
+}
+
+/// `[storage.compaction]`: the small parts of each tenant (or of the shared small tenants),
+/// signal and hour are merged into larger, time-sorted parts once the hour no longer takes
+/// flushes, one merge at a time, on a thread of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompactionConfig {
+    /// Merge parts at all.
+    pub enabled: bool,
+    /// A directory (tenant or shared, signal, hour) is merged once it holds at least this many
+    /// parts smaller than `target_part_bytes`.
+    pub min_parts: usize,
+    /// Parts this large (bytes on disk) are left alone; a merge stops adding inputs once they
+    /// reach it.
+    pub target_part_bytes: u64,
+    /// Most bytes on disk one merge reads.
+    pub max_input_bytes: u64,
+    /// Most rows one merge reads. A merge holds its inputs' rows in memory (a few hundred
+    /// bytes per span, less for other rows), so this bounds its memory.
+    pub max_input_rows: u64,
+    /// How often the compactor looks for parts to merge.
+    pub interval: HumanDuration,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            enabled: true,
+            min_parts: 4,
+            target_part_bytes: 64 << 20,
+            max_input_bytes: 64 << 20,
+            max_input_rows: 250_000,
+            interval: HumanDuration(Duration::from_secs(300)),
+        }
+    }
 }
 
 /// `[storage.encryption]`: each part is encrypted with AES-256-GCM under a fresh data key,
@@ -151,6 +190,7 @@ impl Default for StorageConfig {
             verify_parts_at_start: true,
             min_free_bytes: 64 << 20,
             encryption: None,
+            compaction: CompactionConfig::default(),
         }
     }
 }

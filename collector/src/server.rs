@@ -162,6 +162,9 @@ impl Collector {
                 return Err(err.into());
             }
         };
+        if let Err(err) = store.start_compaction(&config.storage.compaction) {
+            tracing::error!(%err, "cannot start the compaction thread; parts are not merged");
+        }
         let admission = Admission::new(&config.server, Arc::clone(&telemetry));
         let mut ingest = Ingest::new(Arc::clone(&store), config.limits.clone(), Arc::clone(&telemetry), admission);
         if let Some(metrics) = &span_metrics {

@@ -44,6 +44,13 @@ pub struct Telemetry {
     pub parts_adopted: AtomicU64,
     pub parts_verified: AtomicU64,
     pub series_compactions: AtomicU64,
+    /// Parts compaction: merges committed, the parts and bytes they replaced, failed passes,
+    /// and the parts in the catalog at the last pass.
+    pub compactions: AtomicU64,
+    pub compaction_parts: AtomicU64,
+    pub compaction_bytes: AtomicU64,
+    pub compaction_failures: AtomicU64,
+    pub parts: AtomicU64,
     pub head_bytes: AtomicU64,
     pub head_items: AtomicU64,
     /// Connections open now, by listener (see [`Listener`]).
@@ -288,6 +295,31 @@ impl Telemetry {
                 "Merges of a tenant's series segments of one hour into one (the PromQL store).",
                 &self.series_compactions,
             ),
+            (
+                "slo_gate_compactions_total",
+                "counter",
+                "Merges of small Parquet parts of one directory (tenant or shared, signal, hour) into one.",
+                &self.compactions,
+            ),
+            (
+                "slo_gate_compaction_parts_total",
+                "counter",
+                "Parquet parts replaced by compaction merges.",
+                &self.compaction_parts,
+            ),
+            (
+                "slo_gate_compaction_bytes_total",
+                "counter",
+                "Bytes on disk of the Parquet parts compaction merges read and replaced.",
+                &self.compaction_bytes,
+            ),
+            (
+                "slo_gate_compaction_failures_total",
+                "counter",
+                "Compaction passes that failed (the parts stay as they were; retried).",
+                &self.compaction_failures,
+            ),
+            ("slo_gate_parts", "gauge", "Parquet parts in the catalog, as of the last compaction pass.", &self.parts),
             ("slo_gate_head_bytes", "gauge", "Memory held by rows in the in-memory head.", &self.head_bytes),
             ("slo_gate_head_items", "gauge", "Items held in the in-memory head.", &self.head_items),
         ] {

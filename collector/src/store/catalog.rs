@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! catalog.log := line*
-//! line        := crc32:8 hex digits " " json "\n"      json: {"op":"add",...} | {"op":"remove","name":..}
+//! line        := crc32:8 hex digits " " json "\n"
+//! json        := {"op":"add",...} | {"op":"remove","name":..}
+//!              | {"op":"merging","output":..} | {"op":"replace","inputs":[..],"output":{...}}
 //! ```
 //!
 //! Lines are appended (and `fsync`ed) by the flusher after its parts are durable and before
@@ -26,8 +28,19 @@
 //! An encrypted part found without an entry whose key the key file does not hold cannot be
 //! described (its rows cannot be read), and is not damaged either: it is left where it is,
 //! reported, and adopted at a start that has its key.
+//!
+//! Compaction (`store::compact`) writes two lines per merge: `merging` names the output file
+//! before it is written, and `replace` says in one line, atomically, that its inputs are gone
+//! and the output holds their rows. At start-up, a `merging` output without its `replace` line
+//! is an unfinished merge and its file is deleted (the inputs still hold the rows), and the
+//! files of inputs that a `replace` line names are deleted if they are still there. Both are
+//! deleted before the catalog is rewritten compacted (with `add` lines only), so a part without
+//! an entry is never a merge's output or input, and adopting it can never count rows twice.
+//! A binary older than compaction skips both kinds of line as damaged: it adopts the output
+//! and drops the missing inputs, which is right once the inputs are deleted (a start of this
+//! version deletes them and rewrites the catalog without those lines).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -51,7 +64,18 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 #[serde(tag = "op", rename_all = "lowercase")]
 enum Line {
     Add(Stored),
-    Remove { name: String },
+    Remove {
+        name: String,
+    },
+    /// A merge is about to write `output` (`store::compact`).
+    Merging {
+        output: String,
+    },
+    /// `inputs` are replaced by `output`, which holds every row they held.
+    Replace {
+        inputs: Vec<String>,
+        output: Stored,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -194,6 +218,10 @@ pub struct Loaded {
     /// Encrypted parts found without an entry whose key is not in the key file: left in place,
     /// not entered (see the module documentation).
     pub locked: Vec<Damage>,
+    /// Outputs of merges that did not reach their `replace` line, deleted.
+    pub unfinished_merges: Vec<String>,
+    /// Inputs of finished merges that were still on disk, deleted.
+    pub replaced_inputs: Vec<String>,
 }
 
 /// The catalog file, open for appending.
@@ -212,6 +240,10 @@ impl Catalog {
         let path = data_dir.join(FILE);
         let mut loaded = Loaded::default();
         let mut entries: BTreeMap<String, PartMeta> = BTreeMap::new();
+        // Outputs of merges begun and not (yet) finished, and inputs of finished merges.
+        let mut merging: BTreeSet<String> = BTreeSet::new();
+        let mut replaced: BTreeSet<String> = BTreeSet::new();
+        let mut merge_lines = false;
         let mut lines = 0u64;
         match fs::read(&path) {
             Ok(bytes) => {
@@ -227,12 +259,61 @@ impl Catalog {
                         Some(Line::Remove { name }) => {
                             entries.remove(&name);
                         }
+                        Some(Line::Merging { output }) => {
+                            merge_lines = true;
+                            merging.insert(output);
+                        }
+                        Some(Line::Replace { inputs, output }) => {
+                            merge_lines = true;
+                            match output.into_meta(data_dir, keys) {
+                                Some(meta) => {
+                                    merging.remove(&meta.name);
+                                    replaced.remove(&meta.name);
+                                    for input in inputs {
+                                        entries.remove(&input);
+                                        replaced.insert(input);
+                                    }
+                                    entries.insert(meta.name.clone(), meta);
+                                }
+                                // The line's checksum held but its output does not parse:
+                                // treated as damaged, as an `add` line would be. The inputs
+                                // stay entered and the output is deleted as unfinished.
+                                None => loaded.bad_lines += 1,
+                            }
+                        }
                         None => loaded.bad_lines += 1,
                     }
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
+        }
+
+        // Merges left half done: their files go before anything is adopted (see the module
+        // documentation), durably, since the catalog rewritten below no longer names them.
+        let mut touched: BTreeSet<PathBuf> = BTreeSet::new();
+        for (name, unfinished) in merging.iter().map(|n| (n, true)).chain(replaced.iter().map(|n| (n, false))) {
+            if entries.contains_key(name) {
+                continue;
+            }
+            let Some(file) = safe_path(data_dir, name) else { continue };
+            match fs::remove_file(&file) {
+                Ok(()) => {
+                    if unfinished {
+                        tracing::warn!(part = %name, "deleting the output of an unfinished merge; its inputs hold its rows");
+                        loaded.unfinished_merges.push(name.clone());
+                    } else {
+                        tracing::info!(part = %name, "deleting a part that a finished merge replaced");
+                        loaded.replaced_inputs.push(name.clone());
+                    }
+                    touched.extend(file.parent().map(Path::to_path_buf));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for dir in &touched {
+            sync_dir(dir)?;
         }
 
         for found in parts::list(data_dir)? {
@@ -288,7 +369,8 @@ impl Catalog {
 
         // Compact to one `add` line per part when the file says more than that. A failure (a
         // full disk) keeps the old file, which says the same.
-        let changed = lines != loaded.parts.len() as u64 || loaded.adopted > 0 || !loaded.damage.is_empty();
+        let changed =
+            lines != loaded.parts.len() as u64 || loaded.adopted > 0 || !loaded.damage.is_empty() || merge_lines;
         if changed && let Err(err) = rewrite(data_dir, &path, &loaded.parts) {
             tracing::warn!(%err, "cannot rewrite the part catalog compacted; appending to it as it is");
         }
@@ -311,6 +393,18 @@ impl Catalog {
     /// Records that a part is gone, durably.
     pub fn remove(&self, name: &str) -> io::Result<()> {
         self.append(&encode_line(&Line::Remove { name: name.to_string() }))
+    }
+
+    /// Records, durably and before its file is written, that a merge will write `output`: a
+    /// start that finds this line without its [`Catalog::replace`] deletes the file.
+    pub fn begin_merge(&self, output: &str) -> io::Result<()> {
+        self.append(&encode_line(&Line::Merging { output: output.to_string() }))
+    }
+
+    /// Records in one line, durably, that `output` (durable already) replaces `inputs`.
+    pub fn replace(&self, inputs: &[&str], output: &PartMeta) -> io::Result<()> {
+        let inputs = inputs.iter().map(|n| n.to_string()).collect();
+        self.append(&encode_line(&Line::Replace { inputs, output: Stored::of(output) }))
     }
 
     pub fn data_dir(&self) -> &Path {

@@ -25,6 +25,7 @@ pub mod span_index;
 pub mod wal;
 
 mod columns;
+pub mod compact;
 mod flush;
 #[cfg(test)]
 mod integrity_tests;
@@ -198,6 +199,8 @@ pub struct Store {
     deltas: std::sync::Mutex<crate::model::prometheus::DeltaAccumulator>,
     /// What the OTLP metrics said of themselves, for `/api/v1/metadata`.
     metadata: std::sync::Mutex<crate::model::prometheus::MetadataIndex>,
+    /// Parts compaction (`compact`): one merge at a time, by its thread or [`Store::compact_now`].
+    compactor: Arc<compact::Compactor>,
 }
 
 /// Most metric families whose metadata [`Store::metric_metadata`] keeps, over all tenants.
@@ -422,6 +425,7 @@ impl Store {
             lock: std::sync::Mutex::new(Some(lock)),
             deltas: std::sync::Mutex::new(deltas),
             metadata: std::sync::Mutex::new(metadata),
+            compactor: Arc::default(),
         })
     }
 
@@ -837,6 +841,29 @@ impl Store {
             }
         }
         Ok(index.len() as u64)
+    }
+
+    /// Starts the compaction thread (`compact`) when `config.enabled`; it stops with the store.
+    pub fn start_compaction(&self, config: &crate::config::CompactionConfig) -> std::io::Result<()> {
+        if !config.enabled {
+            return Ok(());
+        }
+        let (shared, compactor, config) = (Arc::clone(&self.shared), Arc::clone(&self.compactor), config.clone());
+        let thread = std::thread::Builder::new()
+            .name("slo-gate-compact".into())
+            .spawn(move || compact::run(shared, compactor, config))?;
+        self.threads.lock().unwrap_or_else(|e| e.into_inner()).push(thread);
+        Ok(())
+    }
+
+    /// One compaction pass now, in the calling thread, as if the clock read `now_unix_nano`
+    /// (`enabled` is not consulted).
+    pub fn compact_now(
+        &self,
+        config: &crate::config::CompactionConfig,
+        now_unix_nano: u64,
+    ) -> Result<compact::CompactionReport, StoreError> {
+        compact::pass(&self.shared, &self.compactor, config, now_unix_nano)
     }
 
     pub fn telemetry(&self) -> &Arc<Telemetry> {
