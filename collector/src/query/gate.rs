@@ -163,7 +163,8 @@ async fn spans(
     let build = Build::parse(&params)?;
     let limit = params.limit.unwrap_or(DEFAULT_SPAN_LIMIT);
     let body = blocking(move || {
-        let snapshot = state.store.snapshot(&tenant, Signal::Traces);
+        let mut snapshot = state.store.snapshot(&tenant, Signal::Traces);
+        super::prune_snapshot(&mut snapshot, build.from, build.to, Some(&build.service));
         let mut hits: Vec<SpanHit> = Vec::new();
         let mut routes: BTreeMap<String, u64> = BTreeMap::new();
         let (mut names, mut route_values) = (Dictionary::default(), Dictionary::default());
@@ -254,7 +255,8 @@ async fn metrics(
     let name = params.name.clone().filter(|n| !n.is_empty());
     let limit = params.limit.unwrap_or(DEFAULT_SPAN_LIMIT);
     let samples = blocking(move || {
-        let snapshot = state.store.snapshot(&tenant, Signal::Metrics);
+        let mut snapshot = state.store.snapshot(&tenant, Signal::Metrics);
+        super::prune_snapshot(&mut snapshot, build.from, build.to, Some(&build.service));
         let mut out: Vec<MetricPoint> = Vec::new();
         let report = state
             .store

@@ -66,6 +66,26 @@ pub(crate) fn tenant(headers: &http::HeaderMap) -> Result<Tenant, QueryError> {
     Ok(Tenant::from_headers(headers)?)
 }
 
+/// Keeps the head chunks and parts of `snapshot` that may hold rows of its tenant in
+/// `[from, to]` (unix nanoseconds, inclusive; `None`: unbounded) and, with `service`, of that
+/// `service.name` — from the times and services each chunk and each part's catalog entry
+/// records, so a query over one hour of one service opens that hour's parts of that service,
+/// however much else is stored.
+pub(crate) fn prune_snapshot(
+    snapshot: &mut crate::store::Snapshot,
+    from: Option<u64>,
+    to: Option<u64>,
+    service: Option<&str>,
+) {
+    let (lo, hi) = (from.unwrap_or(0), to.unwrap_or(u64::MAX));
+    let keep = |min: u64, max: u64, services: &std::collections::BTreeSet<(String, Option<String>)>| {
+        max >= lo && min <= hi && service.is_none_or(|s| services.iter().any(|(name, _)| name == s))
+    };
+    snapshot.chunks.retain(|c| keep(c.min_time, c.max_time, &c.services));
+    let tenant = snapshot.tenant.clone();
+    snapshot.parts.retain(|p| p.of(&tenant).is_some_and(|t| keep(t.min_time, t.max_time, &t.services)));
+}
+
 /// Runs a store scan off the async workers (part reads are blocking file I/O).
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,

@@ -111,6 +111,19 @@ struct RowFilter {
     trace_id: Option<String>,
     /// At most this many rows (default 10000).
     limit: Option<usize>,
+    /// Rows at or after this time (unix seconds or RFC 3339); parts wholly before it are not read.
+    from: Option<String>,
+    /// Rows at or before this time; parts wholly after it are not read.
+    to: Option<String>,
+    /// `from` and `to` as unix nanoseconds, once read.
+    #[serde(skip)]
+    range: (u64, u64),
+}
+
+impl RowFilter {
+    fn in_range(&self, time_unix_nano: u64) -> bool {
+        (self.range.0..=self.range.1).contains(&time_unix_nano)
+    }
 }
 
 const DEFAULT_LIMIT: usize = 10_000;
@@ -129,10 +142,20 @@ async fn list(
     mut to_json: impl FnMut(&RowFilter, &Rows, &mut Vec<Value>) + Send + 'static,
 ) -> Result<Json<Value>, QueryError> {
     let tenant = tenant(&headers)?;
+    let mut filter = filter;
+    let from = super::params::parse_time("from", filter.from.as_deref())?;
+    let to = super::params::parse_time("to", filter.to.as_deref())?;
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        return Err(QueryError::BadRequest("parameter `from` is after `to`".into()));
+    }
+    filter.range = (from.unwrap_or(0), to.unwrap_or(u64::MAX));
     let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
     let tenant_name = tenant.as_str().to_string();
     let (mut rows, warnings) = blocking(move || {
-        let snapshot = state.store.snapshot(&tenant, signal);
+        let mut snapshot = state.store.snapshot(&tenant, signal);
+        super::prune_snapshot(&mut snapshot, from, to, filter.service.as_deref());
         let mut out = Vec::new();
         let report = state.store.scan(&snapshot, |rows| to_json(&filter, rows, &mut out)).map_err(QueryError::from)?;
         Ok((out, report.warnings))
@@ -157,6 +180,7 @@ async fn metric_points(
         let Rows::Metrics(points) = rows else { return };
         for p in points {
             if !service_matches(&f.service, &p.resource.service_name)
+                || !f.in_range(p.time_unix_nano)
                 || f.name.as_deref().is_some_and(|n| n != &*p.metric.name)
             {
                 continue;
@@ -198,6 +222,7 @@ async fn logs(
         for r in records {
             let trace_hex = r.trace_id.map(hex::encode);
             if !service_matches(&f.service, &r.resource.service_name)
+                || !f.in_range(r.time_unix_nano)
                 || f.trace_id.as_deref().is_some_and(|t| trace_hex.as_deref() != Some(t))
             {
                 continue;
@@ -235,7 +260,7 @@ async fn profile_samples(
     list(state, headers, Signal::Profiles, filter, "samples", |f, rows, out| {
         let Rows::Profiles(samples) = rows else { return };
         for s in samples {
-            if !service_matches(&f.service, &s.resource.service_name) {
+            if !service_matches(&f.service, &s.resource.service_name) || !f.in_range(s.time_unix_nano) {
                 continue;
             }
             out.push(json!({

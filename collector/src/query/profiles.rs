@@ -39,9 +39,22 @@ pub(crate) const PROFILE_TYPE_LABEL: &str = "__profile_type__";
 pub(crate) fn scan_profiles(
     state: &ApiState,
     tenant: &Tenant,
+    f: impl FnMut(&ProfileRow),
+) -> Result<crate::store::ScanReport, QueryError> {
+    scan_profiles_in(state, tenant, None, None, f)
+}
+
+/// [`scan_profiles`] of the chunks and parts that may hold rows in `[from, to]` (the rows
+/// outside are still handed to `f`, which filters them).
+pub(crate) fn scan_profiles_in(
+    state: &ApiState,
+    tenant: &Tenant,
+    from: Option<u64>,
+    to: Option<u64>,
     mut f: impl FnMut(&ProfileRow),
 ) -> Result<crate::store::ScanReport, QueryError> {
-    let snapshot = state.store.snapshot(tenant, Signal::Profiles);
+    let mut snapshot = state.store.snapshot(tenant, Signal::Profiles);
+    super::prune_snapshot(&mut snapshot, from, to, None);
     state
         .store
         .scan(&snapshot, |rows| {
@@ -226,7 +239,7 @@ pub(crate) fn collect_reported(
         Some(label) => vec![label.as_str()],
         None => RUN_LABELS.to_vec(),
     };
-    let report = scan_profiles(state, tenant, |row| {
+    let report = scan_profiles_in(state, tenant, filter.from, filter.to, |row| {
         let k = &filter.kind;
         if *row.profile.sample_type != *k.sample_type
             || *row.profile.sample_unit != *k.sample_unit
