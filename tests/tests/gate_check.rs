@@ -632,3 +632,55 @@ fn bad_input_exits_2_and_says_why() {
     expect_exit(&out, 2, "an unreachable collector");
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the collector"), "{}", e2e::output_text(&out));
 }
+
+/// `check --data-dir` opens the store in its own process, and the collector's threads log while
+/// the gate runs (here: the replay of a write-ahead log left by a killed collector). The command
+/// once held the standard error lock for its whole run, so the first log line of another thread
+/// waited for it forever and the gate hung; it must finish, with the replay logged.
+#[test]
+fn a_local_collector_that_logs_while_the_gate_runs_does_not_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let contracts = write_contract(&dir.path().join("contracts"), "checkout.yaml", CONTRACT);
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &[]);
+    let body = serde_json::json!({"resourceSpans": [{
+        "resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "checkout"}},
+            {"key": "service.version", "value": {"stringValue": "1.1.0"}}
+        ]},
+        "scopeSpans": [{"spans": [{
+            "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+            "name": "POST /api/checkout", "kind": 2,
+            "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000100000000"
+        }]}]
+    }]});
+    let sent = reqwest::blocking::Client::new().post(server.http_url("/v1/traces")).json(&body).send().unwrap();
+    assert!(sent.status().is_success(), "{:?}", sent.text());
+    // SIGKILL: the span is only in the write-ahead log, which the next open replays and logs.
+    server.kill();
+
+    let mut child = Command::new(e2e::binary())
+        .args(["check", "--contracts"])
+        .arg(&contracts)
+        .args(["--service", "checkout", "--environment", "staging", "--candidate", "1.1.0", "--no-record"])
+        .arg("--data-dir")
+        .arg(&data)
+        .env("SLO_GATE_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("`slo-gate check --data-dir` hung for 120 s: {}", e2e::output_text(&out));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    // One span is below min_samples: the gate runs, says so and decides (not exit 2).
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", e2e::output_text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("write-ahead log replayed"), "{}", e2e::output_text(&out));
+}

@@ -120,8 +120,10 @@ fn write_token(args: &CheckArgs) -> anyhow::Result<Option<WriteToken>> {
 
 /// Runs `slo-gate check`; `Ok` carries the exit code (0 pass, 1 blocked).
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let stderr = &mut std::io::stderr().lock();
-    let contracts = super::contracts::load(&args.contracts, stderr)?;
+    // Locked only while the contracts load: a collector in this process (`--data-dir`, `demo`)
+    // logs to standard error from its own threads while the gate runs, and a lock held here
+    // would stop them at their first line.
+    let contracts = super::contracts::load(&args.contracts, &mut std::io::stderr().lock())?;
     let contract = pick_contract(&contracts, &args.service, args.environment.as_deref())?;
     let outcome = match (&args.collector, &args.data_dir) {
         (Some(url), _) => {
@@ -236,7 +238,7 @@ fn gate_with(client: &CollectorClient, contract: &Contract, args: &CheckArgs) ->
     });
     let candidate = candidate?;
     let baseline = baseline.transpose()?;
-    let stdout = &mut std::io::stdout().lock();
+    let stdout = &mut std::io::stdout();
     if candidate.spans.is_empty()
         && candidate.metrics.is_empty()
         && candidate.cpu_runs.is_empty()
@@ -260,7 +262,7 @@ fn gate_with(client: &CollectorClient, contract: &Contract, args: &CheckArgs) ->
     let report =
         gate::evaluate(&GateInput { contract, candidate: &candidate, baseline: baseline.as_ref(), history: &history });
 
-    let stdout = &mut std::io::stdout().lock();
+    let stdout = &mut std::io::stdout();
     stdout.write_all(gate::report::text(&report).as_bytes())?;
     write_outputs(&report, args)?;
     if let Some(dir) = &args.artifacts {

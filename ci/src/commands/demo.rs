@@ -35,7 +35,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let temp = tempfile::tempdir().context("cannot create a temporary directory")?;
     let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().join("data"));
     let (runtime, running, token) = super::check::start_local_collector(&data_dir)?;
-    let out = &mut std::io::stdout().lock();
+    // Not locked: the collector serving in this process must never wait for this thread.
+    let out = &mut std::io::stdout();
     writeln!(
         out,
         "collector: OTLP gRPC {}, API http://{} (data in {})",
