@@ -11,12 +11,12 @@
 //! CLIENT or INTERNAL, and a log-normal duration (median 20 ms, sigma 1.2: about 0.4% of spans
 //! last over 500 ms).
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use bench::seeded::{kv, kv_int, next, percentile, uniform};
+use anyhow::bail;
+use bench::http1::{connect, get, hex, memory, post_retrying, report, url_encode};
+use bench::seeded::{kv, kv_int, next, uniform};
 use clap::Parser;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -130,35 +130,6 @@ fn request(args: &Args, hour_start: u64, first: usize, n: usize) -> ExportTraceS
     }
 }
 
-/// One HTTP/1.1 exchange on a kept-alive connection: status and body.
-fn exchange(stream: &mut TcpStream, head: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte)? == 0 {
-            bail!("the collector closed the connection");
-        }
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf);
-    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-        .context("no content-length in the answer")?;
-    let mut rest = vec![0u8; length];
-    stream.read_exact(&mut rest)?;
-    Ok((status, rest))
-}
-
-fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
-    let s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
-    s.set_nodelay(true)?;
-    Ok(s)
-}
-
 fn write(args: &Args, hour_start: u64) -> anyhow::Result<()> {
     let batches: Vec<usize> = (0..args.traces).step_by(args.batch).collect();
     let started = Instant::now();
@@ -170,25 +141,8 @@ fn write(args: &Args, hour_start: u64) -> anyhow::Result<()> {
                     let mut stream = connect(args.otlp_http)?;
                     for first in mine {
                         let body = request(args, hour_start, first, args.batch).encode_to_vec();
-                        let head = format!(
-                            "POST /v1/traces HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
-                            args.otlp_http,
-                            body.len()
-                        );
-                        // 429/503 while the head is flushed: back off and retry.
-                        let mut attempts = 0;
-                        loop {
-                            match exchange(&mut stream, &head, &body) {
-                                Ok((200, _)) => break,
-                                Ok(_) | Err(_) if attempts < 600 => {
-                                    attempts += 1;
-                                    std::thread::sleep(Duration::from_millis(200));
-                                    stream = connect(args.otlp_http)?;
-                                }
-                                Ok((status, b)) => bail!("export answered {status}: {}", String::from_utf8_lossy(&b)),
-                                Err(e) => return Err(e),
-                            }
-                        }
+                        // 429/503 while the head is flushed: backed off and retried.
+                        post_retrying(&mut stream, args.otlp_http, "/v1/traces", "application/x-protobuf", &body)?;
                     }
                     Ok(())
                 })
@@ -203,48 +157,6 @@ fn write(args: &Args, hour_start: u64) -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     println!("wrote {spans} spans in {secs:.1} s ({:.0} spans/s)", spans as f64 / secs);
     Ok(())
-}
-
-fn get(stream: &mut TcpStream, api: SocketAddr, path: &str, accept: &str) -> anyhow::Result<(u16, Vec<u8>, Duration)> {
-    let head = format!("GET {path} HTTP/1.1\r\nHost: {api}\r\nAccept: {accept}\r\nUser-Agent: Grafana/12.1.0\r\n\r\n");
-    let t = Instant::now();
-    let (status, body) = exchange(stream, &head, &[])?;
-    Ok((status, body, t.elapsed()))
-}
-
-fn report(label: &str, mut times: Vec<Duration>, note: &str) {
-    times.sort();
-    println!(
-        "{label:<58} p50 {:>8.1} ms   p95 {:>8.1} ms   max {:>8.1} ms   (n={}) {note}",
-        percentile(&times, 0.5).as_secs_f64() * 1e3,
-        percentile(&times, 0.95).as_secs_f64() * 1e3,
-        times.last().map_or(0.0, |t| t.as_secs_f64() * 1e3),
-        times.len()
-    );
-}
-
-fn memory(pid: u32) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .map_or_else(|| "?".to_string(), |kb| format!("{} MiB", kb / 1024))
-    };
-    format!("server RSS {} (peak {})", field("VmRSS:"), field("VmHWM:"))
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -341,8 +253,4 @@ fn lookups(args: &Args, api: &mut TcpStream, pass: &str) -> anyhow::Result<()> {
     report(&format!("GET /api/v2/traces/<id> protobuf, {pass}"), times, "");
     println!("    {}", memory(args.pid));
     Ok(())
-}
-
-fn hex(id: &[u8]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -109,7 +109,7 @@ struct RowFilter {
     name: Option<String>,
     /// Hex trace id (log records only).
     trace_id: Option<String>,
-    /// At most this many rows (default 10000).
+    /// At most this many rows (default 10000, at most 1000000).
     limit: Option<usize>,
     /// Rows at or after this time (unix seconds or RFC 3339); parts wholly before it are not read.
     from: Option<String>,
@@ -127,6 +127,9 @@ impl RowFilter {
 }
 
 const DEFAULT_LIMIT: usize = 10_000;
+/// The largest `limit` a listing honours; a larger one is taken as this (the answer then says
+/// `truncated` when more rows matched).
+const MAX_LIMIT: usize = 1_000_000;
 
 fn service_matches(filter: &Option<String>, service: &Option<std::sync::Arc<str>>) -> bool {
     filter.as_deref().is_none_or(|f| service.as_deref() == Some(f))
@@ -151,17 +154,29 @@ async fn list(
         return Err(QueryError::BadRequest("parameter `from` is after `to`".into()));
     }
     filter.range = (from.unwrap_or(0), to.unwrap_or(u64::MAX));
-    let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
+    let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     let tenant_name = tenant.as_str().to_string();
     let (mut rows, warnings) = blocking(move || {
         let mut snapshot = state.store.snapshot(&tenant, signal);
         super::prune_snapshot(&mut snapshot, from, to, filter.service.as_deref());
         let mut out = Vec::new();
-        let report = state.store.scan(&snapshot, |rows| to_json(&filter, rows, &mut out)).map_err(QueryError::from)?;
+        // The answer is the first `limit` rows in order (and whether there were more): the
+        // rows kept while scanning are cut back to those whenever they reach twice as many, so
+        // a listing of a large store holds at most 2 × (limit + 1) rows, not all it matched.
+        let keep = limit.saturating_add(1);
+        let report = state
+            .store
+            .scan(&snapshot, |rows| {
+                to_json(&filter, rows, &mut out);
+                if out.len() >= keep.saturating_mul(2) {
+                    first_in_order(&mut out, keep);
+                }
+            })
+            .map_err(QueryError::from)?;
+        first_in_order(&mut out, keep);
         Ok((out, report.warnings))
     })
     .await?;
-    rows.sort_by_key(|v| v.to_string());
     let truncated = rows.len() > limit;
     rows.truncate(limit);
     let mut answer = json!({ "tenant": tenant_name, key: rows, "truncated": truncated });
@@ -169,6 +184,14 @@ async fn list(
         answer["warnings"] = json!(warnings);
     }
     Ok(Json(answer))
+}
+
+/// Sorts listed rows into their answer order (by their JSON text) and keeps the first `keep`.
+fn first_in_order(rows: &mut Vec<Value>, keep: usize) {
+    let mut keyed: Vec<(String, Value)> = rows.drain(..).map(|v| (v.to_string(), v)).collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.truncate(keep);
+    rows.extend(keyed.into_iter().map(|(_, v)| v));
 }
 
 async fn metric_points(
@@ -283,4 +306,29 @@ async fn profile_samples(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Cutting the kept rows back while scanning gives the answer sorting them all at the end
+    // gives: the first `keep` in order, whichever batches they came in.
+    #[test]
+    fn rows_cut_back_while_scanning_are_the_first_in_order() {
+        let all: Vec<Value> = (0..1000u64).map(|i| json!({ "n": (i * 7919) % 1000 })).collect();
+        let mut expected = all.clone();
+        first_in_order(&mut expected, usize::MAX);
+        let keep = 11;
+        let mut kept = Vec::new();
+        for batch in all.chunks(37) {
+            kept.extend(batch.iter().cloned());
+            if kept.len() >= 2 * keep {
+                first_in_order(&mut kept, keep);
+            }
+            assert!(kept.len() < 2 * keep + 37);
+        }
+        first_in_order(&mut kept, keep);
+        assert_eq!(kept, expected[..keep]);
+    }
 }
