@@ -2,4 +2,5 @@
 //! percentiles. Loopback-only load generators live in the binaries themselves.
 
 pub mod http1;
+pub mod pprof_file;
 pub mod seeded;

@@ -5,10 +5,10 @@
 //! 20–120 ms by route, sigma 0.4), eight hosts, 0.5% errors, start times over the last hour.
 //! Deterministic: the same flags send the same spans.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use bench::http1::{connect, post_retrying};
 use bench::seeded::{kv, kv_int, next, uniform};
 use clap::Parser;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -35,43 +35,12 @@ struct Args {
     batch: usize,
 }
 
-/// POSTs one protobuf body and checks for 200.
-fn post(stream: &mut TcpStream, addr: SocketAddr, body: &[u8]) -> anyhow::Result<()> {
-    let head = format!(
-        "POST /v1/traces HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    // Read the status line and headers, then the body by Content-Length.
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte)? == 0 {
-            bail!("the collector closed the connection");
-        }
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf);
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-        .unwrap_or(0);
-    let mut rest = vec![0u8; length];
-    stream.read_exact(&mut rest)?;
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!("the collector answered {}", head.lines().next().unwrap_or(""));
-    }
-    Ok(())
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if !args.otlp_http.ip().is_loopback() {
         bail!("--otlp-http must be a loopback address");
     }
-    let mut stream = TcpStream::connect(args.otlp_http).with_context(|| format!("connect {}", args.otlp_http))?;
-    stream.set_nodelay(true)?;
+    let mut stream = connect(args.otlp_http)?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos() as u64;
     let routes = [("/api/checkout", 120.0), ("/api/cart", 30.0), ("/api/search", 60.0), ("/api/health", 2.0)];
     let mut state = 42u64;
@@ -124,16 +93,7 @@ fn main() -> anyhow::Result<()> {
             };
             // The collector refuses with 429 while it flushes a full head: retry after a pause.
             let body = request.encode_to_vec();
-            let mut attempts = 0;
-            while let Err(err) = post(&mut stream, args.otlp_http, &body) {
-                attempts += 1;
-                if attempts > 50 {
-                    return Err(err);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(200));
-                stream = TcpStream::connect(args.otlp_http)?;
-                stream.set_nodelay(true)?;
-            }
+            post_retrying(&mut stream, args.otlp_http, "/v1/traces", "application/x-protobuf", &body)?;
         }
     }
     println!("sent {sent} spans");

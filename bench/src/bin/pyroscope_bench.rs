@@ -9,13 +9,13 @@
 //! `--phase query` skips the push (to time again once the head was flushed to parts);
 //! `bench/run-pyroscope-bench.sh` runs both phases against a fresh collector.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use analyzer::pprof::proto;
 use anyhow::{Context, bail};
+use bench::pprof_file::read_profile;
 use bench::seeded::{Rng, percentile};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
@@ -194,17 +194,6 @@ impl Client {
 
 // ---- profiles --------------------------------------------------------------------------------
 
-fn read_profile(path: &PathBuf) -> anyhow::Result<proto::Profile> {
-    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut bytes = Vec::new();
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(raw.as_slice()).read_to_end(&mut bytes)?;
-    } else {
-        bytes = raw;
-    }
-    Ok(proto::Profile::decode(bytes.as_slice())?)
-}
-
 async fn time_calls(
     client: &mut Client,
     name: &str,
@@ -245,7 +234,7 @@ async fn main() -> anyhow::Result<()> {
     let mut client = Client::connect(cli.api).await?;
 
     if cli.phase != Phase::Query {
-        let sources: Vec<proto::Profile> = cli.from.iter().map(read_profile).collect::<anyhow::Result<_>>()?;
+        let sources: Vec<proto::Profile> = cli.from.iter().map(|p| read_profile(p)).collect::<anyhow::Result<_>>()?;
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let started = Instant::now();
         let (mut count, mut bytes) = (0usize, 0usize);

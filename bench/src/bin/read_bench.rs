@@ -11,7 +11,6 @@
 //!
 //! The data is deterministic (SplitMix64 from a fixed seed and the hour).
 
-use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use analyzer::pprof::proto;
 use anyhow::{Context, bail};
 use bench::http1::{connect, get, hex, memory, post_retrying, report, url_encode};
+use bench::pprof_file::read_profile;
 use bench::seeded::{kv, kv_int, next};
 use clap::Parser;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -155,17 +155,6 @@ fn gauge(args: &Args, hour_ns: u64) -> ExportMetricsServiceRequest {
         })
         .collect();
     ExportMetricsServiceRequest { resource_metrics }
-}
-
-fn read_profile(path: &PathBuf) -> anyhow::Result<proto::Profile> {
-    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut bytes = Vec::new();
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(raw.as_slice()).read_to_end(&mut bytes)?;
-    } else {
-        bytes = raw;
-    }
-    Ok(proto::Profile::decode(bytes.as_slice())?)
 }
 
 /// Writes the hours `first_hour_ns + k * HOUR_NS` for every `k` of `hours`.
