@@ -254,6 +254,12 @@ impl Ingest {
     /// on for up to `limits.max_wait_for_flush` (the flusher frees it a block at a time), then
     /// refused.
     pub async fn admit(&self) -> Result<(), IngestError> {
+        self.wait_for_room().await
+    }
+
+    /// Returns once the head has room, waiting up to `limits.max_wait_for_flush` for the
+    /// flusher; refused (429 / `UNAVAILABLE`, with `Retry-After`) after that.
+    async fn wait_for_room(&self) -> Result<(), IngestError> {
         let refused = match self.store.check_capacity() {
             Ok(()) => return Ok(()),
             Err(err) => err,
@@ -277,16 +283,18 @@ impl Ingest {
         Err(refused)
     }
 
-    /// One of the `max_inflight_requests` slots, if the store can take data at all: a request
-    /// over either is refused (429 / `UNAVAILABLE`, with `Retry-After`).
-    fn take_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, IngestError> {
+    /// One of the `max_inflight_requests` slots, and room in the head: a request over the
+    /// slots is refused at once; one that finds the head full — admitted while it had room, it
+    /// filled while the body was read — waits for the flusher as [`Ingest::admit`] does (its
+    /// body is already counted in the admission budget, so the wait holds no more memory).
+    async fn take_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, IngestError> {
         let permit = self.inflight.try_acquire().map_err(|_| {
             IngestError::Overloaded(format!(
                 "{} export requests are already in progress",
                 self.limits.max_inflight_requests
             ))
         })?;
-        self.store.check_capacity()?;
+        self.wait_for_room().await?;
         Ok(permit)
     }
 
@@ -298,7 +306,7 @@ impl Ingest {
         mut request: R,
         raw: Raw,
     ) -> Result<R::Response, IngestError> {
-        let _permit = self.take_slot()?;
+        let _permit = self.take_slot().await?;
         let total = request.item_count();
         self.telemetry.received(R::SIGNAL, total);
         let rejections = request.validate(&self.limits);
@@ -368,7 +376,7 @@ impl Ingest {
         body: Bytes,
         decoded_len: usize,
     ) -> Result<(), IngestError> {
-        let _permit = self.take_slot()?;
+        let _permit = self.take_slot().await?;
         let total = batch.samples as u64;
         self.telemetry.received(Signal::Metrics, total);
         if total == 0 {
@@ -493,6 +501,12 @@ mod tests {
         assert!(started.elapsed() >= wait, "refused after {:?}", started.elapsed());
         assert_eq!(err.kind().http_status(), http::StatusCode::TOO_MANY_REQUESTS, "{err}");
         assert!(err.to_string().contains("wait to be written to parts"), "{err}");
+        // A request admitted before the head filled finds it full after its body was read and
+        // decoded: it waits too, rather than being refused at once.
+        let started = std::time::Instant::now();
+        let err = rt.block_on(ingest.export(tenant.clone(), spans(250), Raw::None)).unwrap_err();
+        assert!(started.elapsed() >= wait, "an admitted request refused after {:?}", started.elapsed());
+        assert!(err.to_string().contains("wait to be written to parts"), "{err}");
 
         // The parts directory can be made again: the flusher's next retry (each second) drains
         // the head, and a write waiting meanwhile is taken.
@@ -502,7 +516,10 @@ mod tests {
             Limits { max_wait_for_flush: slo_contracts::HumanDuration(Duration::from_secs(20)), ..Limits::default() };
         let ingest = Ingest::new(Arc::clone(&store), limits, Arc::clone(&telemetry), admission);
         assert!(store.check_capacity().is_err(), "the head drained before the write came");
-        rt.block_on(ingest.admit()).unwrap();
-        assert_eq!(telemetry.waits_for_flush.load(std::sync::atomic::Ordering::Relaxed), 2);
+        let (admitted, exported) =
+            rt.block_on(async { tokio::join!(ingest.admit(), ingest.export(tenant.clone(), spans(251), Raw::None)) });
+        admitted.unwrap();
+        exported.unwrap();
+        assert_eq!(telemetry.waits_for_flush.load(std::sync::atomic::Ordering::Relaxed), 4);
     }
 }
