@@ -74,22 +74,66 @@ fn write_list(out: &mut String, attrs: &[KeyValue]) -> bool {
     true
 }
 
-fn write_value(out: &mut String, value: &AnyValue) -> bool {
+/// A plain attribute value, borrowed: what [`encode_scalars`] writes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Scalar<'a> {
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    /// Finite only: the others are written through serde (see [`storable`]).
+    Double(f64),
+}
+
+/// What [`encode`] writes for a list of plain attributes, from borrowed keys and values (the
+/// protobuf reader of `model::span_wire`), without building `KeyValue`s.
+pub(crate) fn encode_scalars<'a>(attrs: impl ExactSizeIterator<Item = (&'a str, Scalar<'a>)>) -> String {
+    if attrs.len() == 0 {
+        return String::new();
+    }
+    let mut out = String::with_capacity(attrs.len() * 48);
+    out.push('[');
+    for (i, (key, value)) in attrs.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"key\":");
+        write_str(&mut out, key);
+        out.push_str(",\"value\":");
+        write_scalar(&mut out, value);
+        out.push('}');
+    }
+    out.push(']');
+    out
+}
+
+/// Appends `{"stringValue":..}` and the like; true, for [`write_value`]'s sake.
+fn write_scalar(out: &mut String, value: Scalar<'_>) -> bool {
     use std::fmt::Write as _;
-    match &value.value {
-        Some(Value::StringValue(s)) => {
+    match value {
+        Scalar::Str(s) => {
             out.push_str("{\"stringValue\":");
             write_str(out, s);
         }
-        Some(Value::BoolValue(b)) => out.push_str(if *b { "{\"boolValue\":true" } else { "{\"boolValue\":false" }),
-        Some(Value::IntValue(i)) => {
+        Scalar::Bool(b) => out.push_str(if b { "{\"boolValue\":true" } else { "{\"boolValue\":false" }),
+        Scalar::Int(i) => {
             let _ = write!(out, "{{\"intValue\":\"{i}\"");
         }
-        Some(Value::DoubleValue(d)) if d.is_finite() => {
+        Scalar::Double(d) => {
             // serde_json's float formatting, so both paths write the same text.
             out.push_str("{\"doubleValue\":");
-            out.push_str(&serde_json::Number::from_f64(*d).map(|n| n.to_string()).unwrap_or_default());
+            out.push_str(&serde_json::Number::from_f64(d).map(|n| n.to_string()).unwrap_or_default());
         }
+    }
+    out.push('}');
+    true
+}
+
+fn write_value(out: &mut String, value: &AnyValue) -> bool {
+    match &value.value {
+        Some(Value::StringValue(s)) => return write_scalar(out, Scalar::Str(s)),
+        Some(Value::BoolValue(b)) => return write_scalar(out, Scalar::Bool(*b)),
+        Some(Value::IntValue(i)) => return write_scalar(out, Scalar::Int(*i)),
+        Some(Value::DoubleValue(d)) if d.is_finite() => return write_scalar(out, Scalar::Double(*d)),
         Some(Value::BytesValue(b)) => {
             use base64::Engine as _;
             out.push_str("{\"bytesValue\":\"");

@@ -18,6 +18,7 @@ pub mod pprof;
 pub mod profile;
 pub mod prometheus;
 pub mod span;
+pub mod span_wire;
 
 use std::sync::Arc;
 

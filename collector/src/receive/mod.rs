@@ -1,5 +1,7 @@
-//! OTLP receivers. Both transports hand a decoded export request to [`Ingest::export`], which
-//! is the one place that validates, enforces limits, stores and builds the OTLP answer.
+//! OTLP receivers. Both transports hand an export request to [`Ingest::export`] (decoded) or
+//! [`Ingest::export_protobuf`] (as it arrived, read in place when it is a trace request the
+//! wire reader takes), the one place that validates, enforces limits, stores and builds the
+//! OTLP answer.
 //!
 //! * [`admission`] — the budget every request body is counted against as it arrives, and the
 //!   body timeouts;
@@ -303,10 +305,69 @@ impl Ingest {
     pub async fn export<R: ExportRequest>(
         &self,
         tenant: Tenant,
-        mut request: R,
+        request: R,
         raw: Raw,
     ) -> Result<R::Response, IngestError> {
         let _permit = self.take_slot().await?;
+        self.export_taken(tenant, request, raw).await
+    }
+
+    /// [`Ingest::export`] of a request in protobuf, `message` as it arrived (the log keeps it).
+    /// Traces are read in place (`model::span_wire`) when they can be, which costs a fraction
+    /// of decoding them; every other request, and any trace request that reader does not take,
+    /// is decoded by prost and goes through [`Ingest::export`]'s steps.
+    pub async fn export_protobuf<R: ExportRequest>(
+        &self,
+        tenant: Tenant,
+        message: Bytes,
+    ) -> Result<R::Response, IngestError> {
+        let malformed =
+            |e: prost::DecodeError| IngestError::Malformed { format: "OTLP/protobuf", detail: e.to_string() };
+        let wire = if R::SIGNAL == Signal::Traces { model::span_wire::Request::read(&message) } else { None };
+        let Some(wire) = wire else {
+            let request = R::decode(message.clone()).map_err(malformed)?;
+            return self.export(tenant, request, Raw::Otlp(message)).await;
+        };
+        let _permit = self.take_slot().await?;
+        if !wire.acceptable(&self.limits) {
+            let request = R::decode(message.clone()).map_err(malformed)?;
+            return self.export_taken(tenant, request, Raw::Otlp(message)).await;
+        }
+        let total = wire.span_count();
+        self.telemetry.received(Signal::Traces, total);
+        if total == 0 {
+            return Ok(R::response(&Rejections::new("spans")));
+        }
+        let size = message.len().max(1) as u64;
+        self.check_expansion(total.saturating_mul(R::ROW_BYTES), "its rows alone", size)?;
+        let tally = self.span_metrics.as_deref().and_then(|m| m.tally_resources(&tenant, wire.counted()));
+        let Some(rows) = wire.rows() else {
+            drop(wire);
+            let request = R::decode(message.clone()).map_err(malformed)?;
+            return self.export_taken(tenant, request, Raw::Otlp(message)).await;
+        };
+        drop(wire);
+        self.store_rows(tenant, Signal::Traces, Rows::Spans(rows), message, size, total, tally).await?;
+        Ok(R::response(&Rejections::new("spans")))
+    }
+
+    /// Refuses a request whose rows could take more than `max_memory_expansion` times its own
+    /// `size`; `what` names the estimate.
+    fn check_expansion(&self, bytes: u64, what: &'static str, size: u64) -> Result<(), IngestError> {
+        let factor = self.limits.max_memory_expansion;
+        if bytes > factor.saturating_mul(size) {
+            return Err(IngestError::Expands { what, bytes, size, factor });
+        }
+        Ok(())
+    }
+
+    /// [`Ingest::export`] once its in-flight slot is taken.
+    async fn export_taken<R: ExportRequest>(
+        &self,
+        tenant: Tenant,
+        mut request: R,
+        raw: Raw,
+    ) -> Result<R::Response, IngestError> {
         let total = request.item_count();
         self.telemetry.received(R::SIGNAL, total);
         let rejections = request.validate(&self.limits);
@@ -325,44 +386,46 @@ impl Ingest {
             Raw::Otlp(bytes) => bytes.len(),
         }
         .max(1) as u64;
-        let budget = self.limits.max_memory_expansion.saturating_mul(size);
-        let bound = request.max_rows().saturating_mul(R::ROW_BYTES);
-        if bound > budget {
-            return Err(IngestError::Expands {
-                what: "its rows alone",
-                bytes: bound,
-                size,
-                factor: self.limits.max_memory_expansion,
-            });
-        }
+        self.check_expansion(request.max_rows().saturating_mul(R::ROW_BYTES), "its rows alone", size)?;
         // Validation may also have changed what it kept (profile stacks cut to the depth limit,
         // with a warning): then the log must hold the request as changed, not as received.
-        let (format, payload) = match raw {
-            Raw::Otlp(bytes) if rejections.items == 0 && rejections.warnings.is_empty() => (Format::Otlp, bytes),
-            _ => (Format::Otlp, Bytes::from(request.encode_to_vec())),
+        let payload = match raw {
+            Raw::Otlp(bytes) if rejections.items == 0 && rejections.warnings.is_empty() => bytes,
+            _ => Bytes::from(request.encode_to_vec()),
         };
         // Span metrics count what is stored: tallied from the validated request before it
         // becomes rows, added once the store has acknowledged it.
         let tally = self.span_metrics.as_deref().and_then(|m| request.tally_spans(m, &tenant));
         let rows = request.into_rows();
-        let memory = rows.memory_bytes();
-        if memory > budget {
-            return Err(IngestError::Expands {
-                what: "its rows",
-                bytes: memory,
-                size,
-                factor: self.limits.max_memory_expansion,
-            });
-        }
         let accepted = total - rejections.items;
-        if let Err(err) = self.store.append_sized(tenant, format, payload, rows, memory).await {
-            self.telemetry.refused(R::SIGNAL, accepted);
+        self.store_rows(tenant, R::SIGNAL, rows, payload, size, accepted, tally).await?;
+        Ok(R::response(&rejections))
+    }
+
+    /// Stores the rows of `accepted` items, their request's `payload` (of `size` bytes before
+    /// any inflation) to the log, after checking the rows' measured memory; then counts the
+    /// request's spans in span metrics.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_rows(
+        &self,
+        tenant: Tenant,
+        signal: Signal,
+        rows: Rows,
+        payload: Bytes,
+        size: u64,
+        accepted: u64,
+        tally: Option<spanmetrics::Tally>,
+    ) -> Result<(), IngestError> {
+        let memory = rows.memory_bytes();
+        self.check_expansion(memory, "its rows", size)?;
+        if let Err(err) = self.store.append_sized(tenant, Format::Otlp, payload, rows, memory).await {
+            self.telemetry.refused(signal, accepted);
             return Err(err);
         }
         if let (Some(metrics), Some(tally)) = (self.span_metrics.as_deref(), tally) {
             metrics.record(tally);
         }
-        Ok(R::response(&rejections))
+        Ok(())
     }
 
     /// Stores the samples of one remote-write request, checked whole by the receiver

@@ -61,9 +61,7 @@ async fn export<R: ExportRequest>(State(ingest): State<Arc<Ingest>>, headers: He
         let mut held = admitted.held;
         // `held` keeps the message's bytes counted until the request is answered.
         let message = unframe(admitted.bytes, gzip, limit, &mut held)?;
-        let request = R::decode(message.clone())
-            .map_err(|e| IngestError::Malformed { format: "OTLP/protobuf", detail: e.to_string() })?;
-        let response = ingest.export(tenant, request, super::Raw::Otlp(message)).await;
+        let response = ingest.export_protobuf::<R>(tenant, message).await;
         drop(held);
         response
     }

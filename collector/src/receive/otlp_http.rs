@@ -110,6 +110,9 @@ async fn export<R: ExportRequest>(State(ingest): State<Arc<Ingest>>, headers: He
         // `_held` keeps the body's bytes counted until the request is answered.
         let admitted = ingest.admission().read(&headers, body, ingest.limits().max_request_bytes, gzip).await?;
         let (bytes, _held) = (admitted.bytes, admitted.held);
+        if format == Format::Protobuf {
+            return ingest.export_protobuf::<R>(tenant, bytes).await;
+        }
         let (request, raw) = decode::<R>(format, bytes)?;
         ingest.export(tenant, request, raw.map_or(super::Raw::None, super::Raw::Otlp)).await
     }

@@ -14,6 +14,7 @@ use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::profiles::v1development::{Profile, ProfilesDictionary};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 
 use super::depth::{self, StackCutter};
 use crate::config::{Limits, MAX_ATTRIBUTE_DEPTH};
@@ -35,7 +36,7 @@ pub struct Rejections {
 }
 
 impl Rejections {
-    fn new(noun: &'static str) -> Rejections {
+    pub(crate) fn new(noun: &'static str) -> Rejections {
         Rejections { noun, ..Default::default() }
     }
 
@@ -73,7 +74,7 @@ impl Rejections {
     }
 }
 
-fn id_problem(name: &str, id: &[u8], len: usize, optional: bool) -> Option<String> {
+pub(crate) fn id_problem(name: &str, id: &[u8], len: usize, optional: bool) -> Option<String> {
     if optional && id.is_empty() {
         return None;
     }
@@ -86,23 +87,23 @@ fn id_problem(name: &str, id: &[u8], len: usize, optional: bool) -> Option<Strin
     None
 }
 
-fn too_many_attributes(n: usize, limits: &Limits) -> Option<String> {
+pub(crate) fn too_many_attributes(n: usize, limits: &Limits) -> Option<String> {
     (n > limits.max_attributes_per_item)
         .then(|| format!("{n} attributes; the limit is {}", limits.max_attributes_per_item))
 }
 
 /// The attribute nesting limit in force: the configured one, never above what storage reads back.
-fn attribute_depth(limits: &Limits) -> usize {
+pub(crate) fn attribute_depth(limits: &Limits) -> usize {
     limits.max_attribute_depth.min(MAX_ATTRIBUTE_DEPTH)
 }
 
 /// Why a resource's attributes reject every item under it.
-fn resource_problem(resource: Option<&Resource>, depth: usize) -> Option<String> {
+pub(crate) fn resource_problem(resource: Option<&Resource>, depth: usize) -> Option<String> {
     resource.and_then(|r| depth::attributes_problem(&r.attributes, depth)).map(|p| format!("resource {p}"))
 }
 
 /// Why a scope's attributes reject every item under it.
-fn scope_problem(scope: Option<&InstrumentationScope>, depth: usize) -> Option<String> {
+pub(crate) fn scope_problem(scope: Option<&InstrumentationScope>, depth: usize) -> Option<String> {
     scope.and_then(|s| depth::attributes_problem(&s.attributes, depth)).map(|p| format!("scope {p}"))
 }
 
@@ -116,8 +117,13 @@ fn lists_problem<'a>(what: &str, lists: impl IntoIterator<Item = &'a [KeyValue]>
 
 fn span_problem(span: &Span, depth: usize) -> Option<String> {
     depth::attributes_problem(&span.attributes, depth)
-        .or_else(|| lists_problem("event", span.events.iter().map(|e| e.attributes.as_slice()), depth))
-        .or_else(|| lists_problem("link", span.links.iter().map(|l| l.attributes.as_slice()), depth))
+        .or_else(|| events_links_problem(&span.events, &span.links, depth))
+}
+
+/// Why a span's events or links refuse it.
+pub(crate) fn events_links_problem(events: &[Event], links: &[Link], depth: usize) -> Option<String> {
+    lists_problem("event", events.iter().map(|e| e.attributes.as_slice()), depth)
+        .or_else(|| lists_problem("link", links.iter().map(|l| l.attributes.as_slice()), depth))
 }
 
 fn point_problem(attributes: &[KeyValue], exemplars: &[Exemplar], limits: &Limits) -> Option<String> {

@@ -56,6 +56,7 @@ use crate::tenant::Tenant;
 
 pub use emit::{Flushed, start};
 pub use tally::Tally;
+pub(crate) use tally::{Attr, CountedSpan};
 
 use table::Table;
 

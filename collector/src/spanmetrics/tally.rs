@@ -16,7 +16,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use base64::Engine as _;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::trace::v1::Span;
 
 use super::{PrehashedMap, SeriesKey, SpanKind, SpanMetrics, StatusCode, now_unix_nano};
 use crate::tenant::Tenant;
@@ -103,30 +104,93 @@ struct Counting<'a> {
     written: String,
 }
 
-/// The value of `key` among `attributes`, as text: a string as it is, `true`/`false`, numbers
-/// as Go's `AsString` (which the connector keys series with) prints them, bytes as base64,
-/// arrays and maps as JSON; an attribute without a value is the empty string.
-fn lookup<'a>(attributes: &'a [KeyValue], key: &str, written: &mut String) -> Text<'a> {
-    let Some(kv) = attributes.iter().find(|kv| kv.key == key) else { return Text::Absent };
-    let Some(any) = kv.value.as_ref() else { return Text::Borrowed("") };
-    let Some(value) = any.value.as_ref() else { return Text::Borrowed("") };
+/// An attribute's value as the tally reads it, from a decoded request or straight from its
+/// protobuf bytes (`model::span_wire`).
+#[derive(Debug, Clone)]
+pub(crate) enum Attr<'a> {
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    /// Bytes, an array or a map.
+    Other(std::borrow::Cow<'a, AnyValue>),
+    /// An attribute without a value, or with a profile string-table reference (meaningless in
+    /// a span).
+    Empty,
+}
+
+impl<'a> Attr<'a> {
+    pub(crate) fn of(value: Option<&'a AnyValue>) -> Attr<'a> {
+        match value.and_then(|v| v.value.as_ref().map(|inner| (v, inner))) {
+            None => Attr::Empty,
+            Some((_, Value::StringValue(s))) => Attr::Str(s),
+            Some((_, Value::BoolValue(b))) => Attr::Bool(*b),
+            Some((_, Value::IntValue(i))) => Attr::Int(*i),
+            Some((_, Value::DoubleValue(d))) => Attr::Double(*d),
+            Some((v, Value::BytesValue(_) | Value::ArrayValue(_) | Value::KvlistValue(_))) => {
+                Attr::Other(std::borrow::Cow::Borrowed(v))
+            }
+            Some((_, Value::StringValueStrindex(_))) => Attr::Empty,
+        }
+    }
+}
+
+/// One span as the tally reads it.
+pub(crate) trait CountedSpan<'a> {
+    /// OTLP `SpanKind` number.
+    fn kind(&self) -> i32;
+    /// OTLP `Status.code` number.
+    fn status_code(&self) -> i32;
+    fn name(&self) -> &'a str;
+    fn duration_nanos(&self) -> u64;
+    /// The first attribute named `key`: `None` when there is none.
+    fn attribute(&self, key: &str) -> Option<Attr<'a>>;
+}
+
+impl<'a> CountedSpan<'a> for &'a Span {
+    fn kind(&self) -> i32 {
+        self.kind
+    }
+    fn status_code(&self) -> i32 {
+        self.status.as_ref().map_or(0, |s| s.code)
+    }
+    fn name(&self) -> &'a str {
+        &self.name
+    }
+    fn duration_nanos(&self) -> u64 {
+        self.end_time_unix_nano.saturating_sub(self.start_time_unix_nano)
+    }
+    fn attribute(&self, key: &str) -> Option<Attr<'a>> {
+        find(&self.attributes, key)
+    }
+}
+
+fn find<'a>(attributes: &'a [KeyValue], key: &str) -> Option<Attr<'a>> {
+    attributes.iter().find(|kv| kv.key == key).map(|kv| Attr::of(kv.value.as_ref()))
+}
+
+/// An attribute as text: a string as it is, `true`/`false`, numbers as Go's `AsString`
+/// (which the connector keys series with) prints them, bytes as base64, arrays and maps as
+/// JSON; an attribute without a value is the empty string.
+fn text<'a>(attr: Option<Attr<'a>>, written: &mut String) -> Text<'a> {
     let from = written.len() as u32;
-    match value {
-        Value::StringValue(s) => return Text::Borrowed(s),
-        Value::BoolValue(b) => return Text::Borrowed(if *b { "true" } else { "false" }),
-        Value::IntValue(i) => {
+    match attr {
+        None => return Text::Absent,
+        Some(Attr::Empty) => return Text::Borrowed(""),
+        Some(Attr::Str(s)) => return Text::Borrowed(s),
+        Some(Attr::Bool(b)) => return Text::Borrowed(if b { "true" } else { "false" }),
+        Some(Attr::Int(i)) => {
             let _ = write!(written, "{i}");
         }
-        Value::DoubleValue(d) => {
+        Some(Attr::Double(d)) => {
             let _ = write!(written, "{d}");
         }
-        Value::BytesValue(b) => base64::engine::general_purpose::STANDARD.encode_string(b, written),
-        Value::ArrayValue(_) | Value::KvlistValue(_) => {
-            let _ = write!(written, "{}", crate::model::attrs::plain_value(any));
-        }
-        // A reference into a profile's string table means nothing in a span: empty, as the
-        // collector stores it.
-        Value::StringValueStrindex(_) => return Text::Borrowed(""),
+        Some(Attr::Other(any)) => match &any.value {
+            Some(Value::BytesValue(b)) => base64::engine::general_purpose::STANDARD.encode_string(b, written),
+            _ => {
+                let _ = write!(written, "{}", crate::model::attrs::plain_value(&any));
+            }
+        },
     }
     Text::Written(from, written.len() as u32)
 }
@@ -136,6 +200,26 @@ impl SpanMetrics {
     /// `None` when none of them is of a counted kind with a service name. Add the result with
     /// [`SpanMetrics::record`] once the store has acknowledged the request.
     pub fn tally<'a>(&'a self, tenant: &Tenant, request: &'a ExportTraceServiceRequest) -> Option<Tally> {
+        self.tally_resources(
+            tenant,
+            request.resource_spans.iter().map(|rs| {
+                let resource: &'a [KeyValue] = rs.resource.as_ref().map_or(&[][..], |r| r.attributes.as_slice());
+                (resource, rs.scope_spans.iter().flat_map(|ss| &ss.spans))
+            }),
+        )
+    }
+
+    /// [`SpanMetrics::tally`] of spans grouped by resource: each resource's attributes and its
+    /// spans, whatever form they were decoded into.
+    pub(crate) fn tally_resources<'a, S, I>(
+        &'a self,
+        tenant: &Tenant,
+        resources: impl IntoIterator<Item = (&'a [KeyValue], I)>,
+    ) -> Option<Tally>
+    where
+        S: CountedSpan<'a>,
+        I: IntoIterator<Item = S>,
+    {
         let settings = &self.settings;
         let dims = settings.dimensions.len();
         let buckets = settings.bounds_nanos.len() + 1;
@@ -150,8 +234,7 @@ impl SpanMetrics {
         let mut span_texts: Vec<Text<'a>> = Vec::with_capacity(dims);
         let mut unnamed = 0u64;
         let mut last: Option<usize> = None;
-        for rs in &request.resource_spans {
-            let resource: &'a [KeyValue] = rs.resource.as_ref().map_or(&[][..], |r| r.attributes.as_slice());
+        for (resource, spans) in resources {
             let service = match resource.iter().find(|kv| kv.key == "service.name") {
                 Some(kv) => match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
                     Some(Value::StringValue(s)) => Some(s.as_str()),
@@ -160,40 +243,37 @@ impl SpanMetrics {
                 None => None,
             };
             let Some(service) = service else {
-                unnamed += rs
-                    .scope_spans
-                    .iter()
-                    .flat_map(|ss| &ss.spans)
-                    .filter(|s| settings.kinds & SpanKind::from_otlp(s.kind).bit() != 0)
-                    .count() as u64;
+                unnamed +=
+                    spans.into_iter().filter(|s| settings.kinds & SpanKind::from_otlp(s.kind()).bit() != 0).count()
+                        as u64;
                 continue;
             };
             // The resource's value of each dimension, looked up once for all its spans.
             resource_texts.clear();
             for d in &settings.dimensions {
-                let mut t = lookup(resource, &d.name, &mut c.written);
+                let mut t = text(find(resource, &d.name), &mut c.written);
                 if t == Text::Absent
                     && let Some(alias) = d.alias
                 {
-                    t = lookup(resource, alias, &mut c.written);
+                    t = text(find(resource, alias), &mut c.written);
                 }
                 resource_texts.push(t);
             }
-            for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
-                let kind = SpanKind::from_otlp(span.kind);
+            for span in spans {
+                let kind = SpanKind::from_otlp(span.kind());
                 if settings.kinds & kind.bit() == 0 {
                     continue;
                 }
-                let status = StatusCode::from_otlp(span.status.as_ref().map_or(0, |s| s.code));
+                let status = StatusCode::from_otlp(span.status_code());
                 // Values written for this span are dropped again if its label set is known.
                 let mark = c.written.len();
                 span_texts.clear();
                 for (d, resource_text) in settings.dimensions.iter().zip(&resource_texts) {
-                    let mut t = lookup(&span.attributes, &d.name, &mut c.written);
+                    let mut t = text(span.attribute(&d.name), &mut c.written);
                     if t == Text::Absent
                         && let Some(alias) = d.alias
                     {
-                        t = lookup(&span.attributes, alias, &mut c.written);
+                        t = text(span.attribute(alias), &mut c.written);
                     }
                     if t == Text::Absent {
                         t = *resource_text;
@@ -206,13 +286,14 @@ impl SpanMetrics {
                     span_texts.push(t);
                 }
                 let written = c.written.as_str();
-                let hash = self.hash_key(service, &span.name, kind, status, span_texts.iter().map(|t| t.get(written)));
+                let span_name = span.name();
+                let hash = self.hash_key(service, span_name, kind, status, span_texts.iter().map(|t| t.get(written)));
                 let same = |l: &Local<'_>| {
                     l.hash == hash
                         && l.kind == kind
                         && l.status == status
                         && l.service == service
-                        && l.span_name == span.name
+                        && l.span_name == span_name
                         && c.texts[l.texts..l.texts + dims]
                             .iter()
                             .zip(&span_texts)
@@ -238,7 +319,7 @@ impl SpanMetrics {
                         c.locals.push(Local {
                             hash,
                             service,
-                            span_name: &span.name,
+                            span_name,
                             kind,
                             status,
                             texts: c.texts.len(),
@@ -252,7 +333,7 @@ impl SpanMetrics {
                     }
                 };
                 last = Some(i);
-                let duration = span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano);
+                let duration = span.duration_nanos();
                 // `le` semantics: a duration equal to a bound counts in that bound's bucket.
                 let bucket = settings.bounds_nanos.partition_point(|b| *b < duration);
                 let local = &mut c.locals[i];
