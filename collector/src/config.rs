@@ -122,6 +122,13 @@ pub struct StorageConfig {
     /// free (and while it is read-only, a write-ahead-log write or a flush is failing, or the
     /// head is so far behind that new data is refused).
     pub min_free_bytes: u64,
+    /// The most memory the span indexes hold (a part's trace keys, services, start times,
+    /// durations and routes, about 28 bytes per span), kept so trace lookups and searches test
+    /// their conditions without opening the parts. The parts a flush writes push out the
+    /// indexes kept longest; a part without a kept index is still searched, by reading its
+    /// columns. Part of the collector's resident memory, with the head (up to twice
+    /// `max_head_bytes`).
+    pub span_index_cache_bytes: u64,
     /// Encryption of Parquet parts at rest (the `[storage.encryption]` table; see
     /// `docs/integrity.md`). Off without it. The write-ahead log, the series segments and the
     /// part catalog are not encrypted.
@@ -189,6 +196,7 @@ impl Default for StorageConfig {
             min_tenant_part_bytes: 1 << 20,
             verify_parts_at_start: true,
             min_free_bytes: 64 << 20,
+            span_index_cache_bytes: 64 << 20,
             encryption: None,
             compaction: CompactionConfig::default(),
         }

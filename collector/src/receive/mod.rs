@@ -490,6 +490,7 @@ mod tests {
             min_tenant_part_bytes: 1 << 20,
             verify_parts_at_start: false,
             min_free_bytes: 0,
+            span_index_cache_bytes: 64 << 20,
         };
         let store = Arc::new(Store::open(dir.path(), settings, Arc::clone(&telemetry)).unwrap());
         let limits = Limits { max_inflight_requests: 1, ..Limits::default() };
@@ -521,6 +522,7 @@ mod tests {
             max_head_bytes: 20_000,
             verify_parts_at_start: false,
             min_free_bytes: 0,
+            span_index_cache_bytes: 64 << 20,
             ..Default::default()
         };
         let settings = StoreSettings::new(&storage, Duration::from_secs(86_400));

@@ -533,6 +533,7 @@ mod through_the_store {
             min_tenant_part_bytes: 1 << 20,
             verify_parts_at_start: false,
             min_free_bytes: 0,
+            span_index_cache_bytes: 64 << 20,
         };
         let store = Arc::new(Store::open(dir, settings, Arc::clone(&telemetry)).unwrap());
         let admission = Admission::new(&ServerLimits::default(), Arc::clone(&telemetry));

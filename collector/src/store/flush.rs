@@ -139,12 +139,9 @@ pub(crate) fn index_traces_parts(shared: &Shared, parts: &[Arc<PartMeta>]) {
 /// flush nor the first search reads it back to index it (`index_traces_parts` then finds it
 /// indexed).
 fn cache_span_indexes(shared: &Shared, name: &str, members: &Members<'_>) {
-    if shared.span_indexes.is_full() {
-        return;
-    }
     let live: std::collections::HashSet<String> = shared.read().parts.iter().map(|p| p.name.clone()).collect();
     for (tenant, index) in super::span_index::of_rows(members) {
-        shared.span_indexes.put(name, &tenant, Arc::new(index), &|n| n == name || live.contains(n));
+        shared.span_indexes.put_newest(name, &tenant, Arc::new(index), &|n| n == name || live.contains(n));
     }
 }
 

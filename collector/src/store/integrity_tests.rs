@@ -30,6 +30,7 @@ fn settings() -> StoreSettings {
         min_tenant_part_bytes: 0,
         verify_parts_at_start: false,
         min_free_bytes: 0,
+        span_index_cache_bytes: 64 << 20,
     }
 }
 

@@ -81,6 +81,8 @@ pub struct StoreSettings {
     pub min_tenant_part_bytes: u64,
     pub verify_parts_at_start: bool,
     pub min_free_bytes: u64,
+    /// The most memory the span indexes kept for trace lookups and searches hold.
+    pub span_index_cache_bytes: u64,
 }
 
 impl StoreSettings {
@@ -95,6 +97,7 @@ impl StoreSettings {
             min_tenant_part_bytes: storage.min_tenant_part_bytes,
             verify_parts_at_start: storage.verify_parts_at_start,
             min_free_bytes: storage.min_free_bytes,
+            span_index_cache_bytes: storage.span_index_cache_bytes,
         }
     }
 }
@@ -339,6 +342,8 @@ impl Store {
         let state =
             State { parts: loaded.parts.into_iter().map(Arc::new).collect(), series: segments, ..State::default() };
 
+        let span_indexes =
+            span_index::Cache::new(usize::try_from(settings.span_index_cache_bytes).unwrap_or(usize::MAX));
         let shared = Arc::new(Shared {
             state: RwLock::new(state),
             settings,
@@ -348,7 +353,7 @@ impl Store {
             telemetry,
             closing: Default::default(),
             problems: Default::default(),
-            span_indexes: Default::default(),
+            span_indexes,
             series_indexes: Default::default(),
             keys,
             locked: Default::default(),
@@ -954,6 +959,7 @@ mod tests {
             min_tenant_part_bytes: 1 << 20,
             verify_parts_at_start: true,
             min_free_bytes: 0,
+            span_index_cache_bytes: 64 << 20,
         }
     }
 

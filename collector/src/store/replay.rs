@@ -211,6 +211,7 @@ mod tests {
             min_tenant_part_bytes: 1 << 20,
             verify_parts_at_start: false,
             min_free_bytes: 0,
+            span_index_cache_bytes: 64 << 20,
         }
     }
 

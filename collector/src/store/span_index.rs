@@ -7,8 +7,10 @@
 //! Design: a part never changes once written, so what was read from it (verified against its
 //! size and checksum) stays true; an index is dropped when its part leaves the catalog
 //! (retention, quarantine). Memory is bounded: indexes take about 28 bytes per span and the
-//! cache holds at most [`MAX_CACHE_BYTES`]; past it new indexes are built for one search and
-//! not kept. Only the rows that pass the filter are then read whole from the part (see
+//! cache holds at most `storage.span_index_cache_bytes` (64 MiB by default, about 2.4 million
+//! spans). The indexes of the parts a flush writes — the newest data, which most reads ask
+//! for — push out the ones kept longest; other indexes are kept only while there is room,
+//! and are otherwise built for one search and not kept. Only the rows that pass the filter are then read whole from the part (see
 //! `columns::rows_of`), so a search whose conditions no span of a part meets does not decode
 //! that part's strings at all.
 
@@ -16,9 +18,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::tenant::Tenant;
-
-/// The most memory the cached indexes hold.
-pub const MAX_CACHE_BYTES: usize = 320 << 20;
 
 /// The lookup key of a trace id (its first 8 bytes), as in the catalog's trace-key lists.
 pub fn trace_key_of_hex(hex: &str) -> Option<u64> {
@@ -266,49 +265,82 @@ pub(crate) fn of_rows(members: &[(&Tenant, Vec<&crate::model::Rows>)]) -> Vec<(T
     out
 }
 
-/// The cached indexes by part name and tenant, and the bytes they hold.
-type Indexes = (HashMap<(String, Tenant), Arc<SpanIndex>>, usize);
+/// The cached indexes by part name and tenant, each with the order it was kept in; the bytes
+/// they hold; the next order number.
+type Indexes = (HashMap<(String, Tenant), (Arc<SpanIndex>, u64)>, usize, u64);
 
 /// Indexes by part name and tenant, bounded in memory.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Cache {
     inner: Mutex<Indexes>,
+    limit: usize,
 }
 
 impl Cache {
+    /// A cache of at most `limit` bytes of indexes.
+    pub fn new(limit: usize) -> Cache {
+        Cache { inner: Mutex::default(), limit }
+    }
+
     pub fn get(&self, part: &str, tenant: &Tenant) -> Option<Arc<SpanIndex>> {
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        guard.0.get(&(part.to_string(), tenant.clone())).cloned()
+        guard.0.get(&(part.to_string(), tenant.clone())).map(|(index, _)| Arc::clone(index))
     }
 
     /// Keeps `index` if it fits; first drops the indexes of parts not in `live`.
     pub fn put(&self, part: &str, tenant: &Tenant, index: Arc<SpanIndex>, live: &dyn Fn(&str) -> bool) {
+        self.insert(part, tenant, index, live, false);
+    }
+
+    /// Keeps `index` (of a part just written), dropping the indexes kept longest to make room;
+    /// first drops the indexes of parts not in `live`. An index larger than the whole cache is
+    /// not kept.
+    pub fn put_newest(&self, part: &str, tenant: &Tenant, index: Arc<SpanIndex>, live: &dyn Fn(&str) -> bool) {
+        self.insert(part, tenant, index, live, true);
+    }
+
+    fn insert(&self, part: &str, tenant: &Tenant, index: Arc<SpanIndex>, live: &dyn Fn(&str) -> bool, evict: bool) {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (map, bytes) = &mut *guard;
+        let (map, bytes, next) = &mut *guard;
         let before = map.len();
         map.retain(|(name, _), _| live(name));
         if map.len() != before {
-            *bytes = map.values().map(|i| i.bytes()).sum();
+            *bytes = map.values().map(|(i, _)| i.bytes()).sum();
         }
         let size = index.bytes();
-        if *bytes + size <= MAX_CACHE_BYTES {
+        if evict && size <= self.limit && *bytes + size > self.limit {
+            let mut kept: Vec<(u64, (String, Tenant))> =
+                map.iter().map(|(k, (_, order))| (*order, k.clone())).collect();
+            kept.sort_unstable_by_key(|(order, _)| *order);
+            for (_, key) in kept {
+                if *bytes + size <= self.limit {
+                    break;
+                }
+                if let Some((old, _)) = map.remove(&key) {
+                    *bytes -= old.bytes();
+                }
+            }
+        }
+        if *bytes + size <= self.limit {
             *bytes += size;
-            map.insert((part.to_string(), tenant.clone()), index);
+            map.insert((part.to_string(), tenant.clone()), (index, *next));
+            *next += 1;
         }
     }
 
-    /// Whether the cache holds as much as it may (within 1 MiB): no further index is kept.
+    /// Whether the cache holds as much as it may (within 1 MiB): no further index is kept
+    /// unless it pushes another out ([`Cache::put_newest`]).
     pub fn is_full(&self) -> bool {
         let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        guard.1 + (1 << 20) >= MAX_CACHE_BYTES
+        guard.1 + (1 << 20) >= self.limit
     }
 
     /// Drops a part's indexes (it was quarantined or deleted).
     pub fn forget(&self, part: &str) {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (map, bytes) = &mut *guard;
+        let (map, bytes, _) = &mut *guard;
         map.retain(|(name, _), _| name != part);
-        *bytes = map.values().map(|i| i.bytes()).sum();
+        *bytes = map.values().map(|(i, _)| i.bytes()).sum();
     }
 }
 
@@ -418,7 +450,7 @@ mod tests {
         );
         let s = index.span(1);
         assert_eq!((s.service_name, s.http_route), (Some(None), Some(Some("/r"))));
-        let cache = Cache::default();
+        let cache = Cache::new(1 << 20);
         let t = Tenant::parse("t").unwrap();
         cache.put("p1", &t, Arc::new(index), &|_| true);
         assert!(cache.get("p1", &t).is_some());
@@ -426,5 +458,48 @@ mod tests {
         assert!(cache.get("p1", &t).is_none(), "indexes of parts gone from the catalog are dropped");
         cache.forget("p2");
         assert!(cache.get("p2", &t).is_none());
+    }
+
+    /// An index of `n` spans.
+    fn of_spans(n: usize) -> Arc<SpanIndex> {
+        Arc::new(SpanIndex {
+            trace_key: vec![0; n],
+            service: vec![NONE; n],
+            start: vec![0; n],
+            duration_us: vec![0; n],
+            route: vec![NONE; n],
+            resource: vec![0; n],
+            scope: vec![0; n],
+            ..SpanIndex::default()
+        })
+    }
+
+    /// The cache never holds more than its limit; a flush's indexes push out the ones kept
+    /// longest, other indexes are kept only while there is room.
+    #[test]
+    fn the_newest_indexes_push_out_the_oldest_within_the_limit() {
+        let one = of_spans(1000).bytes();
+        let cache = Cache::new(3 * one);
+        let t = Tenant::parse("t").unwrap();
+        let all = |_: &str| true;
+        for part in ["p1", "p2", "p3"] {
+            cache.put_newest(part, &t, of_spans(1000), &all);
+        }
+        assert!(cache.is_full());
+        cache.put("old", &t, of_spans(1000), &all);
+        assert!(cache.get("old", &t).is_none(), "no room: a read's index is not kept");
+        cache.put_newest("p4", &t, of_spans(1000), &all);
+        assert!(cache.get("p1", &t).is_none(), "the index kept longest made room");
+        for part in ["p2", "p3", "p4"] {
+            assert!(cache.get(part, &t).is_some(), "{part}");
+        }
+        cache.put_newest("p5", &t, of_spans(2000), &all);
+        assert!(cache.get("p2", &t).is_none() && cache.get("p3", &t).is_none());
+        assert!(cache.get("p4", &t).is_some() && cache.get("p5", &t).is_some());
+        cache.put_newest("huge", &t, of_spans(4000), &all);
+        assert!(cache.get("huge", &t).is_none(), "larger than the whole cache: not kept, nothing pushed out");
+        assert!(cache.get("p4", &t).is_some() && cache.get("p5", &t).is_some());
+        let held: usize = ["p4", "p5"].iter().map(|p| cache.get(p, &t).unwrap().bytes()).sum();
+        assert!(held <= 3 * one);
     }
 }
