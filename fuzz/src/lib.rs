@@ -49,10 +49,29 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("wal_segment", wal_segment),
 ];
 
-/// OTLP/protobuf trace export requests, as both receivers decode them.
+/// OTLP/protobuf trace export requests, as both receivers decode them: by prost, and read in
+/// place (`model::span_wire`), which may take a request only when prost decodes it,
+/// validation takes every span, and the rows are the same.
 pub fn otlp_traces(data: &[u8]) {
-    if let Ok(request) = ExportTraceServiceRequest::decode(data) {
-        check_export(request);
+    let wire = collector::model::span_wire::Request::read(data)
+        .filter(|r| r.acceptable(&Limits::default()))
+        .and_then(|r| r.rows());
+    match ExportTraceServiceRequest::decode(data) {
+        Ok(request) => {
+            let mut validated = request.clone();
+            let rejections = validated.validate(&Limits::default());
+            if let Some(wire) = wire {
+                assert!(
+                    rejections.items == 0 && rejections.warnings.is_empty(),
+                    "read in place: {}",
+                    rejections.message()
+                );
+                let Rows::Spans(rows) = validated.into_rows() else { unreachable!("trace requests become spans") };
+                assert!(rows == wire, "rows read in place differ from prost's");
+            }
+            check_export(request);
+        }
+        Err(err) => assert!(wire.is_none(), "read in place what prost refuses: {err}"),
     }
 }
 

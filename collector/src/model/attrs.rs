@@ -85,12 +85,16 @@ pub(crate) enum Scalar<'a> {
 }
 
 /// What [`encode`] writes for a list of plain attributes, from borrowed keys and values (the
-/// protobuf reader of `model::span_wire`), without building `KeyValue`s.
-pub(crate) fn encode_scalars<'a>(attrs: impl ExactSizeIterator<Item = (&'a str, Scalar<'a>)>) -> String {
+/// protobuf reader of `model::span_wire`), without building `KeyValue`s; `capacity` is the
+/// text's expected length, so that it is allocated once.
+pub(crate) fn encode_scalars<'a>(
+    attrs: impl ExactSizeIterator<Item = (&'a str, Scalar<'a>)>,
+    capacity: usize,
+) -> String {
     if attrs.len() == 0 {
         return String::new();
     }
-    let mut out = String::with_capacity(attrs.len() * 48);
+    let mut out = String::with_capacity(capacity);
     out.push('[');
     for (i, (key, value)) in attrs.enumerate() {
         if i > 0 {

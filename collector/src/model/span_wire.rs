@@ -438,7 +438,10 @@ impl<'a> Request<'a> {
         let encoded = if span.nested {
             attrs::encode(&self.decoded(span)?)
         } else {
-            attrs::encode_scalars(attributes.iter().map(|a| (a.key, a.scalar().unwrap_or(Scalar::Str("")))))
+            // The JSON around each key and value takes at most 40 bytes more than their
+            // protobuf (`{"key":"","value":{"doubleValue":}}`; a string grows only by escapes).
+            let capacity = attributes.iter().map(|a| a.raw.len() + 40).sum();
+            attrs::encode_scalars(attributes.iter().map(|a| (a.key, a.scalar().unwrap_or(Scalar::Str("")))), capacity)
         };
         let find = |key: &str| attributes.iter().find(|a| a.key == key).filter(|a| !matches!(a.value, Value::Absent));
         let http_route = find("http.route").and_then(|a| match a.value {
