@@ -269,8 +269,14 @@ pub fn write_part(
         if writer.is_none()
             && let Some(out) = out.take()
         {
-            writer =
-                Some(ParquetWriter::new(out).with_compression(ParquetCompression::Zstd(None)).batched(df.schema())?);
+            // zstd level 1, not the default 3: the compression was a tenth of the collector's
+            // CPU under load, and on these columns (dictionary- and plain-encoded pages) level
+            // 1 wrote no larger parts (35.7 against 36.7 bytes per span in
+            // `bench/run-otlp-bench.sh`).
+            let level = polars_parquet::write::ZstdLevel::try_new(1)?;
+            writer = Some(
+                ParquetWriter::new(out).with_compression(ParquetCompression::Zstd(Some(level))).batched(df.schema())?,
+            );
         }
         match writer.as_mut() {
             Some(w) => w.write_batch(&df),
