@@ -182,10 +182,27 @@ impl Admission {
         Ok(Admitted { bytes: inflated, held })
     }
 
-    async fn read_raw(&self, headers: &HeaderMap, body: Body, limit: usize) -> Result<(Bytes, Reservation), BodyError> {
-        let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-        read_counted(body, declared, limit, &self.budget, self.progress_timeout, self.total_timeout).await
+    /// [`Admission::read`] of a unary gRPC call's body (never gzip as a whole: its message
+    /// may be). Without a `content-length`, the buffer is sized by the message prefix of the
+    /// first frame (gRPC clients seldom send one), so a large message is not copied from
+    /// buffer to doubled buffer as it arrives; the prefix's size is taken from the budget like
+    /// a declared length, capped at `limit`.
+    pub async fn read_grpc(&self, headers: &HeaderMap, body: Body, limit: usize) -> Result<Admitted, BodyError> {
+        let declared = content_length(headers);
+        let (bytes, held) =
+            read_counted_as(body, declared, limit, &self.budget, self.progress_timeout, self.total_timeout, true)
+                .await?;
+        Ok(Admitted { bytes, held })
     }
+
+    async fn read_raw(&self, headers: &HeaderMap, body: Body, limit: usize) -> Result<(Bytes, Reservation), BodyError> {
+        read_counted(body, content_length(headers), limit, &self.budget, self.progress_timeout, self.total_timeout)
+            .await
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
 }
 
 /// Reads `body` into one buffer whose every byte of capacity was taken from `budget` before
@@ -198,6 +215,21 @@ pub async fn read_counted(
     progress_timeout: Duration,
     total_timeout: Duration,
 ) -> Result<(Bytes, Reservation), BodyError> {
+    read_counted_as(body, declared, limit, budget, progress_timeout, total_timeout, false).await
+}
+
+/// [`read_counted`]; with `grpc_prefix`, an undeclared body is sized by the gRPC message
+/// prefix (a flag byte and a big-endian length) its first frame starts with.
+async fn read_counted_as(
+    body: Body,
+    declared: Option<u64>,
+    limit: usize,
+    budget: &Arc<Budget>,
+    progress_timeout: Duration,
+    total_timeout: Duration,
+    grpc_prefix: bool,
+) -> Result<(Bytes, Reservation), BodyError> {
+    let mut sized_by_prefix = !grpc_prefix || declared.is_some();
     let mut held = budget.reservation();
     let mut buf = Vec::new();
     if let Some(len) = declared {
@@ -229,6 +261,11 @@ pub async fn read_counted(
         let needed = buf.len() + data.len();
         if needed > limit {
             return Err(BodyError::TooLarge { size: needed as u64, limit });
+        }
+        if !sized_by_prefix && data.len() >= 5 {
+            sized_by_prefix = true;
+            let message = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
+            grow_counted(&mut buf, message.saturating_add(5).min(limit), limit, &mut held)?;
         }
         grow_counted(&mut buf, needed, limit, &mut held)?;
         buf.extend_from_slice(&data);
@@ -338,6 +375,33 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::TooLarge);
         drop(held);
         assert_eq!(budget.in_use(), 0);
+    }
+
+    /// A gRPC body without `content-length` is buffered at the size its message prefix gives,
+    /// counted, instead of growing by doubling; a prefix past the limit reserves the limit.
+    #[tokio::test]
+    async fn grpc_bodies_are_sized_by_their_message_prefix() {
+        let budget = budget(1 << 20);
+        let message = vec![7u8; 100_000];
+        let mut framed = vec![0u8];
+        framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&message);
+        let framed: &'static [u8] = Box::leak(framed.into_boxed_slice());
+        let chunks = framed.chunks(16 * 1024).collect();
+        let (bytes, held) =
+            read_counted_as(body(chunks, false), None, 200_000, &budget, SECOND, SECOND, true).await.unwrap();
+        assert_eq!(&bytes[..], framed);
+        assert_eq!(held.bytes(), 100_005, "one buffer of the prefix's size");
+        // Read as any other body, it grows by doubling past its size.
+        let chunks = framed.chunks(16 * 1024).collect();
+        let (_, doubled) = read_counted(body(chunks, false), None, 200_000, &budget, SECOND, SECOND).await.unwrap();
+        assert!(doubled.bytes() > 100_005, "{}", doubled.bytes());
+        // A prefix declaring more than the limit reserves the limit only, and the body is
+        // then refused as too large once more than the limit arrives.
+        let lying: &'static [u8] = &[0, 0xff, 0xff, 0xff, 0xff, 1, 2, 3];
+        let (bytes, held) =
+            read_counted_as(body(vec![lying], false), None, 1000, &budget, SECOND, SECOND, true).await.unwrap();
+        assert_eq!((bytes.len(), held.bytes()), (8, 1000));
     }
 
     #[tokio::test]

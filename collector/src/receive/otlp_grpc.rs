@@ -57,7 +57,7 @@ async fn export<R: ExportRequest>(State(ingest): State<Arc<Ingest>>, headers: He
         let gzip = gzip_encoded(&headers)?;
         ingest.admit().await?;
         let limit = ingest.limits().max_request_bytes;
-        let admitted = ingest.admission().read(&headers, body, limit.saturating_add(PREFIX), false).await?;
+        let admitted = ingest.admission().read_grpc(&headers, body, limit.saturating_add(PREFIX)).await?;
         let mut held = admitted.held;
         // `held` keeps the message's bytes counted until the request is answered.
         let message = unframe(admitted.bytes, gzip, limit, &mut held)?;
