@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// ... or when its rows hold this many bytes of memory [default: 67108864].
     #[arg(long, env = "SLO_GATE_MAX_HEAD_BYTES")]
     pub max_head_bytes: Option<u64>,
+    /// Memory the span indexes kept for trace lookups and searches may hold [default:
+    /// 67108864].
+    #[arg(long, env = "SLO_GATE_SPAN_INDEX_CACHE_BYTES")]
+    pub span_index_cache_bytes: Option<u64>,
     /// Largest request body, after decompression [default: 16777216].
     #[arg(long, env = "SLO_GATE_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
@@ -145,6 +149,7 @@ impl ServeArgs {
             group_commit_interval => storage.group_commit_interval,
             flush_interval => storage.flush_interval,
             max_head_bytes => storage.max_head_bytes,
+            span_index_cache_bytes => storage.span_index_cache_bytes,
             max_request_bytes => limits.max_request_bytes,
             max_attributes_per_item => limits.max_attributes_per_item,
             max_inflight_requests => limits.max_inflight_requests,
