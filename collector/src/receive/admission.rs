@@ -190,14 +190,21 @@ impl Admission {
     pub async fn read_grpc(&self, headers: &HeaderMap, body: Body, limit: usize) -> Result<Admitted, BodyError> {
         let declared = content_length(headers);
         let (bytes, held) =
-            read_counted_as(body, declared, limit, &self.budget, self.progress_timeout, self.total_timeout, true)
-                .await?;
+            read_counted(body, declared, limit, &self.budget, self.progress_timeout, self.total_timeout, true).await?;
         Ok(Admitted { bytes, held })
     }
 
     async fn read_raw(&self, headers: &HeaderMap, body: Body, limit: usize) -> Result<(Bytes, Reservation), BodyError> {
-        read_counted(body, content_length(headers), limit, &self.budget, self.progress_timeout, self.total_timeout)
-            .await
+        read_counted(
+            body,
+            content_length(headers),
+            limit,
+            &self.budget,
+            self.progress_timeout,
+            self.total_timeout,
+            false,
+        )
+        .await
     }
 }
 
@@ -206,21 +213,9 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Reads `body` into one buffer whose every byte of capacity was taken from `budget` before
-/// it was allocated.
+/// it was allocated. With `grpc_prefix`, an undeclared body is sized by the gRPC message prefix
+/// (a flag byte and a big-endian length) its first frame starts with.
 pub async fn read_counted(
-    body: Body,
-    declared: Option<u64>,
-    limit: usize,
-    budget: &Arc<Budget>,
-    progress_timeout: Duration,
-    total_timeout: Duration,
-) -> Result<(Bytes, Reservation), BodyError> {
-    read_counted_as(body, declared, limit, budget, progress_timeout, total_timeout, false).await
-}
-
-/// [`read_counted`]; with `grpc_prefix`, an undeclared body is sized by the gRPC message
-/// prefix (a flag byte and a big-endian length) its first frame starts with.
-async fn read_counted_as(
     body: Body,
     declared: Option<u64>,
     limit: usize,
@@ -362,16 +357,16 @@ mod tests {
     async fn declared_length_is_reserved_before_reading_and_refused_when_it_does_not_fit() {
         let budget = budget(100);
         let (bytes, held) =
-            read_counted(body(vec![b"0123456789"], false), Some(10), 50, &budget, SECOND, SECOND).await.unwrap();
+            read_counted(body(vec![b"0123456789"], false), Some(10), 50, &budget, SECOND, SECOND, false).await.unwrap();
         assert_eq!(&bytes[..], b"0123456789");
         assert_eq!((held.bytes(), budget.in_use()), (10, 10));
 
         // 95 declared would pass the budget with 10 held: refused before a byte is read.
-        let err = read_counted(body(vec![], true), Some(95), 1000, &budget, SECOND, SECOND).await.unwrap_err();
+        let err = read_counted(body(vec![], true), Some(95), 1000, &budget, SECOND, SECOND, false).await.unwrap_err();
         assert!(matches!(err, BodyError::Overloaded { wanted: 95, in_use: 10, capacity: 100 }), "{err}");
         assert_eq!(err.kind(), ErrorKind::Overloaded);
         // Over the request limit: too large, whatever the budget.
-        let err = read_counted(body(vec![], true), Some(51), 50, &budget, SECOND, SECOND).await.unwrap_err();
+        let err = read_counted(body(vec![], true), Some(51), 50, &budget, SECOND, SECOND, false).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::TooLarge);
         drop(held);
         assert_eq!(budget.in_use(), 0);
@@ -389,18 +384,19 @@ mod tests {
         let framed: &'static [u8] = Box::leak(framed.into_boxed_slice());
         let chunks = framed.chunks(16 * 1024).collect();
         let (bytes, held) =
-            read_counted_as(body(chunks, false), None, 200_000, &budget, SECOND, SECOND, true).await.unwrap();
+            read_counted(body(chunks, false), None, 200_000, &budget, SECOND, SECOND, true).await.unwrap();
         assert_eq!(&bytes[..], framed);
         assert_eq!(held.bytes(), 100_005, "one buffer of the prefix's size");
         // Read as any other body, it grows by doubling past its size.
         let chunks = framed.chunks(16 * 1024).collect();
-        let (_, doubled) = read_counted(body(chunks, false), None, 200_000, &budget, SECOND, SECOND).await.unwrap();
+        let (_, doubled) =
+            read_counted(body(chunks, false), None, 200_000, &budget, SECOND, SECOND, false).await.unwrap();
         assert!(doubled.bytes() > 100_005, "{}", doubled.bytes());
         // A prefix declaring more than the limit reserves the limit only, and the body is
         // then refused as too large once more than the limit arrives.
         let lying: &'static [u8] = &[0, 0xff, 0xff, 0xff, 0xff, 1, 2, 3];
         let (bytes, held) =
-            read_counted_as(body(vec![lying], false), None, 1000, &budget, SECOND, SECOND, true).await.unwrap();
+            read_counted(body(vec![lying], false), None, 1000, &budget, SECOND, SECOND, true).await.unwrap();
         assert_eq!((bytes.len(), held.bytes()), (8, 1000));
     }
 
@@ -411,20 +407,21 @@ mod tests {
         other.grow(4 * 1024).unwrap();
         let chunk: &'static [u8] = &[7u8; 8 * 1024];
         // 8 KiB + 8 KiB fits beside the 4 KiB held elsewhere; the third frame does not.
-        let err = read_counted(body(vec![chunk, chunk, chunk], false), None, 1 << 20, &budget, SECOND, SECOND)
+        let err = read_counted(body(vec![chunk, chunk, chunk], false), None, 1 << 20, &budget, SECOND, SECOND, false)
             .await
             .unwrap_err();
         assert!(matches!(err, BodyError::Overloaded { .. }), "{err}");
         assert_eq!(budget.in_use(), 4 * 1024, "the refused body's bytes are given back");
         drop(other);
         let (bytes, held) =
-            read_counted(body(vec![chunk, chunk], false), None, 1 << 20, &budget, SECOND, SECOND).await.unwrap();
+            read_counted(body(vec![chunk, chunk], false), None, 1 << 20, &budget, SECOND, SECOND, false).await.unwrap();
         assert_eq!(bytes.len(), 16 * 1024);
         assert!(held.bytes() >= bytes.len() && held.bytes() <= 20 * 1024, "{}", held.bytes());
         drop(held);
         // The limit applies to bodies of unknown length too.
-        let err =
-            read_counted(body(vec![chunk, chunk], false), None, 10_000, &budget, SECOND, SECOND).await.unwrap_err();
+        let err = read_counted(body(vec![chunk, chunk], false), None, 10_000, &budget, SECOND, SECOND, false)
+            .await
+            .unwrap_err();
         assert!(matches!(err, BodyError::TooLarge { size: 16384, limit: 10_000 }), "{err}");
     }
 
@@ -432,9 +429,10 @@ mod tests {
     async fn stalled_and_slow_bodies_are_cut_off_and_release_their_budget() {
         let budget = budget(1 << 20);
         let progress = Duration::from_millis(200);
-        let err = read_counted(body(vec![b"abc"], true), Some(100), 1000, &budget, progress, Duration::from_secs(60))
-            .await
-            .unwrap_err();
+        let err =
+            read_counted(body(vec![b"abc"], true), Some(100), 1000, &budget, progress, Duration::from_secs(60), false)
+                .await
+                .unwrap_err();
         assert!(matches!(err, BodyError::Stalled(d) if d == progress), "{err}");
         assert_eq!(err.kind(), ErrorKind::TimedOut);
         assert_eq!(budget.in_use(), 0);
@@ -447,7 +445,8 @@ mod tests {
             }
         });
         let trickle = channel_body(rx, None);
-        let err = read_counted(trickle, None, 1000, &budget, progress, Duration::from_millis(600)).await.unwrap_err();
+        let err =
+            read_counted(trickle, None, 1000, &budget, progress, Duration::from_millis(600), false).await.unwrap_err();
         assert!(matches!(err, BodyError::TooSlow(_)), "{err}");
         assert_eq!(budget.in_use(), 0);
     }
