@@ -1032,6 +1032,44 @@ pub(crate) mod tests {
         vec![Run::new("all", runs.into_iter().flat_map(|r| r.profiles).collect())]
     }
 
+    /// A CPU profile of `seconds` whose leaves (under `main.main`) have the given sampled events.
+    fn timed_cpu_profile(leaves: &[(&str, i64)], seconds: i64) -> Profile {
+        use crate::pprof::{Frame, ValueType};
+        let vt = |kind: &str, unit: &str| ValueType { kind: kind.into(), unit: unit.into() };
+        let mut p = Profile::from_stacks(
+            vec![vt("cpu", "nanoseconds"), vt("samples", "count")],
+            leaves.iter().map(|&(leaf, n)| {
+                let stack = [leaf, "main.main"].map(|f| Frame { function: f.into(), ..Default::default() });
+                (stack.to_vec(), vec![n * 10_000_000, n])
+            }),
+        );
+        p.duration_nanos = seconds * 1_000_000_000;
+        p
+    }
+
+    #[test]
+    fn an_unchanged_function_at_the_median_shift_is_not_a_regression() {
+        // Every function of the candidate runs 9.7% slower per second (its new GC work shares the
+        // cores), `main.encode` 26%: the shift of all shared code is `main.checksum`'s own
+        // ratio, 1.79 standard errors of its counting noise over 740 events a side. Unchanged,
+        // `main.checksum` must not be reported: at 1.79 it would be at 96% were the shift left in.
+        let side = |leaves: &[(&str, i64)]| -> Vec<Run> {
+            (0..2).map(|i| Run::new(format!("run{i}"), vec![timed_cpu_profile(leaves, 8); 2])).collect()
+        };
+        let base = side(&[("main.parse", 100), ("main.encode", 200), ("main.checksum", 185), ("runtime.mallocgc", 10)]);
+        let cand = side(&[("main.parse", 104), ("main.encode", 252), ("main.checksum", 203), ("runtime.mallocgc", 60)]);
+        let options = RegressionOptions { normalization: Normalization::Rate, ..RegressionOptions::default() };
+        let found = detect_regressions(&base, &cand, &options).unwrap();
+        let names: Vec<&str> = found.functions.iter().map(|r| r.function.as_str()).collect();
+        assert_eq!(names, ["main.encode", "runtime.mallocgc"], "{:#?}", found.functions);
+        let shift = found.common_shift.expect("a shift beyond one standard error is taken out");
+        assert!((shift - 203.0 / 185.0).abs() < 1e-9, "{shift}");
+        // The same data as shares: new runtime work dilutes everything, nothing of ours grew.
+        let shares = RegressionOptions { normalization: Normalization::Share, ..RegressionOptions::default() };
+        let found = detect_regressions(&base, &cand, &shares).unwrap();
+        assert!(found.functions.iter().all(|r| r.function != "main.checksum"), "{:#?}", found.functions);
+    }
+
     #[test]
     fn runs_not_profiles_are_the_replicates() {
         // Two runs per side whose own profiles agree exactly, 4 pp apart within each side: the
