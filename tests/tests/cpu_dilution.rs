@@ -15,8 +15,11 @@
 //!    fewer requests: CPU per request still names `main.encode`; CPU per second says the loads
 //!    differ.
 //! 3. A/A, two seeds: four processes of the baseline build split into two "versions" report
-//!    nothing under any normalization (at 99% confidence, as ADR 0002 explains for end-to-end
-//!    A/A checks).
+//!    nothing under any normalization, at 99.9% confidence. ADR 0002 asserts end-to-end A/A
+//!    checks at 99%, but this phase asks twelve questions (two seeds; shares, CPU per second and
+//!    CPU per request, `auto` being per request here; the program's functions and the runtime's,
+//!    each a family of its own), and a test calibrated at 99% answers one of twelve wrongly in
+//!    up to one run in ten: one of 24 A/A phases run had `runtime.futex` at +1.1 pp, 99%.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -257,7 +260,7 @@ fn a_slower_function_is_named_through_new_gc_work_and_a_cpu_hog_and_a_a_is_silen
             seed,
         );
         for normalize in ["auto", "share", "rate", "per_request"] {
-            let same = diff(&server, "a", "b", &format!("&normalize={normalize}&confidence=0.99"));
+            let same = diff(&server, "a", "b", &format!("&normalize={normalize}&confidence=0.999"));
             assert_eq!(same["regressions"], serde_json::json!([]), "A/A seed {seed}, {normalize}: {same:#}");
         }
         server.kill();
