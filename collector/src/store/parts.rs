@@ -214,6 +214,10 @@ pub fn tenant_rows(tenant: &Tenant, rows: &[&Rows]) -> TenantRows {
         trace_keys: Vec::new(),
         slices: Vec::new(),
     };
+    // Every traces part keeps its trace keys in the catalog for as long as it is stored: sized
+    // exactly, not at whatever a growing vector doubled to.
+    let spans: usize = rows.iter().map(|r| if let Rows::Spans(s) = r { s.len() } else { 0 }).sum();
+    out.trace_keys.reserve_exact(spans);
     let mut last: Option<(*const str, Option<*const str>)> = None;
     for r in rows {
         out.rows += r.len() as u64;
@@ -234,6 +238,7 @@ pub fn tenant_rows(tenant: &Tenant, rows: &[&Rows]) -> TenantRows {
     }
     out.trace_keys.sort_unstable();
     out.trace_keys.dedup();
+    out.trace_keys.shrink_to_fit();
     if out.rows == 0 {
         out.min_time = 0;
     }
@@ -595,6 +600,39 @@ fn found_name(f: &Found) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn trace_keys_are_sorted_distinct_and_sized_exactly() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        // Three chunks of 100 spans over 150 traces: the keys vector grew chunk by chunk
+        // (doubling) and kept its slack for as long as the part is stored.
+        let chunk = |first: u8| {
+            let spans = (0..100u8)
+                .map(|i| Span {
+                    trace_id: [first.wrapping_add(i / 2), 9, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8].to_vec(),
+                    span_id: [i, 1, 1, 1, 1, 1, 1, 1].to_vec(),
+                    name: "GET".into(),
+                    start_time_unix_nano: 1_700_000_000_000_000_000,
+                    end_time_unix_nano: 1_700_000_000_000_001_000,
+                    ..Default::default()
+                })
+                .collect();
+            let request = ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                    ..Default::default()
+                }],
+            };
+            Rows::Spans(crate::model::span::rows_from_request(request))
+        };
+        let chunks = [chunk(0), chunk(50), chunk(100)];
+        let summary = tenant_rows(&Tenant::default(), &chunks.iter().collect::<Vec<_>>());
+        assert_eq!(summary.rows, 300);
+        assert_eq!(summary.trace_keys.len(), 150);
+        assert!(summary.trace_keys.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(summary.trace_keys.capacity(), summary.trace_keys.len());
+    }
+
     use super::*;
 
     #[test]
