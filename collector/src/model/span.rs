@@ -54,6 +54,17 @@ impl Row for SpanRow {
     }
 }
 
+/// A request of `spans` under one resource and one scope, both empty: what tests send.
+#[cfg(test)]
+pub(crate) fn one_scope_request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+}
+
 /// Flattens a validated request (ids of the right length) into rows.
 pub fn rows_from_request(request: ExportTraceServiceRequest) -> Vec<SpanRow> {
     let mut rows = Vec::with_capacity(crate::receive::validate::count_spans(&request) as usize);

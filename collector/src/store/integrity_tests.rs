@@ -11,7 +11,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::profiles::v1development::ExportProfilesServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use sha2::Digest;
 
 use super::crypt::KeyRing;
@@ -65,12 +65,7 @@ fn spans(ids: &[u8]) -> ExportTraceServiceRequest {
             ..Default::default()
         })
         .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
-            ..Default::default()
-        }],
-    }
+    crate::model::span::one_scope_request(spans)
 }
 
 fn span_ids(store: &Store, tenant_id: &str) -> (Vec<u8>, Vec<String>) {
@@ -452,12 +447,7 @@ fn measure_verification_costs() {
             ..Default::default()
         })
         .collect();
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
-            ..Default::default()
-        }],
-    };
+    let request = crate::model::span::one_scope_request(spans);
     let rows = request.into_rows();
     let a = tenant("a");
     let keys = Arc::new(KeyRing::load(&key_file(dir.path(), &[("k1", 1)])).unwrap());

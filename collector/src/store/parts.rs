@@ -602,8 +602,8 @@ fn found_name(f: &Found) -> &str {
 mod tests {
     #[test]
     fn trace_keys_are_sorted_distinct_and_sized_exactly() {
-        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        use crate::model::span;
+        use opentelemetry_proto::tonic::trace::v1::Span;
         // Three chunks of 100 spans over 150 traces: the keys vector grew chunk by chunk
         // (doubling) and kept its slack for as long as the part is stored.
         let chunk = |first: u8| {
@@ -617,13 +617,7 @@ mod tests {
                     ..Default::default()
                 })
                 .collect();
-            let request = ExportTraceServiceRequest {
-                resource_spans: vec![ResourceSpans {
-                    scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
-                    ..Default::default()
-                }],
-            };
-            Rows::Spans(crate::model::span::rows_from_request(request))
+            Rows::Spans(span::rows_from_request(span::one_scope_request(spans)))
         };
         let chunks = [chunk(0), chunk(50), chunk(100)];
         let summary = tenant_rows(&Tenant::default(), &chunks.iter().collect::<Vec<_>>());
