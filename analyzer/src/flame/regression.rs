@@ -807,9 +807,8 @@ impl Model {
         let program = sums[0].fit(run_df);
         let own = sums[1].fit(run_df);
         let runtime = match (own.t, program.t) {
-            (Some(t), Some(p)) if t < p => program,
-            (None, _) => program,
-            _ => own,
+            (Some(t), p) if p.is_none_or(|p| t >= p) => own,
+            _ => program,
         };
         Self { total, binomial, dispersion, program, runtime }
     }
@@ -1058,16 +1057,7 @@ pub(crate) mod tests {
     /// A CPU profile of `events` samples in which `main.f` is the leaf of `f_events` and
     /// `main.g` of the rest, with a `samples/count` type so the sampling model knows `n`.
     fn cpu_profile(f_events: i64, events: i64) -> Profile {
-        use crate::pprof::{Frame, ValueType};
-        let vt = |kind: &str, unit: &str| ValueType { kind: kind.into(), unit: unit.into() };
-        let sample = |leaf: &str, n: i64| {
-            let stack = [leaf, "main.main"].map(|f| Frame { function: f.into(), ..Default::default() });
-            (stack.to_vec(), vec![n * 10_000_000, n])
-        };
-        Profile::from_stacks(
-            vec![vt("cpu", "nanoseconds"), vt("samples", "count")],
-            [sample("main.f", f_events), sample("main.g", events - f_events)],
-        )
+        timed_cpu_profile(&[("main.f", f_events), ("main.g", events - f_events)], 0)
     }
 
     /// Runs of four identical profiles each, with `main.f` at the given per-mille shares.
