@@ -186,9 +186,12 @@ async fn list(
     Ok(Json(answer))
 }
 
-/// Sorts listed rows into their answer order (by their JSON text) and keeps the first `keep`.
+/// Sorts listed rows into their answer order and keeps the first `keep`: oldest first by
+/// `time_unix_nano`, rows of one time by their JSON text (so an answer is the same on every
+/// call, whichever order the parts were read in).
 fn first_in_order(rows: &mut Vec<Value>, keep: usize) {
-    let mut keyed: Vec<(String, Value)> = rows.drain(..).map(|v| (v.to_string(), v)).collect();
+    let mut keyed: Vec<((u64, String), Value)> =
+        rows.drain(..).map(|v| ((v["time_unix_nano"].as_u64().unwrap_or(0), v.to_string()), v)).collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     keyed.truncate(keep);
     rows.extend(keyed.into_iter().map(|(_, v)| v));
@@ -316,7 +319,7 @@ mod tests {
     // gives: the first `keep` in order, whichever batches they came in.
     #[test]
     fn rows_cut_back_while_scanning_are_the_first_in_order() {
-        let all: Vec<Value> = (0..1000u64).map(|i| json!({ "n": (i * 7919) % 1000 })).collect();
+        let all: Vec<Value> = (0..1000u64).map(|i| json!({ "n": i, "time_unix_nano": (i * 7919) % 100 })).collect();
         let mut expected = all.clone();
         first_in_order(&mut expected, usize::MAX);
         let keep = 11;
@@ -330,5 +333,28 @@ mod tests {
         }
         first_in_order(&mut kept, keep);
         assert_eq!(kept, expected[..keep]);
+    }
+
+    // A listing's order is time first: rows are not ordered by their attributes (the first
+    // field of their JSON text), and rows at one time are ordered by their text so an answer
+    // is the same on every call.
+    #[test]
+    fn listed_rows_are_in_time_order() {
+        let mut rows = vec![
+            json!({ "attributes": { "a": "1" }, "time_unix_nano": 30u64 }),
+            json!({ "attributes": { "z": "1" }, "time_unix_nano": 10u64 }),
+            json!({ "attributes": { "b": "1" }, "time_unix_nano": 30u64 }),
+            json!({ "attributes": { "m": "1" }, "time_unix_nano": 20u64 }),
+        ];
+        first_in_order(&mut rows, 3);
+        let got: Vec<(u64, String)> = rows
+            .iter()
+            .map(|r| {
+                let key = r["attributes"].as_object().unwrap().keys().next().unwrap().clone();
+                (r["time_unix_nano"].as_u64().unwrap(), key)
+            })
+            .collect();
+        let want = [(10, "z"), (20, "m"), (30, "a")].map(|(t, k)| (t, k.to_string()));
+        assert_eq!(got, want);
     }
 }
