@@ -129,6 +129,11 @@ pub struct StorageConfig {
     /// columns. Part of the collector's resident memory, with the head (up to twice
     /// `max_head_bytes`).
     pub span_index_cache_bytes: u64,
+    /// The most memory the traces parts' trace keys hold (8 bytes per distinct trace id of a
+    /// part; the catalog keeps them all on disk). Within it, a lookup by trace id opens only
+    /// the parts that hold the trace; the keys of the parts with the oldest rows are released
+    /// past it, and a lookup then reads those parts' trace ids (or their cached span index).
+    pub trace_key_bytes: u64,
     /// Encryption of Parquet parts at rest (the `[storage.encryption]` table; see
     /// `docs/integrity.md`). Off without it. The write-ahead log, the series segments and the
     /// part catalog are not encrypted.
@@ -197,6 +202,7 @@ impl Default for StorageConfig {
             verify_parts_at_start: true,
             min_free_bytes: 64 << 20,
             span_index_cache_bytes: 64 << 20,
+            trace_key_bytes: 64 << 20,
             encryption: None,
             compaction: CompactionConfig::default(),
         }

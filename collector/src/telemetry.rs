@@ -51,6 +51,10 @@ pub struct Telemetry {
     pub compaction_bytes: AtomicU64,
     pub compaction_failures: AtomicU64,
     pub parts: AtomicU64,
+    /// Memory the traces parts' trace keys hold, and the traces parts whose keys were released
+    /// (`store::trace_keys`).
+    pub trace_key_bytes: AtomicU64,
+    pub trace_keys_released_parts: AtomicU64,
     pub head_bytes: AtomicU64,
     pub head_items: AtomicU64,
     /// Connections open now, by listener (see [`Listener`]).
@@ -320,6 +324,18 @@ impl Telemetry {
                 &self.compaction_failures,
             ),
             ("slo_gate_parts", "gauge", "Parquet parts in the catalog, as of the last compaction pass.", &self.parts),
+            (
+                "slo_gate_trace_key_bytes",
+                "gauge",
+                "Memory held by the trace keys of traces parts (bounded by storage.trace_key_bytes).",
+                &self.trace_key_bytes,
+            ),
+            (
+                "slo_gate_trace_keys_released_parts",
+                "gauge",
+                "Traces parts whose trace keys were released from memory (a lookup reads their trace ids).",
+                &self.trace_keys_released_parts,
+            ),
             ("slo_gate_head_bytes", "gauge", "Memory held by rows in the in-memory head.", &self.head_bytes),
             ("slo_gate_head_items", "gauge", "Items held in the in-memory head.", &self.head_items),
         ] {

@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// 67108864].
     #[arg(long, env = "SLO_GATE_SPAN_INDEX_CACHE_BYTES")]
     pub span_index_cache_bytes: Option<u64>,
+    /// Memory the traces parts' trace keys may hold; past it the oldest parts' keys are
+    /// released and lookups read those parts' trace ids [default: 67108864].
+    #[arg(long, env = "SLO_GATE_TRACE_KEY_BYTES")]
+    pub trace_key_bytes: Option<u64>,
     /// Largest request body, after decompression [default: 16777216].
     #[arg(long, env = "SLO_GATE_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
@@ -150,6 +154,7 @@ impl ServeArgs {
             flush_interval => storage.flush_interval,
             max_head_bytes => storage.max_head_bytes,
             span_index_cache_bytes => storage.span_index_cache_bytes,
+            trace_key_bytes => storage.trace_key_bytes,
             max_request_bytes => limits.max_request_bytes,
             max_attributes_per_item => limits.max_attributes_per_item,
             max_inflight_requests => limits.max_inflight_requests,

@@ -39,6 +39,7 @@ fn rig(dir: tempfile::TempDir, config: AnalysisConfig) -> Rig {
         verify_parts_at_start: false,
         min_free_bytes: 0,
         span_index_cache_bytes: 64 << 20,
+        trace_key_bytes: 64 << 20,
     };
     let store = Arc::new(Store::open(dir.path(), settings, Arc::clone(&telemetry)).unwrap());
     let span_metrics = Arc::new(SpanMetrics::new(&SpanMetricsConfig::default()).unwrap());

@@ -491,6 +491,7 @@ mod tests {
             verify_parts_at_start: false,
             min_free_bytes: 0,
             span_index_cache_bytes: 64 << 20,
+            trace_key_bytes: 64 << 20,
         };
         let store = Arc::new(Store::open(dir.path(), settings, Arc::clone(&telemetry)).unwrap());
         let limits = Limits { max_inflight_requests: 1, ..Limits::default() };
@@ -523,6 +524,7 @@ mod tests {
             verify_parts_at_start: false,
             min_free_bytes: 0,
             span_index_cache_bytes: 64 << 20,
+            trace_key_bytes: 64 << 20,
             ..Default::default()
         };
         let settings = StoreSettings::new(&storage, Duration::from_secs(86_400));

@@ -534,6 +534,7 @@ mod through_the_store {
             verify_parts_at_start: false,
             min_free_bytes: 0,
             span_index_cache_bytes: 64 << 20,
+            trace_key_bytes: 64 << 20,
         };
         let store = Arc::new(Store::open(dir, settings, Arc::clone(&telemetry)).unwrap());
         let admission = Admission::new(&ServerLimits::default(), Arc::clone(&telemetry));

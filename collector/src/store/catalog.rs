@@ -106,33 +106,45 @@ struct StoredTenant {
 }
 
 impl Stored {
-    fn of(meta: &PartMeta) -> Stored {
-        Stored {
+    /// The entry of a part. An error when its trace keys were released from memory
+    /// (`store::trace_keys`): an entry written without them would make lookups skip the
+    /// part's traces.
+    fn of(meta: &PartMeta) -> io::Result<Stored> {
+        let tenants = meta
+            .tenants
+            .iter()
+            .map(|t| {
+                let keys = t.trace_keys.get().ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("the trace keys of part {} are not in memory; no catalog entry written", meta.name),
+                    )
+                })?;
+                Ok(StoredTenant {
+                    tenant: t.tenant.clone(),
+                    rows: t.rows,
+                    min_time: t.min_time,
+                    max_time: t.max_time,
+                    services: t.services.iter().cloned().collect(),
+                    trace_keys: if keys.is_empty() {
+                        String::new()
+                    } else {
+                        let bytes: Vec<u8> = keys.iter().flat_map(|k| k.to_le_bytes()).collect();
+                        base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+                    },
+                    slices: t.slices.clone(),
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Stored {
             name: meta.name.clone(),
             signal: meta.signal,
             seq: meta.seq,
             size: meta.size,
             crc32: meta.crc32,
             sha256: meta.sha256.map(hex::encode),
-            tenants: meta
-                .tenants
-                .iter()
-                .map(|t| StoredTenant {
-                    tenant: t.tenant.clone(),
-                    rows: t.rows,
-                    min_time: t.min_time,
-                    max_time: t.max_time,
-                    services: t.services.iter().cloned().collect(),
-                    trace_keys: if t.trace_keys.is_empty() {
-                        String::new()
-                    } else {
-                        let bytes: Vec<u8> = t.trace_keys.iter().flat_map(|k| k.to_le_bytes()).collect();
-                        base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
-                    },
-                    slices: t.slices.clone(),
-                })
-                .collect(),
-        }
+            tenants,
+        })
     }
 
     /// The entry as the store uses it; `None` when a field does not parse (the line is then
@@ -151,7 +163,13 @@ impl Stored {
             .into_iter()
             .map(|t| {
                 let bytes = base64::engine::general_purpose::STANDARD_NO_PAD.decode(&t.trace_keys).ok()?;
-                let trace_keys = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8"))).collect();
+                let keys: Vec<u64> =
+                    bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8"))).collect();
+                // Written sorted and distinct; a line that is not (edited by hand) is damaged.
+                if !keys.windows(2).all(|w| w[0] < w[1]) {
+                    return None;
+                }
+                let trace_keys = parts::TraceKeys::new(keys);
                 Some(TenantRows {
                     tenant: t.tenant,
                     rows: t.rows,
@@ -386,7 +404,7 @@ impl Catalog {
 
     /// Records new parts, durably.
     pub fn add(&self, parts: &[PartMeta]) -> io::Result<()> {
-        let text: String = parts.iter().map(|m| encode_line(&Line::Add(Stored::of(m)))).collect();
+        let text = parts.iter().map(|m| Ok(encode_line(&Line::Add(Stored::of(m)?)))).collect::<io::Result<String>>()?;
         self.append(&text)
     }
 
@@ -404,7 +422,7 @@ impl Catalog {
     /// Records in one line, durably, that `output` (durable already) replaces `inputs`.
     pub fn replace(&self, inputs: &[&str], output: &PartMeta) -> io::Result<()> {
         let inputs = inputs.iter().map(|n| n.to_string()).collect();
-        self.append(&encode_line(&Line::Replace { inputs, output: Stored::of(output) }))
+        self.append(&encode_line(&Line::Replace { inputs, output: Stored::of(output)? }))
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -415,7 +433,7 @@ impl Catalog {
 /// Writes the catalog anew with one `add` line per part (temporary file, fsync, rename).
 fn rewrite(data_dir: &Path, path: &Path, parts: &[PartMeta]) -> io::Result<()> {
     let tmp = data_dir.join(format!("{FILE}.tmp"));
-    let text: String = parts.iter().map(|meta| encode_line(&Line::Add(Stored::of(meta)))).collect();
+    let text = parts.iter().map(|m| Ok(encode_line(&Line::Add(Stored::of(m)?)))).collect::<io::Result<String>>()?;
     let result = (|| {
         let mut out = File::create(&tmp)?;
         out.write_all(text.as_bytes())?;
@@ -517,7 +535,7 @@ mod tests {
             min_time: 5,
             max_time: 9,
             services: [("api".to_string(), Some("1.0".to_string()))].into(),
-            trace_keys,
+            trace_keys: trace_keys.into(),
             slices,
         };
         let slice = |service: Option<&str>, first_row, rows| parts::ServiceSlice {
@@ -539,7 +557,7 @@ mod tests {
                 tenant("b", vec![slice(Some("api"), 43, 2)], vec![1, u64::MAX]),
             ],
         };
-        let line = encode_line(&Line::Add(Stored::of(&meta)));
+        let line = encode_line(&Line::Add(Stored::of(&meta).unwrap()));
         let Some(Line::Add(stored)) = decode_line(line.trim_end()) else { panic!("{line}") };
         assert_eq!(stored.into_meta(dir, None), Some(meta));
         // Entries written before slices read as parts without them.
@@ -556,7 +574,11 @@ mod tests {
         let meta = stored.into_meta(dir, None).unwrap();
         assert!(meta.tenants.iter().all(|t| t.slices.is_empty()));
         assert_eq!((meta.sha256, meta.crc32), (None, 0xdead_beef));
-        assert_eq!(meta.tenants[1].trace_keys, [1, u64::MAX]);
+        assert_eq!(meta.tenants[1].trace_keys.get().as_deref(), Some(&[1, u64::MAX][..]));
+        // An entry is never written without keys it had: once released, writing it fails.
+        meta.tenants[1].trace_keys.release();
+        let err = Stored::of(&meta).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("trace keys of part parts/"), "{err}");
     }
 
     #[test]

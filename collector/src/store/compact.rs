@@ -441,6 +441,7 @@ fn merge(
         return Ok(Some(done(batch, &meta, rows_in)));
     }
     if signal == Signal::Traces {
+        shared.hold_trace_keys();
         super::flush::index_traces_parts(shared, std::slice::from_ref(&meta));
     }
     let now = Instant::now();

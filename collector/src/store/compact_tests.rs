@@ -37,6 +37,7 @@ fn settings(min_tenant_part_bytes: u64) -> StoreSettings {
         verify_parts_at_start: false,
         min_free_bytes: 0,
         span_index_cache_bytes: 64 << 20,
+        trace_key_bytes: 64 << 20,
     }
 }
 

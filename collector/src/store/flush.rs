@@ -100,6 +100,9 @@ pub(crate) fn write_frozen(shared: &Shared) -> Result<bool, StoreError> {
             state.series.extend(segments);
         }
         shared.wal.remove_through(seq).map_err(StoreError::io("delete flushed WAL segments"))?;
+        if metas.iter().any(|m| m.signal == Signal::Traces) {
+            shared.hold_trace_keys();
+        }
         let t = &shared.telemetry;
         t.flushes.fetch_add(1, Relaxed);
         t.flush_nanos.fetch_add(started.elapsed().as_nanos() as u64, Relaxed);

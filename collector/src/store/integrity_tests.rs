@@ -31,6 +31,7 @@ fn settings() -> StoreSettings {
         verify_parts_at_start: false,
         min_free_bytes: 0,
         span_index_cache_bytes: 64 << 20,
+        trace_key_bytes: 64 << 20,
     }
 }
 
@@ -211,19 +212,7 @@ fn old_catalog_entries_are_checked_by_crc32_until_the_start_up_pass_records_thei
         append_request(&store, "b", spans(&[2]));
         store.flush().unwrap();
     }
-    // The catalog as an older collector wrote it: no `sha256`.
-    let catalog = dir.path().join("catalog.log");
-    let text = std::fs::read_to_string(&catalog).unwrap();
-    let old: String = text
-        .lines()
-        .map(|line| {
-            let mut json: serde_json::Value = serde_json::from_str(line.split_once(' ').unwrap().1).unwrap();
-            assert!(json.as_object_mut().unwrap().remove("sha256").is_some(), "{line}");
-            let json = json.to_string();
-            format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes()))
-        })
-        .collect();
-    std::fs::write(&catalog, old).unwrap();
+    strip_sha256s(dir.path());
 
     let store = open(dir.path(), None);
     let a = only_part(&store, "a", Signal::Traces);
@@ -244,6 +233,55 @@ fn old_catalog_entries_are_checked_by_crc32_until_the_start_up_pass_records_thei
     store.close();
     let store = open(dir.path(), None);
     assert_eq!(only_part(&store, "b", Signal::Traces).sha256, b.sha256, "recorded in the catalog");
+}
+
+/// Rewrites the catalog as an older collector wrote it: no `sha256` in its entries.
+fn strip_sha256s(dir: &Path) {
+    let catalog = dir.join("catalog.log");
+    let text = std::fs::read_to_string(&catalog).unwrap();
+    let old: String = text
+        .lines()
+        .map(|line| {
+            let mut json: serde_json::Value = serde_json::from_str(line.split_once(' ').unwrap().1).unwrap();
+            assert!(json.as_object_mut().unwrap().remove("sha256").is_some(), "{line}");
+            let json = json.to_string();
+            format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes()))
+        })
+        .collect();
+    std::fs::write(&catalog, old).unwrap();
+}
+
+/// The start-up pass writes a whole new entry for a part whose SHA-256 it records; with the
+/// part's trace keys released from memory (a budget of 0), it reads them back from the part
+/// rather than write an entry without them (which would make every later lookup skip it).
+#[test]
+fn recording_a_sha256_keeps_trace_keys_that_were_released_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), None);
+        append_request(&store, "a", spans(&[1, 2, 3]));
+        store.flush().unwrap();
+    }
+    strip_sha256s(dir.path());
+    let released = StoreSettings { verify_parts_at_start: true, trace_key_bytes: 0, ..settings() };
+    let store = Store::open(dir.path(), released, Arc::default()).unwrap();
+    assert_eq!(only_part(&store, "a", Signal::Traces).tenants[0].trace_keys.get(), None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while only_part(&store, "a", Signal::Traces).sha256.is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let part = only_part(&store, "a", Signal::Traces);
+    assert!(part.sha256.is_some(), "SHA-256 recorded");
+    assert_eq!(part.tenants[0].trace_keys.get(), None, "the keys read back are released again");
+    store.close();
+
+    let store = open(dir.path(), None);
+    let part = only_part(&store, "a", Signal::Traces);
+    assert!(part.sha256.is_some());
+    let keys: Vec<u64> = [1u8, 2, 3].map(|id| parts::trace_key(&[id; 16])).to_vec();
+    assert_eq!(part.tenants[0].trace_keys.get().as_deref(), Some(&keys[..]), "the entry kept its keys");
+    assert!(store.trace_snapshot(&tenant("a"), &[9; 16]).parts.is_empty());
+    assert_eq!(store.trace_snapshot(&tenant("a"), &[2; 16]).parts.len(), 1);
 }
 
 #[test]

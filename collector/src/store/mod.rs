@@ -22,6 +22,7 @@ pub mod head;
 pub mod parts;
 pub mod series;
 pub mod span_index;
+pub mod trace_keys;
 pub mod wal;
 
 mod columns;
@@ -83,6 +84,8 @@ pub struct StoreSettings {
     pub min_free_bytes: u64,
     /// The most memory the span indexes kept for trace lookups and searches hold.
     pub span_index_cache_bytes: u64,
+    /// The most memory the traces parts' trace keys hold (`trace_keys`).
+    pub trace_key_bytes: u64,
 }
 
 impl StoreSettings {
@@ -98,6 +101,7 @@ impl StoreSettings {
             verify_parts_at_start: storage.verify_parts_at_start,
             min_free_bytes: storage.min_free_bytes,
             span_index_cache_bytes: storage.span_index_cache_bytes,
+            trace_key_bytes: storage.trace_key_bytes,
         }
     }
 }
@@ -147,6 +151,20 @@ impl Shared {
     }
     pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps the traces parts' trace keys within `trace_key_bytes` (`trace_keys`), after parts
+    /// were added.
+    pub fn hold_trace_keys(&self) {
+        self.hold_trace_keys_of(&self.read().parts);
+    }
+
+    /// [`Shared::hold_trace_keys`] over parts the caller has locked.
+    fn hold_trace_keys_of(&self, parts: &[Arc<PartMeta>]) {
+        let held = trace_keys::enforce(parts, self.settings.trace_key_bytes);
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        self.telemetry.trace_key_bytes.store(held.bytes, relaxed);
+        self.telemetry.trace_keys_released_parts.store(held.released_parts, relaxed);
     }
 
     pub fn set_problem(&self, which: Problem, problem: Option<String>) {
@@ -358,6 +376,7 @@ impl Store {
             keys,
             locked: Default::default(),
         });
+        shared.hold_trace_keys();
         // Replayed before the threads start, flushing as it goes (`replay`), so the head holds
         // about `max_head_bytes` whatever the size of the log.
         let replay::Replayed { last_seq, damaged: wal_damaged, deltas, metadata } =
@@ -697,8 +716,8 @@ impl Store {
     /// first 8 bytes of the id; the caller checks whole ids): the head's chunks are passed
     /// whole (the caller filters them); of each part only the rows of those keys are built —
     /// found by its cached span index ([`span_index`]) if a search built one, else by its
-    /// `trace_id` column —, and parts whose catalog trace-key list has none of them are not
-    /// opened. Damage is handled as in [`Store::scan`].
+    /// `trace_id` column —, and parts whose trace-key list has none of them are not opened
+    /// (parts whose list was released from memory are, `trace_keys`). Damage is handled as in [`Store::scan`].
     pub fn scan_trace_keys(
         &self,
         snapshot: &Snapshot,
@@ -711,7 +730,7 @@ impl Store {
         }
         for part in &snapshot.parts {
             let Some(of) = part.of(&snapshot.tenant) else { continue };
-            if part.signal != Signal::Traces || !keys.iter().any(|k| of.trace_keys.binary_search(k).is_ok()) {
+            if part.signal != Signal::Traces || !keys.iter().any(|&k| of.trace_keys.may_hold(k)) {
                 continue;
             }
             // A part a search has indexed is read at its indexed rows; another is not indexed
@@ -920,12 +939,31 @@ fn verify_all(shared: &Shared) {
 /// Records the SHA-256 of a part whose entry has none (`verify_all`), in the catalog and the
 /// state, under the state lock: retention and quarantine take a part out of the state before
 /// they write its removal, so a part they took out is not entered again here.
+///
+/// A part whose trace keys were released from memory (`trace_keys`) has them read back from
+/// its file first: the line written holds the whole entry.
 fn record_sha256(shared: &Shared, part: &Arc<PartMeta>, bytes: &[u8]) {
-    let meta = Arc::new(PartMeta { sha256: Some(parts::sha256(bytes)), ..PartMeta::clone(part) });
+    let mut meta = PartMeta { sha256: Some(parts::sha256(bytes)), ..PartMeta::clone(part) };
+    for t in &mut meta.tenants {
+        if t.trace_keys.get().is_some() {
+            continue;
+        }
+        match parts::read_part_trace_key_list(part, &t.tenant) {
+            Ok(keys) => t.trace_keys = keys.into(),
+            Err(err) => {
+                tracing::warn!(part = %part.name, %err, "cannot read the trace keys of a part to record its SHA-256; it stays checked by CRC-32");
+                return;
+            }
+        }
+    }
+    let meta = Arc::new(meta);
     let mut state = shared.write();
     let Some(at) = state.parts.iter().position(|p| Arc::ptr_eq(p, part)) else { return };
     match shared.catalog.add(std::slice::from_ref(&*meta)) {
-        Ok(()) => state.parts[at] = meta,
+        Ok(()) => {
+            state.parts[at] = meta;
+            shared.hold_trace_keys_of(&state.parts);
+        }
         Err(err) => {
             tracing::warn!(part = %part.name, %err, "cannot record the SHA-256 of a part; it stays checked by CRC-32")
         }
@@ -960,6 +998,7 @@ mod tests {
             verify_parts_at_start: true,
             min_free_bytes: 0,
             span_index_cache_bytes: 64 << 20,
+            trace_key_bytes: 64 << 20,
         }
     }
 
@@ -1087,6 +1126,61 @@ mod tests {
             )
             .unwrap();
         assert_eq!((n, kept), (3, vec![2, 3]));
+    }
+
+    /// Trace keys past `trace_key_bytes` are released, those of the parts with the oldest rows
+    /// first; a lookup still finds every trace (it reads the released parts' trace ids), only
+    /// an absent trace costs those parts a read; the keys stay in the catalog for a restart.
+    #[test]
+    fn trace_keys_past_their_budget_are_released_oldest_first_and_every_trace_is_still_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let tenant = Tenant::parse("a").unwrap();
+        // Room for two keys; no span indexes, so a lookup reads the parts' `trace_id` columns.
+        let small = StoreSettings { trace_key_bytes: 16, span_index_cache_bytes: 0, ..settings() };
+        let telemetry = Arc::new(crate::telemetry::Telemetry::default());
+        let store = Store::open(dir.path(), small, Arc::clone(&telemetry)).unwrap();
+        // Three flushes, each of two traces in an hour of its own: the newest written first.
+        for (first, hours_ago) in [(5u8, 1), (1, 3), (3, 2)] {
+            append(&store, "a", request(first, &[now - hours_ago * HOUR, now - hours_ago * HOUR + 1]));
+            store.flush().unwrap();
+        }
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        assert_eq!(telemetry.trace_key_bytes.load(relaxed), 16);
+        assert_eq!(telemetry.trace_keys_released_parts.load(relaxed), 2);
+        let snap = store.snapshot(&tenant, Signal::Traces);
+        let held: Vec<bool> = {
+            let mut parts: Vec<&Arc<PartMeta>> = snap.parts.iter().collect();
+            parts.sort_by_key(|p| p.max_time());
+            parts.iter().map(|p| p.tenants[0].trace_keys.get().is_some()).collect()
+        };
+        assert_eq!(held, [false, false, true], "the newest part's keys are held");
+
+        let lookup = |id: u8| {
+            let snap = store.trace_snapshot(&tenant, &[id; 16]);
+            let keys: std::collections::HashSet<u64> = [parts::trace_key(&[id; 16])].into();
+            let mut found = Vec::new();
+            store
+                .scan_trace_keys(&snap, &keys, |rows| {
+                    if let Rows::Spans(s) = rows {
+                        found.extend(s.iter().filter(|s| s.trace_id == [id; 16]).map(|s| s.trace_id[0]));
+                    }
+                })
+                .unwrap();
+            (snap.parts.len(), found)
+        };
+        for id in 1..=6u8 {
+            let (_, found) = lookup(id);
+            assert_eq!(found, [id], "trace {id}");
+        }
+        assert_eq!(lookup(5).0, 3, "the released parts may hold any trace");
+        assert_eq!(lookup(9), (2, vec![]), "the held keys rule their part out");
+        store.close();
+
+        // The catalog kept every key: with room, a restart holds them all again.
+        let store = Store::open(dir.path(), settings(), Arc::default()).unwrap();
+        assert!(store.trace_snapshot(&tenant, &[9; 16]).parts.is_empty());
+        assert_eq!(store.trace_snapshot(&tenant, &[1; 16]).parts.len(), 1);
     }
 
     #[test]

@@ -42,6 +42,7 @@ use crate::tenant::Tenant;
 
 use super::columns;
 use super::crypt::{self, KeyRing};
+pub use super::trace_keys::TraceKeys;
 use super::wal::sync_dir;
 
 /// The directory of parts that hold several tenants.
@@ -50,7 +51,7 @@ pub const SHARED_DIR: &str = "@shared";
 pub const PARTS_DIR: &str = "parts";
 
 /// What a part holds of one tenant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TenantRows {
     pub tenant: Tenant,
     pub rows: u64,
@@ -59,12 +60,11 @@ pub struct TenantRows {
     /// `(service.name, service.version)` pairs present.
     pub services: BTreeSet<(String, Option<String>)>,
     /// Traces parts: the first 8 bytes of every trace id of the tenant's spans, sorted, so a
-    /// lookup by trace id opens only the parts that may hold it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub trace_keys: Vec<u64>,
+    /// lookup by trace id opens only the parts that may hold it; held in memory within a
+    /// budget (`store::trace_keys`).
+    pub trace_keys: TraceKeys,
     /// Profiles parts: the tenant's service slices (`store::columns`), in row order. Empty for
     /// other signals and for parts written before slices, which are read whole.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slices: Vec<ServiceSlice>,
 }
 
@@ -112,7 +112,7 @@ impl PartMeta {
     pub fn may_hold_trace(&self, tenant: &Tenant, trace_id: &[u8; 16]) -> bool {
         match self.of(tenant) {
             None => false,
-            Some(t) => self.signal != Signal::Traces || t.trace_keys.binary_search(&trace_key(trace_id)).is_ok(),
+            Some(t) => self.signal != Signal::Traces || t.trace_keys.may_hold(trace_key(trace_id)),
         }
     }
 }
@@ -211,13 +211,11 @@ pub fn tenant_rows(tenant: &Tenant, rows: &[&Rows]) -> TenantRows {
         min_time: u64::MAX,
         max_time: 0,
         services: BTreeSet::new(),
-        trace_keys: Vec::new(),
+        trace_keys: TraceKeys::new(Vec::new()),
         slices: Vec::new(),
     };
-    // Every traces part keeps its trace keys in the catalog for as long as it is stored: sized
-    // exactly, not at whatever a growing vector doubled to.
     let spans: usize = rows.iter().map(|r| if let Rows::Spans(s) = r { s.len() } else { 0 }).sum();
-    out.trace_keys.reserve_exact(spans);
+    let mut trace_keys = Vec::with_capacity(spans);
     let mut last: Option<(*const str, Option<*const str>)> = None;
     for r in rows {
         out.rows += r.len() as u64;
@@ -233,12 +231,13 @@ pub fn tenant_rows(tenant: &Tenant, rows: &[&Rows]) -> TenantRows {
             }
         });
         if let Rows::Spans(spans) = r {
-            out.trace_keys.extend(spans.iter().map(|s| trace_key(&s.trace_id)));
+            trace_keys.extend(spans.iter().map(|s| trace_key(&s.trace_id)));
         }
     }
-    out.trace_keys.sort_unstable();
-    out.trace_keys.dedup();
-    out.trace_keys.shrink_to_fit();
+    trace_keys.sort_unstable();
+    trace_keys.dedup();
+    // Held for as long as the part's keys stay in memory: sized exactly (an `Arc<[u64]>`).
+    out.trace_keys = TraceKeys::new(trace_keys);
     if out.rows == 0 {
         out.min_time = 0;
     }
@@ -509,6 +508,21 @@ pub fn read_part_trace_keys(
     decode_with(meta, |bytes| columns::spans_of_trace_keys(bytes, tenant, keys))
 }
 
+/// A tenant's trace keys of a traces part, read from its file (sorted, distinct): what
+/// [`tenant_rows`] recorded when it was written.
+pub fn read_part_trace_key_list(meta: &PartMeta, tenant: &Tenant) -> Result<Vec<u64>, PartError> {
+    let mut keys = match read_part_index(meta, tenant)? {
+        Some(index) => index.trace_key,
+        None => match read_part(meta, tenant)? {
+            Rows::Spans(spans) => spans.iter().map(|s| trace_key(&s.trace_id)).collect(),
+            _ => Vec::new(),
+        },
+    };
+    keys.sort_unstable();
+    keys.dedup();
+    Ok(keys)
+}
+
 /// A tenant's spans at the row numbers `rows` (ascending) of a traces part.
 pub fn read_part_rows(
     meta: &PartMeta,
@@ -604,8 +618,8 @@ mod tests {
     fn trace_keys_are_sorted_distinct_and_sized_exactly() {
         use crate::model::span;
         use opentelemetry_proto::tonic::trace::v1::Span;
-        // Three chunks of 100 spans over 150 traces: the keys vector grew chunk by chunk
-        // (doubling) and kept its slack for as long as the part is stored.
+        // Three chunks of 100 spans over 150 traces: the keys are held exactly (no slack of a
+        // vector grown chunk by chunk) for as long as they stay in memory.
         let chunk = |first: u8| {
             let spans = (0..100u8)
                 .map(|i| Span {
@@ -622,9 +636,10 @@ mod tests {
         let chunks = [chunk(0), chunk(50), chunk(100)];
         let summary = tenant_rows(&Tenant::default(), &chunks.iter().collect::<Vec<_>>());
         assert_eq!(summary.rows, 300);
-        assert_eq!(summary.trace_keys.len(), 150);
-        assert!(summary.trace_keys.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(summary.trace_keys.capacity(), summary.trace_keys.len());
+        let keys = summary.trace_keys.get().expect("held");
+        assert_eq!(keys.len(), 150);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(summary.trace_keys.held_bytes(), 150 * 8);
     }
 
     use super::*;

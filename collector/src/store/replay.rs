@@ -212,6 +212,7 @@ mod tests {
             verify_parts_at_start: false,
             min_free_bytes: 0,
             span_index_cache_bytes: 64 << 20,
+            trace_key_bytes: 64 << 20,
         }
     }
 

@@ -90,7 +90,7 @@ pub fn collect(
         inspected_bytes: snapshot
             .parts
             .iter()
-            .filter(|p| p.of(&tenant).is_some_and(|t| keys.iter().any(|k| t.trace_keys.binary_search(k).is_ok())))
+            .filter(|p| p.of(&tenant).is_some_and(|t| keys.iter().any(|&k| t.trace_keys.may_hold(k))))
             .map(|p| p.size)
             .sum::<u64>()
             + snapshot.chunks.iter().map(|c| c.bytes).sum::<u64>(),
