@@ -162,6 +162,10 @@ pub struct CompactionConfig {
     /// Most rows one merge reads. A merge holds its inputs' rows in memory (a few hundred
     /// bytes per span, less for other rows), so this bounds its memory.
     pub max_input_rows: u64,
+    /// Most memory the rows one merge has read hold (as the head counts them): a merge stops
+    /// reading inputs once they reach it (having read at least two), and the rest wait for the
+    /// next merge.
+    pub max_input_memory_bytes: u64,
     /// How often the compactor looks for parts to merge.
     pub interval: HumanDuration,
 }
@@ -174,6 +178,7 @@ impl Default for CompactionConfig {
             target_part_bytes: 64 << 20,
             max_input_bytes: 64 << 20,
             max_input_rows: 250_000,
+            max_input_memory_bytes: 64 << 20,
             interval: HumanDuration(Duration::from_secs(300)),
         }
     }

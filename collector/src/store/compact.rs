@@ -5,7 +5,8 @@
 //! A flush writes one part per tenant (or one shared by the small tenants) per signal and hour,
 //! so a day of flushes every 30 s is thousands of files, each opened by every query over its
 //! hour. A merge reads a batch of them (at most `max_input_bytes` on disk and `max_input_rows`
-//! rows, so its memory is bounded), sorts each tenant's rows by time and writes them as one
+//! rows, and only until the rows read hold `max_input_memory_bytes`, so its memory is
+//! bounded), sorts each tenant's rows by time and writes them as one
 //! part with [`parts::write_part`], the writer the flusher uses: the output has the same
 //! per-tenant summary, trace keys, service slices, checksums and encryption as a flushed part.
 //!
@@ -204,7 +205,7 @@ fn pass_until(
             break;
         }
         take_turns_with_the_flusher(shared);
-        match merge(shared, &mut inner, &batch, stop)? {
+        match merge(shared, &mut inner, &batch, config.max_input_memory_bytes, stop)? {
             Some(done) => {
                 report.merges += 1;
                 report.parts_in += done.parts_in;
@@ -336,47 +337,36 @@ struct Done {
     rows: u64,
 }
 
-/// Merges one batch; `None` when it was given up (see [`CompactionReport::abandoned`]).
+/// Merges one batch, or its oldest inputs whose rows take `max_memory` bytes in memory;
+/// `None` when it was given up (see [`CompactionReport::abandoned`]).
 fn merge(
     shared: &Shared,
     inner: &mut Inner,
     batch: &[Arc<PartMeta>],
+    max_memory: u64,
     stop: StopAt,
 ) -> Result<Option<Done>, StoreError> {
     let first = &batch[0];
     let signal = first.signal;
     let Some((dir, _, hour)) = directory(&first.name) else { return Ok(None) };
-    let seq = match signal {
-        Signal::Metrics => {
-            let segments = shared.read().series.clone();
-            match covering_seq(batch, &segments) {
-                Some(seq) => seq,
-                None => return Ok(None),
-            }
-        }
-        _ => batch.iter().map(|p| p.seq).max().unwrap_or(first.seq),
-    };
-    let Some(name) = output_name(shared, inner, dir, signal, hour, batch)? else {
-        tracing::warn!(directory = %format!("{dir}/{signal}/{hour}"), "no free part name to merge into");
-        return Ok(None);
-    };
     let directory_tenant = Tenant::parse(dir).ok();
 
-    shared.catalog.begin_merge(&name).map_err(StoreError::io(format!("record the merge into {name}")))?;
-    if stop == Some(Stop::Begun) {
-        return Ok(None);
-    }
-
-    // Every tenant's rows of every input, then each tenant's sorted by time.
+    // Every tenant's rows of the inputs, read oldest first until they hold
+    // `max_input_memory_bytes` (at least two inputs, so every merge makes progress); the
+    // inputs not read stay for the next merge.
     let mut by_tenant: BTreeMap<Tenant, Rows> = BTreeMap::new();
-    let mut rows_in = 0u64;
+    let (mut rows_in, mut memory, mut taken) = (0u64, 0u64, 0usize);
     for part in batch {
+        if taken >= 2 && memory >= max_memory {
+            break;
+        }
         let read = parts::read_verified(part)
             .and_then(|bytes| parts::decode(&part.name, signal, bytes, None, directory_tenant.as_ref()));
         match read {
             Ok(rows) => {
                 for (tenant, rows) in rows {
                     rows_in += rows.len() as u64;
+                    memory += rows.memory_bytes();
                     match by_tenant.get_mut(&tenant) {
                         Some(into) => {
                             if !append(into, rows) {
@@ -395,10 +385,31 @@ fn merge(
                 return Ok(None);
             }
         }
+        taken += 1;
     }
+    let batch = &batch[..taken];
     let expected: u64 = batch.iter().flat_map(|p| p.tenants.iter().map(|t| t.rows)).sum();
     if rows_in != expected {
-        tracing::error!(rows_in, expected, output = %name, "merge inputs hold other row counts than the catalog says");
+        tracing::error!(rows_in, expected, directory = %format!("{dir}/{signal}/{hour}"), "merge inputs hold other row counts than the catalog says");
+        return Ok(None);
+    }
+    let seq = match signal {
+        Signal::Metrics => {
+            let segments = shared.read().series.clone();
+            match covering_seq(batch, &segments) {
+                Some(seq) => seq,
+                None => return Ok(None),
+            }
+        }
+        _ => batch.iter().map(|p| p.seq).max().unwrap_or(first.seq),
+    };
+    let Some(name) = output_name(shared, inner, dir, signal, hour, batch)? else {
+        tracing::warn!(directory = %format!("{dir}/{signal}/{hour}"), "no free part name to merge into");
+        return Ok(None);
+    };
+
+    shared.catalog.begin_merge(&name).map_err(StoreError::io(format!("record the merge into {name}")))?;
+    if stop == Some(Stop::Begun) {
         return Ok(None);
     }
     for rows in by_tenant.values_mut() {

@@ -280,6 +280,40 @@ fn every_signal_merges_into_one_time_sorted_part_holding_the_same_rows() {
     assert_eq!(store.compact_now(&config(), now()).unwrap().merges, 0);
 }
 
+/// A merge stops reading inputs once their rows hold `max_input_memory_bytes` (after two, so
+/// it makes progress): the rest wait for later merges, and every row is there once throughout.
+#[test]
+fn a_merge_reads_inputs_only_until_their_rows_reach_its_memory_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), settings(0), Arc::default()).unwrap();
+    ingest_every_signal(&store, past_hour(), 6);
+    let before: Vec<Vec<String>> = Signal::ALL.iter().map(|&s| dump(&store, "a", s)).collect();
+    let tight = CompactionConfig { max_input_memory_bytes: 1, ..config() };
+    let report = store.compact_now(&tight, now()).unwrap();
+    assert_eq!((report.merges, report.parts_in, report.abandoned), (4, 8, 0), "two inputs a merge: {report:?}");
+    for (signal, rows) in Signal::ALL.iter().zip(&before) {
+        assert_eq!(parts_of(&store, "a", *signal).len(), 5, "{signal}");
+        assert_eq!(&dump(&store, "a", *signal), rows, "{signal}");
+    }
+    // An output takes a free number up to the WAL checkpoint, and the inputs' numbers are
+    // not given out again in this process: flushes of the current hour move the checkpoint
+    // on between passes, as they do in a collector taking data.
+    let mut passes = 1;
+    loop {
+        append(&store, "b", spans(1, passes, &[now()]));
+        store.flush().unwrap();
+        if store.compact_now(&tight, now()).unwrap().merges == 0 {
+            break;
+        }
+        passes += 1;
+        assert!(passes < 10, "compaction does not converge");
+    }
+    for (signal, rows) in Signal::ALL.iter().zip(&before) {
+        assert_eq!(parts_of(&store, "a", *signal).len(), 1, "{signal}");
+        assert_eq!(&dump(&store, "a", *signal), rows, "{signal}");
+    }
+}
+
 fn key_file(dir: &Path) -> PathBuf {
     use base64::Engine as _;
     let path = dir.join("keys");
