@@ -111,7 +111,7 @@ impl SpanIndex {
 /// Interns strings into `u16` ids, [`UNKNOWN`] past the id space.
 #[derive(Debug, Default)]
 pub(crate) struct Interner<'a> {
-    ids: HashMap<&'a str, u16>,
+    ids: HashMap<&'a str, u16, foldhash::quality::RandomState>,
     pub values: Vec<Arc<str>>,
 }
 
@@ -139,11 +139,13 @@ impl<'a> Interner<'a> {
 pub(crate) struct Builder<'a> {
     index: SpanIndex,
     rows: Vec<u32>,
-    services: HashMap<Arc<str>, u16>,
+    // Hashed per span while a flush writes its parts: foldhash, not SipHash (a visible share
+    // of the flush); routes and services are the client's text, hence its seeded quality hash.
+    services: HashMap<Arc<str>, u16, foldhash::quality::RandomState>,
     service_of: Vec<u16>,
     routes: Interner<'a>,
-    resource_ids: HashMap<usize, u16>,
-    scope_ids: HashMap<usize, u16>,
+    resource_ids: HashMap<usize, u16, foldhash::fast::RandomState>,
+    scope_ids: HashMap<usize, u16, foldhash::fast::RandomState>,
 }
 
 impl<'a> Builder<'a> {
