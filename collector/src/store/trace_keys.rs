@@ -11,7 +11,9 @@
 //! were released answers "may hold" for every trace ([`TraceKeys::may_hold`]), and a lookup
 //! reads its `trace_id` column (or its cached span index) to find out — slower, never wrong.
 //!
-//! Released keys are still in the catalog on disk; a start reads them again. The only writer
+//! Released keys are still in the catalog on disk; a start reads them all (the catalog is
+//! read whole, so for a moment it holds every key) and then releases past the budget as
+//! before. The only writer
 //! of a catalog entry from a part already in the store, the start-up pass recording a
 //! SHA-256, reads a released list back from the part first ([`TraceKeys::get`] is `None`), so
 //! no entry is ever written without the keys it had.
