@@ -324,7 +324,8 @@ impl HexIds {
 
     /// A column of ids every row has.
     fn required(&self, name: &str) -> Column {
-        let values: Vec<&str> = (0..self.present.len()).map(|i| &self.text[i * self.width..(i + 1) * self.width]).collect();
+        let values: Vec<&str> =
+            (0..self.present.len()).map(|i| &self.text[i * self.width..(i + 1) * self.width]).collect();
         col(name, values)
     }
 }
