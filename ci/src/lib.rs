@@ -64,3 +64,42 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Certs(command) => success(commands::certs::run(command)),
     }
 }
+
+/// An error and its causes as one line for the operator: each cause after the context that
+/// wraps it, except a cause whose text the line already holds (many errors name their cause in
+/// their own message, and `{:#}` then printed it twice or three times).
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // `slo-gate serve` with a missing token file printed "cannot read the token file F: No such
+    // file or directory (os error 2)" three times over.
+    #[test]
+    fn an_error_names_each_cause_once() {
+        let missing = std::path::Path::new("/nonexistent/gate-tokens");
+        let tokens = collector::auth::WriteTokens::from_file(missing).unwrap_err();
+        let err = anyhow::Error::from(collector::server::StartError::Tokens(tokens));
+        let text = error_text(&err);
+        assert_eq!(text.matches("cannot read the token file").count(), 1, "{text}");
+        assert_eq!(text.matches("os error 2").count(), 1, "{text}");
+        assert!(text.contains("/nonexistent/gate-tokens"), "{text}");
+        // Context and a cause that does not repeat it are both kept, in order.
+        let wrapped = anyhow::anyhow!("disk full").context("flush part 7");
+        assert_eq!(error_text(&wrapped), "flush part 7: disk full");
+    }
+}

@@ -13,7 +13,7 @@ fn main() -> std::process::ExitCode {
     match ci::run() {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("slo-gate: error: {err:#}");
+            eprintln!("slo-gate: error: {}", ci::error_text(&err));
             std::process::ExitCode::from(2)
         }
     }
