@@ -50,14 +50,19 @@ where
 /// Lowercase hex of an id; `hex::encode` goes through `char`s and was a visible share of
 /// flush time.
 pub(crate) fn hex_id(id: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = Vec::with_capacity(id.len() * 2);
+    push_hex(&mut out, id);
+    // Only ASCII hex digits were pushed.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends the lowercase hex digits of `id` to `out`.
+fn push_hex(out: &mut Vec<u8>, id: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for b in id {
         out.push(DIGITS[usize::from(b >> 4)]);
         out.push(DIGITS[usize::from(b & 15)]);
     }
-    // Only ASCII hex digits were pushed.
-    String::from_utf8(out).unwrap_or_default()
 }
 
 fn ptr<T: ?Sized>(value: &Arc<T>) -> usize {
@@ -292,14 +297,12 @@ struct HexIds {
 
 impl HexIds {
     fn new<'a, const N: usize>(ids: impl ExactSizeIterator<Item = Option<&'a [u8; N]>>) -> HexIds {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut text = Vec::with_capacity(ids.len() * 2 * N);
         let mut present = Vec::with_capacity(ids.len());
         for id in ids {
             present.push(id.is_some());
-            for b in id.into_iter().flatten() {
-                text.push(DIGITS[usize::from(b >> 4)]);
-                text.push(DIGITS[usize::from(b & 15)]);
+            if let Some(id) = id {
+                push_hex(&mut text, id);
             }
         }
         // Only ASCII hex digits were pushed.
