@@ -575,6 +575,18 @@ mod tests {
         assert!(meta.tenants.iter().all(|t| t.slices.is_empty()));
         assert_eq!((meta.sha256, meta.crc32), (None, 0xdead_beef));
         assert_eq!(meta.tenants[1].trace_keys.get().as_deref(), Some(&[1, u64::MAX][..]));
+        // Keys out of order (an edited line) make the line damaged, not a list lookups misread.
+        let mut edited = meta.clone();
+        edited.tenants[1].trace_keys = parts::TraceKeys::new(vec![1, 5]);
+        let line = encode_line(&Line::Add(Stored::of(&edited).unwrap()));
+        let mut json: serde_json::Value = serde_json::from_str(line.trim_end().split_once(' ').unwrap().1).unwrap();
+        let reversed: Vec<u8> = [5u64, 1].iter().flat_map(|k| k.to_le_bytes()).collect();
+        json["tenants"][1]["trace_keys"] = base64::engine::general_purpose::STANDARD_NO_PAD.encode(reversed).into();
+        let json = json.to_string();
+        let Some(Line::Add(stored)) = decode_line(&format!("{:08x} {json}", crc32fast::hash(json.as_bytes()))) else {
+            panic!("{json}")
+        };
+        assert_eq!(stored.into_meta(dir, None), None);
         // An entry is never written without keys it had: once released, writing it fails.
         meta.tenants[1].trace_keys.release();
         let err = Stored::of(&meta).map(|_| ()).unwrap_err();
