@@ -129,8 +129,8 @@ pub struct StorageConfig {
     /// columns. Part of the collector's resident memory, with the head (up to twice
     /// `max_head_bytes`).
     pub span_index_cache_bytes: u64,
-    /// The most memory the traces parts' trace keys hold (8 bytes per distinct trace id of a
-    /// part; the catalog keeps them all on disk). Within it, a lookup by trace id opens only
+    /// The most memory the traces parts' trace keys hold (a filter of about 2.25 bytes per
+    /// distinct trace id of a part; the catalog keeps the exact keys on disk). Within it, a lookup by trace id opens only
     /// the parts that hold the trace; the keys of the parts with the oldest rows are released
     /// past it, and a lookup then reads those parts' trace ids (or their cached span index).
     pub trace_key_bytes: u64,
@@ -207,7 +207,7 @@ impl Default for StorageConfig {
             verify_parts_at_start: true,
             min_free_bytes: 64 << 20,
             span_index_cache_bytes: 64 << 20,
-            trace_key_bytes: 64 << 20,
+            trace_key_bytes: 16 << 20,
             encryption: None,
             compaction: CompactionConfig::default(),
         }

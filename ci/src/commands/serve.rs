@@ -49,7 +49,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SLO_GATE_SPAN_INDEX_CACHE_BYTES")]
     pub span_index_cache_bytes: Option<u64>,
     /// Memory the traces parts' trace keys may hold; past it the oldest parts' keys are
-    /// released and lookups read those parts' trace ids [default: 67108864].
+    /// released and lookups read those parts' trace ids [default: 16777216].
     #[arg(long, env = "SLO_GATE_TRACE_KEY_BYTES")]
     pub trace_key_bytes: Option<u64>,
     /// Largest request body, after decompression [default: 16777216].

@@ -154,14 +154,11 @@ impl Shared {
     }
 
     /// Keeps the traces parts' trace keys within `trace_key_bytes` (`trace_keys`), after parts
-    /// were added.
+    /// were added and their catalog entries written. Filters are built outside the store's
+    /// lock, over a copy of the part list.
     pub fn hold_trace_keys(&self) {
-        self.hold_trace_keys_of(&self.read().parts);
-    }
-
-    /// [`Shared::hold_trace_keys`] over parts the caller has locked.
-    fn hold_trace_keys_of(&self, parts: &[Arc<PartMeta>]) {
-        let held = trace_keys::enforce(parts, self.settings.trace_key_bytes);
+        let parts = self.read().parts.clone();
+        let held = trace_keys::enforce(&parts, self.settings.trace_key_bytes);
         let relaxed = std::sync::atomic::Ordering::Relaxed;
         self.telemetry.trace_key_bytes.store(held.bytes, relaxed);
         self.telemetry.trace_keys_released_parts.store(held.released_parts, relaxed);
@@ -962,7 +959,8 @@ fn record_sha256(shared: &Shared, part: &Arc<PartMeta>, bytes: &[u8]) {
     match shared.catalog.add(std::slice::from_ref(&*meta)) {
         Ok(()) => {
             state.parts[at] = meta;
-            shared.hold_trace_keys_of(&state.parts);
+            drop(state);
+            shared.hold_trace_keys();
         }
         Err(err) => {
             tracing::warn!(part = %part.name, %err, "cannot record the SHA-256 of a part; it stays checked by CRC-32")
@@ -1152,7 +1150,7 @@ mod tests {
         let held: Vec<bool> = {
             let mut parts: Vec<&Arc<PartMeta>> = snap.parts.iter().collect();
             parts.sort_by_key(|p| p.max_time());
-            parts.iter().map(|p| p.tenants[0].trace_keys.get().is_some()).collect()
+            parts.iter().map(|p| p.tenants[0].trace_keys.is_held()).collect()
         };
         assert_eq!(held, [false, false, true], "the newest part's keys are held");
 
@@ -1181,6 +1179,56 @@ mod tests {
         let store = Store::open(dir.path(), settings(), Arc::default()).unwrap();
         assert!(store.trace_snapshot(&tenant, &[9; 16]).parts.is_empty());
         assert_eq!(store.trace_snapshot(&tenant, &[1; 16]).parts.len(), 1);
+    }
+
+    /// Keys written to the catalog are held as a filter (a quarter of their size), which
+    /// finds every trace of the part and rules out absent ones; a restart reads the exact keys
+    /// back from the catalog and filters them again.
+    #[test]
+    fn trace_keys_are_held_as_a_filter_once_in_the_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let tenant = Tenant::parse("a").unwrap();
+        let trace_id = |i: u32| {
+            let mut id = [7u8; 16];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            id
+        };
+        let mut spans: Vec<Span> = (0..2_000u32)
+            .map(|i| Span {
+                trace_id: trace_id(i).to_vec(),
+                span_id: vec![1; 8],
+                name: "op".into(),
+                start_time_unix_nano: now - 1_000 + u64::from(i % 1_000),
+                end_time_unix_nano: now,
+                ..Default::default()
+            })
+            .collect();
+        let only_part_keys = |store: &Store| {
+            let snap = store.snapshot(&tenant, Signal::Traces);
+            assert_eq!(snap.parts.len(), 1);
+            Arc::clone(&snap.parts[0])
+        };
+        for round in 0..2 {
+            let telemetry = Arc::new(crate::telemetry::Telemetry::default());
+            let store = Store::open(dir.path(), settings(), Arc::clone(&telemetry)).unwrap();
+            if round == 0 {
+                append(&store, "a", crate::model::span::one_scope_request(std::mem::take(&mut spans)));
+                store.flush().unwrap();
+            }
+            let part = only_part_keys(&store);
+            let keys = &part.tenants[0].trace_keys;
+            assert_eq!((keys.len(), keys.get()), (2_000, None), "round {round}: filtered, not exact");
+            let held = telemetry.trace_key_bytes.load(std::sync::atomic::Ordering::Relaxed);
+            assert!((1..=2_000 * 3).contains(&held), "round {round}: {held} bytes held for 2,000 keys");
+            assert_eq!(held, keys.held_bytes());
+            for i in (0..2_000).step_by(97) {
+                assert_eq!(store.trace_snapshot(&tenant, &trace_id(i)).parts.len(), 1, "round {round}: trace {i}");
+            }
+            let absent = (2_000..12_000u32).filter(|&i| !store.trace_snapshot(&tenant, &trace_id(i)).parts.is_empty());
+            assert!(absent.count() <= 5, "round {round}: absent traces rule the part out");
+            store.close();
+        }
     }
 
     #[test]
