@@ -81,11 +81,25 @@ impl SpanIndex {
         self.rows.as_ref().map_or(i, |rows| rows[i] as usize)
     }
 
+    /// Memory the index holds, by its columns' capacities (what the cache counts).
     fn bytes(&self) -> usize {
-        self.len() * (8 + 2 + 8 + 4 + 2 + 2 + 2)
+        fn held<T>(v: &Vec<T>) -> usize {
+            v.capacity() * size_of::<T>()
+        }
+        held(&self.trace_key)
+            + held(&self.service)
+            + held(&self.start)
+            + held(&self.duration_us)
+            + held(&self.route)
+            + held(&self.resource)
+            + held(&self.scope)
+            + self.rows.as_ref().map_or(0, held)
+            + held(&self.resources)
+            + held(&self.scopes)
+            + held(&self.services)
+            + held(&self.routes)
             + self.resources.iter().map(|r| r.attributes.len() + 128).sum::<usize>()
             + self.scopes.iter().map(|s| s.attributes.len() + 96).sum::<usize>()
-            + self.rows.as_ref().map_or(0, |r| r.len() * 4)
             + self.services.iter().chain(&self.routes).map(|s| s.len() + 16).sum::<usize>()
     }
 
@@ -222,11 +236,41 @@ impl<'a> Builder<'a> {
         index.route.push(self.routes.id(route));
     }
 
-    /// The index, for a part of `part_rows` rows.
+    /// Room for `spans` spans, so the columns are not grown (to up to twice their length) span
+    /// by span.
+    pub fn with_capacity(spans: usize) -> Builder<'a> {
+        let mut builder = Builder::new();
+        let index = &mut builder.index;
+        builder.rows.reserve_exact(spans);
+        index.trace_key.reserve_exact(spans);
+        index.service.reserve_exact(spans);
+        index.start.reserve_exact(spans);
+        index.duration_us.reserve_exact(spans);
+        index.route.reserve_exact(spans);
+        index.resource.reserve_exact(spans);
+        index.scope.reserve_exact(spans);
+        builder
+    }
+
+    /// The index, for a part of `part_rows` rows, its columns no larger than they need be: a
+    /// cached index holds exactly what the cache counts.
     pub fn finish(self, part_rows: usize) -> SpanIndex {
         let mut index = self.index;
         index.routes = self.routes.values;
-        index.rows = (self.rows.len() != part_rows).then_some(self.rows);
+        let mut rows = self.rows;
+        rows.shrink_to_fit();
+        index.rows = (rows.len() != part_rows).then_some(rows);
+        index.trace_key.shrink_to_fit();
+        index.service.shrink_to_fit();
+        index.start.shrink_to_fit();
+        index.duration_us.shrink_to_fit();
+        index.route.shrink_to_fit();
+        index.resource.shrink_to_fit();
+        index.scope.shrink_to_fit();
+        index.resources.shrink_to_fit();
+        index.scopes.shrink_to_fit();
+        index.services.shrink_to_fit();
+        index.routes.shrink_to_fit();
         index
     }
 }
@@ -246,7 +290,7 @@ pub(crate) fn of_rows(members: &[(&Tenant, Vec<&crate::model::Rows>)]) -> Vec<(T
     let mut out = Vec::with_capacity(members.len());
     let mut row = 0;
     for (tenant, rows) in members {
-        let mut builder = Builder::new();
+        let mut builder = Builder::with_capacity(spans(rows));
         for r in rows {
             let crate::model::Rows::Spans(v) = r else { continue };
             for span in v {
@@ -429,6 +473,36 @@ mod tests {
         }
         assert_eq!(built[0].1.len(), 21);
         assert_eq!(built[1].1.row(0), 21, "tenant b's spans follow a's in the part");
+    }
+
+    // The cache bounds its memory by `SpanIndex::bytes`: an index built span by span held up
+    // to twice what its columns' lengths said (Vec growth), which the cache did not count.
+    #[test]
+    fn an_index_holds_no_spare_capacity() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (Tenant::parse("a").unwrap(), Tenant::parse("b").unwrap());
+        let (ra, rb) = (spans(1, 5), spans(2, 3));
+        let members = vec![(&a, vec![&ra]), (&b, vec![&rb])];
+        let name = super::super::parts::part_name("@shared", crate::signal::Signal::Traces, "2023-11-14T22", 1);
+        let meta = super::super::parts::write_part(dir.path(), &name, 1, crate::signal::Signal::Traces, &members, None)
+            .unwrap()
+            .unwrap();
+        let read = super::super::parts::read_part_index(&meta, &b).unwrap().unwrap();
+        for (how, index) in of_rows(&members).iter().map(|(_, i)| ("built", i)).chain([("read", &read)]) {
+            let n = index.len();
+            assert!(n > 0);
+            let columns = [
+                index.trace_key.capacity(),
+                index.service.capacity(),
+                index.start.capacity(),
+                index.duration_us.capacity(),
+                index.route.capacity(),
+                index.resource.capacity(),
+                index.scope.capacity(),
+            ];
+            assert_eq!(columns, [n; 7], "{how}: capacity of each column of {n} spans");
+            assert!(index.rows.as_ref().is_none_or(|r| r.capacity() == n), "{how}");
+        }
     }
 
     #[test]
