@@ -132,7 +132,7 @@ fn filter_of(keys: &[u64]) -> Option<BinaryFuse16> {
     // the exact list then stays.
     let filter = BinaryFuse16::try_from(keys).ok()?;
     let bytes = filter.fingerprints.len() * size_of::<u16>() + size_of::<BinaryFuse16>();
-    (bytes < keys.len() * size_of::<u64>()).then_some(filter)
+    (bytes < size_of_val(keys)).then_some(filter)
 }
 
 impl Clone for TraceKeys {
