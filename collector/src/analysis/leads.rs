@@ -77,7 +77,7 @@ pub fn find(
                 && t.services.iter().any(|(s, _)| s == &window.service)
         })
     });
-    let mut cache: HashMap<(Arc<str>, String), AttributeSet> = HashMap::new();
+    let mut cache: HashMap<(Arc<str>, crate::model::text::Text), AttributeSet> = HashMap::new();
     let (mut selection, mut others): (Vec<AttributeSet>, Vec<AttributeSet>) = Default::default();
     let mut probe = |p: &crate::store::SpanProbe<'_>| {
         p.service_name == Some(window.service.as_str())

@@ -84,30 +84,24 @@ pub(crate) enum Scalar<'a> {
     Double(f64),
 }
 
-/// What [`encode`] writes for a list of plain attributes, from borrowed keys and values (the
-/// protobuf reader of `model::span_wire`), without building `KeyValue`s; `capacity` is the
-/// text's expected length, so that it is allocated once.
-pub(crate) fn encode_scalars<'a>(
-    attrs: impl ExactSizeIterator<Item = (&'a str, Scalar<'a>)>,
-    capacity: usize,
-) -> String {
+/// Appends what [`encode`] writes for a list of plain attributes, from borrowed keys and
+/// values (the protobuf reader of `model::span_wire`), without building `KeyValue`s.
+pub(crate) fn encode_scalars<'a>(out: &mut String, attrs: impl ExactSizeIterator<Item = (&'a str, Scalar<'a>)>) {
     if attrs.len() == 0 {
-        return String::new();
+        return;
     }
-    let mut out = String::with_capacity(capacity);
     out.push('[');
     for (i, (key, value)) in attrs.enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str("{\"key\":");
-        write_str(&mut out, key);
+        write_str(out, key);
         out.push_str(",\"value\":");
-        write_scalar(&mut out, value);
+        write_scalar(out, value);
         out.push('}');
     }
     out.push(']');
-    out
 }
 
 /// Appends `{"stringValue":..}` and the like; true, for [`write_value`]'s sake.

@@ -19,6 +19,7 @@ pub mod profile;
 pub mod prometheus;
 pub mod span;
 pub mod span_wire;
+pub mod text;
 
 use std::sync::Arc;
 
@@ -121,13 +122,13 @@ impl Rows {
                 .map(|r| {
                     shared.common(&r.resource, &r.scope);
                     std::mem::size_of_val(r)
-                        + r.trace_state.capacity()
-                        + r.name.capacity()
-                        + r.status_message.capacity()
-                        + r.http_route.as_ref().map_or(0, String::capacity)
-                        + r.attributes.capacity()
-                        + r.events.capacity()
-                        + r.links.capacity()
+                        + r.trace_state.memory_bytes()
+                        + r.name.memory_bytes()
+                        + r.status_message.memory_bytes()
+                        + r.http_route.as_ref().map_or(0, text::Text::memory_bytes)
+                        + r.attributes.memory_bytes()
+                        + r.events.memory_bytes()
+                        + r.links.memory_bytes()
                 })
                 .sum(),
             Rows::Metrics(rows) => rows

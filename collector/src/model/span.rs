@@ -5,34 +5,36 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, TracesData};
 
+use super::text::Text;
 use super::{ResourceColumns, Row, RowKey, ScopeColumns, attrs};
 
-/// One span. Ids are raw bytes; `parent_span_id` is `None` for a root span.
+/// One span. Ids are raw bytes; `parent_span_id` is `None` for a root span. Texts are ranges
+/// of one buffer per request when the receiver built the row ([`Text`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpanRow {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
     pub parent_span_id: Option<[u8; 8]>,
-    pub trace_state: String,
+    pub trace_state: Text,
     pub flags: u32,
-    pub name: String,
+    pub name: Text,
     /// OTLP `SpanKind` number (2 = SERVER).
     pub kind: i32,
     pub start_unix_nano: u64,
     pub end_unix_nano: u64,
     /// OTLP `Status.code` number (2 = ERROR).
     pub status_code: i32,
-    pub status_message: String,
-    pub http_route: Option<String>,
+    pub status_message: Text,
+    pub http_route: Option<Text>,
     pub http_status_code: Option<i64>,
     /// OTLP/JSON of the span attributes.
-    pub attributes: String,
+    pub attributes: Text,
     pub dropped_attributes_count: u32,
     /// OTLP/JSON of the events.
-    pub events: String,
+    pub events: Text,
     pub dropped_events_count: u32,
     /// OTLP/JSON of the links.
-    pub links: String,
+    pub links: Text,
     pub dropped_links_count: u32,
     pub resource: Arc<ResourceColumns>,
     pub scope: Arc<ScopeColumns>,
@@ -81,7 +83,7 @@ pub fn rows_from_request(request: ExportTraceServiceRequest) -> Vec<SpanRow> {
 }
 
 fn row_from_span(span: Span, resource: &Arc<ResourceColumns>, scope: &Arc<ScopeColumns>) -> SpanRow {
-    let http_route = attrs::find(&span.attributes, "http.route").and_then(attrs::as_text).map(str::to_string);
+    let http_route = attrs::find(&span.attributes, "http.route").and_then(attrs::as_text).map(Text::from);
     let http_status_code = attrs::find(&span.attributes, "http.response.status_code")
         .or_else(|| attrs::find(&span.attributes, "http.status_code"))
         .and_then(attrs::as_i64);
@@ -89,13 +91,15 @@ fn row_from_span(span: Span, resource: &Arc<ResourceColumns>, scope: &Arc<ScopeC
         Some(s) => (s.code, s.message),
         None => (0, String::new()),
     };
+    let (trace_state, name, status_message) =
+        (Text::from(span.trace_state), Text::from(span.name), Text::from(status_message));
     SpanRow {
         trace_id: span.trace_id.as_slice().try_into().unwrap_or([0; 16]),
         span_id: span.span_id.as_slice().try_into().unwrap_or([0; 8]),
         parent_span_id: span.parent_span_id.as_slice().try_into().ok(),
-        trace_state: span.trace_state,
+        trace_state,
         flags: span.flags,
-        name: span.name,
+        name,
         kind: span.kind,
         start_unix_nano: span.start_time_unix_nano,
         end_unix_nano: span.end_time_unix_nano,
@@ -103,11 +107,11 @@ fn row_from_span(span: Span, resource: &Arc<ResourceColumns>, scope: &Arc<ScopeC
         status_message,
         http_route,
         http_status_code,
-        attributes: attrs::encode(&span.attributes),
+        attributes: attrs::encode(&span.attributes).into(),
         dropped_attributes_count: span.dropped_attributes_count,
-        events: attrs::encode_json(&span.events),
+        events: attrs::encode_json(&span.events).into(),
         dropped_events_count: span.dropped_events_count,
-        links: attrs::encode_json(&span.links),
+        links: attrs::encode_json(&span.links).into(),
         dropped_links_count: span.dropped_links_count,
         resource: Arc::clone(resource),
         scope: Arc::clone(scope),
@@ -164,10 +168,10 @@ fn span_from_row(row: &SpanRow) -> Span {
     Span {
         trace_id: row.trace_id.to_vec(),
         span_id: row.span_id.to_vec(),
-        trace_state: row.trace_state.clone(),
+        trace_state: row.trace_state.to_string(),
         parent_span_id: row.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
         flags: row.flags,
-        name: row.name.clone(),
+        name: row.name.to_string(),
         kind: row.kind,
         start_time_unix_nano: row.start_unix_nano,
         end_time_unix_nano: row.end_unix_nano,
@@ -178,6 +182,6 @@ fn span_from_row(row: &SpanRow) -> Span {
         links: attrs::decode_json(&row.links).unwrap_or_default(),
         dropped_links_count: row.dropped_links_count,
         status: (row.status_code != 0 || !row.status_message.is_empty())
-            .then(|| Status { message: row.status_message.clone(), code: row.status_code }),
+            .then(|| Status { message: row.status_message.to_string(), code: row.status_code }),
     }
 }

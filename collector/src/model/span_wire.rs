@@ -30,6 +30,7 @@ use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use prost::Message;
 
 use super::attrs::{self, Scalar};
+use super::text::{Pending, Sealed, Text, TextBuf};
 use super::{ResourceColumns, ScopeColumns, SpanRow};
 use crate::config::Limits;
 use crate::receive::validate;
@@ -420,34 +421,48 @@ impl<'a> Request<'a> {
     /// The rows of a request [`Request::acceptable`] said yes to; `None` if a nested attribute
     /// does not decode after all (then the prost path answers).
     pub fn rows(&self) -> Option<Vec<SpanRow>> {
+        // Every text of the request's rows goes into one buffer (`model::text`); its size is
+        // about the request's (the JSON around each attribute takes at most 40 bytes more than
+        // its protobuf: `{"key":"","value":{"doubleValue":}}`; a string grows only by escapes).
+        let guess = self.spans.iter().map(|s| s.name.len() + 16).sum::<usize>()
+            + self.attributes.iter().map(|a| a.raw.len() + 40).sum::<usize>();
+        let mut text = TextBuf::with_capacity(guess);
         let mut rows = Vec::with_capacity(self.spans.len());
         for r in &self.resources {
             let resource = Arc::new(ResourceColumns::from_otlp(r.resource.as_ref(), r.schema_url));
             for s in &r.scopes {
                 let scope = Arc::new(ScopeColumns::from_otlp(s.scope.as_ref(), s.schema_url));
                 for span in &self.spans[s.spans.clone()] {
-                    rows.push(self.row(span, &resource, &scope)?);
+                    rows.push(self.row(span, &resource, &scope, &mut text)?);
                 }
             }
         }
-        Some(rows)
+        let text = text.seal();
+        Some(rows.into_iter().map(|(row, texts)| texts.seal(row, &text)).collect())
     }
 
-    fn row(&self, span: &Span<'a>, resource: &Arc<ResourceColumns>, scope: &Arc<ScopeColumns>) -> Option<SpanRow> {
+    fn row(
+        &self,
+        span: &Span<'a>,
+        resource: &Arc<ResourceColumns>,
+        scope: &Arc<ScopeColumns>,
+        text: &mut TextBuf,
+    ) -> Option<(SpanRow, Texts)> {
         let attributes = self.attributes_of(span);
-        let encoded = if span.nested {
-            attrs::encode(&self.decoded(span)?)
+        if span.nested {
+            text.text().push_str(&attrs::encode(&self.decoded(span)?));
         } else {
-            // The JSON around each key and value takes at most 40 bytes more than their
-            // protobuf (`{"key":"","value":{"doubleValue":}}`; a string grows only by escapes).
-            let capacity = attributes.iter().map(|a| a.raw.len() + 40).sum();
-            attrs::encode_scalars(attributes.iter().map(|a| (a.key, a.scalar().unwrap_or(Scalar::Str("")))), capacity)
-        };
+            attrs::encode_scalars(
+                text.text(),
+                attributes.iter().map(|a| (a.key, a.scalar().unwrap_or(Scalar::Str("")))),
+            );
+        }
+        let encoded = text.take()?;
         let find = |key: &str| attributes.iter().find(|a| a.key == key).filter(|a| !matches!(a.value, Value::Absent));
-        let http_route = find("http.route").and_then(|a| match a.value {
-            Value::Scalar(Scalar::Str(s)) => Some(s.to_string()),
+        let http_route = match find("http.route").map(|a| &a.value) {
+            Some(Value::Scalar(Scalar::Str(s))) => Some(text.push(s)?),
             _ => None,
-        });
+        };
         let http_status_code = match find("http.response.status_code").or_else(|| find("http.status_code")) {
             None => None,
             Some(a) => match a.value {
@@ -457,29 +472,63 @@ impl<'a> Request<'a> {
                 _ => None,
             },
         };
-        Some(SpanRow {
+        let texts = Texts {
+            trace_state: text.push(span.trace_state)?,
+            name: text.push(span.name)?,
+            status_message: text.push(span.status_message)?,
+            http_route,
+            attributes: encoded,
+            events: text.push(&attrs::encode_json(&span.events))?,
+            links: text.push(&attrs::encode_json(&span.links))?,
+        };
+        let row = SpanRow {
             trace_id: span.trace_id.try_into().ok()?,
             span_id: span.span_id.try_into().ok()?,
             parent_span_id: span.parent_span_id.try_into().ok(),
-            trace_state: span.trace_state.to_string(),
+            trace_state: Text::default(),
             flags: span.flags,
-            name: span.name.to_string(),
+            name: Text::default(),
             kind: span.kind,
             start_unix_nano: span.start,
             end_unix_nano: span.end,
             status_code: span.status_code,
-            status_message: span.status_message.to_string(),
-            http_route,
+            status_message: Text::default(),
+            http_route: None,
             http_status_code,
-            attributes: encoded,
+            attributes: Text::default(),
             dropped_attributes_count: span.dropped_attributes_count,
-            events: attrs::encode_json(&span.events),
+            events: Text::default(),
             dropped_events_count: span.dropped_events_count,
-            links: attrs::encode_json(&span.links),
+            links: Text::default(),
             dropped_links_count: span.dropped_links_count,
             resource: Arc::clone(resource),
             scope: Arc::clone(scope),
-        })
+        };
+        Some((row, texts))
+    }
+}
+
+/// Where a row's texts are in its request's [`TextBuf`], until the buffer is sealed.
+struct Texts {
+    trace_state: Pending,
+    name: Pending,
+    status_message: Pending,
+    http_route: Option<Pending>,
+    attributes: Pending,
+    events: Pending,
+    links: Pending,
+}
+
+impl Texts {
+    fn seal(self, mut row: SpanRow, text: &Sealed) -> SpanRow {
+        row.trace_state = text.text(self.trace_state);
+        row.name = text.text(self.name);
+        row.status_message = text.text(self.status_message);
+        row.http_route = self.http_route.map(|r| text.text(r));
+        row.attributes = text.text(self.attributes);
+        row.events = text.text(self.events);
+        row.links = text.text(self.links);
+        row
     }
 }
 

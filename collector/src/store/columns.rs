@@ -842,25 +842,35 @@ impl<'a> SpanCols<'a> {
     }
 
     fn row(&self, i: usize, resource: Arc<ResourceColumns>, scope: Arc<ScopeColumns>) -> SpanRow {
+        let t = |v: &[Option<&'a str>]| v[i].unwrap_or("");
+        let [trace_state, name, status_message, route, attributes, events, links] = crate::model::text::texts_of([
+            t(&self.trace_state),
+            t(&self.name),
+            t(&self.status_message),
+            t(&self.route),
+            t(&self.attributes),
+            t(&self.events),
+            t(&self.links),
+        ]);
         SpanRow {
             trace_id: id(self.trace_id[i]).unwrap_or([0; 16]),
             span_id: id(self.span_id[i]).unwrap_or([0; 8]),
             parent_span_id: id(self.parent[i]),
-            trace_state: s(self.trace_state[i]),
+            trace_state,
             flags: self.flags[i].unwrap_or(0),
-            name: s(self.name[i]),
+            name,
             kind: self.kind[i].unwrap_or(0),
             start_unix_nano: self.start[i].unwrap_or(0),
             end_unix_nano: self.end[i].unwrap_or(0),
             status_code: self.status_code[i].unwrap_or(0),
-            status_message: s(self.status_message[i]),
-            http_route: self.route[i].map(str::to_string),
+            status_message,
+            http_route: self.route[i].is_some().then_some(route),
             http_status_code: self.http_status[i],
-            attributes: s(self.attributes[i]),
+            attributes,
             dropped_attributes_count: self.dropped_attrs[i].unwrap_or(0),
-            events: s(self.events[i]),
+            events,
             dropped_events_count: self.dropped_events[i].unwrap_or(0),
-            links: s(self.links[i]),
+            links,
             dropped_links_count: self.dropped_links[i].unwrap_or(0),
             resource,
             scope,

@@ -251,7 +251,7 @@ fn tempo_span(row: &SpanRow) -> TempoSpan {
     attributes.extend(attrs::decode_lossy(&row.attributes).into_iter().take(MAX_SPAN_ATTRIBUTES));
     TempoSpan {
         span_id: hex::encode(row.span_id),
-        name: row.name.clone(),
+        name: row.name.to_string(),
         start_time_unix_nano: row.start_unix_nano,
         duration_nanos: row.duration_nano(),
         attributes,
@@ -327,7 +327,7 @@ impl ToModel {
         traceql::Span {
             span_id: row.span_id,
             parent_span_id: row.parent_span_id,
-            name: row.name.clone(),
+            name: row.name.to_string(),
             kind: match row.kind {
                 1 => traceql::SpanKind::Internal,
                 2 => traceql::SpanKind::Server,
@@ -341,7 +341,7 @@ impl ToModel {
                 2 => traceql::SpanStatus::Error,
                 _ => traceql::SpanStatus::Unset,
             },
-            status_message: row.status_message.clone(),
+            status_message: row.status_message.to_string(),
             start_unix_nano: row.start_unix_nano,
             end_unix_nano: row.end_unix_nano,
             resource: self.resource(&row.resource),
@@ -718,7 +718,7 @@ fn describe(id: [u8; 16], rows: &[SpanRow], matched: Matched) -> TraceSearchMeta
         root_service_name: root
             .map(|r| r.resource.service_name.as_deref().unwrap_or("").to_string())
             .unwrap_or_else(|| NO_ROOT.to_string()),
-        root_trace_name: root.map(|r| r.name.clone()).unwrap_or_default(),
+        root_trace_name: root.map(|r| r.name.to_string()).unwrap_or_default(),
         start_time_unix_nano: start,
         duration_ms: u32::try_from(end.saturating_sub(start) / 1_000_000).unwrap_or(u32::MAX),
         span_set: Some(set.clone()),

@@ -384,9 +384,9 @@ fn values(
             out.insert(v, len);
         };
         match &tag {
-            Tag::Name => add(TagValue { kind: "string", value: row.name.clone() }),
+            Tag::Name => add(TagValue { kind: "string", value: row.name.to_string() }),
             Tag::StatusMessage if !row.status_message.is_empty() => {
-                add(TagValue { kind: "string", value: row.status_message.clone() })
+                add(TagValue { kind: "string", value: row.status_message.to_string() })
             }
             Tag::StatusMessage => {}
             Tag::Status => add(keyword(match row.status_code {
@@ -402,7 +402,9 @@ fn values(
                 5 => "consumer",
                 _ => "unspecified",
             })),
-            Tag::RootName if row.parent_span_id.is_none() => add(TagValue { kind: "string", value: row.name.clone() }),
+            Tag::RootName if row.parent_span_id.is_none() => {
+                add(TagValue { kind: "string", value: row.name.to_string() })
+            }
             Tag::RootServiceName if row.parent_span_id.is_none() => {
                 if let Some(s) = &row.resource.service_name {
                     add(TagValue { kind: "string", value: s.to_string() });
