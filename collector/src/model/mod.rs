@@ -165,7 +165,21 @@ impl Rows {
                 .sum(),
             Rows::Series(b) => return b.memory_bytes(),
         };
-        (own + shared.bytes) as u64
+        (own + self.spare_bytes() + shared.bytes) as u64
+    }
+
+    /// Room the rows' vector holds beyond its rows.
+    fn spare_bytes(&self) -> usize {
+        fn spare<T>(v: &Vec<T>) -> usize {
+            (v.capacity() - v.len()) * std::mem::size_of::<T>()
+        }
+        match self {
+            Rows::Spans(v) => spare(v),
+            Rows::Metrics(v) => spare(v),
+            Rows::Logs(v) => spare(v),
+            Rows::Profiles(v) => spare(v),
+            Rows::Series(_) => 0,
+        }
     }
 }
 

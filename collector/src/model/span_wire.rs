@@ -427,18 +427,27 @@ impl<'a> Request<'a> {
         let guess = self.spans.iter().map(|s| s.name.len() + 16).sum::<usize>()
             + self.attributes.iter().map(|a| a.raw.len() + 40).sum::<usize>();
         let mut text = TextBuf::with_capacity(guess);
+        // Rows and their texts' ranges apart: the rows' vector is the head's, allocated once at
+        // its length (collecting rows out of (row, ranges) pairs would keep the pairs' larger
+        // allocation, which the head does not count).
         let mut rows = Vec::with_capacity(self.spans.len());
+        let mut ranges = Vec::with_capacity(self.spans.len());
         for r in &self.resources {
             let resource = Arc::new(ResourceColumns::from_otlp(r.resource.as_ref(), r.schema_url));
             for s in &r.scopes {
                 let scope = Arc::new(ScopeColumns::from_otlp(s.scope.as_ref(), s.schema_url));
                 for span in &self.spans[s.spans.clone()] {
-                    rows.push(self.row(span, &resource, &scope, &mut text)?);
+                    let (row, texts) = self.row(span, &resource, &scope, &mut text)?;
+                    rows.push(row);
+                    ranges.push(texts);
                 }
             }
         }
         let text = text.seal();
-        Some(rows.into_iter().map(|(row, texts)| texts.seal(row, &text)).collect())
+        for (row, texts) in rows.iter_mut().zip(ranges) {
+            texts.seal(row, &text);
+        }
+        Some(rows)
     }
 
     fn row(
@@ -520,7 +529,7 @@ struct Texts {
 }
 
 impl Texts {
-    fn seal(self, mut row: SpanRow, text: &Sealed) -> SpanRow {
+    fn seal(self, row: &mut SpanRow, text: &Sealed) {
         row.trace_state = text.text(self.trace_state);
         row.name = text.text(self.name);
         row.status_message = text.text(self.status_message);
@@ -528,7 +537,6 @@ impl Texts {
         row.attributes = text.text(self.attributes);
         row.events = text.text(self.events);
         row.links = text.text(self.links);
-        row
     }
 }
 
@@ -830,6 +838,33 @@ mod tests {
             }],
         }
         .encode_to_vec()
+    }
+
+    // The head is bounded by what `Rows::memory_bytes` counts: the rows' vector was once
+    // collected in place out of larger (row, ranges) pairs and kept their allocation, a fifth
+    // more than counted.
+    #[test]
+    fn rows_are_allocated_at_their_count_and_their_texts_share_one_buffer() {
+        let spans: Vec<Span> = (0..300u16)
+            .map(|i| Span {
+                trace_id: [i.to_be_bytes(), [1; 2]].concat().repeat(4),
+                span_id: vec![2; 8],
+                name: format!("GET /items/{i}"),
+                attributes: vec![kv("http.route", Some(AnyValueKind::StringValue("/items/{id}".into())))],
+                ..Default::default()
+            })
+            .collect();
+        let bytes = crate::model::span::one_scope_request(spans).encode_to_vec();
+        let rows = Request::read(&bytes).unwrap().rows().unwrap();
+        assert_eq!((rows.len(), rows.capacity()), (300, 300));
+        assert_eq!(rows[7].name, "GET /items/7");
+        assert_eq!(rows[7].http_route.as_deref(), Some("/items/{id}"));
+        let texts: usize = rows.iter().map(|r| r.name.len() + r.attributes.len() + 11).sum();
+        let counted = crate::model::Rows::Spans(rows).memory_bytes() as usize;
+        let structs = 300 * size_of::<SpanRow>();
+        assert!(counted >= structs + texts && counted < structs + texts + 1_000, "{counted} for {texts} bytes of text");
+        let spare = crate::model::Rows::Spans(Vec::with_capacity(10)).memory_bytes() as usize;
+        assert!(spare >= 10 * size_of::<SpanRow>(), "a vector's spare room is counted: {spare}");
     }
 
     /// What the reader leaves to prost, each for the reason its docs give.
