@@ -41,11 +41,11 @@ pub struct ServeArgs {
     /// Write the in-memory head to Parquet parts at least this often [default: 30s].
     #[arg(long, env = "SLO_GATE_FLUSH_INTERVAL")]
     pub flush_interval: Option<HumanDuration>,
-    /// ... or when its rows hold this many bytes of memory [default: 67108864].
+    /// ... or when its rows hold this many bytes of memory [default: 33554432].
     #[arg(long, env = "SLO_GATE_MAX_HEAD_BYTES")]
     pub max_head_bytes: Option<u64>,
     /// Memory the span indexes kept for trace lookups and searches may hold [default:
-    /// 67108864].
+    /// 33554432].
     #[arg(long, env = "SLO_GATE_SPAN_INDEX_CACHE_BYTES")]
     pub span_index_cache_bytes: Option<u64>,
     /// Memory the traces parts' trace keys may hold; past it the oldest parts' keys are

@@ -7,7 +7,7 @@
 //! Design: a part never changes once written, so what was read from it (verified against its
 //! size and checksum) stays true; an index is dropped when its part leaves the catalog
 //! (retention, quarantine). Memory is bounded: indexes take about 28 bytes per span and the
-//! cache holds at most `storage.span_index_cache_bytes` (64 MiB by default, about 2.4 million
+//! cache holds at most `storage.span_index_cache_bytes` (32 MiB by default, about 1.2 million
 //! spans). The indexes of the parts a flush writes — the newest data, which most reads ask
 //! for — push out the ones kept longest; other indexes are kept only while there is room,
 //! and are otherwise built for one search and not kept. Only the rows that pass the filter are then read whole from the part (see
