@@ -408,7 +408,7 @@ fn wait_with_timeout(mut child: std::process::Child, timeout: Duration) -> std::
 
 /// The most a request may add to the server's peak resident memory, as a multiple of its
 /// decoded size, including the flush that writes it to a part, on top of a fixed allowance for
-/// the flush's own buffers. Resident memory includes what the allocator (mimalloc) keeps for
+/// the flush's own buffers. Resident memory includes what the allocator keeps for
 /// reuse after a burst: the live heap of these requests, measured with valgrind's massif and the
 /// system allocator, is 4–14 times their size; the resident peak is up to twice that.
 const AMPLIFICATION: u64 = 16;
