@@ -222,15 +222,10 @@ pub fn texts_of<const N: usize>(values: [&str; N]) -> [Text; N] {
     let mut buf = TextBuf::with_capacity(values.iter().map(|v| v.len()).sum());
     let ranges = values.map(|v| buf.push(v));
     let sealed = buf.seal();
-    let mut i = 0;
-    ranges.map(|range| {
-        let text = match range {
-            Some(range) => sealed.text(range),
-            // Past what a range addresses: a buffer of its own.
-            None => Text::from(values[i]),
-        };
-        i += 1;
-        text
+    std::array::from_fn(|i| match ranges[i] {
+        Some(range) => sealed.text(range),
+        // Past what a range addresses: a buffer of its own.
+        None => Text::from(values[i]),
     })
 }
 

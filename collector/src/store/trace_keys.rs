@@ -118,7 +118,7 @@ impl TraceKeys {
 fn held_bytes(held: &State) -> u64 {
     match held {
         State::Exact(keys) => (keys.len() * size_of::<u64>()) as u64,
-        State::Filter(filter) => (filter.fingerprints.len() * size_of::<u16>() + size_of::<BinaryFuse16>()) as u64,
+        State::Filter(filter) => filter_bytes(filter) as u64,
         State::Released => 0,
     }
 }
@@ -131,8 +131,11 @@ fn filter_of(keys: &[u64]) -> Option<BinaryFuse16> {
     // Construction fails only for duplicate keys (or, with negligible odds, after its retries);
     // the exact list then stays.
     let filter = BinaryFuse16::try_from(keys).ok()?;
-    let bytes = filter.fingerprints.len() * size_of::<u16>() + size_of::<BinaryFuse16>();
-    (bytes < size_of_val(keys)).then_some(filter)
+    (filter_bytes(&filter) < size_of_val(keys)).then_some(filter)
+}
+
+fn filter_bytes(filter: &BinaryFuse16) -> usize {
+    size_of_val(&*filter.fingerprints) + size_of::<BinaryFuse16>()
 }
 
 impl Clone for TraceKeys {
