@@ -273,7 +273,16 @@ pub struct Request<'a> {
 impl<'a> Request<'a> {
     /// Reads a request; `None` when it is not one this reader takes (module docs).
     pub fn read(buf: &'a [u8]) -> Option<Request<'a>> {
-        let mut request = Request::default();
+        // Vectors sized from the request's length, so they are not regrown span by span (the
+        // reallocations were 1.2% of the server's CPU under the ingest benchmark): a span with
+        // a few attributes takes a few hundred bytes on the wire, an attribute 20 to 60.
+        // Under-guessing costs regrowth, over-guessing a transient allocation about as large
+        // as the request.
+        let mut request = Request {
+            resources: Vec::new(),
+            spans: Vec::with_capacity(buf.len() / 256),
+            attributes: Vec::with_capacity(buf.len() / 48),
+        };
         let mut fields = Fields::of(buf);
         while !fields.done() {
             match fields.field()? {
@@ -392,9 +401,14 @@ impl<'a> Request<'a> {
     /// rejection, no warning. When not, the prost path says why.
     pub fn acceptable(&self, limits: &Limits) -> bool {
         let depth = validate::attribute_depth(limits);
-        let groups_ok = self.resources.iter().all(|r| {
+        // A resource or scope without spans costs nothing in validation (its problems reject
+        // no span), so it is not checked here either.
+        let groups_ok = self.resources.iter().filter(|r| !r.spans.is_empty()).all(|r| {
             validate::resource_problem(r.resource.as_ref(), depth).is_none()
-                && r.scopes.iter().all(|s| validate::scope_problem(s.scope.as_ref(), depth).is_none())
+                && r.scopes
+                    .iter()
+                    .filter(|s| !s.spans.is_empty())
+                    .all(|s| validate::scope_problem(s.scope.as_ref(), depth).is_none())
         });
         groups_ok
             && self.spans.iter().all(|span| {
