@@ -32,9 +32,12 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use polars::prelude::*;
+use polars_arrow::array::{MutableBinaryViewArray, Utf8ViewArray, View};
+use polars_buffer::Buffer;
 
 use crate::model::metric::{MetricDescriptor, MetricKind};
 use crate::model::profile::ProfileInfo;
+use crate::model::text::Text;
 use crate::model::{LogRow, MetricRow, ProfileRow, ResourceColumns, Rows, ScopeColumns, SpanRow};
 use crate::signal::Signal;
 use crate::tenant::Tenant;
@@ -287,74 +290,181 @@ impl<'a> CommonBuilder<'a> {
 }
 
 /// The lowercase hex text of ids of one width, written into one buffer rather than a `String`
-/// each (three allocations and frees per span were a visible share of the flush).
-struct HexIds {
-    text: String,
+/// each (three allocations and frees per span were a visible share of the flush); the column
+/// is views into that buffer.
+struct HexIds<const N: usize> {
+    text: Vec<u8>,
     /// Whether each row has an id.
     present: Vec<bool>,
-    width: usize,
 }
 
-impl HexIds {
-    fn new<'a, const N: usize>(ids: impl ExactSizeIterator<Item = Option<&'a [u8; N]>>) -> HexIds {
-        let mut text = Vec::with_capacity(ids.len() * 2 * N);
-        let mut present = Vec::with_capacity(ids.len());
-        for id in ids {
-            present.push(id.is_some());
-            if let Some(id) = id {
-                push_hex(&mut text, id);
-            }
+impl<const N: usize> HexIds<N> {
+    fn with_capacity(rows: usize) -> HexIds<N> {
+        HexIds { text: Vec::with_capacity(rows * 2 * N), present: Vec::with_capacity(rows) }
+    }
+
+    fn new<'a>(ids: impl ExactSizeIterator<Item = Option<&'a [u8; N]>>) -> HexIds<N> {
+        let mut hex = HexIds::with_capacity(ids.len());
+        ids.for_each(|id| hex.push(id));
+        hex
+    }
+
+    fn push(&mut self, id: Option<&[u8; N]>) {
+        self.present.push(id.is_some());
+        if let Some(id) = id {
+            push_hex(&mut self.text, id);
         }
-        // Only ASCII hex digits were pushed.
-        HexIds { text: String::from_utf8(text).unwrap_or_default(), present, width: 2 * N }
     }
 
     /// A column of the ids, null where a row has none.
-    fn optional(&self, name: &str) -> Column {
+    fn optional(self, name: &str) -> Column {
+        let mut array = MutableBinaryViewArray::<str>::with_capacity(self.present.len());
+        let buffer = Buffer::from_vec(self.text);
+        let buffers = std::slice::from_ref(&buffer);
         let mut at = 0;
-        let values: Vec<Option<&str>> = self
-            .present
-            .iter()
-            .map(|&p| {
-                p.then(|| {
-                    at += self.width;
-                    &self.text[at - self.width..at]
-                })
-            })
-            .collect();
-        col(name, values)
+        for present in self.present {
+            if present {
+                // Only ASCII hex digits were pushed.
+                array.push_view(View::new_from_bytes(&buffer[at..at + 2 * N], 0, at as u32), buffers);
+                at += 2 * N;
+            } else {
+                array.push_null();
+            }
+        }
+        string_column(name, array)
     }
 
     /// A column of ids every row has.
-    fn required(&self, name: &str) -> Column {
-        let values: Vec<&str> =
-            (0..self.present.len()).map(|i| &self.text[i * self.width..(i + 1) * self.width]).collect();
-        col(name, values)
+    fn required(self, name: &str) -> Column {
+        // No row without an id, so no null to say.
+        self.optional(name)
     }
 }
 
+/// A string column of views into the buffers that already hold the values (`model::text`),
+/// instead of a copy of every value as polars makes from `&str`s. A frame's long values point
+/// into as many buffers as it has requests (a few dozen), each wrapped for polars once; values
+/// of up to 12 bytes live in their views, as polars would put them.
+struct TextColumn(MutableBinaryViewArray<str>);
+
+impl TextColumn {
+    fn with_capacity(rows: usize) -> TextColumn {
+        TextColumn(MutableBinaryViewArray::with_capacity(rows))
+    }
+
+    fn push(&mut self, text: Option<&Text>, buffers: &mut TextBuffers) {
+        let Some(text) = text else {
+            self.0.push_null();
+            return;
+        };
+        let shared = text.buffer().and_then(|(buf, start)| Some((buf, u32::try_from(start).ok()?)));
+        match shared {
+            Some((buf, start)) if text.len() > View::MAX_INLINE_SIZE as usize => {
+                let view = View::new_from_bytes(text.as_bytes(), 0, start);
+                self.0.push_view(view, std::slice::from_ref(buffers.of(buf)));
+            }
+            _ => self.0.push_value(text.as_str()),
+        }
+    }
+
+    fn finish(self, name: &str) -> Column {
+        string_column(name, self.0)
+    }
+}
+
+fn string_column(name: &str, array: MutableBinaryViewArray<str>) -> Column {
+    let array: Utf8ViewArray = array.freeze();
+    StringChunked::with_chunk(name.into(), array).into_series().into()
+}
+
+/// The text buffers of a frame's rows as polars buffers, by address (the rows hold the buffers
+/// while the frame is built, so an address names one buffer).
+#[derive(Default)]
+struct TextBuffers {
+    last: Option<(usize, Buffer<u8>)>,
+    seen: HashMap<usize, Buffer<u8>, foldhash::fast::RandomState>,
+}
+
+/// A text buffer lent to polars: its bytes live as long as polars holds the buffer.
+struct Lent(Arc<String>);
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl TextBuffers {
+    fn of(&mut self, buf: &Arc<String>) -> &Buffer<u8> {
+        let key = ptr(buf);
+        if self.last.as_ref().is_none_or(|(last, _)| *last != key) {
+            let lent = self.seen.entry(key).or_insert_with(|| Buffer::from_owner(Lent(Arc::clone(buf))));
+            self.last = Some((key, lent.clone()));
+        }
+        match &self.last {
+            Some((_, buffer)) => buffer,
+            None => unreachable!("set above"),
+        }
+    }
+}
+
+/// The span columns of a frame, built in one pass over its rows: the rows of a frame do not
+/// fit in a core's cache, and building column by column read each row twenty times.
 fn spans_columns(rows: &[&SpanRow]) -> Vec<Column> {
+    let n = rows.len();
+    let mut buffers = TextBuffers::default();
+    let (mut trace_id, mut span_id, mut parent_span_id) =
+        (HexIds::<16>::with_capacity(n), HexIds::<8>::with_capacity(n), HexIds::<8>::with_capacity(n));
+    let [mut trace_state, mut name, mut status_message, mut http_route, mut attributes, mut events, mut links] =
+        std::array::from_fn(|_| TextColumn::with_capacity(n));
+    let [mut flags, mut dropped_attributes, mut dropped_events, mut dropped_links] =
+        std::array::from_fn(|_| Vec::with_capacity(n));
+    let [mut start, mut end, mut duration] = std::array::from_fn(|_| Vec::with_capacity(n));
+    let [mut kind, mut status_code] = std::array::from_fn(|_| Vec::with_capacity(n));
+    let mut http_status = Vec::with_capacity(n);
+    for r in rows {
+        trace_id.push(Some(&r.trace_id));
+        span_id.push(Some(&r.span_id));
+        parent_span_id.push(r.parent_span_id.as_ref());
+        trace_state.push(Some(&r.trace_state), &mut buffers);
+        flags.push(r.flags);
+        name.push(Some(&r.name), &mut buffers);
+        kind.push(r.kind);
+        start.push(r.start_unix_nano);
+        end.push(r.end_unix_nano);
+        duration.push(r.duration_nano());
+        status_code.push(r.status_code);
+        status_message.push(Some(&r.status_message), &mut buffers);
+        http_route.push(r.http_route.as_ref(), &mut buffers);
+        http_status.push(r.http_status_code);
+        attributes.push(Some(&r.attributes), &mut buffers);
+        dropped_attributes.push(r.dropped_attributes_count);
+        events.push(Some(&r.events), &mut buffers);
+        dropped_events.push(r.dropped_events_count);
+        links.push(Some(&r.links), &mut buffers);
+        dropped_links.push(r.dropped_links_count);
+    }
     vec![
-        HexIds::new(rows.iter().map(|r| Some(&r.trace_id))).required("trace_id"),
-        HexIds::new(rows.iter().map(|r| Some(&r.span_id))).required("span_id"),
-        HexIds::new(rows.iter().map(|r| r.parent_span_id.as_ref())).optional("parent_span_id"),
-        col("trace_state", rows.iter().map(|r| r.trace_state.as_str()).collect::<Vec<_>>()),
-        col("flags", rows.iter().map(|r| r.flags).collect::<Vec<_>>()),
-        col("name", rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>()),
-        col("kind", rows.iter().map(|r| r.kind).collect::<Vec<_>>()),
-        col("start_time_unix_nano", rows.iter().map(|r| r.start_unix_nano).collect::<Vec<_>>()),
-        col("end_time_unix_nano", rows.iter().map(|r| r.end_unix_nano).collect::<Vec<_>>()),
-        col("duration_nano", rows.iter().map(|r| r.duration_nano()).collect::<Vec<_>>()),
-        col("status_code", rows.iter().map(|r| r.status_code).collect::<Vec<_>>()),
-        col("status_message", rows.iter().map(|r| r.status_message.as_str()).collect::<Vec<_>>()),
-        col("http_route", rows.iter().map(|r| r.http_route.as_deref()).collect::<Vec<_>>()),
-        col("http_response_status_code", rows.iter().map(|r| r.http_status_code).collect::<Vec<_>>()),
-        col("attributes", rows.iter().map(|r| r.attributes.as_str()).collect::<Vec<_>>()),
-        col("dropped_attributes_count", rows.iter().map(|r| r.dropped_attributes_count).collect::<Vec<_>>()),
-        col("events", rows.iter().map(|r| r.events.as_str()).collect::<Vec<_>>()),
-        col("dropped_events_count", rows.iter().map(|r| r.dropped_events_count).collect::<Vec<_>>()),
-        col("links", rows.iter().map(|r| r.links.as_str()).collect::<Vec<_>>()),
-        col("dropped_links_count", rows.iter().map(|r| r.dropped_links_count).collect::<Vec<_>>()),
+        trace_id.required("trace_id"),
+        span_id.required("span_id"),
+        parent_span_id.optional("parent_span_id"),
+        trace_state.finish("trace_state"),
+        col("flags", flags),
+        name.finish("name"),
+        col("kind", kind),
+        col("start_time_unix_nano", start),
+        col("end_time_unix_nano", end),
+        col("duration_nano", duration),
+        col("status_code", status_code),
+        status_message.finish("status_message"),
+        http_route.finish("http_route"),
+        col("http_response_status_code", http_status),
+        attributes.finish("attributes"),
+        col("dropped_attributes_count", dropped_attributes),
+        events.finish("events"),
+        col("dropped_events_count", dropped_events),
+        links.finish("links"),
+        col("dropped_links_count", dropped_links),
     ]
 }
 
@@ -1283,6 +1393,40 @@ mod tests {
         let values: Vec<Option<&str>> = all.str().unwrap().iter().collect();
         assert_eq!(values, [Some("0102"), Some("0304")]);
         assert_eq!(all.null_count(), 0);
+    }
+
+    #[test]
+    fn text_columns_are_views_into_the_rows_buffers() {
+        use crate::model::text::TextBuf;
+        let mut buf = TextBuf::default();
+        let long = buf.push("GET /api/v1/checkout/{id}").unwrap();
+        let short = buf.push("GET /").unwrap();
+        let empty = buf.push("").unwrap();
+        let accents = buf.push("réservation 😀 échouée").unwrap();
+        let sealed = buf.seal();
+        let (long, short, empty, accents) =
+            (sealed.text(long), sealed.text(short), sealed.text(empty), sealed.text(accents));
+        let own = Text::from("a text with a buffer of its own".to_string());
+        let texts = [Some(&long), Some(&short), None, Some(&empty), Some(&accents), Some(&own), Some(&long)];
+        let mut buffers = TextBuffers::default();
+        let mut column = TextColumn::with_capacity(texts.len());
+        texts.iter().for_each(|t| column.push(*t, &mut buffers));
+        let column = column.finish("t");
+        let values: Vec<Option<&str>> = column.str().unwrap().iter().collect();
+        let expected: Vec<Option<String>> = texts.iter().map(|t| t.map(Text::to_string)).collect();
+        assert_eq!(values, expected.iter().map(Option::as_deref).collect::<Vec<_>>());
+        let arrays: Vec<_> = column.str().unwrap().downcast_iter().collect();
+        assert_eq!(arrays.len(), 1);
+        let data = arrays[0].data_buffers();
+        // The shared buffer and the own one, each once and not copied; the short and empty
+        // values are inlined in their views.
+        assert_eq!(data.len(), 2, "{data:?}");
+        assert_eq!(data[0].as_ptr(), long.buffer().unwrap().0.as_ptr());
+        assert_eq!(data[1].as_ptr(), own.buffer().unwrap().0.as_ptr());
+        // The column holds the buffers: dropping the rows' texts leaves its values readable.
+        drop((long, short, empty, accents, own, sealed));
+        let again: Vec<Option<String>> = column.str().unwrap().iter().map(|v| v.map(str::to_string)).collect();
+        assert_eq!(again, expected);
     }
 
     #[test]
