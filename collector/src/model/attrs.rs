@@ -167,13 +167,16 @@ fn write_value(out: &mut String, value: &AnyValue) -> bool {
     true
 }
 
-/// A JSON string literal, escaped as serde_json escapes it.
+/// A JSON string literal, escaped as serde_json escapes it. The text between escapes is
+/// copied whole; the next byte to escape is found eight bytes at a time ([`next_escape`]):
+/// escaping byte by byte was 4% of the server's CPU under the ingest benchmark.
 fn write_str(out: &mut String, s: &str) {
     use std::fmt::Write as _;
     out.push('"');
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escape = match b {
+    while let Some(i) = next_escape(bytes, start) {
+        let escape = match bytes[i] {
             b'"' => "\\\"",
             b'\\' => "\\\\",
             b'\n' => "\\n",
@@ -181,12 +184,12 @@ fn write_str(out: &mut String, s: &str) {
             b'\t' => "\\t",
             0x08 => "\\b",
             0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
+            _ => "",
         };
+        // `i` is an ASCII byte, so a char boundary.
         out.push_str(&s[start..i]);
         if escape.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
+            let _ = write!(out, "\\u{:04x}", bytes[i]);
         } else {
             out.push_str(escape);
         }
@@ -194,6 +197,24 @@ fn write_str(out: &mut String, s: &str) {
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// The first byte at or after `from` that a JSON string escapes: a control byte, `"` or `\`.
+fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Whether any byte of `w` is below `n` (n <= 0x80), exactly: the "hasless" trick of Sean
+    // Anderson's Bit Twiddling Hacks; a byte equal to `c` is a zero byte of `w ^ c`.
+    let below = |w: u64, n: u64| w.wrapping_sub(ONES * n) & !w & HIGH != 0;
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let w = u64::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
+        if below(w, 0x20) || below(w ^ (ONES * u64::from(b'"')), 1) || below(w ^ (ONES * u64::from(b'\\')), 1) {
+            break;
+        }
+        i += 8;
+    }
+    bytes.get(i..)?.iter().position(|&b| b < 0x20 || b == b'"' || b == b'\\').map(|at| i + at)
 }
 
 /// Any serialisable OTLP part (events, links, exemplars, a body) as OTLP/JSON; empty when
@@ -321,6 +342,16 @@ mod tests {
             let text = encode(&attrs);
             proptest::prop_assert_eq!(&text, &serde_json::to_string(&attrs).unwrap());
             proptest::prop_assert_eq!(decode(&text).unwrap(), attrs);
+        }
+    }
+
+    proptest::proptest! {
+        /// Strings dense in bytes to escape, at every offset of the eight-byte scan.
+        #[test]
+        fn escapes_anywhere_in_a_string_like_serde(s in "[a\"\\\\\\n\u{0}\u{1f}\u{7f}é ]{0,40}") {
+            let mut out = String::new();
+            write_str(&mut out, &s);
+            proptest::prop_assert_eq!(out, serde_json::to_string(&s).unwrap());
         }
     }
 
