@@ -8,6 +8,7 @@
 #        LOAD_THREADS (1)  CARGO_TARGET_DIR (~/.cache/slo-gate-target)
 #        SLO_GATE (path of the slo-gate binary; default: the release build)
 #        FLUSH_WAIT (s, 90: how long to wait for slo-gate's head to reach Parquet)
+#        ROUNDS (3: how many times each server and transport is measured)
 #
 # Every request carries fresh trace and span ids and timestamps near now
 # (`slo-gate-load --fresh`), for both servers: replaying one request byte for
@@ -25,6 +26,10 @@
 #
 # Each (server, transport) pair gets a freshly started server, so VmHWM is
 # the peak of that run alone and one transport's run does not warm the other.
+# The pairs run ROUNDS times, interleaved (slo-gate gRPC, rotel gRPC, slo-gate
+# HTTP, rotel HTTP, then again), because one run of a server moves by up to 2x
+# on a shared 2-core machine; the comparison is of the medians, and every run
+# is listed with its round.
 # The load generator runs on the same 2 cores as the server; it is kept to
 # LOAD_THREADS runtime threads and its own CPU is reported beside the server's.
 # The headline number is spans per server CPU-second, which is less sensitive
@@ -53,7 +58,7 @@ while [[ $# -gt 0 ]]; do
     --tls) TLS=1; shift ;;
     --replay) IDS=--replay; shift ;;
     --profiling) PROFILE=profiling; shift ;;
-    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,44p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -68,6 +73,9 @@ CONNECTIONS=${CONNECTIONS:-16}
 SPANS_PER_REQUEST=${SPANS_PER_REQUEST:-512}
 LOAD_THREADS=${LOAD_THREADS:-1}
 FLUSH_WAIT=${FLUSH_WAIT:-90}
+ROUNDS=${ROUNDS:-3}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a positive whole number, not '$ROUNDS'" >&2; exit 2; }
+ROUND=1
 SLO_GATE=${SLO_GATE:-$CARGO_TARGET_DIR/$PROFILE/slo-gate}
 LOAD=$CARGO_TARGET_DIR/$PROFILE/slo-gate-load
 # slo-gate-load replays by default; it has no --replay flag.
@@ -131,11 +139,11 @@ tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1"); }
 # run_load NAME TRANSPORT ADDR: one measured run against the running server.
 run_load() {
   local name=$1 transport=$2 addr=$3
-  log "$name $transport: $CONNECTIONS connections x ${DURATION}s, $SPANS_PER_REQUEST spans/request"
+  log "round $ROUND/$ROUNDS, $name $transport: $CONNECTIONS connections x ${DURATION}s, $SPANS_PER_REQUEST spans/request"
   "$LOAD" "--$transport" "$addr" --pid "$SERVER_PID" --json \
     --duration "$DURATION" --connections "$CONNECTIONS" \
     --spans-per-request "$SPANS_PER_REQUEST" --threads "$LOAD_THREADS" \
-    "${LOAD_IDS[@]}" "${LOAD_EXTRA[@]}" >"$WORK/$name-$transport.json"
+    "${LOAD_IDS[@]}" "${LOAD_EXTRA[@]}" >"$WORK/$name-$transport-r$ROUND.json"
 }
 
 # cpu_ticks PID: user + system CPU time of PID so far, in clock ticks.
@@ -175,7 +183,7 @@ storage_report() {
   printf '{"flushed": %s, "flush_wait_seconds": %s, "spans_in_parts": %s, "spans_in_head": %s, "trace_parts": %s, "trace_part_bytes": %s, "data_dir_bytes": %s, "server_cpu_seconds_until_flushed": %s}\n' \
     "$flushed" "$((waited / 2))" "$in_parts" "$in_head" "$parts" "$part_bytes" "$data_bytes" \
     "$(awk -v t="$cpu_ticks_used" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz}')" \
-    >"$WORK/$name-$transport.storage.json"
+    >"$WORK/$name-$transport-r$ROUND.storage.json"
 }
 
 # bench_slo_gate TRANSPORT [NAME CONFIG]: one run of slo-gate (named NAME in the
@@ -187,9 +195,9 @@ bench_slo_gate() {
   grpc=$(free_port) http=$(free_port) api=$(free_port)
   data=$(mktemp -d -p "$WORK" data.XXXXXX)
   "$SLO_GATE" serve --otlp-grpc "127.0.0.1:$grpc" --otlp-http "127.0.0.1:$http" \
-    --api "127.0.0.1:$api" --data-dir "$data" "${extra[@]}" >"$WORK/$name-$transport.log" 2>&1 &
+    --api "127.0.0.1:$api" --data-dir "$data" "${extra[@]}" >"$WORK/$name-$transport-r$ROUND.log" 2>&1 &
   SERVER_PID=$!
-  wait_until "$name" "$WORK/$name-$transport.log" http_ok "$API_SCHEME://127.0.0.1:$api/readyz"
+  wait_until "$name" "$WORK/$name-$transport-r$ROUND.log" http_ok "$API_SCHEME://127.0.0.1:$api/readyz"
   local before
   before=$(cpu_ticks "$SERVER_PID")
   if [[ $transport == grpc ]]; then
@@ -233,11 +241,11 @@ bench_rotel() {
   grpc=$(free_port) http=$(free_port)
   "$rotel" start --exporter blackhole \
     --otlp-grpc-endpoint "127.0.0.1:$grpc" --otlp-http-endpoint "127.0.0.1:$http" \
-    --pid-file "$WORK/rotel-$transport.pid" --log-file "$WORK/rotel-agent-$transport.log" \
-    >"$WORK/rotel-$transport.log" 2>&1 &
+    --pid-file "$WORK/rotel-$transport-r$ROUND.pid" --log-file "$WORK/rotel-agent-$transport-r$ROUND.log" \
+    >"$WORK/rotel-$transport-r$ROUND.log" 2>&1 &
   SERVER_PID=$!
-  wait_until rotel "$WORK/rotel-$transport.log" tcp_open "$grpc"
-  wait_until rotel "$WORK/rotel-$transport.log" tcp_open "$http"
+  wait_until rotel "$WORK/rotel-$transport-r$ROUND.log" tcp_open "$grpc"
+  wait_until rotel "$WORK/rotel-$transport-r$ROUND.log" tcp_open "$http"
   if [[ $transport == grpc ]]; then
     run_load rotel grpc "127.0.0.1:$grpc"
   else
@@ -258,46 +266,47 @@ else
 fi
 log "load: ${IDS#--} ids; binaries: $PROFILE"
 
-if [[ $ONLY != rotel ]]; then
-  bench_slo_gate grpc
-  bench_slo_gate http
-  if [[ $SPAN_METRICS_OFF == 1 ]]; then
-    printf '[span_metrics]\nenabled = false\n[analysis]\nenabled = false\n' >"$WORK/no-span-metrics.toml"
-    bench_slo_gate grpc slo-gate-nospanmetrics "$WORK/no-span-metrics.toml"
-    bench_slo_gate http slo-gate-nospanmetrics "$WORK/no-span-metrics.toml"
-  fi
-  if [[ $TLS == 1 ]]; then
-    certs=$WORK/certs
-    "$SLO_GATE" certs init --dir "$certs" --days 1 --ip 127.0.0.1 --client spiffe://bench.example/load >&2
-    SERVE_EXTRA=(--tls-cert "$certs/server.pem" --tls-key "$certs/server-key.pem"
-      --tls-client-ca "bench.example=$certs/ca.pem" --tls-client-auth required)
-    LOAD_EXTRA=(--tls-ca "$certs/ca.pem" --tls-cert "$certs/load.pem" --tls-key "$certs/load-key.pem")
-    CURL_EXTRA=(--cacert "$certs/ca.pem" --cert "$certs/load.pem" --key "$certs/load-key.pem")
-    API_SCHEME=https
-    bench_slo_gate grpc slo-gate-mtls
-    bench_slo_gate http slo-gate-mtls
-    SERVE_EXTRA=() LOAD_EXTRA=() CURL_EXTRA=() API_SCHEME=http
-  fi
-fi
 if [[ $ONLY != slo-gate ]]; then
   ROTEL=$(fetch_rotel)
   log "rotel: $("$ROTEL" version 2>/dev/null || echo "$ROTEL_VERSION")"
-  bench_rotel grpc "$ROTEL"
-  bench_rotel http "$ROTEL"
 fi
+if [[ $TLS == 1 ]]; then
+  certs=$WORK/certs
+  "$SLO_GATE" certs init --dir "$certs" --days 1 --ip 127.0.0.1 --client spiffe://bench.example/load >&2
+fi
+printf '[span_metrics]\nenabled = false\n[analysis]\nenabled = false\n' >"$WORK/no-span-metrics.toml"
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+  for transport in grpc http; do
+    if [[ $ONLY != rotel ]]; then bench_slo_gate "$transport"; fi
+    if [[ $ONLY != slo-gate ]]; then bench_rotel "$transport" "$ROTEL"; fi
+    if [[ $ONLY != rotel && $SPAN_METRICS_OFF == 1 ]]; then
+      bench_slo_gate "$transport" slo-gate-nospanmetrics "$WORK/no-span-metrics.toml"
+    fi
+    if [[ $ONLY != rotel && $TLS == 1 ]]; then
+      SERVE_EXTRA=(--tls-cert "$certs/server.pem" --tls-key "$certs/server-key.pem"
+        --tls-client-ca "bench.example=$certs/ca.pem" --tls-client-auth required)
+      LOAD_EXTRA=(--tls-ca "$certs/ca.pem" --tls-cert "$certs/load.pem" --tls-key "$certs/load-key.pem")
+      CURL_EXTRA=(--cacert "$certs/ca.pem" --cert "$certs/load.pem" --key "$certs/load-key.pem")
+      API_SCHEME=https
+      bench_slo_gate "$transport" slo-gate-mtls
+      SERVE_EXTRA=() LOAD_EXTRA=() CURL_EXTRA=() API_SCHEME=http
+    fi
+  done
+done
 
 python3 - "$WORK" <<'EOF'
-import json, pathlib, sys
+import json, pathlib, statistics, sys
 
 work = pathlib.Path(sys.argv[1])
+# Keyed by (server, transport, round); files are NAME-TRANSPORT-rROUND[.storage].json.
 runs, storage = {}, {}
-for path in sorted(work.glob("*.json")):
-    if path.name.endswith(".storage.json"):
-        server, transport = path.name.removesuffix(".storage.json").rsplit("-", 1)
-        storage[(server, transport)] = json.loads(path.read_text())
-    else:
-        server, transport = path.stem.rsplit("-", 1)
-        runs[(server, transport)] = json.loads(path.read_text())
+for path in sorted(work.glob("*-r*.json")):
+    stem = path.name.removesuffix(".json")
+    target = runs
+    if stem.endswith(".storage"):
+        stem, target = stem.removesuffix(".storage"), storage
+    server, transport, rnd = stem.rsplit("-", 2)
+    target[(server, transport, int(rnd[1:]))] = json.loads(path.read_text())
 
 def num(value, fmt):
     return "-" if value is None else format(value, fmt)
@@ -310,61 +319,92 @@ def table(cols, rows):
         print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
     print()
 
-def order(item):
-    (server, transport), _ = item
-    return (transport, server)
+def order(key):
+    server, transport, rnd = key
+    return (transport, server, rnd)
 
 rows = []
-for (server, transport), r in sorted(runs.items(), key=order):
-    rows.append([server, transport, r.get("ids", "replay"), num(r["spans_per_second"], ",.0f"),
+for key in sorted(runs, key=order):
+    (server, transport, rnd), r = key, runs[key]
+    rows.append([server, transport, str(rnd), r.get("ids", "replay"), num(r["spans_per_second"], ",.0f"),
                  num(r["server_cpu_seconds"], ".2f"), num(r["spans_per_server_cpu_second"], ",.0f"),
                  num(r["server_peak_rss_mib"], ".1f"), num(r["server_max_rss_during_run_mib"], ".1f"),
                  num(r["latency_p50_ms"], ".2f"), num(r["latency_p99_ms"], ".2f"),
                  num(r["client_cpu_seconds"], ".2f"), num(r.get("client_cpu_us_per_request"), ",.0f"),
                  str(r["requests_failed"])])
-table(["server", "transport", "ids", "spans/s", "server cpu-s", "spans/cpu-s", "VmHWM MiB", "max RSS MiB",
+print("Every run")
+table(["server", "transport", "round", "ids", "spans/s", "server cpu-s", "spans/cpu-s", "VmHWM MiB", "max RSS MiB",
        "p50 ms", "p99 ms", "client cpu-s", "client us/req", "failed"], rows)
 
 # Storage: what the spans cost on disk once flushed, against the same spans as an OTLP
 # exporter sends them gzip-compressed (one request of the run's kind, gzip level 6).
 rows = []
-for (server, transport), st in sorted(storage.items(), key=order):
-    r = runs.get((server, transport))
+for key in sorted(storage, key=order):
+    (server, transport, rnd), st = key, storage[key]
+    r = runs.get(key)
     spans = st["spans_in_parts"]
     gz = r["request_gzip_bytes"] / r["spans_per_request"] if r and r.get("request_gzip_bytes") else None
     part = st["trace_part_bytes"] / spans if spans else None
     data = st["data_dir_bytes"] / spans if spans else None
     flushed_rate = spans / st["server_cpu_seconds_until_flushed"] if st["server_cpu_seconds_until_flushed"] else None
-    rows.append([server, transport, f"{spans:,}", "yes" if st["flushed"] else f"no ({st['spans_in_head']:,} in head)",
+    rows.append([server, transport, str(rnd), f"{spans:,}",
+                 "yes" if st["flushed"] else f"no ({st['spans_in_head']:,} in head)",
                  f"{st['flush_wait_seconds']}", str(st["trace_parts"]), num(part, ".1f"), num(data, ".1f"),
                  num(gz, ".1f"), num(part / gz if part and gz else None, ".2f"),
                  num(st["server_cpu_seconds_until_flushed"], ".2f"), num(flushed_rate, ",.0f")])
 if rows:
-    table(["server", "transport", "spans in parts", "flushed", "wait s", "trace parts", "part B/span",
+    print("Bytes on disk once flushed")
+    table(["server", "transport", "round", "spans in parts", "flushed", "wait s", "trace parts", "part B/span",
            "data dir B/span", "OTLP gzip B/span", "parts/gzip", "cpu-s to flushed", "spans/cpu-s flushed"], rows)
 
+def values(server, transport, field):
+    return [r[field] for (s, t, _), r in sorted(runs.items()) if (s, t) == (server, transport) and r.get(field)]
+
+def median(server, transport, field):
+    v = values(server, transport, field)
+    return statistics.median(v) if v else None
+
+RATE = "spans_per_server_cpu_second"
+RSS = "server_peak_rss_mib"
+
+# The medians over the rounds, with the range, per server and transport.
+rows = []
+for server, transport in sorted({(s, t) for s, t, _ in runs}, key=lambda p: (p[1], p[0])):
+    rate, rss = values(server, transport, RATE), values(server, transport, RSS)
+    failed = sum(r["requests_failed"] for (s, t, _), r in runs.items() if (s, t) == (server, transport))
+    rows.append([server, transport, str(len(rate)), num(median(server, transport, RATE), ",.0f"),
+                 f"{min(rate):,.0f}-{max(rate):,.0f}" if rate else "-",
+                 num(median(server, transport, RSS), ".1f"), num(max(rss) if rss else None, ".1f"), str(failed)])
+print("Medians over the rounds")
+table(["server", "transport", "runs", "median spans/cpu-s", "range", "median VmHWM MiB", "max VmHWM MiB",
+       "failed (all runs)"], rows)
+
+# Against rotel: the ratio of the medians, and each round's own ratio (the two runs of a
+# round are next to each other in time, so they share the machine's state).
 rows = []
 for transport in ("grpc", "http"):
-    ours, peer = runs.get(("slo-gate", transport)), runs.get(("rotel", transport))
+    ours, peer = median("slo-gate", transport, RATE), median("rotel", transport, RATE)
     if not (ours and peer):
         continue
-    def ratio(key):
-        a, b = ours.get(key), peer.get(key)
-        return a / b if a and b else None
-    rows.append([transport, num(ours["spans_per_server_cpu_second"], ",.0f"),
-                 num(peer["spans_per_server_cpu_second"], ",.0f"), num(ratio("spans_per_server_cpu_second"), ".2f"),
-                 num(ours["server_peak_rss_mib"], ".1f"), num(peer["server_peak_rss_mib"], ".1f"),
-                 num(ratio("server_peak_rss_mib"), ".2f"), str(ours["requests_failed"]), str(peer["requests_failed"])])
+    paired = []
+    for (s, t, n), r in sorted(runs.items()):
+        other = runs.get(("rotel", transport, n))
+        if (s, t) == ("slo-gate", transport) and other and r.get(RATE) and other.get(RATE):
+            paired.append(r[RATE] / other[RATE])
+    ours_rss, peer_rss = median("slo-gate", transport, RSS), median("rotel", transport, RSS)
+    rows.append([transport, num(ours, ",.0f"), num(peer, ",.0f"), num(ours / peer, ".2f"),
+                 " ".join(f"{p:.2f}" for p in paired) or "-", num(ours_rss, ".1f"), num(peer_rss, ".1f"),
+                 num(ours_rss / peer_rss if ours_rss and peer_rss else None, ".2f")])
 if rows:
-    print("slo-gate against rotel (ratio = slo-gate / rotel; spans/cpu-s: higher is better, RSS: lower is better)")
-    table(["transport", "slo-gate spans/cpu-s", "rotel spans/cpu-s", "ratio", "slo-gate VmHWM MiB",
-           "rotel VmHWM MiB", "ratio", "slo-gate failed", "rotel failed"], rows)
+    print("slo-gate against rotel, medians (ratio = slo-gate / rotel; spans/cpu-s: higher is better, RSS: lower is better)")
+    table(["transport", "slo-gate spans/cpu-s", "rotel spans/cpu-s", "ratio", "ratio per round",
+           "slo-gate VmHWM MiB", "rotel VmHWM MiB", "ratio"], rows)
 for transport in ("grpc", "http"):
-    plain, tls = runs.get(("slo-gate", transport)), runs.get(("slo-gate-mtls", transport))
-    if plain and tls and plain["spans_per_server_cpu_second"] and tls["spans_per_server_cpu_second"]:
-        ratio = tls["spans_per_server_cpu_second"] / plain["spans_per_server_cpu_second"]
+    plain, tls = median("slo-gate", transport, RATE), median("slo-gate-mtls", transport, RATE)
+    if plain and tls:
+        ratio = tls / plain
         change = f"{(1 - ratio) * 100:.1f}% lower" if ratio <= 1 else f"{(ratio - 1) * 100:.1f}% higher"
-        print(f"{transport}: slo-gate mTLS / plaintext spans per CPU-second = {ratio:.2f} "
+        print(f"{transport}: slo-gate mTLS / plaintext median spans per CPU-second = {ratio:.2f} "
               f"({change}; target: under 15% lower)")
 EOF
 log "JSON results and server logs: $WORK"
