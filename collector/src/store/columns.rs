@@ -344,8 +344,13 @@ impl<const N: usize> HexIds<N> {
 /// A string column of views into the buffers that already hold the values (`model::text`),
 /// instead of a copy of every value as polars makes from `&str`s. A frame's long values point
 /// into as many buffers as it has requests (a few dozen), each wrapped for polars once; values
-/// of up to 12 bytes live in their views, as polars would put them.
+/// of up to 12 bytes live in their views, as polars would put them. A value in a small buffer
+/// (a row read back from a part has one of its own, as has a text the prost path built) is
+/// copied: wrapping a buffer per row would cost more than the copy.
 struct TextColumn(MutableBinaryViewArray<str>);
+
+/// The smallest text buffer a column shares rather than copies from: a request of a few spans.
+const SHARED_BUFFER_BYTES: usize = 4096;
 
 impl TextColumn {
     fn with_capacity(rows: usize) -> TextColumn {
@@ -359,7 +364,7 @@ impl TextColumn {
         };
         let shared = text.buffer().and_then(|(buf, start)| Some((buf, u32::try_from(start).ok()?)));
         match shared {
-            Some((buf, start)) if text.len() > View::MAX_INLINE_SIZE as usize => {
+            Some((buf, start)) if text.len() > View::MAX_INLINE_SIZE as usize && buf.len() >= SHARED_BUFFER_BYTES => {
                 let view = View::new_from_bytes(text.as_bytes(), 0, start);
                 self.0.push_view(view, std::slice::from_ref(buffers.of(buf)));
             }
@@ -1403,10 +1408,12 @@ mod tests {
         let short = buf.push("GET /").unwrap();
         let empty = buf.push("").unwrap();
         let accents = buf.push("réservation 😀 échouée").unwrap();
+        // A request's worth of other texts.
+        buf.push(&"x".repeat(SHARED_BUFFER_BYTES)).unwrap();
         let sealed = buf.seal();
         let (long, short, empty, accents) =
             (sealed.text(long), sealed.text(short), sealed.text(empty), sealed.text(accents));
-        let own = Text::from("a text with a buffer of its own".to_string());
+        let own = Text::from("a text with a small buffer of its own".to_string());
         let texts = [Some(&long), Some(&short), None, Some(&empty), Some(&accents), Some(&own), Some(&long)];
         let mut buffers = TextBuffers::default();
         let mut column = TextColumn::with_capacity(texts.len());
@@ -1418,11 +1425,11 @@ mod tests {
         let arrays: Vec<_> = column.str().unwrap().downcast_iter().collect();
         assert_eq!(arrays.len(), 1);
         let data = arrays[0].data_buffers();
-        // The shared buffer and the own one, each once and not copied; the short and empty
-        // values are inlined in their views.
+        // The request's buffer, shared once and not copied, and polars' own buffer with the
+        // copy of the small text; the short and empty values are inlined in their views.
         assert_eq!(data.len(), 2, "{data:?}");
         assert_eq!(data[0].as_ptr(), long.buffer().unwrap().0.as_ptr());
-        assert_eq!(data[1].as_ptr(), own.buffer().unwrap().0.as_ptr());
+        assert_eq!(&data[1][..], own.as_bytes());
         // The column holds the buffers: dropping the rows' texts leaves its values readable.
         drop((long, short, empty, accents, own, sealed));
         let again: Vec<Option<String>> = column.str().unwrap().iter().map(|v| v.map(str::to_string)).collect();
