@@ -59,13 +59,28 @@ fn not_ready_until_the_write_ahead_log_is_replayed() {
     let client = reqwest::blocking::Client::new();
     let batches = 40u64;
     for batch in 1..=batches {
-        let r = client
-            .post(server.http_url("/v1/traces"))
-            .header("content-type", "application/x-protobuf")
-            .body(spans_request("replayed", batch, 5000).encode_to_vec())
-            .send()
-            .unwrap();
-        assert!(r.status().is_success());
+        let body = spans_request("replayed", batch, 5000).encode_to_vec();
+        // As an OTLP exporter does, a write refused while the head waits for the flusher
+        // (429/503, which a loaded test machine can see) is sent again.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = client
+                .post(server.http_url("/v1/traces"))
+                .header("content-type", "application/x-protobuf")
+                .body(body.clone())
+                .send()
+                .unwrap();
+            let status = r.status();
+            if status.is_success() {
+                break;
+            }
+            assert!(
+                matches!(status.as_u16(), 429 | 503) && Instant::now() < deadline,
+                "batch {batch}: {status} {}",
+                r.text().unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     server.kill();
 
