@@ -164,9 +164,10 @@ async fn list(
         // rows kept while scanning are cut back to those whenever they reach twice as many, so
         // a listing of a large store holds at most 2 × (limit + 1) rows, not all it matched.
         let keep = limit.saturating_add(1);
+        let (lo, hi) = filter.range;
         let report = state
             .store
-            .scan(&snapshot, |rows| {
+            .scan_in_time(&snapshot, lo, hi, |rows| {
                 to_json(&filter, rows, &mut out);
                 if out.len() >= keep.saturating_mul(2) {
                     first_in_order(&mut out, keep);

@@ -1240,18 +1240,7 @@ pub(crate) fn spans_of_trace_keys(
 /// than a row group apart form one run; the Parquet reader skips the row groups outside), rows
 /// built only where wanted.
 pub(crate) fn rows_of(bytes: &[u8], tenant: &Tenant, wanted: &[usize]) -> PolarsResult<Vec<SpanRow>> {
-    let reader = || ParquetReader::new(std::io::Cursor::new(bytes));
-    let Some(&last) = wanted.last() else { return Ok(Vec::new()) };
-    let schema = reader().schema()?;
-    let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
     let set: std::collections::HashSet<usize> = wanted.iter().copied().collect();
-    if !names.iter().any(|n| n == "resource_id") {
-        // A part of the first layout: read it whole.
-        let df = reader().finish()?;
-        return Ok(take_spans(from_frame_rows(Signal::Traces, &df, Some(tenant), None, &|i| set.contains(&i))?));
-    }
-    let (common, own): (Vec<String>, Vec<String>) =
-        names.into_iter().partition(|n| COMMON_COLUMNS.contains(&n.as_str()));
     let mut runs: Vec<(usize, usize)> = Vec::new();
     for &row in wanted {
         match runs.last_mut() {
@@ -1259,10 +1248,45 @@ pub(crate) fn rows_of(bytes: &[u8], tenant: &Tenant, wanted: &[usize]) -> Polars
             _ => runs.push((row, row)),
         }
     }
+    Ok(take_spans(rows_in_runs(bytes, Signal::Traces, tenant, &runs, &|i| set.contains(&i))?))
+}
+
+/// Columns of a signal whose values are written on the first row that uses them and referred
+/// to by id afterwards (module docs), besides the tenant, resource and scope ones: a read of
+/// some rows reads them from the part's first row.
+fn shared_columns(signal: Signal) -> &'static [&'static str] {
+    match signal {
+        Signal::Metrics => &["metric_id", "metric_name", "metric_description", "metric_unit", "metric_metadata"],
+        _ => &[],
+    }
+}
+
+/// The rows of `tenant` in the runs `runs` (first and last row, inclusive, ascending) of a part,
+/// built where `wanted`: the shared-value columns are read up to the last run's end, the others
+/// over the runs only (the Parquet reader skips the row groups outside them). A part of the
+/// first layout (no shared-value ids) is read whole.
+fn rows_in_runs(
+    bytes: &[u8],
+    signal: Signal,
+    tenant: &Tenant,
+    runs: &[(usize, usize)],
+    wanted: &dyn Fn(usize) -> bool,
+) -> PolarsResult<Vec<(Tenant, Rows)>> {
+    let reader = || ParquetReader::new(std::io::Cursor::new(bytes));
+    let Some(&(_, last)) = runs.last() else { return Ok(Vec::new()) };
+    let schema = reader().schema()?;
+    let names: Vec<String> = schema.iter_names().map(|n| n.to_string()).collect();
+    if !names.iter().any(|n| n == "resource_id") {
+        let df = reader().finish()?;
+        return from_frame_rows(signal, &df, Some(tenant), None, wanted);
+    }
+    let (common, own): (Vec<String>, Vec<String>) = names
+        .into_iter()
+        .partition(|n| COMMON_COLUMNS.contains(&n.as_str()) || shared_columns(signal).contains(&n.as_str()));
     let shared = reader().with_columns(Some(common)).with_slice(Some((0, last + 1))).finish()?;
     let mut padded: Vec<Series> = Vec::new();
     let mut at = 0;
-    for (first, end) in runs {
+    for &(first, end) in runs {
         let part = reader().with_columns(Some(own.clone())).with_slice(Some((first, end + 1 - first))).finish()?;
         if padded.is_empty() {
             padded = part.columns().iter().map(|c| Series::full_null(c.name().clone(), 0, c.dtype())).collect();
@@ -1277,7 +1301,56 @@ pub(crate) fn rows_of(bytes: &[u8], tenant: &Tenant, wanted: &[usize]) -> Polars
     let mut columns: Vec<Column> = shared.into_columns();
     columns.extend(padded.into_iter().map(Column::from));
     let df = DataFrame::new(last + 1, columns)?;
-    Ok(take_spans(from_frame_rows(Signal::Traces, &df, Some(tenant), None, &|i| set.contains(&i))?))
+    from_frame_rows(signal, &df, Some(tenant), None, wanted)
+}
+
+/// The rows of `tenant` in a metrics or logs part whose time may fall in `[lo, hi]`, decoding
+/// only the row groups whose `time_unix_nano` statistics overlap it (a compacted part is sorted
+/// by time, and a flushed one holds its rows in arrival order, so a narrow range is a few row
+/// groups); rows outside the range may be among them (the caller filters). `None` when every
+/// row group overlaps, or the part says nothing of its times: read it whole.
+pub(crate) fn rows_in_time(
+    bytes: &[u8],
+    signal: Signal,
+    tenant: &Tenant,
+    lo: u64,
+    hi: u64,
+) -> PolarsResult<Option<Vec<(Tenant, Rows)>>> {
+    if !matches!(signal, Signal::Metrics | Signal::Logs) {
+        return Ok(None);
+    }
+    let meta = polars_parquet::read::read_metadata(&mut std::io::Cursor::new(bytes))?;
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut first = 0;
+    for group in &meta.row_groups {
+        let rows = group.num_rows();
+        let stats = group
+            .columns_under_root_iter("time_unix_nano")
+            .and_then(|mut c| c.next())
+            .and_then(|c| c.statistics(&meta.footer_buf))
+            .transpose()?;
+        // Times are u64 written as INT64; one past i64::MAX (never a real time) says nothing.
+        let range = match stats {
+            Some(polars_parquet::parquet::statistics::Statistics::Int64(s)) => s
+                .min_value
+                .zip(s.max_value)
+                .and_then(|(min, max)| Some((u64::try_from(min).ok()?, u64::try_from(max).ok()?))),
+            _ => None,
+        };
+        let Some((min, max)) = range else { return Ok(None) };
+        if rows > 0 && max >= lo && min <= hi {
+            match runs.last_mut() {
+                Some((_, end)) if *end + 1 == first => *end = first + rows - 1,
+                _ => runs.push((first, first + rows - 1)),
+            }
+        }
+        first += rows;
+    }
+    if runs.len() == 1 && runs[0] == (0, first.saturating_sub(1)) {
+        return Ok(None);
+    }
+    let wanted = |i: usize| runs.iter().any(|&(a, b)| a <= i && i <= b);
+    rows_in_runs(bytes, signal, tenant, &runs, &wanted).map(Some)
 }
 
 /// The spans at the index positions `positions` (ascending) of a part whose index holds the

@@ -692,13 +692,31 @@ impl Store {
     /// part deleted by retention since the snapshot was taken is skipped; a damaged part is
     /// set aside (see [`catalog`]) and named in the report's warnings, and the scan goes on.
     /// Only a failure to read a file at all (other than its absence) is an error.
-    pub fn scan(&self, snapshot: &Snapshot, mut f: impl FnMut(&Rows)) -> Result<ScanReport, PartError> {
+    pub fn scan(&self, snapshot: &Snapshot, f: impl FnMut(&Rows)) -> Result<ScanReport, PartError> {
+        self.scan_in_time(snapshot, 0, u64::MAX, f)
+    }
+
+    /// [`Store::scan`] for a query of the times `[lo, hi]`: of metrics and logs parts only the
+    /// row groups whose time statistics overlap the range are decoded
+    /// ([`parts::read_part_in_time`]); `f` may still see rows outside it.
+    pub fn scan_in_time(
+        &self,
+        snapshot: &Snapshot,
+        lo: u64,
+        hi: u64,
+        mut f: impl FnMut(&Rows),
+    ) -> Result<ScanReport, PartError> {
         let mut report = ScanReport::default();
         for chunk in &snapshot.chunks {
             f(&chunk.rows);
         }
         for part in &snapshot.parts {
-            match parts::read_part(part, &snapshot.tenant) {
+            let read = if (lo, hi) == (0, u64::MAX) {
+                parts::read_part(part, &snapshot.tenant)
+            } else {
+                parts::read_part_in_time(part, &snapshot.tenant, lo, hi)
+            };
+            match read {
                 Ok(rows) => f(&rows),
                 Err(err) if err.is_not_found() => {}
                 Err(err @ PartError::Damaged { .. }) => report.warnings.push(self.shared.quarantine(part, &err)),

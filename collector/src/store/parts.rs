@@ -421,6 +421,24 @@ pub fn read_part(meta: &PartMeta, tenant: &Tenant) -> Result<Rows, PartError> {
     })
 }
 
+/// Reads one tenant's rows of a part for a query of the times `[lo, hi]`, verified: of a metrics
+/// or logs part only the row groups whose time statistics overlap the range are decoded
+/// (`columns::rows_in_time`), so rows outside it may come back and the caller filters; other
+/// parts, and parts whose every row group overlaps, are decoded whole.
+pub fn read_part_in_time(meta: &PartMeta, tenant: &Tenant, lo: u64, hi: u64) -> Result<Rows, PartError> {
+    let mut rows = decode_with(meta, |bytes| match columns::rows_in_time(bytes, meta.signal, tenant, lo, hi)? {
+        Some(rows) => Ok(rows),
+        None => {
+            let df = ParquetReader::new(std::io::Cursor::new(bytes)).finish()?;
+            columns::from_frame(meta.signal, &df, Some(tenant), None)
+        }
+    })?;
+    Ok(match rows.pop() {
+        Some((_, rows)) => rows,
+        None => empty(meta.signal),
+    })
+}
+
 /// Reads one tenant's profile rows of one service from a profiles part, verified, decoding
 /// only that service's slice (`store::columns`): `Ok(None)` when the part has no slices (it
 /// was written before them, or holds another signal) and must be read whole; no rows when the
