@@ -3,4 +3,5 @@
 
 pub mod http1;
 pub mod pprof_file;
+pub mod procfs;
 pub mod seeded;

@@ -21,7 +21,6 @@ mod fresh;
 mod otlp_grpc;
 mod otlp_http;
 mod payload;
-mod procfs;
 mod report;
 mod target;
 mod tls;
@@ -36,9 +35,9 @@ use tokio::time::Instant;
 
 use crate::driver::Limits;
 use crate::fresh::{Bodies, FreshBodies, Template};
-use crate::procfs::RssSampler;
 use crate::report::{Report, RunInfo, ServerUsage};
 use crate::target::{Target, parse_loopback};
+use bench::procfs::{self, RssSampler};
 
 /// Load generator for OTLP trace ingestion (loopback targets only).
 #[derive(Debug, Parser)]

@@ -9,7 +9,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::driver::Tally;
-use crate::procfs::Snapshot;
+use bench::procfs::Snapshot;
 
 const KIB_PER_MIB: f64 = 1024.0;
 

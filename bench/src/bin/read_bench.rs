@@ -289,9 +289,13 @@ fn main() -> anyhow::Result<()> {
             break;
         }
     }
+    // And the server idle (under 5% of a core over 2 s), so no work left from the ingest
+    // shares the two cores with the timed reads.
+    let ticks = bench::procfs::clock_ticks_per_second();
+    bench::procfs::wait_until_idle(args.pid, ticks, Duration::from_secs(600), Duration::from_secs(2), 0.05)?;
     let parts = telemetry(&mut api, args.api, "slo_gate_parts")?;
     println!(
-        "stored and compacted after {:.1} s more: {parts} parts, {merges} compactions; {}",
+        "stored, compacted and idle after {:.1} s more: {parts} parts, {merges} compactions; {}",
         waited.elapsed().as_secs_f64(),
         memory(args.pid)
     );
