@@ -317,7 +317,7 @@ impl<const N: usize> HexIds<N> {
     }
 
     /// A column of the ids, null where a row has none.
-    fn optional(self, name: &str) -> Column {
+    fn column(self, name: &str) -> Column {
         let mut array = MutableBinaryViewArray::<str>::with_capacity(self.present.len());
         let buffer = Buffer::from_vec(self.text);
         let buffers = std::slice::from_ref(&buffer);
@@ -332,12 +332,6 @@ impl<const N: usize> HexIds<N> {
             }
         }
         string_column(name, array)
-    }
-
-    /// A column of ids every row has.
-    fn required(self, name: &str) -> Column {
-        // No row without an id, so no null to say.
-        self.optional(name)
     }
 }
 
@@ -450,9 +444,9 @@ fn spans_columns(rows: &[&SpanRow]) -> Vec<Column> {
         dropped_links.push(r.dropped_links_count);
     }
     vec![
-        trace_id.required("trace_id"),
-        span_id.required("span_id"),
-        parent_span_id.optional("parent_span_id"),
+        trace_id.column("trace_id"),
+        span_id.column("span_id"),
+        parent_span_id.column("parent_span_id"),
         trace_state.finish("trace_state"),
         col("flags", flags),
         name.finish("name"),
@@ -515,8 +509,8 @@ fn logs_columns(rows: &[&LogRow]) -> Vec<Column> {
         col("attributes", rows.iter().map(|r| r.attributes.as_str()).collect::<Vec<_>>()),
         col("dropped_attributes_count", rows.iter().map(|r| r.dropped_attributes_count).collect::<Vec<_>>()),
         col("flags", rows.iter().map(|r| r.flags).collect::<Vec<_>>()),
-        HexIds::new(rows.iter().map(|r| r.trace_id.as_ref())).optional("trace_id"),
-        HexIds::new(rows.iter().map(|r| r.span_id.as_ref())).optional("span_id"),
+        HexIds::new(rows.iter().map(|r| r.trace_id.as_ref())).column("trace_id"),
+        HexIds::new(rows.iter().map(|r| r.span_id.as_ref())).column("span_id"),
         col("event_name", rows.iter().map(|r| r.event_name.as_str()).collect::<Vec<_>>()),
     ]
 }
@@ -572,8 +566,8 @@ fn profiles_columns(rows: &[&ProfileRow], ids: &mut ProfileIds) -> Vec<Column> {
         col("stack", stack),
         col("attributes_id", attributes_id),
         col("attributes", attrs),
-        HexIds::new(rows.iter().map(|r| r.trace_id.as_ref())).optional("trace_id"),
-        HexIds::new(rows.iter().map(|r| r.span_id.as_ref())).optional("span_id"),
+        HexIds::new(rows.iter().map(|r| r.trace_id.as_ref())).column("trace_id"),
+        HexIds::new(rows.iter().map(|r| r.span_id.as_ref())).column("span_id"),
     ]
 }
 
@@ -1307,8 +1301,9 @@ fn rows_in_runs(
 /// The rows of `tenant` in a metrics or logs part whose time may fall in `[lo, hi]`, decoding
 /// only the row groups whose `time_unix_nano` statistics overlap it (a compacted part is sorted
 /// by time, and a flushed one holds its rows in arrival order, so a narrow range is a few row
-/// groups); rows outside the range may be among them (the caller filters). `None` when every
-/// row group overlaps, or the part says nothing of its times: read it whole.
+/// groups); rows outside the range may be among them (the caller filters). `None` when the
+/// range is all time, every row group overlaps, or the part says nothing of its times: read it
+/// whole.
 pub(crate) fn rows_in_time(
     bytes: &[u8],
     signal: Signal,
@@ -1316,7 +1311,7 @@ pub(crate) fn rows_in_time(
     lo: u64,
     hi: u64,
 ) -> PolarsResult<Option<Vec<(Tenant, Rows)>>> {
-    if !matches!(signal, Signal::Metrics | Signal::Logs) {
+    if !matches!(signal, Signal::Metrics | Signal::Logs) || (lo, hi) == (0, u64::MAX) {
         return Ok(None);
     }
     let meta = polars_parquet::read::read_metadata(&mut std::io::Cursor::new(bytes))?;
@@ -1464,10 +1459,10 @@ mod tests {
     fn hex_id_columns_hold_each_rows_id_or_null() {
         let ids = [Some([0xab_u8, 0x01]), None, Some([0xff, 0x10])];
         let hex = HexIds::new(ids.iter().map(Option::as_ref));
-        let column = hex.optional("id");
+        let column = hex.column("id");
         let values: Vec<Option<&str>> = column.str().unwrap().iter().collect();
         assert_eq!(values, [Some("ab01"), None, Some("ff10")]);
-        let all = HexIds::new([[1u8, 2], [3, 4]].iter().map(Some)).required("id");
+        let all = HexIds::new([[1u8, 2], [3, 4]].iter().map(Some)).column("id");
         let values: Vec<Option<&str>> = all.str().unwrap().iter().collect();
         assert_eq!(values, [Some("0102"), Some("0304")]);
         assert_eq!(all.null_count(), 0);

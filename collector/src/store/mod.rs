@@ -711,12 +711,7 @@ impl Store {
             f(&chunk.rows);
         }
         for part in &snapshot.parts {
-            let read = if (lo, hi) == (0, u64::MAX) {
-                parts::read_part(part, &snapshot.tenant)
-            } else {
-                parts::read_part_in_time(part, &snapshot.tenant, lo, hi)
-            };
-            match read {
+            match parts::read_part_in_time(part, &snapshot.tenant, lo, hi) {
                 Ok(rows) => f(&rows),
                 Err(err) if err.is_not_found() => {}
                 Err(err @ PartError::Damaged { .. }) => report.warnings.push(self.shared.quarantine(part, &err)),

@@ -413,12 +413,7 @@ pub fn decode(
 
 /// Reads one tenant's rows of a part, verified.
 pub fn read_part(meta: &PartMeta, tenant: &Tenant) -> Result<Rows, PartError> {
-    let bytes = read_verified(meta)?;
-    let mut rows = decode(&meta.name, meta.signal, bytes, Some(tenant), None)?;
-    Ok(match rows.pop() {
-        Some((_, rows)) => rows,
-        None => empty(meta.signal),
-    })
+    read_part_in_time(meta, tenant, 0, u64::MAX)
 }
 
 /// Reads one tenant's rows of a part for a query of the times `[lo, hi]`, verified: of a metrics
