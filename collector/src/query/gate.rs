@@ -34,6 +34,7 @@ use crate::auth::WriteAccess;
 use crate::error::QueryError;
 use crate::model::{ResourceColumns, Rows, attrs};
 use crate::signal::Signal;
+use crate::store::parts::Narrow;
 
 /// OTLP `SpanKind::SPAN_KIND_SERVER`.
 pub(crate) const SPAN_KIND_SERVER: i32 = 2;
@@ -258,9 +259,11 @@ async fn metrics(
         let mut snapshot = state.store.snapshot(&tenant, Signal::Metrics);
         super::prune_snapshot(&mut snapshot, build.from, build.to, Some(&build.service));
         let mut out: Vec<MetricPoint> = Vec::new();
+        let narrow =
+            Narrow { lo: build.from.unwrap_or(0), hi: build.to.unwrap_or(u64::MAX), service: Some(&build.service) };
         let report = state
             .store
-            .scan(&snapshot, |rows| {
+            .scan_narrowed(&snapshot, &narrow, |rows| {
                 let Rows::Metrics(points) = rows else { return };
                 for p in points {
                     if !build.matches(&p.resource, p.time_unix_nano)

@@ -20,6 +20,7 @@ use crate::api::native::{Service, Services};
 use crate::error::QueryError;
 use crate::model::{Rows, attrs, span};
 use crate::signal::Signal;
+use crate::store::parts::Narrow;
 
 pub fn router() -> Router<ApiState> {
     Router::new()
@@ -165,9 +166,10 @@ async fn list(
         // a listing of a large store holds at most 2 × (limit + 1) rows, not all it matched.
         let keep = limit.saturating_add(1);
         let (lo, hi) = filter.range;
+        let narrow = Narrow { lo, hi, service: filter.service.as_deref() };
         let report = state
             .store
-            .scan_in_time(&snapshot, lo, hi, |rows| {
+            .scan_narrowed(&snapshot, &narrow, |rows| {
                 to_json(&filter, rows, &mut out);
                 if out.len() >= keep.saturating_mul(2) {
                     first_in_order(&mut out, keep);

@@ -16,6 +16,7 @@ use crate::error::QueryError;
 use crate::model::metric::MetricKind;
 use crate::model::{ResourceColumns, Rows, attrs};
 use crate::signal::Signal;
+use crate::store::parts::Narrow;
 use crate::tenant::Tenant;
 
 /// Where a build's work is counted.
@@ -96,7 +97,7 @@ pub fn work_in_window(
             let mut series: BTreeMap<(String, String), Vec<(u64, f64)>> = BTreeMap::new();
             state
                 .store
-                .scan(&snapshot, |rows| {
+                .scan_narrowed(&snapshot, &Narrow { lo: from, hi: to, service: None }, |rows| {
                     let Rows::Metrics(points) = rows else { return };
                     for p in points {
                         if &*p.metric.name != name.as_str()

@@ -18,13 +18,15 @@
 //! Parts written before this layout (one string per row for every shared value, one tenant per
 //! part named by its directory) are still read: they have no `resource_id` column.
 //!
-//! Profile parts are also cut into **service slices**: their rows are ordered by tenant and
-//! `service.name` (time order kept within each), and every id starts afresh at a slice's first
-//! row, so one slice decodes on its own. The catalog records each slice's rows ([`Slice`]); a
-//! query for one service decodes only the row groups its slice overlaps
-//! (`parts::read_part_slice`) instead of every service's rows of the hour. Row groups still hold
-//! about [`FRAME_ROWS`] rows — small slices share one — since every column chunk costs its own
-//! decompression context to read. Read whole, such a part decodes as any other: a slice's first
+//! Metrics, logs and profile parts are also cut into **service slices**: their rows are
+//! ordered by tenant and `service.name` (time order kept within each), and every id starts
+//! afresh at a slice's first row, so one slice decodes on its own. The catalog records each
+//! slice's rows ([`Slice`]); a query for one service decodes only the row groups its slice
+//! overlaps (`parts::read_part_slice`, `parts::read_part_narrowed`) instead of every service's
+//! rows of the hour, and a slice of a row group's rows or more has row groups of its own, so
+//! their time statistics narrow it further. Row groups still hold about [`FRAME_ROWS`] rows —
+//! small slices share one — since every column chunk costs its own decompression context to
+//! read. Read whole, such a part decodes as any other: a slice's first
 //! rows simply define their ids again.
 
 use std::collections::HashMap;
@@ -97,8 +99,8 @@ impl Ids {
 /// time rather than of the whole part.
 pub(crate) const FRAME_ROWS: usize = 16_384;
 
-/// A service slice of a profiles part: the rows of one tenant and one `service.name` (`None`:
-/// rows without one), contiguous, with ids of their own.
+/// A service slice of a metrics, logs or profiles part: the rows of one tenant and one
+/// `service.name` (`None`: rows without one), contiguous, with ids of their own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Slice {
     pub tenant: Tenant,
@@ -108,84 +110,110 @@ pub struct Slice {
     pub rows: u64,
 }
 
-/// The rows of one signal for several tenants, as frames of at most [`FRAME_ROWS`] rows passed
+/// The rows of one signal for several tenants, as frames of about [`FRAME_ROWS`] rows passed
 /// to `sink` in order. Shared values keep their ids from one frame to the next, so each is
-/// written once per part — except that profile rows are written in service slices (module
-/// docs), which are returned.
+/// written once per part — except that metric, log and profile rows are written in service
+/// slices (module docs), which are returned.
 pub(crate) fn to_frames(
     signal: Signal,
     groups: &[(&Tenant, &Rows)],
     mut sink: impl FnMut(DataFrame) -> PolarsResult<()>,
 ) -> PolarsResult<Vec<Slice>> {
-    let mut common = CommonBuilder::default();
-    macro_rules! frames {
-        ($variant:ident, $columns:expr) => {{
-            let rows: Vec<(&Tenant, &_)> = groups
+    macro_rules! rows_of {
+        ($variant:ident) => {
+            groups
                 .iter()
                 .flat_map(|(t, r)| match r {
                     Rows::$variant(v) => v.iter().map(|row| (*t, row)).collect::<Vec<_>>(),
                     _ => Vec::new(),
                 })
-                .collect();
-            // `mut` for the signals whose columns keep ids from one frame to the next.
-            #[allow(unused_mut)]
-            let mut columns = $columns;
+                .collect::<Vec<_>>()
+        };
+    }
+    match signal {
+        Signal::Traces => {
+            let rows = rows_of!(Spans);
+            let mut common = CommonBuilder::default();
             for chunk in rows.chunks(FRAME_ROWS) {
                 for (tenant, row) in chunk {
                     common.push(tenant, (&row.resource, &row.scope));
                 }
-                let rows: Vec<&_> = chunk.iter().map(|(_, r)| *r).collect();
-                let mut frame = columns(&rows);
+                let rows: Vec<&SpanRow> = chunk.iter().map(|(_, r)| *r).collect();
+                let mut frame = spans_columns(&rows);
                 frame.extend(common.take());
                 sink(DataFrame::new(rows.len(), frame)?)?;
             }
-        }};
-    }
-    match signal {
-        Signal::Traces => frames!(Spans, |rows: &[&SpanRow]| spans_columns(rows)),
-        Signal::Metrics => {
-            let mut ids = Ids::default();
-            frames!(Metrics, |rows: &[&MetricRow]| metrics_columns(rows, &mut ids))
+            Ok(Vec::new())
         }
-        Signal::Logs => frames!(Logs, |rows: &[&LogRow]| logs_columns(rows)),
-        Signal::Profiles => return profile_slices(groups, sink),
+        Signal::Metrics => service_slices(rows_of!(Metrics), metrics_columns, sink),
+        Signal::Logs => service_slices(rows_of!(Logs), |rows, _: &mut ()| logs_columns(rows), sink),
+        Signal::Profiles => service_slices(rows_of!(Profiles), profiles_columns, sink),
     }
-    Ok(Vec::new())
 }
 
-/// Profile rows as service slices (module docs): ordered by tenant and service (a stable sort,
-/// so time order stays), each slice's columns built with fresh ids, and written in frames of
-/// [`FRAME_ROWS`] to [`2 * FRAME_ROWS`) rows that may hold several small slices.
-fn profile_slices(
-    groups: &[(&Tenant, &Rows)],
+/// A row written in service slices: its resource and scope.
+trait Sliced {
+    fn shared(&self) -> Shared<'_>;
+}
+
+macro_rules! sliced {
+    ($($row:ty),*) => {$(
+        impl Sliced for $row {
+            fn shared(&self) -> Shared<'_> {
+                (&self.resource, &self.scope)
+            }
+        }
+    )*};
+}
+sliced!(MetricRow, LogRow, ProfileRow);
+
+fn service_of<R: crate::model::Row>(row: &R) -> Option<&str> {
+    row.key().service_name.map(|s| &**s)
+}
+
+/// Rows as service slices (module docs): ordered by tenant and service (a stable sort, so time
+/// order stays), each slice's columns built with fresh ids (`I`, the signal's own besides the
+/// resource and scope ones), and written in frames of [`FRAME_ROWS`] to [`2 * FRAME_ROWS`)
+/// rows: a slice of at least [`FRAME_ROWS`] rows in frames of its own, smaller ones sharing
+/// frames (the frame before a slice of its own may be smaller).
+fn service_slices<R: Sliced + crate::model::Row, I: Default>(
+    mut rows: Vec<(&Tenant, &R)>,
+    columns: impl Fn(&[&R], &mut I) -> Vec<Column>,
     mut sink: impl FnMut(DataFrame) -> PolarsResult<()>,
 ) -> PolarsResult<Vec<Slice>> {
-    let service = |row: &ProfileRow| row.resource.service_name.clone();
-    let mut rows: Vec<(&Tenant, &ProfileRow)> = groups
-        .iter()
-        .flat_map(|(t, r)| match r {
-            Rows::Profiles(v) => v.iter().map(|row| (*t, row)).collect::<Vec<_>>(),
-            _ => Vec::new(),
-        })
-        .collect();
-    rows.sort_by(|(ta, a), (tb, b)| {
-        ta.as_str().cmp(tb.as_str()).then_with(|| a.resource.service_name.cmp(&b.resource.service_name))
-    });
+    rows.sort_by(|(ta, a), (tb, b)| ta.as_str().cmp(tb.as_str()).then_with(|| service_of(*a).cmp(&service_of(*b))));
     let mut slices = Vec::new();
     let mut first_row = 0usize;
     let mut pending: Option<DataFrame> = None;
-    for slice in rows.chunk_by(|(ta, a), (tb, b)| ta == tb && a.resource.service_name == b.resource.service_name) {
+    for slice in rows.chunk_by(|(ta, a), (tb, b)| ta == tb && service_of(*a) == service_of(*b)) {
         let (tenant, row) = slice[0];
         let mut common = CommonBuilder::default();
-        let mut ids = ProfileIds::default();
-        for chunk in slice.chunks(FRAME_ROWS) {
+        let mut ids = I::default();
+        // A slice of a frame's rows or more has row groups of its own (the last one takes the
+        // remainder), so their time statistics are the slice's; smaller slices share frames.
+        let own = slice.len() >= FRAME_ROWS;
+        let mut chunks: Vec<&[(&Tenant, &R)]> = slice.chunks(FRAME_ROWS).collect();
+        if own && slice.len() % FRAME_ROWS != 0 {
+            let tail = chunks.len() - 2;
+            chunks.truncate(tail);
+            chunks.push(&slice[tail * FRAME_ROWS..]);
+        }
+        if own && let Some(mut frame) = pending.take() {
+            frame.rechunk_mut();
+            sink(frame)?;
+        }
+        for chunk in chunks {
             for (tenant, row) in chunk {
-                common.push(tenant, (&row.resource, &row.scope));
+                common.push(tenant, row.shared());
             }
-            let rows: Vec<&ProfileRow> = chunk.iter().map(|(_, r)| *r).collect();
-            let mut columns = profiles_columns(&rows, &mut ids);
-            columns.extend(common.take());
-            let frame = DataFrame::new(rows.len(), columns)?;
+            let rows: Vec<&R> = chunk.iter().map(|(_, r)| *r).collect();
+            let mut frame = columns(&rows, &mut ids);
+            frame.extend(common.take());
+            let frame = DataFrame::new(rows.len(), frame)?;
+            if own {
+                sink(frame)?;
+                continue;
+            }
             let mut frame = match pending.take() {
                 None => frame,
                 Some(mut earlier) => {
@@ -202,7 +230,7 @@ fn profile_slices(
         }
         slices.push(Slice {
             tenant: tenant.clone(),
-            service: service(row).map(|s| s.to_string()),
+            service: service_of(row).map(str::to_string),
             first_row: first_row as u64,
             rows: slice.len() as u64,
         });
@@ -1242,7 +1270,7 @@ pub(crate) fn rows_of(bytes: &[u8], tenant: &Tenant, wanted: &[usize]) -> Polars
             _ => runs.push((row, row)),
         }
     }
-    Ok(take_spans(rows_in_runs(bytes, Signal::Traces, tenant, &runs, &|i| set.contains(&i))?))
+    Ok(take_spans(rows_in_runs(bytes, Signal::Traces, tenant, 0, &runs, &|i| set.contains(&i))?))
 }
 
 /// Columns of a signal whose values are written on the first row that uses them and referred
@@ -1255,14 +1283,16 @@ fn shared_columns(signal: Signal) -> &'static [&'static str] {
     }
 }
 
-/// The rows of `tenant` in the runs `runs` (first and last row, inclusive, ascending) of a part,
-/// built where `wanted`: the shared-value columns are read up to the last run's end, the others
-/// over the runs only (the Parquet reader skips the row groups outside them). A part of the
-/// first layout (no shared-value ids) is read whole.
+/// The rows of `tenant` in the runs `runs` (first and last row, inclusive, ascending, none
+/// before `base`) of a part, built where `wanted`: the shared-value columns are read from
+/// `base` — the part's first row, or the first of a service slice, where its ids are defined
+/// afresh — up to the last run's end, the others over the runs only (the Parquet reader skips
+/// the row groups outside them). A part of the first layout (no shared-value ids) is read whole.
 fn rows_in_runs(
     bytes: &[u8],
     signal: Signal,
     tenant: &Tenant,
+    base: usize,
     runs: &[(usize, usize)],
     wanted: &dyn Fn(usize) -> bool,
 ) -> PolarsResult<Vec<(Tenant, Rows)>> {
@@ -1277,9 +1307,13 @@ fn rows_in_runs(
     let (common, own): (Vec<String>, Vec<String>) = names
         .into_iter()
         .partition(|n| COMMON_COLUMNS.contains(&n.as_str()) || shared_columns(signal).contains(&n.as_str()));
-    let shared = reader().with_columns(Some(common)).with_slice(Some((0, last + 1))).finish()?;
+    let height = last + 1 - base;
+    let shared = reader().with_columns(Some(common)).with_slice(Some((base, height))).finish()?;
+    if shared.height() != height {
+        return Err(damaged(format!("rows {base} to {last} were asked of a part of {} rows", base + shared.height())));
+    }
     let mut padded: Vec<Series> = Vec::new();
-    let mut at = 0;
+    let mut at = base;
     for &(first, end) in runs {
         let part = reader().with_columns(Some(own.clone())).with_slice(Some((first, end + 1 - first))).finish()?;
         if padded.is_empty() {
@@ -1294,37 +1328,55 @@ fn rows_in_runs(
     }
     let mut columns: Vec<Column> = shared.into_columns();
     columns.extend(padded.into_iter().map(Column::from));
-    let df = DataFrame::new(last + 1, columns)?;
-    from_frame_rows(signal, &df, Some(tenant), None, wanted)
+    let df = DataFrame::new(height, columns)?;
+    from_frame_rows(signal, &df, Some(tenant), None, &|i| wanted(base + i))
 }
 
-/// The rows of `tenant` in a metrics or logs part whose time may fall in `[lo, hi]`, decoding
-/// only the row groups whose `time_unix_nano` statistics overlap it (a compacted part is sorted
-/// by time, and a flushed one holds its rows in arrival order, so a narrow range is a few row
-/// groups); rows outside the range may be among them (the caller filters). `None` when the
-/// range is all time, every row group overlaps, or the part says nothing of its times: read it
-/// whole.
-pub(crate) fn rows_in_time(
+/// The rows of `tenant` in a metrics or logs part that may fall in the times `[lo, hi]` and,
+/// when `slice` names a service slice (its first row and row count), in that slice: only the
+/// row groups whose `time_unix_nano` statistics overlap the range are decoded, and of those
+/// only the slice's rows (a compacted part is sorted by time within each slice, and a flushed
+/// one holds a slice's rows in arrival order, so a narrow range is a few row groups); rows
+/// outside the range may be among them (the caller filters). `None` when that is every row of
+/// the part: read it whole.
+pub(crate) fn rows_narrowed(
     bytes: &[u8],
     signal: Signal,
     tenant: &Tenant,
-    lo: u64,
-    hi: u64,
+    (lo, hi): (u64, u64),
+    slice: Option<(usize, usize)>,
 ) -> PolarsResult<Option<Vec<(Tenant, Rows)>>> {
-    if !matches!(signal, Signal::Metrics | Signal::Logs) || (lo, hi) == (0, u64::MAX) {
+    if !matches!(signal, Signal::Metrics | Signal::Logs) || ((lo, hi) == (0, u64::MAX) && slice.is_none()) {
         return Ok(None);
     }
     let meta = polars_parquet::read::read_metadata(&mut std::io::Cursor::new(bytes))?;
+    let total: usize = meta.row_groups.iter().map(|g| g.num_rows()).sum();
+    let (from, to) = match slice {
+        Some((_, 0)) => return Ok(Some(Vec::new())),
+        Some((first, rows)) if first.checked_add(rows).is_some_and(|end| end <= total) => (first, first + rows - 1),
+        Some((first, rows)) => {
+            return Err(damaged(format!(
+                "service slice of {rows} rows at row {first} is past the part's {total} rows"
+            )));
+        }
+        None => (0, total.saturating_sub(1)),
+    };
     let mut runs: Vec<(usize, usize)> = Vec::new();
     let mut first = 0;
     for group in &meta.row_groups {
         let rows = group.num_rows();
+        let (a, b) = (first.max(from), (first + rows).saturating_sub(1).min(to));
+        first += rows;
+        if rows == 0 || a > b {
+            continue;
+        }
         let stats = group
             .columns_under_root_iter("time_unix_nano")
             .and_then(|mut c| c.next())
             .and_then(|c| c.statistics(&meta.footer_buf))
             .transpose()?;
-        // Times are u64 written as INT64; one past i64::MAX (never a real time) says nothing.
+        // Times are u64 written as INT64; one past i64::MAX (never a real time) says nothing,
+        // and a row group without statistics may hold any time.
         let range = match stats {
             Some(polars_parquet::parquet::statistics::Statistics::Int64(s)) => s
                 .min_value
@@ -1332,20 +1384,18 @@ pub(crate) fn rows_in_time(
                 .and_then(|(min, max)| Some((u64::try_from(min).ok()?, u64::try_from(max).ok()?))),
             _ => None,
         };
-        let Some((min, max)) = range else { return Ok(None) };
-        if rows > 0 && max >= lo && min <= hi {
+        if range.is_none_or(|(min, max)| max >= lo && min <= hi) {
             match runs.last_mut() {
-                Some((_, end)) if *end + 1 == first => *end = first + rows - 1,
-                _ => runs.push((first, first + rows - 1)),
+                Some((_, end)) if *end + 1 == a => *end = b,
+                _ => runs.push((a, b)),
             }
         }
-        first += rows;
     }
-    if runs.len() == 1 && runs[0] == (0, first.saturating_sub(1)) {
+    if runs.len() == 1 && runs[0] == (0, total.saturating_sub(1)) {
         return Ok(None);
     }
     let wanted = |i: usize| runs.iter().any(|&(a, b)| a <= i && i <= b);
-    rows_in_runs(bytes, signal, tenant, &runs, &wanted).map(Some)
+    rows_in_runs(bytes, signal, tenant, from, &runs, &wanted).map(Some)
 }
 
 /// The spans at the index positions `positions` (ascending) of a part whose index holds the

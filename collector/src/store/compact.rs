@@ -1,5 +1,6 @@
 //! Compaction: the small parts of one directory (tenant or `@shared`, signal, hour) merged
-//! into fewer, larger, time-sorted parts, in the background, once the hour no longer takes
+//! into fewer, larger parts sorted by time (within each service slice, for the signals written
+//! in slices), in the background, once the hour no longer takes
 //! flushes (`docs/compaction.md`).
 //!
 //! A flush writes one part per tenant (or one shared by the small tenants) per signal and hour,

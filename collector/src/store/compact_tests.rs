@@ -104,7 +104,7 @@ fn spans(id: u8, flush: u8, times: &[u64]) -> ExportTraceServiceRequest {
     }
 }
 
-fn gauges(times: &[u64]) -> ExportMetricsServiceRequest {
+fn gauges(service: &str, times: &[u64]) -> ExportMetricsServiceRequest {
     let data_points = times
         .iter()
         .enumerate()
@@ -117,7 +117,7 @@ fn gauges(times: &[u64]) -> ExportMetricsServiceRequest {
         .collect();
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
-            resource: resource("api"),
+            resource: resource(service),
             scope_metrics: vec![ScopeMetrics {
                 metrics: vec![Metric {
                     name: "queue_depth".into(),
@@ -131,7 +131,7 @@ fn gauges(times: &[u64]) -> ExportMetricsServiceRequest {
     }
 }
 
-fn logs(times: &[u64]) -> ExportLogsServiceRequest {
+fn logs(service: &str, times: &[u64]) -> ExportLogsServiceRequest {
     let log_records = times
         .iter()
         .enumerate()
@@ -144,7 +144,7 @@ fn logs(times: &[u64]) -> ExportLogsServiceRequest {
         .collect();
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
-            resource: resource("web"),
+            resource: resource(service),
             scope_logs: vec![ScopeLogs { log_records, ..Default::default() }],
             ..Default::default()
         }],
@@ -205,8 +205,8 @@ fn ingest_every_signal(store: &Store, hour: u64, flushes: u64) {
         let base = hour + (flushes - f) * 60_000_000_000;
         let times: Vec<u64> = (0..20).map(|i| base + (19 - i) * 1_000_000_000).collect();
         append(store, "a", spans(2, f as u8, &times));
-        append(store, "a", gauges(&times));
-        append(store, "a", logs(&times));
+        append(store, "a", gauges("api", &times));
+        append(store, "a", logs("web", &times));
         append(store, "a", profile(base, if f.is_multiple_of(2) { "checkout" } else { "cart" }));
         store.flush().unwrap();
     }
@@ -464,7 +464,7 @@ fn retention_and_quarantine_work_on_merged_parts() {
     let hour = past_hour();
     for f in 0..3u8 {
         append(&store, "a", spans(2, f, &[hour + f as u64]));
-        append(&store, "a", logs(&[hour + f as u64]));
+        append(&store, "a", logs("web", &[hour + f as u64]));
         store.flush().unwrap();
     }
     assert_eq!(store.compact_now(&config(), now()).unwrap().merges, 2);
@@ -538,7 +538,7 @@ fn traces_items(store: &Store) -> u64 {
 }
 
 /// A narrow time range of a compacted (time-sorted) metrics or logs part decodes only the row
-/// groups it overlaps (`Store::scan_in_time`) and finds every row in it: the rows of a full
+/// groups it overlaps (`Store::scan_narrowed`) and finds every row in it: the rows of a full
 /// scan in that range, the metric's name included though it is written on the part's first
 /// row only.
 #[test]
@@ -550,8 +550,8 @@ fn a_narrow_time_range_decodes_only_the_row_groups_it_overlaps() {
     for f in 0..flushes {
         // Interleaved from flush to flush, so the merge sorts them.
         let times: Vec<u64> = (0..per_flush).map(|i| hour + (i * flushes + f) * step).collect();
-        append(&store, "a", gauges(&times));
-        append(&store, "a", logs(&times));
+        append(&store, "a", gauges("api", &times));
+        append(&store, "a", logs("web", &times));
         store.flush().unwrap();
     }
     // A flush with nothing to write lets the flusher merge the hour's series segments.
@@ -574,7 +574,7 @@ fn a_narrow_time_range_decodes_only_the_row_groups_it_overlaps() {
             }
         };
         store
-            .scan_in_time(&snapshot, lo, hi, |rows| match rows {
+            .scan_narrowed(&snapshot, &parts::Narrow { lo, hi, service: None }, |rows| match rows {
                 Rows::Metrics(r) => r.iter().for_each(|x| keep(format!("{x:?}"), x.time_unix_nano)),
                 Rows::Logs(r) => r.iter().for_each(|x| keep(format!("{x:?}"), x.time_unix_nano)),
                 _ => {}
@@ -589,5 +589,99 @@ fn a_narrow_time_range_decodes_only_the_row_groups_it_overlaps() {
         if signal == Signal::Metrics {
             assert!(in_range.iter().all(|t| t.contains("queue_depth")), "the metric's name is read");
         }
+    }
+}
+
+/// A listing narrowed by service decodes only that service's slice of a compacted metrics or
+/// logs part — every row of it, none of another service — and with a time range only the
+/// slice's row groups the range overlaps; a service the part does not hold reads nothing, and
+/// a slice the catalog places past the part's rows is damage named by the part, never other
+/// rows.
+#[test]
+fn a_service_decodes_only_its_slice_and_with_a_time_range_only_its_row_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = past_hour();
+    let store = Store::open(dir.path(), settings(0), Arc::default()).unwrap();
+    let services = ["api", "db", "web"];
+    let (flushes, per_flush, step) = (2u64, 30_000u64, 10_000u64);
+    for f in 0..flushes {
+        for (k, service) in services.iter().enumerate() {
+            // Services interleaved in time, so a time-sorted part would mix them in every row group.
+            let times: Vec<u64> = (0..per_flush).map(|i| hour + ((i * flushes + f) * 3 + k as u64) * step).collect();
+            append(&store, "a", gauges(service, &times));
+            append(&store, "a", logs(service, &times));
+        }
+        store.flush().unwrap();
+    }
+    store.flush().unwrap();
+    store.compact_now(&config(), now()).unwrap();
+    let per_service = (flushes * per_flush) as usize;
+    let (lo, hi) = (hour + 60_000 * step, hour + 63_000 * step);
+    for signal in [Signal::Metrics, Signal::Logs] {
+        let parts = parts_of(&store, "a", signal);
+        assert_eq!(parts.len(), 1, "{signal}");
+        let slices: Vec<(Option<&str>, u64)> =
+            parts[0].of(&tenant("a")).unwrap().slices.iter().map(|s| (s.service.as_deref(), s.rows)).collect();
+        let expected: Vec<(Option<&str>, u64)> = services.iter().map(|s| (Some(*s), per_service as u64)).collect();
+        assert_eq!(slices, expected, "{signal}");
+        let read = |narrow: &parts::Narrow<'_>| -> Vec<(String, u64, Option<String>)> {
+            let mut out = Vec::new();
+            let snapshot = store.snapshot(&tenant("a"), signal);
+            let report = store
+                .scan_narrowed(&snapshot, narrow, |rows| match rows {
+                    Rows::Metrics(r) => out.extend(r.iter().map(|x| {
+                        (format!("{x:?}"), x.time_unix_nano, x.resource.service_name.as_deref().map(str::to_string))
+                    })),
+                    Rows::Logs(r) => out.extend(r.iter().map(|x| {
+                        (format!("{x:?}"), x.time_unix_nano, x.resource.service_name.as_deref().map(str::to_string))
+                    })),
+                    _ => {}
+                })
+                .unwrap();
+            assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+            out
+        };
+        let all = read(&parts::Narrow::ALL);
+        assert_eq!(all.len(), services.len() * per_service, "{signal}");
+
+        // The service alone: exactly its slice.
+        let db = read(&parts::Narrow { lo: 0, hi: u64::MAX, service: Some("db") });
+        assert_eq!(db.len(), per_service, "{signal}");
+        let mut got: Vec<&String> = db.iter().map(|r| &r.0).collect();
+        let mut want: Vec<&String> = all.iter().filter(|r| r.2.as_deref() == Some("db")).map(|r| &r.0).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{signal}");
+
+        // The service and a time range: at most the two row groups of the slice it overlaps.
+        let narrow = read(&parts::Narrow { lo, hi, service: Some("db") });
+        assert!(narrow.len() <= 2 * columns::FRAME_ROWS && narrow.len() < per_service, "{signal}: {}", narrow.len());
+        assert!(narrow.iter().all(|r| r.2.as_deref() == Some("db")), "{signal}");
+        let mut got: Vec<&String> = narrow.iter().filter(|r| (lo..=hi).contains(&r.1)).map(|r| &r.0).collect();
+        let mut want: Vec<&String> =
+            all.iter().filter(|r| r.2.as_deref() == Some("db") && (lo..=hi).contains(&r.1)).map(|r| &r.0).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got.len(), 1_000, "{signal}");
+        assert_eq!(got, want, "{signal}");
+        if signal == Signal::Metrics {
+            assert!(narrow.iter().all(|r| r.0.contains("queue_depth")), "the metric's name is read");
+        }
+
+        // A service the part does not hold: nothing read.
+        assert!(read(&parts::Narrow { lo: 0, hi: u64::MAX, service: Some("nope") }).is_empty());
+
+        // A slice placed past the part's rows is damage, named by the part.
+        let mut wrong = (*parts[0]).clone();
+        let of = wrong.tenants.iter_mut().find(|t| t.tenant == tenant("a")).unwrap();
+        of.slices[2].rows += 10;
+        let err = parts::read_part_narrowed(
+            &wrong,
+            &tenant("a"),
+            &parts::Narrow { lo: 0, hi: u64::MAX, service: Some("web") },
+        )
+        .unwrap_err();
+        assert!(matches!(err, PartError::Damaged { .. }), "{err}");
+        assert!(err.to_string().contains(&wrong.name) && err.to_string().contains("past the part"), "{err}");
     }
 }

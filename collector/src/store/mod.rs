@@ -693,17 +693,17 @@ impl Store {
     /// set aside (see [`catalog`]) and named in the report's warnings, and the scan goes on.
     /// Only a failure to read a file at all (other than its absence) is an error.
     pub fn scan(&self, snapshot: &Snapshot, f: impl FnMut(&Rows)) -> Result<ScanReport, PartError> {
-        self.scan_in_time(snapshot, 0, u64::MAX, f)
+        self.scan_narrowed(snapshot, &parts::Narrow::ALL, f)
     }
 
-    /// [`Store::scan`] for a query of the times `[lo, hi]`: of metrics and logs parts only the
-    /// row groups whose time statistics overlap the range are decoded
-    /// ([`parts::read_part_in_time`]); `f` may still see rows outside it.
-    pub fn scan_in_time(
+    /// [`Store::scan`] for a query that selects `narrow` (times, and perhaps one service): of
+    /// metrics and logs parts only the service's slice and the row groups whose time
+    /// statistics overlap the range are decoded ([`parts::read_part_narrowed`]); `f` may still
+    /// see rows outside the selection (the head's chunks are passed whole).
+    pub fn scan_narrowed(
         &self,
         snapshot: &Snapshot,
-        lo: u64,
-        hi: u64,
+        narrow: &parts::Narrow<'_>,
         mut f: impl FnMut(&Rows),
     ) -> Result<ScanReport, PartError> {
         let mut report = ScanReport::default();
@@ -711,7 +711,7 @@ impl Store {
             f(&chunk.rows);
         }
         for part in &snapshot.parts {
-            match parts::read_part_in_time(part, &snapshot.tenant, lo, hi) {
+            match parts::read_part_narrowed(part, &snapshot.tenant, narrow) {
                 Ok(rows) => f(&rows),
                 Err(err) if err.is_not_found() => {}
                 Err(err @ PartError::Damaged { .. }) => report.warnings.push(self.shared.quarantine(part, &err)),

@@ -63,13 +63,13 @@ pub struct TenantRows {
     /// lookup by trace id opens only the parts that may hold it; held in memory within a
     /// budget (`store::trace_keys`).
     pub trace_keys: TraceKeys,
-    /// Profiles parts: the tenant's service slices (`store::columns`), in row order. Empty for
-    /// other signals and for parts written before slices, which are read whole.
+    /// Metrics, logs and profiles parts: the tenant's service slices (`store::columns`), in row
+    /// order. Empty for traces and for parts written before slices, which are read whole.
     pub slices: Vec<ServiceSlice>,
 }
 
-/// The rows of one `service.name` (`None`: rows without one) in a profiles part: contiguous,
-/// starting a row group, decodable on their own.
+/// The rows of one `service.name` (`None`: rows without one) in a metrics, logs or profiles
+/// part: contiguous, decodable on their own (ids start afresh at the first row).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceSlice {
     pub service: Option<String>,
@@ -411,23 +411,50 @@ pub fn decode(
     }
 }
 
-/// Reads one tenant's rows of a part, verified.
-pub fn read_part(meta: &PartMeta, tenant: &Tenant) -> Result<Rows, PartError> {
-    read_part_in_time(meta, tenant, 0, u64::MAX)
+/// What a query selects of a part's rows, so that no more of it is decoded than that: the
+/// times `[lo, hi]` and, when named, one `service.name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Narrow<'a> {
+    pub lo: u64,
+    pub hi: u64,
+    pub service: Option<&'a str>,
 }
 
-/// Reads one tenant's rows of a part for a query of the times `[lo, hi]`, verified: of a metrics
-/// or logs part only the row groups whose time statistics overlap the range are decoded
-/// (`columns::rows_in_time`), so rows outside it may come back and the caller filters; other
-/// parts, and parts whose every row group overlaps, are decoded whole.
-pub fn read_part_in_time(meta: &PartMeta, tenant: &Tenant, lo: u64, hi: u64) -> Result<Rows, PartError> {
-    let mut rows = decode_with(meta, |bytes| match columns::rows_in_time(bytes, meta.signal, tenant, lo, hi)? {
-        Some(rows) => Ok(rows),
-        None => {
-            let df = ParquetReader::new(std::io::Cursor::new(bytes)).finish()?;
-            columns::from_frame(meta.signal, &df, Some(tenant), None)
+impl Narrow<'_> {
+    /// Every row.
+    pub const ALL: Narrow<'static> = Narrow { lo: 0, hi: u64::MAX, service: None };
+}
+
+/// Reads one tenant's rows of a part, verified.
+pub fn read_part(meta: &PartMeta, tenant: &Tenant) -> Result<Rows, PartError> {
+    read_part_narrowed(meta, tenant, &Narrow::ALL)
+}
+
+/// Reads one tenant's rows of a part for a query that selects `narrow`, verified: of a metrics
+/// or logs part only the service's slice (`store::columns`) is decoded, and of it only the row
+/// groups whose time statistics overlap the range (`columns::rows_narrowed`), so rows outside
+/// the range may come back and the caller filters; a part without the service's slice for
+/// the tenant is not read. Other parts, and parts whose every row is selected, are decoded
+/// whole.
+pub fn read_part_narrowed(meta: &PartMeta, tenant: &Tenant, narrow: &Narrow<'_>) -> Result<Rows, PartError> {
+    let mut slice = None;
+    if let (Some(service), Some(of), Signal::Metrics | Signal::Logs) = (narrow.service, meta.of(tenant), meta.signal)
+        && !of.slices.is_empty()
+    {
+        match of.slices.iter().find(|s| s.service.as_deref() == Some(service)) {
+            Some(s) => slice = Some((s.first_row as usize, s.rows as usize)),
+            None => return Ok(empty(meta.signal)),
         }
-    })?;
+    }
+    let range = (narrow.lo, narrow.hi);
+    let mut rows =
+        decode_with(meta, |bytes| match columns::rows_narrowed(bytes, meta.signal, tenant, range, slice)? {
+            Some(rows) => Ok(rows),
+            None => {
+                let df = ParquetReader::new(std::io::Cursor::new(bytes)).finish()?;
+                columns::from_frame(meta.signal, &df, Some(tenant), None)
+            }
+        })?;
     Ok(match rows.pop() {
         Some((_, rows)) => rows,
         None => empty(meta.signal),

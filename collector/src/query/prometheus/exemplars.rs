@@ -58,8 +58,9 @@ pub async fn query_exemplars(
         let mut found: BTreeMap<Labels, Vec<Item>> = BTreeMap::new();
         let mut count = 0usize;
         let mut over: Option<PromError> = None;
+        let narrow = crate::store::parts::Narrow { lo, hi, service: None };
         let report = store
-            .scan(&snapshot, |rows| {
+            .scan_narrowed(&snapshot, &narrow, |rows| {
                 let Rows::Metrics(points) = rows else { return };
                 if over.is_none() && Instant::now() >= deadline {
                     over = Some(PromError::Timeout("query timed out in expression evaluation".into()));
