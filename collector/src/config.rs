@@ -141,6 +141,62 @@ pub struct StorageConfig {
     /// Background merging of small parts (the `[storage.compaction]` table; see
     /// `docs/compaction.md`).
     pub compaction: CompactionConfig,
+    /// Parts shared through S3-compatible object storage (the `[storage.bucket]` table; see
+    /// `docs/object-storage.md`). Off without it: the data directory holds everything.
+    pub bucket: Option<BucketConfig>,
+}
+
+/// `[storage.bucket]`: each collector keeps its write-ahead log, head and parts in its data
+/// directory as without it, uploads every part it writes to the bucket with a manifest naming
+/// it, and reads the parts other collectors uploaded. Credentials come from the environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, web identity and
+/// instance metadata, as the AWS SDKs read them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketConfig {
+    /// `s3://bucket` or `s3://bucket/prefix`.
+    pub url: String,
+    /// The S3 endpoint of a store other than AWS (`http://127.0.0.1:8333`, MinIO, SeaweedFS,
+    /// Ceph, R2); AWS's regional endpoint without it.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Virtual-host-style requests (`bucket.endpoint/key`) instead of path style
+    /// (`endpoint/bucket/key`).
+    #[serde(default)]
+    pub virtual_hosted_style: bool,
+    /// This collector's name in the bucket (letters, digits, `-`, `_`; at most 64), unique
+    /// among the collectors writing it. Without it one is generated at the first start and
+    /// kept in `<data-dir>/writer-id`.
+    #[serde(default)]
+    pub writer_id: Option<String>,
+    /// How often the manifests other collectors wrote are listed.
+    #[serde(default = "default_bucket_refresh")]
+    pub refresh_interval: HumanDuration,
+    /// How long one request to the bucket may take before it is abandoned (and retried later).
+    #[serde(default = "default_bucket_timeout")]
+    pub request_timeout: HumanDuration,
+    /// The most bytes of other collectors' parts kept in `<data-dir>/remote` after a query
+    /// fetched them; the least recently read go first.
+    #[serde(default = "default_bucket_cache_bytes")]
+    pub cache_bytes: u64,
+}
+
+fn default_bucket_cache_bytes() -> u64 {
+    1 << 30
+}
+
+fn default_region() -> String {
+    "us-east-1".to_string()
+}
+
+fn default_bucket_refresh() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+fn default_bucket_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
 }
 
 /// `[storage.compaction]`: the small parts of each tenant (or of the shared small tenants),
@@ -210,6 +266,7 @@ impl Default for StorageConfig {
             trace_key_bytes: 16 << 20,
             encryption: None,
             compaction: CompactionConfig::default(),
+            bucket: None,
         }
     }
 }

@@ -147,13 +147,15 @@ impl Collector {
         let settings = StoreSettings::new(&config.storage, config.retention.0);
         let data_dir = config.data_dir.clone();
         let store_telemetry = Arc::clone(&telemetry);
-        let encryption = config.storage.encryption.clone();
-        let opened = tokio::task::spawn_blocking(move || {
-            Store::open_encrypted(&data_dir, settings, store_telemetry, encryption.as_ref())
-        })
-        .await
-        .map_err(|e| crate::store::OpenError::Io { path: config.data_dir.clone(), source: std::io::Error::other(e) })
-        .and_then(|r| r);
+        let storage = config.storage.clone();
+        let opened =
+            tokio::task::spawn_blocking(move || Store::open_configured(&data_dir, settings, store_telemetry, &storage))
+                .await
+                .map_err(|e| crate::store::OpenError::Io {
+                    path: config.data_dir.clone(),
+                    source: std::io::Error::other(e),
+                })
+                .and_then(|r| r);
         let store = match opened {
             Ok(store) => Arc::new(store),
             Err(err) => {

@@ -41,6 +41,10 @@ pub struct Telemetry {
     pub parts_written: AtomicU64,
     pub parts_deleted_by_retention: AtomicU64,
     pub parts_quarantined: AtomicU64,
+    /// `[storage.bucket]` (`store::bucket`).
+    pub bucket_uploaded_bytes: AtomicU64,
+    pub bucket_manifests: AtomicU64,
+    pub bucket_errors: AtomicU64,
     pub parts_adopted: AtomicU64,
     pub parts_verified: AtomicU64,
     pub series_compactions: AtomicU64,
@@ -280,6 +284,24 @@ impl Telemetry {
                 "counter",
                 "Damaged, missing or unknown files found in the data directory and set aside (each reported once).",
                 &self.parts_quarantined,
+            ),
+            (
+                "slo_gate_bucket_uploaded_bytes_total",
+                "counter",
+                "Bytes of parts uploaded to the shared bucket ([storage.bucket]).",
+                &self.bucket_uploaded_bytes,
+            ),
+            (
+                "slo_gate_bucket_manifests_total",
+                "counter",
+                "Manifests this collector committed to the shared bucket.",
+                &self.bucket_manifests,
+            ),
+            (
+                "slo_gate_bucket_errors_total",
+                "counter",
+                "Failed passes of the bucket's uploader or manifest listing (retried).",
+                &self.bucket_errors,
             ),
             (
                 "slo_gate_parts_adopted_total",

@@ -7,6 +7,7 @@ pub mod go;
 pub mod otlp;
 pub mod pyroscope;
 pub mod python;
+pub mod seaweed;
 pub mod webhook;
 
 use std::io::{BufRead, BufReader};
@@ -54,6 +55,13 @@ impl Server {
     /// `/readyz` answers.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Server {
         Server::start_command(Command::new(binary()), data_dir, extra_args)
+    }
+
+    /// Like [`Server::start`], with `env` added to the process's environment.
+    pub fn start_with_env(data_dir: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(binary());
+        command.envs(env.iter().copied());
+        Server::start_command(command, data_dir, extra_args)
     }
 
     /// Like [`Server::start`], with the process's file-descriptor limit (soft and hard) set to

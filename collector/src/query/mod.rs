@@ -109,7 +109,11 @@ pub(crate) fn warning_headers(response: &mut Response, warnings: &[String]) {
 /// answers 503 before this handler exists). `/healthz` is liveness only.
 async fn readyz(State(state): State<ApiState>) -> Response {
     match state.store.readiness() {
-        Ok(()) => "ready\n".into_response(),
+        // Data is taken and kept locally while the bucket is away: ready, and saying so.
+        Ok(()) => match state.store.bucket_status() {
+            Some(bucket) => format!("ready; {bucket}\n").into_response(),
+            None => "ready\n".into_response(),
+        },
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
     }
 }

@@ -192,8 +192,51 @@ impl Stored {
             sha256,
             keys: keys.cloned(),
             tenants,
+            remote: None,
         })
     }
+}
+
+/// What a bucket manifest (`store::bucket`) says of the parts of one writer: entries in the
+/// catalog's own line format, named as the parts are in the bucket.
+#[derive(Debug, Clone)]
+pub(crate) struct Manifest {
+    pub added: Vec<PartMeta>,
+    pub removed: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredManifest {
+    writer: String,
+    lines: Vec<Line>,
+}
+
+/// A manifest as JSON: one `add` line per part added, one `remove` per part gone. An error when
+/// a part's trace keys are not in memory (as for [`Catalog::add`]).
+pub(crate) fn manifest_json(writer: &str, manifest: &Manifest) -> io::Result<Vec<u8>> {
+    let mut lines: Vec<Line> =
+        manifest.added.iter().map(|m| Ok(Line::Add(Stored::of(m)?))).collect::<io::Result<_>>()?;
+    lines.extend(manifest.removed.iter().map(|name| Line::Remove { name: name.clone() }));
+    serde_json::to_vec(&StoredManifest { writer: writer.to_string(), lines }).map_err(io::Error::other)
+}
+
+/// A manifest read from the bucket, its parts placed under `cache_dir` (where they are fetched
+/// to); `None` when it does not parse or names a part outside `parts/`.
+pub(crate) fn manifest_from_json(
+    bytes: &[u8],
+    cache_dir: &Path,
+    keys: Option<&Arc<KeyRing>>,
+) -> Option<(String, Manifest)> {
+    let stored: StoredManifest = serde_json::from_slice(bytes).ok()?;
+    let mut manifest = Manifest { added: Vec::new(), removed: Vec::new() };
+    for line in stored.lines {
+        match line {
+            Line::Add(entry) => manifest.added.push(entry.into_meta(cache_dir, keys)?),
+            Line::Remove { name } => manifest.removed.push(name),
+            Line::Merging { .. } | Line::Replace { .. } => return None,
+        }
+    }
+    Some((stored.writer, manifest))
 }
 
 /// `data_dir` joined with a relative name read from the catalog, refusing anything that could
@@ -488,6 +531,7 @@ fn adopt(
         sha256: Some(sha256),
         keys: keys.cloned(),
         tenants,
+        remote: None,
     })
 }
 
@@ -556,6 +600,7 @@ mod tests {
                 tenant("a", vec![slice(None, 0, 3), slice(Some("api"), 3, 40)], vec![]),
                 tenant("b", vec![slice(Some("api"), 43, 2)], vec![1, u64::MAX]),
             ],
+            remote: None,
         };
         let line = encode_line(&Line::Add(Stored::of(&meta).unwrap()));
         let Some(Line::Add(stored)) = decode_line(line.trim_end()) else { panic!("{line}") };

@@ -445,6 +445,7 @@ fn merge(
         state.parts.retain(|p| !batch.iter().any(|input| Arc::ptr_eq(p, input)));
         state.parts.push(Arc::clone(&meta));
     }
+    shared.nudge_bucket();
     for input in batch {
         shared.span_indexes.forget(&input.name);
         inner.retired.insert(input.name.clone());

@@ -99,6 +99,7 @@ pub(crate) fn write_frozen(shared: &Shared) -> Result<bool, StoreError> {
             state.parts.extend(metas.iter().cloned());
             state.series.extend(segments);
         }
+        shared.nudge_bucket();
         shared.wal.remove_through(seq).map_err(StoreError::io("delete flushed WAL segments"))?;
         if metas.iter().any(|m| m.signal == Signal::Traces) {
             shared.hold_trace_keys();
@@ -402,8 +403,13 @@ pub(crate) fn apply_retention(shared: &Shared, now_unix_nano: u64) -> Result<usi
         let mut state = shared.write();
         let (old, keep): (Vec<_>, Vec<_>) = state.parts.drain(..).partition(|p| p.max_time() < cutoff);
         state.parts = keep;
+        // Other collectors' parts leave this one's reads; their writers delete them.
+        state.remote.retain(|p| p.max_time() >= cutoff);
         old
     };
+    if !expired.is_empty() {
+        shared.nudge_bucket();
+    }
     let cutoff_ms = i64::try_from(cutoff / 1_000_000).unwrap_or(i64::MAX);
     let expired_series: Vec<Arc<SegmentMeta>> = {
         let mut state = shared.write();

@@ -15,6 +15,7 @@
 //! Queries see the head (active and frozen blocks) and the parts catalog together, taken
 //! under one lock, so a block moving from the head to parts is seen exactly once.
 
+pub mod bucket;
 pub mod catalog;
 pub mod crypt;
 pub mod error;
@@ -68,6 +69,9 @@ pub enum OpenError {
     /// `[storage.encryption]`'s key file cannot be used.
     #[error(transparent)]
     Keys(#[from] crypt::KeyFileError),
+    /// `[storage.bucket]` cannot be used.
+    #[error(transparent)]
+    Bucket(#[from] bucket::BucketError),
 }
 
 /// Storage settings the store needs.
@@ -111,6 +115,9 @@ impl StoreSettings {
 pub(crate) struct State {
     pub head: Head,
     pub parts: Vec<Arc<PartMeta>>,
+    /// Parts other collectors committed to the shared bucket (`bucket`), read like `parts`
+    /// but never merged, expired or deleted by this one.
+    pub remote: Vec<Arc<PartMeta>>,
     /// The metric series store's segments (`series`), by tenant, hour and first flush.
     pub series: Vec<Arc<series::SegmentMeta>>,
 }
@@ -136,6 +143,8 @@ pub(crate) struct Shared {
     pub keys: Option<Arc<crypt::KeyRing>>,
     /// Parts already logged as encrypted with a key the key file lacks (logged once each).
     pub locked: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// `[storage.bucket]`: where parts are shared with other collectors.
+    pub bucket: Option<Arc<bucket::Bucket>>,
 }
 
 /// What can keep the store from taking data.
@@ -164,6 +173,13 @@ impl Shared {
         self.telemetry.trace_keys_released_parts.store(held.released_parts, relaxed);
     }
 
+    /// Wakes the bucket uploader (after new parts, a merge or retention).
+    pub fn nudge_bucket(&self) {
+        if let Some(b) = &self.bucket {
+            b.nudge();
+        }
+    }
+
     pub fn set_problem(&self, which: Problem, problem: Option<String>) {
         self.problems.lock().unwrap_or_else(|e| e.into_inner())[which as usize] = problem;
     }
@@ -172,6 +188,24 @@ impl Shared {
     /// quarantine directory, counted and logged once (by whichever caller finds it first).
     /// Returns the warning to put in answers that would have read it.
     pub fn quarantine(&self, part: &Arc<PartMeta>, err: &PartError) -> String {
+        if let Some(remote) = &part.remote {
+            // Another collector's part: set aside here, its object left to its writer.
+            let first = {
+                let mut state = self.write();
+                let before = state.remote.len();
+                state.remote.retain(|p| !Arc::ptr_eq(p, part));
+                state.remote.len() < before
+            };
+            self.span_indexes.forget(&part.name);
+            remote.0.quarantine(part);
+            if first {
+                self.telemetry.parts_quarantined.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(part = %part.name, %err, "damaged part in the bucket left out; the rest of the store is served");
+            }
+            return format!(
+                "{err} (an object of the shared bucket); it was left out and its data is missing from this answer"
+            );
+        }
         let first = {
             let mut state = self.write();
             let before = state.parts.len();
@@ -325,12 +359,43 @@ impl Store {
         telemetry: Arc<Telemetry>,
         keys: Option<Arc<crypt::KeyRing>>,
     ) -> Result<Store, OpenError> {
+        Store::open_inner(data_dir, settings, telemetry, keys, None)
+    }
+
+    /// [`Store::open`] as `[storage]` configures it: with its encryption and its shared
+    /// bucket, which is checked before anything else is opened (an unreachable bucket, refused
+    /// credentials or a store without conditional writes stop the start with an error naming
+    /// the bucket), and whose manifests are listed once before the store answers.
+    pub fn open_configured(
+        data_dir: &Path,
+        settings: StoreSettings,
+        telemetry: Arc<Telemetry>,
+        storage: &StorageConfig,
+    ) -> Result<Store, OpenError> {
+        let keys = match &storage.encryption {
+            Some(e) => Some(Arc::new(crypt::KeyRing::load(&e.key_file)?)),
+            None => None,
+        };
+        Store::open_inner(data_dir, settings, telemetry, keys, storage.bucket.as_ref())
+    }
+
+    fn open_inner(
+        data_dir: &Path,
+        settings: StoreSettings,
+        telemetry: Arc<Telemetry>,
+        keys: Option<Arc<crypt::KeyRing>>,
+        bucket_config: Option<&crate::config::BucketConfig>,
+    ) -> Result<Store, OpenError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| OpenError::Io { path, source }
         };
         std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
         let lock = lock_data_dir(data_dir)?;
+        let bucket = match bucket_config {
+            Some(config) => Some(bucket::Bucket::open(config, data_dir, keys.clone())?),
+            None => None,
+        };
         let wal_dir = data_dir.join("wal");
         let wal = wal::WalDir::open(wal_dir.clone()).map_err(io(&wal_dir))?;
         let checkpoint = wal.checkpoint().map_err(io(&wal_dir))?;
@@ -372,8 +437,15 @@ impl Store {
             series_indexes: Default::default(),
             keys,
             locked: Default::default(),
+            bucket: bucket.clone(),
         });
         shared.hold_trace_keys();
+        // Other collectors' parts are listed before the store answers, so a restarted or new
+        // instance answers from everything committed.
+        let mut remotes = bucket::Remotes::default();
+        if let Some(b) = &bucket {
+            bucket::sync_pass(&shared, b, &mut remotes)?;
+        }
         // Replayed before the threads start, flushing as it goes (`replay`), so the head holds
         // about `max_head_bytes` whatever the size of the log.
         let replay::Replayed { last_seq, damaged: wal_damaged, deltas, metadata } =
@@ -438,11 +510,28 @@ impl Store {
                 })
                 .map_err(io(data_dir))?
         };
+        let mut threads = vec![writer_thread, flush_thread, verify_thread];
+        if let Some(b) = &bucket {
+            let (s, b1) = (Arc::clone(&shared), Arc::clone(b));
+            threads.push(
+                std::thread::Builder::new()
+                    .name("slo-gate-upload".into())
+                    .spawn(move || bucket::upload_loop(s, b1))
+                    .map_err(io(data_dir))?,
+            );
+            let (s, b2) = (Arc::clone(&shared), Arc::clone(b));
+            threads.push(
+                std::thread::Builder::new()
+                    .name("slo-gate-bucket-sync".into())
+                    .spawn(move || bucket::sync_loop(s, b2, remotes))
+                    .map_err(io(data_dir))?,
+            );
+        }
         Ok(Store {
             shared,
             writer: writer_tx,
             flusher: flush_tx,
-            threads: std::sync::Mutex::new(vec![writer_thread, flush_thread, verify_thread]),
+            threads: std::sync::Mutex::new(threads),
             lock: std::sync::Mutex::new(Some(lock)),
             deltas: std::sync::Mutex::new(deltas),
             metadata: std::sync::Mutex::new(metadata),
@@ -461,6 +550,12 @@ impl Store {
             )));
         }
         Ok(())
+    }
+
+    /// What readiness adds while the store takes data: parts waiting for the shared bucket
+    /// and why (`None` without a bucket, or when everything is uploaded).
+    pub fn bucket_status(&self) -> Option<String> {
+        self.shared.bucket.as_ref().and_then(|b| b.status())
     }
 
     /// Whether the store can take data now, and if not, why: the write-ahead log's last write
@@ -566,7 +661,13 @@ impl Store {
         Snapshot {
             tenant: tenant.clone(),
             chunks: state.head.chunks(tenant, signal),
-            parts: state.parts.iter().filter(|p| p.signal == signal && p.of(tenant).is_some()).cloned().collect(),
+            parts: state
+                .parts
+                .iter()
+                .chain(&state.remote)
+                .filter(|p| p.signal == signal && p.of(tenant).is_some())
+                .cloned()
+                .collect(),
         }
     }
 
@@ -578,14 +679,17 @@ impl Store {
         let state = self.shared.read();
         let segments: Vec<Arc<series::SegmentMeta>> =
             state.series.iter().filter(|s| &s.tenant == tenant).cloned().collect();
+        // Other collectors' parts are never in this one's segments.
         let parts = state
             .parts
             .iter()
+            .chain(&state.remote)
             .filter(|p| p.signal == Signal::Metrics)
             .filter(|p| {
                 p.of(tenant).is_some_and(|t| {
                     let hour = parts::hour_dir(t.min_time);
-                    t.min_time <= hi && t.max_time >= lo && !segments.iter().any(|s| s.hour == hour && s.covers(p.seq))
+                    let covered = p.remote.is_none() && segments.iter().any(|s| s.hour == hour && s.covers(p.seq));
+                    t.min_time <= hi && t.max_time >= lo && !covered
                 })
             })
             .cloned()
@@ -781,7 +885,10 @@ impl Store {
         }
         let Some(index) = parts::read_part_index(part, tenant)? else { return Ok(None) };
         let index = Arc::new(index);
-        let live: std::collections::HashSet<String> = self.shared.read().parts.iter().map(|p| p.name.clone()).collect();
+        let live: std::collections::HashSet<String> = {
+            let state = self.shared.read();
+            state.parts.iter().chain(&state.remote).map(|p| p.name.clone()).collect()
+        };
         self.shared.span_indexes.put(&part.name, tenant, Arc::clone(&index), &|name| live.contains(name));
         Ok(Some(index))
     }

@@ -95,6 +95,9 @@ pub struct PartMeta {
     pub keys: Option<Arc<KeyRing>>,
     /// The tenants of the part, sorted.
     pub tenants: Vec<TenantRows>,
+    /// The bucket a part of another collector is read from (`store::bucket`), fetched into
+    /// `path` on first read; `None` for the collector's own parts.
+    pub remote: Option<super::bucket::Remote>,
 }
 
 impl PartMeta {
@@ -320,6 +323,7 @@ pub fn write_part(
         sha256: Some(sha256(&bytes)),
         keys: keys.cloned(),
         tenants,
+        remote: None,
     }))
 }
 
@@ -331,7 +335,10 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 /// Reads a part's bytes as they are on disk and checks them against the catalog's size and
 /// SHA-256 (its CRC-32 for an entry without one). Needs no key: this is the start-up pass.
 pub fn read_checked(meta: &PartMeta) -> Result<Vec<u8>, PartError> {
-    let bytes = fs::read(&meta.path).map_err(|source| PartError::Io { part: meta.name.clone(), source })?;
+    let bytes = match &meta.remote {
+        Some(remote) => remote.0.fetch(meta)?,
+        None => fs::read(&meta.path).map_err(|source| PartError::Io { part: meta.name.clone(), source })?,
+    };
     let damaged = |why: String| PartError::Damaged { part: meta.name.clone(), why };
     if bytes.len() as u64 != meta.size {
         return Err(damaged(format!("{} bytes where {} were written", bytes.len(), meta.size)));

@@ -1,0 +1,847 @@
+//! Parts shared through S3-compatible object storage (`[storage.bucket]`; ADR 0011,
+//! `docs/object-storage.md`).
+//!
+//! Each collector keeps its write-ahead log, head, catalog and parts in its data directory
+//! exactly as without a bucket. Two threads connect it to the bucket:
+//!
+//! ```text
+//! uploader: local parts ─ not yet uploaded ─▶ PUT parts/…/<writer>-<seq>.parquet
+//!                          uploaded, gone    ─▶ (after the manifest) DELETE, a grace later
+//!                                            ─▶ PUT manifests/<ms>-<writer>-<n>.json (create only)
+//!                                            ─▶ <data-dir>/bucket.log += the names committed
+//! sync:     LIST manifests/ (after the newest seen, less a window) ─▶ GET the new ones of other
+//!           writers ─▶ the store's remote parts (added, removed) ─▶ queries read them, fetched
+//!           on first read into <data-dir>/remote/ (a cache within `cache_bytes`)
+//! ```
+//!
+//! The uploader does not follow events: each pass compares the store's local parts with the
+//! names `bucket.log` says are committed, so a flush, a merge (its output added, its inputs
+//! removed, in one manifest) and retention all reach the bucket the same way, and a crash at
+//! any step is repaired by the next pass: a part uploaded without its manifest is uploaded
+//! again (same key, same bytes), a manifest created without its `bucket.log` line is created
+//! again — readers apply manifests by part name, so a part added twice is one part, and a name
+//! removed stays removed. Nothing on the write path waits for another collector: manifest names
+//! carry the writer's id, and creating one that exists (`PutMode::Create`) only moves to the
+//! next number.
+//!
+//! A collector reads the parts other writers committed and its own from its data directory;
+//! it never deletes or changes another writer's objects. When the bucket cannot be reached the
+//! parts stay local (they are already durable there), the readiness answer says how many wait,
+//! and the next pass uploads them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as Key;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::config::BucketConfig;
+
+use super::Shared;
+use super::catalog::{self, Manifest};
+use super::crypt::KeyRing;
+use super::parts::{self, PartError, PartMeta};
+
+/// The file of committed names, in the data directory.
+const LOG: &str = "bucket.log";
+/// Where parts of other writers are fetched to, in the data directory.
+pub const CACHE_DIR: &str = "remote";
+/// The file keeping a generated writer id, in the data directory.
+const WRITER_ID_FILE: &str = "writer-id";
+/// Manifests listed again at each refresh, before the newest seen: a writer whose clock is
+/// behind by less than this is not missed.
+const LIST_WINDOW: Duration = Duration::from_secs(600);
+/// Most parts one manifest adds (a long outage leaves many waiting).
+const MAX_PARTS_PER_MANIFEST: usize = 1000;
+/// How long the objects of removed parts stay, so readers that have not yet listed the
+/// manifest removing them still read them.
+const DELETE_GRACE: Duration = Duration::from_secs(120);
+
+/// A bucket that cannot be used, named with its endpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("bucket {url}{at}: {what}")]
+pub struct BucketError {
+    url: String,
+    at: String,
+    what: String,
+}
+
+/// A part's bucket, on its [`PartMeta`]: compared by identity.
+#[derive(Clone)]
+pub struct Remote(pub Arc<Bucket>);
+
+impl PartialEq for Remote {
+    fn eq(&self, other: &Remote) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Remote({})", self.0.url)
+    }
+}
+
+/// The bucket client of one collector.
+pub struct Bucket {
+    store: Arc<dyn ObjectStore>,
+    /// The key prefix inside the bucket (empty for none).
+    prefix: String,
+    /// `s3://bucket/prefix`, for messages.
+    url: String,
+    /// ` at <endpoint>`, or empty for AWS.
+    at: String,
+    writer: String,
+    runtime: Option<tokio::runtime::Runtime>,
+    timeout: Duration,
+    refresh: Duration,
+    cache_dir: PathBuf,
+    cache: Mutex<Cache>,
+    cache_bytes: u64,
+    keys: Option<Arc<KeyRing>>,
+    /// The last manifest number used (`manifests/<ms>-<writer>-<n>`).
+    manifest_n: AtomicU64,
+    /// Wakes the uploader (after a flush, a merge, retention).
+    wake: (Mutex<bool>, Condvar),
+    /// What the uploader last found: parts waiting and the error that keeps them waiting.
+    status: Mutex<UploadStatus>,
+    /// Parts of other writers found damaged: not read again by this process.
+    quarantined: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bucket").field("url", &self.url).field("writer", &self.writer).finish()
+    }
+}
+
+impl Drop for Bucket {
+    fn drop(&mut self) {
+        // May run on an async worker (the server's shutdown): never block there.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct UploadStatus {
+    waiting: usize,
+    error: Option<String>,
+}
+
+/// Parts fetched into the cache directory, least recently read first out.
+#[derive(Debug, Default)]
+struct Cache {
+    files: HashMap<String, (u64, u64)>,
+    bytes: u64,
+    clock: u64,
+}
+
+/// The part of `s3://bucket/prefix` after the bucket: the prefix, without slashes at its ends.
+fn parse_url(url: &str) -> Result<(String, String), String> {
+    let rest = url.strip_prefix("s3://").ok_or_else(|| format!("{url:?} is not an s3:// URL"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(format!("{url:?} names no bucket"));
+    }
+    let prefix = prefix.trim_matches('/');
+    if prefix.split('/').any(|c| c == "." || c == "..") || prefix.contains("//") {
+        return Err(format!("{url:?}: the prefix may not hold empty, `.` or `..` components"));
+    }
+    Ok((bucket.to_string(), prefix.to_string()))
+}
+
+/// Whether `id` can name a writer in object keys.
+fn valid_writer(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The configured writer id, or the one kept in the data directory, or a new one kept there.
+fn writer_id(config: &BucketConfig, data_dir: &Path) -> Result<String, String> {
+    if let Some(id) = &config.writer_id {
+        return if valid_writer(id) {
+            Ok(id.clone())
+        } else {
+            Err(format!("writer_id {id:?}: use 1 to 64 letters, digits, `-` or `_`"))
+        };
+    }
+    let path = data_dir.join(WRITER_ID_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) if valid_writer(text.trim()) => return Ok(text.trim().to_string()),
+        Ok(_) => return Err(format!("{WRITER_ID_FILE} in the data directory does not hold a writer id")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{WRITER_ID_FILE}: {e}")),
+    }
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).map_err(|e| format!("cannot generate a writer id: {e}"))?;
+    let id = format!("w{}", hex::encode(random));
+    let tmp = path.with_extension("tmp");
+    let write = || -> io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(id.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        super::wal::sync_dir(data_dir)
+    };
+    write().map_err(|e| format!("cannot keep the writer id in {WRITER_ID_FILE}: {e}"))?;
+    Ok(id)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Bucket {
+    /// Connects to the bucket of `config` and checks that it can be written and honours
+    /// create-only writes (a clear error otherwise: unreachable, refused credentials, a store
+    /// without conditional writes).
+    pub fn open(
+        config: &BucketConfig,
+        data_dir: &Path,
+        keys: Option<Arc<KeyRing>>,
+    ) -> Result<Arc<Bucket>, BucketError> {
+        let at = config.endpoint.as_deref().map(|e| format!(" at {e}")).unwrap_or_default();
+        let error = |what: String| BucketError { url: config.url.clone(), at: at.clone(), what };
+        let (name, prefix) = parse_url(&config.url).map_err(error)?;
+        let writer = writer_id(config, data_dir).map_err(error)?;
+        let timeout = config.request_timeout.0;
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&name)
+            .with_region(&config.region)
+            .with_virtual_hosted_style_request(config.virtual_hosted_style)
+            .with_client_options(
+                ClientOptions::new().with_timeout(timeout).with_connect_timeout(timeout.min(Duration::from_secs(5))),
+            )
+            // Failures are retried by the next pass, not for minutes inside one request.
+            .with_retry(RetryConfig { max_retries: 2, retry_timeout: timeout, ..RetryConfig::default() });
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+        }
+        let store = builder.build().map_err(|e| error(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("bucket-io")
+            .enable_all()
+            .build()
+            .map_err(|e| error(format!("cannot start its I/O threads: {e}")))?;
+        let cache_dir = data_dir.join(CACHE_DIR);
+        // Parts fetched by an earlier run are fetched again when read: the cache starts empty.
+        if cache_dir.exists() {
+            fs::remove_dir_all(&cache_dir).map_err(|e| error(format!("cannot clear {CACHE_DIR}/: {e}")))?;
+        }
+        let bucket = Arc::new(Bucket {
+            store: Arc::new(store),
+            prefix,
+            url: config.url.clone(),
+            at: at.clone(),
+            writer,
+            runtime: Some(runtime),
+            timeout,
+            refresh: config.refresh_interval.0,
+            cache_dir,
+            cache: Mutex::new(Cache::default()),
+            cache_bytes: config.cache_bytes,
+            keys,
+            quarantined: Mutex::new(HashSet::new()),
+            manifest_n: AtomicU64::new(0),
+            wake: (Mutex::new(false), Condvar::new()),
+            status: Mutex::new(UploadStatus::default()),
+        });
+        bucket.check_conditional_writes().map_err(error)?;
+        Ok(bucket)
+    }
+
+    pub fn writer(&self) -> &str {
+        &self.writer
+    }
+
+    fn error(&self, what: String) -> BucketError {
+        BucketError { url: self.url.clone(), at: self.at.clone(), what }
+    }
+
+    fn key(&self, rest: &str) -> Key {
+        if self.prefix.is_empty() { Key::from(rest) } else { Key::from(format!("{}/{rest}", self.prefix)) }
+    }
+
+    /// Runs one request on the bucket's threads and waits for it, within the request timeout.
+    fn run<T: Send + 'static>(
+        &self,
+        what: String,
+        request: impl Future<Output = object_store::Result<T>> + Send + 'static,
+    ) -> Result<T, RequestError> {
+        let Some(runtime) = &self.runtime else { return Err(RequestError::Other(format!("{what}: closed"))) };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let timeout = self.timeout;
+        runtime.spawn(async move {
+            let _ = tx.send(tokio::time::timeout(timeout, request).await);
+        });
+        match rx.recv() {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(object_store::Error::NotFound { .. }))) => Err(RequestError::NotFound),
+            Ok(Ok(Err(object_store::Error::AlreadyExists { .. }))) => Err(RequestError::Exists),
+            Ok(Ok(Err(e))) => Err(RequestError::Other(format!("{what}: {e}"))),
+            Ok(Err(_)) => Err(RequestError::Other(format!("{what}: no answer within {timeout:?}"))),
+            Err(_) => Err(RequestError::Other(format!("{what}: the request was dropped"))),
+        }
+    }
+
+    /// Creates a probe object twice: the second create must be refused, or writers could
+    /// overwrite each other's manifests (and leases could not be held).
+    fn check_conditional_writes(&self) -> Result<(), String> {
+        let name = format!("probe/{}-{}", self.writer, now_ms());
+        let create = |text: &'static str| {
+            let (store, key) = (Arc::clone(&self.store), self.key(&name));
+            self.run(format!("create {name}"), async move {
+                store.put_opts(&key, PutPayload::from_static(text.as_bytes()), PutOptions::from(PutMode::Create)).await
+            })
+        };
+        create("1").map_err(|e| e.to_string())?;
+        let second = create("2");
+        let (store, key) = (Arc::clone(&self.store), self.key(&name));
+        let _ = self.run(format!("delete {name}"), async move { store.delete(&key).await });
+        match second {
+            Err(RequestError::Exists) => Ok(()),
+            Ok(_) => Err("the store overwrote an object a create-only write (If-None-Match: *) named: it does not honour conditional writes, which collectors sharing a bucket need".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// A part's name in the bucket: its local name with the writer's id before its number, so
+    /// the parts of writers numbering alike never meet, and the start of its checksum after
+    /// it, so a local name used again (a merge's output takes a free number) never names
+    /// another part's object.
+    pub fn bucket_name(&self, meta: &PartMeta) -> String {
+        let sum = match meta.sha256 {
+            Some(digest) => hex::encode(&digest[..4]),
+            None => format!("{:08x}", meta.crc32),
+        };
+        let local = meta.name.strip_suffix(".parquet").unwrap_or(&meta.name);
+        match local.rsplit_once('/') {
+            Some((dir, file)) => format!("{dir}/{}-{file}-{sum}.parquet", self.writer),
+            None => format!("{}-{local}-{sum}.parquet", self.writer),
+        }
+    }
+
+    /// Uploads a local part's file as it is on disk (checked first: damage is not uploaded).
+    fn put_part(&self, meta: &PartMeta) -> Result<u64, RequestError> {
+        let bytes = parts::read_checked(meta).map_err(|e| RequestError::Other(e.to_string()))?;
+        let len = bytes.len() as u64;
+        let name = self.bucket_name(meta);
+        let (store, key) = (Arc::clone(&self.store), self.key(&name));
+        self.run(format!("upload {name}"), async move { store.put(&key, PutPayload::from(bytes)).await })?;
+        Ok(len)
+    }
+
+    /// Creates the next manifest of this writer; returns its name.
+    fn commit(&self, manifest: &Manifest) -> Result<String, RequestError> {
+        let body = Bytes::from(
+            catalog::manifest_json(&self.writer, manifest).map_err(|e| RequestError::Other(e.to_string()))?,
+        );
+        loop {
+            let n = self.manifest_n.fetch_add(1, Ordering::Relaxed) + 1;
+            let name = format!("manifests/{:013}-{}-{n:06}.json", now_ms(), self.writer);
+            let (store, key, body) = (Arc::clone(&self.store), self.key(&name), body.clone());
+            let created = self.run(format!("create {name}"), async move {
+                store.put_opts(&key, PutPayload::from(body), PutOptions::from(PutMode::Create)).await
+            });
+            match created {
+                Ok(_) => return Ok(name),
+                // Taken (a restart within the same millisecond): the next number.
+                Err(RequestError::Exists) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn delete(&self, name: &str) -> Result<(), RequestError> {
+        let (store, key) = (Arc::clone(&self.store), self.key(name));
+        match self.run(format!("delete {name}"), async move { store.delete(&key).await }) {
+            Ok(()) | Err(RequestError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The names of the manifests after `offset` (a name under `manifests/`), in order.
+    fn list_manifests(&self, offset: Option<&str>) -> Result<Vec<String>, RequestError> {
+        let (store, dir) = (Arc::clone(&self.store), self.key("manifests"));
+        let offset = offset.map(|o| self.key(o));
+        let strip = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
+        let mut names: Vec<String> = self.run("list manifests/".into(), async move {
+            let mut stream = match &offset {
+                Some(o) => store.list_with_offset(Some(&dir), o),
+                None => store.list(Some(&dir)),
+            };
+            let mut out = Vec::new();
+            while let Some(item) = stream.next().await {
+                out.push(item?.location.to_string());
+            }
+            Ok(out)
+        })?;
+        for n in &mut names {
+            if let Some(rest) = n.strip_prefix(&strip) {
+                *n = rest.to_string();
+            }
+        }
+        names.retain(|n| n.starts_with("manifests/") && n.ends_with(".json"));
+        names.sort();
+        Ok(names)
+    }
+
+    fn get(&self, name: &str) -> Result<Bytes, RequestError> {
+        let (store, key) = (Arc::clone(&self.store), self.key(name));
+        self.run(format!("read {name}"), async move { store.get(&key).await?.bytes().await })
+    }
+
+    /// The bytes of a part of another writer: from the cache directory when fetched already,
+    /// else from the bucket (then kept in the cache, the least recently read parts deleted
+    /// past `cache_bytes`). The caller checks them against the manifest's checksum.
+    pub fn fetch(&self, meta: &PartMeta) -> Result<Vec<u8>, PartError> {
+        let io_error = |source: io::Error| PartError::Io { part: meta.name.clone(), source };
+        match fs::read(&meta.path) {
+            Ok(bytes) => {
+                self.touch(&meta.name, bytes.len() as u64);
+                return Ok(bytes);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(e)),
+        }
+        let bytes = match self.get(&meta.name) {
+            Ok(bytes) => bytes.to_vec(),
+            Err(RequestError::NotFound) => {
+                return Err(io_error(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "not in the bucket (removed by its writer)",
+                )));
+            }
+            Err(e) => return Err(io_error(io::Error::other(self.error(e.to_string()).to_string()))),
+        };
+        if bytes.len() as u64 <= self.cache_bytes {
+            // A part that cannot be cached is still answered from memory.
+            let _ = self.keep(&meta.path, &bytes).map(|()| self.touch(&meta.name, bytes.len() as u64));
+        }
+        Ok(bytes)
+    }
+
+    fn keep(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        fs::write(&tmp, bytes)?;
+        fs::rename(&tmp, path)
+    }
+
+    /// Records a read of a cached part and deletes the least recently read past the limit.
+    fn touch(&self, name: &str, size: u64) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.clock += 1;
+        let clock = cache.clock;
+        if let Some(old) = cache.files.insert(name.to_string(), (size, clock)) {
+            cache.bytes -= old.0;
+        }
+        cache.bytes += size;
+        while cache.bytes > self.cache_bytes {
+            let Some(oldest) = cache.files.iter().min_by_key(|(_, (_, used))| *used).map(|(n, _)| n.clone()) else {
+                break;
+            };
+            if let Some((size, _)) = cache.files.remove(&oldest) {
+                cache.bytes -= size;
+            }
+            let _ = fs::remove_file(self.cache_dir.join(&oldest));
+        }
+    }
+
+    /// Sets a damaged part of another writer aside: its cached copy deleted, and the part left
+    /// out of this process's reads (the object stays: it is its writer's).
+    pub fn quarantine(&self, meta: &PartMeta) {
+        self.quarantined.lock().unwrap_or_else(|e| e.into_inner()).insert(meta.name.clone());
+        self.evict(meta);
+    }
+
+    /// Forgets a cached part (damaged, or removed by its writer).
+    pub fn evict(&self, meta: &PartMeta) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((size, _)) = cache.files.remove(&meta.name) {
+            cache.bytes -= size;
+        }
+        let _ = fs::remove_file(&meta.path);
+    }
+
+    /// Wakes the uploader.
+    pub fn nudge(&self) {
+        let (lock, cv) = &self.wake;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_one();
+    }
+
+    fn wait(&self, timeout: Duration) {
+        let (lock, cv) = &self.wake;
+        let mut woken = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if !*woken {
+            woken = cv.wait_timeout(woken, timeout).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        *woken = false;
+    }
+
+    /// What readiness says of the bucket: `None` when every local part is committed.
+    pub fn status(&self) -> Option<String> {
+        let status = self.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match (status.waiting, status.error) {
+            (0, None) => None,
+            (n, None) => Some(format!("{n} parts waiting for upload to bucket {}", self.url)),
+            (n, Some(e)) => Some(format!("{n} parts waiting for upload: {e}")),
+        }
+    }
+
+    fn set_status(&self, waiting: usize, error: Option<String>) {
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = UploadStatus { waiting, error };
+    }
+}
+
+/// A failed request.
+#[derive(Debug)]
+enum RequestError {
+    NotFound,
+    Exists,
+    Other(String),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::NotFound => f.write_str("not found"),
+            RequestError::Exists => f.write_str("exists already"),
+            RequestError::Other(what) => f.write_str(what),
+        }
+    }
+}
+
+/// One line of `bucket.log`: the bucket names of parts committed as added or removed.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Committed {
+    manifest: String,
+    #[serde(default)]
+    added: Vec<String>,
+    #[serde(default)]
+    removed: Vec<String>,
+}
+
+/// The bucket names of the parts committed to the bucket, from `bucket.log` (a torn last
+/// line is skipped: its manifest is created again, which readers take as a repeat).
+fn read_log(data_dir: &Path) -> io::Result<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    let file = match File::open(data_dir.join(LOG)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(names),
+        Err(e) => return Err(e),
+    };
+    for line in io::BufReader::new(file).lines() {
+        let Ok(c) = serde_json::from_str::<Committed>(&line?) else { continue };
+        names.extend(c.added);
+        for r in c.removed {
+            names.remove(&r);
+        }
+    }
+    Ok(names)
+}
+
+fn append_log(data_dir: &Path, line: &Committed) -> io::Result<()> {
+    let mut file = OpenOptions::new().create(true).append(true).open(data_dir.join(LOG))?;
+    let mut text = serde_json::to_string(line).map_err(io::Error::other)?;
+    text.push('\n');
+    file.write_all(text.as_bytes())?;
+    file.sync_data()
+}
+
+/// Rewrites `bucket.log` as one line of the names committed (at start, so it does not grow
+/// with every flush forever).
+fn rewrite_log(data_dir: &Path, names: &BTreeSet<String>) -> io::Result<()> {
+    let tmp = data_dir.join(format!("{LOG}.tmp"));
+    let line = Committed { manifest: String::new(), added: names.iter().cloned().collect(), removed: Vec::new() };
+    let mut text = serde_json::to_string(&line).map_err(io::Error::other)?;
+    text.push('\n');
+    let mut f = File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, data_dir.join(LOG))?;
+    super::wal::sync_dir(data_dir)
+}
+
+/// A local part as its manifest entry names it, its trace keys read back from the part when
+/// they were released from memory (`store::trace_keys`).
+fn for_manifest(bucket: &Bucket, meta: &PartMeta) -> Result<PartMeta, PartError> {
+    let mut out = PartMeta { name: bucket.bucket_name(meta), ..meta.clone() };
+    if out.tenants.iter().any(|t| t.trace_keys.get().is_none()) {
+        let bytes = parts::read_verified(meta)?;
+        let rows = parts::decode(&meta.name, meta.signal, bytes, None, None)?;
+        for t in &mut out.tenants {
+            if let Some((tenant, r)) = rows.iter().find(|(tenant, _)| tenant == &t.tenant) {
+                t.trace_keys = parts::tenant_rows(tenant, &[r]).trace_keys;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The uploader thread: a pass after each nudge and at least every refresh interval, until the
+/// store closes (a last pass then).
+pub(crate) fn upload_loop(shared: Arc<Shared>, bucket: Arc<Bucket>) {
+    let mut committed = match read_log(&shared.data_dir) {
+        Ok(names) => names,
+        Err(e) => {
+            tracing::error!(%e, "cannot read bucket.log; every local part is committed again");
+            BTreeSet::new()
+        }
+    };
+    if let Err(e) = rewrite_log(&shared.data_dir, &committed) {
+        tracing::error!(%e, "cannot rewrite bucket.log");
+    }
+    let mut doomed: Vec<(Instant, String)> = Vec::new();
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let closing = shared.closing.load(Ordering::Relaxed);
+        match upload_pass(&shared, &bucket, &mut committed, &mut doomed) {
+            Ok(()) => {
+                backoff = Duration::from_millis(500);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "bucket upload failed; the parts stay local and are uploaded on the next pass");
+                shared.telemetry.bucket_errors.fetch_add(1, Ordering::Relaxed);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+        if closing {
+            return;
+        }
+        let now = Instant::now();
+        doomed.retain(|(at, name)| *at > now || bucket.delete(name).is_err());
+        bucket.wait(if bucket.status().is_some() { backoff } else { bucket.refresh });
+    }
+}
+
+fn upload_pass(
+    shared: &Shared,
+    bucket: &Bucket,
+    committed: &mut BTreeSet<String>,
+    doomed: &mut Vec<(Instant, String)>,
+) -> Result<(), BucketError> {
+    let local: Vec<Arc<PartMeta>> = shared.read().parts.clone();
+    let named: Vec<(String, &Arc<PartMeta>)> = local.iter().map(|p| (bucket.bucket_name(p), p)).collect();
+    let current: HashSet<&str> = named.iter().map(|(n, _)| n.as_str()).collect();
+    let mut adds: Vec<&(String, &Arc<PartMeta>)> = named.iter().filter(|(n, _)| !committed.contains(n)).collect();
+    adds.sort_by_key(|(_, p)| p.seq);
+    let removes: Vec<String> = committed.iter().filter(|n| !current.contains(n.as_str())).cloned().collect();
+    if adds.is_empty() && removes.is_empty() {
+        bucket.set_status(0, None);
+        return Ok(());
+    }
+    let waiting = adds.len();
+    let fail = |e: String| {
+        bucket.set_status(waiting, Some(bucket.error(e.clone()).to_string()));
+        bucket.error(e)
+    };
+    let batches: Vec<&[&(String, &Arc<PartMeta>)]> =
+        if adds.is_empty() { vec![&[]] } else { adds.chunks(MAX_PARTS_PER_MANIFEST).collect() };
+    let last = batches.len() - 1;
+    for (i, batch) in batches.into_iter().enumerate() {
+        let mut added = Vec::with_capacity(batch.len());
+        for (_, meta) in batch.iter() {
+            match bucket.put_part(meta) {
+                Ok(bytes) => {
+                    shared.telemetry.bucket_uploaded_bytes.fetch_add(bytes, Ordering::Relaxed);
+                }
+                // Deleted locally since the list was taken (a merge, retention): its removal is
+                // the next pass's.
+                Err(RequestError::Other(_)) if !meta.path.exists() => continue,
+                Err(e) => return Err(fail(e.to_string())),
+            }
+            match for_manifest(bucket, meta) {
+                Ok(m) => added.push(m),
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(fail(e.to_string())),
+            }
+        }
+        // A merge's output and its inputs' removal in one manifest (the last when a backlog
+        // needs several), so readers never see both or neither.
+        let removed: Vec<String> = if i == last { removes.clone() } else { Vec::new() };
+        let manifest = Manifest { added, removed };
+        let name = bucket.commit(&manifest).map_err(|e| fail(e.to_string()))?;
+        let added: Vec<String> = manifest.added.iter().map(|m| m.name.clone()).collect();
+        let line = Committed { manifest: name.clone(), added, removed: manifest.removed };
+        append_log(&shared.data_dir, &line)
+            .map_err(|e| fail(format!("cannot record manifest {name} in {LOG}: {e}")))?;
+        committed.extend(line.added.iter().cloned());
+        for r in &line.removed {
+            committed.remove(r);
+            doomed.push((Instant::now() + DELETE_GRACE, r.clone()));
+        }
+        shared.telemetry.bucket_manifests.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(manifest = %name, added = line.added.len(), removed = line.removed.len(), "committed to the bucket");
+    }
+    bucket.set_status(0, None);
+    Ok(())
+}
+
+/// What the sync thread knows of other writers' parts.
+#[derive(Debug, Default)]
+pub(crate) struct Remotes {
+    /// Manifests applied (or unreadable), by name.
+    seen: BTreeSet<String>,
+    parts: BTreeMap<String, Arc<PartMeta>>,
+    /// Names a manifest removed: an add of one seen later (out of order) is ignored.
+    removed: HashSet<String>,
+}
+
+/// Lists the manifests (all of them the first time, then those after the newest seen less
+/// [`LIST_WINDOW`]), applies those of other writers not seen yet, and publishes the result as
+/// the store's remote parts. Returns how many manifests were applied.
+pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Remotes) -> Result<usize, BucketError> {
+    let offset = remotes.seen.last().and_then(|newest| {
+        let ms: u64 = newest.strip_prefix("manifests/")?.get(..13)?.parse().ok()?;
+        Some(format!("manifests/{:013}", ms.saturating_sub(LIST_WINDOW.as_millis() as u64)))
+    });
+    let names = bucket.list_manifests(offset.as_deref()).map_err(|e| bucket.error(e.to_string()))?;
+    let mine = format!("-{}-", bucket.writer);
+    let mut applied = 0;
+    let mut gone = Vec::new();
+    for name in names {
+        if remotes.seen.contains(&name) {
+            continue;
+        }
+        let own = name.get("manifests/".len() + 13..).is_some_and(|rest| rest.starts_with(&mine));
+        if own {
+            remotes.seen.insert(name);
+            continue;
+        }
+        let bytes = bucket.get(&name).map_err(|e| bucket.error(e.to_string()))?;
+        match catalog::manifest_from_json(&bytes, &bucket.cache_dir, bucket.keys.as_ref()) {
+            Some((_, manifest)) => {
+                for mut meta in manifest.added {
+                    if remotes.removed.contains(&meta.name) || remotes.parts.contains_key(&meta.name) {
+                        continue;
+                    }
+                    meta.remote = Some(Remote(Arc::clone(bucket)));
+                    remotes.parts.insert(meta.name.clone(), Arc::new(meta));
+                }
+                for name in manifest.removed {
+                    if let Some(meta) = remotes.parts.remove(&name) {
+                        gone.push(meta);
+                    }
+                    remotes.removed.insert(name);
+                }
+                applied += 1;
+            }
+            None => tracing::error!(manifest = %name, "bucket manifest does not parse; its parts are not read"),
+        }
+        remotes.seen.insert(name);
+    }
+    if applied > 0 {
+        let quarantined = bucket.quarantined.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // Parts past retention are left out as the collector's own are deleted.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let cutoff = now.saturating_sub(shared.settings.retention.as_nanos() as u64);
+        shared.write().remote = remotes
+            .parts
+            .values()
+            .filter(|p| !quarantined.contains(&p.name) && p.max_time() >= cutoff)
+            .cloned()
+            .collect();
+        for meta in gone {
+            shared.span_indexes.forget(&meta.name);
+            bucket.evict(&meta);
+        }
+    }
+    Ok(applied)
+}
+
+/// The sync thread: a pass every refresh interval until the store closes.
+pub(crate) fn sync_loop(shared: Arc<Shared>, bucket: Arc<Bucket>, mut remotes: Remotes) {
+    let mut failing = false;
+    while !shared.closing.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        match sync_pass(&shared, &bucket, &mut remotes) {
+            Ok(_) if failing => {
+                failing = false;
+                tracing::info!("bucket manifests listed again");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot list the bucket's manifests; answers lack parts committed since");
+                }
+                failing = true;
+                shared.telemetry.bucket_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let rest = bucket.refresh.saturating_sub(started.elapsed());
+        // Sleeps in short steps so that closing the store is not held up.
+        let until = Instant::now() + rest;
+        while Instant::now() < until && !shared.closing.load(Ordering::Relaxed) {
+            std::thread::sleep((until - Instant::now()).min(Duration::from_millis(200)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_bucket_and_a_clean_prefix() {
+        assert_eq!(parse_url("s3://telemetry").unwrap(), ("telemetry".into(), String::new()));
+        assert_eq!(parse_url("s3://telemetry/slo-gate/prod/").unwrap(), ("telemetry".into(), "slo-gate/prod".into()));
+        for bad in ["telemetry", "http://x/y", "s3://", "s3:///p", "s3://b/a/../c", "s3://b/a//c"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn writer_ids_are_kept_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |id: Option<&str>| BucketConfig {
+            url: "s3://b".into(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            virtual_hosted_style: false,
+            writer_id: id.map(str::to_string),
+            refresh_interval: slo_contracts::HumanDuration(Duration::from_secs(1)),
+            request_timeout: slo_contracts::HumanDuration(Duration::from_secs(1)),
+            cache_bytes: 1 << 20,
+        };
+        let first = writer_id(&config(None), dir.path()).unwrap();
+        assert!(valid_writer(&first));
+        assert_eq!(writer_id(&config(None), dir.path()).unwrap(), first, "kept in the data directory");
+        assert_eq!(writer_id(&config(Some("collector-a")), dir.path()).unwrap(), "collector-a");
+        for bad in ["", "a/b", "a b", &"x".repeat(65)] {
+            assert!(writer_id(&config(Some(bad)), dir.path()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_log_of_committed_names_survives_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = |added: &[&str], removed: &[&str]| Committed {
+            manifest: "m".into(),
+            added: added.iter().map(|s| s.to_string()).collect(),
+            removed: removed.iter().map(|s| s.to_string()).collect(),
+        };
+        append_log(dir.path(), &line(&["a", "b"], &[])).unwrap();
+        append_log(dir.path(), &line(&["c"], &["a"])).unwrap();
+        let mut f = OpenOptions::new().append(true).open(dir.path().join(LOG)).unwrap();
+        f.write_all(b"{\"manifest\":\"x\",\"added\":[\"d").unwrap();
+        let names = read_log(dir.path()).unwrap();
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["b", "c"]);
+        rewrite_log(dir.path(), &read_log(dir.path()).unwrap()).unwrap();
+        assert_eq!(read_log(dir.path()).unwrap().into_iter().collect::<Vec<_>>(), ["b", "c"]);
+    }
+}

