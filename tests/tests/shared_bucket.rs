@@ -31,9 +31,13 @@ const BUCKET: &str = "telemetry";
 
 /// A collector's config: flushes and merges every 200 ms, the bucket listed every 300 ms.
 fn config(dir: &Path, name: &str, endpoint: &str, writer: &str) -> PathBuf {
+    config_flushing(dir, name, endpoint, writer, "200ms")
+}
+
+fn config_flushing(dir: &Path, name: &str, endpoint: &str, writer: &str, flush: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
-        "retention = \"7d\"\n[storage]\nflush_interval = \"200ms\"\n\
+        "retention = \"7d\"\n[storage]\nflush_interval = \"{flush}\"\n\
          [storage.compaction]\nmin_parts = 2\ninterval = \"200ms\"\n\
          [storage.bucket]\nurl = \"s3://{BUCKET}/slo-gate\"\nendpoint = \"{endpoint}\"\nwriter_id = \"{writer}\"\n\
          refresh_interval = \"300ms\"\nrequest_timeout = \"5s\"\n"
@@ -338,4 +342,84 @@ fn an_absent_bucket_costs_nothing_acknowledged_and_a_damaged_part_costs_that_par
     for server in [a, b, reader, fresh] {
         server.stop();
     }
+}
+
+/// A part larger than one upload chunk (8 MiB) goes up as a multipart upload and reads back
+/// whole on another collector.
+#[test]
+fn a_part_larger_than_an_upload_chunk_reads_back_from_the_bucket() {
+    let seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    // Flushed every 10 s, so the spans below make one part.
+    let cfg = config_flushing(dir.path(), "big", &seaweed.endpoint(), "big", "10s");
+    let env = [("AWS_ACCESS_KEY_ID", seaweed.access_key()), ("AWS_SECRET_ACCESS_KEY", seaweed.secret_key())];
+    let writer = Server::start_with_env(&dir.path().join("big-data"), &["--config", cfg.to_str().unwrap()], &env);
+    let reader = start(&seaweed, dir.path(), "reader");
+    // 200,000 spans with 240 hex digits of noise each, in one hour: a part of over 8 MiB.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = || {
+        (0..15)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                format!("{state:016x}")
+            })
+            .collect::<String>()
+    };
+    let client = reqwest::blocking::Client::new();
+    let (requests, per_request) = (40u64, 5_000u64);
+    let batch = |r: u64| 9_000_000 + 2 * r;
+    for r in 0..requests {
+        let mut request = batch_request(batch(r));
+        let spans = &mut request.resource_spans[0].scope_spans[0].spans;
+        let template = spans[0].clone();
+        spans.clear();
+        for i in 0..per_request {
+            let mut span = template.clone();
+            span.span_id = (i + 1).to_be_bytes().to_vec();
+            span.attributes = vec![kv("noise", &noise())];
+            spans.push(span);
+        }
+        let body = request.encode_to_vec();
+        let response = client
+            .post(writer.http_url("/v1/traces"))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+    let total = requests * per_request;
+    let listed = e2e::eventually(Duration::from_secs(120), || {
+        (ready_text(&writer) == "ready\n" && reader.items("traces", None) == total).then_some(())
+    });
+    assert!(listed.is_some(), "the reader lists {} of {total} spans", reader.items("traces", None));
+    let store = seaweed.builder(BUCKET).build().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let largest = runtime.block_on(async {
+        let prefix = object_store::path::Path::from("slo-gate/parts");
+        let mut listing = store.list(Some(&prefix));
+        let mut largest = 0;
+        while let Some(item) = futures_util::StreamExt::next(&mut listing).await {
+            largest = largest.max(item.unwrap().size);
+        }
+        largest
+    });
+    assert!(largest > 8 << 20, "the largest part is {largest} bytes: not a multipart upload");
+    for r in [0, requests / 2, requests - 1] {
+        let (status, body) = reader.get(&format!("/api/v1/traces/{}", hex::encode(trace_id(batch(r)))), None);
+        assert_eq!(status, 200, "{body}");
+        let spans: usize = body["resourceSpans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|rs| rs["scopeSpans"].as_array().unwrap())
+            .map(|ss| ss["spans"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(spans as u64, per_request, "trace of request {r}");
+    }
+    writer.stop();
+    reader.stop();
 }

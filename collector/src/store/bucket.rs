@@ -41,7 +41,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as Key;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig};
+use object_store::{
+    ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, WriteMultipart,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::config::BucketConfig;
@@ -62,6 +64,11 @@ const WRITER_ID_FILE: &str = "writer-id";
 const LIST_WINDOW: Duration = Duration::from_secs(600);
 /// Most parts one manifest adds (a long outage leaves many waiting).
 const MAX_PARTS_PER_MANIFEST: usize = 1000;
+/// Most bytes of manifest lines kept for parts waiting for upload; past it a part's line is
+/// made at upload, reading its trace keys back from the part if they were released.
+const ENTRY_BYTES: usize = 64 << 20;
+/// Bytes a part is uploaded in (S3 takes multipart chunks of 5 MiB and more).
+const UPLOAD_CHUNK: usize = 8 << 20;
 /// How long the objects of removed parts stay, so readers that have not yet listed the
 /// manifest removing them still read them.
 const DELETE_GRACE: Duration = Duration::from_secs(120);
@@ -116,6 +123,15 @@ pub struct Bucket {
     status: Mutex<UploadStatus>,
     /// Parts of other writers found damaged: not read again by this process.
     quarantined: Mutex<HashSet<String>>,
+    /// The manifest lines of parts not yet uploaded, made when they were written (while their
+    /// trace keys are in memory), by bucket name, within [`ENTRY_BYTES`].
+    entries: Mutex<Entries>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    lines: HashMap<String, String>,
+    bytes: usize,
 }
 
 impl std::fmt::Debug for Bucket {
@@ -253,6 +269,7 @@ impl Bucket {
             cache_bytes: config.cache_bytes,
             keys,
             quarantined: Mutex::new(HashSet::new()),
+            entries: Mutex::new(Entries::default()),
             manifest_n: AtomicU64::new(0),
             wake: (Mutex::new(false), Condvar::new()),
             status: Mutex::new(UploadStatus::default()),
@@ -279,9 +296,18 @@ impl Bucket {
         what: String,
         request: impl Future<Output = object_store::Result<T>> + Send + 'static,
     ) -> Result<T, RequestError> {
+        self.run_for(what, self.timeout, request)
+    }
+
+    /// [`Bucket::run`] within `timeout`.
+    fn run_for<T: Send + 'static>(
+        &self,
+        what: String,
+        timeout: Duration,
+        request: impl Future<Output = object_store::Result<T>> + Send + 'static,
+    ) -> Result<T, RequestError> {
         let Some(runtime) = &self.runtime else { return Err(RequestError::Other(format!("{what}: closed"))) };
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let timeout = self.timeout;
         runtime.spawn(async move {
             let _ = tx.send(tokio::time::timeout(timeout, request).await);
         });
@@ -332,20 +358,68 @@ impl Bucket {
         }
     }
 
-    /// Uploads a local part's file as it is on disk (checked first: damage is not uploaded).
+    /// Uploads a local part's file as it is on disk, [`UPLOAD_CHUNK`] bytes at a time (a
+    /// multipart upload past one chunk), so an upload holds a few chunks, not the part. Its
+    /// checksum is not computed here: every reader checks it against the manifest.
     fn put_part(&self, meta: &PartMeta) -> Result<u64, RequestError> {
-        let bytes = parts::read_checked(meta).map_err(|e| RequestError::Other(e.to_string()))?;
-        let len = bytes.len() as u64;
+        use tokio::io::AsyncReadExt;
         let name = self.bucket_name(meta);
-        let (store, key) = (Arc::clone(&self.store), self.key(&name));
-        self.run(format!("upload {name}"), async move { store.put(&key, PutPayload::from(bytes)).await })?;
-        Ok(len)
+        let (store, key, path, size) = (Arc::clone(&self.store), self.key(&name), meta.path.clone(), meta.size);
+        let local = |e: io::Error| object_store::Error::Generic { store: "local file", source: Box::new(e) };
+        // A slow link gets a second per MiB beyond the request timeout.
+        let timeout = self.timeout + Duration::from_secs(size >> 20);
+        self.run_for(format!("upload {name}"), timeout, async move {
+            let mut file = tokio::fs::File::open(&path).await.map_err(local)?;
+            if size <= UPLOAD_CHUNK as u64 {
+                let mut bytes = Vec::with_capacity(size as usize);
+                file.read_to_end(&mut bytes).await.map_err(local)?;
+                return store.put(&key, PutPayload::from(bytes)).await;
+            }
+            let upload = store.put_multipart(&key).await?;
+            let mut writer = WriteMultipart::new_with_chunk_size(upload, UPLOAD_CHUNK);
+            let mut buf = vec![0u8; UPLOAD_CHUNK];
+            loop {
+                let n = file.read(&mut buf).await.map_err(local)?;
+                if n == 0 {
+                    break;
+                }
+                writer.wait_for_capacity(2).await?;
+                writer.write(&buf[..n]);
+            }
+            writer.finish().await
+        })?;
+        Ok(size)
+    }
+
+    /// Makes the manifest lines of parts just written (flushed, merged), while their trace keys
+    /// are in memory, for the upload that follows.
+    pub fn remember(&self, metas: &[&PartMeta]) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        for meta in metas {
+            let renamed = PartMeta { name: self.bucket_name(meta), ..(*meta).clone() };
+            let Ok(line) = catalog::add_line(&renamed) else { continue };
+            if entries.bytes + line.len() > ENTRY_BYTES {
+                return;
+            }
+            entries.bytes += line.len();
+            if let Some(old) = entries.lines.insert(renamed.name, line) {
+                entries.bytes -= old.len();
+            }
+        }
+    }
+
+    /// The manifest line of a part (by bucket name) made by [`Bucket::remember`], if kept.
+    fn take_line(&self, name: &str) -> Option<String> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let line = entries.lines.remove(name)?;
+        entries.bytes -= line.len();
+        Some(line)
     }
 
     /// Creates the next manifest of this writer; returns its name.
-    fn commit(&self, manifest: &Manifest) -> Result<String, RequestError> {
+    fn commit(&self, added: &[String], removed: &[String]) -> Result<String, RequestError> {
         let body = Bytes::from(
-            catalog::manifest_json(&self.writer, manifest).map_err(|e| RequestError::Other(e.to_string()))?,
+            catalog::manifest_json(&self.writer, added, removed).map_err(|e| RequestError::Other(e.to_string()))?,
         );
         loop {
             let n = self.manifest_n.fetch_add(1, Ordering::Relaxed) + 1;
@@ -654,8 +728,8 @@ fn upload_pass(
         if adds.is_empty() { vec![&[]] } else { adds.chunks(MAX_PARTS_PER_MANIFEST).collect() };
     let last = batches.len() - 1;
     for (i, batch) in batches.into_iter().enumerate() {
-        let mut added = Vec::with_capacity(batch.len());
-        for (_, meta) in batch.iter() {
+        let (mut added, mut lines) = (Vec::with_capacity(batch.len()), Vec::with_capacity(batch.len()));
+        for (name, meta) in batch.iter() {
             match bucket.put_part(meta) {
                 Ok(bytes) => {
                     shared.telemetry.bucket_uploaded_bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -665,19 +739,22 @@ fn upload_pass(
                 Err(RequestError::Other(_)) if !meta.path.exists() => continue,
                 Err(e) => return Err(fail(e.to_string())),
             }
-            match for_manifest(bucket, meta) {
-                Ok(m) => added.push(m),
-                Err(e) if e.is_not_found() => continue,
-                Err(e) => return Err(fail(e.to_string())),
-            }
+            let line = match bucket.take_line(name) {
+                Some(line) => line,
+                None => match for_manifest(bucket, meta) {
+                    Ok(m) => catalog::add_line(&m).map_err(|e| fail(e.to_string()))?,
+                    Err(e) if e.is_not_found() => continue,
+                    Err(e) => return Err(fail(e.to_string())),
+                },
+            };
+            added.push(name.clone());
+            lines.push(line);
         }
         // A merge's output and its inputs' removal in one manifest (the last when a backlog
         // needs several), so readers never see both or neither.
         let removed: Vec<String> = if i == last { removes.clone() } else { Vec::new() };
-        let manifest = Manifest { added, removed };
-        let name = bucket.commit(&manifest).map_err(|e| fail(e.to_string()))?;
-        let added: Vec<String> = manifest.added.iter().map(|m| m.name.clone()).collect();
-        let line = Committed { manifest: name.clone(), added, removed: manifest.removed };
+        let name = bucket.commit(&lines, &removed).map_err(|e| fail(e.to_string()))?;
+        let line = Committed { manifest: name.clone(), added, removed };
         append_log(&shared.data_dir, &line)
             .map_err(|e| fail(format!("cannot record manifest {name} in {LOG}: {e}")))?;
         committed.extend(line.added.iter().cloned());
@@ -700,6 +777,29 @@ pub(crate) struct Remotes {
     parts: BTreeMap<String, Arc<PartMeta>>,
     /// Names a manifest removed: an add of one seen later (out of order) is ignored.
     removed: HashSet<String>,
+}
+
+impl Remotes {
+    /// Applies one manifest of another writer (`tag` marks its parts as read from the bucket):
+    /// a part added once is one part however many manifests add it, and a name removed stays
+    /// removed, even when a manifest adding it is read later. Returns the parts removed.
+    fn apply(&mut self, manifest: Manifest, tag: impl Fn(&mut PartMeta)) -> Vec<Arc<PartMeta>> {
+        for mut meta in manifest.added {
+            if self.removed.contains(&meta.name) || self.parts.contains_key(&meta.name) {
+                continue;
+            }
+            tag(&mut meta);
+            self.parts.insert(meta.name.clone(), Arc::new(meta));
+        }
+        let mut gone = Vec::new();
+        for name in manifest.removed {
+            if let Some(meta) = self.parts.remove(&name) {
+                gone.push(meta);
+            }
+            self.removed.insert(name);
+        }
+        gone
+    }
 }
 
 /// Lists the manifests (all of them the first time, then those after the newest seen less
@@ -726,19 +826,7 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
         let bytes = bucket.get(&name).map_err(|e| bucket.error(e.to_string()))?;
         match catalog::manifest_from_json(&bytes, &bucket.cache_dir, bucket.keys.as_ref()) {
             Some((_, manifest)) => {
-                for mut meta in manifest.added {
-                    if remotes.removed.contains(&meta.name) || remotes.parts.contains_key(&meta.name) {
-                        continue;
-                    }
-                    meta.remote = Some(Remote(Arc::clone(bucket)));
-                    remotes.parts.insert(meta.name.clone(), Arc::new(meta));
-                }
-                for name in manifest.removed {
-                    if let Some(meta) = remotes.parts.remove(&name) {
-                        gone.push(meta);
-                    }
-                    remotes.removed.insert(name);
-                }
+                gone.extend(remotes.apply(manifest, |meta| meta.remote = Some(Remote(Arc::clone(bucket)))));
                 applied += 1;
             }
             None => tracing::error!(manifest = %name, "bucket manifest does not parse; its parts are not read"),
@@ -825,6 +913,71 @@ mod tests {
         for bad in ["", "a/b", "a b", &"x".repeat(65)] {
             assert!(writer_id(&config(Some(bad)), dir.path()).is_err(), "{bad:?}");
         }
+    }
+
+    fn part(name: &str) -> PartMeta {
+        PartMeta {
+            name: name.to_string(),
+            path: PathBuf::from(name),
+            signal: crate::signal::Signal::Logs,
+            seq: 1,
+            size: 10,
+            crc32: 0,
+            sha256: Some([1; 32]),
+            keys: None,
+            tenants: Vec::new(),
+            remote: None,
+        }
+    }
+
+    fn names(remotes: &Remotes) -> Vec<&str> {
+        remotes.parts.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn manifests_apply_once_by_name_and_a_removal_wins_over_a_late_add() {
+        let mut remotes = Remotes::default();
+        let manifest = |added: &[&str], removed: &[&str]| Manifest {
+            added: added.iter().map(|n| part(n)).collect(),
+            removed: removed.iter().map(|n| n.to_string()).collect(),
+        };
+        let tagged = |meta: &mut PartMeta| meta.seq = 99;
+        assert!(remotes.apply(manifest(&["p/a", "p/b"], &[]), tagged).is_empty());
+        assert!(remotes.parts.values().all(|p| p.seq == 99), "parts are tagged as remote");
+        // Created again after a crash before its log line: still two parts.
+        remotes.apply(manifest(&["p/a", "p/b"], &[]), tagged);
+        assert_eq!(names(&remotes), ["p/a", "p/b"]);
+        // A merge: its output and its inputs' removal in one manifest.
+        let gone = remotes.apply(manifest(&["p/ab"], &["p/a", "p/b"]), tagged);
+        assert_eq!(gone.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["p/a", "p/b"]);
+        assert_eq!(names(&remotes), ["p/ab"]);
+        // The first manifest read again, late (a listing window overlap): nothing comes back.
+        remotes.apply(manifest(&["p/a", "p/b"], &[]), tagged);
+        assert_eq!(names(&remotes), ["p/ab"]);
+        // A removal read before the add it undoes.
+        remotes.apply(manifest(&[], &["p/c"]), tagged);
+        remotes.apply(manifest(&["p/c"], &[]), tagged);
+        assert_eq!(names(&remotes), ["p/ab"]);
+    }
+
+    #[test]
+    fn manifests_round_trip_their_adds_and_removes_and_refuse_paths_outside_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines = vec![catalog::add_line(&part("parts/t/logs/h/w-1-ab.parquet")).unwrap()];
+        let removed = vec!["parts/t/logs/h/w-0-cd.parquet".to_string()];
+        let json = catalog::manifest_json("w\"1", &lines, &removed).unwrap();
+        let (writer, manifest) = catalog::manifest_from_json(&json, dir.path(), None).expect("parses");
+        assert_eq!(writer, "w\"1");
+        assert_eq!(manifest.added.len(), 1);
+        assert_eq!(manifest.added[0].name, "parts/t/logs/h/w-1-ab.parquet");
+        assert_eq!(manifest.added[0].path, dir.path().join("parts/t/logs/h/w-1-ab.parquet"));
+        assert_eq!(manifest.removed, removed);
+        let empty = catalog::manifest_json("w", &[], &[]).unwrap();
+        assert!(catalog::manifest_from_json(&empty, dir.path(), None).is_some_and(|(_, m)| m.added.is_empty()));
+        // A name that would place a fetched part outside the cache directory: not a manifest.
+        let outside = vec![catalog::add_line(&part("parts/../../etc/x.parquet")).unwrap()];
+        let json = catalog::manifest_json("w", &outside, &[]).unwrap();
+        assert!(catalog::manifest_from_json(&json, dir.path(), None).is_none());
     }
 
     #[test]

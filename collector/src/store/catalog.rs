@@ -211,13 +211,21 @@ struct StoredManifest {
     lines: Vec<Line>,
 }
 
-/// A manifest as JSON: one `add` line per part added, one `remove` per part gone. An error when
-/// a part's trace keys are not in memory (as for [`Catalog::add`]).
-pub(crate) fn manifest_json(writer: &str, manifest: &Manifest) -> io::Result<Vec<u8>> {
-    let mut lines: Vec<Line> =
-        manifest.added.iter().map(|m| Ok(Line::Add(Stored::of(m)?))).collect::<io::Result<_>>()?;
-    lines.extend(manifest.removed.iter().map(|name| Line::Remove { name: name.clone() }));
-    serde_json::to_vec(&StoredManifest { writer: writer.to_string(), lines }).map_err(io::Error::other)
+/// The `add` line of a part, as JSON, for a manifest. An error when the part's trace keys are
+/// not in memory (as for [`Catalog::add`]).
+pub(crate) fn add_line(meta: &PartMeta) -> io::Result<String> {
+    serde_json::to_string(&Line::Add(Stored::of(meta)?)).map_err(io::Error::other)
+}
+
+/// A manifest as JSON: the `add` lines of the parts added ([`add_line`]), then one `remove`
+/// line per part gone.
+pub(crate) fn manifest_json(writer: &str, added: &[String], removed: &[String]) -> io::Result<Vec<u8>> {
+    let mut lines: Vec<String> = added.to_vec();
+    for name in removed {
+        lines.push(serde_json::to_string(&Line::Remove { name: name.clone() }).map_err(io::Error::other)?);
+    }
+    let writer = serde_json::to_string(writer).map_err(io::Error::other)?;
+    Ok(format!("{{\"writer\":{writer},\"lines\":[{}]}}", lines.join(",")).into_bytes())
 }
 
 /// A manifest read from the bucket, its parts placed under `cache_dir` (where they are fetched

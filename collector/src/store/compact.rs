@@ -442,6 +442,9 @@ fn merge(
         // On failure the line may or may not be on disk: the output file stays, so either
         // reading of the catalog at the next start is whole (see `store::catalog`).
         shared.catalog.replace(&inputs, &meta).map_err(StoreError::io(format!("record the merge into {name}")))?;
+        if let Some(bucket) = &shared.bucket {
+            bucket.remember(&[&meta]);
+        }
         state.parts.retain(|p| !batch.iter().any(|input| Arc::ptr_eq(p, input)));
         state.parts.push(Arc::clone(&meta));
     }

@@ -260,6 +260,9 @@ fn write_block(shared: &Shared, seq: u64, block: &Block) -> Result<(Vec<PartMeta
         }
     }
     shared.catalog.add(&metas).map_err(StoreError::io("record parts in the catalog"))?;
+    if let Some(bucket) = &shared.bucket {
+        bucket.remember(&metas.iter().collect::<Vec<_>>());
+    }
     Ok((metas, segments))
 }
 

@@ -1078,6 +1078,9 @@ fn record_sha256(shared: &Shared, part: &Arc<PartMeta>, bytes: &[u8]) {
     let Some(at) = state.parts.iter().position(|p| Arc::ptr_eq(p, part)) else { return };
     match shared.catalog.add(std::slice::from_ref(&*meta)) {
         Ok(()) => {
+            if let Some(bucket) = &shared.bucket {
+                bucket.remember(&[&meta]);
+            }
             state.parts[at] = meta;
             drop(state);
             shared.hold_trace_keys();
