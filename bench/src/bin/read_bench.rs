@@ -30,7 +30,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 struct Args {
     /// The collector's OTLP/HTTP address.
     #[arg(long)]
@@ -57,6 +57,13 @@ struct Args {
     /// Timed runs per read.
     #[arg(long, default_value_t = 20)]
     runs: usize,
+    /// Time the reads on this collector's API instead (one sharing a bucket with the one
+    /// written to, `[storage.bucket]`): it is waited for until it lists everything written.
+    #[arg(long, requires = "read_pid")]
+    read_api: Option<SocketAddr>,
+    /// The process id of the `--read-api` collector.
+    #[arg(long)]
+    read_pid: Option<u32>,
 }
 
 const SPANS_PER_TRACE: usize = 10;
@@ -206,7 +213,12 @@ fn telemetry(api: &mut TcpStream, addr: SocketAddr, name: &str) -> anyhow::Resul
         .with_context(|| format!("no {name} in /metrics"))
 }
 
-/// Times `runs` calls of `path` after one untimed call, whose answer `check` describes.
+fn ms(t: Duration) -> f64 {
+    t.as_secs_f64() * 1e3
+}
+
+/// Times `runs` calls of `path` after one first call (reported apart: the one that reads cold
+/// parts), whose answer `check` describes.
 fn time(
     args: &Args,
     api: &mut TcpStream,
@@ -215,11 +227,11 @@ fn time(
     accept: &str,
     check: impl Fn(&[u8]) -> anyhow::Result<String>,
 ) -> anyhow::Result<()> {
-    let (status, body, _) = get(api, args.api, path, accept)?;
+    let (status, body, first) = get(api, args.api, path, accept)?;
     if status != 200 {
         bail!("{label}: {path} answered {status}: {}", String::from_utf8_lossy(&body));
     }
-    let what = check(&body).with_context(|| format!("{label}: {path}"))?;
+    let what = format!("{}; first call {:.1} ms", check(&body).with_context(|| format!("{label}: {path}"))?, ms(first));
     let mut times = Vec::with_capacity(args.runs);
     for _ in 0..args.runs {
         times.push(get(api, args.api, path, accept)?.2);
@@ -300,6 +312,40 @@ fn main() -> anyhow::Result<()> {
         memory(args.pid)
     );
 
+    // Reads timed first on another collector sharing the bucket, once it lists every item the
+    // written one holds and is idle (its first calls fetch parts from the bucket), then on the
+    // written one.
+    if let (Some(read_api), Some(read_pid)) = (args.read_api, args.read_pid) {
+        if !read_api.ip().is_loopback() {
+            bail!("--read-api must be a loopback address");
+        }
+        let written = stats(&mut api, args.api)?;
+        let mut reader = connect(read_api)?;
+        let waited = Instant::now();
+        loop {
+            let listed = stats(&mut reader, read_api)?;
+            if ["traces", "metrics", "profiles"].iter().all(|k| listed[k]["items"] == written[k]["items"]) {
+                break;
+            }
+            if waited.elapsed() > Duration::from_secs(600) {
+                bail!("the reader did not list what was written within 10 minutes: {listed} against {written}");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        bench::procfs::wait_until_idle(read_pid, ticks, Duration::from_secs(600), Duration::from_secs(2), 0.05)?;
+        println!(
+            "reads on the reader (--read-api), which listed it all {:.1} s after the store settled; first calls fetch from the bucket",
+            waited.elapsed().as_secs_f64()
+        );
+        let reader_args = Args { api: read_api, pid: read_pid, read_api: None, read_pid: None, ..args.clone() };
+        reads(&reader_args, &mut reader, end_ns)?;
+        println!("reads on the collector written to (its own disk):");
+    }
+    reads(&args, &mut api, end_ns)
+}
+
+/// Times each read over the last hour before `end_ns` on `args.api`.
+fn reads(args: &Args, api: &mut TcpStream, end_ns: u64) -> anyhow::Result<()> {
     let hour_ns = end_ns - HOUR_NS;
     let (from, to) = (hour_ns / 1_000_000_000, end_ns / 1_000_000_000 - 1);
     let traces = args.spans_per_hour / SPANS_PER_TRACE;
@@ -307,22 +353,25 @@ fn main() -> anyhow::Result<()> {
     // Trace by id: 50 distinct ids of the hour, each asked twice.
     let mut state = 7u64;
     let mut times = Vec::new();
+    let mut first = None;
     for _ in 0..args.runs.max(50) {
         let id = hex(&trace_id(hour_ns, (next(&mut state) % traces as u64) as usize));
         for _ in 0..2 {
-            let (status, body, t) = get(&mut api, args.api, &format!("/api/v2/traces/{id}"), "application/protobuf")?;
+            let (status, body, t) = get(api, args.api, &format!("/api/v2/traces/{id}"), "application/protobuf")?;
             if status != 200 {
                 bail!("trace {id}: {status} {}", String::from_utf8_lossy(&body));
             }
+            first.get_or_insert(t);
             times.push(t);
         }
     }
-    report("trace by id (Tempo /api/v2/traces/<id>)", times, "");
+    let first = format!("first call {:.1} ms", first.map_or(0.0, ms));
+    report("trace by id (Tempo /api/v2/traces/<id>)", times, &first);
 
     let q = url_encode(r#"{resource.service.name="svc-1" && span.http.route="/r3"}"#);
     time(
-        &args,
-        &mut api,
+        args,
+        api,
         "TraceQL search, one service, last hour (limit 20)",
         &format!("/api/search?q={q}&limit=20&start={from}&end={to}"),
         "application/json",
@@ -336,8 +385,8 @@ fn main() -> anyhow::Result<()> {
     )?;
     let points_expected = args.series * 60;
     time(
-        &args,
-        &mut api,
+        args,
+        api,
         "metric points, last hour (/api/v1/metrics/points)",
         &format!("/api/v1/metrics/points?name={GAUGE}&from={from}&to={to}&limit=100000"),
         "application/json",
@@ -351,8 +400,8 @@ fn main() -> anyhow::Result<()> {
         },
     )?;
     time(
-        &args,
-        &mut api,
+        args,
+        api,
         "PromQL query_range, last hour, step 60 s",
         &format!("/api/v1/query_range?query={}&start={from}&end={to}&step=60", url_encode(&format!("sum({GAUGE})"))),
         "application/json",
@@ -365,7 +414,7 @@ fn main() -> anyhow::Result<()> {
             Ok(format!("{n} values"))
         },
     )?;
-    let (_, body, _) = get(&mut api, args.api, "/api/v1/profile-types", "application/json")?;
+    let (_, body, _) = get(api, args.api, "/api/v1/profile-types", "application/json")?;
     let types: serde_json::Value = serde_json::from_slice(&body)?;
     let cpu = types["profile_types"]
         .as_array()
@@ -373,8 +422,8 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("no CPU profile type: {types}"))?
         .to_string();
     time(
-        &args,
-        &mut api,
+        args,
+        api,
         "flame graph, one service, last hour (/api/v1/flamegraph)",
         &format!(
             "/api/v1/flamegraph?type={}&selector={}&from={from}&to={to}",
