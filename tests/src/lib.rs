@@ -151,6 +151,26 @@ impl Server {
         stats["signals"][signal]["items"].as_u64().unwrap_or_else(|| panic!("no items for {signal}: {stats}"))
     }
 
+    /// The span ids of one trace (32 hex digits) as `/api/v1/traces/{id}` answers them, sorted;
+    /// none when it answers 404.
+    pub fn span_ids(&self, trace_id_hex: &str) -> Vec<String> {
+        let (status, body) = self.get(&format!("/api/v1/traces/{trace_id_hex}"), None);
+        if status == 404 {
+            return Vec::new();
+        }
+        assert_eq!(status, 200, "{body}");
+        let mut ids: Vec<String> = body["resourceSpans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|rs| rs["scopeSpans"].as_array().unwrap())
+            .flat_map(|ss| ss["spans"].as_array().unwrap())
+            .map(|s| s["spanId"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Kills the process with SIGKILL: no shutdown code runs.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -244,4 +264,38 @@ pub fn check_golden(name: &str, actual: &str) {
     let expected = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("read {}: {e}; create it with UPDATE_EXPECT=1", path.display()));
     assert!(expected == actual, "{name} differs from the golden file; rerun with UPDATE_EXPECT=1 to accept:\n{actual}");
+}
+
+/// Sends numbered OTLP/HTTP trace requests (`body(n)`, protobuf) to `url` on a thread of its
+/// own, `batches` in order, pausing `pause` after each acknowledged one and resending those
+/// refused with 429 or 503 (as an exporter retries), until `stop`, the batches run out or the
+/// server is gone; returns the numbers acknowledged.
+pub fn send_batches(
+    url: String,
+    batches: impl Iterator<Item = u64> + Send + 'static,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pause: Duration,
+    body: fn(u64) -> Vec<u8>,
+) -> std::thread::JoinHandle<Vec<u64>> {
+    std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+        let mut acked = Vec::new();
+        for batch in batches {
+            loop {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return acked;
+                }
+                let sent = client.post(&url).header("content-type", "application/x-protobuf").body(body(batch)).send();
+                match sent {
+                    Ok(r) if r.status().is_success() => break,
+                    Ok(r) if matches!(r.status().as_u16(), 429 | 503) => std::thread::sleep(Duration::from_millis(50)),
+                    Ok(r) => panic!("unexpected status {}", r.status()),
+                    Err(_) => return acked,
+                }
+            }
+            acked.push(batch);
+            std::thread::sleep(pause);
+        }
+        acked
+    })
 }

@@ -69,46 +69,13 @@ fn batch_request(batch: u64) -> ExportTraceServiceRequest {
 /// Sends batches from `first` on, pausing a flush interval between them so that each lands in
 /// its own part, until `stop` or the server is gone; returns the acknowledged batches.
 fn send(server: &Server, first: u64, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<u64>> {
-    let url = server.http_url("/v1/traces");
-    std::thread::spawn(move || {
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-        let mut acked = Vec::new();
-        let mut batch = first;
-        while !stop.load(Ordering::Relaxed) {
-            let body = batch_request(batch).encode_to_vec();
-            match client.post(&url).header("content-type", "application/x-protobuf").body(body).send() {
-                Ok(r) if r.status().is_success() => acked.push(batch),
-                Ok(r) if matches!(r.status().as_u16(), 429 | 503) => {
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-                Ok(r) => panic!("unexpected status {}", r.status()),
-                Err(_) => break,
-            }
-            batch += 1;
-            std::thread::sleep(Duration::from_millis(60));
-        }
-        acked
-    })
+    let body = |batch| batch_request(batch).encode_to_vec();
+    e2e::send_batches(server.http_url("/v1/traces"), first.., stop, Duration::from_millis(60), body)
 }
 
-/// The span ids of one batch's trace, as the API answers them (404: none).
+/// The span ids of one batch's trace, as a collector answers them (404: none).
 fn span_ids(server: &Server, batch: u64) -> Vec<String> {
-    let (status, body) = server.get(&format!("/api/v1/traces/{}", hex::encode(trace_id(batch))), None);
-    if status == 404 {
-        return Vec::new();
-    }
-    assert_eq!(status, 200, "{body}");
-    let mut ids: Vec<String> = body["resourceSpans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|rs| rs["scopeSpans"].as_array().unwrap())
-        .flat_map(|ss| ss["spans"].as_array().unwrap())
-        .map(|s| s["spanId"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
+    server.span_ids(&hex::encode(trace_id(batch)))
 }
 
 fn metric(server: &Server, name: &str) -> u64 {

@@ -134,6 +134,49 @@ fn create_on_an_existing_key_is_already_exists() {
     });
 }
 
+/// Puts `key` from every writer at once (released together by a barrier), writer `i` writing
+/// `text(i)` with `mode`; whether exactly one succeeded, the others were refused as `refused`
+/// says, and the stored object is the winner's (`None`), or what happened instead.
+async fn race(
+    writers: &[Arc<AmazonS3>],
+    key: &str,
+    mode: PutMode,
+    text: impl Fn(usize) -> String,
+    refused: fn(&Error) -> bool,
+) -> Option<String> {
+    let barrier = Arc::new(Barrier::new(writers.len()));
+    let tasks: Vec<_> = writers
+        .iter()
+        .enumerate()
+        .map(|(writer, s3)| {
+            let (s3, key, barrier, mode, body) =
+                (Arc::clone(s3), key.to_string(), Arc::clone(&barrier), mode.clone(), text(writer));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                put_mode(&s3, &key, body, mode).await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("writer task"));
+    }
+    let winners: Vec<usize> = (0..results.len()).filter(|&i| results[i].is_ok()).collect();
+    let losers_refused = results.iter().filter(|r| r.as_ref().is_err_and(refused)).count() == results.len() - 1;
+    let stored = read(&writers[0], key).await.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let winner_stored = winners.len() == 1 && stored.as_deref().ok() == Some(&text(winners[0]));
+    (!(losers_refused && winner_stored)).then(|| format!("results {results:?}, stored {stored:?}"))
+}
+
+fn assert_one_winner_each_round(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} of {RACE_ROUNDS} rounds without exactly one winner:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn concurrent_creates_of_one_key_have_one_winner() {
     let seaweed = Seaweed::start();
@@ -144,37 +187,12 @@ fn concurrent_creates_of_one_key_have_one_winner() {
         let mut failures = Vec::new();
         for round in 0..RACE_ROUNDS {
             let key = format!("race/{round:04}");
-            let barrier = Arc::new(Barrier::new(writers.len()));
-            let tasks: Vec<_> = writers
-                .iter()
-                .enumerate()
-                .map(|(writer, s3)| {
-                    let (s3, key, barrier) = (Arc::clone(s3), key.clone(), Arc::clone(&barrier));
-                    tokio::spawn(async move {
-                        barrier.wait().await;
-                        put_mode(&s3, &key, format!("writer {writer}"), PutMode::Create).await
-                    })
-                })
-                .collect();
-            let mut results = Vec::new();
-            for task in tasks {
-                results.push(task.await.expect("writer task"));
-            }
-            let winners: Vec<usize> = (0..results.len()).filter(|&i| results[i].is_ok()).collect();
-            let losers_refused =
-                results.iter().filter(|r| matches!(r, Err(Error::AlreadyExists { .. }))).count() == results.len() - 1;
-            let stored = read(&writers[0], &key).await.map(|b| String::from_utf8_lossy(&b).into_owned());
-            let winner_stored = winners.len() == 1 && stored.as_deref().ok() == Some(&format!("writer {}", winners[0]));
-            if !(losers_refused && winner_stored) {
-                failures.push(format!("round {round}: results {results:?}, stored {stored:?}"));
+            let refused = |e: &Error| matches!(e, Error::AlreadyExists { .. });
+            if let Some(f) = race(&writers, &key, PutMode::Create, |w| format!("writer {w}"), refused).await {
+                failures.push(format!("round {round}: {f}"));
             }
         }
-        assert!(
-            failures.is_empty(),
-            "{} of {RACE_ROUNDS} rounds without exactly one winner:\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
+        assert_one_winner_each_round(&failures);
     });
 }
 
@@ -221,39 +239,13 @@ fn concurrent_updates_from_one_etag_have_one_winner() {
             let key = format!("cas/{round:04}");
             let base =
                 put_mode(&writers[0], &key, format!("round {round} base"), PutMode::Create).await.expect("create");
-            let barrier = Arc::new(Barrier::new(writers.len()));
-            let tasks: Vec<_> = writers
-                .iter()
-                .enumerate()
-                .map(|(writer, s3)| {
-                    let (s3, key, barrier) = (Arc::clone(s3), key.clone(), Arc::clone(&barrier));
-                    let mode = PutMode::Update(UpdateVersion::from(base.clone()));
-                    tokio::spawn(async move {
-                        barrier.wait().await;
-                        put_mode(&s3, &key, format!("round {round} writer {writer}"), mode).await
-                    })
-                })
-                .collect();
-            let mut results = Vec::new();
-            for task in tasks {
-                results.push(task.await.expect("writer task"));
-            }
-            let winners: Vec<usize> = (0..results.len()).filter(|&i| results[i].is_ok()).collect();
-            let losers_refused =
-                results.iter().filter(|r| matches!(r, Err(Error::Precondition { .. }))).count() == results.len() - 1;
-            let stored = read(&writers[0], &key).await.map(|b| String::from_utf8_lossy(&b).into_owned());
-            let winner_stored =
-                winners.len() == 1 && stored.as_deref().ok() == Some(&format!("round {round} writer {}", winners[0]));
-            if !(losers_refused && winner_stored) {
-                failures.push(format!("round {round}: results {results:?}, stored {stored:?}"));
+            let mode = PutMode::Update(UpdateVersion::from(base));
+            let refused = |e: &Error| matches!(e, Error::Precondition { .. });
+            if let Some(f) = race(&writers, &key, mode, |w| format!("round {round} writer {w}"), refused).await {
+                failures.push(format!("round {round}: {f}"));
             }
         }
-        assert!(
-            failures.is_empty(),
-            "{} of {RACE_ROUNDS} rounds without exactly one winner:\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
+        assert_one_winner_each_round(&failures);
     });
 }
 

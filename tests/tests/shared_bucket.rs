@@ -81,46 +81,14 @@ fn batch_request(batch: u64) -> ExportTraceServiceRequest {
 /// Sends batches from `first` on until `stop`, `limit` batches or the server is gone; returns
 /// the acknowledged ones.
 fn send(server: &Server, first: u64, limit: u64, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<u64>> {
-    let url = server.http_url("/v1/traces");
-    std::thread::spawn(move || {
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-        let mut acked = Vec::new();
-        let mut batch = first;
-        while !stop.load(Ordering::Relaxed) && batch - first < limit {
-            let body = batch_request(batch).encode_to_vec();
-            match client.post(&url).header("content-type", "application/x-protobuf").body(body).send() {
-                Ok(r) if r.status().is_success() => acked.push(batch),
-                Ok(r) if matches!(r.status().as_u16(), 429 | 503) => {
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-                Ok(r) => panic!("unexpected status {}", r.status()),
-                Err(_) => break,
-            }
-            batch += 1;
-            std::thread::sleep(Duration::from_millis(30));
-        }
-        acked
-    })
+    let body = |batch| batch_request(batch).encode_to_vec();
+    let batches = (first..).take(usize::try_from(limit).unwrap_or(usize::MAX));
+    e2e::send_batches(server.http_url("/v1/traces"), batches, stop, Duration::from_millis(30), body)
 }
 
 /// The span ids of one batch's trace, as a collector answers them (404: none).
 fn span_ids(server: &Server, batch: u64) -> Vec<String> {
-    let (status, body) = server.get(&format!("/api/v1/traces/{}", hex::encode(trace_id(batch))), None);
-    if status == 404 {
-        return Vec::new();
-    }
-    assert_eq!(status, 200, "{body}");
-    let mut ids: Vec<String> = body["resourceSpans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|rs| rs["scopeSpans"].as_array().unwrap())
-        .flat_map(|ss| ss["spans"].as_array().unwrap())
-        .map(|s| s["spanId"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
+    server.span_ids(&hex::encode(trace_id(batch)))
 }
 
 fn expected_ids() -> Vec<String> {
