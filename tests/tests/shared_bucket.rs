@@ -167,6 +167,10 @@ fn collectors_sharing_a_bucket_answer_for_each_other_and_a_killed_one_loses_noth
         acked.len()
     );
     assert_eq!(b.items("traces", None), items);
+    // Parts read from the bucket are the writing tenant's only.
+    assert_eq!(reader.items("traces", Some("team-b")), 0);
+    let other = reader.get(&format!("/api/v1/traces/{}", hex::encode(trace_id(acked[0]))), Some("team-b"));
+    assert_eq!(other.0, 404, "{}", other.1);
     // Merges ran meanwhile: their manifests replaced parts the readers had listed.
     let merges = |server: &Server| {
         let (_, text) = server.get_text("/metrics");

@@ -67,6 +67,9 @@ const MAX_PARTS_PER_MANIFEST: usize = 1000;
 /// Most bytes of manifest lines kept for parts waiting for upload; past it a part's line is
 /// made at upload, reading its trace keys back from the part if they were released.
 const ENTRY_BYTES: usize = 64 << 20;
+/// Largest manifest read (one holds the catalog lines of at most
+/// [`MAX_PARTS_PER_MANIFEST`] parts, trace keys included); a larger one is logged and skipped.
+const MAX_MANIFEST_BYTES: u64 = 512 << 20;
 /// Bytes a part is uploaded in (S3 takes multipart chunks of 5 MiB and more).
 const UPLOAD_CHUNK: usize = 8 << 20;
 /// How long the objects of removed parts stay, so readers that have not yet listed the
@@ -471,9 +474,17 @@ impl Bucket {
         Ok(names)
     }
 
-    fn get(&self, name: &str) -> Result<Bytes, RequestError> {
+    /// An object's bytes, refused unread past `max` bytes (its size is in the answer's head).
+    fn get(&self, name: &str, max: u64) -> Result<Bytes, RequestError> {
         let (store, key) = (Arc::clone(&self.store), self.key(name));
-        self.run(format!("read {name}"), async move { store.get(&key).await?.bytes().await })
+        let got = self.run(format!("read {name}"), async move {
+            let answer = store.get(&key).await?;
+            if answer.meta.size > max {
+                return Ok(Err(answer.meta.size));
+            }
+            answer.bytes().await.map(Ok)
+        })?;
+        got.map_err(|size| RequestError::TooLarge { size, max })
     }
 
     /// The bytes of a part of another writer: from the cache directory when fetched already,
@@ -489,13 +500,17 @@ impl Bucket {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error(e)),
         }
-        let bytes = match self.get(&meta.name) {
+        // An object larger than the part its manifest describes is not read: it is damage.
+        let bytes = match self.get(&meta.name, meta.size) {
             Ok(bytes) => bytes.to_vec(),
             Err(RequestError::NotFound) => {
                 return Err(io_error(io::Error::new(
                     io::ErrorKind::NotFound,
                     "not in the bucket (removed by its writer)",
                 )));
+            }
+            Err(e @ RequestError::TooLarge { .. }) => {
+                return Err(PartError::Damaged { part: meta.name.clone(), why: format!("the bucket's object is {e}") });
             }
             Err(e) => return Err(io_error(io::Error::other(self.error(e.to_string()).to_string()))),
         };
@@ -587,6 +602,11 @@ impl Bucket {
 enum RequestError {
     NotFound,
     Exists,
+    /// An object larger than it may be, not read.
+    TooLarge {
+        size: u64,
+        max: u64,
+    },
     Other(String),
 }
 
@@ -595,6 +615,7 @@ impl std::fmt::Display for RequestError {
         match self {
             RequestError::NotFound => f.write_str("not found"),
             RequestError::Exists => f.write_str("exists already"),
+            RequestError::TooLarge { size, max } => write!(f, "{size} bytes, more than the {max} it may be"),
             RequestError::Other(what) => f.write_str(what),
         }
     }
@@ -823,7 +844,15 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
             remotes.seen.insert(name);
             continue;
         }
-        let bytes = bucket.get(&name).map_err(|e| bucket.error(e.to_string()))?;
+        let bytes = match bucket.get(&name, MAX_MANIFEST_BYTES) {
+            Ok(bytes) => bytes,
+            Err(e @ RequestError::TooLarge { .. }) => {
+                tracing::error!(manifest = %name, %e, "bucket manifest too large; its parts are not read");
+                remotes.seen.insert(name);
+                continue;
+            }
+            Err(e) => return Err(bucket.error(e.to_string())),
+        };
         match catalog::manifest_from_json(&bytes, &bucket.cache_dir, bucket.keys.as_ref()) {
             Some((_, manifest)) => {
                 gone.extend(remotes.apply(manifest, |meta| meta.remote = Some(Remote(Arc::clone(bucket)))));

@@ -188,14 +188,15 @@ impl Shared {
     /// quarantine directory, counted and logged once (by whichever caller finds it first).
     /// Returns the warning to put in answers that would have read it.
     pub fn quarantine(&self, part: &Arc<PartMeta>, err: &PartError) -> String {
+        // Whether this call took it out (the first to find the damage).
+        let take_out = |list: &mut Vec<Arc<PartMeta>>| {
+            let before = list.len();
+            list.retain(|p| !Arc::ptr_eq(p, part));
+            list.len() < before
+        };
         if let Some(remote) = &part.remote {
             // Another collector's part: set aside here, its object left to its writer.
-            let first = {
-                let mut state = self.write();
-                let before = state.remote.len();
-                state.remote.retain(|p| !Arc::ptr_eq(p, part));
-                state.remote.len() < before
-            };
+            let first = take_out(&mut self.write().remote);
             self.span_indexes.forget(&part.name);
             remote.0.quarantine(part);
             if first {
@@ -206,12 +207,7 @@ impl Shared {
                 "{err} (an object of the shared bucket); it was left out and its data is missing from this answer"
             );
         }
-        let first = {
-            let mut state = self.write();
-            let before = state.parts.len();
-            state.parts.retain(|p| !Arc::ptr_eq(p, part));
-            state.parts.len() < before
-        };
+        let first = take_out(&mut self.write().parts);
         self.span_indexes.forget(&part.name);
         if first {
             self.telemetry.parts_quarantined.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
