@@ -160,10 +160,9 @@ fn regression_is_found_against_one_baseline_profile() {
 #[test]
 fn a_a_comparison_reports_nothing() {
     for (base, cand) in [("fast", "fast-rerun"), ("fast-rerun", "fast")] {
-        let found = flame::detect_regressions(&[run(base)], &[run(cand)], &RegressionOptions::default())
-            .expect("detect")
-            .functions;
-        assert!(found.is_empty(), "{base} -> {cand}: {found:#?}");
+        let c = flame::detect_regressions(&[run(base)], &[run(cand)], &RegressionOptions::default()).expect("detect");
+        assert!(c.functions.is_empty(), "{base} -> {cand}: {:#?}", c.functions);
+        assert!(!c.runtime_change.reported, "{base} -> {cand}: {:#?}", c.runtime_change);
         let options = RegressionOptions { metric: Share::Cumulative, ..Default::default() };
         let found = flame::detect_regressions(&[run(base)], &[run(cand)], &options).expect("detect").functions;
         assert!(found.is_empty(), "{base} -> {cand}, total share: {found:#?}");

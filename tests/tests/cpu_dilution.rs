@@ -191,7 +191,7 @@ fn a_slower_function_is_named_through_new_gc_work_and_a_cpu_hog_and_a_a_is_silen
         .iter()
         .filter_map(Value::as_str)
         .find(|l| l.starts_with("runtime ("))
-        .unwrap_or_else(|| panic!("no runtime line: {:#}", per_request["explanation"]))
+        .unwrap_or_else(|| panic!("no runtime line: {:#}\n{:#}", per_request["explanation"], per_request["runtime"]))
         .to_string();
     assert!(
         runtime_line.contains("new allocation in main.buildEntry")
@@ -262,6 +262,7 @@ fn a_slower_function_is_named_through_new_gc_work_and_a_cpu_hog_and_a_a_is_silen
         for normalize in ["auto", "share", "rate", "per_request"] {
             let same = diff(&server, "a", "b", &format!("&normalize={normalize}&confidence=0.999"));
             assert_eq!(same["regressions"], serde_json::json!([]), "A/A seed {seed}, {normalize}: {same:#}");
+            assert_eq!(same["runtime"]["reported"], false, "A/A seed {seed}, {normalize}: {:#}", same["runtime"]);
         }
         server.kill();
     }

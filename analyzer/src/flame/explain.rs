@@ -32,7 +32,7 @@ pub fn sentences(
     for kind in [ChangeKind::Slower, ChangeKind::NewWork] {
         out.extend(found.iter().filter(|r| r.kind == kind).take(TOP).map(|r| function(c, r, metric)));
     }
-    if found.iter().any(|r| r.kind == ChangeKind::Runtime) {
+    if c.runtime_change.reported || found.iter().any(|r| r.kind == ChangeKind::Runtime) {
         out.push(runtime(c, allocation));
     }
     out

@@ -321,6 +321,14 @@ pub struct RuntimeChange {
     pub candidate_pct: f64,
     /// The largest contributors to the change: function and its change in pp, largest first.
     pub top: Vec<(String, f64)>,
+    /// The summed self value tested as one function (the runtime's run-to-run variance, the
+    /// program's noise inflation): how surely the runtime as a whole grew. GC work spread over
+    /// many runtime functions grows each by too little to pass Holm's correction on its own,
+    /// while their sum grows plainly.
+    pub together: Option<ShareChange>,
+    /// Whether the runtime's growth is reported (set by [`detect_regressions`]): its sum grew by
+    /// at least `min_change_pp` with at least `min_confidence`, or one of its functions did.
+    pub reported: bool,
 }
 
 impl RuntimeChange {
@@ -448,7 +456,8 @@ fn compare_shares(
             ChangeKind::Slower
         };
     }
-    let runtime_change = runtime_change(&out);
+    let mut runtime_change = runtime_change(&out);
+    runtime_change.together = Some(self_model.compare(&base_side, &cand_side, RUNTIME_TOGETHER));
     // Under rates and per-unit costs the noise is measured on the program's functions only: new
     // work lands in the runtime (a busier GC moves dozens of its functions at once, all real), and
     // taken for noise it erased every change of the live run of ADR 0008 (λ = 11.6).
@@ -463,6 +472,9 @@ fn compare_shares(
         deflate(&mut r.self_share, self_inflation);
         deflate(&mut r.total_share, total_inflation);
         r.confidence = r.self_share.confidence;
+    }
+    if let Some(together) = &mut runtime_change.together {
+        deflate(together, self_inflation);
     }
     let comparison = Comparison {
         functions: out,
@@ -577,6 +589,14 @@ pub fn detect_regressions(
     holm_adjust(&mut runtime, options.metric);
     *found = program.into_iter().chain(runtime).collect();
     found.retain(|r| r.confidence >= options.min_confidence);
+    // The runtime's claim is about its functions together: one more test, outside both families
+    // (a self share, whatever the judged metric: the runtime's line is about its own code).
+    let together_grew = comparison
+        .runtime_change
+        .together
+        .as_ref()
+        .is_some_and(|t| t.change_pp >= options.min_change_pp && t.confidence >= options.min_confidence);
+    comparison.runtime_change.reported = together_grew || found.iter().any(|r| r.kind == ChangeKind::Runtime);
     // Slower code first (what the developer must look at), then new work, then the runtime.
     let order = |k: ChangeKind| match k {
         ChangeKind::Slower => 0,
@@ -641,7 +661,13 @@ pub fn differential_scaled(baseline: &Folded, candidate: &Folded, scale: f64) ->
 /// Self and total share per function of one profile.
 struct FunctionShares {
     shares: BTreeMap<String, (f64, f64)>,
+    /// The self values of the runtime's functions summed ([`RUNTIME_TOGETHER`]).
+    runtime: f64,
 }
+
+/// The name under which [`SideShares::shares`] gives the runtime's functions together (their
+/// self values summed; its total is the same sum). No Go function has this name.
+const RUNTIME_TOGETHER: &str = "runtime.*";
 
 impl FunctionShares {
     /// The profile's values over `divisor` (its total for shares).
@@ -662,7 +688,11 @@ impl FunctionShares {
             }
         }
         let frac = |x: i64| if divisor > 0.0 { x as f64 / divisor } else { 0.0 };
-        Self { shares: values.into_iter().map(|(k, (s, t))| (k, (frac(s), frac(t)))).collect() }
+        let shares: BTreeMap<String, (f64, f64)> =
+            values.into_iter().map(|(k, (s, t))| (k, (frac(s), frac(t)))).collect();
+        // Every sample has one leaf, so the runtime's self values add up without overlap.
+        let runtime = shares.iter().filter(|(f, _)| is_runtime(f)).map(|(_, &(s, _))| s).sum();
+        Self { shares, runtime }
     }
 }
 /// One side's profiles as function shares, grouped by run.
@@ -714,7 +744,10 @@ impl SideShares {
             .map(|run| {
                 run.profiles
                     .iter()
-                    .map(|p| p.shares.get(function).map_or(0.0, |&(sf, tt)| if total { tt } else { sf }))
+                    .map(|p| match function {
+                        RUNTIME_TOGETHER => p.runtime,
+                        _ => p.shares.get(function).map_or(0.0, |&(sf, tt)| if total { tt } else { sf }),
+                    })
                     .collect()
             })
             .collect()
@@ -1132,6 +1165,41 @@ pub(crate) mod tests {
         assert!(malloc.self_share.confidence < 0.9, "{malloc:#?}");
         let parse = found.functions.iter().find(|r| r.function == "main.parse").unwrap();
         assert_eq!(parse.self_share.change_pp, 0.0, "{parse:#?}");
+    }
+
+    #[test]
+    fn runtime_growth_spread_over_many_functions_is_reported_by_its_sum() {
+        // New GC work spread over twelve runtime functions, each +5 samples in 8 s (0.6 pp of
+        // the baseline's CPU, below `min_change_pp`, so none can be reported on its own), their
+        // sum +60 (7 pp). The runs of each side differ by ±10% in all of the runtime at once
+        // (one process's GC busier than the other's). The summed test reports the runtime;
+        // the same data as an A/A comparison does not.
+        let program = [("main.parse", 300), ("main.encode", 300), ("main.checksum", 200)];
+        let run = |i: usize, per_function: i64| {
+            let names: Vec<String> = (0..12).map(|k| format!("runtime.gc{k}")).collect();
+            let gc = if i == 0 { per_function + per_function / 10 } else { per_function - per_function / 10 };
+            let mut leaves: Vec<(&str, i64)> = program.to_vec();
+            leaves.extend(names.iter().map(|n| (n.as_str(), gc)));
+            Run::new(format!("run{i}"), vec![timed_cpu_profile(&leaves, 8); 2])
+        };
+        let base = vec![run(0, 5), run(1, 5)];
+        let cand = vec![run(0, 10), run(1, 10)];
+        let options = RegressionOptions { normalization: Normalization::Rate, ..RegressionOptions::default() };
+        let found = detect_regressions(&base, &cand, &options).unwrap();
+        assert!(found.functions.is_empty(), "{:#?}", found.functions);
+        let together = found.runtime_change.together.as_ref().expect("tested");
+        assert!((together.change_pp - 60.0 / 860.0 * 100.0).abs() < 0.5, "{together:#?}");
+        // Two runs a side: Student's t with 2 degrees of freedom on the sum's own spread.
+        assert!(together.confidence > options.min_confidence, "{together:#?}");
+        assert!(found.runtime_change.reported);
+        let lines = super::super::explain::sentences(&found, &found.functions, options.metric, None);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("runtime (GC, allocation, scheduling) 7.0% -> 14.0%"), "{lines:?}");
+
+        let same = detect_regressions(&base, &[run(1, 5), run(0, 5)], &options).unwrap();
+        let together = same.runtime_change.together.as_ref().expect("tested");
+        assert!(together.confidence < 0.9 && !same.runtime_change.reported, "{together:#?}");
+        assert!(super::super::explain::sentences(&same, &same.functions, options.metric, None).is_empty());
     }
 
     #[test]

@@ -104,6 +104,13 @@ pub struct RuntimeShare {
     pub baseline_pct: f64,
     pub candidate_pct: f64,
     pub change_pp: f64,
+    /// Probability (0..1) that the runtime's functions together grew, from one test of their
+    /// summed self value; `None` when it could not be tested.
+    #[serde(default)]
+    pub confidence: Option<f64>,
+    /// Whether the runtime's growth is reported (a line of `explanation`).
+    #[serde(default)]
+    pub reported: bool,
     /// Its largest contributors, largest first.
     pub top: Vec<FunctionChange>,
 }
@@ -187,6 +194,8 @@ mod tests {
                 baseline_pct: 5.0,
                 candidate_pct: 9.0,
                 change_pp: 4.0,
+                confidence: Some(0.999),
+                reported: true,
                 top: vec![FunctionChange { function: "runtime.mallocgc".into(), change_pp: 2.5 }],
             }),
             allocation: Some(AllocationGrowth { notes: vec!["no allocation profiles".into()], ..Default::default() }),

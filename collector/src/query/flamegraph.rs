@@ -416,6 +416,8 @@ async fn flamegraph_diff(
             baseline_pct: c.runtime_change.baseline_pct,
             candidate_pct: c.runtime_change.candidate_pct,
             change_pp: c.runtime_change.change_pp(),
+            confidence: c.runtime_change.together.as_ref().map(|t| t.confidence),
+            reported: c.runtime_change.reported,
             top: c
                 .runtime_change
                 .top
