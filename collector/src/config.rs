@@ -181,6 +181,22 @@ pub struct BucketConfig {
     /// fetched them; the least recently read go first.
     #[serde(default = "default_bucket_cache_bytes")]
     pub cache_bytes: u64,
+    /// Whether this collector takes part in merging the bucket's parts: one collector per part
+    /// directory (tenant) at a time, the holder of its lease, merges every writer's parts there.
+    #[serde(default = "default_true")]
+    pub compaction: bool,
+    /// How long a compaction lease lasts without renewal: a compactor that stops is replaced
+    /// this long after its last renewal.
+    #[serde(default = "default_compaction_lease")]
+    pub compaction_lease: HumanDuration,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_compaction_lease() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
 }
 
 fn default_bucket_cache_bytes() -> u64 {

@@ -45,6 +45,9 @@ pub struct Telemetry {
     pub bucket_uploaded_bytes: AtomicU64,
     pub bucket_manifests: AtomicU64,
     pub bucket_errors: AtomicU64,
+    /// Merges and retention entries this collector committed to the bucket's compaction log.
+    pub bucket_merges: AtomicU64,
+    pub bucket_merges_abandoned: AtomicU64,
     pub parts_adopted: AtomicU64,
     pub parts_verified: AtomicU64,
     pub series_compactions: AtomicU64,
@@ -296,6 +299,18 @@ impl Telemetry {
                 "counter",
                 "Manifests this collector committed to the shared bucket.",
                 &self.bucket_manifests,
+            ),
+            (
+                "slo_gate_bucket_merges_total",
+                "counter",
+                "Merges this collector committed to the shared bucket's compaction log, as the holder of a directory's lease.",
+                &self.bucket_merges,
+            ),
+            (
+                "slo_gate_bucket_merges_abandoned_total",
+                "counter",
+                "Bucket merges given up: an input unreadable, the lease lost, or another compactor's log entry first.",
+                &self.bucket_merges_abandoned,
             ),
             (
                 "slo_gate_bucket_errors_total",

@@ -35,21 +35,32 @@ fn config(dir: &Path, name: &str, endpoint: &str, writer: &str) -> PathBuf {
 }
 
 fn config_flushing(dir: &Path, name: &str, endpoint: &str, writer: &str, flush: &str) -> PathBuf {
+    config_with(dir, name, endpoint, writer, flush, "")
+}
+
+/// [`config_flushing`] with more `[storage.bucket]` lines.
+fn config_with(dir: &Path, name: &str, endpoint: &str, writer: &str, flush: &str, bucket: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
         "retention = \"7d\"\n[storage]\nflush_interval = \"{flush}\"\n\
          [storage.compaction]\nmin_parts = 2\ninterval = \"200ms\"\n\
          [storage.bucket]\nurl = \"s3://{BUCKET}/slo-gate\"\nendpoint = \"{endpoint}\"\nwriter_id = \"{writer}\"\n\
-         refresh_interval = \"300ms\"\nrequest_timeout = \"5s\"\n"
+         refresh_interval = \"300ms\"\nrequest_timeout = \"5s\"\n{bucket}"
     );
     std::fs::write(&path, text).unwrap();
     path
 }
 
 fn start(seaweed: &Seaweed, dir: &Path, name: &str) -> Server {
-    let cfg = config(dir, name, &seaweed.endpoint(), name);
-    let env = [("AWS_ACCESS_KEY_ID", seaweed.access_key()), ("AWS_SECRET_ACCESS_KEY", seaweed.secret_key())];
-    Server::start_with_env(&dir.join(format!("{name}-data")), &["--config", cfg.to_str().unwrap()], &env)
+    start_with(seaweed, dir, name, "", &[])
+}
+
+/// A collector with more `[storage.bucket]` lines and environment.
+fn start_with(seaweed: &Seaweed, dir: &Path, name: &str, bucket: &str, env: &[(&str, &str)]) -> Server {
+    let cfg = config_with(dir, name, &seaweed.endpoint(), name, "200ms", bucket);
+    let mut all = vec![("AWS_ACCESS_KEY_ID", seaweed.access_key()), ("AWS_SECRET_ACCESS_KEY", seaweed.secret_key())];
+    all.extend_from_slice(env);
+    Server::start_with_env(&dir.join(format!("{name}-data")), &["--config", cfg.to_str().unwrap()], &all)
 }
 
 /// Batch `batch`: one trace of `SPANS_PER_BATCH` spans (ids 1..), three or four hours ago
@@ -112,6 +123,13 @@ fn all_found(server: &Server, who: &str, acked: &[u64]) {
     }
 }
 
+/// A counter of `/metrics`.
+fn counter(server: &Server, name: &str) -> u64 {
+    let (_, text) = server.get_text("/metrics");
+    let prefix = format!("{name} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)?.trim().parse::<u64>().ok()).unwrap_or(0)
+}
+
 fn ready_text(server: &Server) -> String {
     server.get_text("/readyz").1
 }
@@ -171,14 +189,12 @@ fn collectors_sharing_a_bucket_answer_for_each_other_and_a_killed_one_loses_noth
     assert_eq!(reader.items("traces", Some("team-b")), 0);
     let other = reader.get(&format!("/api/v1/traces/{}", hex::encode(trace_id(acked[0]))), Some("team-b"));
     assert_eq!(other.0, 404, "{}", other.1);
-    // Merges ran meanwhile: their manifests replaced parts the readers had listed.
-    let merges = |server: &Server| {
-        let (_, text) = server.get_text("/metrics");
-        text.lines()
-            .find_map(|l| l.strip_prefix("slo_gate_compactions_total ")?.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    assert!(merges(&b) > 0, "b merged nothing");
+    // Merges ran meanwhile, in the bucket, by whichever collector held the lease: their log
+    // entries replaced parts the readers had listed.
+    let merged = e2e::eventually(Duration::from_secs(30), || {
+        ([&a, &b, &reader].iter().map(|s| counter(s, "slo_gate_bucket_merges_total")).sum::<u64>() > 0).then_some(())
+    });
+    assert!(merged.is_some(), "nobody merged in the bucket");
     a.stop();
     b.stop();
     reader.stop();
@@ -393,5 +409,173 @@ fn a_part_larger_than_an_upload_chunk_reads_back_from_the_bucket() {
         assert_eq!(spans as u64, per_request, "trace of request {r}");
     }
     writer.stop();
+    reader.stop();
+}
+
+/// How the first compactor is stopped mid-merge.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Stop {
+    /// SIGKILL, then started again.
+    Kill,
+    /// SIGSTOP until its successor has committed, then SIGCONT: it must give its merge up.
+    Pause,
+}
+
+/// The objects under `parts/` whose names contain `needle`.
+fn objects(seaweed: &Seaweed, needle: &str) -> Vec<String> {
+    objects_under(seaweed, "parts", needle)
+}
+
+/// The bodies of the lease objects.
+fn leases(seaweed: &Seaweed) -> Vec<serde_json::Value> {
+    let store = seaweed.builder(BUCKET).build().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    objects_under(seaweed, "leases", "")
+        .into_iter()
+        .map(|key| {
+            let key = object_store::path::Path::from(key);
+            let bytes = runtime.block_on(async { store.get(&key).await.unwrap().bytes().await.unwrap() });
+            serde_json::from_slice(&bytes).unwrap()
+        })
+        .collect()
+}
+
+fn objects_under(seaweed: &Seaweed, dir: &str, needle: &str) -> Vec<String> {
+    let store = seaweed.builder(BUCKET).build().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let prefix = object_store::path::Path::from(format!("slo-gate/{dir}"));
+        let mut listing = store.list(Some(&prefix));
+        let mut found = Vec::new();
+        while let Some(item) = futures_util::StreamExt::next(&mut listing).await {
+            let key = item.unwrap().location.to_string();
+            if key.contains(needle) {
+                found.push(key);
+            }
+        }
+        found
+    })
+}
+
+/// `a` takes the lease of the directory and stalls between uploading its merge and committing
+/// it (a fault hook of test builds); it is killed or paused there. `b`, started then, takes the
+/// lease once it runs out (3 s) and merges `a`'s parts; every acknowledged span is then answered
+/// once by `a` (restarted, or resumed and giving its merge up), `b` and a reader.
+fn compactor_stopped_mid_merge(stop: Stop) {
+    let seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let lease = "compaction_lease = \"3s\"\n";
+    let stall = [("SLO_GATE_FAULT_BUCKET_MERGE_STALL_MS", "6000")];
+    let a = start_with(&seaweed, dir.path(), "a", lease, &stall);
+    let acked_a = send(&a, 10_000_000, 20, Arc::new(AtomicBool::new(false))).join().unwrap();
+    assert_eq!(acked_a.len(), 20);
+    let stalled = e2e::eventually(Duration::from_secs(60), || {
+        let outputs = objects(&seaweed, "/a-m");
+        (!outputs.is_empty()).then_some(outputs)
+    });
+    let outputs = stalled.expect("a uploaded no merge output");
+    let a = match stop {
+        Stop::Kill => {
+            a.kill();
+            None
+        }
+        Stop::Pause => {
+            signal(&a, "-STOP");
+            Some(a)
+        }
+    };
+    let b = start_with(&seaweed, dir.path(), "b", lease, &[]);
+    let reader = start_with(&seaweed, dir.path(), "reader", "compaction = false\n", &[]);
+    let acked_b = send(&b, 20_000_000, 20, Arc::new(AtomicBool::new(false))).join().unwrap();
+    let took_over =
+        e2e::eventually(Duration::from_secs(60), || (counter(&b, "slo_gate_bucket_merges_total") > 0).then_some(()));
+    assert!(took_over.is_some(), "b never merged after a's lease ran out");
+    let held = leases(&seaweed);
+    assert!(held.len() == 1 && held[0]["owner"] == "b", "leases: {held:?}");
+    let a = match a {
+        None => start_with(&seaweed, dir.path(), "a", lease, &[]),
+        Some(a) => {
+            signal(&a, "-CONT");
+            let gave_up = e2e::eventually(Duration::from_secs(30), || {
+                (counter(&a, "slo_gate_bucket_merges_abandoned_total") > 0).then_some(())
+            });
+            assert!(gave_up.is_some(), "a committed its merge after its lease ran out");
+            assert_eq!(counter(&a, "slo_gate_bucket_merges_total"), 0);
+            // Its output is deleted, not left beside b's merge.
+            for output in &outputs {
+                let name = output.strip_prefix("slo-gate/").unwrap();
+                assert!(objects(&seaweed, name).is_empty(), "{name} was kept");
+            }
+            a
+        }
+    };
+    let acked: Vec<u64> = acked_a.iter().chain(&acked_b).copied().collect();
+    for (who, server) in [("reader", &reader), ("a", &a), ("b", &b)] {
+        all_found(server, who, &acked);
+    }
+    let total = acked.len() as u64 * SPANS_PER_BATCH;
+    let settled = e2e::eventually(Duration::from_secs(30), || {
+        let counts = [reader.items("traces", None), a.items("traces", None), b.items("traces", None)];
+        (counts == [total; 3]).then_some(())
+    });
+    assert!(
+        settled.is_some(),
+        "{total} spans acknowledged; the reader answers {}, a {}, b {}",
+        reader.items("traces", None),
+        a.items("traces", None),
+        b.items("traces", None)
+    );
+    // a's parts were merged by b: a no longer holds them in its data directory.
+    let a_parts = |server: &Server| counter(server, "slo_gate_parts");
+    let handed = e2e::eventually(Duration::from_secs(30), || {
+        let after = a_parts(&a);
+        (after == 0).then_some(after)
+    });
+    assert!(handed.is_some(), "a still holds {} parts", a_parts(&a));
+    for server in [a, b, reader] {
+        server.stop();
+    }
+}
+
+fn signal(server: &Server, signal: &str) {
+    let status = Command::new("kill").args([signal, &server.pid().to_string()]).status();
+    assert!(status.is_ok_and(|s| s.success()), "kill {signal}");
+}
+
+#[test]
+fn a_compactor_killed_mid_merge_is_replaced_after_its_lease_and_nothing_is_lost_or_doubled() {
+    compactor_stopped_mid_merge(Stop::Kill);
+}
+
+#[test]
+fn a_paused_compactor_gives_its_merge_up_when_its_successor_committed_first() {
+    compactor_stopped_mid_merge(Stop::Pause);
+}
+
+/// A collector that wrote parts and is gone for good: the directory's compactor removes its
+/// parts from the bucket once they are past retention (the compactor's), for every reader.
+#[test]
+fn the_compactor_applies_retention_to_the_parts_of_a_writer_that_is_gone() {
+    let seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let gone = start_with(&seaweed, dir.path(), "gone", "compaction = false\n", &[]);
+    let acked = send(&gone, 30_000_000, 10, Arc::new(AtomicBool::new(false))).join().unwrap();
+    assert_eq!(acked.len(), 10);
+    let reader = start_with(&seaweed, dir.path(), "reader", "compaction = false\n", &[]);
+    all_found(&reader, "reader", &acked);
+    gone.stop();
+    // The batches are three and four hours old: past a retention of two hours.
+    let cfg = config_with(dir.path(), "keeper", &seaweed.endpoint(), "keeper", "200ms", "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("retention = \"7d\"", "retention = \"2h\"");
+    std::fs::write(&cfg, text).unwrap();
+    let env = [("AWS_ACCESS_KEY_ID", seaweed.access_key()), ("AWS_SECRET_ACCESS_KEY", seaweed.secret_key())];
+    let keeper = Server::start_with_env(&dir.path().join("keeper-data"), &["--config", cfg.to_str().unwrap()], &env);
+    let removed = e2e::eventually(Duration::from_secs(30), || (reader.items("traces", None) == 0).then_some(()));
+    assert!(removed.is_some(), "the reader still answers {} spans", reader.items("traces", None));
+    assert_eq!(keeper.items("traces", None), 0);
+    assert_eq!(counter(&keeper, "slo_gate_bucket_merges_total"), 0, "expired parts are removed, not merged");
+    keeper.stop();
     reader.stop();
 }

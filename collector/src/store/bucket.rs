@@ -25,9 +25,14 @@
 //! next number.
 //!
 //! A collector reads the parts other writers committed and its own from its data directory;
-//! it never deletes or changes another writer's objects. When the bucket cannot be reached the
-//! parts stay local (they are already durable there), the readiness answer says how many wait,
-//! and the next pass uploads them.
+//! on the write path it never deletes or changes another writer's objects. When the bucket
+//! cannot be reached the parts stay local (they are already durable there), the readiness answer
+//! says how many wait, and the next pass uploads them.
+//!
+//! Merges across writers and retention in the bucket are the work of one collector per part
+//! directory at a time, committed to a compaction log (`bucket_compact.rs`); the sync thread applies
+//! the log after the manifests, and a writer hands its own parts that a merge took over to the
+//! merge's output (out of its state, catalog and data directory).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -42,7 +47,8 @@ use futures_util::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as Key;
 use object_store::{
-    ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, WriteMultipart,
+    ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, UpdateVersion,
+    WriteMultipart,
 };
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +58,9 @@ use super::Shared;
 use super::catalog::{self, Manifest};
 use super::crypt::KeyRing;
 use super::parts::{self, PartError, PartMeta};
+
+#[path = "bucket_compact.rs"]
+pub(crate) mod compact;
 
 /// The file of committed names, in the data directory.
 const LOG: &str = "bucket.log";
@@ -129,6 +138,16 @@ pub struct Bucket {
     /// The manifest lines of parts not yet uploaded, made when they were written (while their
     /// trace keys are in memory), by bucket name, within [`ENTRY_BYTES`].
     entries: Mutex<Entries>,
+    /// The bucket names of this writer's parts committed in its manifests (the uploader's
+    /// `bucket.log`), for the compactor: only committed parts are merged in the bucket.
+    pub(crate) committed: Mutex<BTreeSet<String>>,
+    /// The last compaction-log entry applied to the store's state (`bucket_compact`); set under
+    /// the state's write lock, so read under its read lock it matches `State::remote`.
+    pub(crate) log_seq: AtomicU64,
+    /// Whether this collector takes part in merging the bucket's parts (`compaction`).
+    pub(crate) compacts: bool,
+    /// How long a compaction lease lasts (`compaction_lease`).
+    pub(crate) lease: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -274,6 +293,10 @@ impl Bucket {
             quarantined: Mutex::new(HashSet::new()),
             entries: Mutex::new(Entries::default()),
             manifest_n: AtomicU64::new(0),
+            committed: Mutex::new(BTreeSet::new()),
+            log_seq: AtomicU64::new(0),
+            compacts: config.compaction,
+            lease: config.compaction_lease.0,
             wake: (Mutex::new(false), Condvar::new()),
             status: Mutex::new(UploadStatus::default()),
         });
@@ -318,6 +341,7 @@ impl Bucket {
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(object_store::Error::NotFound { .. }))) => Err(RequestError::NotFound),
             Ok(Ok(Err(object_store::Error::AlreadyExists { .. }))) => Err(RequestError::Exists),
+            Ok(Ok(Err(object_store::Error::Precondition { .. }))) => Err(RequestError::Precondition),
             Ok(Ok(Err(e))) => Err(RequestError::Other(format!("{what}: {e}"))),
             Ok(Err(_)) => Err(RequestError::Other(format!("{what}: no answer within {timeout:?}"))),
             Err(_) => Err(RequestError::Other(format!("{what}: the request was dropped"))),
@@ -365,9 +389,13 @@ impl Bucket {
     /// multipart upload past one chunk), so an upload holds a few chunks, not the part. Its
     /// checksum is not computed here: every reader checks it against the manifest.
     fn put_part(&self, meta: &PartMeta) -> Result<u64, RequestError> {
+        self.put_file(&self.bucket_name(meta), &meta.path, meta.size)
+    }
+
+    /// Uploads the file at `path` (`size` bytes) as object `name`, as [`Bucket::put_part`] does.
+    pub(crate) fn put_file(&self, name: &str, path: &Path, size: u64) -> Result<u64, RequestError> {
         use tokio::io::AsyncReadExt;
-        let name = self.bucket_name(meta);
-        let (store, key, path, size) = (Arc::clone(&self.store), self.key(&name), meta.path.clone(), meta.size);
+        let (store, key, path) = (Arc::clone(&self.store), self.key(name), path.to_path_buf());
         let local = |e: io::Error| object_store::Error::Generic { store: "local file", source: Box::new(e) };
         // A slow link gets a second per MiB beyond the request timeout.
         let timeout = self.timeout + Duration::from_secs(size >> 20);
@@ -440,7 +468,7 @@ impl Bucket {
         }
     }
 
-    fn delete(&self, name: &str) -> Result<(), RequestError> {
+    pub(crate) fn delete(&self, name: &str) -> Result<(), RequestError> {
         let (store, key) = (Arc::clone(&self.store), self.key(name));
         match self.run(format!("delete {name}"), async move { store.delete(&key).await }) {
             Ok(()) | Err(RequestError::NotFound) => Ok(()),
@@ -450,13 +478,52 @@ impl Bucket {
 
     /// The names of the manifests after `offset` (a name under `manifests/`), in order.
     fn list_manifests(&self, offset: Option<&str>) -> Result<Vec<String>, RequestError> {
-        let (store, dir) = (Arc::clone(&self.store), self.key("manifests"));
+        self.list("manifests", offset)
+    }
+
+    /// Creates object `name` holding `body`, refused (`Exists`) when it exists.
+    pub(crate) fn create(&self, name: &str, body: Bytes) -> Result<(), RequestError> {
+        let (store, key) = (Arc::clone(&self.store), self.key(name));
+        self.run(format!("create {name}"), async move {
+            store.put_opts(&key, PutPayload::from(body), PutOptions::from(PutMode::Create)).await
+        })
+        .map(|_| ())
+    }
+
+    /// Replaces object `name` with `body` only if it is still the version read
+    /// (`Precondition` otherwise).
+    pub(crate) fn update(&self, name: &str, body: Bytes, version: Version) -> Result<(), RequestError> {
+        let (store, key) = (Arc::clone(&self.store), self.key(name));
+        let mode = PutMode::Update(UpdateVersion { e_tag: version.e_tag, version: version.version });
+        self.run(format!("update {name}"), async move {
+            store.put_opts(&key, PutPayload::from(body), PutOptions::from(mode)).await
+        })
+        .map(|_| ())
+    }
+
+    /// An object's bytes (at most `max`) and the version they are, for [`Bucket::update`].
+    pub(crate) fn get_versioned(&self, name: &str, max: u64) -> Result<(Bytes, Version), RequestError> {
+        let (store, key) = (Arc::clone(&self.store), self.key(name));
+        let got = self.run(format!("read {name}"), async move {
+            let answer = store.get(&key).await?;
+            if answer.meta.size > max {
+                return Ok(Err(answer.meta.size));
+            }
+            let version = Version { e_tag: answer.meta.e_tag.clone(), version: answer.meta.version.clone() };
+            answer.bytes().await.map(|b| Ok((b, version)))
+        })?;
+        got.map_err(|size| RequestError::TooLarge { size, max })
+    }
+
+    /// The names of the objects under `dir/` after `offset` (a name under `dir/`), in order.
+    pub(crate) fn list(&self, dir: &str, offset: Option<&str>) -> Result<Vec<String>, RequestError> {
+        let (store, dir_key) = (Arc::clone(&self.store), self.key(dir));
         let offset = offset.map(|o| self.key(o));
         let strip = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
-        let mut names: Vec<String> = self.run("list manifests/".into(), async move {
+        let mut names: Vec<String> = self.run(format!("list {dir}/"), async move {
             let mut stream = match &offset {
-                Some(o) => store.list_with_offset(Some(&dir), o),
-                None => store.list(Some(&dir)),
+                Some(o) => store.list_with_offset(Some(&dir_key), o),
+                None => store.list(Some(&dir_key)),
             };
             let mut out = Vec::new();
             while let Some(item) = stream.next().await {
@@ -469,13 +536,14 @@ impl Bucket {
                 *n = rest.to_string();
             }
         }
-        names.retain(|n| n.starts_with("manifests/") && n.ends_with(".json"));
+        let under = format!("{dir}/");
+        names.retain(|n| n.starts_with(&under) && n.ends_with(".json"));
         names.sort();
         Ok(names)
     }
 
     /// An object's bytes, refused unread past `max` bytes (its size is in the answer's head).
-    fn get(&self, name: &str, max: u64) -> Result<Bytes, RequestError> {
+    pub(crate) fn get(&self, name: &str, max: u64) -> Result<Bytes, RequestError> {
         let (store, key) = (Arc::clone(&self.store), self.key(name));
         let got = self.run(format!("read {name}"), async move {
             let answer = store.get(&key).await?;
@@ -519,6 +587,18 @@ impl Bucket {
             let _ = self.keep(&meta.path, &bytes).map(|()| self.touch(&meta.name, bytes.len() as u64));
         }
         Ok(bytes)
+    }
+
+    /// Moves a file this collector wrote and uploaded as object `name` into the cache, where a
+    /// read of that object finds it.
+    pub(crate) fn adopt(&self, name: &str, file: &Path, size: u64) -> io::Result<()> {
+        let path = self.cache_dir.join(name);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::rename(file, &path)?;
+        self.touch(name, size);
+        Ok(())
     }
 
     fn keep(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -597,11 +677,20 @@ impl Bucket {
     }
 }
 
+/// The version of an object read, for a write conditional on it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Version {
+    e_tag: Option<String>,
+    version: Option<String>,
+}
+
 /// A failed request.
 #[derive(Debug)]
-enum RequestError {
+pub(crate) enum RequestError {
     NotFound,
     Exists,
+    /// The object is no longer the version a conditional write named.
+    Precondition,
     /// An object larger than it may be, not read.
     TooLarge {
         size: u64,
@@ -615,6 +704,7 @@ impl std::fmt::Display for RequestError {
         match self {
             RequestError::NotFound => f.write_str("not found"),
             RequestError::Exists => f.write_str("exists already"),
+            RequestError::Precondition => f.write_str("changed since it was read"),
             RequestError::TooLarge { size, max } => write!(f, "{size} bytes, more than the {max} it may be"),
             RequestError::Other(what) => f.write_str(what),
         }
@@ -703,9 +793,17 @@ pub(crate) fn upload_loop(shared: Arc<Shared>, bucket: Arc<Bucket>) {
     }
     let mut doomed: Vec<(Instant, String)> = Vec::new();
     let mut backoff = Duration::from_millis(500);
+    *bucket.committed.lock().unwrap_or_else(|e| e.into_inner()) = committed.clone();
     loop {
         let closing = shared.closing.load(Ordering::Relaxed);
-        match upload_pass(&shared, &bucket, &mut committed, &mut doomed) {
+        let passed = upload_pass(&shared, &bucket, &mut committed, &mut doomed);
+        {
+            let mut published = bucket.committed.lock().unwrap_or_else(|e| e.into_inner());
+            if *published != committed {
+                *published = committed.clone();
+            }
+        }
+        match passed {
             Ok(()) => {
                 backoff = Duration::from_millis(500);
             }
@@ -798,6 +896,11 @@ pub(crate) struct Remotes {
     parts: BTreeMap<String, Arc<PartMeta>>,
     /// Names a manifest removed: an add of one seen later (out of order) is ignored.
     removed: HashSet<String>,
+    /// The last compaction-log entry applied (`compact`).
+    log_seq: u64,
+    /// This writer's parts merged in the bucket by a compactor, out of the store, whose files
+    /// wait for the queries still reading them (as a local merge's inputs do).
+    handed_over: Vec<(Arc<PartMeta>, Instant)>,
 }
 
 impl Remotes {
@@ -835,6 +938,7 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
     let mine = format!("-{}-", bucket.writer);
     let mut applied = 0;
     let mut gone = Vec::new();
+    let mut merged_away: HashSet<String> = HashSet::new();
     for name in names {
         if remotes.seen.contains(&name) {
             continue;
@@ -862,22 +966,77 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
         }
         remotes.seen.insert(name);
     }
+    // The compaction log, in order, every entry (this writer's merges included).
+    let offset = (remotes.log_seq > 0).then(|| compact::entry_name(remotes.log_seq));
+    let entries = bucket.list(compact::LOG_DIR, offset.as_deref()).map_err(|e| bucket.error(e.to_string()))?;
+    for name in entries {
+        let Some(seq) = compact::entry_seq(&name) else { continue };
+        if seq <= remotes.log_seq {
+            continue;
+        }
+        if seq != remotes.log_seq + 1 {
+            tracing::warn!(entry = %name, after = remotes.log_seq, "the compaction log skips entries; applying it in order");
+        }
+        let bytes = bucket.get(&name, MAX_MANIFEST_BYTES).map_err(|e| bucket.error(e.to_string()))?;
+        match catalog::manifest_from_json(&bytes, &bucket.cache_dir, bucket.keys.as_ref()) {
+            Some((_, entry)) => {
+                merged_away.extend(entry.removed.iter().cloned());
+                gone.extend(remotes.apply(entry, |meta| meta.remote = Some(Remote(Arc::clone(bucket)))));
+            }
+            None => tracing::error!(entry = %name, "compaction log entry does not parse; skipped"),
+        }
+        remotes.log_seq = seq;
+        applied += 1;
+    }
     if applied > 0 {
         let quarantined = bucket.quarantined.lock().unwrap_or_else(|e| e.into_inner()).clone();
         // Parts past retention are left out as the collector's own are deleted.
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let cutoff = now.saturating_sub(shared.settings.retention.as_nanos() as u64);
-        shared.write().remote = remotes
+        let (remote, expired): (Vec<Arc<PartMeta>>, Vec<Arc<PartMeta>>) = remotes
             .parts
             .values()
-            .filter(|p| !quarantined.contains(&p.name) && p.max_time() >= cutoff)
+            .filter(|p| !quarantined.contains(&p.name))
             .cloned()
-            .collect();
+            .partition(|p| p.max_time() >= cutoff);
+        // This writer's parts a compactor merged leave its reads as the merge enters them.
+        let handed: Vec<Arc<PartMeta>> = {
+            let mut state = shared.write();
+            state.remote = remote;
+            state.remote_expired = expired;
+            let (handed, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut state.parts)
+                .into_iter()
+                .partition(|p| !merged_away.is_empty() && merged_away.contains(&bucket.bucket_name(p)));
+            state.parts = keep;
+            bucket.log_seq.store(remotes.log_seq, Ordering::SeqCst);
+            handed
+        };
         for meta in gone {
             shared.span_indexes.forget(&meta.name);
             bucket.evict(&meta);
         }
+        for part in handed {
+            shared.span_indexes.forget(&part.name);
+            // Out of the catalog now; a crash before its file is deleted enters the file again
+            // at the next start, and the start's listing of the log takes it out again.
+            if let Err(e) = shared.catalog.remove(&part.name) {
+                tracing::error!(part = %part.name, %e, "cannot record a part merged in the bucket in the catalog");
+            }
+            remotes.handed_over.push((part, Instant::now()));
+        }
+        shared.nudge_bucket();
     }
+    remotes.handed_over.retain(|(part, since)| {
+        if Arc::strong_count(part) > 1 && since.elapsed() < super::compact::GRACE {
+            return true;
+        }
+        match fs::remove_file(&part.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(part = %part.name, %e, "cannot delete a part merged in the bucket"),
+        }
+        false
+    });
     Ok(applied)
 }
 
@@ -934,6 +1093,8 @@ mod tests {
             refresh_interval: slo_contracts::HumanDuration(Duration::from_secs(1)),
             request_timeout: slo_contracts::HumanDuration(Duration::from_secs(1)),
             cache_bytes: 1 << 20,
+            compaction: true,
+            compaction_lease: slo_contracts::HumanDuration(Duration::from_secs(60)),
         };
         let first = writer_id(&config(None), dir.path()).unwrap();
         assert!(valid_writer(&first));

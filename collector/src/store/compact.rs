@@ -198,6 +198,13 @@ fn pass_until(
         (state.parts.clone(), state.series.clone())
     };
     shared.telemetry.parts.store(parts.len() as u64, Relaxed);
+    // With a shared bucket, the parts of every signal but metrics are merged there, across
+    // writers, by the directory's compactor (`bucket::compact`); merging them here too could
+    // commit one part's rows in two merges.
+    let parts: Vec<Arc<PartMeta>> = match shared.bucket {
+        Some(_) => parts.into_iter().filter(|p| p.signal == Signal::Metrics).collect(),
+        None => parts,
+    };
     let batches = plan(&parts, &segments, config, &inner.locked, shared.settings.flush_interval, now_unix_nano);
     // The pass's own references to parts must not keep the inputs' files from being deleted.
     drop((parts, segments));
@@ -242,7 +249,7 @@ fn take_turns_with_the_flusher(shared: &Shared) {
 }
 
 /// The parts' directory (tenant or `@shared`), signal and hour, from its name.
-fn directory(name: &str) -> Option<(&str, &str, &str)> {
+pub(crate) fn directory(name: &str) -> Option<(&str, &str, &str)> {
     let mut it = name.split('/');
     let (_, dir, signal, hour) = (it.next()?, it.next()?, it.next()?, it.next()?);
     Some((dir, signal, hour))
@@ -250,7 +257,7 @@ fn directory(name: &str) -> Option<(&str, &str, &str)> {
 
 /// Batches to merge: per directory of a closed hour, the parts smaller than the target, oldest
 /// first, cut into batches within the input bounds.
-fn plan(
+pub(crate) fn plan(
     parts: &[Arc<PartMeta>],
     segments: &[Arc<SegmentMeta>],
     config: &CompactionConfig,
@@ -517,7 +524,7 @@ fn output_name(
 }
 
 /// Adds `more` to `into`; false when they are rows of different signals.
-fn append(into: &mut Rows, more: Rows) -> bool {
+pub(crate) fn append(into: &mut Rows, more: Rows) -> bool {
     match (into, more) {
         (Rows::Spans(a), Rows::Spans(b)) => a.extend(b),
         (Rows::Metrics(a), Rows::Metrics(b)) => a.extend(b),

@@ -406,8 +406,11 @@ pub(crate) fn apply_retention(shared: &Shared, now_unix_nano: u64) -> Result<usi
         let mut state = shared.write();
         let (old, keep): (Vec<_>, Vec<_>) = state.parts.drain(..).partition(|p| p.max_time() < cutoff);
         state.parts = keep;
-        // Other collectors' parts leave this one's reads; their writers delete them.
-        state.remote.retain(|p| p.max_time() >= cutoff);
+        // Other collectors' parts leave this one's reads; the bucket's compactor removes them.
+        let (expired, live): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut state.remote).into_iter().partition(|p| p.max_time() < cutoff);
+        state.remote = live;
+        state.remote_expired.extend(expired);
         old
     };
     if !expired.is_empty() {

@@ -118,6 +118,9 @@ pub(crate) struct State {
     /// Parts other collectors committed to the shared bucket (`bucket`), read like `parts`
     /// but never merged, expired or deleted by this one.
     pub remote: Vec<Arc<PartMeta>>,
+    /// Parts of the bucket left out of `remote` because they are past retention: the
+    /// directory's compactor removes them from the bucket (`bucket::compact`).
+    pub remote_expired: Vec<Arc<PartMeta>>,
     /// The metric series store's segments (`series`), by tenant, hour and first flush.
     pub series: Vec<Arc<series::SegmentMeta>>,
 }
@@ -985,11 +988,18 @@ impl Store {
         if !config.enabled {
             return Ok(());
         }
-        let (shared, compactor, config) = (Arc::clone(&self.shared), Arc::clone(&self.compactor), config.clone());
+        let (shared, compactor, local) = (Arc::clone(&self.shared), Arc::clone(&self.compactor), config.clone());
         let thread = std::thread::Builder::new()
             .name("slo-gate-compact".into())
-            .spawn(move || compact::run(shared, compactor, config))?;
+            .spawn(move || compact::run(shared, compactor, local))?;
         self.threads.lock().unwrap_or_else(|e| e.into_inner()).push(thread);
+        if let Some(bucket) = self.shared.bucket.as_ref().filter(|b| b.compacts) {
+            let (shared, bucket, config) = (Arc::clone(&self.shared), Arc::clone(bucket), config.clone());
+            let thread = std::thread::Builder::new()
+                .name("slo-gate-bucket-compact".into())
+                .spawn(move || bucket::compact::run(shared, bucket, config))?;
+            self.threads.lock().unwrap_or_else(|e| e.into_inner()).push(thread);
+        }
         Ok(())
     }
 
