@@ -195,6 +195,24 @@ fn default_true() -> bool {
     true
 }
 
+impl BucketConfig {
+    /// The bucket at `url` with every other key at its default.
+    pub fn new(url: impl Into<String>) -> BucketConfig {
+        BucketConfig {
+            url: url.into(),
+            endpoint: None,
+            region: default_region(),
+            virtual_hosted_style: false,
+            writer_id: None,
+            refresh_interval: default_bucket_refresh(),
+            request_timeout: default_bucket_timeout(),
+            cache_bytes: default_bucket_cache_bytes(),
+            compaction: true,
+            compaction_lease: default_compaction_lease(),
+        }
+    }
+}
+
 fn default_compaction_lease() -> HumanDuration {
     HumanDuration(Duration::from_secs(60))
 }

@@ -579,3 +579,121 @@ fn the_compactor_applies_retention_to_the_parts_of_a_writer_that_is_gone() {
     keeper.stop();
     reader.stop();
 }
+
+/// A collector stopped gracefully (SIGTERM) right after its last acknowledged batch has
+/// uploaded everything: its last flush is committed before it exits, so nothing it took stays
+/// only on its disk (a collector scaled in may never start again).
+#[test]
+fn a_collector_stopped_gracefully_leaves_everything_it_acknowledged_in_the_bucket() {
+    let seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    // Flushed every 10 s: the batches are in the head when the stop comes.
+    let cfg = config_flushing(dir.path(), "leaving", &seaweed.endpoint(), "leaving", "10s");
+    let env = [("AWS_ACCESS_KEY_ID", seaweed.access_key()), ("AWS_SECRET_ACCESS_KEY", seaweed.secret_key())];
+    let leaving = Server::start_with_env(&dir.path().join("leaving-data"), &["--config", cfg.to_str().unwrap()], &env);
+    let acked = send(&leaving, 40_000_000, 10, Arc::new(AtomicBool::new(false))).join().unwrap();
+    assert_eq!(acked.len(), 10);
+    assert!(leaving.stop().success());
+    let reader = start_with(&seaweed, dir.path(), "reader", "compaction = false\n", &[]);
+    all_found(&reader, "reader", &acked);
+    assert_eq!(reader.items("traces", None), acked.len() as u64 * SPANS_PER_BATCH);
+    reader.stop();
+}
+
+/// `version`'s requests to `/api/checkout` as SERVER spans of service `checkout` in `staging`,
+/// ending now: `n` spans whose durations spread evenly over `median_ms` ± 40%.
+fn checkout_spans(version: &str, n: u64, median_ms: f64, first_trace: u64) -> ExportTraceServiceRequest {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let spans = (0..n)
+        .map(|i| {
+            let ms = median_ms * (0.6 + 0.8 * ((i * 37) % n) as f64 / n as f64);
+            let start = now - (n - i) * 10_000_000;
+            Span {
+                trace_id: trace_id(first_trace + i),
+                span_id: 1u64.to_be_bytes().to_vec(),
+                name: "POST /api/checkout".into(),
+                kind: 2,
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + (ms * 1e6) as u64,
+                attributes: vec![kv("http.route", "/api/checkout"), kv("http.request.method", "POST")],
+                ..Default::default()
+            }
+        })
+        .collect();
+    let resource = vec![
+        kv("service.name", "checkout"),
+        kv("service.version", version),
+        kv("deployment.environment.name", "staging"),
+    ];
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: resource, ..Default::default() }),
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn post_spans(server: &Server, request: &ExportTraceServiceRequest) {
+    let response = reqwest::blocking::Client::new()
+        .post(server.http_url("/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .send()
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+/// `slo-gate check --collector` against an instance that took none of the data: the baseline
+/// went through one collector, the candidates through another, and the reader's verdicts are
+/// those of the data (an equal rebuild passes, a twice slower build is blocked).
+#[test]
+fn the_gate_checks_against_an_instance_that_took_no_data() {
+    let seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(&seaweed, dir.path(), "a");
+    let b = start(&seaweed, dir.path(), "b");
+    let tokens = dir.path().join("gate-tokens");
+    std::fs::write(&tokens, "shared-bucket-gate-token\n").unwrap();
+    let cfg = config(dir.path(), "reader", &seaweed.endpoint(), "reader");
+    let env = [("AWS_ACCESS_KEY_ID", seaweed.access_key()), ("AWS_SECRET_ACCESS_KEY", seaweed.secret_key())];
+    let reader = Server::start_with_env(
+        &dir.path().join("reader-data"),
+        &["--config", cfg.to_str().unwrap(), "--gate-token-file", tokens.to_str().unwrap()],
+        &env,
+    );
+    post_spans(&a, &checkout_spans("1.0.0", 300, 100.0, 50_000_000));
+    post_spans(&b, &checkout_spans("1.0.1", 300, 100.0, 51_000_000));
+    post_spans(&b, &checkout_spans("1.1.0", 300, 200.0, 52_000_000));
+    let seen = e2e::eventually(Duration::from_secs(60), || (reader.items("traces", None) == 900).then_some(()));
+    assert!(seen.is_some(), "the reader lists {} of 900 spans", reader.items("traces", None));
+    let contracts = dir.path().join("contracts");
+    std::fs::create_dir_all(&contracts).unwrap();
+    std::fs::write(
+        contracts.join("checkout.yaml"),
+        "apiVersion: slo-gate/v1\nkind: Contract\nservice: checkout\nenvironment: staging\n\
+         gate:\n  baseline: { version: \"1.0.0\" }\n  min_samples: 100\n  no_data: fail\n\
+         objectives:\n  - name: checkout-latency\n    latency: { percentile: p95, route: /api/checkout }\n\
+         \x20   fail: \"<= +20%\"\n",
+    )
+    .unwrap();
+    let check = |candidate: &str| {
+        Command::new(e2e::binary())
+            .args(["check", "--contracts", contracts.to_str().unwrap(), "--service", "checkout"])
+            .args(["--environment", "staging", "--collector", &reader.api_url(""), "--candidate", candidate])
+            .env("SLO_GATE_TOKEN", "shared-bucket-gate-token")
+            .env_remove("GITHUB_STEP_SUMMARY")
+            .output()
+            .unwrap()
+    };
+    let same = check("1.0.1");
+    assert_eq!(same.status.code(), Some(0), "{}", e2e::output_text(&same));
+    let slower = check("1.1.0");
+    assert_eq!(slower.status.code(), Some(1), "{}", e2e::output_text(&slower));
+    assert!(e2e::output_text(&slower).contains("checkout-latency"), "{}", e2e::output_text(&slower));
+    for server in [a, b, reader] {
+        server.stop();
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use collector::config::{ClientAuth, Config, Durability, TlsConfig};
+use collector::config::{BucketConfig, ClientAuth, Config, Durability, TlsConfig};
 use collector::{Collector, RunningCollector};
 use slo_contracts::HumanDuration;
 
@@ -99,6 +99,21 @@ pub struct ServeArgs {
     /// none].
     #[arg(long, env = "SLO_GATE_TLS_CLIENT_AUTH", value_name = "MODE", value_parser = parse_client_auth)]
     pub tls_client_auth: Option<ClientAuth>,
+    /// Share parts through this S3-compatible bucket, s3://bucket[/prefix] (the
+    /// `[storage.bucket]` table; docs/object-storage.md). Credentials come from the AWS
+    /// environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...).
+    #[arg(long, env = "SLO_GATE_BUCKET_URL", value_name = "URL")]
+    pub bucket_url: Option<String>,
+    /// The bucket's S3 endpoint, for stores other than AWS (MinIO, SeaweedFS, Ceph, R2).
+    #[arg(long, env = "SLO_GATE_BUCKET_ENDPOINT", value_name = "URL")]
+    pub bucket_endpoint: Option<String>,
+    /// The bucket's region [default: us-east-1].
+    #[arg(long, env = "SLO_GATE_BUCKET_REGION")]
+    pub bucket_region: Option<String>,
+    /// This collector's name in the bucket [default: generated once, kept in the data
+    /// directory].
+    #[arg(long, env = "SLO_GATE_BUCKET_WRITER_ID")]
+    pub bucket_writer_id: Option<String>,
 }
 
 fn parse_client_ca(s: &str) -> Result<(String, PathBuf), String> {
@@ -170,7 +185,41 @@ impl ServeArgs {
             cfg.gate.token_file = Some(path.clone());
         }
         self.apply_tls(&mut cfg)?;
+        self.apply_bucket(&mut cfg)?;
         Ok(cfg)
+    }
+
+    /// The `--bucket-*` flags over the `[storage.bucket]` table: `--bucket-url` makes it (or
+    /// replaces its URL); the others need one or the other.
+    fn apply_bucket(&self, cfg: &mut Config) -> anyhow::Result<()> {
+        let mut bucket = match (cfg.storage.bucket.take(), &self.bucket_url) {
+            (Some(mut bucket), Some(url)) => {
+                bucket.url = url.clone();
+                bucket
+            }
+            (Some(bucket), None) => bucket,
+            (None, Some(url)) => BucketConfig::new(url.clone()),
+            (None, None) => {
+                let others =
+                    self.bucket_endpoint.is_some() || self.bucket_region.is_some() || self.bucket_writer_id.is_some();
+                anyhow::ensure!(
+                    !others,
+                    "--bucket-endpoint, --bucket-region and --bucket-writer-id need --bucket-url (or a [storage.bucket] table in --config)"
+                );
+                return Ok(());
+            }
+        };
+        if let Some(endpoint) = &self.bucket_endpoint {
+            bucket.endpoint = Some(endpoint.clone());
+        }
+        if let Some(region) = &self.bucket_region {
+            bucket.region = region.clone();
+        }
+        if let Some(writer) = &self.bucket_writer_id {
+            bucket.writer_id = Some(writer.clone());
+        }
+        cfg.storage.bucket = Some(bucket);
+        Ok(())
     }
 }
 
@@ -263,6 +312,25 @@ mod tests {
         }
         let cli = Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))?;
         cli.serve.config()
+    }
+
+    #[test]
+    fn bucket_flags_make_the_bucket_table() {
+        assert!(config(&[]).unwrap().storage.bucket.is_none());
+        let cfg = config(&[
+            "--bucket-url=s3://telemetry/prod",
+            "--bucket-endpoint=http://127.0.0.1:8333",
+            "--bucket-writer-id=collector-1",
+        ])
+        .unwrap();
+        let bucket = cfg.storage.bucket.unwrap();
+        assert_eq!(bucket.url, "s3://telemetry/prod");
+        assert_eq!(bucket.endpoint.as_deref(), Some("http://127.0.0.1:8333"));
+        assert_eq!(bucket.writer_id.as_deref(), Some("collector-1"));
+        assert_eq!(bucket.region, "us-east-1");
+        assert!(bucket.compaction);
+        let err = config(&["--bucket-endpoint=http://127.0.0.1:8333"]).unwrap_err().to_string();
+        assert!(err.contains("need --bucket-url"), "{err}");
     }
 
     #[test]

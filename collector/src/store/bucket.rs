@@ -148,6 +148,9 @@ pub struct Bucket {
     pub(crate) compacts: bool,
     /// How long a compaction lease lasts (`compaction_lease`).
     pub(crate) lease: Duration,
+    /// Set when the store closes, once its last flush is done: the uploader's next pass is its
+    /// last, so a collector stopped gracefully leaves nothing it acknowledged only on its disk.
+    pub(crate) closing: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -297,6 +300,7 @@ impl Bucket {
             log_seq: AtomicU64::new(0),
             compacts: config.compaction,
             lease: config.compaction_lease.0,
+            closing: std::sync::atomic::AtomicBool::new(false),
             wake: (Mutex::new(false), Condvar::new()),
             status: Mutex::new(UploadStatus::default()),
         });
@@ -795,7 +799,7 @@ pub(crate) fn upload_loop(shared: Arc<Shared>, bucket: Arc<Bucket>) {
     let mut backoff = Duration::from_millis(500);
     *bucket.committed.lock().unwrap_or_else(|e| e.into_inner()) = committed.clone();
     loop {
-        let closing = shared.closing.load(Ordering::Relaxed);
+        let closing = bucket.closing.load(Ordering::SeqCst);
         let passed = upload_pass(&shared, &bucket, &mut committed, &mut doomed);
         {
             let mut published = bucket.committed.lock().unwrap_or_else(|e| e.into_inner());

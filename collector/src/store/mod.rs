@@ -1020,11 +1020,32 @@ impl Store {
     /// Stops the threads after the log writer has finished what it was given. The head is
     /// not flushed: the WAL holds it and the next start replays it.
     pub fn close(&self) {
+        // With a shared bucket the head is flushed (while the log writer still cuts blocks)
+        // and uploaded before the collector exits: one scaled in may never start again, and
+        // its WAL would hold what it acknowledged. Without one the WAL replays at the next start.
+        if self.shared.bucket.is_some() {
+            let (tx, rx) = mpsc::sync_channel(1);
+            if self.flusher.send(flush::Request::Now(tx)).is_ok()
+                && let Ok(Err(err)) = rx.recv()
+            {
+                tracing::error!(%err, "the last flush before closing failed; the WAL keeps the head for the next start");
+            }
+        }
         self.shared.closing.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.writer.send(writer::Op::Shutdown);
         let _ = self.flusher.send(flush::Request::Shutdown);
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        // The log writer and the flusher first (the head is then in parts), then the bucket's
+        // uploader makes its last pass over them, then the rest.
+        let rest = threads.split_off(2.min(threads.len()));
         for t in threads {
+            let _ = t.join();
+        }
+        if let Some(bucket) = &self.shared.bucket {
+            bucket.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+            bucket.nudge();
+        }
+        for t in rest {
             let _ = t.join();
         }
         // Released only after the threads stopped writing.
