@@ -181,6 +181,11 @@ pub struct BucketConfig {
     /// fetched them; the least recently read go first.
     #[serde(default = "default_bucket_cache_bytes")]
     pub cache_bytes: u64,
+    /// How many manifests this collector commits (one per upload pass) before it folds its
+    /// manifests into as few as hold its live parts and deletes the rest, so that a start lists
+    /// a few manifests per collector, not one per flush.
+    #[serde(default = "default_manifest_fold_after")]
+    pub manifest_fold_after: u64,
     /// Whether this collector takes part in merging the bucket's parts: one collector per part
     /// directory (tenant) at a time, the holder of its lease, merges every writer's parts there.
     #[serde(default = "default_true")]
@@ -207,10 +212,15 @@ impl BucketConfig {
             refresh_interval: default_bucket_refresh(),
             request_timeout: default_bucket_timeout(),
             cache_bytes: default_bucket_cache_bytes(),
+            manifest_fold_after: default_manifest_fold_after(),
             compaction: true,
             compaction_lease: default_compaction_lease(),
         }
     }
+}
+
+fn default_manifest_fold_after() -> u64 {
+    200
 }
 
 fn default_compaction_lease() -> HumanDuration {

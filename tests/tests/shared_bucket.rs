@@ -697,3 +697,58 @@ fn the_gate_checks_against_an_instance_that_took_no_data() {
         server.stop();
     }
 }
+
+/// The objects under `manifests/` of writer `writer`.
+fn manifests_of(seaweed: &Seaweed, writer: &str) -> Vec<String> {
+    let needle = format!("-{writer}-");
+    let store = seaweed.builder(BUCKET).build().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let prefix = object_store::path::Path::from("slo-gate/manifests");
+        let mut listing = store.list(Some(&prefix));
+        let mut found = Vec::new();
+        while let Some(item) = futures_util::StreamExt::next(&mut listing).await {
+            let key = item.unwrap().location.to_string();
+            if key.contains(&needle) {
+                found.push(key);
+            }
+        }
+        found
+    })
+}
+
+/// A collector folds its manifests (here after every 4): the bucket keeps a few per writer,
+/// not one per flush, and collectors that applied the old ones and collectors started after
+/// the fold answer every acknowledged span once, merges in the bucket included.
+#[test]
+fn folded_manifests_leave_every_reader_with_every_part_once() {
+    let seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let writer = start_with(&seaweed, dir.path(), "w", "manifest_fold_after = 4\n", &[]);
+    let early = start_with(&seaweed, dir.path(), "early", "compaction = false\n", &[]);
+    let mut acked = Vec::new();
+    for round in 0..6u64 {
+        acked.extend(send(&writer, 60_000_000 + round * 100, 6, Arc::new(AtomicBool::new(false))).join().unwrap());
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert_eq!(acked.len(), 36);
+    let total = acked.len() as u64 * SPANS_PER_BATCH;
+    let settled = e2e::eventually(Duration::from_secs(60), || {
+        let manifests = manifests_of(&seaweed, "w");
+        (ready_text(&writer) == "ready\n" && manifests.len() <= 4).then_some(manifests)
+    });
+    let committed = counter(&writer, "slo_gate_bucket_manifests_total");
+    assert!(settled.is_some(), "{committed} manifests committed, {:?} in the bucket", manifests_of(&seaweed, "w"));
+    assert!(committed > 8, "only {committed} manifests committed: nothing to fold");
+    let late = start_with(&seaweed, dir.path(), "late", "compaction = false\n", &[]);
+    for (who, server) in [("early", &early), ("late", &late), ("w", &writer)] {
+        all_found(server, who, &acked);
+        let counted =
+            e2e::eventually(Duration::from_secs(30), || (server.items("traces", None) == total).then_some(()));
+        assert!(counted.is_some(), "{who} answers {} of {total} spans", server.items("traces", None));
+    }
+    for server in [writer, early, late] {
+        server.stop();
+    }
+}

@@ -151,6 +151,9 @@ pub struct Bucket {
     /// Set when the store closes, once its last flush is done: the uploader's next pass is its
     /// last, so a collector stopped gracefully leaves nothing it acknowledged only on its disk.
     pub(crate) closing: std::sync::atomic::AtomicBool,
+    /// Manifests this collector commits before it folds its manifests into fewer
+    /// (`manifest_fold_after`, [`fold_manifests`]).
+    fold_after: u64,
 }
 
 #[derive(Debug, Default)]
@@ -301,6 +304,7 @@ impl Bucket {
             compacts: config.compaction,
             lease: config.compaction_lease.0,
             closing: std::sync::atomic::AtomicBool::new(false),
+            fold_after: config.manifest_fold_after.max(2),
             wake: (Mutex::new(false), Condvar::new()),
             status: Mutex::new(UploadStatus::default()),
         });
@@ -797,6 +801,7 @@ pub(crate) fn upload_loop(shared: Arc<Shared>, bucket: Arc<Bucket>) {
     }
     let mut doomed: Vec<(Instant, String)> = Vec::new();
     let mut backoff = Duration::from_millis(500);
+    let mut since_fold = 0u64;
     *bucket.committed.lock().unwrap_or_else(|e| e.into_inner()) = committed.clone();
     loop {
         let closing = bucket.closing.load(Ordering::SeqCst);
@@ -808,8 +813,22 @@ pub(crate) fn upload_loop(shared: Arc<Shared>, bucket: Arc<Bucket>) {
             }
         }
         match passed {
-            Ok(()) => {
+            Ok(manifests) => {
                 backoff = Duration::from_millis(500);
+                since_fold += manifests;
+                if since_fold >= bucket.fold_after && !closing {
+                    match fold_manifests(&bucket) {
+                        Ok(folded) => {
+                            since_fold = 0;
+                            tracing::info!(folded, "folded this collector's manifests in the bucket");
+                        }
+                        Err(e) => {
+                            // Tried again after half as many more manifests.
+                            since_fold = bucket.fold_after / 2;
+                            tracing::warn!(error = %bucket.error(e.to_string()), "cannot fold this collector's manifests; tried again later");
+                        }
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "bucket upload failed; the parts stay local and are uploaded on the next pass");
@@ -826,12 +845,13 @@ pub(crate) fn upload_loop(shared: Arc<Shared>, bucket: Arc<Bucket>) {
     }
 }
 
+/// One upload pass; returns how many manifests it committed.
 fn upload_pass(
     shared: &Shared,
     bucket: &Bucket,
     committed: &mut BTreeSet<String>,
     doomed: &mut Vec<(Instant, String)>,
-) -> Result<(), BucketError> {
+) -> Result<u64, BucketError> {
     let local: Vec<Arc<PartMeta>> = shared.read().parts.clone();
     let named: Vec<(String, &Arc<PartMeta>)> = local.iter().map(|p| (bucket.bucket_name(p), p)).collect();
     let current: HashSet<&str> = named.iter().map(|(n, _)| n.as_str()).collect();
@@ -840,8 +860,9 @@ fn upload_pass(
     let removes: Vec<String> = committed.iter().filter(|n| !current.contains(n.as_str())).cloned().collect();
     if adds.is_empty() && removes.is_empty() {
         bucket.set_status(0, None);
-        return Ok(());
+        return Ok(0);
     }
+    let mut manifests = 0;
     let waiting = adds.len();
     let fail = |e: String| {
         bucket.set_status(waiting, Some(bucket.error(e.clone()).to_string()));
@@ -886,10 +907,86 @@ fn upload_pass(
             doomed.push((Instant::now() + DELETE_GRACE, r.clone()));
         }
         shared.telemetry.bucket_manifests.fetch_add(1, Ordering::Relaxed);
+        manifests += 1;
         tracing::debug!(manifest = %name, added = line.added.len(), removed = line.removed.len(), "committed to the bucket");
     }
     bucket.set_status(0, None);
-    Ok(())
+    Ok(manifests)
+}
+
+/// Most bytes of lines one folded manifest holds; a writer's folded lines go in as many as
+/// they need.
+const FOLDED_MANIFEST_BYTES: usize = 64 << 20;
+
+/// Folds this writer's manifests into as few as hold its live parts, then deletes the ones
+/// folded, so that a collector starting later lists and reads a few manifests per writer, not
+/// one per flush since the bucket began.
+///
+/// The folded manifests are this writer's manifests applied in order (a part added then removed
+/// is in neither; a removal of a part added elsewhere is kept), committed as new manifests;
+/// a reader that applied the old ones takes them as repeats. They are made by the uploader
+/// thread between its passes, so no manifest of this writer is committed meanwhile; a crash
+/// before the deletions leaves both, which fold again. Returns how many manifests were folded.
+fn fold_manifests(bucket: &Bucket) -> Result<usize, RequestError> {
+    let mine = format!("-{}-", bucket.writer);
+    let own: Vec<String> = bucket
+        .list_manifests(None)?
+        .into_iter()
+        .filter(|n| n.get("manifests/".len() + 13..).is_some_and(|rest| rest.starts_with(&mine)))
+        .collect();
+    if own.len() < 2 {
+        return Ok(0);
+    }
+    // Part name → its add line, in the order added; names removed whose add was not folded.
+    let mut live: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    let mut removed: BTreeSet<String> = BTreeSet::new();
+    let mut order = 0u64;
+    for name in &own {
+        let bytes = match bucket.get(name, MAX_MANIFEST_BYTES) {
+            Ok(bytes) => bytes,
+            Err(RequestError::NotFound) => continue,
+            Err(e) => return Err(e),
+        };
+        let Some(lines) = catalog::manifest_lines(&bytes) else {
+            return Err(RequestError::Other(format!("{name} does not parse: not folded")));
+        };
+        for line in lines {
+            match line {
+                catalog::ManifestLine::Add { name, json } => {
+                    removed.remove(&name);
+                    order += 1;
+                    live.entry(name).or_insert((order, json));
+                }
+                catalog::ManifestLine::Remove { name } => {
+                    if live.remove(&name).is_none() {
+                        removed.insert(name);
+                    }
+                }
+            }
+        }
+    }
+    let mut adds: Vec<(u64, String)> = live.into_values().collect();
+    adds.sort();
+    let mut batches: Vec<Vec<String>> = vec![Vec::new()];
+    let mut bytes = 0usize;
+    for (_, line) in adds {
+        if bytes + line.len() > FOLDED_MANIFEST_BYTES && !batches.last().is_some_and(Vec::is_empty) {
+            batches.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += line.len();
+        batches.last_mut().expect("one batch at least").push(line);
+    }
+    let removed: Vec<String> = removed.into_iter().collect();
+    let last = batches.len() - 1;
+    for (i, batch) in batches.iter().enumerate() {
+        let removals: &[String] = if i == last { &removed } else { &[] };
+        bucket.commit(batch, removals)?;
+    }
+    for name in &own {
+        bucket.delete(name)?;
+    }
+    Ok(own.len())
 }
 
 /// What the sync thread knows of other writers' parts.
@@ -954,6 +1051,11 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
         }
         let bytes = match bucket.get(&name, MAX_MANIFEST_BYTES) {
             Ok(bytes) => bytes,
+            // Folded by its writer since the listing: the folded manifests are listed later.
+            Err(RequestError::NotFound) => {
+                remotes.seen.insert(name);
+                continue;
+            }
             Err(e @ RequestError::TooLarge { .. }) => {
                 tracing::error!(manifest = %name, %e, "bucket manifest too large; its parts are not read");
                 remotes.seen.insert(name);
@@ -1097,6 +1199,7 @@ mod tests {
             refresh_interval: slo_contracts::HumanDuration(Duration::from_secs(1)),
             request_timeout: slo_contracts::HumanDuration(Duration::from_secs(1)),
             cache_bytes: 1 << 20,
+            manifest_fold_after: 200,
             compaction: true,
             compaction_lease: slo_contracts::HumanDuration(Duration::from_secs(60)),
         };
@@ -1172,6 +1275,32 @@ mod tests {
         let outside = vec![catalog::add_line(&part("parts/../../etc/x.parquet")).unwrap()];
         let json = catalog::manifest_json("w", &outside, &[]).unwrap();
         assert!(catalog::manifest_from_json(&json, dir.path(), None).is_none());
+    }
+
+    #[test]
+    fn a_manifests_lines_read_for_folding_write_the_same_manifest_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines = vec![
+            catalog::add_line(&part("parts/t/logs/h/w-1-ab.parquet")).unwrap(),
+            catalog::add_line(&part("parts/t/logs/h/w-2-ef.parquet")).unwrap(),
+        ];
+        let json = catalog::manifest_json("w", &lines, &["parts/t/logs/h/w-0-cd.parquet".to_string()]).unwrap();
+        let read = catalog::manifest_lines(&json).expect("parses");
+        let adds: Vec<String> = read
+            .iter()
+            .filter_map(|l| match l {
+                catalog::ManifestLine::Add { json, .. } => Some(json.clone()),
+                catalog::ManifestLine::Remove { .. } => None,
+            })
+            .collect();
+        assert_eq!(read[2], catalog::ManifestLine::Remove { name: "parts/t/logs/h/w-0-cd.parquet".into() });
+        let again = catalog::manifest_json("w", &adds, &["parts/t/logs/h/w-0-cd.parquet".to_string()]).unwrap();
+        let (_, first) = catalog::manifest_from_json(&json, dir.path(), None).unwrap();
+        let (_, second) = catalog::manifest_from_json(&again, dir.path(), None).unwrap();
+        assert_eq!(first.added, second.added);
+        assert_eq!(first.removed, second.removed);
+        assert!(catalog::manifest_lines(b"{\"lines\":[{\"op\":\"merging\",\"output\":\"x\"}]}").is_none());
+        assert!(catalog::manifest_lines(b"not json").is_none());
     }
 
     #[test]

@@ -228,6 +228,35 @@ pub(crate) fn manifest_json(writer: &str, added: &[String], removed: &[String]) 
     Ok(format!("{{\"writer\":{writer},\"lines\":[{}]}}", lines.join(",")).into_bytes())
 }
 
+/// One line of a manifest as [`manifest_lines`] reads it: an add with its JSON as written, or
+/// a removal.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ManifestLine {
+    Add { name: String, json: String },
+    Remove { name: String },
+}
+
+/// A manifest's lines, each add kept as its JSON (for [`manifest_json`] again); `None` when it
+/// does not parse or holds other lines.
+pub(crate) fn manifest_lines(bytes: &[u8]) -> Option<Vec<ManifestLine>> {
+    #[derive(Deserialize)]
+    struct Raw {
+        lines: Vec<serde_json::Value>,
+    }
+    let raw: Raw = serde_json::from_slice(bytes).ok()?;
+    raw.lines
+        .into_iter()
+        .map(|line| {
+            let name = line.get("name")?.as_str()?.to_string();
+            match line.get("op")?.as_str()? {
+                "add" => Some(ManifestLine::Add { name, json: serde_json::to_string(&line).ok()? }),
+                "remove" => Some(ManifestLine::Remove { name }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// A manifest read from the bucket, its parts placed under `cache_dir` (where they are fetched
 /// to); `None` when it does not parse or names a part outside `parts/`.
 pub(crate) fn manifest_from_json(
