@@ -230,7 +230,13 @@ pub fn percent_decode(text: &str) -> String {
 }
 
 /// Polls `f` until it returns `Some`, for at most `timeout`.
-pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub fn eventually<T>(timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    eventually_every(timeout, Duration::from_millis(100), f)
+}
+
+/// [`eventually`] polling every `interval`: for a poll that costs the server enough to disturb
+/// what the test measures.
+pub fn eventually_every<T>(timeout: Duration, interval: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = f() {
@@ -239,7 +245,7 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
         if Instant::now() >= deadline {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(interval);
     }
 }
 

@@ -25,7 +25,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use e2e::go::{self, GoProcess};
-use e2e::{Server, eventually};
+use e2e::{Server, eventually_every};
 use serde_json::Value;
 
 const CPU_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
@@ -86,7 +86,11 @@ fn phase(bin: &std::path::Path, dir: &std::path::Path, procs: &[Proc], hog: Opti
         let answer = diff(&server, version, "none", "");
         (answer["baseline_profiles"].as_u64().unwrap_or(0), answer["baseline_runs"].as_u64().unwrap_or(0))
     };
-    let ready = eventually(Duration::from_secs(240), || {
+    // Every 3 s (profiles arrive every 10 s): each poll has the collector decode every stored
+    // profile of a version, which at 10 polls a second took a growing share of the two cores
+    // the profiled programs run on (the debug-build collector reached 60% of a core by the end
+    // of a phase), and with it their CPU per second.
+    let ready = eventually_every(Duration::from_secs(240), Duration::from_secs(3), || {
         versions
             .iter()
             .all(|v| {

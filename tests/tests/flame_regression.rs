@@ -17,7 +17,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use e2e::go::{self, GoProcess};
-use e2e::{Server, eventually};
+use e2e::{Server, eventually_every};
 use serde_json::Value;
 
 const CPU_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
@@ -90,7 +90,9 @@ fn scraped_regression_ranks_first_and_a_a_is_silent() {
         .flat_map(|((_, mode, _), addrs)| addrs.iter().map(|&a| GoProcess::start_on(&bin, a, &["-mode", mode])))
         .collect();
     let enough = (PROFILES_PER_RUN * RUNS_PER_BATCH as u64, RUNS_PER_BATCH as u64);
-    let ready = eventually(Duration::from_secs(240), || {
+    // Every 3 s: each poll has the collector decode the stored profiles, CPU taken from the
+    // programs being profiled (see `cpu_dilution`).
+    let ready = eventually_every(Duration::from_secs(240), Duration::from_secs(3), || {
         builds
             .iter()
             .all(|(v, _, b)| {
