@@ -43,7 +43,7 @@ use crate::signal::Signal;
 use crate::tenant::Tenant;
 
 use super::super::Shared;
-use super::super::compact::{append, directory, plan, sort_by_time};
+use super::super::compact::{InputError, Inputs, directory, plan, read_inputs, sort_by_time};
 use super::super::parts::{self, PartMeta};
 use super::{Bucket, DELETE_GRACE, RequestError, catalog, now_ms};
 
@@ -315,42 +315,22 @@ fn merge(
     let signal = first.signal;
     let Some((_, signal_dir, hour)) = directory(&first.name) else { return Ok(None) };
     let directory_tenant = Tenant::parse(dir).ok();
-    let mut by_tenant: BTreeMap<Tenant, Rows> = BTreeMap::new();
-    let (mut rows_in, mut memory, mut taken) = (0u64, 0u64, 0usize);
-    for part in batch {
-        if taken >= 2 && memory >= max_memory {
-            break;
+    let Inputs { mut by_tenant, rows: rows_in, taken } = match read_inputs(batch, max_memory, directory_tenant.as_ref())
+    {
+        Ok(inputs) => inputs,
+        // Merged or expired since the view was taken (this writer's own part handed over):
+        // the next pass plans from the log's newer state.
+        Err(InputError::Unreadable(_, err)) if err.is_not_found() => return Ok(None),
+        Err(InputError::Unreadable(i, err)) => {
+            tracing::error!(part = %batch[i].name, %err, "cannot read a part to merge it in the bucket; left out of merges");
+            compactor.unreadable.insert(batch[i].name.clone());
+            return Ok(None);
         }
-        let read = parts::read_verified(part)
-            .and_then(|bytes| parts::decode(&part.name, signal, bytes, None, directory_tenant.as_ref()));
-        let rows = match read {
-            Ok(rows) => rows,
-            // Merged or expired since the view was taken (this writer's own part handed over):
-            // the next pass plans from the log's newer state.
-            Err(err) if err.is_not_found() => return Ok(None),
-            Err(err) => {
-                tracing::error!(part = %part.name, %err, "cannot read a part to merge it in the bucket; left out of merges");
-                compactor.unreadable.insert(part.name.clone());
-                return Ok(None);
-            }
-        };
-        for (tenant, rows) in rows {
-            rows_in += rows.len() as u64;
-            memory += rows.memory_bytes();
-            match by_tenant.get_mut(&tenant) {
-                Some(into) => {
-                    if !append(into, rows) {
-                        compactor.unreadable.insert(part.name.clone());
-                        return Ok(None);
-                    }
-                }
-                None => {
-                    by_tenant.insert(tenant, rows);
-                }
-            }
+        Err(InputError::OtherSignal(i)) => {
+            compactor.unreadable.insert(batch[i].name.clone());
+            return Ok(None);
         }
-        taken += 1;
-    }
+    };
     let batch = &batch[..taken];
     let expected: u64 = batch.iter().flat_map(|p| p.tenants.iter().map(|t| t.rows)).sum();
     if rows_in != expected {

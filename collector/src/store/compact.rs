@@ -359,42 +359,18 @@ fn merge(
     let Some((dir, _, hour)) = directory(&first.name) else { return Ok(None) };
     let directory_tenant = Tenant::parse(dir).ok();
 
-    // Every tenant's rows of the inputs, read oldest first until they hold
-    // `max_input_memory_bytes` (at least two inputs, so every merge makes progress); the
-    // inputs not read stay for the next merge.
-    let mut by_tenant: BTreeMap<Tenant, Rows> = BTreeMap::new();
-    let (mut rows_in, mut memory, mut taken) = (0u64, 0u64, 0usize);
-    for part in batch {
-        if taken >= 2 && memory >= max_memory {
-            break;
+    let Inputs { mut by_tenant, rows: rows_in, taken } = match read_inputs(batch, max_memory, directory_tenant.as_ref())
+    {
+        Ok(inputs) => inputs,
+        Err(InputError::Unreadable(i, err)) => {
+            give_up(shared, inner, &batch[i], &err);
+            return Ok(None);
         }
-        let read = parts::read_verified(part)
-            .and_then(|bytes| parts::decode(&part.name, signal, bytes, None, directory_tenant.as_ref()));
-        match read {
-            Ok(rows) => {
-                for (tenant, rows) in rows {
-                    rows_in += rows.len() as u64;
-                    memory += rows.memory_bytes();
-                    match by_tenant.get_mut(&tenant) {
-                        Some(into) => {
-                            if !append(into, rows) {
-                                tracing::error!(part = %part.name, "a merge input decoded as another signal; merge given up");
-                                return Ok(None);
-                            }
-                        }
-                        None => {
-                            by_tenant.insert(tenant, rows);
-                        }
-                    }
-                }
-            }
-            Err(err) => {
-                give_up(shared, inner, part, &err);
-                return Ok(None);
-            }
+        Err(InputError::OtherSignal(i)) => {
+            tracing::error!(part = %batch[i].name, "a merge input decoded as another signal; merge given up");
+            return Ok(None);
         }
-        taken += 1;
-    }
+    };
     let batch = &batch[..taken];
     let expected: u64 = batch.iter().flat_map(|p| p.tenants.iter().map(|t| t.rows)).sum();
     if rows_in != expected {
@@ -477,6 +453,61 @@ fn merge(
     Ok(Some(done(batch, &meta, rows_in)))
 }
 
+/// The rows a merge read from its inputs.
+pub(crate) struct Inputs {
+    /// Every tenant's rows.
+    pub by_tenant: BTreeMap<Tenant, Rows>,
+    /// How many rows in all.
+    pub rows: u64,
+    /// How many of the batch's inputs were read (the first ones).
+    pub taken: usize,
+}
+
+/// Why a merge's inputs could not be read: the input at this index of the batch.
+pub(crate) enum InputError {
+    Unreadable(usize, PartError),
+    /// It decoded as another signal than the batch's first input.
+    OtherSignal(usize),
+}
+
+/// Every tenant's rows of a batch's inputs, read oldest first until they hold `max_memory`
+/// (at least two inputs, so every merge makes progress); the inputs not read stay for the next
+/// merge. `tenant` is the directory's tenant (`None` for `@shared`). Local merges and the
+/// bucket's (`bucket::compact`) both read their inputs here.
+pub(crate) fn read_inputs(
+    batch: &[Arc<PartMeta>],
+    max_memory: u64,
+    tenant: Option<&Tenant>,
+) -> Result<Inputs, InputError> {
+    let signal = batch.first().map_or(Signal::Traces, |p| p.signal);
+    let mut inputs = Inputs { by_tenant: BTreeMap::new(), rows: 0, taken: 0 };
+    let mut memory = 0u64;
+    for (i, part) in batch.iter().enumerate() {
+        if inputs.taken >= 2 && memory >= max_memory {
+            break;
+        }
+        let rows = parts::read_verified(part)
+            .and_then(|bytes| parts::decode(&part.name, signal, bytes, None, tenant))
+            .map_err(|err| InputError::Unreadable(i, err))?;
+        for (tenant, rows) in rows {
+            inputs.rows += rows.len() as u64;
+            memory += rows.memory_bytes();
+            match inputs.by_tenant.get_mut(&tenant) {
+                Some(into) => {
+                    if !append(into, rows) {
+                        return Err(InputError::OtherSignal(i));
+                    }
+                }
+                None => {
+                    inputs.by_tenant.insert(tenant, rows);
+                }
+            }
+        }
+        inputs.taken += 1;
+    }
+    Ok(inputs)
+}
+
 fn done(batch: &[Arc<PartMeta>], meta: &PartMeta, rows: u64) -> Done {
     Done { parts_in: batch.len() as u64, bytes_in: batch.iter().map(|p| p.size).sum(), bytes_out: meta.size, rows }
 }
@@ -524,7 +555,7 @@ fn output_name(
 }
 
 /// Adds `more` to `into`; false when they are rows of different signals.
-pub(crate) fn append(into: &mut Rows, more: Rows) -> bool {
+fn append(into: &mut Rows, more: Rows) -> bool {
     match (into, more) {
         (Rows::Spans(a), Rows::Spans(b)) => a.extend(b),
         (Rows::Metrics(a), Rows::Metrics(b)) => a.extend(b),
