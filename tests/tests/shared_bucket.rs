@@ -752,3 +752,164 @@ fn folded_manifests_leave_every_reader_with_every_part_once() {
         server.stop();
     }
 }
+
+/// A remote-written counter `http_requests_total{job="api",route}`: 600 samples 15 s apart,
+/// from `base_ms`, over three hour blocks.
+fn remote_write(server: &Server, route: &str, base_ms: i64) {
+    use prom::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode};
+    let labels = [("__name__", "http_requests_total"), ("job", "api"), ("route", route)];
+    let request = WriteRequest {
+        timeseries: vec![TimeSeries {
+            labels: labels.iter().map(|(n, v)| Label { name: n.to_string(), value: v.to_string() }).collect(),
+            samples: (0..600).map(|i| Sample { value: (i * 15) as f64, timestamp: base_ms + i * 15_000 }).collect(),
+            exemplars: vec![],
+            histograms: vec![],
+        }],
+        metadata: vec![],
+    };
+    let response = reqwest::blocking::Client::new()
+        .post(server.api_url("/api/v1/write"))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(encode(&request))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+}
+
+/// An OTLP gauge `queue.depth` of service `worker`: 40 points a minute apart from `base_ms`.
+fn post_gauge(server: &Server, base_ms: i64) {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
+    use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+    let data_points = (0..40)
+        .map(|i| NumberDataPoint {
+            time_unix_nano: (base_ms + i * 60_000) as u64 * 1_000_000,
+            value: Some(number_data_point::Value::AsInt(i)),
+            ..Default::default()
+        })
+        .collect();
+    let request = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource { attributes: vec![kv("service.name", "worker")], ..Default::default() }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "queue.depth".into(),
+                    data: Some(metric::Data::Gauge(Gauge { data_points })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let response = reqwest::blocking::Client::new()
+        .post(server.http_url("/v1/metrics"))
+        .header("content-type", "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .send()
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+/// An instant query at `time` (unix seconds): the whole answer.
+fn instant(server: &Server, query: &str, time: i64) -> serde_json::Value {
+    let (status, answer) = server.get(&format!("/api/v1/query?query={}&time={time}", e2e::url_encode(query)), None);
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+/// The samples of each series over the last three hours, by `route` (or by `job` for series
+/// without one): `count_over_time` at `time`.
+fn sample_counts(server: &Server, metric: &str, time: i64) -> std::collections::BTreeMap<String, String> {
+    let answer = instant(server, &format!("count_over_time({metric}[3h])"), time);
+    let result = answer["data"]["result"].as_array().cloned().unwrap_or_default();
+    result
+        .iter()
+        .map(|s| {
+            let key = s["metric"].get("route").or_else(|| s["metric"].get("job")).and_then(|v| v.as_str());
+            (key.unwrap_or_default().to_string(), s["value"][1].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+/// Remote-written series and OTLP metrics of two collectors: PromQL answers alike on either
+/// writer and on a reader, each sample once (every writer's series segments are in the bucket,
+/// and a writer's parts are read through its segments, never beside them). Segments damaged in
+/// the bucket are left out with a warning naming them; the other writer's series still answer,
+/// and the damaged writer's OTLP metrics are read from its parts.
+#[test]
+fn promql_answers_alike_on_every_collector_sharing_a_bucket() {
+    let seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(&seaweed, dir.path(), "a");
+    let b = start(&seaweed, dir.path(), "b");
+    let reader = start_with(&seaweed, dir.path(), "reader", "compaction = false\n", &[]);
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let base_ms = (now_s / 60 - 150) * 60_000;
+    remote_write(&a, "/a", base_ms);
+    remote_write(&b, "/b", base_ms);
+    post_gauge(&a, base_ms);
+    let expected: std::collections::BTreeMap<String, String> =
+        [("/a".to_string(), "600".to_string()), ("/b".to_string(), "600".to_string())].into();
+    let gauge: std::collections::BTreeMap<String, String> = [("worker".to_string(), "40".to_string())].into();
+    for (name, server) in [("a", &a), ("b", &b), ("reader", &reader)] {
+        let settled = e2e::eventually(Duration::from_secs(60), || {
+            (sample_counts(server, "http_requests_total", now_s) == expected
+                && sample_counts(server, "queue_depth", now_s) == gauge)
+                .then_some(())
+        });
+        assert!(
+            settled.is_some(),
+            "{name} counts {:?} and {:?}",
+            sample_counts(server, "http_requests_total", now_s),
+            sample_counts(server, "queue_depth", now_s)
+        );
+    }
+    // A range query as Grafana sends it: the same answer everywhere.
+    let range = |server: &Server| {
+        let path = format!(
+            "/api/v1/query_range?query={}&start={}&end={now_s}&step=60",
+            e2e::url_encode("sum by (route) (rate(http_requests_total[5m]))"),
+            base_ms / 1000
+        );
+        server.get(&path, None).1
+    };
+    let on_a = range(&a);
+    assert_eq!(on_a["data"]["result"].as_array().map(Vec::len), Some(2), "{on_a}");
+    assert_eq!(range(&b), on_a);
+    assert_eq!(range(&reader), on_a);
+
+    // Every series segment of `a` damaged in the bucket (same length, other bytes), once its
+    // closed hours' segments have been compacted and committed.
+    std::thread::sleep(Duration::from_secs(3));
+    let store = seaweed.builder(BUCKET).build().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let damaged = objects_under(&seaweed, "series", "/a-");
+    assert!(!damaged.is_empty(), "no series segment of a in the bucket");
+    for key in &damaged {
+        let key = object_store::path::Path::from(key.as_str());
+        runtime.block_on(async {
+            let mut bytes = store.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0xff;
+            store.put(&key, PutPayload::from(bytes)).await.unwrap();
+        });
+    }
+    let fresh = start_with(&seaweed, dir.path(), "fresh", "compaction = false\n", &[]);
+    let answer = instant(&fresh, "count_over_time(http_requests_total[3h])", now_s);
+    let warnings = answer["warnings"].to_string();
+    let named = damaged.iter().any(|key| warnings.contains(key.strip_prefix("slo-gate/").unwrap()));
+    assert!(named, "no warning names a damaged object: {answer}");
+    assert!(warnings.contains("checksum") && warnings.contains("written by collector a"), "{warnings}");
+    assert!(!warnings.contains(&dir.path().display().to_string()), "an absolute path in {warnings}");
+    let counts = sample_counts(&fresh, "http_requests_total", now_s);
+    assert_eq!(counts.get("/b").map(String::as_str), Some("600"), "{counts:?}");
+    assert_eq!(counts.get("/a"), None, "a's remote-written samples were only in its segments: {counts:?}");
+    assert_eq!(sample_counts(&fresh, "queue_depth", now_s), gauge, "a's OTLP metrics come from its parts");
+    for server in [a, b, reader, fresh] {
+        server.stop();
+    }
+}

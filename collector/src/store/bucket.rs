@@ -6,13 +6,18 @@
 //!
 //! ```text
 //! uploader: local parts ─ not yet uploaded ─▶ PUT parts/…/<writer>-<seq>.parquet
-//!                          uploaded, gone    ─▶ (after the manifest) DELETE, a grace later
+//!           and series  ─ not yet uploaded ─▶ PUT series/…/<writer>-<first>-<last>.sgs
+//!           segments      uploaded, gone    ─▶ (after the manifest) DELETE, a grace later
 //!                                            ─▶ PUT manifests/<ms>-<writer>-<n>.json (create only)
 //!                                            ─▶ <data-dir>/bucket.log += the names committed
 //! sync:     LIST manifests/ (after the newest seen, less a window) ─▶ GET the new ones of other
-//!           writers ─▶ the store's remote parts (added, removed) ─▶ queries read them, fetched
-//!           on first read into <data-dir>/remote/ (a cache within `cache_bytes`)
+//!           writers ─▶ the store's remote parts and segments (added, removed) ─▶ queries read
+//!           them, fetched on first read into <data-dir>/remote/ (a cache within `cache_bytes`)
 //! ```
+//!
+//! Series segments (`store::series`) travel with the parts so that PromQL answers alike on
+//! every instance: remote-written samples are kept in segments alone. A segment covers only
+//! its own writer's parts (by flush number), so a reader never counts a writer's metrics twice.
 //!
 //! The uploader does not follow events: each pass compares the store's local parts with the
 //! names `bucket.log` says are committed, so a flush, a merge (its output added, its inputs
@@ -58,6 +63,7 @@ use super::Shared;
 use super::catalog::{self, Manifest};
 use super::crypt::KeyRing;
 use super::parts::{self, PartError, PartMeta};
+use super::series::{self, SegmentMeta, SeriesError};
 
 #[path = "bucket_compact.rs"]
 pub(crate) mod compact;
@@ -94,20 +100,34 @@ pub struct BucketError {
     what: String,
 }
 
-/// A part's bucket, on its [`PartMeta`]: compared by identity.
+/// Where a part of another collector comes from, on its [`PartMeta`]: the bucket (compared
+/// by identity) and the writer whose manifest named it.
 #[derive(Clone)]
-pub struct Remote(pub Arc<Bucket>);
+pub struct Remote {
+    pub bucket: Arc<Bucket>,
+    pub writer: Arc<str>,
+}
 
 impl PartialEq for Remote {
     fn eq(&self, other: &Remote) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.bucket, &other.bucket) && self.writer == other.writer
     }
 }
 
 impl std::fmt::Debug for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Remote({})", self.0.url)
+        write!(f, "Remote({}, {})", self.bucket.url, self.writer)
     }
+}
+
+/// Where a series segment of another collector comes from, on its [`SegmentMeta`], and what
+/// its object must be (size and SHA-256 from the manifest).
+#[derive(Clone, Debug)]
+pub struct RemoteSegment {
+    pub bucket: Arc<Bucket>,
+    pub writer: Arc<str>,
+    size: u64,
+    sha256: [u8; 32],
 }
 
 /// The bucket client of one collector.
@@ -393,6 +413,155 @@ impl Bucket {
         }
     }
 
+    /// A series segment's name in the bucket: its local name with the writer's id before its
+    /// flush numbers. Segments are never rewritten under one name (a compaction's output
+    /// covers a wider range of flushes), so the name needs no checksum.
+    pub fn segment_name(&self, meta: &SegmentMeta) -> String {
+        format!(
+            "{}/{}/{}/{}-{:020}-{:020}.sgs",
+            series::SERIES_DIR,
+            meta.tenant.as_str(),
+            meta.hour,
+            self.writer,
+            meta.first_seq,
+            meta.last_seq
+        )
+    }
+
+    /// Uploads a local series segment (sealed first when parts are encrypted: the bucket holds
+    /// nothing in plaintext that the data directory's parts would not); returns its manifest
+    /// line, or `None` when the file was deleted meanwhile (compacted, expired).
+    fn put_segment(&self, meta: &SegmentMeta) -> Result<Option<catalog::StoredSegment>, RequestError> {
+        use sha2::Digest as _;
+        let name = self.segment_name(meta);
+        let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+        let local = |e: io::Error| RequestError::Other(format!("read {}: {e}", meta.name));
+        let (size, digest) = match &self.keys {
+            Some(keys) => {
+                let plain = match fs::read(&meta.path) {
+                    Ok(bytes) => bytes,
+                    Err(e) if gone(&e) => return Ok(None),
+                    Err(e) => return Err(local(e)),
+                };
+                let sealed = keys.seal(&name, &plain).map_err(RequestError::Other)?;
+                let digest = parts::sha256(&sealed);
+                (self.put_bytes(&name, sealed)?, digest)
+            }
+            None => {
+                // Hashed as it is read, then uploaded from the file: a segment is never held
+                // whole in memory.
+                let mut file = match File::open(&meta.path) {
+                    Ok(file) => file,
+                    Err(e) if gone(&e) => return Ok(None),
+                    Err(e) => return Err(local(e)),
+                };
+                let mut hasher = sha2::Sha256::new();
+                let (mut buf, mut size) = (vec![0u8; 1 << 20], 0u64);
+                loop {
+                    let n = io::Read::read(&mut file, &mut buf).map_err(local)?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                    size += n as u64;
+                }
+                let digest: [u8; 32] = hasher.finalize().into();
+                match self.put_file(&name, &meta.path, size) {
+                    Ok(size) => (size, digest),
+                    Err(RequestError::Other(_)) if !meta.path.exists() => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        Ok(Some(catalog::StoredSegment {
+            name,
+            tenant: meta.tenant.clone(),
+            hour: meta.hour.clone(),
+            first: meta.first_seq,
+            last: meta.last_seq,
+            size,
+            sha256: hex::encode(digest),
+        }))
+    }
+
+    /// Uploads `body` as object `name`, in [`UPLOAD_CHUNK`] parts past one chunk.
+    fn put_bytes(&self, name: &str, body: Vec<u8>) -> Result<u64, RequestError> {
+        let (store, key, size) = (Arc::clone(&self.store), self.key(name), body.len() as u64);
+        let timeout = self.timeout + Duration::from_secs(size >> 20);
+        self.run_for(format!("upload {name}"), timeout, async move {
+            if body.len() <= UPLOAD_CHUNK {
+                return store.put(&key, PutPayload::from(body)).await;
+            }
+            let upload = store.put_multipart(&key).await?;
+            let mut writer = WriteMultipart::new_with_chunk_size(upload, UPLOAD_CHUNK);
+            for chunk in body.chunks(UPLOAD_CHUNK) {
+                writer.wait_for_capacity(2).await?;
+                writer.write(chunk);
+            }
+            writer.finish().await
+        })?;
+        Ok(size)
+    }
+
+    /// Another writer's series segment as its manifest line names it, read from the cache
+    /// directory once fetched; `None` when the line's hour or checksum does not parse.
+    fn remote_segment(self: &Arc<Self>, line: &catalog::StoredSegment, writer: &Arc<str>) -> Option<SegmentMeta> {
+        let mut sha256 = [0u8; 32];
+        hex::decode_to_slice(&line.sha256, &mut sha256).ok()?;
+        let remote = RemoteSegment { bucket: Arc::clone(self), writer: Arc::clone(writer), size: line.size, sha256 };
+        SegmentMeta::remote(&self.cache_dir, line, remote)
+    }
+
+    /// Makes another writer's segment readable at its path: fetched from the bucket unless
+    /// cached, checked against its manifest's size and SHA-256, decrypted when sealed, and
+    /// kept in the cache as plain segment bytes (which checksum every chunk they hold).
+    pub(crate) fn fetch_segment(&self, meta: &SegmentMeta, remote: &RemoteSegment) -> Result<(), SeriesError> {
+        if let Ok(found) = fs::metadata(&meta.path) {
+            self.touch(&meta.name, found.len());
+            return Ok(());
+        }
+        let unavailable = |why: String| SeriesError::Unavailable { segment: meta.name.clone(), why };
+        let damaged = |why: String| SeriesError::Damaged { segment: meta.name.clone(), why };
+        let bytes = match self.get(&meta.name, remote.size) {
+            Ok(bytes) => bytes,
+            Err(RequestError::NotFound) => return Err(unavailable("not in the bucket (removed by its writer)".into())),
+            Err(e @ RequestError::TooLarge { .. }) => return Err(damaged(format!("the bucket's object is {e}"))),
+            Err(e) => return Err(unavailable(self.error(e.to_string()).to_string())),
+        };
+        if bytes.len() as u64 != remote.size {
+            return Err(damaged(format!("{} bytes where {} were written", bytes.len(), remote.size)));
+        }
+        let found = parts::sha256(&bytes);
+        if found != remote.sha256 {
+            return Err(damaged(format!(
+                "checksum mismatch: sha256 recorded {}, found {}",
+                hex::encode(remote.sha256),
+                hex::encode(found)
+            )));
+        }
+        let plain = if super::crypt::is_sealed(&bytes) {
+            super::crypt::open_with(self.keys.as_deref(), &meta.name, bytes.to_vec())
+                .map_err(|e| unavailable(format!("cannot be decrypted: {e}")))?
+        } else {
+            bytes.to_vec()
+        };
+        self.keep(&meta.path, &plain).map_err(|e| unavailable(format!("cannot be kept in {CACHE_DIR}/: {e}")))?;
+        self.touch(&meta.name, plain.len() as u64);
+        Ok(())
+    }
+
+    /// Sets a damaged segment of another writer aside: its cached copy deleted, and the segment
+    /// left out of this process's reads.
+    pub fn quarantine_segment(&self, meta: &SegmentMeta) {
+        self.quarantined.lock().unwrap_or_else(|e| e.into_inner()).insert(meta.name.clone());
+        self.evict_segment(meta);
+    }
+
+    /// Forgets a cached segment (damaged, or removed by its writer).
+    pub fn evict_segment(&self, meta: &SegmentMeta) {
+        self.forget_cached(&meta.name, &meta.path);
+    }
+
     /// Uploads a local part's file as it is on disk, [`UPLOAD_CHUNK`] bytes at a time (a
     /// multipart upload past one chunk), so an upload holds a few chunks, not the part. Its
     /// checksum is not computed here: every reader checks it against the manifest.
@@ -610,10 +779,12 @@ impl Bucket {
     }
 
     fn keep(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        // A name of its own per write: two queries fetching one object never share a file.
+        let tmp = path.with_extension(format!("tmp{}", NEXT.fetch_add(1, Ordering::Relaxed)));
         fs::write(&tmp, bytes)?;
         fs::rename(&tmp, path)
     }
@@ -627,8 +798,15 @@ impl Bucket {
             cache.bytes -= old.0;
         }
         cache.bytes += size;
+        // The file just read stays, even alone past the limit: its reader is about to open it.
         while cache.bytes > self.cache_bytes {
-            let Some(oldest) = cache.files.iter().min_by_key(|(_, (_, used))| *used).map(|(n, _)| n.clone()) else {
+            let Some(oldest) = cache
+                .files
+                .iter()
+                .filter(|(n, _)| n.as_str() != name)
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(n, _)| n.clone())
+            else {
                 break;
             };
             if let Some((size, _)) = cache.files.remove(&oldest) {
@@ -647,11 +825,15 @@ impl Bucket {
 
     /// Forgets a cached part (damaged, or removed by its writer).
     pub fn evict(&self, meta: &PartMeta) {
+        self.forget_cached(&meta.name, &meta.path);
+    }
+
+    fn forget_cached(&self, name: &str, path: &Path) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((size, _)) = cache.files.remove(&meta.name) {
+        if let Some((size, _)) = cache.files.remove(name) {
             cache.bytes -= size;
         }
-        let _ = fs::remove_file(&meta.path);
+        let _ = fs::remove_file(path);
     }
 
     /// Wakes the uploader.
@@ -845,6 +1027,22 @@ pub(crate) fn upload_loop(shared: Arc<Shared>, bucket: Arc<Bucket>) {
     }
 }
 
+/// What one upload pass commits of this collector: a part or a series segment.
+enum Local {
+    Part(Arc<PartMeta>),
+    Segment(Arc<SegmentMeta>),
+}
+
+impl Local {
+    /// The flush that wrote it: parts and segments are committed in the order written.
+    fn seq(&self) -> u64 {
+        match self {
+            Local::Part(p) => p.seq,
+            Local::Segment(s) => s.last_seq,
+        }
+    }
+}
+
 /// One upload pass; returns how many manifests it committed.
 fn upload_pass(
     shared: &Shared,
@@ -852,11 +1050,17 @@ fn upload_pass(
     committed: &mut BTreeSet<String>,
     doomed: &mut Vec<(Instant, String)>,
 ) -> Result<u64, BucketError> {
-    let local: Vec<Arc<PartMeta>> = shared.read().parts.clone();
-    let named: Vec<(String, &Arc<PartMeta>)> = local.iter().map(|p| (bucket.bucket_name(p), p)).collect();
-    let current: HashSet<&str> = named.iter().map(|(n, _)| n.as_str()).collect();
-    let mut adds: Vec<&(String, &Arc<PartMeta>)> = named.iter().filter(|(n, _)| !committed.contains(n)).collect();
-    adds.sort_by_key(|(_, p)| p.seq);
+    // Parts and segments taken under one lock: a segment and the parts it covers are seen as
+    // one state (a reader that sees both reads the parts' series from the segment alone).
+    let local: Vec<(String, Local)> = {
+        let state = shared.read();
+        let parts = state.parts.iter().map(|p| (bucket.bucket_name(p), Local::Part(Arc::clone(p))));
+        let segments = state.series.iter().map(|s| (bucket.segment_name(s), Local::Segment(Arc::clone(s))));
+        parts.chain(segments).collect()
+    };
+    let current: HashSet<&str> = local.iter().map(|(n, _)| n.as_str()).collect();
+    let mut adds: Vec<&(String, Local)> = local.iter().filter(|(n, _)| !committed.contains(n)).collect();
+    adds.sort_by_key(|(_, item)| item.seq());
     let removes: Vec<String> = committed.iter().filter(|n| !current.contains(n.as_str())).cloned().collect();
     if adds.is_empty() && removes.is_empty() {
         bucket.set_status(0, None);
@@ -868,26 +1072,26 @@ fn upload_pass(
         bucket.set_status(waiting, Some(bucket.error(e.clone()).to_string()));
         bucket.error(e)
     };
-    let batches: Vec<&[&(String, &Arc<PartMeta>)]> =
+    let batches: Vec<&[&(String, Local)]> =
         if adds.is_empty() { vec![&[]] } else { adds.chunks(MAX_PARTS_PER_MANIFEST).collect() };
     let last = batches.len() - 1;
     for (i, batch) in batches.into_iter().enumerate() {
         let (mut added, mut lines) = (Vec::with_capacity(batch.len()), Vec::with_capacity(batch.len()));
-        for (name, meta) in batch.iter() {
-            match bucket.put_part(meta) {
-                Ok(bytes) => {
-                    shared.telemetry.bucket_uploaded_bytes.fetch_add(bytes, Ordering::Relaxed);
-                }
-                // Deleted locally since the list was taken (a merge, retention): its removal is
-                // the next pass's.
-                Err(RequestError::Other(_)) if !meta.path.exists() => continue,
-                Err(e) => return Err(fail(e.to_string())),
-            }
-            let line = match bucket.take_line(name) {
-                Some(line) => line,
-                None => match for_manifest(bucket, meta) {
-                    Ok(m) => catalog::add_line(&m).map_err(|e| fail(e.to_string()))?,
-                    Err(e) if e.is_not_found() => continue,
+        for (name, item) in batch.iter() {
+            let line = match item {
+                Local::Part(meta) => match upload_part(shared, bucket, name, meta) {
+                    Ok(Some(line)) => line,
+                    Ok(None) => continue,
+                    Err(e) => return Err(fail(e)),
+                },
+                Local::Segment(meta) => match bucket.put_segment(meta) {
+                    Ok(Some(line)) => {
+                        shared.telemetry.bucket_uploaded_bytes.fetch_add(line.size, Ordering::Relaxed);
+                        catalog::series_line(&line).map_err(|e| fail(e.to_string()))?
+                    }
+                    // Deleted locally since the list was taken (compacted, expired): its
+                    // removal is the next pass's.
+                    Ok(None) => continue,
                     Err(e) => return Err(fail(e.to_string())),
                 },
             };
@@ -912,6 +1116,26 @@ fn upload_pass(
     }
     bucket.set_status(0, None);
     Ok(manifests)
+}
+
+/// Uploads one local part and makes its manifest line; `None` when the part was deleted
+/// locally since the pass listed it (merged, expired: its removal is the next pass's).
+fn upload_part(shared: &Shared, bucket: &Bucket, name: &str, meta: &PartMeta) -> Result<Option<String>, String> {
+    match bucket.put_part(meta) {
+        Ok(bytes) => {
+            shared.telemetry.bucket_uploaded_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+        Err(RequestError::Other(_)) if !meta.path.exists() => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    }
+    match bucket.take_line(name) {
+        Some(line) => Ok(Some(line)),
+        None => match for_manifest(bucket, meta) {
+            Ok(m) => catalog::add_line(&m).map(Some).map_err(|e| e.to_string()),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.to_string()),
+        },
+    }
 }
 
 /// Most bytes of lines one folded manifest holds; a writer's folded lines go in as many as
@@ -995,6 +1219,8 @@ pub(crate) struct Remotes {
     /// Manifests applied (or unreadable), by name.
     seen: BTreeSet<String>,
     parts: BTreeMap<String, Arc<PartMeta>>,
+    /// Other writers' series segments, by bucket name.
+    series: BTreeMap<String, Arc<SegmentMeta>>,
     /// Names a manifest removed: an add of one seen later (out of order) is ignored.
     removed: HashSet<String>,
     /// The last compaction-log entry applied (`compact`).
@@ -1004,11 +1230,25 @@ pub(crate) struct Remotes {
     handed_over: Vec<(Arc<PartMeta>, Instant)>,
 }
 
+/// What applying manifests took out of reads.
+#[derive(Debug, Default)]
+struct Gone {
+    parts: Vec<Arc<PartMeta>>,
+    series: Vec<Arc<SegmentMeta>>,
+}
+
 impl Remotes {
-    /// Applies one manifest of another writer (`tag` marks its parts as read from the bucket):
-    /// a part added once is one part however many manifests add it, and a name removed stays
-    /// removed, even when a manifest adding it is read later. Returns the parts removed.
-    fn apply(&mut self, manifest: Manifest, tag: impl Fn(&mut PartMeta)) -> Vec<Arc<PartMeta>> {
+    /// Applies one manifest of another writer (`tag` marks its parts as read from the bucket,
+    /// `segment` makes its series segments): a part or segment added once is one however many
+    /// manifests add it, and a name removed stays removed, even when a manifest adding it is
+    /// read later. Adds what it removed to `gone`.
+    fn apply(
+        &mut self,
+        manifest: Manifest,
+        tag: impl Fn(&mut PartMeta),
+        segment: impl Fn(&catalog::StoredSegment) -> Option<SegmentMeta>,
+        gone: &mut Gone,
+    ) {
         for mut meta in manifest.added {
             if self.removed.contains(&meta.name) || self.parts.contains_key(&meta.name) {
                 continue;
@@ -1016,14 +1256,28 @@ impl Remotes {
             tag(&mut meta);
             self.parts.insert(meta.name.clone(), Arc::new(meta));
         }
-        let mut gone = Vec::new();
+        for line in &manifest.series {
+            if self.removed.contains(&line.name) || self.series.contains_key(&line.name) {
+                continue;
+            }
+            match segment(line) {
+                Some(meta) => {
+                    self.series.insert(line.name.clone(), Arc::new(meta));
+                }
+                None => {
+                    tracing::error!(segment = %line.name, "bucket manifest names a segment it does not describe; not read")
+                }
+            }
+        }
         for name in manifest.removed {
             if let Some(meta) = self.parts.remove(&name) {
-                gone.push(meta);
+                gone.parts.push(meta);
+            }
+            if let Some(meta) = self.series.remove(&name) {
+                gone.series.push(meta);
             }
             self.removed.insert(name);
         }
-        gone
     }
 }
 
@@ -1038,7 +1292,7 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
     let names = bucket.list_manifests(offset.as_deref()).map_err(|e| bucket.error(e.to_string()))?;
     let mine = format!("-{}-", bucket.writer);
     let mut applied = 0;
-    let mut gone = Vec::new();
+    let mut gone = Gone::default();
     let mut merged_away: HashSet<String> = HashSet::new();
     for name in names {
         if remotes.seen.contains(&name) {
@@ -1064,8 +1318,15 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
             Err(e) => return Err(bucket.error(e.to_string())),
         };
         match catalog::manifest_from_json(&bytes, &bucket.cache_dir, bucket.keys.as_ref()) {
-            Some((_, manifest)) => {
-                gone.extend(remotes.apply(manifest, |meta| meta.remote = Some(Remote(Arc::clone(bucket)))));
+            Some((writer, manifest)) => {
+                let writer: Arc<str> = Arc::from(writer);
+                let remote = Remote { bucket: Arc::clone(bucket), writer: Arc::clone(&writer) };
+                remotes.apply(
+                    manifest,
+                    |meta| meta.remote = Some(remote.clone()),
+                    |line| bucket.remote_segment(line, &writer),
+                    &mut gone,
+                );
                 applied += 1;
             }
             None => tracing::error!(manifest = %name, "bucket manifest does not parse; its parts are not read"),
@@ -1085,9 +1346,16 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
         }
         let bytes = bucket.get(&name, MAX_MANIFEST_BYTES).map_err(|e| bucket.error(e.to_string()))?;
         match catalog::manifest_from_json(&bytes, &bucket.cache_dir, bucket.keys.as_ref()) {
-            Some((_, entry)) => {
+            Some((writer, entry)) => {
                 merged_away.extend(entry.removed.iter().cloned());
-                gone.extend(remotes.apply(entry, |meta| meta.remote = Some(Remote(Arc::clone(bucket)))));
+                let writer: Arc<str> = Arc::from(writer);
+                let remote = Remote { bucket: Arc::clone(bucket), writer: Arc::clone(&writer) };
+                remotes.apply(
+                    entry,
+                    |meta| meta.remote = Some(remote.clone()),
+                    |line| bucket.remote_segment(line, &writer),
+                    &mut gone,
+                );
             }
             None => tracing::error!(entry = %name, "compaction log entry does not parse; skipped"),
         }
@@ -1105,11 +1373,20 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
             .filter(|p| !quarantined.contains(&p.name))
             .cloned()
             .partition(|p| p.max_time() >= cutoff);
+        let cutoff_ms = i64::try_from(cutoff / 1_000_000).unwrap_or(i64::MAX);
+        let (remote_series, expired_series): (Vec<Arc<SegmentMeta>>, Vec<Arc<SegmentMeta>>) = remotes
+            .series
+            .values()
+            .filter(|s| !quarantined.contains(&s.name))
+            .cloned()
+            .partition(|s| s.hour_start_ms.saturating_add(series::HOUR_MS) > cutoff_ms);
         // This writer's parts a compactor merged leave its reads as the merge enters them.
         let handed: Vec<Arc<PartMeta>> = {
             let mut state = shared.write();
             state.remote = remote;
             state.remote_expired = expired;
+            state.remote_series = remote_series;
+            state.remote_series_expired = expired_series;
             let (handed, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut state.parts)
                 .into_iter()
                 .partition(|p| !merged_away.is_empty() && merged_away.contains(&bucket.bucket_name(p)));
@@ -1117,9 +1394,13 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
             bucket.log_seq.store(remotes.log_seq, Ordering::SeqCst);
             handed
         };
-        for meta in gone {
+        for meta in gone.parts {
             shared.span_indexes.forget(&meta.name);
             bucket.evict(&meta);
+        }
+        for meta in gone.series {
+            shared.series_indexes.forget(&meta.name);
+            bucket.evict_segment(&meta);
         }
         for part in handed {
             shared.span_indexes.forget(&part.name);
@@ -1177,6 +1458,7 @@ pub(crate) fn sync_loop(shared: Arc<Shared>, bucket: Arc<Bucket>, mut remotes: R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tenant::Tenant;
 
     #[test]
     fn urls_name_a_bucket_and_a_clean_prefix() {
@@ -1236,25 +1518,102 @@ mod tests {
         let mut remotes = Remotes::default();
         let manifest = |added: &[&str], removed: &[&str]| Manifest {
             added: added.iter().map(|n| part(n)).collect(),
+            series: Vec::new(),
             removed: removed.iter().map(|n| n.to_string()).collect(),
         };
-        let tagged = |meta: &mut PartMeta| meta.seq = 99;
-        assert!(remotes.apply(manifest(&["p/a", "p/b"], &[]), tagged).is_empty());
+        let apply = |remotes: &mut Remotes, m: Manifest| {
+            let mut gone = Gone::default();
+            remotes.apply(m, |meta: &mut PartMeta| meta.seq = 99, |_| None, &mut gone);
+            gone.parts.iter().map(|p| p.name.clone()).collect::<Vec<_>>()
+        };
+        assert!(apply(&mut remotes, manifest(&["p/a", "p/b"], &[])).is_empty());
         assert!(remotes.parts.values().all(|p| p.seq == 99), "parts are tagged as remote");
         // Created again after a crash before its log line: still two parts.
-        remotes.apply(manifest(&["p/a", "p/b"], &[]), tagged);
+        apply(&mut remotes, manifest(&["p/a", "p/b"], &[]));
         assert_eq!(names(&remotes), ["p/a", "p/b"]);
         // A merge: its output and its inputs' removal in one manifest.
-        let gone = remotes.apply(manifest(&["p/ab"], &["p/a", "p/b"]), tagged);
-        assert_eq!(gone.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["p/a", "p/b"]);
+        let gone = apply(&mut remotes, manifest(&["p/ab"], &["p/a", "p/b"]));
+        assert_eq!(gone, ["p/a", "p/b"]);
         assert_eq!(names(&remotes), ["p/ab"]);
         // The first manifest read again, late (a listing window overlap): nothing comes back.
-        remotes.apply(manifest(&["p/a", "p/b"], &[]), tagged);
+        apply(&mut remotes, manifest(&["p/a", "p/b"], &[]));
         assert_eq!(names(&remotes), ["p/ab"]);
         // A removal read before the add it undoes.
-        remotes.apply(manifest(&[], &["p/c"]), tagged);
-        remotes.apply(manifest(&["p/c"], &[]), tagged);
+        apply(&mut remotes, manifest(&[], &["p/c"]));
+        apply(&mut remotes, manifest(&["p/c"], &[]));
         assert_eq!(names(&remotes), ["p/ab"]);
+    }
+
+    fn segment_line(name: &str, first: u64, last: u64) -> catalog::StoredSegment {
+        catalog::StoredSegment {
+            name: name.to_string(),
+            tenant: Tenant::parse("t").unwrap(),
+            hour: "2026-12-05T10".into(),
+            first,
+            last,
+            size: 10,
+            sha256: hex::encode([7u8; 32]),
+        }
+    }
+
+    #[test]
+    fn segments_in_manifests_round_trip_apply_once_and_are_removed_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = segment_line("series/t/2026-12-05T10/w-00000000000000000001-00000000000000000001.sgs", 1, 1);
+        let ab = segment_line("series/t/2026-12-05T10/w-00000000000000000001-00000000000000000002.sgs", 1, 2);
+        let lines = vec![catalog::series_line(&a).unwrap()];
+        let json = catalog::manifest_json("w", &lines, &[]).unwrap();
+        let (_, manifest) = catalog::manifest_from_json(&json, dir.path(), None).expect("parses");
+        assert_eq!(manifest.series, std::slice::from_ref(&a));
+        assert!(manifest.added.is_empty());
+        // Folding keeps a segment's line as it was.
+        let read = catalog::manifest_lines(&json).unwrap();
+        assert!(matches!(&read[0], catalog::ManifestLine::Add { name, .. } if name == &a.name));
+
+        // Segments without a bucket are enough to follow adds and removals.
+        let make = |line: &catalog::StoredSegment| {
+            Some(SegmentMeta {
+                name: line.name.clone(),
+                path: dir.path().join(&line.name),
+                tenant: line.tenant.clone(),
+                hour: line.hour.clone(),
+                hour_start_ms: 0,
+                first_seq: line.first,
+                last_seq: line.last,
+                remote: None,
+            })
+        };
+        let mut remotes = Remotes::default();
+        let mut gone = Gone::default();
+        let with = |series: Vec<catalog::StoredSegment>, removed: &[&str]| Manifest {
+            added: Vec::new(),
+            series,
+            removed: removed.iter().map(|n| n.to_string()).collect(),
+        };
+        remotes.apply(with(vec![a.clone()], &[]), |_| {}, make, &mut gone);
+        remotes.apply(with(vec![a.clone()], &[]), |_| {}, make, &mut gone);
+        assert_eq!(remotes.series.len(), 1, "a repeated add is one segment");
+        // A compaction of the writer's segments: the output in, its sources out, in one manifest.
+        remotes.apply(with(vec![ab.clone()], &[&a.name]), |_| {}, make, &mut gone);
+        assert_eq!(remotes.series.keys().collect::<Vec<_>>(), [&ab.name]);
+        assert_eq!(gone.series.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), [a.name.as_str()]);
+        // Read again late: what was removed stays removed.
+        remotes.apply(with(vec![a.clone()], &[]), |_| {}, make, &mut gone);
+        assert_eq!(remotes.series.len(), 1);
+
+        // Lines that would place a segment outside the cache's series directory, or that do
+        // not describe one, make the manifest unreadable.
+        for bad in [
+            segment_line("series/t/2026-12-05T10/../../../x.sgs", 1, 1),
+            segment_line("series/u/2026-12-05T10/w-1-1.sgs", 1, 1),
+            segment_line("series/t/2026-12-05T10/w-1-1.parquet", 1, 1),
+            segment_line("series/t/2026-12-05T10/w-2-1.sgs", 2, 1),
+            catalog::StoredSegment { sha256: "zz".into(), ..a.clone() },
+            catalog::StoredSegment { hour: "yesterday".into(), name: "series/t/yesterday/w.sgs".into(), ..a.clone() },
+        ] {
+            let json = catalog::manifest_json("w", &[catalog::series_line(&bad).unwrap()], &[]).unwrap();
+            assert!(catalog::manifest_from_json(&json, dir.path(), None).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

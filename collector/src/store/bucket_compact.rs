@@ -26,7 +26,8 @@
 //! (`store::compact`), and merge nothing else while a bucket is configured.
 //!
 //! The directory's owner also applies retention in the bucket: parts wholly past it are removed
-//! by a log entry, so the parts of a collector that is gone for good do not stay forever.
+//! by a log entry, and so are other writers' series segments of a tenant (under the lease of the
+//! tenant's directory), so what a collector that is gone for good wrote does not stay forever.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -90,8 +91,8 @@ pub(crate) struct Report {
 /// One part directory's parts in a pass.
 #[derive(Default)]
 struct Directory {
-    /// Wholly past retention.
-    expired: Vec<Arc<PartMeta>>,
+    /// Names of the parts and series segments wholly past retention.
+    expired: Vec<String>,
     /// The others, but metrics and unreadable parts.
     mergeable: Vec<Arc<PartMeta>>,
 }
@@ -158,7 +159,7 @@ pub(crate) fn pass(
     let mut report = Report::default();
     // The parts every reader sees: other writers' and the log's outputs, and this writer's
     // committed ones under their bucket names, with the log entry that view stands at.
-    let (parts, log_seq) = {
+    let (parts, expired_series, log_seq) = {
         let state = shared.read();
         let committed = bucket.committed.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut parts: Vec<Arc<PartMeta>> = state.remote.iter().chain(&state.remote_expired).cloned().collect();
@@ -168,7 +169,9 @@ pub(crate) fn pass(
                 parts.push(Arc::new(PartMeta { name, ..(**p).clone() }));
             }
         }
-        (parts, bucket.log_seq.load(Ordering::SeqCst))
+        let expired_series: Vec<(String, String)> =
+            state.remote_series_expired.iter().map(|s| (s.tenant.as_str().to_string(), s.name.clone())).collect();
+        (parts, expired_series, bucket.log_seq.load(Ordering::SeqCst))
     };
     if log_seq < compactor.committed_seq {
         return Ok(report);
@@ -179,10 +182,14 @@ pub(crate) fn pass(
         let Some((dir, _, _)) = directory(&part.name) else { continue };
         let d = dirs.entry(dir.to_string()).or_default();
         if part.max_time() < cutoff {
-            d.expired.push(part);
+            d.expired.push(part.name.clone());
         } else if part.signal != Signal::Metrics && !compactor.unreadable.contains(&part.name) {
             d.mergeable.push(part);
         }
+    }
+    // Other writers' series segments past retention, by their tenant's directory.
+    for (tenant, name) in expired_series {
+        dirs.entry(tenant).or_default().expired.push(name);
     }
     // An hour takes new parts while flushes still write into it and until they are uploaded.
     let settle = shared.settings.flush_interval + bucket.refresh;
@@ -196,7 +203,7 @@ pub(crate) fn pass(
             continue;
         }
         if !expired.is_empty() {
-            let removed: Vec<String> = expired.iter().map(|p| p.name.clone()).collect();
+            let removed = expired;
             let body = catalog::manifest_json(&bucket.writer, &[], &removed).map_err(|e| e.to_string())?;
             match commit(bucket, compactor, &dir, seq + 1, body)? {
                 true => {

@@ -76,6 +76,24 @@ enum Line {
         inputs: Vec<String>,
         output: Stored,
     },
+    /// A series segment of a writer in the bucket (bucket manifests only; `store::series`).
+    Series(StoredSegment),
+}
+
+/// A bucket manifest's line for a series segment: where it is, whose, what it covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredSegment {
+    /// `series/<tenant>/<hour>/<writer>-<first>-<last>.sgs`.
+    pub name: String,
+    pub tenant: Tenant,
+    /// The hour directory (`parts::hour_dir`).
+    pub hour: String,
+    /// The writer's flushes it holds, `first..=last`.
+    pub first: u64,
+    pub last: u64,
+    /// Size and SHA-256 (hex) of the object's bytes (sealed when the writer encrypts).
+    pub size: u64,
+    pub sha256: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -202,6 +220,8 @@ impl Stored {
 #[derive(Debug, Clone)]
 pub(crate) struct Manifest {
     pub added: Vec<PartMeta>,
+    /// Series segments added (named `series/…`, never a part's name).
+    pub series: Vec<StoredSegment>,
     pub removed: Vec<String>,
 }
 
@@ -215,6 +235,11 @@ struct StoredManifest {
 /// not in memory (as for [`Catalog::add`]).
 pub(crate) fn add_line(meta: &PartMeta) -> io::Result<String> {
     serde_json::to_string(&Line::Add(Stored::of(meta)?)).map_err(io::Error::other)
+}
+
+/// The `series` line of a segment, as JSON, for a manifest.
+pub(crate) fn series_line(segment: &StoredSegment) -> io::Result<String> {
+    serde_json::to_string(&Line::Series(segment.clone())).map_err(io::Error::other)
 }
 
 /// A manifest as JSON: the `add` lines of the parts added ([`add_line`]), then one `remove`
@@ -249,7 +274,7 @@ pub(crate) fn manifest_lines(bytes: &[u8]) -> Option<Vec<ManifestLine>> {
         .map(|line| {
             let name = line.get("name")?.as_str()?.to_string();
             match line.get("op")?.as_str()? {
-                "add" => Some(ManifestLine::Add { name, json: serde_json::to_string(&line).ok()? }),
+                "add" | "series" => Some(ManifestLine::Add { name, json: serde_json::to_string(&line).ok()? }),
                 "remove" => Some(ManifestLine::Remove { name }),
                 _ => None,
             }
@@ -265,10 +290,20 @@ pub(crate) fn manifest_from_json(
     keys: Option<&Arc<KeyRing>>,
 ) -> Option<(String, Manifest)> {
     let stored: StoredManifest = serde_json::from_slice(bytes).ok()?;
-    let mut manifest = Manifest { added: Vec::new(), removed: Vec::new() };
+    let mut manifest = Manifest { added: Vec::new(), series: Vec::new(), removed: Vec::new() };
     for line in stored.lines {
         match line {
             Line::Add(entry) => manifest.added.push(entry.into_meta(cache_dir, keys)?),
+            Line::Series(segment) => {
+                let prefix = format!("{}/{}/{}/", super::series::SERIES_DIR, segment.tenant.as_str(), segment.hour);
+                let file = segment.name.strip_prefix(&prefix)?;
+                safe_name(&segment.name, super::series::SERIES_DIR)?;
+                super::parts::hour_start(&segment.hour)?;
+                (file.ends_with(".sgs") && !file.contains('/') && segment.first <= segment.last).then_some(())?;
+                let mut digest = [0u8; 32];
+                hex::decode_to_slice(&segment.sha256, &mut digest).ok()?;
+                manifest.series.push(segment);
+            }
             Line::Remove { name } => manifest.removed.push(name),
             Line::Merging { .. } | Line::Replace { .. } => return None,
         }
@@ -279,9 +314,15 @@ pub(crate) fn manifest_from_json(
 /// `data_dir` joined with a relative name read from the catalog, refusing anything that could
 /// point outside it.
 fn safe_path(data_dir: &Path, name: &str) -> Option<PathBuf> {
-    let ok = name.starts_with("parts/")
+    safe_name(name, "parts").map(|()| data_dir.join(name))
+}
+
+/// Whether `name` is a plain relative name under directory `top`: no empty, `.` or `..`
+/// component, no backslash.
+fn safe_name(name: &str, top: &str) -> Option<()> {
+    let ok = name.strip_prefix(top).is_some_and(|rest| rest.starts_with('/'))
         && name.split('/').all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains('\\'));
-    ok.then(|| data_dir.join(name))
+    ok.then_some(())
 }
 
 fn encode_line(line: &Line) -> String {
@@ -379,7 +420,9 @@ impl Catalog {
                                 None => loaded.bad_lines += 1,
                             }
                         }
-                        None => loaded.bad_lines += 1,
+                        // Only bucket manifests hold segment lines: one here was not written by
+                        // the catalog.
+                        Some(Line::Series(_)) | None => loaded.bad_lines += 1,
                     }
                 }
             }

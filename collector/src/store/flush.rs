@@ -419,9 +419,13 @@ pub(crate) fn apply_retention(shared: &Shared, now_unix_nano: u64) -> Result<usi
     let cutoff_ms = i64::try_from(cutoff / 1_000_000).unwrap_or(i64::MAX);
     let expired_series: Vec<Arc<SegmentMeta>> = {
         let mut state = shared.write();
-        let (old, keep): (Vec<_>, Vec<_>) =
-            state.series.drain(..).partition(|s| s.hour_start_ms.saturating_add(series::HOUR_MS) <= cutoff_ms);
+        let past = |s: &Arc<SegmentMeta>| s.hour_start_ms.saturating_add(series::HOUR_MS) <= cutoff_ms;
+        let (old, keep): (Vec<_>, Vec<_>) = state.series.drain(..).partition(past);
         state.series = keep;
+        // Other collectors' segments leave this one's reads; the bucket's compactor removes them.
+        let (expired, live): (Vec<_>, Vec<_>) = std::mem::take(&mut state.remote_series).into_iter().partition(past);
+        state.remote_series = live;
+        state.remote_series_expired.extend(expired);
         old
     };
     for segment in &expired_series {

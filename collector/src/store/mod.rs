@@ -123,6 +123,12 @@ pub(crate) struct State {
     pub remote_expired: Vec<Arc<PartMeta>>,
     /// The metric series store's segments (`series`), by tenant, hour and first flush.
     pub series: Vec<Arc<series::SegmentMeta>>,
+    /// Series segments other collectors committed to the shared bucket, read like `series`;
+    /// each covers its own writer's parts only.
+    pub remote_series: Vec<Arc<series::SegmentMeta>>,
+    /// Segments of the bucket past retention, left out of `remote_series`: the tenant's
+    /// compactor removes them from the bucket.
+    pub remote_series_expired: Vec<Arc<series::SegmentMeta>>,
 }
 
 #[derive(Debug)]
@@ -201,7 +207,7 @@ impl Shared {
             // Another collector's part: set aside here, its object left to its writer.
             let first = take_out(&mut self.write().remote);
             self.span_indexes.forget(&part.name);
-            remote.0.quarantine(part);
+            remote.bucket.quarantine(part);
             if first {
                 self.telemetry.parts_quarantined.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::error!(part = %part.name, %err, "damaged part in the bucket left out; the rest of the store is served");
@@ -677,8 +683,9 @@ impl Store {
         let (lo, hi) = (ms_to_ns(min_ms), ms_to_ns(max_ms));
         let state = self.shared.read();
         let segments: Vec<Arc<series::SegmentMeta>> =
-            state.series.iter().filter(|s| &s.tenant == tenant).cloned().collect();
-        // Other collectors' parts are never in this one's segments.
+            state.series.iter().chain(&state.remote_series).filter(|s| &s.tenant == tenant).cloned().collect();
+        // A part is covered by a segment of its own writer only (this collector's, or the one
+        // that committed both to the bucket).
         let parts = state
             .parts
             .iter()
@@ -687,7 +694,7 @@ impl Store {
             .filter(|p| {
                 p.of(tenant).is_some_and(|t| {
                     let hour = parts::hour_dir(t.min_time);
-                    let covered = p.remote.is_none() && segments.iter().any(|s| s.hour == hour && s.covers(p.seq));
+                    let covered = segments.iter().any(|s| s.covers_part(p, &hour));
                     t.min_time <= hi && t.max_time >= lo && !covered
                 })
             })
@@ -717,7 +724,31 @@ impl Store {
     /// Takes a damaged series segment out of the store and deletes it: its parts hold the
     /// same data, are read in its place from now on, and rebuild it at the next start.
     /// Returns the warning for answers.
+    ///
+    /// Another collector's segment (from the bucket) is only left out of this process's reads:
+    /// for good when it is damaged, until the next manifest listing when it could not be
+    /// fetched. Its object is its writer's.
     pub fn drop_damaged_segment(&self, segment: &Arc<series::SegmentMeta>, err: &series::SeriesError) -> String {
+        if let Some(remote) = &segment.remote {
+            let first = {
+                let mut state = self.shared.write();
+                let before = state.remote_series.len();
+                state.remote_series.retain(|s| !Arc::ptr_eq(s, segment));
+                state.remote_series.len() < before
+            };
+            self.shared.series_indexes.forget(&segment.name);
+            if matches!(err, series::SeriesError::Damaged { .. }) {
+                remote.bucket.quarantine_segment(segment);
+            }
+            if first {
+                tracing::error!(segment = %segment.name, %err, "series segment of the bucket left out; its parts are read instead");
+            }
+            return format!(
+                "{err} (an object of the shared bucket, written by collector {}); it was left out: what it holds of \
+                 OTLP metrics is read from their parts, its remote-written samples are missing from this answer",
+                remote.writer
+            );
+        }
         let first = {
             let mut state = self.shared.write();
             let before = state.series.len();

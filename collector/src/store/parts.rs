@@ -336,7 +336,7 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 /// SHA-256 (its CRC-32 for an entry without one). Needs no key: this is the start-up pass.
 pub fn read_checked(meta: &PartMeta) -> Result<Vec<u8>, PartError> {
     let bytes = match &meta.remote {
-        Some(remote) => remote.0.fetch(meta)?,
+        Some(remote) => remote.bucket.fetch(meta)?,
         None => fs::read(&meta.path).map_err(|source| PartError::Io { part: meta.name.clone(), source })?,
     };
     let damaged = |why: String| PartError::Damaged { part: meta.name.clone(), why };

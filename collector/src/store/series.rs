@@ -78,11 +78,20 @@ pub enum SeriesError {
     /// The file is not what was written (size, checksum, structure).
     #[error("series segment {segment} is damaged: {why}")]
     Damaged { segment: String, why: String },
+    /// Another collector's segment that cannot be fetched from the bucket now.
+    #[error("series segment {segment} cannot be read from the bucket: {why}")]
+    Unavailable { segment: String, why: String },
 }
 
 impl SeriesError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, SeriesError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// Whether the segment is to be left out of reads (damaged, or another collector's that
+    /// cannot be fetched): the answer is made without it and says so.
+    pub fn sets_aside(&self) -> bool {
+        matches!(self, SeriesError::Damaged { .. } | SeriesError::Unavailable { .. })
     }
 }
 
@@ -99,6 +108,9 @@ pub struct SegmentMeta {
     pub hour_start_ms: i64,
     pub first_seq: u64,
     pub last_seq: u64,
+    /// Where a segment of another collector is fetched from into `path` (`store::bucket`);
+    /// `None` for this collector's own.
+    pub remote: Option<super::bucket::RemoteSegment>,
 }
 
 impl SegmentMeta {
@@ -113,6 +125,27 @@ impl SegmentMeta {
             hour_start_ms,
             first_seq,
             last_seq,
+            remote: None,
+        })
+    }
+
+    /// Another collector's segment, as a bucket manifest names it, fetched into `cache_dir`
+    /// on first read. `None` when its hour does not parse.
+    pub(crate) fn remote(
+        cache_dir: &Path,
+        line: &super::catalog::StoredSegment,
+        remote: super::bucket::RemoteSegment,
+    ) -> Option<SegmentMeta> {
+        let hour_start_ms = i64::try_from(super::parts::hour_start(&line.hour)? / 1_000_000).ok()?;
+        Some(SegmentMeta {
+            path: cache_dir.join(&line.name),
+            name: line.name.clone(),
+            tenant: line.tenant.clone(),
+            hour: line.hour.clone(),
+            hour_start_ms,
+            first_seq: line.first,
+            last_seq: line.last,
+            remote: Some(remote),
         })
     }
 
@@ -124,6 +157,26 @@ impl SegmentMeta {
     /// Whether the segment holds what flush `seq` wrote for its tenant and hour.
     pub fn covers(&self, seq: u64) -> bool {
         (self.first_seq..=self.last_seq).contains(&seq)
+    }
+
+    /// Whether the segment holds the rows of `part` for its tenant (whose first row is in
+    /// hour `hour`): a segment of the part's own writer, of that hour, made from its flush.
+    pub fn covers_part(&self, part: &super::parts::PartMeta, hour: &str) -> bool {
+        let same_writer = match (&self.remote, &part.remote) {
+            (None, None) => true,
+            (Some(segment), Some(part)) => segment.writer == part.writer,
+            _ => false,
+        };
+        same_writer && self.hour == hour && self.covers(part.seq)
+    }
+
+    /// Makes sure the file is there to read: another collector's segment is fetched from the
+    /// bucket (checked against its manifest) unless it is in the cache.
+    fn ensure_local(&self) -> Result<(), SeriesError> {
+        match &self.remote {
+            Some(remote) => remote.bucket.fetch_segment(self, remote),
+            None => Ok(()),
+        }
     }
 
     fn damaged(&self, why: impl Into<String>) -> SeriesError {
@@ -396,6 +449,7 @@ impl SegmentIndex {
 
 /// Reads and checks a segment's index.
 pub fn read_index(meta: &SegmentMeta) -> Result<SegmentIndex, SeriesError> {
+    meta.ensure_local()?;
     let file = File::open(&meta.path).map_err(meta.io())?;
     let size = file.metadata().map_err(meta.io())?.len();
     if size < MAGIC.len() as u64 + FOOTER_LEN {
@@ -494,6 +548,7 @@ pub fn read_series(
     max_t: i64,
     f: impl FnMut(u32, Vec<Sample>) -> ControlFlow<()>,
 ) -> Result<(), SeriesError> {
+    meta.ensure_local()?;
     let file = File::open(&meta.path).map_err(meta.io())?;
     read_series_from(&file, meta, index, ids, min_t, max_t, f)
 }

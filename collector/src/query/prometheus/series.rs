@@ -16,6 +16,17 @@ use crate::store::series::{SegmentIndex, SeriesError, dedup_sorted};
 use crate::store::{Store, ms_to_ns};
 use crate::tenant::Tenant;
 
+/// Most segments one selection sets aside before it gives up.
+const MAX_SET_ASIDE: usize = 1000;
+
+/// Why a selection starts again.
+enum Retry {
+    /// A segment went away while it was read (compacted, evicted from the bucket cache).
+    Changed,
+    /// A segment was set aside (damaged, or another collector's that could not be fetched).
+    SetAside,
+}
+
 /// A tenant's stored metrics as a PromQL source. Each `select` reads what overlaps its range;
 /// `max_series` and `max_samples` bound what one call may collect.
 #[derive(Debug)]
@@ -50,25 +61,29 @@ impl StoreSource {
         end_ms: i64,
         with_samples: bool,
     ) -> Result<Vec<Series>, SelectError> {
-        // A damaged segment is deleted as it is found; its parts then answer in its place.
-        for _ in 0..3 {
+        // A damaged segment is set aside as it is found, and so is another collector's that
+        // cannot be fetched; their parts then answer in their place. Each such retry leaves a
+        // segment out, so only retries for segments that went away (compacted) are counted.
+        let (mut changed, mut set_aside) = (0, 0);
+        while changed < 3 && set_aside < MAX_SET_ASIDE {
             match self.try_series(matchers, start_ms, end_ms, with_samples)? {
-                Some(found) => return Ok(found),
-                None => continue,
+                Ok(found) => return Ok(found),
+                Err(Retry::Changed) => changed += 1,
+                Err(Retry::SetAside) => set_aside += 1,
             }
         }
         Err(SelectError::Failed("series segments kept changing while they were read".into()))
     }
 
-    /// One attempt: `None` when a segment turned out damaged or went away (compacted) and
-    /// the selection must start again from a new snapshot.
+    /// One attempt: a [`Retry`] when a segment turned out damaged or unreadable, or went away
+    /// (compacted), and the selection must start again from a new snapshot.
     fn try_series(
         &self,
         matchers: &Matchers,
         start_ms: i64,
         end_ms: i64,
         with_samples: bool,
-    ) -> Result<Option<Vec<Series>>, SelectError> {
+    ) -> Result<Result<Vec<Series>, Retry>, SelectError> {
         let snapshot = self.store.series_snapshot(&self.tenant, start_ms, end_ms);
         let (lo, hi) = (ms_to_ns(start_ms), ms_to_ns(end_ms));
         let selector = Selector::from(matchers.clone());
@@ -81,10 +96,10 @@ impl StoreSource {
             self.check_deadline()?;
             let index = match self.store.series_index(segment) {
                 Ok(index) => index,
-                Err(err) if err.is_not_found() => return Ok(None),
-                Err(err @ SeriesError::Damaged { .. }) => {
+                Err(err) if err.is_not_found() => return Ok(Err(Retry::Changed)),
+                Err(err) if err.sets_aside() => {
                     self.warn(self.store.drop_damaged_segment(segment, &err));
-                    return Ok(None);
+                    return Ok(Err(Retry::SetAside));
                 }
                 Err(err) => return Err(SelectError::Failed(err.to_string())),
             };
@@ -164,10 +179,10 @@ impl StoreSource {
                 }
                 // Not read: the limit was passed on another thread (`add` says so below).
                 None => {}
-                Some(Err(err)) if err.is_not_found() => return Ok(None),
-                Some(Err(err @ SeriesError::Damaged { .. })) => {
+                Some(Err(err)) if err.is_not_found() => return Ok(Err(Retry::Changed)),
+                Some(Err(err)) if err.sets_aside() => {
                     self.warn(self.store.drop_damaged_segment(segment, &err));
-                    return Ok(None);
+                    return Ok(Err(Retry::SetAside));
                 }
                 Some(Err(err)) => return Err(SelectError::Failed(err.to_string())),
             }
@@ -284,7 +299,7 @@ impl StoreSource {
             .map(|(labels, samples)| Series { labels, samples: dedup_sorted(samples) })
             .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(Some(out))
+        Ok(Ok(out))
     }
 
     /// Whether the deadline has passed.
