@@ -1279,6 +1279,19 @@ impl Remotes {
             self.removed.insert(name);
         }
     }
+
+    /// [`Remotes::apply`] for a manifest (or log entry) of `writer` read from `bucket`: its
+    /// parts and segments are read from the bucket, as that writer's.
+    fn apply_from(&mut self, bucket: &Arc<Bucket>, writer: &str, manifest: Manifest, gone: &mut Gone) {
+        let writer: Arc<str> = Arc::from(writer);
+        let remote = Remote { bucket: Arc::clone(bucket), writer: Arc::clone(&writer) };
+        self.apply(
+            manifest,
+            |meta| meta.remote = Some(remote.clone()),
+            |line| bucket.remote_segment(line, &writer),
+            gone,
+        );
+    }
 }
 
 /// Lists the manifests (all of them the first time, then those after the newest seen less
@@ -1319,14 +1332,7 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
         };
         match catalog::manifest_from_json(&bytes, &bucket.cache_dir, bucket.keys.as_ref()) {
             Some((writer, manifest)) => {
-                let writer: Arc<str> = Arc::from(writer);
-                let remote = Remote { bucket: Arc::clone(bucket), writer: Arc::clone(&writer) };
-                remotes.apply(
-                    manifest,
-                    |meta| meta.remote = Some(remote.clone()),
-                    |line| bucket.remote_segment(line, &writer),
-                    &mut gone,
-                );
+                remotes.apply_from(bucket, &writer, manifest, &mut gone);
                 applied += 1;
             }
             None => tracing::error!(manifest = %name, "bucket manifest does not parse; its parts are not read"),
@@ -1348,14 +1354,7 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
         match catalog::manifest_from_json(&bytes, &bucket.cache_dir, bucket.keys.as_ref()) {
             Some((writer, entry)) => {
                 merged_away.extend(entry.removed.iter().cloned());
-                let writer: Arc<str> = Arc::from(writer);
-                let remote = Remote { bucket: Arc::clone(bucket), writer: Arc::clone(&writer) };
-                remotes.apply(
-                    entry,
-                    |meta| meta.remote = Some(remote.clone()),
-                    |line| bucket.remote_segment(line, &writer),
-                    &mut gone,
-                );
+                remotes.apply_from(bucket, &writer, entry, &mut gone);
             }
             None => tracing::error!(entry = %name, "compaction log entry does not parse; skipped"),
         }
