@@ -440,6 +440,15 @@ fn leases(seaweed: &Seaweed) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The text of one object (a key as `objects_under` lists it).
+fn object_text(seaweed: &Seaweed, key: &str) -> String {
+    let store = seaweed.builder(BUCKET).build().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let key = object_store::path::Path::from(key);
+    let bytes = runtime.block_on(async { store.get(&key).await.unwrap().bytes().await.unwrap() });
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 fn objects_under(seaweed: &Seaweed, dir: &str, needle: &str) -> Vec<String> {
     let store = seaweed.builder(BUCKET).build().unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -553,8 +562,9 @@ fn a_paused_compactor_gives_its_merge_up_when_its_successor_committed_first() {
     compactor_stopped_mid_merge(Stop::Pause);
 }
 
-/// A collector that wrote parts and is gone for good: the directory's compactor removes its
-/// parts from the bucket once they are past retention (the compactor's), for every reader.
+/// A collector that wrote parts and series segments and is gone for good: the compactors
+/// remove them from the bucket once they are past retention (the compactor's), for every
+/// reader.
 #[test]
 fn the_compactor_applies_retention_to_the_parts_of_a_writer_that_is_gone() {
     let seaweed = Seaweed::start();
@@ -563,8 +573,16 @@ fn the_compactor_applies_retention_to_the_parts_of_a_writer_that_is_gone() {
     let gone = start_with(&seaweed, dir.path(), "gone", "compaction = false\n", &[]);
     let acked = send(&gone, 30_000_000, 10, Arc::new(AtomicBool::new(false))).join().unwrap();
     assert_eq!(acked.len(), 10);
+    // Remote-written samples of one hour, four hours ago: kept in a series segment alone.
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    remote_write_samples(&gone, "/old", (now_s / 3600 - 4) * 3_600_000, 200);
     let reader = start_with(&seaweed, dir.path(), "reader", "compaction = false\n", &[]);
     all_found(&reader, "reader", &acked);
+    let old = [("/old".to_string(), "200".to_string())].into();
+    let seen = e2e::eventually(Duration::from_secs(30), || {
+        (sample_counts(&reader, "http_requests_total", now_s, "6h") == old).then_some(())
+    });
+    assert!(seen.is_some(), "the reader counts {:?}", sample_counts(&reader, "http_requests_total", now_s, "6h"));
     gone.stop();
     // The batches are three and four hours old: past a retention of two hours.
     let cfg = config_with(dir.path(), "keeper", &seaweed.endpoint(), "keeper", "200ms", "");
@@ -575,6 +593,18 @@ fn the_compactor_applies_retention_to_the_parts_of_a_writer_that_is_gone() {
     let removed = e2e::eventually(Duration::from_secs(30), || (reader.items("traces", None) == 0).then_some(()));
     assert!(removed.is_some(), "the reader still answers {} spans", reader.items("traces", None));
     assert_eq!(keeper.items("traces", None), 0);
+    let segments_gone = e2e::eventually(Duration::from_secs(30), || {
+        sample_counts(&reader, "http_requests_total", now_s, "6h").is_empty().then_some(())
+    });
+    assert!(
+        segments_gone.is_some(),
+        "the reader still counts {:?}",
+        sample_counts(&reader, "http_requests_total", now_s, "6h")
+    );
+    let log = objects_under(&seaweed, "compactions", "");
+    let removals: String = log.iter().map(|key| object_text(&seaweed, key)).collect();
+    let segment_removed = removals.split('"').any(|t| t.starts_with("series/anonymous/") && t.contains("/gone-"));
+    assert!(segment_removed, "no compaction log entry removes gone's series segment: {removals}");
     assert_eq!(counter(&keeper, "slo_gate_bucket_merges_total"), 0, "expired parts are removed, not merged");
     keeper.stop();
     reader.stop();
@@ -756,12 +786,17 @@ fn folded_manifests_leave_every_reader_with_every_part_once() {
 /// A remote-written counter `http_requests_total{job="api",route}`: 600 samples 15 s apart,
 /// from `base_ms`, over three hour blocks.
 fn remote_write(server: &Server, route: &str, base_ms: i64) {
+    remote_write_samples(server, route, base_ms, 600);
+}
+
+/// `n` samples of the counter `http_requests_total{job="api",route}`, 15 s apart from `base_ms`.
+fn remote_write_samples(server: &Server, route: &str, base_ms: i64, n: i64) {
     use prom::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode};
     let labels = [("__name__", "http_requests_total"), ("job", "api"), ("route", route)];
     let request = WriteRequest {
         timeseries: vec![TimeSeries {
             labels: labels.iter().map(|(n, v)| Label { name: n.to_string(), value: v.to_string() }).collect(),
-            samples: (0..600).map(|i| Sample { value: (i * 15) as f64, timestamp: base_ms + i * 15_000 }).collect(),
+            samples: (0..n).map(|i| Sample { value: (i * 15) as f64, timestamp: base_ms + i * 15_000 }).collect(),
             exemplars: vec![],
             histograms: vec![],
         }],
@@ -820,10 +855,10 @@ fn instant(server: &Server, query: &str, time: i64) -> serde_json::Value {
     answer
 }
 
-/// The samples of each series over the last three hours, by `route` (or by `job` for series
-/// without one): `count_over_time` at `time`.
-fn sample_counts(server: &Server, metric: &str, time: i64) -> std::collections::BTreeMap<String, String> {
-    let answer = instant(server, &format!("count_over_time({metric}[3h])"), time);
+/// The samples of each series over the `range` before `time`, by `route` (or by `job` for
+/// series without one): `count_over_time` at `time`.
+fn sample_counts(server: &Server, metric: &str, time: i64, range: &str) -> std::collections::BTreeMap<String, String> {
+    let answer = instant(server, &format!("count_over_time({metric}[{range}])"), time);
     let result = answer["data"]["result"].as_array().cloned().unwrap_or_default();
     result
         .iter()
@@ -857,15 +892,15 @@ fn promql_answers_alike_on_every_collector_sharing_a_bucket() {
     let gauge: std::collections::BTreeMap<String, String> = [("worker".to_string(), "40".to_string())].into();
     for (name, server) in [("a", &a), ("b", &b), ("reader", &reader)] {
         let settled = e2e::eventually(Duration::from_secs(60), || {
-            (sample_counts(server, "http_requests_total", now_s) == expected
-                && sample_counts(server, "queue_depth", now_s) == gauge)
+            (sample_counts(server, "http_requests_total", now_s, "3h") == expected
+                && sample_counts(server, "queue_depth", now_s, "3h") == gauge)
                 .then_some(())
         });
         assert!(
             settled.is_some(),
             "{name} counts {:?} and {:?}",
-            sample_counts(server, "http_requests_total", now_s),
-            sample_counts(server, "queue_depth", now_s)
+            sample_counts(server, "http_requests_total", now_s, "3h"),
+            sample_counts(server, "queue_depth", now_s, "3h")
         );
     }
     // A range query as Grafana sends it: the same answer everywhere.
@@ -905,10 +940,10 @@ fn promql_answers_alike_on_every_collector_sharing_a_bucket() {
     assert!(named, "no warning names a damaged object: {answer}");
     assert!(warnings.contains("checksum") && warnings.contains("written by collector a"), "{warnings}");
     assert!(!warnings.contains(&dir.path().display().to_string()), "an absolute path in {warnings}");
-    let counts = sample_counts(&fresh, "http_requests_total", now_s);
+    let counts = sample_counts(&fresh, "http_requests_total", now_s, "3h");
     assert_eq!(counts.get("/b").map(String::as_str), Some("600"), "{counts:?}");
     assert_eq!(counts.get("/a"), None, "a's remote-written samples were only in its segments: {counts:?}");
-    assert_eq!(sample_counts(&fresh, "queue_depth", now_s), gauge, "a's OTLP metrics come from its parts");
+    assert_eq!(sample_counts(&fresh, "queue_depth", now_s, "3h"), gauge, "a's OTLP metrics come from its parts");
     for server in [a, b, reader, fresh] {
         server.stop();
     }
