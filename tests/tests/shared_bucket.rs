@@ -876,7 +876,7 @@ fn sample_counts(server: &Server, metric: &str, time: i64, range: &str) -> std::
 /// and the damaged writer's OTLP metrics are read from its parts.
 #[test]
 fn promql_answers_alike_on_every_collector_sharing_a_bucket() {
-    let seaweed = Seaweed::start();
+    let mut seaweed = Seaweed::start();
     seaweed.create_bucket(BUCKET);
     let dir = tempfile::tempdir().unwrap();
     let a = start(&seaweed, dir.path(), "a");
@@ -944,7 +944,21 @@ fn promql_answers_alike_on_every_collector_sharing_a_bucket() {
     assert_eq!(counts.get("/b").map(String::as_str), Some("600"), "{counts:?}");
     assert_eq!(counts.get("/a"), None, "a's remote-written samples were only in its segments: {counts:?}");
     assert_eq!(sample_counts(&fresh, "queue_depth", now_s, "3h"), gauge, "a's OTLP metrics come from its parts");
-    for server in [a, b, reader, fresh] {
+
+    // The bucket away while a reader that has listed it all but fetched nothing answers: the
+    // answer names what could not be fetched; once the bucket is back it answers whole again,
+    // though nothing new was committed meanwhile.
+    let cold = start_with(&seaweed, dir.path(), "cold", "compaction = false\n", &[]);
+    seaweed.kill();
+    let away = instant(&cold, "count_over_time(http_requests_total[3h])", now_s);
+    assert!(away["warnings"].to_string().contains("cannot be read from the bucket"), "{away}");
+    seaweed.restart();
+    let back = e2e::eventually(Duration::from_secs(60), || {
+        let counts = sample_counts(&cold, "http_requests_total", now_s, "3h");
+        (counts.get("/b").map(String::as_str) == Some("600")).then_some(())
+    });
+    assert!(back.is_some(), "cold counts {:?}", sample_counts(&cold, "http_requests_total", now_s, "3h"));
+    for server in [a, b, reader, fresh, cold] {
         server.stop();
     }
 }

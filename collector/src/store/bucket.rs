@@ -171,6 +171,10 @@ pub struct Bucket {
     /// Set when the store closes, once its last flush is done: the uploader's next pass is its
     /// last, so a collector stopped gracefully leaves nothing it acknowledged only on its disk.
     pub(crate) closing: std::sync::atomic::AtomicBool,
+    /// Set when a query left out another writer's segment it could not fetch: the next sync
+    /// pass that lists the bucket publishes the remote parts and segments again, with it,
+    /// even when no manifest is new.
+    pub(crate) republish: std::sync::atomic::AtomicBool,
     /// Manifests this collector commits before it folds its manifests into fewer
     /// (`manifest_fold_after`, [`fold_manifests`]).
     fold_after: u64,
@@ -324,6 +328,7 @@ impl Bucket {
             compacts: config.compaction,
             lease: config.compaction_lease.0,
             closing: std::sync::atomic::AtomicBool::new(false),
+            republish: std::sync::atomic::AtomicBool::new(false),
             fold_after: config.manifest_fold_after.max(2),
             wake: (Mutex::new(false), Condvar::new()),
             status: Mutex::new(UploadStatus::default()),
@@ -757,7 +762,12 @@ impl Bucket {
             Err(e @ RequestError::TooLarge { .. }) => {
                 return Err(PartError::Damaged { part: meta.name.clone(), why: format!("the bucket's object is {e}") });
             }
-            Err(e) => return Err(io_error(io::Error::other(self.error(e.to_string()).to_string()))),
+            Err(e) => {
+                return Err(PartError::Unavailable {
+                    part: meta.name.clone(),
+                    why: self.error(e.to_string()).to_string(),
+                });
+            }
         };
         if bytes.len() as u64 <= self.cache_bytes {
             // A part that cannot be cached is still answered from memory.
@@ -1361,7 +1371,7 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
         remotes.log_seq = seq;
         applied += 1;
     }
-    if applied > 0 {
+    if applied > 0 || bucket.republish.swap(false, Ordering::SeqCst) {
         let quarantined = bucket.quarantined.lock().unwrap_or_else(|e| e.into_inner()).clone();
         // Parts past retention are left out as the collector's own are deleted.
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);

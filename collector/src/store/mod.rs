@@ -243,6 +243,11 @@ impl Shared {
     }
 }
 
+/// The warning for another collector's part that could not be fetched from the bucket.
+fn unavailable(err: &PartError) -> String {
+    format!("{err}; its data is missing from this answer")
+}
+
 /// The storage engine of one collector process.
 #[derive(Debug)]
 pub struct Store {
@@ -739,6 +744,8 @@ impl Store {
             self.shared.series_indexes.forget(&segment.name);
             if matches!(err, series::SeriesError::Damaged { .. }) {
                 remote.bucket.quarantine_segment(segment);
+            } else {
+                remote.bucket.republish.store(true, std::sync::atomic::Ordering::SeqCst);
             }
             if first {
                 tracing::error!(segment = %segment.name, %err, "series segment of the bucket left out; its parts are read instead");
@@ -850,6 +857,7 @@ impl Store {
                 Err(err) if err.is_not_found() => {}
                 Err(err @ PartError::Damaged { .. }) => report.warnings.push(self.shared.quarantine(part, &err)),
                 Err(err @ PartError::Key { .. }) => report.warnings.push(self.shared.locked(part, &err)),
+                Err(err @ PartError::Unavailable { .. }) => report.warnings.push(unavailable(&err)),
                 Err(err) => return Err(err),
             }
         }
@@ -886,6 +894,7 @@ impl Store {
                     Err(err) if err.is_not_found() => {}
                     Err(err @ PartError::Damaged { .. }) => report.warnings.push(self.shared.quarantine(part, &err)),
                     Err(err @ PartError::Key { .. }) => report.warnings.push(self.shared.locked(part, &err)),
+                    Err(err @ PartError::Unavailable { .. }) => report.warnings.push(unavailable(&err)),
                     Err(err) => return Err(err),
                 }
                 continue;
@@ -897,6 +906,7 @@ impl Store {
                 Err(err) if err.is_not_found() => {}
                 Err(err @ PartError::Damaged { .. }) => report.warnings.push(self.shared.quarantine(part, &err)),
                 Err(err @ PartError::Key { .. }) => report.warnings.push(self.shared.locked(part, &err)),
+                Err(err @ PartError::Unavailable { .. }) => report.warnings.push(unavailable(&err)),
                 Err(err) => return Err(err),
             }
         }
@@ -956,6 +966,7 @@ impl Store {
                 Err(err) if err.is_not_found() => {}
                 Err(err @ PartError::Damaged { .. }) => report.warnings.push(self.shared.quarantine(part, &err)),
                 Err(err @ PartError::Key { .. }) => report.warnings.push(self.shared.locked(part, &err)),
+                Err(err @ PartError::Unavailable { .. }) => report.warnings.push(unavailable(&err)),
                 Err(err) => return Err(err),
             }
         }

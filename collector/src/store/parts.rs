@@ -146,6 +146,10 @@ pub enum PartError {
     Key { part: String, why: String },
     #[error("part {part}: cannot encrypt: {why}")]
     Encrypt { part: String, why: String },
+    /// Another collector's part that cannot be fetched from the bucket now (unreachable, an
+    /// error answer). Not damage: it is read again by the next query.
+    #[error("part {part} cannot be read from the bucket: {why}")]
+    Unavailable { part: String, why: String },
 }
 
 impl PartError {
