@@ -298,26 +298,9 @@ fn an_absent_bucket_costs_nothing_acknowledged_and_a_damaged_part_costs_that_par
 
     // `a`'s logs part damaged in the bucket (same length, other bytes): a reader that has not
     // cached it answers `b`'s logs and names the damaged object.
-    let store = seaweed.builder(BUCKET).build().unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let damaged = runtime.block_on(async {
-        let prefix = object_store::path::Path::from("slo-gate/parts");
-        let mut listing = store.list(Some(&prefix));
-        let mut found = None;
-        while let Some(item) = futures_util::StreamExt::next(&mut listing).await {
-            let item = item.unwrap();
-            let key = item.location.to_string();
-            if key.contains("/logs/") && key.contains("/a-") {
-                found = Some(item);
-            }
-        }
-        let item = found.expect("a logs part of a in the bucket");
-        let mut bytes = store.get(&item.location).await.unwrap().bytes().await.unwrap().to_vec();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0xff;
-        store.put(&item.location, PutPayload::from(bytes)).await.unwrap();
-        item.location.to_string()
-    });
+    let damaged = objects(&seaweed, "/a-").into_iter().rfind(|k| k.contains("/logs/"));
+    let damaged = damaged.expect("a logs part of a in the bucket");
+    damage_object(&seaweed, &damaged);
     let fresh = start(&seaweed, dir.path(), "fresh");
     let answer = logs(&fresh);
     let rows = answer["logs"].as_array().unwrap();
@@ -438,6 +421,20 @@ fn leases(seaweed: &Seaweed) -> Vec<serde_json::Value> {
             serde_json::from_slice(&bytes).unwrap()
         })
         .collect()
+}
+
+/// Writes one object (a key as `objects_under` lists it) again with its middle byte flipped:
+/// the same length, other bytes.
+fn damage_object(seaweed: &Seaweed, key: &str) {
+    let store = seaweed.builder(BUCKET).build().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let key = object_store::path::Path::from(key);
+    runtime.block_on(async {
+        let mut bytes = store.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        store.put(&key, PutPayload::from(bytes)).await.unwrap();
+    });
 }
 
 /// The text of one object (a key as `objects_under` lists it).
@@ -920,18 +917,10 @@ fn promql_answers_alike_on_every_collector_sharing_a_bucket() {
     // Every series segment of `a` damaged in the bucket (same length, other bytes), once its
     // closed hours' segments have been compacted and committed.
     std::thread::sleep(Duration::from_secs(3));
-    let store = seaweed.builder(BUCKET).build().unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
     let damaged = objects_under(&seaweed, "series", "/a-");
     assert!(!damaged.is_empty(), "no series segment of a in the bucket");
     for key in &damaged {
-        let key = object_store::path::Path::from(key.as_str());
-        runtime.block_on(async {
-            let mut bytes = store.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
-            let middle = bytes.len() / 2;
-            bytes[middle] ^= 0xff;
-            store.put(&key, PutPayload::from(bytes)).await.unwrap();
-        });
+        damage_object(&seaweed, key);
     }
     let fresh = start_with(&seaweed, dir.path(), "fresh", "compaction = false\n", &[]);
     let answer = instant(&fresh, "count_over_time(http_requests_total[3h])", now_s);

@@ -203,14 +203,13 @@ pub(crate) fn pass(
             continue;
         }
         if !expired.is_empty() {
-            let removed = expired;
-            let body = catalog::manifest_json(&bucket.writer, &[], &removed).map_err(|e| e.to_string())?;
+            let body = catalog::manifest_json(&bucket.writer, &[], &expired).map_err(|e| e.to_string())?;
             match commit(bucket, compactor, &dir, seq + 1, body)? {
                 true => {
                     seq += 1;
-                    report.expired += removed.len() as u64;
+                    report.expired += expired.len() as u64;
                     let at = Instant::now() + DELETE_GRACE;
-                    compactor.doomed.extend(removed.into_iter().map(|n| (at, n)));
+                    compactor.doomed.extend(expired.into_iter().map(|n| (at, n)));
                 }
                 false => {
                     report.abandoned += 1;
