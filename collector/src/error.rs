@@ -139,6 +139,12 @@ pub enum QueryError {
     /// A fault of the collector, not of the query ([`ErrorKind::Internal`]).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The store failed while changing data (a full disk); retrying may help.
+    #[error("{0}")]
+    StoreFailed(String),
+    /// Something the collector does not do in its configuration; says why.
+    #[error("{0}")]
+    NotAvailable(String),
     #[error(transparent)]
     Body(#[from] crate::receive::admission::BodyError),
     #[error("{0}")]
@@ -152,6 +158,8 @@ impl QueryError {
             QueryError::NotFound(_) => ErrorKind::NotFound,
             QueryError::Storage(_) | QueryError::History(_) => ErrorKind::Unavailable,
             QueryError::Internal(_) => ErrorKind::Internal,
+            QueryError::StoreFailed(_) => ErrorKind::Unavailable,
+            QueryError::NotAvailable(_) => ErrorKind::Forbidden,
             QueryError::Body(e) => e.kind(),
             QueryError::Auth(crate::auth::AuthError::NotConfigured) => ErrorKind::Forbidden,
             QueryError::Auth(crate::auth::AuthError::Unauthorized) => ErrorKind::Unauthorized,

@@ -177,12 +177,14 @@ impl Collector {
             &config.data_dir,
             crate::analysis::journal::JournalSettings { retention: config.retention.0, max_bytes: 16 << 20 },
         ));
+        let analysis_slot: Arc<std::sync::OnceLock<Arc<crate::analysis::Analysis>>> = Arc::default();
         let api_router = query::router(ApiState {
             store: Arc::clone(&store),
             ingest: Arc::clone(&ingest),
             history: Arc::new(History::new(&config.data_dir, config.gate.history_settings())),
             access: Arc::clone(&access),
             journal: Arc::clone(&journal),
+            analysis: Arc::clone(&analysis_slot),
         })
         // Pyroscope's agents and Prometheus's remote write push to the port its API is served on.
         .merge(crate::receive::pprof_push::router(Arc::clone(&ingest)))
@@ -230,7 +232,9 @@ impl Collector {
             });
             match started {
                 Ok(analysis) => {
-                    tasks.push(crate::analysis::start(Arc::new(analysis), Arc::clone(&ingest), shutdown.subscribe()))
+                    let analysis = Arc::new(analysis);
+                    let _ = analysis_slot.set(Arc::clone(&analysis));
+                    tasks.push(crate::analysis::start(analysis, Arc::clone(&ingest), shutdown.subscribe()))
                 }
                 Err(err) => {
                     let _ = shutdown.send(true);

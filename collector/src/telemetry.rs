@@ -40,6 +40,8 @@ pub struct Telemetry {
     pub flush_nanos: AtomicU64,
     pub parts_written: AtomicU64,
     pub parts_deleted_by_retention: AtomicU64,
+    /// Tenant deletions finished (`store::delete`).
+    pub tenants_deleted: AtomicU64,
     pub parts_quarantined: AtomicU64,
     /// `[storage.bucket]` (`store::bucket`).
     pub bucket_uploaded_bytes: AtomicU64,
@@ -281,6 +283,12 @@ impl Telemetry {
                 "counter",
                 "Parquet parts deleted by retention.",
                 &self.parts_deleted_by_retention,
+            ),
+            (
+                "slo_gate_tenants_deleted_total",
+                "counter",
+                "Tenant deletions finished (POST /api/v1/admin/delete_tenant, or resumed at a start).",
+                &self.tenants_deleted,
             ),
             (
                 "slo_gate_parts_quarantined_total",

@@ -21,6 +21,8 @@ const BOB_PASSWORD: &str = "bob's chosen password";
 const MARKERS: [&str; 3] = ["svc-b-secret", "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0", "b-secret-metric"];
 const TRACE_ID: &str = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
 const JWT_KEY: &[u8] = b"the HMAC key of the test issuer, 32+ bytes";
+/// Holds the `admin` scope for tenant a only.
+const OPS_A: &str = "ops-a-secret-token-0123456789abcdef";
 
 fn sha(token: &str) -> String {
     use sha2::Digest;
@@ -55,9 +57,10 @@ fn start() -> Setup {
     std::fs::write(
         &tokens,
         format!(
-            "# id tenants scopes digest\nalice a read,write,gate-write {}\nbob b read,write,gate-write {}\n{}\n",
+            "# id tenants scopes digest\nalice a read,write,gate-write {}\nbob b read,write,gate-write {}\nops-a a admin {}\n{}\n",
             sha(ALICE),
             sha(BOB),
+            sha(OPS_A),
             argon2(BOB_PASSWORD)
         ),
     )
@@ -94,32 +97,40 @@ fn jwt(claims: serde_json::Value, key: &[u8]) -> String {
 
 /// Tenant b's spans, metrics, logs, a profile and a gate run, written with bob's token.
 fn write_tenant_b(server: &Server) {
+    write_tenant(server, "b", BOB);
+}
+
+/// A tenant's spans (service `svc-<t>-secret`, trace id `<t>0<t>0…`), a gauge
+/// `<t>-secret-metric`, a log line, a profile and a gate run, written with `token`.
+fn write_tenant(server: &Server, tenant: &str, token: &str) {
     let client = Client::new();
     let t = now_ns();
-    let resource = json!({"attributes": [{"key": "service.name", "value": {"stringValue": "svc-b-secret"}}]});
+    let service = format!("svc-{tenant}-secret");
+    let trace_id = format!("{tenant}0").repeat(16);
+    let resource = json!({"attributes": [{"key": "service.name", "value": {"stringValue": service}}]});
     let bodies = [
         (
             "/v1/traces",
             json!({"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": [{
-            "traceId": TRACE_ID, "spanId": "b0b0b0b0b0b0b0b0", "name": "GET /svc-b-secret", "kind": 2,
+            "traceId": trace_id, "spanId": &trace_id[..16], "name": format!("GET /{service}"), "kind": 2,
             "startTimeUnixNano": (t - 5_000_000).to_string(), "endTimeUnixNano": t.to_string(),
-            "attributes": [{"key": "http.route", "value": {"stringValue": "/svc-b-secret"}}]}]}]}]}),
+            "attributes": [{"key": "http.route", "value": {"stringValue": format!("/{service}")}}]}]}]}]}),
         ),
         (
             "/v1/metrics",
             json!({"resourceMetrics": [{"resource": resource, "scopeMetrics": [{"metrics": [{
-            "name": "b-secret-metric", "gauge": {"dataPoints": [{"asDouble": 1.5, "timeUnixNano": t.to_string()}]}}]}]}]}),
+            "name": format!("{tenant}-secret-metric"), "gauge": {"dataPoints": [{"asDouble": 1.5, "timeUnixNano": t.to_string()}]}}]}]}]}),
         ),
         (
             "/v1/logs",
             json!({"resourceLogs": [{"resource": resource, "scopeLogs": [{"logRecords": [{
-            "timeUnixNano": t.to_string(), "body": {"stringValue": "svc-b-secret log line"}}]}]}]}),
+            "timeUnixNano": t.to_string(), "body": {"stringValue": format!("{service} log line")}}]}]}]}),
         ),
     ];
     for (path, body) in bodies {
         let response = client
             .post(server.http_url(path))
-            .header("authorization", format!("Bearer {BOB}"))
+            .header("authorization", format!("Bearer {token}"))
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()
@@ -128,19 +139,19 @@ fn write_tenant_b(server: &Server) {
     }
     let pprof = std::fs::read(e2e::manifest_dir().join("../testdata/corpus/go-dev/fast/cpu-10s.pb.gz")).unwrap();
     let response = client
-        .post(server.api_url("/ingest?name=svc-b-secret.cpu&format=pprof"))
-        .header("authorization", format!("Bearer {BOB}"))
-        .header("X-Scope-OrgID", "b")
+        .post(server.api_url(&format!("/ingest?name={service}.cpu&format=pprof")))
+        .header("authorization", format!("Bearer {token}"))
+        .header("X-Scope-OrgID", tenant)
         .body(pprof)
         .send()
         .unwrap();
     assert_eq!(response.status(), 200, "{}", response.text().unwrap_or_default());
-    let run = json!({"service": "svc-b-secret", "environment": "prod", "version": "1.0.0",
+    let run = json!({"service": service, "environment": "prod", "version": "1.0.0",
         "time_unix_nano": t, "verdict": "pass", "blocked": false,
-        "objectives": [{"name": "svc-b-secret-latency", "verdict": "pass"}]});
+        "objectives": [{"name": format!("{service}-latency"), "verdict": "pass"}]});
     let response = client
         .post(server.api_url("/api/v1/gate/runs"))
-        .header("authorization", format!("Bearer {BOB}"))
+        .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json")
         .body(run.to_string())
         .send()
@@ -351,6 +362,17 @@ fn no_route_lets_one_tenants_token_reach_another_tenants_data() {
             if route.path == "/metrics" {
                 continue;
             }
+            // Admin routes: neither alice nor bob holds the scope, for any tenant; what an
+            // admin may do is `an_admin_deletes_its_tenant_and_no_other`'s.
+            if route.path.starts_with("/api/v1/admin/") {
+                for (who, tenant) in [(&alice, "a"), (&alice, "b"), (&bob, "b")] {
+                    let answer = send(server, route, method, Some(who), Some(tenant));
+                    assert!(answer.denied(), "{what} for {tenant}: {answer:?}");
+                    assert!(answer.body.contains("may not administer"), "{what}: {answer:?}");
+                }
+                checked += 1;
+                continue;
+            }
             // Alice naming tenant b: refused, nothing of b in the answer.
             let answer = send(server, route, method, Some(&alice), Some("b"));
             assert!(answer.denied(), "{what} as alice for tenant b: {answer:?}");
@@ -449,7 +471,7 @@ fn basic_auth_jwts_and_tenants_from_identity() {
 fn a_bad_token_file_stops_the_collector_naming_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = dir.path().join("tokens");
-    std::fs::write(&tokens, format!("alice a read {}\nbob b read,admin {}\n", sha(ALICE), sha(BOB))).unwrap();
+    std::fs::write(&tokens, format!("alice a read {}\nbob b read,superuser {}\n", sha(ALICE), sha(BOB))).unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(&config, format!("[auth]\ntoken_file = {:?}\n", tokens.display().to_string())).unwrap();
     let out = std::process::Command::new(e2e::binary())
@@ -462,7 +484,7 @@ fn a_bad_token_file_stops_the_collector_naming_the_line() {
         .unwrap();
     assert!(!out.status.success());
     let text = e2e::output_text(&out);
-    assert!(text.contains("tokens, line 2: unknown scope \"admin\""), "{text}");
+    assert!(text.contains("tokens, line 2: unknown scope \"superuser\""), "{text}");
 }
 
 trait GetWith {
@@ -504,4 +526,129 @@ fn the_token_file_is_reloaded_when_it_changes_and_a_bad_version_keeps_the_old_to
     std::fs::write(&tokens, "carol a read not-a-digest\n").unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(server.get_with("/api/v1/services", None, Some(&carol)).0, 200);
+}
+
+fn post_with(server: &Server, path: &str, tenant: Option<&str>, auth: Option<&str>) -> (u16, String) {
+    let mut request = Client::new().post(server.api_url(path));
+    if let Some(t) = tenant {
+        request = request.header("X-Scope-OrgID", t);
+    }
+    if let Some(a) = auth {
+        request = request.header("authorization", a);
+    }
+    let response = request.send().unwrap();
+    (response.status().as_u16(), response.text().unwrap_or_default())
+}
+
+/// What `token` reads of `tenant` through the native, Prometheus, Tempo, gate and flame-graph
+/// APIs, each answer as text, for looking for the tenant's markers in.
+fn reads(server: &Server, tenant: &str, token: &str) -> Vec<(String, String)> {
+    let auth = format!("Bearer {token}");
+    let trace_id = format!("{tenant}0").repeat(16);
+    let service = format!("svc-{tenant}-secret");
+    [
+        "/api/v1/services".to_string(),
+        format!("/api/v1/traces/{trace_id}"),
+        format!("/api/traces/{trace_id}"),
+        "/api/search?tags=&limit=20".to_string(),
+        "/api/v1/label/__name__/values".to_string(),
+        format!("/api/v1/logs?service={service}"),
+        format!("/api/v1/gate/runs?service={service}"),
+        "/api/v1/profile-types".to_string(),
+    ]
+    .into_iter()
+    .map(|path| {
+        let (status, body) = server.get_with(&path, Some(tenant), Some(&auth));
+        (path, format!("{status} {body}"))
+    })
+    .collect()
+}
+
+#[test]
+fn an_admin_deletes_its_tenant_and_no_other() {
+    let setup = start();
+    write_tenant(&setup.server, "a", ALICE);
+    write_tenant_b(&setup.server);
+    let server = &setup.server;
+    let ops = format!("Bearer {OPS_A}");
+    // Every read sees each tenant's own data before.
+    for (tenant, token) in [("a", ALICE), ("b", BOB)] {
+        for (path, answer) in reads(server, tenant, token) {
+            if path != "/api/v1/profile-types" {
+                assert!(
+                    answer.contains(&format!("{tenant}-secret"))
+                        || answer.contains(&format!("{tenant}_secret"))
+                        || answer.contains(&format!("{tenant}0{tenant}0")),
+                    "{tenant} {path}: {answer}"
+                );
+            }
+        }
+    }
+
+    // Refused: without a credential, without the scope, for another tenant, with no tenant named.
+    let (status, body) = post_with(server, "/api/v1/admin/delete_tenant", Some("a"), None);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = post_with(server, "/api/v1/admin/delete_tenant", Some("a"), Some(&format!("Bearer {ALICE}")));
+    assert_eq!(status, 403, "alice writes and reads a, but may not delete it: {body}");
+    let (status, body) = post_with(server, "/api/v1/admin/delete_tenant", Some("b"), Some(&ops));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains(r#"may not administer tenant \"b\""#), "{body}");
+    let (status, body) = post_with(server, "/api/v1/admin/delete_tenant", None, Some(&ops));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("X-Scope-OrgID"), "{body}");
+    let (status, body) = server.get_with("/api/v1/admin/delete_tenant", Some("a"), Some(&ops));
+    assert_eq!(status, 405, "only POST deletes: {body}");
+    // Nothing was deleted by the refused requests.
+    let (_, services) = server.get_with("/api/v1/services", Some("a"), Some(&format!("Bearer {ALICE}")));
+    assert!(services.contains("svc-a-secret"), "{services}");
+
+    let (status, body) = post_with(server, "/api/v1/admin/delete_tenant", Some("a"), Some(&ops));
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["tenant"], "a", "{body}");
+    let deleted = &answer["deleted"];
+    assert!(deleted["rows_deleted"].as_u64().unwrap() >= 4, "spans, a gauge point, a log line, samples: {body}");
+    assert!(deleted["parts_deleted"].as_u64().unwrap() + deleted["parts_rewritten"].as_u64().unwrap() >= 3, "{body}");
+    assert!(deleted["series_segments_deleted"].as_u64().unwrap() >= 1, "{body}");
+    assert!(deleted["other_files_deleted"].as_u64().unwrap() >= 1, "the gate history: {body}");
+
+    let check = |server: &Server| {
+        for (path, answer) in reads(server, "a", ALICE) {
+            if path.contains("/traces/") {
+                assert!(answer.starts_with("404 "), "{path}: {answer}");
+                continue;
+            }
+            assert!(
+                !answer.contains("a-secret") && !answer.contains("a_secret") && !answer.contains("a0a0a0"),
+                "{path}: {answer}"
+            );
+        }
+        for (path, answer) in reads(server, "b", BOB) {
+            if path != "/api/v1/profile-types" {
+                assert!(
+                    answer.contains("b-secret") || answer.contains("b_secret") || answer.contains("b0b0b0"),
+                    "b {path}: {answer}"
+                );
+            }
+        }
+        let (_, types) = server.get_with("/api/v1/profile-types", Some("a"), Some(&format!("Bearer {ALICE}")));
+        let (_, b_types) = server.get_with("/api/v1/profile-types", Some("b"), Some(&format!("Bearer {BOB}")));
+        assert!(!types.contains("cpu") && b_types.contains("cpu"), "{types} / {b_types}");
+    };
+    check(server);
+    assert!(!setup.dir.path().join("data/gate/a").exists());
+    assert!(setup.dir.path().join("data/gate/b").exists());
+    let (_, metrics) = server.get_with("/metrics", None, Some(&ops));
+    assert!(metrics.contains("slo_gate_tenants_deleted_total 1"), "{metrics}");
+    assert!(
+        metrics.contains(r#"kind="token",principal="ops-a",tenant="a",scope="admin",outcome="allowed""#),
+        "the deletion is in the audit counters"
+    );
+
+    // After a restart: still gone, the other tenant still whole.
+    let Setup { server, dir } = setup;
+    server.stop();
+    let config = dir.path().join("collector.toml");
+    let server = Server::start(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
+    check(&server);
 }

@@ -413,6 +413,16 @@ impl Analysis {
         write().map_err(|e| format!("cannot write the analysis state analysis/state.json: {e}"))
     }
 
+    /// Forgets a deleted tenant: its baselines, open incidents and error budgets, in memory and
+    /// in `state.json`.
+    pub fn forget(&self, tenant: &Tenant) -> Result<(), String> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.saved.tenants.remove(tenant.as_str()).is_none() {
+            return Ok(());
+        }
+        self.write_state(&mut state)
+    }
+
     /// Writes the state now (at shutdown).
     pub fn save(&self) -> Result<(), String> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -7,6 +7,7 @@
 //! Grafana's API families (Tempo, Pyroscope) keep their wire types beside their handlers: their
 //! shapes are fixed by those projects, not by us.
 
+pub mod admin;
 pub mod anomalies;
 pub mod flame;
 pub mod gate;

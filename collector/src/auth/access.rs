@@ -362,6 +362,12 @@ pub async fn check(
                     let refusal = Refusal { kind: ErrorKind::BadRequest, message: err.to_string(), who: who() };
                     return refuse(refusal, &named);
                 }
+                // An admin action is for the tenant it names, never one implied by a credential.
+                Ok(_) if header_tenant.is_none() && scope == Scope::Admin => {
+                    let message = "name the tenant in the X-Scope-OrgID header".to_string();
+                    let refusal = Refusal { kind: ErrorKind::BadRequest, message, who: who() };
+                    return refuse(refusal, &named);
+                }
                 Ok(_) if header_tenant.is_none() => principal.implied_tenant(scope),
                 Ok(tenant) => tenant,
             };
@@ -402,6 +408,7 @@ fn verb(scope: Scope) -> &'static str {
         Scope::Read => "read",
         Scope::Write => "write to",
         Scope::GateWrite => "record gate runs for",
+        Scope::Admin => "administer",
     }
 }
 

@@ -53,16 +53,20 @@ pub enum Scope {
     Write,
     /// Recording gate runs (`POST /api/v1/gate/runs`), which decide later releases.
     GateWrite,
+    /// The admin routes (`/api/v1/admin/...`): deleting a tenant's data. Never implied: an
+    /// anonymous caller and the gate's bare tokens do not hold it.
+    Admin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Write, Scope::GateWrite];
+    pub const ALL: [Scope; 4] = [Scope::Read, Scope::Write, Scope::GateWrite, Scope::Admin];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Read => "read",
             Scope::Write => "write",
             Scope::GateWrite => "gate-write",
+            Scope::Admin => "admin",
         }
     }
 
@@ -249,6 +253,8 @@ mod tests {
         assert_eq!(p.implied_tenant(Scope::GateWrite), t("anonymous"));
         let anonymous = Principal::anonymous();
         assert!(anonymous.may(&t("x"), Scope::Write) && !anonymous.has_scope(Scope::GateWrite));
+        assert!(!anonymous.has_scope(Scope::Admin), "deleting data is never open");
+        assert_eq!(Scope::parse("admin"), Some(Scope::Admin));
         assert_eq!(format!("{}", [Scope::GateWrite, Scope::Read].into_iter().collect::<Scopes>()), "read,gate-write");
     }
 }

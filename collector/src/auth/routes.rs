@@ -3,8 +3,8 @@
 //!
 //! The rule is default-closed: a path of the API listener that is not named here is a read of
 //! a tenant's data, so a route added later is tenant-checked without a line here; writes are
-//! named (the OTLP listeners' every path, the push routes, recording gate runs), and only
-//! liveness and readiness are open.
+//! named (the OTLP listeners' every path, the push routes, recording gate runs), every path
+//! under `/api/v1/admin/` needs the `admin` scope, and only liveness and readiness are open.
 
 use http::{HeaderMap, Method, header};
 
@@ -22,6 +22,9 @@ pub enum Need {
     Tenant(Scope),
 }
 
+/// Where the admin routes are: each needs the `admin` scope, whatever its method.
+pub const ADMIN_PREFIX: &str = "/api/v1/admin/";
+
 /// What the API listener's write routes are.
 const API_WRITES: &[&str] = &["/ingest", "/push.v1.PusherService/Push", "/api/v1/write"];
 
@@ -35,6 +38,8 @@ pub fn need(listener: Listener, method: &Method, path: &str) -> Need {
             "/healthz" | "/readyz" => Need::Open,
             "/metrics" => Need::Authenticated,
             "/api/v1/gate/runs" if method == Method::POST => Need::Tenant(Scope::GateWrite),
+            // Every method: an admin route is never a read.
+            p if p.starts_with(ADMIN_PREFIX) => Need::Tenant(Scope::Admin),
             p if API_WRITES.contains(&p) => Need::Tenant(Scope::Write),
             _ => Need::Tenant(Scope::Read),
         },
@@ -112,6 +117,9 @@ mod tests {
         assert_eq!(need(Listener::Api, &post, "/api/v1/write"), Need::Tenant(Scope::Write));
         assert_eq!(need(Listener::Api, &post, "/push.v1.PusherService/Push"), Need::Tenant(Scope::Write));
         assert_eq!(need(Listener::Api, &get, "/api/v1/some-route-added-later"), Need::Tenant(Scope::Read));
+        assert_eq!(need(Listener::Api, &post, "/api/v1/admin/delete_tenant"), Need::Tenant(Scope::Admin));
+        assert_eq!(need(Listener::Api, &get, "/api/v1/admin/delete_tenant"), Need::Tenant(Scope::Admin));
+        assert_eq!(need(Listener::Api, &get, "/api/v1/admin/added-later"), Need::Tenant(Scope::Admin));
         assert_eq!(need(Listener::Api, &get, "/healthz/../api/v1/traces/1"), Need::Tenant(Scope::Read));
     }
 

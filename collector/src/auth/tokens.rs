@@ -277,7 +277,7 @@ mod tests {
             (format!("ci pay read {good}\nci shop read {good}\n"), 2, "used twice"),
             (format!("c/i pay read {good}\n"), 1, "letters, digits"),
             (format!("ci pa/y read {good}\n"), 1, "tenants: tenant id \"pa/y\" contains '/'"),
-            (format!("ci pay read,admin {good}\n"), 1, "unknown scope \"admin\""),
+            (format!("ci pay read,superuser {good}\n"), 1, "unknown scope \"superuser\""),
             ("ci pay read sha256:abcd\n".to_string(), 1, "64 hexadecimal digits"),
             ("ci pay read $argon2id$v=19$m=19456,t=2,p=1$!!!$***\n".to_string(), 1, "not a PHC string"),
             ("ci pay read s3cret-in-clear-0123456789\n".to_string(), 1, "never written in the file in clear"),

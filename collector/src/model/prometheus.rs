@@ -505,6 +505,11 @@ impl DeltaAccumulator {
         DeltaAccumulator { totals: Default::default(), max_series, dropped: 0 }
     }
 
+    /// Drops the running totals of a deleted tenant: its next delta points start afresh.
+    pub fn forget(&mut self, tenant: &crate::tenant::Tenant) {
+        self.totals.retain(|(t, _), _| t != tenant);
+    }
+
     /// The accumulated series of the delta points among `rows`, if there are any.
     pub fn accumulate(&mut self, tenant: &crate::tenant::Tenant, rows: &[MetricRow]) -> Option<SeriesBatch> {
         if !rows.iter().any(|r| r.temporality == 1) {
@@ -618,6 +623,13 @@ impl MetadataIndex {
             }
             entries.push(metadata);
             entries.sort();
+        }
+    }
+
+    /// Drops what is known of a deleted tenant.
+    pub fn forget(&mut self, tenant: &crate::tenant::Tenant) {
+        if let Some(families) = self.by_tenant.remove(tenant) {
+            self.families = self.families.saturating_sub(families.len());
         }
     }
 

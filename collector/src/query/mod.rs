@@ -4,6 +4,7 @@
 //! (Pyroscope's push endpoints share the port, since Pyroscope's agents push to the port its
 //! API is served on; `server.rs` mounts them from `receive::pprof_push`.)
 
+pub mod admin;
 pub mod anomalies;
 pub mod flamegraph;
 pub mod gate;
@@ -41,6 +42,9 @@ pub struct ApiState {
     pub access: Arc<crate::auth::Access>,
     /// The incidents the continuous analysis found.
     pub journal: Arc<crate::analysis::journal::Journal>,
+    /// The continuous analysis, once started (`[analysis] enabled`): a tenant deletion makes
+    /// it forget the tenant.
+    pub analysis: Arc<std::sync::OnceLock<Arc<crate::analysis::Analysis>>>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -49,6 +53,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .merge(native::router())
+        .merge(admin::router())
         .merge(anomalies::router())
         .merge(flamegraph::router())
         .merge(gate::router())

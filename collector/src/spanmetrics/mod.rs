@@ -372,6 +372,16 @@ impl SpanMetrics {
         Arc::clone(tenants.entry(tenant.clone()).or_default())
     }
 
+    /// Drops every series of a deleted tenant, so the counts of its deleted spans are not
+    /// written again at the next flush.
+    pub fn forget(&self, tenant: &Tenant) {
+        let removed = self.tenants.write().unwrap_or_else(|e| e.into_inner()).remove(tenant);
+        if let Some(table) = removed {
+            let (series, bytes) = table.lock().unwrap_or_else(|e| e.into_inner()).expire(u64::MAX);
+            self.usage.release(series, bytes);
+        }
+    }
+
     /// Drops the series of every tenant that no span updated since `now - expiration`, and
     /// the tenants left without any.
     fn expire(&self, now: u64) {

@@ -87,18 +87,19 @@ pub(crate) enum Stop {
     FirstInputDeleted,
 }
 
-/// The compactor's own state, one per store; its lock makes merges take turns.
+/// The compactor's own state, one per store; its lock makes merges take turns (and a tenant
+/// deletion, `store::delete`, takes its turn with them).
 #[derive(Debug, Default)]
 pub(crate) struct Compactor {
     inner: Mutex<Inner>,
 }
 
 #[derive(Debug, Default)]
-struct Inner {
+pub(crate) struct Inner {
     /// Inputs of committed merges whose files wait for their readers, and since when.
     graveyard: Vec<(Arc<PartMeta>, Instant)>,
-    /// Names removed by merges in this process: never given to an output.
-    retired: HashSet<String>,
+    /// Names removed by merges (and tenant deletions) in this process: never given to an output.
+    pub(crate) retired: HashSet<String>,
     /// Parts that could not be opened (their key is missing): left out of merges.
     locked: HashSet<String>,
 }
@@ -132,14 +133,14 @@ fn now_unix_nano() -> u64 {
 }
 
 impl Compactor {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Inner {
     /// Deletes the files of replaced inputs nobody reads any more (or, with `all`, every one).
-    fn reap(&mut self, all: bool) {
+    pub(crate) fn reap(&mut self, all: bool) {
         self.graveyard.retain(|(part, since)| {
             if !all && Arc::strong_count(part) > 1 && since.elapsed() < GRACE {
                 return true;
@@ -213,7 +214,7 @@ fn pass_until(
             break;
         }
         take_turns_with_the_flusher(shared);
-        match merge(shared, &mut inner, &batch, config.max_input_memory_bytes, stop)? {
+        match merge(shared, &mut inner, &batch, config.max_input_memory_bytes, stop, None)? {
             Some(done) => {
                 report.merges += 1;
                 report.parts_in += done.parts_in;
@@ -293,7 +294,7 @@ pub(crate) fn plan(
             if part.signal == Signal::Metrics && !batch.is_empty() {
                 let mut with = batch.clone();
                 with.push(Arc::clone(part));
-                if covering_seq(&with, segments).is_none() {
+                if covering_seq(&with, segments, None).is_none() {
                     // Another series segment's flushes: this part starts the next batch.
                     batches.push(std::mem::take(&mut batch));
                     (bytes, rows) = (0, 0);
@@ -309,19 +310,20 @@ pub(crate) fn plan(
         }
         batches.push(batch);
     }
-    batches.retain(|b| b.len() >= 2 && (b[0].signal != Signal::Metrics || covering_seq(b, segments).is_some()));
+    batches.retain(|b| b.len() >= 2 && (b[0].signal != Signal::Metrics || covering_seq(b, segments, None).is_some()));
     batches
 }
 
-/// For a batch of metrics parts: a `seq` that, for every tenant of the batch, one series
+/// For a batch of metrics parts: a `seq` that, for every tenant of the batch (but `without`,
+/// whose rows are left out), one series
 /// segment covers together with every input holding that tenant, so the output is read from
 /// the segments exactly as the inputs were. `None` when there is none.
-fn covering_seq(batch: &[Arc<PartMeta>], segments: &[Arc<SegmentMeta>]) -> Option<u64> {
+fn covering_seq(batch: &[Arc<PartMeta>], segments: &[Arc<SegmentMeta>], without: Option<&Tenant>) -> Option<u64> {
     let mut seqs: BTreeMap<&Tenant, Vec<u64>> = BTreeMap::new();
     let mut hour = None;
     for part in batch {
         hour = hour.or_else(|| directory(&part.name).map(|(_, _, h)| h));
-        for t in &part.tenants {
+        for t in part.tenants.iter().filter(|t| Some(&t.tenant) != without) {
             seqs.entry(&t.tenant).or_default().push(part.seq);
         }
     }
@@ -345,14 +347,32 @@ struct Done {
     rows: u64,
 }
 
+/// Writes parts of one directory that hold other tenants' rows too again without `tenant`'s,
+/// merged into one as a compaction would (tenant deletion, `store::delete`): the same crash
+/// safety, memory bound and series-segment cover, the inputs' files deleted once the queries
+/// reading them are done. Returns how many of `batch`'s first parts were replaced; `None` when
+/// none was (an input could not be read — a damaged one is quarantined, as a merge would —, no
+/// series segment covers the batch, or no part name is free).
+pub(crate) fn rewrite_without(
+    shared: &Shared,
+    inner: &mut Inner,
+    batch: &[Arc<PartMeta>],
+    max_memory: u64,
+    tenant: &Tenant,
+) -> Result<Option<usize>, StoreError> {
+    Ok(merge(shared, inner, batch, max_memory, None, Some(tenant))?.map(|done| done.parts_in as usize))
+}
+
 /// Merges one batch, or its oldest inputs whose rows take `max_memory` bytes in memory;
-/// `None` when it was given up (see [`CompactionReport::abandoned`]).
+/// `None` when it was given up (see [`CompactionReport::abandoned`]). With `without`, that
+/// tenant's rows are left out of the output ([`rewrite_without`]).
 fn merge(
     shared: &Shared,
     inner: &mut Inner,
     batch: &[Arc<PartMeta>],
     max_memory: u64,
     stop: StopAt,
+    without: Option<&Tenant>,
 ) -> Result<Option<Done>, StoreError> {
     let first = &batch[0];
     let signal = first.signal;
@@ -377,10 +397,16 @@ fn merge(
         tracing::error!(rows_in, expected, directory = %format!("{dir}/{signal}/{hour}"), "merge inputs hold other row counts than the catalog says");
         return Ok(None);
     }
+    if let Some(tenant) = without {
+        by_tenant.remove(tenant);
+        if by_tenant.is_empty() {
+            return Ok(None);
+        }
+    }
     let seq = match signal {
         Signal::Metrics => {
             let segments = shared.read().series.clone();
-            match covering_seq(batch, &segments) {
+            match covering_seq(batch, &segments, without) {
                 Some(seq) => seq,
                 None => return Ok(None),
             }
@@ -582,4 +608,4 @@ pub(crate) fn sort_by_time(rows: &mut Rows) {
 
 #[cfg(test)]
 #[path = "compact_tests.rs"]
-mod tests;
+pub(crate) mod tests;

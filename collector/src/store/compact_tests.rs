@@ -25,7 +25,7 @@ use crate::receive::ExportRequest;
 
 const HOUR: u64 = parts::HOUR_NANOS;
 
-fn settings(min_tenant_part_bytes: u64) -> StoreSettings {
+pub(crate) fn settings(min_tenant_part_bytes: u64) -> StoreSettings {
     StoreSettings {
         durability: Durability::Group,
         group_commit_interval: Duration::from_millis(1),
@@ -45,20 +45,20 @@ fn config() -> CompactionConfig {
     CompactionConfig { min_parts: 2, ..CompactionConfig::default() }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
 }
 
 /// The start of the hour three hours ago: closed, within retention.
-fn past_hour() -> u64 {
+pub(crate) fn past_hour() -> u64 {
     (now() / HOUR - 3) * HOUR
 }
 
-fn tenant(id: &str) -> Tenant {
+pub(crate) fn tenant(id: &str) -> Tenant {
     Tenant::parse(id).unwrap()
 }
 
-fn append<R: ExportRequest>(store: &Store, tenant_id: &str, request: R) {
+pub(crate) fn append<R: ExportRequest>(store: &Store, tenant_id: &str, request: R) {
     let payload = Bytes::from(request.encode_to_vec());
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     rt.block_on(store.append(tenant(tenant_id), payload, request.into_rows())).unwrap();
@@ -77,7 +77,7 @@ fn resource(service: &str) -> Option<Resource> {
 }
 
 /// Spans with trace ids `[id, flush, 0..]` at the given times.
-fn spans(id: u8, flush: u8, times: &[u64]) -> ExportTraceServiceRequest {
+pub(crate) fn spans(id: u8, flush: u8, times: &[u64]) -> ExportTraceServiceRequest {
     let spans = times
         .iter()
         .enumerate()
@@ -104,7 +104,7 @@ fn spans(id: u8, flush: u8, times: &[u64]) -> ExportTraceServiceRequest {
     }
 }
 
-fn gauges(service: &str, times: &[u64]) -> ExportMetricsServiceRequest {
+pub(crate) fn gauges(service: &str, times: &[u64]) -> ExportMetricsServiceRequest {
     let data_points = times
         .iter()
         .enumerate()
@@ -131,7 +131,7 @@ fn gauges(service: &str, times: &[u64]) -> ExportMetricsServiceRequest {
     }
 }
 
-fn logs(service: &str, times: &[u64]) -> ExportLogsServiceRequest {
+pub(crate) fn logs(service: &str, times: &[u64]) -> ExportLogsServiceRequest {
     let log_records = times
         .iter()
         .enumerate()
@@ -152,7 +152,7 @@ fn logs(service: &str, times: &[u64]) -> ExportLogsServiceRequest {
 }
 
 /// The corpus's Go CPU profile at `time`, for `service`.
-fn profile(time: u64, service: &str) -> ExportProfilesServiceRequest {
+pub(crate) fn profile(time: u64, service: &str) -> ExportProfilesServiceRequest {
     use crate::model::pprof::{Fallback, SeriesLabels, record_source, to_otlp};
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let bytes = std::fs::read(dir.join("../testdata/corpus/go-dev/fast/cpu-10s.pb.gz")).unwrap();
@@ -165,7 +165,7 @@ fn profile(time: u64, service: &str) -> ExportProfilesServiceRequest {
 }
 
 /// Every row of a tenant's signal, as text, sorted (a full scan).
-fn dump(store: &Store, tenant_id: &str, signal: Signal) -> Vec<String> {
+pub(crate) fn dump(store: &Store, tenant_id: &str, signal: Signal) -> Vec<String> {
     let snap = store.snapshot(&tenant(tenant_id), signal);
     let mut out = Vec::new();
     let report = store
@@ -182,7 +182,7 @@ fn dump(store: &Store, tenant_id: &str, signal: Signal) -> Vec<String> {
     out
 }
 
-fn parts_of(store: &Store, tenant_id: &str, signal: Signal) -> Vec<Arc<PartMeta>> {
+pub(crate) fn parts_of(store: &Store, tenant_id: &str, signal: Signal) -> Vec<Arc<PartMeta>> {
     store.snapshot(&tenant(tenant_id), signal).parts
 }
 
@@ -314,7 +314,7 @@ fn a_merge_reads_inputs_only_until_their_rows_reach_its_memory_bound() {
     }
 }
 
-fn key_file(dir: &Path) -> PathBuf {
+pub(crate) fn key_file(dir: &Path) -> PathBuf {
     use base64::Engine as _;
     let path = dir.join("keys");
     let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);

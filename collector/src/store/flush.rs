@@ -13,6 +13,8 @@ use crate::signal::Signal;
 use crate::tenant::Tenant;
 
 use super::Shared;
+use super::compact::Compactor;
+use super::delete::{self, TenantDeletion};
 use super::error::StoreError;
 use super::head::Block;
 use super::parts::{self, PartMeta};
@@ -26,10 +28,12 @@ pub(crate) enum Request {
     Full,
     /// Flush everything now and answer when done.
     Now(SyncSender<Result<(), StoreError>>),
+    /// Flush everything now, then delete the tenant (`store::delete`), and answer when done.
+    DeleteTenant(Tenant, SyncSender<Result<TenantDeletion, StoreError>>),
     Shutdown,
 }
 
-pub(crate) fn run(shared: Arc<Shared>, writer: SyncSender<Op>, rx: Receiver<Request>) {
+pub(crate) fn run(shared: Arc<Shared>, compactor: Arc<Compactor>, writer: SyncSender<Op>, rx: Receiver<Request>) {
     let mut last_retention = Instant::now() - shared.settings.retention_interval;
     backfill_series(&shared);
     compact_series(&shared, now_unix_nano(), false);
@@ -56,8 +60,18 @@ pub(crate) fn run(shared: Arc<Shared>, writer: SyncSender<Op>, rx: Receiver<Requ
             compact_series(&shared, now_unix_nano(), wrote);
         }
         let result = result.map(drop);
-        if let Some(Request::Now(reply)) = request {
-            let _ = reply.send(result);
+        match request {
+            Some(Request::Now(reply)) => {
+                let _ = reply.send(result);
+            }
+            // Only once every row acknowledged before the request is in parts.
+            Some(Request::DeleteTenant(tenant, reply)) => {
+                let deleted = result
+                    .and_then(|()| delete::begin(&shared.data_dir, &tenant))
+                    .and_then(|()| delete::run(&shared, &compactor, &tenant));
+                let _ = reply.send(deleted);
+            }
+            _ => {}
         }
         if last_retention.elapsed() >= shared.settings.retention_interval {
             last_retention = Instant::now();
@@ -319,7 +333,7 @@ fn compact_series(shared: &Shared, now_unix_nano: u64, just_wrote: bool) {
         newest = newest.max(s.last_seq);
         blocks.entry((s.tenant.clone(), s.hour.clone())).or_default().push(Arc::clone(s));
     }
-    for ((_, hour), mut sources) in blocks {
+    for ((_, hour), sources) in blocks {
         let closed = parts::hour_start(&hour).is_some_and(|start| start + parts::HOUR_NANOS + grace <= now_unix_nano);
         let written_last = just_wrote && sources.iter().any(|s| s.last_seq == newest);
         let full = sources.len() >= series::MAX_OPEN_SEGMENTS;
@@ -329,35 +343,41 @@ fn compact_series(shared: &Shared, now_unix_nano: u64, just_wrote: bool) {
         if shared.closing.load(Relaxed) {
             return;
         }
-        sources.sort_by_key(|s| s.first_seq);
-        match series::compact(&shared.data_dir, &shared.series_indexes, &sources) {
-            Ok(merged) => {
-                {
-                    let mut state = shared.write();
-                    state.series.retain(|s| !sources.iter().any(|o| Arc::ptr_eq(s, o)));
-                    state.series.push(merged);
-                }
-                for s in &sources {
-                    shared.series_indexes.forget(&s.name);
-                    if let Err(err) = std::fs::remove_file(&s.path) {
-                        tracing::warn!(segment = %s.name, %err, "cannot delete a compacted series segment");
-                    }
-                }
-                shared.telemetry.series_compactions.fetch_add(1, Relaxed);
+        merge_segments(shared, sources);
+    }
+}
+
+/// Merges one tenant's segments of one hour into one (`series::compact`), the sources' files
+/// deleted; a damaged source is quarantined instead and the merge waits for the next pass.
+pub(crate) fn merge_segments(shared: &Shared, mut sources: Vec<Arc<SegmentMeta>>) {
+    sources.sort_by_key(|s| s.first_seq);
+    match series::compact(&shared.data_dir, &shared.series_indexes, &sources) {
+        Ok(merged) => {
+            {
+                let mut state = shared.write();
+                state.series.retain(|s| !sources.iter().any(|o| Arc::ptr_eq(s, o)));
+                state.series.push(merged);
             }
-            Err(series::SeriesError::Damaged { segment, why }) => {
-                let damaged = sources.iter().find(|s| s.name == segment);
-                tracing::error!(%segment, %why, "series compaction found a damaged segment");
-                if let Some(s) = damaged {
-                    shared.write().series.retain(|o| !Arc::ptr_eq(o, s));
-                    shared.series_indexes.forget(&s.name);
-                    if let Err(err) = super::catalog::quarantine(&shared.data_dir, &s.name) {
-                        tracing::error!(segment = %s.name, %err, "cannot move the damaged series segment aside");
-                    }
+            for s in &sources {
+                shared.series_indexes.forget(&s.name);
+                if let Err(err) = std::fs::remove_file(&s.path) {
+                    tracing::warn!(segment = %s.name, %err, "cannot delete a compacted series segment");
                 }
             }
-            Err(err) => tracing::error!(%err, "series compaction failed; will retry"),
+            shared.telemetry.series_compactions.fetch_add(1, Relaxed);
         }
+        Err(series::SeriesError::Damaged { segment, why }) => {
+            let damaged = sources.iter().find(|s| s.name == segment);
+            tracing::error!(%segment, %why, "series compaction found a damaged segment");
+            if let Some(s) = damaged {
+                shared.write().series.retain(|o| !Arc::ptr_eq(o, s));
+                shared.series_indexes.forget(&s.name);
+                if let Err(err) = super::catalog::quarantine(&shared.data_dir, &s.name) {
+                    tracing::error!(segment = %s.name, %err, "cannot move the damaged series segment aside");
+                }
+            }
+        }
+        Err(err) => tracing::error!(%err, "series compaction failed; will retry"),
     }
 }
 

@@ -18,6 +18,7 @@
 pub mod bucket;
 pub mod catalog;
 pub mod crypt;
+pub mod delete;
 pub mod error;
 pub mod head;
 pub mod parts;
@@ -450,6 +451,15 @@ impl Store {
             bucket: bucket.clone(),
         });
         shared.hold_trace_keys();
+        // A deletion a crash interrupted is finished before the WAL is replayed: the parts
+        // on disk were all flushed before it began (`delete`).
+        let compactor: Arc<compact::Compactor> = Arc::default();
+        for tenant in delete::unfinished(data_dir) {
+            tracing::warn!(%tenant, "finishing the deletion of a tenant that a stop interrupted");
+            if let Err(err) = delete::run(&shared, &compactor, &tenant) {
+                tracing::error!(%tenant, %err, "cannot finish deleting the tenant; repeat the deletion");
+            }
+        }
         // Other collectors' parts are listed before the store answers, so a restarted or new
         // instance answers from everything committed.
         let mut remotes = bucket::Remotes::default();
@@ -485,11 +495,11 @@ impl Store {
                 .map_err(io(data_dir))?
         };
         let flush_thread = {
-            let shared = Arc::clone(&shared);
+            let (shared, compactor) = (Arc::clone(&shared), Arc::clone(&compactor));
             let writer_tx = writer_tx.clone();
             std::thread::Builder::new()
                 .name("slo-gate-flush".into())
-                .spawn(move || flush::run(shared, writer_tx, flush_rx))
+                .spawn(move || flush::run(shared, compactor, writer_tx, flush_rx))
                 .map_err(io(data_dir))?
         };
         // A large replayed head is flushed at once rather than after the first interval, so
@@ -545,7 +555,7 @@ impl Store {
             lock: std::sync::Mutex::new(Some(lock)),
             deltas: std::sync::Mutex::new(deltas),
             metadata: std::sync::Mutex::new(metadata),
-            compactor: Arc::default(),
+            compactor,
         })
     }
 
@@ -659,6 +669,25 @@ impl Store {
         let (tx, rx) = mpsc::sync_channel(1);
         self.flusher.send(flush::Request::Now(tx)).map_err(|_| StoreError::Stopped("flusher"))?;
         rx.recv().map_err(|_| StoreError::Stopped("flusher"))?
+    }
+
+    /// Deletes every row of `tenant` acknowledged before the call, with its series segments,
+    /// gate history and anomaly journal (`delete`); rows that arrive meanwhile are kept. Runs
+    /// on the flusher thread, after a flush, and answers when the files are gone.
+    pub fn delete_tenant(&self, tenant: &Tenant) -> Result<delete::TenantDeletion, StoreError> {
+        if self.shared.bucket.is_some() {
+            return Err(StoreError::Unsupported(
+                "deleting a tenant from a shared bucket is not available yet; nothing was deleted",
+            ));
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.flusher
+            .send(flush::Request::DeleteTenant(tenant.clone(), tx))
+            .map_err(|_| StoreError::Stopped("flusher"))?;
+        let report = rx.recv().map_err(|_| StoreError::Stopped("flusher"))??;
+        self.deltas.lock().unwrap_or_else(|e| e.into_inner()).forget(tenant);
+        self.metadata.lock().unwrap_or_else(|e| e.into_inner()).forget(tenant);
+        Ok(report)
     }
 
     /// Runs retention now (tests).

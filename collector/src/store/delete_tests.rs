@@ -1,0 +1,162 @@
+//! Tenant deletion through the store: every signal of the tenant gone from its own parts, from
+//! the parts it shared (written again without it), from the series segments and the tenant's
+//! directories, the other tenants' rows untouched, across a restart, and a deletion that a
+//! crash interrupted finished at the next start.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::super::compact::tests::{append, dump, gauges, key_file, logs, past_hour, profile, settings, spans, tenant};
+use super::super::crypt::KeyRing;
+use super::super::*;
+
+const SIGNALS: [Signal; 4] = [Signal::Traces, Signal::Metrics, Signal::Logs, Signal::Profiles];
+
+/// `gone` writes every signal, its spans enough for parts of its own; `small` writes a little
+/// of every signal, so its logs, metrics and profiles share parts with `gone`'s.
+fn ingest(store: &Store, hour: u64, flush: u8) {
+    let many: Vec<u64> = (0..200).map(|i| hour + (u64::from(flush) * 600 + i) * 1_000_000_000).collect();
+    let few: Vec<u64> = many[..5].to_vec();
+    append(store, "gone", spans(2, flush, &many));
+    append(store, "gone", gauges("gone-api", &few));
+    append(store, "gone", logs("gone-web", &few));
+    append(store, "gone", profile(few[0], "gone-checkout"));
+    append(store, "small", spans(3, flush, &few));
+    append(store, "small", gauges("api", &few));
+    append(store, "small", logs("web", &few));
+    append(store, "small", profile(few[1], "checkout"));
+}
+
+fn dumps(store: &Store, tenant_id: &str) -> Vec<Vec<String>> {
+    SIGNALS.iter().map(|s| dump(store, tenant_id, *s)).collect()
+}
+
+/// Files under `dir`, relative to it.
+fn files(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The tenant's own files beside its parts: gate history, anomaly journal, a quarantined part.
+fn tenant_files(data: &Path, tenant_id: &str) {
+    for file in [
+        format!("gate/{tenant_id}/runs.jsonl"),
+        format!("analysis/{tenant_id}/anomalies.log"),
+        format!("quarantine/parts/{tenant_id}/traces/x/000001.parquet"),
+    ] {
+        let path = data.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, "rows of the tenant").unwrap();
+    }
+}
+
+#[test]
+fn a_deleted_tenant_leaves_every_signal_and_every_file_and_the_others_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let keys = Some(Arc::new(KeyRing::load(&key_file(dir.path())).unwrap()));
+    let open = || Store::open_with_keys(&data, settings(20_000), Arc::default(), keys.clone()).unwrap();
+    let store = open();
+    let hour = past_hour();
+    for flush in 0..2 {
+        ingest(&store, hour, flush);
+        store.flush().unwrap();
+    }
+    // Acknowledged, still in the head and the WAL: deleted too.
+    ingest(&store, hour, 2);
+    tenant_files(&data, "gone");
+    tenant_files(&data, "small");
+    let small = dumps(&store, "small");
+    let gone = dumps(&store, "gone");
+    assert!(gone.iter().all(|rows| !rows.is_empty()) && small.iter().all(|rows| !rows.is_empty()));
+    assert_eq!(gone[0].len(), 600);
+    let own = |store: &Store| {
+        store.shared.read().parts.iter().filter(|p| p.tenants.iter().all(|t| t.tenant.as_str() == "gone")).count()
+    };
+    let mixed = |store: &Store| store.shared.read().parts.iter().filter(|p| p.tenants.len() > 1).count();
+    let (own_before, mixed_before) = (own(&store), mixed(&store));
+    assert!(own_before >= 2 && mixed_before >= 3, "{own_before} own, {mixed_before} shared parts");
+
+    let report = store.delete_tenant(&tenant("gone")).unwrap();
+    // The third ingest was flushed first: its parts were deleted too.
+    assert!(report.parts_deleted as usize > own_before, "{own_before} before: {report:?}");
+    assert!(report.parts_rewritten as usize > mixed_before, "{mixed_before} before: {report:?}");
+    assert!(report.series_segments_deleted >= 1, "{report:?}");
+    assert_eq!(report.other_files_deleted, 3, "{report:?}");
+    assert!(report.rows_deleted >= 600 + 15, "{report:?}");
+
+    let check = |store: &Store| {
+        for (signal, rows) in SIGNALS.iter().zip(dumps(store, "gone")) {
+            assert!(rows.is_empty(), "{signal}: {} rows of the deleted tenant", rows.len());
+        }
+        assert_eq!(dumps(store, "small"), small, "the other tenant's rows are untouched");
+        let series = store.series_snapshot(&tenant("gone"), 0, i64::MAX);
+        assert!(series.segments.is_empty() && series.parts.is_empty() && series.chunks.is_empty());
+        assert!(!store.series_snapshot(&tenant("small"), 0, i64::MAX).segments.is_empty());
+        assert!(store.shared.read().parts.iter().all(|p| p.of(&tenant("gone")).is_none()));
+        let on_disk = files(&data);
+        let left: Vec<&String> = on_disk.iter().filter(|f| f.contains("gone")).collect();
+        assert!(left.is_empty(), "files of the deleted tenant left: {left:?}");
+        assert!(on_disk.iter().any(|f| f == "gate/small/runs.jsonl"), "{on_disk:?}");
+        // The files of the shared parts written again are gone, not only out of the catalog.
+        let mut live: Vec<String> = store.shared.read().parts.iter().map(|p| p.name.clone()).collect();
+        live.sort();
+        let parts_on_disk: Vec<String> = on_disk.iter().filter(|f| f.starts_with("parts/")).cloned().collect();
+        assert_eq!(parts_on_disk, live);
+        assert!(!data.join(delete::DELETING_DIR).join("gone").exists());
+    };
+    check(&store);
+    assert_eq!(store.telemetry().tenants_deleted.load(std::sync::atomic::Ordering::Relaxed), 1);
+    drop(store);
+    // The shared parts' old files are gone from the disk: nothing of the tenant to find again.
+    let store = open();
+    check(&store);
+
+    // A tenant deleted can write again; its new rows are kept.
+    append(&store, "gone", spans(2, 9, &[hour + 1]));
+    store.flush().unwrap();
+    assert_eq!(dump(&store, "gone", Signal::Traces).len(), 1);
+    // Deleting a tenant that has nothing deletes nothing and is not an error.
+    assert_eq!(store.delete_tenant(&tenant("never")).unwrap(), delete::TenantDeletion::default());
+}
+
+#[test]
+fn a_deletion_a_crash_interrupted_is_finished_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let open = || Store::open(&data, settings(20_000), Arc::default()).unwrap();
+    let store = open();
+    let hour = past_hour();
+    ingest(&store, hour, 0);
+    store.flush().unwrap();
+    let small = dumps(&store, "small");
+    // The deletion began (its marker is durable) and stopped before deleting anything;
+    // then rows arrived, acknowledged and only in the WAL.
+    delete::begin(&data, &tenant("gone")).unwrap();
+    append(&store, "gone", spans(2, 7, &[hour + 5, hour + 6]));
+    store.close();
+    drop(store);
+
+    let store = open();
+    // Everything flushed before the deletion began is gone; the rows after it are kept.
+    let traces = dump(&store, "gone", Signal::Traces);
+    assert_eq!(traces.len(), 2, "{traces:?}");
+    for signal in [Signal::Metrics, Signal::Logs, Signal::Profiles] {
+        assert!(dump(&store, "gone", signal).is_empty(), "{signal}");
+    }
+    assert_eq!(dumps(&store, "small"), small);
+    assert!(!data.join(delete::DELETING_DIR).join("gone").exists());
+    assert_eq!(store.telemetry().tenants_deleted.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
