@@ -27,8 +27,10 @@
 //! Queries in flight hold `Arc<PartMeta>`s of the inputs in their snapshot: an input's file is
 //! deleted only once nothing but the compactor holds its meta (or after [`GRACE`]), so they keep
 //! reading it, while queries started after step 4 see N alone. Span indexes cached under an
-//! input's name are dropped at step 4, and a name once removed is never given to an output
-//! in this process, so no cache keyed by name can answer for a different file.
+//! input's name are dropped at step 4, and a name removed is given to an output again only
+//! once its file is deleted and no query holds the part it named (a merge into a directory
+//! that every flush writes to would otherwise run out of names), so no cache keyed by name
+//! can answer for a different file.
 //!
 //! The name of N is a number not used in its directory, at most the WAL checkpoint (so the
 //! start-up rule "parts numbered past the checkpoint belong to an unfinished flush" never
@@ -98,8 +100,9 @@ pub(crate) struct Compactor {
 pub(crate) struct Inner {
     /// Inputs of committed merges whose files wait for their readers, and since when.
     graveyard: Vec<(Arc<PartMeta>, Instant)>,
-    /// Names removed by merges (and tenant deletions) in this process: never given to an output.
-    pub(crate) retired: HashSet<String>,
+    /// Names removed by merges (and tenant deletions) in this process whose parts a query may
+    /// still hold: not given to an output until the part is reaped with no query holding it.
+    retired: HashSet<String>,
     /// Parts that could not be opened (their key is missing): left out of merges.
     locked: HashSet<String>,
 }
@@ -140,14 +143,31 @@ impl Compactor {
 
 impl Inner {
     /// Deletes the files of replaced inputs nobody reads any more (or, with `all`, every one).
+    /// The name of one that no query held is free for outputs again: a query holding a part's
+    /// meta would read another file under its name and take it for damage.
     pub(crate) fn reap(&mut self, all: bool) {
+        let mut released = Vec::new();
         self.graveyard.retain(|(part, since)| {
-            if !all && Arc::strong_count(part) > 1 && since.elapsed() < GRACE {
+            let held = Arc::strong_count(part) > 1;
+            if !all && held && since.elapsed() < GRACE {
                 return true;
             }
             delete_input(part);
+            if !held {
+                released.push(part.name.clone());
+            }
             false
         });
+        for name in released {
+            self.retired.remove(&name);
+        }
+    }
+
+    /// Takes a part out for good whose file is deleted already (tenant deletion): its name
+    /// waits, as a merged input's does, until no query holds it.
+    pub(crate) fn bury(&mut self, part: Arc<PartMeta>) {
+        self.retired.insert(part.name.clone());
+        self.graveyard.push((part, Instant::now()));
     }
 }
 

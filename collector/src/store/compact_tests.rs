@@ -484,6 +484,27 @@ fn retention_and_quarantine_work_on_merged_parts() {
     assert!(trace_parts_on_disk(dir.path()).is_empty());
 }
 
+#[test]
+fn merges_keep_finding_names_when_every_flush_writes_into_one_hour() {
+    // Every flush writes into the same past hour, so every number up to the checkpoint is a
+    // flush's: a merge's output can only take the name of an earlier merge's input.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("data"), settings(1 << 30), Arc::default()).unwrap();
+    let hour = past_hour();
+    for round in 0..3u8 {
+        for f in 0..4u8 {
+            let flush = round * 4 + f;
+            let times: Vec<u64> = (0..10).map(|i| hour + (u64::from(flush) * 10 + i) * 1_000_000_000).collect();
+            append(&store, "a", spans(2, flush, &times));
+            store.flush().unwrap();
+        }
+        let report = store.compact_now(&config(), now()).unwrap();
+        assert_eq!(report.merges, 1, "round {round}: {report:?}");
+        assert_eq!(parts_of(&store, "a", Signal::Traces).len(), 1, "round {round}");
+    }
+    assert_eq!(dump(&store, "a", Signal::Traces).len(), 120);
+}
+
 /// A day of ingest, 100 flushes per hour of one tenant's spans, compacted: a few parts per
 /// hour. Prints parts and bytes before and after, and the merge throughput.
 #[test]

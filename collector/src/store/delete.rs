@@ -47,6 +47,20 @@ pub const DELETING_DIR: &str = "deleting";
 /// quarantine set aside of its own parts and segments.
 const TENANT_DIRS: &[&str] = &["gate", "analysis", "quarantine/parts", "quarantine/series"];
 
+/// Test builds only: a deletion waits this many milliseconds after each of its steps, so a
+/// test can kill the process at each of them.
+const STALL_ENV: &str = "SLO_GATE_FAULT_DELETE_STALL_MS";
+
+fn stall(step: &str) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    if let Some(ms) = std::env::var(STALL_ENV).ok().and_then(|v| v.parse::<u64>().ok()) {
+        tracing::info!(ms, step, "tenant deletion stalling ({STALL_ENV})");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
 /// The most memory the rows one rewrite of shared parts reads may hold (as a merge's
 /// `max_input_memory_bytes`, whose default it is).
 const REWRITE_MEMORY: u64 = 64 << 20;
@@ -81,6 +95,7 @@ pub(crate) fn unfinished(data_dir: &Path) -> Vec<Tenant> {
 pub(crate) fn run(shared: &Shared, compactor: &Compactor, tenant: &Tenant) -> Result<TenantDeletion, StoreError> {
     let mut inner = compactor.lock();
     let mut report = TenantDeletion::default();
+    stall("marker made");
 
     // Parts: the tenant's own are deleted, the ones it shares rewritten without it.
     let (own, mixed): (Vec<Arc<PartMeta>>, Vec<Arc<PartMeta>>) = {
@@ -90,7 +105,8 @@ pub(crate) fn run(shared: &Shared, compactor: &Compactor, tenant: &Tenant) -> Re
     let traces = own.iter().chain(&mixed).any(|p| p.signal == Signal::Traces);
     {
         let mut state = shared.write();
-        state.parts.retain(|p| !own.iter().any(|o| Arc::ptr_eq(p, o)));
+        let gone: std::collections::HashSet<*const PartMeta> = own.iter().map(Arc::as_ptr).collect();
+        state.parts.retain(|p| !gone.contains(&Arc::as_ptr(p)));
     }
     for part in &own {
         // Out of the catalog first: a crash before the file is gone leaves a file the next
@@ -98,30 +114,32 @@ pub(crate) fn run(shared: &Shared, compactor: &Compactor, tenant: &Tenant) -> Re
         shared.catalog.remove(&part.name).map_err(StoreError::io(format!("record the deletion of {}", part.name)))?;
         remove_file(&part.path, &part.name)?;
         shared.span_indexes.forget(&part.name);
-        inner.retired.insert(part.name.clone());
         report.parts_deleted += 1;
         report.part_bytes_deleted += part.size;
         report.rows_deleted += part.of(tenant).map_or(0, |t| t.rows);
     }
+    for part in own {
+        inner.bury(part);
+    }
+    stall("own parts deleted");
     // Per directory (signal and hour), oldest first, merged into as few parts as the merge
     // bounds allow; a batch that cannot be merged whole (no series segment covers it, an
     // input unreadable) goes one part at a time.
-    let mut dirs: BTreeMap<(&str, &str, &str), Vec<Arc<PartMeta>>> = BTreeMap::new();
-    for part in &mixed {
-        let dir = compact::directory(&part.name).unwrap_or(("", "", ""));
-        dirs.entry(dir).or_default().push(Arc::clone(part));
+    let mut dirs: BTreeMap<(String, String, String), Vec<Arc<PartMeta>>> = BTreeMap::new();
+    for part in mixed {
+        let (d, s, h) = compact::directory(&part.name).unwrap_or(("", "", ""));
+        dirs.entry((d.to_string(), s.to_string(), h.to_string())).or_default().push(part);
     }
     // A merge of metrics parts needs one series segment of each tenant covering all of its
     // inputs: the other tenants' segments of those hours are merged first, as the flusher
     // merges a closed hour's.
-    for (_, _, hour) in dirs.keys().filter(|(_, signal, _)| *signal == Signal::Metrics.as_str()) {
-        let others: Vec<&Tenant> = mixed
-            .iter()
-            .filter(|p| p.signal == Signal::Metrics && compact::directory(&p.name).is_some_and(|d| d.2 == *hour))
-            .flat_map(|p| p.tenants.iter().map(|t| &t.tenant))
-            .filter(|t| *t != tenant)
-            .collect();
-        for other in others.into_iter().collect::<std::collections::BTreeSet<_>>() {
+    for ((_, signal, hour), parts) in &dirs {
+        if signal != Signal::Metrics.as_str() {
+            continue;
+        }
+        let others: std::collections::BTreeSet<&Tenant> =
+            parts.iter().flat_map(|p| p.tenants.iter().map(|t| &t.tenant)).filter(|t| *t != tenant).collect();
+        for other in others {
             let sources: Vec<Arc<SegmentMeta>> =
                 shared.read().series.iter().filter(|s| &s.tenant == other && s.hour == *hour).cloned().collect();
             if sources.len() > 1 {
@@ -144,6 +162,9 @@ pub(crate) fn run(shared: &Shared, compactor: &Compactor, tenant: &Tenant) -> Re
                 report.parts_rewritten += n as u64;
                 report.rows_deleted += rows(&left[..n]);
                 left.drain(..n);
+                // The replaced parts' names are free again once no query holds them.
+                inner.reap(false);
+                stall("shared parts written again");
                 continue;
             }
             let part = left.remove(0);
@@ -161,7 +182,6 @@ pub(crate) fn run(shared: &Shared, compactor: &Compactor, tenant: &Tenant) -> Re
     }
     // The rewritten parts' old files go now, but for those a query is still reading (they go
     // when it is done, or after `compact::GRACE`).
-    drop((own, mixed));
     inner.reap(false);
     if traces {
         shared.hold_trace_keys();
@@ -181,6 +201,7 @@ pub(crate) fn run(shared: &Shared, compactor: &Compactor, tenant: &Tenant) -> Re
         report.series_segments_deleted += 1;
     }
 
+    stall("series segments deleted");
     for dir in TENANT_DIRS {
         let path = shared.data_dir.join(dir).join(tenant.as_str());
         report.other_files_deleted += remove_tree(&path, &format!("{dir}/{tenant}"))?;
