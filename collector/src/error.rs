@@ -142,9 +142,7 @@ pub enum QueryError {
     /// The store failed while changing data (a full disk); retrying may help.
     #[error("{0}")]
     StoreFailed(String),
-    /// Something the collector does not do in its configuration; says why.
-    #[error("{0}")]
-    NotAvailable(String),
+
     #[error(transparent)]
     Body(#[from] crate::receive::admission::BodyError),
     #[error("{0}")]
@@ -159,7 +157,6 @@ impl QueryError {
             QueryError::Storage(_) | QueryError::History(_) => ErrorKind::Unavailable,
             QueryError::Internal(_) => ErrorKind::Internal,
             QueryError::StoreFailed(_) => ErrorKind::Unavailable,
-            QueryError::NotAvailable(_) => ErrorKind::Forbidden,
             QueryError::Body(e) => e.kind(),
             QueryError::Auth(crate::auth::AuthError::NotConfigured) => ErrorKind::Forbidden,
             QueryError::Auth(crate::auth::AuthError::Unauthorized) => ErrorKind::Unauthorized,

@@ -951,3 +951,208 @@ fn promql_answers_alike_on_every_collector_sharing_a_bucket() {
         server.stop();
     }
 }
+
+const ADMIN: &str = "ops-secret-token-0123456789abcdef0123";
+
+/// `[auth]` lines giving `ADMIN` the admin scope for every tenant (sending and reading need
+/// no credential), after the bucket's own lines.
+fn admin_auth(dir: &Path, bucket: &str) -> String {
+    use sha2::Digest;
+    let tokens = dir.join("tokens");
+    std::fs::write(&tokens, format!("ops * admin sha256:{}\n", hex::encode(sha2::Sha256::digest(ADMIN.as_bytes()))))
+        .unwrap();
+    format!("{bucket}[auth]\ntoken_file = {:?}\n", tokens.display().to_string())
+}
+
+/// Batch `batch` of `tenant`'s spans (`batch_request`) and a gauge `deleted_probe` of 10
+/// points over the last 30 minutes, sent to `server`.
+fn post_tenant(server: &Server, tenant: &str, batch: u64) {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
+    use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let data_points = (0..10)
+        .map(|i| NumberDataPoint {
+            time_unix_nano: (now_ms - 1_800_000 + i * 60_000) * 1_000_000,
+            value: Some(number_data_point::Value::AsInt(i as i64)),
+            ..Default::default()
+        })
+        .collect();
+    let gauge = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource { attributes: vec![kv("service.name", "probe")], ..Default::default() }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "deleted_probe".into(),
+                    data: Some(metric::Data::Gauge(Gauge { data_points })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let client = reqwest::blocking::Client::new();
+    for (path, body) in [("/v1/traces", batch_request(batch).encode_to_vec()), ("/v1/metrics", gauge.encode_to_vec())] {
+        let response = client
+            .post(server.http_url(path))
+            .header("content-type", "application/x-protobuf")
+            .header("X-Scope-OrgID", tenant)
+            .body(body)
+            .send()
+            .unwrap();
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+    }
+}
+
+/// What `server` holds of `tenant`: each batch's trace whole (`true`) or absent (`false`), and
+/// the points of `deleted_probe` over the last hour.
+fn holds(server: &Server, tenant: &str, batches: &[u64]) -> (Vec<bool>, u64) {
+    let expected = expected_ids();
+    let traces = batches
+        .iter()
+        .map(|&b| {
+            let (status, body) = server.get(&format!("/api/v1/traces/{}", hex::encode(trace_id(b))), Some(tenant));
+            match status {
+                404 => false,
+                200 => {
+                    let mut ids: Vec<String> = body["resourceSpans"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .flat_map(|rs| rs["scopeSpans"].as_array().unwrap())
+                        .flat_map(|ss| ss["spans"].as_array().unwrap())
+                        .map(|s| s["spanId"].as_str().unwrap().to_string())
+                        .collect();
+                    ids.sort();
+                    assert_eq!(ids, expected, "{tenant} batch {b}: a partial trace");
+                    true
+                }
+                _ => panic!("{status} {body}"),
+            }
+        })
+        .collect();
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let query = format!("/api/v1/query?query={}&time={now_s}", e2e::url_encode("count_over_time(deleted_probe[1h])"));
+    let (status, answer) = server.get(&query, Some(tenant));
+    assert_eq!(status, 200, "{answer}");
+    let points = answer["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["value"][1].as_str().unwrap().parse::<u64>().unwrap())
+        .sum();
+    (traces, points)
+}
+
+/// Tenant deletion in a shared bucket: two tenants small enough to share parts write through
+/// two collectors; one collector then stops for good, and the tenant is deleted through the
+/// other. Every collector, a reader started before and one started after, answers nothing of
+/// it (traces and PromQL) and the other tenant whole; the compactors remove the gone writer's
+/// objects of it (its series segments by a log entry), write its shared traces parts again
+/// without it and mask its shared metrics parts, and say so in `done` objects. The writer
+/// that left, started again, deletes the tenant from its data directory; what the tenant
+/// sends afterwards is kept.
+#[test]
+fn a_tenant_deleted_through_one_collector_leaves_every_collector_and_the_bucket() {
+    let seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let auth = admin_auth(dir.path(), "");
+    let a = start_with(&seaweed, dir.path(), "a", &auth, &[]);
+    let gone_writer = start_with(&seaweed, dir.path(), "b", &admin_auth(dir.path(), "compaction = false\n"), &[]);
+    let reader = start_with(&seaweed, dir.path(), "reader", &admin_auth(dir.path(), "compaction = false\n"), &[]);
+    let batches: Vec<u64> = (50_000_000..50_000_006).collect();
+    for (i, &batch) in batches.iter().enumerate() {
+        let server = if i % 2 == 0 { &a } else { &gone_writer };
+        post_tenant(server, "gone", batch);
+        post_tenant(server, "keep", batch);
+    }
+    let all = (vec![true; batches.len()], 60);
+    for (name, server) in [("a", &a), ("reader", &reader)] {
+        for tenant in ["gone", "keep"] {
+            let seen =
+                e2e::eventually(Duration::from_secs(60), || (holds(server, tenant, &batches) == all).then_some(()));
+            assert!(seen.is_some(), "{name} holds {:?} of {tenant}", holds(server, tenant, &batches));
+        }
+    }
+    let shared_traces = objects(&seaweed, "@shared/traces/");
+    assert!(!shared_traces.is_empty(), "the tenants share parts");
+    // The writer `b` leaves for good (everything it took is in the bucket).
+    assert!(gone_writer.stop().success());
+
+    let response = reqwest::blocking::Client::new()
+        .post(a.api_url("/api/v1/admin/delete_tenant"))
+        .header("X-Scope-OrgID", "gone")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .send()
+        .unwrap();
+    let status = response.status();
+    let body = response.text().unwrap();
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let request = answer["deleted"]["bucket_request"].as_str().unwrap().to_string();
+    assert!(request.starts_with("deletions/gone/") && request.ends_with("-a.json"), "{body}");
+    let none = (vec![false; batches.len()], 0);
+    // The collector asked answers nothing of the tenant at once, the reader within a listing.
+    assert_eq!(holds(&a, "gone", &batches), none);
+    let hidden = e2e::eventually(Duration::from_secs(30), || (holds(&reader, "gone", &batches) == none).then_some(()));
+    assert!(hidden.is_some(), "the reader holds {:?}", holds(&reader, "gone", &batches));
+    assert_eq!(holds(&reader, "keep", &batches), all);
+    assert_eq!(holds(&a, "keep", &batches), all);
+
+    // The compactor (a) finishes: both `done` objects, the gone writer's segments of the
+    // tenant removed by a log entry, the shared metrics parts of b masked.
+    let stem = format!("slo-gate/{}", request.trim_end_matches(".json"));
+    let done = e2e::eventually(Duration::from_secs(60), || {
+        let names = objects_under(&seaweed, "deletions", "");
+        let both =
+            names.contains(&format!("{stem}.done-own.json")) && names.contains(&format!("{stem}.done-shared.json"));
+        both.then_some(())
+    });
+    assert!(done.is_some(), "not finished: {:?}", objects_under(&seaweed, "deletions", ""));
+    let masked: serde_json::Value =
+        serde_json::from_str(&object_text(&seaweed, &format!("{stem}.done-shared.json"))).unwrap();
+    let masked: Vec<&str> = masked["masked"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(!masked.is_empty() && masked.iter().all(|m| m.contains("/metrics/") && m.contains("/b-")), "{masked:?}");
+    let log: String = objects_under(&seaweed, "compactions", "").iter().map(|key| object_text(&seaweed, key)).collect();
+    assert!(
+        log.split('"').any(|t| t.starts_with("series/gone/") && t.contains("/b-")),
+        "no log entry removes b's series segments of the tenant: {log}"
+    );
+    // Once done, nothing of it comes back: on the reader, on the collector asked, and on a
+    // collector started now; the other tenant is whole everywhere.
+    std::thread::sleep(Duration::from_secs(2));
+    let fresh = start_with(&seaweed, dir.path(), "fresh", &admin_auth(dir.path(), "compaction = false\n"), &[]);
+    for (name, server) in [("a", &a), ("reader", &reader), ("fresh", &fresh)] {
+        assert_eq!(holds(server, "gone", &batches), none, "{name}");
+        let whole = e2e::eventually(Duration::from_secs(30), || (holds(server, "keep", &batches) == all).then_some(()));
+        assert!(whole.is_some(), "{name} holds {:?} of keep", holds(server, "keep", &batches));
+    }
+    assert!(counter(&a, "slo_gate_tenants_deleted_total") >= 1);
+    // The writer that left comes back with its data directory: it deletes the tenant there
+    // when it first lists the request, and nothing of it comes back anywhere.
+    let back = start_with(&seaweed, dir.path(), "b", &admin_auth(dir.path(), "compaction = false\n"), &[]);
+    let applied = e2e::eventually(Duration::from_secs(30), || {
+        (counter(&back, "slo_gate_tenants_deleted_total") == 1).then_some(())
+    });
+    assert!(applied.is_some(), "b did not delete the tenant from its data directory");
+    std::thread::sleep(Duration::from_secs(2));
+    for (name, server) in [("b", &back), ("reader", &reader)] {
+        assert_eq!(holds(server, "gone", &batches), none, "{name}");
+        assert_eq!(holds(server, "keep", &batches), all, "{name}");
+    }
+    back.stop();
+
+    // What the tenant sends now is kept, and every collector answers it.
+    let after = [60_000_000u64];
+    post_tenant(&a, "gone", after[0]);
+    for (name, server) in [("a", &a), ("reader", &reader), ("fresh", &fresh)] {
+        let kept =
+            e2e::eventually(Duration::from_secs(60), || (holds(server, "gone", &after).0 == [true]).then_some(()));
+        assert!(kept.is_some(), "{name} lost what the tenant sent after its deletion");
+    }
+    for server in [a, reader, fresh] {
+        server.stop();
+    }
+}

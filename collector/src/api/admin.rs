@@ -17,6 +17,10 @@ pub struct TenantDeletion {
     pub series_segments_deleted: u64,
     /// Gate history, anomaly journal and quarantined files, deleted.
     pub other_files_deleted: u64,
+    /// With a shared bucket: the deletion request made there (`deletions/<tenant>/…`), which
+    /// the other collectors and the bucket's compactors carry out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_request: Option<String>,
 }
 
 /// `POST /api/v1/admin/delete_tenant`.

@@ -31,7 +31,7 @@ async fn delete_tenant(State(state): State<ApiState>, headers: HeaderMap) -> Res
     // Off the async workers, and carried to the end even if the client goes away.
     let deleted = blocking(move || {
         store.delete_tenant(&who).map_err(|err| match err {
-            StoreError::Unsupported(why) => QueryError::NotAvailable(why.to_string()),
+            StoreError::Bucket(why) => QueryError::StoreFailed(why),
             err => QueryError::StoreFailed(format!(
                 "the deletion of tenant {:?} stopped: {err}; what it deleted stays deleted, the rest is deleted when the request is repeated or at the next start",
                 who.as_str()

@@ -67,6 +67,8 @@ use super::series::{self, SegmentMeta, SeriesError};
 
 #[path = "bucket_compact.rs"]
 pub(crate) mod compact;
+#[path = "bucket_delete.rs"]
+pub(crate) mod deletions;
 
 /// The file of committed names, in the data directory.
 const LOG: &str = "bucket.log";
@@ -178,6 +180,13 @@ pub struct Bucket {
     /// Manifests this collector commits before it folds its manifests into fewer
     /// (`manifest_fold_after`, [`fold_manifests`]).
     fold_after: u64,
+    /// What tenant deletions leave out of reads of the bucket's objects (`deletions`), as the
+    /// last listing found.
+    pub(crate) hidden: Mutex<Arc<deletions::Hidden>>,
+    /// The deletion requests this collector applied to its data directory (`deletions`).
+    pub(crate) applied: Mutex<BTreeSet<String>>,
+    /// Deletion requests this collector made that no listing has found yet, by stem.
+    pub(crate) requested: Mutex<BTreeMap<String, crate::tenant::Tenant>>,
 }
 
 #[derive(Debug, Default)]
@@ -330,6 +339,9 @@ impl Bucket {
             closing: std::sync::atomic::AtomicBool::new(false),
             republish: std::sync::atomic::AtomicBool::new(false),
             fold_after: config.manifest_fold_after.max(2),
+            hidden: Mutex::new(Arc::default()),
+            applied: Mutex::new(deletions::read_applied(data_dir)),
+            requested: Mutex::new(BTreeMap::new()),
             wake: (Mutex::new(false), Condvar::new()),
             status: Mutex::new(UploadStatus::default()),
         });
@@ -341,7 +353,7 @@ impl Bucket {
         &self.writer
     }
 
-    fn error(&self, what: String) -> BucketError {
+    pub(crate) fn error(&self, what: String) -> BucketError {
         BucketError { url: self.url.clone(), at: self.at.clone(), what }
     }
 
@@ -1238,6 +1250,14 @@ pub(crate) struct Remotes {
     /// This writer's parts merged in the bucket by a compactor, out of the store, whose files
     /// wait for the queries still reading them (as a local merge's inputs do).
     handed_over: Vec<(Arc<PartMeta>, Instant)>,
+    /// Tenant deletions requested in the bucket (`deletions`).
+    pub(crate) deletions: deletions::Listing,
+    /// The flusher, which applies a deletion request to the data directory (`store::delete`);
+    /// `None` in the pass at start-up, before the threads run.
+    pub(crate) flusher: Option<std::sync::mpsc::SyncSender<super::flush::Request>>,
+    /// Set for the pass at start-up of an empty data directory: the deletion requests listed
+    /// are recorded as applied, with nothing to delete.
+    pub(crate) settle_deletions: bool,
 }
 
 /// What applying manifests took out of reads.
@@ -1312,6 +1332,8 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
         let ms: u64 = newest.strip_prefix("manifests/")?.get(..13)?.parse().ok()?;
         Some(format!("manifests/{:013}", ms.saturating_sub(LIST_WINDOW.as_millis() as u64)))
     });
+    let (hidden, unapplied) =
+        deletions::list(bucket, &mut remotes.deletions).map_err(|e| bucket.error(e.to_string()))?;
     let names = bucket.list_manifests(offset.as_deref()).map_err(|e| bucket.error(e.to_string()))?;
     let mine = format!("-{}-", bucket.writer);
     let mut applied = 0;
@@ -1422,6 +1444,20 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
         }
         shared.nudge_bucket();
     }
+    // Deletions, listed before the manifests (see `deletions::list`): what readers leave
+    // out, and the requests this collector has not applied to its own data directory yet.
+    deletions::publish(bucket, hidden);
+    if std::mem::take(&mut remotes.settle_deletions) {
+        for request in &unapplied {
+            if let Err(e) = deletions::record_applied(bucket, &shared.data_dir, &request.stem) {
+                tracing::error!(request = %request.stem, %e, "cannot record a tenant deletion as applied");
+            }
+        }
+    } else if let Some(flusher) = &remotes.flusher {
+        for request in unapplied {
+            apply_deletion(shared, bucket, flusher, &request);
+        }
+    }
     remotes.handed_over.retain(|(part, since)| {
         if Arc::strong_count(part) > 1 && since.elapsed() < super::compact::GRACE {
             return true;
@@ -1434,6 +1470,33 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
         false
     });
     Ok(applied)
+}
+
+/// Deletes a tenant that another collector was asked to delete from this one's data
+/// directory (its uploader then removes its objects), and records the request as applied; a
+/// failure is logged and retried at the next pass.
+fn apply_deletion(
+    shared: &Shared,
+    bucket: &Bucket,
+    flusher: &std::sync::mpsc::SyncSender<super::flush::Request>,
+    request: &deletions::Entry,
+) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    if flusher.send(super::flush::Request::DeleteTenant(request.tenant.clone(), tx)).is_err() {
+        return;
+    }
+    match rx.recv() {
+        Ok(Ok(report)) => {
+            tracing::info!(request = %request.stem, tenant = %request.tenant, ?report, "tenant deleted as the bucket asks");
+            if let Err(e) = deletions::record_applied(bucket, &shared.data_dir, &request.stem) {
+                tracing::error!(request = %request.stem, %e, "cannot record a tenant deletion as applied; applied again");
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::error!(request = %request.stem, %e, "cannot delete the tenant the bucket asks to; retried")
+        }
+        Err(_) => {}
+    }
 }
 
 /// The sync thread: a pass every refresh interval until the store closes.

@@ -46,7 +46,7 @@ use crate::tenant::Tenant;
 use super::super::Shared;
 use super::super::compact::{InputError, Inputs, directory, plan, read_inputs, sort_by_time};
 use super::super::parts::{self, PartMeta};
-use super::{Bucket, DELETE_GRACE, RequestError, catalog, now_ms};
+use super::{Bucket, DELETE_GRACE, RequestError, catalog, deletions, now_ms};
 
 /// Where the compaction log's entries are, under the bucket's prefix.
 pub(crate) const LOG_DIR: &str = "compactions";
@@ -84,6 +84,8 @@ pub(crate) struct Report {
     pub merges: u64,
     pub parts_in: u64,
     pub expired: u64,
+    /// Parts of tenant deletions this compactor finished (`deletions`).
+    pub deletions: u64,
     /// Merges given up: an input unreadable, the lease lost, or another compactor's entry first.
     pub abandoned: u64,
 }
@@ -159,7 +161,7 @@ pub(crate) fn pass(
     let mut report = Report::default();
     // The parts every reader sees: other writers' and the log's outputs, and this writer's
     // committed ones under their bucket names, with the log entry that view stands at.
-    let (parts, expired_series, log_seq) = {
+    let (parts, expired_series, segments, log_seq) = {
         let state = shared.read();
         let committed = bucket.committed.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut parts: Vec<Arc<PartMeta>> = state.remote.iter().chain(&state.remote_expired).cloned().collect();
@@ -171,14 +173,38 @@ pub(crate) fn pass(
         }
         let expired_series: Vec<(String, String)> =
             state.remote_series_expired.iter().map(|s| (s.tenant.as_str().to_string(), s.name.clone())).collect();
-        (parts, expired_series, bucket.log_seq.load(Ordering::SeqCst))
+        // Every segment in the bucket, by tenant (for deletions).
+        let own = state.series.iter().map(|s| (s.tenant.clone(), bucket.segment_name(s)));
+        let segments: Vec<(Tenant, String)> = state
+            .remote_series
+            .iter()
+            .chain(&state.remote_series_expired)
+            .map(|s| (s.tenant.clone(), s.name.clone()))
+            .chain(own.filter(|(_, name)| committed.contains(name)))
+            .collect();
+        (parts, expired_series, segments, bucket.log_seq.load(Ordering::SeqCst))
     };
     if log_seq < compactor.committed_seq {
         return Ok(report);
     }
+    // Tenant deletions first; the deleted tenants' parts are not merged meanwhile.
+    let mut seq = log_seq;
+    let requests = bucket.hidden.lock().unwrap_or_else(|e| e.into_inner()).requests.clone();
+    let settle_ms = (shared.settings.flush_interval + 2 * bucket.refresh).as_millis() as u64;
+    for (request, done) in requests.iter().filter(|(r, _)| now_ms().saturating_sub(r.unix_ms) >= settle_ms) {
+        if shared.closing.load(Ordering::Relaxed) {
+            break;
+        }
+        let carried = finish_deletion(shared, bucket, config, compactor, request, done, &parts, &segments, &mut seq)?;
+        report.deletions += u64::from(carried);
+    }
+    let deleting: HashSet<&Tenant> = requests.iter().map(|(r, _)| &r.tenant).collect();
     let cutoff = now_unix_nano.saturating_sub(shared.settings.retention.as_nanos() as u64);
     let mut dirs: BTreeMap<String, Directory> = BTreeMap::new();
     for part in parts {
+        if part.tenants.iter().any(|t| deleting.contains(&t.tenant)) {
+            continue;
+        }
         let Some((dir, _, _)) = directory(&part.name) else { continue };
         let d = dirs.entry(dir.to_string()).or_default();
         if part.max_time() < cutoff {
@@ -193,7 +219,6 @@ pub(crate) fn pass(
     }
     // An hour takes new parts while flushes still write into it and until they are uploaded.
     let settle = shared.settings.flush_interval + bucket.refresh;
-    let mut seq = log_seq;
     for (dir, Directory { expired, mergeable }) in dirs {
         let batches = plan(&mergeable, &[], config, &HashSet::new(), settle, now_unix_nano);
         if expired.is_empty() && batches.is_empty() {
@@ -221,7 +246,7 @@ pub(crate) fn pass(
             if shared.closing.load(Ordering::Relaxed) {
                 break;
             }
-            match merge(shared, bucket, compactor, &dir, &batch, config.max_input_memory_bytes, seq + 1)? {
+            match merge(shared, bucket, compactor, &dir, &batch, config.max_input_memory_bytes, seq + 1, None)? {
                 Some(inputs) => {
                     seq += 1;
                     report.merges += 1;
@@ -238,6 +263,103 @@ pub(crate) fn pass(
     }
     compactor.committed_seq = compactor.committed_seq.max(seq);
     Ok(report)
+}
+
+/// Finishes this compactor's parts of a tenant deletion (`bucket::deletions`): under the lease
+/// of the tenant's directory, a log entry removing its parts and every writer's series
+/// segments of it, then `done-own`; under the lease of `@shared`, each shared part holding it
+/// written again without it (a merge of one input), or removed when it held nothing else, or
+/// masked when it is a metrics part (never merged in the bucket), then `done-shared` naming
+/// the masked ones. Returns how many parts of the deletion it finished.
+#[allow(clippy::too_many_arguments)]
+fn finish_deletion(
+    shared: &Shared,
+    bucket: &Bucket,
+    config: &CompactionConfig,
+    compactor: &mut Compactor,
+    request: &deletions::Entry,
+    done: &std::collections::BTreeSet<deletions::Part>,
+    parts: &[Arc<PartMeta>],
+    segments: &[(Tenant, String)],
+    seq: &mut u64,
+) -> Result<u32, String> {
+    let tenant = &request.tenant;
+    let mut finished = 0;
+    if !done.contains(&deletions::Part::Own) && lease(bucket, compactor, tenant.as_str())? {
+        let mut names: Vec<String> = parts
+            .iter()
+            .filter(|p| directory(&p.name).is_some_and(|(dir, _, _)| dir == tenant.as_str()))
+            .map(|p| p.name.clone())
+            .collect();
+        names.extend(segments.iter().filter(|(t, _)| t == tenant).map(|(_, n)| n.clone()));
+        if !names.is_empty() {
+            let body = catalog::manifest_json(&bucket.writer, &[], &names).map_err(|e| e.to_string())?;
+            if !commit(bucket, compactor, tenant.as_str(), *seq + 1, body)? {
+                return Ok(finished);
+            }
+            *seq += 1;
+            let at = Instant::now() + DELETE_GRACE;
+            compactor.doomed.extend(names.iter().map(|n| (at, n.clone())));
+        }
+        deletions::finish(bucket, &request.stem, deletions::Part::Own, Vec::new())
+            .map_err(|e| bucket.error(e.to_string()).to_string())?;
+        tracing::info!(%tenant, removed = names.len(), "removed a deleted tenant's objects from the bucket");
+        finished += 1;
+    }
+    if !done.contains(&deletions::Part::Shared) && lease(bucket, compactor, parts::SHARED_DIR)? {
+        let holding: Vec<&Arc<PartMeta>> = parts
+            .iter()
+            .filter(|p| {
+                directory(&p.name).is_some_and(|(dir, _, _)| dir == parts::SHARED_DIR) && p.of(tenant).is_some()
+            })
+            .collect();
+        let (mut masked, mut alone) = (Vec::new(), Vec::new());
+        for part in holding {
+            if part.tenants.len() == 1 {
+                alone.push(part.name.clone());
+            } else if part.signal == Signal::Metrics {
+                masked.push(part.name.clone());
+            } else {
+                let one = std::slice::from_ref(part);
+                match merge(
+                    shared,
+                    bucket,
+                    compactor,
+                    parts::SHARED_DIR,
+                    one,
+                    config.max_input_memory_bytes,
+                    *seq + 1,
+                    Some(tenant),
+                )? {
+                    Some(inputs) => {
+                        *seq += 1;
+                        let at = Instant::now() + DELETE_GRACE;
+                        compactor.doomed.extend(inputs.into_iter().map(|n| (at, n)));
+                    }
+                    // The lease ran out or another compactor committed first: the next pass.
+                    None if !compactor.held.contains_key(parts::SHARED_DIR) => return Ok(finished),
+                    None => {
+                        tracing::warn!(part = %part.name, %tenant, "cannot write a shared part again without a deleted tenant; its rows of it are masked");
+                        masked.push(part.name.clone());
+                    }
+                }
+            }
+        }
+        if !alone.is_empty() {
+            let body = catalog::manifest_json(&bucket.writer, &[], &alone).map_err(|e| e.to_string())?;
+            if !commit(bucket, compactor, parts::SHARED_DIR, *seq + 1, body)? {
+                return Ok(finished);
+            }
+            *seq += 1;
+            let at = Instant::now() + DELETE_GRACE;
+            compactor.doomed.extend(alone.iter().map(|n| (at, n.clone())));
+        }
+        tracing::info!(%tenant, masked = masked.len(), "wrote the bucket's shared parts again without a deleted tenant");
+        deletions::finish(bucket, &request.stem, deletions::Part::Shared, masked)
+            .map_err(|e| bucket.error(e.to_string()).to_string())?;
+        finished += 1;
+    }
+    Ok(finished)
 }
 
 /// Takes or renews the lease of `dir`; false when another collector holds it.
@@ -308,6 +430,7 @@ fn commit(bucket: &Bucket, compactor: &mut Compactor, dir: &str, seq: u64, body:
 
 /// Merges one batch (its oldest inputs within `max_memory`) into one part, uploads it and
 /// commits it as log entry `seq`. Returns the inputs' names, or `None` when given up.
+#[allow(clippy::too_many_arguments)]
 fn merge(
     shared: &Shared,
     bucket: &Bucket,
@@ -316,6 +439,7 @@ fn merge(
     batch: &[Arc<PartMeta>],
     max_memory: u64,
     seq: u64,
+    without: Option<&Tenant>,
 ) -> Result<Option<Vec<String>>, String> {
     let first = &batch[0];
     let signal = first.signal;
@@ -343,6 +467,10 @@ fn merge(
         tracing::error!(rows_in, expected, directory = %dir, "bucket merge inputs hold other row counts than their manifests say");
         compactor.unreadable.extend(batch.iter().map(|p| p.name.clone()));
         return Ok(None);
+    }
+    // A deleted tenant's rows are left out (`finish_deletion`).
+    if let Some(tenant) = without {
+        by_tenant.remove(tenant);
     }
     for rows in by_tenant.values_mut() {
         sort_by_time(rows);

@@ -23,9 +23,9 @@ pub enum StoreError {
     /// A part could not be written or read.
     #[error(transparent)]
     Part(#[from] PartError),
-    /// Something this store cannot do in its configuration; says why.
+    /// The shared bucket refused or could not take a request; says which and why.
     #[error("{0}")]
-    Unsupported(&'static str),
+    Bucket(String),
     /// A series segment could not be written.
     #[error(transparent)]
     Series(#[from] super::series::SeriesError),

@@ -464,6 +464,14 @@ impl Store {
         // instance answers from everything committed.
         let mut remotes = bucket::Remotes::default();
         if let Some(b) = &bucket {
+            // A data directory that holds nothing yet has nothing to delete for the deletion
+            // requests made before it: they are recorded as applied, not applied to what it
+            // takes from now on.
+            let empty = {
+                let state = shared.read();
+                state.parts.is_empty() && state.series.is_empty()
+            } && shared.wal.segments().is_ok_and(|s| s.iter().all(|&q| q <= checkpoint));
+            remotes.settle_deletions = empty;
             bucket::sync_pass(&shared, b, &mut remotes)?;
         }
         // Replayed before the threads start, flushing as it goes (`replay`), so the head holds
@@ -540,6 +548,8 @@ impl Store {
                     .map_err(io(data_dir))?,
             );
             let (s, b2) = (Arc::clone(&shared), Arc::clone(b));
+            let mut remotes = remotes;
+            remotes.flusher = Some(flush_tx.clone());
             threads.push(
                 std::thread::Builder::new()
                     .name("slo-gate-bucket-sync".into())
@@ -675,16 +685,42 @@ impl Store {
     /// gate history and anomaly journal (`delete`); rows that arrive meanwhile are kept. Runs
     /// on the flusher thread, after a flush, and answers when the files are gone.
     pub fn delete_tenant(&self, tenant: &Tenant) -> Result<delete::TenantDeletion, StoreError> {
-        if self.shared.bucket.is_some() {
-            return Err(StoreError::Unsupported(
-                "deleting a tenant from a shared bucket is not available yet; nothing was deleted",
-            ));
-        }
+        // With a shared bucket, the request there comes first: every other collector then
+        // leaves the tenant out of its reads and deletes it from its own data directory
+        // (`bucket::deletions`). This one applies it at once.
+        let request = match &self.shared.bucket {
+            Some(bucket) => {
+                let name = bucket::deletions::request(bucket, tenant)
+                    .map_err(|e| StoreError::Bucket(format!("{}; nothing was deleted", bucket.error(e.to_string()))))?;
+                let stem = name.trim_end_matches(".json").to_string();
+                bucket::deletions::hide(bucket, &stem, tenant);
+                // The sync thread leaves it to this call.
+                bucket.applied.lock().unwrap_or_else(|e| e.into_inner()).insert(stem.clone());
+                Some((Arc::clone(bucket), name, stem))
+            }
+            None => None,
+        };
         let (tx, rx) = mpsc::sync_channel(1);
-        self.flusher
-            .send(flush::Request::DeleteTenant(tenant.clone(), tx))
-            .map_err(|_| StoreError::Stopped("flusher"))?;
-        let report = rx.recv().map_err(|_| StoreError::Stopped("flusher"))??;
+        let deleted = match self.flusher.send(flush::Request::DeleteTenant(tenant.clone(), tx)) {
+            Ok(()) => rx.recv().unwrap_or(Err(StoreError::Stopped("flusher"))),
+            Err(_) => Err(StoreError::Stopped("flusher")),
+        };
+        let mut report = match deleted {
+            Ok(report) => report,
+            Err(e) => {
+                if let Some((bucket, _, stem)) = &request {
+                    // The sync thread applies it at its next pass.
+                    bucket.applied.lock().unwrap_or_else(|e| e.into_inner()).remove(stem);
+                }
+                return Err(e);
+            }
+        };
+        if let Some((bucket, name, stem)) = request {
+            if let Err(e) = bucket::deletions::record_applied(&bucket, &self.shared.data_dir, &stem) {
+                tracing::error!(request = %stem, %e, "cannot record a tenant deletion as applied; applied again");
+            }
+            report.bucket_request = Some(name);
+        }
         self.deltas.lock().unwrap_or_else(|e| e.into_inner()).forget(tenant);
         self.metadata.lock().unwrap_or_else(|e| e.into_inner()).forget(tenant);
         Ok(report)
@@ -696,6 +732,7 @@ impl Store {
     }
 
     pub fn snapshot(&self, tenant: &Tenant, signal: Signal) -> Snapshot {
+        let hidden = self.hidden();
         let state = self.shared.read();
         Snapshot {
             tenant: tenant.clone(),
@@ -703,11 +740,18 @@ impl Store {
             parts: state
                 .parts
                 .iter()
-                .chain(&state.remote)
+                .chain(state.remote.iter().filter(|p| !hidden.as_ref().is_some_and(|h| h.hides(tenant, &p.name))))
                 .filter(|p| p.signal == signal && p.of(tenant).is_some())
                 .cloned()
                 .collect(),
         }
+    }
+
+    /// What deletions in the shared bucket leave out of reads of its objects, if there is one.
+    fn hidden(&self) -> Option<Arc<bucket::deletions::Hidden>> {
+        let bucket = self.shared.bucket.as_ref()?;
+        let hidden = bucket.hidden.lock().unwrap_or_else(|e| e.into_inner());
+        (!hidden.pending.is_empty() || !hidden.masked.is_empty()).then(|| Arc::clone(&hidden))
     }
 
     /// What a PromQL selection over `[min_ms, max_ms]` reads for one tenant, taken under one
@@ -715,15 +759,22 @@ impl Store {
     /// segment covers yet (see [`series`]).
     pub fn series_snapshot(&self, tenant: &Tenant, min_ms: i64, max_ms: i64) -> SeriesSnapshot {
         let (lo, hi) = (ms_to_ns(min_ms), ms_to_ns(max_ms));
+        let hidden = self.hidden();
+        let hides = |name: &str| hidden.as_ref().is_some_and(|h| h.hides(tenant, name));
         let state = self.shared.read();
-        let segments: Vec<Arc<series::SegmentMeta>> =
-            state.series.iter().chain(&state.remote_series).filter(|s| &s.tenant == tenant).cloned().collect();
+        let segments: Vec<Arc<series::SegmentMeta>> = state
+            .series
+            .iter()
+            .chain(state.remote_series.iter().filter(|s| !hides(&s.name)))
+            .filter(|s| &s.tenant == tenant)
+            .cloned()
+            .collect();
         // A part is covered by a segment of its own writer only (this collector's, or the one
         // that committed both to the bucket).
         let parts = state
             .parts
             .iter()
-            .chain(&state.remote)
+            .chain(state.remote.iter().filter(|p| !hides(&p.name)))
             .filter(|p| p.signal == Signal::Metrics)
             .filter(|p| {
                 p.of(tenant).is_some_and(|t| {
