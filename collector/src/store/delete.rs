@@ -68,7 +68,7 @@ const REWRITE_MEMORY: u64 = 64 << 20;
 /// Records, durably, that `tenant` is being deleted.
 pub(crate) fn begin(data_dir: &Path, tenant: &Tenant) -> Result<(), StoreError> {
     let dir = data_dir.join(DELETING_DIR);
-    let action = || format!("record the deletion of tenant {tenant:?}");
+    let action = || format!("record the deletion of tenant {:?}", tenant.as_str());
     std::fs::create_dir_all(&dir).map_err(StoreError::io(action()))?;
     let file = std::fs::File::create(dir.join(tenant.as_str())).map_err(StoreError::io(action()))?;
     file.sync_all().map_err(StoreError::io(action()))?;
@@ -169,7 +169,7 @@ pub(crate) fn run(shared: &Shared, compactor: &Compactor, tenant: &Tenant) -> Re
             }
             let part = left.remove(0);
             if shared.read().parts.iter().any(|p| Arc::ptr_eq(p, &part)) {
-                return Err(StoreError::io(format!("write {} again without tenant {tenant:?}", part.name))(
+                return Err(StoreError::io(format!("write {} again without tenant {:?}", part.name, tenant.as_str()))(
                     std::io::Error::other("it could not be merged (see the log)"),
                 ));
             }
