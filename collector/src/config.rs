@@ -154,10 +154,11 @@ pub struct StorageConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BucketConfig {
-    /// `s3://bucket` or `s3://bucket/prefix`.
+    /// `s3://bucket`, `s3://bucket/prefix`, or for Azure Blob Storage `az://container/prefix`.
     pub url: String,
     /// The S3 endpoint of a store other than AWS (`http://127.0.0.1:8333`, MinIO, SeaweedFS,
-    /// Ceph, R2); AWS's regional endpoint without it.
+    /// Ceph, R2); AWS's regional endpoint without it. With `az://`, the blob service's URL
+    /// (`https://<account>.blob.core.windows.net` without it).
     #[serde(default)]
     pub endpoint: Option<String>,
     #[serde(default = "default_region")]

@@ -1,6 +1,7 @@
 //! Support for the end-to-end tests: start the real `slo-gate` binary on free loopback ports
 //! with its own data directory, read its API, kill it, start it again.
 
+pub mod azurite;
 pub mod certs;
 pub mod flame;
 pub mod go;

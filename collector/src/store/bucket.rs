@@ -50,6 +50,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
 use object_store::path::Path as Key;
 use object_store::{
     ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, UpdateVersion,
@@ -224,9 +225,23 @@ struct Cache {
     clock: u64,
 }
 
-/// The part of `s3://bucket/prefix` after the bucket: the prefix, without slashes at its ends.
-fn parse_url(url: &str) -> Result<(String, String), String> {
-    let rest = url.strip_prefix("s3://").ok_or_else(|| format!("{url:?} is not an s3:// URL"))?;
+/// Which object store a bucket URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    /// `s3://bucket/prefix`: S3 and S3-compatible stores.
+    S3,
+    /// `az://container/prefix`: Azure Blob Storage (and Azurite).
+    Azure,
+}
+
+/// The scheme, the bucket (or container) and the prefix of `s3://bucket/prefix` or
+/// `az://container/prefix`, the prefix without slashes at its ends.
+fn parse_url(url: &str) -> Result<(Scheme, String, String), String> {
+    let (scheme, rest) = match (url.strip_prefix("s3://"), url.strip_prefix("az://")) {
+        (Some(rest), _) => (Scheme::S3, rest),
+        (_, Some(rest)) => (Scheme::Azure, rest),
+        _ => return Err(format!("{url:?} is neither an s3:// nor an az:// URL")),
+    };
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
         return Err(format!("{url:?} names no bucket"));
@@ -235,7 +250,7 @@ fn parse_url(url: &str) -> Result<(String, String), String> {
     if prefix.split('/').any(|c| c == "." || c == "..") || prefix.contains("//") {
         return Err(format!("{url:?}: the prefix may not hold empty, `.` or `..` components"));
     }
-    Ok((bucket.to_string(), prefix.to_string()))
+    Ok((scheme, bucket.to_string(), prefix.to_string()))
 }
 
 /// Whether `id` can name a writer in object keys.
@@ -289,22 +304,40 @@ impl Bucket {
     ) -> Result<Arc<Bucket>, BucketError> {
         let at = config.endpoint.as_deref().map(|e| format!(" at {e}")).unwrap_or_default();
         let error = |what: String| BucketError { url: config.url.clone(), at: at.clone(), what };
-        let (name, prefix) = parse_url(&config.url).map_err(error)?;
+        let (scheme, name, prefix) = parse_url(&config.url).map_err(error)?;
         let writer = writer_id(config, data_dir).map_err(error)?;
         let timeout = config.request_timeout.0;
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(&name)
-            .with_region(&config.region)
-            .with_virtual_hosted_style_request(config.virtual_hosted_style)
-            .with_client_options(
-                ClientOptions::new().with_timeout(timeout).with_connect_timeout(timeout.min(Duration::from_secs(5))),
-            )
-            // Failures are retried by the next pass, not for minutes inside one request.
-            .with_retry(RetryConfig { max_retries: 2, retry_timeout: timeout, ..RetryConfig::default() });
-        if let Some(endpoint) = &config.endpoint {
-            builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
-        }
-        let store = builder.build().map_err(|e| error(e.to_string()))?;
+        let options =
+            ClientOptions::new().with_timeout(timeout).with_connect_timeout(timeout.min(Duration::from_secs(5)));
+        // Failures are retried by the next pass, not for minutes inside one request.
+        let retry = RetryConfig { max_retries: 2, retry_timeout: timeout, ..RetryConfig::default() };
+        let http = config.endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
+        let store: Arc<dyn ObjectStore> = match scheme {
+            Scheme::S3 => {
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_bucket_name(&name)
+                    .with_region(&config.region)
+                    .with_virtual_hosted_style_request(config.virtual_hosted_style)
+                    .with_client_options(options)
+                    .with_retry(retry);
+                if let Some(endpoint) = &config.endpoint {
+                    builder = builder.with_endpoint(endpoint).with_allow_http(http);
+                }
+                Arc::new(builder.build().map_err(|e| error(e.to_string()))?)
+            }
+            // Credentials and the account from `AZURE_STORAGE_*` (Azurite with
+            // `AZURE_STORAGE_USE_EMULATOR=true` and `AZURITE_BLOB_STORAGE_URL`).
+            Scheme::Azure => {
+                let mut builder = MicrosoftAzureBuilder::from_env()
+                    .with_container_name(&name)
+                    .with_client_options(options)
+                    .with_retry(retry);
+                if let Some(endpoint) = &config.endpoint {
+                    builder = builder.with_endpoint(endpoint.clone()).with_allow_http(http);
+                }
+                Arc::new(builder.build().map_err(|e| error(e.to_string()))?)
+            }
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("bucket-io")
@@ -317,7 +350,7 @@ impl Bucket {
             fs::remove_dir_all(&cache_dir).map_err(|e| error(format!("cannot clear {CACHE_DIR}/: {e}")))?;
         }
         let bucket = Arc::new(Bucket {
-            store: Arc::new(store),
+            store,
             prefix,
             url: config.url.clone(),
             at: at.clone(),
@@ -1534,9 +1567,13 @@ mod tests {
 
     #[test]
     fn urls_name_a_bucket_and_a_clean_prefix() {
-        assert_eq!(parse_url("s3://telemetry").unwrap(), ("telemetry".into(), String::new()));
-        assert_eq!(parse_url("s3://telemetry/slo-gate/prod/").unwrap(), ("telemetry".into(), "slo-gate/prod".into()));
-        for bad in ["telemetry", "http://x/y", "s3://", "s3:///p", "s3://b/a/../c", "s3://b/a//c"] {
+        assert_eq!(parse_url("s3://telemetry").unwrap(), (Scheme::S3, "telemetry".into(), String::new()));
+        assert_eq!(
+            parse_url("s3://telemetry/slo-gate/prod/").unwrap(),
+            (Scheme::S3, "telemetry".into(), "slo-gate/prod".into())
+        );
+        assert_eq!(parse_url("az://logs/slo-gate").unwrap(), (Scheme::Azure, "logs".into(), "slo-gate".into()));
+        for bad in ["telemetry", "http://x/y", "s3://", "s3:///p", "s3://b/a/../c", "s3://b/a//c", "gs://b", "az://"] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }
