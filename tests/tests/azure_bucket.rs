@@ -128,8 +128,7 @@ fn an_absent_container_stops_the_start_naming_it() {
     let azurite = Azurite::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, format!("[storage.bucket]\nurl = \"az://missing/slo-gate\"\nrequest_timeout = \"5s\"\n"))
-        .unwrap();
+    std::fs::write(&cfg, "[storage.bucket]\nurl = \"az://missing/slo-gate\"\nrequest_timeout = \"5s\"\n").unwrap();
     let mut command = std::process::Command::new(e2e::binary());
     command
         .args(["serve", "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0", "--api", "127.0.0.1:0"])
