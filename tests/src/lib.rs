@@ -155,7 +155,12 @@ impl Server {
     /// The span ids of one trace (32 hex digits) as `/api/v1/traces/{id}` answers them, sorted;
     /// none when it answers 404.
     pub fn span_ids(&self, trace_id_hex: &str) -> Vec<String> {
-        let (status, body) = self.get(&format!("/api/v1/traces/{trace_id_hex}"), None);
+        self.span_ids_of(trace_id_hex, None)
+    }
+
+    /// [`Server::span_ids`] as `tenant`.
+    pub fn span_ids_of(&self, trace_id_hex: &str, tenant: Option<&str>) -> Vec<String> {
+        let (status, body) = self.get(&format!("/api/v1/traces/{trace_id_hex}"), tenant);
         if status == 404 {
             return Vec::new();
         }

@@ -24,6 +24,29 @@ pub fn trace_id(n: u64) -> Vec<u8> {
     id
 }
 
+/// Batch `batch` of the load and crash tests: one trace (`trace_id(batch)`) of `count` SERVER
+/// spans of `service`, span ids 1.., 1 µs apart from `start_unix_nano`, each 500 ns long.
+pub fn batch_request(service: &str, batch: u64, count: u64, start_unix_nano: u64) -> ExportTraceServiceRequest {
+    let spans = (0..count)
+        .map(|i| Span {
+            trace_id: trace_id(batch),
+            span_id: (i + 1).to_be_bytes().to_vec(),
+            name: format!("{service} #{i}"),
+            kind: 2,
+            start_time_unix_nano: start_unix_nano + i * 1_000,
+            end_time_unix_nano: start_unix_nano + i * 1_000 + 500,
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: vec![kv("service.name", service)], ..Default::default() }),
+            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
 /// `count` SERVER spans of trace `trace`, service `service`.
 pub fn spans_request(service: &str, trace: u64, count: usize) -> ExportTraceServiceRequest {
     // Now, so retention (14 days by default) keeps what the tests send.

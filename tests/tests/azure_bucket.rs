@@ -11,10 +11,8 @@ use std::time::Duration;
 
 use e2e::Server;
 use e2e::azurite::Azurite;
-use e2e::otlp::{kv, trace_id};
+use e2e::otlp::trace_id;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
 const SPANS_PER_BATCH: u64 = 10;
@@ -41,24 +39,7 @@ fn start(azurite: &Azurite, dir: &Path, name: &str) -> Server {
 fn batch_request(batch: u64) -> ExportTraceServiceRequest {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let start = (now / HOUR - 3 - batch % 2) * HOUR + (batch % 3000) * 1_000_000_000;
-    let spans = (0..SPANS_PER_BATCH)
-        .map(|i| Span {
-            trace_id: trace_id(batch),
-            span_id: (i + 1).to_be_bytes().to_vec(),
-            name: format!("azure #{i}"),
-            kind: 2,
-            start_time_unix_nano: start + i * 1_000,
-            end_time_unix_nano: start + i * 1_000 + 500,
-            ..Default::default()
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", "azure")], ..Default::default() }),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
-            ..Default::default()
-        }],
-    }
+    e2e::otlp::batch_request("azure", batch, SPANS_PER_BATCH, start)
 }
 
 fn send(server: &Server, first: u64, limit: u64, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<u64>> {

@@ -12,10 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use e2e::Server;
-use e2e::otlp::{kv, trace_id};
+use e2e::otlp::trace_id;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
 const SPANS_PER_BATCH: u64 = 25;
@@ -45,25 +43,12 @@ fn config(dir: &Path) -> PathBuf {
 /// Batch `batch`: one trace of `SPANS_PER_BATCH` spans (ids 1..), three hours ago.
 fn batch_request(batch: u64) -> ExportTraceServiceRequest {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-    let start = (now / HOUR - 3) * HOUR + (batch % 3000) * 1_000_000_000;
-    let spans = (0..SPANS_PER_BATCH)
-        .map(|i| Span {
-            trace_id: trace_id(batch),
-            span_id: (i + 1).to_be_bytes().to_vec(),
-            name: format!("compact #{i}"),
-            kind: 2,
-            start_time_unix_nano: start + i * 1_000,
-            end_time_unix_nano: start + i * 1_000 + 500,
-            ..Default::default()
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", "compacted")], ..Default::default() }),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
-            ..Default::default()
-        }],
-    }
+    e2e::otlp::batch_request(
+        "compacted",
+        batch,
+        SPANS_PER_BATCH,
+        (now / HOUR - 3) * HOUR + (batch % 3000) * 1_000_000_000,
+    )
 }
 
 /// Sends batches from `first` on, pausing a flush interval between them so that each lands in

@@ -16,10 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e::Server;
-use e2e::otlp::{kv, trace_id};
+use e2e::otlp::trace_id;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use reqwest::blocking::Client;
 
@@ -64,25 +62,12 @@ fn config(dir: &Path) -> PathBuf {
 /// take its parts at once.
 fn batch_request(batch: u64) -> ExportTraceServiceRequest {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
-    let start = (now / HOUR - 3) * HOUR + (batch % 3000) * 1_000_000_000;
-    let spans = (0..SPANS_PER_BATCH)
-        .map(|i| Span {
-            trace_id: trace_id(batch),
-            span_id: (i + 1).to_be_bytes().to_vec(),
-            name: format!("deleted #{i}"),
-            kind: 2,
-            start_time_unix_nano: start + i * 1_000,
-            end_time_unix_nano: start + i * 1_000 + 500,
-            ..Default::default()
-        })
-        .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", "deletion")], ..Default::default() }),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
-            ..Default::default()
-        }],
-    }
+    e2e::otlp::batch_request(
+        "deletion",
+        batch,
+        SPANS_PER_BATCH,
+        (now / HOUR - 3) * HOUR + (batch % 3000) * 1_000_000_000,
+    )
 }
 
 /// Each acknowledged batch and when its acknowledgement came.
@@ -127,21 +112,7 @@ fn send(
 
 /// The span ids `tenant`'s trace of `batch` is answered with, sorted (none for a 404).
 fn span_ids(server: &Server, tenant: &str, batch: u64) -> Vec<String> {
-    let (status, body) = server.get(&format!("/api/v1/traces/{}", hex::encode(trace_id(batch))), Some(tenant));
-    if status == 404 {
-        return Vec::new();
-    }
-    assert_eq!(status, 200, "{body}");
-    let mut ids: Vec<String> = body["resourceSpans"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|rs| rs["scopeSpans"].as_array().unwrap())
-        .flat_map(|ss| ss["spans"].as_array().unwrap())
-        .map(|s| s["spanId"].as_str().unwrap().to_string())
-        .collect();
-    ids.sort();
-    ids
+    server.span_ids_of(&hex::encode(trace_id(batch)), Some(tenant))
 }
 
 fn whole() -> Vec<String> {
