@@ -11,26 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use e2e::Server;
 use e2e::otlp::trace_id;
+use e2e::{Rng, Server};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
 const SPANS_PER_BATCH: u64 = 25;
 const HOUR: u64 = 3_600_000_000_000;
-
-/// SplitMix64: a seeded sequence for the kill delays, so a failure names a seed to replay.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
 
 fn config(dir: &Path) -> PathBuf {
     let path = dir.join("slo-gate.toml");

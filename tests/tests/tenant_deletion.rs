@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::Server;
 use e2e::otlp::trace_id;
+use e2e::{Rng, Server};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use reqwest::blocking::Client;
@@ -26,19 +26,6 @@ const HOUR: u64 = 3_600_000_000_000;
 const ADMIN: &str = "ops-secret-token-0123456789abcdef0123";
 /// The deleted tenant's batches are numbered from here, the kept tenant's from 0.
 const GONE_FIRST: u64 = 1_000_000;
-
-/// SplitMix64: a seeded sequence for the kill delays, so a failure names a seed to replay.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
 
 /// Flushes and merges every 100 ms; an admin token for every tenant; no credential needed to
 /// send or read (the admin scope is never anonymous).

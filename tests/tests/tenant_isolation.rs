@@ -493,16 +493,27 @@ trait GetWith {
 
 impl GetWith for Server {
     fn get_with(&self, path: &str, tenant: Option<&str>, auth: Option<&str>) -> (u16, String) {
-        let mut request = Client::new().get(self.api_url(path));
-        if let Some(t) = tenant {
-            request = request.header("X-Scope-OrgID", t);
-        }
-        if let Some(a) = auth {
-            request = request.header("authorization", a);
-        }
-        let response = request.send().unwrap();
-        (response.status().as_u16(), response.text().unwrap_or_default())
+        api_request(self, reqwest::Method::GET, path, tenant, auth)
     }
+}
+
+/// A request to the API as `tenant` (no header when `None`) with `auth` as `Authorization`.
+fn api_request(
+    server: &Server,
+    method: reqwest::Method,
+    path: &str,
+    tenant: Option<&str>,
+    auth: Option<&str>,
+) -> (u16, String) {
+    let mut request = Client::new().request(method, server.api_url(path));
+    if let Some(t) = tenant {
+        request = request.header("X-Scope-OrgID", t);
+    }
+    if let Some(a) = auth {
+        request = request.header("authorization", a);
+    }
+    let response = request.send().unwrap();
+    (response.status().as_u16(), response.text().unwrap_or_default())
 }
 
 #[test]
@@ -529,15 +540,7 @@ fn the_token_file_is_reloaded_when_it_changes_and_a_bad_version_keeps_the_old_to
 }
 
 fn post_with(server: &Server, path: &str, tenant: Option<&str>, auth: Option<&str>) -> (u16, String) {
-    let mut request = Client::new().post(server.api_url(path));
-    if let Some(t) = tenant {
-        request = request.header("X-Scope-OrgID", t);
-    }
-    if let Some(a) = auth {
-        request = request.header("authorization", a);
-    }
-    let response = request.send().unwrap();
-    (response.status().as_u16(), response.text().unwrap_or_default())
+    api_request(server, reqwest::Method::POST, path, tenant, auth)
 }
 
 /// What `token` reads of `tenant` through the native, Prometheus, Tempo, gate and flame-graph
