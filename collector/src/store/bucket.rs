@@ -1514,21 +1514,16 @@ fn apply_deletion(
     flusher: &std::sync::mpsc::SyncSender<super::flush::Request>,
     request: &deletions::Entry,
 ) {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    if flusher.send(super::flush::Request::DeleteTenant(request.tenant.clone(), tx)).is_err() {
-        return;
-    }
-    match rx.recv() {
-        Ok(Ok(report)) => {
+    match super::flush::delete_tenant(flusher, &request.tenant) {
+        Ok(report) => {
             tracing::info!(request = %request.stem, tenant = %request.tenant, ?report, "tenant deleted as the bucket asks");
             if let Err(e) = deletions::record_applied(bucket, &shared.data_dir, &request.stem) {
                 tracing::error!(request = %request.stem, %e, "cannot record a tenant deletion as applied; applied again");
             }
         }
-        Ok(Err(e)) => {
-            tracing::error!(request = %request.stem, %e, "cannot delete the tenant the bucket asks to; retried")
-        }
-        Err(_) => {}
+        // The store is closing: the next start applies it.
+        Err(super::error::StoreError::Stopped(_)) => {}
+        Err(e) => tracing::error!(request = %request.stem, %e, "cannot delete the tenant the bucket asks to; retried"),
     }
 }
 

@@ -228,14 +228,8 @@ pub(crate) fn pass(
             continue;
         }
         if !expired.is_empty() {
-            let body = catalog::manifest_json(&bucket.writer, &[], &expired).map_err(|e| e.to_string())?;
-            match commit(bucket, compactor, &dir, seq + 1, body)? {
-                true => {
-                    seq += 1;
-                    report.expired += expired.len() as u64;
-                    let at = Instant::now() + DELETE_GRACE;
-                    compactor.doomed.extend(expired.into_iter().map(|n| (at, n)));
-                }
+            match remove(bucket, compactor, &dir, &mut seq, &expired)? {
+                true => report.expired += expired.len() as u64,
                 false => {
                     report.abandoned += 1;
                     break;
@@ -292,14 +286,8 @@ fn finish_deletion(
             .map(|p| p.name.clone())
             .collect();
         names.extend(segments.iter().filter(|(t, _)| t == tenant).map(|(_, n)| n.clone()));
-        if !names.is_empty() {
-            let body = catalog::manifest_json(&bucket.writer, &[], &names).map_err(|e| e.to_string())?;
-            if !commit(bucket, compactor, tenant.as_str(), *seq + 1, body)? {
-                return Ok(finished);
-            }
-            *seq += 1;
-            let at = Instant::now() + DELETE_GRACE;
-            compactor.doomed.extend(names.iter().map(|n| (at, n.clone())));
+        if !names.is_empty() && !remove(bucket, compactor, tenant.as_str(), seq, &names)? {
+            return Ok(finished);
         }
         deletions::finish(bucket, &request.stem, deletions::Part::Own, Vec::new())
             .map_err(|e| bucket.error(e.to_string()).to_string())?;
@@ -345,14 +333,8 @@ fn finish_deletion(
                 }
             }
         }
-        if !alone.is_empty() {
-            let body = catalog::manifest_json(&bucket.writer, &[], &alone).map_err(|e| e.to_string())?;
-            if !commit(bucket, compactor, parts::SHARED_DIR, *seq + 1, body)? {
-                return Ok(finished);
-            }
-            *seq += 1;
-            let at = Instant::now() + DELETE_GRACE;
-            compactor.doomed.extend(alone.iter().map(|n| (at, n.clone())));
+        if !alone.is_empty() && !remove(bucket, compactor, parts::SHARED_DIR, seq, &alone)? {
+            return Ok(finished);
         }
         tracing::info!(%tenant, masked = masked.len(), "wrote the bucket's shared parts again without a deleted tenant");
         deletions::finish(bucket, &request.stem, deletions::Part::Shared, masked)
@@ -406,6 +388,25 @@ fn lease(bucket: &Bucket, compactor: &mut Compactor, dir: &str) -> Result<bool, 
         }
         Err(e) => Err(bucket.error(e.to_string()).to_string()),
     }
+}
+
+/// Commits log entry `seq + 1` removing `names` (under the lease of `dir`) and has their
+/// objects deleted a grace later; false, with nothing done, when the commit was refused.
+fn remove(
+    bucket: &Bucket,
+    compactor: &mut Compactor,
+    dir: &str,
+    seq: &mut u64,
+    names: &[String],
+) -> Result<bool, String> {
+    let body = catalog::manifest_json(&bucket.writer, &[], names).map_err(|e| e.to_string())?;
+    if !commit(bucket, compactor, dir, *seq + 1, body)? {
+        return Ok(false);
+    }
+    *seq += 1;
+    let at = Instant::now() + DELETE_GRACE;
+    compactor.doomed.extend(names.iter().map(|n| (at, n.clone())));
+    Ok(true)
 }
 
 /// Creates log entry `seq` while the lease of `dir` still has a margin left; false when the

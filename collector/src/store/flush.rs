@@ -33,6 +33,13 @@ pub(crate) enum Request {
     Shutdown,
 }
 
+/// Has the flusher delete `tenant` (after a flush) and waits for its answer.
+pub(crate) fn delete_tenant(flusher: &SyncSender<Request>, tenant: &Tenant) -> Result<TenantDeletion, StoreError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    flusher.send(Request::DeleteTenant(tenant.clone(), tx)).map_err(|_| StoreError::Stopped("flusher"))?;
+    rx.recv().unwrap_or(Err(StoreError::Stopped("flusher")))
+}
+
 pub(crate) fn run(shared: Arc<Shared>, compactor: Arc<Compactor>, writer: SyncSender<Op>, rx: Receiver<Request>) {
     let mut last_retention = Instant::now() - shared.settings.retention_interval;
     backfill_series(&shared);

@@ -700,12 +700,7 @@ impl Store {
             }
             None => None,
         };
-        let (tx, rx) = mpsc::sync_channel(1);
-        let deleted = match self.flusher.send(flush::Request::DeleteTenant(tenant.clone(), tx)) {
-            Ok(()) => rx.recv().unwrap_or(Err(StoreError::Stopped("flusher"))),
-            Err(_) => Err(StoreError::Stopped("flusher")),
-        };
-        let mut report = match deleted {
+        let mut report = match flush::delete_tenant(&self.flusher, tenant) {
             Ok(report) => report,
             Err(e) => {
                 if let Some((bucket, _, stem)) = &request {
