@@ -195,6 +195,13 @@ pub struct BucketConfig {
     /// this long after its last renewal.
     #[serde(default = "default_compaction_lease")]
     pub compaction_lease: HumanDuration,
+    /// How old an object under `parts/` or `series/` that no manifest or compaction-log entry
+    /// names must be before the compactors delete it (the output of a merge killed before its
+    /// commit, a part uploaded by a collector that crashed before its manifest). At least twice
+    /// `compaction_lease` and twice `refresh_interval` + `request_timeout`; an upload pass that
+    /// takes half of it uploads its parts again before committing them.
+    #[serde(default = "default_orphan_grace")]
+    pub orphan_grace: HumanDuration,
 }
 
 fn default_true() -> bool {
@@ -216,6 +223,7 @@ impl BucketConfig {
             manifest_fold_after: default_manifest_fold_after(),
             compaction: true,
             compaction_lease: default_compaction_lease(),
+            orphan_grace: default_orphan_grace(),
         }
     }
 }
@@ -226,6 +234,10 @@ fn default_manifest_fold_after() -> u64 {
 
 fn default_compaction_lease() -> HumanDuration {
     HumanDuration(Duration::from_secs(60))
+}
+
+fn default_orphan_grace() -> HumanDuration {
+    HumanDuration(Duration::from_secs(24 * 3600))
 }
 
 fn default_bucket_cache_bytes() -> u64 {

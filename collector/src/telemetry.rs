@@ -50,6 +50,8 @@ pub struct Telemetry {
     /// Merges and retention entries this collector committed to the bucket's compaction log.
     pub bucket_merges: AtomicU64,
     pub bucket_merges_abandoned: AtomicU64,
+    /// Objects of the bucket no manifest or log entry named, deleted by this collector.
+    pub bucket_orphans_deleted: AtomicU64,
     pub parts_adopted: AtomicU64,
     pub parts_verified: AtomicU64,
     pub series_compactions: AtomicU64,
@@ -319,6 +321,12 @@ impl Telemetry {
                 "counter",
                 "Bucket merges given up: an input unreadable, the lease lost, or another compactor's log entry first.",
                 &self.bucket_merges_abandoned,
+            ),
+            (
+                "slo_gate_bucket_orphans_deleted_total",
+                "counter",
+                "Objects under parts/ and series/ in the bucket that no manifest or compaction-log entry named, deleted once older than orphan_grace.",
+                &self.bucket_orphans_deleted,
             ),
             (
                 "slo_gate_bucket_errors_total",

@@ -420,6 +420,19 @@ fn damage_object(seaweed: &Seaweed, key: &str) {
     });
 }
 
+/// Writes one object (a key as `objects_under` lists it).
+fn put_object(seaweed: &Seaweed, key: &str, body: &[u8]) {
+    let store = seaweed.builder(BUCKET).build().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let key = object_store::path::Path::from(key);
+    runtime.block_on(async { store.put(&key, PutPayload::from(body.to_vec())).await.unwrap() });
+}
+
+/// Whether object `key` (as `objects_under` lists it) is in the bucket.
+fn exists(seaweed: &Seaweed, key: &str) -> bool {
+    objects_under(seaweed, "", key.strip_prefix("slo-gate/").unwrap()).iter().any(|k| k == key)
+}
+
 /// The text of one object (a key as `objects_under` lists it).
 fn object_text(seaweed: &Seaweed, key: &str) -> String {
     let store = seaweed.builder(BUCKET).build().unwrap();
@@ -446,15 +459,39 @@ fn objects_under(seaweed: &Seaweed, dir: &str, needle: &str) -> Vec<String> {
     })
 }
 
+/// Orphans planted beside a killed merge's output: a part and a series segment no manifest
+/// names, and an object whose name is not one of ours (kept whatever its age).
+struct Planted {
+    orphans: Vec<String>,
+    foreign: String,
+}
+
+fn plant_orphans(seaweed: &Seaweed, output: &str) -> Planted {
+    // `slo-gate/parts/<dir>/traces/<hour>/a-m….parquet`
+    let (dir, _) = output.rsplit_once('/').unwrap();
+    let hour = dir.rsplit('/').next().unwrap();
+    let orphans = vec![
+        format!("{dir}/ghost-000001-0badcafe.parquet"),
+        format!("slo-gate/series/anonymous/{hour}/ghost-{:020}-{:020}.sgs", 1, 2),
+    ];
+    let foreign = format!("{dir}/notes.txt");
+    for key in orphans.iter().chain([&foreign]) {
+        put_object(seaweed, key, b"written by nobody's manifest");
+    }
+    Planted { orphans, foreign }
+}
+
 /// `a` takes the lease of the directory and stalls between uploading its merge and committing
 /// it (a fault hook of test builds); it is killed or paused there. `b`, started then, takes the
 /// lease once it runs out (3 s) and merges `a`'s parts; every acknowledged span is then answered
-/// once by `a` (restarted, or resumed and giving its merge up), `b` and a reader.
+/// once by `a` (restarted, or resumed and giving its merge up), `b` and a reader. A killed
+/// merge's output is named by no log entry: the compactors delete it once it is older than
+/// `orphan_grace` (12 s here), with objects planted beside it, and nothing that is named.
 fn compactor_stopped_mid_merge(stop: Stop) {
     let seaweed = Seaweed::start();
     seaweed.create_bucket(BUCKET);
     let dir = tempfile::tempdir().unwrap();
-    let lease = "compaction_lease = \"3s\"\n";
+    let lease = "compaction_lease = \"3s\"\norphan_grace = \"12s\"\n";
     let stall = [("SLO_GATE_FAULT_BUCKET_MERGE_STALL_MS", "6000")];
     let a = start_with(&seaweed, dir.path(), "a", lease, &stall);
     let acked_a = send(&a, 10_000_000, 20, Arc::new(AtomicBool::new(false))).join().unwrap();
@@ -464,9 +501,11 @@ fn compactor_stopped_mid_merge(stop: Stop) {
         (!outputs.is_empty()).then_some(outputs)
     });
     let outputs = stalled.expect("a uploaded no merge output");
+    let mut planted = None;
     let a = match stop {
         Stop::Kill => {
             a.kill();
+            planted = Some(plant_orphans(&seaweed, &outputs[0]));
             None
         }
         Stop::Pause => {
@@ -499,6 +538,17 @@ fn compactor_stopped_mid_merge(stop: Stop) {
             a
         }
     };
+    if let Some(Planted { orphans, foreign }) = &planted {
+        let garbage: Vec<&String> = outputs.iter().chain(orphans).collect();
+        let collected =
+            e2e::eventually(Duration::from_secs(90), || garbage.iter().all(|key| !exists(&seaweed, key)).then_some(()));
+        let left: Vec<&&String> = garbage.iter().filter(|key| exists(&seaweed, key)).collect();
+        assert!(collected.is_some(), "objects no manifest names are still in the bucket: {left:?}");
+        assert!(exists(&seaweed, foreign), "{foreign} was deleted");
+        let deleted: u64 = [&a, &b].iter().map(|s| counter(s, "slo_gate_bucket_orphans_deleted_total")).sum();
+        assert!(deleted >= garbage.len() as u64, "{deleted} orphans counted for {}", garbage.len());
+    }
+    // Everything named stays, though older than the grace by now.
     let acked: Vec<u64> = acked_a.iter().chain(&acked_b).copied().collect();
     for (who, server) in [("reader", &reader), ("a", &a), ("b", &b)] {
         all_found(server, who, &acked);
@@ -540,6 +590,42 @@ fn a_compactor_killed_mid_merge_is_replaced_after_its_lease_and_nothing_is_lost_
 #[test]
 fn a_paused_compactor_gives_its_merge_up_when_its_successor_committed_first() {
     compactor_stopped_mid_merge(Stop::Pause);
+}
+
+/// A manifest that does not parse may name any object: while one is in the bucket, a
+/// collector deletes nothing as garbage; once it is gone, a collector started again does.
+#[test]
+fn a_manifest_that_does_not_parse_stops_the_collection_of_garbage() {
+    let seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let orphan = "slo-gate/parts/anonymous/traces/2026-01-01T00/ghost-000001-0badcafe.parquet".to_string();
+    put_object(&seaweed, &orphan, b"named by no manifest");
+    let broken = format!("slo-gate/manifests/{:013}-ghost-000001.json", now.as_millis());
+    put_object(&seaweed, &broken, b"{\"writer\": \"ghost\", \"added\": [");
+    let bucket = "compaction_lease = \"3s\"\norphan_grace = \"12s\"\n";
+    let a = start_with(&seaweed, dir.path(), "a", bucket, &[]);
+    let acked = send(&a, 40_000_000, 10, Arc::new(AtomicBool::new(false))).join().unwrap();
+    assert_eq!(acked.len(), 10);
+    // Two graces and more: the orphan would have been deleted by now (as below).
+    std::thread::sleep(Duration::from_secs(30));
+    assert!(exists(&seaweed, &orphan), "an orphan was deleted while a manifest did not parse");
+    assert_eq!(counter(&a, "slo_gate_bucket_orphans_deleted_total"), 0);
+    all_found(&a, "a", &acked);
+    a.stop();
+    let store = seaweed.builder(BUCKET).build().unwrap();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { store.delete(&object_store::path::Path::from(broken.as_str())).await.unwrap() });
+    let a = start_with(&seaweed, dir.path(), "a", bucket, &[]);
+    let collected = e2e::eventually(Duration::from_secs(90), || (!exists(&seaweed, &orphan)).then_some(()));
+    assert!(collected.is_some(), "the orphan was not deleted once every manifest parsed");
+    // The orphan, and the inputs of the merges of the first run whose deletion its stop cut
+    // short (due two minutes after their log entries).
+    assert!(counter(&a, "slo_gate_bucket_orphans_deleted_total") >= 1);
+    all_found(&a, "a", &acked);
+    a.stop();
 }
 
 /// A collector that wrote parts and series segments and is gone for good: the compactors

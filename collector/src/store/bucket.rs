@@ -70,6 +70,8 @@ use super::series::{self, SegmentMeta, SeriesError};
 pub(crate) mod compact;
 #[path = "bucket_delete.rs"]
 pub(crate) mod deletions;
+#[path = "bucket_gc.rs"]
+pub(crate) mod gc;
 
 /// The file of committed names, in the data directory.
 const LOG: &str = "bucket.log";
@@ -188,6 +190,18 @@ pub struct Bucket {
     pub(crate) applied: Mutex<BTreeSet<String>>,
     /// Deletion requests this collector made that no listing has found yet, by stem.
     pub(crate) requested: Mutex<BTreeMap<String, crate::tenant::Tenant>>,
+    /// How old an object no manifest or log entry names must be before it is garbage
+    /// (`orphan_grace`, `gc`).
+    pub(crate) orphan_grace: Duration,
+    /// Set by the garbage collector: the next sync pass lists every manifest, not only those
+    /// after the newest seen less [`LIST_WINDOW`].
+    pub(crate) full_listing: std::sync::atomic::AtomicBool,
+    /// When the last sync pass that listed every manifest and read every one it had not seen
+    /// started (`gc` deletes only what such a pass, started after its listing, left unnamed).
+    pub(crate) listed_in_full: Mutex<Option<Instant>>,
+    /// Set when a manifest or log entry was skipped as too large or not parsing: the parts it
+    /// names are unknown, so nothing is collected as garbage by this process.
+    pub(crate) skipped_manifest: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -305,6 +319,15 @@ impl Bucket {
         let at = config.endpoint.as_deref().map(|e| format!(" at {e}")).unwrap_or_default();
         let error = |what: String| BucketError { url: config.url.clone(), at: at.clone(), what };
         let (scheme, name, prefix) = parse_url(&config.url).map_err(error)?;
+        let least = (2 * config.compaction_lease.0).max(2 * (config.refresh_interval.0 + config.request_timeout.0));
+        if config.orphan_grace.0 < least {
+            return Err(error(format!(
+                "orphan_grace = \"{}\" is too short: at least \"{}\" (twice compaction_lease, and twice \
+                 refresh_interval + request_timeout)",
+                config.orphan_grace,
+                slo_contracts::HumanDuration(least)
+            )));
+        }
         let writer = writer_id(config, data_dir).map_err(error)?;
         let timeout = config.request_timeout.0;
         let options =
@@ -375,6 +398,10 @@ impl Bucket {
             hidden: Mutex::new(Arc::default()),
             applied: Mutex::new(deletions::read_applied(data_dir)),
             requested: Mutex::new(BTreeMap::new()),
+            orphan_grace: config.orphan_grace.0,
+            full_listing: std::sync::atomic::AtomicBool::new(false),
+            listed_in_full: Mutex::new(None),
+            skipped_manifest: std::sync::atomic::AtomicBool::new(false),
             wake: (Mutex::new(false), Condvar::new()),
             status: Mutex::new(UploadStatus::default()),
         });
@@ -769,6 +796,43 @@ impl Bucket {
         Ok(names)
     }
 
+    /// The objects under `dir/`, whatever their names, that `keep` takes given their name and
+    /// when they were last written (Unix milliseconds, by the store's clock), at most `max` of
+    /// them: the listing is filtered as it streams, so a large bucket is not held in memory.
+    pub(crate) fn list_where(
+        &self,
+        dir: &str,
+        keep: impl Fn(&str, i64) -> bool + Send + 'static,
+        max: usize,
+    ) -> Result<Vec<String>, RequestError> {
+        let (store, dir_key) = (Arc::clone(&self.store), self.key(dir));
+        let strip = if self.prefix.is_empty() { String::new() } else { format!("{}/", self.prefix) };
+        let under = format!("{dir}/");
+        self.run(format!("list {dir}/"), async move {
+            let mut stream = store.list(Some(&dir_key));
+            let mut out = Vec::new();
+            while let Some(item) = stream.next().await {
+                let meta = item?;
+                let key = meta.location.to_string();
+                let name = key.strip_prefix(&strip).unwrap_or(&key);
+                if name.starts_with(&under) && keep(name, meta.last_modified.timestamp_millis()) {
+                    out.push(name.to_string());
+                    if out.len() >= max {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// When object `name` was last written (Unix milliseconds, by the store's clock).
+    pub(crate) fn written_ms(&self, name: &str) -> Result<i64, RequestError> {
+        let (store, key) = (Arc::clone(&self.store), self.key(name));
+        self.run(format!("head {name}"), async move { store.head(&key).await })
+            .map(|meta| meta.last_modified.timestamp_millis())
+    }
+
     /// An object's bytes, refused unread past `max` bytes (its size is in the answer's head).
     pub(crate) fn get(&self, name: &str, max: u64) -> Result<Bytes, RequestError> {
         let (store, key) = (Arc::clone(&self.store), self.key(name));
@@ -1131,6 +1195,7 @@ fn upload_pass(
         if adds.is_empty() { vec![&[]] } else { adds.chunks(MAX_PARTS_PER_MANIFEST).collect() };
     let last = batches.len() - 1;
     for (i, batch) in batches.into_iter().enumerate() {
+        let started = Instant::now();
         let (mut added, mut lines) = (Vec::with_capacity(batch.len()), Vec::with_capacity(batch.len()));
         for (name, item) in batch.iter() {
             let line = match item {
@@ -1156,6 +1221,16 @@ fn upload_pass(
         // A merge's output and its inputs' removal in one manifest (the last when a backlog
         // needs several), so readers never see both or neither.
         let removed: Vec<String> = if i == last { removes.clone() } else { Vec::new() };
+        // Objects no manifest names are garbage once `orphan_grace` old (`gc`): parts uploaded
+        // that long ago are uploaded again by the next pass rather than named now.
+        if started.elapsed() > bucket.orphan_grace / 2 {
+            return Err(fail(format!(
+                "uploading {} objects took {:.0?}, more than half of orphan_grace; they are uploaded again before \
+                 a manifest names them",
+                added.len(),
+                started.elapsed()
+            )));
+        }
         let name = bucket.commit(&lines, &removed).map_err(|e| fail(e.to_string()))?;
         let line = Committed { manifest: name.clone(), added, removed };
         append_log(&shared.data_dir, &line)
@@ -1357,11 +1432,27 @@ impl Remotes {
     }
 }
 
-/// Lists the manifests (all of them the first time, then those after the newest seen less
-/// [`LIST_WINDOW`]), applies those of other writers not seen yet, and publishes the result as
+/// Lists the manifests (all of them the first time and when the garbage collector asks, then
+/// those after the newest seen less [`LIST_WINDOW`]), applies those of other writers not seen yet, and publishes the result as
 /// the store's remote parts. Returns how many manifests were applied.
 pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Remotes) -> Result<usize, BucketError> {
-    let offset = remotes.seen.last().and_then(|newest| {
+    // Asked for by the garbage collector (`gc`): every manifest listed, and the pass's start
+    // recorded once it has read them all.
+    let full = bucket.full_listing.swap(false, Ordering::SeqCst) || remotes.seen.is_empty();
+    let started = Instant::now();
+    let passed = sync_listed(shared, bucket, remotes, full);
+    match &passed {
+        Ok(_) if full => *bucket.listed_in_full.lock().unwrap_or_else(|e| e.into_inner()) = Some(started),
+        Err(_) if full => bucket.full_listing.store(true, Ordering::SeqCst),
+        _ => {}
+    }
+    passed
+}
+
+/// [`sync_pass`], listing every manifest when `full`.
+fn sync_listed(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Remotes, full: bool) -> Result<usize, BucketError> {
+    let newest = if full { None } else { remotes.seen.last() };
+    let offset = newest.and_then(|newest| {
         let ms: u64 = newest.strip_prefix("manifests/")?.get(..13)?.parse().ok()?;
         Some(format!("manifests/{:013}", ms.saturating_sub(LIST_WINDOW.as_millis() as u64)))
     });
@@ -1390,6 +1481,7 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
             }
             Err(e @ RequestError::TooLarge { .. }) => {
                 tracing::error!(manifest = %name, %e, "bucket manifest too large; its parts are not read");
+                bucket.skipped_manifest.store(true, Ordering::SeqCst);
                 remotes.seen.insert(name);
                 continue;
             }
@@ -1400,7 +1492,10 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
                 remotes.apply_from(bucket, &writer, manifest, &mut gone);
                 applied += 1;
             }
-            None => tracing::error!(manifest = %name, "bucket manifest does not parse; its parts are not read"),
+            None => {
+                tracing::error!(manifest = %name, "bucket manifest does not parse; its parts are not read");
+                bucket.skipped_manifest.store(true, Ordering::SeqCst);
+            }
         }
         remotes.seen.insert(name);
     }
@@ -1421,7 +1516,10 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
                 merged_away.extend(entry.removed.iter().cloned());
                 remotes.apply_from(bucket, &writer, entry, &mut gone);
             }
-            None => tracing::error!(entry = %name, "compaction log entry does not parse; skipped"),
+            None => {
+                tracing::error!(entry = %name, "compaction log entry does not parse; skipped");
+                bucket.skipped_manifest.store(true, Ordering::SeqCst);
+            }
         }
         remotes.log_seq = seq;
         applied += 1;
@@ -1588,6 +1686,7 @@ mod tests {
             manifest_fold_after: 200,
             compaction: true,
             compaction_lease: slo_contracts::HumanDuration(Duration::from_secs(60)),
+            orphan_grace: slo_contracts::HumanDuration(Duration::from_secs(3600)),
         };
         let first = writer_id(&config(None), dir.path()).unwrap();
         assert!(valid_writer(&first));
@@ -1596,6 +1695,22 @@ mod tests {
         for bad in ["", "a/b", "a b", &"x".repeat(65)] {
             assert!(writer_id(&config(Some(bad)), dir.path()).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_orphan_grace_shorter_than_a_lease_or_an_upload_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let grace = |lease: u64, grace: u64| {
+            let mut config = BucketConfig::new("s3://b");
+            config.compaction_lease = slo_contracts::HumanDuration(Duration::from_secs(lease));
+            config.orphan_grace = slo_contracts::HumanDuration(Duration::from_secs(grace));
+            Bucket::open(&config, dir.path(), None).map(|_| ()).map_err(|e| e.to_string())
+        };
+        // Twice the lease (60 s), twice refresh (10 s) + timeout (30 s): 120 s and 80 s.
+        let err = grace(60, 100).unwrap_err();
+        assert!(err.contains("orphan_grace = \"1m40s\" is too short: at least \"2m\""), "{err}");
+        let err = grace(10, 60).unwrap_err();
+        assert!(err.contains("at least \"1m20s\""), "{err}");
     }
 
     fn part(name: &str) -> PartMeta {

@@ -117,6 +117,7 @@ pub(crate) struct Compactor {
 /// The compaction thread of a collector sharing a bucket: a pass every refresh interval.
 pub(crate) fn run(shared: Arc<Shared>, bucket: Arc<Bucket>, config: CompactionConfig) {
     let mut compactor = Compactor::default();
+    let mut collector = super::gc::Collector::default();
     let mut failing = false;
     while !shared.closing.load(Ordering::Relaxed) {
         let until = Instant::now() + bucket.refresh;
@@ -141,6 +142,21 @@ pub(crate) fn run(shared: Arc<Shared>, bucket: Arc<Bucket>, config: CompactionCo
                     tracing::warn!(error = %e, "bucket compaction failed; retried at the next pass");
                 }
                 failing = true;
+                shared.telemetry.bucket_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        match super::gc::pass(&shared, &bucket, &mut compactor, &mut collector) {
+            Ok(collected) => {
+                shared.telemetry.bucket_orphans_deleted.fetch_add(collected.deleted, Ordering::Relaxed);
+                if collected.found > 0 {
+                    tracing::info!(
+                        found = collected.found,
+                        "objects in the bucket no manifest names; deleted after a full listing"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "bucket garbage collection failed; retried at the next pass");
                 shared.telemetry.bucket_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -345,7 +361,7 @@ fn finish_deletion(
 }
 
 /// Takes or renews the lease of `dir`; false when another collector holds it.
-fn lease(bucket: &Bucket, compactor: &mut Compactor, dir: &str) -> Result<bool, String> {
+pub(super) fn lease(bucket: &Bucket, compactor: &mut Compactor, dir: &str) -> Result<bool, String> {
     if !bucket.compacts {
         return Ok(false);
     }
