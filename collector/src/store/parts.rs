@@ -274,31 +274,22 @@ pub fn write_part(
     let flat: Vec<(&Tenant, &Rows)> = groups.iter().flat_map(|(t, rows)| rows.iter().map(move |r| (*t, *r))).collect();
     let encode = |source| PartError::Encode { part: name.to_string(), source };
     let mut bytes = Vec::new();
-    let mut writer: Option<polars::io::parquet::write::BatchedWriter<&mut Vec<u8>>> = None;
+    let mut writer: Option<PartWriter<&mut Vec<u8>>> = None;
     let mut out = Some(&mut bytes);
     let slices = columns::to_frames(signal, &flat, |df| {
         if writer.is_none()
             && let Some(out) = out.take()
         {
-            // zstd level 1, not the default 3: the compression was a tenth of the collector's
-            // CPU under load, and on these columns (dictionary- and plain-encoded pages) level
-            // 1 wrote no larger parts (35.7 against 36.7 bytes per span in
-            // `bench/run-otlp-bench.sh`).
-            let level = polars_parquet::write::ZstdLevel::try_new(1)?;
-            writer = Some(
-                ParquetWriter::new(out).with_compression(ParquetCompression::Zstd(Some(level))).batched(df.schema())?,
-            );
+            writer = Some(PartWriter::new(out, df.schema())?);
         }
         match writer.as_mut() {
-            Some(w) => w.write_batch(&df),
+            Some(w) => w.write(&df),
             None => Ok(()),
         }
     })
     .map_err(encode)?;
     match writer {
-        Some(w) => {
-            w.finish().map_err(encode)?;
-        }
+        Some(w) => w.finish().map_err(encode)?,
         None => return Ok(None),
     }
     for slice in slices {
@@ -329,6 +320,79 @@ pub fn write_part(
         tenants,
         remote: None,
     }))
+}
+
+/// Columns written with plain encoding, never a dictionary: their values are (nearly) all
+/// distinct — ids of one span, nanosecond times and durations — so a dictionary would not be
+/// kept, and polars would still hash every value to find that out (its writer tries a
+/// dictionary for every string and integer column).
+const PLAIN_COLUMNS: &[&str] = &[
+    "span_id",
+    "parent_span_id",
+    "start_time_unix_nano",
+    "end_time_unix_nano",
+    "duration_nano",
+    "time_unix_nano",
+    "observed_time_unix_nano",
+];
+
+/// A part's Parquet file, one row group per frame, each column encoded as [`PLAIN_COLUMNS`]
+/// says or else as polars would (dictionary when it pays), pages compressed with zstd level 1.
+struct PartWriter<W: Write> {
+    writer: polars_parquet::write::FileWriter<W>,
+    fields: Vec<polars_parquet::write::ParquetType>,
+    encodings: polars_buffer::Buffer<Vec<polars_parquet::write::Encoding>>,
+    options: polars_parquet::write::WriteOptions,
+}
+
+impl<W: Write> PartWriter<W> {
+    fn new(out: W, schema: &Schema) -> PolarsResult<PartWriter<W>> {
+        use polars_parquet::write::{
+            CompressionOptions, Encoding, FileWriter, StatisticsOptions, Version, WriteOptions, ZstdLevel,
+            get_dtype_encoding, to_parquet_schema,
+        };
+        let arrow = schema.to_arrow(CompatLevel::newest());
+        let parquet = to_parquet_schema(&arrow)?;
+        // zstd level 1, not the default 3: the compression was a tenth of the collector's CPU
+        // under load, and on these columns (dictionary- and plain-encoded pages) level 1 wrote
+        // no larger parts (35.7 against 36.7 bytes per span in `bench/run-otlp-bench.sh`).
+        let options = WriteOptions {
+            statistics: StatisticsOptions::default(),
+            version: Version::V1,
+            compression: CompressionOptions::Zstd(Some(ZstdLevel::try_new(1)?)),
+            data_page_size: None,
+        };
+        let encodings: Vec<Vec<Encoding>> = arrow
+            .iter_values()
+            .map(|field| match PLAIN_COLUMNS.contains(&field.name.as_str()) {
+                true => vec![Encoding::Plain],
+                false => get_dtype_encoding(&field.dtype),
+            })
+            .collect();
+        let fields = parquet.fields().to_vec();
+        let writer = FileWriter::new_with_parquet_schema(out, arrow, parquet, options);
+        Ok(PartWriter { writer, fields, encodings: encodings.into(), options })
+    }
+
+    /// Writes each chunk of `df` as a row group.
+    fn write(&mut self, df: &DataFrame) -> PolarsResult<()> {
+        for batch in df.iter_chunks(CompatLevel::newest(), false) {
+            let rows = batch.len() as u64;
+            if rows == 0 {
+                continue;
+            }
+            let group =
+                polars_parquet::write::row_group_iter(batch, self.encodings.clone(), self.fields.clone(), self.options);
+            self.writer.write(rows, group)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the footer (with the Arrow schema, as polars' own writer does).
+    fn finish(mut self) -> PolarsResult<()> {
+        self.writer.end(None)?;
+        Ok(())
+    }
 }
 
 /// SHA-256 of a part's bytes.
@@ -694,6 +758,46 @@ mod tests {
     }
 
     use super::*;
+
+    /// Ids of one span, times and durations are written plain — never a dictionary, even for
+    /// durations of few values, where polars would choose one —; other columns of few values
+    /// still get their dictionary; the part reads back as written.
+    #[test]
+    fn distinct_columns_are_plain_and_repeated_ones_dictionary_encoded() {
+        use crate::model::span;
+        use opentelemetry_proto::tonic::trace::v1::Span;
+        let spans = (0..5_000u64)
+            .map(|i| Span {
+                trace_id: [[7u8; 8], (i / 4).to_be_bytes()].concat(),
+                span_id: (i + 1).to_be_bytes().to_vec(),
+                parent_span_id: i.to_be_bytes().to_vec(),
+                name: ["GET /a", "GET /b"][i as usize % 2].into(),
+                start_time_unix_nano: 1_700_000_000_000_000_000 + i * 1_000_003,
+                end_time_unix_nano: 1_700_000_000_000_000_000 + i * 1_000_003 + i % 977 * 1_000,
+                ..Default::default()
+            })
+            .collect();
+        let rows = Rows::Spans(span::rows_from_request(span::one_scope_request(spans)));
+        let dir = tempfile::tempdir().unwrap();
+        let tenant = Tenant::default();
+        let meta =
+            write_part(dir.path(), "p.parquet", 1, Signal::Traces, &[(&tenant, vec![&rows])], None).unwrap().unwrap();
+        let bytes = fs::read(&meta.path).unwrap();
+        let footer = polars_parquet::read::read_metadata(&mut std::io::Cursor::new(&bytes)).unwrap();
+        let dictionary = |column: &str| {
+            let chunk = footer.row_groups[0].columns_under_root_iter(column).unwrap().next().unwrap();
+            chunk.dictionary_page_offset().is_some()
+        };
+        for plain in ["span_id", "parent_span_id", "start_time_unix_nano", "end_time_unix_nano", "duration_nano"] {
+            assert!(!dictionary(plain), "{plain} has a dictionary");
+        }
+        for repeated in ["name", "trace_id", "kind"] {
+            assert!(dictionary(repeated), "{repeated} has no dictionary");
+        }
+        let Rows::Spans(written) = &rows else { unreachable!() };
+        let Rows::Spans(back) = read_part(&meta, &tenant).unwrap() else { panic!("no spans read") };
+        assert_eq!(format!("{back:?}"), format!("{written:?}"));
+    }
 
     #[test]
     fn hour_dirs_round_trip() {
