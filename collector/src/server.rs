@@ -178,6 +178,20 @@ impl Collector {
             crate::analysis::journal::JournalSettings { retention: config.retention.0, max_bytes: 16 << 20 },
         ));
         let analysis_slot: Arc<std::sync::OnceLock<Arc<crate::analysis::Analysis>>> = Arc::default();
+        // A deleted tenant's span metrics and analysis state are forgotten after every deletion:
+        // one asked of this collector, or one it applies because another was asked (a bucket).
+        {
+            let (metrics, analysis) = (span_metrics.clone(), Arc::clone(&analysis_slot));
+            store.on_tenant_deleted(Box::new(move |tenant| {
+                if let Some(metrics) = &metrics {
+                    metrics.forget(tenant);
+                }
+                match analysis.get() {
+                    Some(analysis) => analysis.forget(tenant),
+                    None => Ok(()),
+                }
+            }));
+        }
         let api_router = query::router(ApiState {
             store: Arc::clone(&store),
             ingest: Arc::clone(&ingest),

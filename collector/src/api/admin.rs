@@ -21,6 +21,10 @@ pub struct TenantDeletion {
     /// the other collectors and the bucket's compactors carry out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_request: Option<String>,
+    /// What could not be forgotten after the files were deleted (the store's hooks); moved to
+    /// [`TenantDeleted::warnings`] in the answer.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// `POST /api/v1/admin/delete_tenant`.

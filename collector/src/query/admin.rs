@@ -23,7 +23,8 @@ pub fn router() -> Router<ApiState> {
 
 async fn delete_tenant(State(state): State<ApiState>, headers: HeaderMap) -> Result<Json<TenantDeleted>, QueryError> {
     let tenant = tenant(&headers)?;
-    // Forgotten before and after: counts of its deleted spans are never written again.
+    // Forgotten before, and after by the store's hooks: counts of its deleted spans are never
+    // written again.
     if let Some(span_metrics) = state.ingest.span_metrics() {
         span_metrics.forget(&tenant);
     }
@@ -39,15 +40,10 @@ async fn delete_tenant(State(state): State<ApiState>, headers: HeaderMap) -> Res
         })
     })
     .await?;
-    if let Some(span_metrics) = state.ingest.span_metrics() {
-        span_metrics.forget(&tenant);
-    }
-    let mut warnings = Vec::new();
-    if let Some(analysis) = state.analysis.get()
-        && let Err(err) = analysis.forget(&tenant)
-    {
-        warnings.push(err);
-    }
+    // Span metrics and analysis state were forgotten by the store's hooks (`server`), as on
+    // every collector that applies the deletion.
+    let mut deleted = deleted;
+    let warnings = std::mem::take(&mut deleted.warnings);
     tracing::warn!(%tenant, ?deleted, "tenant deleted by an admin request");
     Ok(Json(TenantDeleted { tenant: tenant.as_str().to_string(), deleted, warnings }))
 }

@@ -1612,8 +1612,14 @@ fn apply_deletion(
     flusher: &std::sync::mpsc::SyncSender<super::flush::Request>,
     request: &deletions::Entry,
 ) {
+    // Forgotten before and after: counts of its spans taken meanwhile are not written again.
+    let forget = |shared: &Shared| shared.forget_tenant(&request.tenant);
+    let _ = forget(shared);
     match super::flush::delete_tenant(flusher, &request.tenant) {
         Ok(report) => {
+            for warning in forget(shared) {
+                tracing::warn!(request = %request.stem, tenant = %request.tenant, %warning, "a deleted tenant's state was not forgotten");
+            }
             tracing::info!(request = %request.stem, tenant = %request.tenant, ?report, "tenant deleted as the bucket asks");
             if let Err(e) = deletions::record_applied(bucket, &shared.data_dir, &request.stem) {
                 tracing::error!(request = %request.stem, %e, "cannot record a tenant deletion as applied; applied again");

@@ -155,6 +155,29 @@ pub(crate) struct Shared {
     pub locked: std::sync::Mutex<std::collections::HashSet<String>>,
     /// `[storage.bucket]`: where parts are shared with other collectors.
     pub bucket: Option<Arc<bucket::Bucket>>,
+    /// What forgets a deleted tenant's state held outside the store's files (running totals,
+    /// span metrics, analysis), run after every deletion however it came: an admin request
+    /// to this collector, or one to another that this collector found in the bucket.
+    pub on_deleted: ForgetHooks,
+}
+
+/// Forgets what a deleted tenant left in memory; an error is a sentence for the answer.
+pub type TenantForget = Box<dyn Fn(&Tenant) -> Result<(), String> + Send + Sync>;
+
+/// The [`TenantForget`] hooks of a store.
+#[derive(Default)]
+pub(crate) struct ForgetHooks(std::sync::Mutex<Vec<TenantForget>>);
+
+impl ForgetHooks {
+    fn push(&self, forget: TenantForget) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(forget);
+    }
+}
+
+impl std::fmt::Debug for ForgetHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ForgetHooks({})", self.0.lock().unwrap_or_else(|e| e.into_inner()).len())
+    }
 }
 
 /// What can keep the store from taking data.
@@ -181,6 +204,12 @@ impl Shared {
         let relaxed = std::sync::atomic::Ordering::Relaxed;
         self.telemetry.trace_key_bytes.store(held.bytes, relaxed);
         self.telemetry.trace_keys_released_parts.store(held.released_parts, relaxed);
+    }
+
+    /// Runs every [`Shared::on_deleted`] hook for `tenant`; returns what could not be forgotten.
+    pub fn forget_tenant(&self, tenant: &Tenant) -> Vec<String> {
+        let hooks = self.on_deleted.0.lock().unwrap_or_else(|e| e.into_inner());
+        hooks.iter().filter_map(|forget| forget(tenant).err()).collect()
     }
 
     /// Wakes the bucket uploader (after new parts, a merge or retention).
@@ -259,9 +288,9 @@ pub struct Store {
     /// The data directory, opened and exclusively locked until [`Store::close`].
     lock: std::sync::Mutex<Option<std::fs::File>>,
     /// Running totals of delta metric points, for their cumulative Prometheus series.
-    deltas: std::sync::Mutex<crate::model::prometheus::DeltaAccumulator>,
+    deltas: Arc<std::sync::Mutex<crate::model::prometheus::DeltaAccumulator>>,
     /// What the OTLP metrics said of themselves, for `/api/v1/metadata`.
-    metadata: std::sync::Mutex<crate::model::prometheus::MetadataIndex>,
+    metadata: Arc<std::sync::Mutex<crate::model::prometheus::MetadataIndex>>,
     /// Parts compaction (`compact`): one merge at a time, by its thread or [`Store::compact_now`].
     compactor: Arc<compact::Compactor>,
 }
@@ -449,6 +478,7 @@ impl Store {
             keys,
             locked: Default::default(),
             bucket: bucket.clone(),
+            on_deleted: ForgetHooks::default(),
         });
         shared.hold_trace_keys();
         // A deletion a crash interrupted is finished before the WAL is replayed: the parts
@@ -478,6 +508,16 @@ impl Store {
         // about `max_head_bytes` whatever the size of the log.
         let replay::Replayed { last_seq, damaged: wal_damaged, deltas, metadata } =
             replay::replay(&shared, checkpoint)?;
+        let (deltas, metadata) = (Arc::new(std::sync::Mutex::new(deltas)), Arc::new(std::sync::Mutex::new(metadata)));
+        {
+            // Before the sync thread starts: it applies deletions asked of other collectors.
+            let (deltas, metadata) = (Arc::clone(&deltas), Arc::clone(&metadata));
+            shared.on_deleted.push(Box::new(move |tenant| {
+                deltas.lock().unwrap_or_else(|e| e.into_inner()).forget(tenant);
+                metadata.lock().unwrap_or_else(|e| e.into_inner()).forget(tenant);
+                Ok(())
+            }));
+        }
         let wal = &shared.wal;
         // A new segment for this run; on a disk too full for one, the newest replayed segment
         // takes the appends (its rows are in the head like the new ones, so a cut still seals
@@ -563,8 +603,8 @@ impl Store {
             flusher: flush_tx,
             threads: std::sync::Mutex::new(threads),
             lock: std::sync::Mutex::new(Some(lock)),
-            deltas: std::sync::Mutex::new(deltas),
-            metadata: std::sync::Mutex::new(metadata),
+            deltas,
+            metadata,
             compactor,
         })
     }
@@ -716,9 +756,13 @@ impl Store {
             }
             report.bucket_request = Some(name);
         }
-        self.deltas.lock().unwrap_or_else(|e| e.into_inner()).forget(tenant);
-        self.metadata.lock().unwrap_or_else(|e| e.into_inner()).forget(tenant);
+        report.warnings = self.shared.forget_tenant(tenant);
         Ok(report)
+    }
+
+    /// Adds a hook run after every deletion of a tenant ([`Shared::on_deleted`]).
+    pub fn on_tenant_deleted(&self, forget: TenantForget) {
+        self.shared.on_deleted.push(forget);
     }
 
     /// Runs retention now (tests).
