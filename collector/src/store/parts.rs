@@ -280,7 +280,7 @@ pub fn write_part(
         if writer.is_none()
             && let Some(out) = out.take()
         {
-            writer = Some(PartWriter::new(out, df.schema())?);
+            writer = Some(PartWriter::new(out, signal, df.schema())?);
         }
         match writer.as_mut() {
             Some(w) => w.write(&df),
@@ -322,22 +322,16 @@ pub fn write_part(
     }))
 }
 
-/// Columns written with plain encoding, never a dictionary: their values are (nearly) all
-/// distinct — ids of one span, nanosecond times and durations — so a dictionary would not be
-/// kept, and polars would still hash every value to find that out (its writer tries a
-/// dictionary for every string and integer column).
-const PLAIN_COLUMNS: &[&str] = &[
-    "span_id",
-    "parent_span_id",
-    "start_time_unix_nano",
-    "end_time_unix_nano",
-    "duration_nano",
-    "time_unix_nano",
-    "observed_time_unix_nano",
-];
+/// Span columns written with plain encoding, never a dictionary: their values are (nearly)
+/// all distinct — ids of one span, nanosecond times and durations — so a dictionary would not
+/// be kept, and polars would still hash every value to find that out (its writer tries a
+/// dictionary for every string and integer column). Other signals' times repeat (every
+/// series of a scrape has the same one) and keep polars' choice.
+const PLAIN_SPAN_COLUMNS: &[&str] =
+    &["span_id", "parent_span_id", "start_time_unix_nano", "end_time_unix_nano", "duration_nano"];
 
-/// A part's Parquet file, one row group per frame, each column encoded as [`PLAIN_COLUMNS`]
-/// says or else as polars would (dictionary when it pays), pages compressed with zstd level 1.
+/// A part's Parquet file, one row group per frame, each column encoded as
+/// [`PLAIN_SPAN_COLUMNS`] says or else as polars would (dictionary when it pays), pages compressed with zstd level 1.
 struct PartWriter<W: Write> {
     writer: polars_parquet::write::FileWriter<W>,
     fields: Vec<polars_parquet::write::ParquetType>,
@@ -346,7 +340,7 @@ struct PartWriter<W: Write> {
 }
 
 impl<W: Write> PartWriter<W> {
-    fn new(out: W, schema: &Schema) -> PolarsResult<PartWriter<W>> {
+    fn new(out: W, signal: Signal, schema: &Schema) -> PolarsResult<PartWriter<W>> {
         use polars_parquet::write::{
             CompressionOptions, Encoding, FileWriter, StatisticsOptions, Version, WriteOptions, ZstdLevel,
             get_dtype_encoding, to_parquet_schema,
@@ -364,7 +358,7 @@ impl<W: Write> PartWriter<W> {
         };
         let encodings: Vec<Vec<Encoding>> = arrow
             .iter_values()
-            .map(|field| match PLAIN_COLUMNS.contains(&field.name.as_str()) {
+            .map(|field| match signal == Signal::Traces && PLAIN_SPAN_COLUMNS.contains(&field.name.as_str()) {
                 true => vec![Encoding::Plain],
                 false => get_dtype_encoding(&field.dtype),
             })
