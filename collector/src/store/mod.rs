@@ -760,7 +760,8 @@ impl Store {
         Ok(report)
     }
 
-    /// Adds a hook run after every deletion of a tenant ([`Shared::on_deleted`]).
+    /// Adds a hook run after every deletion of a tenant, however it came (an admin request,
+    /// or one to another collector found in the bucket).
     pub fn on_tenant_deleted(&self, forget: TenantForget) {
         self.shared.on_deleted.push(forget);
     }
@@ -1048,7 +1049,8 @@ impl Store {
             let state = self.shared.read();
             state.parts.iter().chain(&state.remote).map(|p| p.name.clone()).collect()
         };
-        self.shared.span_indexes.put(&part.name, tenant, Arc::clone(&index), &|name| live.contains(name));
+        // Kept for the next query, pushing out the index used least recently.
+        self.shared.span_indexes.put_newest(&part.name, tenant, Arc::clone(&index), &|name| live.contains(name));
         Ok(Some(index))
     }
 

@@ -328,19 +328,25 @@ impl Cache {
         Cache { inner: Mutex::default(), limit }
     }
 
+    /// The index of a part for a tenant, if kept; it becomes the most recently used.
     pub fn get(&self, part: &str, tenant: &Tenant) -> Option<Arc<SpanIndex>> {
-        let guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        guard.0.get(&(part.to_string(), tenant.clone())).map(|(index, _)| Arc::clone(index))
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, _, next) = &mut *guard;
+        let (index, used) = map.get_mut(&(part.to_string(), tenant.clone()))?;
+        *used = *next;
+        *next += 1;
+        Some(Arc::clone(index))
     }
 
-    /// Keeps `index` if it fits; first drops the indexes of parts not in `live`.
+    /// Keeps `index` if it fits without dropping another (indexing ahead of any query); first
+    /// drops the indexes of parts not in `live`.
     pub fn put(&self, part: &str, tenant: &Tenant, index: Arc<SpanIndex>, live: &dyn Fn(&str) -> bool) {
         self.insert(part, tenant, index, live, false);
     }
 
-    /// Keeps `index` (of a part just written), dropping the indexes kept longest to make room;
-    /// first drops the indexes of parts not in `live`. An index larger than the whole cache is
-    /// not kept.
+    /// Keeps `index` (of a part just written, or one a query needs now), dropping the least
+    /// recently used indexes to make room; first drops the indexes of parts not in `live`. An
+    /// index larger than the whole cache is not kept.
     pub fn put_newest(&self, part: &str, tenant: &Tenant, index: Arc<SpanIndex>, live: &dyn Fn(&str) -> bool) {
         self.insert(part, tenant, index, live, true);
     }
@@ -550,8 +556,8 @@ mod tests {
         })
     }
 
-    /// The cache never holds more than its limit; a flush's indexes push out the ones kept
-    /// longest, other indexes are kept only while there is room.
+    /// The cache never holds more than its limit; a flush's indexes push out the least
+    /// recently used, indexes built ahead of any query are kept only while there is room.
     #[test]
     fn the_newest_indexes_push_out_the_oldest_within_the_limit() {
         let one = of_spans(1000).bytes();
@@ -565,7 +571,7 @@ mod tests {
         cache.put("old", &t, of_spans(1000), &all);
         assert!(cache.get("old", &t).is_none(), "no room: a read's index is not kept");
         cache.put_newest("p4", &t, of_spans(1000), &all);
-        assert!(cache.get("p1", &t).is_none(), "the index kept longest made room");
+        assert!(cache.get("p1", &t).is_none(), "the index used least recently made room");
         for part in ["p2", "p3", "p4"] {
             assert!(cache.get(part, &t).is_some(), "{part}");
         }
@@ -577,5 +583,26 @@ mod tests {
         assert!(cache.get("p4", &t).is_some() && cache.get("p5", &t).is_some());
         let held: usize = ["p4", "p5"].iter().map(|p| cache.get(p, &t).unwrap().bytes()).sum();
         assert!(held <= 3 * one);
+    }
+
+    /// A full cache does not freeze: the index a query needs (a part a search opens) pushes
+    /// out the one used least recently, and an index in use stays — with seven days of
+    /// compacted hours the last hour's index was otherwise rebuilt by every search.
+    #[test]
+    fn a_query_s_index_pushes_out_the_least_recently_used() {
+        let one = of_spans(1000).bytes();
+        let cache = Cache::new(3 * one);
+        let t = Tenant::parse("t").unwrap();
+        let all = |_: &str| true;
+        for part in ["h1", "h2", "h3"] {
+            cache.put(part, &t, of_spans(1000), &all);
+        }
+        assert!(cache.is_full());
+        // h1 is searched; then a search needs the last hour's index.
+        assert!(cache.get("h1", &t).is_some());
+        cache.put_newest("last", &t, of_spans(1000), &all);
+        assert!(cache.get("last", &t).is_some(), "kept for the next search");
+        assert!(cache.get("h2", &t).is_none(), "the least recently used made room");
+        assert!(cache.get("h1", &t).is_some() && cache.get("h3", &t).is_some());
     }
 }
