@@ -545,8 +545,10 @@ fn compactor_stopped_mid_merge(stop: Stop) {
         let left: Vec<&&String> = garbage.iter().filter(|key| exists(&seaweed, key)).collect();
         assert!(collected.is_some(), "objects no manifest names are still in the bucket: {left:?}");
         assert!(exists(&seaweed, foreign), "{foreign} was deleted");
-        let deleted: u64 = [&a, &b].iter().map(|s| counter(s, "slo_gate_bucket_orphans_deleted_total")).sum();
-        assert!(deleted >= garbage.len() as u64, "{deleted} orphans counted for {}", garbage.len());
+        // Counted as each is deleted (the listing can see one gone just before).
+        let deleted = || -> u64 { [&a, &b].iter().map(|s| counter(s, "slo_gate_bucket_orphans_deleted_total")).sum() };
+        let counted = e2e::eventually(Duration::from_secs(30), || (deleted() >= garbage.len() as u64).then_some(()));
+        assert!(counted.is_some(), "{} orphans counted for {}", deleted(), garbage.len());
     }
     // Everything named stays, though older than the grace by now.
     let acked: Vec<u64> = acked_a.iter().chain(&acked_b).copied().collect();
@@ -623,7 +625,10 @@ fn a_manifest_that_does_not_parse_stops_the_collection_of_garbage() {
     assert!(collected.is_some(), "the orphan was not deleted once every manifest parsed");
     // The orphan, and the inputs of the merges of the first run whose deletion its stop cut
     // short (due two minutes after their log entries).
-    assert!(counter(&a, "slo_gate_bucket_orphans_deleted_total") >= 1);
+    let counted = e2e::eventually(Duration::from_secs(30), || {
+        (counter(&a, "slo_gate_bucket_orphans_deleted_total") >= 1).then_some(())
+    });
+    assert!(counted.is_some(), "no orphan counted");
     all_found(&a, "a", &acked);
     a.stop();
 }

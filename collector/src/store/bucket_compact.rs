@@ -147,7 +147,6 @@ pub(crate) fn run(shared: Arc<Shared>, bucket: Arc<Bucket>, config: CompactionCo
         }
         match super::gc::pass(&shared, &bucket, &mut compactor, &mut collector) {
             Ok(collected) => {
-                shared.telemetry.bucket_orphans_deleted.fetch_add(collected.deleted, Ordering::Relaxed);
                 if collected.found > 0 {
                     tracing::info!(
                         found = collected.found,

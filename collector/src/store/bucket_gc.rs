@@ -207,6 +207,7 @@ fn delete(shared: &Shared, bucket: &Bucket, compactor: &mut Compactor, pending: 
                 Err(e) => return Err(bucket.error(e.to_string()).to_string()),
             }
             bucket.delete(name).map_err(|e| bucket.error(e.to_string()).to_string())?;
+            shared.telemetry.bucket_orphans_deleted.fetch_add(1, Ordering::Relaxed);
             tracing::info!(object = %name, directory = %dir, "deleted an object no manifest names (older than orphan_grace)");
             deleted += 1;
         }
