@@ -38,6 +38,11 @@ pub fn batch_request(service: &str, batch: u64, count: u64, start_unix_nano: u64
             ..Default::default()
         })
         .collect();
+    service_request(service, spans)
+}
+
+/// One resource of service `service` holding `spans`.
+fn service_request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource { attributes: vec![kv("service.name", service)], ..Default::default() }),
@@ -63,11 +68,5 @@ pub fn spans_request(service: &str, trace: u64, count: usize) -> ExportTraceServ
             ..Default::default()
         })
         .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", service)], ..Default::default() }),
-            scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
-            schema_url: String::new(),
-        }],
-    }
+    service_request(service, spans)
 }

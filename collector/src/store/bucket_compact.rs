@@ -146,12 +146,9 @@ pub(crate) fn run(shared: Arc<Shared>, bucket: Arc<Bucket>, config: CompactionCo
             }
         }
         match super::gc::pass(&shared, &bucket, &mut compactor, &mut collector) {
-            Ok(collected) => {
-                if collected.found > 0 {
-                    tracing::info!(
-                        found = collected.found,
-                        "objects in the bucket no manifest names; deleted after a full listing"
-                    );
+            Ok(found) => {
+                if found > 0 {
+                    tracing::info!(found, "objects in the bucket no manifest names; deleted after a full listing");
                 }
             }
             Err(e) => {

@@ -66,15 +66,6 @@ struct Pending {
     candidates: BTreeMap<String, Vec<String>>,
 }
 
-/// What one pass did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Collected {
-    /// Objects step 1 found unnamed and old enough.
-    pub found: u64,
-    /// Objects step 2 deleted.
-    pub deleted: u64,
-}
-
 /// The lease directory of one of our objects — `parts/<dir>/<signal>/<hour>/<file>.parquet` or
 /// `series/<tenant>/<hour>/<file>.sgs` — or `None` for any other name, which is left alone.
 pub(crate) fn owner(name: &str) -> Option<&str> {
@@ -127,16 +118,17 @@ fn named(shared: &Shared, bucket: &Bucket) -> HashSet<String> {
     names
 }
 
-/// One step of the garbage collector, when it is due (see the module's text).
+/// One step of the garbage collector, when it is due (see the module's text); returns how
+/// many objects step 1 found unnamed and old enough (0 for any other step).
 pub(crate) fn pass(
     shared: &Shared,
     bucket: &Bucket,
     compactor: &mut Compactor,
     collector: &mut Collector,
-) -> Result<Collected, String> {
-    let mut collected = Collected::default();
+) -> Result<u64, String> {
+    let mut found = 0;
     if !bucket.compacts {
-        return Ok(collected);
+        return Ok(found);
     }
     if bucket.skipped_manifest.load(Ordering::SeqCst) {
         if !collector.refused {
@@ -144,7 +136,7 @@ pub(crate) fn pass(
         }
         collector.refused = true;
         collector.pending = None;
-        return Ok(collected);
+        return Ok(found);
     }
     match collector.pending.take() {
         // Step 1 once the view is whole: after a sync pass that listed every manifest.
@@ -167,8 +159,8 @@ pub(crate) fn pass(
                     }
                 }
             }
-            collected.found = candidates.values().map(|c| c.len() as u64).sum();
-            if collected.found > 0 {
+            found = candidates.values().map(|c| c.len() as u64).sum();
+            if found > 0 {
                 bucket.full_listing.store(true, Ordering::SeqCst);
                 collector.pending = Some(Pending { listed, candidates });
             }
@@ -178,19 +170,18 @@ pub(crate) fn pass(
             let wait = DELETE_GRACE.min(bucket.orphan_grace);
             if listed_in_full(bucket).is_none_or(|at| at < pending.listed) || pending.listed.elapsed() < wait {
                 collector.pending = Some(pending);
-                return Ok(collected);
+                return Ok(found);
             }
-            collected.deleted = delete(shared, bucket, compactor, pending)?;
+            delete(shared, bucket, compactor, pending)?;
         }
     }
-    Ok(collected)
+    Ok(found)
 }
 
 /// Step 2: deletes each candidate the view still does not name and whose object is still
 /// older than the grace, under its directory's lease.
-fn delete(shared: &Shared, bucket: &Bucket, compactor: &mut Compactor, pending: Pending) -> Result<u64, String> {
+fn delete(shared: &Shared, bucket: &Bucket, compactor: &mut Compactor, pending: Pending) -> Result<(), String> {
     let names = named(shared, bucket);
-    let mut deleted = 0;
     for (dir, candidates) in pending.candidates {
         if shared.closing.load(Ordering::Relaxed) {
             break;
@@ -209,10 +200,9 @@ fn delete(shared: &Shared, bucket: &Bucket, compactor: &mut Compactor, pending: 
             bucket.delete(name).map_err(|e| bucket.error(e.to_string()).to_string())?;
             shared.telemetry.bucket_orphans_deleted.fetch_add(1, Ordering::Relaxed);
             tracing::info!(object = %name, directory = %dir, "deleted an object no manifest names (older than orphan_grace)");
-            deleted += 1;
         }
     }
-    Ok(deleted)
+    Ok(())
 }
 
 #[cfg(test)]
