@@ -238,8 +238,12 @@ pub fn is_sealed(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC)
 }
 
-/// The key id an encrypted part names, if its header parses that far.
+/// The key id an encrypted part names, if its header parses that far; `None` for bytes that
+/// are not an encrypted part (a plaintext Parquet file's first bytes may spell a short id).
 pub fn key_id(bytes: &[u8]) -> Option<&str> {
+    if !is_sealed(bytes) {
+        return None;
+    }
     let id_len = *bytes.get(MAGIC.len() + 1)? as usize;
     let start = MAGIC.len() + 2;
     std::str::from_utf8(bytes.get(start..start + id_len)?).ok()
@@ -310,6 +314,14 @@ mod tests {
         assert_eq!(keys.open(NAME, sealed.clone()).unwrap(), plain);
         // Two seals of the same bytes share nothing but the header's fixed fields.
         assert_ne!(keys.seal(NAME, &plain).unwrap()[20..], sealed[20..]);
+    }
+
+    /// A plaintext part names no key, even when its first bytes after `PAR1` happen to read
+    /// as a length and a short UTF-8 id (as a plain-encoded first page's header does).
+    #[test]
+    fn a_plaintext_part_names_no_key() {
+        assert_eq!(key_id(b"PAR1\x15\x00\x15\x02\x02k1 rows"), None);
+        assert_eq!(key_id(b"PAR"), None);
     }
 
     #[test]
