@@ -446,12 +446,13 @@ impl<'a> Request<'a> {
         // allocation, which the head does not count).
         let mut rows = Vec::with_capacity(self.spans.len());
         let mut ranges = Vec::with_capacity(self.spans.len());
+        let mut repeated = Repeated::default();
         for r in &self.resources {
             let resource = Arc::new(ResourceColumns::from_otlp(r.resource.as_ref(), r.schema_url));
             for s in &r.scopes {
                 let scope = Arc::new(ScopeColumns::from_otlp(s.scope.as_ref(), s.schema_url));
                 for span in &self.spans[s.spans.clone()] {
-                    let (row, texts) = self.row(span, &resource, &scope, &mut text)?;
+                    let (row, texts) = self.row(span, &resource, &scope, &mut text, &mut repeated)?;
                     rows.push(row);
                     ranges.push(texts);
                 }
@@ -470,6 +471,7 @@ impl<'a> Request<'a> {
         resource: &Arc<ResourceColumns>,
         scope: &Arc<ScopeColumns>,
         text: &mut TextBuf,
+        repeated: &mut Repeated<'a>,
     ) -> Option<(SpanRow, Texts)> {
         let attributes = self.attributes_of(span);
         if span.nested {
@@ -483,7 +485,7 @@ impl<'a> Request<'a> {
         let encoded = text.take()?;
         let find = |key: &str| attributes.iter().find(|a| a.key == key).filter(|a| !matches!(a.value, Value::Absent));
         let http_route = match find("http.route").map(|a| &a.value) {
-            Some(Value::Scalar(Scalar::Str(s))) => Some(text.push(s)?),
+            Some(Value::Scalar(Scalar::Str(s))) => Some(repeated.push(text, s)?),
             _ => None,
         };
         let http_status_code = match find("http.response.status_code").or_else(|| find("http.status_code")) {
@@ -496,9 +498,9 @@ impl<'a> Request<'a> {
             },
         };
         let texts = Texts {
-            trace_state: text.push(span.trace_state)?,
-            name: text.push(span.name)?,
-            status_message: text.push(span.status_message)?,
+            trace_state: repeated.push(text, span.trace_state)?,
+            name: repeated.push(text, span.name)?,
+            status_message: repeated.push(text, span.status_message)?,
             http_route,
             attributes: encoded,
             events: text.push(&attrs::encode_json(&span.events))?,
@@ -528,6 +530,28 @@ impl<'a> Request<'a> {
             scope: Arc::clone(scope),
         };
         Some((row, texts))
+    }
+}
+
+/// The texts a request's spans repeat — names, routes, status messages, trace states —
+/// written into its [`TextBuf`] once and shared by every row that has them: a batch of an
+/// SDK holds a few names for hundreds of spans. Less to copy and keep, and when a flush
+/// builds a part's dictionaries (`store::parts`), rows sharing one copy are recognised by
+/// where their text is without reading it.
+#[derive(Default)]
+struct Repeated<'a>(std::collections::HashMap<&'a str, Pending, foldhash::fast::RandomState>);
+
+impl<'a> Repeated<'a> {
+    fn push(&mut self, text: &mut TextBuf, value: &'a str) -> Option<Pending> {
+        if value.is_empty() {
+            return text.push(value);
+        }
+        if let Some(&range) = self.0.get(value) {
+            return Some(range);
+        }
+        let range = text.push(value)?;
+        self.0.insert(value, range);
+        Some(range)
     }
 }
 
@@ -857,6 +881,35 @@ mod tests {
     // The head is bounded by what `Rows::memory_bytes` counts: the rows' vector was once
     // collected in place out of larger (row, ranges) pairs and kept their allocation, a fifth
     // more than counted.
+    /// Names, routes and status messages a request repeats are one copy in its text buffer,
+    /// shared by the rows that have them; other texts are each row's own.
+    #[test]
+    fn a_request_s_repeated_names_and_routes_are_written_once() {
+        let spans: Vec<Span> = (0..6u8)
+            .map(|i| Span {
+                trace_id: vec![i + 1; 16],
+                span_id: vec![2; 8],
+                name: ["GET /a", "GET /b"][usize::from(i % 2)].into(),
+                attributes: vec![kv("http.route", Some(AnyValueKind::StringValue("/items/{id}".into())))],
+                status: Some(Status { code: 2, message: "internal error".into() }),
+                ..Default::default()
+            })
+            .collect();
+        let bytes = crate::model::span::one_scope_request(spans).encode_to_vec();
+        let rows = Request::read(&bytes).unwrap().rows().unwrap();
+        let at = |t: &Text| t.buffer().map(|(buf, start)| (Arc::as_ptr(buf), start));
+        assert_eq!(rows[0].name, "GET /a");
+        assert_eq!(rows[3].name, "GET /b");
+        assert_eq!(at(&rows[0].name), at(&rows[2].name));
+        assert_eq!(at(&rows[1].name), at(&rows[5].name));
+        assert_ne!(at(&rows[0].name), at(&rows[1].name));
+        let route = |r: &SpanRow| at(r.http_route.as_ref().unwrap());
+        assert!(rows.iter().all(|r| route(r) == route(&rows[0])));
+        assert!(rows.iter().all(|r| at(&r.status_message) == at(&rows[0].status_message)));
+        assert_eq!(rows[4].status_message, "internal error");
+        assert_ne!(at(&rows[0].attributes), at(&rows[1].attributes), "attributes are each row's own");
+    }
+
     #[test]
     fn rows_are_allocated_at_their_count_and_their_texts_share_one_buffer() {
         let spans: Vec<Span> = (0..300u16)

@@ -26,7 +26,7 @@
 //! are written; the size and digests are of the bytes on disk, so verifying a part needs no
 //! key, and a read opens the verified bytes with the key the part names.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -330,13 +330,135 @@ pub fn write_part(
 const PLAIN_SPAN_COLUMNS: &[&str] =
     &["span_id", "parent_span_id", "start_time_unix_nano", "end_time_unix_nano", "duration_nano"];
 
+/// How many leading values of a text column chunk [`text_encoding`] looks at.
+const ENCODING_SAMPLE: usize = 1024;
+
+/// The encoding of a text column chunk, chosen from its first [`ENCODING_SAMPLE`] rows.
+/// (Polars' writer decides with a HyperLogLog pass hashing every value, a null as empty text,
+/// then builds its dictionary with a second pass hashing every value again: a sixth of the
+/// flusher's time on spans.) Plain when the sample is
+/// - mostly null (a shared value's sparse column, `store::columns`, has a value on a
+///   resource's first row only: its few values are as distinct as the resources, and its nulls
+///   cost definition levels, not hashes);
+/// - all empty text (a span's events, links and trace state, almost always empty: plain empty
+///   values cost four zero bytes each before compression, which zstd reduces to almost
+///   nothing, where a dictionary costs a lookup per row);
+/// - over 75 % distinct (trace ids, span attributes, log bodies: a dictionary would not pay);
+///
+/// otherwise a dictionary ([`dictionary_of`], which falls back to plain if the whole chunk is
+/// over 75 % distinct after all). Repeats outside the sample (spans of one trace far apart)
+/// are still found by the page compression, within its window.
+fn text_encoding(array: &polars_arrow::array::Utf8ViewArray) -> polars_parquet::write::Encoding {
+    use polars_parquet::write::Encoding;
+    let mut seen: std::collections::HashSet<&str, foldhash::fast::RandomState> = Default::default();
+    let (mut rows, mut values) = (0usize, 0usize);
+    let mut all_empty = true;
+    for value in array.iter().take(ENCODING_SAMPLE) {
+        rows += 1;
+        if let Some(value) = value {
+            values += 1;
+            all_empty &= value.is_empty();
+            seen.insert(value);
+        }
+    }
+    let mostly_null = values * 8 <= rows;
+    let mostly_distinct = seen.len() * 4 > values * 3;
+    if mostly_null || all_empty || mostly_distinct { Encoding::Plain } else { Encoding::RleDictionary }
+}
+
+/// A column chunk as it is written and its encoding: a text column as [`text_encoding`]
+/// chooses, its dictionary built here ([`dictionary_of`]) — plain if that would not pay —;
+/// any other column as `chosen`.
+fn encoded(
+    array: Box<dyn polars_arrow::array::Array>,
+    chosen: &[polars_parquet::write::Encoding],
+) -> PolarsResult<(Box<dyn polars_arrow::array::Array>, Vec<polars_parquet::write::Encoding>)> {
+    use polars_parquet::write::Encoding;
+    let Some(text) = array.as_any().downcast_ref::<polars_arrow::array::Utf8ViewArray>() else {
+        return Ok((array, chosen.to_vec()));
+    };
+    if chosen != [Encoding::RleDictionary] || text_encoding(text) == Encoding::Plain {
+        return Ok((array, vec![Encoding::Plain]));
+    }
+    Ok(match dictionary_of(text)? {
+        Some(dictionary) => (Box::new(dictionary), vec![Encoding::RleDictionary]),
+        None => (array, vec![Encoding::Plain]),
+    })
+}
+
+/// A text column chunk as a dictionary and a key per row, built in one pass — polars'
+/// writer would estimate the cardinality with a pass hashing every value before building the
+/// same dictionary with a second — or `None` when over 75 % of the rows have distinct values,
+/// where a dictionary does not pay (polars' threshold). Values are first told apart by their
+/// 16-byte views: a view holds a short value whole, and a longer one's length, first bytes,
+/// buffer and offset, so equal views are equal values — and the rows of one request share
+/// one copy of each name, route and status message (`model::span_wire`), so most rows are
+/// found without reading (or hashing) their bytes, which lie scattered over the requests'
+/// buffers. Only a view not seen yet is looked up by its text.
+fn dictionary_of(
+    text: &polars_arrow::array::Utf8ViewArray,
+) -> PolarsResult<Option<polars_arrow::array::DictionaryArray<u32>>> {
+    use polars_arrow::array::{Array, DictionaryArray, MutableBinaryViewArray, PrimitiveArray};
+    use polars_arrow::datatypes::ArrowDataType;
+    let mut by_text: HashMap<&str, u32, foldhash::fast::RandomState> = HashMap::default();
+    let mut by_view: HashMap<u128, u32, foldhash::fast::RandomState> = HashMap::default();
+    let mut values = MutableBinaryViewArray::<str>::new();
+    let mut keys = Vec::with_capacity(text.len());
+    let mut last: Option<(u128, u32)> = None;
+    let validity = text.validity();
+    for (i, view) in text.views().iter().enumerate() {
+        if validity.is_some_and(|v| !v.get_bit(i)) {
+            keys.push(0);
+            continue;
+        }
+        let view = view.as_u128();
+        let key = match last {
+            Some((before, key)) if before == view => key,
+            _ => {
+                let key = match by_view.get(&view) {
+                    Some(&key) => key,
+                    None => {
+                        let value = text.value(i);
+                        let next = by_text.len() as u32;
+                        let key = *by_text.entry(value).or_insert_with(|| {
+                            values.push_value(value);
+                            next
+                        });
+                        by_view.insert(view, key);
+                        key
+                    }
+                };
+                last = Some((view, key));
+                key
+            }
+        };
+        keys.push(key);
+    }
+    if by_text.is_empty() || by_text.len() * 4 > text.len() * 3 {
+        return Ok(None);
+    }
+    let keys = PrimitiveArray::new(ArrowDataType::UInt32, keys.into(), validity.cloned());
+    let values: polars_arrow::array::Utf8ViewArray = values.freeze();
+    DictionaryArray::try_from_keys(keys, values.boxed(), false).map(Some)
+}
+
+/// The zstd level of part pages: 1, not Parquet writers' usual 3. The compression was a tenth
+/// of the collector's CPU under load, and on these columns (dictionary- and plain-encoded
+/// pages) level 1 wrote no larger parts (35.7 against 36.7 bytes per span in
+/// `bench/run-otlp-bench.sh`).
+const ZSTD_LEVEL: i32 = 1;
+
 /// A part's Parquet file, one row group per frame, each column encoded as
-/// [`PLAIN_SPAN_COLUMNS`] says or else as polars would (dictionary when it pays), pages compressed with zstd level 1.
+/// [`PLAIN_SPAN_COLUMNS`] and [`text_encoding`] say or else as polars would (dictionary when it
+/// pays), pages compressed with zstd at [`ZSTD_LEVEL`] by one context kept for the whole part:
+/// polars' writer makes a context per page, whose allocation and clearing was a tenth of the
+/// compression's cost.
 struct PartWriter<W: Write> {
     writer: polars_parquet::write::FileWriter<W>,
     fields: Vec<polars_parquet::write::ParquetType>,
-    encodings: polars_buffer::Buffer<Vec<polars_parquet::write::Encoding>>,
+    encodings: Vec<Vec<polars_parquet::write::Encoding>>,
     options: polars_parquet::write::WriteOptions,
+    zstd: zstd::bulk::Compressor<'static>,
 }
 
 impl<W: Write> PartWriter<W> {
@@ -347,13 +469,11 @@ impl<W: Write> PartWriter<W> {
         };
         let arrow = schema.to_arrow(CompatLevel::newest());
         let parquet = to_parquet_schema(&arrow)?;
-        // zstd level 1, not the default 3: the compression was a tenth of the collector's CPU
-        // under load, and on these columns (dictionary- and plain-encoded pages) level 1 wrote
-        // no larger parts (35.7 against 36.7 bytes per span in `bench/run-otlp-bench.sh`).
+        // The file's metadata names zstd; the pages are compressed here, not by polars.
         let options = WriteOptions {
             statistics: StatisticsOptions::default(),
             version: Version::V1,
-            compression: CompressionOptions::Zstd(Some(ZstdLevel::try_new(1)?)),
+            compression: CompressionOptions::Zstd(Some(ZstdLevel::try_new(ZSTD_LEVEL)?)),
             data_page_size: None,
         };
         let encodings: Vec<Vec<Encoding>> = arrow
@@ -364,19 +484,34 @@ impl<W: Write> PartWriter<W> {
             })
             .collect();
         let fields = parquet.fields().to_vec();
+        let zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL)
+            .map_err(|e| PolarsError::ComputeError(format!("zstd context: {e}").into()))?;
         let writer = FileWriter::new_with_parquet_schema(out, arrow, parquet, options);
-        Ok(PartWriter { writer, fields, encodings: encodings.into(), options })
+        Ok(PartWriter { writer, fields, encodings, options, zstd })
     }
 
     /// Writes each chunk of `df` as a row group.
     fn write(&mut self, df: &DataFrame) -> PolarsResult<()> {
+        use polars_parquet::write::{DynIter, DynStreamingIterator, array_to_columns};
         for batch in df.iter_chunks(CompatLevel::newest(), false) {
             let rows = batch.len() as u64;
             if rows == 0 {
                 continue;
             }
-            let group =
-                polars_parquet::write::row_group_iter(batch, self.encodings.clone(), self.fields.clone(), self.options);
+            let mut columns = Vec::with_capacity(self.fields.len());
+            for ((array, field), chosen) in batch.into_arrays().into_iter().zip(&self.fields).zip(&self.encodings) {
+                let (array, encoding) = encoded(array, chosen)?;
+                for pages in array_to_columns(array, field.clone(), self.options, &encoding)? {
+                    let compressed =
+                        pages.map(|page| compress(&mut self.zstd, page?)).collect::<PolarsResult<Vec<_>>>()?;
+                    columns.push(compressed);
+                }
+            }
+            let group = DynIter::new(
+                columns
+                    .into_iter()
+                    .map(|pages| Ok(DynStreamingIterator::new(Pages { rest: pages.into_iter(), current: None }))),
+            );
             self.writer.write(rows, group)?;
         }
         Ok(())
@@ -386,6 +521,66 @@ impl<W: Write> PartWriter<W> {
     fn finish(mut self) -> PolarsResult<()> {
         self.writer.end(None)?;
         Ok(())
+    }
+}
+
+/// One page compressed with the part's zstd context `zstd`, as polars' `compress` would: a
+/// version 1 data page or a dictionary page is compressed whole.
+fn compress(
+    zstd: &mut zstd::bulk::Compressor<'static>,
+    page: polars_parquet::write::Page,
+) -> PolarsResult<polars_parquet::write::CompressedPage> {
+    use polars_parquet::parquet::CowBuffer;
+    use polars_parquet::parquet::compression::Compression;
+    use polars_parquet::parquet::page::{CompressedDictPage, DataPageHeader};
+    use polars_parquet::write::{CompressedDataPage, CompressedPage, Page};
+    let zstd_error = |e: io::Error| PolarsError::ComputeError(format!("zstd: {e}").into());
+    Ok(match page {
+        Page::Data(page) => {
+            let DataPageHeader::V1(_) = page.header() else {
+                polars_bail!(ComputeError: "a version 2 data page, which parts do not write")
+            };
+            let compressed = zstd.compress(page.buffer()).map_err(zstd_error)?;
+            let num_rows = page.num_rows.unwrap_or_default();
+            CompressedPage::Data(CompressedDataPage::new(
+                page.header().clone(),
+                CowBuffer::Owned(compressed),
+                Compression::Zstd,
+                page.buffer().len(),
+                page.descriptor.clone(),
+                num_rows,
+            ))
+        }
+        Page::Dict(page) => {
+            let compressed = zstd.compress(&page.buffer).map_err(zstd_error)?;
+            CompressedPage::Dict(CompressedDictPage::new(
+                CowBuffer::Owned(compressed),
+                Compression::Zstd,
+                page.buffer.len(),
+                page.num_values,
+                page.is_sorted,
+            ))
+        }
+    })
+}
+
+/// A column chunk's compressed pages, handed to the file writer one at a time.
+struct Pages {
+    rest: std::vec::IntoIter<polars_parquet::write::CompressedPage>,
+    current: Option<polars_parquet::write::CompressedPage>,
+}
+
+impl polars_parquet::write::FallibleStreamingIterator for Pages {
+    type Item = polars_parquet::write::CompressedPage;
+    type Error = PolarsError;
+
+    fn advance(&mut self) -> PolarsResult<()> {
+        self.current = self.rest.next();
+        Ok(())
+    }
+
+    fn get(&self) -> Option<&Self::Item> {
+        self.current.as_ref()
     }
 }
 
@@ -754,15 +949,23 @@ mod tests {
     use super::*;
 
     /// Ids of one span, times and durations are written plain — never a dictionary, even for
-    /// durations of few values, where polars would choose one —; other columns of few values
-    /// still get their dictionary; the part reads back as written.
+    /// durations of few values, where polars would choose one —, as are text columns whose
+    /// first rows are mostly null (a resource's values), mostly distinct (attributes) or all
+    /// empty (events, links); other
+    /// columns of few values still get their dictionary; the part reads back as written.
     #[test]
     fn distinct_columns_are_plain_and_repeated_ones_dictionary_encoded() {
         use crate::model::span;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
         use opentelemetry_proto::tonic::trace::v1::Span;
         let spans = (0..5_000u64)
             .map(|i| Span {
                 trace_id: [[7u8; 8], (i / 4).to_be_bytes()].concat(),
+                attributes: vec![KeyValue {
+                    key: "url.path".into(),
+                    value: Some(AnyValue { value: Some(any_value::Value::StringValue(format!("/orders/{i}"))) }),
+                    ..Default::default()
+                }],
                 span_id: (i + 1).to_be_bytes().to_vec(),
                 parent_span_id: i.to_be_bytes().to_vec(),
                 name: ["GET /a", "GET /b"][i as usize % 2].into(),
@@ -782,7 +985,20 @@ mod tests {
             let chunk = footer.row_groups[0].columns_under_root_iter(column).unwrap().next().unwrap();
             chunk.dictionary_page_offset().is_some()
         };
-        for plain in ["span_id", "parent_span_id", "start_time_unix_nano", "end_time_unix_nano", "duration_nano"] {
+        for plain in [
+            "span_id",
+            "parent_span_id",
+            "start_time_unix_nano",
+            "end_time_unix_nano",
+            "duration_nano",
+            "attributes",
+            "events",
+            "links",
+            "trace_state",
+            "service_name",
+            "resource_attributes",
+            "scope_name",
+        ] {
             assert!(!dictionary(plain), "{plain} has a dictionary");
         }
         for repeated in ["name", "trace_id", "kind"] {
@@ -791,6 +1007,36 @@ mod tests {
         let Rows::Spans(written) = &rows else { unreachable!() };
         let Rows::Spans(back) = read_part(&meta, &tenant).unwrap() else { panic!("no spans read") };
         assert_eq!(format!("{back:?}"), format!("{written:?}"));
+    }
+
+    /// A dictionary holds each value once whether its rows share one copy (equal views) or
+    /// each have their own (looked up by text); nulls stay null; a chunk of mostly distinct
+    /// values gets none.
+    #[test]
+    fn a_dictionary_keys_equal_values_alike_however_they_are_stored() {
+        use polars_arrow::array::{MutableBinaryViewArray, Utf8ViewArray};
+        let long = "GET /api/orders/{id}";
+        let shared = polars_buffer::Buffer::from_vec(long.as_bytes().to_vec());
+        let shared_view = polars_arrow::array::View::new_from_bytes(long.as_bytes(), 0, 0);
+        let mut column = MutableBinaryViewArray::<str>::new();
+        column.push_view(shared_view, std::slice::from_ref(&shared));
+        column.push_value(long); // its own copy
+        column.push_null();
+        column.push_value("GET /");
+        column.push_view(shared_view, std::slice::from_ref(&shared));
+        column.push_value("GET /");
+        column.push_value(long);
+        column.push_value("");
+        let column: Utf8ViewArray = column.freeze();
+        let dictionary = dictionary_of(&column).unwrap().expect("a dictionary");
+        let keys: Vec<Option<u32>> = dictionary.keys().iter().map(|k| k.copied()).collect();
+        assert_eq!(keys, [Some(0), Some(0), None, Some(1), Some(0), Some(1), Some(0), Some(2)]);
+        let values = dictionary.values().as_any().downcast_ref::<Utf8ViewArray>().unwrap();
+        assert_eq!(values.values_iter().collect::<Vec<_>>(), [long, "GET /", ""]);
+
+        let distinct: Utf8ViewArray =
+            MutableBinaryViewArray::<str>::from_values_iter((0..100).map(|i| format!("/orders/{i}"))).freeze();
+        assert!(dictionary_of(&distinct).unwrap().is_none());
     }
 
     #[test]
