@@ -135,6 +135,7 @@ pub(crate) fn to_frames(
             let rows = rows_of!(Spans);
             let mut common = CommonBuilder::default();
             for chunk in rows.chunks(FRAME_ROWS) {
+                common.reserve(chunk.len());
                 for (tenant, row) in chunk {
                     common.push(tenant, (&row.resource, &row.scope));
                 }
@@ -203,6 +204,7 @@ fn service_slices<R: Sliced + crate::model::Row, I: Default>(
             sink(frame)?;
         }
         for chunk in chunks {
+            common.reserve(chunk.len());
             for (tenant, row) in chunk {
                 common.push(tenant, row.shared());
             }
@@ -247,6 +249,10 @@ type Shared<'a> = (&'a Arc<ResourceColumns>, &'a Arc<ScopeColumns>);
 
 #[derive(Default)]
 struct CommonBuilder<'a> {
+    /// The previous row's tenant (by address), resource and scope and their ids: the rows of
+    /// one request follow each other with the same three, and are given the ids again without
+    /// a lookup.
+    last: Option<(usize, usize, usize, [u32; 3])>,
     tenants: HashMap<&'a str, u32, foldhash::quality::RandomState>,
     resources: Ids,
     scopes: Ids,
@@ -268,6 +274,13 @@ struct CommonBuilder<'a> {
 
 impl<'a> CommonBuilder<'a> {
     fn push(&mut self, tenant: &'a Tenant, (resource, scope): Shared<'a>) {
+        let keys = (tenant as *const Tenant as usize, ptr(resource), ptr(scope));
+        if let Some((t, r, s, [tid, rid, sid])) = self.last
+            && (t, r, s) == keys
+        {
+            self.push_again(tid, rid, sid);
+            return;
+        }
         let next = self.tenants.len() as u32;
         let (tid, first) = match self.tenants.entry(tenant.as_str()) {
             Entry::Occupied(e) => (*e.get(), false),
@@ -293,6 +306,51 @@ impl<'a> CommonBuilder<'a> {
         self.scope_version.push(s.map(|s| &*s.version));
         self.scope_attrs.push(s.map(|s| &*s.attributes));
         self.scope_schema.push(s.map(|s| &*s.schema_url));
+        self.last = Some((keys.0, keys.1, keys.2, [tid, rid, sid]));
+    }
+
+    /// Room for `rows` more rows in every column.
+    fn reserve(&mut self, rows: usize) {
+        for ids in [&mut self.tenant_id, &mut self.resource_id, &mut self.scope_id] {
+            ids.reserve(rows);
+        }
+        for column in [
+            &mut self.tenant,
+            &mut self.service_name,
+            &mut self.service_version,
+            &mut self.environment,
+            &mut self.res_attrs,
+            &mut self.res_schema,
+            &mut self.scope_name,
+            &mut self.scope_version,
+            &mut self.scope_attrs,
+            &mut self.scope_schema,
+        ] {
+            column.reserve(rows);
+        }
+        self.res_dropped.reserve(rows);
+    }
+
+    /// A row whose tenant, resource and scope all appeared before: ids only.
+    fn push_again(&mut self, tid: u32, rid: u32, sid: u32) {
+        self.tenant_id.push(tid);
+        self.resource_id.push(rid);
+        self.scope_id.push(sid);
+        for column in [
+            &mut self.tenant,
+            &mut self.service_name,
+            &mut self.service_version,
+            &mut self.environment,
+            &mut self.res_attrs,
+            &mut self.res_schema,
+            &mut self.scope_name,
+            &mut self.scope_version,
+            &mut self.scope_attrs,
+            &mut self.scope_schema,
+        ] {
+            column.push(None);
+        }
+        self.res_dropped.push(None);
     }
 
     /// The columns of the rows pushed since the last call; the ids assigned so far stay.
