@@ -309,12 +309,9 @@ impl<'a> CommonBuilder<'a> {
         self.last = Some((keys.0, keys.1, keys.2, [tid, rid, sid]));
     }
 
-    /// Room for `rows` more rows in every column.
-    fn reserve(&mut self, rows: usize) {
-        for ids in [&mut self.tenant_id, &mut self.resource_id, &mut self.scope_id] {
-            ids.reserve(rows);
-        }
-        for column in [
+    /// The text columns set on a shared value's first row only.
+    fn sparse_texts(&mut self) -> [&mut Vec<Option<&'a str>>; 10] {
+        [
             &mut self.tenant,
             &mut self.service_name,
             &mut self.service_version,
@@ -325,7 +322,15 @@ impl<'a> CommonBuilder<'a> {
             &mut self.scope_version,
             &mut self.scope_attrs,
             &mut self.scope_schema,
-        ] {
+        ]
+    }
+
+    /// Room for `rows` more rows in every column.
+    fn reserve(&mut self, rows: usize) {
+        for ids in [&mut self.tenant_id, &mut self.resource_id, &mut self.scope_id] {
+            ids.reserve(rows);
+        }
+        for column in self.sparse_texts() {
             column.reserve(rows);
         }
         self.res_dropped.reserve(rows);
@@ -336,18 +341,7 @@ impl<'a> CommonBuilder<'a> {
         self.tenant_id.push(tid);
         self.resource_id.push(rid);
         self.scope_id.push(sid);
-        for column in [
-            &mut self.tenant,
-            &mut self.service_name,
-            &mut self.service_version,
-            &mut self.environment,
-            &mut self.res_attrs,
-            &mut self.res_schema,
-            &mut self.scope_name,
-            &mut self.scope_version,
-            &mut self.scope_attrs,
-            &mut self.scope_schema,
-        ] {
+        for column in self.sparse_texts() {
             column.push(None);
         }
         self.res_dropped.push(None);
