@@ -412,22 +412,18 @@ fn dictionary_of(
             continue;
         }
         let view = view.as_u128();
-        let key = match last {
-            Some((before, key)) if before == view => key,
-            _ => {
-                let key = match by_view.get(&view) {
-                    Some(&key) => key,
-                    None => {
-                        let value = text.value(i);
-                        let next = by_text.len() as u32;
-                        let key = *by_text.entry(value).or_insert_with(|| {
-                            values.push_value(value);
-                            next
-                        });
-                        by_view.insert(view, key);
-                        key
-                    }
-                };
+        // A run of one view (a request's spans of one name) is not even hashed.
+        let key = match last.filter(|&(before, _)| before == view) {
+            Some((_, key)) => key,
+            None => {
+                let key = *by_view.entry(view).or_insert_with(|| {
+                    let value = text.value(i);
+                    let next = by_text.len() as u32;
+                    *by_text.entry(value).or_insert_with(|| {
+                        values.push_value(value);
+                        next
+                    })
+                });
                 last = Some((view, key));
                 key
             }
