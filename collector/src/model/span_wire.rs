@@ -61,6 +61,14 @@ impl<'a> Fields<'a> {
     }
 
     fn varint(&mut self) -> Option<u64> {
+        // Most varints on the wire — field keys, lengths of names, ids and attributes — are
+        // one byte.
+        if let Some(&b) = self.buf.first()
+            && b < 0x80
+        {
+            self.buf = &self.buf[1..];
+            return Some(u64::from(b));
+        }
         let mut value = 0u64;
         for (i, &b) in self.buf.iter().enumerate().take(10) {
             // The tenth byte may only carry the top bit of a u64.
