@@ -36,6 +36,18 @@ impl Text {
         }
     }
 
+    /// The text's bytes. Unlike `as_str`, slicing bytes checks no character boundaries, so
+    /// only the text's first bytes are read when a caller reads only those (the flush's views
+    /// of long texts read their first four bytes, and the text lies in memory written seconds
+    /// ago by another core: reading its last byte as well was a second cache miss).
+    pub fn bytes(&self) -> &[u8] {
+        match &self.buf {
+            Some(buf) if self.end == WHOLE => buf.as_bytes(),
+            Some(buf) => &buf.as_bytes()[self.start as usize..self.end as usize],
+            None => b"",
+        }
+    }
+
     /// The buffer this text is a range of and where in it the text starts; `None` when empty.
     /// For the flush, which writes string columns as views into these buffers.
     pub fn buffer(&self) -> Option<(&Arc<String>, usize)> {

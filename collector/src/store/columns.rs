@@ -437,9 +437,10 @@ impl TextColumn {
             return;
         };
         let shared = text.buffer().and_then(|(buf, start)| Some((buf, u32::try_from(start).ok()?)));
+        let bytes = text.bytes();
         match shared {
-            Some((buf, start)) if text.len() > View::MAX_INLINE_SIZE as usize && buf.len() >= SHARED_BUFFER_BYTES => {
-                let view = View::new_from_bytes(text.as_bytes(), 0, start);
+            Some((buf, start)) if bytes.len() > View::MAX_INLINE_SIZE as usize && buf.len() >= SHARED_BUFFER_BYTES => {
+                let view = View::new_from_bytes(bytes, 0, start);
                 self.0.push_view(view, std::slice::from_ref(buffers.of(buf)));
             }
             _ => self.0.push_value(text.as_str()),
