@@ -394,36 +394,64 @@ fn encoded(
 /// buffer and offset, so equal views are equal values — and the rows of one request share
 /// one copy of each name, route and status message (`model::span_wire`), so most rows are
 /// found without reading (or hashing) their bytes, which lie scattered over the requests'
-/// buffers. Only a view not seen yet is looked up by its text.
+/// buffers. Only a view not seen yet is looked up by its text; and once the first
+/// [`VIEW_LOOKUP_TRIAL`] lookups of longer values show views rarely repeat (each row holds its
+/// own copy of a repeated value: attributes, log bodies), longer values are looked up by text
+/// alone — the view lookup was a miss and a new entry per row, half of the dictionary's cost.
+/// How many lookups of longer values by view [`dictionary_of`] makes before it judges whether
+/// they pay (a quarter of them must find their view).
+const VIEW_LOOKUP_TRIAL: usize = 256;
+
 fn dictionary_of(
     text: &polars_arrow::array::Utf8ViewArray,
 ) -> PolarsResult<Option<polars_arrow::array::DictionaryArray<u32>>> {
-    use polars_arrow::array::{Array, DictionaryArray, MutableBinaryViewArray, PrimitiveArray};
+    use polars_arrow::array::{Array, DictionaryArray, MutableBinaryViewArray, PrimitiveArray, View};
     use polars_arrow::datatypes::ArrowDataType;
+    use std::collections::hash_map::Entry;
     let mut by_text: HashMap<&str, u32, foldhash::fast::RandomState> = HashMap::default();
     let mut by_view: HashMap<u128, u32, foldhash::fast::RandomState> = HashMap::default();
     let mut values = MutableBinaryViewArray::<str>::new();
     let mut keys = Vec::with_capacity(text.len());
     let mut last: Option<(u128, u32)> = None;
+    // Whether longer values are still looked up by view: not once the views have mostly been
+    // new ones for values already seen (each row's own copy of a repeated value, where a view
+    // lookup only adds a miss and an entry to the text lookup).
+    let (mut by_view_pays, mut view_hits, mut view_lookups) = (true, 0usize, 0usize);
     let validity = text.validity();
     for (i, view) in text.views().iter().enumerate() {
         if validity.is_some_and(|v| !v.get_bit(i)) {
             keys.push(0);
             continue;
         }
+        let inline = view.length <= View::MAX_INLINE_SIZE;
         let view = view.as_u128();
         // A run of one view (a request's spans of one name) is not even hashed.
         let key = match last.filter(|&(before, _)| before == view) {
             Some((_, key)) => key,
             None => {
-                let key = *by_view.entry(view).or_insert_with(|| {
+                let mut by_value = || {
                     let value = text.value(i);
                     let next = by_text.len() as u32;
                     *by_text.entry(value).or_insert_with(|| {
                         values.push_value(value);
                         next
                     })
-                });
+                };
+                let key = if inline || by_view_pays {
+                    view_lookups += usize::from(!inline);
+                    match by_view.entry(view) {
+                        Entry::Occupied(found) => {
+                            view_hits += usize::from(!inline);
+                            *found.get()
+                        }
+                        Entry::Vacant(slot) => *slot.insert(by_value()),
+                    }
+                } else {
+                    by_value()
+                };
+                if view_lookups == VIEW_LOOKUP_TRIAL && view_hits * 4 < VIEW_LOOKUP_TRIAL {
+                    by_view_pays = false;
+                }
                 last = Some((view, key));
                 key
             }
@@ -1033,6 +1061,41 @@ mod tests {
         let distinct: Utf8ViewArray =
             MutableBinaryViewArray::<str>::from_values_iter((0..100).map(|i| format!("/orders/{i}"))).freeze();
         assert!(dictionary_of(&distinct).unwrap().is_none());
+    }
+
+    /// Past the view trial, a column whose rows each hold their own copy of a few long values
+    /// is keyed by text alone, and still gets each value once; short values and values shared
+    /// by view after the trial are keyed alike.
+    #[test]
+    fn a_dictionary_of_own_copies_past_the_view_trial_keys_by_text() {
+        use polars_arrow::array::{MutableBinaryViewArray, Utf8ViewArray};
+        let long = ["{\"key\":\"user.id\",\"value\":\"user-1\"}", "{\"key\":\"user.id\",\"value\":\"user-2\"}"];
+        let shared = polars_buffer::Buffer::from_vec(long[1].as_bytes().to_vec());
+        let shared_view = polars_arrow::array::View::new_from_bytes(long[1].as_bytes(), 0, 0);
+        let mut column = MutableBinaryViewArray::<str>::new();
+        let mut expected = Vec::new();
+        for i in 0..3 * VIEW_LOOKUP_TRIAL {
+            match i % 5 {
+                4 => {
+                    column.push_value("short");
+                    expected.push(Some(2));
+                }
+                3 if i > VIEW_LOOKUP_TRIAL => {
+                    column.push_view(shared_view, std::slice::from_ref(&shared));
+                    expected.push(Some(1));
+                }
+                n => {
+                    column.push_value(long[n % 2]);
+                    expected.push(Some(n as u32 % 2));
+                }
+            }
+        }
+        let column: Utf8ViewArray = column.freeze();
+        let dictionary = dictionary_of(&column).unwrap().expect("a dictionary");
+        let keys: Vec<Option<u32>> = dictionary.keys().iter().map(|k| k.copied()).collect();
+        assert_eq!(keys, expected);
+        let values = dictionary.values().as_any().downcast_ref::<Utf8ViewArray>().unwrap();
+        assert_eq!(values.values_iter().collect::<Vec<_>>(), [long[0], long[1], "short"]);
     }
 
     #[test]
