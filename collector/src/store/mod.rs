@@ -367,6 +367,10 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, OpenError> {
     }
 }
 
+/// The spans [`Store::search_part`] reads first: what a search for the newest few traces
+/// needs of a part; each later batch is four times larger, up to a row group.
+const FIRST_SEARCH_BATCH: usize = 1024;
+
 impl Store {
     /// Opens (or creates) the store under `data_dir`: deletes parts of unfinished flushes,
     /// loads the parts catalog, replays the WAL into the head (writing it to parts whenever it
@@ -1096,14 +1100,18 @@ impl Store {
 
     /// Searches one traces part through its span index ([`span_index`]): `keep` sees every
     /// span of the tenant in the part by its indexed columns, and only the spans it keeps are
-    /// read whole and passed to `f`. The index is built from the part on first use and cached.
-    /// Returns the number of spans the part holds for the tenant. Damage is handled as in
-    /// [`Store::scan`] (the warning goes in `report`).
+    /// read whole and passed to `f`, newest first (by start time) in batches of a growing
+    /// size; before each batch `enough` is asked with the latest start of the spans not read
+    /// yet, and answering true ends the part there — a search that has its newest traces reads
+    /// no older spans, however many the part holds. The index is built from the part on first
+    /// use and cached. Returns the number of spans the part holds for the tenant. Damage is
+    /// handled as in [`Store::scan`] (the warning goes in `report`).
     pub fn search_part(
         &self,
         part: &Arc<PartMeta>,
         tenant: &Tenant,
         keep: &mut dyn FnMut(&span_index::IndexedSpan<'_>) -> bool,
+        enough: &mut dyn FnMut(u64) -> bool,
         f: &mut dyn FnMut(&crate::model::SpanRow),
         report: &mut ScanReport,
     ) -> Result<u64, PartError> {
@@ -1134,16 +1142,25 @@ impl Store {
             }
             Err(err) => return damage(err, report),
         };
-        let wanted: Vec<usize> = (0..index.len()).filter(|&i| keep(&index.span(i))).collect();
-        // A row group's worth of rows at a time: a search that keeps every span of a part
-        // holds one batch of built rows, not the part's.
-        for batch in wanted.chunks(columns::FRAME_ROWS) {
-            match parts::read_part_indexed(part, tenant, &index, batch) {
-                Ok(rows) => rows.iter().for_each(&mut *f),
-                Err(err) => return damage(err, report),
+        let mut wanted: Vec<usize> = (0..index.len()).filter(|&i| keep(&index.span(i))).collect();
+        wanted.sort_by_key(|&i| std::cmp::Reverse(index.span(i).start_unix_nano));
+        // At most a row group's worth of rows at a time: a search that keeps every span of a
+        // part holds one batch of built rows, not the part's.
+        let (mut rest, mut size) = (&wanted[..], FIRST_SEARCH_BATCH);
+        let mut batches = || {
+            let newest = index.span(*rest.first()?).start_unix_nano;
+            if enough(newest) {
+                return None;
             }
+            let (batch, after) = rest.split_at(size.min(rest.len()));
+            (rest, size) = (after, (size * 4).min(columns::FRAME_ROWS));
+            Some(batch)
+        };
+        let mut each = |rows: &[crate::model::SpanRow]| rows.iter().for_each(&mut *f);
+        match parts::read_part_indexed_batches(part, tenant, &index, &mut batches, &mut each) {
+            Ok(()) => Ok(index.len() as u64),
+            Err(err) => damage(err, report),
         }
-        Ok(index.len() as u64)
     }
 
     /// Starts the compaction thread (`compact`) when `config.enabled`; it stops with the store.
@@ -1401,6 +1418,84 @@ mod tests {
         assert!(store.trace_snapshot(&Tenant::parse("a").unwrap(), &[7; 16]).parts.is_empty());
     }
 
+    /// A part's spans reach a search newest first whatever order they were written in, in
+    /// batches of 1,024 and then four times as many; a search with enough after the first batch
+    /// reads no older span.
+    #[test]
+    fn a_search_reads_a_part_newest_first_and_stops_when_it_has_enough() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let store = Store::open(dir.path(), settings(), Arc::default()).unwrap();
+        let n = 6_000u64;
+        // Written in a shuffled order of their start times (7,919 is prime to 6,000).
+        let spans = (0..n)
+            .map(|i| {
+                let k = i * 7_919 % n;
+                Span {
+                    trace_id: [[5u8; 8], k.to_be_bytes()].concat(),
+                    span_id: vec![1; 8],
+                    name: "op".into(),
+                    start_time_unix_nano: now - HOUR + k * 1_000,
+                    end_time_unix_nano: now - HOUR + k * 1_000 + 10,
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans { spans, ..Default::default() }],
+                ..Default::default()
+            }],
+        };
+        append(&store, "a", request);
+        store.flush().unwrap();
+        let tenant = Tenant::parse("a").unwrap();
+        let snap = store.snapshot(&tenant, Signal::Traces);
+        assert_eq!(snap.parts.len(), 1);
+        let search = |stop_after: usize| {
+            let (read, mut starts, mut asked) = (std::cell::Cell::new(0), Vec::new(), Vec::new());
+            let mut report = ScanReport::default();
+            let held = store
+                .search_part(
+                    &snap.parts[0],
+                    &tenant,
+                    &mut |_| true,
+                    &mut |newest| {
+                        asked.push(newest);
+                        read.get() >= stop_after
+                    },
+                    &mut |row| {
+                        starts.push(row.start_unix_nano);
+                        read.set(read.get() + 1);
+                    },
+                    &mut report,
+                )
+                .unwrap();
+            assert!(report.warnings.is_empty(), "{report:?}");
+            assert_eq!(held, n);
+            (starts, asked)
+        };
+        let newest_first: Vec<u64> = (0..n).rev().map(|k| now - HOUR + k * 1_000).collect();
+        // Each batch is read in row order; its spans are the next newest.
+        let batches = |mut starts: Vec<u64>| {
+            let (first, rest) = starts.split_at_mut(1_024.min(n as usize));
+            let (second, third) = rest.split_at_mut(4_096.min(rest.len()));
+            for batch in [&mut *first, &mut *second, &mut *third] {
+                batch.sort_unstable_by(|a, b| b.cmp(a));
+            }
+            starts
+        };
+
+        let (starts, asked) = search(usize::MAX);
+        assert!(batches(starts) == newest_first, "every span, a batch at a time, newest first");
+        assert_eq!(asked, [newest_first[0], newest_first[1_024], newest_first[1_024 + 4_096]]);
+
+        let (starts, asked) = search(1);
+        assert_eq!(starts.len(), 1_024, "the first batch only");
+        assert!(batches(starts) == newest_first[..1_024], "the newest spans");
+        assert_eq!(asked, [newest_first[0], newest_first[1_024]]);
+    }
+
     #[test]
     fn span_indexes_find_the_rows_of_trace_keys_and_search_conditions() {
         let dir = tempfile::tempdir().unwrap();
@@ -1432,10 +1527,12 @@ mod tests {
                 &snap.parts[0],
                 &tenant,
                 &mut |s| s.start_unix_nano > now,
+                &mut |_| false,
                 &mut |row| kept.push(row.trace_id[0]),
                 &mut report,
             )
             .unwrap();
+        kept.sort_unstable();
         assert_eq!((n, kept), (3, vec![2, 3]));
     }
 

@@ -797,9 +797,14 @@ pub fn read_part_spans_where(
 
 /// Runs a decoder over a part's verified bytes; any failure, even a panic, is damage.
 fn decode_with<T>(meta: &PartMeta, f: impl FnOnce(&[u8]) -> PolarsResult<T>) -> Result<T, PartError> {
-    let bytes = read_verified(meta)?;
+    decode_bytes(meta, &read_verified(meta)?, f)
+}
+
+/// `f` over the Parquet bytes `bytes` of part `meta` (from [`read_verified`]): its error, or a
+/// panic of the decoder, is the part's damage.
+fn decode_bytes<T>(meta: &PartMeta, bytes: &[u8], f: impl FnOnce(&[u8]) -> PolarsResult<T>) -> Result<T, PartError> {
     let damaged = |why: String| PartError::Damaged { part: meta.name.clone(), why };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&bytes))) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(bytes))) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(err)) => Err(damaged(err.to_string())),
         Err(_) => Err(damaged("the Parquet decoder failed on it".into())),
@@ -825,6 +830,32 @@ pub fn read_part_indexed(
         let rows: Vec<usize> = positions.iter().map(|&p| index.row(p)).collect();
         read_part_rows(meta, tenant, &rows)
     }
+}
+
+/// The spans at the positions `wanted` of a part's span index, in batches: `batches` gives
+/// each batch's positions in turn (any order; each is read in row order), the part's bytes are
+/// read and verified once, and `f` gets each batch's rows. `batches` answering `None` ends the
+/// reading, so a caller that has what it needs reads no more of the part.
+pub fn read_part_indexed_batches<'p>(
+    meta: &PartMeta,
+    tenant: &Tenant,
+    index: &super::span_index::SpanIndex,
+    batches: &mut dyn FnMut() -> Option<&'p [usize]>,
+    f: &mut dyn FnMut(&[crate::model::SpanRow]),
+) -> Result<(), PartError> {
+    let bytes = read_verified(meta)?;
+    while let Some(batch) = batches() {
+        let mut positions = batch.to_vec();
+        positions.sort_unstable_by_key(|&p| index.row(p));
+        let rows = if index.dictionaries {
+            decode_bytes(meta, &bytes, |bytes| columns::rows_of_indexed(bytes, index, &positions))?
+        } else {
+            let rows: Vec<usize> = positions.iter().map(|&p| index.row(p)).collect();
+            decode_bytes(meta, &bytes, |bytes| columns::rows_of(bytes, tenant, &rows))?
+        };
+        f(&rows);
+    }
+    Ok(())
 }
 
 /// A tenant's spans of the traces with keys `keys` in a traces part, without its span index.

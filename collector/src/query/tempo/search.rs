@@ -7,8 +7,9 @@
 //!   trace-level field — what Grafana's search builder writes). Every hint then holds for each
 //!   selected span, so parts lacking a hinted service are skipped (catalog metadata), and a
 //!   span is only turned into a `traceql` value when its own service and duration pass the
-//!   hints. Parts are read newest first, and reading stops once `limit` traces are found and
-//!   the next part holds nothing newer than them. The found traces' root, start, duration and
+//!   hints. Parts are read newest first, a part's spans newest first in batches, and reading
+//!   stops once `limit` traces are found and the next part or batch holds nothing newer than
+//!   them. The found traces' root, start, duration and
 //!   per-service counts are then read by trace id ([`super::trace::collect`]).
 //! * **Whole traces** (structural operators, `&&` between span sets, aggregates, trace-level
 //!   intrinsics). A first pass keeps a small summary per trace (services present, longest
@@ -19,6 +20,7 @@
 //! [`MAX_TRACKED_TRACES`] trace summaries and stop at the query's deadline. Results are sorted
 //! most recent first.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -474,17 +476,13 @@ fn span_by_span(
         snapshot.chunks.retain(|c| has_all(&c.services));
         snapshot.parts.retain(|p| p.of(&tenant).is_some_and(|t| has_all(&t.services)));
     }
-    let mut found: HashMap<[u8; 16], Matched> = HashMap::new();
+    // Shared by the span callback, which adds to it, and the stop test between a part's batches.
+    let found: RefCell<HashMap<[u8; 16], Matched>> = RefCell::new(HashMap::new());
     let mut to_model = ToModel::default();
     for (piece, newest) in pieces(&snapshot) {
         deadline.check()?;
-        // Enough traces, all newer than anything this part holds: stop.
-        if found.len() >= search.limit {
-            let mut starts: Vec<u64> = found.values().map(|m| m.first_start).collect();
-            starts.sort_unstable_by(|a, b| b.cmp(a));
-            if starts.get(search.limit - 1).is_some_and(|&kth| newest < kth) {
-                break;
-            }
+        if enough(&found.borrow(), search.limit, newest) {
+            break;
         }
         // The cheap conditions first: a span refused here is never built.
         let mut probe = |p: &SpanProbe<'_>| {
@@ -495,6 +493,7 @@ fn span_by_span(
                 && hints.service_names.iter().all(|s| p.service_name == Some(s.as_str()))
         };
         let mut evaluate = |row: &SpanRow| {
+            let mut found = found.borrow_mut();
             if found.len() >= MAX_TRACKED_TRACES && !found.contains_key(&row.trace_id) {
                 return;
             }
@@ -521,13 +520,17 @@ fn span_by_span(
                         evaluate(row);
                     }
                 };
-                inspected.spans += store.search_part(part, &snapshot.tenant, &mut keep, &mut exact, &mut report)?;
+                // The part's spans come newest first: the same test between its batches.
+                let mut stop = |newest: u64| enough(&found.borrow(), search.limit, newest);
+                inspected.spans +=
+                    store.search_part(part, &snapshot.tenant, &mut keep, &mut stop, &mut exact, &mut report)?;
                 warnings.extend(report.warnings);
             }
             _ => scan_one(store, piece, inspected, warnings, &mut probe, evaluate)?,
         }
         to_model.clear();
     }
+    let found = found.into_inner();
     if found.len() >= MAX_TRACKED_TRACES {
         warnings.push(format!("more than {MAX_TRACKED_TRACES} traces matched; narrow the time range or the query"));
     }
@@ -536,6 +539,17 @@ fn span_by_span(
     found.sort_by_key(|(id, m)| std::cmp::Reverse((m.first_start, *id)));
     found.truncate(search.limit);
     Ok(found)
+}
+
+/// Whether `found` holds `limit` traces all newer than `newest`, the latest start of the spans
+/// not read yet: they can only add older traces (or older spans to these), so reading stops.
+fn enough(found: &HashMap<[u8; 16], Matched>, limit: usize, newest: u64) -> bool {
+    if found.len() < limit {
+        return false;
+    }
+    let mut starts: Vec<u64> = found.values().map(|m| m.first_start).collect();
+    starts.sort_unstable_by(|a, b| b.cmp(a));
+    starts.get(limit - 1).is_some_and(|&kth| newest < kth)
 }
 
 /// Whether an indexed span may be selected by a span-local query, by its hints: in range, long

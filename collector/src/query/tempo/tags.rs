@@ -174,7 +174,9 @@ fn each_span(
         let mut keep =
             |s: &IndexedSpan<'_>| range.overlaps(s.start_unix_nano, s.end_unix_nano_max.max(s.start_unix_nano));
         let mut each = |row: &SpanRow| handle(row, &mut to_model);
-        seen += store.search_part(part, tenant, &mut keep, &mut each, &mut report)? as usize;
+        // Within a part too, reading stops once the values are complete.
+        let mut stop = |_newest: u64| !go.get();
+        seen += store.search_part(part, tenant, &mut keep, &mut stop, &mut each, &mut report)? as usize;
         to_model.clear();
     }
     if seen > MAX_SCAN_SPANS && go.get() {
