@@ -5,7 +5,8 @@
 //! OTLP/HTTP, and a CPU profile per service every 15 minutes (a copy of a real pprof file with
 //! its time set) through Pyroscope's `/ingest` — waits until all of it is in Parquet parts and
 //! compaction has settled, then times, over the last closed hour, the reads Grafana and
-//! `slo-gate check` make: trace by id (Tempo), a TraceQL search, `/api/v1/metrics/points`,
+//! `slo-gate check` make: trace by id (Tempo), TraceQL searches (one service's route, and `{}`
+//! as Grafana's search sends it by default), `/api/v1/metrics/points`,
 //! PromQL `query_range`, and the flame graph of one service. Run with 1 and with 7 days, the
 //! times should be the same: every read is pruned to the hour it asks for. Loopback only.
 //!
@@ -379,6 +380,22 @@ fn reads(args: &Args, api: &mut TcpStream, end_ns: u64) -> anyhow::Result<()> {
             let found = serde_json::from_slice::<serde_json::Value>(b)?["traces"].as_array().map_or(0, Vec::len);
             if found == 0 {
                 bail!("no traces found");
+            }
+            Ok(format!("{found} traces"))
+        },
+    )?;
+    // What Grafana's Tempo search sends by default: every span, the newest 20 traces. A part
+    // is read newest first and no further than those need.
+    time(
+        args,
+        api,
+        "TraceQL search, every span, last hour (limit 20)",
+        &format!("/api/search?q={}&limit=20&start={from}&end={to}", url_encode("{}")),
+        "application/json",
+        |b| {
+            let found = serde_json::from_slice::<serde_json::Value>(b)?["traces"].as_array().map_or(0, Vec::len);
+            if found != 20 {
+                bail!("{found} traces, expected 20");
             }
             Ok(format!("{found} traces"))
         },
