@@ -1143,12 +1143,12 @@ impl Store {
             Err(err) => return damage(err, report),
         };
         let mut wanted: Vec<usize> = (0..index.len()).filter(|&i| keep(&index.span(i))).collect();
-        wanted.sort_by_key(|&i| std::cmp::Reverse(index.span(i).start_unix_nano));
+        wanted.sort_unstable_by_key(|&i| std::cmp::Reverse(index.start[i]));
         // At most a row group's worth of rows at a time: a search that keeps every span of a
         // part holds one batch of built rows, not the part's.
         let (mut rest, mut size) = (&wanted[..], FIRST_SEARCH_BATCH);
         let mut batches = || {
-            let newest = index.span(*rest.first()?).start_unix_nano;
+            let newest = index.start[*rest.first()?];
             if enough(newest) {
                 return None;
             }

@@ -386,6 +386,10 @@ fn encoded(
     })
 }
 
+/// How many lookups of longer values by view [`dictionary_of`] makes before it judges whether
+/// they pay (a quarter of them must find their view).
+const VIEW_LOOKUP_TRIAL: usize = 256;
+
 /// A text column chunk as a dictionary and a key per row, built in one pass — polars'
 /// writer would estimate the cardinality with a pass hashing every value before building the
 /// same dictionary with a second — or `None` when over 75 % of the rows have distinct values,
@@ -398,10 +402,6 @@ fn encoded(
 /// [`VIEW_LOOKUP_TRIAL`] lookups of longer values show views rarely repeat (each row holds its
 /// own copy of a repeated value: attributes, log bodies), longer values are looked up by text
 /// alone — the view lookup was a miss and a new entry per row, half of the dictionary's cost.
-/// How many lookups of longer values by view [`dictionary_of`] makes before it judges whether
-/// they pay (a quarter of them must find their view).
-const VIEW_LOOKUP_TRIAL: usize = 256;
-
 fn dictionary_of(
     text: &polars_arrow::array::Utf8ViewArray,
 ) -> PolarsResult<Option<polars_arrow::array::DictionaryArray<u32>>> {
@@ -824,11 +824,22 @@ pub fn read_part_indexed(
     index: &super::span_index::SpanIndex,
     positions: &[usize],
 ) -> Result<Vec<crate::model::SpanRow>, PartError> {
+    indexed_rows(meta, &read_verified(meta)?, tenant, index, positions)
+}
+
+/// [`read_part_indexed`] over the part's Parquet bytes, already read.
+fn indexed_rows(
+    meta: &PartMeta,
+    bytes: &[u8],
+    tenant: &Tenant,
+    index: &super::span_index::SpanIndex,
+    positions: &[usize],
+) -> Result<Vec<crate::model::SpanRow>, PartError> {
     if index.dictionaries {
-        decode_with(meta, |bytes| columns::rows_of_indexed(bytes, index, positions))
+        decode_bytes(meta, bytes, |bytes| columns::rows_of_indexed(bytes, index, positions))
     } else {
         let rows: Vec<usize> = positions.iter().map(|&p| index.row(p)).collect();
-        read_part_rows(meta, tenant, &rows)
+        decode_bytes(meta, bytes, |bytes| columns::rows_of(bytes, tenant, &rows))
     }
 }
 
@@ -847,13 +858,7 @@ pub fn read_part_indexed_batches<'p>(
     while let Some(batch) = batches() {
         let mut positions = batch.to_vec();
         positions.sort_unstable_by_key(|&p| index.row(p));
-        let rows = if index.dictionaries {
-            decode_bytes(meta, &bytes, |bytes| columns::rows_of_indexed(bytes, index, &positions))?
-        } else {
-            let rows: Vec<usize> = positions.iter().map(|&p| index.row(p)).collect();
-            decode_bytes(meta, &bytes, |bytes| columns::rows_of(bytes, tenant, &rows))?
-        };
-        f(&rows);
+        f(&indexed_rows(meta, &bytes, tenant, index, &positions)?);
     }
     Ok(())
 }
@@ -880,15 +885,6 @@ pub fn read_part_trace_key_list(meta: &PartMeta, tenant: &Tenant) -> Result<Vec<
     keys.sort_unstable();
     keys.dedup();
     Ok(keys)
-}
-
-/// A tenant's spans at the row numbers `rows` (ascending) of a traces part.
-pub fn read_part_rows(
-    meta: &PartMeta,
-    tenant: &Tenant,
-    rows: &[usize],
-) -> Result<Vec<crate::model::SpanRow>, PartError> {
-    decode_with(meta, |bytes| columns::rows_of(bytes, tenant, rows))
 }
 
 fn empty(signal: Signal) -> Rows {
