@@ -34,7 +34,7 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use polars::prelude::*;
-use polars_arrow::array::{MutableBinaryViewArray, Utf8ViewArray, View};
+use polars_arrow::array::{BinaryViewArray, MutableBinaryViewArray, Utf8ViewArray, View};
 use polars_buffer::Buffer;
 
 use crate::model::metric::{MetricDescriptor, MetricKind};
@@ -55,19 +55,14 @@ where
 /// Lowercase hex of an id; `hex::encode` goes through `char`s and was a visible share of
 /// flush time.
 pub(crate) fn hex_id(id: &[u8]) -> String {
-    let mut out = Vec::with_capacity(id.len() * 2);
-    push_hex(&mut out, id);
-    // Only ASCII hex digits were pushed.
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// Appends the lowercase hex digits of `id` to `out`.
-fn push_hex(out: &mut Vec<u8>, id: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(id.len() * 2);
     for b in id {
         out.push(DIGITS[usize::from(b >> 4)]);
         out.push(DIGITS[usize::from(b & 15)]);
     }
+    // Only ASCII hex digits were pushed.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn ptr<T: ?Sized>(value: &Arc<T>) -> usize {
@@ -369,49 +364,50 @@ impl<'a> CommonBuilder<'a> {
     }
 }
 
-/// The lowercase hex text of ids of one width, written into one buffer rather than a `String`
-/// each (three allocations and frees per span were a visible share of the flush); the column
-/// is views into that buffer.
-struct HexIds<const N: usize> {
-    text: Vec<u8>,
+/// Ids of one width as a binary column, their bytes written into one buffer (an allocation
+/// per id was a visible share of the flush); values are views into that buffer. Parts store
+/// ids as bytes, not as hex text: half the bytes to encode and compress, no hex to write or
+/// parse (parts written before hold hex text, which [`Cols::ids_of`] still reads).
+struct IdColumn<const N: usize> {
+    bytes: Vec<u8>,
     /// Whether each row has an id.
     present: Vec<bool>,
 }
 
-impl<const N: usize> HexIds<N> {
-    fn with_capacity(rows: usize) -> HexIds<N> {
-        HexIds { text: Vec::with_capacity(rows * 2 * N), present: Vec::with_capacity(rows) }
+impl<const N: usize> IdColumn<N> {
+    fn with_capacity(rows: usize) -> IdColumn<N> {
+        IdColumn { bytes: Vec::with_capacity(rows * N), present: Vec::with_capacity(rows) }
     }
 
-    fn new<'a>(ids: impl ExactSizeIterator<Item = Option<&'a [u8; N]>>) -> HexIds<N> {
-        let mut hex = HexIds::with_capacity(ids.len());
-        ids.for_each(|id| hex.push(id));
-        hex
+    fn new<'a>(ids: impl ExactSizeIterator<Item = Option<&'a [u8; N]>>) -> IdColumn<N> {
+        let mut column = IdColumn::with_capacity(ids.len());
+        ids.for_each(|id| column.push(id));
+        column
     }
 
     fn push(&mut self, id: Option<&[u8; N]>) {
         self.present.push(id.is_some());
         if let Some(id) = id {
-            push_hex(&mut self.text, id);
+            self.bytes.extend_from_slice(id);
         }
     }
 
     /// A column of the ids, null where a row has none.
     fn column(self, name: &str) -> Column {
-        let mut array = MutableBinaryViewArray::<str>::with_capacity(self.present.len());
-        let buffer = Buffer::from_vec(self.text);
+        let mut array = MutableBinaryViewArray::<[u8]>::with_capacity(self.present.len());
+        let buffer = Buffer::from_vec(self.bytes);
         let buffers = std::slice::from_ref(&buffer);
         let mut at = 0;
         for present in self.present {
             if present {
-                // Only ASCII hex digits were pushed.
-                array.push_view(View::new_from_bytes(&buffer[at..at + 2 * N], 0, at as u32), buffers);
-                at += 2 * N;
+                array.push_view(View::new_from_bytes(&buffer[at..at + N], 0, at as u32), buffers);
+                at += N;
             } else {
                 array.push_null();
             }
         }
-        string_column(name, array)
+        let array: BinaryViewArray = array.freeze();
+        BinaryChunked::with_chunk(name.into(), array).into_series().into()
     }
 }
 
@@ -494,7 +490,7 @@ fn spans_columns(rows: &[&SpanRow]) -> Vec<Column> {
     let n = rows.len();
     let mut buffers = TextBuffers::default();
     let (mut trace_id, mut span_id, mut parent_span_id) =
-        (HexIds::<16>::with_capacity(n), HexIds::<8>::with_capacity(n), HexIds::<8>::with_capacity(n));
+        (IdColumn::<16>::with_capacity(n), IdColumn::<8>::with_capacity(n), IdColumn::<8>::with_capacity(n));
     let [mut trace_state, mut name, mut status_message, mut http_route, mut attributes, mut events, mut links] =
         std::array::from_fn(|_| TextColumn::with_capacity(n));
     let [mut flags, mut dropped_attributes, mut dropped_events, mut dropped_links] =
@@ -590,8 +586,8 @@ fn logs_columns(rows: &[&LogRow]) -> Vec<Column> {
         col("attributes", rows.iter().map(|r| r.attributes.as_str()).collect::<Vec<_>>()),
         col("dropped_attributes_count", rows.iter().map(|r| r.dropped_attributes_count).collect::<Vec<_>>()),
         col("flags", rows.iter().map(|r| r.flags).collect::<Vec<_>>()),
-        HexIds::new(rows.iter().map(|r| r.trace_id.as_ref())).column("trace_id"),
-        HexIds::new(rows.iter().map(|r| r.span_id.as_ref())).column("span_id"),
+        IdColumn::new(rows.iter().map(|r| r.trace_id.as_ref())).column("trace_id"),
+        IdColumn::new(rows.iter().map(|r| r.span_id.as_ref())).column("span_id"),
         col("event_name", rows.iter().map(|r| r.event_name.as_str()).collect::<Vec<_>>()),
     ]
 }
@@ -647,8 +643,8 @@ fn profiles_columns(rows: &[&ProfileRow], ids: &mut ProfileIds) -> Vec<Column> {
         col("stack", stack),
         col("attributes_id", attributes_id),
         col("attributes", attrs),
-        HexIds::new(rows.iter().map(|r| r.trace_id.as_ref())).column("trace_id"),
-        HexIds::new(rows.iter().map(|r| r.span_id.as_ref())).column("span_id"),
+        IdColumn::new(rows.iter().map(|r| r.trace_id.as_ref())).column("trace_id"),
+        IdColumn::new(rows.iter().map(|r| r.span_id.as_ref())).column("span_id"),
     ]
 }
 
@@ -685,6 +681,26 @@ impl<'a> Cols<'a> {
     }
     fn bool(&self, name: &str) -> PolarsResult<Vec<Option<bool>>> {
         Ok(self.0.column(name)?.bool()?.iter().collect())
+    }
+    /// A column of trace or span ids of `N` bytes: binary in parts, lowercase hex text in parts
+    /// written before ids were stored as bytes (a hex value that is not `N` bytes reads as none).
+    fn ids_of<const N: usize>(&self, name: &str) -> PolarsResult<Vec<Option<[u8; N]>>> {
+        let column = self.0.column(name)?;
+        if column.dtype() == &DataType::String {
+            return Ok(column.str()?.iter().map(id_of_hex).collect());
+        }
+        column
+            .binary()?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                None => Ok(None),
+                Some(bytes) => bytes
+                    .try_into()
+                    .map(Some)
+                    .map_err(|_| damaged(format!("row {i} of {name} is {} bytes, not {N}", bytes.len()))),
+            })
+            .collect()
     }
     /// An id column; in parts of the first layout, which have none, every row is its own id.
     fn ids(&self, name: &str, n: usize) -> PolarsResult<Vec<u32>> {
@@ -865,7 +881,7 @@ impl<'a> Common<'a> {
     }
 }
 
-fn id<const N: usize>(hex_text: Option<&str>) -> Option<[u8; N]> {
+fn id_of_hex<const N: usize>(hex_text: Option<&str>) -> Option<[u8; N]> {
     let mut out = [0u8; N];
     hex::decode_to_slice(hex_text?, &mut out).ok()?;
     Some(out)
@@ -970,7 +986,7 @@ fn spans_from_where(
         }
         if let Some(probe) = probe.as_mut() {
             let seen = super::SpanProbe {
-                trace_id_hex: sc.trace_id[i].unwrap_or(""),
+                trace_id: sc.trace_id[i],
                 service_name: resource.service_name.as_deref(),
                 start_unix_nano: sc.start[i].unwrap_or(0),
                 end_unix_nano: sc.end[i].unwrap_or(0),
@@ -985,9 +1001,9 @@ fn spans_from_where(
 
 /// The span columns of a frame, each row turned into a [`SpanRow`] by [`SpanCols::row`].
 struct SpanCols<'a> {
-    trace_id: Vec<Option<&'a str>>,
-    span_id: Vec<Option<&'a str>>,
-    parent: Vec<Option<&'a str>>,
+    trace_id: Vec<Option<[u8; 16]>>,
+    span_id: Vec<Option<[u8; 8]>>,
+    parent: Vec<Option<[u8; 8]>>,
     trace_state: Vec<Option<&'a str>>,
     flags: Vec<Option<u32>>,
     name: Vec<Option<&'a str>>,
@@ -1009,9 +1025,9 @@ struct SpanCols<'a> {
 impl<'a> SpanCols<'a> {
     fn read(c: &Cols<'a>) -> PolarsResult<SpanCols<'a>> {
         Ok(SpanCols {
-            trace_id: c.str("trace_id")?,
-            span_id: c.str("span_id")?,
-            parent: c.str("parent_span_id")?,
+            trace_id: c.ids_of("trace_id")?,
+            span_id: c.ids_of("span_id")?,
+            parent: c.ids_of("parent_span_id")?,
             trace_state: c.str("trace_state")?,
             flags: c.u32("flags")?,
             name: c.str("name")?,
@@ -1043,9 +1059,9 @@ impl<'a> SpanCols<'a> {
             t(&self.links),
         ]);
         SpanRow {
-            trace_id: id(self.trace_id[i]).unwrap_or([0; 16]),
-            span_id: id(self.span_id[i]).unwrap_or([0; 8]),
-            parent_span_id: id(self.parent[i]),
+            trace_id: self.trace_id[i].unwrap_or([0; 16]),
+            span_id: self.span_id[i].unwrap_or([0; 8]),
+            parent_span_id: self.parent[i],
             trace_state,
             flags: self.flags[i].unwrap_or(0),
             name,
@@ -1146,7 +1162,8 @@ fn logs_from(
     let (time, observed) = (c.u64("time_unix_nano")?, c.u64("observed_time_unix_nano")?);
     let (sev, sev_text, body) = (c.i32("severity_number")?, c.str("severity_text")?, c.str("body")?);
     let (attributes, dropped, flags) = (c.str("attributes")?, c.u32("dropped_attributes_count")?, c.u32("flags")?);
-    let (trace_id, span_id, event_name) = (c.str("trace_id")?, c.str("span_id")?, c.str("event_name")?);
+    let (trace_id, span_id, event_name) =
+        (c.ids_of::<16>("trace_id")?, c.ids_of::<8>("span_id")?, c.str("event_name")?);
     build(keep, groups, common, |i, resource, scope| {
         if keep[i].is_none() {
             return Ok(None);
@@ -1160,8 +1177,8 @@ fn logs_from(
             attributes: s(attributes[i]),
             dropped_attributes_count: dropped[i].unwrap_or(0),
             flags: flags[i].unwrap_or(0),
-            trace_id: id(trace_id[i]),
-            span_id: id(span_id[i]),
+            trace_id: trace_id[i],
+            span_id: span_id[i],
             event_name: s(event_name[i]),
             resource,
             scope,
@@ -1181,7 +1198,8 @@ fn profiles_from(
     let profile_id = c.str("profile_id")?;
     let (st, su, pt, pu) = (c.str("sample_type")?, c.str("sample_unit")?, c.str("period_type")?, c.str("period_unit")?);
     let (period, value, stack) = (c.i64("period")?, c.i64("value")?, c.str("stack")?);
-    let (attributes, trace_id, span_id) = (c.str("attributes")?, c.str("trace_id")?, c.str("span_id")?);
+    let (attributes, trace_id, span_id) =
+        (c.str("attributes")?, c.ids_of::<16>("trace_id")?, c.ids_of::<8>("span_id")?);
     let source = if c.has("source_sha256") { c.str("source_sha256")? } else { vec![None; n] };
     let (profile_ref, stack_id, attributes_id) =
         (c.ids("profile_ref", n)?, c.ids("stack_id", n)?, c.ids("attributes_id", n)?);
@@ -1190,13 +1208,13 @@ fn profiles_from(
         Arc::new(ProfileInfo {
             profile_time_unix_nano: ptime[i].unwrap_or(0),
             duration_nano: duration[i].unwrap_or(0),
-            profile_id: id(profile_id[i]).unwrap_or([0; 16]),
+            profile_id: id_of_hex(profile_id[i]).unwrap_or([0; 16]),
             sample_type: arc(st[i]),
             sample_unit: arc(su[i]),
             period_type: arc(pt[i]),
             period_unit: arc(pu[i]),
             period: period[i].unwrap_or(0),
-            source_sha256: id(source[i]),
+            source_sha256: id_of_hex(source[i]),
         })
     };
     let mut profiles: Dict<Arc<ProfileInfo>> = Dict::new();
@@ -1260,8 +1278,8 @@ fn profiles_from(
             value: value[i].unwrap_or(0),
             stack,
             attributes,
-            trace_id: id(trace_id[i]),
-            span_id: id(span_id[i]),
+            trace_id: trace_id[i],
+            span_id: span_id[i],
             profile,
             resource,
             scope,
@@ -1298,12 +1316,11 @@ pub(crate) fn spans_of_trace_keys(
 ) -> PolarsResult<Vec<SpanRow>> {
     let ids =
         ParquetReader::new(std::io::Cursor::new(bytes)).with_columns(Some(vec!["trace_id".to_string()])).finish()?;
-    let wanted: Vec<usize> = ids
-        .column("trace_id")?
-        .str()?
+    let wanted: Vec<usize> = Cols(&ids)
+        .ids_of::<16>("trace_id")?
         .iter()
         .enumerate()
-        .filter_map(|(i, v)| v.and_then(super::span_index::trace_key_of_hex).filter(|k| keys.contains(k)).map(|_| i))
+        .filter_map(|(i, v)| v.as_ref().map(super::parts::trace_key).filter(|k| keys.contains(k)).map(|_| i))
         .collect();
     drop(ids);
     rows_of(bytes, tenant, &wanted)
@@ -1509,7 +1526,7 @@ pub(crate) fn span_index(bytes: &[u8], tenant: &Tenant) -> PolarsResult<Option<s
     let n = df.height();
     let mut common = Common::read(&c, n, None)?;
     let (start, end, route) = (c.u64("start_time_unix_nano")?, c.u64("end_time_unix_nano")?, c.str("http_route")?);
-    let trace_id = c.str("trace_id")?;
+    let trace_id = c.ids_of::<16>("trace_id")?;
     let mut builder = super::span_index::Builder::new();
     for i in 0..n {
         // Every row is walked: shared values are defined on the first row that uses them.
@@ -1518,7 +1535,7 @@ pub(crate) fn span_index(bytes: &[u8], tenant: &Tenant) -> PolarsResult<Option<s
         if t != *tenant {
             continue;
         }
-        let trace_key = trace_id[i].and_then(super::span_index::trace_key_of_hex).unwrap_or(0);
+        let trace_key = trace_id[i].as_ref().map_or(0, super::parts::trace_key);
         builder.push(i, &resource, &scope, trace_key, start[i].unwrap_or(0), end[i].unwrap_or(0), route[i]);
     }
     let index = builder.finish(n);
@@ -1559,16 +1576,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hex_id_columns_hold_each_rows_id_or_null() {
+    fn id_columns_hold_each_rows_id_or_null_and_read_back_as_hex_did() {
         let ids = [Some([0xab_u8, 0x01]), None, Some([0xff, 0x10])];
-        let hex = HexIds::new(ids.iter().map(Option::as_ref));
-        let column = hex.column("id");
-        let values: Vec<Option<&str>> = column.str().unwrap().iter().collect();
-        assert_eq!(values, [Some("ab01"), None, Some("ff10")]);
-        let all = HexIds::new([[1u8, 2], [3, 4]].iter().map(Some)).column("id");
-        let values: Vec<Option<&str>> = all.str().unwrap().iter().collect();
-        assert_eq!(values, [Some("0102"), Some("0304")]);
+        let column = IdColumn::new(ids.iter().map(Option::as_ref)).column("id");
+        let values: Vec<Option<&[u8]>> = column.binary().unwrap().iter().collect();
+        assert_eq!(values, [Some(&[0xab, 0x01][..]), None, Some(&[0xff, 0x10][..])]);
+        let all = IdColumn::new([[1u8, 2], [3, 4]].iter().map(Some)).column("id");
         assert_eq!(all.null_count(), 0);
+        let df = DataFrame::new(3, vec![column]).unwrap();
+        assert_eq!(Cols(&df).ids_of::<2>("id").unwrap(), ids);
+        // Parts written before hold lowercase hex text; a value that is not an id of the
+        // column's width reads as none, as it always did.
+        let old = col("id", [Some("ab01"), None, Some("ff10")]);
+        assert_eq!(Cols(&DataFrame::new(3, vec![old]).unwrap()).ids_of::<2>("id").unwrap(), ids);
+        let odd = col("id", [Some("ab0"), Some("zz01"), Some("ab01ff")]);
+        assert_eq!(Cols(&DataFrame::new(3, vec![odd]).unwrap()).ids_of::<2>("id").unwrap(), [None, None, None]);
+        // A binary id of the wrong width is damage, said with its column and row.
+        let wrong = IdColumn::new([[1u8, 2, 3]].iter().map(Some)).column("id");
+        let err = Cols(&DataFrame::new(1, vec![wrong]).unwrap()).ids_of::<2>("id").unwrap_err();
+        assert!(err.to_string().contains("row 0 of id is 3 bytes, not 2"), "{err}");
     }
 
     #[test]

@@ -326,8 +326,8 @@ pub fn ms_to_ns(ms: i64) -> u64 {
 /// What [`Store::scan_spans_where`] shows of a span before building it.
 #[derive(Debug, Clone, Copy)]
 pub struct SpanProbe<'a> {
-    /// Lowercase hex, as stored.
-    pub trace_id_hex: &'a str,
+    /// `None` where the scan has not read it.
+    pub trace_id: Option<[u8; 16]>,
     pub service_name: Option<&'a str>,
     pub start_unix_nano: u64,
     pub end_unix_nano: u64,
@@ -1073,9 +1073,8 @@ impl Store {
         for chunk in &snapshot.chunks {
             let Rows::Spans(spans) = &chunk.rows else { continue };
             for row in spans {
-                let hex = parts::hex_trace_id(&row.trace_id);
                 let seen = SpanProbe {
-                    trace_id_hex: &hex,
+                    trace_id: Some(row.trace_id),
                     service_name: row.resource.service_name.as_deref(),
                     start_unix_nano: row.start_unix_nano,
                     end_unix_nano: row.end_unix_nano,

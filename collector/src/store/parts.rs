@@ -28,11 +28,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
+use std::hash::Hash;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use polars::prelude::*;
+use polars_arrow::array::{BinaryViewArrayGeneric, ViewType};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -118,11 +120,6 @@ impl PartMeta {
             Some(t) => self.signal != Signal::Traces || t.trace_keys.may_hold(trace_key(trace_id)),
         }
     }
-}
-
-/// A trace id as stored in parts (lowercase hex).
-pub fn hex_trace_id(trace_id: &[u8; 16]) -> String {
-    columns::hex_id(trace_id)
 }
 
 /// The lookup key of a trace id in [`TenantRows::trace_keys`].
@@ -348,16 +345,18 @@ const ENCODING_SAMPLE: usize = 1024;
 /// otherwise a dictionary ([`dictionary_of`], which falls back to plain if the whole chunk is
 /// over 75 % distinct after all). Repeats outside the sample (spans of one trace far apart)
 /// are still found by the page compression, within its window.
-fn text_encoding(array: &polars_arrow::array::Utf8ViewArray) -> polars_parquet::write::Encoding {
+fn text_encoding<T: ViewType + ?Sized + Hash + Eq>(
+    array: &BinaryViewArrayGeneric<T>,
+) -> polars_parquet::write::Encoding {
     use polars_parquet::write::Encoding;
-    let mut seen: std::collections::HashSet<&str, foldhash::fast::RandomState> = Default::default();
+    let mut seen: std::collections::HashSet<&T, foldhash::fast::RandomState> = Default::default();
     let (mut rows, mut values) = (0usize, 0usize);
     let mut all_empty = true;
     for value in array.iter().take(ENCODING_SAMPLE) {
         rows += 1;
         if let Some(value) = value {
             values += 1;
-            all_empty &= value.is_empty();
+            all_empty &= value.to_bytes().is_empty();
             seen.insert(value);
         }
     }
@@ -366,23 +365,34 @@ fn text_encoding(array: &polars_arrow::array::Utf8ViewArray) -> polars_parquet::
     if mostly_null || all_empty || mostly_distinct { Encoding::Plain } else { Encoding::RleDictionary }
 }
 
-/// A column chunk as it is written and its encoding: a text column as [`text_encoding`]
-/// chooses, its dictionary built here ([`dictionary_of`]) — plain if that would not pay —;
-/// any other column as `chosen`.
+/// A column chunk as it is written and its encoding: a text or binary column (ids) as
+/// [`text_encoding`] chooses, its dictionary built here ([`dictionary_of`]) — plain if that
+/// would not pay —; any other column as `chosen`.
 fn encoded(
     array: Box<dyn polars_arrow::array::Array>,
     chosen: &[polars_parquet::write::Encoding],
 ) -> PolarsResult<(Box<dyn polars_arrow::array::Array>, Vec<polars_parquet::write::Encoding>)> {
-    use polars_parquet::write::Encoding;
-    let Some(text) = array.as_any().downcast_ref::<polars_arrow::array::Utf8ViewArray>() else {
-        return Ok((array, chosen.to_vec()));
-    };
-    if chosen != [Encoding::RleDictionary] || text_encoding(text) == Encoding::Plain {
-        return Ok((array, vec![Encoding::Plain]));
+    use polars_arrow::array::{BinaryViewArray, Utf8ViewArray};
+    if let Some(text) = array.as_any().downcast_ref::<Utf8ViewArray>() {
+        return encoded_views(text, chosen);
     }
-    Ok(match dictionary_of(text)? {
+    if let Some(bytes) = array.as_any().downcast_ref::<BinaryViewArray>() {
+        return encoded_views(bytes, chosen);
+    }
+    Ok((array, chosen.to_vec()))
+}
+
+fn encoded_views<T: ViewType + ?Sized + Hash + Eq>(
+    array: &BinaryViewArrayGeneric<T>,
+    chosen: &[polars_parquet::write::Encoding],
+) -> PolarsResult<(Box<dyn polars_arrow::array::Array>, Vec<polars_parquet::write::Encoding>)> {
+    use polars_parquet::write::Encoding;
+    if chosen != [Encoding::RleDictionary] || text_encoding(array) == Encoding::Plain {
+        return Ok((array.clone().boxed(), vec![Encoding::Plain]));
+    }
+    Ok(match dictionary_of(array)? {
         Some(dictionary) => (Box::new(dictionary), vec![Encoding::RleDictionary]),
-        None => (array, vec![Encoding::Plain]),
+        None => (array.clone().boxed(), vec![Encoding::Plain]),
     })
 }
 
@@ -402,15 +412,15 @@ const VIEW_LOOKUP_TRIAL: usize = 256;
 /// [`VIEW_LOOKUP_TRIAL`] lookups of longer values show views rarely repeat (each row holds its
 /// own copy of a repeated value: attributes, log bodies), longer values are looked up by text
 /// alone — the view lookup was a miss and a new entry per row, half of the dictionary's cost.
-fn dictionary_of(
-    text: &polars_arrow::array::Utf8ViewArray,
+fn dictionary_of<T: ViewType + ?Sized + Hash + Eq>(
+    text: &BinaryViewArrayGeneric<T>,
 ) -> PolarsResult<Option<polars_arrow::array::DictionaryArray<u32>>> {
     use polars_arrow::array::{Array, DictionaryArray, MutableBinaryViewArray, PrimitiveArray, View};
     use polars_arrow::datatypes::ArrowDataType;
     use std::collections::hash_map::Entry;
-    let mut by_text: HashMap<&str, u32, foldhash::fast::RandomState> = HashMap::default();
+    let mut by_text: HashMap<&T, u32, foldhash::fast::RandomState> = HashMap::default();
     let mut by_view: HashMap<u128, u32, foldhash::fast::RandomState> = HashMap::default();
-    let mut values = MutableBinaryViewArray::<str>::new();
+    let mut values = MutableBinaryViewArray::<T>::new();
     let mut keys = Vec::with_capacity(text.len());
     let mut last: Option<(u128, u32)> = None;
     // Whether longer values are still looked up by view: not once the views have mostly been
@@ -462,7 +472,7 @@ fn dictionary_of(
         return Ok(None);
     }
     let keys = PrimitiveArray::new(ArrowDataType::UInt32, keys.into(), validity.cloned());
-    let values: polars_arrow::array::Utf8ViewArray = values.freeze();
+    let values: BinaryViewArrayGeneric<T> = values.freeze();
     DictionaryArray::try_from_keys(keys, values.boxed(), false).map(Some)
 }
 
@@ -1058,6 +1068,61 @@ mod tests {
         let Rows::Spans(written) = &rows else { unreachable!() };
         let Rows::Spans(back) = read_part(&meta, &tenant).unwrap() else { panic!("no spans read") };
         assert_eq!(format!("{back:?}"), format!("{written:?}"));
+    }
+
+    /// Parts written while ids were stored as lowercase hex text read back as they always did:
+    /// the rows, the span index's trace keys and a lookup by trace key. The part here is
+    /// rewritten with the id columns as hex, as those parts have them.
+    #[test]
+    fn parts_with_hex_text_ids_read_back_as_before() {
+        use opentelemetry_proto::tonic::trace::v1::Span;
+        let spans: Vec<Span> = (0..40u64)
+            .map(|i| Span {
+                trace_id: [[(i % 4) as u8 + 1; 8], [0xab; 8]].concat(),
+                span_id: (i + 1).to_be_bytes().to_vec(),
+                // Every fourth span is a root.
+                parent_span_id: if i % 4 == 0 { Vec::new() } else { i.to_be_bytes().to_vec() },
+                name: "GET /a".into(),
+                start_time_unix_nano: 1_700_000_000_000_000_000 + i * 1_000,
+                end_time_unix_nano: 1_700_000_000_000_000_000 + i * 1_000 + 500,
+                ..Default::default()
+            })
+            .collect();
+        let rows = Rows::Spans(crate::model::span::rows_from_request(crate::model::span::one_scope_request(spans)));
+        let dir = tempfile::tempdir().unwrap();
+        let tenant = Tenant::default();
+        let mut meta =
+            write_part(dir.path(), "p.parquet", 1, Signal::Traces, &[(&tenant, vec![&rows])], None).unwrap().unwrap();
+        let mut df = ParquetReader::new(std::io::Cursor::new(fs::read(&meta.path).unwrap())).finish().unwrap();
+        for name in ["trace_id", "span_id", "parent_span_id"] {
+            let bytes = df.column(name).unwrap().binary().unwrap().clone();
+            let hex: StringChunked = bytes.iter().map(|v| v.map(hex::encode)).collect();
+            df.replace(name, hex.with_name(name.into()).into_series().into()).unwrap();
+        }
+        ParquetWriter::new(File::create(&meta.path).unwrap()).finish(&mut df).unwrap();
+        let bytes = fs::read(&meta.path).unwrap();
+        (meta.size, meta.crc32, meta.sha256) = (bytes.len() as u64, crc32fast::hash(&bytes), Some(sha256(&bytes)));
+        let ids = ParquetReader::new(std::io::Cursor::new(&bytes))
+            .with_columns(Some(vec!["trace_id".into()]))
+            .finish()
+            .unwrap();
+        assert_eq!(ids.column("trace_id").unwrap().dtype(), &DataType::String, "the part holds hex text");
+
+        let Rows::Spans(written) = &rows else { unreachable!() };
+        let Rows::Spans(back) = read_part(&meta, &tenant).unwrap() else { panic!("no spans read") };
+        assert_eq!(&back, written);
+        assert_eq!(back.iter().filter(|r| r.parent_span_id.is_none()).count(), 10);
+        let index = read_part_index(&meta, &tenant).unwrap().expect("an index");
+        let expected: Vec<u64> = written.iter().map(|r| trace_key(&r.trace_id)).collect();
+        let mut keys = index.trace_key.clone();
+        keys.sort_unstable();
+        let mut sorted = expected.clone();
+        sorted.sort_unstable();
+        assert_eq!(keys, sorted);
+        let wanted = std::collections::HashSet::from([trace_key(&written[1].trace_id)]);
+        let found = read_part_trace_keys(&meta, &tenant, &wanted).unwrap();
+        assert_eq!(found.len(), 10);
+        assert!(found.iter().all(|r| r.trace_id == written[1].trace_id));
     }
 
     /// A dictionary holds each value once whether its rows share one copy (equal views) or

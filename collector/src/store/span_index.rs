@@ -19,11 +19,6 @@ use std::sync::{Arc, Mutex};
 
 use crate::tenant::Tenant;
 
-/// The lookup key of a trace id (its first 8 bytes), as in the catalog's trace-key lists.
-pub fn trace_key_of_hex(hex: &str) -> Option<u64> {
-    u64::from_str_radix(hex.get(..16)?, 16).ok()
-}
-
 /// Marks "no value" in [`SpanIndex::service`] and [`SpanIndex::route`].
 pub const NONE: u16 = u16::MAX;
 /// Marks "a value the index could not keep" (more distinct values than it has ids for).

@@ -511,7 +511,7 @@ fn span_by_span(
                 let mut report = ScanReport::default();
                 let mut exact = |row: &SpanRow| {
                     let p = SpanProbe {
-                        trace_id_hex: "",
+                        trace_id: None,
                         service_name: row.resource.service_name.as_deref(),
                         start_unix_nano: row.start_unix_nano,
                         end_unix_nano: row.end_unix_nano,
@@ -638,8 +638,8 @@ fn whole_traces(
             }
         }
         let mut probe = |p: &SpanProbe<'_>| {
-            if let Some(key) = crate::store::span_index::trace_key_of_hex(p.trace_id_hex) {
-                note(key, p.service_name, p.start_unix_nano, p.end_unix_nano);
+            if let Some(id) = &p.trace_id {
+                note(crate::store::parts::trace_key(id), p.service_name, p.start_unix_nano, p.end_unix_nano);
             }
             false
         };
