@@ -330,16 +330,16 @@ const PLAIN_SPAN_COLUMNS: &[&str] =
 /// How many leading values of a text column chunk [`text_encoding`] looks at.
 const ENCODING_SAMPLE: usize = 1024;
 
-/// The encoding of a text column chunk, chosen from its first [`ENCODING_SAMPLE`] rows.
+/// The encoding of a text or binary column chunk, chosen from its first [`ENCODING_SAMPLE`] rows.
 /// (Polars' writer decides with a HyperLogLog pass hashing every value, a null as empty text,
 /// then builds its dictionary with a second pass hashing every value again: a sixth of the
 /// flusher's time on spans.) Plain when the sample is
 /// - mostly null (a shared value's sparse column, `store::columns`, has a value on a
 ///   resource's first row only: its few values are as distinct as the resources, and its nulls
-///   cost definition levels, not hashes);
-/// - all empty text (a span's events, links and trace state, almost always empty: plain empty
-///   values cost four zero bytes each before compression, which zstd reduces to almost
-///   nothing, where a dictionary costs a lookup per row);
+///   cost definition levels, not hashes; a span's trace state, status message, events and
+///   links are written null when empty, which they almost always are);
+/// - all empty text (plain empty values cost four zero bytes each before compression, which
+///   zstd reduces to almost nothing, where a dictionary costs a lookup per row);
 /// - over 75 % distinct (trace ids, span attributes, log bodies: a dictionary would not pay);
 ///
 /// otherwise a dictionary ([`dictionary_of`], which falls back to plain if the whole chunk is
