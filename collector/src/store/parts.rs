@@ -322,10 +322,25 @@ pub fn write_part(
 /// Span columns written with plain encoding, never a dictionary: their values are (nearly)
 /// all distinct — ids of one span, nanosecond times and durations — so a dictionary would not
 /// be kept, and polars would still hash every value to find that out (its writer tries a
-/// dictionary for every string and integer column). Other signals' times repeat (every
-/// series of a scrape has the same one) and keep polars' choice.
-const PLAIN_SPAN_COLUMNS: &[&str] =
-    &["span_id", "parent_span_id", "start_time_unix_nano", "end_time_unix_nano", "duration_nano"];
+/// dictionary for every string and integer column); or they are small integers of a few
+/// values (flags, kind, status code, dropped counts, nearly always zero), whose plain values
+/// compress to as little as their dictionary keys (35.0 bytes per span either way in
+/// `bench/run-otlp-bench.sh`) while polars' pass to find a dictionary and the key encoding
+/// cost the flusher 1–6 % more. Other signals' times repeat (every series of a scrape has the
+/// same one) and keep polars' choice.
+const PLAIN_SPAN_COLUMNS: &[&str] = &[
+    "span_id",
+    "parent_span_id",
+    "start_time_unix_nano",
+    "end_time_unix_nano",
+    "duration_nano",
+    "flags",
+    "kind",
+    "status_code",
+    "dropped_attributes_count",
+    "dropped_events_count",
+    "dropped_links_count",
+];
 
 /// How many leading values of a text column chunk [`text_encoding`] looks at.
 const ENCODING_SAMPLE: usize = 1024;
@@ -1009,11 +1024,12 @@ mod tests {
 
     use super::*;
 
-    /// Ids of one span, times and durations are written plain — never a dictionary, even for
-    /// durations of few values, where polars would choose one —, as are text columns whose
-    /// first rows are mostly null (a resource's values), mostly distinct (attributes) or all
-    /// empty (events, links); other
-    /// columns of few values still get their dictionary; the part reads back as written.
+    /// Ids of one span, times, durations and the span's small integers (kind, status code,
+    /// dropped counts) are written plain — never a dictionary, even for durations of few
+    /// values, where polars would choose one —, as are text columns whose first rows are mostly
+    /// null (a resource's values; events and links, null when empty) or mostly distinct
+    /// (attributes); repeated names and trace ids still get their dictionary; the part reads
+    /// back as written.
     #[test]
     fn distinct_columns_are_plain_and_repeated_ones_dictionary_encoded() {
         use crate::model::span;
@@ -1049,6 +1065,9 @@ mod tests {
         for plain in [
             "span_id",
             "parent_span_id",
+            "kind",
+            "status_code",
+            "dropped_attributes_count",
             "start_time_unix_nano",
             "end_time_unix_nano",
             "duration_nano",
@@ -1062,7 +1081,7 @@ mod tests {
         ] {
             assert!(!dictionary(plain), "{plain} has a dictionary");
         }
-        for repeated in ["name", "trace_id", "kind"] {
+        for repeated in ["name", "trace_id"] {
             assert!(dictionary(repeated), "{repeated} has no dictionary");
         }
         let Rows::Spans(written) = &rows else { unreachable!() };
