@@ -63,6 +63,32 @@ impl Ports {
         }
     }
 
+    /// The ports a restart may move: those of the volume server, the filer and the gateway's
+    /// gRPC. The S3 port is the clients' endpoint and the master's two are in its raft state;
+    /// the others are found through the master again.
+    fn movable(&mut self) -> [&mut u16; 5] {
+        [&mut self.volume, &mut self.volume_grpc, &mut self.filer, &mut self.filer_grpc, &mut self.s3_grpc]
+    }
+
+    /// Moves each movable port that another process bound while the server was down (ports of
+    /// a killed server are free for anyone's next ephemeral port) to a fresh one; the others
+    /// are held meanwhile, so no fresh port repeats one of them.
+    fn move_taken(&mut self) {
+        let mut held = Vec::new();
+        let mut taken = Vec::new();
+        for port in self.movable() {
+            match TcpListener::bind(("127.0.0.1", *port)) {
+                Ok(listener) => held.push(listener),
+                Err(_) => taken.push(port),
+            }
+        }
+        for port in taken {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+            *port = listener.local_addr().expect("local addr").port();
+            held.push(listener);
+        }
+    }
+
     /// Unix sockets `weed` opens beside each gRPC port, always under `/tmp` whatever `TMPDIR`
     /// says, and leaves behind when killed.
     fn grpc_sockets(&self) -> [PathBuf; 4] {
@@ -152,9 +178,17 @@ impl Seaweed {
 
     /// Starts the server again on the same ports and data directory after [`Seaweed::kill`],
     /// and waits until it is ready.
+    /// A port of the volume server, filer or gateway gRPC that another process took meanwhile
+    /// is moved ([`Ports::move_taken`]); the S3 endpoint stays.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart of a SeaweedFS that is still running");
+        self.ports.move_taken();
         self.spawn();
+    }
+
+    /// The ports [`Seaweed::restart`] may move, for tests of the harness.
+    pub fn movable_ports(&mut self) -> Vec<u16> {
+        self.ports.movable().map(|p| *p).to_vec()
     }
 
     /// Stops the server with SIGSTOP, as a hung host: the kernel still accepts connections,

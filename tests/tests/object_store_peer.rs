@@ -111,6 +111,36 @@ fn put_get_list_delete_under_a_prefix() {
     });
 }
 
+/// The harness itself: while a killed server is down, other processes may bind its ports (a
+/// restart once failed with "s3 failed to listen on grpc port …: address already in use").
+/// A restart moves the internal ports that were taken and serves the same objects on the same
+/// S3 endpoint.
+#[test]
+fn a_restart_moves_the_internal_ports_another_process_took() {
+    let mut seaweed = Seaweed::start();
+    seaweed.create_bucket("parts");
+    let endpoint = seaweed.endpoint();
+    runtime().block_on(async {
+        let s3 = store(&seaweed, "parts");
+        s3.put(&Path::from("k"), PutPayload::from("kept")).await.expect("put");
+    });
+    seaweed.kill();
+    let before = seaweed.movable_ports();
+    let squatters: Vec<std::net::TcpListener> = before
+        .iter()
+        .map(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).expect("a killed server's port is free"))
+        .collect();
+    seaweed.restart();
+    let after = seaweed.movable_ports();
+    assert!(before.iter().zip(&after).all(|(b, a)| b != a), "{before:?} -> {after:?}");
+    assert_eq!(seaweed.endpoint(), endpoint);
+    runtime().block_on(async {
+        let s3 = store(&seaweed, "parts");
+        assert_eq!(read(&s3, "k").await.unwrap(), b"kept");
+    });
+    drop(squatters);
+}
+
 #[test]
 fn a_bucket_nobody_created_is_an_error() {
     let seaweed = Seaweed::start();
