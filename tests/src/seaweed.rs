@@ -179,7 +179,7 @@ impl Seaweed {
     /// Starts the server again on the same ports and data directory after [`Seaweed::kill`],
     /// and waits until it is ready.
     /// A port of the volume server, filer or gateway gRPC that another process took meanwhile
-    /// is moved ([`Ports::move_taken`]); the S3 endpoint stays.
+    /// is moved to a free one; the S3 endpoint stays.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart of a SeaweedFS that is still running");
         self.ports.move_taken();
