@@ -202,6 +202,11 @@ pub struct BucketConfig {
     /// takes half of it uploads its parts again before committing them.
     #[serde(default = "default_orphan_grace")]
     pub orphan_grace: HumanDuration,
+    /// How many compaction-log entries come between two checkpoints of the log: a checkpoint
+    /// folds the log into a few objects, so a start reads it and the entries after it, not the
+    /// whole log. Entries a checkpoint holds are deleted once it is `orphan_grace` old.
+    #[serde(default = "default_log_checkpoint_every")]
+    pub log_checkpoint_every: u64,
 }
 
 fn default_true() -> bool {
@@ -224,12 +229,17 @@ impl BucketConfig {
             compaction: true,
             compaction_lease: default_compaction_lease(),
             orphan_grace: default_orphan_grace(),
+            log_checkpoint_every: default_log_checkpoint_every(),
         }
     }
 }
 
 fn default_manifest_fold_after() -> u64 {
     200
+}
+
+fn default_log_checkpoint_every() -> u64 {
+    1000
 }
 
 fn default_compaction_lease() -> HumanDuration {

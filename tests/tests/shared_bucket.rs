@@ -1241,3 +1241,95 @@ fn a_tenant_deleted_through_one_collector_leaves_every_collector_and_the_bucket(
         server.stop();
     }
 }
+
+/// The markers of the compaction log's checkpoints, by the entry each stands at.
+fn checkpoint_markers(seaweed: &Seaweed) -> Vec<u64> {
+    objects_under(seaweed, "checkpoints", "")
+        .iter()
+        .filter_map(|key| key.strip_prefix("slo-gate/checkpoints/")?.strip_suffix(".json")?.parse().ok())
+        .collect()
+}
+
+/// Log entry numbers in the bucket, in order.
+fn log_entries(seaweed: &Seaweed) -> Vec<u64> {
+    let mut seqs: Vec<u64> = objects_under(seaweed, "compactions", "")
+        .iter()
+        .filter_map(|k| k.strip_prefix("slo-gate/compactions/")?.strip_suffix(".json")?.parse().ok())
+        .collect();
+    seqs.sort();
+    seqs
+}
+
+/// Batch `batch` five or six hours ago (alternately), away from [`batch_request`]'s hours.
+fn older_batch_request(batch: u64) -> Vec<u8> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let start = (now / HOUR - 5 - batch % 2) * HOUR + (batch % 3000) * 1_000_000_000;
+    e2e::otlp::batch_request("shared", batch, SPANS_PER_BATCH, start).encode_to_vec()
+}
+
+/// The compaction log is checkpointed every two entries; once a checkpoint is `orphan_grace`
+/// old, the entries it holds are deleted. Batches into two hours are merged first; then
+/// batches into two other hours keep the log going until the entries of the first hours'
+/// merges are deleted. Collectors started afterwards — a reader, the writer itself — read the
+/// newest checkpoint and the entries after it and answer every acknowledged span exactly once
+/// (without the checkpoint they miss the first hours' merges, which only deleted entries
+/// named). With the newest checkpoint damaged, a start falls back to an older one that the
+/// entries still present continue.
+#[test]
+fn the_compaction_log_is_checkpointed_its_old_entries_deleted_and_starts_read_the_checkpoint() {
+    let seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let lines = "compaction_lease = \"3s\"\norphan_grace = \"11s\"\nlog_checkpoint_every = 2\n";
+    let a = start_with(&seaweed, dir.path(), "a", lines, &[]);
+    let mut acked = send(&a, 40_000_000, 40, Arc::new(AtomicBool::new(false))).join().unwrap();
+    assert_eq!(acked.len(), 40);
+    let merged =
+        e2e::eventually(Duration::from_secs(60), || (counter(&a, "slo_gate_bucket_merges_total") >= 2).then_some(()));
+    assert!(merged.is_some(), "a merged {} times", counter(&a, "slo_gate_bucket_merges_total"));
+    // The first hours' last merges are committed by now.
+    std::thread::sleep(Duration::from_secs(3));
+    let first_hours = *log_entries(&seaweed).last().expect("log entries");
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = a.http_url("/v1/traces");
+    let sender =
+        e2e::send_batches(url, 50_000_000.., Arc::clone(&stop), Duration::from_millis(30), older_batch_request);
+    let pruned = e2e::eventually(Duration::from_secs(120), || {
+        let first_gone = log_entries(&seaweed).first().is_some_and(|&oldest| oldest > first_hours);
+        (first_gone && checkpoint_markers(&seaweed).len() >= 2).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    acked.extend(sender.join().unwrap());
+    assert!(
+        pruned.is_some(),
+        "entries of the first hours' merges (up to {first_hours}) still there: checkpoints {:?}, log {:?}",
+        checkpoint_markers(&seaweed),
+        log_entries(&seaweed)
+    );
+    a.stop();
+    let markers = checkpoint_markers(&seaweed);
+    let oldest_entry = log_entries(&seaweed).first().copied().unwrap_or(u64::MAX);
+    assert!(oldest_entry > markers[0], "entries from {oldest_entry} kept under checkpoints {markers:?}");
+
+    let total = acked.len() as u64 * SPANS_PER_BATCH;
+    let exactly_once = |server: &Server, who: &str| {
+        all_found(server, who, &acked);
+        let items = server.items("traces", None);
+        assert_eq!(items, total, "{who}: {items} spans for {} acknowledged batches", acked.len());
+    };
+    let reader = start_with(&seaweed, dir.path(), "reader", "compaction = false\n", &[]);
+    exactly_once(&reader, "reader");
+    reader.stop();
+
+    // The newest checkpoint damaged: an older one and the entries after it answer the same.
+    let newest = *markers.last().unwrap();
+    let chunks = objects_under(&seaweed, &format!("checkpoints/{newest:012}/"), "");
+    assert!(!chunks.is_empty(), "checkpoint {newest} has no chunks");
+    damage_object(&seaweed, &chunks[0]);
+    let late = start_with(&seaweed, dir.path(), "late", "compaction = false\n", &[]);
+    exactly_once(&late, "a reader with the newest checkpoint damaged");
+    late.stop();
+    let a = start_with(&seaweed, dir.path(), "a", lines, &[]);
+    exactly_once(&a, "a, started again");
+    a.stop();
+}

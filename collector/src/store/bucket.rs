@@ -66,6 +66,8 @@ use super::crypt::KeyRing;
 use super::parts::{self, PartError, PartMeta};
 use super::series::{self, SegmentMeta, SeriesError};
 
+#[path = "bucket_checkpoint.rs"]
+pub(crate) mod checkpoint;
 #[path = "bucket_compact.rs"]
 pub(crate) mod compact;
 #[path = "bucket_delete.rs"]
@@ -193,6 +195,9 @@ pub struct Bucket {
     /// How old an object no manifest or log entry names must be before it is garbage
     /// (`orphan_grace`, `gc`).
     pub(crate) orphan_grace: Duration,
+    /// Compaction-log entries between two checkpoints of the log (`log_checkpoint_every`,
+    /// `checkpoint`).
+    pub(crate) checkpoint_every: u64,
     /// Set by the garbage collector: the next sync pass lists every manifest, not only those
     /// after the newest seen less [`LIST_WINDOW`].
     pub(crate) full_listing: std::sync::atomic::AtomicBool,
@@ -399,6 +404,7 @@ impl Bucket {
             applied: Mutex::new(deletions::read_applied(data_dir)),
             requested: Mutex::new(BTreeMap::new()),
             orphan_grace: config.orphan_grace.0,
+            checkpoint_every: config.log_checkpoint_every.max(1),
             full_listing: std::sync::atomic::AtomicBool::new(false),
             listed_in_full: Mutex::new(None),
             skipped_manifest: std::sync::atomic::AtomicBool::new(false),
@@ -742,6 +748,12 @@ impl Bucket {
             store.put_opts(&key, PutPayload::from(body), PutOptions::from(PutMode::Create)).await
         })
         .map(|_| ())
+    }
+
+    /// Writes object `name` holding `body`, whether or not it exists.
+    pub(crate) fn put(&self, name: &str, body: Bytes) -> Result<(), RequestError> {
+        let (store, key) = (Arc::clone(&self.store), self.key(name));
+        self.run(format!("write {name}"), async move { store.put(&key, PutPayload::from(body)).await }).map(|_| ())
     }
 
     /// Replaces object `name` with `body` only if it is still the version read
@@ -1499,31 +1511,9 @@ fn sync_listed(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Remotes, ful
         }
         remotes.seen.insert(name);
     }
-    // The compaction log, in order, every entry (this writer's merges included).
-    let offset = (remotes.log_seq > 0).then(|| compact::entry_name(remotes.log_seq));
-    let entries = bucket.list(compact::LOG_DIR, offset.as_deref()).map_err(|e| bucket.error(e.to_string()))?;
-    for name in entries {
-        let Some(seq) = compact::entry_seq(&name) else { continue };
-        if seq <= remotes.log_seq {
-            continue;
-        }
-        if seq != remotes.log_seq + 1 {
-            tracing::warn!(entry = %name, after = remotes.log_seq, "the compaction log skips entries; applying it in order");
-        }
-        let bytes = bucket.get(&name, MAX_MANIFEST_BYTES).map_err(|e| bucket.error(e.to_string()))?;
-        match catalog::manifest_from_json(&bytes, &bucket.cache_dir, bucket.keys.as_ref()) {
-            Some((writer, entry)) => {
-                merged_away.extend(entry.removed.iter().cloned());
-                remotes.apply_from(bucket, &writer, entry, &mut gone);
-            }
-            None => {
-                tracing::error!(entry = %name, "compaction log entry does not parse; skipped");
-                bucket.skipped_manifest.store(true, Ordering::SeqCst);
-            }
-        }
-        remotes.log_seq = seq;
-        applied += 1;
-    }
+    // The compaction log, in order, every entry (this writer's merges included), from a
+    // checkpoint of it at the first pass or when the next entry is gone.
+    applied += checkpoint::apply_log(bucket, remotes, &mut gone, &mut merged_away)?;
     if applied > 0 || bucket.republish.swap(false, Ordering::SeqCst) {
         let quarantined = bucket.quarantined.lock().unwrap_or_else(|e| e.into_inner()).clone();
         // Parts past retention are left out as the collector's own are deleted.
@@ -1693,6 +1683,7 @@ mod tests {
             compaction: true,
             compaction_lease: slo_contracts::HumanDuration(Duration::from_secs(60)),
             orphan_grace: slo_contracts::HumanDuration(Duration::from_secs(3600)),
+            log_checkpoint_every: 1000,
         };
         let first = writer_id(&config(None), dir.path()).unwrap();
         assert!(valid_writer(&first));
@@ -1883,7 +1874,9 @@ mod tests {
         let (_, second) = catalog::manifest_from_json(&again, dir.path(), None).unwrap();
         assert_eq!(first.added, second.added);
         assert_eq!(first.removed, second.removed);
-        assert!(catalog::manifest_lines(b"{\"lines\":[{\"op\":\"merging\",\"output\":\"x\"}]}").is_none());
+        assert!(
+            catalog::manifest_lines(b"{\"writer\":\"a\",\"lines\":[{\"op\":\"merging\",\"output\":\"x\"}]}").is_none()
+        );
         assert!(catalog::manifest_lines(b"not json").is_none());
     }
 

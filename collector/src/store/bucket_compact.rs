@@ -114,10 +114,18 @@ pub(crate) struct Compactor {
     unreadable: HashSet<String>,
 }
 
+impl Compactor {
+    /// Whether the lease of `dir` is not held, or ends within `margin` by this collector's clock.
+    pub(super) fn lease_ends_within(&self, dir: &str, margin: Duration) -> bool {
+        self.held.get(dir).is_none_or(|until| *until < Instant::now() + margin)
+    }
+}
+
 /// The compaction thread of a collector sharing a bucket: a pass every refresh interval.
 pub(crate) fn run(shared: Arc<Shared>, bucket: Arc<Bucket>, config: CompactionConfig) {
     let mut compactor = Compactor::default();
     let mut collector = super::gc::Collector::default();
+    let mut checkpointer = super::checkpoint::Checkpointer::default();
     let mut failing = false;
     while !shared.closing.load(Ordering::Relaxed) {
         let until = Instant::now() + bucket.refresh;
@@ -153,6 +161,16 @@ pub(crate) fn run(shared: Arc<Shared>, bucket: Arc<Bucket>, config: CompactionCo
             }
             Err(e) => {
                 tracing::warn!(error = %e, "bucket garbage collection failed; retried at the next pass");
+                shared.telemetry.bucket_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        match super::checkpoint::pass(&shared, &bucket, &mut compactor, &mut checkpointer) {
+            Ok(report) if report != super::checkpoint::Report::default() => {
+                tracing::info!(?report, "checkpointed the compaction log");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpointing the compaction log failed; retried at the next pass");
                 shared.telemetry.bucket_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -425,7 +443,7 @@ fn remove(
 /// lease ran out or another compactor created that entry first.
 fn commit(bucket: &Bucket, compactor: &mut Compactor, dir: &str, seq: u64, body: Vec<u8>) -> Result<bool, String> {
     let margin = (bucket.lease / 4).min(Duration::from_secs(10));
-    if compactor.held.get(dir).is_none_or(|until| *until < Instant::now() + margin) {
+    if compactor.lease_ends_within(dir, margin) {
         compactor.held.remove(dir);
         tracing::warn!(directory = %dir, "the bucket compaction lease ran out before the commit; given up");
         return Ok(false);

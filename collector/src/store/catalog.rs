@@ -264,12 +264,19 @@ pub(crate) enum ManifestLine {
 /// A manifest's lines, each add kept as its JSON (for [`manifest_json`] again); `None` when it
 /// does not parse or holds other lines.
 pub(crate) fn manifest_lines(bytes: &[u8]) -> Option<Vec<ManifestLine>> {
+    manifest_lines_of(bytes).map(|(_, lines)| lines)
+}
+
+/// [`manifest_lines`] with the manifest's writer.
+pub(crate) fn manifest_lines_of(bytes: &[u8]) -> Option<(String, Vec<ManifestLine>)> {
     #[derive(Deserialize)]
     struct Raw {
+        writer: String,
         lines: Vec<serde_json::Value>,
     }
     let raw: Raw = serde_json::from_slice(bytes).ok()?;
-    raw.lines
+    let lines = raw
+        .lines
         .into_iter()
         .map(|line| {
             let name = line.get("name")?.as_str()?.to_string();
@@ -279,7 +286,8 @@ pub(crate) fn manifest_lines(bytes: &[u8]) -> Option<Vec<ManifestLine>> {
                 _ => None,
             }
         })
-        .collect()
+        .collect::<Option<Vec<_>>>()?;
+    Some((raw.writer, lines))
 }
 
 /// A manifest read from the bucket, its parts placed under `cache_dir` (where they are fetched
