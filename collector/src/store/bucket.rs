@@ -1378,7 +1378,13 @@ pub(crate) struct Remotes {
     /// Set for the pass at start-up of an empty data directory: the deletion requests listed
     /// are recorded as applied, with nothing to delete.
     pub(crate) settle_deletions: bool,
+    /// When the last pass that listed every manifest ran: one does at least every
+    /// [`FULL_LISTING_EVERY`], so that `seen` and `removed` shed what is gone.
+    last_full: Option<Instant>,
 }
+
+/// Longest time between two sync passes that list every manifest.
+const FULL_LISTING_EVERY: Duration = Duration::from_secs(3600);
 
 /// What applying manifests took out of reads.
 #[derive(Debug, Default)]
@@ -1430,6 +1436,16 @@ impl Remotes {
         }
     }
 
+    /// After a listing of every manifest (`listed`, in order): forgets the manifests seen
+    /// that are gone (folded by their writers), and the removals of parts and segments whose
+    /// hour ended before `cutoff` (Unix nanoseconds; past retention wherever an add of them is
+    /// still read), so a long-running reader's memory follows what the bucket holds, not what it
+    /// ever held.
+    fn forget_gone(&mut self, listed: &[String], cutoff: u64) {
+        self.seen.retain(|name| listed.binary_search(name).is_ok());
+        self.removed.retain(|name| checkpoint::hour_end(name).is_none_or(|end| end >= cutoff));
+    }
+
     /// [`Remotes::apply`] for a manifest (or log entry) of `writer` read from `bucket`: its
     /// parts and segments are read from the bucket, as that writer's.
     fn apply_from(&mut self, bucket: &Arc<Bucket>, writer: &str, manifest: Manifest, gone: &mut Gone) {
@@ -1444,13 +1460,15 @@ impl Remotes {
     }
 }
 
-/// Lists the manifests (all of them the first time and when the garbage collector asks, then
+/// Lists the manifests (all of them the first time, when the garbage collector asks and at
+/// least every [`FULL_LISTING_EVERY`], then
 /// those after the newest seen less [`LIST_WINDOW`]), applies those of other writers not seen yet, and publishes the result as
 /// the store's remote parts. Returns how many manifests were applied.
 pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Remotes) -> Result<usize, BucketError> {
     // Asked for by the garbage collector (`gc`): every manifest listed, and the pass's start
     // recorded once it has read them all.
-    let full = bucket.full_listing.swap(false, Ordering::SeqCst) || remotes.seen.is_empty();
+    let due = remotes.last_full.is_none_or(|at| at.elapsed() >= FULL_LISTING_EVERY);
+    let full = bucket.full_listing.swap(false, Ordering::SeqCst) || remotes.seen.is_empty() || due;
     let started = Instant::now();
     let passed = sync_listed(shared, bucket, remotes, full);
     match &passed {
@@ -1471,6 +1489,12 @@ fn sync_listed(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Remotes, ful
     let (hidden, unapplied) =
         deletions::list(bucket, &mut remotes.deletions).map_err(|e| bucket.error(e.to_string()))?;
     let names = bucket.list_manifests(offset.as_deref()).map_err(|e| bucket.error(e.to_string()))?;
+    if full {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let keep = shared.settings.retention + checkpoint::REMOVAL_MARGIN;
+        remotes.forget_gone(&names, now.saturating_sub(keep.as_nanos() as u64));
+        remotes.last_full = Some(Instant::now());
+    }
     let mine = format!("-{}-", bucket.writer);
     let mut applied = 0;
     let mut gone = Gone::default();
@@ -1653,6 +1677,32 @@ pub(crate) fn sync_loop(shared: Arc<Shared>, bucket: Arc<Bucket>, mut remotes: R
 mod tests {
     use super::*;
     use crate::tenant::Tenant;
+
+    /// A listing of every manifest leaves `seen` with the manifests still there and `removed`
+    /// with the names whose hour is not long past retention.
+    #[test]
+    fn a_full_listing_sheds_manifests_folded_away_and_removals_long_past() {
+        let mut remotes = Remotes::default();
+        for name in
+            ["manifests/0000000000001-a-1.json", "manifests/0000000000002-a-2.json", "manifests/0000000000003-b-1.json"]
+        {
+            remotes.seen.insert(name.to_string());
+        }
+        for name in [
+            "parts/t/traces/2026-01-01T00/a-1-ab.parquet",
+            "series/t/2026-01-01T00/a-1-2.sgs",
+            "parts/t/traces/2026-12-01T00/a-2-ab.parquet",
+        ] {
+            remotes.removed.insert(name.to_string());
+        }
+        let listed = ["manifests/0000000000003-b-1.json".to_string(), "manifests/0000000000004-a-3.json".to_string()];
+        remotes.forget_gone(&listed, parts::hour_start("2026-06-01T00").unwrap());
+        assert_eq!(remotes.seen.iter().collect::<Vec<_>>(), ["manifests/0000000000003-b-1.json"]);
+        assert_eq!(
+            remotes.removed.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["parts/t/traces/2026-12-01T00/a-2-ab.parquet"]
+        );
+    }
 
     #[test]
     fn urls_name_a_bucket_and_a_clean_prefix() {

@@ -50,7 +50,7 @@ pub(crate) const LEASE: &str = "@log";
 /// Largest marker read.
 const MAX_MARKER_BYTES: u64 = 1 << 20;
 /// Removals kept this long past retention.
-const REMOVAL_MARGIN: Duration = Duration::from_secs(24 * 3600);
+pub(super) const REMOVAL_MARGIN: Duration = Duration::from_secs(24 * 3600);
 
 /// The marker of the checkpoint at entry `seq`.
 pub(crate) fn marker_name(seq: u64) -> String {
@@ -164,7 +164,7 @@ fn batches<T>(items: impl Iterator<Item = T>, size: impl Fn(&T) -> usize, max: u
 
 /// When the hour of a part (`parts/<dir>/<signal>/<hour>/<file>`) or segment
 /// (`series/<tenant>/<hour>/<file>`) ends, in Unix nanoseconds.
-fn hour_end(name: &str) -> Option<u64> {
+pub(super) fn hour_end(name: &str) -> Option<u64> {
     let hour = match name.split('/').collect::<Vec<_>>().as_slice() {
         [parts::PARTS_DIR, _, _, hour, _] => *hour,
         [super::super::series::SERIES_DIR, _, hour, _] => *hour,
