@@ -38,14 +38,17 @@ fn config_flushing(dir: &Path, name: &str, endpoint: &str, writer: &str, flush: 
     config_with(dir, name, endpoint, writer, flush, "")
 }
 
-/// [`config_flushing`] with more `[storage.bucket]` lines.
+/// [`config_flushing`] with more `[storage.bucket]` lines. The compaction log is
+/// checkpointed every three entries unless they say otherwise, so every test here runs
+/// with checkpoints being made.
 fn config_with(dir: &Path, name: &str, endpoint: &str, writer: &str, flush: &str, bucket: &str) -> PathBuf {
+    let checkpoints = if bucket.contains("log_checkpoint_every") { "" } else { "log_checkpoint_every = 3\n" };
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
         "retention = \"7d\"\n[storage]\nflush_interval = \"{flush}\"\n\
          [storage.compaction]\nmin_parts = 2\ninterval = \"200ms\"\n\
          [storage.bucket]\nurl = \"s3://{BUCKET}/slo-gate\"\nendpoint = \"{endpoint}\"\nwriter_id = \"{writer}\"\n\
-         refresh_interval = \"300ms\"\nrequest_timeout = \"5s\"\n{bucket}"
+         refresh_interval = \"300ms\"\nrequest_timeout = \"5s\"\n{checkpoints}{bucket}"
     );
     std::fs::write(&path, text).unwrap();
     path
