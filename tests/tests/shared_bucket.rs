@@ -1336,3 +1336,74 @@ fn the_compaction_log_is_checkpointed_its_old_entries_deleted_and_starts_read_th
     exactly_once(&a, "a, started again");
     a.stop();
 }
+
+/// A checkpointer killed between uploading a checkpoint's chunks and creating its marker
+/// leaves chunks no marker names: no reader takes them, the collector that holds the `@log`
+/// lease next makes the checkpoint again, and the chunks are deleted with the checkpoints
+/// before the next one `orphan_grace` old. Nothing acknowledged is lost or doubled.
+#[test]
+fn a_checkpointer_killed_before_its_marker_leaves_chunks_nobody_reads_and_they_are_deleted() {
+    let seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let lines = "compaction_lease = \"3s\"\norphan_grace = \"11s\"\nlog_checkpoint_every = 2\n";
+    let stall = [("SLO_GATE_FAULT_BUCKET_CHECKPOINT_STALL_MS", "60000")];
+    let a = start_with(&seaweed, dir.path(), "a", lines, &stall);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = send(&a, 60_000_000, 3_000, Arc::clone(&stop));
+    // Chunks of a checkpoint whose marker is not there: `a` is stalled before it.
+    let unmarked = || -> Vec<String> {
+        let keys = objects_under(&seaweed, "checkpoints", "");
+        let markers = checkpoint_markers(&seaweed);
+        keys.into_iter()
+            .filter(|k| {
+                let rest = k.strip_prefix("slo-gate/checkpoints/").unwrap_or_default();
+                rest.split_once('/').is_some_and(|(seq, _)| seq.parse().is_ok_and(|s: u64| !markers.contains(&s)))
+            })
+            .collect()
+    };
+    let stalled = e2e::eventually(Duration::from_secs(60), || {
+        let found = unmarked();
+        (!found.is_empty()).then_some(found)
+    });
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = sender.join().unwrap();
+    let orphans = stalled.expect("a uploaded no checkpoint chunks");
+    a.kill();
+    assert!(checkpoint_markers(&seaweed).is_empty(), "a marker was created: {:?}", checkpoint_markers(&seaweed));
+
+    // b takes the log's lease once a's has run out, checkpoints, and later deletes a's chunks.
+    let b = start_with(&seaweed, dir.path(), "b", lines, &[]);
+    let url = b.http_url("/v1/traces");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender =
+        e2e::send_batches(url, 70_000_000.., Arc::clone(&stop), Duration::from_millis(30), older_batch_request);
+    let deleted = e2e::eventually(Duration::from_secs(120), || {
+        let gone = orphans.iter().all(|k| !exists(&seaweed, k));
+        (gone && !checkpoint_markers(&seaweed).is_empty()).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    acked.extend(sender.join().unwrap());
+    assert!(
+        deleted.is_some(),
+        "a's unmarked chunks {orphans:?}; the checkpoints now {:?}",
+        objects_under(&seaweed, "checkpoints", "")
+    );
+    let a = start_with(&seaweed, dir.path(), "a", lines, &[]);
+    let reader = start_with(&seaweed, dir.path(), "reader", "compaction = false\n", &[]);
+    let total = acked.len() as u64 * SPANS_PER_BATCH;
+    for (who, server) in [("reader", &reader), ("a", &a), ("b", &b)] {
+        all_found(server, who, &acked);
+        let settled =
+            e2e::eventually(Duration::from_secs(30), || (server.items("traces", None) == total).then_some(()));
+        assert!(
+            settled.is_some(),
+            "{who}: {} spans for {} acknowledged batches",
+            server.items("traces", None),
+            acked.len()
+        );
+    }
+    for server in [a, b, reader] {
+        server.stop();
+    }
+}

@@ -49,6 +49,9 @@ pub(crate) const DIR: &str = "checkpoints";
 pub(crate) const LEASE: &str = "@log";
 /// Largest marker read.
 const MAX_MARKER_BYTES: u64 = 1 << 20;
+/// Test builds only: a checkpoint waits this many milliseconds between uploading its chunks
+/// and creating its marker, so a test can kill the checkpointer exactly there.
+const STALL_ENV: &str = "SLO_GATE_FAULT_BUCKET_CHECKPOINT_STALL_MS";
 /// Removals kept this long past retention.
 pub(super) const REMOVAL_MARGIN: Duration = Duration::from_secs(24 * 3600);
 
@@ -395,6 +398,12 @@ fn make(
         chunks.push(chunk);
     }
     let names: Vec<String> = chunks.iter().map(|c| c.name.clone()).collect();
+    if cfg!(debug_assertions)
+        && let Some(ms) = std::env::var(STALL_ENV).ok().and_then(|v| v.parse::<u64>().ok())
+    {
+        tracing::info!(ms, checkpoint = seq, "checkpoint chunks uploaded; stalling before the marker ({STALL_ENV})");
+        std::thread::sleep(Duration::from_millis(ms));
+    }
     let margin = (bucket.lease / 4).min(Duration::from_secs(10));
     if !lease(bucket, compactor, LEASE)? || compactor.lease_ends_within(LEASE, margin) {
         tracing::warn!(checkpoint = seq, "the log's lease ran out before the checkpoint was committed; given up");
