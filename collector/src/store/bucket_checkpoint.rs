@@ -334,14 +334,15 @@ pub(crate) fn pass(
     if applied < checkpointer.newest + bucket.checkpoint_every && !prune_due {
         return Ok(report);
     }
-    let newest = markers(bucket).map_err(|e| bucket.error(e.to_string()).to_string())?.last().copied().unwrap_or(0);
+    let found = markers(bucket).map_err(|e| bucket.error(e.to_string()).to_string())?;
+    let newest = found.last().copied().unwrap_or(0);
     checkpointer.newest = newest;
     let due = applied >= newest + bucket.checkpoint_every;
     if !(due || prune_due && newest > 0) || !lease(bucket, compactor, LEASE)? {
         return Ok(report);
     }
     if due {
-        report.made = make(shared, bucket, compactor, newest, applied)?;
+        report.made = make(shared, bucket, compactor, &found, applied)?;
         checkpointer.newest = report.made.unwrap_or(newest);
     }
     if prune_due || report.made.is_some() {
@@ -352,20 +353,31 @@ pub(crate) fn pass(
     Ok(report)
 }
 
-/// Makes the checkpoint at entry `seq` from checkpoint `previous` (0: none) and the entries
-/// after it; `None` when given up (an entry gone, the lease lost, another's marker first).
+/// Makes the checkpoint at entry `seq` from the newest readable checkpoint of `found` (none:
+/// from the first entry) and the entries after it; `None` when given up (an entry gone, the
+/// lease lost, another's marker first).
 fn make(
     shared: &Shared,
     bucket: &Bucket,
     compactor: &mut Compactor,
-    previous: u64,
+    found: &[u64],
     seq: u64,
 ) -> Result<Option<u64>, String> {
     let error = |e: String| bucket.error(e).to_string();
     let mut fold = Fold::default();
-    if previous > 0 {
-        for (writer, lines) in read_previous(bucket, previous).map_err(error)? {
-            fold.apply(&writer, lines);
+    let mut previous = 0;
+    for &candidate in found.iter().rev().filter(|&&c| c <= seq) {
+        match read_previous(bucket, candidate) {
+            Ok(chunks) => {
+                for (writer, lines) in chunks {
+                    fold.apply(&writer, lines);
+                }
+                previous = candidate;
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(checkpoint = candidate, error = %e, "a checkpoint of the compaction log cannot be read; an older one is tried")
+            }
         }
     }
     for entry in previous + 1..=seq {
