@@ -518,6 +518,24 @@ mod tests {
         ManifestLine::Remove { name: name.to_string() }
     }
 
+    /// Applies one manifest's `lines` as a reader does (`Remotes::apply`): its adds but of
+    /// names removed, then its removals.
+    fn reader_applies(held: &mut BTreeSet<String>, removed: &mut BTreeSet<String>, lines: &[ManifestLine]) {
+        for line in lines {
+            if let ManifestLine::Add { name, .. } = line
+                && !removed.contains(name)
+            {
+                held.insert(name.clone());
+            }
+        }
+        for line in lines {
+            if let ManifestLine::Remove { name } = line {
+                held.remove(name);
+                removed.insert(name.clone());
+            }
+        }
+    }
+
     fn read(bodies: &[Vec<u8>]) -> Vec<(String, Vec<ManifestLine>)> {
         bodies.iter().map(|b| catalog::manifest_lines_of(b).expect("a chunk parses")).collect()
     }
@@ -551,24 +569,6 @@ mod tests {
             ("a", vec![add(&p(6)), add(&p(4)), add(&p(8))]),
             ("b", vec![remove(&p(6)), add(&p(2))]),
         ];
-        // What a reader holds after the entries from `from` on, starting with `live` parts.
-        let replay = |from: usize, mut live: BTreeSet<String>, mut removed: BTreeSet<String>| {
-            for (_, lines) in &entries[from..] {
-                for line in lines.clone() {
-                    match line {
-                        ManifestLine::Add { name, .. } if !removed.contains(&name) => {
-                            live.insert(name);
-                        }
-                        ManifestLine::Add { .. } => {}
-                        ManifestLine::Remove { name } => {
-                            live.remove(&name);
-                            removed.insert(name);
-                        }
-                    }
-                }
-            }
-            (live, removed)
-        };
         let mut fold = Fold::default();
         for (writer, lines) in &entries {
             fold.apply(writer, lines.clone());
@@ -578,50 +578,22 @@ mod tests {
         assert_eq!(chunks.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>(), ["a", "b", "c"], "{chunks:?}");
         // Writers' parts the entries did not name (`p(5)` among them), and the log's own.
         let writers: BTreeSet<String> = [p(2), p(3), p(5), p(7)].into();
+        let (mut live, mut removed) = (writers.clone(), BTreeSet::new());
+        for (_, lines) in &entries {
+            reader_applies(&mut live, &mut removed, lines);
+        }
+        assert_eq!(live, [p(4), p(7), p(8)].into());
         for from in 0..=entries.len() {
-            let (live, removed) = replay(0, writers.clone(), BTreeSet::new());
-            let (at, at_removed) = {
-                let mut partial = BTreeSet::new();
-                let mut partial_removed = BTreeSet::new();
-                for (_, lines) in &entries[..from] {
-                    for line in lines.clone() {
-                        match line {
-                            ManifestLine::Add { name, .. } if !partial_removed.contains(&name) => {
-                                partial.insert(name);
-                            }
-                            ManifestLine::Add { .. } => {}
-                            ManifestLine::Remove { name } => {
-                                partial.remove(&name);
-                                partial_removed.insert(name);
-                            }
-                        }
-                    }
-                }
-                let mut at: BTreeSet<String> = writers.difference(&partial_removed).cloned().collect();
-                at.extend(partial);
-                (at, partial_removed)
-            };
-            // The checkpoint applied to the reader at entry `from`.
-            let (mut held, mut gone) = (at, at_removed);
+            let (mut held, mut gone) = (writers.clone(), BTreeSet::new());
+            for (_, lines) in &entries[..from] {
+                reader_applies(&mut held, &mut gone, lines);
+            }
             for (_, lines) in &chunks {
-                for line in lines {
-                    if let ManifestLine::Add { name, .. } = line
-                        && !gone.contains(name)
-                    {
-                        held.insert(name.clone());
-                    }
-                }
-                for line in lines {
-                    if let ManifestLine::Remove { name } = line {
-                        held.remove(name);
-                        gone.insert(name.clone());
-                    }
-                }
+                reader_applies(&mut held, &mut gone, lines);
             }
             assert_eq!(held, live, "a reader at entry {from}");
             assert_eq!(gone, removed, "a reader at entry {from}");
         }
-        assert_eq!(replay(0, BTreeSet::new(), BTreeSet::new()).0, [p(4), p(8)].into());
     }
 
     #[test]
