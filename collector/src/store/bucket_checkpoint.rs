@@ -181,9 +181,9 @@ fn markers(bucket: &Bucket) -> Result<Vec<u64>, RequestError> {
     Ok(bucket.list(DIR, None)?.iter().filter_map(|n| marker_seq(n)).collect())
 }
 
-/// Reads checkpoint `seq` whole: each chunk checked against its marker and parsed as a
-/// manifest, or an error naming what is wrong.
-fn load(bucket: &Bucket, seq: u64) -> Result<Vec<(String, Manifest)>, String> {
+/// The bytes of checkpoint `seq`'s chunks, each checked against its marker's size and
+/// SHA-256, or an error naming what is wrong.
+fn chunk_bytes(bucket: &Bucket, seq: u64) -> Result<Vec<(String, Bytes)>, String> {
     let name = marker_name(seq);
     let bytes = bucket.get(&name, MAX_MARKER_BYTES).map_err(|e| format!("{name}: {e}"))?;
     let marker: Marker = serde_json::from_slice(&bytes).map_err(|e| format!("{name} does not parse: {e}"))?;
@@ -191,7 +191,7 @@ fn load(bucket: &Bucket, seq: u64) -> Result<Vec<(String, Manifest)>, String> {
         return Err(format!("{name} says it stands at entry {}", marker.seq));
     }
     let mut out = Vec::with_capacity(marker.chunks.len());
-    for chunk in &marker.chunks {
+    for chunk in marker.chunks {
         if chunk_seq(&chunk.name) != Some(seq) {
             return Err(format!("{name} names {:?}, not one of its chunks", chunk.name));
         }
@@ -206,11 +206,20 @@ fn load(bucket: &Bucket, seq: u64) -> Result<Vec<(String, Manifest)>, String> {
                 chunk.sha256
             ));
         }
-        let parsed = catalog::manifest_from_json(&bytes, &bucket.cache_dir, bucket.keys.as_ref())
-            .ok_or_else(|| format!("{} does not parse", chunk.name))?;
-        out.push(parsed);
+        out.push((chunk.name, bytes));
     }
     Ok(out)
+}
+
+/// Reads checkpoint `seq` whole, each chunk parsed as a manifest, for a reader.
+fn load(bucket: &Bucket, seq: u64) -> Result<Vec<(String, Manifest)>, String> {
+    chunk_bytes(bucket, seq)?
+        .into_iter()
+        .map(|(name, bytes)| {
+            catalog::manifest_from_json(&bytes, &bucket.cache_dir, bucket.keys.as_ref())
+                .ok_or_else(|| format!("{name} does not parse"))
+        })
+        .collect()
 }
 
 /// Applies the compaction log after the last entry `remotes` applied, in order — from the
@@ -437,23 +446,13 @@ fn make(
     }
 }
 
-/// The lines of checkpoint `seq`'s chunks, each checked against its marker.
+/// The lines of checkpoint `seq`'s chunks, each checked against its marker, for the next
+/// checkpoint.
 fn read_previous(bucket: &Bucket, seq: u64) -> Result<Vec<(String, Vec<ManifestLine>)>, String> {
-    let name = marker_name(seq);
-    let bytes = bucket.get(&name, MAX_MARKER_BYTES).map_err(|e| format!("{name}: {e}"))?;
-    let marker: Marker = serde_json::from_slice(&bytes).map_err(|e| format!("{name} does not parse: {e}"))?;
-    let mut out = Vec::with_capacity(marker.chunks.len());
-    for chunk in &marker.chunks {
-        if chunk_seq(&chunk.name) != Some(seq) {
-            return Err(format!("{name} names {:?}, not one of its chunks", chunk.name));
-        }
-        let bytes = bucket.get(&chunk.name, MAX_MANIFEST_BYTES).map_err(|e| format!("{}: {e}", chunk.name))?;
-        if bytes.len() as u64 != chunk.size || hex::encode(Sha256::digest(&bytes)) != chunk.sha256 {
-            return Err(format!("{} is damaged: it is not the object its marker names", chunk.name));
-        }
-        out.push(catalog::manifest_lines_of(&bytes).ok_or_else(|| format!("{} does not parse", chunk.name))?);
-    }
-    Ok(out)
+    chunk_bytes(bucket, seq)?
+        .into_iter()
+        .map(|(name, bytes)| catalog::manifest_lines_of(&bytes).ok_or_else(|| format!("{name} does not parse")))
+        .collect()
 }
 
 /// Deletes, once the newest checkpoint is `orphan_grace` old, the log entries it holds, the
