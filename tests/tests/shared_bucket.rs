@@ -889,6 +889,11 @@ fn remote_write_samples(server: &Server, route: &str, base_ms: i64, n: i64) {
 
 /// An OTLP gauge `queue.depth` of service `worker`: 40 points a minute apart from `base_ms`.
 fn post_gauge(server: &Server, base_ms: i64) {
+    post_gauge_of(server, "worker", base_ms);
+}
+
+/// [`post_gauge`] of `service`.
+fn post_gauge_of(server: &Server, service: &str, base_ms: i64) {
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use opentelemetry_proto::tonic::metrics::v1::{Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics};
     use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
@@ -901,7 +906,7 @@ fn post_gauge(server: &Server, base_ms: i64) {
         .collect();
     let request = ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
-            resource: Some(Resource { attributes: vec![kv("service.name", "worker")], ..Default::default() }),
+            resource: Some(Resource { attributes: vec![kv("service.name", service)], ..Default::default() }),
             scope_metrics: vec![ScopeMetrics {
                 metrics: vec![Metric {
                     name: "queue.depth".into(),
@@ -1029,6 +1034,125 @@ fn promql_answers_alike_on_every_collector_sharing_a_bucket() {
     }
 }
 
+/// The compaction log's entries that add metrics parts: (the entry's writer, the names it
+/// adds, the names it removes).
+fn metrics_merges(seaweed: &Seaweed) -> Vec<(String, Vec<String>, Vec<String>)> {
+    let mut merges = Vec::new();
+    for key in objects_under(seaweed, "compactions", ".json") {
+        let entry: serde_json::Value = serde_json::from_str(&object_text(seaweed, &key)).unwrap();
+        let names = |op: &str| -> Vec<String> {
+            let lines = entry["lines"].as_array().cloned().unwrap_or_default();
+            lines.iter().filter(|l| l["op"] == op).filter_map(|l| l["name"].as_str().map(str::to_string)).collect()
+        };
+        let added = names("add");
+        if added.iter().any(|n| n.contains("/metrics/")) {
+            merges.push((entry["writer"].as_str().unwrap_or_default().to_string(), added, names("remove")));
+        }
+    }
+    merges
+}
+
+/// The metrics part files in a data directory.
+fn local_metrics_parts(data_dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![data_dir.join("parts")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.components().any(|c| c.as_os_str() == "metrics") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Metrics parts are merged in the bucket too, one writer's at a time: the compactor commits
+/// the merge in the writer's name, so every instance reads the output through that writer's
+/// series segments as it read the inputs (the writer itself through its own), and the writer
+/// drops its merged parts from its data directory. With the writer's segments damaged, a
+/// reader reads the merged output in their place: every sample still answered.
+#[test]
+fn metrics_parts_are_merged_in_the_bucket_one_writer_at_a_time() {
+    let seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(&seaweed, dir.path(), "a");
+    let b = start(&seaweed, dir.path(), "b");
+    let reader = start_with(&seaweed, dir.path(), "reader", "compaction = false\n", &[]);
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let base_ms = (now_s / 60 - 150) * 60_000;
+    // Four requests to each writer, each flushed into parts of its own: 160 samples a service.
+    for k in 0..4 {
+        post_gauge_of(&a, "worker-a", base_ms + k * 15_000);
+        post_gauge_of(&b, "worker-b", base_ms + k * 15_000);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let merged = e2e::eventually(Duration::from_secs(90), || {
+        let merges = metrics_merges(&seaweed);
+        let by = |w: &str| merges.iter().any(|(writer, _, _)| writer == w);
+        (by("a") && by("b")).then_some(merges)
+    });
+    let merges = merged.unwrap_or_else(|| panic!("no metrics merges of both writers: {:?}", metrics_merges(&seaweed)));
+    // Each merge takes one writer's parts: its flushed ones (`<writer>-<flush>-…`), or outputs
+    // of earlier merges in its name (named after the compactor that made them).
+    let mut whose: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    for (writer, added, removed) in &merges {
+        assert!(removed.len() >= 2, "a merge of one part: {removed:?}");
+        for name in removed {
+            let file = name.rsplit('/').next().unwrap();
+            let flushed =
+                file.strip_prefix(&format!("{writer}-")).is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
+            let merged_by = whose.get(name.as_str()).copied();
+            assert!(
+                merged_by == Some(writer.as_str()) || (merged_by.is_none() && flushed),
+                "{writer}'s merge took {name}"
+            );
+            assert!(name.contains("/metrics/"), "{name} merged with metrics parts");
+        }
+        assert_eq!(added.len(), 1, "{added:?}");
+        whose.insert(&added[0], writer);
+    }
+    let expected: std::collections::BTreeMap<String, String> =
+        [("worker-a".to_string(), "160".to_string()), ("worker-b".to_string(), "160".to_string())].into();
+    let settled = |name: &str, server: &Server| {
+        let ok = e2e::eventually(Duration::from_secs(60), || {
+            (sample_counts(server, "queue_depth", now_s, "3h") == expected).then_some(())
+        });
+        assert!(ok.is_some(), "{name} counts {:?}", sample_counts(server, "queue_depth", now_s, "3h"));
+    };
+    for (name, server) in [("a", &a), ("b", &b), ("reader", &reader)] {
+        settled(name, server);
+    }
+    // The writers handed their merged parts over: their data directories keep none of them.
+    for name in ["a", "b"] {
+        let data = dir.path().join(format!("{name}-data"));
+        let gone = e2e::eventually(Duration::from_secs(60), || local_metrics_parts(&data).is_empty().then_some(()));
+        assert!(gone.is_some(), "{name} keeps {:?}", local_metrics_parts(&data));
+    }
+    // Restarted, a reads its merged parts from the bucket through its own segments.
+    a.stop();
+    let a = start(&seaweed, dir.path(), "a");
+    settled("a restarted", &a);
+
+    // Every series segment of `a` damaged in the bucket: a new reader leaves them out and reads
+    // a's merged metrics parts in their place.
+    let damaged = objects_under(&seaweed, "series", "/a-");
+    assert!(!damaged.is_empty(), "no series segment of a in the bucket");
+    for key in &damaged {
+        damage_object(&seaweed, key);
+    }
+    let fresh = start_with(&seaweed, dir.path(), "fresh", "compaction = false\n", &[]);
+    let answer = instant(&fresh, "count_over_time(queue_depth[3h])", now_s);
+    assert!(answer["warnings"].to_string().contains("written by collector a"), "{answer}");
+    settled("fresh", &fresh);
+    for server in [a, b, reader, fresh] {
+        server.stop();
+    }
+}
+
 const ADMIN: &str = "ops-secret-token-0123456789abcdef0123";
 
 /// `[auth]` lines giving `ADMIN` the admin scope for every tenant (sending and reading need
@@ -1120,8 +1244,9 @@ fn holds(server: &Server, tenant: &str, batches: &[u64]) -> (Vec<bool>, u64) {
 /// two collectors; one collector then stops for good, and the tenant is deleted through the
 /// other. Every collector, a reader started before and one started after, answers nothing of
 /// it (traces and PromQL) and the other tenant whole; the compactors remove the gone writer's
-/// objects of it (its series segments by a log entry), write its shared traces parts again
-/// without it and mask its shared metrics parts, and say so in `done` objects. The writer
+/// objects of it (its series segments by a log entry), write its shared parts again without it
+/// (the metrics ones in the gone writer's name, within its series segments' flushes), and say
+/// so in `done` objects. The writer
 /// that left, started again, deletes the tenant from its data directory; what the tenant
 /// sends afterwards is kept.
 #[test]
@@ -1181,7 +1306,7 @@ fn a_tenant_deleted_through_one_collector_leaves_every_collector_and_the_bucket(
     assert_eq!(holds(&a, "keep", &batches), all);
 
     // The compactor (a) finishes: both `done` objects, the gone writer's segments of the
-    // tenant removed by a log entry, the shared metrics parts of b masked.
+    // tenant removed by a log entry, the shared metrics parts of b written again in b's name.
     let stem = format!("slo-gate/{}", request.trim_end_matches(".json"));
     let done = e2e::eventually(Duration::from_secs(60), || {
         let names = objects_under(&seaweed, "deletions", "");
@@ -1193,8 +1318,15 @@ fn a_tenant_deleted_through_one_collector_leaves_every_collector_and_the_bucket(
     let masked: serde_json::Value =
         serde_json::from_str(&object_text(&seaweed, &format!("{stem}.done-shared.json"))).unwrap();
     let masked: Vec<&str> = masked["masked"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    // b's, and possibly a part of c's that c had not yet written again without the tenant.
-    assert!(masked.iter().all(|m| m.contains("/metrics/")) && masked.iter().any(|m| m.contains("/b-")), "{masked:?}");
+    // Possibly a part of c's that c had not yet written again without the tenant; none of b's:
+    // b's series segments cover the other tenant's rows in them.
+    assert!(masked.iter().all(|m| m.contains("/metrics/") && !m.contains("/b-")), "{masked:?}");
+    let rewritten = metrics_merges(&seaweed);
+    assert!(
+        rewritten.iter().any(|(writer, _, removed)| writer == "b"
+            && removed.iter().any(|n| n.starts_with("parts/@shared/metrics/") && n.contains("/b-"))),
+        "b's shared metrics parts not written again in its name: {rewritten:?}"
+    );
     let log: String = objects_under(&seaweed, "compactions", "").iter().map(|key| object_text(&seaweed, key)).collect();
     assert!(
         log.split('"').any(|t| t.starts_with("series/gone/") && t.contains("/b-")),

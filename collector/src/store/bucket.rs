@@ -313,6 +313,11 @@ fn now_ms() -> u64 {
 }
 
 impl Bucket {
+    /// Whether `writer` is this collector's id.
+    pub(crate) fn is_own(&self, writer: &str) -> bool {
+        self.writer == writer
+    }
+
     /// Connects to the bucket of `config` and checks that it can be written and honours
     /// create-only writes (a clear error otherwise: unreachable, refused credentials, a store
     /// without conditional writes).
@@ -366,6 +371,22 @@ impl Bucket {
                 Arc::new(builder.build().map_err(|e| error(e.to_string()))?)
             }
         };
+        Bucket::over(store, prefix, writer, config, data_dir, keys)
+    }
+
+    /// [`Bucket::open`] past the client: the bucket of `writer` over `store`, checked to
+    /// honour create-only writes.
+    fn over(
+        store: Arc<dyn ObjectStore>,
+        prefix: String,
+        writer: String,
+        config: &BucketConfig,
+        data_dir: &Path,
+        keys: Option<Arc<KeyRing>>,
+    ) -> Result<Arc<Bucket>, BucketError> {
+        let at = config.endpoint.as_deref().map(|e| format!(" at {e}")).unwrap_or_default();
+        let error = |what: String| BucketError { url: config.url.clone(), at: at.clone(), what };
+        let timeout = config.request_timeout.0;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("bucket-io")
@@ -1446,6 +1467,14 @@ impl Remotes {
         self.removed.retain(|name| checkpoint::hour_end(name).is_none_or(|end| end >= cutoff));
     }
 
+    /// Where a listing of the manifests starts: at the beginning when `full` or nothing was
+    /// seen yet, else [`LIST_WINDOW`] before the newest manifest seen (writers' clocks differ).
+    fn listing_offset(&self, full: bool) -> Option<String> {
+        let newest = if full { None } else { self.seen.last() }?;
+        let ms: u64 = newest.strip_prefix("manifests/")?.get(..13)?.parse().ok()?;
+        Some(format!("manifests/{:013}", ms.saturating_sub(LIST_WINDOW.as_millis() as u64)))
+    }
+
     /// [`Remotes::apply`] for a manifest (or log entry) of `writer` read from `bucket`: its
     /// parts and segments are read from the bucket, as that writer's.
     fn apply_from(&mut self, bucket: &Arc<Bucket>, writer: &str, manifest: Manifest, gone: &mut Gone) {
@@ -1481,63 +1510,31 @@ pub(crate) fn sync_pass(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Rem
 
 /// [`sync_pass`], listing every manifest when `full`.
 fn sync_listed(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Remotes, full: bool) -> Result<usize, BucketError> {
-    let newest = if full { None } else { remotes.seen.last() };
-    let offset = newest.and_then(|newest| {
-        let ms: u64 = newest.strip_prefix("manifests/")?.get(..13)?.parse().ok()?;
-        Some(format!("manifests/{:013}", ms.saturating_sub(LIST_WINDOW.as_millis() as u64)))
-    });
     let (hidden, unapplied) =
         deletions::list(bucket, &mut remotes.deletions).map_err(|e| bucket.error(e.to_string()))?;
-    let names = bucket.list_manifests(offset.as_deref()).map_err(|e| bucket.error(e.to_string()))?;
+    let names =
+        bucket.list_manifests(remotes.listing_offset(full).as_deref()).map_err(|e| bucket.error(e.to_string()))?;
     if full {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let keep = shared.settings.retention + checkpoint::REMOVAL_MARGIN;
         remotes.forget_gone(&names, now.saturating_sub(keep.as_nanos() as u64));
         remotes.last_full = Some(Instant::now());
     }
-    let mine = format!("-{}-", bucket.writer);
-    let mut applied = 0;
     let mut gone = Gone::default();
     let mut merged_away: HashSet<String> = HashSet::new();
-    for name in names {
-        if remotes.seen.contains(&name) {
-            continue;
-        }
-        let own = name.get("manifests/".len() + 13..).is_some_and(|rest| rest.starts_with(&mine));
-        if own {
-            remotes.seen.insert(name);
-            continue;
-        }
-        let bytes = match bucket.get(&name, MAX_MANIFEST_BYTES) {
-            Ok(bytes) => bytes,
-            // Folded by its writer since the listing: the folded manifests are listed later.
-            Err(RequestError::NotFound) => {
-                remotes.seen.insert(name);
-                continue;
-            }
-            Err(e @ RequestError::TooLarge { .. }) => {
-                tracing::error!(manifest = %name, %e, "bucket manifest too large; its parts are not read");
-                bucket.skipped_manifest.store(true, Ordering::SeqCst);
-                remotes.seen.insert(name);
-                continue;
-            }
-            Err(e) => return Err(bucket.error(e.to_string())),
-        };
-        match catalog::manifest_from_json(&bytes, &bucket.cache_dir, bucket.keys.as_ref()) {
-            Some((writer, manifest)) => {
-                remotes.apply_from(bucket, &writer, manifest, &mut gone);
-                applied += 1;
-            }
-            None => {
-                tracing::error!(manifest = %name, "bucket manifest does not parse; its parts are not read");
-                bucket.skipped_manifest.store(true, Ordering::SeqCst);
-            }
-        }
-        remotes.seen.insert(name);
-    }
+    let mut applied = apply_manifests(bucket, remotes, names, &mut gone)?;
     // The compaction log, in order, every entry (this writer's merges included), from a
     // checkpoint of it at the first pass or when the next entry is gone.
-    applied += checkpoint::apply_log(bucket, remotes, &mut gone, &mut merged_away)?;
+    let entries = checkpoint::apply_log(bucket, remotes, &mut gone, &mut merged_away)?;
+    if entries > 0 {
+        // The manifests once more: an entry's compactor saw every manifest created before the
+        // entry, and so must this reader before it answers from the entry. A merge of a
+        // writer's metrics parts relies on the segment that covers them, which a manifest
+        // created while this pass listed may have committed.
+        let names = bucket.list_manifests(remotes.listing_offset(false).as_deref());
+        applied += apply_manifests(bucket, remotes, names.map_err(|e| bucket.error(e.to_string()))?, &mut gone)?;
+    }
+    applied += entries;
     if applied > 0 || bucket.republish.swap(false, Ordering::SeqCst) {
         let quarantined = bucket.quarantined.lock().unwrap_or_else(|e| e.into_inner()).clone();
         // Parts past retention are left out as the collector's own are deleted.
@@ -1614,6 +1611,55 @@ fn sync_listed(shared: &Shared, bucket: &Arc<Bucket>, remotes: &mut Remotes, ful
         }
         false
     });
+    Ok(applied)
+}
+
+/// Reads and applies the manifests of other writers among `names` not seen yet (`full`
+/// listings and partial ones alike). Returns how many were applied.
+fn apply_manifests(
+    bucket: &Arc<Bucket>,
+    remotes: &mut Remotes,
+    names: Vec<String>,
+    gone: &mut Gone,
+) -> Result<usize, BucketError> {
+    let mine = format!("-{}-", bucket.writer);
+    let mut applied = 0;
+    for name in names {
+        if remotes.seen.contains(&name) {
+            continue;
+        }
+        let own = name.get("manifests/".len() + 13..).is_some_and(|rest| rest.starts_with(&mine));
+        if own {
+            remotes.seen.insert(name);
+            continue;
+        }
+        let bytes = match bucket.get(&name, MAX_MANIFEST_BYTES) {
+            Ok(bytes) => bytes,
+            // Folded by its writer since the listing: the folded manifests are listed later.
+            Err(RequestError::NotFound) => {
+                remotes.seen.insert(name);
+                continue;
+            }
+            Err(e @ RequestError::TooLarge { .. }) => {
+                tracing::error!(manifest = %name, %e, "bucket manifest too large; its parts are not read");
+                bucket.skipped_manifest.store(true, Ordering::SeqCst);
+                remotes.seen.insert(name);
+                continue;
+            }
+            Err(e) => return Err(bucket.error(e.to_string())),
+        };
+        match catalog::manifest_from_json(&bytes, &bucket.cache_dir, bucket.keys.as_ref()) {
+            Some((writer, manifest)) => {
+                remotes.apply_from(bucket, &writer, manifest, gone);
+                applied += 1;
+            }
+            None => {
+                tracing::error!(manifest = %name, "bucket manifest does not parse; its parts are not read");
+                bucket.skipped_manifest.store(true, Ordering::SeqCst);
+            }
+        }
+        remotes.seen.insert(name);
+    }
     Ok(applied)
 }
 
@@ -1702,6 +1748,57 @@ mod tests {
             remotes.removed.iter().map(String::as_str).collect::<Vec<_>>(),
             ["parts/t/traces/2026-12-01T00/a-2-ab.parquet"]
         );
+    }
+
+    /// A metrics part is read through a series segment of its own writer only: by flush number
+    /// and hour, and a part in the bucket in this collector's name (its metrics merged there by
+    /// a compactor) through this collector's own segments.
+    #[test]
+    fn a_metrics_part_is_covered_by_segments_of_its_own_writer_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let bucket = Bucket::over(store, String::new(), "a".into(), &BucketConfig::new("s3://b"), dir.path(), None)
+            .expect("an in-memory store honours create-only writes");
+        let tenant = Tenant::parse("shop").unwrap();
+        let hour = "2026-12-01T10";
+        let segment = |writer: Option<&str>| SegmentMeta {
+            name: format!("series/shop/{hour}/x.sgs"),
+            path: dir.path().join("x.sgs"),
+            tenant: tenant.clone(),
+            hour: hour.to_string(),
+            hour_start_ms: 0,
+            first_seq: 5,
+            last_seq: 9,
+            remote: writer.map(|w| RemoteSegment {
+                bucket: Arc::clone(&bucket),
+                writer: Arc::from(w),
+                size: 1,
+                sha256: [0; 32],
+            }),
+        };
+        let part = |writer: Option<&str>, seq: u64| PartMeta {
+            name: format!("parts/shop/metrics/{hour}/p.parquet"),
+            path: dir.path().join("p.parquet"),
+            signal: crate::signal::Signal::Metrics,
+            seq,
+            size: 1,
+            crc32: 0,
+            sha256: None,
+            keys: None,
+            tenants: Vec::new(),
+            remote: writer.map(|w| Remote { bucket: Arc::clone(&bucket), writer: Arc::from(w) }),
+        };
+        let own = segment(None);
+        assert!(own.covers_part(&part(None, 7), hour));
+        assert!(!own.covers_part(&part(None, 10), hour), "another flush");
+        assert!(!own.covers_part(&part(None, 7), "2026-12-01T11"), "another hour");
+        assert!(own.covers_part(&part(Some("a"), 7), hour), "merged in the bucket in this collector's name");
+        assert!(!own.covers_part(&part(Some("b"), 7), hour), "another writer's part");
+        let theirs = segment(Some("b"));
+        assert!(theirs.covers_part(&part(Some("b"), 9), hour));
+        assert!(!theirs.covers_part(&part(Some("a"), 9), hour), "this collector's part");
+        assert!(!theirs.covers_part(&part(None, 9), hour), "this collector's part");
+        assert!(!segment(Some("c")).covers_part(&part(Some("b"), 9), hour), "a third writer's segment");
     }
 
     #[test]

@@ -20,10 +20,15 @@
 //! (`bucket::sync_pass`): the inputs of a merge leave its reads as the output enters them, and a
 //! writer whose own parts were merged drops them from its data directory.
 //!
-//! Metrics parts are not merged here: PromQL reads a writer's own metrics through its series
-//! segments, which cover its parts by sequence number, and a part holding several writers'
-//! samples would be counted twice there. Their writers keep merging them locally
-//! (`store::compact`), and merge nothing else while a bucket is configured.
+//! Metrics parts are merged one writer at a time: PromQL reads a writer's metrics through its
+//! own series segments, which cover its parts by flush number (`store::series`), so a part
+//! holding several writers' samples could be neither covered nor read beside their segments
+//! without counting some twice. A metrics merge takes parts of one writer that one of its
+//! committed segments covers, gives the output a flush number in that segment's range (as a
+//! local merge does, `compact::covering_seq`), and commits the entry in that writer's name, so
+//! every reader takes the output for the writer's part, covered by the same segments; when a
+//! segment is damaged, the output is read in its place as its inputs would have been. No
+//! collector merges its parts locally while a bucket is configured.
 //!
 //! The directory's owner also applies retention in the bucket: parts wholly past it are removed
 //! by a log entry, and so are other writers' series segments of a tenant (under the lease of the
@@ -44,8 +49,9 @@ use crate::signal::Signal;
 use crate::tenant::Tenant;
 
 use super::super::Shared;
-use super::super::compact::{InputError, Inputs, directory, plan, read_inputs, sort_by_time};
+use super::super::compact::{InputError, Inputs, covering_seq, directory, plan, read_inputs, sort_by_time};
 use super::super::parts::{self, PartMeta};
+use super::super::series::SegmentMeta;
 use super::{Bucket, DELETE_GRACE, RequestError, catalog, deletions, now_ms};
 
 /// Where the compaction log's entries are, under the bucket's prefix.
@@ -95,8 +101,20 @@ pub(crate) struct Report {
 struct Directory {
     /// Names of the parts and series segments wholly past retention.
     expired: Vec<String>,
-    /// The others, but metrics and unreadable parts.
+    /// The others, but metrics, unreadable and masked parts.
     mergeable: Vec<Arc<PartMeta>>,
+    /// Metrics parts (not unreadable or masked), by writer: merged one writer at a time.
+    metrics: BTreeMap<Arc<str>, Vec<Arc<PartMeta>>>,
+}
+
+/// Every writer's committed series segments in a pass, by writer (this collector's own
+/// under its id): what covers its metrics parts.
+type Segments = BTreeMap<Arc<str>, Vec<Arc<SegmentMeta>>>;
+
+/// The writer whose part `part` is, for a collector with id `own`: the one whose manifest or
+/// log entry named it (`Remote::writer`), or this collector for its own.
+fn writer_of(part: &PartMeta, own: &str) -> Arc<str> {
+    part.remote.as_ref().map_or_else(|| Arc::from(own), |r| Arc::clone(&r.writer))
 }
 
 /// The compactor's own state, kept between passes.
@@ -191,9 +209,21 @@ pub(crate) fn pass(
     let mut report = Report::default();
     // The parts every reader sees: other writers' and the log's outputs, and this writer's
     // committed ones under their bucket names, with the log entry that view stands at.
-    let (parts, expired_series, segments, log_seq) = {
+    let (parts, expired_series, segments, covering, log_seq) = {
         let state = shared.read();
         let committed = bucket.committed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // What covers metrics parts: other writers' segments as their manifests name them,
+        // and this writer's own once committed (as readers elsewhere see them).
+        let mut covering = Segments::new();
+        for s in &state.remote_series {
+            if let Some(remote) = &s.remote {
+                covering.entry(Arc::clone(&remote.writer)).or_default().push(Arc::clone(s));
+            }
+        }
+        let own: Arc<str> = Arc::from(bucket.writer.as_str());
+        for s in state.series.iter().filter(|s| committed.contains(&bucket.segment_name(s))) {
+            covering.entry(Arc::clone(&own)).or_default().push(Arc::clone(s));
+        }
         let mut parts: Vec<Arc<PartMeta>> = state.remote.iter().chain(&state.remote_expired).cloned().collect();
         for p in &state.parts {
             let name = bucket.bucket_name(p);
@@ -212,7 +242,7 @@ pub(crate) fn pass(
             .map(|s| (s.tenant.clone(), s.name.clone()))
             .chain(own.filter(|(_, name)| committed.contains(name)))
             .collect();
-        (parts, expired_series, segments, bucket.log_seq.load(Ordering::SeqCst))
+        (parts, expired_series, segments, covering, bucket.log_seq.load(Ordering::SeqCst))
     };
     if log_seq < compactor.committed_seq {
         return Ok(report);
@@ -225,10 +255,15 @@ pub(crate) fn pass(
         if shared.closing.load(Ordering::Relaxed) {
             break;
         }
-        let carried = finish_deletion(shared, bucket, config, compactor, request, done, &parts, &segments, &mut seq)?;
+        let carried =
+            finish_deletion(shared, bucket, config, compactor, request, done, &parts, &segments, &covering, &mut seq)?;
         report.deletions += u64::from(carried);
     }
     let deleting: HashSet<&Tenant> = requests.iter().map(|(r, _)| &r.tenant).collect();
+    // Parts whose rows of a deleted tenant every reader leaves out: a merge would carry those
+    // rows into an output nobody masks, so they are not merged.
+    let masked: HashSet<String> =
+        bucket.hidden.lock().unwrap_or_else(|e| e.into_inner()).masked.keys().cloned().collect();
     let cutoff = now_unix_nano.saturating_sub(shared.settings.retention.as_nanos() as u64);
     let mut dirs: BTreeMap<String, Directory> = BTreeMap::new();
     for part in parts {
@@ -239,7 +274,11 @@ pub(crate) fn pass(
         let d = dirs.entry(dir.to_string()).or_default();
         if part.max_time() < cutoff {
             d.expired.push(part.name.clone());
-        } else if part.signal != Signal::Metrics && !compactor.unreadable.contains(&part.name) {
+        } else if compactor.unreadable.contains(&part.name) || masked.contains(&part.name) {
+            continue;
+        } else if part.signal == Signal::Metrics {
+            d.metrics.entry(writer_of(&part, &bucket.writer)).or_default().push(part);
+        } else {
             d.mergeable.push(part);
         }
     }
@@ -249,8 +288,12 @@ pub(crate) fn pass(
     }
     // An hour takes new parts while flushes still write into it and until they are uploaded.
     let settle = shared.settings.flush_interval + bucket.refresh;
-    for (dir, Directory { expired, mergeable }) in dirs {
-        let batches = plan(&mergeable, &[], config, &HashSet::new(), settle, now_unix_nano);
+    for (dir, Directory { expired, mergeable, metrics }) in dirs {
+        let mut batches = plan(&mergeable, &[], config, &HashSet::new(), settle, now_unix_nano);
+        for (writer, parts) in &metrics {
+            let segments = covering.get(writer).map_or(&[][..], Vec::as_slice);
+            batches.extend(plan(parts, segments, config, &HashSet::new(), settle, now_unix_nano));
+        }
         if expired.is_empty() && batches.is_empty() {
             continue;
         }
@@ -270,7 +313,17 @@ pub(crate) fn pass(
             if shared.closing.load(Ordering::Relaxed) {
                 break;
             }
-            match merge(shared, bucket, compactor, &dir, &batch, config.max_input_memory_bytes, seq + 1, None)? {
+            match merge(
+                shared,
+                bucket,
+                compactor,
+                &dir,
+                &batch,
+                &covering,
+                config.max_input_memory_bytes,
+                seq + 1,
+                None,
+            )? {
                 Some(inputs) => {
                     seq += 1;
                     report.merges += 1;
@@ -293,8 +346,9 @@ pub(crate) fn pass(
 /// of the tenant's directory, a log entry removing its parts and every writer's series
 /// segments of it, then `done-own`; under the lease of `@shared`, each shared part holding it
 /// written again without it (a merge of one input), or removed when it held nothing else, or
-/// masked when it is a metrics part (never merged in the bucket), then `done-shared` naming
-/// the masked ones. Returns how many parts of the deletion it finished.
+/// masked when it cannot be written again (unreadable, or a metrics part whose other tenants
+/// no segment of its writer covers), then `done-shared` naming the masked ones. Returns how
+/// many parts of the deletion it finished.
 #[allow(clippy::too_many_arguments)]
 fn finish_deletion(
     shared: &Shared,
@@ -305,6 +359,7 @@ fn finish_deletion(
     done: &std::collections::BTreeSet<deletions::Part>,
     parts: &[Arc<PartMeta>],
     segments: &[(Tenant, String)],
+    covering: &Segments,
     seq: &mut u64,
 ) -> Result<u32, String> {
     let tenant = &request.tenant;
@@ -335,8 +390,6 @@ fn finish_deletion(
         for part in holding {
             if part.tenants.len() == 1 {
                 alone.push(part.name.clone());
-            } else if part.signal == Signal::Metrics {
-                masked.push(part.name.clone());
             } else {
                 let one = std::slice::from_ref(part);
                 match merge(
@@ -345,6 +398,7 @@ fn finish_deletion(
                     compactor,
                     parts::SHARED_DIR,
                     one,
+                    covering,
                     config.max_input_memory_bytes,
                     *seq + 1,
                     Some(tenant),
@@ -461,6 +515,10 @@ fn commit(bucket: &Bucket, compactor: &mut Compactor, dir: &str, seq: u64, body:
 
 /// Merges one batch (its oldest inputs within `max_memory`) into one part, uploads it and
 /// commits it as log entry `seq`. Returns the inputs' names, or `None` when given up.
+///
+/// A batch of metrics parts is one writer's, and the output is that writer's: its flush
+/// number one that a segment of the writer in `covering` covers with all the inputs, its
+/// entry in the writer's name. Without such a segment the merge is given up.
 #[allow(clippy::too_many_arguments)]
 fn merge(
     shared: &Shared,
@@ -468,6 +526,7 @@ fn merge(
     compactor: &mut Compactor,
     dir: &str,
     batch: &[Arc<PartMeta>],
+    covering: &Segments,
     max_memory: u64,
     seq: u64,
     without: Option<&Tenant>,
@@ -475,6 +534,17 @@ fn merge(
     let first = &batch[0];
     let signal = first.signal;
     let Some((_, signal_dir, hour)) = directory(&first.name) else { return Ok(None) };
+    let owner = writer_of(first, &bucket.writer);
+    let segments = covering.get(&owner).map_or(&[][..], Vec::as_slice);
+    if signal == Signal::Metrics {
+        if batch.iter().any(|p| writer_of(p, &bucket.writer) != owner) {
+            tracing::error!(directory = %dir, "a bucket merge of metrics parts of several writers was planned; given up");
+            return Ok(None);
+        }
+        if covering_seq(batch, segments, without).is_none() {
+            return Ok(None);
+        }
+    }
     let directory_tenant = Tenant::parse(dir).ok();
     let Inputs { mut by_tenant, rows: rows_in, taken } = match read_inputs(batch, max_memory, directory_tenant.as_ref())
     {
@@ -508,10 +578,20 @@ fn merge(
     }
     let work = shared.data_dir.join(WORK_DIR);
     let stem = format!("{}/{dir}/{signal_dir}/{hour}/{}-m{}", parts::PARTS_DIR, bucket.writer, now_ms());
+    let seq_of_output = match signal {
+        // The inputs read are the first of the batch: covered by the same segments.
+        Signal::Metrics => match covering_seq(batch, segments, without) {
+            Some(seq) => seq,
+            None => return Ok(None),
+        },
+        _ => batch.iter().map(|p| p.seq).max().unwrap_or(first.seq),
+    };
+    // Merges of metrics parts are their writer's (see the module's documentation); the rest
+    // are the compactor's.
+    let entry_writer = if signal == Signal::Metrics { &*owner } else { bucket.writer.as_str() };
     let groups: Vec<(&Tenant, Vec<&Rows>)> = by_tenant.iter().map(|(t, r)| (t, vec![r])).collect();
-    let seq_of_inputs = batch.iter().map(|p| p.seq).max().unwrap_or(first.seq);
     let written =
-        parts::write_part(&work, &format!("{stem}.parquet"), seq_of_inputs, signal, &groups, shared.keys.as_ref());
+        parts::write_part(&work, &format!("{stem}.parquet"), seq_of_output, signal, &groups, shared.keys.as_ref());
     drop(groups);
     drop(by_tenant);
     let meta = match written {
@@ -531,7 +611,7 @@ fn merge(
     stall();
     let inputs: Vec<String> = batch.iter().map(|p| p.name.clone()).collect();
     let line = catalog::add_line(&output).map_err(|e| e.to_string())?;
-    let body = catalog::manifest_json(&bucket.writer, &[line], &inputs).map_err(|e| e.to_string())?;
+    let body = catalog::manifest_json(entry_writer, &[line], &inputs).map_err(|e| e.to_string())?;
     match commit(bucket, compactor, dir, seq, body) {
         Ok(true) => {
             // Kept as the cached copy of its object: the log's reader finds it there.

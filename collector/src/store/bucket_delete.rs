@@ -17,10 +17,12 @@
 //! flush interval and two listings, so live writers have done that, the compactors finish what
 //! is left: objects of writers that are gone, and the outputs of merges in the bucket.
 //!
-//! Shared metrics parts are never merged in the bucket (PromQL covers a writer's parts with its
-//! own series segments, by flush number), so one written by a writer that is gone cannot be
-//! written again without the tenant: it is *masked* instead — named in the `done-shared`
-//! object, and every reader leaves the tenant's rows in it out, for good.
+//! A shared part that cannot be written again without the tenant — unreadable, or a metrics
+//! part whose other tenants no series segment of its writer covers (PromQL reads a writer's
+//! parts through its own segments, by flush number, so a metrics part is written again only in
+//! its writer's name and within a segment's flushes) — is *masked* instead: named in the
+//! `done-shared` object, and every reader leaves the tenant's rows in it out, for good. Masked
+//! parts are never merged, which would carry those rows into an output nobody masks.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;

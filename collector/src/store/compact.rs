@@ -219,11 +219,11 @@ fn pass_until(
         (state.parts.clone(), state.series.clone())
     };
     shared.telemetry.parts.store(parts.len() as u64, Relaxed);
-    // With a shared bucket, the parts of every signal but metrics are merged there, across
-    // writers, by the directory's compactor (`bucket::compact`); merging them here too could
-    // commit one part's rows in two merges.
+    // With a shared bucket, parts are merged there by the directory's compactor
+    // (`bucket::compact`), once committed; merging them here too could commit one part's rows
+    // in two merges.
     let parts: Vec<Arc<PartMeta>> = match shared.bucket {
-        Some(_) => parts.into_iter().filter(|p| p.signal == Signal::Metrics).collect(),
+        Some(_) => Vec::new(),
         None => parts,
     };
     let batches = plan(&parts, &segments, config, &inner.locked, shared.settings.flush_interval, now_unix_nano);
@@ -338,7 +338,11 @@ pub(crate) fn plan(
 /// whose rows are left out), one series
 /// segment covers together with every input holding that tenant, so the output is read from
 /// the segments exactly as the inputs were. `None` when there is none.
-fn covering_seq(batch: &[Arc<PartMeta>], segments: &[Arc<SegmentMeta>], without: Option<&Tenant>) -> Option<u64> {
+pub(crate) fn covering_seq(
+    batch: &[Arc<PartMeta>],
+    segments: &[Arc<SegmentMeta>],
+    without: Option<&Tenant>,
+) -> Option<u64> {
     let mut seqs: BTreeMap<&Tenant, Vec<u64>> = BTreeMap::new();
     let mut hour = None;
     for part in batch {

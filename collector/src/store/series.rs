@@ -161,10 +161,13 @@ impl SegmentMeta {
 
     /// Whether the segment holds the rows of `part` for its tenant (whose first row is in
     /// hour `hour`): a segment of the part's own writer, of that hour, made from its flush.
+    /// A part in the bucket attributed to this collector (its own metrics parts merged there
+    /// by a compactor, `bucket::compact`) is covered by this collector's own segments.
     pub fn covers_part(&self, part: &super::parts::PartMeta, hour: &str) -> bool {
-        let same_writer = match (&self.remote, &part.remote) {
+        let part_writer = part.remote.as_ref().filter(|r| !r.bucket.is_own(&r.writer)).map(|r| &r.writer);
+        let same_writer = match (&self.remote, part_writer) {
             (None, None) => true,
-            (Some(segment), Some(part)) => segment.writer == part.writer,
+            (Some(segment), Some(part)) => segment.writer == *part,
             _ => false,
         };
         same_writer && self.hour == hour && self.covers(part.seq)
