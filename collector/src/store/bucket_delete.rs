@@ -17,12 +17,13 @@
 //! flush interval and two listings, so live writers have done that, the compactors finish what
 //! is left: objects of writers that are gone, and the outputs of merges in the bucket.
 //!
-//! A shared part that cannot be written again without the tenant — unreadable, or a metrics
-//! part whose other tenants no series segment of its writer covers (PromQL reads a writer's
-//! parts through its own segments, by flush number, so a metrics part is written again only in
-//! its writer's name and within a segment's flushes) — is *masked* instead: named in the
-//! `done-shared` object, and every reader leaves the tenant's rows in it out, for good. Masked
-//! parts are never merged, which would carry those rows into an output nobody masks.
+//! Shared metrics parts, and shared parts that cannot be read, are *masked* instead of written
+//! again: named in the `done-shared` object, and every reader leaves the tenant's rows in them
+//! out, for good. A metrics part could only be written again in its writer's name (PromQL
+//! reads a writer's parts through its own series segments, by flush number), and a live writer
+//! slower than the settling time rewrites its own at the same time; a mask is right whoever
+//! does. Masked parts are never merged, which would carry those rows into an output nobody
+//! masks.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;
