@@ -340,12 +340,22 @@ fn a_part_larger_than_an_upload_chunk_reads_back_from_the_bucket() {
             spans.push(span);
         }
         let body = request.encode_to_vec();
-        let response = client
-            .post(writer.http_url("/v1/traces"))
-            .header("content-type", "application/x-protobuf")
-            .body(body)
-            .send()
-            .unwrap();
+        // Sent again after a 429 (the head full while the flusher catches up), as OTLP
+        // exporters retry it.
+        let mut tries = 0;
+        let response = loop {
+            let response = client
+                .post(writer.http_url("/v1/traces"))
+                .header("content-type", "application/x-protobuf")
+                .body(body.clone())
+                .send()
+                .unwrap();
+            tries += 1;
+            if response.status().as_u16() != 429 || tries == 50 {
+                break response;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
         assert!(response.status().is_success(), "{}", response.status());
     }
     let total = requests * per_request;

@@ -312,6 +312,12 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Makes the errors of opening the bucket of `config`: naming its URL and endpoint.
+fn config_error(config: &BucketConfig) -> impl Fn(String) -> BucketError + '_ {
+    let at = config.endpoint.as_deref().map(|e| format!(" at {e}")).unwrap_or_default();
+    move |what| BucketError { url: config.url.clone(), at: at.clone(), what }
+}
+
 impl Bucket {
     /// Whether `writer` is this collector's id.
     pub(crate) fn is_own(&self, writer: &str) -> bool {
@@ -326,9 +332,8 @@ impl Bucket {
         data_dir: &Path,
         keys: Option<Arc<KeyRing>>,
     ) -> Result<Arc<Bucket>, BucketError> {
-        let at = config.endpoint.as_deref().map(|e| format!(" at {e}")).unwrap_or_default();
-        let error = |what: String| BucketError { url: config.url.clone(), at: at.clone(), what };
-        let (scheme, name, prefix) = parse_url(&config.url).map_err(error)?;
+        let error = config_error(config);
+        let (scheme, name, prefix) = parse_url(&config.url).map_err(&error)?;
         let least = (2 * config.compaction_lease.0).max(2 * (config.refresh_interval.0 + config.request_timeout.0));
         if config.orphan_grace.0 < least {
             return Err(error(format!(
@@ -338,7 +343,7 @@ impl Bucket {
                 slo_contracts::HumanDuration(least)
             )));
         }
-        let writer = writer_id(config, data_dir).map_err(error)?;
+        let writer = writer_id(config, data_dir).map_err(&error)?;
         let timeout = config.request_timeout.0;
         let options =
             ClientOptions::new().with_timeout(timeout).with_connect_timeout(timeout.min(Duration::from_secs(5)));
@@ -385,7 +390,7 @@ impl Bucket {
         keys: Option<Arc<KeyRing>>,
     ) -> Result<Arc<Bucket>, BucketError> {
         let at = config.endpoint.as_deref().map(|e| format!(" at {e}")).unwrap_or_default();
-        let error = |what: String| BucketError { url: config.url.clone(), at: at.clone(), what };
+        let error = config_error(config);
         let timeout = config.request_timeout.0;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
