@@ -319,11 +319,6 @@ fn config_error(config: &BucketConfig) -> impl Fn(String) -> BucketError + '_ {
 }
 
 impl Bucket {
-    /// Whether `writer` is this collector's id.
-    pub(crate) fn is_own(&self, writer: &str) -> bool {
-        self.writer == writer
-    }
-
     /// Connects to the bucket of `config` and checks that it can be written and honours
     /// create-only writes (a clear error otherwise: unreachable, refused credentials, a store
     /// without conditional writes).

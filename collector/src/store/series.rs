@@ -164,7 +164,7 @@ impl SegmentMeta {
     /// A part in the bucket attributed to this collector (its own metrics parts merged there
     /// by a compactor, `bucket::compact`) is covered by this collector's own segments.
     pub fn covers_part(&self, part: &super::parts::PartMeta, hour: &str) -> bool {
-        let part_writer = part.remote.as_ref().filter(|r| !r.bucket.is_own(&r.writer)).map(|r| &r.writer);
+        let part_writer = part.remote.as_ref().filter(|r| *r.writer != *r.bucket.writer()).map(|r| &r.writer);
         let same_writer = match (&self.remote, part_writer) {
             (None, None) => true,
             (Some(segment), Some(part)) => segment.writer == *part,
