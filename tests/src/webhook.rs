@@ -227,6 +227,11 @@ fn read_line(
             }
             Ok(_) => {}
             Err(e) if is_timeout(&e) => {}
+            // A peer that dies between requests resets a kept-alive connection it had unread
+            // bytes on: the connection is over, no request was lost.
+            Err(e) if line.is_empty() && between_requests && e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Ok(None);
+            }
             Err(e) => return Err(e),
         }
     }
@@ -297,6 +302,41 @@ mod tests {
             (503, true, b"not json".as_slice())
         );
         assert!(receiver.errors().is_empty(), "{:?}", receiver.errors());
+    }
+
+    // A sender killed between requests of a kept-alive connection resets it (the kernel sends
+    // RST when a socket closes with unread bytes): that ends the connection like a close, it is
+    // not a request the receiver could not read. A reset in the middle of a request still is.
+    #[test]
+    fn a_reset_between_requests_is_a_close_and_mid_request_an_error() {
+        let receiver = Receiver::start();
+        let mut stream = TcpStream::connect(receiver.addr).unwrap();
+        stream.write_all(b"POST /alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}").unwrap();
+        // The answer is left unread, so closing the socket resets the connection.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while receiver.received().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        drop(stream);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(receiver.received().len(), 1);
+        assert!(receiver.errors().is_empty(), "{:?}", receiver.errors());
+
+        let mut stream = TcpStream::connect(receiver.addr).unwrap();
+        stream.write_all(b"POST /alerts HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}").unwrap();
+        while receiver.received().len() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        stream.write_all(b"POST /alerts HTTP/1.1\r\nHost: x\r\nCont").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        drop(stream);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while receiver.errors().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let errors = receiver.errors();
+        assert!(errors.len() == 1 && errors[0].contains("POST /alerts: headers:"), "{errors:?}");
     }
 
     // A body without a Content-Length it can read is refused and recorded as an error, not
