@@ -1254,8 +1254,8 @@ fn holds(server: &Server, tenant: &str, batches: &[u64]) -> (Vec<bool>, u64) {
 /// two collectors; one collector then stops for good, and the tenant is deleted through the
 /// other. Every collector, a reader started before and one started after, answers nothing of
 /// it (traces and PromQL) and the other tenant whole; the compactors remove the gone writer's
-/// objects of it (its series segments by a log entry), write its shared traces parts again
-/// without it and mask its shared metrics parts, and say so in `done` objects. The writer
+/// objects of it (its series segments by a log entry), write every writer's shared parts
+/// again without it (metrics in their writer's name), and say so in `done` objects. The writer
 /// that left, started again, deletes the tenant from its data directory; what the tenant
 /// sends afterwards is kept.
 #[test]
@@ -1263,8 +1263,9 @@ fn a_tenant_deleted_through_one_collector_leaves_every_collector_and_the_bucket(
     let seaweed = Seaweed::start();
     seaweed.create_bucket(BUCKET);
     let dir = tempfile::tempdir().unwrap();
-    let auth = admin_auth(dir.path(), "");
-    let a = start_with(&seaweed, dir.path(), "a", &auth, &[]);
+    // No collector compacts until the deletion is asked for, so every writer's shared parts
+    // are still there, unmerged, when it is.
+    let a = start_with(&seaweed, dir.path(), "a", &admin_auth(dir.path(), "compaction = false\n"), &[]);
     let gone_writer = start_with(&seaweed, dir.path(), "b", &admin_auth(dir.path(), "compaction = false\n"), &[]);
     let reader = start_with(&seaweed, dir.path(), "reader", &admin_auth(dir.path(), "compaction = false\n"), &[]);
     // A writer that stays up through the deletion, writing its span metrics every second.
@@ -1306,6 +1307,11 @@ fn a_tenant_deleted_through_one_collector_leaves_every_collector_and_the_bucket(
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     let request = answer["deleted"]["bucket_request"].as_str().unwrap().to_string();
     assert!(request.starts_with("deletions/gone/") && request.ends_with("-a.json"), "{body}");
+    // The parts it shares with `keep` are in the bucket: left to the bucket's compactor, not
+    // written again here (a second output of one part could stay beside the compactor's).
+    assert_eq!(answer["deleted"]["parts_rewritten"], 0, "{body}");
+    assert!(answer["deleted"]["parts_left_to_the_bucket"].as_u64().unwrap() >= 2, "traces and metrics: {body}");
+    let compactor = start_with(&seaweed, dir.path(), "d", &admin_auth(dir.path(), ""), &[]);
     let none = (vec![false; batches.len()], 0);
     // The collector asked answers nothing of the tenant at once, the reader within a listing.
     assert_eq!(holds(&a, "gone", &batches), none);
@@ -1314,8 +1320,9 @@ fn a_tenant_deleted_through_one_collector_leaves_every_collector_and_the_bucket(
     assert_eq!(holds(&reader, "keep", &batches), all);
     assert_eq!(holds(&a, "keep", &batches), all);
 
-    // The compactor (a) finishes: both `done` objects, the gone writer's segments of the
-    // tenant removed by a log entry, the shared metrics parts of b masked.
+    // The compactor (d) finishes: both `done` objects, the gone writer's segments of the
+    // tenant removed by a log entry, every writer's shared parts written again without it by
+    // log entries — metrics in their writer's name —, nothing masked.
     let stem = format!("slo-gate/{}", request.trim_end_matches(".json"));
     let done = e2e::eventually(Duration::from_secs(60), || {
         let names = objects_under(&seaweed, "deletions", "");
@@ -1326,14 +1333,35 @@ fn a_tenant_deleted_through_one_collector_leaves_every_collector_and_the_bucket(
     assert!(done.is_some(), "not finished: {:?}", objects_under(&seaweed, "deletions", ""));
     let masked: serde_json::Value =
         serde_json::from_str(&object_text(&seaweed, &format!("{stem}.done-shared.json"))).unwrap();
-    let masked: Vec<&str> = masked["masked"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    // b's, and possibly a part of c's that c had not yet written again without the tenant.
-    assert!(masked.iter().all(|m| m.contains("/metrics/")) && masked.iter().any(|m| m.contains("/b-")), "{masked:?}");
-    let log: String = objects_under(&seaweed, "compactions", "").iter().map(|key| object_text(&seaweed, key)).collect();
+    assert_eq!(masked["masked"], serde_json::json!([]), "every shared part could be written again");
+    let entries: Vec<serde_json::Value> = objects_under(&seaweed, "compactions", "")
+        .iter()
+        .map(|key| serde_json::from_str(&object_text(&seaweed, key)).unwrap())
+        .collect();
+    let removed = |writer: Option<&str>| -> Vec<String> {
+        let entries = entries.iter().filter(|e| writer.is_none_or(|w| e["writer"] == w));
+        let lines = entries.flat_map(|e| e["lines"].as_array().unwrap().iter());
+        lines.filter(|l| l["op"] == "remove").map(|l| l["name"].as_str().unwrap().to_string()).collect()
+    };
     assert!(
-        log.split('"').any(|t| t.starts_with("series/gone/") && t.contains("/b-")),
-        "no log entry removes b's series segments of the tenant: {log}"
+        removed(None).iter().any(|n| n.starts_with("series/gone/") && n.contains("/b-")),
+        "no log entry removes b's series segments of the tenant: {entries:?}"
     );
+    for (signal, writer, entry_writer) in [
+        ("traces", "a", None),
+        ("traces", "b", None),
+        ("traces", "c", None),
+        ("metrics", "a", Some("a")),
+        ("metrics", "b", Some("b")),
+        ("metrics", "c", Some("c")),
+    ] {
+        let prefix = format!("parts/@shared/{signal}/");
+        assert!(
+            removed(entry_writer).iter().any(|n| n.starts_with(&prefix) && n.contains(&format!("/{writer}-"))),
+            "no log entry{} writes {writer}'s shared {signal} parts again: {entries:?}",
+            entry_writer.map_or(String::new(), |w| format!(" in {w}'s name"))
+        );
+    }
     // Once done, nothing of it comes back: on the reader, on the collector asked, and on a
     // collector started now; the other tenant is whole everywhere.
     std::thread::sleep(Duration::from_secs(2));
@@ -1374,9 +1402,47 @@ fn a_tenant_deleted_through_one_collector_leaves_every_collector_and_the_bucket(
             e2e::eventually(Duration::from_secs(60), || (holds(server, "gone", &after).0 == [true]).then_some(()));
         assert!(kept.is_some(), "{name} lost what the tenant sent after its deletion");
     }
-    for server in [a, reader, fresh, c] {
+    for server in [a, reader, fresh, c, compactor] {
         server.stop();
     }
+}
+
+/// A deletion asked while the collector's parts shared with the tenant wait for upload waits
+/// for them to be committed and leaves them to the bucket's compactor: written again here,
+/// they would be committed by the uploader already under way, and replaced by this writer
+/// afterwards, beside the compactor's replacement.
+#[test]
+fn a_deletion_waits_for_the_shared_parts_to_be_committed_and_leaves_them_to_the_compactor() {
+    let seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let a = start_with(
+        &seaweed,
+        dir.path(),
+        "a",
+        &admin_auth(dir.path(), "compaction = false\n"),
+        &[("SLO_GATE_FAULT_BUCKET_UPLOAD_STALL_MS", "1500")],
+    );
+    post_tenant(&a, "gone", 70_000_000);
+    post_tenant(&a, "keep", 70_000_000);
+    let started = std::time::Instant::now();
+    let response = reqwest::blocking::Client::new()
+        .post(a.api_url("/api/v1/admin/delete_tenant"))
+        .header("X-Scope-OrgID", "gone")
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .send()
+        .unwrap();
+    let status = response.status();
+    let body = response.text().unwrap();
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["deleted"]["parts_rewritten"], 0, "{body}");
+    assert!(answer["deleted"]["parts_left_to_the_bucket"].as_u64().unwrap() >= 2, "traces and metrics: {body}");
+    assert!(started.elapsed() >= Duration::from_millis(1500), "answered before a part was uploaded: {body}");
+    // Nothing of it in a's answers; the other tenant whole.
+    assert_eq!(holds(&a, "gone", &[70_000_000]), (vec![false], 0));
+    assert_eq!(holds(&a, "keep", &[70_000_000]), (vec![true], 10));
+    a.stop();
 }
 
 /// The markers of the compaction log's checkpoints, by the entry each stands at.

@@ -9,6 +9,12 @@ pub struct TenantDeletion {
     pub parts_deleted: u64,
     /// Parts shared with other tenants, written again without its rows.
     pub parts_rewritten: u64,
+    /// With a shared bucket: parts shared with other tenants that were in the bucket already,
+    /// left as they are here. The bucket's compactor writes them again without the tenant
+    /// (every collector, this one too, leaves the tenant's rows in them out of its answers
+    /// meanwhile), and this collector drops its copies when that is committed.
+    #[serde(default)]
+    pub parts_left_to_the_bucket: u64,
     /// The tenant's rows in those parts.
     pub rows_deleted: u64,
     /// Bytes on disk of the parts deleted (the rewritten ones not counted).

@@ -414,7 +414,9 @@ impl Bucket {
             quarantined: Mutex::new(HashSet::new()),
             entries: Mutex::new(Entries::default()),
             manifest_n: AtomicU64::new(0),
-            committed: Mutex::new(BTreeSet::new()),
+            // Read again by the uploader, which logs a failure; a deletion finished at start,
+            // before the uploader runs, needs it already (`store::delete`).
+            committed: Mutex::new(read_log(data_dir).unwrap_or_default()),
             log_seq: AtomicU64::new(0),
             compacts: config.compaction,
             lease: config.compaction_lease.0,
@@ -1281,9 +1283,23 @@ fn upload_pass(
     Ok(manifests)
 }
 
+/// Test builds only: each part upload waits this many milliseconds first, so a test can act
+/// while parts wait for upload.
+const UPLOAD_STALL_ENV: &str = "SLO_GATE_FAULT_BUCKET_UPLOAD_STALL_MS";
+
+fn stall_upload() {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    if let Some(ms) = std::env::var(UPLOAD_STALL_ENV).ok().and_then(|v| v.parse::<u64>().ok()) {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+}
+
 /// Uploads one local part and makes its manifest line; `None` when the part was deleted
 /// locally since the pass listed it (merged, expired: its removal is the next pass's).
 fn upload_part(shared: &Shared, bucket: &Bucket, name: &str, meta: &PartMeta) -> Result<Option<String>, String> {
+    stall_upload();
     match bucket.put_part(meta) {
         Ok(bytes) => {
             shared.telemetry.bucket_uploaded_bytes.fetch_add(bytes, Ordering::Relaxed);

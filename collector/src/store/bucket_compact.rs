@@ -345,14 +345,15 @@ pub(crate) fn pass(
 /// Finishes this compactor's parts of a tenant deletion (`bucket::deletions`): under the lease
 /// of the tenant's directory, a log entry removing its parts and every writer's series
 /// segments of it, then `done-own`; under the lease of `@shared`, each shared part holding it
-/// written again without it (a merge of one input), or removed when it held nothing else, or
-/// masked when it is a metrics part or cannot be written again (unreadable), then
-/// `done-shared` naming the masked ones. Returns how many parts of the deletion it finished.
+/// written again without it (a merge of one input; a metrics part's in its writer's name,
+/// covered by that writer's segments of the other tenants), or removed when it held nothing
+/// else, or masked when it cannot be written again (unreadable, or a metrics part no segment
+/// covers), then `done-shared` naming the masked ones. Returns how many parts of the deletion
+/// it finished.
 ///
-/// A shared metrics part is masked rather than written again: it would be written in its
-/// writer's name (see the module's documentation), and a live writer slower than the settling
-/// time rewrites its own at the same time (`store::delete`), which would leave both outputs.
-/// A mask is right whoever rewrites the part.
+/// Every shared part in the bucket is this compactor's to write again, live writers' too: a
+/// writer never writes again a part it committed (`store::delete`), so no second output can
+/// stay beside this one.
 #[allow(clippy::too_many_arguments)]
 fn finish_deletion(
     shared: &Shared,
@@ -394,8 +395,6 @@ fn finish_deletion(
         for part in holding {
             if part.tenants.len() == 1 {
                 alone.push(part.name.clone());
-            } else if part.signal == Signal::Metrics {
-                masked.push(part.name.clone());
             } else {
                 let one = std::slice::from_ref(part);
                 match merge(

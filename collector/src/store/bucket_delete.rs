@@ -6,24 +6,27 @@
 //!                                                    parts and every writer's series segments
 //! deletions/<tenant>/<ms>-<writer>.done-shared.json  `@shared`'s compactor wrote the shared parts
 //!                                                    again without it; {"masked":[…]}: shared
-//!                                                    metrics parts it could not (see below)
+//!                                                    parts it could not (see below)
 //! ```
 //!
 //! While a request lacks either `done` object, every collector leaves all of the tenant's
-//! objects in the bucket out of its reads (its own data directory is deleted by then). Each
-//! collector, when its sync pass first lists a request, deletes the tenant from its own data
-//! directory (`store::delete`), which its uploader turns into removals of its own objects, and
-//! remembers the request in `<data-dir>/bucket-deletions.log`. Once the request is older than a
-//! flush interval and two listings, so live writers have done that, the compactors finish what
-//! is left: objects of writers that are gone, and the outputs of merges in the bucket.
+//! objects in the bucket out of its reads, its own committed parts included. Each collector,
+//! when its sync pass first lists a request, deletes the tenant from its own data directory
+//! (`store::delete`), which its uploader turns into removals of its own objects, and remembers
+//! the request in `<data-dir>/bucket-deletions.log`. Parts it shares with other tenants that
+//! are committed already it leaves as they are (it waits for its uploader to commit them
+//! first): a committed part is replaced only through the compaction log, so two outputs of one
+//! part never both stay. Once the request is older than a flush interval and two listings, so
+//! live writers have done their part, the compactors finish the rest: the tenant directory's
+//! removes what is left of it (objects of writers that are gone, outputs of merges), `@shared`'s
+//! writes every shared part holding it again without it — a metrics part in its writer's name,
+//! covered by that writer's segments of the other tenants (`bucket::compact`) — and each writer
+//! drops its copies as it applies those entries.
 //!
-//! Shared metrics parts, and shared parts that cannot be read, are *masked* instead of written
-//! again: named in the `done-shared` object, and every reader leaves the tenant's rows in them
-//! out, for good. A metrics part could only be written again in its writer's name (PromQL
-//! reads a writer's parts through its own series segments, by flush number), and a live writer
-//! slower than the settling time rewrites its own at the same time; a mask is right whoever
-//! does. Masked parts are never merged, which would carry those rows into an output nobody
-//! masks.
+//! Shared parts that cannot be written again (unreadable, or metrics no segment covers) are
+//! *masked*: named in the `done-shared` object, and every reader leaves the tenant's rows in
+//! them out, for good. Masked parts are never merged, which would carry those rows into an
+//! output nobody masks.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Write;

@@ -20,11 +20,16 @@
 //! what the request asked, and the replayed WAL holds only rows that arrived after it. Each
 //! step is one the retention and compaction already make crash-safe: a part leaves the catalog
 //! before its file goes, a shared part is rewritten as a merge of one input.
+//!
+//! With a shared bucket, parts the tenant shares with other tenants that are committed there
+//! are left as they are, to the bucket's compactor ([`left_to_the_bucket`]); the deletion
+//! waits for the uploader to commit them all before it begins ([`await_upload`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
 pub use crate::api::admin::TenantDeletion;
 use crate::signal::Signal;
@@ -97,11 +102,14 @@ pub(crate) fn run(shared: &Shared, compactor: &Compactor, tenant: &Tenant) -> Re
     let mut report = TenantDeletion::default();
     stall("marker made");
 
-    // Parts: the tenant's own are deleted, the ones it shares rewritten without it.
+    // Parts: the tenant's own are deleted, the ones it shares rewritten without it — but for
+    // those in a shared bucket already, which only the bucket's compactor writes again.
     let (own, mixed): (Vec<Arc<PartMeta>>, Vec<Arc<PartMeta>>) = {
         let state = shared.read();
         state.parts.iter().filter(|p| p.of(tenant).is_some()).cloned().partition(|p| p.tenants.len() == 1)
     };
+    let (mixed, left) = left_to_the_bucket(shared, mixed);
+    report.parts_left_to_the_bucket = left as u64;
     let traces = own.iter().chain(&mixed).any(|p| p.signal == Signal::Traces);
     {
         let mut state = shared.write();
@@ -212,6 +220,66 @@ pub(crate) fn run(shared: &Shared, compactor: &Compactor, tenant: &Tenant) -> Re
     shared.telemetry.tenants_deleted.fetch_add(1, Relaxed);
     tracing::info!(%tenant, ?report, "tenant deleted");
     Ok(report)
+}
+
+/// Splits the parts `tenant` shares with other tenants into those this deletion writes again
+/// and how many it leaves: with a shared bucket, those committed there already.
+///
+/// A part in the bucket changes only through the compaction log (`bucket::compact`), whose
+/// entries are created one at a time, each by a compactor that saw the parts it replaces
+/// live: two replacements of one part can never both be committed. A writer that wrote its
+/// committed part again here and removed it in its next manifest could race a compactor
+/// merging it, or writing it again without the tenant, and both outputs would stay, the other
+/// tenants' rows in them twice. So the `@shared` compactor writes them again
+/// (`bucket::deletions`); readers, this collector too, leave the tenant's rows in them out
+/// until then, and this collector drops its copy as the log entry replacing it is applied.
+fn left_to_the_bucket(shared: &Shared, mixed: Vec<Arc<PartMeta>>) -> (Vec<Arc<PartMeta>>, usize) {
+    let Some(bucket) = &shared.bucket else { return (mixed, 0) };
+    let committed = bucket.committed.lock().unwrap_or_else(|e| e.into_inner());
+    let (left, mine): (Vec<_>, Vec<_>) = mixed.into_iter().partition(|p| committed.contains(&bucket.bucket_name(p)));
+    (mine, left.len())
+}
+
+/// Longest a deletion waits for the uploader (see [`await_upload`]).
+const UPLOAD_WAIT: Duration = Duration::from_secs(60);
+
+/// With a shared bucket, waits until every part holding `tenant` with other tenants is
+/// committed there, so that the deletion leaves them all to the bucket's compactor
+/// ([`left_to_the_bucket`]): a part the uploader is uploading while the deletion wrote it again
+/// would be committed and then replaced by this writer. Runs before the deletion begins; an
+/// error (the bucket unreachable for [`UPLOAD_WAIT`]) means nothing was deleted.
+pub(crate) fn await_upload(shared: &Shared, tenant: &Tenant) -> Result<(), StoreError> {
+    let Some(bucket) = &shared.bucket else { return Ok(()) };
+    let names: Vec<String> = shared
+        .read()
+        .parts
+        .iter()
+        .filter(|p| p.tenants.len() > 1 && p.of(tenant).is_some())
+        .map(|p| bucket.bucket_name(p))
+        .collect();
+    let deadline = Instant::now() + UPLOAD_WAIT;
+    loop {
+        let waiting = {
+            let committed = bucket.committed.lock().unwrap_or_else(|e| e.into_inner());
+            names.iter().filter(|n| !committed.contains(*n)).count()
+        };
+        if waiting == 0 {
+            return Ok(());
+        }
+        if shared.closing.load(Relaxed) {
+            return Err(StoreError::Stopped("flusher"));
+        }
+        if Instant::now() >= deadline {
+            let why = bucket.status().unwrap_or_else(|| "the uploader has not committed them".into());
+            return Err(StoreError::Bucket(format!(
+                "{waiting} parts holding tenant {:?} with other tenants are not in the bucket after {UPLOAD_WAIT:?} \
+                 ({why}); nothing was deleted here, and this collector deletes it again at its next listing",
+                tenant.as_str()
+            )));
+        }
+        shared.nudge_bucket();
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Deletes a file (gone already is fine) and its directory once empty; `name` is relative to

@@ -74,6 +74,7 @@ pub(crate) fn run(shared: Arc<Shared>, compactor: Arc<Compactor>, writer: SyncSe
             // Only once every row acknowledged before the request is in parts.
             Some(Request::DeleteTenant(tenant, reply)) => {
                 let deleted = result
+                    .and_then(|()| delete::await_upload(&shared, &tenant))
                     .and_then(|()| delete::begin(&shared.data_dir, &tenant))
                     .and_then(|()| delete::run(&shared, &compactor, &tenant));
                 let _ = reply.send(deleted);

@@ -727,7 +727,8 @@ impl Store {
 
     /// Deletes every row of `tenant` acknowledged before the call, with its series segments,
     /// gate history and anomaly journal (`delete`); rows that arrive meanwhile are kept. Runs
-    /// on the flusher thread, after a flush, and answers when the files are gone.
+    /// on the flusher thread, after a flush, and answers when the files are gone (with a shared
+    /// bucket, but for the shared parts committed there, which its compactor writes again).
     pub fn delete_tenant(&self, tenant: &Tenant) -> Result<delete::TenantDeletion, StoreError> {
         // With a shared bucket, the request there comes first: every other collector then
         // leaves the tenant out of its reads and deletes it from its own data directory
@@ -776,7 +777,7 @@ impl Store {
     }
 
     pub fn snapshot(&self, tenant: &Tenant, signal: Signal) -> Snapshot {
-        let hidden = self.hidden();
+        let hides = self.hides(tenant);
         let state = self.shared.read();
         Snapshot {
             tenant: tenant.clone(),
@@ -784,7 +785,8 @@ impl Store {
             parts: state
                 .parts
                 .iter()
-                .chain(state.remote.iter().filter(|p| !hidden.as_ref().is_some_and(|h| h.hides(tenant, &p.name))))
+                .filter(|p| !hides(p, true))
+                .chain(state.remote.iter().filter(|p| !hides(p, false)))
                 .filter(|p| p.signal == signal && p.of(tenant).is_some())
                 .cloned()
                 .collect(),
@@ -798,18 +800,33 @@ impl Store {
         (!hidden.pending.is_empty() || !hidden.masked.is_empty()).then(|| Arc::clone(&hidden))
     }
 
+    /// Whether deletions in the shared bucket leave `tenant`'s rows in a part out of reads:
+    /// `(part, own)`, `own` for this collector's parts in its data directory, which are
+    /// objects of the bucket too once committed (a deletion leaves its committed shared parts
+    /// to the bucket's compactor, `store::delete`), under their bucket name.
+    fn hides<'a>(&self, tenant: &'a Tenant) -> impl Fn(&PartMeta, bool) -> bool + 'a {
+        let hidden = self.hidden();
+        let bucket = self.shared.bucket.clone();
+        move |part: &PartMeta, own: bool| match (&hidden, &bucket) {
+            (Some(h), Some(b)) if own => h.hides(tenant, &b.bucket_name(part)),
+            (Some(h), _) => h.hides(tenant, &part.name),
+            _ => false,
+        }
+    }
+
     /// What a PromQL selection over `[min_ms, max_ms]` reads for one tenant, taken under one
     /// lock: the head's metric chunks, the series segments, and the metrics parts that no
     /// segment covers yet (see [`series`]).
     pub fn series_snapshot(&self, tenant: &Tenant, min_ms: i64, max_ms: i64) -> SeriesSnapshot {
         let (lo, hi) = (ms_to_ns(min_ms), ms_to_ns(max_ms));
         let hidden = self.hidden();
-        let hides = |name: &str| hidden.as_ref().is_some_and(|h| h.hides(tenant, name));
+        let hides_segment = |name: &str| hidden.as_ref().is_some_and(|h| h.hides(tenant, name));
+        let hides = self.hides(tenant);
         let state = self.shared.read();
         let segments: Vec<Arc<series::SegmentMeta>> = state
             .series
             .iter()
-            .chain(state.remote_series.iter().filter(|s| !hides(&s.name)))
+            .chain(state.remote_series.iter().filter(|s| !hides_segment(&s.name)))
             .filter(|s| &s.tenant == tenant)
             .cloned()
             .collect();
@@ -818,7 +835,8 @@ impl Store {
         let parts = state
             .parts
             .iter()
-            .chain(state.remote.iter().filter(|p| !hides(&p.name)))
+            .filter(|p| !hides(p, true))
+            .chain(state.remote.iter().filter(|p| !hides(p, false)))
             .filter(|p| p.signal == Signal::Metrics)
             .filter(|p| {
                 p.of(tenant).is_some_and(|t| {
