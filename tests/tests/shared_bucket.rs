@@ -1175,6 +1175,21 @@ fn admin_auth(dir: &Path, bucket: &str) -> String {
     format!("{bucket}[auth]\ntoken_file = {:?}\n", tokens.display().to_string())
 }
 
+/// `POST /api/v1/admin/delete_tenant` for `tenant` to `server`, as the admin: the answer's
+/// body, after checking it is a 200.
+fn delete_tenant(server: &Server, tenant: &str) -> String {
+    let response = reqwest::blocking::Client::new()
+        .post(server.api_url("/api/v1/admin/delete_tenant"))
+        .header("X-Scope-OrgID", tenant)
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .send()
+        .unwrap();
+    let status = response.status();
+    let body = response.text().unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 /// Batch `batch` of `tenant`'s spans (`batch_request`) and a gauge `deleted_probe` of 10
 /// points over the last 30 minutes, sent to `server`.
 fn post_tenant(server: &Server, tenant: &str, batch: u64) {
@@ -1295,15 +1310,7 @@ fn a_tenant_deleted_through_one_collector_leaves_every_collector_and_the_bucket(
     // The writer `b` leaves for good (everything it took is in the bucket).
     assert!(gone_writer.stop().success());
 
-    let response = reqwest::blocking::Client::new()
-        .post(a.api_url("/api/v1/admin/delete_tenant"))
-        .header("X-Scope-OrgID", "gone")
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .send()
-        .unwrap();
-    let status = response.status();
-    let body = response.text().unwrap();
-    assert_eq!(status, 200, "{body}");
+    let body = delete_tenant(&a, "gone");
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     let request = answer["deleted"]["bucket_request"].as_str().unwrap().to_string();
     assert!(request.starts_with("deletions/gone/") && request.ends_with("-a.json"), "{body}");
@@ -1426,15 +1433,7 @@ fn a_deletion_waits_for_the_shared_parts_to_be_committed_and_leaves_them_to_the_
     post_tenant(&a, "gone", 70_000_000);
     post_tenant(&a, "keep", 70_000_000);
     let started = std::time::Instant::now();
-    let response = reqwest::blocking::Client::new()
-        .post(a.api_url("/api/v1/admin/delete_tenant"))
-        .header("X-Scope-OrgID", "gone")
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .send()
-        .unwrap();
-    let status = response.status();
-    let body = response.text().unwrap();
-    assert_eq!(status, 200, "{body}");
+    let body = delete_tenant(&a, "gone");
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["deleted"]["parts_rewritten"], 0, "{body}");
     assert!(answer["deleted"]["parts_left_to_the_bucket"].as_u64().unwrap() >= 2, "traces and metrics: {body}");

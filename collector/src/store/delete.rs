@@ -22,8 +22,8 @@
 //! before its file goes, a shared part is rewritten as a merge of one input.
 //!
 //! With a shared bucket, parts the tenant shares with other tenants that are committed there
-//! are left as they are, to the bucket's compactor ([`left_to_the_bucket`]); the deletion
-//! waits for the uploader to commit them all before it begins ([`await_upload`]).
+//! are left as they are, to the bucket's compactor (`left_to_the_bucket`); the deletion
+//! waits for the uploader to commit them all before it begins (`await_upload`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -245,7 +245,7 @@ const UPLOAD_WAIT: Duration = Duration::from_secs(60);
 
 /// With a shared bucket, waits until every part holding `tenant` with other tenants is
 /// committed there, so that the deletion leaves them all to the bucket's compactor
-/// ([`left_to_the_bucket`]): a part the uploader is uploading while the deletion wrote it again
+/// (`left_to_the_bucket`): a part the uploader is uploading while the deletion wrote it again
 /// would be committed and then replaced by this writer. Runs before the deletion begins; an
 /// error (the bucket unreachable for [`UPLOAD_WAIT`]) means nothing was deleted.
 pub(crate) fn await_upload(shared: &Shared, tenant: &Tenant) -> Result<(), StoreError> {
