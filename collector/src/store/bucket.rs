@@ -259,6 +259,12 @@ fn parse_url(url: &str) -> Result<(Scheme, String, String), String> {
     let (scheme, rest) = match (url.strip_prefix("s3://"), url.strip_prefix("az://")) {
         (Some(rest), _) => (Scheme::S3, rest),
         (_, Some(rest)) => (Scheme::Azure, rest),
+        _ if url.starts_with("gs://") => {
+            return Err(format!(
+                "{url:?}: Google Cloud Storage is not supported yet (docs/object-storage.md, \"Not yet\"); \
+                 s3:// and az:// URLs are"
+            ));
+        }
         _ => return Err(format!("{url:?} is neither an s3:// nor an az:// URL")),
     };
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -1828,6 +1834,7 @@ mod tests {
         for bad in ["telemetry", "http://x/y", "s3://", "s3:///p", "s3://b/a/../c", "s3://b/a//c", "gs://b", "az://"] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
+        assert!(parse_url("gs://b/p").unwrap_err().contains("Google Cloud Storage is not supported yet"));
     }
 
     #[test]
