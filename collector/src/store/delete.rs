@@ -258,6 +258,8 @@ pub(crate) fn await_upload(shared: &Shared, tenant: &Tenant) -> Result<(), Store
         .map(|p| bucket.bucket_name(p))
         .collect();
     let deadline = Instant::now() + UPLOAD_WAIT;
+    // Once: a failing bucket's uploader keeps its back-off.
+    shared.nudge_bucket();
     loop {
         let waiting = {
             let committed = bucket.committed.lock().unwrap_or_else(|e| e.into_inner());
@@ -277,7 +279,6 @@ pub(crate) fn await_upload(shared: &Shared, tenant: &Tenant) -> Result<(), Store
                 tenant.as_str()
             )));
         }
-        shared.nudge_bucket();
         std::thread::sleep(Duration::from_millis(50));
     }
 }
