@@ -777,7 +777,7 @@ impl Store {
     }
 
     pub fn snapshot(&self, tenant: &Tenant, signal: Signal) -> Snapshot {
-        let hides = self.hides(tenant);
+        let hides = self.hides(self.hidden(), tenant);
         let state = self.shared.read();
         Snapshot {
             tenant: tenant.clone(),
@@ -785,10 +785,10 @@ impl Store {
             parts: state
                 .parts
                 .iter()
-                .filter(|p| !hides(p, true))
-                .chain(state.remote.iter().filter(|p| !hides(p, false)))
-                .filter(|p| p.signal == signal && p.of(tenant).is_some())
-                .cloned()
+                .map(|p| (p, true))
+                .chain(state.remote.iter().map(|p| (p, false)))
+                .filter(|(p, own)| p.signal == signal && p.of(tenant).is_some() && !hides(p, *own))
+                .map(|(p, _)| Arc::clone(p))
                 .collect(),
         }
     }
@@ -804,8 +804,11 @@ impl Store {
     /// `(part, own)`, `own` for this collector's parts in its data directory, which are
     /// objects of the bucket too once committed (a deletion leaves its committed shared parts
     /// to the bucket's compactor, `store::delete`), under their bucket name.
-    fn hides<'a>(&self, tenant: &'a Tenant) -> impl Fn(&PartMeta, bool) -> bool + 'a {
-        let hidden = self.hidden();
+    fn hides<'a>(
+        &self,
+        hidden: Option<Arc<bucket::deletions::Hidden>>,
+        tenant: &'a Tenant,
+    ) -> impl Fn(&PartMeta, bool) -> bool + 'a {
         let bucket = self.shared.bucket.clone();
         move |part: &PartMeta, own: bool| match (&hidden, &bucket) {
             (Some(h), Some(b)) if own => h.hides(tenant, &b.bucket_name(part)),
@@ -821,7 +824,7 @@ impl Store {
         let (lo, hi) = (ms_to_ns(min_ms), ms_to_ns(max_ms));
         let hidden = self.hidden();
         let hides_segment = |name: &str| hidden.as_ref().is_some_and(|h| h.hides(tenant, name));
-        let hides = self.hides(tenant);
+        let hides = self.hides(hidden.clone(), tenant);
         let state = self.shared.read();
         let segments: Vec<Arc<series::SegmentMeta>> = state
             .series
@@ -835,17 +838,18 @@ impl Store {
         let parts = state
             .parts
             .iter()
-            .filter(|p| !hides(p, true))
-            .chain(state.remote.iter().filter(|p| !hides(p, false)))
-            .filter(|p| p.signal == Signal::Metrics)
-            .filter(|p| {
+            .map(|p| (p, true))
+            .chain(state.remote.iter().map(|p| (p, false)))
+            .filter(|(p, _)| p.signal == Signal::Metrics)
+            .filter(|(p, _)| {
                 p.of(tenant).is_some_and(|t| {
                     let hour = parts::hour_dir(t.min_time);
                     let covered = segments.iter().any(|s| s.covers_part(p, &hour));
                     t.min_time <= hi && t.max_time >= lo && !covered
                 })
             })
-            .cloned()
+            .filter(|(p, own)| !hides(p, *own))
+            .map(|(p, _)| Arc::clone(p))
             .collect();
         SeriesSnapshot {
             tenant: tenant.clone(),
