@@ -7,21 +7,24 @@
 //! opens fixed ports (Iceberg 8181, Lance 9101), which collide between tests running at once.
 //!
 //! It is killed with SIGKILL on drop; a test can also kill it, or stop it (SIGSTOP), to make the
-//! bucket unreachable, and start it again on the same ports and data. `weed` starts no children,
+//! bucket unreachable, and start it again on the same ports and data (while it is down, the
+//! harness holds the ports a restart keeps, and a start that finds a port taken anyway is
+//! retried). `weed` starts no children,
 //! and it stays in the test's process group on purpose: when nextest ends a test that hangs, or
 //! Ctrl-C ends a run, the signal goes to that group and no drop runs. In a group of its own,
 //! `weed` outlived a nextest timeout indefinitely; in the test's group it gets the SIGTERM and
 //! exits (its graceful shutdown takes about 16 s).
 
 use std::fs::File;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use object_store::aws::{AmazonS3Builder, AwsAuthorizer, AwsCredential};
 use object_store::client::{HttpRequest, HttpRequestBody};
 use serde_json::Value;
+use socket2::{Domain, Protocol, Socket, Type};
 
 /// The only region SeaweedFS signs with unless configured otherwise.
 pub const REGION: &str = "us-east-1";
@@ -70,6 +73,11 @@ impl Ports {
         [&mut self.volume, &mut self.volume_grpc, &mut self.filer, &mut self.filer_grpc, &mut self.s3_grpc]
     }
 
+    /// The ports a restart keeps: the S3 endpoint and the master's two.
+    fn fixed(&self) -> [u16; 3] {
+        [self.master, self.master_grpc, self.s3]
+    }
+
     /// Moves each movable port that another process bound while the server was down (ports of
     /// a killed server are free for anyone's next ephemeral port) to a fresh one; the others
     /// are held meanwhile, so no fresh port repeats one of them.
@@ -102,6 +110,10 @@ impl Ports {
 pub struct Seaweed {
     child: Option<Child>,
     ports: Ports,
+    /// While a killed server is down: sockets bound, not listening, to the ports a restart
+    /// cannot move, so that no other process binds them or takes one as a connection's local
+    /// port meanwhile, while connections to them are still refused as to a dead server.
+    reserved: Vec<Socket>,
     weed: PathBuf,
     /// Holds `data/`, the identities file and `weed.log`; removed after the process is killed.
     dir: tempfile::TempDir,
@@ -122,8 +134,8 @@ impl Seaweed {
             }]
         });
         std::fs::write(dir.path().join("s3.json"), identities.to_string()).expect("write the S3 identities");
-        let mut seaweed = Seaweed { child: None, ports: Ports::free(), weed, dir };
-        seaweed.spawn();
+        let mut seaweed = Seaweed { child: None, ports: Ports::free(), reserved: Vec::new(), weed, dir };
+        seaweed.spawn_until_bound();
         seaweed
     }
 
@@ -167,10 +179,18 @@ impl Seaweed {
 
     /// Kills the server with SIGKILL, as a crash or a lost host would: requests fail with
     /// connection refused until [`Seaweed::restart`]. Data written so far stays in the data dir.
+    /// The ports a restart keeps are held meanwhile (a port still held by one of the killed
+    /// server's closing connections is left as it is).
     pub fn kill(&mut self) {
         let Some(mut child) = self.child.take() else { return };
         let _ = child.kill();
         let _ = child.wait();
+        self.remove_sockets();
+        self.reserved = self.ports.fixed().iter().filter_map(|port| hold(*port)).collect();
+    }
+
+    /// The Unix sockets a killed or failed `weed` left behind.
+    fn remove_sockets(&self) {
         for socket in self.ports.grpc_sockets() {
             let _ = std::fs::remove_file(socket);
         }
@@ -182,13 +202,27 @@ impl Seaweed {
     /// is moved to a free one; the S3 endpoint stays.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart of a SeaweedFS that is still running");
+        self.reserved.clear();
         self.ports.move_taken();
-        self.spawn();
+        self.spawn_until_bound();
     }
 
     /// The ports [`Seaweed::restart`] may move, for tests of the harness.
     pub fn movable_ports(&mut self) -> Vec<u16> {
         self.ports.movable().map(|p| *p).to_vec()
+    }
+
+    /// The ports [`Seaweed::restart`] keeps (the S3 endpoint and the master's), for tests of the
+    /// harness.
+    pub fn fixed_ports(&self) -> Vec<u16> {
+        self.ports.fixed().to_vec()
+    }
+
+    /// Lets other processes bind the kept ports of a killed server, as they can in the moment
+    /// between [`Seaweed::restart`] letting them go and `weed` binding them; for tests of the
+    /// harness.
+    pub fn release_fixed_ports(&mut self) {
+        self.reserved.clear();
     }
 
     /// Stops the server with SIGSTOP, as a hung host: the kernel still accepts connections,
@@ -213,7 +247,28 @@ impl Seaweed {
         self.dir.path().join("weed.log")
     }
 
-    fn spawn(&mut self) {
+    /// Starts `weed` and waits until it is ready. When it exits while starting because a port
+    /// was taken (bound by another process in the moment after `Ports::free` or
+    /// [`Seaweed::restart`] let it go), it starts again after half a second, movable ports moved,
+    /// for up to [`START_TIMEOUT`]: the other process's socket is short-lived or moved around.
+    /// Any other exit, or a port still taken then, fails the test with the server's log.
+    fn spawn_until_bound(&mut self) {
+        let started = Instant::now();
+        loop {
+            let log_start = std::fs::metadata(self.log_path()).map_or(0, |m| m.len() as usize);
+            let Err(status) = self.spawn() else { return };
+            self.remove_sockets();
+            let run = self.log().get(log_start..).unwrap_or_default().to_string();
+            if !run.contains("address already in use") || started.elapsed() > START_TIMEOUT {
+                panic!("weed server exited with {status} while starting; log:\n{}", self.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            self.ports.move_taken();
+        }
+    }
+
+    /// Starts `weed` and waits until it is ready, or until it exits (its status).
+    fn spawn(&mut self) -> Result<(), ExitStatus> {
         let dir = self.dir.path();
         let p = self.ports;
         // Appends, so the log of a restart follows the log of the run before.
@@ -267,22 +322,22 @@ impl Seaweed {
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", self.weed.display()));
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
     /// Waits until a signed `ListBuckets` answers 200 and the master knows a volume server: the
     /// gateway can answer before the volume server's first heartbeat reaches the master (4 s
     /// later in one run with the default election timeout), and until then there is nowhere to
     /// write to.
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), ExitStatus> {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 self.child = None;
-                panic!("weed server exited with {status} while starting; log:\n{}", self.log_tail());
+                return Err(status);
             }
             if self.s3_ready() && self.volume_server_registered() {
-                return;
+                return Ok(());
             }
             if started.elapsed() > START_TIMEOUT {
                 let tail = self.log_tail();
@@ -337,6 +392,17 @@ impl Seaweed {
         let status = response.status().as_u16();
         Ok((status, response.text()?))
     }
+}
+
+/// A TCP socket bound to `127.0.0.1:port` and not listening, or `None` when the port is taken.
+/// With `SO_REUSEADDR`, so that it binds over the killed server's connections in TIME_WAIT: the
+/// OS still never picks a bound port for a bind to port 0 or a connection's local port, which is
+/// how other processes come to take one; a bind naming the port could share it.
+fn hold(port: u16) -> Option<Socket> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).ok()?;
+    socket.set_reuse_address(true).ok()?;
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], port)).into()).ok()?;
+    Some(socket)
 }
 
 impl Drop for Seaweed {
