@@ -9,11 +9,10 @@
 //! It is killed with SIGKILL on drop; a test can also kill it, or stop it (SIGSTOP), to make the
 //! bucket unreachable, and start it again on the same ports and data (while it is down, the
 //! harness holds the ports a restart keeps, and a start that finds a port taken anyway is
-//! retried). `weed` starts no children,
-//! and it stays in the test's process group on purpose: when nextest ends a test that hangs, or
-//! Ctrl-C ends a run, the signal goes to that group and no drop runs. In a group of its own,
-//! `weed` outlived a nextest timeout indefinitely; in the test's group it gets the SIGTERM and
-//! exits (its graceful shutdown takes about 16 s).
+//! retried). `weed` starts no children, and it stays in the test's process group on purpose:
+//! when nextest ends a test that hangs, or Ctrl-C ends a run, the signal goes to that group and
+//! no drop runs. In a group of its own, `weed` outlived a nextest timeout indefinitely; in the
+//! test's group it gets the SIGTERM and exits (its graceful shutdown takes about 16 s).
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
