@@ -101,8 +101,13 @@ fn phase(bin: &std::path::Path, dir: &std::path::Path, procs: &[Proc], hog: Opti
             })
             .then_some(())
     });
-    let counts: Vec<(&str, (u64, u64))> = versions.iter().map(|v| (*v, stored(v))).collect();
-    assert!(ready.is_some(), "not enough CPU profiles scraped (profiles, runs): {counts:?}");
+    if ready.is_none() {
+        let counts: Vec<(&str, (u64, u64))> = versions.iter().map(|v| (*v, stored(v))).collect();
+        // Which scrapes failed, and how: the collector counts every outcome per target.
+        let (_, metrics) = server.get_text("/metrics");
+        let scrapes: Vec<&str> = metrics.lines().filter(|l| l.starts_with("slo_gate_scrapes_total")).collect();
+        panic!("not enough CPU profiles scraped (profiles, runs): {counts:?}\nscrapes:\n{}", scrapes.join("\n"));
+    }
     drop(programs);
     server
 }
