@@ -382,7 +382,7 @@ impl Bucket {
 
     /// [`Bucket::open`] past the client: the bucket of `writer` over `store`, checked to
     /// honour create-only writes.
-    fn over(
+    pub(super) fn over(
         store: Arc<dyn ObjectStore>,
         prefix: String,
         writer: String,
@@ -1707,7 +1707,9 @@ fn apply_deletion(
                 tracing::error!(request = %request.stem, %e, "cannot record a tenant deletion as applied; applied again");
             }
         }
-        // The store is closing: the next start applies it.
+        // The store is closing (a wait for the uploader given up, or the flusher gone): the
+        // next start applies it.
+        Err(_) if shared.stopping.load(Ordering::Relaxed) => {}
         Err(super::error::StoreError::Stopped(_)) => {}
         Err(e) => tracing::error!(request = %request.stem, %e, "cannot delete the tenant the bucket asks to; retried"),
     }

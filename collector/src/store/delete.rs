@@ -247,7 +247,8 @@ const UPLOAD_WAIT: Duration = Duration::from_secs(60);
 /// committed there, so that the deletion leaves them all to the bucket's compactor
 /// (`left_to_the_bucket`): a part the uploader is uploading while the deletion wrote it again
 /// would be committed and then replaced by this writer. Runs before the deletion begins; an
-/// error (the bucket unreachable for [`UPLOAD_WAIT`]) means nothing was deleted.
+/// error (the bucket unreachable for [`UPLOAD_WAIT`], or the collector stopping meanwhile)
+/// means nothing was deleted.
 pub(crate) fn await_upload(shared: &Shared, tenant: &Tenant) -> Result<(), StoreError> {
     let Some(bucket) = &shared.bucket else { return Ok(()) };
     let names: Vec<String> = shared
@@ -268,8 +269,13 @@ pub(crate) fn await_upload(shared: &Shared, tenant: &Tenant) -> Result<(), Store
         if waiting == 0 {
             return Ok(());
         }
-        if shared.closing.load(Relaxed) {
-            return Err(StoreError::Stopped("flusher"));
+        // The collector's last flush waits behind this one on the flusher thread.
+        if shared.stopping.load(Relaxed) || shared.closing.load(Relaxed) {
+            return Err(StoreError::Bucket(format!(
+                "{waiting} parts holding tenant {:?} with other tenants are not in the bucket yet and this collector \
+                 is stopping; nothing was deleted here, and it deletes the tenant when it starts again",
+                tenant.as_str()
+            )));
         }
         if Instant::now() >= deadline {
             let why = bucket.status().unwrap_or_else(|| "the uploader has not committed them".into());

@@ -160,3 +160,156 @@ fn a_deletion_a_crash_interrupted_is_finished_at_the_next_start() {
     assert!(!data.join(delete::DELETING_DIR).join("gone").exists());
     assert_eq!(store.telemetry().tenants_deleted.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
+
+/// An in-memory bucket that refuses writes under `parts/` while `refuse` is set, as a bucket
+/// that fails every upload; the deletion's request (under `deletions/`) is still created.
+#[derive(Debug, Default)]
+struct PartsRefused {
+    inner: object_store::memory::InMemory,
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Display for PartsRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PartsRefused({})", self.inner)
+    }
+}
+
+impl PartsRefused {
+    fn check(&self, location: &object_store::path::Path) -> object_store::Result<()> {
+        if self.refuse.load(std::sync::atomic::Ordering::SeqCst) && location.as_ref().starts_with("parts/") {
+            return Err(object_store::Error::Generic { store: "test", source: "writes under parts/ refused".into() });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for PartsRefused {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.check(location)?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.check(location)?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures_util::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>,
+    ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A collector asked to stop while a deletion waits for its uploader (the bucket refusing
+/// every part) stops at once: the deletion gives up saying so, nothing of the tenant is
+/// deleted, and the collector deletes it when it starts again and the parts go up.
+#[test]
+fn a_stop_ends_a_deletions_wait_for_the_bucket_and_the_next_start_deletes_the_tenant() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bucket = Arc::new(PartsRefused::default());
+    bucket.refuse.store(true, SeqCst);
+    let mut config = crate::config::BucketConfig::new("s3://test");
+    config.refresh_interval = slo_contracts::HumanDuration(Duration::from_millis(200));
+    let open = || {
+        let store: Arc<dyn object_store::ObjectStore> = bucket.clone();
+        Arc::new(Store::open_over_bucket(&data, settings(20_000), store, &config).unwrap())
+    };
+    let store = open();
+    let hour = past_hour();
+    ingest(&store, hour, 0);
+    store.flush().unwrap();
+    let (gone, small) = (dumps(&store, "gone"), dumps(&store, "small"));
+    assert!(gone.iter().all(|rows| !rows.is_empty()), "every signal of gone stored: {gone:?}");
+    assert!(store.bucket_status().is_some(), "the parts wait for the bucket");
+
+    let deleting = std::thread::spawn({
+        let store = Arc::clone(&store);
+        move || store.delete_tenant(&tenant("gone"))
+    });
+    // The request is created in the bucket, then the deletion waits for the parts.
+    let requested = || {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let listed = runtime.block_on(async {
+            use futures_util::StreamExt;
+            object_store::ObjectStore::list(&*bucket, Some(&"deletions".into())).collect::<Vec<_>>().await
+        });
+        !listed.is_empty()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !requested() {
+        assert!(Instant::now() < deadline, "no deletion request in the bucket");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    store.close();
+    let err = deleting.join().unwrap().expect_err("the deletion cannot finish while the parts wait").to_string();
+    assert!(err.contains("is stopping; nothing was deleted here"), "{err}");
+    assert!(err.contains("\"gone\""), "{err}");
+    drop(store);
+    // Nothing was deleted (read without the bucket, which hides a tenant being deleted).
+    let local = Store::open(&data, settings(20_000), Arc::default()).unwrap();
+    assert_eq!(dumps(&local, "gone"), gone);
+    assert!(!data.join(delete::DELETING_DIR).join("gone").exists());
+    local.close();
+    drop(local);
+
+    // The next start, with the bucket taking parts again, deletes it.
+    bucket.refuse.store(false, SeqCst);
+    let store = open();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.telemetry().tenants_deleted.load(SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "gone not deleted at the next start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(dumps(&store, "gone").iter().all(Vec::is_empty), "{:?}", dumps(&store, "gone"));
+    assert_eq!(dumps(&store, "small"), small);
+    store.close();
+}

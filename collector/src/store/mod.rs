@@ -142,6 +142,10 @@ pub(crate) struct Shared {
     pub telemetry: Arc<Telemetry>,
     /// Set by [`Store::close`]; background passes stop early.
     pub closing: std::sync::atomic::AtomicBool,
+    /// Set by [`Store::begin_stopping`] as shutdown begins (and by [`Store::close`], before its
+    /// last flush): waits that only a running collector finishes (a deletion's wait for the
+    /// uploader) give up, so neither the requests in progress nor that flush wait for them.
+    pub stopping: std::sync::atomic::AtomicBool,
     /// The last failure of each kind, cleared by the next success (readiness).
     pub problems: std::sync::Mutex<[Option<String>; 2]>,
     /// Search indexes of traces parts, kept after a search first reads them.
@@ -403,7 +407,7 @@ impl Store {
         telemetry: Arc<Telemetry>,
         keys: Option<Arc<crypt::KeyRing>>,
     ) -> Result<Store, OpenError> {
-        Store::open_inner(data_dir, settings, telemetry, keys, None)
+        Store::open_inner(data_dir, settings, telemetry, keys, |_: &Path, _| Ok(None))
     }
 
     /// [`Store::open`] as `[storage]` configures it: with its encryption and its shared
@@ -420,7 +424,28 @@ impl Store {
             Some(e) => Some(Arc::new(crypt::KeyRing::load(&e.key_file)?)),
             None => None,
         };
-        Store::open_inner(data_dir, settings, telemetry, keys, storage.bucket.as_ref())
+        let bucket = |data_dir: &Path, keys: Option<Arc<crypt::KeyRing>>| -> Result<_, OpenError> {
+            match &storage.bucket {
+                Some(config) => Ok(Some(bucket::Bucket::open(config, data_dir, keys)?)),
+                None => Ok(None),
+            }
+        };
+        Store::open_inner(data_dir, settings, telemetry, keys, bucket)
+    }
+
+    /// Test builds: [`Store::open`] with a shared bucket over `store`, an object store the test
+    /// made (one that fails on purpose), configured otherwise by `config`.
+    #[cfg(test)]
+    pub(crate) fn open_over_bucket(
+        data_dir: &Path,
+        settings: StoreSettings,
+        store: Arc<dyn object_store::ObjectStore>,
+        config: &crate::config::BucketConfig,
+    ) -> Result<Store, OpenError> {
+        let bucket = |data_dir: &Path, keys: Option<Arc<crypt::KeyRing>>| -> Result<_, OpenError> {
+            Ok(Some(bucket::Bucket::over(store, String::new(), "test".into(), config, data_dir, keys)?))
+        };
+        Store::open_inner(data_dir, settings, Arc::default(), None, bucket)
     }
 
     fn open_inner(
@@ -428,7 +453,8 @@ impl Store {
         settings: StoreSettings,
         telemetry: Arc<Telemetry>,
         keys: Option<Arc<crypt::KeyRing>>,
-        bucket_config: Option<&crate::config::BucketConfig>,
+        // The shared bucket, if any: opened once the data directory is locked.
+        open_bucket: impl FnOnce(&Path, Option<Arc<crypt::KeyRing>>) -> Result<Option<Arc<bucket::Bucket>>, OpenError>,
     ) -> Result<Store, OpenError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -436,10 +462,7 @@ impl Store {
         };
         std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
         let lock = lock_data_dir(data_dir)?;
-        let bucket = match bucket_config {
-            Some(config) => Some(bucket::Bucket::open(config, data_dir, keys.clone())?),
-            None => None,
-        };
+        let bucket = open_bucket(data_dir, keys.clone())?;
         let wal_dir = data_dir.join("wal");
         let wal = wal::WalDir::open(wal_dir.clone()).map_err(io(&wal_dir))?;
         let checkpoint = wal.checkpoint().map_err(io(&wal_dir))?;
@@ -476,6 +499,7 @@ impl Store {
             wal,
             telemetry,
             closing: Default::default(),
+            stopping: Default::default(),
             problems: Default::default(),
             span_indexes,
             series_indexes: Default::default(),
@@ -1218,9 +1242,18 @@ impl Store {
         &self.shared.telemetry
     }
 
+    /// Says the collector is stopping, before its requests in progress are waited for: a wait
+    /// that only a running collector finishes gives up (a tenant deletion waiting for the
+    /// uploader answers at once that the deletion is left to the next start). [`Store::close`]
+    /// says it too.
+    pub fn begin_stopping(&self) {
+        self.shared.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Stops the threads after the log writer has finished what it was given. The head is
     /// not flushed: the WAL holds it and the next start replays it.
     pub fn close(&self) {
+        self.begin_stopping();
         // With a shared bucket the head is flushed (while the log writer still cuts blocks)
         // and uploaded before the collector exits: one scaled in may never start again, and
         // its WAL would hold what it acknowledged. Without one the WAL replays at the next start.
