@@ -266,6 +266,8 @@ impl RunningCollector {
     /// Stops accepting, lets requests in progress finish (up to `grace`), and closes the store.
     pub async fn stop(self, grace: Duration) {
         let _ = self.shutdown.send(true);
+        // A deletion waiting for the bucket answers now, not after the grace.
+        self.store.begin_stopping();
         let _ = tokio::time::timeout(grace, futures_join(self.tasks)).await;
         // The listeners are done: the span metrics now hold every stored span; write them.
         if let Some(metrics) = &self.span_metrics {

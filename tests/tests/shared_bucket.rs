@@ -1444,6 +1444,49 @@ fn a_deletion_waits_for_the_shared_parts_to_be_committed_and_leaves_them_to_the_
     a.stop();
 }
 
+/// A collector asked to stop (SIGTERM) while a deletion waits for its shared parts to be
+/// committed answers the deletion at once — a 503 saying it is stopping and nothing was
+/// deleted —, rather than after its grace or the wait; it exits, and when it starts again it
+/// deletes the tenant.
+#[test]
+fn a_stop_answers_a_deletion_waiting_for_the_bucket_and_the_next_start_deletes_the_tenant() {
+    let seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = admin_auth(dir.path(), "compaction = false\n");
+    // Every part upload waits 3 s: the parts the deletion waits for are not committed yet
+    // when the stop comes.
+    let a = start_with(&seaweed, dir.path(), "a", &bucket, &[("SLO_GATE_FAULT_BUCKET_UPLOAD_STALL_MS", "3000")]);
+    post_tenant(&a, "gone", 71_000_000);
+    post_tenant(&a, "keep", 71_000_000);
+    let url = a.api_url("/api/v1/admin/delete_tenant");
+    let deleting = std::thread::spawn(move || {
+        let response = reqwest::blocking::Client::new()
+            .post(url)
+            .header("X-Scope-OrgID", "gone")
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .send()
+            .map_err(|e| format!("no answer: {e}"))?;
+        Ok::<_, String>((response.status().as_u16(), response.text().unwrap_or_default()))
+    });
+    let requested = e2e::eventually(Duration::from_secs(30), || {
+        (!objects_under(&seaweed, "deletions", "gone").is_empty()).then_some(())
+    });
+    assert!(requested.is_some(), "no deletion request in the bucket");
+    assert!(a.stop().success());
+    let (status, body) = deleting.join().unwrap().unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("is stopping; nothing was deleted here"), "{body}");
+
+    let a = start_with(&seaweed, dir.path(), "a", &bucket, &[]);
+    let deleted =
+        e2e::eventually(Duration::from_secs(60), || (counter(&a, "slo_gate_tenants_deleted_total") >= 1).then_some(()));
+    assert!(deleted.is_some(), "the tenant was not deleted at the next start");
+    assert_eq!(holds(&a, "gone", &[71_000_000]), (vec![false], 0));
+    assert_eq!(holds(&a, "keep", &[71_000_000]), (vec![true], 10));
+    a.stop();
+}
+
 /// The markers of the compaction log's checkpoints, by the entry each stands at.
 fn checkpoint_markers(seaweed: &Seaweed) -> Vec<u64> {
     objects_under(seaweed, "checkpoints", "")
