@@ -240,6 +240,39 @@ fn failed_start(dir: &Path, name: &str, endpoint: &str, secret: &str, access: &s
     stderr
 }
 
+/// A `writer_id` that committed to the bucket, configured again over a new data directory (a
+/// lost volume, a pod rescheduled onto an empty one), stops the start with an error saying
+/// so: a collector reads its own parts from its data directory, so it would miss what it
+/// committed before, and its new series segments would overwrite its old ones. Over its own
+/// directory the id starts as before; a new id over the new directory reads everything.
+#[test]
+fn a_writer_id_that_committed_before_is_refused_over_a_new_data_directory() {
+    let seaweed = Seaweed::start();
+    seaweed.create_bucket(BUCKET);
+    let dir = tempfile::tempdir().unwrap();
+    let a = start(&seaweed, dir.path(), "a");
+    let acked = send(&a, 42_000_000, 5, Arc::new(AtomicBool::new(false))).join().unwrap();
+    assert_eq!(acked.len(), 5);
+    assert!(a.stop().success());
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let stderr = failed_start(elsewhere.path(), "a", &seaweed.endpoint(), seaweed.secret_key(), seaweed.access_key());
+    assert!(
+        stderr.contains("writer_id \"a\" committed to this bucket before (manifests/")
+            && stderr.contains("this data directory holds nothing it committed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&elsewhere.path().display().to_string()), "no absolute paths: {stderr}");
+
+    let a = start(&seaweed, dir.path(), "a");
+    all_found(&a, "a", &acked);
+    a.stop();
+    let b = start(&seaweed, elsewhere.path(), "b");
+    all_found(&b, "b", &acked);
+    assert_eq!(b.items("traces", None), acked.len() as u64 * SPANS_PER_BATCH, "every span once");
+    b.stop();
+}
+
 #[test]
 fn an_absent_bucket_costs_nothing_acknowledged_and_a_damaged_part_costs_that_part() {
     let mut seaweed = Seaweed::start();

@@ -770,6 +770,34 @@ impl Bucket {
         self.list("manifests", offset)
     }
 
+    /// Whether manifest `name` is this writer's ([`manifest_writer`]).
+    fn is_own_manifest(&self, name: &str) -> bool {
+        manifest_writer(name) == Some(self.writer.as_str())
+    }
+
+    /// Refuses a writer id that committed to the bucket before, met again over a data
+    /// directory that never committed anything (`empty`, without `bucket.log`): a new or
+    /// replaced data directory under a configured `writer_id`. A collector reads its own parts
+    /// from its data directory, never through its manifests, so its earlier parts would be
+    /// missing from its answers; and its flush numbers start again, so its new series segments
+    /// would take the names — and overwrite the objects — of its old ones, and be read as
+    /// covering its old metrics parts.
+    pub(crate) fn refuse_reused_writer(&self, data_dir: &Path) -> Result<(), BucketError> {
+        match fs::symlink_metadata(data_dir.join(LOG)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            _ => return Ok(()),
+        }
+        let names = self.list_manifests(None).map_err(|e| self.error(e.to_string()))?;
+        let Some(earlier) = names.iter().find(|n| self.is_own_manifest(n)) else { return Ok(()) };
+        Err(self.error(format!(
+            "writer_id {:?} committed to this bucket before ({earlier}), but this data directory holds nothing it \
+             committed (a new or replaced data directory): this collector would not read its earlier parts, and its \
+             new series segments would overwrite its old ones. Give it a writer_id never used in this bucket, or \
+             leave writer_id unset to have one generated",
+            self.writer
+        )))
+    }
+
     /// Creates object `name` holding `body`, refused (`Exists`) when it exists.
     pub(crate) fn create(&self, name: &str, body: Bytes) -> Result<(), RequestError> {
         let (store, key) = (Arc::clone(&self.store), self.key(name));
@@ -1061,6 +1089,17 @@ impl std::fmt::Display for RequestError {
     }
 }
 
+/// The writer of manifest `name`, `manifests/<ms, 13 digits>-<writer>-<n>.json`: everything
+/// between the time and the last `-`, since a writer id may hold `-` itself (`c` and `c-1` are
+/// two writers).
+fn manifest_writer(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("manifests/")?.strip_suffix(".json")?;
+    let (ms, rest) = rest.split_at_checked(13)?;
+    let (writer, n) = rest.strip_prefix('-')?.rsplit_once('-')?;
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    (digits(ms) && digits(n) && !writer.is_empty()).then_some(writer)
+}
+
 /// One line of `bucket.log`: the bucket names of parts committed as added or removed.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Committed {
@@ -1337,12 +1376,7 @@ const FOLDED_MANIFEST_BYTES: usize = 64 << 20;
 /// thread between its passes, so no manifest of this writer is committed meanwhile; a crash
 /// before the deletions leaves both, which fold again. Returns how many manifests were folded.
 fn fold_manifests(bucket: &Bucket) -> Result<usize, RequestError> {
-    let mine = format!("-{}-", bucket.writer);
-    let own: Vec<String> = bucket
-        .list_manifests(None)?
-        .into_iter()
-        .filter(|n| n.get("manifests/".len() + 13..).is_some_and(|rest| rest.starts_with(&mine)))
-        .collect();
+    let own: Vec<String> = bucket.list_manifests(None)?.into_iter().filter(|n| bucket.is_own_manifest(n)).collect();
     if own.len() < 2 {
         return Ok(0);
     }
@@ -1644,14 +1678,12 @@ fn apply_manifests(
     names: Vec<String>,
     gone: &mut Gone,
 ) -> Result<usize, BucketError> {
-    let mine = format!("-{}-", bucket.writer);
     let mut applied = 0;
     for name in names {
         if remotes.seen.contains(&name) {
             continue;
         }
-        let own = name.get("manifests/".len() + 13..).is_some_and(|rest| rest.starts_with(&mine));
-        if own {
+        if bucket.is_own_manifest(&name) {
             remotes.seen.insert(name);
             continue;
         }
@@ -1823,6 +1855,38 @@ mod tests {
         assert!(!theirs.covers_part(&part(Some("a"), 9), hour), "this collector's part");
         assert!(!theirs.covers_part(&part(None, 9), hour), "this collector's part");
         assert!(!segment(Some("c")).covers_part(&part(Some("b"), 9), hour), "a third writer's segment");
+    }
+
+    /// Writer ids where one begins the other and a `-` (`c`, `c-1`): each takes only its own
+    /// manifests for its own — it folds (and deletes) no other writer's, reads every other
+    /// writer's, and is refused over a new data directory only for its own.
+    #[test]
+    fn a_writer_whose_id_begins_anothers_leaves_the_others_manifests_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let config = BucketConfig::new("s3://b");
+        let open = |writer: &str| {
+            Bucket::over(Arc::clone(&store), String::new(), writer.into(), &config, dir.path(), None).unwrap()
+        };
+        let (c, c1) = (open("c"), open("c-1"));
+        let removed = ["parts/shop/traces/2026-12-01T10/x.parquet".to_string()];
+        let theirs = [c1.commit(&[], &removed).unwrap(), c1.commit(&[], &removed).unwrap()];
+        for name in &theirs {
+            assert_eq!(manifest_writer(name), Some("c-1"), "{name}");
+            assert!(c1.is_own_manifest(name) && !c.is_own_manifest(name), "{name}");
+        }
+        assert_eq!(fold_manifests(&c).unwrap(), 0, "c has no manifests to fold");
+        assert_eq!(c.list_manifests(None).unwrap(), theirs.to_vec(), "c-1's manifests are still there");
+        let empty = tempfile::tempdir().unwrap();
+        c.refuse_reused_writer(empty.path()).expect("c never committed");
+        let refused = c1.refuse_reused_writer(empty.path()).unwrap_err().to_string();
+        assert!(refused.contains("writer_id \"c-1\" committed to this bucket before (manifests/"), "{refused}");
+        std::fs::write(empty.path().join(LOG), "").unwrap();
+        c1.refuse_reused_writer(empty.path()).expect("a data directory that committed before");
+        for bad in ["manifests/1796575592775-c.json", "manifests/179657559277-c-000001.json", "manifests/x.json"] {
+            assert_eq!(manifest_writer(bad), None, "{bad}");
+        }
+        assert_eq!(manifest_writer("manifests/1796575592775-a-b-c-1234567.json"), Some("a-b-c"));
     }
 
     #[test]

@@ -530,6 +530,9 @@ impl Store {
                 state.parts.is_empty() && state.series.is_empty()
             } && shared.wal.segments().is_ok_and(|s| s.iter().all(|&q| q <= checkpoint));
             remotes.settle_deletions = empty;
+            if empty {
+                b.refuse_reused_writer(data_dir)?;
+            }
             bucket::sync_pass(&shared, b, &mut remotes)?;
         }
         // Replayed before the threads start, flushing as it goes (`replay`), so the head holds
