@@ -776,8 +776,9 @@ impl Bucket {
     }
 
     /// Refuses a writer id that committed to the bucket before, met again over a data
-    /// directory that never committed anything (`empty`, without `bucket.log`): a new or
-    /// replaced data directory under a configured `writer_id`. A collector reads its own parts
+    /// directory that never committed anything (the store calls it for one that holds nothing;
+    /// here, one without `bucket.log`): a new or replaced data directory under a configured
+    /// `writer_id`. A collector reads its own parts
     /// from its data directory, never through its manifests, so its earlier parts would be
     /// missing from its answers; and its flush numbers start again, so its new series segments
     /// would take the names — and overwrite the objects — of its old ones, and be read as

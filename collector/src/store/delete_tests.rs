@@ -1,10 +1,18 @@
 //! Tenant deletion through the store: every signal of the tenant gone from its own parts, from
 //! the parts it shared (written again without it), from the series segments and the tenant's
 //! directories, the other tenants' rows untouched, across a restart, and a deletion that a
-//! crash interrupted finished at the next start.
+//! crash interrupted, or that a stop ended while it waited for the bucket, finished at the
+//! next start.
 
 use std::path::Path;
 use std::sync::Arc;
+
+use futures_util::stream::BoxStream;
+use object_store::path::Path as Key;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult,
+};
 
 use super::super::compact::tests::{append, dump, gauges, key_file, logs, past_hour, profile, settings, spans, tenant};
 use super::super::crypt::KeyRing;
@@ -176,7 +184,7 @@ impl std::fmt::Display for PartsRefused {
 }
 
 impl PartsRefused {
-    fn check(&self, location: &object_store::path::Path) -> object_store::Result<()> {
+    fn check(&self, location: &Key) -> object_store::Result<()> {
         if self.refuse.load(std::sync::atomic::Ordering::SeqCst) && location.as_ref().starts_with("parts/") {
             return Err(object_store::Error::Generic { store: "test", source: "writes under parts/ refused".into() });
         }
@@ -185,61 +193,41 @@ impl PartsRefused {
 }
 
 #[async_trait::async_trait]
-impl object_store::ObjectStore for PartsRefused {
-    async fn put_opts(
-        &self,
-        location: &object_store::path::Path,
-        payload: object_store::PutPayload,
-        opts: object_store::PutOptions,
-    ) -> object_store::Result<object_store::PutResult> {
+impl ObjectStore for PartsRefused {
+    async fn put_opts(&self, location: &Key, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
         self.check(location)?;
         self.inner.put_opts(location, payload, opts).await
     }
 
     async fn put_multipart_opts(
         &self,
-        location: &object_store::path::Path,
-        opts: object_store::PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        location: &Key,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.check(location)?;
         self.inner.put_multipart_opts(location, opts).await
     }
 
-    async fn get_opts(
-        &self,
-        location: &object_store::path::Path,
-        options: object_store::GetOptions,
-    ) -> object_store::Result<object_store::GetResult> {
+    async fn get_opts(&self, location: &Key, options: GetOptions) -> object_store::Result<GetResult> {
         self.inner.get_opts(location, options).await
     }
 
     fn delete_stream(
         &self,
-        locations: futures_util::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>,
-    ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        locations: BoxStream<'static, object_store::Result<Key>>,
+    ) -> BoxStream<'static, object_store::Result<Key>> {
         self.inner.delete_stream(locations)
     }
 
-    fn list(
-        &self,
-        prefix: Option<&object_store::path::Path>,
-    ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+    fn list(&self, prefix: Option<&Key>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         self.inner.list(prefix)
     }
 
-    async fn list_with_delimiter(
-        &self,
-        prefix: Option<&object_store::path::Path>,
-    ) -> object_store::Result<object_store::ListResult> {
+    async fn list_with_delimiter(&self, prefix: Option<&Key>) -> object_store::Result<ListResult> {
         self.inner.list_with_delimiter(prefix).await
     }
 
-    async fn copy_opts(
-        &self,
-        from: &object_store::path::Path,
-        to: &object_store::path::Path,
-        options: object_store::CopyOptions,
-    ) -> object_store::Result<()> {
+    async fn copy_opts(&self, from: &Key, to: &Key, options: CopyOptions) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
 }
@@ -259,7 +247,7 @@ fn a_stop_ends_a_deletions_wait_for_the_bucket_and_the_next_start_deletes_the_te
     let mut config = crate::config::BucketConfig::new("s3://test");
     config.refresh_interval = slo_contracts::HumanDuration(Duration::from_millis(200));
     let open = || {
-        let store: Arc<dyn object_store::ObjectStore> = bucket.clone();
+        let store: Arc<dyn ObjectStore> = bucket.clone();
         Arc::new(Store::open_over_bucket(&data, settings(20_000), store, &config).unwrap())
     };
     let store = open();
@@ -279,7 +267,7 @@ fn a_stop_ends_a_deletions_wait_for_the_bucket_and_the_next_start_deletes_the_te
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let listed = runtime.block_on(async {
             use futures_util::StreamExt;
-            object_store::ObjectStore::list(&*bucket, Some(&"deletions".into())).collect::<Vec<_>>().await
+            ObjectStore::list(&*bucket, Some(&"deletions".into())).collect::<Vec<_>>().await
         });
         !listed.is_empty()
     };
